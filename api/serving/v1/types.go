@@ -1,0 +1,172 @@
+// Package v1 holds Knative's serving.knative.dev/v1 resources as Skiff accepts them:
+// Service, Configuration, Revision and Route, with Knative's field names, defaults,
+// validation and status.
+package v1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/api/duck"
+)
+
+// GroupVersion is the apiVersion of every resource in this package.
+const GroupVersion = "serving.knative.dev/v1"
+
+// Kinds of this API group.
+const (
+	KindService       = "Service"
+	KindConfiguration = "Configuration"
+	KindRevision      = "Revision"
+	KindRoute         = "Route"
+)
+
+// Labels Knative puts on the resources it derives, which Skiff sets the same way.
+const (
+	ServiceLabel                 = "serving.knative.dev/service"
+	ConfigurationLabel           = "serving.knative.dev/configuration"
+	ConfigurationGenerationLabel = "serving.knative.dev/configurationGeneration"
+	RouteLabel                   = "serving.knative.dev/route"
+	RevisionLabel                = "serving.knative.dev/revision"
+	// RoutingStateLabel says whether a Revision is referenced by a Route ("active") or not ("reserve").
+	RoutingStateLabel = "serving.knative.dev/routingState"
+)
+
+// Condition types of Knative serving resources.
+const (
+	ServiceConditionConfigurationsReady duck.ConditionType = "ConfigurationsReady"
+	ServiceConditionRoutesReady         duck.ConditionType = "RoutesReady"
+	RouteConditionAllTrafficAssigned    duck.ConditionType = "AllTrafficAssigned"
+	RouteConditionIngressReady          duck.ConditionType = "IngressReady"
+	RevisionConditionResourcesAvailable duck.ConditionType = "ResourcesAvailable"
+	RevisionConditionContainerHealthy   duck.ConditionType = "ContainerHealthy"
+	RevisionConditionActive             duck.ConditionType = "Active"
+)
+
+// Service is a Knative Service: a Configuration and a Route managed together.
+type Service struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ServiceSpec   `json:"spec,omitempty"`
+	Status            ServiceStatus `json:"status,omitempty"`
+}
+
+// ServiceSpec is the union of a Configuration's and a Route's spec, as in Knative.
+type ServiceSpec struct {
+	ConfigurationSpec `json:",inline"`
+	RouteSpec         `json:",inline"`
+}
+
+// ServiceStatus is what Knative reports for a Service.
+type ServiceStatus struct {
+	duck.Status               `json:",inline"`
+	ConfigurationStatusFields `json:",inline"`
+	RouteStatusFields         `json:",inline"`
+}
+
+// Configuration stamps out a new Revision every time its template changes.
+type Configuration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ConfigurationSpec   `json:"spec,omitempty"`
+	Status            ConfigurationStatus `json:"status,omitempty"`
+}
+
+// ConfigurationSpec holds the template of the Revisions a Configuration creates.
+type ConfigurationSpec struct {
+	Template RevisionTemplateSpec `json:"template"`
+}
+
+// ConfigurationStatus is what Knative reports for a Configuration.
+type ConfigurationStatus struct {
+	duck.Status               `json:",inline"`
+	ConfigurationStatusFields `json:",inline"`
+}
+
+// ConfigurationStatusFields names the newest created and newest ready Revisions.
+type ConfigurationStatusFields struct {
+	LatestReadyRevisionName   string `json:"latestReadyRevisionName,omitempty"`
+	LatestCreatedRevisionName string `json:"latestCreatedRevisionName,omitempty"`
+}
+
+// RevisionTemplateSpec is the metadata and spec each new Revision is made from.
+type RevisionTemplateSpec struct {
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RevisionSpec `json:"spec,omitempty"`
+}
+
+// Revision is an immutable snapshot of code and configuration.
+type Revision struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RevisionSpec   `json:"spec,omitempty"`
+	Status            RevisionStatus `json:"status,omitempty"`
+}
+
+// RevisionSpec is a pod spec plus Knative's per-revision knobs.
+type RevisionSpec struct {
+	corev1.PodSpec `json:",inline"`
+	// ContainerConcurrency is the most requests one pod may serve at once; 0 means no limit.
+	ContainerConcurrency *int64 `json:"containerConcurrency,omitempty"`
+	// TimeoutSeconds is the most time a request may take.
+	TimeoutSeconds *int64 `json:"timeoutSeconds,omitempty"`
+	// ResponseStartTimeoutSeconds is the most time until the first response byte.
+	ResponseStartTimeoutSeconds *int64 `json:"responseStartTimeoutSeconds,omitempty"`
+	// IdleTimeoutSeconds is the most time a request may go without bytes flowing.
+	IdleTimeoutSeconds *int64 `json:"idleTimeoutSeconds,omitempty"`
+}
+
+// RevisionStatus is what Knative reports for a Revision, plus the PodAutoscaler's scale.
+type RevisionStatus struct {
+	duck.Status       `json:",inline"`
+	LogURL            string            `json:"logUrl,omitempty"`
+	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+	// ActualReplicas is how many pods are running and ready.
+	ActualReplicas *int32 `json:"actualReplicas,omitempty"`
+	// DesiredReplicas is how many pods the autoscaler wants.
+	DesiredReplicas *int32 `json:"desiredReplicas,omitempty"`
+}
+
+// ContainerStatus names a container and the image it resolved to.
+type ContainerStatus struct {
+	Name        string `json:"name,omitempty"`
+	ImageDigest string `json:"imageDigest,omitempty"`
+}
+
+// Route sends traffic to Revisions by percent and by tag.
+type Route struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RouteSpec   `json:"spec,omitempty"`
+	Status            RouteStatus `json:"status,omitempty"`
+}
+
+// RouteSpec lists where traffic goes.
+type RouteSpec struct {
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
+}
+
+// TrafficTarget is one destination of a Route: a named Revision, or the latest ready
+// Revision of a Configuration, with a share of traffic and an optional tag.
+type TrafficTarget struct {
+	Tag               string `json:"tag,omitempty"`
+	RevisionName      string `json:"revisionName,omitempty"`
+	ConfigurationName string `json:"configurationName,omitempty"`
+	LatestRevision    *bool  `json:"latestRevision,omitempty"`
+	Percent           *int64 `json:"percent,omitempty"`
+	// URL is set in status for tagged targets.
+	URL string `json:"url,omitempty"`
+}
+
+// RouteStatus is what Knative reports for a Route.
+type RouteStatus struct {
+	duck.Status       `json:",inline"`
+	RouteStatusFields `json:",inline"`
+}
+
+// RouteStatusFields is the Route's URL, address and resolved traffic.
+type RouteStatusFields struct {
+	URL     string            `json:"url,omitempty"`
+	Address *duck.Addressable `json:"address,omitempty"`
+	Traffic []TrafficTarget   `json:"traffic,omitempty"`
+}

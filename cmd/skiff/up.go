@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/controlplane"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/gateway"
+)
+
+func addControlPlaneFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.String("data-dir", ".skiff", "where resources, built binaries and logs are kept")
+	f.String("work-dir", ".", "the Go module ko:// images are built in")
+	f.String("api-addr", "127.0.0.1:7070", "address of the resource API (skiff apply/get/delete)")
+	f.String("xds-addr", "127.0.0.1:18000", "address of the ADS server proxies connect to")
+	f.String("domain", "localhost", "route hosts are {name}.{namespace}.{domain}")
+	f.String("http-addr", "127.0.0.1:8080", "address the proxy's HTTP listener binds (sent to proxies over LDS)")
+	f.Duration("drain-timeout", time.Second, "how long a stopping instance keeps serving after it leaves the proxy's endpoints")
+}
+
+func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
+	f := cmd.Flags()
+	get := func(name string) string { v, _ := f.GetString(name); return v }
+	log, err := logger(cmd)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
+	host, portStr, err := net.SplitHostPort(get("http-addr"))
+	if err != nil {
+		return controlplane.Config{}, fmt.Errorf("--http-addr: %w", err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return controlplane.Config{}, fmt.Errorf("--http-addr: port %q: %w", portStr, err)
+	}
+	dataDir, err := filepath.Abs(get("data-dir"))
+	if err != nil {
+		return controlplane.Config{}, fmt.Errorf("--data-dir: %w", err)
+	}
+	workDir, err := filepath.Abs(get("work-dir"))
+	if err != nil {
+		return controlplane.Config{}, fmt.Errorf("--work-dir: %w", err)
+	}
+	drain, _ := f.GetDuration("drain-timeout")
+	return controlplane.Config{
+		DataDir: dataDir, WorkDir: workDir,
+		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), Domain: get("domain"),
+		ProxyListenAddress: host, ProxyListenPort: uint32(port),
+		DrainTimeout: drain, Logger: log,
+	}, nil
+}
+
+func newControlPlaneCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "controlplane",
+		Short: "Run the control plane alone (API, reconcilers, local runtime, xDS) for an external Envoy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := controlPlaneConfig(cmd)
+			if err != nil {
+				return err
+			}
+			cp, err := controlplane.New(cfg)
+			if err != nil {
+				return err
+			}
+			return cp.Run(cmd.Context())
+		},
+	}
+	addControlPlaneFlags(cmd)
+	return cmd
+}
+
+func newUpCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "up [-f FILE|DIR]",
+		Short: "Run Skiff on this machine: control plane, local runtime and gateway in one process",
+		Long: `Run Skiff on this machine: the control plane (resource API, reconcilers, local process
+runtime, xDS server) and the gateway, which connects to the xDS server as an Envoy would.
+Manifests given with -f are applied once the API is up.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := controlPlaneConfig(cmd)
+			if err != nil {
+				return err
+			}
+			adminAddr, _ := cmd.Flags().GetString("admin-addr")
+			files, _ := cmd.Flags().GetStringArray("filename")
+			cp, err := controlplane.New(cfg)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(gateway.Config{
+				ADSAddress: cp.XDSAddr().String(), NodeID: "skiff-up", NodeCluster: "skiff-gateway",
+				AdminAddress: adminAddr, Logger: cfg.Logger,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			var wg sync.WaitGroup
+			errs := make(chan error, 2)
+			wg.Go(func() { errs <- cp.Run(ctx) })
+			wg.Go(func() { errs <- gw.Run(ctx) })
+			if len(files) > 0 {
+				if err := applyFiles(ctx, cmd, apiclient.New(cp.APIAddr().String()), files); err != nil {
+					cfg.Logger.Error("apply", "err", err)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "skiff is up: API %s, HTTP %s, admin %s. Ctrl-C stops it.\n",
+				cp.APIAddr(), cfg.ProxyListenAddress+":"+strconv.Itoa(int(cfg.ProxyListenPort)), adminAddr)
+			err = <-errs
+			cancel()
+			wg.Wait()
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+			return err
+		},
+	}
+	addControlPlaneFlags(cmd)
+	cmd.Flags().String("admin-addr", "127.0.0.1:9901", "address of the gateway's admin endpoint (/stats, /ready)")
+	cmd.Flags().StringArrayP("filename", "f", nil, "manifests to apply once up (repeatable)")
+	return cmd
+}
+
+func applyFiles(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, files []string) error {
+	for _, f := range files {
+		docs, err := apiclient.ReadManifests(f, os.Stdin)
+		if err != nil {
+			return err
+		}
+		for _, d := range docs {
+			res, err := c.Apply(ctx, d, "default")
+			if err != nil {
+				return fmt.Errorf("%s: %w", d.Source, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res)
+		}
+	}
+	return nil
+}
+
+func newGatewayCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run Skiff's Envoy-compatible local data plane against an ADS server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logger(cmd)
+			if err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			get := func(name string) string { v, _ := f.GetString(name); return v }
+			delta, _ := f.GetBool("delta")
+			gw, err := gateway.New(gateway.Config{
+				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
+				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return gw.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.String("xds-addr", "127.0.0.1:18000", "ADS server to connect to")
+	f.String("node-id", "skiff-gateway", "xDS node id")
+	f.String("node-cluster", "skiff-gateway", "xDS node cluster")
+	f.String("admin-addr", "127.0.0.1:9901", "admin endpoint (/stats, /stats/prometheus, /ready)")
+	f.Bool("delta", false, "use incremental (delta) xDS instead of state of the world")
+	return cmd
+}

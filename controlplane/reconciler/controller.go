@@ -1,0 +1,247 @@
+// Package reconciler turns Knative serving resources into running revisions and proxy
+// configuration, and keeps their status true: Service → Configuration + Route,
+// Configuration → Revisions, Revision → runtime instances and an xDS cluster,
+// Route → xDS virtual hosts.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/util/workqueue"
+
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+)
+
+// Proxy is the part of the xDS server the reconcilers drive.
+type Proxy interface {
+	SetRoute(r xds.Route) error
+	DeleteRoute(namespace, name string)
+	SetCluster(c xds.Cluster) error
+	DeleteCluster(name string)
+	SetEndpoints(cluster string, eps []xds.Endpoint) (string, error)
+	// RouteAcked reports whether every connected proxy has accepted the route's current
+	// virtual hosts and the endpoints of the clusters it names.
+	RouteAcked(namespace, name string) bool
+}
+
+// Watcher is a store that reports changes.
+type Watcher interface {
+	store.Interface
+	Subscribe(fn func(store.Event)) (cancel func())
+}
+
+// Config wires a Controller to its store, runtime and proxy.
+type Config struct {
+	Store   Watcher
+	Runtime runtime.Runtime
+	Proxy   Proxy
+	// Domain is the suffix of every route's host: {name}.{namespace}.{Domain}.
+	Domain string
+	Logger *slog.Logger
+	// Scale, when set, decides how many instances a routed revision runs (the autoscaler);
+	// nil means Knative's behaviour without traffic data: initial/min scale, at least one.
+	Scale func(rev *servingv1.Revision) int
+}
+
+// Controller runs the serving reconcilers off one rate-limited work queue.
+type Controller struct {
+	cfg   Config
+	log   *slog.Logger
+	queue workqueue.TypedRateLimitingInterface[store.Key]
+	now   func() time.Time
+
+	// ackWait holds the routes waiting for a proxy ACK so they are re-checked, not lost.
+	mu      sync.Mutex
+	ackWait map[store.Key]bool
+	// routeRefs indexes the configuration and revision names each route reads.
+	routeRefs map[store.Key]map[string]bool
+}
+
+// New returns a Controller; call Run to start it.
+func New(cfg Config) *Controller {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
+	return &Controller{
+		cfg: cfg,
+		log: cfg.Logger.With("component", "reconciler"),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving"}),
+		now:       time.Now,
+		ackWait:   map[store.Key]bool{},
+		routeRefs: map[store.Key]map[string]bool{},
+	}
+}
+
+// Enqueue asks for the object at key to be reconciled.
+func (c *Controller) Enqueue(key store.Key) { c.queue.Add(key) }
+
+// RevisionChanged is the runtime's OnChange hook: a revision's instances changed.
+func (c *Controller) RevisionChanged(namespace, name string) {
+	c.queue.Add(store.Key{Kind: servingv1.KindRevision, Namespace: namespace, Name: name})
+}
+
+// Run reconciles until ctx is done, with the given number of workers.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	cancel := c.cfg.Store.Subscribe(c.onEvent)
+	defer cancel()
+	if err := c.resync(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	wg.Go(func() { c.pollAcks(ctx) })
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+// resync enqueues everything stored, so a restart brings the runtime and proxy back.
+func (c *Controller) resync(ctx context.Context) error {
+	for _, kind := range []string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute} {
+		objs, err := store.ListAs[metaOnly](ctx, c.cfg.Store, kind, "")
+		if err != nil {
+			return fmt.Errorf("resync: %w", err)
+		}
+		for _, o := range objs {
+			c.queue.Add(store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
+		}
+	}
+	return nil
+}
+
+// onEvent maps a store change to the objects whose reconcile reads it.
+func (c *Controller) onEvent(e store.Event) {
+	c.queue.Add(e.Key)
+	ns := e.Key.Namespace
+	switch e.Key.Kind {
+	case servingv1.KindConfiguration:
+		// Knative names a Service's Configuration and Route after the Service.
+		c.queue.Add(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name})
+		c.enqueueRoutesReferencing(ns, e.Key.Name)
+	case servingv1.KindRoute:
+		c.queue.Add(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name})
+	case servingv1.KindRevision:
+		var rev servingv1.Revision
+		if err := c.cfg.Store.Get(context.Background(), e.Key, &rev); err == nil {
+			if cfg := rev.Labels[servingv1.ConfigurationLabel]; cfg != "" {
+				c.queue.Add(store.Key{Kind: servingv1.KindConfiguration, Namespace: ns, Name: cfg})
+				c.enqueueRoutesReferencing(ns, cfg)
+			}
+		}
+		c.enqueueRoutesReferencing(ns, e.Key.Name)
+	}
+}
+
+// enqueueRoutesReferencing enqueues the routes whose last reconcile read the named
+// configuration or revision.
+func (c *Controller) enqueueRoutesReferencing(namespace, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, refs := range c.routeRefs {
+		if k.Namespace == namespace && refs[name] {
+			c.queue.Add(k)
+		}
+	}
+}
+
+// setRouteRefs records which configurations and revisions a route reads.
+func (c *Controller) setRouteRefs(k store.Key, refs map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if refs == nil {
+		delete(c.routeRefs, k)
+		return
+	}
+	c.routeRefs[k] = refs
+}
+
+// pollAcks re-checks routes waiting for the proxy to ACK their configuration.
+func (c *Controller) pollAcks(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		for k := range c.ackWait {
+			if c.cfg.Proxy.RouteAcked(k.Namespace, k.Name) {
+				delete(c.ackWait, k)
+				c.queue.Add(k)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *Controller) waitForAck(k store.Key, waiting bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if waiting {
+		c.ackWait[k] = true
+	} else {
+		delete(c.ackWait, k)
+	}
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	err := c.reconcile(ctx, key)
+	switch {
+	case err == nil:
+		c.queue.Forget(key)
+	case errors.Is(err, store.ErrConflict):
+		c.queue.Add(key) // someone wrote first: read again now
+	default:
+		c.log.Warn("reconcile failed", "key", key.String(), "err", err)
+		c.queue.AddRateLimited(key)
+	}
+	return true
+}
+
+func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
+	switch key.Kind {
+	case servingv1.KindService:
+		return c.reconcileService(ctx, key)
+	case servingv1.KindConfiguration:
+		return c.reconcileConfiguration(ctx, key)
+	case servingv1.KindRevision:
+		return c.reconcileRevision(ctx, key)
+	case servingv1.KindRoute:
+		return c.reconcileRoute(ctx, key)
+	}
+	return nil
+}
+
+// metaOnly decodes just an object's metadata.
+type metaOnly struct {
+	Metadata struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+	} `json:"metadata"`
+}

@@ -1,0 +1,241 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/skiff-dev/skiff/api/duck"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+)
+
+// VisibilityLabel marks a Route or Service reachable only inside the cluster, as in Knative.
+const VisibilityLabel = "networking.knative.dev/visibility"
+
+// trafficError is a traffic target that cannot be routed yet (Unknown) or at all (False).
+type trafficError struct {
+	status          duck.ConditionStatus
+	reason, message string
+}
+
+func (e *trafficError) Error() string { return e.message }
+
+// reconcileRoute resolves the route's traffic targets to ready revisions, programs the
+// proxy, and reports the URL, resolved traffic and readiness.
+func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
+	var route servingv1.Route
+	if err := c.cfg.Store.Get(ctx, key, &route); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		c.cfg.Proxy.DeleteRoute(key.Namespace, key.Name)
+		c.setRouteRefs(key, nil)
+		c.waitForAck(key, false)
+		return nil
+	}
+	now := c.now()
+	st := &route.Status
+	st.ObservedGeneration = route.Generation
+	st.MarkTrue("CertificateProvisioned", now) // plain HTTP: Knative reports TLSNotEnabled as True
+	if c := st.GetCondition("CertificateProvisioned"); c != nil {
+		c.Reason, c.Message = "TLSNotEnabled", "TLS is not enabled for this route."
+	}
+
+	refs := map[string]bool{}
+	traffic, revs, err := c.resolveTraffic(ctx, &route, refs)
+	c.setRouteRefs(key, refs)
+	var terr *trafficError
+	switch {
+	case errors.As(err, &terr):
+		st.SetCondition(duck.Condition{Type: servingv1.RouteConditionAllTrafficAssigned, Status: terr.status, Reason: terr.reason, Message: terr.message}, now)
+		// The proxy keeps the last traffic it was given until the new targets are ready.
+		summarize(&st.Status, now, servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady)
+		return c.cfg.Store.UpdateStatus(ctx, &route)
+	case err != nil:
+		return fmt.Errorf("reconcile route %s: %w", key, err)
+	}
+
+	if err := c.cfg.Proxy.SetRoute(c.translate(&route, traffic, revs)); err != nil {
+		return fmt.Errorf("reconcile route %s: program proxy: %w", key, err)
+	}
+	if err := c.markRoutingState(ctx, &route, traffic); err != nil {
+		return fmt.Errorf("reconcile route %s: %w", key, err)
+	}
+
+	st.URL = "http://" + c.hosts(&route, "")[0]
+	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + ".svc.cluster.local"}
+	st.Traffic = traffic
+	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
+	if c.cfg.Proxy.RouteAcked(route.Namespace, route.Name) {
+		c.waitForAck(key, false)
+		st.MarkTrue(servingv1.RouteConditionIngressReady, now)
+	} else {
+		c.waitForAck(key, true)
+		st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
+	}
+	summarize(&st.Status, now, servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady)
+	return c.cfg.Store.UpdateStatus(ctx, &route)
+}
+
+// resolveTraffic turns spec.traffic into status.traffic with a ready revision for every
+// target, recording in refs every configuration and revision it read.
+func (c *Controller) resolveTraffic(ctx context.Context, route *servingv1.Route, refs map[string]bool) ([]servingv1.TrafficTarget, map[string]*servingv1.Revision, error) {
+	var out []servingv1.TrafficTarget
+	revs := map[string]*servingv1.Revision{}
+	for _, t := range route.Spec.Traffic {
+		name := t.RevisionName
+		if t.LatestRevision != nil && *t.LatestRevision {
+			refs[t.ConfigurationName] = true
+			var cfg servingv1.Configuration
+			err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindConfiguration, Namespace: route.Namespace, Name: t.ConfigurationName}, &cfg)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return nil, nil, &trafficError{duck.False, "ConfigurationMissing", fmt.Sprintf("Configuration %q referenced in traffic not found.", t.ConfigurationName)}
+			case err != nil:
+				return nil, nil, err
+			}
+			name = cfg.Status.LatestReadyRevisionName
+			if name == "" {
+				if r := cfg.Status.GetCondition(duck.ConditionReady); r != nil && r.Status == duck.False {
+					return nil, nil, &trafficError{duck.False, "RevisionMissing", fmt.Sprintf("Configuration %q does not have any ready Revision.", t.ConfigurationName)}
+				}
+				return nil, nil, &trafficError{duck.Unknown, "RevisionMissing", fmt.Sprintf("Configuration %q is waiting for a Revision to become ready.", t.ConfigurationName)}
+			}
+		}
+		refs[name] = true
+		rev := revs[name]
+		if rev == nil {
+			rev = &servingv1.Revision{}
+			err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: name}, rev)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return nil, nil, &trafficError{duck.False, "RevisionMissing", fmt.Sprintf("Revision %q referenced in traffic not found.", name)}
+			case err != nil:
+				return nil, nil, err
+			}
+			if r := rev.Status.GetCondition(duck.ConditionReady); r == nil || r.Status != duck.True {
+				if r != nil && r.Status == duck.False {
+					return nil, nil, &trafficError{duck.False, "RevisionMissing", fmt.Sprintf("Revision %q failed to become ready: %s", name, r.Message)}
+				}
+				return nil, nil, &trafficError{duck.Unknown, "RevisionMissing", fmt.Sprintf("Revision %q is not yet ready.", name)}
+			}
+			revs[name] = rev
+		}
+		resolved := servingv1.TrafficTarget{
+			Tag: t.Tag, RevisionName: name, ConfigurationName: t.ConfigurationName,
+			LatestRevision: t.LatestRevision, Percent: t.Percent,
+		}
+		if t.Tag != "" {
+			resolved.URL = "http://" + c.hosts(route, t.Tag)[0]
+		}
+		out = append(out, resolved)
+	}
+	return out, revs, nil
+}
+
+// hosts are the host names a route (or one of its tags) answers to; the first is its URL's.
+func (c *Controller) hosts(route *servingv1.Route, tag string) []string {
+	name := route.Name
+	if tag != "" {
+		name = tag + "-" + route.Name
+	}
+	local := []string{name + "." + route.Namespace + ".svc.cluster.local", name + "." + route.Namespace + ".svc", name + "." + route.Namespace}
+	if route.Labels[VisibilityLabel] == "cluster-local" {
+		return local
+	}
+	return append([]string{name + "." + route.Namespace + "." + c.cfg.Domain}, local...)
+}
+
+// translate turns resolved traffic into the proxy's model: one virtual host for the route
+// split by percent, and one per tag sending everything to the tagged revision.
+func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.TrafficTarget, revs map[string]*servingv1.Revision) xds.Route {
+	out := xds.Route{Namespace: route.Namespace, Name: route.Name}
+	weights := map[string]int64{}
+	var order []string
+	for _, t := range traffic {
+		if t.Percent == nil || *t.Percent == 0 {
+			continue
+		}
+		if _, seen := weights[t.RevisionName]; !seen {
+			order = append(order, t.RevisionName)
+		}
+		weights[t.RevisionName] += *t.Percent
+	}
+	def := xds.VirtualHost{
+		Name:     route.Namespace + "/" + route.Name,
+		Domains:  c.hosts(route, ""),
+		Metadata: map[string]string{"namespace": route.Namespace, "route": route.Name},
+	}
+	for _, name := range order {
+		def.Clusters = append(def.Clusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, name), Weight: uint32(weights[name])})
+		def.Timeout = max(def.Timeout, revisionTimeout(revs[name]))
+	}
+	out.VirtualHosts = append(out.VirtualHosts, def)
+	for _, t := range traffic {
+		if t.Tag == "" {
+			continue
+		}
+		out.VirtualHosts = append(out.VirtualHosts, xds.VirtualHost{
+			Name:     route.Namespace + "/" + route.Name + "/" + t.Tag,
+			Domains:  c.hosts(route, t.Tag),
+			Clusters: []xds.WeightedCluster{{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: 100}},
+			Timeout:  revisionTimeout(revs[t.RevisionName]),
+			Metadata: map[string]string{"namespace": route.Namespace, "route": route.Name, "tag": t.Tag},
+		})
+	}
+	return out
+}
+
+func revisionTimeout(rev *servingv1.Revision) time.Duration {
+	if rev == nil || rev.Spec.TimeoutSeconds == nil {
+		return time.Duration(servingv1.DefaultTimeoutSeconds) * time.Second
+	}
+	return time.Duration(*rev.Spec.TimeoutSeconds) * time.Second
+}
+
+// markRoutingState labels the revisions this route sends traffic to "active" and the ones
+// it stopped sending traffic to "reserve", so that unrouted revisions stop running.
+func (c *Controller) markRoutingState(ctx context.Context, route *servingv1.Route, traffic []servingv1.TrafficTarget) error {
+	now := map[string]bool{}
+	for _, t := range traffic {
+		now[t.RevisionName] = true
+	}
+	var names []string
+	for n := range now {
+		names = append(names, n)
+	}
+	for _, t := range route.Status.Traffic {
+		if !now[t.RevisionName] && !slices.Contains(names, t.RevisionName) {
+			names = append(names, t.RevisionName)
+		}
+	}
+	for _, n := range names {
+		state := "reserve"
+		if now[n] {
+			state = "active"
+		}
+		var rev servingv1.Revision
+		err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: n}, &rev)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if rev.Labels[servingv1.RoutingStateLabel] == state {
+			continue
+		}
+		if rev.Labels == nil {
+			rev.Labels = map[string]string{}
+		}
+		rev.Labels[servingv1.RoutingStateLabel] = state
+		if err := c.cfg.Store.Update(ctx, &rev); err != nil {
+			return fmt.Errorf("label revision %s %s: %w", n, state, err)
+		}
+	}
+	return nil
+}

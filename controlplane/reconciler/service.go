@@ -1,0 +1,191 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/api/duck"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/store"
+)
+
+// reconcileService makes the Service's Configuration and Route match its spec and
+// reports their readiness as the Service's status.
+func (c *Controller) reconcileService(ctx context.Context, key store.Key) error {
+	var svc servingv1.Service
+	if err := c.cfg.Store.Get(ctx, key, &svc); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // the store deletes what the Service owned
+		}
+		return err
+	}
+	owner := ownerRef(&svc.ObjectMeta, servingv1.KindService)
+	labels := childLabels(svc.Labels, servingv1.ServiceLabel, svc.Name)
+
+	cfg := servingv1.Configuration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindConfiguration},
+		ObjectMeta: childMeta(&svc.ObjectMeta, svc.Name, labels, owner),
+		Spec:       svc.Spec.ConfigurationSpec,
+	}
+	if err := ensure(ctx, c.cfg.Store, &cfg, func(have *servingv1.Configuration) bool {
+		return reflect.DeepEqual(have.Spec, cfg.Spec) && maps.Equal(have.Labels, cfg.Labels)
+	}); err != nil {
+		return fmt.Errorf("reconcile service %s: configuration: %w", key, err)
+	}
+
+	route := servingv1.Route{
+		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRoute},
+		ObjectMeta: childMeta(&svc.ObjectMeta, svc.Name, labels, owner),
+		Spec:       servingv1.RouteSpec{Traffic: make([]servingv1.TrafficTarget, len(svc.Spec.Traffic))},
+	}
+	for i, t := range svc.Spec.Traffic {
+		if t.LatestRevision != nil && *t.LatestRevision {
+			t.ConfigurationName = svc.Name
+		}
+		route.Spec.Traffic[i] = t
+	}
+	if err := ensure(ctx, c.cfg.Store, &route, func(have *servingv1.Route) bool {
+		return reflect.DeepEqual(have.Spec, route.Spec) && maps.Equal(have.Labels, route.Labels)
+	}); err != nil {
+		return fmt.Errorf("reconcile service %s: route: %w", key, err)
+	}
+
+	now := c.now()
+	st := &svc.Status
+	st.ObservedGeneration = svc.Generation
+	if cfg.Status.ObservedGeneration == cfg.Generation {
+		st.ConfigurationStatusFields = cfg.Status.ConfigurationStatusFields
+		mirror(&st.Status, servingv1.ServiceConditionConfigurationsReady, cfg.Status.GetCondition(duck.ConditionReady), now)
+	} else {
+		st.MarkUnknown(servingv1.ServiceConditionConfigurationsReady, "OutOfDate", "The Configuration is still working to reflect the latest desired specification.", now)
+	}
+	if route.Status.ObservedGeneration == route.Generation {
+		st.RouteStatusFields = route.Status.RouteStatusFields
+		st.Traffic = make([]servingv1.TrafficTarget, len(route.Status.Traffic))
+		for i, t := range route.Status.Traffic {
+			t.ConfigurationName = "" // implied by the Service, as Knative reports it
+			st.Traffic[i] = t
+		}
+		mirror(&st.Status, servingv1.ServiceConditionRoutesReady, route.Status.GetCondition(duck.ConditionReady), now)
+		if stale := staleLatest(route.Status.Traffic, cfg.Status.LatestReadyRevisionName); stale != "" {
+			st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "OutOfDate",
+				fmt.Sprintf("The Route still sends latestRevision traffic to %q, not to the latest ready revision %q.", stale, cfg.Status.LatestReadyRevisionName), now)
+		}
+	} else {
+		st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "OutOfDate", "The Route is still working to reflect the latest desired specification.", now)
+	}
+	summarize(&st.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
+	return c.cfg.Store.UpdateStatus(ctx, &svc)
+}
+
+// ensure creates obj, or updates the stored copy when same() says it differs, and leaves
+// the stored object (with its status) in obj.
+func ensure[T any, PT interface {
+	*T
+	store.Object
+}](ctx context.Context, s store.Interface, obj PT, same func(have PT) bool) error {
+	have := PT(new(T))
+	err := s.Get(ctx, store.KeyOf(obj), have)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return s.Create(ctx, obj)
+	case err != nil:
+		return err
+	case same(have):
+		*obj = *have
+		return nil
+	}
+	if !isOwnedBy(have.GetOwnerReferences(), obj.GetOwnerReferences()) {
+		return fmt.Errorf("%s exists and is not owned by %s", store.KeyOf(obj), obj.GetOwnerReferences()[0].Name)
+	}
+	obj.SetResourceVersion(have.GetResourceVersion())
+	return s.Update(ctx, obj)
+}
+
+func isOwnedBy(have, want []metav1.OwnerReference) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h.UID == w.UID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func ownerRef(m *metav1.ObjectMeta, kind string) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{
+		APIVersion: servingv1.GroupVersion, Kind: kind, Name: m.Name, UID: m.UID,
+		Controller: &yes, BlockOwnerDeletion: &yes,
+	}
+}
+
+func childLabels(parent map[string]string, key, value string) map[string]string {
+	l := maps.Clone(parent)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[key] = value
+	return l
+}
+
+func childMeta(parent *metav1.ObjectMeta, name string, labels map[string]string, owner metav1.OwnerReference) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name: name, Namespace: parent.Namespace, Labels: labels,
+		OwnerReferences: []metav1.OwnerReference{owner},
+	}
+}
+
+// mirror copies a child's Ready condition into the parent's condition t.
+func mirror(st *duck.Status, t duck.ConditionType, child *duck.Condition, now time.Time) {
+	if child == nil {
+		st.MarkUnknown(t, "Initializing", "", now)
+		return
+	}
+	st.SetCondition(duck.Condition{Type: t, Status: child.Status, Reason: child.Reason, Message: child.Message}, now)
+}
+
+// summarize sets Ready from the dependent conditions, as Knative's condition sets do:
+// False if any is False, True if all are True, Unknown otherwise.
+func summarize(st *duck.Status, now time.Time, deps ...duck.ConditionType) {
+	var unknown *duck.Condition
+	for _, d := range deps {
+		c := st.GetCondition(d)
+		if c == nil {
+			st.MarkUnknown(duck.ConditionReady, "Initializing", "", now)
+			return
+		}
+		switch c.Status {
+		case duck.False:
+			st.MarkFalse(duck.ConditionReady, c.Reason, c.Message, now)
+			return
+		case duck.Unknown:
+			if unknown == nil {
+				unknown = c
+			}
+		}
+	}
+	if unknown != nil {
+		st.MarkUnknown(duck.ConditionReady, unknown.Reason, unknown.Message, now)
+		return
+	}
+	st.MarkTrue(duck.ConditionReady, now)
+}
+
+// staleLatest returns the revision a latestRevision target still routes to when that is not
+// the configuration's latest ready one, so a Service is not Ready before the route catches up.
+func staleLatest(traffic []servingv1.TrafficTarget, latestReady string) string {
+	for _, t := range traffic {
+		if t.LatestRevision != nil && *t.LatestRevision && t.RevisionName != latestReady {
+			return t.RevisionName
+		}
+	}
+	return ""
+}

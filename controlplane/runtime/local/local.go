@@ -1,0 +1,509 @@
+// Package local runs Knative Revisions as local processes, for `skiff up`: each instance is a
+// process listening on a free loopback port given in PORT, probed for readiness the way Knative's
+// queue-proxy probes a pod, restarted with backoff when it crashes and drained before it is
+// stopped.
+//
+// What runs: the serving container's `command` and `args` (relative paths resolve against
+// Config.WorkDir), or, for an image `ko://<Go import path>`, the program `go build` makes of that
+// path in WorkDir (built once per revision). Any other image makes the revision fail at once.
+//
+// Failure: a revision whose spec cannot run locally (image, valueFrom, multiple containers, gRPC
+// probes) or whose build fails is Failed at once and runs nothing. A crashing instance is
+// restarted with CrashLoopBackOff's backoff and counted in State.Restarts; the revision becomes
+// Failed only if it crashes Config.CrashLoopLimit times before any of its instances was ever
+// ready (it is still restarted, and stops being Failed once an instance becomes ready). Once a
+// revision has been ready, crashes only show in Restarts, Reason and Message (ExitCodeN and
+// "Container failed with: <last stderr lines>", cleared when that instance is ready again).
+//
+// Environment: the runtime's own (Config.Env, so PATH, HOME and GOCACHE reach the app), then the
+// container's env, then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, which always win.
+// $(VAR) references in env values, command and args are expanded as Kubernetes does ($$ is $).
+//
+// Readiness: the container's readinessProbe (httpGet, tcpSocket or exec; Knative's default is TCP)
+// is always run against the instance's PORT, as queue-proxy rewrites probes to the user port:
+// every 50ms until first ready, then every periodSeconds (default 1s); failureThreshold (default
+// 3) failures in a row take the instance out of Endpoints. livenessProbe, startupProbe,
+// volumeMounts, workingDir, securityContext and resources are ignored, with a warning.
+//
+// Stopping (scale down, Remove, Close): the instance leaves Endpoints at once (OnChange), then
+// after Config.DrainTimeout its process group gets SIGTERM, then SIGKILL after
+// terminationGracePeriodSeconds capped by Config.MaxGracePeriod. Scale-down stops unready
+// instances first, then the newest.
+//
+// Output: each instance's stdout and stderr go to <DataDir>/logs/<ns>/<rev>.log, each line
+// prefixed with "[<instance index>] "; indexes are never reused within a revision. A failed
+// build's output is there too, prefixed "[build] ".
+package local
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
+)
+
+// loopback is the address every instance is reached on.
+const loopback = "127.0.0.1"
+
+// ErrClosed is returned by Scale after Close.
+var ErrClosed = errors.New("local runtime: closed")
+
+// Config configures a local Runtime. Zero values take the documented defaults.
+type Config struct {
+	// DataDir holds built programs (bin/<ns>/<rev>/app) and logs (logs/<ns>/<rev>.log).
+	// Default: <os.TempDir()>/skiff.
+	DataDir string
+	// WorkDir is where programs run and `go build` runs: the user's module. Default: the
+	// current directory.
+	WorkDir string
+	// Logger receives the runtime's own logs (not the apps'). Default: slog.Default().
+	Logger *slog.Logger
+	// OnChange is called whenever a revision's State changes. Calls come from one goroutine of
+	// the runtime, never while it holds a lock and never from inside Scale or Remove; changes
+	// that happen while a call runs are coalesced into the next one.
+	OnChange func(namespace, name string)
+	// DrainTimeout is the time between taking an instance out of Endpoints and sending it
+	// SIGTERM, so that proxies stop sending it requests first. Default 1s; negative: none.
+	DrainTimeout time.Duration
+	// MaxGracePeriod caps the pod spec's terminationGracePeriodSeconds (default 30s), the time
+	// between SIGTERM and SIGKILL. Default 10s.
+	MaxGracePeriod time.Duration
+	// RestartBackoff is the wait before restarting a crashed instance the first time; it
+	// doubles with every crash up to MaxRestartBackoff. Defaults 1s and 30s, as the kubelet's.
+	RestartBackoff, MaxRestartBackoff time.Duration
+	// CrashLoopLimit is how many crashes, before any instance was ever ready, make the revision
+	// Failed. Default 3.
+	CrashLoopLimit int
+	// BuildTimeout bounds `go build` of a ko:// image. Default 5m.
+	BuildTimeout time.Duration
+	// GoCommand is the go tool used to build ko:// images. Default "go" (found in PATH).
+	GoCommand string
+	// Env is the environment every instance and build starts from, before the container's env
+	// and Knative's PORT, K_SERVICE, K_CONFIGURATION and K_REVISION. Default: os.Environ().
+	Env []string
+}
+
+func (c Config) withDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join(os.TempDir(), "skiff")
+	}
+	if c.WorkDir == "" {
+		c.WorkDir = "."
+	}
+	if abs, err := filepath.Abs(c.WorkDir); err == nil {
+		c.WorkDir = abs
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = time.Second
+	}
+	if c.DrainTimeout < 0 {
+		c.DrainTimeout = 0
+	}
+	if c.MaxGracePeriod <= 0 {
+		c.MaxGracePeriod = 10 * time.Second
+	}
+	if c.RestartBackoff <= 0 {
+		c.RestartBackoff = time.Second
+	}
+	if c.MaxRestartBackoff <= 0 {
+		c.MaxRestartBackoff = 30 * time.Second
+	}
+	if c.MaxRestartBackoff < c.RestartBackoff {
+		c.MaxRestartBackoff = c.RestartBackoff
+	}
+	if c.CrashLoopLimit <= 0 {
+		c.CrashLoopLimit = 3
+	}
+	if c.BuildTimeout <= 0 {
+		c.BuildTimeout = 5 * time.Minute
+	}
+	if c.GoCommand == "" {
+		c.GoCommand = "go"
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	return c
+}
+
+// Runtime runs revisions as local processes. It implements runtime.Runtime; create it with New
+// and stop it with Close.
+type Runtime struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context // canceled by Close: aborts builds and probes
+	cancel context.CancelFunc
+
+	wg         sync.WaitGroup // every instance and build goroutine
+	wake       chan struct{}  // a notification is pending
+	stopNotify chan struct{}  // closed by Close: the notifier stops
+	notifyDone chan struct{}  // closed when the notifier has stopped
+	hurry      chan struct{}  // closed when Close runs out of time: stop without drain or grace
+	closeOnce  sync.Once
+	closeDone  chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	revs   map[key]*revision
+	ports  map[int]struct{} // ports handed to running processes
+	dirty  map[key]struct{} // revisions whose change OnChange has not heard of yet
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+type key struct{ namespace, name string }
+
+// revision is the runtime's record of one revision; guarded by Runtime.mu unless noted.
+type revision struct {
+	key    key
+	plan   *plan // nil when failed at admission
+	ctx    context.Context
+	cancel context.CancelFunc
+	logs   *logSink // has its own lock
+
+	desired   int
+	runnable  bool               // the program exists (command given, or build done)
+	active    []*instance        // instances counted towards desired
+	all       map[*instance]bool // instances whose goroutine still runs, draining ones too
+	nextIndex int
+	restarts  int
+	everReady bool
+	failed    bool   // a terminal problem: nothing runs
+	reason    string // of the terminal problem, or of the latest crash
+	message   string
+}
+
+// New makes a Runtime; it starts no process until Scale is called.
+func New(cfg Config) *Runtime {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runtime{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "runtime/local"),
+		ctx:        ctx,
+		cancel:     cancel,
+		wake:       make(chan struct{}, 1),
+		stopNotify: make(chan struct{}),
+		notifyDone: make(chan struct{}),
+		hurry:      make(chan struct{}),
+		closeDone:  make(chan struct{}),
+		revs:       map[key]*revision{},
+		ports:      map[int]struct{}{},
+		dirty:      map[key]struct{}{},
+	}
+	go r.notifier()
+	return r
+}
+
+// Scale makes the revision run replicas instances. The first call for a revision checks its spec
+// and, for a ko:// image, starts the build; instances start and stop in the background. A spec
+// that cannot run is reported in State (Failed), not as an error; errors are for a nil or unnamed
+// revision, a negative count, or a closed runtime. The spec is read on the first call only:
+// revisions are immutable.
+func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas int) error {
+	if rev == nil {
+		return errors.New("scaling a revision: nil revision")
+	}
+	ns := cmp.Or(rev.Namespace, "default")
+	if err := checkName(ns, rev.Name); err != nil {
+		return fmt.Errorf("scaling revision %s/%s: %w", ns, rev.Name, err)
+	}
+	if replicas < 0 {
+		return fmt.Errorf("scaling revision %s/%s: negative replicas %d", ns, rev.Name, replicas)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	k := key{ns, rev.Name}
+	rv := r.revs[k]
+	if rv == nil {
+		rv = r.admitLocked(k, rev)
+		r.revs[k] = rv
+		r.markDirtyLocked(k)
+	}
+	if rv.desired != replicas {
+		r.log.Info("scaling revision", "revision", ns+"/"+rev.Name, "from", rv.desired, "to", replicas)
+		rv.desired = replicas
+		r.markDirtyLocked(k)
+	}
+	r.reconcileLocked(rv)
+	return nil
+}
+
+// checkName rejects names that would escape DataDir.
+func checkName(ns, name string) error {
+	for _, s := range []string{ns, name} {
+		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, `/\`) {
+			return fmt.Errorf("invalid namespace or name %q", s)
+		}
+	}
+	return nil
+}
+
+// admitLocked makes the record of a revision seen for the first time: checks its spec and starts
+// its build if it needs one.
+func (r *Runtime) admitLocked(k key, rev *servingv1.Revision) *revision {
+	ctx, cancel := context.WithCancel(r.ctx)
+	rv := &revision{
+		key:    k,
+		ctx:    ctx,
+		cancel: cancel,
+		all:    map[*instance]bool{},
+		logs: &logSink{
+			path: filepath.Join(r.cfg.DataDir, "logs", k.namespace, k.name+".log"),
+			log:  r.log,
+		},
+	}
+	name := k.namespace + "/" + k.name
+	p, perr := newPlan(rev, r.cfg.WorkDir)
+	if perr != nil {
+		rv.failed, rv.reason, rv.message = true, perr.reason, perr.message
+		r.log.Warn("revision cannot run locally", "revision", name, "reason", perr.reason, "message", perr.message)
+		return rv
+	}
+	rv.plan = p
+	if len(p.ignored) > 0 {
+		r.log.Warn("the local runtime ignores these fields", "revision", name, "fields", strings.Join(p.ignored, ", "))
+	}
+	if p.importPath == "" {
+		rv.runnable = true
+		return rv
+	}
+	r.wg.Add(1)
+	go r.build(rv, p.importPath)
+	return rv
+}
+
+// reconcileLocked starts or stops instances until as many as desired are active.
+func (r *Runtime) reconcileLocked(rv *revision) {
+	if rv.failed || !rv.runnable || r.closed || r.revs[rv.key] != rv {
+		return
+	}
+	for len(rv.active) < rv.desired {
+		in := &instance{index: rv.nextIndex, stop: make(chan struct{}), done: make(chan struct{})}
+		rv.nextIndex++
+		rv.active = append(rv.active, in)
+		rv.all[in] = true
+		rv.logs.acquire()
+		r.wg.Add(1)
+		go r.runInstance(rv, in)
+	}
+	if extra := len(rv.active) - rv.desired; extra > 0 {
+		// Like a ReplicaSet: unready instances go first, then the newest.
+		victims := slices.Clone(rv.active)
+		slices.SortFunc(victims, func(a, b *instance) int {
+			if a.ready != b.ready {
+				if a.ready {
+					return 1
+				}
+				return -1
+			}
+			return b.index - a.index
+		})
+		for _, in := range victims[:extra] {
+			r.stopInstanceLocked(rv, in)
+		}
+	}
+}
+
+// stopInstanceLocked takes an instance out of the active set and out of Endpoints at once and
+// tells its goroutine to drain and stop it.
+func (r *Runtime) stopInstanceLocked(rv *revision, in *instance) {
+	if in.stopping {
+		return
+	}
+	in.stopping = true
+	close(in.stop)
+	rv.active = slices.DeleteFunc(rv.active, func(x *instance) bool { return x == in })
+	if in.ready {
+		in.ready = false
+		r.markDirtyLocked(rv.key)
+	}
+}
+
+// Remove stops every instance of the revision: it leaves Endpoints at once, then each instance is
+// drained, sent SIGTERM, given its grace period and killed. Remove waits for that until ctx is
+// done; the instances are stopped in any case. State is the zero State from the start.
+func (r *Runtime) Remove(ctx context.Context, namespace, name string) error {
+	k := key{cmp.Or(namespace, "default"), name}
+	r.mu.Lock()
+	rv := r.revs[k]
+	if rv == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	delete(r.revs, k)
+	rv.cancel()
+	for _, in := range slices.Clone(rv.active) {
+		r.stopInstanceLocked(rv, in)
+	}
+	var done []chan struct{}
+	for in := range rv.all {
+		done = append(done, in.done)
+	}
+	r.markDirtyLocked(k)
+	r.mu.Unlock()
+	r.log.Info("removing revision", "revision", k.namespace+"/"+k.name, "instances", len(done))
+	for _, d := range done {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return fmt.Errorf("removing revision %s/%s: waiting for its instances to stop: %w", k.namespace, k.name, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// State is what the runtime observes of the revision now.
+func (r *Runtime) State(namespace, name string) runtime.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rv := r.revs[key{cmp.Or(namespace, "default"), name}]
+	if rv == nil {
+		return runtime.State{}
+	}
+	st := runtime.State{Desired: rv.desired, Restarts: rv.restarts}
+	active := slices.Clone(rv.active)
+	slices.SortFunc(active, func(a, b *instance) int { return a.index - b.index })
+	var latest *instance
+	for _, in := range active {
+		if in.ready {
+			st.Ready++
+			st.Endpoints = append(st.Endpoints, runtime.Endpoint{Address: loopback, Port: uint32(in.port)})
+		}
+		if in.reason != "" && (latest == nil || in.since.After(latest.since)) {
+			latest = in
+		}
+	}
+	switch {
+	case rv.failed:
+		st.Failed, st.Reason, st.Message = true, rv.reason, rv.message
+	case !rv.everReady && rv.restarts >= r.cfg.CrashLoopLimit:
+		st.Failed, st.Reason, st.Message = true, rv.reason, rv.message
+	case latest != nil:
+		st.Reason, st.Message = latest.reason, latest.message
+	}
+	return st
+}
+
+// Close stops every instance (drain, SIGTERM, grace period, SIGKILL) and every goroutine of the
+// runtime. When ctx is done first, the remaining instances are killed at once and Close returns
+// ctx's error once they are gone. Close waits for an OnChange call that is running; no call
+// starts after Close has returned.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		for k, rv := range r.revs {
+			for _, in := range slices.Clone(rv.active) {
+				r.stopInstanceLocked(rv, in)
+			}
+			delete(r.revs, k)
+		}
+		r.mu.Unlock()
+		r.cancel()
+		go func() {
+			r.wg.Wait()
+			close(r.stopNotify)
+			<-r.notifyDone
+			close(r.closeDone)
+		}()
+	})
+	select {
+	case <-r.closeDone:
+		return nil
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	select {
+	case <-r.hurry:
+	default:
+		close(r.hurry)
+	}
+	r.mu.Unlock()
+	<-r.closeDone // quick now: every instance is being killed
+	return fmt.Errorf("closing the local runtime: %w", ctx.Err())
+}
+
+// markDirtyLocked records that the revision's State changed and wakes the notifier.
+func (r *Runtime) markDirtyLocked(k key) {
+	if r.cfg.OnChange == nil {
+		return
+	}
+	r.dirty[k] = struct{}{}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// notifier calls OnChange for changed revisions, outside any lock, until Close.
+func (r *Runtime) notifier() {
+	defer close(r.notifyDone)
+	for {
+		select {
+		case <-r.stopNotify:
+			return
+		case <-r.wake:
+		}
+		r.mu.Lock()
+		dirty := r.dirty
+		r.dirty = map[key]struct{}{}
+		r.mu.Unlock()
+		for k := range dirty {
+			select {
+			case <-r.stopNotify:
+				return
+			default:
+			}
+			r.cfg.OnChange(k.namespace, k.name)
+		}
+	}
+}
+
+// allocPort picks a free loopback port that no other instance of this runtime holds.
+func (r *Runtime) allocPort() (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("picking a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		r.mu.Lock()
+		_, taken := r.ports[port]
+		if !taken {
+			r.ports[port] = struct{}{}
+		}
+		r.mu.Unlock()
+		if !taken {
+			return port, nil
+		}
+	}
+	return 0, errors.New("picking a free port: every port offered is taken by another instance")
+}
+
+func (r *Runtime) releasePort(port int) {
+	r.mu.Lock()
+	delete(r.ports, port)
+	r.mu.Unlock()
+}

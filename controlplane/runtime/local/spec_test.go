@@ -1,0 +1,88 @@
+package local
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+)
+
+func TestExpandFollowsKubernetes(t *testing.T) {
+	vars := map[string]string{"PORT": "1234", "A": "x"}
+	lookup := func(n string) (string, bool) { v, ok := vars[n]; return v, ok }
+	for in, want := range map[string]string{
+		"--port=$(PORT)":    "--port=1234",
+		"$(A)$(A)":          "xx",
+		"$(UNKNOWN)":        "$(UNKNOWN)",
+		"$$(PORT)":          "$(PORT)",
+		"cost $5":           "cost $5",
+		"$(PORT":            "$(PORT",
+		"trailing $":        "trailing $",
+		"no references":     "no references",
+		"$$$$ and $(A) $$x": "$$ and x $x",
+	} {
+		if got := expand(in, lookup); got != want {
+			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPlanEnvAndArgs(t *testing.T) {
+	rev := &servingv1.Revision{
+		ObjectMeta: metav1.ObjectMeta{Name: "r-1", Namespace: "ns", Labels: map[string]string{
+			servingv1.ServiceLabel: "s", servingv1.ConfigurationLabel: "c"}},
+		Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{{
+			Command: []string{"./bin/app", "--rev=$(K_REVISION)"},
+			Args:    []string{"--listen=:$(PORT)", "--greeting=$(GREETING)"},
+			Env: []corev1.EnvVar{
+				{Name: "HOME", Value: "/override"},
+				{Name: "GREETING", Value: "hi from $(K_SERVICE)"},
+				{Name: "K_SERVICE", Value: "user cannot set this"},
+			},
+		}}}},
+	}
+	p, perr := newPlan(rev, "/work")
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if got, want := p.argv(9000), []string{filepath.Join("/work", "bin/app"), "--rev=r-1", "--listen=:9000", "--greeting=hi from s"}; !slices.Equal(got, want) {
+		t.Errorf("argv = %q, want %q", got, want)
+	}
+	env := p.envFor([]string{"PATH=/bin", "HOME=/home/u", "PORT=1", "K_REVISION=parent"}, 9000)
+	last := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		last[k] = v
+	}
+	want := map[string]string{"PATH": "/bin", "HOME": "/override", "GREETING": "hi from s", "PORT": "9000",
+		"K_SERVICE": "s", "K_CONFIGURATION": "c", "K_REVISION": "r-1"}
+	for k, v := range want {
+		if last[k] != v {
+			t.Errorf("env %s = %q, want %q (env %q)", k, last[k], v, env)
+		}
+	}
+	if slices.Contains(env, "PORT=1") || slices.Contains(env, "K_REVISION=parent") {
+		t.Errorf("the parent's reserved variables leaked: %q", env)
+	}
+}
+
+func TestProbeDefaults(t *testing.T) {
+	p, perr := newProbe(nil, "f")
+	if perr != nil || p.kind != "tcp" || p.period != time.Second || p.failures != 3 || p.successes != 1 || p.timeout != time.Second {
+		t.Errorf("default probe = %+v, %v", p, perr)
+	}
+	p, perr = newProbe(&corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: "ready?x=1", Scheme: corev1.URISchemeHTTPS,
+		HTTPHeaders: []corev1.HTTPHeader{{Name: "host", Value: "h.example"}, {Name: "X-A", Value: "b"}},
+	}}, PeriodSeconds: 2, FailureThreshold: 5}, "f")
+	if perr != nil || p.kind != "http" || p.scheme != "https" || p.path != "/ready?x=1" || p.host != "h.example" ||
+		len(p.headers) != 1 || p.period != 2*time.Second || p.failures != 5 {
+		t.Errorf("http probe = %+v, %v", p, perr)
+	}
+}

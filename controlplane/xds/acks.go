@@ -1,0 +1,490 @@
+package xds
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	// maxEndpointHistory bounds, per cluster, how many past endpoint contents
+	// keep their version; an ACK of an older content counts as version 0.
+	maxEndpointHistory = 32
+	// maxPendingResponses bounds the un-ACKed responses remembered per stream.
+	maxPendingResponses = 64
+)
+
+// NodeStatus describes one connected xDS stream and what it has ACKed.
+type NodeStatus struct {
+	// NodeID and NodeCluster come from the node of the stream's first request
+	// (empty until that request arrives).
+	NodeID, NodeCluster string
+	// StreamID is go-control-plane's stream id (SotW and delta count separately).
+	StreamID int64
+	// Delta is true for incremental (delta) xDS streams.
+	Delta bool
+	// TypeURL is "" for ADS streams, else the single type the stream serves.
+	TypeURL string
+	// Acked maps a type URL to the last ACKed version (SotW version_info,
+	// delta system_version_info).
+	Acked map[string]string
+	// Endpoints maps a cluster to the endpoints version (as returned by
+	// SetEndpoints) of its last ACKed ClusterLoadAssignment; "0" when that
+	// content is no longer known.
+	Endpoints map[string]string
+	// NACKs counts rejected responses; LastNACK is the last error_detail message.
+	NACKs    int
+	LastNACK string
+}
+
+// streamKey identifies a stream: SotW and delta servers number streams separately.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// sentResponse is what a stream was sent under one nonce, kept until ACK/NACK.
+type sentResponse struct {
+	seq     uint64
+	typeURL string
+	version string
+	eds     map[string]string // cluster → content hash of the CLA sent
+	rds     string            // content hash of the RouteConfiguration sent, if any
+	removed []string          // delta removed_resources
+}
+
+// streamState is the ACK state of one stream.
+type streamState struct {
+	typeURL  string
+	node     *corev3.Node
+	pending  map[string]*sentResponse // by nonce
+	acked    map[string]string        // type URL → version
+	eds      map[string]string        // cluster → ACKed content hash
+	rds      string                   // ACKed RouteConfiguration content hash
+	nacks    int
+	lastNACK string
+}
+
+// edsHistory maps the content hashes of a cluster's recent CLAs to the
+// endpoints version that last set that content.
+type edsHistory struct {
+	current  string
+	versions map[string]uint64
+}
+
+// ackTracker implements go-control-plane's server callbacks: it remembers what
+// each stream was sent and what it ACKed, logs NACKs, and wakes waiters.
+type ackTracker struct {
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every state change
+	seq     uint64        // last endpoints version handed out
+	sent    uint64        // response counter, orders pending responses
+	eds     map[string]*edsHistory
+	rds     edsHistory // the same bookkeeping for the one RouteConfiguration
+	streams map[streamKey]*streamState
+}
+
+var _ serverv3.Callbacks = (*ackTracker)(nil)
+
+func newAckTracker(logger *slog.Logger) *ackTracker {
+	return &ackTracker{
+		logger:  logger,
+		changed: make(chan struct{}),
+		eds:     make(map[string]*edsHistory),
+		rds:     edsHistory{versions: make(map[string]uint64)},
+		streams: make(map[streamKey]*streamState),
+	}
+}
+
+// broadcast wakes every waiter; t.mu must be held.
+func (t *ackTracker) broadcast() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// recordEndpoints registers content hash as the cluster's current CLA. It
+// returns the endpoints version of that content and whether it changed.
+func (t *ackTracker) recordEndpoints(cluster, hash string) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.eds[cluster]
+	if h == nil {
+		h = &edsHistory{versions: make(map[string]uint64)}
+		t.eds[cluster] = h
+	}
+	if h.current == hash {
+		return h.versions[hash], false
+	}
+	t.seq++
+	h.current = hash
+	h.versions[hash] = t.seq
+	for len(h.versions) > maxEndpointHistory {
+		oldest := ""
+		for k, v := range h.versions {
+			if k != h.current && (oldest == "" || v < h.versions[oldest]) {
+				oldest = k
+			}
+		}
+		delete(h.versions, oldest)
+	}
+	t.broadcast()
+	return t.seq, true
+}
+
+// forgetCluster drops the endpoint history of a deleted cluster and the
+// streams' ACKs of it.
+func (t *ackTracker) forgetCluster(cluster string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.eds, cluster)
+	for _, st := range t.streams {
+		delete(st.eds, cluster)
+	}
+	t.broadcast()
+}
+
+// endpointsVersion is the endpoints version of an ACKed content hash; t.mu must be held.
+func (t *ackTracker) endpointsVersion(cluster, hash string) uint64 {
+	if h := t.eds[cluster]; h != nil {
+		return h.versions[hash]
+	}
+	return 0
+}
+
+func (t *ackTracker) open(k streamKey, typeURL string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[k] = &streamState{
+		typeURL: typeURL,
+		pending: make(map[string]*sentResponse),
+		acked:   make(map[string]string),
+		eds:     make(map[string]string),
+	}
+	t.broadcast()
+}
+
+func (t *ackTracker) close(k streamKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.streams, k)
+	t.broadcast()
+}
+
+// request handles an incoming request: a response_nonce without error_detail
+// ACKs the response sent under that nonce, with error_detail it NACKs it.
+func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, version string, nack *statusDetail) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[k]
+	if st == nil {
+		return
+	}
+	changed := false
+	if st.node == nil && node != nil {
+		st.node = node
+		changed = true
+	}
+	if p := st.pending[nonce]; nonce != "" && p != nil {
+		delete(st.pending, nonce)
+		changed = true
+		if nack != nil {
+			st.nacks++
+			st.lastNACK = nack.message
+			t.logger.Warn("xds NACK",
+				"node", st.node.GetId(), "stream", k.id, "delta", k.delta,
+				"type", cmp.Or(typeURL, p.typeURL), "nonce", nonce, "rejected_version", p.version,
+				"kept_version", version, "code", nack.code, "error", nack.message)
+		} else {
+			st.acked[p.typeURL] = p.version
+			maps.Copy(st.eds, p.eds)
+			if p.rds != "" {
+				st.rds = p.rds
+			}
+			for _, name := range p.removed {
+				if p.typeURL == resourcev3.EndpointType {
+					delete(st.eds, name)
+				}
+			}
+		}
+	}
+	if changed {
+		t.broadcast()
+	}
+}
+
+// statusDetail is the part of a request's error_detail that is logged.
+type statusDetail struct {
+	code    int32
+	message string
+}
+
+// response remembers what a stream was sent under a nonce.
+func (t *ackTracker) response(k streamKey, nonce string, p *sentResponse) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[k]
+	if st == nil {
+		return
+	}
+	t.sent++
+	p.seq = t.sent
+	if !k.delta {
+		// A SotW server ignores requests carrying an older nonce of the same
+		// type, so only the latest response of a type can still be ACKed.
+		for n, old := range st.pending {
+			if old.typeURL == p.typeURL {
+				delete(st.pending, n)
+			}
+		}
+	}
+	st.pending[nonce] = p
+	for len(st.pending) > maxPendingResponses {
+		oldest := ""
+		for n, old := range st.pending {
+			if oldest == "" || old.seq < st.pending[oldest].seq {
+				oldest = n
+			}
+		}
+		delete(st.pending, oldest)
+	}
+}
+
+// claHashes returns cluster → content hash of the CLAs among resources.
+func claHashes(resources []*discoveryv3.Resource) map[string]string {
+	out := make(map[string]string, len(resources))
+	for _, r := range resources {
+		out[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
+	}
+	return out
+}
+
+// OnStreamOpen is a go-control-plane callback: a SotW stream opened.
+func (t *ackTracker) OnStreamOpen(_ context.Context, id int64, typeURL string) error {
+	t.open(streamKey{id: id}, typeURL)
+	return nil
+}
+
+// OnStreamClosed is a go-control-plane callback: a SotW stream closed.
+func (t *ackTracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{id: id}) }
+
+// OnStreamRequest is a go-control-plane callback: a SotW request arrived.
+func (t *ackTracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	t.request(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), detail(req.GetErrorDetail()))
+	return nil
+}
+
+// OnStreamResponse is a go-control-plane callback: a SotW response is being sent.
+func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo()}
+	if p.typeURL == resourcev3.RouteType {
+		for _, a := range resp.GetResources() {
+			p.rds = cache.HashResource(a.GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.EndpointType {
+		p.eds = make(map[string]string, len(resp.GetResources()))
+		for _, a := range resp.GetResources() {
+			var cla endpointv3.ClusterLoadAssignment
+			if err := proto.Unmarshal(a.GetValue(), &cla); err != nil {
+				t.logger.Error("xds: decode sent ClusterLoadAssignment", "stream", id, "error", err)
+				continue
+			}
+			p.eds[cla.GetClusterName()] = cache.HashResource(a.GetValue())
+		}
+	}
+	t.response(streamKey{id: id}, resp.GetNonce(), p)
+}
+
+// OnDeltaStreamOpen is a go-control-plane callback: a delta stream opened.
+func (t *ackTracker) OnDeltaStreamOpen(_ context.Context, id int64, typeURL string) error {
+	t.open(streamKey{delta: true, id: id}, typeURL)
+	return nil
+}
+
+// OnDeltaStreamClosed is a go-control-plane callback: a delta stream closed.
+func (t *ackTracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	t.close(streamKey{delta: true, id: id})
+}
+
+// OnStreamDeltaRequest is a go-control-plane callback: a delta request arrived.
+func (t *ackTracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	t.request(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", detail(req.GetErrorDetail()))
+	return nil
+}
+
+// OnStreamDeltaResponse is a go-control-plane callback: a delta response is being sent.
+func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetSystemVersionInfo(), removed: resp.GetRemovedResources()}
+	if p.typeURL == resourcev3.EndpointType {
+		p.eds = claHashes(resp.GetResources())
+	}
+	if p.typeURL == resourcev3.RouteType {
+		for _, r := range resp.GetResources() {
+			p.rds = cache.HashResource(r.GetResource().GetValue())
+		}
+	}
+	t.response(streamKey{delta: true, id: id}, resp.GetNonce(), p)
+}
+
+// OnFetchRequest is a go-control-plane callback for REST fetches, which Skiff does not serve.
+func (t *ackTracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+
+// OnFetchResponse is a go-control-plane callback for REST fetches, which Skiff does not serve.
+func (t *ackTracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}
+
+// detail extracts the logged part of a request's error_detail; nil means ACK.
+func detail(s *rpcstatus.Status) *statusDetail {
+	if s == nil {
+		return nil
+	}
+	return &statusDetail{code: s.GetCode(), message: s.GetMessage()}
+}
+
+// nodes returns the status of every connected stream, sorted by (delta, id).
+func (t *ackTracker) nodes() []NodeStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nodesLocked()
+}
+
+// nodesLocked is nodes with t.mu held.
+func (t *ackTracker) nodesLocked() []NodeStatus {
+	out := make([]NodeStatus, 0, len(t.streams))
+	for k, st := range t.streams {
+		ns := NodeStatus{
+			NodeID: st.node.GetId(), NodeCluster: st.node.GetCluster(),
+			StreamID: k.id, Delta: k.delta, TypeURL: st.typeURL,
+			Acked:     maps.Clone(st.acked),
+			Endpoints: make(map[string]string, len(st.eds)),
+			NACKs:     st.nacks, LastNACK: st.lastNACK,
+		}
+		for cluster, hash := range st.eds {
+			ns.Endpoints[cluster] = strconv.FormatUint(t.endpointsVersion(cluster, hash), 10)
+		}
+		out = append(out, ns)
+	}
+	slices.SortFunc(out, func(a, b NodeStatus) int {
+		if a.Delta != b.Delta {
+			if a.Delta {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.StreamID, b.StreamID)
+	})
+	return out
+}
+
+// endpointsAcked reports whether every connected stream that can carry EDS
+// (ADS or EDS streams that have identified their node), and at least one,
+// has ACKed the cluster's CLA at version >= v; t.mu must be held.
+func (t *ackTracker) endpointsAcked(cluster string, v uint64) bool {
+	n := 0
+	for _, st := range t.streams {
+		if st.node == nil || (st.typeURL != resourcev3.AnyType && st.typeURL != resourcev3.EndpointType) {
+			continue
+		}
+		n++
+		hash, ok := st.eds[cluster]
+		if !ok || t.endpointsVersion(cluster, hash) < v {
+			return false
+		}
+	}
+	return n > 0
+}
+
+// waitFor blocks until cond (called with t.mu held) is true or ctx ends.
+func (t *ackTracker) waitFor(ctx context.Context, cond func() bool) error {
+	for {
+		t.mu.Lock()
+		ok, ch := cond(), t.changed
+		t.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// waitEndpointsAcked implements Server.WaitEndpointsAcked.
+func (t *ackTracker) waitEndpointsAcked(ctx context.Context, cluster, version string) error {
+	v, err := strconv.ParseUint(version, 10, 64)
+	if err != nil {
+		return fmt.Errorf("wait endpoints %s acked: bad version %q: %w", cluster, version, err)
+	}
+	if err := t.waitFor(ctx, func() bool { return t.endpointsAcked(cluster, v) }); err != nil {
+		return fmt.Errorf("wait endpoints %s acked at version %s: %w", cluster, version, err)
+	}
+	return nil
+}
+
+// recordRoutes registers hash as the RouteConfiguration's current content and
+// returns its version (versions grow with every new content).
+func (t *ackTracker) recordRoutes(hash string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := &t.rds
+	if h.current == hash {
+		return h.versions[hash]
+	}
+	t.seq++
+	h.current = hash
+	h.versions[hash] = t.seq
+	for len(h.versions) > maxEndpointHistory {
+		oldest := ""
+		for k, v := range h.versions {
+			if k != h.current && (oldest == "" || v < h.versions[oldest]) {
+				oldest = k
+			}
+		}
+		delete(h.versions, oldest)
+	}
+	t.broadcast()
+	return t.seq
+}
+
+// routesAcked reports whether every connected stream that can carry RDS (and
+// at least one) has ACKed a RouteConfiguration at version >= v and the current
+// endpoints of every cluster in clusters.
+func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, st := range t.streams {
+		if st.node == nil || (st.typeURL != resourcev3.AnyType && st.typeURL != resourcev3.RouteType) {
+			continue
+		}
+		n++
+		if t.rds.versions[st.rds] < v {
+			return false
+		}
+	}
+	for _, c := range clusters {
+		h := t.eds[c]
+		if h == nil || !t.endpointsAcked(c, h.versions[h.current]) {
+			return false
+		}
+	}
+	return n > 0
+}

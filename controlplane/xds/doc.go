@@ -1,0 +1,19 @@
+// Package xds turns Skiff's routing model (routes with weighted revision
+// clusters, revision upstreams and their endpoints) into Envoy v3 resources
+// and serves them to Envoy, or to Skiff's own gateway, over ADS.
+//
+// Naming conventions shared with the gateway (see DESIGN.md):
+//
+//   - one Listener, "skiff-http", with an HTTP connection manager whose routes
+//     come from RDS over ADS;
+//   - one RouteConfiguration, "skiff-http", holding every virtual host sorted
+//     by name; each virtual host has one route (prefix "/") carrying the
+//     virtual host's metadata under filter_metadata["skiff"];
+//   - one EDS Cluster per Revision named "{namespace}/{revision}", and one
+//     ClusterLoadAssignment with the same name.
+//
+// The translator (TranslateListener, TranslateVirtualHosts,
+// TranslateRouteConfiguration, TranslateCluster, TranslateEndpoints) is pure.
+// Server keeps one go-control-plane LinearCache per resource type so that a
+// change to one Service re-sends only that Service's resources; see Server.
+package xds

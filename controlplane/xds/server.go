@@ -1,0 +1,159 @@
+package xds
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+)
+
+// Options configures a Server.
+type Options struct {
+	// ListenerAddress is the IP the "skiff-http" listener binds; default DefaultListenerAddress.
+	ListenerAddress string
+	// ListenerPort is the port of the "skiff-http" listener; default DefaultListenerPort.
+	ListenerPort uint32
+}
+
+// Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
+// (and the separate LDS/RDS/CDS/EDS services) from one go-control-plane
+// LinearCache per resource type, muxed by type URL, so updates are
+// incremental:
+//
+//   - a Cluster or ClusterLoadAssignment change updates only that resource:
+//     delta clients get just it, SotW EDS clients get just that CLA (SotW CDS
+//     is full-state by protocol, so SotW CDS clients get every cluster again);
+//   - a Route change re-translates only that Route's virtual hosts, then
+//     reassembles the single "skiff-http" RouteConfiguration. As in Envoy,
+//     RDS is one resource per listener, so that one resource is resent; the
+//     clusters and endpoints of other Services are not.
+//
+// Unchanged content is not pushed again. Every resource passes ValidateAll
+// before it enters the cache. The server also tracks, per stream, which
+// responses were ACKed or NACKed (NACKs are logged), so that
+// WaitEndpointsAcked can tell when every proxy has an endpoint update.
+type Server struct {
+	logger *slog.Logger
+	cancel context.CancelFunc
+	xds    serverv3.Server
+	acks   *ackTracker
+
+	listeners, routes, clusters, endpoints *cache.LinearCache
+
+	mu          sync.Mutex // serialises model changes and the cache updates they cause
+	vhosts      map[string][]*routev3.VirtualHost
+	routeConfig *routev3.RouteConfiguration
+	clusterRes  map[string]*clusterv3.Cluster
+	claRes      map[string]*endpointv3.ClusterLoadAssignment
+	// routesVersion is the ACK-tracking version of the current RouteConfiguration;
+	// routeVersions holds, per Route, the version that first carried its virtual hosts.
+	routesVersion uint64
+	routeVersions map[string]uint64
+}
+
+// NewServer returns a Server holding the "skiff-http" listener (on
+// opts.ListenerAddress:opts.ListenerPort) and an empty "skiff-http"
+// RouteConfiguration. Call Register to serve it and Close to end its streams.
+func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("component", "xds")
+	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort))
+	if err != nil {
+		return nil, fmt.Errorf("new xds server: %w", err)
+	}
+	rc, err := TranslateRouteConfiguration(nil)
+	if err != nil {
+		return nil, fmt.Errorf("new xds server: %w", err)
+	}
+
+	gcpLogger := slogAdapter{logger}
+	// The prefix makes versions unique per server instance, so a proxy that
+	// reconnects after a control plane restart is always sent fresh state.
+	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
+	newCache := func(typeURL string) *cache.LinearCache {
+		return cache.NewLinearCache(typeURL, cache.WithLogger(gcpLogger), cache.WithVersionPrefix(prefix))
+	}
+	s := &Server{
+		logger:        logger,
+		acks:          newAckTracker(logger),
+		listeners:     newCache(resourcev3.ListenerType),
+		routes:        newCache(resourcev3.RouteType),
+		clusters:      newCache(resourcev3.ClusterType),
+		endpoints:     newCache(resourcev3.EndpointType),
+		vhosts:        make(map[string][]*routev3.VirtualHost),
+		routeConfig:   rc,
+		clusterRes:    make(map[string]*clusterv3.Cluster),
+		claRes:        make(map[string]*endpointv3.ClusterLoadAssignment),
+		routeVersions: make(map[string]uint64),
+	}
+	if err := s.listeners.UpdateResource(ListenerName, listener); err != nil {
+		return nil, fmt.Errorf("new xds server: set listener: %w", err)
+	}
+	if err := s.routes.UpdateResource(RouteConfigName, rc); err != nil {
+		return nil, fmt.Errorf("new xds server: set route configuration: %w", err)
+	}
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
+		Caches: map[string]cache.Cache{
+			resourcev3.ListenerType: s.listeners,
+			resourcev3.RouteType:    s.routes,
+			resourcev3.ClusterType:  s.clusters,
+			resourcev3.EndpointType: s.endpoints,
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.xds = serverv3.NewServer(ctx, mux, s.acks, sotwv3.WithLogger(gcpLogger))
+	return s, nil
+}
+
+// Register registers ADS (SotW and delta) and the per-type LDS, RDS, CDS and
+// EDS services on g.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// Close ends every open xDS stream handled by this Server. Stop the gRPC
+// server as well to refuse new ones.
+func (s *Server) Close() {
+	s.cancel()
+}
+
+// Nodes returns every connected xDS stream with the versions it has ACKed,
+// for status and debugging.
+func (s *Server) Nodes() []NodeStatus {
+	return s.acks.nodes()
+}
+
+// WaitEndpointsAcked blocks until every connected proxy stream that carries
+// EDS (ADS or EDS streams that sent their first request; at least one) has
+// ACKed a ClusterLoadAssignment of cluster at a version >= version (as
+// returned by SetEndpoints), or ctx ends. Streams count separately, so two
+// proxies sharing a node id must both ACK.
+func (s *Server) WaitEndpointsAcked(ctx context.Context, cluster string, version string) error {
+	return s.acks.waitEndpointsAcked(ctx, cluster, version)
+}

@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/controlplane"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/gateway"
+)
+
+// skiff is one `skiff up` started in-process: control plane and gateway talking over
+// real xDS (gRPC) and HTTP on loopback.
+type skiff struct {
+	t       *testing.T
+	dataDir string
+	cp      *controlplane.ControlPlane
+	gw      *gateway.Gateway
+	api     *apiclient.Client
+	http    string // the gateway's HTTP listener, host:port
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+}
+
+func moduleRoot(t testing.TB) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// startSkiff starts the control plane and gateway on ephemeral loopback ports with dataDir.
+func startSkiff(t *testing.T, dataDir string) *skiff {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cp, err := controlplane.New(controlplane.Config{
+		DataDir: dataDir, WorkDir: moduleRoot(t),
+		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0",
+		ProxyListenAddress: "127.0.0.1", ProxyListenPort: 0,
+		DrainTimeout: 100 * time.Millisecond,
+		Logger:       log,
+	})
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	gw, err := gateway.New(gateway.Config{
+		ADSAddress: cp.XDSAddr().String(), NodeID: "e2e", NodeCluster: "skiff-gateway",
+		AdminAddress: "127.0.0.1:0", Logger: log,
+		ListenerAddressOverride: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatalf("start gateway: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &skiff{t: t, dataDir: dataDir, cp: cp, gw: gw, api: apiclient.New(cp.APIAddr().String()), cancel: cancel}
+	s.done.Go(func() {
+		if err := cp.Run(ctx); err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	s.done.Go(func() {
+		if err := gw.Run(ctx); err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
+	eventually(t, 10*time.Second, "gateway listener bound from LDS", func() bool {
+		addr, ok := gw.ListenerAddr(xds.ListenerName)
+		if ok {
+			s.http = addr.String()
+		}
+		return ok
+	})
+	t.Cleanup(s.stop)
+	return s
+}
+
+// stop shuts both down and waits for every instance to exit.
+func (s *skiff) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	s.done.Wait()
+}
+
+// apply applies a manifest and fails the test on error.
+func (s *skiff) apply(manifest string) {
+	s.t.Helper()
+	if err := s.tryApply(manifest); err != nil {
+		s.t.Fatalf("apply: %v", err)
+	}
+}
+
+func (s *skiff) tryApply(manifest string) error {
+	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifest))
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if _, err := s.api.Apply(context.Background(), d, "default"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitReady waits until kind/name is Ready and returns it decoded into out.
+func (s *skiff) waitReady(kind, name string, out any) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	raw, err := apiclient.WaitReady(ctx, s.api, api.LookupKind(kind), "default", name)
+	if err != nil {
+		s.t.Fatalf("wait for %s %s: %v", kind, name, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+// echoReply is what examples/echo answers.
+type echoReply struct {
+	Revision string `json:"revision"`
+	Message  string `json:"message"`
+	Host     string `json:"host"`
+}
+
+// get sends one request through the gateway with the given Host.
+func (s *skiff) get(host, path string) (int, echoReply, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+s.http+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("GET %s%s: %v", host, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var r echoReply
+	_ = json.Unmarshal(body, &r)
+	return resp.StatusCode, r, string(body)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if os.Getenv("SKIFF_E2E_LOGS") != "" {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func serviceYAML(name, target string, extra string) string {
+	return fmt.Sprintf(`apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: %s
+spec:
+  template:
+    spec:
+      containers:
+        - image: ko://github.com/skiff-dev/skiff/examples/echo
+          env:
+            - name: TARGET
+              value: %s
+%s`, name, target, extra)
+}

@@ -1,0 +1,129 @@
+// Package e2e runs Skiff end to end on loopback: the control plane and the gateway talk
+// real xDS over gRPC, requests go over HTTP through the gateway to real app processes.
+package e2e
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
+)
+
+const helloHost = "hello.default.localhost"
+
+func TestServiceLifecycle(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startSkiff(t, dataDir)
+
+	// 1. A new Service becomes Ready and hello-00001 answers.
+	s.apply(serviceYAML("hello", "Skiff", ""))
+	var svc servingv1.Service
+	s.waitReady("ksvc", "hello", &svc)
+	if svc.Status.URL != "http://"+helloHost {
+		t.Errorf("status.url = %q, want http://%s", svc.Status.URL, helloHost)
+	}
+	if svc.Status.LatestReadyRevisionName != "hello-00001" {
+		t.Errorf("latestReadyRevisionName = %q, want hello-00001", svc.Status.LatestReadyRevisionName)
+	}
+	for range 10 {
+		code, r, body := s.get(helloHost, "/")
+		if code != http.StatusOK || r.Revision != "hello-00001" || r.Message != "Hello Skiff!" {
+			t.Fatalf("GET %s: %d %s, want 200 from hello-00001 saying Hello Skiff!", helloHost, code, body)
+		}
+	}
+	// The Host header may carry the listener's port, as curl sends it.
+	if code, r, body := s.get(helloHost+":8080", "/"); code != http.StatusOK || r.Revision != "hello-00001" {
+		t.Fatalf("GET with port in Host: %d %s", code, body)
+	}
+
+	// 2. A template change makes hello-00002, which takes all traffic once Ready.
+	s.apply(serviceYAML("hello", "Skiff v2", ""))
+	s.waitReady("ksvc", "hello", &svc)
+	if svc.Status.LatestReadyRevisionName != "hello-00002" {
+		t.Fatalf("latestReadyRevisionName = %q, want hello-00002", svc.Status.LatestReadyRevisionName)
+	}
+	for range 20 {
+		if code, r, body := s.get(helloHost, "/"); code != http.StatusOK || r.Revision != "hello-00002" {
+			t.Fatalf("after update: %d %s, want 200 from hello-00002", code, body)
+		}
+	}
+
+	// 3. A 50/50 split with tags: both revisions answer the main host; each tag only its own.
+	s.apply(serviceYAML("hello", "Skiff v2", `  traffic:
+    - tag: current
+      revisionName: hello-00001
+      percent: 50
+    - tag: candidate
+      latestRevision: true
+      percent: 50
+`))
+	s.waitReady("ksvc", "hello", &svc)
+	urls := map[string]string{}
+	for _, tt := range svc.Status.Traffic {
+		urls[tt.Tag] = tt.URL + " " + tt.RevisionName
+	}
+	if urls["current"] != "http://current-hello.default.localhost hello-00001" ||
+		urls["candidate"] != "http://candidate-hello.default.localhost hello-00002" {
+		t.Errorf("status.traffic urls = %v", urls)
+	}
+	counts := map[string]int{}
+	for range 400 {
+		code, r, body := s.get(helloHost, "/")
+		if code != http.StatusOK {
+			t.Fatalf("split: %d %s", code, body)
+		}
+		counts[r.Revision]++
+	}
+	for _, rev := range []string{"hello-00001", "hello-00002"} {
+		if n := counts[rev]; n < 140 || n > 260 {
+			t.Errorf("%s answered %d of 400 requests, want 35–65%%: %v", rev, n, counts)
+		}
+	}
+	for tag, rev := range map[string]string{"candidate": "hello-00002", "current": "hello-00001"} {
+		for range 30 {
+			if code, r, body := s.get(tag+"-"+helloHost, "/"); code != http.StatusOK || r.Revision != rev {
+				t.Fatalf("tag %s: %d %s, want only %s", tag, code, body, rev)
+			}
+		}
+	}
+
+	// 4. A bad Service is refused with the field named, and nothing changes.
+	err := s.tryApply(serviceYAML("hello", "Skiff v3", `  traffic:
+    - revisionName: hello-00001
+      percent: 40
+    - latestRevision: true
+      percent: 50
+`))
+	var apiErr *apiclient.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != http.StatusUnprocessableEntity || !strings.Contains(err.Error(), "spec.traffic") {
+		t.Fatalf("percent sum 90: got %v, want 422 naming spec.traffic", err)
+	}
+	if !strings.Contains(err.Error(), "sum to 90") {
+		t.Errorf("error %q does not give the reason", err)
+	}
+	if code, _, _ := s.get(helloHost, "/"); code != http.StatusOK {
+		t.Errorf("after refused apply: %d", code)
+	}
+
+	// 5. An unknown host is not routed.
+	if code, _, _ := s.get("nope.default.localhost", "/"); code != http.StatusNotFound {
+		t.Errorf("unknown host: %d, want 404", code)
+	}
+
+	// 6. A restart keeps the resources and serves them again.
+	s.stop()
+	s = startSkiff(t, dataDir)
+	s.waitReady("ksvc", "hello", &svc)
+	counts = map[string]int{}
+	eventually(t, 30*time.Second, "both revisions serving after restart", func() bool {
+		code, r, _ := s.get(helloHost, "/")
+		if code == http.StatusOK {
+			counts[r.Revision]++
+		}
+		return counts["hello-00001"] > 0 && counts["hello-00002"] > 0
+	})
+}

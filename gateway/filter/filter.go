@@ -1,0 +1,230 @@
+// Package filter defines the gateway's HTTP filter chain: the equivalent of
+// Envoy's http_filters in an HttpConnectionManager. A filter is built from
+// its typed_config by a Factory found in a Registry (by the config's type
+// URL, as Envoy selects extensions) and wraps the rest of the chain. The
+// router is always the terminal filter and lives in package proxy.
+//
+// New filters (ext_proc, wasm) are added by implementing Factory and
+// registering it in the Registry the gateway is built with.
+package filter
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// RouterTypeURL is the typed_config type of Envoy's router filter.
+const RouterTypeURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+// filterConfigTypeURL is the generic per-route config.route.v3.FilterConfig.
+const filterConfigTypeURL = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+
+// Filter is one configured HTTP filter.
+type Filter interface {
+	// Wrap returns a handler that runs the filter and then (unless the filter
+	// answers the request itself) calls next. Per-request route information
+	// is available through RouteFromContext.
+	Wrap(next http.Handler) http.Handler
+}
+
+// Factory builds filters of one kind from their configuration.
+type Factory interface {
+	// ConfigTypes lists the typed_config type URLs this factory builds.
+	ConfigTypes() []string
+	// New builds a filter named name (the HttpFilter.name, which is also the
+	// key of its per-route typed_per_filter_config) from config.
+	New(name string, config *anypb.Any) (Filter, error)
+}
+
+// Registry maps typed_config type URLs to factories.
+type Registry struct {
+	factories map[string]Factory
+}
+
+// NewRegistry returns a Registry holding factories.
+func NewRegistry(factories ...Factory) *Registry {
+	r := &Registry{factories: map[string]Factory{}}
+	for _, f := range factories {
+		for _, t := range f.ConfigTypes() {
+			r.factories[t] = f
+		}
+	}
+	return r
+}
+
+// Lookup returns the factory for a typed_config type URL.
+func (r *Registry) Lookup(typeURL string) (Factory, bool) {
+	if r == nil {
+		return nil, false
+	}
+	f, ok := r.factories[typeURL]
+	return f, ok
+}
+
+// RouteInfo is what filters can learn about the route chosen for a request.
+type RouteInfo struct {
+	// VirtualHost and Route are the names of the matched virtual host and route.
+	VirtualHost, Route string
+	// Metadata is the route's metadata (Skiff puts filter_metadata["skiff"] here).
+	Metadata *corev3.Metadata
+	// PerFilterConfig merges typed_per_filter_config of the virtual host,
+	// the route and the chosen weighted cluster (most specific wins).
+	PerFilterConfig map[string]*anypb.Any
+	// Cluster is the chosen upstream cluster, when already known.
+	Cluster string
+}
+
+// State is the per-request state shared by the connection manager, the
+// filters and the router.
+type State struct {
+	mu         sync.Mutex
+	route      *RouteInfo
+	clearCache bool
+}
+
+type stateKey struct{}
+
+// WithState returns ctx carrying s.
+func WithState(ctx context.Context, s *State) context.Context {
+	return context.WithValue(ctx, stateKey{}, s)
+}
+
+// StateFromContext returns the request's State, or nil.
+func StateFromContext(ctx context.Context) *State {
+	s, _ := ctx.Value(stateKey{}).(*State)
+	return s
+}
+
+// SetRoute records the matched route.
+func (s *State) SetRoute(ri *RouteInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.route, s.clearCache = ri, false
+}
+
+// Route returns the matched route, or nil when none matched.
+func (s *State) Route() *RouteInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.route
+}
+
+// ClearRouteCache asks the router to match the route again, as a filter
+// must after changing headers that routing depends on.
+func (s *State) ClearRouteCache() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clearCache = true
+}
+
+// RouteCacheCleared reports whether ClearRouteCache was called since the
+// route was last set.
+func (s *State) RouteCacheCleared() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clearCache
+}
+
+// RouteFromContext returns the route matched for the request in ctx.
+func RouteFromContext(ctx context.Context) (*RouteInfo, bool) {
+	if s := StateFromContext(ctx); s != nil {
+		if r := s.Route(); r != nil {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Configured is a filter of a chain with its Envoy settings.
+type Configured struct {
+	// Name is the HttpFilter.name.
+	Name string
+	// Filter is the built filter.
+	Filter Filter
+	// Disabled marks a filter that only runs on routes that enable it with
+	// typed_per_filter_config (HttpFilter.disabled).
+	Disabled bool
+}
+
+// Chain builds the handler running filters in order in front of terminal.
+// A filter is skipped on a request whose route disables it (a per-route
+// FilterConfig with disabled: true) or, for a filter disabled by default,
+// whose route carries no per-route config for it.
+func Chain(filters []Configured, terminal http.Handler) http.Handler {
+	h := terminal
+	for i := len(filters) - 1; i >= 0; i-- {
+		f := filters[i]
+		wrapped := f.Filter.Wrap(h)
+		next := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if enabled(f, r.Context()) {
+				wrapped.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	return h
+}
+
+func enabled(f Configured, ctx context.Context) bool {
+	ri, ok := RouteFromContext(ctx)
+	if !ok {
+		return !f.Disabled
+	}
+	cfg, ok := ri.PerFilterConfig[f.Name]
+	if !ok {
+		return !f.Disabled
+	}
+	if cfg.GetTypeUrl() == filterConfigTypeURL {
+		var fc routev3.FilterConfig
+		if err := cfg.UnmarshalTo(&fc); err == nil {
+			return !fc.GetDisabled()
+		}
+	}
+	return true
+}
+
+// Build turns a list of HttpFilter descriptions into a chain description:
+// it checks that the router is present and last, builds known filters with
+// reg, skips unknown optional filters and rejects unknown required ones.
+func Build(reg *Registry, filters []*hcmv3.HttpFilter) ([]Configured, error) {
+	var out []Configured
+	routerSeen := false
+	for i, hf := range filters {
+		fname, cfg, optional, disabled := hf.GetName(), hf.GetTypedConfig(), hf.GetIsOptional(), hf.GetDisabled()
+		if routerSeen {
+			return nil, fmt.Errorf("http_filters[%d] (%s): the router filter must be the last filter", i, fname)
+		}
+		if cfg == nil {
+			return nil, fmt.Errorf("http_filters[%d] (%s): only typed_config is supported", i, fname)
+		}
+		if cfg.GetTypeUrl() == RouterTypeURL {
+			routerSeen = true
+			continue
+		}
+		f, ok := reg.Lookup(cfg.GetTypeUrl())
+		if !ok {
+			if optional {
+				continue
+			}
+			return nil, fmt.Errorf("http_filters[%d] (%s): unknown filter type %s (mark it is_optional to allow it)", i, fname, cfg.GetTypeUrl())
+		}
+		built, err := f.New(fname, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("http_filters[%d] (%s): %w", i, fname, err)
+		}
+		out = append(out, Configured{Name: fname, Filter: built, Disabled: disabled})
+	}
+	if !routerSeen {
+		return nil, fmt.Errorf("http_filters: the router filter (%s) is required as the last filter", RouterTypeURL)
+	}
+	return out, nil
+}

@@ -1,0 +1,666 @@
+// Package gateway is Skiff's Envoy-compatible local data plane. It knows the
+// control plane only over xDS (gRPC ADS), exactly as Envoy would: listeners,
+// routes, clusters and endpoints arrive as Envoy resources, are validated
+// (and NACKed when invalid or unsupported), and are served with Envoy's
+// routing, load balancing, retries, local replies and stat names.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/skiff-dev/skiff/gateway/admin"
+	"github.com/skiff-dev/skiff/gateway/filter"
+	"github.com/skiff-dev/skiff/gateway/proxy"
+	"github.com/skiff-dev/skiff/gateway/route"
+	"github.com/skiff-dev/skiff/gateway/stats"
+	"github.com/skiff-dev/skiff/gateway/upstream"
+	"github.com/skiff-dev/skiff/gateway/xdsclient"
+)
+
+// UserAgentName is the user_agent_name the gateway reports in its Node.
+const UserAgentName = "skiff-gateway"
+
+// hcmTypeURL is the typed_config type of the HTTP connection manager.
+const hcmTypeURL = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+// Config configures a gateway.
+type Config struct {
+	// ADSAddress is the control plane's ADS gRPC address (host:port).
+	ADSAddress string
+	// NodeID and NodeCluster identify the gateway (Envoy's --service-node / --service-cluster).
+	NodeID, NodeCluster string
+	// AdminAddress is where the admin interface listens, e.g. 127.0.0.1:9901; "" disables it.
+	AdminAddress string
+	// Delta selects incremental xDS instead of state of the world.
+	Delta bool
+	// Logger receives the gateway's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// ListenerAddressOverride, if set, is the address every LDS listener
+	// binds instead of its socket_address (e.g. "127.0.0.1:0" in tests).
+	ListenerAddressOverride string
+	// HTTPFilters are extra HTTP filter factories (ext_proc, wasm, ...)
+	// available to listeners besides the router.
+	HTTPFilters []filter.Factory
+	// DrainTimeout bounds the graceful drain of listeners on shutdown and
+	// removal (default 5s).
+	DrainTimeout time.Duration
+}
+
+// Run runs a gateway for cfg until ctx is done, then drains and returns.
+func Run(ctx context.Context, cfg Config) error {
+	g, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}
+
+// Gateway is a running data plane. Create it with New and start it with Run.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	stats    *stats.Store
+	clusters *upstream.Manager
+	filters  *filter.Registry
+	xds      *xdsclient.Client
+
+	// wg tracks every goroutine Run starts (servers, drains, the ADS client).
+	wg sync.WaitGroup
+
+	mu        sync.RWMutex
+	listeners map[string]*listener
+	routes    map[string]*route.Table
+	raw       map[string]map[string]xdsclient.Resource
+	adminAddr net.Addr
+}
+
+// listener is one bound LDS listener.
+type listener struct {
+	name     string
+	bindAddr string
+	ln       net.Listener
+	srv      *http.Server
+	mu       sync.RWMutex
+	cm       *proxy.ConnectionManager
+}
+
+func (l *listener) manager() *proxy.ConnectionManager {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cm
+}
+
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.manager().ServeHTTP(w, r)
+}
+
+// New validates cfg and returns a Gateway. Nothing is bound until Run.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.ADSAddress == "" {
+		return nil, errors.New("gateway: ADSAddress is required")
+	}
+	if cfg.NodeID == "" {
+		return nil, errors.New("gateway: NodeID is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
+	}
+	st := stats.NewStore()
+	g := &Gateway{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "gateway"),
+		stats:     st,
+		clusters:  upstream.NewManager(st),
+		filters:   filter.NewRegistry(cfg.HTTPFilters...),
+		listeners: map[string]*listener{},
+		routes:    map[string]*route.Table{},
+		raw:       map[string]map[string]xdsclient.Resource{},
+	}
+	g.xds = xdsclient.New(xdsclient.Config{
+		Address: cfg.ADSAddress,
+		Node: &corev3.Node{
+			Id:                   cfg.NodeID,
+			Cluster:              cfg.NodeCluster,
+			UserAgentName:        UserAgentName,
+			UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "dev"},
+		},
+		Delta:   cfg.Delta,
+		Handler: g,
+		Logger:  cfg.Logger,
+		Stats:   st,
+	})
+	return g, nil
+}
+
+// Stats returns the gateway's stat store.
+func (g *Gateway) Stats() *stats.Store { return g.stats }
+
+// Run serves until ctx is done: it starts the admin server and the ADS
+// client, and on cancellation drains the listeners and returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	serveCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var adminSrv *http.Server
+	if g.cfg.AdminAddress != "" {
+		ln, err := net.Listen("tcp", g.cfg.AdminAddress)
+		if err != nil {
+			return fmt.Errorf("gateway: binding admin address %s: %w", g.cfg.AdminAddress, err)
+		}
+		g.mu.Lock()
+		g.adminAddr = ln.Addr()
+		g.mu.Unlock()
+		adminSrv = &http.Server{
+			Handler: admin.Handler(admin.Options{
+				Stats: g.stats, Ready: g.Ready, ConfigDump: g.ConfigDump, Clusters: g.clusters,
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if err := adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("admin server stopped", "error", err)
+			}
+		}()
+		g.log.Info("admin listening", "address", ln.Addr().String())
+	}
+
+	xdsErr := make(chan error, 1)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		xdsErr <- g.xds.Run(serveCtx)
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-xdsErr:
+		if err != nil {
+			runErr = fmt.Errorf("gateway: ADS client: %w", err)
+		}
+	}
+	cancel()
+
+	// Drain: stop accepting, let in-flight requests finish.
+	drainCtx, drainCancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.DrainTimeout)
+	defer drainCancel()
+	g.mu.Lock()
+	ls := make([]*listener, 0, len(g.listeners))
+	for _, l := range g.listeners {
+		ls = append(ls, l)
+	}
+	g.listeners = map[string]*listener{}
+	g.mu.Unlock()
+	for _, l := range ls {
+		if err := l.srv.Shutdown(drainCtx); err != nil {
+			_ = l.srv.Close()
+		}
+	}
+	if adminSrv != nil {
+		if err := adminSrv.Shutdown(drainCtx); err != nil {
+			_ = adminSrv.Close()
+		}
+	}
+	g.wg.Wait()
+	g.clusters.Close()
+	return runErr
+}
+
+// ListenerAddr returns the address the named LDS listener is bound to.
+func (g *Gateway) ListenerAddr(name string) (net.Addr, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	l, ok := g.listeners[name]
+	if !ok {
+		return nil, false
+	}
+	return l.ln.Addr(), true
+}
+
+// AdminAddr returns the admin server's bound address, or nil before Run
+// has bound it (or when the admin interface is disabled).
+func (g *Gateway) AdminAddr() net.Addr {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.adminAddr
+}
+
+// Ready reports whether the gateway is LIVE in Envoy's sense: listeners and
+// clusters have been received, every listener has its route configuration
+// and every EDS cluster its endpoints.
+func (g *Gateway) Ready() bool {
+	g.mu.RLock()
+	_, lds := g.raw[xdsclient.ListenerType]
+	_, cds := g.raw[xdsclient.ClusterType]
+	ls := make([]*listener, 0, len(g.listeners))
+	for _, l := range g.listeners {
+		ls = append(ls, l)
+	}
+	g.mu.RUnlock()
+	if !lds || !cds {
+		return false
+	}
+	for _, l := range ls {
+		if l.manager().RouteTable() == nil {
+			return false
+		}
+	}
+	return g.clusters.Warm()
+}
+
+// RouteTable implements proxy.RouteSource.
+func (g *Gateway) RouteTable(name string) *route.Table {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.routes[name]
+}
+
+// Apply implements xdsclient.Handler: it validates and applies one type's
+// complete resource set, or rejects it leaving the previous one in force.
+func (g *Gateway) Apply(ctx context.Context, typeURL string, res map[string]xdsclient.Resource) error {
+	var err error
+	switch typeURL {
+	case xdsclient.ListenerType:
+		err = g.applyListeners(res)
+	case xdsclient.RouteType:
+		err = g.applyRoutes(res)
+	case xdsclient.ClusterType:
+		err = g.applyClusters(res)
+	case xdsclient.EndpointType:
+		err = g.applyEndpoints(res)
+	default:
+		err = fmt.Errorf("unsupported resource type %s", typeURL)
+	}
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.raw[typeURL] = res
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
+	tables := make(map[string]*route.Table, len(res))
+	var errs []error
+	for name, r := range res {
+		t, err := route.Compile(r.Message.(*routev3.RouteConfiguration))
+		if err != nil {
+			g.rdsStat(name, "update_rejected")
+			errs = append(errs, err)
+			continue
+		}
+		tables[name] = t
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	g.mu.Lock()
+	g.routes = tables
+	g.mu.Unlock()
+	for name := range tables {
+		g.rdsStat(name, "update_success")
+	}
+	return nil
+}
+
+// rdsStat counts http.<stat_prefix>.rds.<route_config>.<name> for every
+// listener using the route configuration.
+func (g *Gateway) rdsStat(routeName, name string) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, l := range g.listeners {
+		if cm := l.manager(); cm.RouteConfigName() == routeName {
+			g.stats.Counter("http." + cm.StatPrefix() + ".rds." + routeName + "." + name).Inc()
+		}
+	}
+}
+
+func (g *Gateway) applyClusters(res map[string]xdsclient.Resource) error {
+	cs := make(map[string]*clusterv3.Cluster, len(res))
+	for name, r := range res {
+		cs[name] = r.Message.(*clusterv3.Cluster)
+	}
+	if err := g.clusters.ApplyClusters(cs); err != nil {
+		return err
+	}
+	g.xds.Subscribe(xdsclient.EndpointType, g.clusters.EDSServiceNames())
+	return nil
+}
+
+func (g *Gateway) applyEndpoints(res map[string]xdsclient.Resource) error {
+	clas := make(map[string]*endpointv3.ClusterLoadAssignment, len(res))
+	for name, r := range res {
+		clas[name] = r.Message.(*endpointv3.ClusterLoadAssignment)
+	}
+	err := g.clusters.ApplyEndpoints(clas)
+	result := "update_success"
+	if err != nil {
+		result = "update_rejected"
+	}
+	for _, c := range g.clusters.Clusters() {
+		if _, ok := clas[c.ServiceName]; ok && c.EDS {
+			c.Counter(result).Inc()
+		}
+	}
+	return err
+}
+
+// listenerSpec is a validated Listener.
+type listenerSpec struct {
+	name     string
+	bindAddr string
+	opts     proxy.Options
+}
+
+func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
+	specs := make([]*listenerSpec, 0, len(res))
+	for _, r := range res {
+		s, err := g.parseListener(r.Message.(*listenerv3.Listener))
+		if err != nil {
+			return fmt.Errorf("listener %q: %w", r.Name, err)
+		}
+		specs = append(specs, s)
+	}
+	sort.Slice(specs, func(i, j int) bool { return specs[i].name < specs[j].name })
+
+	g.mu.RLock()
+	old := g.listeners
+	g.mu.RUnlock()
+
+	// Bind new listeners first so a bind failure rejects the whole update.
+	bound := map[string]net.Listener{}
+	for _, s := range specs {
+		if l, ok := old[s.name]; ok && l.bindAddr == s.bindAddr {
+			continue
+		}
+		ln, err := net.Listen("tcp", s.bindAddr)
+		if err != nil {
+			for _, b := range bound {
+				b.Close()
+			}
+			return fmt.Errorf("listener %q: binding %s: %w", s.name, s.bindAddr, err)
+		}
+		bound[s.name] = ln
+	}
+
+	next := make(map[string]*listener, len(specs))
+	var started []*listener
+	for _, s := range specs {
+		if ln, ok := bound[s.name]; ok {
+			s.opts.ListenerPort = ln.Addr().(*net.TCPAddr).Port
+			l := &listener{name: s.name, bindAddr: s.bindAddr, ln: ln, cm: proxy.New(s.opts)}
+			l.srv = g.newServer(l)
+			next[s.name] = l
+			started = append(started, l)
+			continue
+		}
+		l := old[s.name]
+		s.opts.ListenerPort = l.ln.Addr().(*net.TCPAddr).Port
+		cm := proxy.New(s.opts)
+		l.mu.Lock()
+		l.cm = cm
+		l.mu.Unlock()
+		next[s.name] = l
+	}
+	g.mu.Lock()
+	g.listeners = next
+	g.mu.Unlock()
+
+	for _, l := range started {
+		g.log.Info("listener serving", "listener", l.name, "address", l.ln.Addr().String())
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("listener stopped", "listener", l.name, "error", err)
+			}
+		}()
+	}
+	for name, l := range old {
+		if next[name] == l {
+			continue
+		}
+		g.log.Info("listener draining", "listener", name)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout)
+			defer cancel()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				_ = l.srv.Close()
+			}
+		}()
+	}
+	g.stats.Gauge("listener_manager.total_listeners_active").Set(int64(len(next)))
+
+	var rds []string
+	for _, s := range specs {
+		if s.opts.InlineRoutes == nil && s.opts.RouteConfigName != "" {
+			rds = append(rds, s.opts.RouteConfigName)
+		}
+	}
+	g.xds.Subscribe(xdsclient.RouteType, rds)
+	return nil
+}
+
+// newServer returns the HTTP server of a listener: HTTP/1.1 and h2c (prior
+// knowledge), as Envoy's codec_type AUTO serves over cleartext.
+func (g *Gateway) newServer(l *listener) *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	cxTotal := func() *stats.Counter {
+		return g.stats.Counter("http." + l.manager().StatPrefix() + ".downstream_cx_total")
+	}
+	cxActive := func() *stats.Gauge {
+		return g.stats.Gauge("http." + l.manager().StatPrefix() + ".downstream_cx_active")
+	}
+	return &http.Server{
+		Handler:           l,
+		Protocols:         &p,
+		ReadHeaderTimeout: 60 * time.Second,
+		IdleTimeout:       time.Hour,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				cxTotal().Inc()
+				cxActive().Inc()
+			case http.StateClosed, http.StateHijacked:
+				cxActive().Dec()
+			}
+		},
+	}
+}
+
+// parseListener validates a Listener and turns it into a listenerSpec.
+func (g *Gateway) parseListener(l *listenerv3.Listener) (*listenerSpec, error) {
+	if err := l.ValidateAll(); err != nil {
+		return nil, err
+	}
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil || sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return nil, errors.New("only TCP socket_address listeners are supported")
+	}
+	if l.GetApiListener() != nil || l.GetInternalListener() != nil || len(l.GetAdditionalAddresses()) > 0 {
+		return nil, errors.New("api_listener, internal_listener and additional_addresses are not supported")
+	}
+	pv, ok := sa.GetPortSpecifier().(*corev3.SocketAddress_PortValue)
+	if !ok {
+		return nil, errors.New("named ports are not supported")
+	}
+	bind := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(pv.PortValue)))
+	if g.cfg.ListenerAddressOverride != "" {
+		bind = g.cfg.ListenerAddressOverride
+	}
+	chains := slices.Clone(l.GetFilterChains())
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	if len(chains) != 1 {
+		return nil, fmt.Errorf("exactly one filter chain is supported, got %d", len(chains))
+	}
+	fc := chains[0]
+	if fc.GetTransportSocket() != nil {
+		return nil, errors.New("filter_chains[0].transport_socket (TLS) is not supported")
+	}
+	if m := fc.GetFilterChainMatch(); m != nil && !proto.Equal(m, &listenerv3.FilterChainMatch{}) {
+		return nil, errors.New("filter_chains[0].filter_chain_match is not supported")
+	}
+	if len(fc.GetFilters()) != 1 {
+		return nil, fmt.Errorf("exactly one network filter (the HTTP connection manager) is supported, got %d", len(fc.GetFilters()))
+	}
+	nf := fc.GetFilters()[0]
+	tc := nf.GetTypedConfig()
+	if tc.GetTypeUrl() != hcmTypeURL {
+		return nil, fmt.Errorf("network filter %q: unsupported type %q (only %s)", nf.GetName(), tc.GetTypeUrl(), hcmTypeURL)
+	}
+	var hcm hcmv3.HttpConnectionManager
+	if err := anypb.UnmarshalTo(tc, &hcm, proto.UnmarshalOptions{}); err != nil {
+		return nil, fmt.Errorf("decoding http_connection_manager: %w", err)
+	}
+	if err := hcm.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("http_connection_manager: %w", err)
+	}
+	opts, err := g.hcmOptions(l.GetName(), &hcm)
+	if err != nil {
+		return nil, fmt.Errorf("http_connection_manager: %w", err)
+	}
+	return &listenerSpec{name: l.GetName(), bindAddr: bind, opts: opts}, nil
+}
+
+func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (proxy.Options, error) {
+	o := proxy.Options{
+		Listener:              name,
+		StatPrefix:            hcm.GetStatPrefix(),
+		Routes:                g,
+		Clusters:              g.clusters,
+		StripAnyHostPort:      hcm.GetStripAnyHostPort(),
+		StripMatchingHostPort: hcm.GetStripMatchingHostPort(),
+		UseRemoteAddress:      hcm.GetUseRemoteAddress().GetValue(),
+		SkipXFFAppend:         hcm.GetSkipXffAppend(),
+		ServerName:            hcm.GetServerName(),
+		GenerateRequestID:     hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
+		AccessLog:             len(hcm.GetAccessLog()) > 0,
+		Stats:                 g.stats,
+		Logger:                g.cfg.Logger,
+	}
+	switch hcm.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
+	default:
+		return o, fmt.Errorf("codec_type %s is not supported", hcm.GetCodecType())
+	}
+	switch rs := hcm.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		o.RouteConfigName = rs.Rds.GetRouteConfigName()
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		t, err := route.Compile(rs.RouteConfig)
+		if err != nil {
+			return o, fmt.Errorf("route_config: %w", err)
+		}
+		o.InlineRoutes = t
+	default:
+		return o, fmt.Errorf("route specifier %T is not supported", rs)
+	}
+	filters, err := filter.Build(g.filters, hcm.GetHttpFilters())
+	if err != nil {
+		return o, err
+	}
+	o.Filters = filters
+	return o, nil
+}
+
+// ConfigDump returns the current resources as Envoy's admin ConfigDump JSON.
+func (g *Gateway) ConfigDump() ([]byte, error) {
+	g.mu.RLock()
+	raw := g.raw
+	g.mu.RUnlock()
+	sorted := func(typeURL string) []xdsclient.Resource {
+		var out []xdsclient.Resource
+		for _, r := range raw[typeURL] {
+			out = append(out, r)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return out
+	}
+	var dump adminv3.ConfigDump
+	add := func(m proto.Message) error {
+		a, err := anypb.New(m)
+		if err != nil {
+			return err
+		}
+		dump.Configs = append(dump.Configs, a)
+		return nil
+	}
+	var ld adminv3.ListenersConfigDump
+	for _, r := range sorted(xdsclient.ListenerType) {
+		a, err := anypb.New(r.Message)
+		if err != nil {
+			return nil, err
+		}
+		ld.DynamicListeners = append(ld.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
+			Name: r.Name, ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: r.Version, Listener: a},
+		})
+	}
+	var cd adminv3.ClustersConfigDump
+	for _, r := range sorted(xdsclient.ClusterType) {
+		a, err := anypb.New(r.Message)
+		if err != nil {
+			return nil, err
+		}
+		cd.DynamicActiveClusters = append(cd.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: r.Version, Cluster: a})
+	}
+	var rd adminv3.RoutesConfigDump
+	for _, r := range sorted(xdsclient.RouteType) {
+		a, err := anypb.New(r.Message)
+		if err != nil {
+			return nil, err
+		}
+		rd.DynamicRouteConfigs = append(rd.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{VersionInfo: r.Version, RouteConfig: a})
+	}
+	var ed adminv3.EndpointsConfigDump
+	for _, r := range sorted(xdsclient.EndpointType) {
+		a, err := anypb.New(r.Message)
+		if err != nil {
+			return nil, err
+		}
+		ed.DynamicEndpointConfigs = append(ed.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{VersionInfo: r.Version, EndpointConfig: a})
+	}
+	for _, m := range []proto.Message{&cd, &ed, &ld, &rd} {
+		if err := add(m); err != nil {
+			return nil, fmt.Errorf("building config dump: %w", err)
+		}
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&dump)
+	if err != nil {
+		return nil, fmt.Errorf("encoding config dump: %w", err)
+	}
+	return b, nil
+}
