@@ -15,7 +15,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
@@ -158,7 +157,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (ap
 		return nil, false
 	}
 	obj := k.New()
-	if err := yaml.UnmarshalStrict(body, obj); err != nil {
+	if err := api.DecodeStrict(body, obj); err != nil {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("decode %s: %v", k.Kind, err), nil)
 		return nil, false
 	}
