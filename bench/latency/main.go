@@ -1,0 +1,196 @@
+// Command latency measures what the proxy adds to a request: it runs `skiff up` in-process
+// (control plane, local runtime, gateway over real xDS), deploys examples/echo as a Knative
+// Service, and sends the same load straight to the app and through the gateway, printing
+// p50, p99 and requests/s at each concurrency.
+//
+//	go run ./bench/latency -c 1,16,64 -d 3s
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/controlplane"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/gateway"
+)
+
+const manifest = `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: bench
+spec:
+  template:
+    spec:
+      containers:
+        - image: ko://github.com/skiff-dev/skiff/examples/echo
+`
+
+func main() {
+	levels := flag.String("c", "1,16,64", "comma-separated concurrency levels")
+	dur := flag.Duration("d", 3*time.Second, "load duration per row")
+	flag.Parse()
+	if err := run(*levels, *dur); err != nil {
+		fmt.Fprintln(os.Stderr, "latency:", err)
+		os.Exit(1)
+	}
+}
+
+func run(levels string, dur time.Duration) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	dataDir, err := os.MkdirTemp("", "skiff-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataDir)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cp, err := controlplane.New(controlplane.Config{DataDir: dataDir, WorkDir: root,
+		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ProxyListenAddress: "127.0.0.1", Logger: log})
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "bench",
+		AdminAddress: "127.0.0.1:0", Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = cp.Run(ctx) })
+	wg.Go(func() { _ = gw.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	c := apiclient.New(cp.APIAddr().String())
+	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifest))
+	if err != nil {
+		return err
+	}
+	if _, err := c.Apply(ctx, docs[0], "default"); err != nil {
+		return err
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer wcancel()
+	if _, err := apiclient.WaitReady(wctx, c, api.LookupKind("ksvc"), "default", "bench"); err != nil {
+		return err
+	}
+	gwAddr, _ := gw.ListenerAddr(xds.ListenerName)
+	direct, err := endpointOf(gw.AdminAddr().String(), "default/bench-00001")
+	if err != nil {
+		return err
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "path\tconcurrency\trequests\tp50\tp99\treq/s\tp50 added\tp99 added")
+	for _, s := range strings.Split(levels, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("-c: %w", err)
+		}
+		base := load(direct, "", n, dur)
+		through := load(gwAddr.String(), "bench.default.localhost", n, dur)
+		for _, r := range []struct {
+			name string
+			st   stats
+		}{{"direct", base}, {"gateway", through}} {
+			added50, added99 := "", ""
+			if r.name != "direct" {
+				added50 = (r.st.p50 - base.p50).String()
+				added99 = (r.st.p99 - base.p99).String()
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.0f\t%s\t%s\n", r.name, n, r.st.n, r.st.p50, r.st.p99, r.st.rps, added50, added99)
+		}
+	}
+	return tw.Flush()
+}
+
+type stats struct {
+	n        int
+	p50, p99 time.Duration
+	rps      float64
+}
+
+// load sends GETs from conc workers for dur and reports latency percentiles and throughput.
+func load(addr, host string, conc int, dur time.Duration) stats {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+	var mu sync.Mutex
+	var lat []time.Duration
+	deadline := time.Now().Add(dur)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+				if host != "" {
+					req.Host = host
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					mine = append(mine, time.Since(t0))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return stats{}
+	}
+	pct := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)].Round(time.Microsecond) }
+	return stats{n: len(lat), p50: pct(0.50), p99: pct(0.99), rps: float64(len(lat)) / elapsed.Seconds()}
+}
+
+// endpointOf reads a cluster's first endpoint from the admin /clusters page (Envoy's format).
+func endpointOf(admin, cluster string) (string, error) {
+	resp, err := http.Get("http://" + admin + "/clusters")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		parts := strings.Split(sc.Text(), "::")
+		if len(parts) >= 3 && parts[0] == cluster && strings.Contains(parts[1], ":") {
+			return parts[1], nil
+		}
+	}
+	return "", fmt.Errorf("no endpoint for %s on %s/clusters", cluster, admin)
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
