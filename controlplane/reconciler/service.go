@@ -36,7 +36,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 	if err := ensure(ctx, c.cfg.Store, &cfg, func(have *servingv1.Configuration) bool {
 		return reflect.DeepEqual(have.Spec, cfg.Spec) && maps.Equal(have.Labels, cfg.Labels)
 	}); err != nil {
-		return fmt.Errorf("reconcile service %s: configuration: %w", key, err)
+		return c.notOwned(ctx, &svc, servingv1.ServiceConditionConfigurationsReady, fmt.Errorf("reconcile service %s: configuration: %w", key, err))
 	}
 
 	route := servingv1.Route{
@@ -53,7 +53,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 	if err := ensure(ctx, c.cfg.Store, &route, func(have *servingv1.Route) bool {
 		return reflect.DeepEqual(have.Spec, route.Spec) && maps.Equal(have.Labels, route.Labels)
 	}); err != nil {
-		return fmt.Errorf("reconcile service %s: route: %w", key, err)
+		return c.notOwned(ctx, &svc, servingv1.ServiceConditionRoutesReady, fmt.Errorf("reconcile service %s: route: %w", key, err))
 	}
 
 	now := c.now()
@@ -102,10 +102,34 @@ func ensure[T any, PT interface {
 		return nil
 	}
 	if !isOwnedBy(have.GetOwnerReferences(), obj.GetOwnerReferences()) {
-		return fmt.Errorf("%s exists and is not owned by %s", store.KeyOf(obj), obj.GetOwnerReferences()[0].Name)
+		return &notOwnedError{key: store.KeyOf(obj), owner: obj.GetOwnerReferences()[0].Name}
 	}
 	obj.SetResourceVersion(have.GetResourceVersion())
 	return s.Update(ctx, obj)
+}
+
+// notOwnedError is a child name already taken by an object the parent does not own.
+type notOwnedError struct {
+	key   store.Key
+	owner string
+}
+
+func (e *notOwnedError) Error() string {
+	return fmt.Sprintf("there is an existing %s %q that we do not own", e.key.Kind, e.key.Name)
+}
+
+// notOwned reports a notOwnedError on the Service's condition t, as Knative does (reason
+// NotOwned), and passes any other error through.
+func (c *Controller) notOwned(ctx context.Context, svc *servingv1.Service, t duck.ConditionType, err error) error {
+	var no *notOwnedError
+	if !errors.As(err, &no) {
+		return err
+	}
+	now := c.now()
+	svc.Status.ObservedGeneration = svc.Generation
+	svc.Status.MarkFalse(t, "NotOwned", no.Error()+".", now)
+	summarize(&svc.Status.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
+	return c.cfg.Store.UpdateStatus(ctx, svc)
 }
 
 func isOwnedBy(have, want []metav1.OwnerReference) bool {
