@@ -66,6 +66,13 @@ type Server struct {
 	// routeVersions holds, per Route, the version that first carried its virtual hosts.
 	routesVersion uint64
 	routeVersions map[string]uint64
+	// dirty holds the Routes whose virtual hosts changed since the RouteConfiguration
+	// was last assembled; kick wakes the goroutine that assembles it (see flushRoutes).
+	dirty   map[string]bool
+	domains map[string]string   // lower-case domain or vhost name → Route key, for collisions
+	claims  map[string][]string // Route key → the names it holds in domains
+	kick    chan struct{}
+	done    sync.WaitGroup
 }
 
 // NewServer returns a Server holding the "skiff-http" listener (on
@@ -104,6 +111,10 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		clusterRes:    make(map[string]*clusterv3.Cluster),
 		claRes:        make(map[string]*endpointv3.ClusterLoadAssignment),
 		routeVersions: make(map[string]uint64),
+		dirty:         make(map[string]bool),
+		domains:       make(map[string]string),
+		claims:        make(map[string][]string),
+		kick:          make(chan struct{}, 1),
 	}
 	if err := s.listeners.UpdateResource(ListenerName, listener); err != nil {
 		return nil, fmt.Errorf("new xds server: set listener: %w", err)
@@ -123,6 +134,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.done.Go(func() { s.assembleRoutes(ctx) })
 	s.xds = serverv3.NewServer(ctx, mux, s.acks, sotwv3.WithLogger(gcpLogger))
 	return s, nil
 }
@@ -141,6 +153,7 @@ func (s *Server) Register(g *grpc.Server) {
 // server as well to refuse new ones.
 func (s *Server) Close() {
 	s.cancel()
+	s.done.Wait()
 }
 
 // Nodes returns every connected xDS stream with the versions it has ACKed,
