@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,10 +20,12 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/extproc"
 )
 
 // Config says where the control plane keeps its data and listens.
@@ -42,7 +45,15 @@ type Config struct {
 	ProxyListenPort    uint32
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// ExtProcAddress serves the ext_proc activator proxies call; default 127.0.0.1:18001.
+	ExtProcAddress string
+	// ProxyStatsURLs are the admin endpoints (Envoy's, or the gateway's) whose /stats the
+	// autoscaler reads, e.g. http://127.0.0.1:9901.
+	ProxyStatsURLs []string
+	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults
+	// (autoscaler.DefaultConfig).
+	Autoscaler *autoscaler.Config
+	Logger     *slog.Logger
 }
 
 // ControlPlane is a running control plane; its listeners are bound by New.
@@ -53,8 +64,14 @@ type ControlPlane struct {
 	xds     *xds.Server
 	runtime *local.Runtime
 	ctrl    *reconciler.Controller
+	scaler  *autoscaler.Autoscaler
+	extproc *extproc.Server
 	apiLis  net.Listener
 	xdsLis  net.Listener
+	extLis  net.Listener
+
+	extMu   sync.Mutex
+	extGRPC *grpc.Server // serving ext_proc; nil once stopped
 }
 
 // New opens the store and binds the API and xDS listeners.
@@ -62,6 +79,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	cfg.APIAddress = cmp.Or(cfg.APIAddress, "127.0.0.1:7070")
 	cfg.XDSAddress = cmp.Or(cfg.XDSAddress, "127.0.0.1:18000")
 	cfg.Domain = cmp.Or(cfg.Domain, "localhost")
+	cfg.ExtProcAddress = cmp.Or(cfg.ExtProcAddress, "127.0.0.1:18001")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -73,26 +91,65 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.store, err = store.Open(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
-	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort}); err != nil {
+	cleanup := func() {
+		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis} {
+			if l != nil {
+				l.Close()
+			}
+		}
 		cp.store.Close()
-		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	if cp.apiLis, err = net.Listen("tcp", cfg.APIAddress); err != nil {
-		cp.store.Close()
+		cleanup()
 		return nil, fmt.Errorf("control plane: listen for the API: %w", err)
 	}
 	if cp.xdsLis, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
-		cp.apiLis.Close()
-		cp.store.Close()
+		cleanup()
 		return nil, fmt.Errorf("control plane: listen for xDS: %w", err)
 	}
+	if cp.extLis, err = net.Listen("tcp", cfg.ExtProcAddress); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
+	}
+	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
+		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
+		ExtProcAddress: cp.extLis.Addr().String(),
+	}); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+
 	var ctrl *reconciler.Controller
+	onRevision := func(key string) {
+		if ns, name, ok := strings.Cut(key, "/"); ok {
+			ctrl.RevisionChanged(ns, name)
+		}
+	}
+	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: func(cluster string) { cp.scaler.Poke(cluster) }})
+	held := autoscaler.MetricsFunc(func(context.Context) (map[string]autoscaler.Sample, error) {
+		out := map[string]autoscaler.Sample{}
+		for cluster, st := range cp.extproc.Stats() {
+			out[cluster] = autoscaler.Sample{InFlight: float64(st.Held)}
+		}
+		return out, nil
+	})
+	metrics := autoscaler.Metrics(held)
+	if len(cfg.ProxyStatsURLs) > 0 {
+		metrics = autoscaler.Sum(autoscaler.NewEnvoyStats(nil, cfg.ProxyStatsURLs...), held)
+	}
+	acfg := autoscaler.DefaultConfig()
+	if cfg.Autoscaler != nil {
+		acfg = *cfg.Autoscaler
+	}
+	acfg.OnChange = onRevision
+	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
 	cp.runtime = local.New(local.Config{
 		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
 		OnChange: func(ns, name string) { ctrl.RevisionChanged(ns, name) },
 	})
 	ctrl = reconciler.New(reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
+		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.extproc,
 	})
 	cp.ctrl = ctrl
 	return cp, nil
@@ -100,6 +157,20 @@ func New(cfg Config) (*ControlPlane, error) {
 
 // APIAddr is where the resource API listens.
 func (cp *ControlPlane) APIAddr() net.Addr { return cp.apiLis.Addr() }
+
+// ExtProcAddr is where the ext_proc activator listens.
+func (cp *ControlPlane) ExtProcAddr() net.Addr { return cp.extLis.Addr() }
+
+// StopExtProc stops serving ext_proc while the rest keeps running: a failure drill for
+// checking what proxies do without their activator.
+func (cp *ControlPlane) StopExtProc() {
+	cp.extMu.Lock()
+	defer cp.extMu.Unlock()
+	if cp.extGRPC != nil {
+		cp.extGRPC.Stop()
+		cp.extGRPC = nil
+	}
+}
 
 // XDSAddr is where the ADS server listens.
 func (cp *ControlPlane) XDSAddr() net.Addr { return cp.xdsLis.Addr() }
@@ -111,10 +182,20 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	cp.xds.Register(grpcServer)
+	extServer := grpc.NewServer()
+	cp.extproc.Register(extServer)
+	cp.extMu.Lock()
+	cp.extGRPC = extServer
+	cp.extMu.Unlock()
 	httpServer := &http.Server{Handler: apiserver.New(cp.store, cp.log), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 5)
+	wg.Go(func() {
+		if err := extServer.Serve(cp.extLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errs <- fmt.Errorf("ext_proc server: %w", err)
+		}
+	})
 	wg.Go(func() {
 		if err := grpcServer.Serve(cp.xdsLis); err != nil {
 			errs <- fmt.Errorf("xds server: %w", err)
@@ -126,6 +207,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	})
 	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
+	wg.Go(func() {
+		if err := cp.scaler.Run(ctrlCtx); err != nil {
+			errs <- fmt.Errorf("autoscaler: %w", err)
+		}
+	})
 	wg.Go(func() {
 		if err := cp.ctrl.Run(ctrlCtx, 4); err != nil {
 			errs <- fmt.Errorf("reconciler: %w", err)
@@ -145,6 +231,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.runtime.Close(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()
+	cp.StopExtProc()
 	wg.Wait()
 	if err := cp.store.Close(); err != nil && runErr == nil {
 		runErr = err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/skiff-dev/skiff/gateway/admin"
 	"github.com/skiff-dev/skiff/gateway/filter"
+	"github.com/skiff-dev/skiff/gateway/filter/extproc"
 	"github.com/skiff-dev/skiff/gateway/proxy"
 	"github.com/skiff-dev/skiff/gateway/route"
 	"github.com/skiff-dev/skiff/gateway/stats"
@@ -59,8 +61,10 @@ type Config struct {
 	// ListenerAddressOverride, if set, is the address every LDS listener
 	// binds instead of its socket_address (e.g. "127.0.0.1:0" in tests).
 	ListenerAddressOverride string
-	// HTTPFilters are extra HTTP filter factories (ext_proc, wasm, ...)
-	// available to listeners besides the router.
+	// HTTPFilters are extra HTTP filter factories (wasm, ...) available to
+	// listeners besides the router and the built-in ext_proc filter
+	// (envoy.filters.http.ext_proc); a factory for an already known type
+	// URL replaces the built-in one.
 	HTTPFilters []filter.Factory
 	// DrainTimeout bounds the graceful drain of listeners on shutdown and
 	// removal (default 5s).
@@ -83,6 +87,7 @@ type Gateway struct {
 	stats    *stats.Store
 	clusters *upstream.Manager
 	filters  *filter.Registry
+	extProc  *extproc.Factory
 	xds      *xdsclient.Client
 
 	// wg tracks every goroutine Run starts (servers, drains, the ADS client).
@@ -130,12 +135,14 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.DrainTimeout = 5 * time.Second
 	}
 	st := stats.NewStore()
+	ep := extproc.NewFactory(cfg.Logger)
 	g := &Gateway{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "gateway"),
 		stats:     st,
 		clusters:  upstream.NewManager(st),
-		filters:   filter.NewRegistry(cfg.HTTPFilters...),
+		filters:   filter.NewRegistry(append([]filter.Factory{ep}, cfg.HTTPFilters...)...),
+		extProc:   ep,
 		listeners: map[string]*listener{},
 		routes:    map[string]*route.Table{},
 		raw:       map[string]map[string]xdsclient.Resource{},
@@ -228,6 +235,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.wg.Wait()
+	g.extProc.Close()
 	g.clusters.Close()
 	return runErr
 }
@@ -310,7 +318,11 @@ func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
 	tables := make(map[string]*route.Table, len(res))
 	var errs []error
 	for name, r := range res {
-		t, err := route.Compile(r.Message.(*routev3.RouteConfiguration))
+		rc := r.Message.(*routev3.RouteConfiguration)
+		t, err := route.Compile(rc)
+		if err == nil {
+			err = g.validatePerFilterConfigs(rc)
+		}
 		if err != nil {
 			g.rdsStat(name, "update_rejected")
 			errs = append(errs, err)
@@ -326,6 +338,39 @@ func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
 	g.mu.Unlock()
 	for name := range tables {
 		g.rdsStat(name, "update_success")
+	}
+	return nil
+}
+
+// validatePerFilterConfigs checks every typed_per_filter_config of rc
+// (virtual hosts, routes, weighted clusters) with the filter factory that
+// owns its type, as Envoy validates per-route filter configuration when it
+// receives the RouteConfiguration.
+func (g *Gateway) validatePerFilterConfigs(rc *routev3.RouteConfiguration) error {
+	check := func(where string, m map[string]*anypb.Any) error {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if err := g.filters.ValidatePerRoute(m[k]); err != nil {
+				return fmt.Errorf("route configuration %q: %s.typed_per_filter_config[%q]: %w", rc.GetName(), where, k, err)
+			}
+		}
+		return nil
+	}
+	for i, vh := range rc.GetVirtualHosts() {
+		vw := fmt.Sprintf("virtual_hosts[%d]", i)
+		if err := check(vw, vh.GetTypedPerFilterConfig()); err != nil {
+			return err
+		}
+		for j, rt := range vh.GetRoutes() {
+			rw := fmt.Sprintf("%s.routes[%d]", vw, j)
+			if err := check(rw, rt.GetTypedPerFilterConfig()); err != nil {
+				return err
+			}
+			for k, wc := range rt.GetRoute().GetWeightedClusters().GetClusters() {
+				if err := check(fmt.Sprintf("%s.route.weighted_clusters.clusters[%d]", rw, k), wc.GetTypedPerFilterConfig()); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -589,7 +634,13 @@ func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (pro
 	default:
 		return o, fmt.Errorf("route specifier %T is not supported", rs)
 	}
-	filters, err := filter.Build(g.filters, hcm.GetHttpFilters())
+	filters, err := filter.BuildWith(g.filters, filter.BuildContext{
+		Listener:   name,
+		StatPrefix: hcm.GetStatPrefix(),
+		Stats:      g.stats,
+		Clusters:   g.clusters,
+		Logger:     g.cfg.Logger,
+	}, hcm.GetHttpFilters())
 	if err != nil {
 		return o, err
 	}

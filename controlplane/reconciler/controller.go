@@ -15,9 +15,11 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/extproc"
 )
 
 // Proxy is the part of the xDS server the reconcilers drive.
@@ -27,9 +29,26 @@ type Proxy interface {
 	SetCluster(c xds.Cluster) error
 	DeleteCluster(name string)
 	SetEndpoints(cluster string, eps []xds.Endpoint) (string, error)
+	// WaitEndpointsAcked blocks until every connected proxy has ACKed that endpoints version.
+	WaitEndpointsAcked(ctx context.Context, cluster, version string) error
 	// RouteAcked reports whether every connected proxy has accepted the route's current
 	// virtual hosts and the endpoints of the clusters it names.
 	RouteAcked(namespace, name string) bool
+}
+
+// Autoscaler decides each revision's scale and whether the proxy buffers its requests.
+type Autoscaler interface {
+	Upsert(key string, spec autoscaler.Spec)
+	Delete(key string)
+	SetReady(key string, ready int)
+	Decision(key string) (autoscaler.Decision, bool)
+}
+
+// Activator is the ext_proc service: it holds requests until a revision has capacity and
+// keeps each pod within containerConcurrency.
+type Activator interface {
+	SetRevision(cluster string, r extproc.Revision)
+	DeleteRevision(cluster string)
 }
 
 // Watcher is a store that reports changes.
@@ -46,9 +65,14 @@ type Config struct {
 	// Domain is the suffix of every route's host: {name}.{namespace}.{Domain}.
 	Domain string
 	Logger *slog.Logger
-	// Scale, when set, decides how many instances a routed revision runs (the autoscaler);
-	// nil means Knative's behaviour without traffic data: initial/min scale, at least one.
-	Scale func(rev *servingv1.Revision) int
+	// Autoscaler decides how many instances a routed revision runs; nil means one instance
+	// (or min/initial scale) per routed revision, and no scaling to zero.
+	Autoscaler Autoscaler
+	// AutoscalerDefaults are the cluster-wide autoscaling settings annotations are read against.
+	AutoscalerDefaults autoscaler.Config
+	// Activator, when set, puts ext_proc in the path of revisions in proxy mode and of
+	// revisions with containerConcurrency > 0; nil means requests always go straight to pods.
+	Activator Activator
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -63,6 +87,10 @@ type Controller struct {
 	ackWait map[store.Key]bool
 	// routeRefs indexes the configuration and revision names each route reads.
 	routeRefs map[store.Key]map[string]bool
+	// publishing cancels the wait for a proxy ACK before endpoints reach the activator.
+	publishing map[string]context.CancelFunc
+	ctx        context.Context // the Run context, for goroutines the controller owns
+	wg         sync.WaitGroup
 }
 
 // New returns a Controller; call Run to start it.
@@ -81,7 +109,9 @@ func New(cfg Config) *Controller {
 			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving"}),
 		now:       time.Now,
 		ackWait:   map[store.Key]bool{},
-		routeRefs: map[store.Key]map[string]bool{},
+		routeRefs:  map[store.Key]map[string]bool{},
+		publishing: map[string]context.CancelFunc{},
+		ctx:        context.Background(),
 	}
 }
 
@@ -95,8 +125,12 @@ func (c *Controller) RevisionChanged(namespace, name string) {
 
 // Run reconciles until ctx is done, with the given number of workers.
 func (c *Controller) Run(ctx context.Context, workers int) error {
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
 	cancel := c.cfg.Store.Subscribe(c.onEvent)
 	defer cancel()
+	defer c.wg.Wait()
 	if err := c.resync(ctx); err != nil {
 		return err
 	}

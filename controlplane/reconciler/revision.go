@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"time"
 
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/extproc"
 )
 
 // Annotations Knative reads on a revision template, which Skiff honours the same way.
@@ -18,51 +23,81 @@ const (
 	InitialScaleAnnotation = "autoscaling.knative.dev/initial-scale"
 )
 
-// reconcileRevision runs the revision's instances, publishes their ready endpoints to the
-// proxy and reports Knative's revision conditions.
+// reconcileRevision runs the revision's instances at the autoscaler's scale, publishes
+// their ready endpoints to the proxy (and, once the proxy has them, to the activator),
+// and reports Knative's revision conditions.
 func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error {
+	cluster := xds.ClusterName(key.Namespace, key.Name)
 	var rev servingv1.Revision
 	if err := c.cfg.Store.Get(ctx, key, &rev); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		c.forgetRevision(cluster)
 		if err := c.cfg.Runtime.Remove(ctx, key.Namespace, key.Name); err != nil {
 			return fmt.Errorf("remove revision %s: %w", key, err)
 		}
-		c.cfg.Proxy.DeleteCluster(xds.ClusterName(key.Namespace, key.Name))
+		c.cfg.Proxy.DeleteCluster(cluster)
 		return nil
 	}
-	desired := c.desiredScale(ctx, &rev)
-	if err := c.cfg.Runtime.Scale(ctx, &rev, desired); err != nil {
-		return fmt.Errorf("scale revision %s to %d: %w", key, desired, err)
-	}
-	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
-
-	cluster := xds.ClusterName(rev.Namespace, rev.Name)
 	cc := int64(0)
 	if rev.Spec.ContainerConcurrency != nil {
 		cc = *rev.Spec.ContainerConcurrency
 	}
+	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
+	now := c.now()
+	st := &rev.Status
+	st.ObservedGeneration = rev.Generation
+
+	desired, decision, err := c.decide(ctx, &rev, cluster, cc, state)
+	if err != nil {
+		st.MarkFalse(servingv1.RevisionConditionResourcesAvailable, "InvalidAutoscalingAnnotation", err.Error(), now)
+		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
+		return c.cfg.Store.UpdateStatus(ctx, &rev)
+	}
+	mode := servingv1.ModeServe
+	if c.cfg.Activator != nil && (cc > 0 || decision.ProxyMode || state.Ready == 0) {
+		mode = servingv1.ModeProxy
+	}
+	if desired == 0 && state.Ready > 0 && c.cfg.Activator != nil && !c.readyForZero(&rev) {
+		// The last pod goes only once every proxy sends this revision's requests through
+		// the activator, so a request arriving meanwhile is held, not answered 503.
+		desired = state.Desired
+		c.queue.AddAfter(key, 100*time.Millisecond)
+	}
+	if err := c.cfg.Runtime.Scale(ctx, &rev, desired); err != nil {
+		return fmt.Errorf("scale revision %s to %d: %w", key, desired, err)
+	}
+
 	if err := c.cfg.Proxy.SetCluster(xds.Cluster{
 		Name: cluster, Namespace: rev.Namespace, Revision: rev.Name,
 		HTTP2:        rev.Spec.UsesH2C(),
 		LeastRequest: cc > 0,
+		OverrideHost: cc > 0 && c.cfg.Activator != nil,
 	}); err != nil {
 		return fmt.Errorf("revision %s: set cluster: %w", key, err)
 	}
 	eps := make([]xds.Endpoint, 0, len(state.Endpoints))
+	addrs := make([]string, 0, len(state.Endpoints))
 	for _, ep := range state.Endpoints {
 		eps = append(eps, xds.Endpoint{Address: ep.Address, Port: ep.Port})
+		addrs = append(addrs, net.JoinHostPort(ep.Address, strconv.Itoa(int(ep.Port))))
 	}
-	if _, err := c.cfg.Proxy.SetEndpoints(cluster, eps); err != nil {
+	version, err := c.cfg.Proxy.SetEndpoints(cluster, eps)
+	if err != nil {
 		return fmt.Errorf("revision %s: set endpoints: %w", key, err)
 	}
+	c.publish(cluster, version, extproc.Revision{
+		ContainerConcurrency: int(cc), Timeout: revisionTimeout(&rev), Endpoints: addrs,
+	})
 
-	now := c.now()
-	st := &rev.Status
-	st.ObservedGeneration = rev.Generation
 	st.ActualReplicas = ptr(int32(state.Ready))
 	st.DesiredReplicas = ptr(int32(desired))
+	st.Autoscaling = &servingv1.AutoscalingStatus{
+		Mode: mode, Panic: decision.Panic,
+		StableConcurrency: round2(decision.StableConcurrency), PanicConcurrency: round2(decision.PanicConcurrency),
+		StableRPS: round2(decision.StableRPS), ExcessBurstCapacity: decision.ExcessBurstCapacity,
+	}
 	switch {
 	case state.Failed:
 		st.MarkFalse(servingv1.RevisionConditionResourcesAvailable, state.Reason, state.Message, now)
@@ -86,38 +121,128 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 			st.MarkUnknown(servingv1.RevisionConditionContainerHealthy, "Deploying", "", now)
 		}
 	}
-	if state.Ready == 0 && desired > 0 && st.GetCondition(servingv1.RevisionConditionActive) == nil {
-		st.MarkUnknown(servingv1.RevisionConditionActive, "Activating", "", now)
-	}
 	summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
 	return c.cfg.Store.UpdateStatus(ctx, &rev)
 }
 
-// desiredScale is how many instances the revision should run: the autoscaler's answer
-// when one is wired in; otherwise one (or min/initial scale) while the revision is routed
-// or is its configuration's newest, and zero for a revision in reserve.
-func (c *Controller) desiredScale(ctx context.Context, rev *servingv1.Revision) int {
-	if c.cfg.Scale != nil {
-		return c.cfg.Scale(rev)
-	}
-	active := rev.Labels[servingv1.RoutingStateLabel] == "active"
-	if !active {
-		var cfg servingv1.Configuration
-		key := store.Key{Kind: servingv1.KindConfiguration, Namespace: rev.Namespace, Name: rev.Labels[servingv1.ConfigurationLabel]}
-		if err := c.cfg.Store.Get(ctx, key, &cfg); err == nil && RevisionName(&cfg) == rev.Name {
-			active = true
+// decide returns how many instances the revision should run and the autoscaler's decision:
+// the autoscaler's answer while the revision is routed or is its configuration's newest, and
+// zero for a revision in reserve. Without an autoscaler: one instance (or min/initial scale).
+func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluster string, cc int64, state runtime.State) (int, autoscaler.Decision, error) {
+	active := c.isActive(ctx, rev)
+	if c.cfg.Autoscaler == nil {
+		if !active {
+			return 0, autoscaler.Decision{}, nil
 		}
+		n := 1
+		for _, a := range []string{MinScaleAnnotation, InitialScaleAnnotation} {
+			if v, err := strconv.Atoi(rev.Annotations[a]); err == nil && v > n {
+				n = v
+			}
+		}
+		return n, autoscaler.Decision{DesiredScale: n}, nil
 	}
 	if !active {
-		return 0
+		c.cfg.Autoscaler.Delete(cluster)
+		return 0, autoscaler.Decision{ProxyMode: true}, nil
 	}
-	n := 1
-	for _, a := range []string{MinScaleAnnotation, InitialScaleAnnotation} {
-		if v, err := strconv.Atoi(rev.Annotations[a]); err == nil && v > n {
-			n = v
-		}
+	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
+	if len(errs) > 0 {
+		return 0, autoscaler.Decision{}, errs.ToAggregate()
 	}
-	return n
+	c.cfg.Autoscaler.Upsert(cluster, spec)
+	c.cfg.Autoscaler.SetReady(cluster, state.Ready)
+	d, ok := c.cfg.Autoscaler.Decision(cluster)
+	if !ok {
+		return spec.InitialScale, autoscaler.Decision{DesiredScale: spec.InitialScale, ProxyMode: true}, nil
+	}
+	return d.DesiredScale, d, nil
 }
+
+// isActive reports whether a route sends the revision traffic or it is its configuration's
+// newest revision (which must come up to become ready).
+func (c *Controller) isActive(ctx context.Context, rev *servingv1.Revision) bool {
+	if rev.Labels[servingv1.RoutingStateLabel] == "active" {
+		return true
+	}
+	var cfg servingv1.Configuration
+	key := store.Key{Kind: servingv1.KindConfiguration, Namespace: rev.Namespace, Name: rev.Labels[servingv1.ConfigurationLabel]}
+	return c.cfg.Store.Get(ctx, key, &cfg) == nil && RevisionName(&cfg) == rev.Name
+}
+
+// readyForZero reports whether the revision's stored status already says proxy mode and
+// every route sending it traffic has been ACKed by the proxies since.
+func (c *Controller) readyForZero(rev *servingv1.Revision) bool {
+	if a := rev.Status.Autoscaling; a == nil || a.Mode != servingv1.ModeProxy {
+		return false
+	}
+	c.mu.Lock()
+	var routes []store.Key
+	for k, refs := range c.routeRefs {
+		if k.Namespace == rev.Namespace && refs[rev.Name] {
+			routes = append(routes, k)
+		}
+	}
+	c.mu.Unlock()
+	for _, k := range routes {
+		if c.ackPending(k) || !c.cfg.Proxy.RouteAcked(k.Namespace, k.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// ackPending reports whether the route has been changed and not yet re-checked for ACKs.
+func (c *Controller) ackPending(k store.Key) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ackWait[k]
+}
+
+// publish gives the activator the revision's endpoints once every proxy has ACKed the EDS
+// update carrying them, so a released request never reaches a cluster without that pod.
+// Fewer endpoints are published at once: taking a pod away is safe before the proxy knows.
+func (c *Controller) publish(cluster, version string, r extproc.Revision) {
+	if c.cfg.Activator == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cancel := c.publishing[cluster]; cancel != nil {
+		cancel()
+		delete(c.publishing, cluster)
+	}
+	if len(r.Endpoints) == 0 {
+		c.cfg.Activator.SetRevision(cluster, r)
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.publishing[cluster] = cancel
+	c.wg.Go(func() {
+		defer cancel()
+		if err := c.cfg.Proxy.WaitEndpointsAcked(ctx, cluster, version); err != nil {
+			return // superseded, or shutting down
+		}
+		c.cfg.Activator.SetRevision(cluster, r)
+	})
+}
+
+// forgetRevision drops a deleted revision from the autoscaler and the activator.
+func (c *Controller) forgetRevision(cluster string) {
+	c.mu.Lock()
+	if cancel := c.publishing[cluster]; cancel != nil {
+		cancel()
+		delete(c.publishing, cluster)
+	}
+	c.mu.Unlock()
+	if c.cfg.Autoscaler != nil {
+		c.cfg.Autoscaler.Delete(cluster)
+	}
+	if c.cfg.Activator != nil {
+		c.cfg.Activator.DeleteRevision(cluster)
+	}
+}
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 func ptr[T any](v T) *T { return &v }

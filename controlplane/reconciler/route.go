@@ -171,7 +171,7 @@ func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.Traff
 		Metadata: map[string]string{"namespace": route.Namespace, "route": route.Name},
 	}
 	for _, name := range order {
-		def.Clusters = append(def.Clusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, name), Weight: uint32(weights[name])})
+		def.Clusters = append(def.Clusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, name), Weight: uint32(weights[name]), Activate: proxyMode(revs[name])})
 		def.Timeout = max(def.Timeout, revisionTimeout(revs[name]))
 	}
 	out.VirtualHosts = append(out.VirtualHosts, def)
@@ -182,12 +182,17 @@ func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.Traff
 		out.VirtualHosts = append(out.VirtualHosts, xds.VirtualHost{
 			Name:     route.Namespace + "/" + route.Name + "/" + t.Tag,
 			Domains:  c.hosts(route, t.Tag),
-			Clusters: []xds.WeightedCluster{{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: 100}},
+			Clusters: []xds.WeightedCluster{{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: 100, Activate: proxyMode(revs[t.RevisionName])}},
 			Timeout:  revisionTimeout(revs[t.RevisionName]),
 			Metadata: map[string]string{"namespace": route.Namespace, "route": route.Name, "tag": t.Tag},
 		})
 	}
 	return out
+}
+
+// proxyMode reports whether the revision's requests go through the activator (ext_proc).
+func proxyMode(rev *servingv1.Revision) bool {
+	return rev != nil && rev.Status.Autoscaling != nil && rev.Status.Autoscaling.Mode == servingv1.ModeProxy
 }
 
 func revisionTimeout(rev *servingv1.Revision) time.Duration {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -50,5 +51,39 @@ func TestEnvoyBootstrap(t *testing.T) {
 	}
 	if got := xds.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(); got != 18000 {
 		t.Errorf("skiff-xds port = %d", got)
+	}
+
+	// The ext_proc stream must stay open for the whole HTTP request (Envoy
+	// 1.37+ closes it early unless this runtime guard is off).
+	var guardOff bool
+	for _, l := range b.GetLayeredRuntime().GetLayers() {
+		if v, ok := l.GetStaticLayer().GetFields()["envoy.reloadable_features.ext_proc_stream_close_optimization"]; ok {
+			guardOff = !v.GetBoolValue()
+		}
+	}
+	if !guardOff {
+		t.Error("layered_runtime must set envoy.reloadable_features.ext_proc_stream_close_optimization: false")
+	}
+
+	// The ext_proc service cluster: STRICT_DNS, HTTP/2 (gRPC), port 9002.
+	var ep *clusterv3.Cluster
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == ExtProcClusterName {
+			ep = c
+		}
+	}
+	if ep == nil {
+		t.Fatalf("no static %s cluster", ExtProcClusterName)
+	}
+	var epo upstreamhttpv3.HttpProtocolOptions
+	if err := ep.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey].UnmarshalTo(&epo); err != nil {
+		t.Fatal(err)
+	}
+	if epo.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+		t.Errorf("%s cluster must speak HTTP/2 (gRPC)", ExtProcClusterName)
+	}
+	sa := ep.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+	if ep.GetType() != clusterv3.Cluster_STRICT_DNS || sa.GetAddress() != "skiff-extproc.skiff-system.svc.cluster.local" || sa.GetPortValue() != 9002 {
+		t.Errorf("%s cluster = %v %s:%d", ExtProcClusterName, ep.GetType(), sa.GetAddress(), sa.GetPortValue())
 	}
 }

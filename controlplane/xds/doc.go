@@ -10,7 +10,12 @@
 //     by name; each virtual host has one route (prefix "/") carrying the
 //     virtual host's metadata under filter_metadata["skiff"];
 //   - one EDS Cluster per Revision named "{namespace}/{revision}", and one
-//     ClusterLoadAssignment with the same name.
+//     ClusterLoadAssignment with the same name;
+//   - with an ext_proc service (Options.ExtProcAddress), the listener runs
+//     envoy.filters.http.ext_proc (disabled by default) before the router, CDS
+//     carries the "skiff-extproc" cluster, proxy-mode revisions enable the
+//     filter with a FilterConfig on their weighted cluster (or route), and OverrideHost
+//     clusters let the service pick the endpoint (dynamic metadata envoy.lb).
 //
 // The translator (TranslateListener, TranslateVirtualHosts,
 // TranslateRouteConfiguration, TranslateCluster, TranslateEndpoints) is pure.

@@ -22,7 +22,12 @@ const (
 	echoV1  = "default/echo-00001"
 )
 
-// fixtureRoutes are two Routes: "hello" split 90/10 with a "prev" tag, and "echo".
+// fixtureExtProcAddress is the ext_proc service address of the translated fixture.
+const fixtureExtProcAddress = "10.96.0.20:9002"
+
+// fixtureRoutes are two Routes: "hello" split 90/10 with a "prev" tag, and
+// "echo". hello-00002 and echo-00001 are in proxy mode (Activate), hello-00001
+// in serve mode.
 func fixtureRoutes() []Route {
 	return []Route{
 		{
@@ -31,7 +36,7 @@ func fixtureRoutes() []Route {
 				{
 					Name:     "default/hello",
 					Domains:  []string{"hello.default.example.com", "hello.default.svc.cluster.local"},
-					Clusters: []WeightedCluster{{Name: helloV1, Weight: 90}, {Name: helloV2, Weight: 10}},
+					Clusters: []WeightedCluster{{Name: helloV1, Weight: 90}, {Name: helloV2, Weight: 10, Activate: true}},
 					Timeout:  600 * time.Second,
 					Metadata: map[string]string{"visibility": "external"},
 				},
@@ -48,19 +53,20 @@ func fixtureRoutes() []Route {
 			VirtualHosts: []VirtualHost{{
 				Name:     "default/echo",
 				Domains:  []string{"echo.default.example.com"},
-				Clusters: []WeightedCluster{{Name: echoV1, Weight: 100}},
+				Clusters: []WeightedCluster{{Name: echoV1, Weight: 100, Activate: true}},
 			}},
 		},
 	}
 }
 
 // fixtureClusters are the three revisions: a default one, an h2c one with
-// least-request and a concurrency limit, and one with concurrency 1.
+// least-request and a concurrency limit, and one with concurrency 1 whose
+// endpoint is chosen by the ext_proc service (override host).
 func fixtureClusters() []Cluster {
 	return []Cluster{
 		{Namespace: "default", Revision: "hello-00001"},
 		{Namespace: "default", Revision: "hello-00002", HTTP2: true, LeastRequest: true, ConnectTimeout: 250 * time.Millisecond, MaxRequestsPerEndpoint: 10},
-		{Name: echoV1, Namespace: "default", Revision: "echo-00001", MaxRequestsPerEndpoint: 1},
+		{Name: echoV1, Namespace: "default", Revision: "echo-00001", MaxRequestsPerEndpoint: 1, OverrideHost: true},
 	}
 }
 

@@ -26,7 +26,33 @@ const (
 	RetryOn = "connect-failure,refused-stream"
 	// NumRetries is the retry count set on every route.
 	NumRetries uint32 = 3
+
+	// ExtProcFilterName is the HTTP filter name of the ext_proc filter, also
+	// the typed_per_filter_config key that disables it per route and per
+	// weighted cluster.
+	ExtProcFilterName = "envoy.filters.http.ext_proc"
+	// ExtProcClusterName is the cluster through which the proxy reaches the
+	// ext_proc service (grpc_service.envoy_grpc.cluster_name).
+	ExtProcClusterName = "skiff-extproc"
+	// ExtProcMessageTimeout is the ext_proc message_timeout (and
+	// max_message_timeout): how long the proxy waits for the processor's
+	// answer to the request headers, i.e. how long a request can be held
+	// through a cold start. It matches Knative's default revision timeout;
+	// the field allows up to 1h.
+	ExtProcMessageTimeout = 300 * time.Second
+	// LBMetadataNamespace is the dynamic metadata namespace in which the
+	// ext_proc service names the endpoint that must serve a request, under
+	// the key DestinationEndpointKey ("ip:port"), for clusters with
+	// OverrideHost (Envoy's override_host load balancing policy).
+	LBMetadataNamespace = "envoy.lb"
+	// DestinationEndpointKey is the key of the chosen endpoint in LBMetadataNamespace.
+	DestinationEndpointKey = "x-gateway-destination-endpoint"
 )
+
+// ExtProcRequestAttributes are the attributes the ext_proc filter sends the
+// processor (under ProcessingRequest.attributes["envoy.filters.http.ext_proc"]):
+// the chosen upstream cluster and the route metadata.
+var ExtProcRequestAttributes = []string{"xds.cluster_name", "xds.route_metadata"}
 
 // Route is one Knative Route's traffic: the virtual hosts it owns.
 type Route struct {
@@ -60,6 +86,14 @@ type WeightedCluster struct {
 	Name string
 	// Weight is the relative traffic weight (Knative percent).
 	Weight uint32
+	// Activate puts the revision in proxy mode: its requests go through the
+	// ext_proc filter (held while the revision scales from zero, and
+	// assigned an endpoint by the ext_proc service): the filter, disabled
+	// by default on the listener, is enabled for this cluster with a
+	// route.v3.FilterConfig. When false (serve mode) requests go straight
+	// to endpoints. Without an ext_proc service (Options.ExtProcAddress
+	// empty) it has no effect.
+	Activate bool
 }
 
 // Cluster is one Revision's upstream.
@@ -73,6 +107,12 @@ type Cluster struct {
 	HTTP2 bool
 	// LeastRequest selects LEAST_REQUEST load balancing instead of ROUND_ROBIN.
 	LeastRequest bool
+	// OverrideHost makes the cluster honour the endpoint chosen by the
+	// ext_proc service: load_balancing_policy override_host reading dynamic
+	// metadata envoy.lb/x-gateway-destination-endpoint, falling back to
+	// least_request when it names no healthy endpoint of the cluster. It
+	// replaces lb_policy (LeastRequest is then irrelevant).
+	OverrideHost bool
 	// ConnectTimeout is the upstream connect timeout; zero means DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// MaxRequestsPerEndpoint becomes circuit_breakers.thresholds[DEFAULT].max_requests;

@@ -21,7 +21,7 @@ func routeKey(namespace, name string) string { return namespace + "/" + name }
 // "skiff-http" RouteConfiguration is reassembled and pushed right after, once for
 // any number of Routes changed meanwhile, so loading N Routes costs O(N), not O(N²).
 func (s *Server) SetRoute(r Route) error {
-	vhosts, err := TranslateVirtualHosts(r)
+	vhosts, err := TranslateVirtualHosts(r, s.extProc)
 	if err != nil {
 		return fmt.Errorf("set route: %w", err)
 	}

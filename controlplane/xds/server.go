@@ -30,6 +30,12 @@ type Options struct {
 	ListenerAddress string
 	// ListenerPort is the port of the "skiff-http" listener; default DefaultListenerPort.
 	ListenerPort uint32
+	// ExtProcAddress is the host:port of the ext_proc service. When set, the
+	// listener runs the ext_proc filter before the router, CDS carries the
+	// "skiff-extproc" cluster pointing at it, and routes disable the filter
+	// for revisions that are not in proxy mode (WeightedCluster.Activate).
+	// Empty means no ext_proc filter and no per-route filter configuration.
+	ExtProcAddress string
 }
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
@@ -73,6 +79,8 @@ type Server struct {
 	claims  map[string][]string // Route key → the names it holds in domains
 	kick    chan struct{}
 	done    sync.WaitGroup
+	// extProc reports whether the listener has the ext_proc filter.
+	extProc bool
 }
 
 // NewServer returns a Server holding the "skiff-http" listener (on
@@ -83,7 +91,8 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "xds")
-	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort))
+	extProc := opts.ExtProcAddress != ""
+	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort), extProc)
 	if err != nil {
 		return nil, fmt.Errorf("new xds server: %w", err)
 	}
@@ -115,12 +124,23 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		domains:       make(map[string]string),
 		claims:        make(map[string][]string),
 		kick:          make(chan struct{}, 1),
+		extProc:       extProc,
 	}
 	if err := s.listeners.UpdateResource(ListenerName, listener); err != nil {
 		return nil, fmt.Errorf("new xds server: set listener: %w", err)
 	}
 	if err := s.routes.UpdateResource(RouteConfigName, rc); err != nil {
 		return nil, fmt.Errorf("new xds server: set route configuration: %w", err)
+	}
+	if extProc {
+		cl, err := TranslateExtProcCluster(opts.ExtProcAddress)
+		if err != nil {
+			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		if err := s.clusters.UpdateResource(ExtProcClusterName, cl); err != nil {
+			return nil, fmt.Errorf("new xds server: set ext_proc cluster: %w", err)
+		}
+		s.clusterRes[ExtProcClusterName] = cl
 	}
 	mux := &cache.MuxCache{
 		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },

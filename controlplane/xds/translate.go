@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -31,8 +32,10 @@ func adsConfigSource() *corev3.ConfigSource {
 
 // TranslateListener returns the "skiff-http" Listener on address:port: an
 // HTTP connection manager (codec AUTO so h2c works, host port stripped) whose
-// RouteConfiguration "skiff-http" comes from RDS over ADS, ending with the router filter.
-func TranslateListener(address string, port uint32) (*listenerv3.Listener, error) {
+// RouteConfiguration "skiff-http" comes from RDS over ADS, ending with the
+// router filter. With extProc, the ext_proc filter (see ExtProcFilter) runs
+// before the router.
+func TranslateListener(address string, port uint32, extProc bool) (*listenerv3.Listener, error) {
 	if _, err := netip.ParseAddr(address); err != nil {
 		return nil, fmt.Errorf("translate listener: address %q is not an IP address: %w", address, err)
 	}
@@ -43,6 +46,18 @@ func TranslateListener(address string, port uint32) (*listenerv3.Listener, error
 	if err != nil {
 		return nil, fmt.Errorf("translate listener: router filter: %w", err)
 	}
+	var filters []*hcmv3.HttpFilter
+	if extProc {
+		f, err := ExtProcFilter()
+		if err != nil {
+			return nil, fmt.Errorf("translate listener: %w", err)
+		}
+		filters = append(filters, f)
+	}
+	filters = append(filters, &hcmv3.HttpFilter{
+		Name:       wellknown.Router,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+	})
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: ListenerName,
@@ -51,10 +66,7 @@ func TranslateListener(address string, port uint32) (*listenerv3.Listener, error
 			RouteConfigName: RouteConfigName,
 		}},
 		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       wellknown.Router,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}},
+		HttpFilters:   filters,
 	}
 	if err := hcm.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)
@@ -83,16 +95,71 @@ func TranslateListener(address string, port uint32) (*listenerv3.Listener, error
 	return l, nil
 }
 
+// ExtProcFilter returns the ext_proc HTTP filter of the "skiff-http"
+// listener, as agreed with the ext_proc service: gRPC to the
+// "skiff-extproc" cluster, request headers only, the upstream cluster and
+// route metadata as attributes, fail closed, a message timeout long enough to
+// hold a request through a cold start, and dynamic metadata accepted in the
+// "envoy.lb" namespace (the endpoint for override_host clusters; Envoy drops
+// dynamic metadata of namespaces not listed in receiving_namespaces).
+func ExtProcFilter() (*hcmv3.HttpFilter, error) {
+	cfg := &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcClusterName},
+		}},
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		RequestAttributes: slices.Clone(ExtProcRequestAttributes),
+		FailureModeAllow:  false,
+		MessageTimeout:    durationpb.New(ExtProcMessageTimeout),
+		// Lets the processor extend the wait (override_message_timeout) by up
+		// to the same amount at a time.
+		MaxMessageTimeout: durationpb.New(ExtProcMessageTimeout),
+		MetadataOptions: &extprocv3.MetadataOptions{
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{LBMetadataNamespace}},
+		},
+	}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("ext_proc filter: %w", err)
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ext_proc filter: %w", err)
+	}
+	// Disabled by default: only routes to revisions in proxy mode turn it on, so requests
+	// to serve-mode revisions and requests matching no route never call the processor.
+	return &hcmv3.HttpFilter{Name: ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}, Disabled: true}, nil
+}
+
+// extProcEnabled returns the typed_per_filter_config that turns the (by default
+// disabled) ext_proc filter on for a route or weighted cluster (proxy mode).
+func extProcEnabled() (map[string]*anypb.Any, error) {
+	a, err := anypb.New(&routev3.FilterConfig{Disabled: false})
+	if err != nil {
+		return nil, fmt.Errorf("ext_proc per-route config: %w", err)
+	}
+	return map[string]*anypb.Any{ExtProcFilterName: a}, nil
+}
+
 // TranslateVirtualHosts returns the Envoy virtual hosts of one Route, in the
 // Route's order. Each has a single prefix "/" route with weighted clusters
 // (or a single cluster), timeout, retry policy and skiff route metadata.
-func TranslateVirtualHosts(r Route) ([]*routev3.VirtualHost, error) {
+// With extProc (the listener has the ext_proc filter, disabled by default),
+// clusters in proxy mode (Activate) enable it with a FilterConfig on their
+// ClusterWeight, or on the route when it has a single cluster.
+func TranslateVirtualHosts(r Route, extProc bool) ([]*routev3.VirtualHost, error) {
 	if r.Namespace == "" || r.Name == "" {
 		return nil, fmt.Errorf("translate route %s/%s: namespace and name are required", r.Namespace, r.Name)
 	}
 	out := make([]*routev3.VirtualHost, 0, len(r.VirtualHosts))
 	for i, vh := range r.VirtualHosts {
-		v, err := translateVirtualHost(r, vh)
+		v, err := translateVirtualHost(r, vh, extProc)
 		if err != nil {
 			return nil, fmt.Errorf("translate route %s/%s: virtualHosts[%d] %q: %w", r.Namespace, r.Name, i, vh.Name, err)
 		}
@@ -101,7 +168,7 @@ func TranslateVirtualHosts(r Route) ([]*routev3.VirtualHost, error) {
 	return out, nil
 }
 
-func translateVirtualHost(r Route, vh VirtualHost) (*routev3.VirtualHost, error) {
+func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.VirtualHost, error) {
 	if vh.Timeout < 0 {
 		return nil, fmt.Errorf("timeout %v is negative", vh.Timeout)
 	}
@@ -120,13 +187,23 @@ func translateVirtualHost(r Route, vh VirtualHost) (*routev3.VirtualHost, error)
 		if c.Weight == 0 {
 			continue
 		}
-		weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{Name: c.Name, Weight: wrapperspb.UInt32(c.Weight)})
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: c.Name, Weight: wrapperspb.UInt32(c.Weight)}
+		if extProc && c.Activate {
+			pfc, err := extProcEnabled()
+			if err != nil {
+				return nil, err
+			}
+			cw.TypedPerFilterConfig = pfc
+		}
+		weighted = append(weighted, cw)
 	}
+	var routeFilterConfig map[string]*anypb.Any
 	switch len(weighted) {
 	case 0:
 		return nil, errors.New("clusters: at least one cluster with a positive weight is required")
 	case 1:
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: weighted[0].GetName()}
+		routeFilterConfig = weighted[0].GetTypedPerFilterConfig()
 	default:
 		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: weighted}}
 	}
@@ -143,9 +220,10 @@ func translateVirtualHost(r Route, vh VirtualHost) (*routev3.VirtualHost, error)
 		Name:    vh.Name,
 		Domains: slices.Clone(vh.Domains),
 		Routes: []*routev3.Route{{
-			Match:    &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action:   &routev3.Route_Route{Route: action},
-			Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: st}},
+			Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action:               &routev3.Route_Route{Route: action},
+			Metadata:             &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: st}},
+			TypedPerFilterConfig: routeFilterConfig,
 		}},
 	}
 	if err := v.ValidateAll(); err != nil {

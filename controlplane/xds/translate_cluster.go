@@ -3,13 +3,18 @@ package xds
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -21,7 +26,8 @@ import (
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 // TranslateCluster returns the EDS Cluster of one Revision: endpoints from
-// ADS, ROUND_ROBIN or LEAST_REQUEST, explicit HTTP/2 upstream when HTTP2,
+// ADS, ROUND_ROBIN or LEAST_REQUEST (or, with OverrideHost, the override_host
+// policy falling back to least_request), explicit HTTP/2 upstream when HTTP2,
 // max_requests circuit breaker when set, and skiff metadata {namespace, revision}.
 func TranslateCluster(c Cluster) (*clusterv3.Cluster, error) {
 	name := cmp.Or(c.Name, ClusterName(c.Namespace, c.Revision))
@@ -47,24 +53,20 @@ func TranslateCluster(c Cluster) (*clusterv3.Cluster, error) {
 		LbPolicy:             lb,
 		Metadata:             &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: md}},
 	}
-	if c.HTTP2 {
-		po := &upstreamhttpv3.HttpProtocolOptions{
-			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
-				ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-						Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-					},
-				},
-			},
-		}
-		if err := po.ValidateAll(); err != nil {
-			return nil, fmt.Errorf("translate cluster %s: http protocol options: %w", name, err)
-		}
-		opts, err := anypb.New(po)
+	if c.OverrideHost {
+		p, err := overrideHostPolicy()
 		if err != nil {
-			return nil, fmt.Errorf("translate cluster %s: http protocol options: %w", name, err)
+			return nil, fmt.Errorf("translate cluster %s: %w", name, err)
 		}
-		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
+		// load_balancing_policy supersedes lb_policy; leave the latter unset.
+		out.LbPolicy, out.LoadBalancingPolicy = clusterv3.Cluster_ROUND_ROBIN, p
+	}
+	if c.HTTP2 {
+		opts, err := http2ProtocolOptions()
+		if err != nil {
+			return nil, fmt.Errorf("translate cluster %s: %w", name, err)
+		}
+		out.TypedExtensionProtocolOptions = opts
 	}
 	if c.MaxRequestsPerEndpoint > 0 {
 		out.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
@@ -74,6 +76,111 @@ func TranslateCluster(c Cluster) (*clusterv3.Cluster, error) {
 	}
 	if err := out.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate cluster %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// http2ProtocolOptions are the typed_extension_protocol_options of an
+// upstream spoken to over HTTP/2 (h2c, or gRPC).
+func http2ProtocolOptions() (map[string]*anypb.Any, error) {
+	po := &upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	}
+	if err := po.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("http protocol options: %w", err)
+	}
+	opts, err := anypb.New(po)
+	if err != nil {
+		return nil, fmt.Errorf("http protocol options: %w", err)
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: opts}, nil
+}
+
+// overrideHostPolicy is the load_balancing_policy of an OverrideHost
+// cluster: the endpoint named by dynamic metadata
+// envoy.lb/x-gateway-destination-endpoint when it is a healthy endpoint of
+// the cluster, otherwise least_request.
+func overrideHostPolicy() (*clusterv3.LoadBalancingPolicy, error) {
+	lr := &leastrequestv3.LeastRequest{}
+	if err := lr.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("least_request policy: %w", err)
+	}
+	lrAny, err := anypb.New(lr)
+	if err != nil {
+		return nil, fmt.Errorf("least_request policy: %w", err)
+	}
+	oh := &overridehostv3.OverrideHost{
+		OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
+			Metadata: &metadatav3.MetadataKey{Key: LBMetadataNamespace, Path: []*metadatav3.MetadataKey_PathSegment{{
+				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: DestinationEndpointKey},
+			}}},
+		}},
+		FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.least_request", TypedConfig: lrAny},
+		}}},
+	}
+	if err := oh.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("override_host policy: %w", err)
+	}
+	ohAny, err := anypb.New(oh)
+	if err != nil {
+		return nil, fmt.Errorf("override_host policy: %w", err)
+	}
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.override_host", TypedConfig: ohAny},
+	}}}, nil
+}
+
+// TranslateExtProcCluster returns the "skiff-extproc" cluster reaching the
+// ext_proc service at address ("host:port") over HTTP/2 (gRPC): STATIC when
+// host is an IP address, STRICT_DNS otherwise (Envoy only accepts IP
+// addresses in STATIC clusters).
+func TranslateExtProcCluster(address string) (*clusterv3.Cluster, error) {
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("translate ext_proc cluster: address %q: %w", address, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 32)
+	if err != nil || port == 0 || port > 65535 {
+		return nil, fmt.Errorf("translate ext_proc cluster: address %q: port out of range 1-65535", address)
+	}
+	if host == "" {
+		return nil, fmt.Errorf("translate ext_proc cluster: address %q: host is required", address)
+	}
+	typ := clusterv3.Cluster_STRICT_DNS
+	if a, err := netip.ParseAddr(host); err == nil {
+		typ, host = clusterv3.Cluster_STATIC, a.Unmap().String()
+	}
+	opts, err := http2ProtocolOptions()
+	if err != nil {
+		return nil, fmt.Errorf("translate ext_proc cluster: %w", err)
+	}
+	out := &clusterv3.Cluster{
+		Name:                          ExtProcClusterName,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: typ},
+		ConnectTimeout:                durationpb.New(DefaultConnectTimeout),
+		TypedExtensionProtocolOptions: opts,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: ExtProcClusterName,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Protocol:      corev3.SocketAddress_TCP,
+						Address:       host,
+						PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+					}}},
+				}},
+			}}}},
+		},
+	}
+	if err := out.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("translate ext_proc cluster: %w", err)
 	}
 	return out, nil
 }

@@ -17,13 +17,13 @@ import (
 // translateFixture translates the whole fixture.
 func translateFixture(t *testing.T) (*listenerv3.Listener, *routev3.RouteConfiguration, []*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
 	t.Helper()
-	l, err := TranslateListener(DefaultListenerAddress, DefaultListenerPort)
+	l, err := TranslateListener(DefaultListenerAddress, DefaultListenerPort, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var vhosts []*routev3.VirtualHost
 	for _, r := range fixtureRoutes() {
-		v, err := TranslateVirtualHosts(r)
+		v, err := TranslateVirtualHosts(r, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,6 +41,11 @@ func translateFixture(t *testing.T) (*listenerv3.Listener, *routev3.RouteConfigu
 		}
 		clusters = append(clusters, cl)
 	}
+	ep, err := TranslateExtProcCluster(fixtureExtProcAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters = append(clusters, ep)
 	var clas []*endpointv3.ClusterLoadAssignment
 	eps := fixtureEndpoints()
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -146,33 +151,33 @@ func TestTranslateErrors(t *testing.T) {
 		run  func() error
 		want string
 	}{
-		{"listener address", func() error { _, err := TranslateListener("localhost", 8080); return err }, "not an IP address"},
-		{"listener port", func() error { _, err := TranslateListener("0.0.0.0", 0); return err }, "out of range"},
-		{"route without name", func() error { _, err := TranslateVirtualHosts(Route{Namespace: "ns"}); return err }, "namespace and name are required"},
+		{"listener address", func() error { _, err := TranslateListener("localhost", 8080, false); return err }, "not an IP address"},
+		{"listener port", func() error { _, err := TranslateListener("0.0.0.0", 0, false); return err }, "out of range"},
+		{"route without name", func() error { _, err := TranslateVirtualHosts(Route{Namespace: "ns"}, false); return err }, "namespace and name are required"},
 		{"all weights zero", func() error {
 			vh := okVH
 			vh.Clusters = []WeightedCluster{{Name: "ns/a-1"}}
-			_, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}})
+			_, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}}, false)
 			return err
 		}, "positive weight"},
 		{"no domains", func() error {
 			vh := okVH
 			vh.Domains = nil
-			_, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}})
+			_, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}}, false)
 			return err
 		}, "Domains"},
 		{"negative timeout", func() error {
 			vh := okVH
 			vh.Timeout = -time.Second
-			_, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}})
+			_, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}}, false)
 			return err
 		}, "timeout -1s is negative"},
 		{"duplicate domain", func() error {
-			a, _ := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{okVH}})
+			a, _ := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{okVH}}, false)
 			b := okVH
 			b.Name = "b"
 			b.Domains = []string{"A.example.com"}
-			bv, _ := TranslateVirtualHosts(Route{Namespace: "ns", Name: "b", VirtualHosts: []VirtualHost{b}})
+			bv, _ := TranslateVirtualHosts(Route{Namespace: "ns", Name: "b", VirtualHosts: []VirtualHost{b}}, false)
 			_, err := TranslateRouteConfiguration(append(a, bv...))
 			return err
 		}, `domain "A.example.com" is in both`},

@@ -11,13 +11,19 @@ package filter
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/skiff-dev/skiff/gateway/stats"
+	"github.com/skiff-dev/skiff/gateway/upstream"
 )
 
 // RouterTypeURL is the typed_config type of Envoy's router filter.
@@ -43,20 +49,96 @@ type Factory interface {
 	New(name string, config *anypb.Any) (Filter, error)
 }
 
+// BuildContext tells a filter where it runs: the HTTP connection manager
+// that owns it and the gateway services it may use.
+type BuildContext struct {
+	// Listener is the owning listener's name.
+	Listener string
+	// StatPrefix is the HCM stat_prefix: filter stats go under http.<StatPrefix>.
+	StatPrefix string
+	// Stats is the gateway's stat store.
+	Stats *stats.Store
+	// Clusters are the gateway's upstream clusters (for filters that call
+	// out to a cluster, as ext_proc does with grpc_service.envoy_grpc).
+	Clusters *upstream.Manager
+	// Logger receives the filter's logs.
+	Logger *slog.Logger
+}
+
+// ContextFactory is a Factory whose filters need their BuildContext. Build
+// calls NewWithContext instead of New for such factories.
+type ContextFactory interface {
+	Factory
+	// NewWithContext builds a filter named name from config, running in bc.
+	NewWithContext(bc BuildContext, name string, config *anypb.Any) (Filter, error)
+}
+
+// PerRouteValidator is implemented by factories whose filters accept a
+// typed per-route configuration (typed_per_filter_config) of their own type.
+// The gateway validates such configurations when a RouteConfiguration
+// arrives, so that a bad one is NACKed as Envoy would.
+type PerRouteValidator interface {
+	// PerRouteConfigTypes lists the per-route config type URLs validated.
+	PerRouteConfigTypes() []string
+	// ValidatePerRoute checks one per-route configuration.
+	ValidatePerRoute(config *anypb.Any) error
+}
+
 // Registry maps typed_config type URLs to factories.
 type Registry struct {
 	factories map[string]Factory
+	perRoute  map[string]PerRouteValidator
 }
 
-// NewRegistry returns a Registry holding factories.
+// NewRegistry returns a Registry holding factories. A later factory for the
+// same type URL replaces an earlier one.
 func NewRegistry(factories ...Factory) *Registry {
-	r := &Registry{factories: map[string]Factory{}}
+	r := &Registry{factories: map[string]Factory{}, perRoute: map[string]PerRouteValidator{}}
 	for _, f := range factories {
 		for _, t := range f.ConfigTypes() {
 			r.factories[t] = f
 		}
+		if v, ok := f.(PerRouteValidator); ok {
+			for _, t := range v.PerRouteConfigTypes() {
+				r.perRoute[t] = v
+			}
+		}
 	}
 	return r
+}
+
+// ValidatePerRoute validates a typed_per_filter_config value: a
+// route.v3.FilterConfig wrapper is unwrapped, and a config whose type a
+// registered factory validates is checked by it. Other types are accepted.
+func (r *Registry) ValidatePerRoute(config *anypb.Any) error {
+	if r == nil || config == nil {
+		return nil
+	}
+	inner, _, err := UnwrapPerRoute(config)
+	if err != nil {
+		return err
+	}
+	if inner == nil {
+		return nil
+	}
+	if v, ok := r.perRoute[inner.GetTypeUrl()]; ok {
+		return v.ValidatePerRoute(inner)
+	}
+	return nil
+}
+
+// UnwrapPerRoute returns the filter-specific configuration inside a
+// per-route config: config itself, or the config of a route.v3.FilterConfig
+// wrapper (nil when it has none), and whether the wrapper disables the filter.
+func UnwrapPerRoute(config *anypb.Any) (inner *anypb.Any, disabled bool, err error) {
+	if config.GetTypeUrl() != filterConfigTypeURL {
+		return config, false, nil
+	}
+	var fc routev3.FilterConfig
+	if err := config.UnmarshalTo(&fc); err != nil {
+		return nil, false, fmt.Errorf("decoding FilterConfig: %w", err)
+	}
+	return fc.GetConfig(), fc.GetDisabled(), nil
 }
 
 // Lookup returns the factory for a typed_config type URL.
@@ -87,6 +169,41 @@ type State struct {
 	mu         sync.Mutex
 	route      *RouteInfo
 	clearCache bool
+	dynamic    map[string]*structpb.Struct
+}
+
+// SetDynamicMetadata merges fields into the request's dynamic metadata
+// namespace ns, as Envoy's StreamInfo::setDynamicMetadata does: top-level
+// keys of fields replace the namespace's keys of the same name.
+func (s *State) SetDynamicMetadata(ns string, fields *structpb.Struct) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dynamic == nil {
+		s.dynamic = map[string]*structpb.Struct{}
+	}
+	cur := s.dynamic[ns]
+	if cur == nil {
+		cur = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		s.dynamic[ns] = cur
+	}
+	for k, v := range fields.GetFields() {
+		cur.Fields[k] = proto.Clone(v).(*structpb.Value)
+	}
+}
+
+// DynamicMetadata returns a copy of the request's dynamic metadata (nil when
+// no filter set any).
+func (s *State) DynamicMetadata() *corev3.Metadata {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dynamic) == 0 {
+		return nil
+	}
+	md := &corev3.Metadata{FilterMetadata: make(map[string]*structpb.Struct, len(s.dynamic))}
+	for ns, st := range s.dynamic {
+		md.FilterMetadata[ns] = proto.Clone(st).(*structpb.Struct)
+	}
+	return md
 }
 
 type stateKey struct{}
@@ -196,6 +313,12 @@ func enabled(f Configured, ctx context.Context) bool {
 // it checks that the router is present and last, builds known filters with
 // reg, skips unknown optional filters and rejects unknown required ones.
 func Build(reg *Registry, filters []*hcmv3.HttpFilter) ([]Configured, error) {
+	return BuildWith(reg, BuildContext{}, filters)
+}
+
+// BuildWith is Build for filters running in bc: factories implementing
+// ContextFactory are given bc.
+func BuildWith(reg *Registry, bc BuildContext, filters []*hcmv3.HttpFilter) ([]Configured, error) {
 	var out []Configured
 	routerSeen := false
 	for i, hf := range filters {
@@ -217,7 +340,13 @@ func Build(reg *Registry, filters []*hcmv3.HttpFilter) ([]Configured, error) {
 			}
 			return nil, fmt.Errorf("http_filters[%d] (%s): unknown filter type %s (mark it is_optional to allow it)", i, fname, cfg.GetTypeUrl())
 		}
-		built, err := f.New(fname, cfg)
+		var built Filter
+		var err error
+		if cf, ok := f.(ContextFactory); ok {
+			built, err = cf.NewWithContext(bc, fname, cfg)
+		} else {
+			built, err = f.New(fname, cfg)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("http_filters[%d] (%s): %w", i, fname, err)
 		}

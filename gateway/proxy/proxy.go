@@ -546,11 +546,17 @@ func (cm *ConnectionManager) roundTrip(req *http.Request) (*http.Response, error
 	}
 	var tried []*upstream.Host
 	retried := false
+	lbc := upstream.LBContext{Headers: req.Header}
+	if st := filter.StateFromContext(ctx); st != nil {
+		// Dynamic metadata set by filters (e.g. ext_proc's envoy.lb) steers
+		// an override_host load balancing policy.
+		lbc.Metadata = st.DynamicMetadata()
+	}
 	for attempt := 0; ; attempt++ {
 		if !cl.AcquireRequest() {
 			return nil, &localReply{http.StatusServiceUnavailable, BodyOverflow, "UO"}
 		}
-		host, err := cl.Pick(tried)
+		host, err := cl.PickFor(lbc, tried)
 		if err != nil {
 			cl.ReleaseRequest()
 			return nil, &localReply{http.StatusServiceUnavailable, BodyNoHealthyUpstream, "UH"}

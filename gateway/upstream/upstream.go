@@ -68,7 +68,8 @@ const (
 	Downstream
 )
 
-// LBPolicy is a cluster's load balancing policy.
+// LBPolicy is a cluster's load balancing policy (the fallback policy when
+// the cluster uses override_host).
 type LBPolicy int
 
 const (
@@ -91,7 +92,7 @@ type Cluster struct {
 	EDS bool
 
 	raw            *clusterv3.Cluster
-	lb             LBPolicy
+	lb             lbConfig
 	protocol       Protocol
 	connectTimeout time.Duration
 	maxRequests    int64
@@ -142,6 +143,10 @@ func (c *Cluster) Counter(suffix string) *stats.Counter {
 	return c.st.store.Counter(c.st.prefix + suffix)
 }
 
+// OverrideHost reports whether the cluster uses the override_host load
+// balancing policy.
+func (c *Cluster) OverrideHost() bool { return c.lb.override != nil }
+
 // Raw returns the Cluster resource the cluster was built from.
 func (c *Cluster) Raw() *clusterv3.Cluster { return c.raw }
 
@@ -175,7 +180,20 @@ var ErrNoHealthyUpstream = errors.New("no healthy upstream")
 // Pick chooses a healthy host by the cluster's load balancing policy,
 // avoiding hosts in exclude when any other healthy host exists.
 func (c *Cluster) Pick(exclude []*Host) (*Host, error) {
+	return c.PickFor(LBContext{}, exclude)
+}
+
+// PickFor is Pick for a request described by lbc. With an override_host
+// load balancing policy, the first healthy cluster host named by the
+// request's override sources (dynamic metadata or headers) and not in
+// exclude is chosen; otherwise the fallback policy picks.
+func (c *Cluster) PickFor(lbc LBContext, exclude []*Host) (*Host, error) {
 	hs := c.hosts.Load()
+	if hs != nil && c.lb.override != nil {
+		if h, err := c.lb.override.pick(hs, lbc, exclude); err == nil {
+			return h, nil
+		}
+	}
 	if hs == nil || len(hs.healthy) == 0 {
 		c.st.noneHealthy.Inc()
 		return nil, ErrNoHealthyUpstream
@@ -195,8 +213,11 @@ func (c *Cluster) Pick(exclude []*Host) (*Host, error) {
 	if len(cands) == 1 {
 		return cands[0], nil
 	}
-	switch c.lb {
+	switch c.lb.policy {
 	case LeastRequest:
+		if c.lb.choiceCount != defaultChoiceCount {
+			return pickLeastRequest(cands, c.lb.choiceCount), nil
+		}
 		a, b := rand.N(len(cands)), rand.N(len(cands)-1)
 		if b >= a {
 			b++
@@ -563,18 +584,19 @@ func (m *Manager) build(raw *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fmt.Errorf("load_assignment: %w", err)
 		}
 	}
-	switch raw.GetLbPolicy() {
-	case clusterv3.Cluster_ROUND_ROBIN:
-		c.lb = RoundRobin
-	case clusterv3.Cluster_LEAST_REQUEST:
-		c.lb = LeastRequest
-	case clusterv3.Cluster_RANDOM:
-		c.lb = Random
-	default:
-		return nil, fmt.Errorf("lb_policy %s is not supported", raw.GetLbPolicy())
-	}
-	if raw.GetLoadBalancingPolicy() != nil {
-		return nil, errors.New("load_balancing_policy is not supported (use lb_policy)")
+	// As in Envoy, load_balancing_policy (when set) supersedes lb_policy.
+	if lbp := raw.GetLoadBalancingPolicy(); lbp != nil {
+		lb, err := compileLBPolicy(lbp, false)
+		if err != nil {
+			return nil, fmt.Errorf("load_balancing_policy: %w", err)
+		}
+		c.lb = lb
+	} else {
+		lb, err := compileLegacyLBPolicy(raw)
+		if err != nil {
+			return nil, err
+		}
+		c.lb = lb
 	}
 	if raw.GetTransportSocket() != nil || len(raw.GetTransportSocketMatches()) > 0 {
 		return nil, errors.New("transport_socket (upstream TLS) is not supported")

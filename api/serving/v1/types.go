@@ -125,6 +125,34 @@ type RevisionStatus struct {
 	ActualReplicas *int32 `json:"actualReplicas,omitempty"`
 	// DesiredReplicas is how many pods the autoscaler wants.
 	DesiredReplicas *int32 `json:"desiredReplicas,omitempty"`
+	// Autoscaling is the autoscaler's last decision, as Knative's PodAutoscaler would show it.
+	Autoscaling *AutoscalingStatus `json:"autoscaling,omitempty"`
+}
+
+// Modes a revision's traffic can be in, as Knative's ServerlessService names them.
+const (
+	// ModeServe sends requests straight to the revision's pods.
+	ModeServe = "Serve"
+	// ModeProxy sends requests through the proxy's ext_proc activator, which buffers them
+	// while there is no capacity and keeps pods within containerConcurrency.
+	ModeProxy = "Proxy"
+)
+
+// AutoscalingStatus is the autoscaler's last decision for a revision. The observed values are
+// those of the decision that last changed the scale, panic state or mode.
+type AutoscalingStatus struct {
+	// Mode is ModeServe or ModeProxy.
+	Mode string `json:"mode,omitempty"`
+	// Panic is true while the panic window's demand exceeds the panic threshold.
+	Panic bool `json:"panic,omitempty"`
+	// StableConcurrency and PanicConcurrency are the averaged in-flight requests per window.
+	StableConcurrency float64 `json:"stableConcurrency,omitempty"`
+	PanicConcurrency  float64 `json:"panicConcurrency,omitempty"`
+	// StableRPS is the averaged request rate over the stable window.
+	StableRPS float64 `json:"stableRps,omitempty"`
+	// ExcessBurstCapacity is capacity minus target burst capacity minus panic demand;
+	// negative puts the proxy's activator in the path.
+	ExcessBurstCapacity float64 `json:"excessBurstCapacity,omitempty"`
 }
 
 // ContainerStatus names a container and the image it resolved to.

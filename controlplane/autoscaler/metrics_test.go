@@ -1,0 +1,233 @@
+package autoscaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// statsServer is a fake Envoy admin endpoint whose /stats text the test sets.
+type statsServer struct {
+	mu      sync.Mutex
+	body    string
+	filters []string
+	srv     *httptest.Server
+}
+
+func newStatsServer(t *testing.T, body string) *statsServer {
+	s := &statsServer{body: body}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.filters = append(s.filters, r.URL.Query().Get("filter"))
+		fmt.Fprint(w, s.body)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *statsServer) set(body string) {
+	s.mu.Lock()
+	s.body = body
+	s.mu.Unlock()
+}
+
+func TestEnvoyStats(t *testing.T) {
+	a := newStatsServer(t, strings.Join([]string{
+		"cluster.default/hello-00001.upstream_rq_active: 3",
+		"cluster.default/hello-00001.upstream_rq_total: 100",
+		"cluster.default/hello-00001.upstream_rq_time: P0(nan,1) P25(nan,2)",
+		"cluster.skiff-xds.upstream_rq_active: 1",
+		"cluster.skiff-xds.upstream_rq_total: 7",
+		"cluster.other/rev-1.upstream_rq_total: 5",
+		"http.ingress.downstream_rq_active: 9",
+		"",
+	}, "\n"))
+	b := newStatsServer(t, "cluster.default/hello-00001.upstream_rq_active: 2\ncluster.default/hello-00001.upstream_rq_total: 50\n")
+
+	e := NewEnvoyStats(nil, a.srv.URL, b.srv.URL+"/")
+	got, err := e.Scrape(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Sample{
+		"default/hello-00001": {InFlight: 5, RequestsTotal: 150},
+		"other/rev-1":         {InFlight: 0, RequestsTotal: 5},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("scrape = %v, want %v", got, want)
+	}
+	if a.filters[0] != statsFilter {
+		t.Fatalf("filter = %q, want %q", a.filters[0], statsFilter)
+	}
+
+	// Proxy b restarts: its counter starts again. The sum must not go backwards.
+	a.set("cluster.default/hello-00001.upstream_rq_active: 0\ncluster.default/hello-00001.upstream_rq_total: 110\n")
+	b.set("cluster.default/hello-00001.upstream_rq_active: 0\ncluster.default/hello-00001.upstream_rq_total: 4\n")
+	got, err = e.Scrape(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got["default/hello-00001"]; s.RequestsTotal != 164 {
+		t.Fatalf("after b restarted: total %d, want 150 + 10 (a) + 4 (b since restart) = 164", s.RequestsTotal)
+	}
+
+	// One proxy down: the scrape fails and names it.
+	b.srv.Close()
+	if _, err := e.Scrape(context.Background()); err == nil || !strings.Contains(err.Error(), "scrape envoy stats "+b.srv.URL) {
+		t.Fatalf("scrape with a proxy down: %v, want an error naming it", err)
+	}
+}
+
+func TestEnvoyStatsTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := NewEnvoyStats(nil, srv.URL).Scrape(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+}
+
+func TestSum(t *testing.T) {
+	envoy := MetricsFunc(func(context.Context) (map[string]Sample, error) {
+		return map[string]Sample{"ns/a": {InFlight: 2, RequestsTotal: 10}, "ns/b": {InFlight: 1}}, nil
+	})
+	held := MetricsFunc(func(context.Context) (map[string]Sample, error) {
+		return map[string]Sample{"ns/a": {InFlight: 3, RequestsTotal: 3}, "ns/c": {InFlight: 4}}, nil
+	})
+	got, err := Sum(envoy, held).Scrape(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Sample{"ns/a": {InFlight: 5, RequestsTotal: 13}, "ns/b": {InFlight: 1}, "ns/c": {InFlight: 4}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sum = %v, want %v", got, want)
+	}
+	boom := MetricsFunc(func(context.Context) (map[string]Sample, error) { return nil, errors.New("boom") })
+	if _, err := Sum(envoy, boom).Scrape(context.Background()); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("sum with a failing source: %v, want its error", err)
+	}
+}
+
+func TestHeldRequestsThroughSumScaleFromZero(t *testing.T) {
+	// Requests held in extproc are not in Envoy's cluster stats; added through Sum they are
+	// demand, and a revision at zero scales up on them at the next tick even without a poke.
+	clock := newFakeClock()
+	var mu sync.Mutex
+	heldN := 0.0
+	held := MetricsFunc(func(context.Context) (map[string]Sample, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return map[string]Sample{key: {InFlight: heldN}}, nil
+	})
+	envoy := MetricsFunc(func(context.Context) (map[string]Sample, error) { return map[string]Sample{}, nil })
+	cfg := DefaultConfig()
+	cfg.AllowZeroInitialScale = true
+	cfg.Now = clock.Now
+	as := New(cfg, Sum(envoy, held), discardLogger())
+	spec, _ := SpecFor(map[string]string{InitialScaleAnnotationKey: "0", TargetAnnotationKey: "10", TargetUtilizationPercentageAnnotationKey: "100"}, 0, cfg)
+	as.Upsert(key, spec)
+	clock.Advance(2 * time.Second)
+	if err := as.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := as.Decision(key); d.DesiredScale != 0 {
+		t.Fatalf("idle: %+v", d)
+	}
+	mu.Lock()
+	heldN = 45
+	mu.Unlock()
+	clock.Advance(2 * time.Second)
+	if err := as.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := as.Decision(key); d.DesiredScale < 2 || !d.Panic {
+		t.Fatalf("45 held requests on target 10: %+v, want a panic scale-up", d)
+	}
+}
+
+func TestSeries(t *testing.T) {
+	s := newSeries(10)
+	if _, ok := s.average(100, 10); ok {
+		t.Fatal("empty series has data")
+	}
+	s.fill(99, 100, 4) // first sample: one second
+	if avg, ok := s.average(100, 10); !ok || avg != 4 {
+		t.Fatalf("partial window average = %g %v, want 4 (only seconds since the first sample count)", avg, ok)
+	}
+	s.fill(100, 102, 10)
+	if avg, _ := s.average(102, 10); avg != 8 {
+		t.Fatalf("average = %g, want (4+10+10)/3 = 8", avg)
+	}
+	if avg, _ := s.average(102, 2); avg != 10 {
+		t.Fatalf("short window average = %g, want 10", avg)
+	}
+	// A stale tail does not count; a whole window of nothing is no data.
+	if avg, ok := s.average(105, 10); !ok || avg != 8 {
+		t.Fatalf("stale-tail average = %g %v, want 8", avg, ok)
+	}
+	if _, ok := s.average(112, 10); ok {
+		t.Fatal("data a whole window old still counts")
+	}
+	// Gaps between samples count as zero.
+	s.record(104, 6)
+	if avg, _ := s.average(104, 5); avg != (4+10+10+0+6)/5.0 {
+		t.Fatalf("gap average = %g", avg)
+	}
+	// Two samples in one second average.
+	s.record(104, 2)
+	if avg, _ := s.average(104, 1); avg != 4 {
+		t.Fatalf("same-second average = %g, want 4", avg)
+	}
+	r := s.resized(3)
+	if avg, _ := r.average(104, 3); avg != (10+0+4)/3.0 {
+		t.Fatalf("resized average = %g", avg)
+	}
+}
+
+func TestMaxWindow(t *testing.T) {
+	w := maxWindow{period: 10 * time.Second}
+	t0 := time.Unix(0, 0)
+	for i, tc := range []struct {
+		at   int
+		v    int
+		want int
+	}{{0, 5, 5}, {2, 3, 5}, {4, 7, 7}, {6, 1, 7}, {14, 2, 2}, {15, 1, 2}} {
+		if got := w.record(t0.Add(time.Duration(tc.at)*time.Second), tc.v); got != tc.want {
+			t.Fatalf("step %d: max = %d, want %d", i, got, tc.want)
+		}
+	}
+}
+
+func BenchmarkDecide1000(b *testing.B) {
+	h := newHarness(b, DefaultConfig())
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("ns-%d/rev-%05d", i%20, i)
+		h.upsert(keys[i], map[string]string{TargetAnnotationKey: "10"}, 0)
+		h.as.SetReady(keys[i], 1+i%5)
+		h.metrics.setInFlight(keys[i], float64(i%50))
+		h.metrics.addRequests(keys[i], uint64(i))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.clock.Advance(2 * time.Second)
+		if err := h.as.Tick(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
