@@ -107,8 +107,8 @@ func New(cfg Config) *Controller {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving"}),
-		now:       time.Now,
-		ackWait:   map[store.Key]bool{},
+		now:        time.Now,
+		ackWait:    map[store.Key]bool{},
 		routeRefs:  map[store.Key]map[string]bool{},
 		publishing: map[string]context.CancelFunc{},
 		ctx:        context.Background(),
