@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/gateway"
 )
@@ -43,23 +45,30 @@ func moduleRoot(t testing.TB) string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
-// startSkiff starts the control plane and gateway on ephemeral loopback ports with dataDir.
-func startSkiff(t *testing.T, dataDir string) *skiff {
+// startSkiff starts the control plane and gateway on ephemeral loopback ports with dataDir;
+// opts adjust the control plane's configuration (e.g. a faster autoscaler).
+func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)) *skiff {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cp, err := controlplane.New(controlplane.Config{
+	admin := freeAddr(t)
+	cfg := controlplane.Config{
 		DataDir: dataDir, WorkDir: moduleRoot(t),
-		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0",
+		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyListenPort: 0,
-		DrainTimeout: 100 * time.Millisecond,
-		Logger:       log,
-	})
+		ProxyStatsURLs: []string{"http://" + admin},
+		DrainTimeout:   100 * time.Millisecond,
+		Logger:         log,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cp, err := controlplane.New(cfg)
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
 	}
 	gw, err := gateway.New(gateway.Config{
 		ADSAddress: cp.XDSAddr().String(), NodeID: "e2e", NodeCluster: "skiff-gateway",
-		AdminAddress: "127.0.0.1:0", Logger: log,
+		AdminAddress: admin, Logger: log,
 		ListenerAddressOverride: "127.0.0.1:0",
 	})
 	if err != nil {
@@ -140,6 +149,8 @@ type echoReply struct {
 	Revision string `json:"revision"`
 	Message  string `json:"message"`
 	Host     string `json:"host"`
+	// MaxInFlight is the most requests the app has had in flight at once.
+	MaxInFlight int `json:"maxInFlight"`
 }
 
 // get sends one request through the gateway with the given Host.
@@ -171,6 +182,37 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// fastAutoscaler makes the autoscaler decide every 200ms over a 6s stable window (Knative's
+// smallest) with a 1s scale-to-zero grace period, so scaling shows within seconds.
+func fastAutoscaler(cfg *controlplane.Config) {
+	a := autoscaler.DefaultConfig()
+	a.TickInterval = 200 * time.Millisecond
+	a.StableWindow = 6 * time.Second
+	a.ScaleToZeroGracePeriod = time.Second
+	cfg.Autoscaler = &a
+}
+
+// revision reads a revision.
+func (s *skiff) revision(name string) servingv1.Revision {
+	s.t.Helper()
+	raw, err := s.api.Get(context.Background(), api.LookupKind("rev"), "default", name)
+	if err != nil {
+		s.t.Fatalf("get revision %s: %v", name, err)
+	}
+	var r servingv1.Revision
+	if err := json.Unmarshal(raw, &r); err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+func replicas(n *int32) int {
+	if n == nil {
+		return -1
+	}
+	return int(*n)
 }
 
 type testWriter struct{ t *testing.T }
