@@ -174,7 +174,9 @@ func (cp *ControlPlane) StopExtProc() {
 
 // RouteAcked reports whether every connected proxy has accepted the Route's current
 // configuration and its revisions' endpoints.
-func (cp *ControlPlane) RouteAcked(namespace, name string) bool { return cp.xds.RouteAcked(namespace, name) }
+func (cp *ControlPlane) RouteAcked(namespace, name string) bool {
+	return cp.xds.RouteAcked(namespace, name)
+}
 
 // XDSAddr is where the ADS server listens.
 func (cp *ControlPlane) XDSAddr() net.Addr { return cp.xdsLis.Addr() }

@@ -134,10 +134,10 @@ func TestContainerConcurrencyIsEnforced(t *testing.T) {
 func TestAutoscalingFollowsLoad(t *testing.T) {
 	s := startSkiff(t, t.TempDir(), fastAutoscaler)
 	s.apply(annotated("busy", map[string]string{
-		"autoscaling.knative.dev/window":                         "6s",
-		"autoscaling.knative.dev/target":                         "10",
+		"autoscaling.knative.dev/window":                        "6s",
+		"autoscaling.knative.dev/target":                        "10",
 		"autoscaling.knative.dev/target-utilization-percentage": "100",
-		"autoscaling.knative.dev/min-scale":                      "1",
+		"autoscaling.knative.dev/min-scale":                     "1",
 	}, ""))
 	s.waitReady("ksvc", "busy", nil)
 
