@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
@@ -47,6 +48,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// ExtProcAddress serves the ext_proc activator proxies call; default 127.0.0.1:18001.
 	ExtProcAddress string
+	// ExtProcAdvertise is the ext_proc address proxies are told (the "skiff-extproc" cluster),
+	// when they should reach standalone `skiff extproc` instances instead; default ExtProcAddress.
+	ExtProcAdvertise string
 	// ProxyStatsURLs are the admin endpoints (Envoy's, or the gateway's) whose /stats the
 	// autoscaler reads, e.g. http://127.0.0.1:9901.
 	ProxyStatsURLs []string
@@ -66,6 +70,7 @@ type ControlPlane struct {
 	ctrl    *reconciler.Controller
 	scaler  *autoscaler.Autoscaler
 	extproc *extproc.Server
+	hub     *activation.Hub
 	apiLis  net.Listener
 	xdsLis  net.Listener
 	extLis  net.Listener
@@ -113,7 +118,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
-		ExtProcAddress: cp.extLis.Addr().String(),
+		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
@@ -125,14 +130,10 @@ func New(cfg Config) (*ControlPlane, error) {
 			ctrl.RevisionChanged(ns, name)
 		}
 	}
-	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: func(cluster string) { cp.scaler.Poke(cluster) }})
-	held := autoscaler.MetricsFunc(func(context.Context) (map[string]autoscaler.Sample, error) {
-		out := map[string]autoscaler.Sample{}
-		for cluster, st := range cp.extproc.Stats() {
-			out[cluster] = autoscaler.Sample{InFlight: float64(st.Held)}
-		}
-		return out, nil
-	})
+	poke := func(cluster string) { cp.scaler.Poke(cluster) }
+	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: poke})
+	cp.hub = activation.New(cp.extproc, poke, cfg.Logger)
+	held := autoscaler.MetricsFunc(cp.hub.Held)
 	metrics := autoscaler.Metrics(held)
 	if len(cfg.ProxyStatsURLs) > 0 {
 		metrics = autoscaler.Sum(autoscaler.NewEnvoyStats(nil, cfg.ProxyStatsURLs...), held)
@@ -149,7 +150,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	})
 	ctrl = reconciler.New(reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
-		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.extproc,
+		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
 	})
 	cp.ctrl = ctrl
 	return cp, nil
@@ -193,7 +194,10 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.extMu.Lock()
 	cp.extGRPC = extServer
 	cp.extMu.Unlock()
-	httpServer := &http.Server{Handler: apiserver.New(cp.store, cp.log), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/internal/activation/", cp.hub.Handler())
+	mux.Handle("/", apiserver.New(cp.store, cp.log))
+	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 5)

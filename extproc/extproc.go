@@ -55,13 +55,13 @@ const (
 type Revision struct {
 	// ContainerConcurrency is the revision's containerConcurrency: the most requests one pod
 	// may have in flight; 0 means unlimited (no pinning, Envoy load-balances).
-	ContainerConcurrency int
+	ContainerConcurrency int `json:"containerConcurrency,omitempty"`
 	// Timeout bounds how long a request may wait for capacity: the revision's timeoutSeconds.
 	// The effective bound is min(Timeout, Config.ActivationTimeout); 0 means the latter.
-	Timeout time.Duration
+	Timeout time.Duration `json:"timeout,omitempty"`
 	// Endpoints are the "ip:port" of the revision's pods that are ready and whose EDS update
 	// every proxy has ACKed.
-	Endpoints []string
+	Endpoints []string `json:"endpoints,omitempty"`
 }
 
 // Config configures a Server.

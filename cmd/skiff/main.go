@@ -31,7 +31,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(newUpCommand(), newControlPlaneCommand(), newGatewayCommand(),
-		newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand())
+		newExtProcCommand(), newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand())
 	return root
 }
 

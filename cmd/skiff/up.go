@@ -15,6 +15,7 @@ import (
 
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/gateway"
 )
 
@@ -27,6 +28,13 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("domain", "localhost", "route hosts are {name}.{namespace}.{domain}")
 	f.String("http-addr", "127.0.0.1:8080", "address the proxy's HTTP listener binds (sent to proxies over LDS)")
 	f.Duration("drain-timeout", time.Second, "how long a stopping instance keeps serving after it leaves the proxy's endpoints")
+	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
+	f.String("extproc-advertise", "", "ext_proc address proxies are told over CDS, e.g. standalone `skiff extproc` instances (default: --extproc-addr)")
+	d := autoscaler.DefaultConfig()
+	f.Bool("enable-scale-to-zero", d.EnableScaleToZero, "let revisions without traffic scale to zero (Knative's enable-scale-to-zero)")
+	f.Duration("scale-to-zero-grace-period", d.ScaleToZeroGracePeriod, "how long a revision waits at one pod before going to zero")
+	f.Duration("stable-window", d.StableWindow, "the autoscaler's default stable window (annotation autoscaling.knative.dev/window overrides)")
+	f.Duration("autoscaler-tick", d.TickInterval, "how often the autoscaler decides")
 }
 
 func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
@@ -53,11 +61,23 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		return controlplane.Config{}, fmt.Errorf("--work-dir: %w", err)
 	}
 	drain, _ := f.GetDuration("drain-timeout")
+	a := autoscaler.DefaultConfig()
+	a.EnableScaleToZero, _ = f.GetBool("enable-scale-to-zero")
+	a.ScaleToZeroGracePeriod, _ = f.GetDuration("scale-to-zero-grace-period")
+	a.StableWindow, _ = f.GetDuration("stable-window")
+	a.TickInterval, _ = f.GetDuration("autoscaler-tick")
+	if a.StableWindow < autoscaler.WindowMin || a.StableWindow > autoscaler.WindowMax {
+		return controlplane.Config{}, fmt.Errorf("--stable-window %s: must be between %s and %s", a.StableWindow, autoscaler.WindowMin, autoscaler.WindowMax)
+	}
+	if a.TickInterval <= 0 {
+		return controlplane.Config{}, fmt.Errorf("--autoscaler-tick %s: must be positive", a.TickInterval)
+	}
+	stats, _ := f.GetStringArray("proxy-stats")
 	return controlplane.Config{
 		DataDir: dataDir, WorkDir: workDir,
-		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), Domain: get("domain"),
-		ProxyListenAddress: host, ProxyListenPort: uint32(port),
-		DrainTimeout: drain, Logger: log,
+		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
+		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
+		DrainTimeout: drain, Autoscaler: &a, Logger: log,
 	}, nil
 }
 
@@ -79,6 +99,7 @@ func newControlPlaneCommand() *cobra.Command {
 		},
 	}
 	addControlPlaneFlags(cmd)
+	cmd.Flags().StringArray("proxy-stats", nil, "admin URL of each Envoy whose /stats the autoscaler reads, e.g. http://envoy:9901 (repeatable)")
 	return cmd
 }
 
@@ -97,6 +118,7 @@ Manifests given with -f are applied once the API is up.`,
 			}
 			adminAddr, _ := cmd.Flags().GetString("admin-addr")
 			files, _ := cmd.Flags().GetStringArray("filename")
+			cfg.ProxyStatsURLs = []string{"http://" + adminAddr}
 			cp, err := controlplane.New(cfg)
 			if err != nil {
 				return err

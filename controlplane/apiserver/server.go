@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
@@ -190,12 +191,16 @@ func (s *Server) admit(ctx context.Context, obj, existing api.Object) field.Erro
 	switch o := obj.(type) {
 	case *servingv1.Service:
 		traffic, byo = o.Spec.Traffic, o.Spec.Template.Name
+		errs = append(errs, autoscalingErrors(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "spec.template.")...)
+	case *servingv1.Configuration:
+		errs = append(errs, autoscalingErrors(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "spec.template.")...)
 	case *servingv1.Route:
 		traffic = o.Spec.Traffic
 	case *servingv1.Revision:
 		if old, ok := existing.(*servingv1.Revision); ok && !equalJSON(old.Spec, o.Spec) {
 			errs = append(errs, field.Forbidden(field.NewPath("spec"), "a Revision is immutable: change its Configuration or Service instead"))
 		}
+		errs = append(errs, autoscalingErrors(&o.ObjectMeta, &o.Spec, "")...)
 	}
 	for i, t := range traffic {
 		if t.RevisionName == "" || t.RevisionName == byo {
@@ -206,6 +211,20 @@ func (s *Server) admit(ctx context.Context, obj, existing api.Object) field.Erro
 		if errors.Is(err, store.ErrNotFound) {
 			errs = append(errs, field.NotFound(field.NewPath("spec", "traffic").Index(i).Child("revisionName"), t.RevisionName))
 		}
+	}
+	return errs
+}
+
+// autoscalingErrors checks a revision template's autoscaling.knative.dev annotations as
+// Knative's webhook does, naming each by its path under prefix.
+func autoscalingErrors(meta *metav1.ObjectMeta, spec *servingv1.RevisionSpec, prefix string) field.ErrorList {
+	cc := int64(0)
+	if spec.ContainerConcurrency != nil {
+		cc = *spec.ContainerConcurrency
+	}
+	_, errs := autoscaler.SpecFor(meta.Annotations, cc, autoscaler.DefaultConfig())
+	for _, e := range errs {
+		e.Field = prefix + e.Field
 	}
 	return errs
 }
