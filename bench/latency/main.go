@@ -1,7 +1,9 @@
 // Command latency measures what the proxy adds to a request: it runs `skiff up` in-process
-// (control plane, local runtime, gateway over real xDS), deploys examples/echo as a Knative
-// Service, and sends the same load straight to the app and through the gateway, printing
-// p50, p99 and requests/s at each concurrency.
+// (control plane, local runtime, activator, gateway over real xDS), deploys examples/echo as
+// two Knative Services — one kept in serve mode (target-burst-capacity 0: straight to the
+// pod), one kept in proxy mode (target-burst-capacity -1: through the ext_proc activator) —
+// and sends the same load straight to the app and through the gateway in each mode,
+// printing p50, p99 and requests/s at each concurrency.
 //
 //	go run ./bench/latency -c 1,16,64 -d 3s
 package main
@@ -34,9 +36,29 @@ import (
 const manifest = `apiVersion: serving.knative.dev/v1
 kind: Service
 metadata:
-  name: bench
+  name: serve
 spec:
   template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/target-burst-capacity: "0"
+        autoscaling.knative.dev/min-scale: "1"
+        autoscaling.knative.dev/max-scale: "1"
+    spec:
+      containers:
+        - image: ko://github.com/skiff-dev/skiff/examples/echo
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: proxy
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/target-burst-capacity: "-1"
+        autoscaling.knative.dev/min-scale: "1"
+        autoscaling.knative.dev/max-scale: "1"
     spec:
       containers:
         - image: ko://github.com/skiff-dev/skiff/examples/echo
@@ -84,16 +106,20 @@ func run(levels string, dur time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.Apply(ctx, docs[0], "default"); err != nil {
-		return err
+	for _, d := range docs {
+		if _, err := c.Apply(ctx, d, "default"); err != nil {
+			return err
+		}
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer wcancel()
-	if _, err := apiclient.WaitReady(wctx, c, api.LookupKind("ksvc"), "default", "bench"); err != nil {
-		return err
+	for _, name := range []string{"serve", "proxy"} {
+		if _, err := apiclient.WaitReady(wctx, c, api.LookupKind("ksvc"), "default", name); err != nil {
+			return err
+		}
 	}
 	gwAddr, _ := gw.ListenerAddr(xds.ListenerName)
-	direct, err := endpointOf(gw.AdminAddr().String(), "default/bench-00001")
+	direct, err := endpointOf(gw.AdminAddr().String(), "default/serve-00001")
 	if err != nil {
 		return err
 	}
@@ -106,11 +132,12 @@ func run(levels string, dur time.Duration) error {
 			return fmt.Errorf("-c: %w", err)
 		}
 		base := load(direct, "", n, dur)
-		through := load(gwAddr.String(), "bench.default.localhost", n, dur)
+		serve := load(gwAddr.String(), "serve.default.localhost", n, dur)
+		proxy := load(gwAddr.String(), "proxy.default.localhost", n, dur)
 		for _, r := range []struct {
 			name string
 			st   stats
-		}{{"direct", base}, {"gateway", through}} {
+		}{{"direct", base}, {"gateway serve mode", serve}, {"gateway proxy mode", proxy}} {
 			added50, added99 := "", ""
 			if r.name != "direct" {
 				added50 = (r.st.p50 - base.p50).String()
@@ -119,7 +146,17 @@ func run(levels string, dur time.Duration) error {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.0f\t%s\t%s\n", r.name, n, r.st.n, r.st.p50, r.st.p99, r.st.rps, added50, added99)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Proof that proxy mode went through the activator and serve mode did not.
+	resp, err := http.Get("http://" + gw.AdminAddr().String() + "/stats?filter=ext_proc.streams_started")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
 }
 
 type stats struct {
