@@ -98,6 +98,11 @@ func loadFixture(t *testing.T, s *Server) {
 			t.Fatal(err)
 		}
 	}
+	// Assemble the RouteConfiguration now rather than on the server's goroutine, so that
+	// a client connecting next gets the whole fixture in its first RDS response.
+	if err := s.flushRoutes(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkGolden compares msgs, as an indented JSON array, with testdata/name,
