@@ -52,7 +52,9 @@ type Config struct {
 	// when they should reach standalone `skiff extproc` instances instead; default ExtProcAddress.
 	ExtProcAdvertise string
 	// ProxyStatsURLs are the admin endpoints (Envoy's, or the gateway's) whose /stats the
-	// autoscaler reads, e.g. http://127.0.0.1:9901.
+	// autoscaler reads, e.g. http://127.0.0.1:9901. Envoys configured with the metrics_service
+	// stat sink (deploy/envoy/bootstrap.yaml) push their stats to the xDS port instead: list a
+	// proxy here or have it push, not both, or its requests count twice.
 	ProxyStatsURLs []string
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults
 	// (autoscaler.DefaultConfig).
@@ -71,6 +73,7 @@ type ControlPlane struct {
 	scaler  *autoscaler.Autoscaler
 	extproc *extproc.Server
 	hub     *activation.Hub
+	sink    *autoscaler.StatSink
 	apiLis  net.Listener
 	xdsLis  net.Listener
 	extLis  net.Listener
@@ -133,11 +136,12 @@ func New(cfg Config) (*ControlPlane, error) {
 	poke := func(cluster string) { cp.scaler.Poke(cluster) }
 	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: poke})
 	cp.hub = activation.New(cp.extproc, poke, cfg.Logger)
-	held := autoscaler.MetricsFunc(cp.hub.Held)
-	metrics := autoscaler.Metrics(held)
+	cp.sink = autoscaler.NewStatSink(10 * time.Second)
+	sources := []autoscaler.Metrics{autoscaler.MetricsFunc(cp.hub.Held), cp.sink}
 	if len(cfg.ProxyStatsURLs) > 0 {
-		metrics = autoscaler.Sum(autoscaler.NewEnvoyStats(nil, cfg.ProxyStatsURLs...), held)
+		sources = append(sources, autoscaler.NewEnvoyStats(nil, cfg.ProxyStatsURLs...))
 	}
+	metrics := autoscaler.Sum(sources...)
 	acfg := autoscaler.DefaultConfig()
 	if cfg.Autoscaler != nil {
 		acfg = *cfg.Autoscaler
@@ -189,6 +193,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	cp.xds.Register(grpcServer)
+	cp.sink.Register(grpcServer)
 	extServer := grpc.NewServer()
 	cp.extproc.Register(extServer)
 	cp.extMu.Lock()

@@ -193,21 +193,20 @@ func parseStats(r io.Reader) (map[string]float64, map[string]uint64, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "cluster.")
+		name, value, ok := strings.Cut(sc.Text(), ": ")
 		if !ok {
 			continue
 		}
-		name, value, ok := strings.Cut(rest, ": ")
-		if !ok {
-			continue
-		}
-		if cluster, ok := strings.CutSuffix(name, ".upstream_rq_active"); ok && isRevisionCluster(cluster) {
+		cluster, isActive, ok := revisionStat(name)
+		switch {
+		case !ok:
+		case isActive:
 			n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 			if err != nil || n < 0 {
 				continue
 			}
 			active[cluster] += n
-		} else if cluster, ok := strings.CutSuffix(name, ".upstream_rq_total"); ok && isRevisionCluster(cluster) {
+		default:
 			n, err := strconv.ParseUint(strings.TrimSpace(value), 10, 64)
 			if err != nil {
 				continue
@@ -219,6 +218,22 @@ func parseStats(r io.Reader) (map[string]float64, map[string]uint64, error) {
 		return nil, nil, fmt.Errorf("read stats: %w", err)
 	}
 	return active, total, nil
+}
+
+// revisionStat recognises a revision cluster's stat the autoscaler reads:
+// cluster.<ns>/<rev>.upstream_rq_active (active) or cluster.<ns>/<rev>.upstream_rq_total.
+func revisionStat(name string) (cluster string, active, ok bool) {
+	rest, ok := strings.CutPrefix(name, "cluster.")
+	if !ok {
+		return "", false, false
+	}
+	if c, ok := strings.CutSuffix(rest, ".upstream_rq_active"); ok && isRevisionCluster(c) {
+		return c, true, true
+	}
+	if c, ok := strings.CutSuffix(rest, ".upstream_rq_total"); ok && isRevisionCluster(c) {
+		return c, false, true
+	}
+	return "", false, false
 }
 
 // isRevisionCluster reports whether a cluster name is a revision's "namespace/revision".

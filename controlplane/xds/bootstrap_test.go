@@ -6,6 +6,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -63,6 +64,21 @@ func TestEnvoyBootstrap(t *testing.T) {
 	}
 	if !guardOff {
 		t.Error("layered_runtime must set envoy.reloadable_features.ext_proc_stream_close_optimization: false")
+	}
+
+	// Stats are pushed to the control plane's metrics_service sink, full names, cumulative.
+	if len(b.GetStatsSinks()) != 1 {
+		t.Fatalf("stats_sinks = %v, want the metrics_service sink", b.GetStatsSinks())
+	}
+	var ms metricsv3.MetricsServiceConfig
+	if err := b.GetStatsSinks()[0].GetTypedConfig().UnmarshalTo(&ms); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	if ms.GetGrpcService().GetEnvoyGrpc().GetClusterName() != "skiff-xds" || ms.GetEmitTagsAsLabels() || ms.GetReportCountersAsDeltas().GetValue() {
+		t.Errorf("metrics_service sink = %v", &ms)
 	}
 
 	// The ext_proc service cluster: STRICT_DNS, HTTP/2 (gRPC), port 9002.
