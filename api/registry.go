@@ -9,7 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
 // Object is any resource Skiff stores.
@@ -70,6 +72,30 @@ func Kinds() []*Kind {
 			Aliases: []string{"route", "rt"},
 			New:     func() Object { return &servingv1.Route{} },
 			Prepare: func(o Object) field.ErrorList { r := o.(*servingv1.Route); r.SetDefaults(); return r.Validate() },
+		},
+		{
+			Group: "eventing.knative.dev", Version: "v1", Kind: eventingv1.KindBroker, Plural: "brokers",
+			Aliases: []string{"broker"},
+			New:     func() Object { return &eventingv1.Broker{} },
+			Prepare: func(o Object) field.ErrorList { b := o.(*eventingv1.Broker); b.SetDefaults(); return b.Validate() },
+		},
+		{
+			Group: "eventing.knative.dev", Version: "v1", Kind: eventingv1.KindTrigger, Plural: "triggers",
+			Aliases: []string{"trigger"},
+			New:     func() Object { return &eventingv1.Trigger{} },
+			Prepare: func(o Object) field.ErrorList { t := o.(*eventingv1.Trigger); t.SetDefaults(); return t.Validate() },
+		},
+		{
+			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindPingSource, Plural: "pingsources",
+			Aliases: []string{"pingsource", "ping"},
+			New:     func() Object { return &sourcesv1.PingSource{} },
+			Prepare: func(o Object) field.ErrorList { s := o.(*sourcesv1.PingSource); s.SetDefaults(); return s.Validate() },
+		},
+		{
+			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindSinkBinding, Plural: "sinkbindings",
+			Aliases: []string{"sinkbinding"},
+			New:     func() Object { return &sourcesv1.SinkBinding{} },
+			Prepare: func(o Object) field.ErrorList { b := o.(*sourcesv1.SinkBinding); b.SetDefaults(); return b.Validate() },
 		},
 	}
 }

@@ -1,0 +1,57 @@
+package v1
+
+import (
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+func TestTriggerValidation(t *testing.T) {
+	const base = `apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: t1
+spec:
+  broker: default
+  subscriber:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: display
+`
+	cases := []struct{ name, extra, want string }{
+		{"ok legacy filter", "  filter:\n    attributes:\n      type: dev.example\n", ""},
+		{"ok filters", "  filters:\n    - any:\n        - prefix: {type: dev.}\n        - cesql: \"source LIKE '%x'\"\n", ""},
+		{"two keys in one expression", "  filters:\n    - exact: {type: a}\n      prefix: {source: b}\n", "spec.filters[0]"},
+		{"two attributes in exact", "  filters:\n    - exact: {type: a, source: b}\n", "spec.filters[0].exact"},
+		{"nested bad", "  filters:\n    - not:\n        all:\n          - suffix: {Type: x}\n", "spec.filters[0].not.all[0].suffix[Type]"},
+		{"bad attribute name", "  filter:\n    attributes:\n      Bad-Name: x\n", "spec.filter.attributes[Bad-Name]"},
+		{"bad backoff", "  delivery:\n    backoffDelay: 2s\n", "spec.delivery.backoffDelay"},
+		{"bad policy", "  delivery:\n    backoffPolicy: random\n", "spec.delivery.backoffPolicy"},
+		{"negative retry", "  delivery:\n    retry: -1\n", "spec.delivery.retry"},
+		{"relative dls", "  delivery:\n    deadLetterSink:\n      uri: /dead\n", "spec.delivery.deadLetterSink.uri"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr Trigger
+			if err := yaml.UnmarshalStrict([]byte(base+tc.extra), &tr); err != nil {
+				t.Fatal(err)
+			}
+			tr.SetDefaults()
+			agg := tr.Validate().ToAggregate()
+			switch {
+			case tc.want == "" && agg != nil:
+				t.Fatalf("valid trigger refused: %v", agg)
+			case tc.want != "" && (agg == nil || !strings.Contains(agg.Error(), tc.want)):
+				t.Fatalf("got %v, want an error at %s", agg, tc.want)
+			}
+		})
+	}
+	var tr Trigger
+	_ = yaml.Unmarshal([]byte(base), &tr)
+	tr.SetDefaults()
+	if tr.Labels[BrokerLabel] != "default" || tr.Spec.Subscriber.Ref.Namespace != "default" {
+		t.Errorf("defaults: labels %v ref %+v", tr.Labels, tr.Spec.Subscriber.Ref)
+	}
+}
