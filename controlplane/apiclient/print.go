@@ -13,7 +13,9 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
+	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
 // Print writes objects as a table (format ""), or as "yaml" or "json".
@@ -97,6 +99,46 @@ func printTable(w io.Writer, k *api.Kind, objs []json.RawMessage) error {
 			}
 			ready, reason := readiness(&o.Status.Status)
 			row(o.Namespace, o.Name, o.Status.URL, ready, reason)
+		}
+	case eventingv1.KindBroker:
+		row("NAMESPACE", "NAME", "URL", "READY", "REASON")
+		for _, raw := range objs {
+			var o eventingv1.Broker
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return err
+			}
+			ready, reason := readiness(&o.Status.Status)
+			row(o.Namespace, o.Name, o.Status.Address.URL, ready, reason)
+		}
+	case eventingv1.KindTrigger:
+		row("NAMESPACE", "NAME", "BROKER", "SUBSCRIBER_URI", "READY", "REASON")
+		for _, raw := range objs {
+			var o eventingv1.Trigger
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return err
+			}
+			ready, reason := readiness(&o.Status.Status)
+			row(o.Namespace, o.Name, o.Spec.Broker, o.Status.SubscriberURI, ready, reason)
+		}
+	case sourcesv1.KindPingSource:
+		row("NAMESPACE", "NAME", "SINK", "SCHEDULE", "READY", "REASON")
+		for _, raw := range objs {
+			var o sourcesv1.PingSource
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return err
+			}
+			ready, reason := readiness(&o.Status.Status)
+			row(o.Namespace, o.Name, o.Status.SinkURI, o.Spec.Schedule, ready, reason)
+		}
+	case sourcesv1.KindSinkBinding:
+		row("NAMESPACE", "NAME", "SINK", "READY", "REASON")
+		for _, raw := range objs {
+			var o sourcesv1.SinkBinding
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return err
+			}
+			ready, reason := readiness(&o.Status.Status)
+			row(o.Namespace, o.Name, o.Status.SinkURI, ready, reason)
 		}
 	default:
 		row("NAMESPACE", "NAME", "AGE")
