@@ -128,12 +128,23 @@ func (t *ackTracker) recordEndpoints(cluster, hash string) (uint64, bool) {
 		h = &edsHistory{versions: make(map[string]uint64)}
 		t.eds[cluster] = h
 	}
+	v, changed := h.record(hash, &t.seq)
+	if changed {
+		t.broadcast()
+	}
+	return v, changed
+}
+
+// record makes hash the current content, giving new content the next version from seq and
+// forgetting the oldest contents beyond maxEndpointHistory. It returns the content's version
+// and whether it changed.
+func (h *edsHistory) record(hash string, seq *uint64) (uint64, bool) {
 	if h.current == hash {
 		return h.versions[hash], false
 	}
-	t.seq++
+	*seq++
 	h.current = hash
-	h.versions[hash] = t.seq
+	h.versions[hash] = *seq
 	for len(h.versions) > maxEndpointHistory {
 		oldest := ""
 		for k, v := range h.versions {
@@ -143,8 +154,7 @@ func (t *ackTracker) recordEndpoints(cluster, hash string) (uint64, bool) {
 		}
 		delete(h.versions, oldest)
 	}
-	t.broadcast()
-	return t.seq, true
+	return *seq, true
 }
 
 // forgetCluster drops the endpoint history of a deleted cluster and the
@@ -444,24 +454,11 @@ func (t *ackTracker) waitEndpointsAcked(ctx context.Context, cluster, version st
 func (t *ackTracker) recordRoutes(hash string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	h := &t.rds
-	if h.current == hash {
-		return h.versions[hash]
+	v, changed := t.rds.record(hash, &t.seq)
+	if changed {
+		t.broadcast()
 	}
-	t.seq++
-	h.current = hash
-	h.versions[hash] = t.seq
-	for len(h.versions) > maxEndpointHistory {
-		oldest := ""
-		for k, v := range h.versions {
-			if k != h.current && (oldest == "" || v < h.versions[oldest]) {
-				oldest = k
-			}
-		}
-		delete(h.versions, oldest)
-	}
-	t.broadcast()
-	return t.seq
+	return v
 }
 
 // routesAcked reports whether every connected stream that can carry RDS (and
