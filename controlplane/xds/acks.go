@@ -79,9 +79,9 @@ type streamState struct {
 	lastNACK string
 }
 
-// edsHistory maps the content hashes of a cluster's recent CLAs to the
+// contentHistory maps the content hashes of a resource's recent versions (a cluster's CLA, or the RouteConfiguration) to the
 // endpoints version that last set that content.
-type edsHistory struct {
+type contentHistory struct {
 	current  string
 	versions map[string]uint64
 }
@@ -95,8 +95,8 @@ type ackTracker struct {
 	changed chan struct{} // closed and replaced on every state change
 	seq     uint64        // last endpoints version handed out
 	sent    uint64        // response counter, orders pending responses
-	eds     map[string]*edsHistory
-	rds     edsHistory // the same bookkeeping for the one RouteConfiguration
+	eds     map[string]*contentHistory
+	rds     contentHistory // the same bookkeeping for the one RouteConfiguration
 	streams map[streamKey]*streamState
 }
 
@@ -106,8 +106,8 @@ func newAckTracker(logger *slog.Logger) *ackTracker {
 	return &ackTracker{
 		logger:  logger,
 		changed: make(chan struct{}),
-		eds:     make(map[string]*edsHistory),
-		rds:     edsHistory{versions: make(map[string]uint64)},
+		eds:     make(map[string]*contentHistory),
+		rds:     contentHistory{versions: make(map[string]uint64)},
 		streams: make(map[streamKey]*streamState),
 	}
 }
@@ -125,7 +125,7 @@ func (t *ackTracker) recordEndpoints(cluster, hash string) (uint64, bool) {
 	defer t.mu.Unlock()
 	h := t.eds[cluster]
 	if h == nil {
-		h = &edsHistory{versions: make(map[string]uint64)}
+		h = &contentHistory{versions: make(map[string]uint64)}
 		t.eds[cluster] = h
 	}
 	v, changed := h.record(hash, &t.seq)
@@ -138,7 +138,7 @@ func (t *ackTracker) recordEndpoints(cluster, hash string) (uint64, bool) {
 // record makes hash the current content, giving new content the next version from seq and
 // forgetting the oldest contents beyond maxEndpointHistory. It returns the content's version
 // and whether it changed.
-func (h *edsHistory) record(hash string, seq *uint64) (uint64, bool) {
+func (h *contentHistory) record(hash string, seq *uint64) (uint64, bool) {
 	if h.current == hash {
 		return h.versions[hash], false
 	}
