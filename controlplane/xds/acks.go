@@ -79,8 +79,9 @@ type streamState struct {
 	lastNACK string
 }
 
-// contentHistory maps the content hashes of a resource's recent versions (a cluster's CLA, or the RouteConfiguration) to the
-// endpoints version that last set that content.
+// contentHistory maps the content hashes of a resource's recent versions (a
+// cluster's CLA, or the RouteConfiguration) to the version that last set that
+// content.
 type contentHistory struct {
 	current  string
 	versions map[string]uint64
