@@ -14,25 +14,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
-	"github.com/skiff-dev/skiff/controlplane"
+	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
-	"github.com/skiff-dev/skiff/controlplane/xds"
-	"github.com/skiff-dev/skiff/gateway"
 )
 
 const manifest = `apiVersion: serving.knative.dev/v1
@@ -59,64 +51,24 @@ func main() {
 }
 
 func run(n int) error {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return err
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	dataDir, err := os.MkdirTemp("", "skiff-coldstart-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dataDir)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := autoscaler.DefaultConfig()
 	a.TickInterval, a.StableWindow, a.ScaleToZeroGracePeriod = 200*time.Millisecond, 6*time.Second, time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the gateway's admin endpoint
+	up, err := skiffup.Start(&a)
 	if err != nil {
 		return err
 	}
-	admin := l.Addr().String()
-	l.Close()
-	cp, err := controlplane.New(controlplane.Config{DataDir: dataDir, WorkDir: root,
-		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
-		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
-		DrainTimeout: 100 * time.Millisecond, Autoscaler: &a, Logger: log})
-	if err != nil {
+	defer up.Close()
+	ctx := context.Background()
+	if err := up.Apply(ctx, manifest); err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "bench",
-		AdminAddress: admin, Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = cp.Run(ctx) })
-	wg.Go(func() { _ = gw.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
-
-	c := apiclient.New(cp.APIAddr().String())
-	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifest))
-	if err != nil {
-		return err
-	}
-	if _, err := c.Apply(ctx, docs[0], "default"); err != nil {
-		return err
-	}
-	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer wcancel()
-	if _, err := apiclient.WaitReady(wctx, c, api.LookupKind("ksvc"), "default", "cold"); err != nil {
-		return err
-	}
-	gwAddr, _ := gw.ListenerAddr(xds.ListenerName)
-
+	c, gwAddr := up.API, up.HTTP
 	var times []time.Duration
 	for i := range n {
 		if err := waitZero(ctx, c); err != nil {
 			return err
 		}
-		d, err := firstByte(gwAddr.String(), "cold.default.localhost")
+		d, err := firstByte(gwAddr, "cold.default.localhost")
 		if err != nil {
 			return fmt.Errorf("cold start %d: %w", i+1, err)
 		}
@@ -126,7 +78,7 @@ func run(n int) error {
 	slices.Sort(times)
 	fmt.Printf("\ncold starts: %d  min %s  median %s  max %s\n", n,
 		times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
-	d, err := firstByte(gwAddr.String(), "cold.default.localhost")
+	d, err := firstByte(gwAddr, "cold.default.localhost")
 	if err != nil {
 		return err
 	}
@@ -145,7 +97,9 @@ func waitZero(ctx context.Context, c *apiclient.Client) error {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
-		if r.Status.ActualReplicas != nil && *r.Status.ActualReplicas == 0 {
+		active := r.Status.GetCondition(servingv1.RevisionConditionActive)
+		if r.Status.ActualReplicas != nil && *r.Status.ActualReplicas == 0 &&
+			r.Status.DesiredReplicas != nil && *r.Status.DesiredReplicas == 0 && active != nil && active.Reason == "NoTraffic" {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -14,11 +14,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,11 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/skiff-dev/skiff/api"
-	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
-	"github.com/skiff-dev/skiff/controlplane/xds"
-	"github.com/skiff-dev/skiff/gateway"
+	"github.com/skiff-dev/skiff/bench/skiffup"
 )
 
 const manifest = `apiVersion: serving.knative.dev/v1
@@ -75,51 +68,15 @@ func main() {
 }
 
 func run(levels string, dur time.Duration) error {
-	root, err := moduleRoot()
+	up, err := skiffup.Start(nil)
 	if err != nil {
 		return err
 	}
-	dataDir, err := os.MkdirTemp("", "skiff-bench-")
-	if err != nil {
+	defer up.Close()
+	if err := up.Apply(context.Background(), manifest); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dataDir)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cp, err := controlplane.New(controlplane.Config{DataDir: dataDir, WorkDir: root,
-		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ProxyListenAddress: "127.0.0.1", Logger: log})
-	if err != nil {
-		return err
-	}
-	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "bench",
-		AdminAddress: "127.0.0.1:0", Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = cp.Run(ctx) })
-	wg.Go(func() { _ = gw.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
-
-	c := apiclient.New(cp.APIAddr().String())
-	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifest))
-	if err != nil {
-		return err
-	}
-	for _, d := range docs {
-		if _, err := c.Apply(ctx, d, "default"); err != nil {
-			return err
-		}
-	}
-	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer wcancel()
-	for _, name := range []string{"serve", "proxy"} {
-		if _, err := apiclient.WaitReady(wctx, c, api.LookupKind("ksvc"), "default", name); err != nil {
-			return err
-		}
-	}
-	gwAddr, _ := gw.ListenerAddr(xds.ListenerName)
-	direct, err := endpointOf(gw.AdminAddr().String(), "default/serve-00001")
+	direct, err := endpointOf(up.Admin, "default/serve-00001")
 	if err != nil {
 		return err
 	}
@@ -132,8 +89,8 @@ func run(levels string, dur time.Duration) error {
 			return fmt.Errorf("-c: %w", err)
 		}
 		base := load(direct, "", n, dur)
-		serve := load(gwAddr.String(), "serve.default.localhost", n, dur)
-		proxy := load(gwAddr.String(), "proxy.default.localhost", n, dur)
+		serve := load(up.HTTP, "serve.default.localhost", n, dur)
+		proxy := load(up.HTTP, "proxy.default.localhost", n, dur)
 		for _, r := range []struct {
 			name string
 			st   stats
@@ -150,7 +107,7 @@ func run(levels string, dur time.Duration) error {
 		return err
 	}
 	// Proof that proxy mode went through the activator and serve mode did not.
-	resp, err := http.Get("http://" + gw.AdminAddr().String() + "/stats?filter=ext_proc.streams_started")
+	resp, err := http.Get("http://" + up.Admin + "/stats?filter=ext_proc.streams_started")
 	if err != nil {
 		return err
 	}
@@ -222,12 +179,4 @@ func endpointOf(admin, cluster string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no endpoint for %s on %s/clusters", cluster, admin)
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }
