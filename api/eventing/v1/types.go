@@ -36,6 +36,11 @@ const (
 	TriggerConditionDeadLetter   duck.ConditionType = "DeadLetterSinkResolved"
 )
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=all;knative;eventing
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.address.url"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // Broker receives CloudEvents at its address and passes each to the Triggers that match it.
 type Broker struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -60,6 +65,12 @@ type BrokerStatus struct {
 	DeadLetterSinkURI string `json:"deadLetterSinkUri,omitempty"`
 }
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=all;knative;eventing
+// +kubebuilder:printcolumn:name="Broker",type=string,JSONPath=".spec.broker"
+// +kubebuilder:printcolumn:name="Subscriber_URI",type=string,JSONPath=".status.subscriberUri"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // Trigger subscribes a destination to the events of one Broker that pass its filters.
 type Trigger struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -43,6 +43,14 @@ const (
 	RevisionConditionActive             duck.ConditionType = "Active"
 )
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ksvc;ksvcs,categories=all;knative;serving
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.url"
+// +kubebuilder:printcolumn:name="LatestCreated",type=string,JSONPath=".status.latestCreatedRevisionName"
+// +kubebuilder:printcolumn:name="LatestReady",type=string,JSONPath=".status.latestReadyRevisionName"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Service is a Knative Service: a Configuration and a Route managed together.
 type Service struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -64,6 +72,12 @@ type ServiceStatus struct {
 	RouteStatusFields         `json:",inline"`
 }
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=config;cfg,categories=all;knative;serving
+// +kubebuilder:printcolumn:name="LatestCreated",type=string,JSONPath=".status.latestCreatedRevisionName"
+// +kubebuilder:printcolumn:name="LatestReady",type=string,JSONPath=".status.latestReadyRevisionName"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // Configuration stamps out a new Revision every time its template changes.
 type Configuration struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -74,6 +88,11 @@ type Configuration struct {
 
 // ConfigurationSpec holds the template of the Revisions a Configuration creates.
 type ConfigurationSpec struct {
+	// The template is schemaless in the CRD, as in Knative's: its pod spec is defaulted and
+	// validated by Skiff (container names, for one, are optional here and required by Kubernetes).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
 	Template RevisionTemplateSpec `json:"template"`
 }
 
@@ -95,12 +114,22 @@ type RevisionTemplateSpec struct {
 	Spec              RevisionSpec `json:"spec,omitempty"`
 }
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rev,categories=all;knative;serving
+// +kubebuilder:printcolumn:name="Config Name",type=string,JSONPath=".metadata.labels['serving\\.knative\\.dev/configuration']"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Actual Replicas",type=integer,JSONPath=".status.actualReplicas"
+// +kubebuilder:printcolumn:name="Desired Replicas",type=integer,JSONPath=".status.desiredReplicas"
 // Revision is an immutable snapshot of code and configuration.
 type Revision struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              RevisionSpec   `json:"spec,omitempty"`
-	Status            RevisionStatus `json:"status,omitempty"`
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	Spec   RevisionSpec   `json:"spec,omitempty"`
+	Status RevisionStatus `json:"status,omitempty"`
 }
 
 // RevisionSpec is a pod spec plus Knative's per-revision knobs.
@@ -161,6 +190,11 @@ type ContainerStatus struct {
 	ImageDigest string `json:"imageDigest,omitempty"`
 }
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rt,categories=all;knative;serving
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.url"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // Route sends traffic to Revisions by percent and by tag.
 type Route struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -27,6 +27,12 @@ const (
 // PingEventType is the type of the events a PingSource sends.
 const PingEventType = "dev.knative.sources.ping"
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=all;knative;sources
+// +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=".status.sinkUri"
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=".spec.schedule"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // PingSource sends an event on a cron schedule.
 type PingSource struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -64,6 +70,11 @@ type SourceStatus struct {
 	SinkURI     string `json:"sinkUri,omitempty"`
 }
 
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=all;knative;sources;bindings
+// +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=".status.sinkUri"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // SinkBinding injects K_SINK (and K_CE_OVERRIDES) into the subject's containers.
 type SinkBinding struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -1,0 +1,4 @@
+// +kubebuilder:object:generate=false
+// +groupName=sources.knative.dev
+
+package v1
