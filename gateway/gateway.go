@@ -33,6 +33,7 @@ import (
 	"github.com/skiff-dev/skiff/gateway/admin"
 	"github.com/skiff-dev/skiff/gateway/filter"
 	"github.com/skiff-dev/skiff/gateway/filter/extproc"
+	"github.com/skiff-dev/skiff/gateway/filter/wasm"
 	"github.com/skiff-dev/skiff/gateway/proxy"
 	"github.com/skiff-dev/skiff/gateway/route"
 	"github.com/skiff-dev/skiff/gateway/stats"
@@ -61,10 +62,11 @@ type Config struct {
 	// ListenerAddressOverride, if set, is the address every LDS listener
 	// binds instead of its socket_address (e.g. "127.0.0.1:0" in tests).
 	ListenerAddressOverride string
-	// HTTPFilters are extra HTTP filter factories (wasm, ...) available to
-	// listeners besides the router and the built-in ext_proc filter
-	// (envoy.filters.http.ext_proc); a factory for an already known type
-	// URL replaces the built-in one.
+	// HTTPFilters are extra HTTP filter factories available to listeners
+	// besides the router and the built-in ext_proc
+	// (envoy.filters.http.ext_proc) and Wasm (envoy.filters.http.wasm)
+	// filters; a factory for an already known type URL replaces the
+	// built-in one.
 	HTTPFilters []filter.Factory
 	// DrainTimeout bounds the graceful drain of listeners on shutdown and
 	// removal (default 5s).
@@ -88,6 +90,7 @@ type Gateway struct {
 	clusters *upstream.Manager
 	filters  *filter.Registry
 	extProc  *extproc.Factory
+	wasm     *wasm.Factory
 	xds      *xdsclient.Client
 
 	// wg tracks every goroutine Run starts (servers, drains, the ADS client).
@@ -136,13 +139,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	st := stats.NewStore()
 	ep := extproc.NewFactory(cfg.Logger)
+	wf := wasm.NewFactory(wasm.Options{Logger: cfg.Logger})
 	g := &Gateway{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "gateway"),
 		stats:     st,
 		clusters:  upstream.NewManager(st),
-		filters:   filter.NewRegistry(append([]filter.Factory{ep}, cfg.HTTPFilters...)...),
+		filters:   filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
 		extProc:   ep,
+		wasm:      wf,
 		listeners: map[string]*listener{},
 		routes:    map[string]*route.Table{},
 		raw:       map[string]map[string]xdsclient.Resource{},
@@ -236,6 +241,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.wg.Wait()
 	g.extProc.Close()
+	g.wasm.Close()
 	g.clusters.Close()
 	return runErr
 }
