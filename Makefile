@@ -4,7 +4,7 @@ BIN     := bin/skiff
 DATA    ?= .skiff
 PKGS    := ./...
 
-.PHONY: all build run test test-short lint vet fmt bench clean
+.PHONY: all build run test test-short lint vet fmt bench clean wasm
 
 all: build
 
@@ -13,6 +13,9 @@ build: ## build the one binary
 
 run: build ## start `skiff up` and apply examples/hello.yaml; then: curl -H 'Host: hello.default.localhost' http://127.0.0.1:8080/
 	./$(BIN) up --data-dir $(DATA) -f examples/hello.yaml
+
+wasm: ## build every proxy-wasm filter under wasm-filters/ to bin/wasm/<name>.wasm (standard Go, wasip1)
+	$(GO) run ./wasm-filters/wasmbuild/cmd/wasmbuild -out bin/wasm
 
 test: vet ## every test, with the race detector
 	$(GO) test -race -timeout 14m -count=1 $(PKGS)

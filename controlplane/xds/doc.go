@@ -15,7 +15,10 @@
 //     envoy.filters.http.ext_proc (disabled by default) before the router, CDS
 //     carries the "skiff-extproc" cluster, proxy-mode revisions enable the
 //     filter with a FilterConfig on their weighted cluster (or route), and OverrideHost
-//     clusters let the service pick the endpoint (dynamic metadata envoy.lb).
+//     clusters let the service pick the endpoint (dynamic metadata envoy.lb);
+//   - Options.WasmFilters become envoy.filters.http.wasm filters placed first
+//     in the chain (before ext_proc), e.g. "skiff.revision-metrics", whose
+//     per-revision counters the autoscaler reads from the proxy's stats.
 //
 // The translator (TranslateListener, TranslateVirtualHosts,
 // TranslateRouteConfiguration, TranslateCluster, TranslateEndpoints) is pure.

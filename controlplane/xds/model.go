@@ -54,6 +54,39 @@ const (
 // the chosen upstream cluster and the route metadata.
 var ExtProcRequestAttributes = []string{"xds.cluster_name", "xds.route_metadata"}
 
+// WasmRuntime is the vm_config.runtime of Skiff's Wasm filters: V8, the
+// runtime every Envoy release build has (Skiff's gateway runs any runtime
+// with wazero).
+const WasmRuntime = "envoy.wasm.runtime.v8"
+
+// RevisionMetricsFilterName is the conventional name of the revision-metrics
+// Wasm filter (wasm-filters/revision-metrics), which must run before ext_proc.
+const RevisionMetricsFilterName = "skiff.revision-metrics"
+
+// WasmFilter is a proxy-wasm HTTP filter (envoy.filters.http.wasm) the
+// listener runs before every other filter, in the order given.
+type WasmFilter struct {
+	// Name is the HttpFilter name, also the plugin's name and root_id, e.g.
+	// RevisionMetricsFilterName. Names must be unique.
+	Name string
+	// Path is the .wasm module's file name as the proxy sees it
+	// (vm_config.code.local.filename).
+	Path string
+	// SHA256 is the module's sha256 (hex), optional. When set it becomes
+	// part of the vm_id, so a new build of the module changes the listener
+	// and the proxy loads it (Envoy reuses a VM whose configuration did not
+	// change, even when the file did).
+	SHA256 string
+	// Configuration is the plugin configuration, passed as a
+	// google.protobuf.StringValue (read by proxy_on_configure).
+	Configuration string
+	// FailOpen lets requests through without the filter when its VM fails
+	// (failure_policy FAIL_OPEN). Otherwise the failure_policy is
+	// FAIL_RELOAD: the request that hit the failure gets a 503 and later
+	// requests a new VM.
+	FailOpen bool
+}
+
 // Route is one Knative Route's traffic: the virtual hosts it owns.
 type Route struct {
 	// Namespace and Name identify the Knative Route; SetRoute keys on them.

@@ -36,6 +36,10 @@ type Options struct {
 	// for revisions that are not in proxy mode (WeightedCluster.Activate).
 	// Empty means no ext_proc filter and no per-route filter configuration.
 	ExtProcAddress string
+	// WasmFilters are proxy-wasm filters the listener runs first, before
+	// ext_proc (see WasmFilter), e.g. wasm-filters/revision-metrics so that
+	// requests held by ext_proc count as in flight.
+	WasmFilters []WasmFilter
 }
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
@@ -92,7 +96,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	logger = logger.With("component", "xds")
 	extProc := opts.ExtProcAddress != ""
-	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort), extProc)
+	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort), extProc, opts.WasmFilters...)
 	if err != nil {
 		return nil, fmt.Errorf("new xds server: %w", err)
 	}

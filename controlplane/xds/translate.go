@@ -2,6 +2,8 @@ package xds
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,7 +15,9 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	wasmhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -34,8 +38,9 @@ func adsConfigSource() *corev3.ConfigSource {
 // HTTP connection manager (codec AUTO so h2c works, host port stripped) whose
 // RouteConfiguration "skiff-http" comes from RDS over ADS, ending with the
 // router filter. With extProc, the ext_proc filter (see ExtProcFilter) runs
-// before the router.
-func TranslateListener(address string, port uint32, extProc bool) (*listenerv3.Listener, error) {
+// before the router. The wasm filters (see TranslateWasmFilter) come first,
+// in order.
+func TranslateListener(address string, port uint32, extProc bool, wasm ...WasmFilter) (*listenerv3.Listener, error) {
 	if _, err := netip.ParseAddr(address); err != nil {
 		return nil, fmt.Errorf("translate listener: address %q is not an IP address: %w", address, err)
 	}
@@ -47,6 +52,18 @@ func TranslateListener(address string, port uint32, extProc bool) (*listenerv3.L
 		return nil, fmt.Errorf("translate listener: router filter: %w", err)
 	}
 	var filters []*hcmv3.HttpFilter
+	names := map[string]bool{ExtProcFilterName: true, wellknown.Router: true}
+	for i, w := range wasm {
+		if names[w.Name] {
+			return nil, fmt.Errorf("translate listener: wasmFilters[%d]: name %q is already used by another HTTP filter", i, w.Name)
+		}
+		names[w.Name] = true
+		f, err := TranslateWasmFilter(w)
+		if err != nil {
+			return nil, fmt.Errorf("translate listener: wasmFilters[%d]: %w", i, err)
+		}
+		filters = append(filters, f)
+	}
 	if extProc {
 		f, err := ExtProcFilter()
 		if err != nil {
@@ -135,6 +152,58 @@ func ExtProcFilter() (*hcmv3.HttpFilter, error) {
 	// Disabled by default: only routes to revisions in proxy mode turn it on, so requests
 	// to serve-mode revisions and requests matching no route never call the processor.
 	return &hcmv3.HttpFilter{Name: ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}, Disabled: true}, nil
+}
+
+// TranslateWasmFilter returns the envoy.filters.http.wasm HttpFilter of w:
+// a PluginConfig named w.Name (also its root_id) on a V8 VM (vm_id w.Name,
+// plus "@" and the first 12 hex digits of w.SHA256 when set) loading
+// w.Path, with w.Configuration as a StringValue and failure_policy
+// FAIL_OPEN (w.FailOpen) or FAIL_RELOAD.
+func TranslateWasmFilter(w WasmFilter) (*hcmv3.HttpFilter, error) {
+	if w.Name == "" {
+		return nil, errors.New("name is required")
+	}
+	if w.Path == "" {
+		return nil, fmt.Errorf("wasm filter %q: path is required", w.Name)
+	}
+	vmID := w.Name
+	if w.SHA256 != "" {
+		if b, err := hex.DecodeString(w.SHA256); err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("wasm filter %q: sha256 %q is not a hex SHA-256 digest", w.Name, w.SHA256)
+		}
+		vmID += "@" + strings.ToLower(w.SHA256[:12])
+	}
+	pc := &wasmv3.PluginConfig{
+		Name:   w.Name,
+		RootId: w.Name,
+		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
+			VmId:    vmID,
+			Runtime: WasmRuntime,
+			Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+				Specifier: &corev3.DataSource_Filename{Filename: w.Path},
+			}}},
+		}},
+		FailurePolicy: wasmv3.FailurePolicy_FAIL_RELOAD,
+	}
+	if w.FailOpen {
+		pc.FailurePolicy = wasmv3.FailurePolicy_FAIL_OPEN
+	}
+	if w.Configuration != "" {
+		c, err := anypb.New(wrapperspb.String(w.Configuration))
+		if err != nil {
+			return nil, fmt.Errorf("wasm filter %q: configuration: %w", w.Name, err)
+		}
+		pc.Configuration = c
+	}
+	cfg := &wasmhttpv3.Wasm{Config: pc}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("wasm filter %q: %w", w.Name, err)
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("wasm filter %q: %w", w.Name, err)
+	}
+	return &hcmv3.HttpFilter{Name: w.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
 }
 
 // extProcEnabled returns the typed_per_filter_config that turns the (by default
