@@ -9,7 +9,7 @@
 // client sent. The broker ingress stores the event once per listed trigger.
 //
 // The plugin configuration is the broker's JSON configuration, parsed by
-// eventing/filter.ParsePluginConfig:
+// eventfilter.ParsePluginConfig:
 //
 //	{"broker": "default/default",
 //	 "triggers": [{"name": "t1", "filter": {"attributes": {"type": "x"}}},
@@ -38,7 +38,7 @@ import (
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm"
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 
-	"github.com/skiff-dev/skiff/eventing/filter"
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
 
 // TriggersHeader is the request header that carries the matching triggers.
@@ -64,7 +64,7 @@ func (*vmContext) NewPluginContext(uint32) types.PluginContext {
 // pluginContext holds one broker's compiled configuration and counters.
 type pluginContext struct {
 	types.DefaultPluginContext
-	cfg      *filter.BrokerConfig
+	cfg      *eventfilter.BrokerConfig
 	accepted proxywasm.MetricCounter
 	rejected proxywasm.MetricCounter
 	matched  proxywasm.MetricCounter
@@ -95,7 +95,7 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 		proxywasm.LogError("cloudevents filter: no plugin configuration: want the broker's JSON configuration")
 		return types.OnPluginStartStatusFailed
 	}
-	cfg, err := filter.ParsePluginConfig(data)
+	cfg, err := eventfilter.ParsePluginConfig(data)
 	if err != nil {
 		proxywasm.LogErrorf("cloudevents filter: bad plugin configuration: %v", err)
 		return types.OnPluginStartStatusFailed
@@ -117,7 +117,7 @@ func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
 type httpContext struct {
 	types.DefaultHttpContext
 	plugin  *pluginContext
-	headers filter.HeaderPairs
+	headers eventfilter.HeaderPairs
 	// structured is set when the event is in the body, which is buffered until
 	// its end.
 	structured bool
@@ -153,7 +153,7 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 			return types.ActionPause
 		}
 	}
-	if filter.ContentMode(contentType) == filter.ModeStructured && !endOfStream {
+	if eventfilter.ContentMode(contentType) == eventfilter.ModeStructured && !endOfStream {
 		// The event is in the body: hold the headers (so that the trigger header
 		// can still be set) and buffer the body until its end.
 		c.structured = true
@@ -192,7 +192,7 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 		return types.ActionContinue
 	}
 	c.plugin.rejected.Increment(1)
-	c.sendError(400, string(filter.ReasonUnsupportedFormat), "",
+	c.sendError(400, string(eventfilter.ReasonUnsupportedFormat), "",
 		"structured events with HTTP request trailers are not supported")
 	return types.ActionPause
 }
@@ -202,11 +202,11 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 func (c *httpContext) handle(body []byte) types.Action {
 	c.done = true
 	p := c.plugin
-	ev, err := filter.ParseHTTP(c.headers, body)
+	ev, err := eventfilter.ParseHTTP(c.headers, body)
 	if err != nil {
 		p.rejected.Increment(1)
 		reason, attr := "invalid_event", ""
-		if ee, ok := err.(*filter.EventError); ok {
+		if ee, ok := err.(*eventfilter.EventError); ok {
 			reason, attr = string(ee.Reason), ee.Attribute
 		}
 		c.sendError(400, reason, attr, err.Error())
