@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,28 +21,28 @@ import (
 	"github.com/skiff-dev/skiff/gateway"
 )
 
-// BenchmarkGatewayRevisionMetrics is the latency of one request through the
-// gateway (HTTP/1.1 keep-alive client, one backend) with the
-// revision-metrics Wasm filter off and on.
-func BenchmarkGatewayRevisionMetrics(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		name := "off"
-		if on {
-			name = "on"
-		}
-		b.Run(name, func(b *testing.B) { benchGateway(b, on) })
-	}
+// BenchmarkGatewayWasm is the latency of one request through the gateway
+// (HTTP/1.1 keep-alive client, one backend) with no Wasm filter, with
+// revision-metrics, and with cloudevents (a binary-mode CloudEvent through a
+// broker's three trigger filters), each in one run so they compare.
+func BenchmarkGatewayWasm(b *testing.B) {
+	b.Run("off", func(b *testing.B) { benchGateway(b, "") })
+	b.Run("revision-metrics", func(b *testing.B) { benchGateway(b, "revision-metrics") })
+	b.Run("cloudevents", func(b *testing.B) { benchGateway(b, "cloudevents") })
 }
 
-func benchGateway(b *testing.B, wasmOn bool) {
+func benchGateway(b *testing.B, module string) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer backend.Close()
 
 	var opts []listenerOpt
-	if wasmOn {
+	switch module {
+	case "revision-metrics":
 		opts = append(opts, withWasmFirst(wasmFilter(b, "skiff.revision-metrics", "revision-metrics", "")))
+	case "cloudevents":
+		opts = append(opts, withWasmFirst(wasmFilter(b, "skiff.cloudevents", "cloudevents", brokerFilterConfig)))
 	}
 	snap, err := cachev3.NewSnapshot("1", map[resourcev3.Type][]types.Resource{
 		resourcev3.ListenerType: {httpListener(b, listenerName, opts...)},
@@ -92,7 +93,14 @@ func benchGateway(b *testing.B, wasmOn bool) {
 	defer client.CloseIdleConnections()
 	url := "http://" + addr.String() + "/"
 	get := func() {
-		resp, err := client.Get(url)
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"n":1}`))
+		for k, v := range map[string]string{
+			"ce-specversion": "1.0", "ce-id": "42", "ce-type": "order.created",
+			"ce-source": "/eu/shop", "content-type": "application/json",
+		} {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -112,7 +120,7 @@ func benchGateway(b *testing.B, wasmOn bool) {
 		get()
 	}
 	b.StopTimer()
-	if wasmOn {
+	if module == "revision-metrics" {
 		if v, _ := gw.Stats().Value(revRequests); v != int64(b.N)+warm {
 			b.Errorf("%s = %d, want %d", revRequests, v, b.N+warm)
 		}

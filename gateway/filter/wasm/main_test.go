@@ -39,7 +39,7 @@ func run(m *testing.M) int {
 	root, err := wasmbuild.FindRoot(".")
 	if err == nil {
 		modules, err = wasmbuild.Build(ctx, wasmbuild.Options{
-			Root: root, OutDir: dir, Filters: []string{"revision-metrics", "abitest"},
+			Root: root, OutDir: dir, Filters: []string{"revision-metrics", "abitest", "cloudevents"},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
 	}
