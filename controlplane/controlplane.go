@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,15 @@ type Config struct {
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults
 	// (autoscaler.DefaultConfig).
 	Autoscaler *autoscaler.Config
-	Logger     *slog.Logger
+	// StatSource is which proxy stats the autoscaler reads a revision's demand from:
+	// autoscaler.ClusterStats (default: Envoy's upstream cluster stats plus the requests the
+	// activator holds) or autoscaler.RevisionMetrics (the revision-metrics wasm filter, which
+	// counts held requests itself and must then be among WasmFilters, named
+	// xds.RevisionMetricsFilterName).
+	StatSource autoscaler.StatSource
+	// WasmFilters are the proxy-wasm filters every proxy runs first in its HTTP chain.
+	WasmFilters []xds.WasmFilter
+	Logger      *slog.Logger
 }
 
 // ControlPlane is a running control plane; its listeners are bound by New.
@@ -90,6 +99,11 @@ func New(cfg Config) (*ControlPlane, error) {
 	cfg.ExtProcAddress = cmp.Or(cfg.ExtProcAddress, "127.0.0.1:18001")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.StatSource == autoscaler.RevisionMetrics && !slices.ContainsFunc(cfg.WasmFilters, func(f xds.WasmFilter) bool {
+		return f.Name == xds.RevisionMetricsFilterName
+	}) {
+		return nil, fmt.Errorf("control plane: stat source %s needs the %s wasm filter in WasmFilters", cfg.StatSource, xds.RevisionMetricsFilterName)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("control plane: data dir: %w", err)
@@ -122,6 +136,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
+		WasmFilters:    cfg.WasmFilters,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
@@ -136,10 +151,15 @@ func New(cfg Config) (*ControlPlane, error) {
 	poke := func(cluster string) { cp.scaler.Poke(cluster) }
 	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: poke})
 	cp.hub = activation.New(cp.extproc, poke, cfg.Logger)
-	cp.sink = autoscaler.NewStatSink(10 * time.Second)
-	sources := []autoscaler.Metrics{autoscaler.MetricsFunc(cp.hub.Held), cp.sink}
+	cp.sink = autoscaler.NewStatSink(cfg.StatSource, 10*time.Second)
+	sources := []autoscaler.Metrics{cp.sink}
+	if cfg.StatSource == autoscaler.ClusterStats {
+		// Envoy's cluster stats do not see requests held before the cluster; the
+		// revision-metrics filter runs before ext_proc and does.
+		sources = append(sources, autoscaler.MetricsFunc(cp.hub.Held))
+	}
 	if len(cfg.ProxyStatsURLs) > 0 {
-		sources = append(sources, autoscaler.NewEnvoyStats(nil, cfg.ProxyStatsURLs...))
+		sources = append(sources, autoscaler.NewEnvoyStats(nil, cfg.StatSource, cfg.ProxyStatsURLs...))
 	}
 	metrics := autoscaler.Sum(sources...)
 	acfg := autoscaler.DefaultConfig()

@@ -86,7 +86,7 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 			t.Errorf("gateway: %v", err)
 		}
 	})
-	eventually(t, 10*time.Second, "gateway listener bound from LDS", func() bool {
+	eventually(t, 60*time.Second, "gateway listener bound from LDS", func() bool {
 		addr, ok := gw.ListenerAddr(xds.ListenerName)
 		if ok {
 			s.http = addr.String()

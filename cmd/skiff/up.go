@@ -16,7 +16,9 @@ import (
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/gateway"
+	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
 func addControlPlaneFlags(cmd *cobra.Command) {
@@ -35,6 +37,8 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.Duration("scale-to-zero-grace-period", d.ScaleToZeroGracePeriod, "how long a revision waits at one pod before going to zero")
 	f.Duration("stable-window", d.StableWindow, "the autoscaler's default stable window (annotation autoscaling.knative.dev/window overrides)")
 	f.Duration("autoscaler-tick", d.TickInterval, "how often the autoscaler decides")
+	f.String("autoscaler-metrics", autoscaler.ClusterStats.String(), "where the autoscaler reads demand: cluster-stats (the proxy's upstream cluster stats plus requests held by the activator) or revision-metrics (the revision-metrics wasm filter, which proxies then run)")
+	f.String("wasm-dir", "bin/wasm", "where the proxy-wasm filter modules are (relative to --work-dir); in a source checkout they are built there first")
 }
 
 func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
@@ -73,11 +77,26 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		return controlplane.Config{}, fmt.Errorf("--autoscaler-tick %s: must be positive", a.TickInterval)
 	}
 	stats, _ := f.GetStringArray("proxy-stats")
+	source, err := autoscaler.ParseStatSource(get("autoscaler-metrics"))
+	if err != nil {
+		return controlplane.Config{}, fmt.Errorf("--autoscaler-metrics: %w", err)
+	}
+	var filters []xds.WasmFilter
+	if source == autoscaler.RevisionMetrics {
+		mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{
+			Root: workDir, OutDir: get("wasm-dir"), Filters: []string{"revision-metrics"}, Logger: log,
+		})
+		if err != nil {
+			return controlplane.Config{}, fmt.Errorf("--autoscaler-metrics revision-metrics: %w", err)
+		}
+		m := mods["revision-metrics"]
+		filters = append(filters, xds.WasmFilter{Name: xds.RevisionMetricsFilterName, Path: m.Path, SHA256: m.SHA256})
+	}
 	return controlplane.Config{
 		DataDir: dataDir, WorkDir: workDir,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, Autoscaler: &a, Logger: log,
+		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 

@@ -67,15 +67,72 @@ func Sum(sources ...Metrics) Metrics {
 	})
 }
 
+// StatSource names the proxy stats a revision's demand is read from.
+type StatSource int
+
+const (
+	// ClusterStats are Envoy's own upstream cluster stats,
+	// `cluster.<ns>/<rev>.upstream_rq_active` (in flight) and `...upstream_rq_total`. They do
+	// not count requests held before routing reaches the cluster (ext_proc holding a cold
+	// revision's requests), so the control plane adds the activator's held requests to them.
+	ClusterStats StatSource = iota
+	// RevisionMetrics are the counters of the revision-metrics proxy-wasm filter
+	// (wasm-filters/revision-metrics), `wasmcustom.skiff_revision_in_flight.<ns>/<rev>` and
+	// `wasmcustom.skiff_revision_requests_total.<ns>/<rev>`. The filter runs before ext_proc,
+	// so its in-flight gauge already includes held requests.
+	RevisionMetrics
+)
+
+// String returns the source's flag value.
+func (s StatSource) String() string {
+	switch s {
+	case ClusterStats:
+		return "cluster-stats"
+	case RevisionMetrics:
+		return "revision-metrics"
+	}
+	return fmt.Sprintf("StatSource(%d)", int(s))
+}
+
+// ParseStatSource reads a flag value: "cluster-stats" or "revision-metrics".
+func ParseStatSource(v string) (StatSource, error) {
+	switch v {
+	case "cluster-stats", "":
+		return ClusterStats, nil
+	case "revision-metrics":
+		return RevisionMetrics, nil
+	}
+	return 0, fmt.Errorf("stat source %q: must be cluster-stats or revision-metrics", v)
+}
+
+// statsFilter is the /stats?filter= regular expression that asks a proxy for the two stats
+// the source reads only.
+func (s StatSource) statsFilter() string {
+	if s == RevisionMetrics {
+		return `^wasmcustom\.skiff_revision_(in_flight|requests_total)\.`
+	}
+	return `upstream_rq_(active|total)$`
+}
+
+// revisionStat recognises a revision's stat the source reads and returns its cluster
+// ("namespace/revision") and whether it is the in-flight gauge (else the request counter).
+func (s StatSource) revisionStat(name string) (cluster string, active, ok bool) {
+	if s == RevisionMetrics {
+		return revisionMetricsStat(name)
+	}
+	return clusterStat(name)
+}
+
 // EnvoyStats scrapes the admin `/stats` text endpoint of one or more Envoys (or Skiff gateways)
-// and sums, per revision cluster, `cluster.<ns>/<rev>.upstream_rq_active` (InFlight) and
-// `cluster.<ns>/<rev>.upstream_rq_total` (RequestsTotal). Clusters whose name has no "/" (the
-// xDS cluster, for instance) are ignored. Each proxy's counter is tracked separately, so that
+// and sums, per revision cluster, the in-flight gauge (InFlight) and the request counter
+// (RequestsTotal) of its StatSource. Clusters whose name has no "/" (the xDS cluster, for
+// instance) are ignored. Each proxy's counter is tracked separately, so that
 // one proxy restarting (its counter starting again from zero) neither loses nor invents
 // requests: the summed RequestsTotal stays monotonic while the set of proxies stays the same.
 type EnvoyStats struct {
 	client *http.Client
 	urls   []string
+	source StatSource
 
 	mu     sync.Mutex
 	totals map[string]map[string]counterState // base URL → cluster → counter
@@ -87,19 +144,17 @@ type counterState struct {
 	acc uint64 // monotonic total reported
 }
 
-// statsFilter asks Envoy (and the Skiff gateway) for the two stats we read only.
-const statsFilter = `upstream_rq_(active|total)$`
-
-// NewEnvoyStats returns an EnvoyStats scraping the admin endpoints at baseURLs (e.g.
-// "http://127.0.0.1:9901"). A nil client means http.DefaultClient; the scrape's deadline comes
-// from the context.
-func NewEnvoyStats(client *http.Client, baseURLs ...string) *EnvoyStats {
+// NewEnvoyStats returns an EnvoyStats reading source's stats from the admin endpoints at
+// baseURLs (e.g. "http://127.0.0.1:9901"). A nil client means http.DefaultClient; the scrape's
+// deadline comes from the context.
+func NewEnvoyStats(client *http.Client, source StatSource, baseURLs ...string) *EnvoyStats {
 	if client == nil {
 		client = http.DefaultClient
 	}
 	return &EnvoyStats{
 		client: client,
 		urls:   append([]string(nil), baseURLs...),
+		source: source,
 		totals: make(map[string]map[string]counterState),
 	}
 }
@@ -164,7 +219,7 @@ func (e *EnvoyStats) Scrape(ctx context.Context) (map[string]Sample, error) {
 
 // scrapeOne reads one proxy's /stats.
 func (e *EnvoyStats) scrapeOne(ctx context.Context, base string) (map[string]float64, map[string]uint64, error) {
-	u := strings.TrimRight(base, "/") + "/stats?filter=" + url.QueryEscape(statsFilter)
+	u := strings.TrimRight(base, "/") + "/stats?filter=" + url.QueryEscape(e.source.statsFilter())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scrape envoy stats %s: %w", base, err)
@@ -178,16 +233,16 @@ func (e *EnvoyStats) scrapeOne(ctx context.Context, base string) (map[string]flo
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, nil, fmt.Errorf("scrape envoy stats %s: HTTP %s", base, resp.Status)
 	}
-	active, total, err := parseStats(resp.Body)
+	active, total, err := parseStats(resp.Body, e.source)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scrape envoy stats %s: %w", base, err)
 	}
 	return active, total, nil
 }
 
-// parseStats reads Envoy's /stats text format ("name: value" lines), keeping the active and
-// total request stats of revision clusters.
-func parseStats(r io.Reader) (map[string]float64, map[string]uint64, error) {
+// parseStats reads Envoy's /stats text format ("name: value" lines), keeping the source's
+// in-flight and request-count stats of revision clusters.
+func parseStats(r io.Reader, source StatSource) (map[string]float64, map[string]uint64, error) {
 	active := make(map[string]float64)
 	total := make(map[string]uint64)
 	sc := bufio.NewScanner(r)
@@ -197,7 +252,7 @@ func parseStats(r io.Reader) (map[string]float64, map[string]uint64, error) {
 		if !ok {
 			continue
 		}
-		cluster, isActive, ok := revisionStat(name)
+		cluster, isActive, ok := source.revisionStat(name)
 		switch {
 		case !ok:
 		case isActive:
@@ -220,9 +275,9 @@ func parseStats(r io.Reader) (map[string]float64, map[string]uint64, error) {
 	return active, total, nil
 }
 
-// revisionStat recognises a revision cluster's stat the autoscaler reads:
+// clusterStat recognises a revision cluster's upstream stat:
 // cluster.<ns>/<rev>.upstream_rq_active (active) or cluster.<ns>/<rev>.upstream_rq_total.
-func revisionStat(name string) (cluster string, active, ok bool) {
+func clusterStat(name string) (cluster string, active, ok bool) {
 	rest, ok := strings.CutPrefix(name, "cluster.")
 	if !ok {
 		return "", false, false
@@ -231,6 +286,24 @@ func revisionStat(name string) (cluster string, active, ok bool) {
 		return c, true, true
 	}
 	if c, ok := strings.CutSuffix(rest, ".upstream_rq_total"); ok && isRevisionCluster(c) {
+		return c, false, true
+	}
+	return "", false, false
+}
+
+// revisionMetricsStat recognises a revision-metrics filter stat:
+// wasmcustom.skiff_revision_in_flight.<ns>/<rev> (active) or
+// wasmcustom.skiff_revision_requests_total.<ns>/<rev>. Metric names have no dots and revision
+// cluster names none either, so the name splits unambiguously.
+func revisionMetricsStat(name string) (cluster string, active, ok bool) {
+	rest, ok := strings.CutPrefix(name, "wasmcustom.")
+	if !ok {
+		return "", false, false
+	}
+	if c, ok := strings.CutPrefix(rest, "skiff_revision_in_flight."); ok && isRevisionCluster(c) {
+		return c, true, true
+	}
+	if c, ok := strings.CutPrefix(rest, "skiff_revision_requests_total."); ok && isRevisionCluster(c) {
 		return c, false, true
 	}
 	return "", false, false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +56,7 @@ func TestEnvoyStats(t *testing.T) {
 	}, "\n"))
 	b := newStatsServer(t, "cluster.default/hello-00001.upstream_rq_active: 2\ncluster.default/hello-00001.upstream_rq_total: 50\n")
 
-	e := NewEnvoyStats(nil, a.srv.URL, b.srv.URL+"/")
+	e := NewEnvoyStats(nil, ClusterStats, a.srv.URL, b.srv.URL+"/")
 	got, err := e.Scrape(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +68,8 @@ func TestEnvoyStats(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("scrape = %v, want %v", got, want)
 	}
-	if a.filters[0] != statsFilter {
-		t.Fatalf("filter = %q, want %q", a.filters[0], statsFilter)
+	if want := ClusterStats.statsFilter(); a.filters[0] != want {
+		t.Fatalf("filter = %q, want %q", a.filters[0], want)
 	}
 
 	// Proxy b restarts: its counter starts again. The sum must not go backwards.
@@ -89,6 +90,55 @@ func TestEnvoyStats(t *testing.T) {
 	}
 }
 
+// The revision-metrics source reads the filter's wasmcustom stats and nothing else, and the
+// filter expression it sends selects exactly those lines.
+func TestEnvoyStatsRevisionMetrics(t *testing.T) {
+	lines := []string{
+		"cluster.default/hello-00001.upstream_rq_active: 3",
+		"cluster.default/hello-00001.upstream_rq_total: 100",
+		"wasmcustom.skiff_revision_in_flight.default/hello-00001: 7",
+		"wasmcustom.skiff_revision_requests_total.default/hello-00001: 120",
+		"wasmcustom.skiff_revision_requests_total.other/rev-1: 5",
+		"wasmcustom.skiff_broker_events_accepted.default/default: 9",
+		"wasmcustom.skiff_revision_in_flight.skiff-xds: 1",
+	}
+	a := newStatsServer(t, strings.Join(lines, "\n")+"\n")
+	got, err := NewEnvoyStats(nil, RevisionMetrics, a.srv.URL).Scrape(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Sample{
+		"default/hello-00001": {InFlight: 7, RequestsTotal: 120},
+		"other/rev-1":         {InFlight: 0, RequestsTotal: 5},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("scrape = %v, want %v", got, want)
+	}
+	re := regexp.MustCompile(a.filters[0])
+	var selected []string
+	for _, l := range lines {
+		name, _, _ := strings.Cut(l, ": ")
+		if re.MatchString(name) {
+			selected = append(selected, name)
+		}
+	}
+	if len(selected) != 4 {
+		t.Fatalf("filter %q selects %v, want the four skiff_revision_ stats", a.filters[0], selected)
+	}
+}
+
+func TestParseStatSource(t *testing.T) {
+	for _, v := range []string{"cluster-stats", "revision-metrics"} {
+		s, err := ParseStatSource(v)
+		if err != nil || s.String() != v {
+			t.Errorf("ParseStatSource(%q) = %v, %v", v, s, err)
+		}
+	}
+	if _, err := ParseStatSource("wasm"); err == nil || !strings.Contains(err.Error(), "cluster-stats or revision-metrics") {
+		t.Errorf("ParseStatSource(wasm) error = %v, want one naming the choices", err)
+	}
+}
+
 func TestEnvoyStatsTimeout(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
@@ -96,7 +146,7 @@ func TestEnvoyStatsTimeout(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := NewEnvoyStats(nil, srv.URL).Scrape(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := NewEnvoyStats(nil, ClusterStats, srv.URL).Scrape(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
 }

@@ -20,8 +20,9 @@ import (
 type StatSink struct {
 	metricsv3.UnimplementedMetricsServiceServer
 
-	stale time.Duration
-	now   func() time.Time
+	source StatSource
+	stale  time.Duration
+	now    func() time.Time
 
 	mu      sync.Mutex
 	streams map[int]*pushed
@@ -35,10 +36,10 @@ type pushed struct {
 	total  map[string]uint64
 }
 
-// NewStatSink returns a sink that forgets an Envoy's stats when it has not pushed for stale
-// (use a few flush intervals).
-func NewStatSink(stale time.Duration) *StatSink {
-	return &StatSink{stale: stale, now: time.Now, streams: map[int]*pushed{}}
+// NewStatSink returns a sink reading source's stats that forgets an Envoy's stats when it has
+// not pushed for stale (use a few flush intervals).
+func NewStatSink(source StatSource, stale time.Duration) *StatSink {
+	return &StatSink{source: source, stale: stale, now: time.Now, streams: map[int]*pushed{}}
 }
 
 // Register serves the sink on g.
@@ -65,7 +66,7 @@ func (s *StatSink) StreamMetrics(stream metricsv3.MetricsService_StreamMetricsSe
 		}
 		p := &pushed{at: s.now(), active: map[string]float64{}, total: map[string]uint64{}}
 		for _, f := range msg.GetEnvoyMetrics() {
-			cluster, active, ok := revisionStat(f.GetName())
+			cluster, active, ok := s.source.revisionStat(f.GetName())
 			if !ok {
 				continue
 			}

@@ -28,7 +28,7 @@ func family(name string, gauge bool, v float64) *prom.MetricFamily {
 // Two Envoys push their stats over gRPC as the metrics_service sink does; the sink sums them
 // per revision and forgets an Envoy that stops pushing.
 func TestStatSinkOverGRPC(t *testing.T) {
-	sink := NewStatSink(time.Minute)
+	sink := NewStatSink(ClusterStats, time.Minute)
 	now := time.Now()
 	sink.now = func() time.Time { return now }
 	g := grpc.NewServer()
