@@ -392,20 +392,16 @@ func hostGetHeaderMapValue(inst *instance, s []uint64) uint32 {
 }
 
 func hostAddHeaderMapValue(inst *instance, s []uint64) uint32 {
-	m, st := inst.headerMap(s[0])
-	if st != statusOK {
-		return st
-	}
-	key, ok1 := inst.readString(s[1], s[2])
-	val, ok2 := inst.readString(s[3], s[4])
-	if !ok1 || !ok2 {
-		return statusInvalidMemory()
-	}
-	m.add(key, val)
-	return statusOK
+	return setHeaderMapValue(inst, s, headerMap.add)
 }
 
 func hostReplaceHeaderMapValue(inst *instance, s []uint64) uint32 {
+	return setHeaderMapValue(inst, s, headerMap.replace)
+}
+
+// setHeaderMapValue reads (map type, key, value) from a proxy_add/replace_header_map_value
+// call and applies op.
+func setHeaderMapValue(inst *instance, s []uint64, op func(m headerMap, key, val string)) uint32 {
 	m, st := inst.headerMap(s[0])
 	if st != statusOK {
 		return st
@@ -415,7 +411,7 @@ func hostReplaceHeaderMapValue(inst *instance, s []uint64) uint32 {
 	if !ok1 || !ok2 {
 		return statusInvalidMemory()
 	}
-	m.replace(key, val)
+	op(m, key, val)
 	return statusOK
 }
 
