@@ -26,6 +26,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/tetratelabs/wazero"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -71,6 +72,10 @@ type Config struct {
 	// DrainTimeout bounds the graceful drain of listeners on shutdown and
 	// removal (default 5s).
 	DrainTimeout time.Duration
+	// WasmCacheDir, if set, keeps the machine code of compiled Wasm modules
+	// on disk, so a restarted gateway loads its filters without compiling
+	// them again (seconds for a Go-built module).
+	WasmCacheDir string
 }
 
 // Run runs a gateway for cfg until ctx is done, then drains and returns.
@@ -91,7 +96,9 @@ type Gateway struct {
 	filters  *filter.Registry
 	extProc  *extproc.Factory
 	wasm     *wasm.Factory
-	xds      *xdsclient.Client
+	// wasmCache is the on-disk compilation cache of WasmCacheDir, if any.
+	wasmCache wazero.CompilationCache
+	xds       *xdsclient.Client
 
 	// wg tracks every goroutine Run starts (servers, drains, the ADS client).
 	wg sync.WaitGroup
@@ -139,7 +146,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	st := stats.NewStore()
 	ep := extproc.NewFactory(cfg.Logger)
-	wf := wasm.NewFactory(wasm.Options{Logger: cfg.Logger})
+	wopts := wasm.Options{Logger: cfg.Logger}
+	if cfg.WasmCacheDir != "" {
+		cc, err := wazero.NewCompilationCacheWithDir(cfg.WasmCacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: wasm cache %s: %w", cfg.WasmCacheDir, err)
+		}
+		wopts.CompilationCache = cc
+	}
+	wf := wasm.NewFactory(wopts)
 	g := &Gateway{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "gateway"),
@@ -148,6 +163,7 @@ func New(cfg Config) (*Gateway, error) {
 		filters:   filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
 		extProc:   ep,
 		wasm:      wf,
+		wasmCache: wopts.CompilationCache,
 		listeners: map[string]*listener{},
 		routes:    map[string]*route.Table{},
 		raw:       map[string]map[string]xdsclient.Resource{},
@@ -242,6 +258,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.wg.Wait()
 	g.extProc.Close()
 	g.wasm.Close()
+	if g.wasmCache != nil {
+		_ = g.wasmCache.Close(context.Background())
+	}
 	g.clusters.Close()
 	return runErr
 }

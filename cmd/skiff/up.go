@@ -145,6 +145,7 @@ Manifests given with -f are applied once the API is up.`,
 			gw, err := gateway.New(gateway.Config{
 				ADSAddress: cp.XDSAddr().String(), NodeID: "skiff-up", NodeCluster: "skiff-gateway",
 				AdminAddress: adminAddr, Logger: cfg.Logger,
+				WasmCacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
 			})
 			if err != nil {
 				return err
@@ -210,6 +211,7 @@ func newGatewayCommand() *cobra.Command {
 			gw, err := gateway.New(gateway.Config{
 				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
 				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,
+				WasmCacheDir: get("wasm-cache-dir"),
 			})
 			if err != nil {
 				return err
@@ -222,6 +224,7 @@ func newGatewayCommand() *cobra.Command {
 	f.String("node-id", "skiff-gateway", "xDS node id")
 	f.String("node-cluster", "skiff-gateway", "xDS node cluster")
 	f.String("admin-addr", "127.0.0.1:9901", "admin endpoint (/stats, /stats/prometheus, /ready)")
+	f.String("wasm-cache-dir", "", "keep compiled proxy-wasm modules here so a restart does not compile them again (default: none)")
 	f.Bool("delta", false, "use incremental (delta) xDS instead of state of the world")
 	return cmd
 }
