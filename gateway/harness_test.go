@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,6 +361,9 @@ func startGatewayOpts(t *testing.T, x *xdsServer, delta bool, filters []filter.F
 		ListenerAddressOverride: "127.0.0.1:0",
 		DrainTimeout:            time.Second,
 		HTTPFilters:             filters,
+		// One on-disk cache for the package's tests: each Wasm module is
+		// compiled once, not once per gateway (seconds under -race).
+		WasmCacheDir: filepath.Join(wasmDir, "compiled"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +378,7 @@ func startGatewayOpts(t *testing.T, x *xdsServer, delta bool, filters []filter.F
 			if err != nil {
 				t.Errorf("gateway.Run: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Error("gateway did not stop")
 		}
 	})
@@ -385,7 +389,9 @@ func startGatewayOpts(t *testing.T, x *xdsServer, delta bool, filters []filter.F
 
 func (g *runningGateway) waitReady(t *testing.T) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() bool {
+	// Generous: a listener with a Wasm filter compiles the module first
+	// (seconds under -race on a busy machine).
+	eventually(t, 60*time.Second, func() bool {
 		_, ok := g.gw.ListenerAddr(listenerName)
 		return ok && g.gw.Ready()
 	}, "gateway ready")
