@@ -53,11 +53,16 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
+	return newHarnessWith(t, Options{ListenerAddress: "127.0.0.1", ListenerPort: 18080})
+}
+
+// newHarnessWith is newHarness with the server built from opts.
+func newHarnessWith(t *testing.T, opts Options) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	logs := &syncBuffer{}
-	srv, err := NewServer(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Options{ListenerAddress: "127.0.0.1", ListenerPort: 18080})
+	srv, err := NewServer(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

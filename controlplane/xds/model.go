@@ -85,6 +85,12 @@ type WasmFilter struct {
 	// FAIL_RELOAD: the request that hit the failure gets a 503 and later
 	// requests a new VM.
 	FailOpen bool
+	// Disabled makes the listener skip the filter (HttpFilter.disabled)
+	// except on the virtual hosts that name it in EnableFilters, which turn
+	// it on with a route.v3.FilterConfig in typed_per_filter_config, as for
+	// ext_proc. The cloudevents filter runs this way, on the broker ingress
+	// virtual host only.
+	Disabled bool
 }
 
 // Route is one Knative Route's traffic: the virtual hosts it owns.
@@ -111,6 +117,11 @@ type VirtualHost struct {
 	// Metadata is exposed to filters as route metadata filter_metadata["skiff"]
 	// (namespace and route are filled in from the Route when absent).
 	Metadata map[string]string
+	// EnableFilters names listener HTTP filters that are disabled by default
+	// (WasmFilter.Disabled) and run on this virtual host: each gets an
+	// empty route.v3.FilterConfig (disabled: false) in the virtual host's
+	// typed_per_filter_config.
+	EnableFilters []string
 }
 
 // WeightedCluster is one revision cluster of a VirtualHost with its traffic weight.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -85,6 +86,11 @@ type Server struct {
 	done    sync.WaitGroup
 	// extProc reports whether the listener has the ext_proc filter.
 	extProc bool
+	// listenerAddress, listenerPort and wasm are what the listener is
+	// translated from; wasm changes with SetWasmFilterConfiguration.
+	listenerAddress string
+	listenerPort    uint32
+	wasm            []WasmFilter
 }
 
 // NewServer returns a Server holding the "skiff-http" listener (on
@@ -129,6 +135,10 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		claims:        make(map[string][]string),
 		kick:          make(chan struct{}, 1),
 		extProc:       extProc,
+
+		listenerAddress: cmp.Or(opts.ListenerAddress, DefaultListenerAddress),
+		listenerPort:    cmp.Or(opts.ListenerPort, DefaultListenerPort),
+		wasm:            slices.Clone(opts.WasmFilters),
 	}
 	if err := s.listeners.UpdateResource(ListenerName, listener); err != nil {
 		return nil, fmt.Errorf("new xds server: set listener: %w", err)
@@ -193,4 +203,40 @@ func (s *Server) Nodes() []NodeStatus {
 // proxies sharing a node id must both ACK.
 func (s *Server) WaitEndpointsAcked(ctx context.Context, cluster string, version string) error {
 	return s.acks.waitEndpointsAcked(ctx, cluster, version)
+}
+
+// SetWasmFilterConfiguration replaces the plugin configuration of the wasm
+// filter named name (one of Options.WasmFilters) and pushes the new listener.
+// It is how the control plane hands a filter data that changes at run time,
+// e.g. the cloudevents filter its brokers and triggers.
+//
+// The configuration lives in the listener's HTTP filter chain, so a change is
+// an LDS update: only the "skiff-http" listener is resent (routes, clusters
+// and endpoints are not), and Envoy drains the old listener's connections
+// while new ones get the new filter chain (its Wasm VM is reused, as the
+// vm_config is unchanged; only the plugin is configured again). That makes
+// a change cost more than an RDS update would, which is why it suits data
+// that changes at the rate of user edits (Triggers), not per request. An
+// unchanged configuration pushes nothing.
+func (s *Server) SetWasmFilterConfiguration(name, configuration string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.wasm, func(w WasmFilter) bool { return w.Name == name })
+	if i < 0 {
+		return fmt.Errorf("set wasm filter configuration: the listener has no wasm filter %q", name)
+	}
+	if s.wasm[i].Configuration == configuration {
+		return nil
+	}
+	next := slices.Clone(s.wasm)
+	next[i].Configuration = configuration
+	l, err := TranslateListener(s.listenerAddress, s.listenerPort, s.extProc, next...)
+	if err != nil {
+		return fmt.Errorf("set wasm filter configuration of %q: %w", name, err)
+	}
+	if err := s.listeners.UpdateResource(ListenerName, l); err != nil {
+		return fmt.Errorf("set wasm filter configuration of %q: %w", name, err)
+	}
+	s.wasm = next
+	return nil
 }

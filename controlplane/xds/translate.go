@@ -203,7 +203,7 @@ func TranslateWasmFilter(w WasmFilter) (*hcmv3.HttpFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wasm filter %q: %w", w.Name, err)
 	}
-	return &hcmv3.HttpFilter{Name: w.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+	return &hcmv3.HttpFilter{Name: w.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}, Disabled: w.Disabled}, nil
 }
 
 // extProcEnabled returns the typed_per_filter_config that turns the (by default
@@ -285,9 +285,24 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
+	var vhostFilterConfig map[string]*anypb.Any
+	if len(vh.EnableFilters) > 0 {
+		on, err := anypb.New(&routev3.FilterConfig{Disabled: false})
+		if err != nil {
+			return nil, fmt.Errorf("enableFilters: %w", err)
+		}
+		vhostFilterConfig = make(map[string]*anypb.Any, len(vh.EnableFilters))
+		for i, name := range vh.EnableFilters {
+			if name == "" {
+				return nil, fmt.Errorf("enableFilters[%d]: a filter name is required", i)
+			}
+			vhostFilterConfig[name] = on
+		}
+	}
 	v := &routev3.VirtualHost{
-		Name:    vh.Name,
-		Domains: slices.Clone(vh.Domains),
+		Name:                 vh.Name,
+		TypedPerFilterConfig: vhostFilterConfig,
+		Domains:              slices.Clone(vh.Domains),
 		Routes: []*routev3.Route{{
 			Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			Action:               &routev3.Route_Route{Route: action},
