@@ -8,12 +8,21 @@
 // triggers the event matched (possibly empty), after removing any value the
 // client sent. The broker ingress stores the event once per listed trigger.
 //
-// The plugin configuration is the broker's JSON configuration, parsed by
-// eventfilter.ParsePluginConfig:
+// The plugin configuration lists every broker behind the broker ingress
+// virtual host, whose paths are /{namespace}/{broker}; it is parsed by
+// eventfilter.ParseFilterConfig (a single broker object is accepted too):
 //
-//	{"broker": "default/default",
-//	 "triggers": [{"name": "t1", "filter": {"attributes": {"type": "x"}}},
-//	              {"name": "t2", "filters": [{"cesql": "source LIKE '/orders/%'"}]}]}
+//	{"brokers": [
+//	  {"broker": "default/default", "generation": "3f9a",
+//	   "triggers": [{"name": "t1", "filter": {"attributes": {"type": "x"}}},
+//	                {"name": "t2", "filters": [{"cesql": "source LIKE '/orders/%'"}]}]}]}
+//
+// The request path selects the broker. Along with x-skiff-triggers the filter
+// sets x-skiff-broker-generation to the broker's generation, so the ingress
+// can tell whether the list was computed from the trigger set it has. For a
+// path naming no configured broker (e.g. one created since the proxy's last
+// configuration) the event is still validated, but neither header is set:
+// the ingress then evaluates the triggers itself (or answers 404).
 //
 // A bad configuration makes OnPluginStart fail, with an error log naming the
 // field. The filter evaluates every dialect itself (exact, prefix, suffix,
@@ -61,13 +70,28 @@ func (*vmContext) NewPluginContext(uint32) types.PluginContext {
 	return &pluginContext{}
 }
 
-// pluginContext holds one broker's compiled configuration and counters.
+// pluginContext holds the compiled configuration and each broker's counters.
 type pluginContext struct {
 	types.DefaultPluginContext
-	cfg      *eventfilter.BrokerConfig
+	cfg      *eventfilter.FilterConfig
+	counters map[*eventfilter.BrokerConfig]*brokerCounters
+	// unknown counts events for paths naming no configured broker.
+	unknown *brokerCounters
+}
+
+// brokerCounters are one broker's metrics.
+type brokerCounters struct {
 	accepted proxywasm.MetricCounter
 	rejected proxywasm.MetricCounter
 	matched  proxywasm.MetricCounter
+}
+
+func defineCounters(broker string) *brokerCounters {
+	return &brokerCounters{
+		accepted: proxywasm.DefineCounterMetric(metricName(AcceptedMetric, broker)),
+		rejected: proxywasm.DefineCounterMetric(metricName(RejectedMetric, broker)),
+		matched:  proxywasm.DefineCounterMetric(metricName(MatchedMetric, broker)),
+	}
 }
 
 // Counter names. The full metric name is "<counter>.<namespace>/<broker>",
@@ -92,19 +116,21 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 		return types.OnPluginStartStatusFailed
 	}
 	if len(data) == 0 {
-		proxywasm.LogError("cloudevents filter: no plugin configuration: want the broker's JSON configuration")
+		proxywasm.LogError("cloudevents filter: no plugin configuration: want {\"brokers\": [...]}")
 		return types.OnPluginStartStatusFailed
 	}
-	cfg, err := eventfilter.ParsePluginConfig(data)
+	cfg, err := eventfilter.ParseFilterConfig(data)
 	if err != nil {
 		proxywasm.LogErrorf("cloudevents filter: bad plugin configuration: %v", err)
 		return types.OnPluginStartStatusFailed
 	}
 	p.cfg = cfg
-	p.accepted = proxywasm.DefineCounterMetric(metricName(AcceptedMetric, cfg.Broker))
-	p.rejected = proxywasm.DefineCounterMetric(metricName(RejectedMetric, cfg.Broker))
-	p.matched = proxywasm.DefineCounterMetric(metricName(MatchedMetric, cfg.Broker))
-	proxywasm.LogInfof("cloudevents filter: broker %s with %d triggers", cfg.Broker, len(cfg.Triggers))
+	p.counters = make(map[*eventfilter.BrokerConfig]*brokerCounters, len(cfg.Brokers))
+	for i := range cfg.Brokers {
+		p.counters[&cfg.Brokers[i]] = defineCounters(cfg.Brokers[i].Broker)
+	}
+	p.unknown = defineCounters("unknown")
+	proxywasm.LogInfof("cloudevents filter: %d brokers", len(cfg.Brokers))
 	return types.OnPluginStartStatusOK
 }
 
@@ -118,6 +144,9 @@ type httpContext struct {
 	types.DefaultHttpContext
 	plugin  *pluginContext
 	headers eventfilter.HeaderPairs
+	// broker is the configured broker the path names, or nil.
+	broker   *eventfilter.BrokerConfig
+	counters *brokerCounters
 	// structured is set when the event is in the body, which is buffered until
 	// its end.
 	structured bool
@@ -134,23 +163,36 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	}
 	c.headers = headers
 	contentType := ""
-	clientTags := 0
+	clientTags, clientGens := 0, 0
 	for _, kv := range headers {
 		switch {
 		case strings.EqualFold(kv[0], TriggersHeader):
 			clientTags++
+		case strings.EqualFold(kv[0], eventfilter.GenerationHeader):
+			clientGens++
+		case kv[0] == ":path":
+			c.broker = c.plugin.cfg.Lookup(kv[1])
 		case contentType == "" && strings.EqualFold(kv[0], "content-type"):
 			contentType = kv[1]
 		}
 	}
+	c.counters = c.plugin.counters[c.broker]
+	if c.counters == nil {
+		c.counters = c.plugin.unknown
+	}
 	// Never trust a client-supplied trigger list. Envoy removes every
 	// occurrence at once; removing once per occurrence also suits hosts that
 	// remove one at a time.
-	for range clientTags {
-		if err := proxywasm.RemoveHttpRequestHeader(TriggersHeader); err != nil {
-			proxywasm.LogErrorf("cloudevents filter: removing %s: %v", TriggersHeader, err)
-			c.sendError(500, "internal", "", "cannot remove the client's "+TriggersHeader)
-			return types.ActionPause
+	for _, h := range [...]struct {
+		name string
+		n    int
+	}{{TriggersHeader, clientTags}, {eventfilter.GenerationHeader, clientGens}} {
+		for range h.n {
+			if err := proxywasm.RemoveHttpRequestHeader(h.name); err != nil {
+				proxywasm.LogErrorf("cloudevents filter: removing %s: %v", h.name, err)
+				c.sendError(500, "internal", "", "cannot remove the client's "+h.name)
+				return types.ActionPause
+			}
 		}
 	}
 	if eventfilter.ContentMode(contentType) == eventfilter.ModeStructured && !endOfStream {
@@ -191,7 +233,7 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 	if !c.structured || c.done {
 		return types.ActionContinue
 	}
-	c.plugin.rejected.Increment(1)
+	c.counters.rejected.Increment(1)
 	c.sendError(400, string(eventfilter.ReasonUnsupportedFormat), "",
 		"structured events with HTTP request trailers are not supported")
 	return types.ActionPause
@@ -201,10 +243,10 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 // 400.
 func (c *httpContext) handle(body []byte) types.Action {
 	c.done = true
-	p := c.plugin
+	m := c.counters
 	ev, err := eventfilter.ParseHTTP(c.headers, body)
 	if err != nil {
-		p.rejected.Increment(1)
+		m.rejected.Increment(1)
 		reason, attr := "invalid_event", ""
 		if ee, ok := err.(*eventfilter.EventError); ok {
 			reason, attr = string(ee.Reason), ee.Attribute
@@ -212,15 +254,23 @@ func (c *httpContext) handle(body []byte) types.Action {
 		c.sendError(400, reason, attr, err.Error())
 		return types.ActionPause
 	}
-	p.accepted.Increment(1)
+	m.accepted.Increment(1)
+	if c.broker == nil {
+		return types.ActionContinue // the ingress evaluates the triggers it has
+	}
 	var buf [16]string
-	names := p.cfg.AppendMatching(buf[:0], ev)
+	names := c.broker.AppendMatching(buf[:0], ev)
 	if len(names) > 0 {
-		p.matched.Increment(1)
+		m.matched.Increment(1)
 	}
 	// Replace (set) rather than add: no host may merge it with a client value.
 	if err := proxywasm.ReplaceHttpRequestHeader(TriggersHeader, strings.Join(names, ",")); err != nil {
 		proxywasm.LogErrorf("cloudevents filter: setting %s: %v", TriggersHeader, err)
+		c.sendError(500, "internal", "", "cannot tag the request")
+		return types.ActionPause
+	}
+	if err := proxywasm.ReplaceHttpRequestHeader(eventfilter.GenerationHeader, c.broker.Generation); err != nil {
+		proxywasm.LogErrorf("cloudevents filter: setting %s: %v", eventfilter.GenerationHeader, err)
 		c.sendError(500, "internal", "", "cannot tag the request")
 		return types.ActionPause
 	}

@@ -171,7 +171,7 @@ func TestStructuredEventTagged(t *testing.T) {
 }
 
 func TestInvalidEventsRejected(t *testing.T) {
-	structured := [][2]string{{":method", "POST"}, {"content-type", "application/cloudevents+json"}}
+	structured := [][2]string{{":method", "POST"}, {":path", "/default/default"}, {"content-type", "application/cloudevents+json"}}
 	cases := []struct {
 		name    string
 		headers [][2]string
@@ -188,12 +188,12 @@ func TestInvalidEventsRejected(t *testing.T) {
 			"unsupported_specversion", "specversion", `specversion "0.3" is not supported: want 1.0`},
 		{"bad extension name", binaryHeaders("ce-my-ext", "x"), "", "invalid_attribute_name", "my-ext",
 			`header "ce-my-ext": attribute name "my-ext" is invalid: it must consist of lower-case letters a-z and digits 0-9`},
-		{"not a cloudevent", [][2]string{{":method", "POST"}, {"content-type", "text/plain"}}, "", "not_cloudevent", "",
+		{"not a cloudevent", [][2]string{{":method", "POST"}, {":path", "/default/default"}, {"content-type", "text/plain"}}, "", "not_cloudevent", "",
 			`request is not a CloudEvent: no ce-* headers (binary mode) and Content-Type "text/plain" is not application/cloudevents+json (structured mode)`},
 		{"bad json", structured, `{"specversion": "1.0",`, "invalid_json", "", "structured event: invalid JSON: unexpected end of input"},
 		{"structured missing type", structured, `{"specversion":"1.0","id":"1","source":"/s"}`, "missing_attribute", "type", `missing required attribute "type"`},
 		// Rejected from the headers alone: body "" here means no wait for the body.
-		{"batch", [][2]string{{":method", "POST"}, {"content-type", "application/cloudevents-batch+json"}}, "",
+		{"batch", [][2]string{{":method", "POST"}, {":path", "/default/default"}, {"content-type", "application/cloudevents-batch+json"}}, "",
 			"batch_not_supported", "", "batched content mode (application/cloudevents-batch+json) is not supported: send one event per request"},
 	}
 	for _, c := range cases {
@@ -268,5 +268,72 @@ func TestBadPluginConfigFailsStart(t *testing.T) {
 				t.Errorf("error logs = %q, want one containing %q", logs, c.log)
 			}
 		})
+	}
+}
+
+const multiBrokerConfig = `{"brokers": [
+  {"broker": "default/default", "generation": "g1", "triggers": [
+    {"name": "t1", "filter": {"attributes": {"type": "com.example.order.created"}}}]},
+  {"broker": "team/orders", "generation": "g7", "triggers": [
+    {"name": "all", "filters": []},
+    {"name": "none", "filters": [{"exact": {"type": "nope"}}]}]}
+]}`
+
+// The path picks the broker; its generation goes along with the trigger list,
+// and a client's own values of both headers never survive.
+func TestMultiBrokerConfigSelectsByPath(t *testing.T) {
+	host := newHost(t, multiBrokerConfig)
+	if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
+		t.Fatalf("StartPlugin = %v; logs: %v", st, host.GetErrorLogs())
+	}
+	cases := []struct{ path, triggers, generation string }{
+		{"/default/default", "t1", "g1"},
+		{"/team/orders", "all", "g7"},
+		{"/team/orders/", "all", "g7"},
+	}
+	for _, c := range cases {
+		id := host.InitializeHttpContext()
+		h := append(without(binaryHeaders(), ":path"), [2]string{":path", c.path},
+			[2]string{"x-skiff-triggers", "forged"}, [2]string{"x-skiff-broker-generation", "forged"})
+		if action := host.CallOnRequestHeaders(id, h, true); action != types.ActionContinue {
+			t.Fatalf("%s: action = %v", c.path, action)
+		}
+		got := host.GetCurrentRequestHeaders(id)
+		if v := headerValues(got, TriggersHeader); len(v) != 1 || v[0] != c.triggers {
+			t.Errorf("%s: x-skiff-triggers = %q, want %q", c.path, v, c.triggers)
+		}
+		if v := headerValues(got, "x-skiff-broker-generation"); len(v) != 1 || v[0] != c.generation {
+			t.Errorf("%s: x-skiff-broker-generation = %q, want %q", c.path, v, c.generation)
+		}
+	}
+
+	// A broker the filter does not know yet: validated, but left for the
+	// ingress to evaluate (no trigger list, no generation).
+	id := host.InitializeHttpContext()
+	h := append(without(binaryHeaders(), ":path"), [2]string{":path", "/default/new"}, [2]string{"x-skiff-triggers", "forged"})
+	if action := host.CallOnRequestHeaders(id, h, true); action != types.ActionContinue {
+		t.Fatalf("unknown broker: action = %v", action)
+	}
+	got := host.GetCurrentRequestHeaders(id)
+	if v := headerValues(got, TriggersHeader); len(v) != 0 {
+		t.Errorf("unknown broker: x-skiff-triggers = %q, want none", v)
+	}
+	if v := headerValues(got, "x-skiff-broker-generation"); len(v) != 0 {
+		t.Errorf("unknown broker: x-skiff-broker-generation = %q, want none", v)
+	}
+	id = host.InitializeHttpContext()
+	host.CallOnRequestHeaders(id, append(without(binaryHeaders(), ":path"), [2]string{":path", "/default/new"}, [2]string{"ce-id", ""}), true)
+	if resp := host.GetSentLocalResponse(id); resp == nil || resp.StatusCode != 400 {
+		t.Errorf("an invalid event for an unknown broker was not answered 400: %+v", resp)
+	}
+}
+
+func TestDuplicateBrokerRejected(t *testing.T) {
+	host := newHost(t, `{"brokers":[{"broker":"a/b","triggers":[]},{"broker":"a/b","triggers":[]}]}`)
+	if st := host.StartPlugin(); st != types.OnPluginStartStatusFailed {
+		t.Fatalf("StartPlugin = %v, want failed", st)
+	}
+	if logs := host.GetErrorLogs(); len(logs) != 1 || !strings.Contains(logs[0], `brokers[1].broker: duplicate broker "a/b"`) {
+		t.Errorf("error logs = %q", logs)
 	}
 }

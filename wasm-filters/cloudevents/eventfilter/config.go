@@ -22,8 +22,87 @@ import (
 // filter and filters have the shapes of the Knative Trigger's spec.filter and
 // spec.filters. encoding/json marshals a BrokerConfig to this shape.
 type BrokerConfig struct {
-	Broker   string          `json:"broker"`
-	Triggers []TriggerConfig `json:"triggers"`
+	Broker string `json:"broker"`
+	// Generation identifies this version of the broker's trigger set (the
+	// control plane uses a digest of it). The filter copies it into the
+	// GenerationHeader next to the trigger list, so the broker ingress can
+	// tell a list computed from its own configuration from one computed from
+	// a configuration the proxy has not caught up on yet.
+	Generation string          `json:"generation,omitempty"`
+	Triggers   []TriggerConfig `json:"triggers"`
+}
+
+// GenerationHeader is the request header in which the cloudevents filter
+// passes on the BrokerConfig.Generation its trigger list was computed with.
+const GenerationHeader = "x-skiff-broker-generation"
+
+// FilterConfig is the cloudevents filter's whole plugin configuration: every
+// broker behind the proxy's broker ingress virtual host, which serves
+// /{namespace}/{broker}. As JSON: {"brokers": [BrokerConfig, ...]}.
+type FilterConfig struct {
+	Brokers []BrokerConfig `json:"brokers"`
+
+	byPath map[string]*BrokerConfig
+}
+
+// Lookup returns the broker a request path /{namespace}/{broker} (a trailing
+// slash and a query are allowed) is for, or nil.
+func (c *FilterConfig) Lookup(path string) *BrokerConfig {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	path = strings.TrimSuffix(strings.TrimPrefix(path, "/"), "/")
+	return c.byPath[path]
+}
+
+// ParseFilterConfig parses and validates the cloudevents filter's plugin
+// configuration: {"brokers": [...]}, or a single BrokerConfig object (the
+// form of ParsePluginConfig), which configures that one broker. Errors are
+// *FieldError naming the field, e.g. "brokers[1].triggers[0].filters[0]".
+func ParseFilterConfig(data []byte) (*FilterConfig, error) {
+	obj, err := jsonObject(data, "")
+	if err != nil {
+		return nil, err
+	}
+	cfg := &FilterConfig{byPath: map[string]*BrokerConfig{}}
+	_, hasBroker := obj["broker"]
+	_, hasTriggers := obj["triggers"]
+	if hasBroker || hasTriggers {
+		b, err := ParsePluginConfig(data)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Brokers = []BrokerConfig{*b}
+	} else {
+		for _, k := range sortedKeys(obj) {
+			if k != "brokers" {
+				return nil, fieldErr("", "unknown field %q: want brokers (or broker, triggers for one broker)", k)
+			}
+			items, err := jsonArray(obj[k], "brokers")
+			if err != nil {
+				return nil, err
+			}
+			cfg.Brokers = make([]BrokerConfig, len(items))
+			for i, item := range items {
+				b, err := ParsePluginConfig(item)
+				if err != nil {
+					if fe, ok := err.(*FieldError); ok {
+						return nil, fe.under(fmt.Sprintf("brokers[%d]", i))
+					}
+					return nil, err
+				}
+				cfg.Brokers[i] = *b
+			}
+		}
+	}
+	for i := range cfg.Brokers {
+		b := &cfg.Brokers[i]
+		if _, dup := cfg.byPath[b.Broker]; dup {
+			return nil, fieldErr(fmt.Sprintf("brokers[%d].broker", i), "duplicate broker %q", b.Broker)
+		}
+		cfg.byPath[b.Broker] = b
+	}
+	return cfg, nil
 }
 
 // TriggerConfig is one Trigger of a BrokerConfig.
@@ -142,7 +221,14 @@ func ParsePluginConfig(data []byte) (*BrokerConfig, error) {
 			if cfg.Broker, err = jsonString(raw, "broker"); err != nil {
 				return nil, err
 			}
+		case "generation":
+			if cfg.Generation, err = jsonString(raw, "generation"); err != nil {
+				return nil, err
+			}
 		case "triggers":
+			if isNull(raw) {
+				continue
+			}
 			items, err := jsonArray(raw, "triggers")
 			if err != nil {
 				return nil, err
@@ -154,7 +240,7 @@ func ParsePluginConfig(data []byte) (*BrokerConfig, error) {
 				}
 			}
 		default:
-			return nil, fieldErr("", "unknown field %q: want broker, triggers", k)
+			return nil, fieldErr("", "unknown field %q: want broker, generation, triggers", k)
 		}
 	}
 	if err := cfg.Validate(); err != nil {

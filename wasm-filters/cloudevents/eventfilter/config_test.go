@@ -69,7 +69,7 @@ func TestParsePluginConfigErrors(t *testing.T) {
 		{"null", `null`, `want a JSON object, got null`},
 		{"array", `[]`, `want a JSON object, got an array`},
 		{"broken", `{"broker":`, `invalid JSON: unexpected end of JSON input`},
-		{"unknown top-level", `{"broker":"a/b","trigger":[]}`, `unknown field "trigger": want broker, triggers`},
+		{"unknown top-level", `{"broker":"a/b","trigger":[]}`, `unknown field "trigger": want broker, generation, triggers`},
 		{"no broker", `{"triggers":[]}`, `broker: required: the broker as "namespace/name"`},
 		{"bad broker", `{"broker":"default"}`, `broker: "default" is not "namespace/name"`},
 		{"broker type", `{"broker":1}`, `broker: want a JSON string, got a number`},
