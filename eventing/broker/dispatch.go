@@ -1,0 +1,326 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
+)
+
+// startLoop starts the dispatch loop of a trigger.
+func (s *Server) startLoop(tk triggerKey, cons jetstream.Consumer) *loop {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loop{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for {
+			s.consume(ctx, tk, cons)
+			if ctx.Err() != nil {
+				return
+			}
+			// The iterator failed (consumer gone, connection trouble): try
+			// again shortly.
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return l
+}
+
+// consume pulls a trigger's events and handles up to maxAckPending at once,
+// until ctx ends (then the events it holds are handed back) or the iterator
+// fails.
+func (s *Server) consume(ctx context.Context, tk triggerKey, cons jetstream.Consumer) {
+	it, err := cons.Messages(
+		jetstream.PullMaxMessages(s.maxAckPending),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false),
+	)
+	if err != nil {
+		s.log.Warn("cannot pull events", "trigger", tk.String(), "error", err)
+		return
+	}
+	defer it.Stop()
+	stopDrain := context.AfterFunc(ctx, it.Drain)
+	defer stopDrain()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, s.maxAckPending)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				s.log.Warn("pulling events failed", "trigger", tk.String(), "error", err)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			_ = msg.Nak() // stopping: hand it back for the next dispatcher
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.handle(ctx, tk, msg)
+		})
+	}
+}
+
+// result is the outcome of one HTTP attempt.
+type result struct {
+	code  int // HTTP status; 0 when the request failed
+	body  []byte
+	err   error
+	reply *eventfilter.Event
+}
+
+func (r result) ok() bool { return r.err == nil && r.code >= 200 && r.code < 300 }
+
+// handle delivers one stored event and settles its message.
+func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		s.log.Error("message without JetStream metadata", "trigger", tk.String(), "error", err)
+		_ = msg.Nak()
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	b, t := s.lookup(tk)
+	if t == nil {
+		_ = msg.Nak() // the trigger is being removed
+		return
+	}
+	ev, err := decodeStored(msg.Data())
+	if err != nil {
+		s.stats.dropped.Add(1)
+		s.log.Error("dropping an unreadable stored event", "trigger", tk.String(), "seq", meta.Sequence.Stream, "error", err)
+		_ = msg.Term()
+		return
+	}
+	log := s.log.With("trigger", tk.String(), "id", ev.Attributes["id"], "attempt", attempt)
+	if msg.Headers().Get(HeaderPhase) == PhaseDeadLetter {
+		s.deadLetter(ctx, msg, t, ev, attempt)
+		return
+	}
+
+	stop := s.keepAlive(msg)
+	res := s.send(ctx, t.subscriber, ev, t.policy.timeout, true)
+	stop()
+	if ctx.Err() != nil {
+		_ = msg.Nak() // stopping: the outcome is unknown, deliver again later
+		return
+	}
+	if res.ok() {
+		if res.reply != nil {
+			if err := s.storeReply(ctx, b, ev, *res.reply); err != nil {
+				// The subscriber's reply could not be stored: deliver again
+				// later rather than lose it.
+				log.Warn("reply not stored; delivering again later", "error", err)
+				s.nakWithDelay(msg, max(t.policy.backoff(attempt), time.Second))
+				return
+			}
+		}
+		s.stats.delivered.Add(1)
+		log.Debug("delivered", "status", res.code)
+		s.ack(msg)
+		return
+	}
+	if retryable(res.code) && attempt <= t.policy.retry {
+		s.stats.retries.Add(1)
+		delay := t.policy.backoff(attempt)
+		log.Debug("delivery failed; retrying", "status", res.code, "error", res.err, "in", delay)
+		s.nakWithDelay(msg, delay)
+		return
+	}
+
+	// The outcome is final: failed.
+	if t.policy.deadLetter == "" {
+		s.stats.dropped.Add(1)
+		log.Warn("delivery failed; no dead letter sink, dropping the event", "status", res.code, "error", res.err)
+		s.ack(msg)
+		return
+	}
+	code, body := res.code, res.body
+	if code == 0 {
+		code, body = http.StatusInternalServerError, []byte("dispatch error: "+res.err.Error())
+	}
+	dl := cloneEvent(ev)
+	dl.Attributes[ErrorDestExtension] = t.subscriber
+	dl.Attributes[ErrorCodeExtension] = strconv.Itoa(code)
+	dl.Attributes[ErrorDataExtension] = errorData(body)
+	copyMsg := &nats.Msg{
+		Subject: msg.Subject(),
+		Data:    encodeStructured(dl),
+		Header: nats.Header{
+			"Content-Type":   {structuredContentType},
+			HeaderBroker:     {msg.Headers().Get(HeaderBroker)},
+			HeaderTrigger:    {t.name},
+			HeaderAcceptedAt: {msg.Headers().Get(HeaderAcceptedAt)},
+			HeaderPhase:      {PhaseDeadLetter},
+		},
+	}
+	// The dead letter sink gets its own message, retried with the same
+	// policy, so the original can be settled now.
+	if err := s.publish(ctx, []*nats.Msg{copyMsg}); err != nil {
+		log.Warn("cannot store the event for the dead letter sink; trying again later", "error", err)
+		s.nakWithDelay(msg, max(t.policy.backoff(attempt), time.Second))
+		return
+	}
+	log.Info("delivery failed; sending to the dead letter sink", "status", res.code, "error", res.err)
+	s.ack(msg)
+}
+
+// deadLetter sends an event to the trigger's dead letter sink.
+func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerState, ev eventfilter.Event, attempt int) {
+	log := s.log.With("trigger", t.name, "id", ev.Attributes["id"], "attempt", attempt, "deadLetterSink", t.policy.deadLetter)
+	if t.policy.deadLetter == "" {
+		s.stats.dropped.Add(1)
+		log.Warn("dead letter sink removed; dropping the event")
+		s.ack(msg)
+		return
+	}
+	stop := s.keepAlive(msg)
+	res := s.send(ctx, t.policy.deadLetter, ev, t.policy.timeout, false)
+	stop()
+	switch {
+	case ctx.Err() != nil:
+		_ = msg.Nak()
+	case res.ok():
+		s.stats.deadLettered.Add(1)
+		log.Debug("dead-lettered")
+		s.ack(msg)
+	case retryable(res.code) && attempt <= t.policy.retry:
+		s.stats.retries.Add(1)
+		s.nakWithDelay(msg, t.policy.backoff(attempt))
+	default:
+		s.stats.dropped.Add(1)
+		log.Error("the dead letter sink failed too; dropping the event", "status", res.code, "error", res.err)
+		s.ack(msg)
+	}
+}
+
+// storeReply puts a subscriber's reply into the broker the event came from,
+// with the event's TTL, which accept decrements (a reply whose TTL runs out
+// is dropped, as Knative does).
+func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eventfilter.Event) error {
+	reply = cloneEvent(reply)
+	n, err := ttl(orig)
+	if err != nil {
+		n = DefaultTTL
+	}
+	reply.Attributes[TTLExtension] = strconv.Itoa(n)
+	if cur := s.broker(brokerKey{b.namespace, b.name}); cur != nil {
+		b = cur
+	}
+	_, err = s.accept(ctx, b, reply, false, nil)
+	var ie *ingressError
+	switch {
+	case err == nil:
+		s.stats.replies.Add(1)
+		return nil
+	case errors.As(err, &ie):
+		s.log.Info("reply dropped", "broker", b.namespace+"/"+b.name, "id", reply.Attributes["id"], "reason", ie.reason, "error", err)
+		return nil
+	}
+	return err
+}
+
+// send makes one attempt to deliver an event in binary content mode.
+func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, timeout time.Duration, preferReply bool) result {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(ev.Data))
+	if err != nil {
+		return result{err: fmt.Errorf("building request to %s: %w", target, err)}
+	}
+	writeBinary(req.Header, ev, TTLExtension)
+	if preferReply {
+		req.Header.Set("Prefer", "reply")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(s.maxEventBytes)+1))
+	if err != nil {
+		return result{err: fmt.Errorf("reading the response (status %d): %w", resp.StatusCode, err)}
+	}
+	res := result{code: resp.StatusCode, body: body}
+	if !res.ok() || !preferReply {
+		return res
+	}
+	if len(body) > s.maxEventBytes {
+		res.code, res.err = http.StatusBadGateway, fmt.Errorf("the response is larger than %d bytes", s.maxEventBytes)
+		return res
+	}
+	reply, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(resp.Header), body)
+	if err == nil {
+		res.reply = &reply
+		return res
+	}
+	var ee *eventfilter.EventError
+	if errors.As(err, &ee) && ee.Reason == eventfilter.ReasonNotCloudEvent && len(body) == 0 {
+		return res // no reply
+	}
+	// As Knative's broker: a response must be empty or a valid CloudEvent.
+	res.code = http.StatusBadGateway
+	res.err = fmt.Errorf("the response is neither empty nor a valid CloudEvent: %w", err)
+	return res
+}
+
+// keepAlive tells JetStream that a message is still being worked on, every
+// third of AckWait, until the returned function is called.
+func (s *Server) keepAlive(msg jetstream.Msg) (stop func()) {
+	every := s.ackWait / 3
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		_ = msg.InProgress()
+		t.Reset(every)
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+func (s *Server) ack(msg jetstream.Msg) {
+	if err := msg.Ack(); err != nil {
+		s.log.Warn("ack failed; the event may be delivered again", "subject", msg.Subject(), "error", err)
+	}
+}
+
+func (s *Server) nakWithDelay(msg jetstream.Msg, d time.Duration) {
+	if err := msg.NakWithDelay(d); err != nil {
+		s.log.Warn("nak failed; the event will be retried after the ack wait", "subject", msg.Subject(), "error", err)
+	}
+}

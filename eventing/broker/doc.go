@@ -1,0 +1,49 @@
+// Package broker is Skiff's Knative Broker data plane: the broker ingress, which
+// stores every accepted CloudEvent durably in NATS JetStream once per matching
+// Trigger, and the dispatcher, which delivers the stored events to the Triggers'
+// subscribers with Knative's delivery semantics (retry, linear or exponential
+// backoff, per-attempt timeout, dead letter sink, replies back into the broker).
+//
+// # Layout in JetStream
+//
+// Each Broker is one stream, named skiff_<namespace>_<broker> (dots in the
+// broker name become underscores), with file storage and work-queue retention,
+// listening on skiff.<namespace>.<broker>.*. Each Trigger is one durable pull
+// consumer, named after the Trigger, filtered on the subject
+// skiff.<namespace>.<broker>.<trigger>. A message is one event for one Trigger:
+// the body is the event in the CloudEvents JSON format (structured mode), and
+// the NATS headers carry the delivery metadata (HeaderBroker, HeaderTrigger,
+// HeaderAcceptedAt, HeaderPhase). Once a delivery's outcome is final the message
+// is acknowledged, which removes it from the stream.
+//
+// # Ingress
+//
+// [Server] is an http.Handler serving POST /{namespace}/{broker}. The request
+// is parsed and validated with wasm-filters/cloudevents/eventfilter (binary or structured content
+// mode); a bad event gets 400 and a JSON body {"error": "...", "reason": "..."}
+// and is never stored. The matching Triggers come from the x-skiff-triggers
+// request header when [Options].TrustTriggerHeader is set and the header is
+// present (the proxy's cloudevents filter computed it), and are otherwise
+// evaluated here with the same wasm-filters/cloudevents/eventfilter code. The event is published
+// once per matching Trigger and the handler waits for every JetStream publish
+// acknowledgement before answering 202 Accepted; if any publish fails it
+// answers 503, so an event the sender saw accepted is stored.
+//
+// Loop prevention follows Knative's knativebrokerttl extension: an event
+// without it gets [DefaultTTL]; one with it has it decremented, and an event
+// whose TTL reaches 0 is dropped with 400, as Knative's ingress does. The TTL
+// is removed before delivery to a subscriber and given back to the
+// subscriber's reply, which re-enters the broker (and is decremented again).
+//
+// # Dispatch
+//
+// Every Trigger has its own loop pulling from its consumer with at most
+// [Options].MaxAckPending events in flight. One JetStream delivery is one HTTP
+// attempt in binary content mode, sent with the [http.Client] of
+// [Options].Client (so that the caller can route deliveries through the proxy
+// and activate scaled-to-zero subscribers). The attempt number is the
+// message's JetStream delivery count, and a retry is a NakWithDelay, so
+// retries and their backoff survive restarts. See [DeliverySpec] for the
+// retried status codes and the backoff formulas, and [Server] for dead
+// lettering.
+package broker

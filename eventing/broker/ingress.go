@@ -1,0 +1,254 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
+)
+
+// Errors of accept that are the sender's fault.
+var (
+	errTTLExpired = errors.New(TTLExtension + " is exhausted: the event is dropped to break a loop")
+	errTooLarge   = errors.New("the event is too large to store")
+)
+
+// ingressError is an error answered to the sender with a status and a reason.
+type ingressError struct {
+	status    int
+	reason    string
+	attribute string
+	err       error
+}
+
+func (e *ingressError) Error() string { return e.err.Error() }
+func (e *ingressError) Unwrap() error { return e.err }
+
+// ServeHTTP is the broker ingress: POST /{namespace}/{broker} with a CloudEvent
+// in binary or structured content mode. Answers: 202 once the event is stored
+// for every matching trigger (or matches none); 400 for a bad event or an
+// exhausted knativebrokerttl; 404 for an unknown broker; 405 for a method other
+// than POST (OPTIONS answers the CloudEvents webhook handshake, as Knative's
+// ingress does); 413 for a body over MaxEventBytes; 503 when JetStream did not
+// store it. Error bodies are JSON: {"error": message, "reason": reason} plus
+// "attribute" when one attribute is at fault.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+		w.Header().Set("WebHook-Allowed-Rate", "*")
+		w.WriteHeader(http.StatusOK)
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, &ingressError{status: http.StatusMethodNotAllowed, reason: "method_not_allowed",
+			err: fmt.Errorf("method %s is not allowed: POST the event to the broker URL", r.Method)})
+		return
+	}
+	namespace, name, ok := splitPath(r.URL.Path)
+	if !ok {
+		writeError(w, &ingressError{status: http.StatusNotFound, reason: "not_found",
+			err: fmt.Errorf("no broker at %q: broker URLs are /{namespace}/{broker}", r.URL.Path)})
+		return
+	}
+	b := s.broker(brokerKey{namespace, name})
+	if b == nil {
+		writeError(w, &ingressError{status: http.StatusNotFound, reason: "broker_not_found",
+			err: fmt.Errorf("broker %s/%s does not exist", namespace, name)})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.maxEventBytes)))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
+				err: fmt.Errorf("the request body is larger than %d bytes", s.maxEventBytes)})
+			return
+		}
+		writeError(w, &ingressError{status: http.StatusBadRequest, reason: "read_error",
+			err: fmt.Errorf("reading the request body: %w", err)})
+		return
+	}
+	ev, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(r.Header), body)
+	if err != nil {
+		s.stats.invalid.Add(1)
+		ie := &ingressError{status: http.StatusBadRequest, reason: "invalid_event", err: err}
+		var ee *eventfilter.EventError
+		if errors.As(err, &ee) {
+			ie.reason, ie.attribute = string(ee.Reason), ee.Attribute
+		}
+		writeError(w, ie)
+		return
+	}
+	var names []string
+	useNames := false
+	// The proxy's list is used only when it was computed from the trigger
+	// set this ingress has: right after a trigger change the proxy may still
+	// run the previous configuration, and then the filters are evaluated here.
+	if s.trustHeader && r.Header.Get(eventfilter.GenerationHeader) == b.generation {
+		if values, present := r.Header[TriggersHeader]; present {
+			useNames = true
+			for _, v := range values {
+				for n := range strings.SplitSeq(v, ",") {
+					if n = strings.TrimSpace(n); n != "" {
+						names = append(names, n)
+					}
+				}
+			}
+		}
+	}
+	stored, err := s.accept(r.Context(), b, ev, useNames, names)
+	if err != nil {
+		var ie *ingressError
+		if !errors.As(err, &ie) {
+			ie = &ingressError{status: http.StatusServiceUnavailable, reason: "not_stored", err: err}
+			w.Header().Set("Retry-After", "1")
+			s.log.Warn("event not stored", "broker", namespace+"/"+name, "id", ev.Attributes["id"], "error", err)
+		} else if ie.status == http.StatusBadRequest {
+			s.stats.invalid.Add(1)
+		}
+		writeError(w, ie)
+		return
+	}
+	s.log.Debug("event accepted", "broker", namespace+"/"+name, "id", ev.Attributes["id"], "type", ev.Attributes["type"], "triggers", stored)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// splitPath splits /{namespace}/{broker} (a trailing slash is allowed).
+func splitPath(p string) (namespace, name string, ok bool) {
+	p = strings.TrimSuffix(strings.TrimPrefix(p, "/"), "/")
+	namespace, name, ok = strings.Cut(p, "/")
+	if !ok || namespace == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", false
+	}
+	return namespace, name, true
+}
+
+func writeError(w http.ResponseWriter, e *ingressError) {
+	body := map[string]string{"error": e.err.Error(), "reason": e.reason}
+	if e.attribute != "" {
+		body["attribute"] = e.attribute
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// accept applies the TTL rules to an event, finds the triggers it goes to
+// (the given names when useNames, else by evaluating the filters) and stores
+// it once per trigger, returning when JetStream acknowledged every copy. It
+// returns the number of triggers the event was stored for. Errors that are
+// the event's fault are *ingressError.
+func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string) (int, error) {
+	n, err := ttl(ev)
+	if err != nil {
+		return 0, &ingressError{status: http.StatusBadRequest, reason: string(eventfilter.ReasonInvalidAttribute), attribute: TTLExtension, err: err}
+	}
+	if _, present := ev.Attributes[TTLExtension]; present {
+		n-- // Knative's TTLDefaulter: a present TTL is decremented, an absent one defaulted.
+	}
+	if n <= 0 {
+		s.stats.ttlExpired.Add(1)
+		return 0, &ingressError{status: http.StatusBadRequest, reason: "ttl_exhausted", attribute: TTLExtension, err: errTTLExpired}
+	}
+
+	var targets []*triggerState
+	if useNames {
+		for _, name := range names {
+			if t := b.byName[name]; t != nil && !containsTrigger(targets, t) {
+				targets = append(targets, t)
+			}
+		}
+	} else {
+		for _, t := range b.triggers {
+			if t.filter.Match(ev) {
+				targets = append(targets, t)
+			}
+		}
+	}
+	s.stats.accepted.Add(1)
+	if len(targets) == 0 {
+		return 0, nil
+	}
+
+	now := time.Now()
+	stored := cloneEvent(ev)
+	stored.Attributes[TTLExtension] = strconv.Itoa(n)
+	stored.Attributes[ArrivalTimeExtension] = now.UTC().Format(time.RFC3339Nano)
+	data := encodeStructured(stored)
+	if max := s.nc.MaxPayload() - 1024; int64(len(data)) > max {
+		return 0, &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
+			err: fmt.Errorf("%w: %d bytes once encoded, JetStream takes %d", errTooLarge, len(data), max)}
+	}
+	acceptedAt := strconv.FormatInt(now.UnixNano(), 10)
+	brokerName := b.namespace + "/" + b.name
+	msgs := make([]*nats.Msg, len(targets))
+	for i, t := range targets {
+		msgs[i] = &nats.Msg{
+			Subject: t.subject,
+			Data:    data,
+			Header: nats.Header{
+				"Content-Type":   {structuredContentType},
+				HeaderBroker:     {brokerName},
+				HeaderTrigger:    {t.name},
+				HeaderAcceptedAt: {acceptedAt},
+			},
+		}
+	}
+	if err := s.publish(ctx, msgs); err != nil {
+		return 0, fmt.Errorf("storing event %q of broker %s: %w", ev.Attributes["id"], brokerName, err)
+	}
+	s.stats.stored.Add(uint64(len(msgs)))
+	return len(msgs), nil
+}
+
+func containsTrigger(ts []*triggerState, t *triggerState) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// publish stores messages and waits for JetStream to acknowledge every one.
+func (s *Server) publish(ctx context.Context, msgs []*nats.Msg) error {
+	ctx, cancel := context.WithTimeout(ctx, s.publishTimeout)
+	defer cancel()
+	if len(msgs) == 1 {
+		if _, err := s.js.PublishMsg(ctx, msgs[0]); err != nil {
+			return fmt.Errorf("publishing to %s: %w", msgs[0].Subject, err)
+		}
+		return nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := s.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publishing to %s: %w", m.Subject, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publishing to %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for JetStream to acknowledge %s: %w", f.Msg().Subject, ctx.Err())
+		}
+	}
+	return nil
+}

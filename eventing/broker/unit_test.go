@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
+)
+
+func TestBackoff(t *testing.T) {
+	exp := policy{exponential: true, delay: 200 * time.Millisecond}
+	lin := policy{delay: 200 * time.Millisecond}
+	for n, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond, 3: 800 * time.Millisecond, 10: 102400 * time.Millisecond} {
+		if got := exp.backoff(n); got != want {
+			t.Errorf("exponential retry %d: %v, want %v", n, got, want)
+		}
+	}
+	for n, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond, 3: 600 * time.Millisecond} {
+		if got := lin.backoff(n); got != want {
+			t.Errorf("linear retry %d: %v, want %v", n, got, want)
+		}
+	}
+	if got := exp.backoff(5000); got != MaxBackoff {
+		t.Errorf("huge exponent: %v, want the cap", got)
+	}
+	if got := (policy{exponential: true}).backoff(3); got != 0 {
+		t.Errorf("no delay: %v", got)
+	}
+}
+
+func TestRetryableStatuses(t *testing.T) {
+	for code, want := range map[int]bool{0: true, 500: true, 502: true, 503: true, 504: true, 408: true, 429: true, 404: false, 409: false,
+		400: false, 401: false, 403: false, 410: false, 413: false, 301: false} {
+		if retryable(code) != want {
+			t.Errorf("retryable(%d) = %v", code, !want)
+		}
+	}
+}
+
+func TestCompilePolicy(t *testing.T) {
+	p, err := compilePolicy(&DeliverySpec{Retry: ptr[int32](4), BackoffPolicy: "linear", BackoffDelay: "PT0.2S", Timeout: "PT1M30S", DeadLetterSink: "https://dls.example/x"}, "delivery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := policy{retry: 4, delay: 200 * time.Millisecond, timeout: 90 * time.Second, deadLetter: "https://dls.example/x"}
+	if p != want {
+		t.Errorf("got %+v, want %+v", p, want)
+	}
+	if p, _ := compilePolicy(nil, "delivery"); p.retry != 0 || !p.exponential {
+		t.Errorf("nil delivery: %+v", p)
+	}
+	_, err = compilePolicy(&DeliverySpec{BackoffDelay: "0.2"}, "triggers[2].delivery")
+	if err == nil || !strings.HasPrefix(err.Error(), "triggers[2].delivery.backoffDelay: ") {
+		t.Errorf("bad delay: %v", err)
+	}
+}
+
+// The stored form gives back the same event, whatever its data.
+func TestStoredRoundTrip(t *testing.T) {
+	base := map[string]string{"specversion": "1.0", "id": "x", "source": "/s", "type": "t", "ext": "a \"b\" %c é", TTLExtension: "12"}
+	cases := []struct {
+		name, ct string
+		data     []byte
+	}{
+		{"json", "application/json", []byte(`{"a": [1, 2.50, "x"]}`)},
+		{"json with spaces around", "application/json", []byte(" {\"a\":1}\n")},
+		{"cloudevents-ish json", "application/vnd.foo+json; charset=utf-8", []byte(`[true,null]`)},
+		{"text", "text/plain", []byte("hello\nworld")},
+		{"binary", "application/octet-stream", []byte{0, 1, 2, 0xff, 0xfe}},
+		{"no content type, json", "", []byte(`42`)},
+		{"no content type, bytes", "", []byte("not json")},
+		{"invalid json", "application/json", []byte(`{"a":`)},
+		{"no data", "application/json", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			attrs := map[string]string{}
+			for k, v := range base {
+				attrs[k] = v
+			}
+			if c.ct != "" {
+				attrs["datacontenttype"] = c.ct
+			}
+			in := eventfilter.Event{Attributes: attrs, Data: c.data}
+			enc := encodeStructured(in)
+			out, err := decodeStored(enc)
+			if err != nil {
+				t.Fatalf("decoding %s: %v", enc, err)
+			}
+			if !bytes.Equal(out.Data, in.Data) {
+				t.Errorf("data %q, want %q (stored %s)", out.Data, in.Data, enc)
+			}
+			for k, v := range in.Attributes {
+				if out.Attributes[k] != v {
+					t.Errorf("attribute %s = %q, want %q", k, out.Attributes[k], v)
+				}
+			}
+			if len(out.Attributes) != len(in.Attributes) {
+				t.Errorf("attributes %v, want %v", out.Attributes, in.Attributes)
+			}
+			if !bytes.Contains(enc, []byte(`"knativebrokerttl":12`)) {
+				t.Errorf("TTL is not an Integer in %s", enc)
+			}
+		})
+	}
+}
+
+// writeBinary's headers read back as the same event.
+func TestBinaryRoundTrip(t *testing.T) {
+	in := eventfilter.Event{Attributes: map[string]string{
+		"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "datacontenttype": "text/plain",
+		"ext": "100% \"quoted\" ünïcode", TTLExtension: "5",
+	}, Data: []byte("body")}
+	h := http.Header{}
+	writeBinary(h, in, TTLExtension)
+	if h.Get("Ce-Knativebrokerttl") != "" {
+		t.Error("skipped attribute written")
+	}
+	if got := h.Get("Ce-Ext"); got != "100%25%20%22quoted%22%20%C3%BCn%C3%AFcode" {
+		t.Errorf("percent-encoding: %q", got)
+	}
+	out, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(h), in.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Attributes["ext"] != in.Attributes["ext"] || out.Attributes["datacontenttype"] != "text/plain" {
+		t.Errorf("got %v", out.Attributes)
+	}
+}
+
+func TestErrorData(t *testing.T) {
+	if got := errorData([]byte("boom")); got != base64.StdEncoding.EncodeToString([]byte("boom")) {
+		t.Errorf("short body: %q", got)
+	}
+	long := bytes.Repeat([]byte("abcdefg"), 500)
+	got := errorData(long)
+	if want := base64.StdEncoding.EncodeToString(long)[:ErrorDataMaxLength]; got != want {
+		t.Errorf("long body: %d chars, not the truncated base64", len(got))
+	}
+}
+
+func TestNames(t *testing.T) {
+	if got := StreamName("default", "my.broker"); got != "skiff_default_my_broker" {
+		t.Errorf("stream %q", got)
+	}
+	if got := Subject("default", "my.broker", "t.1"); got != "skiff.default.my_broker.t_1" {
+		t.Errorf("subject %q", got)
+	}
+	for path, ok := range map[string]bool{"/ns/b": true, "/ns/b/": true, "ns/b": true, "/ns": false, "/ns/b/c": false, "//b": false, "/": false} {
+		if _, _, got := splitPath(path); got != ok {
+			t.Errorf("splitPath(%q) ok = %v", path, got)
+		}
+	}
+}
