@@ -1,0 +1,278 @@
+// Package source runs Skiff's event sources in-process. Ping is Knative's
+// PingSource adapter: it sends a dev.knative.sources.ping CloudEvent to a
+// sink on a cron schedule.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/google/uuid"
+	"github.com/robfig/cron/v3"
+)
+
+// PingEventType is the type of every event a PingSource sends.
+const PingEventType = "dev.knative.sources.ping"
+
+// PingSpec is one PingSource as the adapter runs it, with the sink resolved.
+type PingSpec struct {
+	// Schedule is a standard five-field cron expression (no seconds field), or
+	// a descriptor such as @hourly or @every 1m.
+	Schedule string
+	// Timezone is the IANA zone the schedule is read in; "" means UTC.
+	Timezone string
+	// ContentType is the event's datacontenttype; "" means none.
+	ContentType string
+	// Data is the event's data (spec.data, or spec.dataBase64 decoded).
+	Data []byte
+	// Sink is the absolute URL events are sent to.
+	Sink string
+	// Extensions are spec.ceOverrides.extensions, set on every event.
+	Extensions map[string]string
+}
+
+// Ping runs PingSources: one cron entry per source, each firing sends one
+// event. Its methods are safe for concurrent use. Events are sent at most
+// once per tick: a send that fails after its retries is logged and dropped,
+// as Knative's ping adapter does (the next tick sends a new event).
+type Ping struct {
+	log     *slog.Logger
+	client  *http.Client
+	retries int
+	timeout time.Duration
+
+	mu      sync.Mutex
+	cron    *cron.Cron
+	entries map[string]pingEntry
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+type pingEntry struct {
+	id   cron.EntryID
+	spec PingSpec
+}
+
+// PingOptions configure a Ping.
+type PingOptions struct {
+	// Client sends the events; give one that routes through the proxy so a
+	// scaled-to-zero sink is activated. Nil means http.DefaultClient.
+	Client *http.Client
+	// Retries is how many times a failed send (network error, 5xx, 408, 429)
+	// is tried again, 200ms apart doubling (default 3).
+	Retries int
+	// Timeout bounds each attempt (default 30s).
+	Timeout time.Duration
+	// Logger receives the adapter's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// NewPing returns a running Ping with no sources; Close stops it.
+func NewPing(opts PingOptions) *Ping {
+	p := &Ping{
+		log: opts.Logger, client: opts.Client, retries: opts.Retries, timeout: opts.Timeout,
+		entries: map[string]pingEntry{},
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.client == nil {
+		p.client = http.DefaultClient
+	}
+	if p.retries <= 0 {
+		p.retries = 3
+	}
+	if p.timeout <= 0 {
+		p.timeout = 30 * time.Second
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.cron = cron.New(cron.WithLocation(time.UTC))
+	p.cron.Start()
+	return p
+}
+
+// Set schedules (or reschedules) the PingSource namespace/name. An unchanged
+// spec keeps its schedule running untouched. The error names the field at
+// fault (schedule, timezone, sink).
+func (p *Ping) Set(namespace, name string, spec PingSpec) error {
+	sched, err := parseSchedule(spec)
+	if err != nil {
+		return err
+	}
+	if spec.Sink == "" {
+		return errors.New("sink: no URL")
+	}
+	tz := cmpOr(spec.Timezone, "UTC")
+	key := namespace + "/" + name
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("ping source adapter is stopped")
+	}
+	if old, ok := p.entries[key]; ok {
+		if samePing(old.spec, spec) {
+			return nil
+		}
+		p.cron.Remove(old.id)
+	}
+	source := fmt.Sprintf("/apis/v1/namespaces/%s/pingsources/%s", namespace, name)
+	spec.Extensions = maps.Clone(spec.Extensions)
+	spec.Data = slices.Clone(spec.Data)
+	id := p.cron.Schedule(sched, cron.FuncJob(func() { p.fire(key, source, spec) }))
+	p.entries[key] = pingEntry{id: id, spec: spec}
+	p.log.Info("ping source scheduled", "source", key, "schedule", spec.Schedule, "timezone", tz, "sink", spec.Sink)
+	return nil
+}
+
+// Next returns when a PingSource with this spec fires next after t.
+func Next(spec PingSpec, t time.Time) (time.Time, error) {
+	sched, err := parseSchedule(spec)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return sched.Next(t), nil
+}
+
+// parseSchedule reads the cron schedule in the spec's timezone.
+func parseSchedule(spec PingSpec) (cron.Schedule, error) {
+	loc, err := time.LoadLocation(cmpOr(spec.Timezone, "UTC"))
+	if err != nil {
+		return nil, fmt.Errorf("timezone %q: not an IANA time zone name: %w", spec.Timezone, err)
+	}
+	sched, err := cron.ParseStandard(spec.Schedule)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %q: %w", spec.Schedule, err)
+	}
+	if s, ok := sched.(*cron.SpecSchedule); ok {
+		s.Location = loc // the schedule's fields are read in the source's timezone
+	}
+	return sched, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func samePing(a, b PingSpec) bool {
+	return a.Schedule == b.Schedule && a.Timezone == b.Timezone && a.ContentType == b.ContentType &&
+		string(a.Data) == string(b.Data) && a.Sink == b.Sink && maps.Equal(a.Extensions, b.Extensions)
+}
+
+// Delete stops the PingSource namespace/name; unknown sources are ignored.
+func (p *Ping) Delete(namespace, name string) {
+	key := namespace + "/" + name
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.entries[key]; ok {
+		p.cron.Remove(e.id)
+		delete(p.entries, key)
+		p.log.Info("ping source stopped", "source", key)
+	}
+}
+
+// Close stops every schedule and waits for sends in flight to end.
+func (p *Ping) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	<-p.cron.Stop().Done()
+	p.cancel()
+	p.wg.Wait()
+}
+
+// fire runs on cron's goroutine; the send runs on its own so a slow sink
+// does not delay other sources.
+func (p *Ping) fire(key, source string, spec PingSpec) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		ev := NewPingEvent(source, time.Now(), spec)
+		if err := p.Send(p.ctx, spec.Sink, ev); err != nil {
+			p.log.Warn("ping event not delivered", "source", key, "sink", spec.Sink, "id", ev.ID(), "error", err)
+			return
+		}
+		p.log.Debug("ping event delivered", "source", key, "id", ev.ID())
+	}()
+}
+
+// NewPingEvent builds the event a PingSource sends at time at.
+func NewPingEvent(source string, at time.Time, spec PingSpec) cloudevents.Event {
+	ev := cloudevents.NewEvent()
+	ev.SetID(uuid.NewString())
+	ev.SetType(PingEventType)
+	ev.SetSource(source)
+	ev.SetTime(at.UTC())
+	for k, v := range spec.Extensions {
+		ev.SetExtension(k, v)
+	}
+	if len(spec.Data) > 0 || spec.ContentType != "" {
+		ev.DataEncoded = slices.Clone(spec.Data)
+		if spec.ContentType != "" {
+			ev.SetDataContentType(spec.ContentType)
+		}
+	}
+	return ev
+}
+
+// Send posts ev to target in binary content mode with the CloudEvents HTTP
+// binding, retrying network errors, 5xx, 408 and 429.
+func (p *Ping) Send(ctx context.Context, target string, ev cloudevents.Event) error {
+	proto, err := cloudevents.NewHTTP(cloudevents.WithTarget(target), cehttp.WithClient(*p.client))
+	if err != nil {
+		return fmt.Errorf("sending to %s: %w", target, err)
+	}
+	c, err := cloudevents.NewClient(proto, cloudevents.WithTimeNow(), cloudevents.WithUUIDs())
+	if err != nil {
+		return fmt.Errorf("sending to %s: %w", target, err)
+	}
+	delay := 200 * time.Millisecond
+	var last error
+	for attempt := 0; attempt <= p.retries; attempt++ {
+		if attempt > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("sending to %s: %w (last error: %v)", target, ctx.Err(), last)
+			case <-t.C:
+			}
+			delay *= 2
+		}
+		actx, cancel := context.WithTimeout(ctx, p.timeout)
+		res := c.Send(actx, ev)
+		cancel()
+		if cloudevents.IsACK(res) {
+			return nil
+		}
+		last = res
+		var hr *cehttp.Result
+		if errors.As(res, &hr) && !(hr.StatusCode >= 500 || hr.StatusCode == 408 || hr.StatusCode == 429) {
+			break // the sink refused it: trying again would not help
+		}
+	}
+	return fmt.Errorf("sending to %s: %w", target, last)
+}
