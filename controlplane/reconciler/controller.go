@@ -73,6 +73,9 @@ type Config struct {
 	// Activator, when set, puts ext_proc in the path of revisions in proxy mode and of
 	// revisions with containerConcurrency > 0; nil means requests always go straight to pods.
 	Activator Activator
+	// Eventing runs Brokers, Triggers and PingSources (see broker.go); nil reports them
+	// not Ready (EventingDisabled).
+	Eventing Eventing
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -150,7 +153,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 
 // resync enqueues everything stored, so a restart brings the runtime and proxy back.
 func (c *Controller) resync(ctx context.Context) error {
-	for _, kind := range []string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute} {
+	for _, kind := range append([]string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute}, eventingKinds...) {
 		objs, err := store.ListAs[metaOnly](ctx, c.cfg.Store, kind, "")
 		if err != nil {
 			return fmt.Errorf("resync: %w", err)
@@ -183,6 +186,7 @@ func (c *Controller) onEvent(e store.Event) {
 		}
 		c.enqueueRoutesReferencing(ns, e.Key.Name)
 	}
+	c.onEventingEvent(e)
 }
 
 // enqueueRoutesReferencing enqueues the routes whose last reconcile read the named
@@ -269,7 +273,7 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 	case servingv1.KindRoute:
 		return c.reconcileRoute(ctx, key)
 	}
-	return nil
+	return c.reconcileEventing(ctx, key)
 }
 
 // metaOnly decodes just an object's metadata.

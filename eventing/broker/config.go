@@ -361,3 +361,16 @@ func StreamName(namespace, broker string) string { return streamName(namespace, 
 func Subject(namespace, broker, trigger string) string {
 	return subjectName(namespace, broker, trigger)
 }
+
+// IngressHostPrefix is the first label of the broker ingress host: broker
+// URLs are http://broker-ingress.{domain}/{namespace}/{broker}, like
+// Knative's http://broker-ingress.knative-eventing.svc.cluster.local/{namespace}/{broker}.
+const IngressHostPrefix = "broker-ingress"
+
+// IngressHost is the host of every broker URL under a serving domain.
+func IngressHost(domain string) string { return IngressHostPrefix + "." + domain }
+
+// URL is a broker's address (status.address.url) under a serving domain.
+func URL(domain, namespace, name string) string {
+	return "http://" + IngressHost(domain) + "/" + namespace + "/" + name
+}

@@ -1,0 +1,74 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/store"
+)
+
+// resolveDestination turns a Knative Destination into the URL to deliver to: a Knative
+// Service's (or Route's) status.url, a Broker's status.address.url, or the URI as given; a
+// ref with a relative URI resolves the URI against the ref's URL. The error says which ref
+// is missing or not yet addressable.
+func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventingv1.Destination) (string, error) {
+	if d.Ref == nil {
+		if d.URI == "" {
+			return "", errors.New("neither ref nor uri is set")
+		}
+		return d.URI, nil
+	}
+	ref := *d.Ref
+	if ref.Namespace == "" {
+		ref.Namespace = ns
+	}
+	var addr string
+	switch {
+	case ref.Kind == servingv1.KindService && (ref.APIVersion == "" || ref.APIVersion == servingv1.GroupVersion):
+		var svc servingv1.Service
+		if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindService, Namespace: ref.Namespace, Name: ref.Name}, &svc); err != nil {
+			return "", refError(&ref, err)
+		}
+		addr = svc.Status.URL
+	case ref.Kind == servingv1.KindRoute:
+		var rt servingv1.Route
+		if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRoute, Namespace: ref.Namespace, Name: ref.Name}, &rt); err != nil {
+			return "", refError(&ref, err)
+		}
+		addr = rt.Status.URL
+	case ref.Kind == eventingv1.KindBroker:
+		var b eventingv1.Broker
+		if err := c.cfg.Store.Get(ctx, store.Key{Kind: eventingv1.KindBroker, Namespace: ref.Namespace, Name: ref.Name}, &b); err != nil {
+			return "", refError(&ref, err)
+		}
+		addr = b.Status.Address.URL
+	default:
+		return "", fmt.Errorf("%s: kind %q (%s) is not addressable here: use a Knative Service, Route, Broker or a uri", ref.String(), ref.Kind, ref.APIVersion)
+	}
+	if addr == "" {
+		return "", fmt.Errorf("%s has no address yet", ref.String())
+	}
+	if d.URI == "" {
+		return addr, nil
+	}
+	base, err := url.Parse(addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: address %q: %w", ref.String(), addr, err)
+	}
+	rel, err := url.Parse(d.URI)
+	if err != nil {
+		return "", fmt.Errorf("uri %q: %w", d.URI, err)
+	}
+	return base.ResolveReference(rel).String(), nil
+}
+
+func refError(ref *eventingv1.KReference, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s not found", ref.String())
+	}
+	return fmt.Errorf("%s: %w", ref.String(), err)
+}
