@@ -4,7 +4,7 @@ BIN     := bin/skiff
 DATA    ?= .skiff
 PKGS    := ./...
 
-.PHONY: all build run test test-short lint vet fmt bench clean wasm
+.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s
 
 all: build
 
@@ -37,3 +37,22 @@ bench: build ## benchmarks; results go in bench/RESULTS.md
 
 clean:
 	rm -rf bin $(DATA)
+
+KUBE_BIN := bin/kube
+
+kube-bins: $(KUBE_BIN)/kube-apiserver $(KUBE_BIN)/kube-controller-manager $(KUBE_BIN)/etcd ## build kube-apiserver, kube-controller-manager and etcd from the module proxy (cached in bin/kube)
+
+$(KUBE_BIN)/kube-apiserver $(KUBE_BIN)/kube-controller-manager:
+	mkdir -p $(KUBE_BIN)
+	cd e2e/kube/tools/kubebins && $(GO) build -trimpath -o $(CURDIR)/$(KUBE_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+
+$(KUBE_BIN)/etcd:
+	mkdir -p $(KUBE_BIN)
+	cd e2e/kube/tools/etcd && $(GO) build -trimpath -o $(CURDIR)/$(KUBE_BIN)/etcd .
+
+crds: ## regenerate deploy/crds from api/ with controller-gen (go.mod and go.sum are restored afterwards)
+	cp go.mod /tmp/skiff-crds-go.mod && cp go.sum /tmp/skiff-crds-go.sum
+	GOFLAGS=-mod=mod $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 crd:allowDangerousTypes=true,maxDescLen=0 paths=./api/... output:crd:dir=deploy/crds; rc=$$?; cp /tmp/skiff-crds-go.mod go.mod; cp /tmp/skiff-crds-go.sum go.sum; exit $$rc
+
+test-k8s: kube-bins ## integration tests against a real kube-apiserver + etcd on loopback
+	SKIFF_KUBE_BIN=$(CURDIR)/$(KUBE_BIN) $(GO) test -race -count=1 -timeout 10m ./e2e/kube/...
