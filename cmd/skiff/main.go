@@ -32,6 +32,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(newUpCommand(), newControlPlaneCommand(), newGatewayCommand(),
 		newExtProcCommand(), newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand())
+	root.AddCommand(newFuncCommand())
 	return root
 }
 

@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/functions/build"
+	"github.com/skiff-dev/skiff/functions/deploy"
+	"github.com/skiff-dev/skiff/functions/funcyaml"
+	"github.com/skiff-dev/skiff/functions/invoke"
+	"github.com/skiff-dev/skiff/functions/run"
+	"github.com/skiff-dev/skiff/functions/template"
+)
+
+// newFuncCommand is `skiff func`: Knative Functions' workflow (create, build, run, deploy,
+// invoke, list, delete) on Skiff.
+func newFuncCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "func",
+		Short: "Create, build, run, deploy and invoke functions (Knative Functions' func CLI)",
+	}
+	cmd.AddCommand(newFuncCreateCommand(), newFuncBuildCommand(), newFuncRunCommand(), newFuncDeployCommand(),
+		newFuncInvokeCommand(), newFuncListCommand(), newFuncDeleteCommand())
+	return cmd
+}
+
+func addPathFlag(cmd *cobra.Command) {
+	cmd.Flags().StringP("path", "p", ".", "the function's directory (holding func.yaml)")
+}
+
+func addCacheFlag(cmd *cobra.Command) {
+	cmd.Flags().String("cache-dir", os.Getenv("SKIFF_CACHE_DIR"), "where npm's cache and the TypeScript compiler are kept (env SKIFF_CACHE_DIR; default: the user cache directory)")
+}
+
+// loadFunc reads func.yaml from --path.
+func loadFunc(cmd *cobra.Command) (string, *funcyaml.Function, error) {
+	p, _ := cmd.Flags().GetString("path")
+	dir, err := filepath.Abs(p)
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := funcyaml.Load(dir)
+	return dir, f, err
+}
+
+// hostBuild makes the function's host build, printing the tools' output on --verbose.
+func hostBuild(cmd *cobra.Command, dir string, f *funcyaml.Function) (*build.Host, error) {
+	cache, _ := cmd.Flags().GetString("cache-dir")
+	opts := build.Options{Dir: dir, Func: f, CacheDir: cache}
+	if v, _ := cmd.Flags().GetBool("verbose"); v {
+		opts.Output = cmd.ErrOrStderr()
+	}
+	start := time.Now()
+	h, err := build.BuildHost(cmd.Context(), opts)
+	if err != nil {
+		return nil, err
+	}
+	how := "built"
+	if h.Cached {
+		how = "up to date"
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "host build %s %s (%s)\n", h.Digest, how, time.Since(start).Round(time.Millisecond))
+	return h, nil
+}
+
+func newFuncCreateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create PATH",
+		Short: "Create a function from a template: -l go|node|python|typescript -t http|cloudevents",
+		Example: `  skiff func create -l go -t http hello
+  skiff func create -l python -t cloudevents events`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lang, _ := cmd.Flags().GetString("language")
+			tmpl, _ := cmd.Flags().GetString("template")
+			name, _ := cmd.Flags().GetString("name")
+			if lang == "" {
+				return fmt.Errorf("--language (-l) is required: one of %s", strings.Join(funcyaml.Runtimes, ", "))
+			}
+			f, err := template.Create(template.Options{Dir: args[0], Name: name, Runtime: lang, Template: tmpl})
+			if err != nil {
+				return err
+			}
+			abs, _ := filepath.Abs(args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "Created %s function %q in %s\n", f.Runtime, f.Name, abs)
+			return nil
+		},
+	}
+	cmd.Flags().StringP("language", "l", "", "language runtime: "+strings.Join(funcyaml.Runtimes, ", "))
+	cmd.Flags().StringP("template", "t", "http", "template: "+strings.Join(template.Templates, ", "))
+	cmd.Flags().String("name", "", "function name (default: the directory's name)")
+	return cmd
+}
+
+func newFuncBuildCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build the function: an OCI image (default) or a host build for this machine",
+		Long: `Build the function without Docker. --builder oci (the default, unless func.yaml's
+build.builder is host) makes an OCI image with go-containerregistry: Go as a static binary on
+--base-image (default: empty), Node, TypeScript and Python as source on a base that has the
+interpreter. Without --push the image is written as an OCI layout to .func/image; with --push it
+goes to func.yaml's image (or registry/name:latest, or --image).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, f, err := loadFunc(cmd)
+			if err != nil {
+				return err
+			}
+			if img, _ := cmd.Flags().GetString("image"); img != "" {
+				f.Image = img
+			}
+			if reg, _ := cmd.Flags().GetString("registry"); reg != "" {
+				f.Registry = reg
+			}
+			builder, _ := cmd.Flags().GetString("builder")
+			if builder == "" {
+				builder = f.Build.Builder
+			}
+			switch builder {
+			case "", "oci", "pack", "s2i":
+				builder = "oci"
+			case "host":
+			default:
+				return fmt.Errorf("--builder %q: must be oci or host", builder)
+			}
+			h, err := hostBuild(cmd, dir, f)
+			if err != nil {
+				return err
+			}
+			if builder == "host" {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\n", strings.Join(h.Command, " "))
+				return nil
+			}
+			base, _ := cmd.Flags().GetString("base-image")
+			plat, _ := cmd.Flags().GetString("platform")
+			iopts := build.ImageOptions{BaseImage: base}
+			if plat != "" {
+				p, err := v1.ParsePlatform(plat)
+				if err != nil {
+					return fmt.Errorf("--platform %q: %w", plat, err)
+				}
+				iopts.Platform = p
+			}
+			cache, _ := cmd.Flags().GetString("cache-dir")
+			img, err := build.BuildImage(cmd.Context(), build.Options{Dir: dir, Func: f, CacheDir: cache}, h, iopts)
+			if err != nil {
+				return err
+			}
+			ref := f.ImageRef()
+			if push, _ := cmd.Flags().GetBool("push"); push {
+				if f.Image == "" && f.Registry == "" {
+					return errors.New("--push needs a destination: set image or registry in func.yaml, or pass --image or --registry")
+				}
+				d, err := build.Push(cmd.Context(), img, ref)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "pushed %s\n%s\n", ref, d.String())
+				return nil
+			}
+			out := filepath.Join(dir, ".func", "image")
+			if err := build.WriteLayout(out, img, ref); err != nil {
+				return err
+			}
+			d, err := img.Digest()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "built %s@%s as an OCI layout in %s (use --push to send it to a registry)\n", ref, d, out)
+			return nil
+		},
+	}
+	addPathFlag(cmd)
+	addCacheFlag(cmd)
+	cmd.Flags().String("builder", "", "oci or host (default: func.yaml build.builder, else oci)")
+	cmd.Flags().Bool("push", false, "push the image to its registry")
+	cmd.Flags().String("image", "", "image reference to build (overrides func.yaml image)")
+	cmd.Flags().String("registry", "", "registry to build for, as registry/name:latest (overrides func.yaml registry)")
+	cmd.Flags().String("base-image", "", "image to layer the function on (default: func.yaml build.baseImage, else empty for Go, node:20-slim / python:3.11-slim)")
+	cmd.Flags().String("platform", "", "OS/architecture of the image (default linux/<this machine's>)")
+	cmd.Flags().BoolP("verbose", "v", false, "print the build tools' output")
+	return cmd
+}
+
+func newFuncRunCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Build the function for this machine and run it on a port, with the environment a Revision gets",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, f, err := loadFunc(cmd)
+			if err != nil {
+				return err
+			}
+			h, err := hostBuild(cmd, dir, f)
+			if err != nil {
+				return err
+			}
+			port, _ := cmd.Flags().GetInt("port")
+			in, err := run.Start(cmd.Context(), run.Options{Dir: dir, Func: f, Host: h, Port: port, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Function %s running on %s\n", f.Name, in.URL)
+			select {
+			case <-cmd.Context().Done():
+				return in.Stop(10 * time.Second)
+			case <-in.Done():
+				_ = in.Stop(0)
+				return fmt.Errorf("the function exited: %v", in.Err())
+			}
+		},
+	}
+	addPathFlag(cmd)
+	addCacheFlag(cmd)
+	cmd.Flags().Int("port", 8080, "port to listen on (0: a free one)")
+	cmd.Flags().BoolP("verbose", "v", false, "print the build tools' output")
+	return cmd
+}
+
+func newFuncDeployCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Build the function and run it as a Knative Service on skiff up; wait until Ready and print its URL",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, f, err := loadFunc(cmd)
+			if err != nil {
+				return err
+			}
+			if img, _ := cmd.Flags().GetString("image"); img != "" {
+				f.Image = img
+			}
+			h, err := hostBuild(cmd, dir, f)
+			if err != nil {
+				return err
+			}
+			c, ns := client(cmd)
+			if !cmd.Flags().Changed("namespace") {
+				ns = deploy.Namespace(f, "")
+			}
+			timeout, _ := cmd.Flags().GetDuration("timeout")
+			d := &deploy.Deployer{API: c}
+			res, err := d.Deploy(cmd.Context(), f, deploy.Target{Image: f.ImageRef(), Command: h.Command, Build: h.Digest}, ns, timeout)
+			if err != nil {
+				return err
+			}
+			verb := "updated"
+			if res.Created {
+				verb = "deployed"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Function %s %s in namespace %s (revision %s) at URL:\n%s\n", f.Name, verb, ns, res.Revision, res.URL)
+			for _, t := range res.Triggers {
+				fmt.Fprintf(cmd.OutOrStdout(), "subscribed with Trigger %s\n", t)
+			}
+			return nil
+		},
+	}
+	addPathFlag(cmd)
+	addCacheFlag(cmd)
+	addClientFlags(cmd)
+	cmd.Flags().String("image", "", "image reference the Service names (overrides func.yaml image)")
+	cmd.Flags().Duration("timeout", 2*time.Minute, "how long to wait for the function to be Ready")
+	cmd.Flags().BoolP("verbose", "v", false, "print the build tools' output")
+	return cmd
+}
+
+func newFuncInvokeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "invoke",
+		Short: "Send the function a request or a CloudEvent and print the reply",
+		Long: `Send the function a request and print the reply. --target remote (the default when the
+function is not running locally) goes through the gateway (--gateway-addr) with the deployed
+Service's host; local goes to the instance of 'skiff func run'; a URL goes there. --format
+cloudevent (the default for cloudevents functions) sends a binary-mode CloudEvent with --type,
+--source, --id and --data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, f, err := loadFunc(cmd)
+			if err != nil {
+				return err
+			}
+			flags := cmd.Flags()
+			targetFlag, _ := flags.GetString("target")
+			format, _ := flags.GetString("format")
+			if format == "" {
+				format = f.InvokeFormat()
+			}
+			data, _ := flags.GetString("data")
+			req := invoke.Request{Format: format, Data: []byte(data)}
+			req.Method, _ = flags.GetString("method")
+			req.ContentType, _ = flags.GetString("content-type")
+			req.Type, _ = flags.GetString("type")
+			req.Source, _ = flags.GetString("source")
+			req.ID, _ = flags.GetString("id")
+			path, _ := flags.GetString("request-path")
+			if targetFlag == "" {
+				targetFlag = "remote"
+				if _, ok := run.Running(dir); ok {
+					targetFlag = "local"
+				}
+			}
+			switch targetFlag {
+			case "local":
+				st, ok := run.Running(dir)
+				if !ok {
+					return errors.New("--target local: the function is not running; start it with `skiff func run`")
+				}
+				req.URL = st.URL + path
+			case "remote":
+				c, ns := client(cmd)
+				if !flags.Changed("namespace") {
+					ns = deploy.Namespace(f, "")
+				}
+				u, err := (&deploy.Deployer{API: c}).URL(cmd.Context(), f.Name, ns)
+				if err != nil {
+					return err
+				}
+				pu, err := url.Parse(u)
+				if err != nil {
+					return fmt.Errorf("the function's URL %q: %w", u, err)
+				}
+				gw, _ := flags.GetString("gateway-addr")
+				req.URL, req.Host = "http://"+gw+path, pu.Host
+			default:
+				if _, err := url.ParseRequestURI(targetFlag); err != nil {
+					return fmt.Errorf("--target %q: must be local, remote or a URL", targetFlag)
+				}
+				req.URL = targetFlag
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			reply, err := invoke.Do(ctx, req)
+			if err != nil {
+				return err
+			}
+			return invoke.Format(cmd.OutOrStdout(), reply)
+		},
+	}
+	addPathFlag(cmd)
+	addClientFlags(cmd)
+	cmd.Flags().String("target", "", "local, remote or a URL (default: local if `skiff func run` is running it, else remote)")
+	cmd.Flags().String("gateway-addr", envOr("SKIFF_GATEWAY_ADDR", "127.0.0.1:8080"), "the gateway's HTTP address, for --target remote (env SKIFF_GATEWAY_ADDR)")
+	cmd.Flags().String("format", "", "http or cloudevent (default: func.yaml invoke)")
+	cmd.Flags().String("data", "", "request body or event data")
+	cmd.Flags().String("content-type", "", "content type of --data (default text/plain for http, application/json for events)")
+	cmd.Flags().String("method", "", "HTTP method (default POST with --data, else GET)")
+	cmd.Flags().String("request-path", "/", "path of the request")
+	cmd.Flags().String("type", "skiff.func.invoke", "CloudEvent type")
+	cmd.Flags().String("source", "/skiff/func/invoke", "CloudEvent source")
+	cmd.Flags().String("id", "", "CloudEvent id (default: a UUID)")
+	return cmd
+}
+
+func newFuncListCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List deployed functions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ns := client(cmd)
+			if all, _ := cmd.Flags().GetBool("all-namespaces"); all {
+				ns = ""
+			}
+			fns, err := (&deploy.Deployer{API: c}).List(cmd.Context(), ns)
+			if err != nil {
+				return err
+			}
+			if len(fns) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "No functions found.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tNAMESPACE\tRUNTIME\tURL\tREADY")
+			for _, f := range fns {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Namespace, f.Runtime, f.URL, f.Ready)
+			}
+			return tw.Flush()
+		},
+	}
+	addClientFlags(cmd)
+	cmd.Flags().BoolP("all-namespaces", "A", false, "list across all namespaces")
+	return cmd
+}
+
+func newFuncDeleteCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete [NAME]",
+		Short: "Delete a deployed function (its Service and Triggers); NAME defaults to func.yaml's",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns := client(cmd)
+			var name string
+			if len(args) == 1 {
+				name = args[0]
+			} else {
+				_, f, err := loadFunc(cmd)
+				if err != nil {
+					return err
+				}
+				name = f.Name
+				if !cmd.Flags().Changed("namespace") {
+					ns = deploy.Namespace(f, "")
+				}
+			}
+			if err := (&deploy.Deployer{API: c}).Delete(cmd.Context(), name, ns); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Removed function %s from namespace %s\n", name, ns)
+			return nil
+		},
+	}
+	addPathFlag(cmd)
+	addClientFlags(cmd)
+	return cmd
+}

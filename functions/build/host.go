@@ -1,0 +1,596 @@
+// Package build turns a function's source into something that runs: a host build (a program
+// for this machine, what `skiff func run` and `skiff func deploy` on `skiff up` run) and an OCI
+// image (oci.go) built without Docker.
+//
+// A host build is immutable and content-addressed: <function>/.func/builds/<digest>/ holds a
+// snapshot of the source (src/), the runner or scaffold that serves it (runner/, main/) and,
+// for Go, the static binary (bin/). The digest covers the source, func.yaml's build settings and
+// the scaffold, so an unchanged function is not rebuilt, and a changed one gets a new directory
+// (a new command line, hence a new Revision) while older revisions keep running their own.
+//
+// Per language:
+//   - go: a generated main module (main/) requires the function's module (replace => ../src) and
+//     `go build` makes a static binary (CGO_ENABLED=0), as Knative's host builder does.
+//   - node: `npm install --omit=dev` when package.json has dependencies, with npm's cache under
+//     the cache directory; runner/runner.js serves the module with Node's http module.
+//   - typescript: like node, then `tsc -p tsconfig.json`; tsc is the function's own
+//     (node_modules/.bin/tsc) or typescript@TypeScriptVersion installed once into the cache
+//     directory from the npm registry.
+//   - python: runner/main.py serves the ASGI function with asyncio; no package is installed.
+package build
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/skiff-dev/skiff/functions/funcyaml"
+)
+
+//go:embed scaffold
+var scaffold embed.FS
+
+// TypeScriptVersion is the typescript package installed into the cache when a function has no
+// tsc of its own.
+const TypeScriptVersion = "5.9.3"
+
+// scaffoldVersion is part of every build digest: bump it when the scaffolds change meaning.
+const scaffoldVersion = "skiff-scaffold-1"
+
+// Options configure a build.
+type Options struct {
+	// Dir is the function's directory (holding func.yaml).
+	Dir string
+	// Func is its func.yaml.
+	Func *funcyaml.Function
+	// CacheDir holds npm's cache and the typescript compiler. Default: <user cache>/skiff.
+	CacheDir string
+	// Output receives the build tools' output as they run (default: discarded; a failure's
+	// error quotes its tail in any case).
+	Output io.Writer
+	// Env is the environment build tools start from. Default: os.Environ().
+	Env []string
+}
+
+func (o Options) withDefaults() Options {
+	if o.CacheDir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			o.CacheDir = filepath.Join(d, "skiff")
+		} else {
+			o.CacheDir = filepath.Join(os.TempDir(), "skiff-cache")
+		}
+	}
+	if o.Output == nil {
+		o.Output = io.Discard
+	}
+	if o.Env == nil {
+		o.Env = os.Environ()
+	}
+	return o
+}
+
+// Host is a finished host build.
+type Host struct {
+	// Dir is the build's directory, .func/builds/<digest>.
+	Dir string
+	// Digest names the build (hex sha256 of its inputs, shortened).
+	Digest string
+	// Command runs the function on this machine (absolute paths); it listens on $PORT.
+	Command []string
+	// Runtime is the function's language.
+	Runtime string
+	// Cached is true when an earlier identical build was reused.
+	Cached bool
+}
+
+// SrcDir is the snapshot of the function's source the build serves.
+func (h *Host) SrcDir() string { return filepath.Join(h.Dir, "src") }
+
+// RunnerDir holds the runner (node, python, typescript).
+func (h *Host) RunnerDir() string { return filepath.Join(h.Dir, "runner") }
+
+// Binary is a Go function's program.
+func (h *Host) Binary() string { return filepath.Join(h.Dir, "bin", "function") }
+
+// Error is a failed build: which step, and the tool's last output lines.
+type Error struct {
+	Step   string
+	Err    error
+	Output string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("build failed: %s: %v", e.Step, e.Err)
+	if e.Output != "" {
+		msg += ":\n" + e.Output
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// BuildHost makes (or reuses) the host build of the function.
+func BuildHost(ctx context.Context, opts Options) (*Host, error) {
+	opts = opts.withDefaults()
+	f := opts.Func
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := sourceDigest(dir, f)
+	if err != nil {
+		return nil, fmt.Errorf("reading the function's source: %w", err)
+	}
+	final := filepath.Join(dir, ".func", "builds", digest)
+	h := &Host{Dir: final, Digest: digest, Runtime: f.Runtime}
+	if err := h.setCommand(f); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(final, ".done")); err == nil {
+		h.Cached = true
+		return h, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return nil, fmt.Errorf("creating the build directory: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(final), digest+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the build directory: %w", err)
+	}
+	defer os.RemoveAll(tmp) // gone after the rename below; cleans up after a failure
+	if err := copySource(dir, filepath.Join(tmp, "src")); err != nil {
+		return nil, fmt.Errorf("copying the function's source: %w", err)
+	}
+	b := &builder{opts: opts, f: f, dir: tmp}
+	switch f.Runtime {
+	case "go":
+		err = b.golang(ctx, filepath.Join(tmp, "bin", "function"), runtime.GOOS, runtime.GOARCH)
+	case "node":
+		err = b.node(ctx, false)
+	case "typescript":
+		err = b.node(ctx, true)
+	case "python":
+		err = b.python()
+	default:
+		err = fmt.Errorf("runtime %q: no builder", f.Runtime)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".done"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		// Another build of the same digest finished first: use it.
+		if _, serr := os.Stat(filepath.Join(final, ".done")); serr == nil {
+			h.Cached = true
+			return h, nil
+		}
+		return nil, fmt.Errorf("finishing the build: %w", err)
+	}
+	return h, nil
+}
+
+// setCommand fills Command for the build in h.Dir.
+func (h *Host) setCommand(f *funcyaml.Function) error {
+	switch f.Runtime {
+	case "go":
+		h.Command = []string{h.Binary()}
+	case "node", "typescript":
+		node, err := lookTool("node", "Node.js 20 or newer")
+		if err != nil {
+			return err
+		}
+		h.Command = []string{node, filepath.Join(h.RunnerDir(), "runner.js"), h.SrcDir()}
+	case "python":
+		py, err := lookTool("python3", "Python 3.9 or newer")
+		if err != nil {
+			return err
+		}
+		h.Command = []string{py, "-u", filepath.Join(h.RunnerDir(), "main.py"), h.SrcDir(), "--invoke", f.InvokeFormat()}
+	default:
+		return fmt.Errorf("runtime %q: no builder", f.Runtime)
+	}
+	return nil
+}
+
+// lookTool finds a language tool in PATH, with an error saying what to install.
+func lookTool(name, what string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found in PATH: install %s to build and run this function", name, what)
+	}
+	return filepath.Abs(p)
+}
+
+// builder runs one build's steps in dir (the build's temporary directory).
+type builder struct {
+	opts Options
+	f    *funcyaml.Function
+	dir  string
+}
+
+// run runs a build tool in wd and turns a failure into an *Error quoting its output.
+func (b *builder) run(ctx context.Context, step, wd string, env []string, name string, args ...string) error {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = wd
+	cmd.Env = append(slices.Clone(b.opts.Env), env...)
+	for _, e := range b.f.Build.BuildEnvs {
+		if e.Value != nil {
+			cmd.Env = append(cmd.Env, e.Name+"="+*e.Value)
+		}
+	}
+	cmd.Stdout = io.MultiWriter(&out, b.opts.Output)
+	cmd.Stderr = cmd.Stdout
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil {
+		return &Error{Step: step, Err: err, Output: lastLines(out.String(), 25)}
+	}
+	return nil
+}
+
+// goScaffold is what main.go's template needs to know of the function's package.
+type goScaffold struct {
+	Instanced bool
+}
+
+// golang builds a Go function into out for goos/goarch.
+func (b *builder) golang(ctx context.Context, out, goos, goarch string) error {
+	goTool, err := lookTool("go", "Go")
+	if err != nil {
+		return err
+	}
+	src := filepath.Join(b.dir, "src")
+	kind, sc, err := inspectGo(src)
+	if err != nil {
+		return &Error{Step: "reading the Go function", Err: err}
+	}
+	mainDir := filepath.Join(b.dir, "main")
+	if err := os.MkdirAll(mainDir, 0o755); err != nil {
+		return err
+	}
+	tmpl, err := scaffold.ReadFile("scaffold/go/main_" + kind + ".go.tmpl")
+	if err != nil {
+		return err
+	}
+	var mainGo bytes.Buffer
+	if err := template.Must(template.New("main").Parse(string(tmpl))).Execute(&mainGo, sc); err != nil {
+		return err
+	}
+	modPath, err := goModulePath(src)
+	if err != nil {
+		return &Error{Step: "reading the Go function's go.mod", Err: err}
+	}
+	// The user's module may be named anything; the scaffold imports it as "function" through
+	// an import alias only when it is so named, so rewrite the import path.
+	mainSrc := strings.Replace(mainGo.String(), `function "function"`, fmt.Sprintf("function %q", modPath), 1)
+	gomod := fmt.Sprintf("module skiff.dev/function-main\n\ngo 1.24\n\nrequire %s v0.0.0-00010101000000-000000000000\n\nreplace %s => ../src\n", modPath, modPath)
+	if data, err := os.ReadFile(filepath.Join(src, "go.sum")); err == nil {
+		if err := os.WriteFile(filepath.Join(mainDir, "go.sum"), data, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mainDir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(mainDir, "main.go"), []byte(mainSrc), 0o644); err != nil {
+		return err
+	}
+	env := []string{"CGO_ENABLED=0", "GOOS=" + goos, "GOARCH=" + goarch, "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "GOWORK=off"}
+	return b.run(ctx, "go build", mainDir, env, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+}
+
+// inspectGo finds how the function in src is written: "http" or "cloudevents" (from Handle's
+// parameters) and static (a package-level Handle) or instanced (New()).
+func inspectGo(src string) (string, goScaffold, error) {
+	fset := token.NewFileSet()
+	var handle *ast.FuncDecl
+	var static, hasNew bool
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return "", goScaffold{}, err
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, filepath.Join(src, n), nil, parser.SkipObjectResolution)
+		if err != nil {
+			return "", goScaffold{}, err
+		}
+		for _, d := range file.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok {
+				continue
+			}
+			switch {
+			case fd.Name.Name == "Handle" && fd.Recv == nil:
+				handle, static = fd, true
+			case fd.Name.Name == "Handle" && handle == nil:
+				handle = fd
+			case fd.Name.Name == "New" && fd.Recv == nil:
+				hasNew = true
+			}
+		}
+	}
+	if handle == nil || (!static && !hasNew) {
+		return "", goScaffold{}, errors.New("no Handle function: write a package-level Handle, or a New() constructor returning a type with a Handle method")
+	}
+	kind := "cloudevents"
+	ast.Inspect(handle.Type.Params, func(n ast.Node) bool {
+		if s, ok := n.(*ast.SelectorExpr); ok && (s.Sel.Name == "ResponseWriter" || s.Sel.Name == "Request") {
+			kind = "http"
+		}
+		return true
+	})
+	return kind, goScaffold{Instanced: !static}, nil
+}
+
+func goModulePath(src string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(src, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`), nil
+		}
+	}
+	return "", errors.New("go.mod has no module line")
+}
+
+// node installs dependencies, compiles TypeScript and adds the runner.
+func (b *builder) node(ctx context.Context, typescript bool) error {
+	src := filepath.Join(b.dir, "src")
+	var pkg struct {
+		Dependencies    map[string]string `json:"dependencies"`
+		DevDependencies map[string]string `json:"devDependencies"`
+	}
+	data, err := os.ReadFile(filepath.Join(src, "package.json"))
+	if err != nil {
+		return &Error{Step: "reading package.json", Err: err}
+	}
+	if err := json.Unmarshal(data, &pkg); err != nil {
+		return &Error{Step: "reading package.json", Err: err}
+	}
+	ownTSC := pkg.DevDependencies["typescript"] != "" || pkg.Dependencies["typescript"] != ""
+	if len(pkg.Dependencies) > 0 || (typescript && ownTSC) {
+		npm, err := lookTool("npm", "npm (it comes with Node.js)")
+		if err != nil {
+			return err
+		}
+		args := []string{"install", "--no-audit", "--no-fund", "--prefer-offline", "--cache", filepath.Join(b.opts.CacheDir, "npm")}
+		if !typescript {
+			args = append(args, "--omit=dev")
+		}
+		if err := b.run(ctx, "npm install", src, nil, npm, args...); err != nil {
+			return err
+		}
+	}
+	if typescript {
+		tsc := filepath.Join(src, "node_modules", "typescript", "bin", "tsc")
+		if _, err := os.Stat(tsc); err != nil {
+			if tsc, err = b.cachedTSC(ctx); err != nil {
+				return err
+			}
+		}
+		node, err := lookTool("node", "Node.js 20 or newer")
+		if err != nil {
+			return err
+		}
+		if err := b.run(ctx, "tsc", src, nil, node, tsc, "-p", "tsconfig.json"); err != nil {
+			return err
+		}
+	}
+	return b.addRunner("node")
+}
+
+// cachedTSC installs typescript@TypeScriptVersion into the cache once and returns its tsc.
+func (b *builder) cachedTSC(ctx context.Context) (string, error) {
+	dir := filepath.Join(b.opts.CacheDir, "tools", "typescript-"+TypeScriptVersion)
+	tsc := filepath.Join(dir, "node_modules", "typescript", "bin", "tsc")
+	if _, err := os.Stat(tsc); err == nil {
+		return tsc, nil
+	}
+	npm, err := lookTool("npm", "npm (it comes with Node.js)")
+	if err != nil {
+		return "", err
+	}
+	// Install into a temporary sibling and rename, so concurrent builds never see half a tree.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "typescript.tmp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.WriteFile(filepath.Join(tmp, "package.json"), []byte(`{"name":"skiff-tools","private":true}`), 0o644); err != nil {
+		return "", err
+	}
+	if err := b.run(ctx, "installing typescript@"+TypeScriptVersion+" from the npm registry", tmp, nil, npm,
+		"install", "--no-audit", "--no-fund", "--prefer-offline", "--cache", filepath.Join(b.opts.CacheDir, "npm"),
+		"typescript@"+TypeScriptVersion); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(tsc); serr == nil {
+			return tsc, nil // another build installed it first
+		}
+		return "", err
+	}
+	return tsc, nil
+}
+
+func (b *builder) python() error {
+	if _, err := os.Stat(filepath.Join(b.dir, "src", "function", "__init__.py")); err != nil {
+		return &Error{Step: "reading the Python function", Err: errors.New("no package function/ (function/__init__.py with a new() returning the function)")}
+	}
+	return b.addRunner("python")
+}
+
+// addRunner copies scaffold/<lang>/ into runner/.
+func (b *builder) addRunner(lang string) error {
+	root := "scaffold/" + lang
+	return fs.WalkDir(scaffold, root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := scaffold.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(b.dir, "runner", strings.TrimPrefix(p, root+"/"))
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(out, data, 0o644)
+	})
+}
+
+// skipped reports whether a path of the function's directory stays out of builds: Skiff's own
+// .func, version control, installed dependencies and compiler output, which builds recreate.
+func skipped(rel string, runtimeName string) bool {
+	first, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	switch first {
+	case ".func", ".git", "node_modules", "__pycache__":
+		return true
+	case "build":
+		return runtimeName == "typescript"
+	}
+	return strings.HasSuffix(rel, ".pyc")
+}
+
+// sourceDigest hashes what a build depends on: every source file's path, mode and content, the
+// runtime, func.yaml's build settings and the scaffold version.
+func sourceDigest(dir string, f *funcyaml.Function) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s/%s\x00", scaffoldVersion, f.Runtime, f.InvokeFormat(), runtime.GOOS, runtime.GOARCH)
+	for _, e := range f.Build.BuildEnvs {
+		fmt.Fprintf(h, "env %s=%v\x00", e.Name, cmp.Or(ptrString(e.Value), ""))
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		if skipped(rel, f.Runtime) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", filepath.ToSlash(rel), info.Mode().Perm(), info.Size())
+		_, err = io.Copy(h, fh)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func ptrString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// copySource copies the function's directory, less what skipped leaves out, to dst.
+func copySource(dir, dst string) error {
+	f, err := funcyaml.Load(dir)
+	rt := ""
+	if err == nil {
+		rt = f.Runtime
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if skipped(rel, rt) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		out := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o755)
+		}
+		info, err := d.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, data, info.Mode().Perm())
+	})
+}
+
+// lastLines is the last n non-empty lines of s.
+func lastLines(s string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// randomSuffix is a short random string for temporary names.
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,425 @@
+// Package deploy runs a function as a Knative Service on Skiff's API (`skiff up`, or a control
+// plane reached at the same API), waits for it to be Ready, subscribes it to brokers with
+// Triggers (func.yaml deploy.subscriptions, as Knative's `func subscribe` writes them), and
+// lists and deletes deployed functions.
+//
+// The Service's container names the function's image (func.yaml image, or registry/name:latest)
+// and, for the local runtime, the host build's command line: a command makes the local runtime
+// run that program with PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, exactly as it runs any
+// Revision. Every host build has its own directory, so a changed function gets a new command,
+// hence a new Revision, while the previous one keeps serving until the new one is Ready.
+//
+// Nothing half-deployed: if the new revision does not become Ready (or a Trigger is refused),
+// a Service this deploy created is deleted, and a Service it updated gets its previous spec
+// back; Triggers it created are deleted.
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/duck"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/functions/funcyaml"
+)
+
+// Labels and annotations a deployed function carries (Knative Functions' names where they exist).
+const (
+	LabelName    = "function.knative.dev/name"
+	LabelRuntime = "function.knative.dev/runtime"
+	// AnnotationBuild is the host build's digest on the revision template.
+	AnnotationBuild = "function.skiff.dev/build"
+)
+
+// Target is what to run: the image reference and, for the local runtime, the command.
+type Target struct {
+	Image   string
+	Command []string
+	// Build is the host build's digest (recorded on the revision template).
+	Build string
+}
+
+// ServiceFor is the Knative Service that runs f in namespace ns.
+func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, error) {
+	labels := map[string]string{LabelName: f.Name, LabelRuntime: f.Runtime}
+	for _, l := range f.Deploy.Labels {
+		if l.Key != nil {
+			v := ""
+			if l.Value != nil {
+				v = *l.Value
+			}
+			labels[*l.Key] = v
+		}
+	}
+	tmplAnn := maps.Clone(f.Deploy.Annotations)
+	if tmplAnn == nil {
+		tmplAnn = map[string]string{}
+	}
+	if s := f.Deploy.Options.Scale; s != nil {
+		if s.Min != nil {
+			tmplAnn["autoscaling.knative.dev/min-scale"] = strconv.FormatInt(*s.Min, 10)
+		}
+		if s.Max != nil {
+			tmplAnn["autoscaling.knative.dev/max-scale"] = strconv.FormatInt(*s.Max, 10)
+		}
+		if s.Metric != nil {
+			tmplAnn["autoscaling.knative.dev/metric"] = *s.Metric
+		}
+		if s.Target != nil {
+			tmplAnn["autoscaling.knative.dev/target"] = strconv.FormatFloat(*s.Target, 'f', -1, 64)
+		}
+		if s.Utilization != nil {
+			tmplAnn["autoscaling.knative.dev/target-utilization-percentage"] = strconv.FormatFloat(*s.Utilization, 'f', -1, 64)
+		}
+	}
+	if t.Build != "" {
+		tmplAnn[AnnotationBuild] = t.Build
+	}
+	c := corev1.Container{
+		Image:   t.Image,
+		Command: t.Command,
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: f.ReadinessPath(), Port: intstr.FromInt32(0),
+		}}},
+	}
+	for _, e := range f.Run.Envs {
+		v := ""
+		if e.Value != nil {
+			v = *e.Value
+		}
+		c.Env = append(c.Env, corev1.EnvVar{Name: e.Name, Value: v})
+	}
+	var concurrency *int64
+	if r := f.Deploy.Options.Resources; r != nil {
+		add := func(list *corev1.ResourceList, name corev1.ResourceName, field string, q *string) error {
+			if q == nil {
+				return nil
+			}
+			v, err := resource.ParseQuantity(*q)
+			if err != nil {
+				return fmt.Errorf("%s: %q: %w", field, *q, err)
+			}
+			if *list == nil {
+				*list = corev1.ResourceList{}
+			}
+			(*list)[name] = v
+			return nil
+		}
+		var errs []error
+		if r.Requests != nil {
+			errs = append(errs, add(&c.Resources.Requests, corev1.ResourceCPU, "deploy.options.resources.requests.cpu", r.Requests.CPU),
+				add(&c.Resources.Requests, corev1.ResourceMemory, "deploy.options.resources.requests.memory", r.Requests.Memory))
+		}
+		if r.Limits != nil {
+			errs = append(errs, add(&c.Resources.Limits, corev1.ResourceCPU, "deploy.options.resources.limits.cpu", r.Limits.CPU),
+				add(&c.Resources.Limits, corev1.ResourceMemory, "deploy.options.resources.limits.memory", r.Limits.Memory))
+			concurrency = r.Limits.Concurrency
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("func.yaml: %w", err)
+		}
+	}
+	svc := &servingv1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindService},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: f.Name, Namespace: ns, Labels: labels, Annotations: maps.Clone(f.Deploy.Annotations),
+		},
+	}
+	svc.Spec.Template.ObjectMeta = metav1.ObjectMeta{Labels: maps.Clone(labels), Annotations: tmplAnn}
+	svc.Spec.Template.Spec.Containers = []corev1.Container{c}
+	svc.Spec.Template.Spec.ContainerConcurrency = concurrency
+	if f.Deploy.ServiceAccountName != "" {
+		svc.Spec.Template.Spec.ServiceAccountName = f.Deploy.ServiceAccountName
+	}
+	return svc, nil
+}
+
+// Namespace is where f deploys: the explicit namespace if given, else deploy.namespace, else
+// namespace, else "default".
+func Namespace(f *funcyaml.Function, explicit string) string {
+	for _, ns := range []string{explicit, f.Deploy.Namespace, f.Namespace} {
+		if ns != "" {
+			return ns
+		}
+	}
+	return "default"
+}
+
+// Deployer talks to Skiff's API.
+type Deployer struct {
+	API *apiclient.Client
+}
+
+// Result is a deployed function.
+type Result struct {
+	URL      string
+	Revision string
+	// Created is true when the Service did not exist before.
+	Created bool
+	// Triggers are the Triggers subscribing the function to brokers.
+	Triggers []string
+}
+
+var (
+	kService = api.LookupKind("ksvc")
+	kTrigger = api.LookupKind("trigger")
+	kRev     = api.LookupKind("revision")
+)
+
+// Deploy creates or updates the function's Service, waits (up to timeout) until it is Ready with
+// the new revision, then applies its Triggers. On failure it undoes what it did.
+func (d *Deployer) Deploy(ctx context.Context, f *funcyaml.Function, t Target, ns string, timeout time.Duration) (*Result, error) {
+	svc, err := ServiceFor(f, t, ns)
+	if err != nil {
+		return nil, err
+	}
+	prevRaw, err := d.API.Get(ctx, kService, ns, f.Name)
+	created := apiclient.IsNotFound(err)
+	if err != nil && !created {
+		return nil, fmt.Errorf("reading Service %s/%s: %w", ns, f.Name, err)
+	}
+	var prev *servingv1.Service
+	if !created {
+		prev = &servingv1.Service{}
+		if err := json.Unmarshal(prevRaw, prev); err != nil {
+			return nil, fmt.Errorf("reading Service %s/%s: %w", ns, f.Name, err)
+		}
+		if prev.Labels[LabelName] != f.Name {
+			return nil, fmt.Errorf("a Service %s/%s exists that is not a function's (no %s label): delete it or rename the function in func.yaml", ns, f.Name, LabelName)
+		}
+	}
+	if err := d.apply(ctx, svc, ns); err != nil {
+		return nil, fmt.Errorf("applying Service %s/%s: %w", ns, f.Name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	raw, werr := apiclient.WaitReady(wctx, d.API, kService, ns, f.Name)
+	cancel()
+	var st servingv1.Service
+	if raw != nil {
+		_ = json.Unmarshal(raw, &st)
+	}
+	if werr != nil {
+		return nil, d.undo(ctx, f, ns, prev, &st, nil, fmt.Errorf("function %s did not become ready: %w", f.Name, explain(werr, &st)))
+	}
+	res := &Result{Created: created, Revision: st.Status.LatestReadyRevisionName, URL: st.Status.URL}
+	names, err := d.applyTriggers(ctx, f, ns)
+	res.Triggers = names
+	if err != nil {
+		return nil, d.undo(ctx, f, ns, prev, &st, names, err)
+	}
+	return res, nil
+}
+
+// explain adds the failing revision's reason to a wait error when the Service's own is generic.
+func explain(err error, st *servingv1.Service) error {
+	if st == nil || st.Status.LatestCreatedRevisionName == "" {
+		return err
+	}
+	return fmt.Errorf("%w (revision %s)", err, st.Status.LatestCreatedRevisionName)
+}
+
+// undo removes what a failed deploy did and returns cause, with anything undo itself failed at.
+func (d *Deployer) undo(ctx context.Context, f *funcyaml.Function, ns string, prev, failed *servingv1.Service, triggers []string, cause error) error {
+	// The caller's ctx may be what ended; cleaning up still gets a little time.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var errs []error
+	for _, n := range triggers {
+		if err := d.API.Delete(ctx, kTrigger, ns, n); err != nil && !apiclient.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting Trigger %s: %w", n, err))
+		}
+	}
+	if prev == nil {
+		if err := d.API.Delete(ctx, kService, ns, f.Name); err != nil && !apiclient.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting Service %s: %w", f.Name, err))
+		}
+	} else {
+		restore := &servingv1.Service{
+			TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindService},
+			ObjectMeta: metav1.ObjectMeta{Name: prev.Name, Namespace: ns, Labels: prev.Labels, Annotations: prev.Annotations},
+			Spec:       prev.Spec,
+		}
+		if err := d.apply(ctx, restore, ns); err != nil {
+			errs = append(errs, fmt.Errorf("restoring Service %s's previous spec: %w", f.Name, err))
+		} else if bad := failed.Status.LatestCreatedRevisionName; bad != "" && bad != prev.Status.LatestReadyRevisionName {
+			// The failed revision no longer has traffic or a place as latest: remove it.
+			if err := d.API.Delete(ctx, kRev, ns, bad); err != nil && !apiclient.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("deleting failed revision %s: %w", bad, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w; undoing the deploy also failed: %w", cause, errors.Join(errs...))
+	}
+	if prev == nil {
+		return fmt.Errorf("%w; the Service was removed", cause)
+	}
+	return fmt.Errorf("%w; the Service's previous spec was restored", cause)
+}
+
+func (d *Deployer) apply(ctx context.Context, obj any, ns string) error {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	_, err = d.API.Apply(ctx, apiclient.Document{Source: "skiff func", Data: data}, ns)
+	return err
+}
+
+// TriggerName is the name of the Trigger for f's i-th subscription, as Knative's func names it.
+func TriggerName(f *funcyaml.Function, i int) string {
+	return fmt.Sprintf("%s-function-trigger-%d", f.Name, i)
+}
+
+// applyTriggers creates or updates a Trigger per subscription, delivering to the function's
+// Service, and deletes the function's Triggers that no subscription names any more.
+func (d *Deployer) applyTriggers(ctx context.Context, f *funcyaml.Function, ns string) ([]string, error) {
+	var names []string
+	for i, s := range f.Deploy.Subscriptions {
+		n := TriggerName(f, i)
+		tr := map[string]any{
+			"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+			"metadata": map[string]any{"name": n, "namespace": ns, "labels": map[string]string{LabelName: f.Name}},
+			"spec": map[string]any{
+				"broker": s.Source,
+				"subscriber": map[string]any{"ref": map[string]any{
+					"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindService, "name": f.Name,
+				}},
+			},
+		}
+		if len(s.Filters) > 0 {
+			tr["spec"].(map[string]any)["filter"] = map[string]any{"attributes": s.Filters}
+		}
+		if err := d.apply(ctx, tr, ns); err != nil {
+			return names, fmt.Errorf("deploy.subscriptions[%d]: applying Trigger %s: %w", i, n, err)
+		}
+		names = append(names, n)
+	}
+	existing, err := d.functionTriggers(ctx, f.Name, ns)
+	if err != nil {
+		return names, err
+	}
+	for _, n := range existing {
+		if !slices.Contains(names, n) {
+			if err := d.API.Delete(ctx, kTrigger, ns, n); err != nil && !apiclient.IsNotFound(err) {
+				return names, fmt.Errorf("deleting Trigger %s, which no subscription names any more: %w", n, err)
+			}
+		}
+	}
+	return names, nil
+}
+
+// functionTriggers are the Triggers labelled as the function's.
+func (d *Deployer) functionTriggers(ctx context.Context, name, ns string) ([]string, error) {
+	items, err := d.API.List(ctx, kTrigger, ns)
+	if err != nil {
+		return nil, fmt.Errorf("listing Triggers: %w", err)
+	}
+	var out []string
+	for _, raw := range items {
+		var o struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if json.Unmarshal(raw, &o) == nil && o.Metadata.Labels[LabelName] == name {
+			out = append(out, o.Metadata.Name)
+		}
+	}
+	return out, nil
+}
+
+// Delete removes the function's Service (and so its revisions) and Triggers.
+func (d *Deployer) Delete(ctx context.Context, name, ns string) error {
+	raw, err := d.API.Get(ctx, kService, ns, name)
+	if err != nil {
+		if apiclient.IsNotFound(err) {
+			return fmt.Errorf("function %s is not deployed in namespace %s", name, ns)
+		}
+		return err
+	}
+	var svc servingv1.Service
+	if err := json.Unmarshal(raw, &svc); err != nil {
+		return err
+	}
+	if svc.Labels[LabelName] != name {
+		return fmt.Errorf("Service %s/%s is not a function's (no %s label); delete it with `skiff delete ksvc %s`", ns, name, LabelName, name)
+	}
+	triggers, err := d.functionTriggers(ctx, name, ns)
+	if err != nil {
+		return err
+	}
+	for _, n := range triggers {
+		if err := d.API.Delete(ctx, kTrigger, ns, n); err != nil && !apiclient.IsNotFound(err) {
+			return fmt.Errorf("deleting Trigger %s: %w", n, err)
+		}
+	}
+	if err := d.API.Delete(ctx, kService, ns, name); err != nil {
+		return fmt.Errorf("deleting Service %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// Info is one deployed function, for `skiff func list`.
+type Info struct {
+	Name, Namespace, Runtime, URL, Ready string
+}
+
+// List returns the deployed functions in ns ("" = every namespace), by name.
+func (d *Deployer) List(ctx context.Context, ns string) ([]Info, error) {
+	items, err := d.API.List(ctx, kService, ns)
+	if err != nil {
+		return nil, fmt.Errorf("listing Services: %w", err)
+	}
+	var out []Info
+	for _, raw := range items {
+		var svc servingv1.Service
+		if err := json.Unmarshal(raw, &svc); err != nil {
+			return nil, err
+		}
+		n := svc.Labels[LabelName]
+		if n == "" {
+			continue
+		}
+		in := Info{Name: n, Namespace: svc.Namespace, Runtime: svc.Labels[LabelRuntime], Ready: "Unknown", URL: svc.Status.URL}
+		if c := svc.Status.GetCondition(duck.ConditionReady); c != nil {
+			in.Ready = string(c.Status)
+		}
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	return out, nil
+}
+
+// URL reads the deployed function's URL.
+func (d *Deployer) URL(ctx context.Context, name, ns string) (string, error) {
+	raw, err := d.API.Get(ctx, kService, ns, name)
+	if err != nil {
+		if apiclient.IsNotFound(err) {
+			return "", fmt.Errorf("function %s is not deployed in namespace %s: run `skiff func deploy` first", name, ns)
+		}
+		return "", err
+	}
+	var svc servingv1.Service
+	if err := json.Unmarshal(raw, &svc); err != nil {
+		return "", err
+	}
+	if svc.Status.URL == "" {
+		return "", fmt.Errorf("function %s has no URL yet", name)
+	}
+	return svc.Status.URL, nil
+}
