@@ -52,7 +52,7 @@ $(KUBE_BIN)/etcd:
 
 crds: ## regenerate deploy/crds from api/ with controller-gen (go.mod and go.sum are restored afterwards)
 	cp go.mod /tmp/skiff-crds-go.mod && cp go.sum /tmp/skiff-crds-go.sum
-	GOFLAGS=-mod=mod $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 crd:allowDangerousTypes=true,maxDescLen=0 paths=./api/... output:crd:dir=deploy/crds; rc=$$?; cp /tmp/skiff-crds-go.mod go.mod; cp /tmp/skiff-crds-go.sum go.sum; exit $$rc
+	GOFLAGS=-mod=mod $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 crd:allowDangerousTypes=true,maxDescLen=0 paths=./api/... output:crd:dir=deploy/crds && $(GO) run ./deploy/crds/fixup deploy/crds; rc=$$?; cp /tmp/skiff-crds-go.mod go.mod; cp /tmp/skiff-crds-go.sum go.sum; exit $$rc
 
 test-k8s: kube-bins ## integration tests against a real kube-apiserver + etcd on loopback
 	SKIFF_KUBE_BIN=$(CURDIR)/$(KUBE_BIN) $(GO) test -race -count=1 -timeout 10m ./e2e/kube/...

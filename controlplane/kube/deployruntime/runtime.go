@@ -1,0 +1,327 @@
+// Package deployruntime runs Revisions on Kubernetes: a Deployment per Revision (the user's
+// containers only, no sidecar; owned by the Revision so deletion cascades), scaled through the
+// Deployment's scale subresource, and a headless Service per Revision whose EndpointSlices say
+// which pods are ready. It implements runtime.Runtime for the same reconcilers `skiff up` runs.
+package deployruntime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
+)
+
+// TemplateHashAnnotation records the hash of the pod template the runtime last wrote, so an
+// unchanged Revision never rewrites its Deployment (restarts do not roll pods).
+const TemplateHashAnnotation = "skiff.dev/template-hash"
+
+// Config wires a Runtime.
+type Config struct {
+	Client kubernetes.Interface
+	Logger *slog.Logger
+	// OnChange is called with a revision's namespace and name when its Deployment or endpoints change.
+	OnChange func(namespace, name string)
+}
+
+// Runtime is a runtime.Runtime over Deployments and EndpointSlices.
+type Runtime struct {
+	cfg     Config
+	log     *slog.Logger
+	factory informers.SharedInformerFactory
+	deps    cache.SharedIndexInformer
+	slices  cache.SharedIndexInformer
+	svcs    cache.SharedIndexInformer
+
+	mu      sync.Mutex
+	desired map[string]int // ns/name → last Scale
+}
+
+// New returns a Runtime; call Start before use.
+func New(cfg Config) *Runtime {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Hour,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = servingv1.RevisionLabel }))
+	r := &Runtime{cfg: cfg, log: cfg.Logger.With("component", "deployruntime"), factory: f, desired: map[string]int{}}
+	r.deps = f.Apps().V1().Deployments().Informer()
+	r.slices = f.Discovery().V1().EndpointSlices().Informer()
+	r.svcs = f.Core().V1().Services().Informer()
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    r.changed,
+		UpdateFunc: func(_, o any) { r.changed(o) },
+		DeleteFunc: r.changed,
+	}
+	_, _ = r.deps.AddEventHandler(h)
+	_, _ = r.slices.AddEventHandler(h)
+	return r
+}
+
+// Start starts the informers and waits for their caches; they stop with ctx.
+func (r *Runtime) Start(ctx context.Context) error {
+	r.factory.Start(ctx.Done())
+	for _, inf := range []cache.SharedIndexInformer{r.deps, r.slices, r.svcs} {
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			return fmt.Errorf("deployruntime: wait for informers: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Shutdown waits for the informers' goroutines after Start's ctx is done.
+func (r *Runtime) Shutdown() { r.factory.Shutdown() }
+
+func (r *Runtime) changed(o any) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	m, ok := o.(metav1.Object)
+	if !ok || r.cfg.OnChange == nil {
+		return
+	}
+	if rev := m.GetLabels()[servingv1.RevisionLabel]; rev != "" {
+		r.cfg.OnChange(m.GetNamespace(), rev)
+	}
+}
+
+// DeploymentName is the Deployment a Revision runs as, named as Knative names it.
+func DeploymentName(revision string) string { return revision + "-deployment" }
+
+// Scale makes the revision's Deployment exist with the given replicas.
+func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas int) error {
+	r.mu.Lock()
+	r.desired[rev.Namespace+"/"+rev.Name] = replicas
+	r.mu.Unlock()
+	if err := r.ensureService(ctx, rev); err != nil {
+		return err
+	}
+	want, err := deploymentFor(rev, int32(replicas))
+	if err != nil {
+		return err
+	}
+	deps := r.cfg.Client.AppsV1().Deployments(rev.Namespace)
+	item, exists, err := r.deps.GetIndexer().GetByKey(rev.Namespace + "/" + want.Name)
+	if err != nil {
+		return fmt.Errorf("read deployment %s: %w", want.Name, err)
+	}
+	if !exists {
+		if _, err := deps.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create deployment %s/%s: %w", rev.Namespace, want.Name, err)
+		}
+		return nil
+	}
+	have := item.(*appsv1.Deployment)
+	if !metav1.IsControlledBy(have, rev) {
+		return fmt.Errorf("deployment %s/%s exists and is not owned by revision %s", rev.Namespace, want.Name, rev.Name)
+	}
+	if have.Annotations[TemplateHashAnnotation] != want.Annotations[TemplateHashAnnotation] {
+		next := have.DeepCopy()
+		next.Spec.Template = want.Spec.Template
+		next.Spec.Selector = want.Spec.Selector
+		next.Spec.Replicas = want.Spec.Replicas
+		next.Annotations = want.Annotations
+		if _, err := deps.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update deployment %s/%s: %w", rev.Namespace, want.Name, err)
+		}
+		return nil
+	}
+	if have.Spec.Replicas == nil || *have.Spec.Replicas != int32(replicas) {
+		// The scale subresource, as Knative's autoscaler and an HPA scale a Deployment.
+		sc := &autoscalingv1.Scale{
+			ObjectMeta: metav1.ObjectMeta{Name: want.Name, Namespace: rev.Namespace},
+			Spec:       autoscalingv1.ScaleSpec{Replicas: int32(replicas)},
+		}
+		if _, err := deps.UpdateScale(ctx, want.Name, sc, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("scale deployment %s/%s to %d: %w", rev.Namespace, want.Name, replicas, err)
+		}
+	}
+	return nil
+}
+
+// ensureService makes the headless Service whose EndpointSlices list the revision's pods.
+func (r *Runtime) ensureService(ctx context.Context, rev *servingv1.Revision) error {
+	if _, exists, _ := r.svcs.GetIndexer().GetByKey(rev.Namespace + "/" + rev.Name); exists {
+		return nil
+	}
+	port := containerPort(rev)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: rev.Name, Namespace: rev.Namespace, Labels: labelsFor(rev),
+			OwnerReferences: []metav1.OwnerReference{ownerRef(rev)},
+		},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  map[string]string{servingv1.RevisionLabel: rev.Name},
+			Ports:     []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(port)}},
+		},
+	}
+	if _, err := r.cfg.Client.CoreV1().Services(rev.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create service %s/%s: %w", rev.Namespace, rev.Name, err)
+	}
+	return nil
+}
+
+// Remove deletes the revision's Deployment and Service (the garbage collector would too, once
+// the Revision is gone; deleting here stops the pods without waiting for it).
+func (r *Runtime) Remove(ctx context.Context, namespace, name string) error {
+	r.mu.Lock()
+	delete(r.desired, namespace+"/"+name)
+	r.mu.Unlock()
+	if err := r.cfg.Client.AppsV1().Deployments(namespace).Delete(ctx, DeploymentName(name), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete deployment %s/%s: %w", namespace, DeploymentName(name), err)
+	}
+	if err := r.cfg.Client.CoreV1().Services(namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete service %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// State reads the Deployment and the ready endpoints of the revision's EndpointSlices.
+func (r *Runtime) State(namespace, name string) runtime.State {
+	var st runtime.State
+	item, exists, _ := r.deps.GetIndexer().GetByKey(namespace + "/" + DeploymentName(name))
+	if exists {
+		d := item.(*appsv1.Deployment)
+		if d.Spec.Replicas != nil {
+			st.Desired = int(*d.Spec.Replicas)
+		}
+		for _, c := range d.Status.Conditions {
+			if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+				st.Failed, st.Reason, st.Message = true, c.Reason, c.Message
+			}
+			if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+				st.Failed, st.Reason, st.Message = true, c.Reason, c.Message
+			}
+		}
+	} else {
+		r.mu.Lock()
+		st.Desired = r.desired[namespace+"/"+name]
+		r.mu.Unlock()
+	}
+	items, _ := r.slices.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
+	seen := map[string]bool{}
+	for _, it := range items {
+		s := it.(*discoveryv1.EndpointSlice)
+		if s.Labels[discoveryv1.LabelServiceName] != name {
+			continue
+		}
+		var port uint32
+		for _, p := range s.Ports {
+			if p.Port != nil && (p.Name == nil || *p.Name == "" || *p.Name == "http" || port == 0) {
+				port = uint32(*p.Port)
+			}
+		}
+		if port == 0 {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if ep.Conditions.Terminating != nil && *ep.Conditions.Terminating {
+				continue
+			}
+			for _, a := range ep.Addresses {
+				k := a + ":" + strconv.Itoa(int(port))
+				if !seen[k] {
+					seen[k] = true
+					st.Endpoints = append(st.Endpoints, runtime.Endpoint{Address: a, Port: port})
+				}
+			}
+		}
+	}
+	slices.SortFunc(st.Endpoints, func(a, b runtime.Endpoint) int {
+		if c := strings.Compare(a.Address, b.Address); c != 0 {
+			return c
+		}
+		return int(a.Port) - int(b.Port)
+	})
+	st.Ready = len(st.Endpoints)
+	return st
+}
+
+func labelsFor(rev *servingv1.Revision) map[string]string {
+	l := map[string]string{servingv1.RevisionLabel: rev.Name, "app": rev.Name}
+	for _, k := range []string{servingv1.ConfigurationLabel, servingv1.ServiceLabel} {
+		if v := rev.Labels[k]; v != "" {
+			l[k] = v
+		}
+	}
+	return l
+}
+
+func ownerRef(rev *servingv1.Revision) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRevision, Name: rev.Name, UID: rev.UID, Controller: &yes, BlockOwnerDeletion: &yes}
+}
+
+// containerPort is the serving container's port, 8080 by Knative's default.
+func containerPort(rev *servingv1.Revision) int32 {
+	if c := rev.Spec.ServingContainer(); c != nil && len(c.Ports) > 0 && c.Ports[0].ContainerPort != 0 {
+		return c.Ports[0].ContainerPort
+	}
+	return 8080
+}
+
+// deploymentFor is the Deployment that runs rev: its pod spec as written, plus the environment
+// Knative gives a user container (PORT, K_SERVICE, K_CONFIGURATION, K_REVISION).
+func deploymentFor(rev *servingv1.Revision, replicas int32) (*appsv1.Deployment, error) {
+	pod := *rev.Spec.PodSpec.DeepCopy()
+	port := containerPort(rev)
+	serving := rev.Spec.ServingContainer()
+	for i := range pod.Containers {
+		c := &pod.Containers[i]
+		if serving == nil || c.Name != serving.Name {
+			continue
+		}
+		if len(c.Ports) == 0 {
+			c.Ports = []corev1.ContainerPort{{Name: "user-port", ContainerPort: port, Protocol: corev1.ProtocolTCP}}
+		}
+		c.Env = append(c.Env,
+			corev1.EnvVar{Name: "PORT", Value: strconv.Itoa(int(port))},
+			corev1.EnvVar{Name: "K_REVISION", Value: rev.Name},
+			corev1.EnvVar{Name: "K_CONFIGURATION", Value: rev.Labels[servingv1.ConfigurationLabel]},
+			corev1.EnvVar{Name: "K_SERVICE", Value: rev.Labels[servingv1.ServiceLabel]},
+		)
+	}
+	labels := labelsFor(rev)
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: rev.Annotations}, Spec: pod}
+	raw, err := json.Marshal(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("revision %s/%s: encode pod template: %w", rev.Namespace, rev.Name, err)
+	}
+	sum := sha256.Sum256(raw)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: DeploymentName(rev.Name), Namespace: rev.Namespace, Labels: labels,
+			Annotations:     map[string]string{TemplateHashAnnotation: hex.EncodeToString(sum[:8])},
+			OwnerReferences: []metav1.OwnerReference{ownerRef(rev)},
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{servingv1.RevisionLabel: rev.Name}},
+			Template: tmpl,
+		},
+	}, nil
+}

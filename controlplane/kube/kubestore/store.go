@@ -1,0 +1,339 @@
+// Package kubestore is the reconcilers' store (store.Interface plus Subscribe) backed by a
+// Kubernetes API server: Skiff's CRDs read through shared informers (dynamic client), written
+// with the dynamic client. It keeps the embedded store's semantics with the API server's own
+// machinery: the server bumps metadata.generation on spec changes and keeps status on updates
+// (the CRDs have the status subresource), resourceVersion conflicts come back as
+// store.ErrConflict, and deletion cascades through owner references and Kubernetes' garbage
+// collector (kube-controller-manager), not synchronously as in the embedded store.
+package kubestore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiff-dev/skiff/api"
+	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
+	"github.com/skiff-dev/skiff/controlplane/store"
+)
+
+// Kinds maps every kind the reconcilers keep to its API resource.
+var kinds = map[string]schema.GroupVersionResource{
+	servingv1.KindService:       {Group: "serving.knative.dev", Version: "v1", Resource: "services"},
+	servingv1.KindConfiguration: {Group: "serving.knative.dev", Version: "v1", Resource: "configurations"},
+	servingv1.KindRevision:      {Group: "serving.knative.dev", Version: "v1", Resource: "revisions"},
+	servingv1.KindRoute:         {Group: "serving.knative.dev", Version: "v1", Resource: "routes"},
+	eventingv1.KindBroker:       {Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"},
+	eventingv1.KindTrigger:      {Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"},
+	sourcesv1.KindPingSource:    {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
+	sourcesv1.KindSinkBinding:   {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
+}
+
+// GVR returns the API resource of kind, for callers that talk to the API server directly.
+func GVR(kind string) (schema.GroupVersionResource, bool) {
+	g, ok := kinds[kind]
+	return g, ok
+}
+
+// Store is a store.Interface over the Kubernetes API.
+type Store struct {
+	client    dynamic.Interface
+	factory   dynamicinformer.DynamicSharedInformerFactory
+	informers map[string]cache.SharedIndexInformer
+	kinds     map[string]*api.Kind
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	handlers map[int]func(store.Event)
+	nextID   int
+}
+
+// New returns a Store watching every namespace; call Start before use.
+func New(client dynamic.Interface, logger *slog.Logger) *Store {
+	s := &Store{
+		client:    client,
+		factory:   dynamicinformer.NewDynamicSharedInformerFactory(client, 10*time.Hour),
+		informers: map[string]cache.SharedIndexInformer{},
+		log:       logger,
+		handlers:  map[int]func(store.Event){},
+		kinds:     map[string]*api.Kind{},
+	}
+	for _, k := range api.Kinds() {
+		s.kinds[k.Kind] = k
+	}
+	for kind, gvr := range kinds {
+		inf := s.factory.ForResource(gvr).Informer()
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { s.notify(store.Added, kind, obj) },
+			UpdateFunc: func(_, obj any) { s.notify(store.Modified, kind, obj) },
+			DeleteFunc: func(obj any) { s.notify(store.Deleted, kind, obj) },
+		})
+		s.informers[kind] = inf
+	}
+	return s
+}
+
+// Start starts the informers and waits until their caches have synced; they stop with ctx.
+func (s *Store) Start(ctx context.Context) error {
+	s.factory.Start(ctx.Done())
+	for kind, inf := range s.informers {
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			return fmt.Errorf("kubestore: wait for %s informer to sync: %w", kind, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Shutdown waits for the informers' goroutines after Start's ctx is done.
+func (s *Store) Shutdown() { s.factory.Shutdown() }
+
+// Subscribe calls fn after every change the informers see, until cancel is called.
+func (s *Store) Subscribe(fn func(store.Event)) (cancel func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.nextID
+	s.nextID++
+	s.handlers[id] = fn
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.handlers, id)
+	}
+}
+
+func (s *Store) notify(t store.EventType, kind string, obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	e := store.Event{Type: t, Key: store.Key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()}}
+	s.mu.Lock()
+	hs := make([]func(store.Event), 0, len(s.handlers))
+	for _, h := range s.handlers {
+		hs = append(hs, h)
+	}
+	s.mu.Unlock()
+	for _, h := range hs {
+		h(e)
+	}
+}
+
+func (s *Store) resource(kind, namespace string) (dynamic.ResourceInterface, error) {
+	gvr, ok := kinds[kind]
+	if !ok {
+		return nil, fmt.Errorf("kubestore: kind %q is not served", kind)
+	}
+	return s.client.Resource(gvr).Namespace(namespace), nil
+}
+
+// Get reads the object at key from the informer cache into into.
+func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
+	inf, ok := s.informers[key.Kind]
+	if !ok {
+		return fmt.Errorf("get %s: kind not served", key)
+	}
+	item, exists, err := inf.GetIndexer().GetByKey(key.Namespace + "/" + key.Name)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	if !exists {
+		return fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+	}
+	if err := fromUnstructured(item.(*unstructured.Unstructured), into); err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	s.prepare(key, into)
+	return nil
+}
+
+// prepare applies Skiff's defaults to an object read from the API server: with no admission
+// webhook, objects applied with kubectl arrive as written (e.g. a Service with no traffic
+// block), and the reconcilers expect them defaulted as `skiff apply` stores them. Validation
+// problems are logged; the reconcilers report what they cannot honour in status.
+func (s *Store) prepare(key store.Key, obj store.Object) {
+	k, ok := s.kinds[key.Kind]
+	if !ok || reflect.TypeOf(k.New()) != reflect.TypeOf(obj) {
+		return
+	}
+	if errs := k.Prepare(obj); len(errs) > 0 {
+		s.log.Warn("invalid object in the API server", "key", key.String(), "err", errs.ToAggregate().Error())
+	}
+}
+
+// List returns the JSON of every cached object of kind in namespace ("" = all), sorted by key.
+func (s *Store) List(_ context.Context, kind, namespace string) ([][]byte, error) {
+	inf, ok := s.informers[kind]
+	if !ok {
+		return nil, fmt.Errorf("list %s: kind not served", kind)
+	}
+	var items []any
+	if namespace == "" {
+		items = inf.GetIndexer().List()
+	} else {
+		var err error
+		if items, err = inf.GetIndexer().ByIndex(cache.NamespaceIndex, namespace); err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", kind, namespace, err)
+		}
+	}
+	slices.SortFunc(items, func(a, b any) int {
+		ua, ub := a.(*unstructured.Unstructured), b.(*unstructured.Unstructured)
+		if c := cmpStr(ua.GetNamespace(), ub.GetNamespace()); c != 0 {
+			return c
+		}
+		return cmpStr(ua.GetName(), ub.GetName())
+	})
+	out := make([][]byte, 0, len(items))
+	for _, it := range items {
+		b, err := it.(*unstructured.Unstructured).MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("list %s: encode: %w", kind, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Create creates obj in the API server and reads the stored object back into it.
+func (s *Store) Create(ctx context.Context, obj store.Object) error {
+	key := store.KeyOf(obj)
+	ri, err := s.resource(key.Kind, key.Namespace)
+	if err != nil {
+		return err
+	}
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	unstructured.RemoveNestedField(u.Object, "status") // the status subresource owns it
+	res, err := ri.Create(ctx, u, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, mapErr(err))
+	}
+	return fromUnstructured(res, obj)
+}
+
+// Update writes obj's metadata and spec (the API server keeps status and bumps generation).
+func (s *Store) Update(ctx context.Context, obj store.Object) error {
+	return s.update(ctx, obj, false)
+}
+
+// UpdateStatus writes obj's status through the status subresource.
+func (s *Store) UpdateStatus(ctx context.Context, obj store.Object) error {
+	return s.update(ctx, obj, true)
+}
+
+func (s *Store) update(ctx context.Context, obj store.Object, status bool) error {
+	key := store.KeyOf(obj)
+	ri, err := s.resource(key.Kind, key.Namespace)
+	if err != nil {
+		return err
+	}
+	if obj.GetResourceVersion() == "" {
+		// The embedded store accepts an unconditional write; so does this one, against the
+		// latest version the cache holds.
+		var cur metav1.PartialObjectMetadata
+		if err := s.Get(ctx, key, &cur); err != nil {
+			return fmt.Errorf("update %s: %w", key, err)
+		}
+		obj.SetResourceVersion(cur.ResourceVersion)
+	}
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", key, err)
+	}
+	var res *unstructured.Unstructured
+	if status {
+		res, err = ri.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	} else {
+		res, err = ri.Update(ctx, u, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("update %s: %w", key, mapErr(err))
+	}
+	return fromUnstructured(res, obj)
+}
+
+// Delete deletes the object; what it owns goes through Kubernetes' garbage collector
+// (background propagation), as with `kubectl delete`.
+func (s *Store) Delete(ctx context.Context, key store.Key) error {
+	ri, err := s.resource(key.Kind, key.Namespace)
+	if err != nil {
+		return err
+	}
+	bg := metav1.DeletePropagationBackground
+	if err := ri.Delete(ctx, key.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+		return fmt.Errorf("delete %s: %w", key, mapErr(err))
+	}
+	return nil
+}
+
+// mapErr turns API status errors into the store's sentinel errors, keeping the message.
+func mapErr(err error) error {
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: %v", store.ErrNotFound, err)
+	case apierrors.IsAlreadyExists(err):
+		return fmt.Errorf("%w: %v", store.ErrExists, err)
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("%w: %v", store.ErrConflict, err)
+	}
+	return err
+}
+
+func toUnstructured(obj any) (*unstructured.Unstructured, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return u, nil
+}
+
+// fromUnstructured decodes u into a zeroed obj, so no field of the caller's copy survives.
+func fromUnstructured(u *unstructured.Unstructured, obj any) error {
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	resetValue(obj)
+	return json.Unmarshal(b, obj)
+}
+
+// resetValue zeroes the struct obj points to.
+func resetValue(obj any) {
+	v := reflect.ValueOf(obj)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v.Elem().SetZero()
+	}
+}

@@ -1,0 +1,184 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// kubelet plays the kubelet and the EndpointSlice controller for Deployments the controller
+// makes: each replica runs as an HTTP server in the test process behaving as Knative's
+// helloworld-go sample ("Hello $TARGET!"), published as an EndpointSlice for the revision's
+// headless Service. It has no pods: there is no kubelet here to run images.
+type kubelet struct {
+	kube kubernetes.Interface
+	ip   string // "pod IP": EndpointSlices refuse loopback addresses
+	mu   sync.Mutex
+	pods map[string][]*httptest.Server // ns/deployment → replicas
+}
+
+const revisionLabel = "serving.knative.dev/revision"
+
+func startKubelet(t *testing.T, kc kubernetes.Interface) *kubelet {
+	k := &kubelet{kube: kc, ip: podIP(t), pods: map[string][]*httptest.Server{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := k.sync(ctx); err != nil && ctx.Err() == nil {
+				t.Logf("kubelet: %v", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		for _, ps := range k.pods {
+			for _, p := range ps {
+				p.Close()
+			}
+		}
+	})
+	return k
+}
+
+// sync makes the running replicas and the EndpointSlices match every Deployment's spec.replicas.
+func (k *kubelet) sync(ctx context.Context) error {
+	deps, err := k.kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: revisionLabel})
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	seen := map[string]bool{}
+	for _, d := range deps.Items {
+		key := d.Namespace + "/" + d.Name
+		seen[key] = true
+		want := 0
+		if d.Spec.Replicas != nil {
+			want = int(*d.Spec.Replicas)
+		}
+		rev := d.Labels[revisionLabel]
+		target := "World"
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "TARGET" {
+				target = e.Value
+			}
+		}
+		for len(k.pods[key]) < want {
+			body := fmt.Sprintf("Hello %s!\n", target)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("X-Revision", rev)
+				_, _ = w.Write([]byte(body))
+			}))
+			l, err := net.Listen("tcp", net.JoinHostPort(k.ip, "0"))
+			if err != nil {
+				return fmt.Errorf("listen for a replica of %s: %w", key, err)
+			}
+			srv.Listener.Close()
+			srv.Listener = l
+			srv.Start()
+			k.pods[key] = append(k.pods[key], srv)
+		}
+		for len(k.pods[key]) > want {
+			n := len(k.pods[key]) - 1
+			k.pods[key][n].Close()
+			k.pods[key] = k.pods[key][:n]
+			_ = k.kube.DiscoveryV1().EndpointSlices(d.Namespace).Delete(ctx, fmt.Sprintf("%s-%d", rev, n), metav1.DeleteOptions{})
+		}
+		for i, p := range k.pods[key] {
+			if err := k.publish(ctx, d.Namespace, rev, i, p.Listener.Addr().(interface{ String() string })); err != nil {
+				return err
+			}
+		}
+	}
+	for key, ps := range k.pods {
+		if !seen[key] {
+			for _, p := range ps {
+				p.Close()
+			}
+			delete(k.pods, key)
+		}
+	}
+	return nil
+}
+
+// publish writes replica i's EndpointSlice once (ready, on 127.0.0.1 and its port).
+func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.Stringer) error {
+	name := fmt.Sprintf("%s-%d", rev, i)
+	_, port := splitPort(addr.String())
+	yes := true
+	proto := corev1.ProtocolTCP
+	pname := "http"
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
+			discoveryv1.LabelServiceName: rev, discoveryv1.LabelManagedBy: "skiff-e2e-kubelet", revisionLabel: rev}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{k.ip}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
+	}
+	cur, err := k.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = k.kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{})
+		return err
+	case err != nil:
+		return err
+	case *cur.Ports[0].Port != port:
+		slice.ResourceVersion = cur.ResourceVersion
+		_, err = k.kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{})
+		return err
+	}
+	return nil
+}
+
+// podIP is a non-loopback IPv4 address of this machine, or skips the test.
+func podIP(t testing.TB) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("skipping: EndpointSlices need a non-loopback IPv4 address and this machine has none")
+	return ""
+}
+
+func splitPort(hostport string) (string, int32) {
+	var p int32
+	for i := len(hostport) - 1; i >= 0; i-- {
+		if hostport[i] == ':' {
+			fmt.Sscan(hostport[i+1:], &p)
+			return hostport[:i], p
+		}
+	}
+	return hostport, 0
+}
+
+// replicas is how many replicas the kubelet runs for a Deployment.
+func (k *kubelet) replicas(ns, deployment string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.pods[ns+"/"+deployment])
+}
