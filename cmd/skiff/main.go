@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newUpCommand(), newControlPlaneCommand(), newGatewayCommand(),
 		newExtProcCommand(), newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand())
 	root.AddCommand(newFuncCommand())
+	root.AddCommand(newControllerCommand())
 	return root
 }
 
