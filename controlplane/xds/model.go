@@ -59,6 +59,21 @@ var ExtProcRequestAttributes = []string{"xds.cluster_name", "xds.route_metadata"
 // with wazero).
 const WasmRuntime = "envoy.wasm.runtime.v8"
 
+// WasmCodeClusterName is the cluster through which proxies fetch remote Wasm
+// modules (WasmFilter.RemoteURL), sent over CDS when Options.WasmCodeServer is set.
+const WasmCodeClusterName = "skiff-wasm"
+
+// WasmFetchTimeout bounds one fetch of a remote Wasm module; WasmFetchRetries
+// is how many times the proxy retries a failed fetch.
+const (
+	WasmFetchTimeout        = 30 * time.Second
+	WasmFetchRetries uint32 = 5
+)
+
+// WasmCodePath is the URL path under which WasmCodeHandler serves a module by
+// its sha256: WasmCodePath + "<sha256>.wasm".
+const WasmCodePath = "/wasm/"
+
 // RevisionMetricsFilterName is the conventional name of the revision-metrics
 // Wasm filter (wasm-filters/revision-metrics), which must run before ext_proc.
 const RevisionMetricsFilterName = "skiff.revision-metrics"
@@ -70,8 +85,14 @@ type WasmFilter struct {
 	// RevisionMetricsFilterName. Names must be unique.
 	Name string
 	// Path is the .wasm module's file name as the proxy sees it
-	// (vm_config.code.local.filename).
+	// (vm_config.code.local.filename), or, with RemoteURL, as the control
+	// plane serving it sees it (WasmCodeHandler).
 	Path string
+	// RemoteURL, when set, makes the proxy fetch the module over HTTP
+	// instead of reading Path (vm_config.code.remote: http_uri through the
+	// WasmCodeClusterName cluster, verified against SHA256, which is then
+	// required). Options.WasmCodeServer fills it in for every filter.
+	RemoteURL string
 	// SHA256 is the module's sha256 (hex), optional. When set it becomes
 	// part of the vm_id, so a new build of the module changes the listener
 	// and the proxy loads it (Envoy reuses a VM whose configuration did not

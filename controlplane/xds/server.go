@@ -41,6 +41,13 @@ type Options struct {
 	// ext_proc (see WasmFilter), e.g. wasm-filters/revision-metrics so that
 	// requests held by ext_proc count as in flight.
 	WasmFilters []WasmFilter
+	// WasmCodeServer is the host:port of the HTTP server (WasmCodeHandler)
+	// proxies fetch the WasmFilters' modules from, for proxies that do not
+	// share a file system with the control plane (Envoy in a cluster). When
+	// set, CDS carries the "skiff-wasm" cluster pointing at it, and every
+	// filter (each must have a SHA256) is sent as remote code
+	// http://{WasmCodeServer}/wasm/{sha256}.wasm, verified by the proxy.
+	WasmCodeServer string
 }
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
@@ -102,6 +109,13 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	logger = logger.With("component", "xds")
 	extProc := opts.ExtProcAddress != ""
+	if opts.WasmCodeServer != "" {
+		remote, err := RemoteWasmFilters(opts.WasmCodeServer, opts.WasmFilters)
+		if err != nil {
+			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		opts.WasmFilters = remote
+	}
 	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort), extProc, opts.WasmFilters...)
 	if err != nil {
 		return nil, fmt.Errorf("new xds server: %w", err)
@@ -155,6 +169,16 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("new xds server: set ext_proc cluster: %w", err)
 		}
 		s.clusterRes[ExtProcClusterName] = cl
+	}
+	if opts.WasmCodeServer != "" {
+		cl, err := TranslateWasmCodeCluster(opts.WasmCodeServer)
+		if err != nil {
+			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		if err := s.clusters.UpdateResource(WasmCodeClusterName, cl); err != nil {
+			return nil, fmt.Errorf("new xds server: set wasm code cluster: %w", err)
+		}
+		s.clusterRes[WasmCodeClusterName] = cl
 	}
 	mux := &cache.MuxCache{
 		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },

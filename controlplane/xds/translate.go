@@ -157,14 +157,14 @@ func ExtProcFilter() (*hcmv3.HttpFilter, error) {
 // TranslateWasmFilter returns the envoy.filters.http.wasm HttpFilter of w:
 // a PluginConfig named w.Name (also its root_id) on a V8 VM (vm_id w.Name,
 // plus "@" and the first 12 hex digits of w.SHA256 when set) loading
-// w.Path, with w.Configuration as a StringValue and failure_policy
+// w.Path (or fetching w.RemoteURL), with w.Configuration as a StringValue and failure_policy
 // FAIL_OPEN (w.FailOpen) or FAIL_RELOAD.
 func TranslateWasmFilter(w WasmFilter) (*hcmv3.HttpFilter, error) {
 	if w.Name == "" {
 		return nil, errors.New("name is required")
 	}
-	if w.Path == "" {
-		return nil, fmt.Errorf("wasm filter %q: path is required", w.Name)
+	if w.Path == "" && w.RemoteURL == "" {
+		return nil, fmt.Errorf("wasm filter %q: path (or remoteURL) is required", w.Name)
 	}
 	vmID := w.Name
 	if w.SHA256 != "" {
@@ -173,15 +173,31 @@ func TranslateWasmFilter(w WasmFilter) (*hcmv3.HttpFilter, error) {
 		}
 		vmID += "@" + strings.ToLower(w.SHA256[:12])
 	}
+	code := &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+		Specifier: &corev3.DataSource_Filename{Filename: w.Path},
+	}}}
+	if w.RemoteURL != "" {
+		if w.SHA256 == "" {
+			return nil, fmt.Errorf("wasm filter %q: sha256 is required with remoteURL %q (the proxy verifies the download against it)", w.Name, w.RemoteURL)
+		}
+		code = &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
+			HttpUri: &corev3.HttpUri{
+				Uri:              w.RemoteURL,
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: WasmCodeClusterName},
+				Timeout:          durationpb.New(WasmFetchTimeout),
+			},
+			Sha256: strings.ToLower(w.SHA256),
+			// Envoy retries a failed fetch (the control plane restarting, say) with backoff.
+			RetryPolicy: &corev3.RetryPolicy{NumRetries: wrapperspb.UInt32(WasmFetchRetries)},
+		}}}
+	}
 	pc := &wasmv3.PluginConfig{
 		Name:   w.Name,
 		RootId: w.Name,
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
 			VmId:    vmID,
 			Runtime: WasmRuntime,
-			Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
-				Specifier: &corev3.DataSource_Filename{Filename: w.Path},
-			}}},
+			Code:    code,
 		}},
 		FailurePolicy: wasmv3.FailurePolicy_FAIL_RELOAD,
 	}

@@ -142,32 +142,48 @@ func overrideHostPolicy() (*clusterv3.LoadBalancingPolicy, error) {
 // host is an IP address, STRICT_DNS otherwise (Envoy only accepts IP
 // addresses in STATIC clusters).
 func TranslateExtProcCluster(address string) (*clusterv3.Cluster, error) {
+	out, err := translateAddressCluster(ExtProcClusterName, address, true)
+	if err != nil {
+		return nil, fmt.Errorf("translate ext_proc cluster: %w", err)
+	}
+	return out, nil
+}
+
+// TranslateWasmCodeCluster returns the "skiff-wasm" cluster through which
+// proxies fetch remote Wasm modules from the HTTP/1.1 server at address
+// ("host:port"; STATIC for an IP address, STRICT_DNS otherwise).
+func TranslateWasmCodeCluster(address string) (*clusterv3.Cluster, error) {
+	out, err := translateAddressCluster(WasmCodeClusterName, address, false)
+	if err != nil {
+		return nil, fmt.Errorf("translate wasm code cluster: %w", err)
+	}
+	return out, nil
+}
+
+// translateAddressCluster is a cluster named name with the one endpoint at
+// address, over HTTP/2 when http2 is set.
+func translateAddressCluster(name, address string, http2 bool) (*clusterv3.Cluster, error) {
 	host, portStr, err := net.SplitHostPort(address)
 	if err != nil {
-		return nil, fmt.Errorf("translate ext_proc cluster: address %q: %w", address, err)
+		return nil, fmt.Errorf("address %q: %w", address, err)
 	}
 	port, err := strconv.ParseUint(portStr, 10, 32)
 	if err != nil || port == 0 || port > 65535 {
-		return nil, fmt.Errorf("translate ext_proc cluster: address %q: port out of range 1-65535", address)
+		return nil, fmt.Errorf("address %q: port out of range 1-65535", address)
 	}
 	if host == "" {
-		return nil, fmt.Errorf("translate ext_proc cluster: address %q: host is required", address)
+		return nil, fmt.Errorf("address %q: host is required", address)
 	}
 	typ := clusterv3.Cluster_STRICT_DNS
 	if a, err := netip.ParseAddr(host); err == nil {
 		typ, host = clusterv3.Cluster_STATIC, a.Unmap().String()
 	}
-	opts, err := http2ProtocolOptions()
-	if err != nil {
-		return nil, fmt.Errorf("translate ext_proc cluster: %w", err)
-	}
 	out := &clusterv3.Cluster{
-		Name:                          ExtProcClusterName,
-		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: typ},
-		ConnectTimeout:                durationpb.New(DefaultConnectTimeout),
-		TypedExtensionProtocolOptions: opts,
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
+		ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: ExtProcClusterName,
+			ClusterName: name,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -179,8 +195,13 @@ func TranslateExtProcCluster(address string) (*clusterv3.Cluster, error) {
 			}}}},
 		},
 	}
+	if http2 {
+		if out.TypedExtensionProtocolOptions, err = http2ProtocolOptions(); err != nil {
+			return nil, err
+		}
+	}
 	if err := out.ValidateAll(); err != nil {
-		return nil, fmt.Errorf("translate ext_proc cluster: %w", err)
+		return nil, err
 	}
 	return out, nil
 }

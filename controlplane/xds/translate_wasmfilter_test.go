@@ -79,7 +79,8 @@ func TestTranslateWasmFilterErrors(t *testing.T) {
 		want string
 	}{
 		{"no name", []WasmFilter{{Path: "a.wasm"}}, "wasmFilters[0]: name is required"},
-		{"no path", []WasmFilter{{Name: "a"}}, `wasm filter "a": path is required`},
+		{"no path", []WasmFilter{{Name: "a"}}, `wasm filter "a": path (or remoteURL) is required`},
+		{"remote without sha", []WasmFilter{{Name: "a", RemoteURL: "http://cp:8090/wasm/a.wasm"}}, `wasm filter "a": sha256 is required with remoteURL`},
 		{"bad sha", []WasmFilter{{Name: "a", Path: "a.wasm", SHA256: "xyz"}}, "not a hex SHA-256"},
 		{"duplicate", []WasmFilter{{Name: "a", Path: "a.wasm"}, {Name: "a", Path: "b.wasm"}}, `wasmFilters[1]: name "a" is already used`},
 		{"router name", []WasmFilter{{Name: "envoy.filters.http.router", Path: "a.wasm"}}, "already used"},
