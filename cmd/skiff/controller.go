@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,7 +11,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
 func newControllerCommand() *cobra.Command {
@@ -51,6 +55,25 @@ func newControllerCommand() *cobra.Command {
 			cfg.RetryPeriod, _ = f.GetDuration("leader-elect-retry-period")
 			port, _ := f.GetUint32("proxy-port")
 			cfg.ProxyListenPort = port
+			cfg.HTTPAddress, _ = f.GetString("http-addr")
+			cfg.ExtProcAddress, _ = f.GetString("extproc-advertise")
+			a, source, stats, err := autoscalerFlags(f)
+			if err != nil {
+				return err
+			}
+			cfg.Autoscaler, cfg.StatSource, cfg.ProxyStatsURLs = &a, source, stats
+			if source == autoscaler.RevisionMetrics {
+				dir, _ := f.GetString("wasm-dir")
+				mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{Root: ".", OutDir: dir, Filters: []string{"revision-metrics"}, Logger: log})
+				if err != nil {
+					return fmt.Errorf("--autoscaler-metrics revision-metrics: %w", err)
+				}
+				m := mods["revision-metrics"]
+				cfg.WasmFilters = append(cfg.WasmFilters, xds.WasmFilter{Name: xds.RevisionMetricsFilterName, Path: m.Path, SHA256: m.SHA256})
+				if cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise"); cfg.WasmCodeAdvertise == "" {
+					return errors.New("--wasm-advertise: required with wasm filters: the host:port Envoy fetches the modules from (this process's --http-addr)")
+				}
+			}
 			ctrl, err := kube.New(cfg)
 			if err != nil {
 				return err
@@ -66,6 +89,11 @@ func newControllerCommand() *cobra.Command {
 	f.String("health-addr", ":8081", "address of /healthz and /readyz (ready only while leading)")
 	f.String("domain", "example.com", "route hosts are {name}.{namespace}.{domain}")
 	f.Uint32("proxy-port", 8080, "port of the HTTP listener Envoy is told to bind")
+	f.String("http-addr", ":8090", "address of the activation feed `skiff extproc` follows and of the wasm modules Envoy fetches (leader only)")
+	f.String("extproc-advertise", "", "ext_proc address (host:port) Envoy is told to call for revisions in proxy mode, e.g. the skiff-extproc Service; empty: no activator, and no scale to zero")
+	f.String("wasm-dir", "/var/lib/skiff/wasm", "where the proxy-wasm modules are (from `make wasm`); in a source checkout they are built there first")
+	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
+	addAutoscalerFlags(f)
 	f.String("leader-elect-namespace", "skiff-system", "namespace of the leader election Lease")
 	f.String("leader-elect-lease", "skiff-controller", "name of the leader election Lease")
 	f.String("leader-elect-identity", "", "this replica's identity in the Lease (default: the hostname, i.e. the pod name)")

@@ -313,3 +313,20 @@ func revisionMetricsStat(name string) (cluster string, active, ok bool) {
 func isRevisionCluster(name string) bool {
 	return strings.Count(name, "/") == 1 && !strings.Contains(name, ".")
 }
+
+// ProxyDemand is the autoscaler's input as Skiff's control planes (`skiff up`, `skiff
+// controller`) assemble it: the stats proxies push to sink (Envoy's metrics_service stat
+// sink), plus the admin /stats of the proxies at statsURLs when any are given, plus — with
+// ClusterStats, whose upstream stats do not see requests held before the cluster — the
+// requests the activators hold (held; nil when there is no activator). The revision-metrics
+// filter counts held requests itself, so held is not added to RevisionMetrics.
+func ProxyDemand(source StatSource, sink *StatSink, held Metrics, statsURLs []string) Metrics {
+	sources := []Metrics{sink}
+	if source == ClusterStats && held != nil {
+		sources = append(sources, held)
+	}
+	if len(statsURLs) > 0 {
+		sources = append(sources, NewEnvoyStats(nil, source, statsURLs...))
+	}
+	return Sum(sources...)
+}

@@ -1,13 +1,18 @@
 // Package kube runs Skiff's control plane on Kubernetes (`skiff controller`): the same
-// reconcilers as `skiff up`, over a store backed by the API server (kubestore) and a runtime of
-// Deployments and EndpointSlices (deployruntime), with the xDS server Envoy connects to. One
-// replica leads at a time (a coordination.k8s.io Lease); only the leader reconciles and serves
-// xDS, and /readyz says so, so the Service in front of the controller sends Envoy to the leader.
+// reconcilers, autoscaler and activation hub as `skiff up`, over a store backed by the API
+// server (kubestore) and a runtime of Deployments and EndpointSlices (deployruntime), with the
+// xDS server Envoy connects to. One replica leads at a time (a coordination.k8s.io Lease);
+// only the leader reconciles, scales and serves xDS, and /readyz says so, so the Services in
+// front of the controller send Envoy and `skiff extproc` to the leader.
 //
 // Decisions: deletion cascades through owner references and Kubernetes' garbage collector
-// (kube-controller-manager), as for any Kubernetes object. Revisions run at one replica (or
-// min/initial scale) while routed: the autoscaler and activator are not wired in this mode yet.
-// Objects applied with kubectl are defaulted when read (there is no admission webhook).
+// (kube-controller-manager), as for any Kubernetes object. The autoscaler (KPA) scales each
+// Revision's Deployment through its scale subresource; its input is what Envoy pushes to the
+// metrics_service stat sink on the xDS port (or the admin /stats of ProxyStatsURLs) plus the
+// requests held by the `skiff extproc` instances, which follow the leader's activation feed
+// on the HTTP port. Without an ext_proc address there is no activator, so revisions never
+// scale to zero. Objects applied with kubectl are defaulted when read (there is no admission
+// webhook).
 package kube
 
 import (
@@ -18,6 +23,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +36,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/skiff-dev/skiff/controlplane/activation"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
@@ -39,14 +48,37 @@ import (
 type Config struct {
 	// Rest is the API server connection (in-cluster or from a kubeconfig).
 	Rest *rest.Config
-	// XDSAddress serves ADS to Envoy; default ":18000".
+	// XDSAddress serves ADS (and the metrics_service stat sink) to Envoy; default ":18000".
 	XDSAddress string
 	// HealthAddress serves /healthz and /readyz; default ":8081"; "-" disables it.
 	HealthAddress string
+	// HTTPAddress serves the activation feed `skiff extproc` follows (extproc.WatchPath,
+	// PokePath, HeldPath) and the wasm modules Envoy fetches (xds.WasmCodePath); default
+	// ":8090"; "-" disables it (and with it remote wasm modules).
+	HTTPAddress string
 	// Domain is the suffix of route hosts; default "example.com".
 	Domain string
 	// ProxyListenPort is the port the xDS listener tells Envoy to bind; default xds's default.
 	ProxyListenPort uint32
+	// ExtProcAddress is the ext_proc service ("host:port", e.g. the skiff-extproc Service)
+	// Envoy is told to call for revisions in proxy mode. Empty means no activator: requests
+	// always go straight to pods and revisions do not scale to zero.
+	ExtProcAddress string
+	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults.
+	Autoscaler *autoscaler.Config
+	// StatSource is which proxy stats a revision's demand is read from (see
+	// controlplane.Config.StatSource); RevisionMetrics needs the revision-metrics filter
+	// among WasmFilters.
+	StatSource autoscaler.StatSource
+	// ProxyStatsURLs are admin endpoints whose /stats the autoscaler scrapes, for proxies
+	// that do not push to the stat sink (the gateway); list a proxy here or have it push.
+	ProxyStatsURLs []string
+	// WasmFilters are the proxy-wasm filters every proxy runs first; their modules (Path,
+	// SHA256) are served on HTTPAddress for Envoy to fetch from WasmCodeAdvertise.
+	WasmFilters []xds.WasmFilter
+	// WasmCodeAdvertise is the "host:port" Envoy reaches HTTPAddress at (e.g. the
+	// skiff-controlplane Service's http port); required with WasmFilters.
+	WasmCodeAdvertise string
 	// LeaseNamespace and LeaseName name the Lease for leader election; Identity is this replica's.
 	LeaseNamespace, LeaseName, Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; defaults 15s, 10s, 2s.
@@ -58,16 +90,19 @@ type Config struct {
 
 // Controller is a running `skiff controller`.
 type Controller struct {
-	cfg    Config
-	log    *slog.Logger
-	xdsLis net.Listener
-	leader atomic.Bool
+	cfg      Config
+	log      *slog.Logger
+	xdsLis   net.Listener
+	httpLis  net.Listener // nil when HTTPAddress is "-"
+	wasmCode http.Handler // nil without WasmFilters
+	leader   atomic.Bool
 }
 
-// New binds the xDS listener.
+// New checks cfg and binds the xDS and HTTP listeners.
 func New(cfg Config) (*Controller, error) {
 	cfg.XDSAddress = cmp.Or(cfg.XDSAddress, ":18000")
 	cfg.HealthAddress = cmp.Or(cfg.HealthAddress, ":8081")
+	cfg.HTTPAddress = cmp.Or(cfg.HTTPAddress, ":8090")
 	cfg.Domain = cmp.Or(cfg.Domain, "example.com")
 	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, "skiff-system")
 	cfg.LeaseName = cmp.Or(cfg.LeaseName, "skiff-controller")
@@ -84,15 +119,45 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Identity == "" {
 		return nil, errors.New("kube controller: leader election identity is empty")
 	}
-	lis, err := net.Listen("tcp", cfg.XDSAddress)
-	if err != nil {
+	if cfg.StatSource == autoscaler.RevisionMetrics && !slices.ContainsFunc(cfg.WasmFilters, func(f xds.WasmFilter) bool {
+		return f.Name == xds.RevisionMetricsFilterName
+	}) {
+		return nil, fmt.Errorf("kube controller: stat source %s needs the %s wasm filter in WasmFilters", cfg.StatSource, xds.RevisionMetricsFilterName)
+	}
+	c := &Controller{cfg: cfg, log: cfg.Logger.With("component", "kube-controller")}
+	if len(cfg.WasmFilters) > 0 {
+		if cfg.HTTPAddress == "-" || cfg.WasmCodeAdvertise == "" {
+			return nil, errors.New("kube controller: wasm filters need an HTTP address to serve their modules and the address Envoy reaches it at (WasmCodeAdvertise)")
+		}
+		h, err := xds.WasmCodeHandler(cfg.WasmFilters)
+		if err != nil {
+			return nil, fmt.Errorf("kube controller: %w", err)
+		}
+		c.wasmCode = h
+	}
+	var err error
+	if c.xdsLis, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
 		return nil, fmt.Errorf("kube controller: listen for xDS: %w", err)
 	}
-	return &Controller{cfg: cfg, log: cfg.Logger.With("component", "kube-controller"), xdsLis: lis}, nil
+	if cfg.HTTPAddress != "-" {
+		if c.httpLis, err = net.Listen("tcp", cfg.HTTPAddress); err != nil {
+			c.xdsLis.Close()
+			return nil, fmt.Errorf("kube controller: listen for HTTP (activation feed, wasm modules): %w", err)
+		}
+	}
+	return c, nil
 }
 
 // XDSAddr is where the ADS server listens.
 func (c *Controller) XDSAddr() net.Addr { return c.xdsLis.Addr() }
+
+// HTTPAddr is where the activation feed and the wasm modules are served; nil if disabled.
+func (c *Controller) HTTPAddr() net.Addr {
+	if c.httpLis == nil {
+		return nil
+	}
+	return c.httpLis.Addr()
+}
 
 // Leading reports whether this replica holds the Lease.
 func (c *Controller) Leading() bool { return c.leader.Load() }
@@ -101,6 +166,9 @@ func (c *Controller) Leading() bool { return c.leader.Load() }
 // is lost (then it returns, so the process restarts clean, as Kubernetes controllers do).
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.xdsLis.Close()
+	if c.httpLis != nil {
+		defer c.httpLis.Close()
+	}
 	rc := rest.CopyConfig(c.cfg.Rest)
 	// Reconciling a thousand Services from scratch needs more than client-go's 5 QPS default.
 	rc.QPS, rc.Burst = 200, 400
@@ -153,15 +221,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// lead runs the reconcilers and the xDS server until ctx (the leadership) ends.
+// lead runs the reconcilers, the autoscaler, the xDS server and the HTTP server until ctx
+// (the leadership) ends.
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
-	st := kubestore.New(dc, c.cfg.Logger)
+	log := c.cfg.Logger
+	st := kubestore.New(dc, log)
 	var ctrl *reconciler.Controller
-	rt := deployruntime.New(deployruntime.Config{Client: kc, Logger: c.cfg.Logger, OnChange: func(ns, name string) {
+	revisionChanged := func(ns, name string) {
 		if ctrl != nil {
 			ctrl.RevisionChanged(ns, name)
 		}
-	}})
+	}
+	rt := deployruntime.New(deployruntime.Config{Client: kc, Logger: log, OnChange: revisionChanged})
 	defer st.Shutdown()
 	defer rt.Shutdown()
 	if err := st.Start(ctx); err != nil {
@@ -170,20 +241,67 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := rt.Start(ctx); err != nil {
 		return err
 	}
-	proxy, err := xds.NewServer(c.cfg.Logger, xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort})
+	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.cfg.WasmFilters}
+	if len(c.cfg.WasmFilters) > 0 {
+		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
+	}
+	proxy, err := xds.NewServer(log, xopts)
 	if err != nil {
 		return fmt.Errorf("kube controller: %w", err)
 	}
 	defer proxy.Close()
-	ctrl = reconciler.New(reconciler.Config{Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: c.cfg.Logger})
+
+	// The same autoscaler and activation hub as `skiff up`; the activators are the
+	// standalone `skiff extproc` instances following the hub's feed.
+	acfg := autoscaler.DefaultConfig()
+	if c.cfg.Autoscaler != nil {
+		acfg = *c.cfg.Autoscaler
+	}
+	var activator reconciler.Activator
+	var hub *activation.Hub
+	var scaler *autoscaler.Autoscaler
+	hub = activation.New(nil, func(cluster string) { scaler.Poke(cluster) }, log)
+	var held autoscaler.Metrics
+	if c.cfg.ExtProcAddress != "" {
+		activator, held = hub, autoscaler.MetricsFunc(hub.Held)
+	} else {
+		// Nothing would hold a request while a revision scales up from zero.
+		acfg.EnableScaleToZero = false
+	}
+	acfg.OnChange = func(key string) {
+		if ns, name, ok := strings.Cut(key, "/"); ok {
+			revisionChanged(ns, name)
+		}
+	}
+	sink := autoscaler.NewStatSink(c.cfg.StatSource, 10*time.Second)
+	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
+	ctrl = reconciler.New(reconciler.Config{
+		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
+		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator,
+	})
+
 	g := grpc.NewServer()
 	proxy.Register(g)
+	sink.Register(g)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { _ = g.Serve(c.xdsLis) })
 	defer g.Stop()
+	if c.httpLis != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/internal/activation/", hub.Handler())
+		if c.wasmCode != nil {
+			mux.Handle(xds.WasmCodePath, c.wasmCode)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { _ = srv.Serve(c.httpLis) })
+		defer srv.Close() // before wg.Wait: ends the feed's streams
+	}
+	sctx, stopScaler := context.WithCancel(ctx)
+	defer stopScaler()
+	wg.Go(func() { _ = scaler.Run(sctx) })
 	c.leader.Store(true)
-	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String())
+	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String())
 	return ctrl.Run(ctx, c.cfg.Workers)
 }
 

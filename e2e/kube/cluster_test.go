@@ -70,7 +70,7 @@ func freePort(t testing.TB) int {
 }
 
 // startCluster starts the cluster; it stops when the test ends.
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	bin := binDir(t)
 	dir := t.TempDir()
@@ -173,7 +173,7 @@ current-context: e2e
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // installCRDs applies deploy/crds and waits until every CRD is Established.
-func (c *cluster) installCRDs(t *testing.T) {
+func (c *cluster) installCRDs(t testing.TB) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(c.root, "deploy", "crds", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -245,20 +245,27 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// get does one HTTP request with a Host header and returns status and body.
+// get does one GET / with a Host header and returns status and body.
 func get(addr, host string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	code, _, body, err := getFrom(addr, host, "/")
+	return code, body, err
+}
+
+// getFrom does one GET of path with a Host header and returns the status, the revision that
+// answered (the test kubelet's X-Revision header) and the body.
+func getFrom(addr, host, path string) (code int, revision, body string, err error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	req.Host = host
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	return resp.StatusCode, resp.Header.Get("X-Revision"), string(b), err
 }
 
 func mustRead(t testing.TB, path string) string {

@@ -34,15 +34,25 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // runController starts `skiff controller` in-process against the cluster; the returned func stops it.
-func runController(t *testing.T, c *cluster, identity string) (*kube.Controller, func()) {
+func runController(t testing.TB, c *cluster, identity string) (*kube.Controller, func()) {
+	t.Helper()
+	return runControllerWith(t, c, identity, nil)
+}
+
+// runControllerWith is runController with the configuration changed by edit first.
+func runControllerWith(t testing.TB, c *cluster, identity string, edit func(*kube.Config)) (*kube.Controller, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctrl, err := kube.New(kube.Config{
-		Rest: c.rest, XDSAddress: "127.0.0.1:0", HealthAddress: "-", Domain: "example.com",
+	cfg := kube.Config{
+		Rest: c.rest, XDSAddress: "127.0.0.1:0", HealthAddress: "-", HTTPAddress: "127.0.0.1:0", Domain: "example.com",
 		ProxyListenPort: 0, Identity: identity, LeaseNamespace: "default",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		Logger: log,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	ctrl, err := kube.New(cfg)
 	if err != nil {
 		t.Fatalf("start controller: %v", err)
 	}
@@ -62,9 +72,15 @@ func runController(t *testing.T, c *cluster, identity string) (*kube.Controller,
 // runGateway starts `skiff gateway` against the controller's xDS and returns its HTTP address.
 func runGateway(t *testing.T, xdsAddr string) string {
 	t.Helper()
+	return runGatewayAdmin(t, xdsAddr, "127.0.0.1:0")
+}
+
+// runGatewayAdmin is runGateway with the admin endpoint (/stats) on adminAddr.
+func runGatewayAdmin(t *testing.T, xdsAddr, adminAddr string) string {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	gw, err := gateway.New(gateway.Config{ADSAddress: xdsAddr, NodeID: "kube-e2e", NodeCluster: "skiff-gateway",
-		AdminAddress: "127.0.0.1:0", Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
+		AdminAddress: adminAddr, Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -26,12 +27,14 @@ type kubelet struct {
 	ip   string // "pod IP": EndpointSlices refuse loopback addresses
 	mu   sync.Mutex
 	pods map[string][]*httptest.Server // ns/deployment → replicas
+	// published holds the slices written, with their port, so a sync pass reads nothing back.
+	published map[string]int32
 }
 
 const revisionLabel = "serving.knative.dev/revision"
 
-func startKubelet(t *testing.T, kc kubernetes.Interface) *kubelet {
-	k := &kubelet{kube: kc, ip: podIP(t), pods: map[string][]*httptest.Server{}}
+func startKubelet(t testing.TB, kc kubernetes.Interface) *kubelet {
+	k := &kubelet{kube: kc, ip: podIP(t), pods: map[string][]*httptest.Server{}, published: map[string]int32{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -85,7 +88,14 @@ func (k *kubelet) sync(ctx context.Context) error {
 		}
 		for len(k.pods[key]) < want {
 			body := fmt.Sprintf("Hello %s!\n", target)
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// ?sleep=MS holds the request, as Knative's autoscale-go sample does.
+				if ms, err := strconv.Atoi(r.URL.Query().Get("sleep")); err == nil && ms > 0 {
+					select {
+					case <-time.After(time.Duration(ms) * time.Millisecond):
+					case <-r.Context().Done():
+					}
+				}
 				w.Header().Set("X-Revision", rev)
 				_, _ = w.Write([]byte(body))
 			}))
@@ -103,6 +113,7 @@ func (k *kubelet) sync(ctx context.Context) error {
 			k.pods[key][n].Close()
 			k.pods[key] = k.pods[key][:n]
 			_ = k.kube.DiscoveryV1().EndpointSlices(d.Namespace).Delete(ctx, fmt.Sprintf("%s-%d", rev, n), metav1.DeleteOptions{})
+			delete(k.published, d.Namespace+"/"+fmt.Sprintf("%s-%d", rev, n))
 		}
 		for i, p := range k.pods[key] {
 			if err := k.publish(ctx, d.Namespace, rev, i, p.Listener.Addr().(interface{ String() string })); err != nil {
@@ -122,7 +133,7 @@ func (k *kubelet) sync(ctx context.Context) error {
 }
 
 // publish writes replica i's EndpointSlice once (ready, on 127.0.0.1 and its port).
-func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.Stringer) error {
+func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.Stringer) (retErr error) {
 	name := fmt.Sprintf("%s-%d", rev, i)
 	_, port := splitPort(addr.String())
 	yes := true
@@ -135,6 +146,14 @@ func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.S
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{k.ip}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
 	}
+	if k.published[ns+"/"+name] == port {
+		return nil
+	}
+	defer func() {
+		if retErr == nil {
+			k.published[ns+"/"+name] = port
+		}
+	}()
 	cur, err := k.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
