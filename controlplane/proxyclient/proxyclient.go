@@ -1,0 +1,62 @@
+// Package proxyclient builds the HTTP client Skiff's own components use to reach
+// Knative addresses (Service URLs, broker URLs): requests for hosts Skiff routes
+// are sent to the proxy, keeping their Host, so they take the same path as a
+// user's request — a scaled-to-zero revision is activated, traffic splits and
+// containerConcurrency apply. Other URLs are dialled directly.
+package proxyclient
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ClusterLocalSuffix is the suffix of the cluster-local names Skiff routes
+// ({name}.{namespace}.svc.cluster.local).
+const ClusterLocalSuffix = "svc.cluster.local"
+
+// Config says which hosts go through the proxy and where it is.
+type Config struct {
+	// Domain is the serving domain: hosts equal to it or under it go to the proxy.
+	Domain string
+	// ProxyAddress returns the proxy's HTTP listener (host:port). It is asked
+	// on every new connection, so it may change (e.g. a gateway that binds
+	// an ephemeral port after the client is built).
+	ProxyAddress func() string
+	// MaxIdleConnsPerHost bounds the kept-alive connections per host; zero means 256,
+	// as deliveries to one subscriber run in parallel.
+	MaxIdleConnsPerHost int
+}
+
+// Routed reports whether host (without port) is one the proxy routes for domain.
+func Routed(domain, host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, suffix := range []string{strings.ToLower(domain), ClusterLocalSuffix} {
+		if suffix != "" && (host == suffix || strings.HasSuffix(host, "."+suffix)) {
+			return true
+		}
+	}
+	return false
+}
+
+// New returns a client whose connections to routed hosts are dialled to the
+// proxy instead; the request line and Host header are left as they are.
+func New(cfg Config) *http.Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // an HTTP_PROXY from the environment must not take Skiff's own hops elsewhere
+	tr.MaxIdleConnsPerHost = cfg.MaxIdleConnsPerHost
+	if tr.MaxIdleConnsPerHost <= 0 {
+		tr.MaxIdleConnsPerHost = 256
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err == nil && cfg.ProxyAddress != nil && Routed(cfg.Domain, host) {
+			addr = cfg.ProxyAddress()
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr}
+}
