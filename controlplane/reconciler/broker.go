@@ -157,7 +157,7 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 	cfg := broker.BrokerConfig{Namespace: b.Namespace, Name: b.Name}
 	st.DeadLetterSinkURI = ""
 	if d, dls, err := c.resolveDelivery(ctx, b.Namespace, b.Spec.Delivery); err != nil {
-		st.MarkFalse(brokerConditionDeadLetter, "Unresolved", "spec.delivery.deadLetterSink: "+err.Error(), now)
+		markUnresolved(&st.Status, brokerConditionDeadLetter, "Unresolved", "spec.delivery.deadLetterSink", err, now)
 	} else {
 		cfg.Delivery = d
 		st.DeadLetterSinkURI = dls
@@ -221,7 +221,7 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 		tst.SubscriberURI = r.subscriber
 		if r.subErr != nil {
 			tst.SubscriberURI = ""
-			tst.MarkFalse(eventingv1.TriggerConditionSubscriber, "Unresolved", "spec.subscriber: "+r.subErr.Error(), now)
+			markUnresolved(&tst.Status, eventingv1.TriggerConditionSubscriber, "Unresolved", "spec.subscriber", r.subErr, now)
 		} else {
 			tst.MarkTrue(eventingv1.TriggerConditionSubscriber, now)
 		}
@@ -229,7 +229,7 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 		switch {
 		case r.dlsErr != nil:
 			tst.DeadLetterSinkURI = ""
-			tst.MarkFalse(eventingv1.TriggerConditionDeadLetter, "Unresolved", "spec.delivery.deadLetterSink: "+r.dlsErr.Error(), now)
+			markUnresolved(&tst.Status, eventingv1.TriggerConditionDeadLetter, "Unresolved", "spec.delivery.deadLetterSink", r.dlsErr, now)
 		case r.dls == "":
 			tst.SetCondition(duck.Condition{Type: eventingv1.TriggerConditionDeadLetter, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
 		default:
@@ -237,7 +237,12 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 		}
 		switch {
 		case r.subErr != nil || r.dlsErr != nil:
-			tst.MarkFalse(eventingv1.TriggerConditionSubscription, "NotSubscribed", "the trigger is not applied until its destinations resolve", now)
+			msg := "the trigger is not applied until its destinations resolve"
+			if errors.Is(r.subErr, errNotAddressable) || errors.Is(r.dlsErr, errNotAddressable) {
+				tst.MarkUnknown(eventingv1.TriggerConditionSubscription, "NotAddressable", msg, now)
+			} else {
+				tst.MarkFalse(eventingv1.TriggerConditionSubscription, "NotSubscribed", msg, now)
+			}
 		case applyErr != nil:
 			tst.MarkFalse(eventingv1.TriggerConditionSubscription, "ApplyFailed", applyErr.Error(), now)
 		default:

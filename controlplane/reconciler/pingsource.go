@@ -42,7 +42,7 @@ func (c *Controller) reconcilePingSource(ctx context.Context, key store.Key) err
 		// The sink may appear later: its creation enqueues this source again.
 		c.cfg.Eventing.DeletePingSource(ps.Namespace, ps.Name)
 		st.SinkURI = ""
-		st.MarkFalse(sourceConditionSinkProvided, "NotFound", "spec.sink: "+err.Error(), now)
+		markUnresolved(&st.Status, sourceConditionSinkProvided, "NotFound", "spec.sink", err, now)
 		st.MarkUnknown(pingConditionDeployed, "SinkNotResolved", "", now)
 		summarize(&st.Status, now, sourceConditionSinkProvided, pingConditionDeployed)
 		return c.cfg.Store.UpdateStatus(ctx, &ps)

@@ -98,7 +98,7 @@ func (c *Controller) reconcileSinkBinding(ctx context.Context, key store.Key) er
 	sink, sinkErr := c.resolveDestination(ctx, sb.Namespace, sb.Spec.Sink)
 	if sinkErr != nil {
 		st.SinkURI = ""
-		st.MarkFalse(sourceConditionSinkProvided, "NotFound", "spec.sink: "+sinkErr.Error(), now)
+		markUnresolved(&st.Status, sourceConditionSinkProvided, "NotFound", "spec.sink", sinkErr, now)
 	} else {
 		st.SinkURI = sink
 		st.MarkTrue(sourceConditionSinkProvided, now)

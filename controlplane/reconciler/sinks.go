@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
+
+	"github.com/skiff-dev/skiff/api/duck"
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
@@ -50,7 +53,7 @@ func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventi
 		return "", fmt.Errorf("%s: kind %q (%s) is not addressable here: use a Knative Service, Route, Broker or a uri", ref.String(), ref.Kind, ref.APIVersion)
 	}
 	if addr == "" {
-		return "", fmt.Errorf("%s has no address yet", ref.String())
+		return "", fmt.Errorf("%s %w", ref.String(), errNotAddressable)
 	}
 	if d.URI == "" {
 		return addr, nil
@@ -64,6 +67,21 @@ func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventi
 		return "", fmt.Errorf("uri %q: %w", d.URI, err)
 	}
 	return base.ResolveReference(rel).String(), nil
+}
+
+// errNotAddressable is what resolveDestination wraps for a ref that exists but has no
+// address yet (a Service still becoming Ready). The ref's status change enqueues the
+// objects that point at it, so this is reported as in progress (Unknown), not as a failure.
+var errNotAddressable = errors.New("has no address yet")
+
+// markUnresolved reports on cond a destination (at field) that did not resolve: Unknown
+// with reason NotAddressable while its ref is on its way, else False with reason.
+func markUnresolved(st *duck.Status, cond duck.ConditionType, reason, field string, err error, now time.Time) {
+	if errors.Is(err, errNotAddressable) {
+		st.MarkUnknown(cond, "NotAddressable", field+": "+err.Error(), now)
+		return
+	}
+	st.MarkFalse(cond, reason, field+": "+err.Error(), now)
 }
 
 func refError(ref *eventingv1.KReference, err error) error {
