@@ -89,7 +89,8 @@ func (e *Embedded) shutdown() {
 // natsLogger sends the NATS server's logs to slog.
 type natsLogger struct{ log *slog.Logger }
 
-func (l *natsLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+// Noticef is the NATS server's chatter (banner, start-up and shutdown steps): debug level.
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
