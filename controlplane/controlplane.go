@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,10 +25,13 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/eventing"
+	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/extproc"
 )
 
@@ -68,7 +73,36 @@ type Config struct {
 	StatSource autoscaler.StatSource
 	// WasmFilters are the proxy-wasm filters every proxy runs first in its HTTP chain.
 	WasmFilters []xds.WasmFilter
-	Logger      *slog.Logger
+	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
+	// (reason EventingDisabled).
+	Eventing *EventingConfig
+	Logger   *slog.Logger
+}
+
+// EventingConfig configures the eventing data plane (controlplane/eventing).
+type EventingConfig struct {
+	// NATSURL selects an external NATS cluster with JetStream; empty embeds a
+	// NATS server storing events under {DataDir}/jetstream.
+	NATSURL string
+	// IngressAddress is where the broker ingress listens; default
+	// eventing.DefaultIngressAddress. IngressAdvertise is the ip:port proxies
+	// reach it at (default: the bound address).
+	IngressAddress, IngressAdvertise string
+	// CloudEventsFilter is the cloudevents Wasm module (Path, SHA256; the name
+	// defaults to eventing.CloudEventsFilterName). The control plane adds it to
+	// the listener, disabled but on the broker virtual host, and keeps its
+	// configuration. Nil: proxies run no filter and the ingress validates and
+	// matches every event itself.
+	CloudEventsFilter *xds.WasmFilter
+	// ProxyAddress is the proxy's HTTP listener (host:port) through which
+	// deliveries and PingSource events reach Knative Services and brokers, so
+	// scaled-to-zero subscribers are activated. Nil means the listener
+	// address proxies are told (ProxyListenAddress:ProxyListenPort, with an
+	// unspecified IP read as loopback).
+	ProxyAddress func() string
+	// AckWait is how long JetStream waits before handing out again an event
+	// whose dispatcher went silent (e.g. was killed); default 30s.
+	AckWait time.Duration
 }
 
 // ControlPlane is a running control plane; its listeners are bound by New.
@@ -82,6 +116,7 @@ type ControlPlane struct {
 	scaler  *autoscaler.Autoscaler
 	extproc *extproc.Server
 	hub     *activation.Hub
+	events  *eventing.Eventing // nil without Config.Eventing
 	sink    *autoscaler.StatSink
 	apiLis  net.Listener
 	xdsLis  net.Listener
@@ -133,13 +168,45 @@ func New(cfg Config) (*ControlPlane, error) {
 		cleanup()
 		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
 	}
+	wasmFilters := slices.Clone(cfg.WasmFilters)
+	ceFilter := ""
+	if ev := cfg.Eventing; ev != nil && ev.CloudEventsFilter != nil {
+		f := *ev.CloudEventsFilter
+		f.Name = cmp.Or(f.Name, eventing.CloudEventsFilterName)
+		f.Disabled = true
+		f.Configuration = `{"brokers":[]}`
+		wasmFilters = append(wasmFilters, f)
+		ceFilter = f.Name
+	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
-		WasmFilters:    cfg.WasmFilters,
+		WasmFilters:    wasmFilters,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	if ev := cfg.Eventing; ev != nil {
+		proxyAddr := ev.ProxyAddress
+		if proxyAddr == nil {
+			host := cmp.Or(cfg.ProxyListenAddress, xds.DefaultListenerAddress)
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
+			proxyAddr = func() string { return addr }
+		}
+		cp.events, err = eventing.New(context.Background(), eventing.Config{
+			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
+			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, Logger: cfg.Logger,
+			Client: proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+		})
+		if err != nil {
+			cp.xds.Close()
+			cleanup()
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
 	}
 
 	var ctrl *reconciler.Controller
@@ -172,10 +239,14 @@ func New(cfg Config) (*ControlPlane, error) {
 		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
 		OnChange: func(ns, name string) { ctrl.RevisionChanged(ns, name) },
 	})
-	ctrl = reconciler.New(reconciler.Config{
+	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
-	})
+	}
+	if cp.events != nil {
+		rcfg.Eventing = cp.events
+	}
+	ctrl = reconciler.New(rcfg)
 	cp.ctrl = ctrl
 	return cp, nil
 }
@@ -203,6 +274,22 @@ func (cp *ControlPlane) RouteAcked(namespace, name string) bool {
 	return cp.xds.RouteAcked(namespace, name)
 }
 
+// BrokerIngressAddr is where the broker ingress listens; nil without eventing.
+func (cp *ControlPlane) BrokerIngressAddr() net.Addr {
+	if cp.events == nil {
+		return nil
+	}
+	return cp.events.IngressAddr()
+}
+
+// EventingStats are the broker ingress and dispatcher counters (zero without eventing).
+func (cp *ControlPlane) EventingStats() broker.Stats {
+	if cp.events == nil {
+		return broker.Stats{}
+	}
+	return cp.events.Stats()
+}
+
 // XDSAddr is where the ADS server listens.
 func (cp *ControlPlane) XDSAddr() net.Addr { return cp.xdsLis.Addr() }
 
@@ -225,7 +312,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 5)
+	errs := make(chan error, 6)
 	wg.Go(func() {
 		if err := extServer.Serve(cp.extLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			errs <- fmt.Errorf("ext_proc server: %w", err)
@@ -242,6 +329,17 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	})
 	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	eventsDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(eventsDone)
+		if cp.events == nil {
+			return
+		}
+		if err := cp.events.Run(eventsCtx); err != nil {
+			errs <- fmt.Errorf("eventing: %w", err)
+		}
+	})
 	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {
 			errs <- fmt.Errorf("autoscaler: %w", err)
@@ -261,8 +359,13 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = httpServer.Shutdown(shutdownCtx)
 	stopCtrl()
+	// Eventing stops first, before the proxy and the instances it delivers to
+	// go away, so deliveries in flight are handed back to JetStream rather
+	// than counted as failed attempts.
+	stopEvents()
+	<-eventsDone
+	_ = httpServer.Shutdown(shutdownCtx)
 	cp.runtime.Close(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()

@@ -16,7 +16,9 @@ import (
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
 	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
@@ -39,6 +41,12 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.Duration("autoscaler-tick", d.TickInterval, "how often the autoscaler decides")
 	f.String("autoscaler-metrics", autoscaler.ClusterStats.String(), "where the autoscaler reads demand: cluster-stats (the proxy's upstream cluster stats plus requests held by the activator) or revision-metrics (the revision-metrics wasm filter, which proxies then run)")
 	f.String("wasm-dir", "bin/wasm", "where the proxy-wasm filter modules are (relative to --work-dir); in a source checkout they are built there first")
+	f.Bool("eventing", true, "run Brokers, Triggers and PingSources (broker ingress, dispatcher, JetStream)")
+	f.String("nats-url", "", "external NATS cluster with JetStream for broker events (default: an embedded NATS server storing under --data-dir/jetstream)")
+	f.String("broker-ingress-addr", eventing.DefaultIngressAddress, "address of the broker ingress; proxies route http://broker-ingress.{domain}/{namespace}/{broker} to it")
+	f.String("broker-ingress-advertise", "", "ip:port proxies are told to reach the broker ingress at (default: --broker-ingress-addr)")
+	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died before handing the event out again")
+	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
 }
 
 func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
@@ -92,8 +100,31 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		m := mods["revision-metrics"]
 		filters = append(filters, xds.WasmFilter{Name: xds.RevisionMetricsFilterName, Path: m.Path, SHA256: m.SHA256})
 	}
+	var ev *controlplane.EventingConfig
+	if on, _ := f.GetBool("eventing"); on {
+		ackWait, _ := f.GetDuration("broker-ack-wait")
+		if ackWait <= 0 {
+			return controlplane.Config{}, fmt.Errorf("--broker-ack-wait %s: must be positive", ackWait)
+		}
+		ev = &controlplane.EventingConfig{
+			NATSURL: get("nats-url"), IngressAddress: get("broker-ingress-addr"), IngressAdvertise: get("broker-ingress-advertise"),
+			AckWait: ackWait,
+		}
+		if withFilter, _ := f.GetBool("cloudevents-filter"); withFilter {
+			mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{
+				Root: workDir, OutDir: get("wasm-dir"), Filters: []string{"cloudevents"}, Logger: log,
+			})
+			if err != nil {
+				// Events are still validated and matched, by the ingress.
+				log.Warn("running brokers without the cloudevents wasm filter (--cloudevents-filter=false silences this)", "err", err)
+			} else {
+				m := mods["cloudevents"]
+				ev.CloudEventsFilter = &xds.WasmFilter{Name: eventing.CloudEventsFilterName, Path: m.Path, SHA256: m.SHA256}
+			}
+		}
+	}
 	return controlplane.Config{
-		DataDir: dataDir, WorkDir: workDir,
+		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
 		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
