@@ -36,6 +36,13 @@ type Request struct {
 	// ID, Type and Source of the CloudEvent (defaults: a UUID, "skiff.func.invoke",
 	// "/skiff/func/invoke").
 	ID, Type, Source string
+	// Subject and Extensions are optional CloudEvent attributes (extension names must be
+	// lower-case letters and digits, as the spec requires).
+	Subject    string
+	Extensions map[string]string
+	// Structured sends the CloudEvent in structured content mode
+	// (application/cloudevents+json) instead of binary mode.
+	Structured bool
 	// Client sends the request (default: a client with a 30s timeout).
 	Client *http.Client
 }
@@ -117,7 +124,7 @@ func target(req Request) string {
 	return req.URL
 }
 
-// eventRequest is req as a binary-mode CloudEvent POST.
+// eventRequest is req as a CloudEvent POST (binary mode unless req.Structured).
 func eventRequest(ctx context.Context, req Request) (*http.Request, error) {
 	e := event.New()
 	e.SetID(req.ID)
@@ -133,6 +140,12 @@ func eventRequest(ctx context.Context, req Request) (*http.Request, error) {
 		e.SetSource("/skiff/func/invoke")
 	}
 	e.SetTime(time.Now())
+	if req.Subject != "" {
+		e.SetSubject(req.Subject)
+	}
+	for k, v := range req.Extensions {
+		e.SetExtension(k, v) // an invalid name fails Validate below, naming it
+	}
 	ct := req.ContentType
 	if ct == "" {
 		ct = event.ApplicationJSON
@@ -148,6 +161,9 @@ func eventRequest(ctx context.Context, req Request) (*http.Request, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("invoke: %w", err)
+	}
+	if req.Structured {
+		ctx = binding.WithForceStructured(ctx)
 	}
 	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&e), hreq); err != nil {
 		return nil, fmt.Errorf("encoding the CloudEvent: %w", err)
