@@ -41,10 +41,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -480,14 +482,27 @@ func (r *Runtime) notifier() {
 	}
 }
 
-// allocPort picks a free loopback port that no other instance of this runtime holds.
+// allocPort picks a free port that no other instance of this runtime holds. It draws at
+// random from below the kernel's ephemeral range (ip_local_port_range), where outgoing
+// connections take their local ports: a port found free inside that range can be taken by a
+// new connection between the check and the app's own bind, which showed up as EADDRINUSE
+// crashes when many connections were opened. Free means bindable on the wildcard address, as
+// apps listen on ":$PORT". Without room below the range it asks the kernel for any port.
 func (r *Runtime) allocPort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("picking a free port: %w", err)
+	lo, hi := portRange()
+	for range 50 {
+		port := 0
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(port)))
+		if err != nil {
+			if port == 0 {
+				return 0, fmt.Errorf("picking a free port: %w", err)
+			}
+			continue // in use
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
 		r.mu.Lock()
 		_, taken := r.ports[port]
@@ -499,7 +514,28 @@ func (r *Runtime) allocPort() (int, error) {
 			return port, nil
 		}
 	}
-	return 0, errors.New("picking a free port: every port offered is taken by another instance")
+	return 0, errors.New("picking a free port: every port tried is taken")
+}
+
+// instancePortsFrom is the lowest port allocPort hands out.
+const instancePortsFrom = 10000
+
+// portRange is where allocPort draws ports from: [instancePortsFrom, start of the ephemeral
+// range), or an empty range when the system's range cannot be read or leaves too little room.
+func portRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	start, err := strconv.Atoi(f[0])
+	if err != nil || start-instancePortsFrom < 1000 {
+		return 0, 0
+	}
+	return instancePortsFrom, start
 }
 
 func (r *Runtime) releasePort(port int) {
