@@ -29,12 +29,7 @@ func TestCLI(t *testing.T) {
 		t.Skip("builds and runs the skiff binary")
 	}
 	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "skiff")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/skiff")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := skiffBinary(t)
 	apiAddr, httpAddr := freeAddr(t), freeAddr(t)
 	up := exec.Command(bin, "up", "--data-dir", t.TempDir(), "--work-dir", root,
 		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", httpAddr, "--admin-addr", freeAddr(t),

@@ -19,13 +19,7 @@ func TestFunctions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the skiff binary and functions in four languages")
 	}
-	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "skiff")
-	b := exec.Command("go", "build", "-o", bin, "./cmd/skiff")
-	b.Dir = root
-	if out, err := b.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := skiffBinary(t)
 	s := startSkiff(t, t.TempDir())
 	cache := filepath.Join(os.TempDir(), "skiff-e2e-func-cache") // shared across runs: npm and tsc
 	work := t.TempDir()

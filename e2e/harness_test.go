@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,10 @@ type skiff struct {
 	gw      *gateway.Gateway
 	api     *apiclient.Client
 	http    string // the gateway's HTTP listener, host:port
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
+	// adminURL is the gateway's admin endpoint (/stats).
+	adminURL string
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
 }
 
 func moduleRoot(t testing.TB) string {
@@ -62,6 +65,16 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 	for _, o := range opts {
 		o(&cfg)
 	}
+	var proxyAddr atomic.Pointer[string]
+	if cfg.Eventing != nil && cfg.Eventing.ProxyAddress == nil {
+		// Deliveries go through the gateway, whose port is known once LDS bound it.
+		cfg.Eventing.ProxyAddress = func() string {
+			if p := proxyAddr.Load(); p != nil {
+				return *p
+			}
+			return "127.0.0.1:1"
+		}
+	}
 	cp, err := controlplane.New(cfg)
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
@@ -70,12 +83,13 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 		ADSAddress: cp.XDSAddr().String(), NodeID: "e2e", NodeCluster: "skiff-gateway",
 		AdminAddress: admin, Logger: log,
 		ListenerAddressOverride: "127.0.0.1:0",
+		WasmCacheDir:            wasmCacheDir(),
 	})
 	if err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &skiff{t: t, dataDir: dataDir, cp: cp, gw: gw, api: apiclient.New(cp.APIAddr().String()), cancel: cancel}
+	s := &skiff{t: t, dataDir: dataDir, cp: cp, gw: gw, api: apiclient.New(cp.APIAddr().String()), cancel: cancel, adminURL: "http://" + admin}
 	s.done.Go(func() {
 		if err := cp.Run(ctx); err != nil {
 			t.Errorf("control plane: %v", err)
@@ -90,6 +104,7 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 		addr, ok := gw.ListenerAddr(xds.ListenerName)
 		if ok {
 			s.http = addr.String()
+			proxyAddr.Store(&s.http)
 		}
 		return ok
 	})
