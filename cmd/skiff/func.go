@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,7 +31,7 @@ func newFuncCommand() *cobra.Command {
 		Short: "Create, build, run, deploy and invoke functions (Knative Functions' func CLI)",
 	}
 	cmd.AddCommand(newFuncCreateCommand(), newFuncBuildCommand(), newFuncRunCommand(), newFuncDeployCommand(),
-		newFuncInvokeCommand(), newFuncListCommand(), newFuncDeleteCommand())
+		newFuncInvokeCommand(), newFuncSubscribeCommand(), newFuncListCommand(), newFuncDeleteCommand())
 	return cmd
 }
 
@@ -360,6 +361,56 @@ cloudevent (the default for cloudevents functions) sends a binary-mode CloudEven
 	cmd.Flags().String("type", "skiff.func.invoke", "CloudEvent type")
 	cmd.Flags().String("source", "/skiff/func/invoke", "CloudEvent source")
 	cmd.Flags().String("id", "", "CloudEvent id (default: a UUID)")
+	return cmd
+}
+
+func newFuncSubscribeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "subscribe --filter ATTRIBUTE=VALUE [--source BROKER]",
+		Short: "Subscribe the function to a broker's events (a Trigger made on the next deploy)",
+		Long: `Add a subscription to func.yaml (deploy.subscriptions), as Knative's func subscribe does: on the
+next deploy it becomes a Trigger on broker --source with an exact filter per --filter, delivering
+to the function. Subscribing again to the same broker with the same filters changes nothing.`,
+		Example: `  skiff func subscribe --filter type=com.example.order.created --source default`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, f, err := loadFunc(cmd)
+			if err != nil {
+				return err
+			}
+			source, _ := cmd.Flags().GetString("source")
+			pairs, _ := cmd.Flags().GetStringArray("filter")
+			sub := funcyaml.Subscription{Source: source, Filters: map[string]string{}}
+			for _, kv := range pairs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--filter %q: want attribute=value", kv)
+				}
+				sub.Filters[k] = v
+			}
+			if len(sub.Filters) == 0 {
+				sub.Filters = nil
+			}
+			for _, have := range f.Deploy.Subscriptions {
+				if have.Source == sub.Source && maps.Equal(have.Filters, sub.Filters) {
+					fmt.Fprintf(cmd.OutOrStdout(), "already subscribed to broker %s with these filters\n", source)
+					return nil
+				}
+			}
+			f.Deploy.Subscriptions = append(f.Deploy.Subscriptions, sub)
+			if err := f.Validate(); err != nil {
+				return err
+			}
+			if err := f.Write(dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "subscribed to broker %s; deploy to create the Trigger\n", source)
+			return nil
+		},
+	}
+	addPathFlag(cmd)
+	cmd.Flags().String("source", "default", "the broker to subscribe to")
+	cmd.Flags().StringArray("filter", nil, "an exact attribute filter attribute=value (repeatable)")
 	return cmd
 }
 
