@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +22,24 @@ func TestFunctions(t *testing.T) {
 		t.Skip("builds the skiff binary and functions in four languages")
 	}
 	bin := skiffBinary(t)
-	s := startSkiff(t, t.TempDir())
+	s := startSkiff(t, t.TempDir(), withEventing(t))
+	// CloudEvents functions subscribe to this broker; their replies (function.response)
+	// come back into it and reach the recorder.
+	replies := newRecorder(t, nil)
+	s.apply(fmt.Sprintf(brokerYAML, "default") + fmt.Sprintf(`---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: function-replies
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: function.response
+  subscriber:
+    uri: %s
+`, replies.url("/replies")))
+	brokerURL := s.brokerReady("default")
 	cache := filepath.Join(os.TempDir(), "skiff-e2e-func-cache") // shared across runs: npm and tsc
 	work := t.TempDir()
 	skiffFunc := func(dir string, args ...string) (string, error) {
@@ -122,13 +141,19 @@ func TestFunctions(t *testing.T) {
 				_ = run.Process.Signal(syscall.SIGTERM)
 				_ = run.Wait()
 
-				// deploy + invoke through the gateway
-				out, err = skiffFunc(dir, "deploy", "--timeout", "90s")
-				if err != nil {
-					t.Fatalf("deploy: %v\n%s", err, out)
+				if tmpl == "cloudevents" {
+					if out, err := skiffFunc(dir, "subscribe", "--filter", "type=e2e."+name, "--source", "default"); err != nil {
+						t.Fatalf("subscribe: %v\n%s", err, out)
+					}
 				}
-				if !strings.Contains(out, "http://"+name+".default.localhost") {
-					t.Errorf("deploy did not print the URL:\n%s", out)
+
+				// deploy + invoke through the gateway
+				deployOut, err := skiffFunc(dir, "deploy", "--timeout", "90s")
+				if err != nil {
+					t.Fatalf("deploy: %v\n%s", err, deployOut)
+				}
+				if !strings.Contains(deployOut, "http://"+name+".default.localhost") {
+					t.Errorf("deploy did not print the URL:\n%s", deployOut)
 				}
 				out, err = skiffFunc(dir, append(invokeArgs, "--target", "remote")...)
 				if err != nil {
@@ -136,6 +161,29 @@ func TestFunctions(t *testing.T) {
 				}
 				check("through the gateway", out)
 				t.Logf("through the gateway:\n%s", out)
+				if tmpl == "cloudevents" {
+					// Subscribed with a Trigger: an event sent to the broker reaches the function,
+					// and its reply goes back into the broker.
+					trigger := name + "-function-trigger-0"
+					if !strings.Contains(deployOut, "subscribed with Trigger "+trigger) {
+						t.Errorf("deploy did not report the Trigger:\n%s", deployOut)
+					}
+					s.waitReady("trigger", trigger, nil)
+					greeting := "hello-" + name + "-via-broker"
+					ev := newEvent("via-broker-"+name, "e2e."+name, "/e2e", "")
+					_ = ev.SetData("application/json", map[string]string{"greeting": greeting})
+					if code, body, err := newSender(s.http).send(brokerURL, ev, false); err != nil || code != http.StatusAccepted {
+						t.Fatalf("send to the broker: %d %s %v", code, body, err)
+					}
+					eventually(t, 60*time.Second, "the function's reply to the broker event", func() bool {
+						for _, r := range replies.events("/replies") {
+							if strings.Contains(string(r.Data()), greeting) {
+								return true
+							}
+						}
+						return false
+					})
+				}
 				out, _ = skiffFunc(dir, "list")
 				if !strings.Contains(out, name) || !strings.Contains(out, "True") {
 					t.Errorf("func list:\n%s", out)
