@@ -11,8 +11,8 @@ all: build
 build: ## build the one binary
 	$(GO) build -o $(BIN) ./cmd/skiff
 
-run: build ## start `skiff up` and apply examples/hello.yaml; then: curl -H 'Host: hello.default.localhost' http://127.0.0.1:8080/
-	./$(BIN) up --data-dir $(DATA) -f examples/hello.yaml
+run: build ## start `skiff up` and apply examples/hello.yaml and examples/broker.yaml; then: curl -H 'Host: hello.default.localhost' http://127.0.0.1:8080/
+	./$(BIN) up --data-dir $(DATA) -f examples/hello.yaml -f examples/broker.yaml
 
 wasm: ## build every proxy-wasm filter under wasm-filters/ to bin/wasm/<name>.wasm (standard Go, wasip1)
 	$(GO) run ./wasm-filters/wasmbuild/cmd/wasmbuild -out bin/wasm
