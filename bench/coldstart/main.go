@@ -53,7 +53,7 @@ func main() {
 func run(n int) error {
 	a := autoscaler.DefaultConfig()
 	a.TickInterval, a.StableWindow, a.ScaleToZeroGracePeriod = 200*time.Millisecond, 6*time.Second, time.Second
-	up, err := skiffup.Start(&a)
+	up, err := skiffup.Start(skiffup.Options{Autoscaler: &a})
 	if err != nil {
 		return err
 	}

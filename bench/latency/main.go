@@ -68,7 +68,7 @@ func main() {
 }
 
 func run(levels string, dur time.Duration) error {
-	up, err := skiffup.Start(nil)
+	up, err := skiffup.Start(skiffup.Options{})
 	if err != nil {
 		return err
 	}

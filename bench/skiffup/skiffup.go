@@ -13,14 +13,18 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
+	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
 // Up is a running in-process `skiff up`.
@@ -29,14 +33,28 @@ type Up struct {
 	// HTTP is the gateway's listener (send requests here with a route's Host);
 	// Admin is its admin endpoint (/stats, /clusters).
 	HTTP, Admin string
+	// BrokerIngress is the broker ingress's own listener (bypassing the proxy), when
+	// Options.Eventing is set.
+	BrokerIngress string
+
+	cp *controlplane.ControlPlane
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	dataDir string
 }
 
-// Start runs skiff up in a temporary data dir; a nil a means Knative's autoscaler defaults.
-func Start(a *autoscaler.Config) (*Up, error) {
+// Options select what the in-process skiff up runs.
+type Options struct {
+	// Autoscaler is the cluster-wide autoscaling; nil means Knative's defaults.
+	Autoscaler *autoscaler.Config
+	// Eventing runs brokers, with the cloudevents filter built from this checkout in the
+	// gateway, as `skiff up` does.
+	Eventing bool
+}
+
+// Start runs skiff up in a temporary data dir.
+func Start(o Options) (*Up, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
@@ -53,26 +71,52 @@ func Start(a *autoscaler.Config) (*Up, error) {
 	admin := l.Addr().String()
 	l.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cp, err := controlplane.New(controlplane.Config{DataDir: dataDir, WorkDir: root,
+	cfg := controlplane.Config{DataDir: dataDir, WorkDir: root,
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
-		DrainTimeout: 100 * time.Millisecond, Autoscaler: a, Logger: log})
+		DrainTimeout: 100 * time.Millisecond, Autoscaler: o.Autoscaler, Logger: log}
+	var gwAddr atomic.Pointer[string]
+	if o.Eventing {
+		mods, err := wasmbuild.Locate(context.Background(), wasmbuild.Options{
+			Root: root, OutDir: filepath.Join(dataDir, "wasm"), Filters: []string{"cloudevents"},
+		})
+		if err != nil {
+			return nil, err
+		}
+		m := mods["cloudevents"]
+		cfg.Eventing = &controlplane.EventingConfig{
+			IngressAddress:    "127.0.0.1:0",
+			CloudEventsFilter: &xds.WasmFilter{Name: eventing.CloudEventsFilterName, Path: m.Path, SHA256: m.SHA256},
+			ProxyAddress: func() string {
+				if p := gwAddr.Load(); p != nil {
+					return *p
+				}
+				return "127.0.0.1:1"
+			},
+		}
+	}
+	cp, err := controlplane.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "bench",
-		AdminAddress: admin, Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
+		AdminAddress: admin, Logger: log, ListenerAddressOverride: "127.0.0.1:0",
+		WasmCacheDir: filepath.Join(os.TempDir(), "skiff-bench-wasm-cache")})
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir}
+	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp}
+	if ing := cp.BrokerIngressAddr(); ing != nil {
+		u.BrokerIngress = ing.String()
+	}
 	u.wg.Go(func() { _ = cp.Run(ctx) })
 	u.wg.Go(func() { _ = gw.Run(ctx) })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if addr, ok := gw.ListenerAddr(xds.ListenerName); ok {
 			u.HTTP = addr.String()
+			gwAddr.Store(&u.HTTP)
 			return u, nil
 		}
 		if time.Now().After(deadline) {
@@ -108,6 +152,9 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 	}
 	return nil
 }
+
+// EventingStats are the broker ingress and dispatcher counters.
+func (u *Up) EventingStats() broker.Stats { return u.cp.EventingStats() }
 
 // Close stops everything and removes the data dir.
 func (u *Up) Close() {
