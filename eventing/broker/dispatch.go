@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -247,11 +248,18 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(ev.Data))
+	e, err := sdkEvent(ev, TTLExtension)
+	if err != nil {
+		return result{err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
 	if err != nil {
 		return result{err: fmt.Errorf("building request to %s: %w", target, err)}
 	}
-	writeBinary(req.Header, ev, TTLExtension)
+	// Binary content mode, the CloudEvents HTTP binding as the SDK writes it.
+	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&e), req); err != nil {
+		return result{err: fmt.Errorf("encoding the event for %s: %w", target, err)}
+	}
 	if preferReply {
 		req.Header.Set("Prefer", "reply")
 	}

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
@@ -139,51 +141,45 @@ func decodeStored(b []byte) (eventfilter.Event, error) {
 	return ev, nil
 }
 
-// writeBinary sets the headers of the binary content mode of the CloudEvents
-// HTTP binding: every attribute but datacontenttype as a ce- header (values
-// percent-encoded as the binding requires), datacontenttype as Content-Type.
-// Attributes named in skip are left out.
-func writeBinary(h http.Header, ev eventfilter.Event, skip ...string) {
+// sdkEvent converts an event for the CloudEvents SDK's HTTP binding, leaving out the
+// attributes named in skip. Attribute values are kept in their canonical string form;
+// time is parsed back into a timestamp, as the SDK writes it.
+func sdkEvent(ev eventfilter.Event, skip ...string) (event.Event, error) {
+	e := event.New()
 	for name, v := range ev.Attributes {
 		if slices.Contains(skip, name) {
 			continue
 		}
-		if name == "datacontenttype" {
-			h.Set("Content-Type", v)
-			continue
+		switch name {
+		case "specversion":
+			e.SetSpecVersion(v)
+		case "id":
+			e.SetID(v)
+		case "source":
+			e.SetSource(v)
+		case "type":
+			e.SetType(v)
+		case "subject":
+			e.SetSubject(v)
+		case "dataschema":
+			e.SetDataSchema(v)
+		case "datacontenttype":
+			e.SetDataContentType(v)
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return e, fmt.Errorf("attribute time %q: %w", v, err)
+			}
+			e.SetTime(t)
+		default:
+			e.SetExtension(name, v)
 		}
-		h.Set("Ce-"+name, percentEncode(v))
 	}
-}
-
-// percentEncode encodes a header value as the CloudEvents HTTP binding
-// requires: space, double quote, percent and every byte outside printable
-// ASCII become %XX.
-func percentEncode(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c > '~' || c == '"' || c == '%' {
-			clean = false
-			break
-		}
+	e.DataEncoded = ev.Data
+	if err := e.Validate(); err != nil {
+		return e, fmt.Errorf("the stored event is not valid for the HTTP binding: %w", err)
 	}
-	if clean {
-		return s
-	}
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(s) + 16)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c > '~' || c == '"' || c == '%' {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
+	return e, nil
 }
 
 // ttl returns the event's knativebrokerttl, DefaultTTL when it has none.
