@@ -46,6 +46,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("broker-ingress-addr", eventing.DefaultIngressAddress, "address of the broker ingress; proxies route http://broker-ingress.{domain}/{namespace}/{broker} to it")
 	f.String("broker-ingress-advertise", "", "ip:port proxies are told to reach the broker ingress at (default: --broker-ingress-addr)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died before handing the event out again")
+	f.String("delivery-proxy-addr", "", "the proxy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated (default: --http-addr, with 0.0.0.0 read as 127.0.0.1)")
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
 }
 
@@ -109,6 +110,12 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		ev = &controlplane.EventingConfig{
 			NATSURL: get("nats-url"), IngressAddress: get("broker-ingress-addr"), IngressAdvertise: get("broker-ingress-advertise"),
 			AckWait: ackWait,
+		}
+		if addr := get("delivery-proxy-addr"); addr != "" {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return controlplane.Config{}, fmt.Errorf("--delivery-proxy-addr: %w", err)
+			}
+			ev.ProxyAddress = func() string { return addr }
 		}
 		if withFilter, _ := f.GetBool("cloudevents-filter"); withFilter {
 			mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{
