@@ -138,11 +138,37 @@ type VirtualHost struct {
 	// Metadata is exposed to filters as route metadata filter_metadata["skiff"]
 	// (namespace and route are filled in from the Route when absent).
 	Metadata map[string]string
+	// Rules, when set, replace the single prefix "/" route with one route per
+	// rule, tried in order (a Gateway API HTTPRoute's rules, sorted by its
+	// precedence); Clusters is then unused.
+	Rules []Rule
 	// EnableFilters names listener HTTP filters that are disabled by default
 	// (WasmFilter.Disabled) and run on this virtual host: each gets an
 	// empty route.v3.FilterConfig (disabled: false) in the virtual host's
 	// typed_per_filter_config.
 	EnableFilters []string
+}
+
+// Rule is one route of a VirtualHost with Rules: what it matches and the
+// weighted revisions it sends those requests to.
+type Rule struct {
+	// PathPrefix matches paths at a "/" boundary, as Gateway API's PathPrefix:
+	// "/a" (or "/a/") matches "/a" and "/a/b", not "/ab". "" and "/" match
+	// every path. Exclusive with PathExact.
+	PathPrefix string
+	// PathExact matches this one path.
+	PathExact string
+	// Headers must all be present with these exact values.
+	Headers []HeaderMatch
+	// Clusters are the revision clusters and their weights, as in
+	// VirtualHost.Clusters. None with a positive weight answers every
+	// matching request 500 (Gateway API: a rule whose backends are all invalid).
+	Clusters []WeightedCluster
+}
+
+// HeaderMatch is a request header that must have exactly Value.
+type HeaderMatch struct {
+	Name, Value string
 }
 
 // WeightedCluster is one revision cluster of a VirtualHost with its traffic weight.

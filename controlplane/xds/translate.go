@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	wasmhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
@@ -257,42 +259,6 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 	if vh.Timeout < 0 {
 		return nil, fmt.Errorf("timeout %v is negative", vh.Timeout)
 	}
-	action := &routev3.RouteAction{
-		Timeout: durationpb.New(cmp.Or(vh.Timeout, DefaultRouteTimeout)),
-		RetryPolicy: &routev3.RetryPolicy{
-			RetryOn:    RetryOn,
-			NumRetries: wrapperspb.UInt32(NumRetries),
-		},
-	}
-	var weighted []*routev3.WeightedCluster_ClusterWeight
-	for i, c := range vh.Clusters {
-		if c.Name == "" {
-			return nil, fmt.Errorf("clusters[%d]: name is required", i)
-		}
-		if c.Weight == 0 {
-			continue
-		}
-		cw := &routev3.WeightedCluster_ClusterWeight{Name: c.Name, Weight: wrapperspb.UInt32(c.Weight)}
-		if extProc && c.Activate {
-			pfc, err := extProcEnabled()
-			if err != nil {
-				return nil, err
-			}
-			cw.TypedPerFilterConfig = pfc
-		}
-		weighted = append(weighted, cw)
-	}
-	var routeFilterConfig map[string]*anypb.Any
-	switch len(weighted) {
-	case 0:
-		return nil, errors.New("clusters: at least one cluster with a positive weight is required")
-	case 1:
-		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: weighted[0].GetName()}
-		routeFilterConfig = weighted[0].GetTypedPerFilterConfig()
-	default:
-		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: weighted}}
-	}
-
 	md := map[string]any{"namespace": r.Namespace, "route": r.Name}
 	for k, v := range vh.Metadata {
 		md[k] = v
@@ -315,21 +281,100 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 			vhostFilterConfig[name] = on
 		}
 	}
+	rules := vh.Rules
+	if len(rules) == 0 {
+		rules = []Rule{{Clusters: vh.Clusters}}
+	}
 	v := &routev3.VirtualHost{
 		Name:                 vh.Name,
 		TypedPerFilterConfig: vhostFilterConfig,
 		Domains:              slices.Clone(vh.Domains),
-		Routes: []*routev3.Route{{
-			Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action:               &routev3.Route_Route{Route: action},
-			Metadata:             &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: st}},
-			TypedPerFilterConfig: routeFilterConfig,
-		}},
+	}
+	for i, rule := range rules {
+		rt, err := translateRule(rule, vh.Timeout, extProc, len(vh.Rules) > 0)
+		if err != nil {
+			if len(vh.Rules) > 0 {
+				return nil, fmt.Errorf("rules[%d]: %w", i, err)
+			}
+			return nil, err
+		}
+		rt.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: st}}
+		v.Routes = append(v.Routes, rt)
 	}
 	if err := v.ValidateAll(); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// translateRule is one route: its match, and a route action to its weighted clusters
+// (ext_proc enabled on those in proxy mode) or, when it has none and emptyIs500, a direct
+// 500 answer.
+func translateRule(rule Rule, timeout time.Duration, extProc, emptyIs500 bool) (*routev3.Route, error) {
+	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	switch p := strings.TrimRight(rule.PathPrefix, "/"); {
+	case rule.PathPrefix != "" && rule.PathExact != "":
+		return nil, errors.New("pathPrefix and pathExact are exclusive")
+	case rule.PathExact != "":
+		if !strings.HasPrefix(rule.PathExact, "/") {
+			return nil, fmt.Errorf("pathExact %q must start with /", rule.PathExact)
+		}
+		match.PathSpecifier = &routev3.RouteMatch_Path{Path: rule.PathExact}
+	case rule.PathPrefix != "" && !strings.HasPrefix(rule.PathPrefix, "/"):
+		return nil, fmt.Errorf("pathPrefix %q must start with /", rule.PathPrefix)
+	case p != "":
+		match.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: p}
+	}
+	for i, h := range rule.Headers {
+		if h.Name == "" {
+			return nil, fmt.Errorf("headers[%d]: name is required", i)
+		}
+		match.Headers = append(match.Headers, &routev3.HeaderMatcher{
+			Name: h.Name,
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Value},
+			}},
+		})
+	}
+	action := &routev3.RouteAction{
+		Timeout: durationpb.New(cmp.Or(timeout, DefaultRouteTimeout)),
+		RetryPolicy: &routev3.RetryPolicy{
+			RetryOn:    RetryOn,
+			NumRetries: wrapperspb.UInt32(NumRetries),
+		},
+	}
+	var weighted []*routev3.WeightedCluster_ClusterWeight
+	for i, c := range rule.Clusters {
+		if c.Name == "" {
+			return nil, fmt.Errorf("clusters[%d]: name is required", i)
+		}
+		if c.Weight == 0 {
+			continue
+		}
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: c.Name, Weight: wrapperspb.UInt32(c.Weight)}
+		if extProc && c.Activate {
+			pfc, err := extProcEnabled()
+			if err != nil {
+				return nil, err
+			}
+			cw.TypedPerFilterConfig = pfc
+		}
+		weighted = append(weighted, cw)
+	}
+	out := &routev3.Route{Match: match, Action: &routev3.Route_Route{Route: action}}
+	switch len(weighted) {
+	case 0:
+		if !emptyIs500 {
+			return nil, errors.New("clusters: at least one cluster with a positive weight is required")
+		}
+		out.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 500}}
+	case 1:
+		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: weighted[0].GetName()}
+		out.TypedPerFilterConfig = weighted[0].GetTypedPerFilterConfig()
+	default:
+		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: weighted}}
+	}
+	return out, nil
 }
 
 // TranslateRouteConfiguration assembles the single "skiff-http"
