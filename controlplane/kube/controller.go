@@ -10,7 +10,8 @@
 // Revision's Deployment through its scale subresource; its input is what Envoy pushes to the
 // metrics_service stat sink on the xDS port (or the admin /stats of ProxyStatsURLs) plus the
 // requests held by the `skiff extproc` instances, which follow the leader's activation feed
-// on the HTTP port. Without an ext_proc address there is no activator, so revisions never
+// on the HTTP port. With Gateway API's CRDs installed, HTTPRoutes to Knative Services are
+// routed and given status too (gatewayapi). Without an ext_proc address there is no activator, so revisions never
 // scale to zero. Objects applied with kubectl are defaulted when read (there is no admission
 // webhook).
 package kube
@@ -39,6 +40,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
+	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
@@ -300,9 +302,37 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	sctx, stopScaler := context.WithCancel(ctx)
 	defer stopScaler()
 	wg.Go(func() { _ = scaler.Run(sctx) })
+	if err := c.startGatewayAPI(sctx, kc, dc, st, proxy, &wg); err != nil {
+		return err
+	}
 	c.leader.Store(true)
 	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String())
 	return ctrl.Run(ctx, c.cfg.Workers)
+}
+
+// startGatewayAPI runs the Gateway API controller (HTTPRoutes to Knative Services) until
+// ctx ends, if the API server has Gateway API's CRDs; without them it logs that and returns.
+func (c *Controller) startGatewayAPI(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, st *kubestore.Store, proxy *xds.Server, wg *sync.WaitGroup) error {
+	ok, err := gatewayapi.Installed(kc.Discovery())
+	if err != nil {
+		return fmt.Errorf("kube controller: %w", err)
+	}
+	if !ok {
+		c.log.Info("Gateway API CRDs not installed: HTTPRoutes are not served (restart the controller after installing them)")
+		return nil
+	}
+	gw := gatewayapi.New(gatewayapi.Config{Client: dc, Store: st, Proxy: proxy, Logger: c.cfg.Logger})
+	if err := gw.Start(ctx); err != nil {
+		gw.Shutdown()
+		return fmt.Errorf("kube controller: %w", err)
+	}
+	cancel := st.Subscribe(gw.OnStoreEvent)
+	wg.Go(func() {
+		defer gw.Shutdown()
+		defer cancel()
+		gw.Run(ctx)
+	})
+	return nil
 }
 
 func (c *Controller) serveHealth() (*http.Server, error) {

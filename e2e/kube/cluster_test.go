@@ -179,6 +179,12 @@ func (c *cluster) installCRDs(t testing.TB) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no CRDs in deploy/crds: %v", err)
 	}
+	c.installCRDFiles(t, files)
+}
+
+// installCRDFiles creates the CRDs in files and waits until every one is Established.
+func (c *cluster) installCRDFiles(t testing.TB, files []string) {
+	t.Helper()
 	var names []string
 	for _, f := range files {
 		for _, u := range readObjects(t, f) {
