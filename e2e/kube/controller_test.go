@@ -70,13 +70,13 @@ func runControllerWith(t testing.TB, c *cluster, identity string, edit func(*kub
 }
 
 // runGateway starts `skiff gateway` against the controller's xDS and returns its HTTP address.
-func runGateway(t *testing.T, xdsAddr string) string {
+func runGateway(t testing.TB, xdsAddr string) string {
 	t.Helper()
 	return runGatewayAdmin(t, xdsAddr, "127.0.0.1:0")
 }
 
 // runGatewayAdmin is runGateway with the admin endpoint (/stats) on adminAddr.
-func runGatewayAdmin(t *testing.T, xdsAddr, adminAddr string) string {
+func runGatewayAdmin(t testing.TB, xdsAddr, adminAddr string) string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	gw, err := gateway.New(gateway.Config{ADSAddress: xdsAddr, NodeID: "kube-e2e", NodeCluster: "skiff-gateway",
