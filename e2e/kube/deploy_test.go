@@ -1,0 +1,169 @@
+package kube
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-dev/skiff/controlplane/kube"
+)
+
+var deployGVRs = map[string]schema.GroupVersionResource{
+	"Namespace":          {Version: "v1", Resource: "namespaces"},
+	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
+	"Service":            {Version: "v1", Resource: "services"},
+	"ConfigMap":          {Version: "v1", Resource: "configmaps"},
+	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	"Deployment":         {Group: "apps", Version: "v1", Resource: "deployments"},
+}
+
+// kustomizeObjects is what `kubectl apply -k deploy/` applies: the kustomization's resources
+// and the ConfigMaps its configMapGenerator makes (without kustomize's name hash).
+func kustomizeObjects(t *testing.T, root string) []*unstructured.Unstructured {
+	t.Helper()
+	var k struct {
+		APIVersion         string   `json:"apiVersion"`
+		Kind               string   `json:"kind"`
+		Resources          []string `json:"resources"`
+		ConfigMapGenerator []struct {
+			Name      string   `json:"name"`
+			Namespace string   `json:"namespace"`
+			Files     []string `json:"files"`
+		} `json:"configMapGenerator"`
+	}
+	dir := filepath.Join(root, "deploy")
+	if err := yaml.UnmarshalStrict([]byte(mustRead(t, filepath.Join(dir, "kustomization.yaml"))), &k); err != nil {
+		t.Fatalf("deploy/kustomization.yaml: %v", err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, r := range k.Resources {
+		objs = append(objs, readObjects(t, filepath.Join(dir, r))...)
+	}
+	for _, g := range k.ConfigMapGenerator {
+		data := map[string]any{}
+		for _, f := range g.Files {
+			key, path, ok := strings.Cut(f, "=")
+			if !ok {
+				key, path = filepath.Base(f), f
+			}
+			b, err := os.ReadFile(filepath.Join(dir, path))
+			if err != nil {
+				t.Fatalf("deploy/kustomization.yaml configMapGenerator %s: %v", g.Name, err)
+			}
+			data[key] = string(b)
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": g.Name, "namespace": g.Namespace}, "data": data,
+		}})
+	}
+	return objs
+}
+
+// TestDeployManifests submits what `kubectl apply -k deploy/` applies to the real API server:
+// the namespace and RBAC for real, everything else as a server-side dry run, so schema
+// mistakes fail here. Then it runs the controller with the skiff-controller ServiceAccount's
+// own token, so the ClusterRole and Role are shown to be enough: a Knative Service and an
+// HTTPRoute to it become Ready/Accepted, the autoscaler scales through deployments/scale,
+// and leader election takes its Lease in skiff-system.
+func TestDeployManifests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	c := startCluster(t)
+	c.installGatewayAPI(t)
+	ctx := context.Background()
+	objs := kustomizeObjects(t, c.root)
+	if len(objs) < 13 {
+		t.Fatalf("deploy/ has %d objects, want the full install", len(objs))
+	}
+	kinds := map[string]int{}
+	for _, u := range objs {
+		kinds[u.GetKind()]++
+		gvr, ok := deployGVRs[u.GetKind()]
+		if !ok {
+			t.Fatalf("%s %s: kind not expected in deploy/", u.GetKind(), u.GetName())
+		}
+		opts := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+		switch u.GetKind() {
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			opts = metav1.CreateOptions{}
+		}
+		var err error
+		if ns := u.GetNamespace(); ns != "" {
+			_, err = c.dyn.Resource(gvr).Namespace(ns).Create(ctx, u, opts)
+		} else {
+			_, err = c.dyn.Resource(gvr).Create(ctx, u, opts)
+		}
+		if err != nil {
+			t.Errorf("%s %s/%s rejected by the API server: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
+	}
+	if kinds["Deployment"] != 3 || kinds["ConfigMap"] != 1 {
+		t.Errorf("deploy/ has %d Deployments and %d ConfigMaps, want the controller, extproc and Envoy, and the Envoy bootstrap", kinds["Deployment"], kinds["ConfigMap"])
+	}
+
+	// The controller as its ServiceAccount, with nothing but the manifests' RBAC.
+	tok, err := c.kube.CoreV1().ServiceAccounts("skiff-system").CreateToken(ctx, "skiff-controller",
+		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for skiff-controller: %v", err)
+	}
+	sa := *c
+	sa.rest = rest.CopyConfig(c.rest)
+	sa.rest.BearerToken = tok.Status.Token
+	startKubelet(t, c.kube)
+	extAddr, follow := runExtProc(t)
+	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
+		cfg.LeaseNamespace = "skiff-system"
+		cfg.ExtProcAddress = extAddr
+		cfg.Autoscaler = fastAutoscaler()
+	})
+	follow("http://" + ctrl.HTTPAddr().String())
+	gw := runGateway(t, ctrl.XDSAddr().String())
+	c.apply(t, "hello.yaml")
+	c.waitReady(t, servicesGVR, "hello")
+	for _, u := range decodeObjects(t, []byte(gatewayAPIObjects))[:3] { // class, Gateway, HTTPRoute hello
+		gvr := map[string]schema.GroupVersionResource{"GatewayClass": gatewayClassesGVR, "Gateway": gatewaysGVR, "HTTPRoute": httpRoutesGVR}[u.GetKind()]
+		ri := c.dyn.Resource(gvr)
+		if u.GetNamespace() != "" {
+			_, err = ri.Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{})
+		} else {
+			_, err = ri.Create(ctx, u, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
+	eventually(t, 30*time.Second, "HTTPRoute hello Accepted under the controller's RBAC", func() bool {
+		u, err := c.dyn.Resource(httpRoutesGVR).Namespace("default").Get(ctx, "hello", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		s, _, _ := routeCondition(u, "Accepted")
+		return s == "True"
+	})
+	eventually(t, 30*time.Second, "hello.example.org answers", func() bool {
+		code, rev, _, err := getFrom(gw, "hello.example.org", "/")
+		return err == nil && code == 200 && rev == "hello-00001"
+	})
+	// Idle, the revision goes to zero through deployments/scale.
+	eventually(t, 60*time.Second, "hello-00001 scaled to zero through the scale subresource", func() bool {
+		return c.deploymentReplicas(t, "hello-00001") == 0
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
