@@ -215,6 +215,11 @@ func (w *world) translateRules(r *gwv1.HTTPRoute) (rules []rankedRule, unsupport
 			b, _ := w.backend(string(ptrOr(br.Namespace, gwv1.Namespace(r.Namespace))), string(br.Name))
 			for _, c := range b.Clusters {
 				c.Weight *= uint32(weight)
+				// One entry per revision: a revision reached twice gets the sum.
+				if k := slices.IndexFunc(clusters, func(o xds.WeightedCluster) bool { return o.Name == c.Name }); k >= 0 {
+					clusters[k].Weight += c.Weight
+					continue
+				}
 				clusters = append(clusters, c)
 			}
 		}

@@ -95,6 +95,12 @@ func TestTranslateRoute(t *testing.T) {
 	if cl := res.rules[0].rule.Clusters; len(cl) != 2 || cl[0].Weight != 180 || cl[1].Weight != 20 {
 		t.Errorf("clusters %+v: want the Service's 90/10 split times the backendRef weight 2", cl)
 	}
+	twice := testRoute("default", func(r *gwv1.HTTPRoute) {
+		r.Spec.Rules[0].BackendRefs = append(r.Spec.Rules[0].BackendRefs, r.Spec.Rules[0].BackendRefs[0])
+	})
+	if cl := w.translateRoute(twice, map[string]int32{}).rules[0].rule.Clusters; len(cl) != 2 || cl[0].Weight != 360 {
+		t.Errorf("clusters %+v: a Service named twice must give one entry per revision, weights summed", cl)
+	}
 
 	for _, tc := range []struct {
 		name         string
