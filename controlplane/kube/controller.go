@@ -228,9 +228,11 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
 	log := c.cfg.Logger
 	st := kubestore.New(dc, log)
-	var ctrl *reconciler.Controller
+	// The runtime's informers call back before the reconcilers exist; the reconcilers'
+	// first resync covers what they report meanwhile.
+	var reconcilers atomic.Pointer[reconciler.Controller]
 	revisionChanged := func(ns, name string) {
-		if ctrl != nil {
+		if ctrl := reconcilers.Load(); ctrl != nil {
 			ctrl.RevisionChanged(ns, name)
 		}
 	}
@@ -277,11 +279,12 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	}
 	sink := autoscaler.NewStatSink(c.cfg.StatSource, 10*time.Second)
 	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
-	ctrl = reconciler.New(reconciler.Config{
+	ctrl := reconciler.New(reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator,
 	})
 
+	reconcilers.Store(ctrl)
 	g := grpc.NewServer()
 	proxy.Register(g)
 	sink.Register(g)

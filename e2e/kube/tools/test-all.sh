@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test: every package's tests with -race while `make kube-bins` builds in the background
+# make test: go vet and every package's tests with -race while `make kube-bins` builds in the background
 # (niced, so the tests keep the CPU), then the Kubernetes integration tests if the binaries
 # built. Usage: test-all.sh GO KUBE_BIN_DIR
 set -uo pipefail
@@ -17,6 +17,7 @@ set +m
 # Whatever happens, do not leave the build running.
 trap 'kill -- -"$build" 2>/dev/null' EXIT
 
+"$GO" vet ./... || exit 1
 pkgs=$("$GO" list ./... | grep -v '/e2e/kube')
 "$GO" test -race -timeout 14m -count=1 $pkgs
 tests=$?
