@@ -219,9 +219,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 
 	xdsErr := make(chan error, 1)
+	xdsDone := make(chan struct{})
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
+		defer close(xdsDone)
 		xdsErr <- g.xds.Run(serveCtx)
 	}()
 
@@ -234,6 +236,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
+	// The ADS client applies updates on its own goroutine: once it has returned no
+	// listener can be started after the drain below has taken the listeners.
+	<-xdsDone
 
 	// Drain: stop accepting, let in-flight requests finish.
 	drainCtx, drainCancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.DrainTimeout)
