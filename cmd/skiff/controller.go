@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,10 +14,46 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
+
+// controllerEventing reads the eventing flags; nil without --nats-url.
+func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingConfig, error) {
+	f := cmd.Flags()
+	get := func(name string) string { v, _ := f.GetString(name); return v }
+	if get("nats-url") == "" {
+		return nil, nil
+	}
+	ev := &kube.EventingConfig{NATSURL: get("nats-url"), IngressAddress: get("broker-ingress-addr"), IngressAdvertise: get("broker-ingress-advertise")}
+	_, port, err := net.SplitHostPort(ev.IngressAddress)
+	if err != nil {
+		return nil, fmt.Errorf("--broker-ingress-addr: %w", err)
+	}
+	if podIP := os.Getenv("POD_IP"); ev.IngressAdvertise == "" && podIP != "" {
+		ev.IngressAdvertise = net.JoinHostPort(podIP, port)
+	}
+	if ev.AckWait, _ = f.GetDuration("broker-ack-wait"); ev.AckWait <= 0 {
+		return nil, fmt.Errorf("--broker-ack-wait %s: must be positive", ev.AckWait)
+	}
+	proxy := get("delivery-proxy-addr")
+	if _, _, err := net.SplitHostPort(proxy); err != nil {
+		return nil, fmt.Errorf("--delivery-proxy-addr: %w", err)
+	}
+	ev.ProxyAddress = func() string { return proxy }
+	if on, _ := f.GetBool("cloudevents-filter"); on {
+		mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{Root: ".", OutDir: get("wasm-dir"), Filters: []string{"cloudevents"}, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("--cloudevents-filter: %w (--cloudevents-filter=false leaves validation and matching to the broker ingress)", err)
+		}
+		m := mods["cloudevents"]
+		ev.CloudEventsFilter = &xds.WasmFilter{Name: eventing.CloudEventsFilterName, Path: m.Path, SHA256: m.SHA256}
+	}
+	return ev, nil
+}
 
 func newControllerCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -62,6 +100,7 @@ func newControllerCommand() *cobra.Command {
 				return err
 			}
 			cfg.Autoscaler, cfg.StatSource, cfg.ProxyStatsURLs = &a, source, stats
+			cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise")
 			if source == autoscaler.RevisionMetrics {
 				dir, _ := f.GetString("wasm-dir")
 				mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{Root: ".", OutDir: dir, Filters: []string{"revision-metrics"}, Logger: log})
@@ -70,9 +109,12 @@ func newControllerCommand() *cobra.Command {
 				}
 				m := mods["revision-metrics"]
 				cfg.WasmFilters = append(cfg.WasmFilters, xds.WasmFilter{Name: xds.RevisionMetricsFilterName, Path: m.Path, SHA256: m.SHA256})
-				if cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise"); cfg.WasmCodeAdvertise == "" {
-					return errors.New("--wasm-advertise: required with wasm filters: the host:port Envoy fetches the modules from (this process's --http-addr)")
-				}
+			}
+			if cfg.Eventing, err = controllerEventing(cmd, log); err != nil {
+				return err
+			}
+			if cfg.WasmCodeAdvertise == "" && (len(cfg.WasmFilters) > 0 || cfg.Eventing != nil && cfg.Eventing.CloudEventsFilter != nil) {
+				return errors.New("--wasm-advertise: required with wasm filters: the host:port Envoy fetches the modules from (this process's --http-addr)")
 			}
 			ctrl, err := kube.New(cfg)
 			if err != nil {
@@ -94,6 +136,12 @@ func newControllerCommand() *cobra.Command {
 	f.String("wasm-dir", "/var/lib/skiff/wasm", "where the proxy-wasm modules are (from `make wasm`); in a source checkout they are built there first")
 	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
 	addAutoscalerFlags(f)
+	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
+	f.String("broker-ingress-addr", ":18002", "address of the broker ingress (leader only); Envoy routes http://broker-ingress.{domain}/{namespace}/{broker} to it")
+	f.String("broker-ingress-advertise", "", "ip:port Envoy reaches this replica's broker ingress at (default: $POD_IP from the downward API with --broker-ingress-addr's port)")
+	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died (e.g. a lost leader) before handing the event out again")
+	f.String("delivery-proxy-addr", "skiff-ingress.skiff-system.svc.cluster.local:80", "the Envoy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated")
+	f.Bool("cloudevents-filter", true, "send Envoy the cloudevents wasm filter (from --wasm-dir) in front of the broker ingress: validation and trigger matching in the proxy")
 	f.String("leader-elect-namespace", "skiff-system", "namespace of the leader election Lease")
 	f.String("leader-elect-lease", "skiff-controller", "name of the leader election Lease")
 	f.String("leader-elect-identity", "", "this replica's identity in the Lease (default: the hostname, i.e. the pod name)")

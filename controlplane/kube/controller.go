@@ -14,6 +14,13 @@
 // routed and given status too (gatewayapi). Without an ext_proc address there is no activator, so revisions never
 // scale to zero. Objects applied with kubectl are defaulted when read (there is no admission
 // webhook).
+//
+// With Config.Eventing, the leader also runs Knative Eventing's data plane (controlplane/eventing,
+// as `skiff up` does): the broker ingress and the JetStream dispatchers on an external NATS
+// cluster, and the PingSource adapter. Like xDS they run on the leader only, since the
+// reconcilers that configure them do: the ingress endpoint sent to Envoy is this replica's
+// (IngressAdvertise, the pod IP), the dispatchers' durable consumers are picked up by the next
+// leader, and the cloudevents filter reaches Envoy as remote wasm code like WasmFilters.
 package kube
 
 import (
@@ -39,9 +46,11 @@ import (
 
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
+	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 )
@@ -87,13 +96,42 @@ type Config struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Workers is how many reconciles run at once; default 4.
 	Workers int
-	Logger  *slog.Logger
+	// Eventing runs Brokers, Triggers and PingSources on the leader; nil leaves them not
+	// Ready (reason EventingDisabled).
+	Eventing *EventingConfig
+	Logger   *slog.Logger
+}
+
+// EventingConfig configures the eventing data plane the leader runs (controlplane/eventing).
+type EventingConfig struct {
+	// NATSURL is the NATS cluster with JetStream that keeps the events (required: the
+	// controller embeds no NATS server).
+	NATSURL string
+	// IngressAddress is where the broker ingress listens; default ":18002".
+	IngressAddress string
+	// IngressAdvertise is the ip:port Envoy reaches this replica's ingress at (the pod IP);
+	// required unless IngressAddress names an IP.
+	IngressAdvertise string
+	// CloudEventsFilter is the cloudevents wasm module (Path, SHA256; the name defaults to
+	// eventing.CloudEventsFilterName), served on HTTPAddress and sent to Envoy as remote
+	// code, disabled but on the broker virtual host. Nil: Envoy runs no filter and the
+	// ingress validates and matches every event itself.
+	CloudEventsFilter *xds.WasmFilter
+	// ProxyAddress returns the Envoy listener (host:port, e.g. the skiff-ingress Service)
+	// deliveries and PingSource events to Knative hosts go through, so scaled-to-zero
+	// subscribers are activated; required.
+	ProxyAddress func() string
+	// AckWait is how long JetStream waits before handing out again an event whose
+	// dispatcher went silent (e.g. a leader that died); default broker.DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Controller is a running `skiff controller`.
 type Controller struct {
 	cfg      Config
 	log      *slog.Logger
+	filters  []xds.WasmFilter // WasmFilters, and the cloudevents filter with eventing
+	ceFilter string           // the cloudevents filter's name; "" without it
 	xdsLis   net.Listener
 	httpLis  net.Listener // nil when HTTPAddress is "-"
 	wasmCode http.Handler // nil without WasmFilters
@@ -126,12 +164,27 @@ func New(cfg Config) (*Controller, error) {
 	}) {
 		return nil, fmt.Errorf("kube controller: stat source %s needs the %s wasm filter in WasmFilters", cfg.StatSource, xds.RevisionMetricsFilterName)
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger.With("component", "kube-controller")}
-	if len(cfg.WasmFilters) > 0 {
+	c := &Controller{cfg: cfg, log: cfg.Logger.With("component", "kube-controller"), filters: slices.Clone(cfg.WasmFilters)}
+	if cfg.Eventing != nil {
+		ev := *cfg.Eventing // defaults are filled in on a copy
+		if err := checkEventing(&ev); err != nil {
+			return nil, fmt.Errorf("kube controller: eventing: %w", err)
+		}
+		if ev.CloudEventsFilter != nil {
+			f := *ev.CloudEventsFilter
+			f.Name = cmp.Or(f.Name, eventing.CloudEventsFilterName)
+			f.Disabled = true
+			f.Configuration = `{"brokers":[]}`
+			c.filters = append(c.filters, f)
+			c.ceFilter = f.Name
+		}
+		c.cfg.Eventing = &ev
+	}
+	if len(c.filters) > 0 {
 		if cfg.HTTPAddress == "-" || cfg.WasmCodeAdvertise == "" {
 			return nil, errors.New("kube controller: wasm filters need an HTTP address to serve their modules and the address Envoy reaches it at (WasmCodeAdvertise)")
 		}
-		h, err := xds.WasmCodeHandler(cfg.WasmFilters)
+		h, err := xds.WasmCodeHandler(c.filters)
 		if err != nil {
 			return nil, fmt.Errorf("kube controller: %w", err)
 		}
@@ -148,6 +201,26 @@ func New(cfg Config) (*Controller, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkEventing fills in ev's defaults and refuses what cannot work in a cluster.
+func checkEventing(ev *EventingConfig) error {
+	if ev.NATSURL == "" {
+		return errors.New("NATSURL (--nats-url) is required: events are kept in an external NATS cluster with JetStream")
+	}
+	if ev.ProxyAddress == nil {
+		return errors.New("ProxyAddress (--delivery-proxy-addr) is required: deliveries go through Envoy")
+	}
+	ev.IngressAddress = cmp.Or(ev.IngressAddress, ":18002")
+	addr := cmp.Or(ev.IngressAdvertise, ev.IngressAddress)
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("broker ingress address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ev.IngressAdvertise == "" && (ip == nil || ip.IsUnspecified()) {
+		return fmt.Errorf("IngressAdvertise (--broker-ingress-advertise) is required when the broker ingress listens on %q: Envoy must be told this pod's IP (e.g. $(POD_IP):18002 from the downward API)", ev.IngressAddress)
+	}
+	return nil
 }
 
 // XDSAddr is where the ADS server listens.
@@ -245,8 +318,8 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := rt.Start(ctx); err != nil {
 		return err
 	}
-	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.cfg.WasmFilters}
-	if len(c.cfg.WasmFilters) > 0 {
+	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters}
+	if len(c.filters) > 0 {
 		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
 	}
 	proxy, err := xds.NewServer(log, xopts)
@@ -254,6 +327,15 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		return fmt.Errorf("kube controller: %w", err)
 	}
 	defer proxy.Close()
+	// Eventing stops before the proxy closes (deferred after it), so deliveries in flight
+	// are handed back to JetStream for the next leader rather than counted as failures.
+	rctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	events, stopEvents, err := c.startEventing(proxy, cancelRun)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 
 	// The same autoscaler and activation hub as `skiff up`; the activators are the
 	// standalone `skiff extproc` instances following the hub's feed.
@@ -279,10 +361,14 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	}
 	sink := autoscaler.NewStatSink(c.cfg.StatSource, 10*time.Second)
 	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
-	ctrl := reconciler.New(reconciler.Config{
+	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator,
-	})
+	}
+	if events != nil {
+		rcfg.Eventing = events
+	}
+	ctrl := reconciler.New(rcfg)
 
 	reconcilers.Store(ctrl)
 	g := grpc.NewServer()
@@ -309,8 +395,42 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		return err
 	}
 	c.leader.Store(true)
-	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String())
-	return ctrl.Run(ctx, c.cfg.Workers)
+	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String(), "eventing", events != nil)
+	err = ctrl.Run(rctx, c.cfg.Workers)
+	if cause := context.Cause(rctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// startEventing connects to NATS, binds the broker ingress and programs its route on proxy,
+// then serves it until stop is called; a failure of the ingress calls fail. Without
+// Config.Eventing it returns a nil Eventing and a no-op stop.
+func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc) (*eventing.Eventing, func(), error) {
+	ev := c.cfg.Eventing
+	if ev == nil {
+		return nil, func() {}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := eventing.New(ctx, eventing.Config{
+		Domain: c.cfg.Domain, NATSURL: ev.NATSURL,
+		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
+		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
+		Client: proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}),
+	})
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("kube controller: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := events.Run(ctx); err != nil && ctx.Err() == nil {
+			fail(fmt.Errorf("kube controller: eventing: %w", err))
+		}
+	}()
+	c.log.Info("eventing running", "nats", ev.NATSURL, "broker-ingress", events.IngressAddr().String(), "cloudevents-filter", c.ceFilter != "")
+	return events, func() { cancel(); <-done }, nil
 }
 
 // startGatewayAPI runs the Gateway API controller (HTTPRoutes to Knative Services) until

@@ -2,9 +2,12 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +31,7 @@ var deployGVRs = map[string]schema.GroupVersionResource{
 	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
 	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
 	"Deployment":         {Group: "apps", Version: "v1", Resource: "deployments"},
+	"StatefulSet":        {Group: "apps", Version: "v1", Resource: "statefulsets"},
 }
 
 // kustomizeObjects is what `kubectl apply -k deploy/` applies: the kustomization's resources
@@ -77,8 +81,9 @@ func kustomizeObjects(t *testing.T, root string) []*unstructured.Unstructured {
 // the namespace and RBAC for real, everything else as a server-side dry run, so schema
 // mistakes fail here. Then it runs the controller with the skiff-controller ServiceAccount's
 // own token, so the ClusterRole and Role are shown to be enough: a Knative Service and an
-// HTTPRoute to it become Ready/Accepted, the autoscaler scales through deployments/scale,
-// and leader election takes its Lease in skiff-system.
+// HTTPRoute to it become Ready/Accepted, a Broker and a Trigger become Ready (eventing on a
+// NATS server standing in for the StatefulSet), the autoscaler scales through
+// deployments/scale, and leader election takes its Lease in skiff-system.
 func TestDeployManifests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver")
@@ -112,9 +117,10 @@ func TestDeployManifests(t *testing.T) {
 			t.Errorf("%s %s/%s rejected by the API server: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 	}
-	if kinds["Deployment"] != 3 || kinds["ConfigMap"] != 1 {
-		t.Errorf("deploy/ has %d Deployments and %d ConfigMaps, want the controller, extproc and Envoy, and the Envoy bootstrap", kinds["Deployment"], kinds["ConfigMap"])
+	if kinds["Deployment"] != 3 || kinds["ConfigMap"] != 1 || kinds["StatefulSet"] != 1 {
+		t.Errorf("deploy/ has %d Deployments, %d ConfigMaps and %d StatefulSets, want the controller, extproc and Envoy, the Envoy bootstrap, and NATS", kinds["Deployment"], kinds["ConfigMap"], kinds["StatefulSet"])
 	}
+	checkControllerArgs(t, objs)
 
 	// The controller as its ServiceAccount, with nothing but the manifests' RBAC.
 	tok, err := c.kube.CoreV1().ServiceAccounts("skiff-system").CreateToken(ctx, "skiff-controller",
@@ -127,15 +133,22 @@ func TestDeployManifests(t *testing.T) {
 	sa.rest.BearerToken = tok.Status.Token
 	startKubelet(t, c.kube)
 	extAddr, follow := runExtProc(t)
+	var proxy atomic.Value
 	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
 		cfg.LeaseNamespace = "skiff-system"
 		cfg.ExtProcAddress = extAddr
 		cfg.Autoscaler = fastAutoscaler()
+		withEventing(startNATS(t), &proxy, nil)(cfg)
 	})
 	follow("http://" + ctrl.HTTPAddr().String())
 	gw := runGateway(t, ctrl.XDSAddr().String())
+	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")
+	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
+	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
+	c.waitReady(t, brokersGVR, "default")
+	c.waitReady(t, triggersGVR, "to-hello")
 	for _, u := range decodeObjects(t, []byte(gatewayAPIObjects))[:3] { // class, Gateway, HTTPRoute hello
 		gvr := map[string]schema.GroupVersionResource{"GatewayClass": gatewayClassesGVR, "Gateway": gatewaysGVR, "HTTPRoute": httpRoutesGVR}[u.GetKind()]
 		ri := c.dyn.Resource(gvr)
@@ -164,6 +177,35 @@ func TestDeployManifests(t *testing.T) {
 	eventually(t, 60*time.Second, "hello-00001 scaled to zero through the scale subresource", func() bool {
 		return c.deploymentReplicas(t, "hello-00001") == 0
 	})
+}
+
+// checkControllerArgs checks the controller Deployment runs eventing against the NATS
+// StatefulSet and advertises its pod IP (from the downward API) as the broker ingress.
+func checkControllerArgs(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, u := range objs {
+		if u.GetKind() != "Deployment" || u.GetName() != "skiff-controller" {
+			continue
+		}
+		cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+		ctr := cs[0].(map[string]any)
+		args, _, _ := unstructured.NestedStringSlice(ctr, "args")
+		for _, want := range []string{"--nats-url=nats://nats.skiff-system.svc.cluster.local:4222", "--broker-ingress-advertise=$(POD_IP):18002"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("skiff-controller args %q lack %s", args, want)
+			}
+		}
+		env, _, _ := unstructured.NestedSlice(ctr, "env")
+		if !slices.ContainsFunc(env, func(e any) bool {
+			m := e.(map[string]any)
+			p, _, _ := unstructured.NestedString(m, "valueFrom", "fieldRef", "fieldPath")
+			return m["name"] == "POD_IP" && p == "status.podIP"
+		}) {
+			t.Errorf("skiff-controller env %v: want POD_IP from status.podIP", env)
+		}
+		return
+	}
+	t.Error("deploy/ has no skiff-controller Deployment")
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -29,12 +29,15 @@ type kubelet struct {
 	pods map[string][]*httptest.Server // ns/deployment → replicas
 	// published holds the slices written, with their port, so a sync pass reads nothing back.
 	published map[string]int32
+
+	evMu   sync.Mutex
+	events map[string][]string // revision → ce-id of every CloudEvent its replicas received
 }
 
 const revisionLabel = "serving.knative.dev/revision"
 
 func startKubelet(t testing.TB, kc kubernetes.Interface) *kubelet {
-	k := &kubelet{kube: kc, ip: podIP(t), pods: map[string][]*httptest.Server{}, published: map[string]int32{}}
+	k := &kubelet{kube: kc, ip: podIP(t), pods: map[string][]*httptest.Server{}, published: map[string]int32{}, events: map[string][]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -95,6 +98,11 @@ func (k *kubelet) sync(ctx context.Context) error {
 					case <-time.After(time.Duration(ms) * time.Millisecond):
 					case <-r.Context().Done():
 					}
+				}
+				if id := r.Header.Get("Ce-Id"); id != "" {
+					k.evMu.Lock()
+					k.events[rev] = append(k.events[rev], id)
+					k.evMu.Unlock()
 				}
 				w.Header().Set("X-Revision", rev)
 				_, _ = w.Write([]byte(body))
@@ -200,4 +208,11 @@ func (k *kubelet) replicas(ns, deployment string) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.pods[ns+"/"+deployment])
+}
+
+// cloudEvents returns the ids of the CloudEvents (binary mode) a revision's replicas received.
+func (k *kubelet) cloudEvents(revision string) []string {
+	k.evMu.Lock()
+	defer k.evMu.Unlock()
+	return append([]string(nil), k.events[revision]...)
 }
