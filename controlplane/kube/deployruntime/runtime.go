@@ -284,8 +284,27 @@ func containerPort(rev *servingv1.Revision) int32 {
 	return 8080
 }
 
+// probeUserPort points a probe that names no port at the user container's port, as
+// Knative's queue-proxy does: Knative accepts probes without a port (or port 0), which a
+// pod spec does not.
+func probeUserPort(p *corev1.Probe, port int32) {
+	if p == nil {
+		return
+	}
+	unset := func(v intstr.IntOrString) bool { return v.Type == intstr.Int && v.IntVal == 0 }
+	switch {
+	case p.HTTPGet != nil && unset(p.HTTPGet.Port):
+		p.HTTPGet.Port = intstr.FromInt32(port)
+	case p.TCPSocket != nil && unset(p.TCPSocket.Port):
+		p.TCPSocket.Port = intstr.FromInt32(port)
+	case p.GRPC != nil && p.GRPC.Port == 0:
+		p.GRPC.Port = port
+	}
+}
+
 // deploymentFor is the Deployment that runs rev: its pod spec as written, plus the environment
-// Knative gives a user container (PORT, K_SERVICE, K_CONFIGURATION, K_REVISION).
+// Knative gives a user container (PORT, K_SERVICE, K_CONFIGURATION, K_REVISION) and its port
+// on probes that name none.
 func deploymentFor(rev *servingv1.Revision, replicas int32) (*appsv1.Deployment, error) {
 	pod := *rev.Spec.PodSpec.DeepCopy()
 	port := containerPort(rev)
@@ -297,6 +316,9 @@ func deploymentFor(rev *servingv1.Revision, replicas int32) (*appsv1.Deployment,
 		}
 		if len(c.Ports) == 0 {
 			c.Ports = []corev1.ContainerPort{{Name: "user-port", ContainerPort: port, Protocol: corev1.ProtocolTCP}}
+		}
+		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
+			probeUserPort(p, port)
 		}
 		c.Env = append(c.Env,
 			corev1.EnvVar{Name: "PORT", Value: strconv.Itoa(int(port))},
