@@ -14,7 +14,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/skiff-dev/skiff/controlplane/kube/kubeapi"
 	"github.com/skiff-dev/skiff/functions/build"
 	"github.com/skiff-dev/skiff/functions/deploy"
 	"github.com/skiff-dev/skiff/functions/funcyaml"
@@ -72,6 +74,52 @@ func hostBuild(cmd *cobra.Command, dir string, f *funcyaml.Function) (*build.Hos
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "host build %s %s (%s)\n", h.Digest, how, time.Since(start).Round(time.Millisecond))
 	return h, nil
+}
+
+// addImageFlags adds the OCI build's flags (read by ociImage).
+func addImageFlags(cmd *cobra.Command) {
+	cmd.Flags().String("base-image", "", "image to layer the function on (default: func.yaml build.baseImage, else empty for Go, node:20-slim / python:3.11-slim)")
+	cmd.Flags().String("platform", "", "OS/architecture of the image (default linux/<this machine's>)")
+}
+
+// ociImage builds the function's OCI image from its host build, with --base-image and --platform.
+func ociImage(cmd *cobra.Command, dir string, f *funcyaml.Function, h *build.Host) (v1.Image, error) {
+	base, _ := cmd.Flags().GetString("base-image")
+	plat, _ := cmd.Flags().GetString("platform")
+	iopts := build.ImageOptions{BaseImage: base}
+	if plat != "" {
+		p, err := v1.ParsePlatform(plat)
+		if err != nil {
+			return nil, fmt.Errorf("--platform %q: %w", plat, err)
+		}
+		iopts.Platform = p
+	}
+	cache, _ := cmd.Flags().GetString("cache-dir")
+	return build.BuildImage(cmd.Context(), build.Options{Dir: dir, Func: f, CacheDir: cache}, h, iopts)
+}
+
+// addKubeconfigFlag adds --kubeconfig, which points a func command at a Kubernetes cluster.
+func addKubeconfigFlag(cmd *cobra.Command) {
+	cmd.Flags().String("kubeconfig", "", "work on the Kubernetes cluster of this kubeconfig (running `skiff controller`) instead of the Skiff API at --api-addr")
+}
+
+// funcAPI is the API func commands work through: the cluster of --kubeconfig, else
+// Skiff's API at --api-addr; inCluster says which.
+func funcAPI(cmd *cobra.Command) (a deploy.API, ns string, inCluster bool, err error) {
+	c, ns := client(cmd)
+	kubeconfig, _ := cmd.Flags().GetString("kubeconfig")
+	if kubeconfig == "" {
+		return c, ns, false, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
+	}
+	kc, err := kubeapi.NewForConfig(rc)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
+	}
+	return kc, ns, true, nil
 }
 
 func newFuncCreateCommand() *cobra.Command {
@@ -143,18 +191,7 @@ goes to func.yaml's image (or registry/name:latest, or --image).`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\n", strings.Join(h.Command, " "))
 				return nil
 			}
-			base, _ := cmd.Flags().GetString("base-image")
-			plat, _ := cmd.Flags().GetString("platform")
-			iopts := build.ImageOptions{BaseImage: base}
-			if plat != "" {
-				p, err := v1.ParsePlatform(plat)
-				if err != nil {
-					return fmt.Errorf("--platform %q: %w", plat, err)
-				}
-				iopts.Platform = p
-			}
-			cache, _ := cmd.Flags().GetString("cache-dir")
-			img, err := build.BuildImage(cmd.Context(), build.Options{Dir: dir, Func: f, CacheDir: cache}, h, iopts)
+			img, err := ociImage(cmd, dir, f, h)
 			if err != nil {
 				return err
 			}
@@ -188,8 +225,7 @@ goes to func.yaml's image (or registry/name:latest, or --image).`,
 	cmd.Flags().Bool("push", false, "push the image to its registry")
 	cmd.Flags().String("image", "", "image reference to build (overrides func.yaml image)")
 	cmd.Flags().String("registry", "", "registry to build for, as registry/name:latest (overrides func.yaml registry)")
-	cmd.Flags().String("base-image", "", "image to layer the function on (default: func.yaml build.baseImage, else empty for Go, node:20-slim / python:3.11-slim)")
-	cmd.Flags().String("platform", "", "OS/architecture of the image (default linux/<this machine's>)")
+	addImageFlags(cmd)
 	cmd.Flags().BoolP("verbose", "v", false, "print the build tools' output")
 	return cmd
 }
@@ -233,8 +269,14 @@ func newFuncRunCommand() *cobra.Command {
 func newFuncDeployCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy",
-		Short: "Build the function and run it as a Knative Service on skiff up; wait until Ready and print its URL",
-		Args:  cobra.NoArgs,
+		Short: "Build the function and run it as a Knative Service (skiff up, or a cluster with --kubeconfig); wait until Ready and print its URL",
+		Long: `Build the function and create or update its Knative Service, wait until it is Ready
+(--timeout), and print its URL. On skiff up (--api-addr) the Service runs the host build's
+command line. With --kubeconfig the function's OCI image is built and pushed to func.yaml's
+registry (or --registry, or --image), and the Service in the cluster names the pushed image by
+digest, for the cluster to pull. Either way a deploy that does not become Ready is undone: a
+Service it created is deleted, an updated one gets its previous spec back.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, f, err := loadFunc(cmd)
 			if err != nil {
@@ -243,17 +285,39 @@ func newFuncDeployCommand() *cobra.Command {
 			if img, _ := cmd.Flags().GetString("image"); img != "" {
 				f.Image = img
 			}
+			if reg, _ := cmd.Flags().GetString("registry"); reg != "" {
+				f.Registry = reg
+			}
+			a, ns, inCluster, err := funcAPI(cmd)
+			if err != nil {
+				return err
+			}
+			if inCluster && f.Image == "" && f.Registry == "" {
+				return errors.New("--kubeconfig: the cluster pulls the function's image: set registry (or image) in func.yaml, or pass --registry or --image")
+			}
 			h, err := hostBuild(cmd, dir, f)
 			if err != nil {
 				return err
 			}
-			c, ns := client(cmd)
 			if !cmd.Flags().Changed("namespace") {
 				ns = deploy.Namespace(f, "")
 			}
+			target := deploy.Target{Image: f.ImageRef(), Command: h.Command, Build: h.Digest}
+			if inCluster {
+				img, err := ociImage(cmd, dir, f, h)
+				if err != nil {
+					return err
+				}
+				d, err := build.Push(cmd.Context(), img, f.ImageRef())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "pushed %s\n", d.String())
+				target = deploy.Target{Image: d.String(), Build: h.Digest}
+			}
 			timeout, _ := cmd.Flags().GetDuration("timeout")
-			d := &deploy.Deployer{API: c}
-			res, err := d.Deploy(cmd.Context(), f, deploy.Target{Image: f.ImageRef(), Command: h.Command, Build: h.Digest}, ns, timeout)
+			d := &deploy.Deployer{API: a}
+			res, err := d.Deploy(cmd.Context(), f, target, ns, timeout)
 			if err != nil {
 				return err
 			}
@@ -271,8 +335,11 @@ func newFuncDeployCommand() *cobra.Command {
 	addPathFlag(cmd)
 	addCacheFlag(cmd)
 	addClientFlags(cmd)
-	cmd.Flags().String("image", "", "image reference the Service names (overrides func.yaml image)")
-	cmd.Flags().Duration("timeout", 2*time.Minute, "how long to wait for the function to be Ready")
+	addKubeconfigFlag(cmd)
+	addImageFlags(cmd)
+	cmd.Flags().String("image", "", "image reference the Service names (overrides func.yaml image); with --kubeconfig, where the image is pushed")
+	cmd.Flags().String("registry", "", "with --kubeconfig, push the image to registry/name:latest (overrides func.yaml registry)")
+	cmd.Flags().Duration("timeout", 2*time.Minute, "how long to wait for the function to be Ready before undoing the deploy")
 	cmd.Flags().BoolP("verbose", "v", false, "print the build tools' output")
 	return cmd
 }
@@ -320,11 +387,14 @@ cloudevent (the default for cloudevents functions) sends a binary-mode CloudEven
 				}
 				req.URL = st.URL + path
 			case "remote":
-				c, ns := client(cmd)
+				a, ns, _, err := funcAPI(cmd)
+				if err != nil {
+					return err
+				}
 				if !flags.Changed("namespace") {
 					ns = deploy.Namespace(f, "")
 				}
-				u, err := (&deploy.Deployer{API: c}).URL(cmd.Context(), f.Name, ns)
+				u, err := (&deploy.Deployer{API: a}).URL(cmd.Context(), f.Name, ns)
 				if err != nil {
 					return err
 				}
@@ -351,6 +421,7 @@ cloudevent (the default for cloudevents functions) sends a binary-mode CloudEven
 	}
 	addPathFlag(cmd)
 	addClientFlags(cmd)
+	addKubeconfigFlag(cmd)
 	cmd.Flags().String("target", "", "local, remote or a URL (default: local if `skiff func run` is running it, else remote)")
 	cmd.Flags().String("gateway-addr", envOr("SKIFF_GATEWAY_ADDR", "127.0.0.1:8080"), "the gateway's HTTP address, for --target remote (env SKIFF_GATEWAY_ADDR)")
 	cmd.Flags().String("format", "", "http or cloudevent (default: func.yaml invoke)")
@@ -420,11 +491,14 @@ func newFuncListCommand() *cobra.Command {
 		Short: "List deployed functions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ns := client(cmd)
+			a, ns, _, err := funcAPI(cmd)
+			if err != nil {
+				return err
+			}
 			if all, _ := cmd.Flags().GetBool("all-namespaces"); all {
 				ns = ""
 			}
-			fns, err := (&deploy.Deployer{API: c}).List(cmd.Context(), ns)
+			fns, err := (&deploy.Deployer{API: a}).List(cmd.Context(), ns)
 			if err != nil {
 				return err
 			}
@@ -441,6 +515,7 @@ func newFuncListCommand() *cobra.Command {
 		},
 	}
 	addClientFlags(cmd)
+	addKubeconfigFlag(cmd)
 	cmd.Flags().BoolP("all-namespaces", "A", false, "list across all namespaces")
 	return cmd
 }
@@ -451,7 +526,10 @@ func newFuncDeleteCommand() *cobra.Command {
 		Short: "Delete a deployed function (its Service and Triggers); NAME defaults to func.yaml's",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns := client(cmd)
+			a, ns, _, err := funcAPI(cmd)
+			if err != nil {
+				return err
+			}
 			var name string
 			if len(args) == 1 {
 				name = args[0]
@@ -465,7 +543,7 @@ func newFuncDeleteCommand() *cobra.Command {
 					ns = deploy.Namespace(f, "")
 				}
 			}
-			if err := (&deploy.Deployer{API: c}).Delete(cmd.Context(), name, ns); err != nil {
+			if err := (&deploy.Deployer{API: a}).Delete(cmd.Context(), name, ns); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Removed function %s from namespace %s\n", name, ns)
@@ -474,5 +552,6 @@ func newFuncDeleteCommand() *cobra.Command {
 	}
 	addPathFlag(cmd)
 	addClientFlags(cmd)
+	addKubeconfigFlag(cmd)
 	return cmd
 }

@@ -189,6 +189,12 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	return res, nil
 }
 
+// Getter reads one object as raw JSON, failing with an error IsNotFound recognises when it
+// does not exist: *Client, or another API with the same semantics (e.g. controlplane/kube/kubeapi).
+type Getter interface {
+	Get(ctx context.Context, k *api.Kind, ns, name string) (json.RawMessage, error)
+}
+
 // Get reads one object as raw JSON.
 func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.RawMessage, error) {
 	var raw json.RawMessage
@@ -255,7 +261,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 
 // WaitReady polls the object until its Ready condition is True (returning it), is False
 // for its current generation (returning the condition's reason as the error), or ctx ends.
-func WaitReady(ctx context.Context, c *Client, k *api.Kind, ns, name string) (json.RawMessage, error) {
+func WaitReady(ctx context.Context, c Getter, k *api.Kind, ns, name string) (json.RawMessage, error) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	var last string

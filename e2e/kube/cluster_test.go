@@ -31,11 +31,13 @@ import (
 // cluster is a real etcd + kube-apiserver (+ kube-controller-manager running only the garbage
 // collector) on loopback, with a temp dir, started from the binaries `make kube-bins` builds.
 type cluster struct {
-	rest    *rest.Config
-	kube    kubernetes.Interface
-	dyn     dynamic.Interface
-	root    string
-	stopAll func()
+	rest *rest.Config
+	// kubeconfig is a kubeconfig file for the cluster's admin, for commands run by the tests.
+	kubeconfig string
+	kube       kubernetes.Interface
+	dyn        dynamic.Interface
+	root       string
+	stopAll    func()
 }
 
 func moduleRoot(t testing.TB) string {
@@ -165,7 +167,7 @@ current-context: e2e
 	start("kube-controller-manager", "--kubeconfig", kubeconfig, "--controllers", "garbagecollector",
 		"--leader-elect=false", "--secure-port", "0", "--use-service-account-credentials=false")
 
-	c := &cluster{rest: rc, kube: kc, dyn: dynamic.NewForConfigOrDie(rc), root: moduleRoot(t), stopAll: stop}
+	c := &cluster{rest: rc, kubeconfig: kubeconfig, kube: kc, dyn: dynamic.NewForConfigOrDie(rc), root: moduleRoot(t), stopAll: stop}
 	c.installCRDs(t)
 	return c
 }

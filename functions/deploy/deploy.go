@@ -1,9 +1,10 @@
 // Package deploy runs a function as a Knative Service on Skiff's API (`skiff up`, or a control
-// plane reached at the same API), waits for it to be Ready, subscribes it to brokers with
+// plane reached at the same API) or on a Kubernetes cluster running `skiff controller` (API), waits for it to be Ready, subscribes it to brokers with
 // Triggers (func.yaml deploy.subscriptions, as Knative's `func subscribe` writes them), and
 // lists and deletes deployed functions.
 //
-// The Service's container names the function's image (func.yaml image, or registry/name:latest)
+// The Service's container names the function's image (func.yaml image, or registry/name:latest;
+// in a cluster the pushed image by digest, with no command: the cluster pulls and runs it)
 // and, for the local runtime, the host build's command line: a command makes the local runtime
 // run that program with PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, exactly as it runs any
 // Revision. Every host build has its own directory, so a changed function gets a new command,
@@ -159,9 +160,25 @@ func Namespace(f *funcyaml.Function, explicit string) string {
 	return "default"
 }
 
-// Deployer talks to Skiff's API.
+// API is the resource API a Deployer works through: Skiff's own (*apiclient.Client, `skiff
+// up`) or a Kubernetes API server with Skiff's CRDs (controlplane/kube/kubeapi). An object
+// that does not exist fails Get and Delete with an error apiclient.IsNotFound recognises.
+type API interface {
+	apiclient.Getter
+	// Apply creates or updates the object in doc (in ns when it names none).
+	Apply(ctx context.Context, doc apiclient.Document, ns string) (apiclient.ApplyResult, error)
+	// List returns every object of kind k in ns ("" = all namespaces) as raw JSON.
+	List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error)
+	// Delete removes one object (and what it owns).
+	Delete(ctx context.Context, k *api.Kind, ns, name string) error
+}
+
+// Skiff's own API client is an API.
+var _ API = (*apiclient.Client)(nil)
+
+// Deployer deploys, lists and deletes functions through an API.
 type Deployer struct {
-	API *apiclient.Client
+	API API
 }
 
 // Result is a deployed function.
