@@ -2,16 +2,13 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/e2e/traffic"
 	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
@@ -35,19 +32,11 @@ func revisionMetrics(t *testing.T) func(*controlplane.Config) {
 // proxyStat reads one stat from the gateway's admin /stats; -1 when it is absent.
 func proxyStat(t *testing.T, adminURL, name string) int64 {
 	t.Helper()
-	resp, err := http.Get(adminURL + "/stats")
+	n, err := traffic.Stat(adminURL, name)
 	if err != nil {
-		t.Fatalf("read proxy stats: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		if n, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok && n == name {
-			x, _ := strconv.ParseInt(v, 10, 64)
-			return x
-		}
-	}
-	return -1
+	return n
 }
 
 // With --autoscaler-metrics revision-metrics the autoscaler reads only the wasm filter's

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/e2e/traffic"
 )
 
 func annotated(name string, annotations map[string]string, spec string) string {
@@ -33,35 +33,7 @@ spec:
 
 // load keeps conc requests in flight against host until stop is closed, counting non-200s.
 func (s *skiff) load(host, path string, conc int, stop <-chan struct{}) (wait func() (ok, failed int64)) {
-	var okN, failN atomic.Int64
-	var wg sync.WaitGroup
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}, Timeout: 30 * time.Second}
-	for range conc {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+path, nil)
-				req.Host = host
-				resp, err := client.Do(req)
-				if err != nil {
-					failN.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					okN.Add(1)
-				} else {
-					failN.Add(1)
-				}
-			}
-		})
-	}
-	return func() (int64, int64) { wg.Wait(); return okN.Load(), failN.Load() }
+	return traffic.Load(s.http, host, path, conc, stop)
 }
 
 // A revision with no traffic goes to zero pods after the grace period; the next request

@@ -3,12 +3,9 @@ package kube
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/e2e/traffic"
 	"github.com/skiff-dev/skiff/extproc"
 )
 
@@ -72,35 +70,7 @@ func (c *cluster) deploymentReplicas(t *testing.T, revision string) int32 {
 // load keeps conc requests in flight against host through the gateway until stop is closed;
 // wait returns how many answered 200 and how many did not.
 func load(gw, host, path string, conc int, stop <-chan struct{}) (wait func() (ok, failed int64)) {
-	var okN, failN atomic.Int64
-	var wg sync.WaitGroup
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}, Timeout: 30 * time.Second}
-	for range conc {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodGet, "http://"+gw+path, nil)
-				req.Host = host
-				resp, err := client.Do(req)
-				if err != nil {
-					failN.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					okN.Add(1)
-				} else {
-					failN.Add(1)
-				}
-			}
-		})
-	}
-	return func() (int64, int64) { wg.Wait(); return okN.Load(), failN.Load() }
+	return traffic.Load(gw, host, path, conc, stop)
 }
 
 const autoscaledService = `apiVersion: serving.knative.dev/v1

@@ -3,35 +3,24 @@ package kube
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/kube"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/e2e/traffic"
 	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
 // proxyStat reads one stat from a proxy's admin /stats; -1 when it is absent.
 func proxyStat(t *testing.T, admin, name string) int64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/stats")
+	n, err := traffic.Stat("http://"+admin, name)
 	if err != nil {
-		return -1
+		return -1 // not up yet: callers wait for a value
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		if n, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok && n == name {
-			x, _ := strconv.ParseInt(v, 10, 64)
-			return x
-		}
-	}
-	return -1
+	return n
 }
 
 // With --autoscaler-metrics revision-metrics the controller serves the filter's module over
