@@ -1,46 +1,60 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/pflag"
 
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
-// addAutoscalerFlags registers the cluster-wide autoscaler settings of `skiff controller`
-// (the flags have the same names and meanings as `skiff up`'s).
+// addAutoscalerFlags registers the cluster-wide autoscaler settings, the same for `skiff up`,
+// `skiff controlplane` and `skiff controller`.
 func addAutoscalerFlags(f *pflag.FlagSet) {
 	d := autoscaler.DefaultConfig()
-	f.Bool("enable-scale-to-zero", d.EnableScaleToZero, "let revisions without traffic scale to zero (Knative's enable-scale-to-zero; needs --extproc-advertise)")
+	f.Bool("enable-scale-to-zero", d.EnableScaleToZero, "let revisions without traffic scale to zero (Knative's enable-scale-to-zero; needs the ext_proc activator)")
 	f.Duration("scale-to-zero-grace-period", d.ScaleToZeroGracePeriod, "how long a revision waits at one pod before going to zero")
 	f.Duration("stable-window", d.StableWindow, "the autoscaler's default stable window (annotation autoscaling.knative.dev/window overrides)")
 	f.Duration("autoscaler-tick", d.TickInterval, "how often the autoscaler decides")
 	f.String("autoscaler-metrics", autoscaler.ClusterStats.String(), "where the autoscaler reads demand: cluster-stats (the proxies' upstream cluster stats plus requests held by the activators) or revision-metrics (the revision-metrics wasm filter, which proxies then run)")
-	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 }
 
 // autoscalerFlags reads the flags addAutoscalerFlags registered, naming the flag at fault.
-func autoscalerFlags(f *pflag.FlagSet) (autoscaler.Config, autoscaler.StatSource, []string, error) {
+func autoscalerFlags(f *pflag.FlagSet) (autoscaler.Config, autoscaler.StatSource, error) {
 	a := autoscaler.DefaultConfig()
 	a.EnableScaleToZero, _ = f.GetBool("enable-scale-to-zero")
 	a.ScaleToZeroGracePeriod, _ = f.GetDuration("scale-to-zero-grace-period")
 	a.StableWindow, _ = f.GetDuration("stable-window")
 	a.TickInterval, _ = f.GetDuration("autoscaler-tick")
 	if a.StableWindow < autoscaler.WindowMin || a.StableWindow > autoscaler.WindowMax {
-		return a, 0, nil, fmt.Errorf("--stable-window %s: must be between %s and %s", a.StableWindow, autoscaler.WindowMin, autoscaler.WindowMax)
+		return a, 0, fmt.Errorf("--stable-window %s: must be between %s and %s", a.StableWindow, autoscaler.WindowMin, autoscaler.WindowMax)
 	}
 	if a.TickInterval <= 0 {
-		return a, 0, nil, fmt.Errorf("--autoscaler-tick %s: must be positive", a.TickInterval)
+		return a, 0, fmt.Errorf("--autoscaler-tick %s: must be positive", a.TickInterval)
 	}
 	if a.ScaleToZeroGracePeriod < 0 {
-		return a, 0, nil, fmt.Errorf("--scale-to-zero-grace-period %s: must not be negative", a.ScaleToZeroGracePeriod)
+		return a, 0, fmt.Errorf("--scale-to-zero-grace-period %s: must not be negative", a.ScaleToZeroGracePeriod)
 	}
 	v, _ := f.GetString("autoscaler-metrics")
 	source, err := autoscaler.ParseStatSource(v)
 	if err != nil {
-		return a, 0, nil, fmt.Errorf("--autoscaler-metrics: %w", err)
+		return a, 0, fmt.Errorf("--autoscaler-metrics: %w", err)
 	}
-	stats, _ := f.GetStringArray("proxy-stats")
-	return a, source, stats, nil
+	return a, source, nil
+}
+
+// wasmFilter locates (in a source checkout: builds) the module of the filter in
+// wasm-filters/<module> and returns it as the proxy filter named name; flag is the flag
+// the filter is there for, named in the error.
+func wasmFilter(ctx context.Context, root, dir, module, name, flag string, log *slog.Logger) (xds.WasmFilter, error) {
+	mods, err := wasmbuild.Locate(ctx, wasmbuild.Options{Root: root, OutDir: dir, Filters: []string{module}, Logger: log})
+	if err != nil {
+		return xds.WasmFilter{}, fmt.Errorf("%s: %w", flag, err)
+	}
+	m := mods[module]
+	return xds.WasmFilter{Name: name, Path: m.Path, SHA256: m.SHA256}, nil
 }

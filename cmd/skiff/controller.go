@@ -18,7 +18,6 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/kube"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
-	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
 // controllerEventing reads the eventing flags; nil without --nats-url.
@@ -45,12 +44,11 @@ func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingCon
 	}
 	ev.ProxyAddress = func() string { return proxy }
 	if on, _ := f.GetBool("cloudevents-filter"); on {
-		mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{Root: ".", OutDir: get("wasm-dir"), Filters: []string{"cloudevents"}, Logger: log})
+		w, err := wasmFilter(cmd.Context(), ".", get("wasm-dir"), "cloudevents", eventing.CloudEventsFilterName, "--cloudevents-filter", log)
 		if err != nil {
-			return nil, fmt.Errorf("--cloudevents-filter: %w (--cloudevents-filter=false leaves validation and matching to the broker ingress)", err)
+			return nil, fmt.Errorf("%w (--cloudevents-filter=false leaves validation and matching to the broker ingress)", err)
 		}
-		m := mods["cloudevents"]
-		ev.CloudEventsFilter = &xds.WasmFilter{Name: eventing.CloudEventsFilterName, Path: m.Path, SHA256: m.SHA256}
+		ev.CloudEventsFilter = &w
 	}
 	return ev, nil
 }
@@ -95,20 +93,20 @@ func newControllerCommand() *cobra.Command {
 			cfg.ProxyListenPort = port
 			cfg.HTTPAddress, _ = f.GetString("http-addr")
 			cfg.ExtProcAddress, _ = f.GetString("extproc-advertise")
-			a, source, stats, err := autoscalerFlags(f)
+			a, source, err := autoscalerFlags(f)
 			if err != nil {
 				return err
 			}
-			cfg.Autoscaler, cfg.StatSource, cfg.ProxyStatsURLs = &a, source, stats
+			cfg.ProxyStatsURLs, _ = f.GetStringArray("proxy-stats")
+			cfg.Autoscaler, cfg.StatSource = &a, source
 			cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise")
 			if source == autoscaler.RevisionMetrics {
 				dir, _ := f.GetString("wasm-dir")
-				mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{Root: ".", OutDir: dir, Filters: []string{"revision-metrics"}, Logger: log})
+				w, err := wasmFilter(cmd.Context(), ".", dir, "revision-metrics", xds.RevisionMetricsFilterName, "--autoscaler-metrics revision-metrics", log)
 				if err != nil {
-					return fmt.Errorf("--autoscaler-metrics revision-metrics: %w", err)
+					return err
 				}
-				m := mods["revision-metrics"]
-				cfg.WasmFilters = append(cfg.WasmFilters, xds.WasmFilter{Name: xds.RevisionMetricsFilterName, Path: m.Path, SHA256: m.SHA256})
+				cfg.WasmFilters = append(cfg.WasmFilters, w)
 			}
 			if cfg.Eventing, err = controllerEventing(cmd, log); err != nil {
 				return err
@@ -136,6 +134,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("wasm-dir", "/var/lib/skiff/wasm", "where the proxy-wasm modules are (from `make wasm`); in a source checkout they are built there first")
 	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
 	addAutoscalerFlags(f)
+	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("broker-ingress-addr", ":18002", "address of the broker ingress (leader only); Envoy routes http://broker-ingress.{domain}/{namespace}/{broker} to it")
 	f.String("broker-ingress-advertise", "", "ip:port Envoy reaches this replica's broker ingress at (default: $POD_IP from the downward API with --broker-ingress-addr's port)")

@@ -20,7 +20,6 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
-	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
 func addControlPlaneFlags(cmd *cobra.Command) {
@@ -34,12 +33,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.Duration("drain-timeout", time.Second, "how long a stopping instance keeps serving after it leaves the proxy's endpoints")
 	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
 	f.String("extproc-advertise", "", "ext_proc address proxies are told over CDS, e.g. standalone `skiff extproc` instances (default: --extproc-addr)")
-	d := autoscaler.DefaultConfig()
-	f.Bool("enable-scale-to-zero", d.EnableScaleToZero, "let revisions without traffic scale to zero (Knative's enable-scale-to-zero)")
-	f.Duration("scale-to-zero-grace-period", d.ScaleToZeroGracePeriod, "how long a revision waits at one pod before going to zero")
-	f.Duration("stable-window", d.StableWindow, "the autoscaler's default stable window (annotation autoscaling.knative.dev/window overrides)")
-	f.Duration("autoscaler-tick", d.TickInterval, "how often the autoscaler decides")
-	f.String("autoscaler-metrics", autoscaler.ClusterStats.String(), "where the autoscaler reads demand: cluster-stats (the proxy's upstream cluster stats plus requests held by the activator) or revision-metrics (the revision-metrics wasm filter, which proxies then run)")
+	addAutoscalerFlags(f)
 	f.String("wasm-dir", "bin/wasm", "where the proxy-wasm filter modules are (relative to --work-dir); in a source checkout they are built there first")
 	f.Bool("eventing", true, "run Brokers, Triggers and PingSources (broker ingress, dispatcher, JetStream)")
 	f.String("nats-url", "", "external NATS cluster with JetStream for broker events (default: an embedded NATS server storing under --data-dir/jetstream)")
@@ -74,32 +68,18 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		return controlplane.Config{}, fmt.Errorf("--work-dir: %w", err)
 	}
 	drain, _ := f.GetDuration("drain-timeout")
-	a := autoscaler.DefaultConfig()
-	a.EnableScaleToZero, _ = f.GetBool("enable-scale-to-zero")
-	a.ScaleToZeroGracePeriod, _ = f.GetDuration("scale-to-zero-grace-period")
-	a.StableWindow, _ = f.GetDuration("stable-window")
-	a.TickInterval, _ = f.GetDuration("autoscaler-tick")
-	if a.StableWindow < autoscaler.WindowMin || a.StableWindow > autoscaler.WindowMax {
-		return controlplane.Config{}, fmt.Errorf("--stable-window %s: must be between %s and %s", a.StableWindow, autoscaler.WindowMin, autoscaler.WindowMax)
-	}
-	if a.TickInterval <= 0 {
-		return controlplane.Config{}, fmt.Errorf("--autoscaler-tick %s: must be positive", a.TickInterval)
-	}
-	stats, _ := f.GetStringArray("proxy-stats")
-	source, err := autoscaler.ParseStatSource(get("autoscaler-metrics"))
+	a, source, err := autoscalerFlags(f)
 	if err != nil {
-		return controlplane.Config{}, fmt.Errorf("--autoscaler-metrics: %w", err)
+		return controlplane.Config{}, err
 	}
+	stats, _ := f.GetStringArray("proxy-stats") // `skiff controlplane` only
 	var filters []xds.WasmFilter
 	if source == autoscaler.RevisionMetrics {
-		mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{
-			Root: workDir, OutDir: get("wasm-dir"), Filters: []string{"revision-metrics"}, Logger: log,
-		})
+		w, err := wasmFilter(cmd.Context(), workDir, get("wasm-dir"), "revision-metrics", xds.RevisionMetricsFilterName, "--autoscaler-metrics revision-metrics", log)
 		if err != nil {
-			return controlplane.Config{}, fmt.Errorf("--autoscaler-metrics revision-metrics: %w", err)
+			return controlplane.Config{}, err
 		}
-		m := mods["revision-metrics"]
-		filters = append(filters, xds.WasmFilter{Name: xds.RevisionMetricsFilterName, Path: m.Path, SHA256: m.SHA256})
+		filters = append(filters, w)
 	}
 	var ev *controlplane.EventingConfig
 	if on, _ := f.GetBool("eventing"); on {
@@ -118,15 +98,12 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 			ev.ProxyAddress = func() string { return addr }
 		}
 		if withFilter, _ := f.GetBool("cloudevents-filter"); withFilter {
-			mods, err := wasmbuild.Locate(cmd.Context(), wasmbuild.Options{
-				Root: workDir, OutDir: get("wasm-dir"), Filters: []string{"cloudevents"}, Logger: log,
-			})
+			w, err := wasmFilter(cmd.Context(), workDir, get("wasm-dir"), "cloudevents", eventing.CloudEventsFilterName, "--cloudevents-filter", log)
 			if err != nil {
 				// Events are still validated and matched, by the ingress.
 				log.Warn("running brokers without the cloudevents wasm filter (--cloudevents-filter=false silences this)", "err", err)
 			} else {
-				m := mods["cloudevents"]
-				ev.CloudEventsFilter = &xds.WasmFilter{Name: eventing.CloudEventsFilterName, Path: m.Path, SHA256: m.SHA256}
+				ev.CloudEventsFilter = &w
 			}
 		}
 	}
