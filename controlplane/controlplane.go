@@ -171,10 +171,7 @@ func New(cfg Config) (*ControlPlane, error) {
 	wasmFilters := slices.Clone(cfg.WasmFilters)
 	ceFilter := ""
 	if ev := cfg.Eventing; ev != nil && ev.CloudEventsFilter != nil {
-		f := *ev.CloudEventsFilter
-		f.Name = cmp.Or(f.Name, eventing.CloudEventsFilterName)
-		f.Disabled = true
-		f.Configuration = `{"brokers":[]}`
+		f := eventing.ListenerFilter(*ev.CloudEventsFilter)
 		wasmFilters = append(wasmFilters, f)
 		ceFilter = f.Name
 	}

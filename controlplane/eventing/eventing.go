@@ -41,6 +41,16 @@ const (
 	DefaultIngressAddress = "127.0.0.1:18002"
 )
 
+// ListenerFilter is the cloudevents filter module f as a proxy's listener carries it: named
+// CloudEventsFilterName unless f names it, disabled except on the broker virtual host (which
+// Eventing enables), and configured with no brokers until SetBroker pushes them.
+func ListenerFilter(f xds.WasmFilter) xds.WasmFilter {
+	f.Name = cmp.Or(f.Name, CloudEventsFilterName)
+	f.Disabled = true
+	f.Configuration = `{"brokers":[]}`
+	return f
+}
+
 // Proxy is the part of the xDS server eventing programs.
 type Proxy interface {
 	SetRoute(r xds.Route) error

@@ -171,10 +171,7 @@ func New(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("kube controller: eventing: %w", err)
 		}
 		if ev.CloudEventsFilter != nil {
-			f := *ev.CloudEventsFilter
-			f.Name = cmp.Or(f.Name, eventing.CloudEventsFilterName)
-			f.Disabled = true
-			f.Configuration = `{"brokers":[]}`
+			f := eventing.ListenerFilter(*ev.CloudEventsFilter)
 			c.filters = append(c.filters, f)
 			c.ceFilter = f.Name
 		}
