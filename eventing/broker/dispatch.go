@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -220,15 +218,17 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerSt
 // is dropped, as Knative does).
 func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eventfilter.Event) error {
 	reply = cloneEvent(reply)
-	n, err := ttl(orig)
-	if err != nil {
-		n = DefaultTTL
+	// The reply carries the TTL the event was delivered with (as Knative's
+	// filter reattaches it), which accept decrements.
+	n := DefaultTTL
+	if v, err := strconv.Atoi(orig.Attributes[TTLExtension]); err == nil {
+		n = v
 	}
 	reply.Attributes[TTLExtension] = strconv.Itoa(n)
 	if cur := s.broker(brokerKey{b.namespace, b.name}); cur != nil {
 		b = cur
 	}
-	_, err = s.accept(ctx, b, reply, false, nil)
+	_, err := s.accept(ctx, b, reply, false, nil)
 	var ie *ingressError
 	switch {
 	case err == nil:
@@ -248,18 +248,12 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	e, err := sdkEvent(ev, TTLExtension)
-	if err != nil {
-		return result{err: err}
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
 	if err != nil {
 		return result{err: fmt.Errorf("building request to %s: %w", target, err)}
 	}
-	// Binary content mode, the CloudEvents HTTP binding as the SDK writes it.
-	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&e), req); err != nil {
-		return result{err: fmt.Errorf("encoding the event for %s: %w", target, err)}
-	}
+	// Binary content mode, as Knative delivers, without the broker's TTL.
+	writeBinary(req, ev, TTLExtension)
 	if preferReply {
 		req.Header.Set("Prefer", "reply")
 	}

@@ -152,13 +152,7 @@ func writeError(w http.ResponseWriter, e *ingressError) {
 // returns the number of triggers the event was stored for. Errors that are
 // the event's fault are *ingressError.
 func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string) (int, error) {
-	n, err := ttl(ev)
-	if err != nil {
-		return 0, &ingressError{status: http.StatusBadRequest, reason: string(eventfilter.ReasonInvalidAttribute), attribute: TTLExtension, err: err}
-	}
-	if _, present := ev.Attributes[TTLExtension]; present {
-		n-- // Knative's TTLDefaulter: a present TTL is decremented, an absent one defaulted.
-	}
+	n := ttl(ev)
 	if n <= 0 {
 		s.stats.ttlExpired.Add(1)
 		return 0, &ingressError{status: http.StatusBadRequest, reason: "ttl_exhausted", attribute: TTLExtension, err: errTTLExpired}
