@@ -185,6 +185,10 @@ type ceCase struct {
 	sdkCannotRead string
 	// vsKnative says why Skiff's answer or delivery differs from Knative's.
 	vsKnative string
+	// forwarded are headers the delivery must carry (Knative's pass-through
+	// headers); absent are headers it must not.
+	forwarded map[string]string
+	absent    []string
 }
 
 func (c ceCase) send(t *testing.T, client *http.Client, url string) (int, string) {
@@ -240,8 +244,19 @@ func (c ceCase) checkDelivery(t *testing.T, d rawRequest) map[string]string {
 	if string(d.body) != c.data {
 		t.Errorf("delivered body %q, want %q", d.body, c.data)
 	}
-	if d.method != http.MethodPost || d.header.Get("Prefer") != "reply" {
-		t.Errorf("delivered with %s, Prefer %q; want POST, Prefer: reply", d.method, d.header.Get("Prefer"))
+	if d.method != http.MethodPost || d.header.Get("Prefer") != "reply" || d.header.Get("Kn-Namespace") != "default" {
+		t.Errorf("delivered with %s, Prefer %q, Kn-Namespace %q; want POST, Prefer: reply, Kn-Namespace: default (as Knative's filter)",
+			d.method, d.header.Get("Prefer"), d.header.Get("Kn-Namespace"))
+	}
+	for name, v := range c.forwarded {
+		if got := d.header.Values(name); len(got) != 1 || got[0] != v {
+			t.Errorf("delivered header %s: %q, want %q", name, got, v)
+		}
+	}
+	for _, name := range c.absent {
+		if got := d.header.Values(name); len(got) != 0 {
+			t.Errorf("delivered header %s: %q, want none", name, got)
+		}
 	}
 	// What an sdk-go receiver reads: the wire values, as they are (it does
 	// not percent-decode), and the body.
@@ -545,6 +560,13 @@ func ownConformanceCases() []ceCase {
 			status: 400, reason: "invalid_json"},
 		{name: "control character", header: structuredCT, body: structured("strict-7", `"subject":"a\nb"`),
 			status: 400, reason: "invalid_attribute", attribute: "subject", vsKnative: "CloudEvents Strings exclude control characters; sdk-go does not check; " + strictDoc},
+
+		// The headers Knative's broker passes from the sender to the
+		// subscriber (pkg/utils/headers.go, PassThroughHeaders).
+		{name: "pass-through headers", header: binary("hdr-1", "Knative-Custom", "v1", "X-B3-Traceid", "80f198ee56343ba864fe8b2a57d3eff7",
+			"Retry-After", "5", "X-Other", "not forwarded", "Traceparent-Not", "x"),
+			want: attrs("hdr-1"), forwarded: map[string]string{"Knative-Custom": "v1", "X-B3-Traceid": "80f198ee56343ba864fe8b2a57d3eff7", "Retry-After": "5"},
+			absent: []string{"X-Other", "Traceparent-Not"}},
 
 		// The JSON format's examples (v1.0.2 json-format.md 3.2) and the
 		// binary re-encodings the specification shows for them.

@@ -52,6 +52,12 @@ const (
 	HeaderPhase = "Skiff-Phase"
 	// PhaseDeadLetter marks a message to be sent to the dead letter sink.
 	PhaseDeadLetter = "dead-letter"
+	// HeaderForwardPrefix prefixes the sender's pass-through HTTP headers
+	// (passThroughHeaders) kept with a stored event for its deliveries.
+	HeaderForwardPrefix = "Skiff-Fwd-"
+	// NamespaceHeader is the request header naming the Trigger's namespace on a
+	// delivery, as Knative's broker filter sets it (apis.KnNamespaceHeader).
+	NamespaceHeader = "Kn-Namespace"
 
 	structuredContentType = "application/cloudevents+json"
 )
@@ -195,4 +201,23 @@ func errorData(body []byte) string {
 		s = s[:ErrorDataMaxLength]
 	}
 	return s
+}
+
+// passThroughHeaders returns the headers of a request (or a subscriber's reply)
+// that Knative's broker carries on to the deliveries of its event
+// (pkg/utils/headers.go, PassThroughHeaders): X-Request-Id, Retry-After, and
+// those whose name starts with Knative- or X-B3- (Zipkin tracing). The ce-*
+// headers are not among them: they are the event.
+func passThroughHeaders(h http.Header) http.Header {
+	var out http.Header
+	for name, vs := range h {
+		lower := strings.ToLower(name)
+		if lower == "x-request-id" || lower == "retry-after" || strings.HasPrefix(lower, "knative-") || strings.HasPrefix(lower, "x-b3-") {
+			if out == nil {
+				out = http.Header{}
+			}
+			out[http.CanonicalHeaderKey(name)] = vs
+		}
+	}
+	return out
 }

@@ -109,7 +109,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	stored, err := s.accept(r.Context(), b, ev, useNames, names)
+	stored, err := s.accept(r.Context(), b, ev, useNames, names, passThroughHeaders(r.Header))
 	if err != nil {
 		var ie *ingressError
 		if !errors.As(err, &ie) {
@@ -148,10 +148,11 @@ func writeError(w http.ResponseWriter, e *ingressError) {
 
 // accept applies the TTL rules to an event, finds the triggers it goes to
 // (the given names when useNames, else by evaluating the filters) and stores
-// it once per trigger, returning when JetStream acknowledged every copy. It
-// returns the number of triggers the event was stored for. Errors that are
-// the event's fault are *ingressError.
-func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string) (int, error) {
+// it once per trigger with the headers to forward to its deliveries, returning
+// when JetStream acknowledged every copy. It returns the number of triggers
+// the event was stored for. Errors that are the event's fault are
+// *ingressError.
+func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string, forward http.Header) (int, error) {
 	n := ttl(ev)
 	if n <= 0 {
 		s.stats.ttlExpired.Add(1)
@@ -199,6 +200,9 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 				HeaderTrigger:    {t.name},
 				HeaderAcceptedAt: {acceptedAt},
 			},
+		}
+		for name, vs := range forward {
+			msgs[i].Header[HeaderForwardPrefix+name] = vs
 		}
 	}
 	if err := s.publish(ctx, msgs); err != nil {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +213,27 @@ func TestNames(t *testing.T) {
 		if _, _, got := splitPath(path); got != ok {
 			t.Errorf("splitPath(%q) ok = %v", path, got)
 		}
+	}
+}
+
+// Knative's pass-through set (pkg/utils/headers.go, PassThroughHeaders and its
+// headers_test.go): X-Request-Id, Retry-After, Knative-*, X-B3-*, in any case.
+func TestPassThroughHeaders(t *testing.T) {
+	in := http.Header{
+		"X-Request-Id": {"1"}, "Retry-After": {"5"}, "Knative-Foo": {"a", "b"}, "X-B3-Traceid": {"t"},
+		"x-b3-spanid": {"s"}, "Ce-Id": {"x"}, "Content-Type": {"text/plain"}, "Traceparent": {"00-x"}, "X-Other": {"o"},
+	}
+	want := http.Header{"X-Request-Id": {"1"}, "Retry-After": {"5"}, "Knative-Foo": {"a", "b"}, "X-B3-Traceid": {"t"}, "X-B3-Spanid": {"s"}}
+	got := passThroughHeaders(in)
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	if passThroughHeaders(http.Header{"X-Other": {"o"}}) != nil {
+		t.Error("nothing to pass, but a header map")
 	}
 }
