@@ -538,7 +538,10 @@ func TestIngressRejects(t *testing.T) {
 		{"ttl exhausted", "POST", url, func() http.Header { h := binary(""); h.Set("Ce-Knativebrokerttl", "1"); return h }(), `{}`, 400, "ttl_exhausted"},
 		{"too large", "POST", url, binary(""), `"` + strings.Repeat("x", 5000) + `"`, 413, "too_large"},
 		{"unknown broker", "POST", e.url("ns", "nope"), binary(""), `{}`, 404, "broker_not_found"},
-		{"bad path", "POST", e.ingress.URL + "/ns", binary(""), `{}`, 404, "not_found"},
+		// ingress_handler_test.go TestHandler: "malformed request URI", "root request URI".
+		{"bad path", "POST", e.ingress.URL + "/ns", binary(""), `{}`, 400, "malformed_path"},
+		{"malformed path", "POST", e.ingress.URL + "/knative/ns/b", binary(""), `{}`, 400, "malformed_path"},
+		{"root path", "POST", e.ingress.URL + "/", binary(""), `{}`, 404, "not_found"},
 		{"GET", "GET", url, nil, ``, 405, "method_not_allowed"},
 		{"PUT", "PUT", url, binary(""), `{}`, 405, "method_not_allowed"},
 	}

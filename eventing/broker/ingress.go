@@ -36,8 +36,9 @@ func (e *ingressError) Unwrap() error { return e.err }
 
 // ServeHTTP is the broker ingress: POST /{namespace}/{broker} with a CloudEvent
 // in binary or structured content mode. Answers: 202 once the event is stored
-// for every matching trigger (or matches none); 400 for a bad event or an
-// exhausted knativebrokerttl; 404 for an unknown broker; 405 for a method other
+// for every matching trigger (or matches none); 400 for a bad event, an
+// exhausted knativebrokerttl or a path that is not /{namespace}/{broker}; 404
+// for an unknown broker or the root path; 405 for a method other
 // than POST (OPTIONS answers the CloudEvents webhook handshake, as Knative's
 // ingress does); 413 for a body over MaxEventBytes; 503 when JetStream did not
 // store it. Error bodies are JSON: {"error": message, "reason": reason} plus
@@ -59,7 +60,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	namespace, name, ok := splitPath(r.URL.Path)
 	if !ok {
-		writeError(w, &ingressError{status: http.StatusNotFound, reason: "not_found",
+		// As Knative's ingress: 404 for the root, 400 for any other path that
+		// is not /{namespace}/{broker} (ingress_handler_test.go TestHandler,
+		// "root request URI" and "malformed request URI").
+		status, reason := http.StatusBadRequest, "malformed_path"
+		if r.URL.Path == "/" || r.URL.Path == "" {
+			status, reason = http.StatusNotFound, "not_found"
+		}
+		writeError(w, &ingressError{status: status, reason: reason,
 			err: fmt.Errorf("no broker at %q: broker URLs are /{namespace}/{broker}", r.URL.Path)})
 		return
 	}
