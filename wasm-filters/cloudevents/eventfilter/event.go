@@ -150,7 +150,8 @@ type attrSet struct {
 
 func (a *attrSet) set(name, v string) {
 	if a.values == nil {
-		a.values = make(map[string]string, 12)
+		a.values = make(map[string]string, 16)
+		a.order = make([]string, 0, 16)
 	}
 	if _, ok := a.values[name]; !ok {
 		a.order = append(a.order, name)
