@@ -390,9 +390,9 @@ const (
 	ceSource = "/conformance"
 )
 
-// binary returns the REQUIRED headers of a 1.0 binary-mode event, then extra
+// ceBinary returns the REQUIRED headers of a 1.0 binary-mode event, then extra
 // name/value pairs.
-func binary(id string, extra ...string) [][2]string {
+func ceBinary(id string, extra ...string) [][2]string {
 	h := [][2]string{{"ce-specversion", "1.0"}, {"ce-id", id}, {"ce-source", ceSource}, {"ce-type", ceType}}
 	for i := 0; i+1 < len(extra); i += 2 {
 		h = append(h, [2]string{extra[i], extra[i+1]})
@@ -402,9 +402,9 @@ func binary(id string, extra ...string) [][2]string {
 
 var structuredCT = [][2]string{{"Content-Type", "application/cloudevents+json; charset=UTF-8"}}
 
-// structured returns a structured-mode body: the REQUIRED attributes of a 1.0
+// ceStructured returns a structured-mode body: the REQUIRED attributes of a 1.0
 // event with this id, then the given members (raw JSON, without braces).
-func structured(id, members string) string {
+func ceStructured(id, members string) string {
 	b := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":%q,"type":%q`, id, ceSource, ceType)
 	if members != "" {
 		b += "," + members
@@ -412,9 +412,9 @@ func structured(id, members string) string {
 	return b + "}"
 }
 
-// attrs returns the REQUIRED attributes of a 1.0 event with this id, then
+// ceAttrs returns the REQUIRED attributes of a 1.0 event with this id, then
 // extra name/value pairs.
-func attrs(id string, extra ...string) map[string]string {
+func ceAttrs(id string, extra ...string) map[string]string {
 	a := map[string]string{"specversion": "1.0", "id": id, "source": ceSource, "type": ceType}
 	for i := 0; i+1 < len(extra); i += 2 {
 		a[extra[i]] = extra[i+1]
@@ -429,18 +429,18 @@ func ownConformanceCases() []ceCase {
 	)
 	return []ceCase{
 		// Issue 22 item 1: percent-encoding survives delivery.
-		{name: "percent-encoded values keep their meaning", header: binary("pct-1",
+		{name: "percent-encoded values keep their meaning", header: ceBinary("pct-1",
 			"ce-ext", "%2541", "ce-path", "a%252Fb", "ce-subject", "caf%C3%A9", "ce-quoted", `"a \"b\""`,
 			"ce-lower", "%c3%a9", "ce-needless", "%41bc", "ce-raw", "100% sure"),
-			want:      attrs("pct-1", "ext", "%41", "path", "a%2Fb", "subject", "café", "quoted", `a "b"`, "lower", "é", "needless", "Abc", "raw", "100% sure"),
+			want:      ceAttrs("pct-1", "ext", "%41", "path", "a%2Fb", "subject", "café", "quoted", `a "b"`, "lower", "é", "needless", "Abc", "raw", "100% sure"),
 			vsKnative: pctDiff},
 		{name: "structured strings are percent-encoded in headers", header: structuredCT,
-			body: structured("pct-2", `"ext":"a \"b\" 100%","uni":"Euro € 😀","tab":"x\u00a0y"`),
-			want: attrs("pct-2", "ext", `a "b" 100%`, "uni", "Euro € 😀", "tab", "x\u00a0y"), vsKnative: pctDiff},
-		{name: "surrounding spaces survive", header: structuredCT, body: structured("pct-4", `"ext":" padded ","empty":""`),
-			want: attrs("pct-4", "ext", " padded ", "empty", ""), vsKnative: pctDiff + " (HTTP drops the spaces around a raw value)"},
-		{name: "printable values go out unchanged", header: binary("pct-3", "ce-ext", "a/b?c=d&e#f!$'()*+,;=:@[]~{}|^`\\<>"),
-			want: attrs("pct-3", "ext", "a/b?c=d&e#f!$'()*+,;=:@[]~{}|^`\\<>")},
+			body: ceStructured("pct-2", `"ext":"a \"b\" 100%","uni":"Euro € 😀","tab":"x\u00a0y"`),
+			want: ceAttrs("pct-2", "ext", `a "b" 100%`, "uni", "Euro € 😀", "tab", "x\u00a0y"), vsKnative: pctDiff},
+		{name: "surrounding spaces survive", header: structuredCT, body: ceStructured("pct-4", `"ext":" padded ","empty":""`),
+			want: ceAttrs("pct-4", "ext", " padded ", "empty", ""), vsKnative: pctDiff + " (HTTP drops the spaces around a raw value)"},
+		{name: "printable values go out unchanged", header: ceBinary("pct-3", "ce-ext", "a/b?c=d&e#f!$'()*+,;=:@[]~{}|^`\\<>"),
+			want: ceAttrs("pct-3", "ext", "a/b?c=d&e#f!$'()*+,;=:@[]~{}|^`\\<>")},
 
 		// Issue 22 item 3: 0.3 accepted and delivered as 0.3.
 		{name: "0.3 binary", header: [][2]string{{"ce-specversion", "0.3"}, {"ce-id", "v03-1"}, {"ce-source", ceSource}, {"ce-type", ceType},
@@ -475,51 +475,51 @@ func ownConformanceCases() []ceCase {
 			vsKnative: "sdk-go turns a 0.3 data_base64 member into an extension of that (invalid) name; " + strictDoc},
 
 		// Issue 22 item 4: "data": null is delivered as null.
-		{name: "data null, no datacontenttype", header: structuredCT, body: structured("null-1", `"data":null`),
-			want: attrs("null-1", "datacontenttype", "application/json"), data: "null",
+		{name: "data null, no datacontenttype", header: structuredCT, body: ceStructured("null-1", `"data":null`),
+			want: ceAttrs("null-1", "datacontenttype", "application/json"), data: "null",
 			vsKnative: "the implied application/json is made explicit (JSON format 3.1.2); Knative sends no Content-Type"},
-		{name: "data null, application/json", header: structuredCT, body: structured("null-2", `"datacontenttype":"application/json","data":null`),
-			want: attrs("null-2", "datacontenttype", "application/json"), data: "null"},
+		{name: "data null, application/json", header: structuredCT, body: ceStructured("null-2", `"datacontenttype":"application/json","data":null`),
+			want: ceAttrs("null-2", "datacontenttype", "application/json"), data: "null"},
 
 		// Issue 22 item 5: an invalid TTL is reset, as Knative's TTLDefaulter does.
-		{name: "knativebrokerttl not a number", header: binary("ttl-1", "ce-knativebrokerttl", "abc"), want: attrs("ttl-1")},
-		{name: "knativebrokerttl spent", header: binary("ttl-2", "ce-knativebrokerttl", "1"), status: 400, reason: "ttl_exhausted", attribute: "knativebrokerttl"},
-		{name: "knativebrokerttl with a fraction", header: binary("ttl-3", "ce-knativebrokerttl", "2.9"), want: attrs("ttl-3")},
+		{name: "knativebrokerttl not a number", header: ceBinary("ttl-1", "ce-knativebrokerttl", "abc"), want: ceAttrs("ttl-1")},
+		{name: "knativebrokerttl spent", header: ceBinary("ttl-2", "ce-knativebrokerttl", "1"), status: 400, reason: "ttl_exhausted", attribute: "knativebrokerttl"},
+		{name: "knativebrokerttl with a fraction", header: ceBinary("ttl-3", "ce-knativebrokerttl", "2.9"), want: ceAttrs("ttl-3")},
 
 		// Issue 22 item 6: any */json media type is JSON.
-		{name: "example/json string keeps its quotes", header: structuredCT, body: structured("json-1", `"datacontenttype":"example/json","data":"hi"`),
-			want: attrs("json-1", "datacontenttype", "example/json"), data: `"hi"`,
+		{name: "example/json string keeps its quotes", header: structuredCT, body: ceStructured("json-1", `"datacontenttype":"example/json","data":"hi"`),
+			want: ceAttrs("json-1", "datacontenttype", "example/json"), data: `"hi"`,
 			vsKnative: "JSON format 3.1: */json is JSON, so a string datum is a JSON string; sdk-go only knows application/json and text/json and strips the quotes"},
-		{name: "+json string keeps its quotes", header: structuredCT, body: structured("json-2", `"datacontenttype":"application/vnd.x+json; v=1","data":"hi"`),
-			want: attrs("json-2", "datacontenttype", "application/vnd.x+json; v=1"), data: `"hi"`,
+		{name: "+json string keeps its quotes", header: structuredCT, body: ceStructured("json-2", `"datacontenttype":"application/vnd.x+json; v=1","data":"hi"`),
+			want: ceAttrs("json-2", "datacontenttype", "application/vnd.x+json; v=1"), data: `"hi"`,
 			vsKnative: "JSON format 3.1: */*+json is JSON; sdk-go strips the quotes"},
-		{name: "text/plain string data", header: structuredCT, body: structured("json-3", `"datacontenttype":"text/plain","data":"hi \"there\""`),
-			want: attrs("json-3", "datacontenttype", "text/plain"), data: `hi "there"`},
-		{name: "text/plain object data", header: structuredCT, body: structured("json-4", `"datacontenttype":"text/plain","data":{"a":1}`),
+		{name: "text/plain string data", header: structuredCT, body: ceStructured("json-3", `"datacontenttype":"text/plain","data":"hi \"there\""`),
+			want: ceAttrs("json-3", "datacontenttype", "text/plain"), data: `hi "there"`},
+		{name: "text/plain object data", header: structuredCT, body: ceStructured("json-4", `"datacontenttype":"text/plain","data":{"a":1}`),
 			status: 400, reason: "invalid_data", attribute: "data"},
 
 		// Issue 22 item 7: invalid UTF-8 refused; RFC 3339 and RFC 3986 by the letter.
-		{name: "latin-1 attribute", header: structuredCT, body: structured("utf8-1", "\"subject\":\"caf\xe9\""),
+		{name: "latin-1 attribute", header: structuredCT, body: ceStructured("utf8-1", "\"subject\":\"caf\xe9\""),
 			status: 400, reason: "invalid_attribute", attribute: "subject",
 			vsKnative: "JSON text must be UTF-8 (RFC 8259 8.1); sdk-go reads it and Knative delivers it rewritten"},
-		{name: "lone surrogate attribute", header: structuredCT, body: structured("utf8-2", `"subject":"a\ud800"`),
+		{name: "lone surrogate attribute", header: structuredCT, body: ceStructured("utf8-2", `"subject":"a\ud800"`),
 			status: 400, reason: "invalid_attribute", attribute: "subject",
 			vsKnative: "a lone surrogate is not a character; sdk-go turns it into U+FFFD"},
-		{name: "latin-1 data", header: structuredCT, body: structured("utf8-3", "\"datacontenttype\":\"text/plain\",\"data\":\"caf\xe9\""),
+		{name: "latin-1 data", header: structuredCT, body: ceStructured("utf8-3", "\"datacontenttype\":\"text/plain\",\"data\":\"caf\xe9\""),
 			status: 400, reason: "invalid_data", attribute: "data",
 			vsKnative: "JSON text must be UTF-8 (RFC 8259 8.1); Knative delivers the bytes"},
-		{name: "surrogate pair", header: structuredCT, body: structured("utf8-4", `"subject":"\ud83d\ude00"`),
-			want: attrs("utf8-4", "subject", "😀"), vsKnative: pctDiff},
-		{name: "time with lower-case t and z", header: binary("time-1", "ce-time", "2018-04-05t17:31:00z"),
-			want:          attrs("time-1", "time", "2018-04-05t17:31:00z"),
+		{name: "surrogate pair", header: structuredCT, body: ceStructured("utf8-4", `"subject":"\ud83d\ude00"`),
+			want: ceAttrs("utf8-4", "subject", "😀"), vsKnative: pctDiff},
+		{name: "time with lower-case t and z", header: ceBinary("time-1", "ce-time", "2018-04-05t17:31:00z"),
+			want:          ceAttrs("time-1", "time", "2018-04-05t17:31:00z"),
 			sdkCannotRead: "Go's time.Parse wants upper-case T and Z", vsKnative: "RFC 3339 5.6 allows lower case; sdk-go refuses it"},
-		{name: "time with a leap second", header: structuredCT, body: structured("time-2", `"time":"2016-12-31T23:59:60Z"`),
-			want:          attrs("time-2", "time", "2016-12-31T23:59:60Z"),
+		{name: "time with a leap second", header: structuredCT, body: ceStructured("time-2", `"time":"2016-12-31T23:59:60Z"`),
+			want:          ceAttrs("time-2", "time", "2016-12-31T23:59:60Z"),
 			sdkCannotRead: "Go's time cannot hold a leap second", vsKnative: "RFC 3339 5.7 allows second 60; sdk-go refuses it"},
-		{name: "time with an offset goes out as sent", header: binary("time-3", "ce-time", "2018-04-05T17:31:00.25+02:00"),
-			want:      attrs("time-3", "time", "2018-04-05T17:31:00.25+02:00"),
+		{name: "time with an offset goes out as sent", header: ceBinary("time-3", "ce-time", "2018-04-05T17:31:00.25+02:00"),
+			want:      ceAttrs("time-3", "time", "2018-04-05T17:31:00.25+02:00"),
 			vsKnative: "Skiff delivers the time as sent; Knative re-formats it in UTC (2018-04-05T15:31:00.25Z)"},
-		{name: "time not RFC 3339", header: binary("time-4", "ce-time", "2018-04-05 17:31:00Z"), status: 400, reason: "invalid_attribute", attribute: "time"},
+		{name: "time not RFC 3339", header: ceBinary("time-4", "ce-time", "2018-04-05 17:31:00Z"), status: 400, reason: "invalid_attribute", attribute: "time"},
 		{name: "source with a space", header: structuredCT,
 			body:   `{"specversion":"1.0","id":"uri-1","source":"/a b","type":"t"}`,
 			status: 400, reason: "invalid_attribute", attribute: "source",
@@ -529,49 +529,49 @@ func ownConformanceCases() []ceCase {
 			vsKnative: "binary values are percent-decoded once (binding 3.1.3.2), so the source is \"/a b\"; sdk-go does not decode"},
 		{name: "source with an encoded percent", header: [][2]string{{"ce-specversion", "1.0"}, {"ce-id", "uri-3"}, {"ce-source", "/a%2520b"}, {"ce-type", "t"}},
 			want: map[string]string{"specversion": "1.0", "id": "uri-3", "source": "/a%20b", "type": "t"}},
-		{name: "dataschema not absolute", header: binary("uri-4", "ce-dataschema", "/schema"), status: 400, reason: "invalid_attribute", attribute: "dataschema"},
+		{name: "dataschema not absolute", header: ceBinary("uri-4", "ce-dataschema", "/schema"), status: 400, reason: "invalid_attribute", attribute: "dataschema"},
 
 		// Issue 22 item 8: the implied datacontenttype becomes explicit.
-		{name: "object data without datacontenttype", header: structuredCT, body: structured("dct-1", `"data":{"a": [1, 2.50]}`),
-			want: attrs("dct-1", "datacontenttype", "application/json"), data: `{"a": [1, 2.50]}`,
+		{name: "object data without datacontenttype", header: structuredCT, body: ceStructured("dct-1", `"data":{"a": [1, 2.50]}`),
+			want: ceAttrs("dct-1", "datacontenttype", "application/json"), data: `{"a": [1, 2.50]}`,
 			vsKnative: "the implied application/json is made explicit (JSON format 3.1.2); Knative sends no Content-Type"},
-		{name: "data_base64 without datacontenttype", header: structuredCT, body: structured("dct-2", `"data_base64":"AAEC"`),
-			want: attrs("dct-2"), data: "\x00\x01\x02"},
-		{name: "binary without Content-Type", header: binary("dct-3"), body: `{"a":1}`, want: attrs("dct-3"), data: `{"a":1}`},
+		{name: "data_base64 without datacontenttype", header: structuredCT, body: ceStructured("dct-2", `"data_base64":"AAEC"`),
+			want: ceAttrs("dct-2"), data: "\x00\x01\x02"},
+		{name: "binary without Content-Type", header: ceBinary("dct-3"), body: `{"a":1}`, want: ceAttrs("dct-3"), data: `{"a":1}`},
 
 		// Issue 13 item 9: the error names the real attribute.
-		{name: "bad attribute name before specversion", header: append([][2]string{{"ce-bad_name", "x"}}, binary("name-1")...),
+		{name: "bad attribute name before specversion", header: append([][2]string{{"ce-bad_name", "x"}}, ceBinary("name-1")...),
 			status: 400, reason: "invalid_attribute_name", attribute: "bad_name"},
 
 		// Stricter than Knative, as the specification says (README, Eventing).
-		{name: "upper-case attribute name", header: structuredCT, body: structured("strict-1", `"myExt":"x"`),
+		{name: "upper-case attribute name", header: structuredCT, body: ceStructured("strict-1", `"myExt":"x"`),
 			status: 400, reason: "invalid_attribute_name", attribute: "myExt", vsKnative: "sdk-go lower-cases the name; " + strictDoc},
-		{name: "1.5 as an Integer", header: structuredCT, body: structured("strict-2", `"ext":1.5`),
+		{name: "1.5 as an Integer", header: structuredCT, body: ceStructured("strict-2", `"ext":1.5`),
 			status: 400, reason: "invalid_attribute", attribute: "ext", vsKnative: "sdk-go truncates it to 1; " + strictDoc},
-		{name: "empty subject", header: structuredCT, body: structured("strict-3", `"subject":""`),
+		{name: "empty subject", header: structuredCT, body: ceStructured("strict-3", `"subject":""`),
 			status: 400, reason: "invalid_attribute", attribute: "subject", vsKnative: "sdk-go drops an empty subject; " + strictDoc},
-		{name: "duplicate header", header: binary("strict-4", "ce-id", "other"),
+		{name: "duplicate header", header: ceBinary("strict-4", "ce-id", "other"),
 			status: 400, reason: "duplicate_attribute", attribute: "id", vsKnative: "sdk-go takes the first value; " + strictDoc},
-		{name: "duplicate member", header: structuredCT, body: structured("strict-5", `"ext":"a","ext":"b"`),
+		{name: "duplicate member", header: structuredCT, body: ceStructured("strict-5", `"ext":"a","ext":"b"`),
 			status: 400, reason: "duplicate_attribute", attribute: "ext", vsKnative: "sdk-go takes the last value; " + strictDoc},
-		{name: "datacontenttype without a subtype", header: binary("strict-6", "Content-Type", "json"), body: "{}",
+		{name: "datacontenttype without a subtype", header: ceBinary("strict-6", "Content-Type", "json"), body: "{}",
 			status: 400, reason: "invalid_attribute", attribute: "datacontenttype", vsKnative: "Go's mime.ParseMediaType accepts a bare type; " + strictDoc},
-		{name: "empty time", header: structuredCT, body: structured("strict-8", `"time":""`),
+		{name: "empty time", header: structuredCT, body: ceStructured("strict-8", `"time":""`),
 			status: 400, reason: "invalid_attribute", attribute: "time", vsKnative: "sdk-go drops an empty time; " + strictDoc},
-		{name: "empty datacontenttype", header: structuredCT, body: structured("strict-9", `"datacontenttype":"","data":"x"`),
+		{name: "empty datacontenttype", header: structuredCT, body: ceStructured("strict-9", `"datacontenttype":"","data":"x"`),
 			status: 400, reason: "invalid_attribute", attribute: "datacontenttype"},
-		{name: "42.0 as an Integer", header: structuredCT, body: structured("strict-10", `"ext":42.0`),
+		{name: "42.0 as an Integer", header: structuredCT, body: ceStructured("strict-10", `"ext":42.0`),
 			status: 400, reason: "invalid_attribute", attribute: "ext", vsKnative: "sdk-go reads any JSON number and truncates it; " + strictDoc},
-		{name: "data after the JSON object", header: structuredCT, body: structured("strict-11", "") + ` {}`,
+		{name: "data after the JSON object", header: structuredCT, body: ceStructured("strict-11", "") + ` {}`,
 			status: 400, reason: "invalid_json"},
-		{name: "control character", header: structuredCT, body: structured("strict-7", `"subject":"a\nb"`),
+		{name: "control character", header: structuredCT, body: ceStructured("strict-7", `"subject":"a\nb"`),
 			status: 400, reason: "invalid_attribute", attribute: "subject", vsKnative: "CloudEvents Strings exclude control characters; sdk-go does not check; " + strictDoc},
 
 		// The headers Knative's broker passes from the sender to the
 		// subscriber (pkg/utils/headers.go, PassThroughHeaders).
-		{name: "pass-through headers", header: binary("hdr-1", "Knative-Custom", "v1", "X-B3-Traceid", "80f198ee56343ba864fe8b2a57d3eff7",
+		{name: "pass-through headers", header: ceBinary("hdr-1", "Knative-Custom", "v1", "X-B3-Traceid", "80f198ee56343ba864fe8b2a57d3eff7",
 			"Retry-After", "5", "X-Other", "not forwarded", "Traceparent-Not", "x"),
-			want: attrs("hdr-1"), forwarded: map[string]string{"Knative-Custom": "v1", "X-B3-Traceid": "80f198ee56343ba864fe8b2a57d3eff7", "Retry-After": "5"},
+			want: ceAttrs("hdr-1"), forwarded: map[string]string{"Knative-Custom": "v1", "X-B3-Traceid": "80f198ee56343ba864fe8b2a57d3eff7", "Retry-After": "5"},
 			absent: []string{"X-Other", "Traceparent-Not"}},
 
 		// The JSON format's examples (v1.0.2 json-format.md 3.2) and the
@@ -606,18 +606,18 @@ func ownConformanceCases() []ceCase {
 			vsKnative: "the implied application/json is made explicit, as the specification's re-encoding shows; Knative sends no Content-Type"},
 
 		// More of the HTTP binding.
-		{name: "another structured format with ce-* headers is binary", header: binary("fmt-1", "Content-Type", "application/cloudevents+avro"),
-			body: "\x00avro", want: attrs("fmt-1", "datacontenttype", "application/cloudevents+avro"), data: "\x00avro"},
-		{name: "batch", header: [][2]string{{"Content-Type", "application/cloudevents-batch+json"}}, body: "[" + structured("batch-1", "") + "]",
+		{name: "another structured format with ce-* headers is binary", header: ceBinary("fmt-1", "Content-Type", "application/cloudevents+avro"),
+			body: "\x00avro", want: ceAttrs("fmt-1", "datacontenttype", "application/cloudevents+avro"), data: "\x00avro"},
+		{name: "batch", header: [][2]string{{"Content-Type", "application/cloudevents-batch+json"}}, body: "[" + ceStructured("batch-1", "") + "]",
 			status: 400, reason: "batch_not_supported"},
-		{name: "ce-datacontenttype header", header: binary("bin-1", "ce-datacontenttype", "text/plain"),
+		{name: "ce-datacontenttype header", header: ceBinary("bin-1", "ce-datacontenttype", "text/plain"),
 			status: 400, reason: "invalid_attribute", attribute: "datacontenttype"},
 		{name: "header names in any case", header: [][2]string{{"CE-SPECVERSION", "1.0"}, {"Ce-Id", "case-1"}, {"ce-SOURCE", ceSource}, {"cE-type", ceType}, {"CE-EXT", "x"}},
-			want: attrs("case-1", "ext", "x")},
-		{name: "extension types", header: structuredCT, body: structured("types-1", `"exbool":false,"exint":-2147483648,"exstr":"1","exnull":null`),
-			want: attrs("types-1", "exbool", "false", "exint", "-2147483648", "exstr", "1")},
-		{name: "long extension name", header: binary("name-2", "ce-averyveryverylongextensionname", "x"),
-			want: attrs("name-2", "averyveryverylongextensionname", "x")},
+			want: ceAttrs("case-1", "ext", "x")},
+		{name: "extension types", header: structuredCT, body: ceStructured("types-1", `"exbool":false,"exint":-2147483648,"exstr":"1","exnull":null`),
+			want: ceAttrs("types-1", "exbool", "false", "exint", "-2147483648", "exstr", "1")},
+		{name: "long extension name", header: ceBinary("name-2", "ce-averyveryverylongextensionname", "x"),
+			want: ceAttrs("name-2", "averyveryverylongextensionname", "x")},
 	}
 }
 

@@ -256,6 +256,7 @@ func TestParseHTTPSpecVersion03(t *testing.T) {
 			`{"hello":"world"}`, map[string]string{"datacontenttype": "application/json"}},
 		{"base64 data, text", `{` + attrs + `,"datacontentencoding":"base64","datacontenttype":"text/plain","data":"aGk="}`,
 			"hi", map[string]string{"datacontenttype": "text/plain"}},
+		{"base64 data null", `{` + attrs + `,"datacontentencoding":"base64","data":null}`, "", nil},
 		{"dataschema is an extension", `{` + attrs + `,"dataschema":"not a uri"}`, "", map[string]string{"dataschema": "not a uri"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

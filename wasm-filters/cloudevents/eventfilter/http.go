@@ -321,6 +321,7 @@ func parseStructured(body []byte) (Event, error) {
 		return Event{}, eventErr(ReasonInvalidJSON, "", "structured event: invalid JSON: want an object, got %s", jsonKind(tok))
 	}
 	members := make([]member, 0, 12)
+	seen := make(map[string]struct{}, 12)
 	var firstErr error
 	for dec.More() {
 		start := dec.InputOffset()
@@ -348,14 +349,10 @@ func parseStructured(body []byte) (Event, error) {
 				reason = ReasonInvalidData
 			}
 			firstErr = eventErr(reason, name, "structured event: member %q: %s", name, msg)
-		} else {
-			for _, m := range members[:len(members)-1] {
-				if m.name == name {
-					firstErr = eventErr(ReasonDuplicateAttribute, name, "structured event: member %q appears more than once", name)
-					break
-				}
-			}
+		} else if _, dup := seen[name]; dup {
+			firstErr = eventErr(ReasonDuplicateAttribute, name, "structured event: member %q appears more than once", name)
 		}
+		seen[name] = struct{}{}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return Event{}, jsonErr(err)
@@ -421,9 +418,6 @@ func parseStructured(body []byte) (Event, error) {
 	if data != nil && isNull(data.raw) && !IsJSONMediaType(attrs.values[attrDataContentType]) {
 		data = nil // no payload: null is not a string of some other media type
 	}
-	if data64 != nil && isNull(data64.raw) {
-		data64 = nil
-	}
 	base64Data := false
 	if version == SpecVersion03 {
 		if _, ok := attrs.values[attrDataContentEncoding]; ok {
@@ -433,6 +427,9 @@ func parseStructured(body []byte) (Event, error) {
 			delete(ev.Attributes, attrDataContentEncoding)
 			data64, data, base64Data = data, nil, true
 		}
+	}
+	if data64 != nil && isNull(data64.raw) {
+		data64 = nil
 	}
 	switch {
 	case data != nil && data64 != nil:
