@@ -7,11 +7,10 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -88,6 +87,21 @@ type result struct {
 	body  []byte
 	err   error
 	reply *eventfilter.Event
+	// replyHeader is the response's pass-through headers, for the reply.
+	replyHeader http.Header
+}
+
+// deliveryHeaders returns the HTTP headers a delivery of a stored message
+// carries besides the event, as Knative's broker filter sends them: the
+// sender's pass-through headers and Kn-Namespace.
+func deliveryHeaders(msg jetstream.Msg, namespace string) http.Header {
+	h := http.Header{NamespaceHeader: {namespace}}
+	for name, vs := range msg.Headers() {
+		if fwd, ok := strings.CutPrefix(name, HeaderForwardPrefix); ok && fwd != "" {
+			h[fwd] = vs
+		}
+	}
+	return h
 }
 
 func (r result) ok() bool { return r.err == nil && r.code >= 200 && r.code < 300 }
@@ -115,12 +129,12 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 	log := s.log.With("trigger", tk.String(), "id", ev.Attributes["id"], "attempt", attempt)
 	if msg.Headers().Get(HeaderPhase) == PhaseDeadLetter {
-		s.deadLetter(ctx, msg, t, ev, attempt)
+		s.deadLetter(ctx, msg, t, tk.namespace, ev, attempt)
 		return
 	}
 
 	stop := s.keepAlive(msg)
-	res := s.send(ctx, t.subscriber, ev, t.policy.timeout, true)
+	res := s.send(ctx, t.subscriber, ev, t.policy.timeout, true, deliveryHeaders(msg, tk.namespace))
 	stop()
 	if ctx.Err() != nil {
 		_ = msg.Nak() // stopping: the outcome is unknown, deliver again later
@@ -128,7 +142,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 	if res.ok() {
 		if res.reply != nil {
-			if err := s.storeReply(ctx, b, ev, *res.reply); err != nil {
+			if err := s.storeReply(ctx, b, ev, *res.reply, res.replyHeader); err != nil {
 				// The subscriber's reply could not be stored: deliver again
 				// later rather than lose it.
 				log.Warn("reply not stored; delivering again later", "error", err)
@@ -175,6 +189,11 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 			HeaderPhase:      {PhaseDeadLetter},
 		},
 	}
+	for name, vs := range msg.Headers() {
+		if strings.HasPrefix(name, HeaderForwardPrefix) {
+			copyMsg.Header[name] = vs
+		}
+	}
 	// The dead letter sink gets its own message, retried with the same
 	// policy, so the original can be settled now.
 	if err := s.publish(ctx, []*nats.Msg{copyMsg}); err != nil {
@@ -187,7 +206,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 }
 
 // deadLetter sends an event to the trigger's dead letter sink.
-func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerState, ev eventfilter.Event, attempt int) {
+func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerState, namespace string, ev eventfilter.Event, attempt int) {
 	log := s.log.With("trigger", t.name, "id", ev.Attributes["id"], "attempt", attempt, "deadLetterSink", t.policy.deadLetter)
 	if t.policy.deadLetter == "" {
 		s.stats.dropped.Add(1)
@@ -196,7 +215,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerSt
 		return
 	}
 	stop := s.keepAlive(msg)
-	res := s.send(ctx, t.policy.deadLetter, ev, t.policy.timeout, false)
+	res := s.send(ctx, t.policy.deadLetter, ev, t.policy.timeout, false, deliveryHeaders(msg, namespace))
 	stop()
 	switch {
 	case ctx.Err() != nil:
@@ -218,17 +237,19 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerSt
 // storeReply puts a subscriber's reply into the broker the event came from,
 // with the event's TTL, which accept decrements (a reply whose TTL runs out
 // is dropped, as Knative does).
-func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eventfilter.Event) error {
+func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eventfilter.Event, forward http.Header) error {
 	reply = cloneEvent(reply)
-	n, err := ttl(orig)
-	if err != nil {
-		n = DefaultTTL
+	// The reply carries the TTL the event was delivered with (as Knative's
+	// filter reattaches it), which accept decrements.
+	n := DefaultTTL
+	if v, err := strconv.Atoi(orig.Attributes[TTLExtension]); err == nil {
+		n = v
 	}
 	reply.Attributes[TTLExtension] = strconv.Itoa(n)
 	if cur := s.broker(brokerKey{b.namespace, b.name}); cur != nil {
 		b = cur
 	}
-	_, err = s.accept(ctx, b, reply, false, nil)
+	_, err := s.accept(ctx, b, reply, false, nil, forward)
 	var ie *ingressError
 	switch {
 	case err == nil:
@@ -241,25 +262,23 @@ func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eve
 	return err
 }
 
-// send makes one attempt to deliver an event in binary content mode.
-func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, timeout time.Duration, preferReply bool) result {
+// send makes one attempt to deliver an event in binary content mode, with
+// the given extra headers.
+func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, timeout time.Duration, preferReply bool, header http.Header) result {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	e, err := sdkEvent(ev, TTLExtension)
-	if err != nil {
-		return result{err: err}
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
 	if err != nil {
 		return result{err: fmt.Errorf("building request to %s: %w", target, err)}
 	}
-	// Binary content mode, the CloudEvents HTTP binding as the SDK writes it.
-	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&e), req); err != nil {
-		return result{err: fmt.Errorf("encoding the event for %s: %w", target, err)}
+	for name, vs := range header {
+		req.Header[name] = vs
 	}
+	// Binary content mode, as Knative delivers, without the broker's TTL.
+	writeBinary(req, ev, TTLExtension)
 	if preferReply {
 		req.Header.Set("Prefer", "reply")
 	}
@@ -282,7 +301,7 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 	}
 	reply, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(resp.Header), body)
 	if err == nil {
-		res.reply = &reply
+		res.reply, res.replyHeader = &reply, passThroughHeaders(resp.Header)
 		return res
 	}
 	var ee *eventfilter.EventError

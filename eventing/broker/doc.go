@@ -29,9 +29,10 @@
 // acknowledgement before answering 202 Accepted; if any publish fails it
 // answers 503, so an event the sender saw accepted is stored.
 //
-// Loop prevention follows Knative's knativebrokerttl extension: an event
-// without it gets [DefaultTTL]; one with it has it decremented, and an event
-// whose TTL reaches 0 is dropped with 400, as Knative's ingress does. The TTL
+// Loop prevention follows Knative's knativebrokerttl extension and its
+// TTLDefaulter: an event without it, or whose value is not a number, gets
+// [DefaultTTL]; one with it has it decremented, and an event whose TTL reaches
+// 0 is dropped with 400, as Knative's ingress does. The TTL
 // is removed before delivery to a subscriber and given back to the
 // subscriber's reply, which re-enters the broker (and is decremented again).
 //
@@ -39,7 +40,9 @@
 //
 // Every Trigger has its own loop pulling from its consumer with at most
 // [Options].MaxAckPending events in flight. One JetStream delivery is one HTTP
-// attempt in binary content mode, sent with the [http.Client] of
+// attempt in binary content mode (every attribute percent-encoded as the HTTP
+// binding requires, the data byte for byte, with Knative's pass-through
+// headers and Kn-Namespace), sent with the [http.Client] of
 // [Options].Client (so that the caller can route deliveries through the proxy
 // and activate scaled-to-zero subscribers). The attempt number is the
 // message's JetStream delivery count, and a retry is a NakWithDelay, so

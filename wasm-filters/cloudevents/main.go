@@ -1,12 +1,15 @@
 // Command cloudevents is the proxy-wasm filter in front of every Skiff broker.
 //
-// On each request it reads a CloudEvent (binary mode from the ce-* headers;
+// On each POST it reads a CloudEvent (binary mode from the ce-* headers;
 // structured mode from the buffered body), answers 400 with a JSON body
 // {"error": "...", "reason": "...", "attribute": "..."} when the event is not
 // valid, and otherwise evaluates the broker's Trigger filters and sets the
 // request header x-skiff-triggers to the comma-separated names of the
 // triggers the event matched (possibly empty), after removing any value the
 // client sent. The broker ingress stores the event once per listed trigger.
+// Other methods are not events and pass to the ingress untouched (but for
+// those two headers), which answers OPTIONS with the CloudEvents webhook
+// handshake and the rest with 405, as Knative's ingress does.
 //
 // The plugin configuration lists every broker behind the broker ingress
 // virtual host, whose paths are /{namespace}/{broker}; it is parsed by
@@ -162,10 +165,12 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 		return types.ActionPause
 	}
 	c.headers = headers
-	contentType := ""
+	contentType, method := "", ""
 	clientTags, clientGens := 0, 0
 	for _, kv := range headers {
 		switch {
+		case kv[0] == ":method":
+			method = kv[1]
 		case strings.EqualFold(kv[0], TriggersHeader):
 			clientTags++
 		case strings.EqualFold(kv[0], eventfilter.GenerationHeader):
@@ -194,6 +199,13 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 				return types.ActionPause
 			}
 		}
+	}
+	if method != "POST" {
+		// Not an event: the CloudEvents webhook handshake (OPTIONS, webhook
+		// spec section 4.2) or a method the ingress refuses with 405, as
+		// Knative's ingress does. It answers them.
+		c.done = true
+		return types.ActionContinue
 	}
 	if eventfilter.ContentMode(contentType) == eventfilter.ModeStructured && !endOfStream {
 		// The event is in the body: hold the headers (so that the trigger header

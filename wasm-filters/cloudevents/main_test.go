@@ -184,8 +184,16 @@ func TestInvalidEventsRejected(t *testing.T) {
 		{"missing source", without(binaryHeaders(), "ce-source"), "", "missing_attribute", "source", `missing required attribute "source"`},
 		{"missing type", without(binaryHeaders(), "ce-type"), "", "missing_attribute", "type", `missing required attribute "type"`},
 		{"missing specversion", without(binaryHeaders(), "ce-specversion"), "", "missing_attribute", "specversion", `missing required attribute "specversion"`},
-		{"old specversion", append(without(binaryHeaders(), "ce-specversion"), [2]string{"ce-specversion", "0.3"}), "",
-			"unsupported_specversion", "specversion", `specversion "0.3" is not supported: want 1.0`},
+		{"unknown specversion", append(without(binaryHeaders(), "ce-specversion"), [2]string{"ce-specversion", "0.9"}), "",
+			"unsupported_specversion", "specversion", `specversion "0.9" is not supported: want 1.0 (or 0.3)`},
+		// Issue 13 item 9: a bad header before the required ones was reported as
+		// "missing required attribute specversion".
+		{"bad name before specversion", append([][2]string{{":method", "POST"}, {"ce-bad_name", "x"}}, binaryHeaders()[1:]...), "",
+			"invalid_attribute_name", "bad_name", `header "ce-bad_name": attribute name "bad_name" is invalid: it must consist of lower-case letters a-z and digits 0-9`},
+		{"non-UTF-8 structured attribute", structured, "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\",\"subject\":\"caf\xe9\"}",
+			"invalid_attribute", "subject", `structured event: member "subject": not valid UTF-8 (JSON text must be UTF-8, RFC 8259 section 8.1)`},
+		{"lone surrogate", structured, `{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":"\ud800x"}`,
+			"invalid_attribute", "subject", `structured event: member "subject": \uD800 is a lone surrogate, not a character`},
 		{"bad extension name", binaryHeaders("ce-my-ext", "x"), "", "invalid_attribute_name", "my-ext",
 			`header "ce-my-ext": attribute name "my-ext" is invalid: it must consist of lower-case letters a-z and digits 0-9`},
 		{"not a cloudevent", [][2]string{{":method", "POST"}, {":path", "/default/default"}, {"content-type", "text/plain"}}, "", "not_cloudevent", "",
@@ -234,10 +242,37 @@ func TestInvalidEventsRejected(t *testing.T) {
 	}
 }
 
+// Requests that are not event POSTs reach the ingress, which answers them as
+// Knative's does (OPTIONS: the webhook handshake; others: 405), instead of the
+// filter refusing them as "not a CloudEvent". A client's trigger list is still
+// removed.
+func TestNonPostPassesToIngress(t *testing.T) {
+	for _, method := range []string{"OPTIONS", "GET", "HEAD", "DELETE", "PUT"} {
+		t.Run(method, func(t *testing.T) {
+			host := startedHost(t)
+			id := host.InitializeHttpContext()
+			h := [][2]string{{":method", method}, {":path", "/default/default"}, {TriggersHeader, "t1"},
+				{"webhook-request-origin", "example.com"}}
+			if action := host.CallOnRequestHeaders(id, h, true); action != types.ActionContinue {
+				t.Fatalf("action = %v, want continue", action)
+			}
+			if resp := host.GetSentLocalResponse(id); resp != nil {
+				t.Fatalf("the filter answered %d %s", resp.StatusCode, resp.Data)
+			}
+			if got := headerValues(host.GetCurrentRequestHeaders(id), TriggersHeader); len(got) != 0 {
+				t.Errorf("client's %s kept: %q", TriggersHeader, got)
+			}
+			if counter(t, host, "events_rejected") != 0 || counter(t, host, "events_accepted") != 0 {
+				t.Error("a non-event request was counted as an event")
+			}
+		})
+	}
+}
+
 func TestStructuredWithTrailersRejected(t *testing.T) {
 	host := startedHost(t)
 	id := host.InitializeHttpContext()
-	host.CallOnRequestHeaders(id, [][2]string{{"content-type", "application/cloudevents+json"}}, false)
+	host.CallOnRequestHeaders(id, [][2]string{{":method", "POST"}, {"content-type", "application/cloudevents+json"}}, false)
 	host.CallOnRequestBody(id, []byte(`{}`), false)
 	if action := host.CallOnRequestTrailers(id, [][2]string{{"x", "y"}}); action != types.ActionPause {
 		t.Fatalf("action = %v", action)

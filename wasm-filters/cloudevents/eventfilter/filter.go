@@ -272,7 +272,7 @@ func lookupKnative(attrs map[string]string, name string) (string, bool) {
 	case "schemaurl":
 		return attrs[attrDataSchema], true
 	}
-	if isCoreAttribute(name) {
+	if isCoreAttribute(attrs[attrSpecVersion], name) {
 		return "", true
 	}
 	return "", false
