@@ -63,8 +63,7 @@ func New(cfg Config, m Metrics, logger *slog.Logger) *Autoscaler {
 }
 
 // Upsert starts deciding for the revision key ("namespace/revision") with spec, or applies a
-// changed spec to it, keeping its history. A new revision runs its initial scale (bounded by
-// min-scale and max-scale) until that many instances are ready and metrics arrive.
+// changed spec to it, keeping its history. A new revision starts at its initial scale.
 func (a *Autoscaler) Upsert(key string, spec Spec) {
 	now := a.now()
 	a.mu.Lock()
@@ -73,14 +72,14 @@ func (a *Autoscaler) Upsert(key string, spec Spec) {
 	if !ok {
 		ready, known := a.readyHint[key]
 		delete(a.readyHint, key)
-		r = newRevision(spec, now, ready, known)
+		r = newRevision(now, &a.cfg, spec, ready, known)
 		a.revs[key] = r
 	} else {
-		before := r.dec
-		r.update(spec)
-		changed = before.differs(r.dec)
+		before := r.out
+		r.update(now, &a.cfg, spec)
+		changed = before.differs(r.out)
 	}
-	dec := r.dec
+	dec := r.out
 	a.mu.Unlock()
 	if changed {
 		a.changed(key, dec)
@@ -95,11 +94,13 @@ func (a *Autoscaler) Delete(key string) {
 	a.mu.Unlock()
 }
 
-// SetReady records how many instances of the revision are ready now, from the runtime. It may
-// come before Upsert (after a control-plane restart): the count is kept for it, so the decider
-// starts from the running scale instead of the initial scale.
+// SetReady records how many instances of the revision are ready now, from the runtime, and
+// reconciles its scale (as a pod becoming ready triggers Knative's KPA reconciler). It may
+// come before Upsert (after a control-plane restart): the count is kept for it, so the
+// revision starts from the running scale instead of the initial scale.
 func (a *Autoscaler) SetReady(key string, ready int) {
 	ready = max(ready, 0)
+	now := a.now()
 	a.mu.Lock()
 	r, ok := a.revs[key]
 	if !ok {
@@ -107,19 +108,20 @@ func (a *Autoscaler) SetReady(key string, ready int) {
 		a.mu.Unlock()
 		return
 	}
-	before := r.dec
+	before := r.out
 	r.ready = ready
-	r.refresh()
-	dec := r.dec
+	r.reconcile(now, &a.cfg)
+	dec := r.out
 	a.mu.Unlock()
 	if before.differs(dec) {
 		a.changed(key, dec)
 	}
 }
 
-// Poke tells the autoscaler a request for the revision is being held (extproc, at zero): the
-// revision goes to its activation scale at once, without waiting for the next tick, as
-// Knative's activator pokes its autoscaler. The held request also counts as demand.
+// Poke tells the autoscaler that extproc holds a request for the revision. While the decider
+// wants zero it decides at once, without waiting for the next tick, as Knative's activator
+// pokes its autoscaler; the held requests themselves reach the decider as demand through the
+// Metrics source (the activator's held count added to the proxies').
 func (a *Autoscaler) Poke(key string) {
 	now := a.now()
 	a.mu.Lock()
@@ -129,9 +131,9 @@ func (a *Autoscaler) Poke(key string) {
 		a.log.Debug("poke for unknown revision", "revision", key)
 		return
 	}
-	before := r.dec
-	r.poke(now)
-	dec := r.dec
+	before := r.out
+	r.poke(now, &a.cfg)
+	dec := r.out
 	a.mu.Unlock()
 	if before.differs(dec) {
 		a.changed(key, dec)
@@ -146,7 +148,7 @@ func (a *Autoscaler) Decision(key string) (Decision, bool) {
 	if !ok {
 		return Decision{}, false
 	}
-	return r.dec, true
+	return r.out, true
 }
 
 // Run ticks every TickInterval until ctx is done, then returns nil.
@@ -185,12 +187,11 @@ func (a *Autoscaler) Tick(ctx context.Context) error {
 	var changes []change
 	a.mu.Lock()
 	for key, r := range a.revs {
-		before := r.dec
+		before := r.out
 		s, present := samples[key]
-		r.observe(now, s, present)
-		r.decide(now, &a.cfg)
-		if before.differs(r.dec) {
-			changes = append(changes, change{key, r.dec})
+		r.tick(now, &a.cfg, s, present)
+		if before.differs(r.out) {
+			changes = append(changes, change{key, r.out})
 		}
 	}
 	a.mu.Unlock()
