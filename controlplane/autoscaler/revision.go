@@ -80,9 +80,8 @@ type revision struct {
 	// with target-burst-capacity −1) and was not zero, so the next quiet tick records one
 	// zero second, as the activator's last report before it forgets the revision.
 	heldTail bool
-	// pokeAt is the second a poke recorded the activator's first-request stat in, to be
-	// taken back from the next sample of that second; zero when none is pending.
-	pokeAt time.Time
+	// latest is what Skiff's own samples put in the newest second recorded.
+	latest secondSamples
 
 	// Last averages, for the Decision.
 	stableConc, panicConc, stableRPS, panicRPS float64
@@ -172,21 +171,58 @@ func (r *revision) observe(now time.Time, s Sample, present bool) {
 		secs = secs[:1] // the activator's one last, empty, report
 		r.heldTail = false
 	default:
-		r.pokeAt = time.Time{}
 		return
 	}
 	for _, sec := range secs {
-		c, q := inFlight, rate
-		if !r.pokeAt.IsZero() && sec.Equal(r.pokeAt) {
-			// The poke already counted one request in this second.
-			c, q = max(c-1, 0), max(q-1, 0)
+		if !sec.Equal(r.latest.sec) {
+			r.latest = secondSamples{sec: sec}
 		}
-		r.coll.recordConc(sec, c)
+		r.coll.recordConc(sec, r.latest.conc.add(inFlight))
 		if haveRate {
-			r.coll.recordRPS(sec, q)
+			r.coll.recordRPS(sec, r.latest.rps.add(rate))
 		}
 	}
-	r.pokeAt = time.Time{}
+}
+
+// secondSamples is what Skiff's samples contributed to one second's buckets. Knative's
+// buckets add up what the sources report in a second (the scraper's one stat and the
+// activator's); several ticks within one second are samples of the same quantity, so they
+// average, and a poke's request in that second is taken back from them.
+type secondSamples struct {
+	sec       time.Time
+	conc, rps secondAverage
+}
+
+// secondAverage is one metric's samples in a second.
+type secondAverage struct {
+	sum   float64
+	n     int
+	poked float64 // recorded by pokes in this second, included in what the samples say
+	put   float64 // what the samples put in the bucket so far
+}
+
+// add takes one more sample and returns the change to record in the bucket.
+func (a *secondAverage) add(v float64) float64 {
+	a.sum += v
+	a.n++
+	return a.settle()
+}
+
+// poke records one request of the activator in the second and returns the change to record.
+func (a *secondAverage) poke() float64 {
+	a.poked++
+	return 1 + a.settle()
+}
+
+// settle brings the bucket to max(average of the samples, poked) and returns the change.
+func (a *secondAverage) settle() float64 {
+	want := 0.0
+	if a.n > 0 {
+		want = max(a.sum/float64(a.n)-a.poked, 0)
+	}
+	d := want - a.put
+	a.put = want
+	return d
 }
 
 // secondsIn returns the whole seconds in (from, to], at least to's own.
@@ -227,9 +263,11 @@ func (r *revision) poke(now time.Time, cfg *Config) {
 		return
 	}
 	sec := now.Truncate(time.Second)
-	r.coll.recordConc(sec, 1)
-	r.coll.recordRPS(sec, 1)
-	r.pokeAt = sec
+	if !sec.Equal(r.latest.sec) {
+		r.latest = secondSamples{sec: sec}
+	}
+	r.coll.recordConc(sec, r.latest.conc.poke())
+	r.coll.recordRPS(sec, r.latest.rps.poke())
 	r.heldTail = r.ready == 0 || r.spec.TargetBurstCapacity == -1
 	r.decide(now)
 	r.reconcile(now, cfg)

@@ -359,3 +359,38 @@ func TestTracePokeDoesNotHalveDemand(t *testing.T) {
 			steps(40, traceStep{ready: follow, inFlight: 50, poke: true, want: 8})),
 	})
 }
+
+// TestSubSecondTicksAverageWithinASecond: with ticks shorter than a second (the e2e tests
+// tick every 200ms) the samples of one second are one quantity sampled several times, so
+// they average; they must not add up as Knative's distinct sources do. A poke in such a
+// second counts its request at most once.
+func TestSubSecondTicksAverageWithinASecond(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TickInterval = 200 * time.Millisecond
+	h := newHarness(t, cfg)
+	h.upsert(key, map[string]string{TargetAnnotationKey: "10", TargetUtilizationPercentageAnnotationKey: "100"}, 0)
+	h.as.SetReady(key, 1)
+	h.metrics.setInFlight(key, 30)
+	for range 50 {
+		h.tick()
+		h.converge(key)
+	}
+	if d := h.decision(key); d.DesiredScale != 3 || d.StableConcurrency != 30 || d.PanicConcurrency != 30 {
+		t.Fatalf("30 in flight sampled every 200ms: %+v, want 3 instances, stable and panic 30", d)
+	}
+
+	// At zero, a poke and ticks in the same second: the held request is counted once.
+	h2 := newHarness(t, func() Config { c := cfg; c.AllowZeroInitialScale = true; return c }())
+	h2.upsert(key, map[string]string{InitialScaleAnnotationKey: "0", TargetAnnotationKey: "0.5", TargetUtilizationPercentageAnnotationKey: "100"}, 0)
+	h2.tick()
+	h2.as.Poke(key)
+	if d := h2.decision(key); d.DesiredScale != 2 {
+		t.Fatalf("after a poke: %+v, want ceil(1/0.5) = 2", d)
+	}
+	h2.metrics.setInFlight(key, 1)
+	h2.tick()
+	h2.tick()
+	if d := h2.decision(key); d.DesiredScale != 2 || d.StableConcurrency != 1 {
+		t.Fatalf("one held request sampled after its poke: %+v, want stable concurrency 1, 2 instances", d)
+	}
+}
