@@ -23,6 +23,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/skiff-dev/skiff/controlplane/runtime"
 )
 
 // Autoscaler decides the scale of every revision it was told about. Its methods are safe for
@@ -74,6 +76,12 @@ func (a *Autoscaler) Upsert(key string, spec Spec) {
 		delete(a.readyHint, key)
 		r = newRevision(now, &a.cfg, spec, ready, known)
 		a.revs[key] = r
+	} else if r.spec.Class != spec.Class {
+		// Another autoscaler class starts over from the running scale.
+		before := r.out
+		r = newRevision(now, &a.cfg, spec, r.ready, r.ready > 0)
+		a.revs[key] = r
+		changed = before.differs(r.out)
 	} else {
 		before := r.out
 		r.update(now, &a.cfg, spec)
@@ -173,10 +181,16 @@ func (a *Autoscaler) Run(ctx context.Context) error {
 // recorded or decided, and the error says why.
 func (a *Autoscaler) Tick(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.ScrapeTimeout)
+	defer cancel()
 	samples, err := a.metrics.Scrape(sctx)
-	cancel()
 	if err != nil {
 		return fmt.Errorf("scrape metrics: %w", err)
+	}
+	var usage map[string]map[string]runtime.InstanceUsage
+	if a.cfg.Resources != nil && a.hasHPA() {
+		if usage, err = a.cfg.Resources(sctx); err != nil {
+			return fmt.Errorf("measure instances' resources: %w", err)
+		}
 	}
 	now := a.now()
 
@@ -189,7 +203,7 @@ func (a *Autoscaler) Tick(ctx context.Context) error {
 	for key, r := range a.revs {
 		before := r.out
 		s, present := samples[key]
-		r.tick(now, &a.cfg, s, present)
+		r.tick(now, &a.cfg, s, present, usage[key])
 		if before.differs(r.out) {
 			changes = append(changes, change{key, r.out})
 		}
@@ -201,6 +215,18 @@ func (a *Autoscaler) Tick(ctx context.Context) error {
 		a.changed(c.key, c.dec)
 	}
 	return nil
+}
+
+// hasHPA reports whether any revision is of the hpa class.
+func (a *Autoscaler) hasHPA() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.revs {
+		if r.hpa != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // changed logs a decision change and tells the listener; never called with a.mu held.

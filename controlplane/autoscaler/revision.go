@@ -1,6 +1,10 @@
 package autoscaler
 
-import "time"
+import (
+	"time"
+
+	"github.com/skiff-dev/skiff/controlplane/runtime"
+)
 
 // collection is one revision's metric windows (Knative's collector collection): stable and
 // panic windows of concurrency and of requests per second, each its own buckets as in
@@ -63,6 +67,7 @@ type revision struct {
 	coll  *collection
 	dec   *decider
 	pa    *podAutoscaler
+	hpa   *hpaScaler // the hpa class's scaler; nil for KPA
 	ready int
 
 	// The decider's status (Knative's Decider.Status): its desired scale (−1 until its first
@@ -102,6 +107,12 @@ func newRevision(now time.Time, cfg *Config, spec Spec, ready int, readyKnown bo
 		r.haveTotal, r.scraped, r.lastScrape = true, true, now
 	}
 	r.dec = newDecider(now, &r.spec, ready, cfg.TickInterval)
+	if spec.Class == HPA {
+		r.hpa = newHPAScaler(&spec)
+		if readyKnown && ready > 0 {
+			r.hpa.replicas = ready
+		}
+	}
 	// Knative's first estimate of the burst capacity, before any decision.
 	switch tbc := spec.TargetBurstCapacity; tbc {
 	case -1, 0:
@@ -259,7 +270,7 @@ func (r *revision) decide(now time.Time) {
 // before the decider's first decision (a revision created at initial-scale 0), so that it
 // starts without waiting for the next tick.
 func (r *revision) poke(now time.Time, cfg *Config) {
-	if r.desired > 0 {
+	if r.desired > 0 || r.spec.Class != KPA {
 		return
 	}
 	sec := now.Truncate(time.Second)
@@ -273,15 +284,31 @@ func (r *revision) poke(now time.Time, cfg *Config) {
 	r.reconcile(now, cfg)
 }
 
-// tick samples s, decides and reconciles.
-func (r *revision) tick(now time.Time, cfg *Config, s Sample, present bool) {
+// tick samples s (and the instances' resource use, for the hpa class), decides and reconciles.
+func (r *revision) tick(now time.Time, cfg *Config, s Sample, present bool, usage map[string]runtime.InstanceUsage) {
+	if r.hpa != nil {
+		r.hpa.decide(now, &r.spec, usage)
+		r.reconcile(now, cfg)
+		return
+	}
 	r.observe(now, s, present)
 	r.decide(now)
 	r.reconcile(now, cfg)
 }
 
-// reconcile runs the KPA reconciler on the decider's status and refreshes the Decision.
+// reconcile runs the KPA reconciler on the decider's status and refreshes the Decision. The
+// hpa class takes its scaler's scale; another class keeps its initial scale, left to an
+// external autoscaler. Both are served directly once an instance is ready, as Knative puts
+// their ServerlessService in serve mode.
 func (r *revision) reconcile(now time.Time, cfg *Config) {
+	switch {
+	case r.hpa != nil:
+		r.out = Decision{DesiredScale: r.hpa.replicas, ActualScale: r.ready, ProxyMode: r.ready == 0}
+		return
+	case r.spec.Class != KPA:
+		r.out = Decision{DesiredScale: r.spec.InitialScale, ActualScale: r.ready, ProxyMode: r.ready == 0}
+		return
+	}
 	r.pa.reconcile(now, cfg, &r.spec, r.desired, r.ebc, r.ready)
 	r.out = Decision{
 		DesiredScale:        r.pa.replicas,

@@ -178,6 +178,10 @@ type Config struct {
 	OnChange func(key string)
 	// Now is the clock; nil means time.Now. Tests inject a fake clock and call Tick.
 	Now func() time.Time
+	// Resources measures the instances of hpa-class revisions, which are then scaled on their
+	// CPU (or memory) as the Kubernetes HPA would scale them; nil leaves them at their
+	// initial scale. `skiff up` measures its local processes.
+	Resources ResourceUsage
 }
 
 // DefaultConfig returns Knative's default autoscaler configuration.
@@ -263,6 +267,9 @@ type Spec struct {
 	PanicThreshold float64
 	// StableWindow is the averaging window for stable-mode decisions (whole seconds).
 	StableWindow time.Duration
+	// Window is the window annotation as written; 0 when absent. The hpa class uses it as
+	// the HorizontalPodAutoscaler's stabilization windows.
+	Window time.Duration
 	// PanicWindow is the averaging window for panic-mode decisions (at least one second).
 	PanicWindow time.Duration
 	// ScaleDownDelay holds the highest desired scale of this trailing period.
@@ -282,6 +289,9 @@ type Spec struct {
 	ScaleToZeroPodRetention time.Duration
 	// ProgressDeadline is the progress-deadline annotation; 0 when absent (Config's applies).
 	ProgressDeadline time.Duration
+	// CPURequest is the serving container's resources.requests.cpu in cores (0: none), the
+	// hpa class's 100% of CPU utilization. SpecFor leaves it 0; the reconciler sets it.
+	CPURequest float64
 }
 
 // SpecFor resolves a revision's autoscaling annotations against the cluster-wide configuration,
@@ -391,7 +401,7 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 
 	s.StableWindow = g.StableWindow
 	if d, ok := p.duration(WindowAnnotationKey, WindowMin, WindowMax); ok {
-		s.StableWindow = d
+		s.StableWindow, s.Window = d, d
 	}
 	s.StableWindow = s.StableWindow.Truncate(time.Second)
 	pwp := g.PanicWindowPercentage
