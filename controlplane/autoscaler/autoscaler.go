@@ -1,18 +1,38 @@
 // Package autoscaler is Skiff's Knative Pod Autoscaler (KPA): it turns the requests the proxies
-// see for each revision into a desired number of instances, with Knative's stable and panic
-// windows, scale rate limits, scale bounds, activation and initial scale, scale-down delay and
-// scale-to-zero grace period, and decides when a revision's requests must go through extproc
-// (proxy mode, Knative's activator in the path) from its excess burst capacity.
+// see for each revision into the number of instances Knative Serving would run, tick by tick,
+// and decides when a revision's requests must go through extproc (Knative's activator in the
+// path, its ServerlessService in proxy mode).
 //
-// The inputs are a Metrics source scraped every tick (Envoy's cluster stats, plus the requests
-// extproc holds), the ready instance counts from the runtime (SetReady) and pokes from extproc
-// when it holds a request for a revision at zero (Poke). The output is a Decision per revision;
+// It is a port of three parts of Knative Serving, each in its own file:
+//   - buckets.go: the metric windows (pkg/autoscaler/aggregation): one-second buckets whose
+//     sources add up, averaged from the first write to the last, each window (stable, panic)
+//     restarting after a gap as long as itself; linear or weighted-exponential;
+//   - decider.go: the decider (pkg/autoscaler/scaling/autoscaler.go Scale): desired =
+//     ceil(observed / target) on the stable window, panic mode on the panic window, the scale
+//     rate limits, activation scale, the scale-down delay, excess burst capacity;
+//   - kpa.go: the KPA reconciler (pkg/reconciler/autoscaling/kpa: scaler.go scale and
+//     handleScaleToZero, kpa.go computeActiveCondition and the ServerlessService mode): min,
+//     max and initial scale, the Active condition, scale to zero once active a stable window
+//     and then inactive with the activator in the path for the grace period.
+//
+// revision.go ties them together the way Knative's metric collector and multiscaler do: a stat
+// per second is recorded while an instance is ready (Knative's scraper) or requests are held
+// (the activator's report, plus one empty report after), nothing otherwise; the decider runs
+// every tick and on a poke while it wants zero; the reconciler runs after each decision and
+// when the ready count changes. hpa.go scales the hpa class on CPU in `skiff up`.
+//
+// The inputs are a Metrics source scraped every tick (the proxies' in-flight gauge and
+// request counter, plus the requests extproc holds, added as Knative's collector adds the
+// activator's stat), the ready instance counts from the runtime (SetReady) and pokes from
+// extproc when it holds a request (Poke). The output is a Decision per revision;
 // Config.OnChange says when one changed.
 //
-// Windows average per-second buckets (Knative's linear window average, not the weighted
-// average its newer releases offer as an option): each scrape's in-flight value fills every
-// second since the previous scrape, and the request counter's increase over that time, as a
-// rate, fills them for rps.
+// Where Skiff differs, on purpose: Knative's collector records a stat every second, each the
+// average of the requests in flight over that second (queue-proxy's and the activator's);
+// Skiff samples the proxies' in-flight gauge once per tick, and a sample stands for every
+// second since the previous tick (several samples within one second average). The request
+// counter's increase over the tick, as a rate, does the same for rps. README.md's autoscaling
+// section lists every difference from Knative.
 package autoscaler
 
 import (
