@@ -172,19 +172,19 @@ func (r *revision) observe(now time.Time, s Sample, present bool) {
 	r.scraped = true
 	r.lastScrape = now
 
-	secs := secondsIn(from, now)
+	first, last := secondsIn(from, now)
 	scraping := r.ready > 0 && r.spec.TargetBurstCapacity != -1
 	demand := inFlight > 0 || rate > 0
 	switch {
 	case scraping || demand:
 		r.heldTail = !scraping && demand
 	case r.heldTail:
-		secs = secs[:1] // the activator's one last, empty, report
+		last = first // the activator's one last, empty, report
 		r.heldTail = false
 	default:
 		return
 	}
-	for _, sec := range secs {
+	for sec := first; !sec.After(last); sec = sec.Add(time.Second) {
 		if !sec.Equal(r.latest.sec) {
 			r.latest = secondSamples{sec: sec}
 		}
@@ -236,18 +236,14 @@ func (a *secondAverage) settle() float64 {
 	return d
 }
 
-// secondsIn returns the whole seconds in (from, to], at least to's own.
-func secondsIn(from, to time.Time) []time.Time {
-	end := to.Truncate(time.Second)
-	start := from.Truncate(time.Second).Add(time.Second)
-	if !start.Before(end) {
-		return []time.Time{end}
+// secondsIn returns the first and last whole second in (from, to], at least to's own.
+func secondsIn(from, to time.Time) (first, last time.Time) {
+	last = to.Truncate(time.Second)
+	first = from.Truncate(time.Second).Add(time.Second)
+	if first.After(last) {
+		first = last
 	}
-	out := make([]time.Time, 0, int(end.Sub(start)/time.Second)+1)
-	for t := start; !t.After(end); t = t.Add(time.Second) {
-		out = append(out, t)
-	}
-	return out
+	return first, last
 }
 
 // decide runs the decider at now and, on a valid result, stores it as the decider's status.
