@@ -87,6 +87,7 @@ func New(cfg Config, m Metrics, logger *slog.Logger) *Autoscaler {
 // Upsert starts deciding for the revision key ("namespace/revision") with spec, or applies a
 // changed spec to it, keeping its history. A new revision starts at its initial scale.
 func (a *Autoscaler) Upsert(key string, spec Spec) {
+	spec = spec.withDefaults(&a.cfg)
 	now := a.now()
 	a.mu.Lock()
 	r, ok := a.revs[key]

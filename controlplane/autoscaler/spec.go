@@ -294,6 +294,29 @@ type Spec struct {
 	CPURequest float64
 }
 
+// withDefaults fills what a Spec built by hand may leave out: the class (KPA), the
+// aggregation (linear), the scale rates and stable window (the cluster's), a panic window of
+// at least a second and at most the stable window.
+func (s Spec) withDefaults(g *Config) Spec {
+	if s.Class == "" {
+		s.Class = KPA
+	}
+	if s.Aggregation == "" {
+		s.Aggregation = Linear
+	}
+	if s.MaxScaleUpRate <= 0 {
+		s.MaxScaleUpRate = g.MaxScaleUpRate
+	}
+	if s.MaxScaleDownRate <= 0 {
+		s.MaxScaleDownRate = g.MaxScaleDownRate
+	}
+	if s.StableWindow < bucketSize {
+		s.StableWindow = g.StableWindow
+	}
+	s.PanicWindow = min(max(s.PanicWindow, bucketSize), s.StableWindow)
+	return s
+}
+
 // SpecFor resolves a revision's autoscaling annotations against the cluster-wide configuration,
 // like Knative's annotation validation and ResolveMetricTarget. containerConcurrency is the
 // revision's spec.containerConcurrency (0: unlimited). Errors name the annotation, e.g.
