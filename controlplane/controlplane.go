@@ -28,6 +28,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
@@ -231,6 +232,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		acfg = *cfg.Autoscaler
 	}
 	acfg.OnChange = onRevision
+	// hpa-class revisions scale on their processes' CPU, as measured by the local runtime.
+	acfg.Resources = func(context.Context) (map[string]map[string]runtime.InstanceUsage, error) {
+		return cp.runtime.InstanceUsage(), nil
+	}
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
 	cp.runtime = local.New(local.Config{
 		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,

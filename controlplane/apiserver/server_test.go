@@ -67,7 +67,8 @@ func TestAPI(t *testing.T) {
 		{"unknown field", svc + "  replicas: 2\n", 400, metav1.StatusReasonBadRequest, "spec.replicas"},
 		{"bad min-scale", strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"many\"\n", 1),
 			422, metav1.StatusReasonInvalid, "spec.template.metadata.annotations[autoscaling.knative.dev/min-scale]"},
-		{"hpa class", strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/class: hpa.autoscaling.knative.dev\n", 1),
+		// Knative accepts kpa, hpa and classes outside its domain; it refuses other *.knative.dev ones.
+		{"unknown knative class", strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/class: foo.autoscaling.knative.dev\n", 1),
 			422, metav1.StatusReasonInvalid, "spec.template.metadata.annotations[autoscaling.knative.dev/class]"},
 		{"not yaml", "{{{", 400, metav1.StatusReasonBadRequest, ""},
 		{"wrong kind", strings.Replace(svc, "kind: Service", "kind: Route", 1), 400, metav1.StatusReasonBadRequest, "kind"},

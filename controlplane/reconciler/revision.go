@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
@@ -49,7 +51,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	st := &rev.Status
 	st.ObservedGeneration = rev.Generation
 
-	desired, decision, err := c.decide(ctx, &rev, cluster, cc, state)
+	desired, decision, external, err := c.decide(ctx, &rev, cluster, cc, state)
 	if err != nil {
 		st.MarkFalse(servingv1.RevisionConditionResourcesAvailable, "InvalidAutoscalingAnnotation", err.Error(), now)
 		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
@@ -65,7 +67,14 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		desired = state.Desired
 		c.queue.AddAfter(key, 100*time.Millisecond)
 	}
-	if err := c.cfg.Runtime.Scale(ctx, &rev, desired); err != nil {
+	if external != nil {
+		// The platform scales the revision (a HorizontalPodAutoscaler, or another class's
+		// autoscaler): Skiff creates the workload at its initial scale and leaves replicas alone.
+		if err := external.scaler.ScaleExternally(ctx, &rev, external.initial, external.hpa); err != nil {
+			return fmt.Errorf("revision %s: hand scaling to the platform: %w", key, err)
+		}
+		desired = state.Desired
+	} else if err := c.cfg.Runtime.Scale(ctx, &rev, desired); err != nil {
 		return fmt.Errorf("scale revision %s to %d: %w", key, desired, err)
 	}
 
@@ -125,14 +134,23 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	return c.cfg.Store.UpdateStatus(ctx, &rev)
 }
 
+// externalScale is a revision whose replicas the platform decides (runtime.ExternalScaler).
+type externalScale struct {
+	scaler  runtime.ExternalScaler
+	initial int
+	hpa     *runtime.HPA
+}
+
 // decide returns how many instances the revision should run and the autoscaler's decision:
 // the autoscaler's answer while the revision is routed or is its configuration's newest, and
 // zero for a revision in reserve. Without an autoscaler: one instance (or min/initial scale).
-func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluster string, cc int64, state runtime.State) (int, autoscaler.Decision, error) {
+// A revision of the hpa class, or of an external autoscaler's, on a runtime that can scale
+// it itself (Kubernetes) is returned as external instead: the platform scales it.
+func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluster string, cc int64, state runtime.State) (int, autoscaler.Decision, *externalScale, error) {
 	active := c.isActive(ctx, rev)
 	if c.cfg.Autoscaler == nil {
 		if !active {
-			return 0, autoscaler.Decision{}, nil
+			return 0, autoscaler.Decision{}, nil, nil
 		}
 		n := 1
 		for _, a := range []string{MinScaleAnnotation, InitialScaleAnnotation} {
@@ -140,23 +158,47 @@ func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluste
 				n = v
 			}
 		}
-		return n, autoscaler.Decision{DesiredScale: n}, nil
+		return n, autoscaler.Decision{DesiredScale: n}, nil, nil
 	}
 	if !active {
 		c.cfg.Autoscaler.Delete(cluster)
-		return 0, autoscaler.Decision{ProxyMode: true}, nil
+		return 0, autoscaler.Decision{ProxyMode: true}, nil, nil
 	}
 	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
 	if len(errs) > 0 {
-		return 0, autoscaler.Decision{}, errs.ToAggregate()
+		return 0, autoscaler.Decision{}, nil, errs.ToAggregate()
+	}
+	if ext, ok := c.cfg.Runtime.(runtime.ExternalScaler); ok && spec.Class != autoscaler.KPA {
+		c.cfg.Autoscaler.Delete(cluster)
+		e := &externalScale{scaler: ext, initial: spec.InitialScale}
+		if spec.Class == autoscaler.HPA {
+			e.hpa = HPAFor(&spec)
+		}
+		return state.Desired, autoscaler.Decision{DesiredScale: state.Desired, ActualScale: state.Ready, ProxyMode: state.Ready == 0}, e, nil
+	}
+	if sc := rev.Spec.ServingContainer(); sc != nil {
+		if q, ok := sc.Resources.Requests[corev1.ResourceCPU]; ok {
+			spec.CPURequest = q.AsApproximateFloat64()
+		}
 	}
 	c.cfg.Autoscaler.Upsert(cluster, spec)
 	c.cfg.Autoscaler.SetReady(cluster, state.Ready)
 	d, ok := c.cfg.Autoscaler.Decision(cluster)
 	if !ok {
-		return spec.InitialScale, autoscaler.Decision{DesiredScale: spec.InitialScale, ProxyMode: true}, nil
+		return spec.InitialScale, autoscaler.Decision{DesiredScale: spec.InitialScale, ProxyMode: true}, nil, nil
 	}
-	return d.DesiredScale, d, nil
+	return d.DesiredScale, d, nil, nil
+}
+
+// HPAFor is the HorizontalPodAutoscaler Knative's HPA reconciler makes for an hpa-class
+// revision (pkg/reconciler/autoscaling/hpa/resources MakeHPA): the metric and target
+// annotations, min-scale and max-scale, and the window annotation as stabilization window.
+func HPAFor(spec *autoscaler.Spec) *runtime.HPA {
+	return &runtime.HPA{
+		Metric: spec.Metric, Target: spec.Target,
+		MinReplicas: int32(spec.MinScale), MaxReplicas: int32(spec.MaxScale),
+		Window: spec.Window,
+	}
 }
 
 // isActive reports whether a route sends the revision traffic or it is its configuration's
