@@ -193,6 +193,21 @@ func (p *podAutoscaler) setActive(now time.Time, spec *Spec, want, ready int) {
 	}
 }
 
+// paState is what one reconcile may change; equal snapshots mean the reconciler settled.
+type paState struct {
+	state       activeState
+	since       time.Time
+	replicas    int
+	want        int
+	proxy       bool
+	proxySince  time.Time
+	initialized bool
+}
+
+func (p *podAutoscaler) snapshot() paState {
+	return paState{p.state, p.since, p.replicas, p.want, p.proxy, p.proxySince, p.initialized}
+}
+
 // mark moves the Active condition to s; its transition time changes only with its status.
 func (p *podAutoscaler) mark(now time.Time, s activeState) {
 	if p.state != s {

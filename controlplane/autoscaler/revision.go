@@ -305,7 +305,17 @@ func (r *revision) reconcile(now time.Time, cfg *Config) {
 		r.out = Decision{DesiredScale: r.spec.InitialScale, ActualScale: r.ready, ProxyMode: r.ready == 0}
 		return
 	}
-	r.pa.reconcile(now, cfg, &r.spec, r.desired, r.ebc, r.ready)
+	// Knative's KPA reconciler requeues itself whenever it changes the PodAutoscaler's status
+	// (Active condition, ServerlessService mode), so a revision marked inactive goes on to zero
+	// in the same instant when the activator is already in its path. Run it to that fixed point
+	// (a handful of steps at most: each changes state monotonically toward the decision).
+	for range 4 {
+		before := r.pa.snapshot()
+		r.pa.reconcile(now, cfg, &r.spec, r.desired, r.ebc, r.ready)
+		if r.pa.snapshot() == before {
+			break
+		}
+	}
 	r.out = Decision{
 		DesiredScale:        r.pa.replicas,
 		ActualScale:         r.ready,

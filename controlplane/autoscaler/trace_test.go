@@ -149,13 +149,15 @@ func TestTraces(t *testing.T) {
 			// Default target-burst-capacity 211: ready × 10 − 211 < 0, so the activator is in
 			// the path from the start. Load 5 on target 10 until tick 40 (second T0+80). The
 			// stable window is all zeros first at tick 70 (T0+81..T0+140): the decider wants 0;
-			// active for 140s ≥ 60s, so the PA turns inactive keeping 1. Tick 71: inactive,
-			// proxied for 142s ≥ the 30s grace period → 0. Then nothing is recorded and it stays 0.
+			// active for 140s ≥ 60s, so the PA turns inactive; that status change requeues the
+			// PA (kpa/controller.go: the PA informer enqueues it), and inactive, proxied for
+			// 140s ≥ the 30s grace period, it goes to 0 on the same tick. Then nothing is recorded
+			// and it stays 0.
 			name: "ramp to zero, target-burst-capacity 211", source: "scaler.go handleScaleToZero (active ≥ stable window, then activator in path ≥ grace)",
 			anns: util100("10"), readyAtT0: 1, wantAtT0: 1,
 			steps: seq(steps(40, traceStep{ready: follow, inFlight: 5, want: 1}),
-				steps(30, traceStep{ready: follow, want: 1}),
-				steps(10, traceStep{ready: follow, want: 0})),
+				steps(29, traceStep{ready: follow, want: 1}),
+				steps(11, traceStep{ready: follow, want: 0})),
 		},
 		{
 			// target-burst-capacity 0: excess burst capacity is 0, so the revision is served
@@ -171,13 +173,12 @@ func TestTraces(t *testing.T) {
 			// target-burst-capacity −1: nothing is scraped, only the activator reports while it
 			// sees requests, plus one empty report (second T0+81). The stable average leaves out
 			// the seconds after the last report, so it stays 10/3 at tick 69 (seconds 79..81) and
-			// is 0 at tick 70 (only second 81 left); inactive at 70, zero at 71.
+			// is 0 at tick 70 (only second 81 left); inactive and, requeued, zero at 70.
 			name: "ramp to zero, target-burst-capacity -1", source: "bucketing.go WindowAverage (stale tail) + scaler.go",
 			anns: util100("10", TargetBurstCapacityAnnotationKey, "-1"), readyAtT0: 1, wantAtT0: 1,
 			steps: seq(steps(40, traceStep{ready: follow, inFlight: 5, want: 1}),
 				steps(29, traceStep{ready: follow, want: 1}),
-				one(traceStep{ready: follow, want: 1}),
-				steps(10, traceStep{ready: follow, want: 0})),
+				steps(11, traceStep{ready: follow, want: 0})),
 		},
 		{
 			// Scale to zero disabled: handleScaleToZero returns 1.
@@ -201,26 +202,26 @@ func TestTraces(t *testing.T) {
 		{
 			// initial-scale 1 (default), idle: active once its instance is ready (T0); the
 			// decider wants 0 from tick 1 but the PA keeps 1 until active a stable window
-			// (tick 30, T0+60: inactive), then the activator has been in the path (TBC 211,
-			// target 100: 100−211 < 0) for ≥ 30s: 0 at tick 31.
+			// (tick 30, T0+60: inactive), and requeued by that change, the activator has been in
+			// the path (TBC 211, target 100: 100−211 < 0) for ≥ 30s: 0 at tick 30.
 			name: "initial-scale 1 idle", source: "scaler.go handleScaleToZero",
 			readyAtT0: 1, wantAtT0: 1,
-			steps: seq(steps(30, traceStep{ready: follow, want: 1}),
-				steps(5, traceStep{ready: follow, want: 0})),
+			steps: seq(steps(29, traceStep{ready: follow, want: 1}),
+				steps(6, traceStep{ready: follow, want: 0})),
 		},
 		{
 			// initial-scale 3, idle, instances ready one per tick. The initial scale is a floor
 			// until reached (no panic mode: the decider was created with none ready). Tick 2:
 			// the decider wants floor(2/2) = 1, floored to 3. Ready 3 before tick 3 initializes
 			// (active at T0+4); tick 3 wants floor(3/2) = 1 and nothing holds 3 any more. Then 1
-			// until active a stable window (T0+64, tick 32) and 0 at tick 33.
+			// until active a stable window (T0+64, tick 32: inactive, and requeued, 0).
 			name: "initial-scale 3 idle", source: "scaler.go scale (initial scale as min) + kpa.go computeActiveCondition",
 			anns: map[string]string{InitialScaleAnnotationKey: "3"}, wantAtT0: 3,
 			steps: seq(one(traceStep{ready: 1, want: 3}),
 				one(traceStep{ready: 2, want: 3}),
 				one(traceStep{ready: 3, want: 1}),
-				steps(29, traceStep{ready: follow, want: 1}),
-				steps(5, traceStep{ready: follow, want: 0})),
+				steps(28, traceStep{ready: follow, want: 1}),
+				steps(6, traceStep{ready: follow, want: 0})),
 		},
 		{
 			// initial-scale 1 and 50 requests held while the first instance takes 10s to be
@@ -234,14 +235,13 @@ func TestTraces(t *testing.T) {
 			// activation-scale 3 on target 10: one request (dspc 1 > 0) means 3 while the
 			// stable window holds it (seconds T0+1, T0+2). Tick 31 (window T0+3..T0+62) is all
 			// zeros: the activation scale no longer applies, floor(3/2) = 1. Tick 32: ready 1
-			// wants 0; active since T0+2 for 62s: inactive, keeping 1. Tick 33: zero.
+			// wants 0; active since T0+2 for 62s: inactive and, requeued, zero.
 			name: "activation-scale 3", source: "autoscaler_test.go TestAutoscalerActivationScale",
 			anns: util100("10", ActivationScaleAnnotationKey, "3", InitialScaleAnnotationKey, "0"), cfg: allowZero, wantAtT0: 0,
 			steps: seq(one(traceStep{ready: 0, inFlight: 1, want: 3}),
 				steps(29, traceStep{ready: follow, want: 3}),
 				one(traceStep{ready: follow, want: 1}),
-				one(traceStep{ready: follow, want: 1}),
-				steps(3, traceStep{ready: follow, want: 0})),
+				steps(4, traceStep{ready: follow, want: 0})),
 		},
 		{
 			// scale-down-delay 10s, window 6s (panic window round(0.6s) = 1s), target 10: 40 in
@@ -341,8 +341,8 @@ func TestTraceScaleFromZeroAfterIdle(t *testing.T) {
 	runTrace(t, traceCase{
 		name: "scale from zero after idle", source: "collector.go (no scrape without pods) + bucketing.go (window starts over)",
 		cc: 10, readyAtT0: 1, wantAtT0: 1,
-		steps: seq(steps(30, traceStep{ready: follow, want: 1}),
-			steps(100, traceStep{ready: follow, want: 0}),
+		steps: seq(steps(29, traceStep{ready: follow, want: 1}),
+			steps(101, traceStep{ready: follow, want: 0}),
 			one(traceStep{ready: 0, inFlight: 50, poke: true, want: 8}),
 			steps(5, traceStep{ready: follow, inFlight: 50, want: 8})),
 	})
