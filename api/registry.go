@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
+	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
@@ -96,6 +98,44 @@ func Kinds() []*Kind {
 			Aliases: []string{"sinkbinding"},
 			New:     func() Object { return &sourcesv1.SinkBinding{} },
 			Prepare: func(o Object) field.ErrorList { b := o.(*sourcesv1.SinkBinding); b.SetDefaults(); return b.Validate() },
+		},
+		{
+			Group: "messaging.knative.dev", Version: "v1", Kind: messagingv1.KindChannel, Plural: "channels",
+			Aliases: []string{"channel", "ch"},
+			New:     func() Object { return &messagingv1.Channel{} },
+			Prepare: func(o Object) field.ErrorList { c := o.(*messagingv1.Channel); c.SetDefaults(); return c.Validate() },
+		},
+		{
+			Group: "messaging.knative.dev", Version: "v1", Kind: messagingv1.KindInMemoryChannel, Plural: "inmemorychannels",
+			Aliases: []string{"inmemorychannel", "imc"},
+			New:     func() Object { return &messagingv1.InMemoryChannel{} },
+			Prepare: func(o Object) field.ErrorList {
+				c := o.(*messagingv1.InMemoryChannel)
+				c.SetDefaults()
+				return c.Validate()
+			},
+		},
+		{
+			Group: "messaging.knative.dev", Version: "v1", Kind: messagingv1.KindSubscription, Plural: "subscriptions",
+			Aliases: []string{"subscription", "sub"},
+			New:     func() Object { return &messagingv1.Subscription{} },
+			Prepare: func(o Object) field.ErrorList {
+				s := o.(*messagingv1.Subscription)
+				s.SetDefaults()
+				return s.Validate()
+			},
+		},
+		{
+			Group: "flows.knative.dev", Version: "v1", Kind: flowsv1.KindSequence, Plural: "sequences",
+			Aliases: []string{"sequence", "seq"},
+			New:     func() Object { return &flowsv1.Sequence{} },
+			Prepare: func(o Object) field.ErrorList { s := o.(*flowsv1.Sequence); s.SetDefaults(); return s.Validate() },
+		},
+		{
+			Group: "flows.knative.dev", Version: "v1", Kind: flowsv1.KindParallel, Plural: "parallels",
+			Aliases: []string{"parallel"},
+			New:     func() Object { return &flowsv1.Parallel{} },
+			Prepare: func(o Object) field.ErrorList { p := o.(*flowsv1.Parallel); p.SetDefaults(); return p.Validate() },
 		},
 	}
 }

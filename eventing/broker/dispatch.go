@@ -134,14 +134,21 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 
 	stop := s.keepAlive(msg)
-	res := s.send(ctx, t.subscriber, ev, t.policy.timeout, true, deliveryHeaders(msg, tk.namespace))
+	// dest is the destination whose failure the event is dead-lettered for.
+	dest := t.subscriber
+	var res result
+	if b.channel {
+		res, dest = s.sendChannel(ctx, t, ev, deliveryHeaders(msg, tk.namespace))
+	} else {
+		res = s.send(ctx, t.subscriber, ev, t.policy.timeout, true, deliveryHeaders(msg, tk.namespace))
+	}
 	stop()
 	if ctx.Err() != nil {
 		_ = msg.Nak() // stopping: the outcome is unknown, deliver again later
 		return
 	}
 	if res.ok() {
-		if res.reply != nil {
+		if res.reply != nil && !b.channel {
 			if err := s.storeReply(ctx, b, ev, *res.reply, res.replyHeader); err != nil {
 				// The subscriber's reply could not be stored: deliver again
 				// later rather than lose it.
@@ -175,7 +182,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		code, body = http.StatusInternalServerError, []byte("dispatch error: "+res.err.Error())
 	}
 	dl := cloneEvent(ev)
-	dl.Attributes[ErrorDestExtension] = t.subscriber
+	dl.Attributes[ErrorDestExtension] = dest
 	dl.Attributes[ErrorCodeExtension] = strconv.Itoa(code)
 	dl.Attributes[ErrorDataExtension] = errorData(body)
 	copyMsg := &nats.Msg{
@@ -246,7 +253,7 @@ func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eve
 		n = v
 	}
 	reply.Attributes[TTLExtension] = strconv.Itoa(n)
-	if cur := s.broker(brokerKey{b.namespace, b.name}); cur != nil {
+	if cur := s.broker(b.key()); cur != nil {
 		b = cur
 	}
 	_, err := s.accept(ctx, b, reply, false, nil, forward)
