@@ -201,6 +201,8 @@ func (s *Server) admit(ctx context.Context, obj, existing api.Object) field.Erro
 			errs = append(errs, field.Forbidden(field.NewPath("spec"), "a Revision is immutable: change its Configuration or Service instead"))
 		}
 		errs = append(errs, autoscalingErrors(&o.ObjectMeta, &o.Spec, "")...)
+	default:
+		errs = append(errs, admitMessaging(obj, existing)...)
 	}
 	for i, t := range traffic {
 		if t.RevisionName == "" || t.RevisionName == byo {

@@ -94,6 +94,8 @@ type Controller struct {
 	publishing map[string]context.CancelFunc
 	ctx        context.Context // the Run context, for goroutines the controller owns
 	wg         sync.WaitGroup
+	// applied is what each channel was last applied with (channel.go).
+	applied appliedChannels
 }
 
 // New returns a Controller; call Run to start it.

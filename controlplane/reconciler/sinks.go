@@ -50,7 +50,14 @@ func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventi
 		}
 		addr = b.Status.Address.URL
 	default:
-		return "", fmt.Errorf("%s: kind %q (%s) is not addressable here: use a Knative Service, Route, Broker or a uri", ref.String(), ref.Kind, ref.APIVersion)
+		a, handled, err := c.resolveMessagingRef(ctx, &ref)
+		if err != nil {
+			return "", err
+		}
+		if !handled {
+			return "", fmt.Errorf("%s: kind %q (%s) is not addressable here: use a Knative Service, Route, Broker, Channel, InMemoryChannel, Sequence, Parallel or a uri", ref.String(), ref.Kind, ref.APIVersion)
+		}
+		addr = a
 	}
 	if addr == "" {
 		return "", fmt.Errorf("%s %w", ref.String(), errNotAddressable)
