@@ -137,6 +137,26 @@ func Kinds() []*Kind {
 			New:     func() Object { return &flowsv1.Parallel{} },
 			Prepare: func(o Object) field.ErrorList { p := o.(*flowsv1.Parallel); p.SetDefaults(); return p.Validate() },
 		},
+		{
+			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindApiServerSource, Plural: "apiserversources",
+			Aliases: []string{"apiserversource"},
+			New:     func() Object { return &sourcesv1.ApiServerSource{} },
+			Prepare: func(o Object) field.ErrorList {
+				s := o.(*sourcesv1.ApiServerSource)
+				s.SetDefaults()
+				return s.Validate()
+			},
+		},
+		{
+			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindContainerSource, Plural: "containersources",
+			Aliases: []string{"containersource"},
+			New:     func() Object { return &sourcesv1.ContainerSource{} },
+			Prepare: func(o Object) field.ErrorList {
+				s := o.(*sourcesv1.ContainerSource)
+				s.SetDefaults()
+				return s.Validate()
+			},
+		},
 	}
 }
 

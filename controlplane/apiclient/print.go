@@ -141,6 +141,9 @@ func printTable(w io.Writer, k *api.Kind, objs []json.RawMessage) error {
 			row(o.Namespace, o.Name, o.Status.SinkURI, ready, reason)
 		}
 	default:
+		if printed, err := printMessaging(row, k, objs); printed || err != nil {
+			return err
+		}
 		row("NAMESPACE", "NAME", "AGE")
 		for _, raw := range objs {
 			var o struct {

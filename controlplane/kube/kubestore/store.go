@@ -27,6 +27,8 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
+	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -42,6 +44,14 @@ var kinds = map[string]schema.GroupVersionResource{
 	eventingv1.KindTrigger:      {Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"},
 	sourcesv1.KindPingSource:    {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 	sourcesv1.KindSinkBinding:   {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
+
+	messagingv1.KindChannel:         {Group: "messaging.knative.dev", Version: "v1", Resource: "channels"},
+	messagingv1.KindInMemoryChannel: {Group: "messaging.knative.dev", Version: "v1", Resource: "inmemorychannels"},
+	messagingv1.KindSubscription:    {Group: "messaging.knative.dev", Version: "v1", Resource: "subscriptions"},
+	flowsv1.KindSequence:            {Group: "flows.knative.dev", Version: "v1", Resource: "sequences"},
+	flowsv1.KindParallel:            {Group: "flows.knative.dev", Version: "v1", Resource: "parallels"},
+	sourcesv1.KindApiServerSource:   {Group: "sources.knative.dev", Version: "v1", Resource: "apiserversources"},
+	sourcesv1.KindContainerSource:   {Group: "sources.knative.dev", Version: "v1", Resource: "containersources"},
 }
 
 // GVR returns the API resource of kind, for callers that talk to the API server directly.
