@@ -118,6 +118,8 @@ type ControlPlane struct {
 	extproc *extproc.Server
 	hub     *activation.Hub
 	events  *eventing.Eventing // nil without Config.Eventing
+	sources *sourceWorkloads
+	srcLis  net.Listener // the ContainerSources' forward proxy (sources.go)
 	sink    *autoscaler.StatSink
 	apiLis  net.Listener
 	xdsLis  net.Listener
@@ -150,7 +152,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	cleanup := func() {
-		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis} {
+		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis, cp.srcLis} {
 			if l != nil {
 				l.Close()
 			}
@@ -168,6 +170,10 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.extLis, err = net.Listen("tcp", cfg.ExtProcAddress); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
+	}
+	if cp.srcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: listen for the sources' forward proxy: %w", err)
 	}
 	wasmFilters := slices.Clone(cfg.WasmFilters)
 	ceFilter := ""
@@ -245,6 +251,11 @@ func New(cfg Config) (*ControlPlane, error) {
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
 	}
+	sourceProxy := proxyListenAddress(cfg)
+	if cfg.Eventing != nil && cfg.Eventing.ProxyAddress != nil {
+		sourceProxy = cfg.Eventing.ProxyAddress
+	}
+	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, sourceProxy, func(ns, name string) { ctrl.ContainerSourceChanged(ns, name) })
 	if cp.events != nil {
 		rcfg.Eventing = cp.events
 	}
@@ -343,6 +354,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() {
+		if err := cp.sources.serve(); err != nil {
+			errs <- err
+		}
+	})
+	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {
 			errs <- fmt.Errorf("autoscaler: %w", err)
 		}
@@ -368,6 +384,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	stopEvents()
 	<-eventsDone
 	_ = httpServer.Shutdown(shutdownCtx)
+	cp.sources.close(shutdownCtx)
 	cp.runtime.Close(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()

@@ -76,6 +76,9 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources (see broker.go); nil reports them
 	// not Ready (EventingDisabled).
 	Eventing Eventing
+	// SourceWorkloads runs ContainerSources (containersource.go); nil reports them not
+	// Ready (WorkloadsDisabled).
+	SourceWorkloads SourceWorkloads
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
