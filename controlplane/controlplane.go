@@ -256,6 +256,9 @@ func New(cfg Config) (*ControlPlane, error) {
 		sourceProxy = cfg.Eventing.ProxyAddress
 	}
 	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, sourceProxy, func(ns, name string) { ctrl.ContainerSourceChanged(ns, name) })
+	cp.sources.apiserver = newApiServerSources(cfg, cp.store, func() string { return "http://" + cp.APIAddr().String() }, sourceProxy,
+		func(key string) { ctrl.ApiServerSourceChanged(key) })
+	rcfg.ApiServerSources = cp.sources.apiserver
 	if cp.events != nil {
 		rcfg.Eventing = cp.events
 	}

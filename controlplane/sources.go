@@ -15,16 +15,19 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/sourceruntime"
+	"github.com/skiff-dev/skiff/controlplane/storewatch"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/source/apiserver"
 )
 
 // sourceWorkloads runs ContainerSources: a local runtime of their own (logs under
 // {DataDir}/sources/logs) and the forward proxy their processes get as HTTP_PROXY, so
 // that K_SINK (a Knative address) reaches the gateway.
 type sourceWorkloads struct {
-	rt  *local.Runtime
-	lis net.Listener
-	srv *http.Server
+	rt        *local.Runtime
+	lis       net.Listener
+	srv       *http.Server
+	apiserver *apiserver.Manager
 }
 
 // newSourceWorkloads serves the forward proxy on lis (bound on loopback by New); changed
@@ -49,8 +52,19 @@ func (s *sourceWorkloads) serve() error {
 	return nil
 }
 
-// close stops every source's process, then the forward proxy.
+// newApiServerSources runs ApiServerSources over the store (storewatch), sending through
+// the proxy; apiURL is the events' source.
+func newApiServerSources(cfg Config, st storewatch.Store, apiURL, proxyAddr func() string, changed func(key string)) *apiserver.Manager {
+	return apiserver.NewManager(storewatch.New(st, apiURL), apiserver.Options{
+		Client:   proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+		Logger:   cfg.Logger,
+		OnChange: changed,
+	})
+}
+
+// close stops every source's process and watches, then the forward proxy.
 func (s *sourceWorkloads) close(ctx context.Context) {
+	s.apiserver.Close()
 	_ = s.rt.Close(ctx)
 	_ = s.srv.Shutdown(ctx)
 }

@@ -50,9 +50,11 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
+	"github.com/skiff-dev/skiff/controlplane/kube/sourcedeploy"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/source/apiserver"
 )
 
 // Config says how to reach the API server and where to serve.
@@ -307,12 +309,21 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		}
 	}
 	rt := deployruntime.New(deployruntime.Config{Client: kc, Logger: log, OnChange: revisionChanged})
+	sources := sourcedeploy.New(sourcedeploy.Config{Client: kc, Logger: log, OnChange: func(ns, name string) {
+		if ctrl := reconcilers.Load(); ctrl != nil {
+			ctrl.ContainerSourceChanged(ns, name)
+		}
+	}})
 	defer st.Shutdown()
 	defer rt.Shutdown()
+	defer sources.Shutdown()
 	if err := st.Start(ctx); err != nil {
 		return err
 	}
 	if err := rt.Start(ctx); err != nil {
+		return err
+	}
+	if err := sources.Start(ctx); err != nil {
 		return err
 	}
 	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters}
@@ -360,8 +371,14 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
-		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator,
+		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources,
 	}
+	apiServerSources, err := c.apiServerSources(&reconcilers)
+	if err != nil {
+		return err
+	}
+	defer apiServerSources.Close()
+	rcfg.ApiServerSources = apiServerSources
 	if events != nil {
 		rcfg.Eventing = events
 	}
@@ -472,4 +489,23 @@ func (c *Controller) serveHealth() (*http.Server, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lis) }() // stopped by the caller's Close
 	return srv, nil
+}
+
+// apiServerSources runs ApiServerSources' watches against the API server, each with its
+// ServiceAccount's permissions (impersonated), sending events through Envoy when eventing
+// says where it is.
+func (c *Controller) apiServerSources(reconcilers *atomic.Pointer[reconciler.Controller]) (*apiserver.Manager, error) {
+	b, err := apiserver.NewKubeBackend(c.cfg.Rest, c.cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("kube controller: %w", err)
+	}
+	client := http.DefaultClient
+	if ev := c.cfg.Eventing; ev != nil && ev.ProxyAddress != nil {
+		client = proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress})
+	}
+	return apiserver.NewManager(b, apiserver.Options{Client: client, Logger: c.cfg.Logger, OnChange: func(key string) {
+		if ctrl := reconcilers.Load(); ctrl != nil {
+			ctrl.ApiServerSourceChanged(key)
+		}
+	}}), nil
 }

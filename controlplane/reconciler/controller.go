@@ -79,6 +79,9 @@ type Config struct {
 	// SourceWorkloads runs ContainerSources (containersource.go); nil reports them not
 	// Ready (WorkloadsDisabled).
 	SourceWorkloads SourceWorkloads
+	// ApiServerSources runs ApiServerSources' watches (apiserversource.go); nil reports
+	// them not Ready (ApiServerSourcesDisabled).
+	ApiServerSources ApiServerSources
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.

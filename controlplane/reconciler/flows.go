@@ -21,7 +21,7 @@ import (
 
 // messagingKinds are the channel and flow kinds reconcileMessaging handles.
 var messagingKinds = []string{messagingv1.KindInMemoryChannel, messagingv1.KindChannel, messagingv1.KindSubscription,
-	flowsv1.KindSequence, flowsv1.KindParallel, sourcesv1.KindContainerSource}
+	flowsv1.KindSequence, flowsv1.KindParallel, sourcesv1.KindContainerSource, sourcesv1.KindApiServerSource}
 
 // reconcileMessaging reconciles the messaging and flows kinds; others are ignored.
 func (c *Controller) reconcileMessaging(ctx context.Context, key store.Key) error {
@@ -38,6 +38,8 @@ func (c *Controller) reconcileMessaging(ctx context.Context, key store.Key) erro
 		return c.reconcileParallel(ctx, key)
 	case sourcesv1.KindContainerSource:
 		return c.reconcileContainerSource(ctx, key)
+	case sourcesv1.KindApiServerSource:
+		return c.reconcileApiServerSource(ctx, key)
 	}
 	return nil
 }
@@ -69,6 +71,7 @@ func (c *Controller) onMessagingEvent(e store.Event) {
 		c.enqueueAll(messagingv1.KindSubscription, ns)
 		c.enqueueAll(messagingv1.KindInMemoryChannel, ns)
 		c.enqueueAll(sourcesv1.KindContainerSource, ns)
+		c.enqueueAll(sourcesv1.KindApiServerSource, ns)
 		switch e.Key.Kind {
 		case servingv1.KindService, servingv1.KindRoute, eventingv1.KindBroker:
 			// onEventingEvent enqueues the brokers, sources and bindings.
