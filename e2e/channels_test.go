@@ -609,3 +609,29 @@ func (u *upProcess) waitReady(p *process, kind, name string) {
 		u.t.Fatalf("wait for %s %s: %v\n%s", kind, name, err, p.output())
 	}
 }
+
+// examples/sequence.yaml works as its comment says: an event sent to the Sequence's
+// address goes through both event-display steps, and the last reply (step2.done) reaches
+// the sequence-end Service, whose log shows it.
+func TestSequenceExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	dir := t.TempDir()
+	s := startSkiff(t, dir, withEventing(t))
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "examples", "sequence.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apply(string(b))
+	var seq flowsv1.Sequence
+	s.waitReady("sequence", "pipeline", &seq)
+	ev := newEvent("example-1", "start", "/me", "")
+	if code, body, err := newSender(s.http).send(seq.Status.Address.URL, ev, false); err != nil || code != http.StatusAccepted {
+		t.Fatalf("send: %d %s %v", code, body, err)
+	}
+	eventually(t, time.Minute, "sequence-end to log the step2.done reply", func() bool {
+		log, _ := os.ReadFile(filepath.Join(dir, "logs", "default", "sequence-end-00001.log"))
+		return strings.Contains(string(log), "step2.done")
+	})
+}
