@@ -26,9 +26,10 @@ const (
 	reasonOIDCDisabled = "OIDCDisabled"
 	// reasonOIDCIdentityDisabled is auth.SetupOIDCServiceAccount's reason for OIDCIdentityCreated.
 	reasonOIDCIdentityDisabled = "authentication-oidc feature disabled"
-	// channelAckPoll is how often a channel whose route the proxies have not accepted yet
-	// is looked at again.
-	channelAckPoll = 100 * time.Millisecond
+	// channelAckPoll is how soon a channel whose route the proxies have not accepted yet
+	// is looked at again; the wait doubles up to channelAckPollMax.
+	channelAckPoll    = 100 * time.Millisecond
+	channelAckPollMax = 5 * time.Second
 )
 
 // appliedChannels remembers the configuration last applied per channel, so that a
@@ -37,6 +38,28 @@ const (
 type appliedChannels struct {
 	mu sync.Mutex
 	m  map[store.Key]broker.ChannelConfig
+	// polls is how long a channel waits before looking again whether the proxies
+	// accepted its route: doubling, so that no proxy connected costs little.
+	polls map[store.Key]time.Duration
+}
+
+// nextPoll returns the wait before the next look at an unrouted channel's ACKs.
+func (a *appliedChannels) nextPoll(k store.Key) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.polls == nil {
+		a.polls = map[store.Key]time.Duration{}
+	}
+	d := min(max(2*a.polls[k], channelAckPoll), channelAckPollMax)
+	a.polls[k] = d
+	return d
+}
+
+// routed forgets a channel's poll interval.
+func (a *appliedChannels) routed(k store.Key) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.polls, k)
 }
 
 func (a *appliedChannels) same(k store.Key, cfg broker.ChannelConfig) bool {
@@ -84,6 +107,7 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 			return err
 		}
 		c.applied.set(key, nil)
+		c.applied.routed(key)
 		if c.cfg.Eventing != nil {
 			return c.cfg.Eventing.DeleteChannel(ctx, key.Namespace, key.Name)
 		}
@@ -165,12 +189,13 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		st.MarkTrue(messagingv1.InMemoryChannelConditionServiceReady, now)
 		st.MarkTrue(messagingv1.InMemoryChannelConditionEndpointsReady, now)
 		if c.cfg.Eventing.ChannelRouted(imc.Namespace, imc.Name) {
+			c.applied.routed(key)
 			st.MarkTrue(messagingv1.InMemoryChannelConditionChannelServiceReady, now)
 		} else {
 			// Ready means an event sent to the address is stored: wait for the proxies.
 			st.MarkUnknown(messagingv1.InMemoryChannelConditionChannelServiceReady, "ProxyNotReady",
 				"waiting for the proxies to accept the route of "+addr, now)
-			c.queue.AddAfter(key, channelAckPoll)
+			c.queue.AddAfter(key, c.applied.nextPoll(key))
 		}
 	}
 	st.Subscribers = subStatus
