@@ -15,7 +15,12 @@ func knativeDefaults() *Network { return DefaultNetwork(NetworkDefaults{}) }
 // https where Knative's use "6" and "12").
 func TestParseNetwork(t *testing.T) {
 	const nonDefaultDomainTemplate = "{{.Namespace}}.{{.Name}}.{{.Domain}}"
-	with := func(f func(*Network)) *Network { n := knativeDefaults(); f(n); n.domainTmpl, n.tagTmpl = nil, nil; return n }
+	with := func(f func(*Network)) *Network {
+		n := knativeDefaults()
+		f(n)
+		n.domainTmpl, n.tagTmpl = nil, nil
+		return n
+	}
 	cases := []struct {
 		name    string
 		data    map[string]string
