@@ -9,8 +9,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	corev1 "github.com/skiff-dev/skiff/api/core/v1"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
@@ -30,10 +33,40 @@ type Kind struct {
 	New func() Object
 	// Prepare defaults obj and validates it, returning errors that name field paths.
 	Prepare func(obj Object) field.ErrorList
+	// ClusterScoped kinds have no namespace (ClusterDomainClaim).
+	ClusterScoped bool
 }
 
-// APIVersion is group/version.
-func (k *Kind) APIVersion() string { return k.Group + "/" + k.Version }
+// APIVersion is group/version, or just the version for the core group ("v1").
+func (k *Kind) APIVersion() string {
+	if k.Group == "" {
+		return k.Version
+	}
+	return k.Group + "/" + k.Version
+}
+
+// CollectionPath is the API path of the kind's objects in ns ("" = every namespace), as in
+// Kubernetes: /api/v1/... for the core group, /apis/{group}/{version}/... for the others.
+func (k *Kind) CollectionPath(ns string) string {
+	prefix := "/apis/" + k.APIVersion()
+	if k.Group == "" {
+		prefix = "/api/" + k.Version
+	}
+	if ns == "" || k.ClusterScoped {
+		return prefix + "/" + k.Plural
+	}
+	return prefix + "/namespaces/" + ns + "/" + k.Plural
+}
+
+// ObjectPath is the API path of one object.
+func (k *Kind) ObjectPath(ns, name string) string {
+	if k.ClusterScoped {
+		ns = ""
+	} else if ns == "" {
+		ns = "default"
+	}
+	return k.CollectionPath(ns) + "/" + name
+}
 
 // Kinds lists every kind Skiff serves.
 func Kinds() []*Kind {
@@ -97,6 +130,28 @@ func Kinds() []*Kind {
 			New:     func() Object { return &sourcesv1.SinkBinding{} },
 			Prepare: func(o Object) field.ErrorList { b := o.(*sourcesv1.SinkBinding); b.SetDefaults(); return b.Validate() },
 		},
+		{
+			Group: "serving.knative.dev", Version: "v1beta1", Kind: servingv1beta1.KindDomainMapping, Plural: "domainmappings",
+			Aliases: []string{"domainmapping", "dm"},
+			New:     func() Object { return &servingv1beta1.DomainMapping{} },
+			Prepare: func(o Object) field.ErrorList { d := o.(*servingv1beta1.DomainMapping); d.SetDefaults(); return d.Validate() },
+		},
+		{
+			Group: "networking.internal.knative.dev", Version: "v1alpha1", Kind: networkingv1alpha1.KindClusterDomainClaim,
+			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
+			New:     func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
+			Prepare: func(o Object) field.ErrorList { c := o.(*networkingv1alpha1.ClusterDomainClaim); c.SetDefaults(); return c.Validate() },
+		},
+		{
+			Group: "", Version: "v1", Kind: corev1.KindConfigMap, Plural: "configmaps", Aliases: []string{"configmap", "cm"},
+			New:     func() Object { return &corev1.ConfigMap{} },
+			Prepare: func(o Object) field.ErrorList { c := o.(*corev1.ConfigMap); c.SetDefaults(); return c.Validate() },
+		},
+		{
+			Group: "", Version: "v1", Kind: corev1.KindSecret, Plural: "secrets", Aliases: []string{"secret"},
+			New:     func() Object { return &corev1.Secret{} },
+			Prepare: func(o Object) field.ErrorList { s := o.(*corev1.Secret); s.SetDefaults(); return s.Validate() },
+		},
 	}
 }
 
@@ -104,7 +159,7 @@ func Kinds() []*Kind {
 func LookupKind(name string) *Kind {
 	name = strings.ToLower(name)
 	for _, k := range Kinds() {
-		if name == strings.ToLower(k.Kind) || name == k.Plural || name == k.Plural+"."+k.Group {
+		if name == strings.ToLower(k.Kind) || name == k.Plural || (k.Group != "" && name == k.Plural+"."+k.Group) {
 			return k
 		}
 		for _, a := range k.Aliases {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/api"
+	corev1 "github.com/skiff-dev/skiff/api/core/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -30,6 +31,15 @@ type Server struct {
 	store store.Interface
 	log   *slog.Logger
 	mux   *http.ServeMux
+	// checkConfigMap, when set, validates ConfigMaps before they are stored (Knative's
+	// config-* ConfigMaps, refused naming the bad key so the old settings stay in force).
+	checkConfigMap func(cm *corev1.ConfigMap) field.ErrorList
+}
+
+// CheckConfigMaps makes writes of ConfigMaps pass check first; it returns s.
+func (s *Server) CheckConfigMaps(check func(cm *corev1.ConfigMap) field.ErrorList) *Server {
+	s.checkConfigMap = check
+	return s
 }
 
 // New returns the API handler over s.
@@ -45,6 +55,18 @@ func New(s store.Interface, logger *slog.Logger) *Server {
 	srv.mux.HandleFunc("POST /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.create)
 	srv.mux.HandleFunc("PUT /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
 	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
+	// Cluster-scoped kinds (ClusterDomainClaim).
+	srv.mux.HandleFunc("GET /apis/{group}/{version}/{plural}/{name}", srv.get)
+	srv.mux.HandleFunc("POST /apis/{group}/{version}/{plural}", srv.create)
+	srv.mux.HandleFunc("PUT /apis/{group}/{version}/{plural}/{name}", srv.apply)
+	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/{plural}/{name}", srv.delete)
+	// The core group (ConfigMap, Secret) lives under /api/v1, as in Kubernetes.
+	srv.mux.HandleFunc("GET /api/{version}/{plural}", srv.list)
+	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}", srv.list)
+	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}/{name}", srv.get)
+	srv.mux.HandleFunc("POST /api/{version}/namespaces/{ns}/{plural}", srv.create)
+	srv.mux.HandleFunc("PUT /api/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
+	srv.mux.HandleFunc("DELETE /api/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
 	return srv
 }
 
@@ -54,6 +76,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) kind(w http.ResponseWriter, r *http.Request) *api.Kind {
 	for _, k := range api.Kinds() {
 		if k.Group == r.PathValue("group") && k.Version == r.PathValue("version") && k.Plural == r.PathValue("plural") {
+			// A namespaced kind is not served at a cluster-scoped path, nor the reverse.
+			if r.PathValue("name") != "" && k.ClusterScoped != (r.PathValue("ns") == "") {
+				break
+			}
 			return k
 		}
 	}
@@ -196,6 +222,10 @@ func (s *Server) admit(ctx context.Context, obj, existing api.Object) field.Erro
 		errs = append(errs, autoscalingErrors(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "spec.template.")...)
 	case *servingv1.Route:
 		traffic = o.Spec.Traffic
+	case *corev1.ConfigMap:
+		if s.checkConfigMap != nil {
+			errs = append(errs, s.checkConfigMap(o)...)
+		}
 	case *servingv1.Revision:
 		if old, ok := existing.(*servingv1.Revision); ok && !equalJSON(old.Spec, o.Spec) {
 			errs = append(errs, field.Forbidden(field.NewPath("spec"), "a Revision is immutable: change its Configuration or Service instead"))

@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	corev1 "github.com/skiff-dev/skiff/api/core/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
@@ -98,5 +100,44 @@ func TestAPI(t *testing.T) {
 	}
 	if code, st, _ := do(t, srv, http.MethodGet, svcPath, ""); code != http.StatusNotFound || st.Reason != metav1.StatusReasonNotFound {
 		t.Errorf("get deleted: %d %s", code, st.Reason)
+	}
+}
+
+// ConfigMaps and Secrets live under /api/v1, ClusterDomainClaims at cluster scope, as in
+// Kubernetes; a ConfigMap check refuses a bad setting with 422 naming the key.
+func TestCoreAndClusterScopedPaths(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := New(s, nil).CheckConfigMaps(func(cm *corev1.ConfigMap) field.ErrorList {
+		if cm.Data["domain-template"] == "bad" {
+			return field.ErrorList{field.Invalid(field.NewPath("data").Key("domain-template"), "bad", "not a template")}
+		}
+		return nil
+	})
+	const cmPath = "/api/v1/namespaces/knative-serving/configmaps/config-network"
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-network\n  namespace: knative-serving\ndata:\n  domain-template: %s\n"
+	if code, _, body := do(t, srv, http.MethodPut, cmPath, strings.ReplaceAll(cm, "%s", `"{{.Name}}.{{.Domain}}"`)); code != http.StatusCreated {
+		t.Fatalf("create ConfigMap: %d %s", code, body)
+	}
+	code, st, body := do(t, srv, http.MethodPut, cmPath, strings.ReplaceAll(cm, "%s", "bad"))
+	if code != http.StatusUnprocessableEntity || !strings.Contains(st.Message, "data[domain-template]") {
+		t.Fatalf("bad ConfigMap: %d %s; want 422 naming data[domain-template]", code, body)
+	}
+	if _, _, body := do(t, srv, http.MethodGet, cmPath, ""); !strings.Contains(body, "{{.Name}}.{{.Domain}}") {
+		t.Errorf("after a refused update the ConfigMap is %s; want the old template kept", body)
+	}
+	const cdcPath = "/apis/networking.internal.knative.dev/v1alpha1/clusterdomainclaims/hello.example.com"
+	cdc := "apiVersion: networking.internal.knative.dev/v1alpha1\nkind: ClusterDomainClaim\nmetadata:\n  name: hello.example.com\nspec:\n  namespace: team-a\n"
+	if code, _, body := do(t, srv, http.MethodPut, cdcPath, cdc); code != http.StatusCreated {
+		t.Fatalf("create ClusterDomainClaim: %d %s", code, body)
+	}
+	if code, _, _ := do(t, srv, http.MethodGet, "/apis/networking.internal.knative.dev/v1alpha1/namespaces/default/clusterdomainclaims/hello.example.com", ""); code != http.StatusNotFound {
+		t.Errorf("a cluster-scoped kind under a namespace: %d, want 404", code)
+	}
+	if code, _, body := do(t, srv, http.MethodGet, "/apis/networking.internal.knative.dev/v1alpha1/clusterdomainclaims", ""); code != http.StatusOK || !strings.Contains(body, "team-a") {
+		t.Errorf("list ClusterDomainClaims: %d %s", code, body)
 	}
 }

@@ -1,0 +1,4 @@
+// +kubebuilder:skip
+// +kubebuilder:object:generate=false
+
+package v1
