@@ -134,13 +134,21 @@ func Kinds() []*Kind {
 			Group: "serving.knative.dev", Version: "v1beta1", Kind: servingv1beta1.KindDomainMapping, Plural: "domainmappings",
 			Aliases: []string{"domainmapping", "dm"},
 			New:     func() Object { return &servingv1beta1.DomainMapping{} },
-			Prepare: func(o Object) field.ErrorList { d := o.(*servingv1beta1.DomainMapping); d.SetDefaults(); return d.Validate() },
+			Prepare: func(o Object) field.ErrorList {
+				d := o.(*servingv1beta1.DomainMapping)
+				d.SetDefaults()
+				return d.Validate()
+			},
 		},
 		{
 			Group: "networking.internal.knative.dev", Version: "v1alpha1", Kind: networkingv1alpha1.KindClusterDomainClaim,
 			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
-			New:     func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
-			Prepare: func(o Object) field.ErrorList { c := o.(*networkingv1alpha1.ClusterDomainClaim); c.SetDefaults(); return c.Validate() },
+			New: func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
+			Prepare: func(o Object) field.ErrorList {
+				c := o.(*networkingv1alpha1.ClusterDomainClaim)
+				c.SetDefaults()
+				return c.Validate()
+			},
 		},
 		{
 			Group: "", Version: "v1", Kind: corev1.KindConfigMap, Plural: "configmaps", Aliases: []string{"configmap", "cm"},
