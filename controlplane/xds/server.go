@@ -168,11 +168,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		routeVersions: make(map[string]map[string]uint64),
 
 		routesVersions: make(map[string]uint64),
-		dirty:         make(map[string]bool),
-		domains:       make(map[string]string),
-		claims:        make(map[string][]string),
-		kick:          make(chan struct{}, 1),
-		extProc:       extProc,
+		dirty:          make(map[string]bool),
+		domains:        make(map[string]string),
+		claims:         make(map[string][]string),
+		kick:           make(chan struct{}, 1),
+		extProc:        extProc,
 
 		listenerAddress: cmp.Or(opts.ListenerAddress, DefaultListenerAddress),
 		listenerPort:    cmp.Or(opts.ListenerPort, DefaultListenerPort),
