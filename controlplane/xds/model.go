@@ -162,6 +162,9 @@ type VirtualHost struct {
 	// requests with a 301 to https (Knative's http-protocol Redirected); the
 	// TLS listener serves them. Challenges are still served over plain HTTP.
 	RedirectHTTP bool
+	// HostRewrite, when set, replaces the Host of requests sent upstream (a
+	// DomainMapping's requests reach the app with its target's host, as in Knative).
+	HostRewrite string
 	// Challenges are ACME HTTP01 challenge paths served over plain HTTP on the
 	// external listener before anything else (also while redirected), as
 	// Knative routes them while a certificate is pending.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,6 +169,14 @@ func (s *Server) RouteAcked(namespace, name string) bool {
 	s.mu.Lock()
 	v, ok := s.routeVersions[key]
 	ok = ok && !s.dirty[key]
+	// Only the RouteConfigurations of listeners proxies have are waited for (the TLS
+	// listener exists once there is a certificate); each is named after its listener.
+	want := make(map[string]uint64, len(v))
+	for name, version := range v {
+		if s.listenerRes[name] != nil {
+			want[name] = version
+		}
+	}
 	var clusters []string
 	for _, vhs := range s.vhosts[key] {
 		for _, vh := range vhs {
@@ -183,7 +192,7 @@ func (s *Server) RouteAcked(namespace, name string) bool {
 	}
 	s.mu.Unlock()
 	slices.Sort(clusters)
-	return ok && s.acks.routesAcked(v, slices.Compact(clusters))
+	return ok && s.acks.routesAcked(want, slices.Compact(clusters))
 }
 
 // SetCertificate adds or replaces a certificate of the TLS listener: its chain and key go
@@ -327,4 +336,27 @@ func (s *Server) SetEndpoints(cluster string, eps []Endpoint) (string, error) {
 		s.claRes[cluster] = cla
 	}
 	return strconv.FormatUint(version, 10), nil
+}
+
+// SetServiceCluster adds or replaces a cluster named name with the one endpoint host:port
+// (STRICT_DNS for a name, STATIC for an IP), for a Kubernetes Service the proxy routes to
+// directly, such as an ACME HTTP01 solver's. An unchanged cluster is not pushed again.
+func (s *Server) SetServiceCluster(name, host string, port uint32) error {
+	cl, err := translateAddressCluster(name, net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), false)
+	if err != nil {
+		return fmt.Errorf("set service cluster %s: %w", name, err)
+	}
+	if err := cl.ValidateAll(); err != nil {
+		return fmt.Errorf("set service cluster %s: %w", name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if proto.Equal(cl, s.clusterRes[name]) {
+		return nil
+	}
+	if err := s.clusters.UpdateResource(name, cl); err != nil {
+		return fmt.Errorf("set service cluster %s: update cache: %w", name, err)
+	}
+	s.clusterRes[name] = cl
+	return nil
 }

@@ -323,6 +323,9 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 	}
 	for i, rule := range rules {
 		rt, err := translateRule(rule, vh.Timeout, extProc, len(vh.Rules) > 0)
+		if err == nil && vh.HostRewrite != "" && rt.GetRoute() != nil {
+			rt.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: vh.HostRewrite}
+		}
 		if err != nil {
 			if len(vh.Rules) > 0 {
 				return nil, fmt.Errorf("rules[%d]: %w", i, err)

@@ -15,6 +15,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // selfSigned returns a PEM certificate and key for hosts, valid from notBefore for ttl.
@@ -227,4 +228,65 @@ func TestServerCertificatesAndListeners(t *testing.T) {
 func sortedStrings(s []string) []string {
 	slices.Sort(s)
 	return s
+}
+
+// A Route is acknowledged once a proxy has ACKed every RouteConfiguration carrying it whose
+// listener the proxy has: the TLS one only once a certificate brought its listener.
+func TestRouteAckedPerRouteConfiguration(t *testing.T) {
+	h := newHarnessWith(t, Options{ListenerAddress: "127.0.0.1", ListenerPort: 18080,
+		HTTPSListenerAddress: "127.0.0.1", HTTPSListenerPort: 18443, LocalListenerAddress: "127.0.0.1", LocalListenerPort: 18081})
+	c := h.sotw("envoy-1")
+	c.subscribe(resourcev3.ClusterType)
+	c.ack(c.recv(resourcev3.ClusterType))
+	c.subscribe(resourcev3.EndpointType, helloV1, helloV2, echoV1)
+	c.ack(c.recv(resourcev3.EndpointType))
+	c.subscribe(resourcev3.ListenerType)
+	l := c.recv(resourcev3.ListenerType)
+	if len(l.GetResources()) != 2 {
+		t.Fatalf("listeners without a certificate: %d, want skiff-http and skiff-local", len(l.GetResources()))
+	}
+	c.ack(l)
+	c.subscribe(resourcev3.RouteType, RouteConfigName, LocalRouteConfigName)
+	rds := c.recv(resourcev3.RouteType)
+	if len(rds.GetResources()) != 2 {
+		t.Fatalf("RDS sent %d route configurations, want 2", len(rds.GetResources()))
+	}
+	if h.srv.RouteAcked("default", "hello") {
+		t.Fatal("route acknowledged before the RDS ACK")
+	}
+	c.ack(rds)
+	eventuallyTrue(t, func() bool { return h.srv.RouteAcked("default", "hello") }, "route acked without the TLS listener")
+
+	// A certificate brings the TLS listener; its RouteConfiguration must now be ACKed too.
+	cert, key := selfSigned(t, time.Now().Add(-time.Minute), time.Hour, "hello.default.example.com")
+	if err := h.srv.SetCertificate(TLSCertificate{Name: "default/route-1", Hosts: []string{"hello.default.example.com"}, CertPEM: cert, KeyPEM: key}); err != nil {
+		t.Fatal(err)
+	}
+	l = c.recv(resourcev3.ListenerType)
+	if len(l.GetResources()) != 3 {
+		t.Fatalf("listeners with a certificate: %d, want 3", len(l.GetResources()))
+	}
+	c.ack(l)
+	if h.srv.RouteAcked("default", "hello") {
+		t.Error("route acknowledged before the TLS listener's RouteConfiguration was ACKed")
+	}
+	c.subscribe(resourcev3.RouteType, RouteConfigName, LocalRouteConfigName, HTTPSRouteConfigName)
+	c.ack(c.recv(resourcev3.RouteType))
+	eventuallyTrue(t, func() bool { return h.srv.RouteAcked("default", "hello") }, "route acked with the TLS listener")
+	c.subscribe(resourcev3.SecretType, "default/route-1")
+	sds := c.recv(resourcev3.SecretType)
+	if len(sds.GetResources()) != 1 {
+		t.Fatalf("SDS sent %d secrets, want 1", len(sds.GetResources()))
+	}
+}
+
+func eventuallyTrue(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
