@@ -120,7 +120,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		ProxyListenAddress: host, ProxyListenPort: port, ProxyStatsURLs: stats,
 		HTTPSListenAddress: httpsHost, HTTPSListenPort: httpsPort, LocalListenAddress: localHost, LocalListenPort: localPort,
 		SystemNamespace: get("system-namespace"),
-		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout:    drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 

@@ -117,8 +117,8 @@ type Controller struct {
 	servedCerts map[store.Key][]string
 	// net holds the networking settings in force (see loadSettings).
 	net atomic.Pointer[netSettings]
-	ctx        context.Context // the Run context, for goroutines the controller owns
-	wg         sync.WaitGroup
+	ctx context.Context // the Run context, for goroutines the controller owns
+	wg  sync.WaitGroup
 }
 
 // New returns a Controller; call Run to start it.
@@ -138,12 +138,12 @@ func New(cfg Config) *Controller {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving"}),
-		now:        time.Now,
-		ackWait:    map[store.Key]bool{},
-		routeRefs:  map[store.Key]map[string]bool{},
-		publishing: map[string]context.CancelFunc{},
+		now:         time.Now,
+		ackWait:     map[store.Key]bool{},
+		routeRefs:   map[store.Key]map[string]bool{},
+		publishing:  map[string]context.CancelFunc{},
 		servedCerts: map[store.Key][]string{},
-		ctx:        context.Background(),
+		ctx:         context.Background(),
 	}
 }
 
