@@ -7,6 +7,8 @@ package certs
 import (
 	"context"
 	"slices"
+
+	"github.com/skiff-dev/skiff/controlplane/domains"
 )
 
 // State is where a certificate is in its life.
@@ -35,6 +37,8 @@ type Request struct {
 	// OwnerUID, OwnerKind, OwnerAPIVersion and OwnerName make the owner reference of the
 	// objects a cluster provider creates, so they go with their owner.
 	OwnerUID, OwnerKind, OwnerAPIVersion, OwnerName string
+	// Issuer is the issuer a cluster provider asks (config-certmanager's issuerRef).
+	Issuer domains.IssuerRef
 }
 
 // Challenge is an ACME HTTP01 challenge the proxy must route while a certificate is pending.

@@ -92,7 +92,7 @@ func (c *Controller) loadSettings(ctx context.Context) error {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
-			return fmt.Errorf("read ConfigMap %s/%s: %w", c.cfg.SystemNamespace, name, err)
+			c.log.Warn("cannot read a networking ConfigMap; using its defaults", "namespace", c.cfg.SystemNamespace, "name", name, "err", err)
 		default:
 			data[name] = cm.Data
 		}
@@ -251,6 +251,7 @@ func (c *Controller) provisionCertificates(ctx context.Context, owner certOwner,
 		s, err := c.cfg.Certificates.Certificate(ctx, certs.Request{
 			Owner: owner.key.String(), Namespace: owner.key.Namespace, Name: r.name, Hosts: []string{r.host},
 			OwnerUID: owner.uid, OwnerKind: owner.kind, OwnerAPIVersion: owner.apiVersion, OwnerName: owner.name,
+			Issuer: c.settings().certManager.IssuerRef,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", r.name, err)
