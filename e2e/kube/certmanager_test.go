@@ -178,7 +178,9 @@ func TestCertManagerCertificateForRoute(t *testing.T) {
 	})
 	eventually(t, 30*time.Second, "https://hello.default.example.com with the issued certificate", func() bool {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool, ServerName: "hello.default.example.com"},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) }}
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://hello.default.example.com/")
 		if err != nil {

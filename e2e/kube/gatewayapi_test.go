@@ -327,7 +327,9 @@ func TestGatewayHTTPSListener(t *testing.T) {
 	})
 	eventually(t, 30*time.Second, "https://hello.secure.org with the listener's certificate", func() bool {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "hello.secure.org"},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) }}
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://hello.secure.org/")
 		if err != nil {
