@@ -37,7 +37,8 @@ func adsConfigSource() *corev3.ConfigSource {
 }
 
 // TranslateListener returns the "skiff-http" Listener on address:port: an
-// HTTP connection manager (codec AUTO so h2c works, host port stripped) whose
+// HTTP connection manager (codec AUTO so h2c works, host port stripped,
+// WebSocket upgrades allowed) whose
 // RouteConfiguration "skiff-http" comes from RDS over ADS, ending with the
 // router filter. With extProc, the ext_proc filter (see ExtProcFilter) runs
 // before the router. The wasm filters (see TranslateWasmFilter) come first,
@@ -114,6 +115,8 @@ func translateHTTPListener(name, routeConfig, address string, port uint32, extPr
 		}},
 		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
 		HttpFilters:   filters,
+		// Knative serves WebSockets; Envoy refuses upgrades a listener does not list.
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 	}
 	if err := hcm.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)
