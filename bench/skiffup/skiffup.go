@@ -38,6 +38,7 @@ type Up struct {
 	BrokerIngress string
 
 	cp *controlplane.ControlPlane
+	gw *gateway.Gateway
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -51,6 +52,9 @@ type Options struct {
 	// Eventing runs brokers, with the cloudevents filter built from this checkout in the
 	// gateway, as `skiff up` does.
 	Eventing bool
+	// TLS gives the gateway its TLS listener, with certificates from the local CA (see
+	// Up.HTTPS and Up.CACertPath).
+	TLS bool
 }
 
 // Start runs skiff up in a temporary data dir.
@@ -75,6 +79,9 @@ func Start(o Options) (*Up, error) {
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
 		DrainTimeout: 100 * time.Millisecond, Autoscaler: o.Autoscaler, Logger: log}
+	if o.TLS {
+		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
+	}
 	var gwAddr atomic.Pointer[string]
 	if o.Eventing {
 		mods, err := wasmbuild.Locate(context.Background(), wasmbuild.Options{
@@ -106,7 +113,7 @@ func Start(o Options) (*Up, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp}
+	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw}
 	if ing := cp.BrokerIngressAddr(); ing != nil {
 		u.BrokerIngress = ing.String()
 	}
@@ -152,6 +159,24 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 	}
 	return nil
 }
+
+// HTTPS waits for the gateway's TLS listener (it comes with the first certificate) and
+// returns its address.
+func (u *Up) HTTPS(ctx context.Context) (string, error) {
+	for {
+		if addr, ok := u.gw.ListenerAddr(xds.HTTPSListenerName); ok {
+			return addr.String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no TLS listener: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// CACertPath is the local CA that signs the TLS listener's certificates.
+func (u *Up) CACertPath() string { return u.cp.CACertPath() }
 
 // EventingStats are the broker ingress and dispatcher counters.
 func (u *Up) EventingStats() broker.Stats { return u.cp.EventingStats() }
