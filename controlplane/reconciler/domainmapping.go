@@ -351,3 +351,18 @@ func (c *Controller) enqueueMappingsNamed(name string) {
 		}
 	}
 }
+
+// enqueueMappingsTo enqueues the DomainMappings of namespace whose ref names route (a Knative
+// Service's Route has the Service's name).
+func (c *Controller) enqueueMappingsTo(namespace, route string) {
+	dms, err := store.ListAs[servingv1beta1.DomainMapping](context.Background(), c.cfg.Store, servingv1beta1.KindDomainMapping, namespace)
+	if err != nil {
+		c.log.Warn("listing DomainMappings", "namespace", namespace, "err", err)
+		return
+	}
+	for _, dm := range dms {
+		if dm.Spec.Ref.Name == route {
+			c.queue.Add(store.Key{Kind: servingv1beta1.KindDomainMapping, Namespace: dm.Namespace, Name: dm.Name})
+		}
+	}
+}

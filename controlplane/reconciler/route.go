@@ -89,6 +89,9 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	if err := c.cfg.Proxy.SetRoute(c.translate(&route, traffic, revs, names, httpOption, tls)); err != nil {
 		return fmt.Errorf("reconcile route %s: program proxy: %w", key, err)
 	}
+	// DomainMappings to this route send its traffic themselves (a revision's mode may have
+	// changed without the route's status changing).
+	c.enqueueMappingsTo(route.Namespace, route.Name)
 	if err := c.markRoutingState(ctx, &route, traffic); err != nil {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
