@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -65,17 +66,21 @@ type sentResponse struct {
 	version string
 	eds     map[string]string // cluster → content hash of the CLA sent
 	rds     map[string]string // route configuration → content hash sent, if any
+	sds     map[string]string // secret → content hash sent, if any
 	removed []string          // delta removed_resources
 }
 
 // streamState is the ACK state of one stream.
 type streamState struct {
-	typeURL  string
-	node     *corev3.Node
-	pending  map[string]*sentResponse // by nonce
-	acked    map[string]string        // type URL → version
-	eds      map[string]string        // cluster → ACKed content hash
-	rds      map[string]string        // route configuration → ACKed content hash
+	typeURL string
+	node    *corev3.Node
+	pending map[string]*sentResponse // by nonce
+	acked   map[string]string        // type URL → version
+	eds     map[string]string        // cluster → ACKed content hash
+	rds     map[string]string        // route configuration → ACKed content hash
+	sds     map[string]string        // secret → ACKed content hash
+	// sdsAsked is set once the stream has asked for secrets (it has a TLS listener).
+	sdsAsked bool
 	nacks    int
 	lastNACK string
 }
@@ -188,6 +193,7 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 		acked:   make(map[string]string),
 		eds:     make(map[string]string),
 		rds:     make(map[string]string),
+		sds:     make(map[string]string),
 	}
 	t.broadcast()
 }
@@ -213,6 +219,10 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 		st.node = node
 		changed = true
 	}
+	if typeURL == resourcev3.SecretType && !st.sdsAsked {
+		st.sdsAsked = true
+		changed = true
+	}
 	if p := st.pending[nonce]; nonce != "" && p != nil {
 		delete(st.pending, nonce)
 		changed = true
@@ -227,6 +237,7 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 			st.acked[p.typeURL] = p.version
 			maps.Copy(st.eds, p.eds)
 			maps.Copy(st.rds, p.rds)
+			maps.Copy(st.sds, p.sds)
 			for _, name := range p.removed {
 				if p.typeURL == resourcev3.EndpointType {
 					delete(st.eds, name)
@@ -314,6 +325,15 @@ func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv
 			p.rds[rc.GetName()] = cache.HashResource(a.GetValue())
 		}
 	}
+	if p.typeURL == resourcev3.SecretType {
+		p.sds = make(map[string]string, len(resp.GetResources()))
+		for _, a := range resp.GetResources() {
+			var sec tlsv3.Secret
+			if err := proto.Unmarshal(a.GetValue(), &sec); err == nil {
+				p.sds[sec.GetName()] = cache.HashResource(a.GetValue())
+			}
+		}
+	}
 	if p.typeURL == resourcev3.EndpointType {
 		p.eds = make(map[string]string, len(resp.GetResources()))
 		for _, a := range resp.GetResources() {
@@ -355,6 +375,12 @@ func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscove
 		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, r := range resp.GetResources() {
 			p.rds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.SecretType {
+		p.sds = make(map[string]string, len(resp.GetResources()))
+		for _, r := range resp.GetResources() {
+			p.sds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
 		}
 	}
 	t.response(streamKey{delta: true, id: id}, resp.GetNonce(), p)
@@ -499,4 +525,23 @@ func (t *ackTracker) routesAcked(v map[string]uint64, clusters []string) bool {
 		}
 	}
 	return n > 0
+}
+
+// secretsAcked reports whether every stream that has asked for secrets has ACKed a version
+// of each of secrets: the proxies with a TLS listener have a certificate for the route's
+// hosts. Any version will do, so a renewal does not make a served route unready.
+func (t *ackTracker) secretsAcked(secrets []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, st := range t.streams {
+		if st.node == nil || !st.sdsAsked {
+			continue
+		}
+		for _, name := range secrets {
+			if st.sds[name] == "" {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -190,9 +190,35 @@ func (s *Server) RouteAcked(namespace, name string) bool {
 			}
 		}
 	}
+	// With the TLS listener, the certificates of the route's TLS hosts must be there too.
+	var secrets []string
+	if _, tlsWanted := want[HTTPSRouteConfigName]; tlsWanted {
+		for _, vh := range s.vhosts[key][HTTPSRouteConfigName] {
+			for _, d := range vh.GetDomains() {
+				if name := s.certForHostLocked(d); name != "" {
+					secrets = append(secrets, name)
+				}
+			}
+		}
+	}
 	s.mu.Unlock()
 	slices.Sort(clusters)
-	return ok && s.acks.routesAcked(want, slices.Compact(clusters))
+	return ok && s.acks.routesAcked(want, slices.Compact(clusters)) && s.acks.secretsAcked(secrets)
+}
+
+// certForHostLocked returns the certificate serving host (exact, else a wildcard); s.mu must
+// be held.
+func (s *Server) certForHostLocked(host string) string {
+	host = strings.ToLower(host)
+	for n, c := range s.certs {
+		for _, h := range c.Hosts {
+			h = strings.ToLower(h)
+			if h == host || (strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:])) {
+				return n
+			}
+		}
+	}
+	return ""
 }
 
 // SetCertificate adds or replaces a certificate of the TLS listener: its chain and key go

@@ -273,11 +273,24 @@ func TestRouteAckedPerRouteConfiguration(t *testing.T) {
 	c.subscribe(resourcev3.RouteType, RouteConfigName, LocalRouteConfigName, HTTPSRouteConfigName)
 	c.ack(c.recv(resourcev3.RouteType))
 	eventuallyTrue(t, func() bool { return h.srv.RouteAcked("default", "hello") }, "route acked with the TLS listener")
+	// A proxy that asks for secrets must also have ACKed the route's certificate.
 	c.subscribe(resourcev3.SecretType, "default/route-1")
 	sds := c.recv(resourcev3.SecretType)
 	if len(sds.GetResources()) != 1 {
 		t.Fatalf("SDS sent %d secrets, want 1", len(sds.GetResources()))
 	}
+	eventuallyTrue(t, func() bool { return !h.srv.RouteAcked("default", "hello") }, "route not acked while its certificate is not")
+	c.ack(sds)
+	eventuallyTrue(t, func() bool { return h.srv.RouteAcked("default", "hello") }, "route acked with its certificate")
+	// A renewal does not make the served route unready.
+	cert2, key2 := selfSigned(t, time.Now().Add(-time.Minute), time.Hour, "hello.default.example.com")
+	if err := h.srv.SetCertificate(TLSCertificate{Name: "default/route-1", Hosts: []string{"hello.default.example.com"}, CertPEM: cert2, KeyPEM: key2}); err != nil {
+		t.Fatal(err)
+	}
+	if !h.srv.RouteAcked("default", "hello") {
+		t.Error("a certificate renewal made the route unacknowledged")
+	}
+	c.ack(c.recv(resourcev3.SecretType))
 }
 
 func eventuallyTrue(t *testing.T, cond func() bool, what string) {
