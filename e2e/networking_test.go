@@ -77,21 +77,15 @@ type httpsResult struct {
 }
 
 // httpsGet sends GET https://{host}{path} to addr (curl --resolve), verifying the server's
-// certificate against roots for host (SNI host), until it answers or the deadline passes.
+// certificate against roots for host (SNI host). Callers wait for Ready first: Ready means the
+// proxy has the route and its certificate, so one attempt must succeed.
 func httpsGet(t *testing.T, addr, host, path string, roots *x509.CertPool) httpsResult {
 	t.Helper()
-	var last error
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		r, err := httpsOnce(addr, host, path, roots)
-		if err == nil {
-			return r
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
+	r, err := httpsOnce(addr, host, path, roots)
+	if err != nil {
+		t.Fatalf("GET https://%s%s via %s: %v", host, path, addr, err)
 	}
-	t.Fatalf("GET https://%s%s via %s: %v", host, path, addr, last)
-	return httpsResult{}
+	return r
 }
 
 func httpsOnce(addr, host, path string, roots *x509.CertPool) (httpsResult, error) {
