@@ -52,6 +52,9 @@ type Config struct {
 	ProxyListenPort    uint32
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
+	// MaxInstances bounds the local runtime's instances (processes) at once, across every
+	// revision; 0 means local.DefaultMaxInstances().
+	MaxInstances int
 	// ExtProcAddress serves the ext_proc activator proxies call; default 127.0.0.1:18001.
 	ExtProcAddress string
 	// ExtProcAdvertise is the ext_proc address proxies are told (the "skiff-extproc" cluster),
@@ -234,7 +237,8 @@ func New(cfg Config) (*ControlPlane, error) {
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
 	cp.runtime = local.New(local.Config{
 		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
-		OnChange: func(ns, name string) { ctrl.RevisionChanged(ns, name) },
+		MaxInstances: cfg.MaxInstances,
+		OnChange:     func(ns, name string) { ctrl.RevisionChanged(ns, name) },
 	})
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
