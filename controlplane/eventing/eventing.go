@@ -8,6 +8,8 @@ package eventing
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,6 +103,7 @@ type Eventing struct {
 	broker *broker.Server
 	ping   *source.Ping
 	lis    net.Listener
+	token  string // shared by the cloudevents filter and the ingress; "" without the filter
 
 	mu      sync.Mutex
 	filters map[string]eventfilter.BrokerConfig // "ns/name" → the broker's filter entry
@@ -129,9 +132,19 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 		}
 		e.emb, url = emb, emb.ClientURL()
 	}
+	if cfg.CloudEventsFilter != "" {
+		// A secret per start, shared with the filter over xDS: the ingress
+		// follows only the filter's trigger lists, never a client's.
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			e.closeNATS()
+			return nil, fmt.Errorf("eventing: the cloudevents filter's token: %w", err)
+		}
+		e.token = hex.EncodeToString(b[:])
+	}
 	srv, err := broker.NewServer(ctx, broker.Options{
 		URL: url, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
-		TrustTriggerHeader: cfg.CloudEventsFilter != "",
+		TriggerToken: e.token,
 	})
 	if err != nil {
 		e.closeNATS()
@@ -294,7 +307,7 @@ func (e *Eventing) pushFiltersLocked() error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	fc := eventfilter.FilterConfig{Brokers: make([]eventfilter.BrokerConfig, 0, len(keys))}
+	fc := eventfilter.FilterConfig{Brokers: make([]eventfilter.BrokerConfig, 0, len(keys)), Token: e.token}
 	for _, k := range keys {
 		fc.Brokers = append(fc.Brokers, e.filters[k])
 	}

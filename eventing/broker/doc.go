@@ -22,8 +22,8 @@
 // is parsed and validated with wasm-filters/cloudevents/eventfilter (binary or structured content
 // mode); a bad event gets 400 and a JSON body {"error": "...", "reason": "..."}
 // and is never stored. The matching Triggers come from the x-skiff-triggers
-// request header when [Options].TrustTriggerHeader is set and the header is
-// present (the proxy's cloudevents filter computed it), and are otherwise
+// request header when the request carries [Options].TriggerToken (so the
+// proxy's cloudevents filter computed it, not a client), and are otherwise
 // evaluated here with the same wasm-filters/cloudevents/eventfilter code. The event is published
 // once per matching Trigger and the handler waits for every JetStream publish
 // acknowledgement before answering 202 Accepted; if any publish fails it

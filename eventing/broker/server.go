@@ -40,14 +40,16 @@ type Options struct {
 	Client *http.Client
 	// Logger receives the Server's logs; nil discards them.
 	Logger *slog.Logger
-	// TrustTriggerHeader makes the ingress take the matching triggers from
-	// the x-skiff-triggers request header when it is present and the
-	// x-skiff-broker-generation header equals the broker's current
-	// BrokerConfig.FilterConfig().Generation (names the broker does not have
-	// are ignored), instead of evaluating the filters. Set it only when every
-	// request comes through the proxy's cloudevents filter, which sets both
-	// headers and drops any a client sent.
-	TrustTriggerHeader bool
+	// TriggerToken makes the ingress take the matching triggers from the
+	// x-skiff-triggers request header of requests whose x-skiff-proxy-token
+	// header equals it and whose x-skiff-broker-generation header equals the
+	// broker's current BrokerConfig.FilterConfig().Generation (names the
+	// broker does not have are ignored), instead of evaluating the filters.
+	// It is the secret the proxy's cloudevents filter is given in its
+	// configuration (eventfilter.FilterConfig.Token): a client reaching the
+	// ingress directly cannot assert a match. Empty: the ingress always
+	// evaluates the filters itself.
+	TriggerToken string
 	// DisableDispatch runs the ingress only (streams and consumers are still
 	// created), for deployments that run dispatchers separately.
 	DisableDispatch bool
@@ -104,7 +106,7 @@ type Server struct {
 	ownsConn       bool
 	js             jetstream.JetStream
 	client         *http.Client
-	trustHeader    bool
+	triggerToken   []byte
 	dispatch       bool
 	maxAckPending  int
 	ackWait        time.Duration
@@ -134,7 +136,7 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		log:            opts.Logger,
 		nc:             opts.Conn,
 		client:         opts.Client,
-		trustHeader:    opts.TrustTriggerHeader,
+		triggerToken:   []byte(opts.TriggerToken),
 		dispatch:       !opts.DisableDispatch,
 		maxAckPending:  opts.MaxAckPending,
 		ackWait:        opts.AckWait,
