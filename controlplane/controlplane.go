@@ -196,11 +196,14 @@ func New(cfg Config) (*ControlPlane, error) {
 			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
 			proxyAddr = func() string { return addr }
 		}
+		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, Logger: cfg.Logger,
-			Client: proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+			// Deliveries start once the proxy serves (Run), never into a proxy still starting.
+			HoldDispatch: true,
 		})
 		if err != nil {
 			cp.xds.Close()
@@ -341,6 +344,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			errs <- fmt.Errorf("eventing: %w", err)
 		}
 	})
+	if cp.events != nil {
+		wg.Go(func() { cp.events.StartDispatchWhenServing(eventsCtx, cp.ctrl.Synced(), cp.xds, eventing.DispatchWaitForProxy) })
+	}
 	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {
 			errs <- fmt.Errorf("autoscaler: %w", err)

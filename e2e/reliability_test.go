@@ -17,29 +17,37 @@ import (
 	"github.com/skiff-dev/skiff/controlplane"
 )
 
-var echoBuild struct {
+// exampleBuild is one examples/<name> program built for the package.
+type exampleBuild struct {
 	once sync.Once
 	bin  string
 	err  error
 }
 
-// echoBinary builds examples/echo once for the package, for Services that run it as a
-// `command` (no ko:// build per revision).
-func echoBinary(t testing.TB) string {
+var exampleBuilds sync.Map // name → *exampleBuild
+
+// exampleBinary builds examples/<name> once for the package, for Services that run it as a
+// `command` (no ko:// build per revision and per start).
+func exampleBinary(t testing.TB, name string) string {
 	t.Helper()
-	echoBuild.once.Do(func() {
-		echoBuild.bin = filepath.Join(shared.dir, "echo")
-		build := exec.Command("go", "build", "-o", echoBuild.bin, "./examples/echo")
+	v, _ := exampleBuilds.LoadOrStore(name, &exampleBuild{})
+	b := v.(*exampleBuild)
+	b.once.Do(func() {
+		b.bin = filepath.Join(shared.dir, "example-"+name)
+		build := exec.Command("go", "build", "-o", b.bin, "./examples/"+name)
 		build.Dir = moduleRoot(t)
 		if out, err := build.CombinedOutput(); err != nil {
-			echoBuild.err = fmt.Errorf("go build ./examples/echo: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build ./examples/%s: %v\n%s", name, err, out)
 		}
 	})
-	if echoBuild.err != nil {
-		t.Fatal(echoBuild.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return echoBuild.bin
+	return b.bin
 }
+
+// echoBinary is examples/echo, built.
+func echoBinary(t testing.TB) string { return exampleBinary(t, "echo") }
 
 // processAlive reports whether pid is a live process (a zombie is not).
 func processAlive(pid int) bool {

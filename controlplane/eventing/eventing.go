@@ -92,7 +92,14 @@ type Config struct {
 	// and went silent (e.g. a killed process) before handing it out again;
 	// default broker.DefaultAckWait.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// ProxyFailed tells an attempt that failed in the proxy from the
+	// subscriber's failure (proxyclient.Config.ProxyFailed for Client); such
+	// an attempt is not counted, the event waits (broker.Options.ProxyFailed).
+	ProxyFailed func(req *http.Request, resp *http.Response, err error) bool
+	// HoldDispatch delivers nothing until StartDispatch (or
+	// StartDispatchWhenServing) says the proxy serves.
+	HoldDispatch bool
+	Logger       *slog.Logger
 }
 
 // Eventing is the running eventing data plane. Its methods are safe for concurrent use.
@@ -144,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 	}
 	srv, err := broker.NewServer(ctx, broker.Options{
 		URL: url, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
-		TriggerToken: e.token,
+		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch,
 	})
 	if err != nil {
 		e.closeNATS()

@@ -43,7 +43,13 @@
 // [Options].Client (so that the caller can route deliveries through the proxy
 // and activate scaled-to-zero subscribers). The attempt number is the
 // message's JetStream delivery count, and a retry is a NakWithDelay, so
-// retries and their backoff survive restarts. See [DeliverySpec] for the
-// retried status codes and the backoff formulas, and [Server] for dead
-// lettering.
+// retries and their backoff survive restarts. An attempt that fails in Skiff's
+// own proxy rather than at the subscriber ([Options].ProxyFailed: the proxy not
+// listening yet, a connection to it reset, its activator timing out) is no
+// attempt: the event stays with the dispatcher, which sends it again after a
+// pause (100ms doubling to 5s) for as long as it takes, counted in
+// [Stats].ProxyFailures. With [Options].HoldDispatch nothing is delivered
+// until [Server.StartDispatch], which the control plane calls once the proxy
+// serves. See [DeliverySpec] for the retried status codes and the backoff
+// formulas, and [Server] for dead lettering.
 package broker
