@@ -345,7 +345,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	})
 	if cp.events != nil {
-		wg.Go(func() { cp.events.StartDispatchWhenServing(eventsCtx, cp.ctrl.Synced(), cp.xds, eventing.DispatchWaitForProxy) })
+		wg.Go(func() {
+			cp.events.StartDispatchWhenServing(eventsCtx, cp.ctrl.Synced(), cp.xds, eventing.DispatchWaitForProxy)
+		})
 	}
 	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {

@@ -121,10 +121,11 @@ const (
 	DefaultStartBurst = 20
 )
 
-// DefaultMaxInstances is Config.MaxInstances' default: 16 per CPU, at least 64. A local process
-// per instance costs memory and CPU at start; beyond a few per core the machine thrashes.
+// DefaultMaxInstances is Config.MaxInstances' default: 64 per CPU, at least 128. It bounds
+// what a machine is asked to run (the issue it fixes saw 2,418 processes and a load of 204 on
+// a small machine) while leaving room for a hundred-odd Services with an instance each.
 func DefaultMaxInstances() int {
-	return max(64, 16*goruntime.NumCPU())
+	return max(128, 64*goruntime.NumCPU())
 }
 
 func (c Config) withDefaults() Config {
