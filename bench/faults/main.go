@@ -185,7 +185,9 @@ spec:
 `, name, n, filepath.Join(b.dir, name+".pids"), b.echo)
 }
 
-func (b *bench) apply(name string, n int) error { return b.up.Apply(context.Background(), b.manifest(name, n)) }
+func (b *bench) apply(name string, n int) error {
+	return b.up.Apply(context.Background(), b.manifest(name, n))
+}
 
 func (b *bench) applyNoWait(name string, n int) error {
 	docs, err := apiclient.ReadManifests("-", strings.NewReader(b.manifest(name, n)))
