@@ -53,6 +53,9 @@ type Config struct {
 	ProxyListenPort    uint32
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
+	// MaxInstances bounds the local runtime's instances (processes) at once, across every
+	// revision; 0 means local.DefaultMaxInstances().
+	MaxInstances int
 	// ExtProcAddress serves the ext_proc activator proxies call; default 127.0.0.1:18001.
 	ExtProcAddress string
 	// ExtProcAdvertise is the ext_proc address proxies are told (the "skiff-extproc" cluster),
@@ -194,11 +197,14 @@ func New(cfg Config) (*ControlPlane, error) {
 			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
 			proxyAddr = func() string { return addr }
 		}
+		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, Logger: cfg.Logger,
-			Client: proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+			// Deliveries start once the proxy serves (Run), never into a proxy still starting.
+			HoldDispatch: true,
 		})
 		if err != nil {
 			cp.xds.Close()
@@ -239,7 +245,8 @@ func New(cfg Config) (*ControlPlane, error) {
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
 	cp.runtime = local.New(local.Config{
 		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
-		OnChange: func(ns, name string) { ctrl.RevisionChanged(ns, name) },
+		MaxInstances: cfg.MaxInstances,
+		OnChange:     func(ns, name string) { ctrl.RevisionChanged(ns, name) },
 	})
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
@@ -342,6 +349,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			errs <- fmt.Errorf("eventing: %w", err)
 		}
 	})
+	if cp.events != nil {
+		wg.Go(func() {
+			cp.events.StartDispatchWhenServing(eventsCtx, cp.ctrl.Synced(), cp.xds, eventing.DispatchWaitForProxy)
+		})
+	}
 	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {
 			errs <- fmt.Errorf("autoscaler: %w", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
+	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
@@ -31,6 +32,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("domain", "localhost", "route hosts are {name}.{namespace}.{domain}")
 	f.String("http-addr", "127.0.0.1:8080", "address the proxy's HTTP listener binds (sent to proxies over LDS)")
 	f.Duration("drain-timeout", time.Second, "how long a stopping instance keeps serving after it leaves the proxy's endpoints")
+	f.Int("max-instances", local.DefaultMaxInstances(), "most instances (processes) the local runtime runs at once, across every revision; more wait, and a revision with none running is Unschedulable")
 	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
 	f.String("extproc-advertise", "", "ext_proc address proxies are told over CDS, e.g. standalone `skiff extproc` instances (default: --extproc-addr)")
 	addAutoscalerFlags(f)
@@ -68,6 +70,10 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		return controlplane.Config{}, fmt.Errorf("--work-dir: %w", err)
 	}
 	drain, _ := f.GetDuration("drain-timeout")
+	maxInstances, _ := f.GetInt("max-instances")
+	if maxInstances <= 0 {
+		return controlplane.Config{}, fmt.Errorf("--max-instances %d: must be positive", maxInstances)
+	}
 	a, source, err := autoscalerFlags(f)
 	if err != nil {
 		return controlplane.Config{}, err
@@ -111,7 +117,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout: drain, MaxInstances: maxInstances, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 

@@ -391,6 +391,9 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := c.startGatewayAPI(sctx, kc, dc, st, proxy, &wg); err != nil {
 		return err
 	}
+	if events != nil {
+		wg.Go(func() { events.StartDispatchWhenServing(sctx, ctrl.Synced(), proxy, eventing.DispatchWaitForProxy) })
+	}
 	c.leader.Store(true)
 	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String(), "eventing", events != nil)
 	err = ctrl.Run(rctx, c.cfg.Workers)
@@ -409,11 +412,14 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 		return nil, func() {}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
-		Client: proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}),
+		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+		// lead starts deliveries once Envoy serves this leader's configuration.
+		HoldDispatch: true,
 	})
 	if err != nil {
 		cancel()

@@ -94,6 +94,12 @@ type Controller struct {
 	publishing map[string]context.CancelFunc
 	ctx        context.Context // the Run context, for goroutines the controller owns
 	wg         sync.WaitGroup
+	// initial holds the objects of Run's first resync not reconciled yet; synced is closed
+	// once it is empty and the work queue is idle. busy counts reconciles under way.
+	initial  map[store.Key]bool
+	synced   chan struct{}
+	isSynced bool
+	busy     int
 }
 
 // New returns a Controller; call Run to start it.
@@ -115,6 +121,32 @@ func New(cfg Config) *Controller {
 		routeRefs:  map[store.Key]map[string]bool{},
 		publishing: map[string]context.CancelFunc{},
 		ctx:        context.Background(),
+		synced:     make(chan struct{}),
+	}
+}
+
+// Synced is closed once every object stored when Run started has been reconciled once
+// (successfully or not) and the work those reconciles caused is done too (the queue was idle):
+// from then on the runtime and the proxy have been told about all of them as they are now,
+// e.g. after a restart every Route's virtual hosts, in the mode its revisions' current state
+// asks for rather than the one stored before.
+func (c *Controller) Synced() <-chan struct{} { return c.synced }
+
+// startReconcile and endReconcile bracket one reconcile of key, for Synced.
+func (c *Controller) startReconcile() {
+	c.mu.Lock()
+	c.busy++
+	c.mu.Unlock()
+}
+
+func (c *Controller) endReconcile(key store.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy--
+	delete(c.initial, key)
+	if !c.isSynced && c.initial != nil && len(c.initial) == 0 && c.busy == 0 && c.queue.Len() == 0 {
+		c.isSynced = true
+		close(c.synced)
 	}
 }
 
@@ -153,14 +185,29 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 
 // resync enqueues everything stored, so a restart brings the runtime and proxy back.
 func (c *Controller) resync(ctx context.Context) error {
+	var keys []store.Key
 	for _, kind := range append([]string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute}, eventingKinds...) {
 		objs, err := store.ListAs[metaOnly](ctx, c.cfg.Store, kind, "")
 		if err != nil {
 			return fmt.Errorf("resync: %w", err)
 		}
 		for _, o := range objs {
-			c.queue.Add(store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
+			keys = append(keys, store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
 		}
+	}
+	c.mu.Lock()
+	if len(keys) == 0 {
+		c.isSynced = true
+		close(c.synced)
+	} else {
+		c.initial = make(map[store.Key]bool, len(keys))
+		for _, k := range keys {
+			c.initial[k] = true
+		}
+	}
+	c.mu.Unlock()
+	for _, k := range keys {
+		c.queue.Add(k)
 	}
 	return nil
 }
@@ -248,6 +295,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	if quit {
 		return false
 	}
+	c.startReconcile()
+	// Deferred first, so it runs after Done has put back a key re-added meanwhile.
+	defer c.endReconcile(key)
 	defer c.queue.Done(key)
 	err := c.reconcile(ctx, key)
 	switch {
