@@ -36,7 +36,9 @@ func (f fakeAPI) Apply(context.Context, apiclient.Document, string) (apiclient.A
 	return apiclient.ApplyResult{}, fmt.Errorf("read-only")
 }
 
-func (f fakeAPI) Delete(context.Context, *api.Kind, string, string) error { return fmt.Errorf("read-only") }
+func (f fakeAPI) Delete(context.Context, *api.Kind, string, string) error {
+	return fmt.Errorf("read-only")
+}
 
 const svc = `{"apiVersion":"serving.knative.dev/v1","kind":"Service",
  "metadata":{"name":"hello","namespace":"team","labels":{"function.knative.dev/name":"hello","function.knative.dev/runtime":"node"}},
