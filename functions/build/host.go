@@ -11,8 +11,10 @@
 // Per language:
 //   - go: a generated main module (main/) requires the function's module (replace => ../src) and
 //     `go build` makes a static binary (CGO_ENABLED=0), as Knative's host builder does.
-//   - node: `npm install --omit=dev` when package.json has dependencies, with npm's cache under
-//     the cache directory; runner/runner.js serves the module with Node's http module.
+//   - node: `npm install --omit=dev` when package.json has dependencies, once per set of
+//     dependencies into the cache directory, hard-linked into each build (see nodeModules);
+//     runner/runner.js runs the module on Knative's faas-js-runtime when the function depends
+//     on it (every template does), else on Skiff's built-in runner (builtin.js).
 //   - typescript: like node, then `tsc -p tsconfig.json`; tsc is the function's own
 //     (node_modules/.bin/tsc) or typescript@TypeScriptVersion installed once into the cache
 //     directory from the npm registry.
@@ -54,7 +56,7 @@ var scaffold embed.FS
 const TypeScriptVersion = "5.9.3"
 
 // scaffoldVersion is part of every build digest: bump it when the scaffolds change meaning.
-const scaffoldVersion = "skiff-scaffold-1"
+const scaffoldVersion = "skiff-scaffold-2"
 
 // Options configure a build.
 type Options struct {
@@ -363,34 +365,23 @@ func goModulePath(src string) (string, error) {
 // node installs dependencies, compiles TypeScript and adds the runner.
 func (b *builder) node(ctx context.Context, typescript bool) error {
 	src := filepath.Join(b.dir, "src")
-	var pkg struct {
-		Dependencies    map[string]string `json:"dependencies"`
-		DevDependencies map[string]string `json:"devDependencies"`
-	}
 	data, err := os.ReadFile(filepath.Join(src, "package.json"))
 	if err != nil {
 		return &Error{Step: "reading package.json", Err: err}
 	}
+	var pkg packageJSON
 	if err := json.Unmarshal(data, &pkg); err != nil {
 		return &Error{Step: "reading package.json", Err: err}
 	}
 	ownTSC := pkg.DevDependencies["typescript"] != "" || pkg.Dependencies["typescript"] != ""
-	if len(pkg.Dependencies) > 0 || (typescript && ownTSC) {
-		npm, err := lookTool("npm", "npm (it comes with Node.js)")
-		if err != nil {
-			return err
-		}
-		args := []string{"install", "--no-audit", "--no-fund", "--prefer-offline", "--cache", filepath.Join(b.opts.CacheDir, "npm")}
-		if !typescript {
-			args = append(args, "--omit=dev")
-		}
-		if err := b.run(ctx, "npm install", src, nil, npm, args...); err != nil {
+	if len(pkg.Dependencies) > 0 || (typescript && len(pkg.DevDependencies) > 0) {
+		if err := b.nodeModules(ctx, src, pkg, typescript); err != nil {
 			return err
 		}
 	}
 	if typescript {
 		tsc := filepath.Join(src, "node_modules", "typescript", "bin", "tsc")
-		if _, err := os.Stat(tsc); err != nil {
+		if _, err := os.Stat(tsc); err != nil || !ownTSC {
 			if tsc, err = b.cachedTSC(ctx); err != nil {
 				return err
 			}
@@ -404,6 +395,151 @@ func (b *builder) node(ctx context.Context, typescript bool) error {
 		}
 	}
 	return b.addRunner("node")
+}
+
+// packageJSON is what a build reads of package.json.
+type packageJSON struct {
+	Dependencies         map[string]string `json:"dependencies"`
+	DevDependencies      map[string]string `json:"devDependencies"`
+	OptionalDependencies map[string]string `json:"optionalDependencies"`
+	PeerDependencies     map[string]string `json:"peerDependencies"`
+	Overrides            json.RawMessage   `json:"overrides,omitempty"`
+	Scripts              map[string]string `json:"scripts"`
+}
+
+// nodeModules gives src a node_modules with the function's dependencies. npm installs each set
+// of dependencies once, into <cache>/node_modules/<digest of the dependencies, the lockfile and
+// the Node version>; every build then gets a hard-linked copy (a plain copy across file
+// systems), so that a rebuild after a source change (run --watch, a redeploy) takes
+// milliseconds instead of an npm install. A package.json with its own install scripts
+// (preinstall, install, postinstall, prepare), which may read the function's files, is
+// installed in place instead.
+func (b *builder) nodeModules(ctx context.Context, src string, pkg packageJSON, typescript bool) error {
+	npm, err := lookTool("npm", "npm (it comes with Node.js)")
+	if err != nil {
+		return err
+	}
+	args := []string{"install", "--no-audit", "--no-fund", "--prefer-offline", "--cache", filepath.Join(b.opts.CacheDir, "npm")}
+	if !typescript {
+		args = append(args, "--omit=dev")
+	}
+	for _, s := range []string{"preinstall", "install", "postinstall", "prepare"} {
+		if pkg.Scripts[s] != "" {
+			return b.run(ctx, "npm install", src, nil, npm, args...)
+		}
+	}
+	manifest := map[string]any{"name": "skiff-function-deps", "version": "0.0.0", "private": true}
+	for k, v := range map[string]map[string]string{"dependencies": pkg.Dependencies, "optionalDependencies": pkg.OptionalDependencies, "peerDependencies": pkg.PeerDependencies} {
+		if len(v) > 0 {
+			manifest[k] = v
+		}
+	}
+	if typescript && len(pkg.DevDependencies) > 0 {
+		manifest["devDependencies"] = pkg.DevDependencies
+	}
+	if len(pkg.Overrides) > 0 {
+		manifest["overrides"] = pkg.Overrides
+	}
+	mdata, err := json.Marshal(manifest)
+	if err != nil {
+		return err
+	}
+	lock, _ := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	nodeVersion, err := b.nodeVersion(ctx)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", nodeVersion, strings.Join(args, " "), mdata)
+	h.Write(lock)
+	dir := filepath.Join(b.opts.CacheDir, "node_modules", hex.EncodeToString(h.Sum(nil))[:16])
+	cached := filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(dir, ".done")); err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(dir), "install.tmp-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if err := os.WriteFile(filepath.Join(tmp, "package.json"), mdata, 0o644); err != nil {
+			return err
+		}
+		if len(lock) > 0 {
+			if err := os.WriteFile(filepath.Join(tmp, "package-lock.json"), lock, 0o644); err != nil {
+				return err
+			}
+		}
+		if err := b.run(ctx, "npm install", tmp, nil, npm, args...); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, ".done"), nil, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			if _, serr := os.Stat(filepath.Join(dir, ".done")); serr != nil {
+				return fmt.Errorf("caching node_modules: %w", err)
+			} // else: a concurrent build installed the same set first
+		}
+	}
+	if _, err := os.Stat(cached); errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing to install (npm made no node_modules)
+	}
+	if err := linkTree(cached, filepath.Join(src, "node_modules")); err != nil {
+		return &Error{Step: "copying node_modules from the cache", Err: err}
+	}
+	return nil
+}
+
+// nodeVersion is `node --version`, part of the dependency cache's key (native addons are
+// built for one Node version).
+func (b *builder) nodeVersion(ctx context.Context) (string, error) {
+	node, err := lookTool("node", "Node.js 20 or newer")
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, node, "--version").Output()
+	if err != nil {
+		return "", &Error{Step: "node --version", Err: err}
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// linkTree recreates the tree src at dst with hard links to src's files (copies when the two
+// are on different file systems) and the same symlinks.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(out, info.Mode().Perm()|0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, out)
+		case !info.Mode().IsRegular():
+			return nil
+		}
+		if err := os.Link(p, out); err == nil {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, data, info.Mode().Perm())
+	})
 }
 
 // cachedTSC installs typescript@TypeScriptVersion into the cache once and returns its tsc.
