@@ -19,6 +19,9 @@
 //     (node_modules/.bin/tsc) or typescript@TypeScriptVersion installed once into the cache
 //     directory from the npm registry.
 //   - python: runner/main.py serves the ASGI function with asyncio; no package is installed.
+//     A function whose pyproject.toml depends on flask or fastapi is served with the
+//     standard library's WSGI server or uvicorn, by the first of python3 and Debian's
+//     /usr/bin/python3 that has the framework (PythonServer, pythonFor).
 package build
 
 import (
@@ -39,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -144,12 +148,9 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 	}
 	final := filepath.Join(dir, ".func", "builds", digest)
 	h := &Host{Dir: final, Digest: digest, Runtime: f.Runtime}
-	if err := h.setCommand(f); err != nil {
-		return nil, err
-	}
 	if _, err := os.Stat(filepath.Join(final, ".done")); err == nil {
 		h.Cached = true
-		return h, nil
+		return h, h.setCommand(f)
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the build directory: %w", err)
@@ -171,7 +172,7 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 	case "typescript":
 		err = b.node(ctx, true)
 	case "python":
-		err = b.python()
+		err = b.python(ctx)
 	default:
 		err = fmt.Errorf("runtime %q: no builder", f.Runtime)
 	}
@@ -185,11 +186,11 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 		// Another build of the same digest finished first: use it.
 		if _, serr := os.Stat(filepath.Join(final, ".done")); serr == nil {
 			h.Cached = true
-			return h, nil
+			return h, h.setCommand(f)
 		}
 		return nil, fmt.Errorf("finishing the build: %w", err)
 	}
-	return h, nil
+	return h, h.setCommand(f)
 }
 
 // setCommand fills Command for the build in h.Dir.
@@ -204,11 +205,18 @@ func (h *Host) setCommand(f *funcyaml.Function) error {
 		}
 		h.Command = []string{node, filepath.Join(h.RunnerDir(), "runner.js"), h.SrcDir()}
 	case "python":
-		py, err := lookTool("python3", "Python 3.9 or newer")
-		if err != nil {
-			return err
+		// The build chose the interpreter (one that has the function's framework) and server.
+		py, server := h.pythonChoice()
+		if py == "" {
+			var err error
+			if py, err = lookTool("python3", "Python 3.9 or newer"); err != nil {
+				return err
+			}
 		}
 		h.Command = []string{py, "-u", filepath.Join(h.RunnerDir(), "main.py"), h.SrcDir(), "--invoke", f.InvokeFormat()}
+		if server != "asyncio" {
+			h.Command = append(h.Command, "--server", server)
+		}
 	default:
 		return fmt.Errorf("runtime %q: no builder", f.Runtime)
 	}
@@ -579,12 +587,136 @@ func (b *builder) cachedTSC(ctx context.Context) (string, error) {
 	return tsc, nil
 }
 
-func (b *builder) python() error {
-	if _, err := os.Stat(filepath.Join(b.dir, "src", "function", "__init__.py")); err != nil {
-		return &Error{Step: "reading the Python function", Err: errors.New("no package function/ (function/__init__.py with a new() returning the function)")}
+// python checks the function's package, finds an interpreter that can import its framework
+// (PyPI is out of reach: a framework must come from the distribution, like Debian's
+// python3-flask, or an earlier pip install) and records the choice in runner/.
+func (b *builder) python(ctx context.Context) error {
+	src := filepath.Join(b.dir, "src")
+	if _, err := os.Stat(filepath.Join(src, "function", "__init__.py")); err != nil {
+		return &Error{Step: "reading the Python function", Err: errors.New("no package function/ (function/__init__.py with a new() returning the function, or an app)")}
 	}
-	return b.addRunner("python")
+	deps, err := pyprojectDependencies(filepath.Join(src, "pyproject.toml"))
+	if err != nil {
+		return &Error{Step: "reading pyproject.toml", Err: err}
+	}
+	server, modules := PythonServer(deps)
+	py, err := b.pythonFor(ctx, modules)
+	if err != nil {
+		return err
+	}
+	if err := b.addRunner("python"); err != nil {
+		return err
+	}
+	choice := py + "\n" + server + "\n"
+	return os.WriteFile(filepath.Join(b.dir, "runner", "choice"), []byte(choice), 0o644)
 }
+
+// PythonServer is how a Python function with these pyproject.toml dependencies is served, and
+// the modules that takes: "wsgi" for Flask, "uvicorn" for FastAPI, else "asyncio" (Skiff's
+// standard-library runner, no modules).
+func PythonServer(deps []string) (server string, modules []string) {
+	switch {
+	case slices.Contains(deps, "fastapi"):
+		return "uvicorn", []string{"fastapi", "uvicorn"}
+	case slices.Contains(deps, "flask"):
+		return "wsgi", []string{"flask"}
+	}
+	return "asyncio", nil
+}
+
+// pythonFor finds the first of python3 in PATH and Debian's /usr/bin/python3 that imports
+// every module, with an error saying how to install them when neither does.
+func (b *builder) pythonFor(ctx context.Context, modules []string) (string, error) {
+	var candidates []string
+	if p, err := exec.LookPath("python3"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			candidates = append(candidates, abs)
+		}
+	}
+	if _, err := os.Stat(debianPython); err == nil && !slices.Contains(candidates, debianPython) {
+		candidates = append(candidates, debianPython)
+	}
+	if len(candidates) == 0 {
+		return "", fmt.Errorf("python3 not found in PATH: install Python 3.9 or newer to build and run this function")
+	}
+	if len(modules) == 0 {
+		return candidates[0], nil
+	}
+	imports := "import " + strings.Join(modules, ", ")
+	for _, py := range candidates {
+		cmd := exec.CommandContext(ctx, py, "-c", imports)
+		cmd.Env = b.opts.Env
+		if cmd.Run() == nil {
+			return py, nil
+		}
+	}
+	var debs []string
+	for _, m := range modules {
+		debs = append(debs, "python3-"+m)
+	}
+	return "", &Error{Step: "finding the function's Python framework", Err: fmt.Errorf(
+		"pyproject.toml depends on %s, which no Python here can import (tried %s): install Debian's %s (apt-get install %s) or `pip install %s`; skiff func does not download packages from PyPI",
+		strings.Join(modules, " and "), strings.Join(candidates, ", "), strings.Join(debs, " and "), strings.Join(debs, " "), strings.Join(modules, " "))}
+}
+
+// debianPython is the distribution's interpreter, the one Debian's python3-* packages serve.
+const debianPython = "/usr/bin/python3"
+
+// pythonChoice reads the interpreter and server the build chose ("" and "asyncio" if none).
+func (h *Host) pythonChoice() (py, server string) {
+	data, err := os.ReadFile(filepath.Join(h.RunnerDir(), "choice"))
+	if err != nil {
+		return "", "asyncio"
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 {
+		return "", "asyncio"
+	}
+	return lines[0], lines[1]
+}
+
+// pyprojectDependencies reads [project] dependencies of a pyproject.toml (a missing file has
+// none) as lower-case distribution names without versions or extras.
+func pyprojectDependencies(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	section := ""
+	var deps []string
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "[") && !strings.HasPrefix(l, "[[") {
+			section = strings.Trim(l, "[] ")
+			continue
+		}
+		key, val, ok := strings.Cut(l, "=")
+		if section != "project" || !ok || strings.TrimSpace(key) != "dependencies" {
+			continue
+		}
+		list := strings.TrimSpace(val)
+		for !strings.Contains(list, "]") && i+1 < len(lines) {
+			i++
+			list += " " + strings.TrimSpace(lines[i])
+		}
+		for _, m := range pyStringRE.FindAllStringSubmatch(list, -1) {
+			name := pyNameRE.FindString(strings.TrimSpace(m[1]))
+			if name != "" {
+				deps = append(deps, strings.ReplaceAll(strings.ToLower(name), "_", "-"))
+			}
+		}
+	}
+	return deps, nil
+}
+
+var (
+	pyStringRE = regexp.MustCompile(`["']([^"']*)["']`)
+	pyNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*`)
+)
 
 // addRunner copies scaffold/<lang>/ into runner/.
 func (b *builder) addRunner(lang string) error {

@@ -111,6 +111,10 @@ func BuildImage(ctx context.Context, opts Options, h *Host, io ImageOptions) (v1
 			return nil, err
 		}
 		entrypoint = []string{"python3", "-u", workspace + "/runner/main.py", workspace + "/src", "--invoke", f.InvokeFormat()}
+		if _, server := h.pythonChoice(); server != "asyncio" {
+			// The base image must have the framework (build.baseImage): PyPI is out of reach.
+			entrypoint = append(entrypoint, "--server", server)
+		}
 	default:
 		return nil, fmt.Errorf("runtime %q: no OCI builder", f.Runtime)
 	}
