@@ -132,3 +132,43 @@ func LabelValue(v string, lookup func(string) (string, bool)) string {
 	}
 	return v
 }
+
+// ApplyEnvFlags applies `-e` flags to envs, as func's run and deploy do: NAME=VALUE sets NAME
+// (replacing its value in place, else appending), NAME- removes it. The result is validated
+// by the caller with the rest of func.yaml.
+func ApplyEnvFlags(envs []Env, flags []string) ([]Env, error) {
+	out := append([]Env(nil), envs...)
+	for _, fl := range flags {
+		if name, ok := strings.CutSuffix(fl, "-"); ok && !strings.Contains(fl, "=") {
+			found := false
+			for i := 0; i < len(out); i++ {
+				if out[i].Name == name {
+					out = append(out[:i], out[i+1:]...)
+					i--
+					found = true
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("-e %s: no environment variable %s to remove", fl, name)
+			}
+			continue
+		}
+		name, value, ok := strings.Cut(fl, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("-e %q: want NAME=VALUE, or NAME- to remove NAME", fl)
+		}
+		set := false
+		for i := range out {
+			if out[i].Name == name {
+				v := value
+				out[i].Value = &v
+				set = true
+			}
+		}
+		if !set {
+			v := value
+			out = append(out, Env{Name: name, Value: &v})
+		}
+	}
+	return out, nil
+}

@@ -206,3 +206,24 @@ func TestLocalEnv(t *testing.T) {
 		t.Errorf("LocalEnv with an unset variable: %v", err)
 	}
 }
+
+// -e flags, as func's mergeEnvs (cmd/root.go) applies them: set in place, append, remove.
+func TestApplyEnvFlags(t *testing.T) {
+	envs := []Env{{"A", p("1")}, {"B", p("2")}}
+	got, err := ApplyEnvFlags(envs, []string{"B=two", "C=3", "A-", "D=x=y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, e := range got {
+		s = append(s, e.Name+"="+*e.Value)
+	}
+	if strings.Join(s, ",") != "B=two,C=3,D=x=y" || *envs[1].Value != "2" {
+		t.Errorf("ApplyEnvFlags = %v (the input changed: %v)", s, *envs[1].Value)
+	}
+	for _, bad := range []string{"NOPE-", "=v", "novalue"} {
+		if _, err := ApplyEnvFlags(envs, []string{bad}); err == nil {
+			t.Errorf("ApplyEnvFlags(%q) succeeded", bad)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 // Package run runs a function's host build on this machine, as `skiff func run` does, with the
 // environment a Revision gets from the local runtime: the caller's environment, func.yaml's
-// run.envs, then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION.
+// run.envs ("{{ env:VAR }}" read from the caller's environment; values from Secrets and
+// ConfigMaps, which only a cluster has, left out with a warning), then PORT, K_SERVICE,
+// K_CONFIGURATION and K_REVISION. Watch (watch.go) rebuilds and restarts it on every change.
 //
 // While it runs, <function>/.func/run.json records its URL and pid so that
 // `skiff func invoke --target local` finds it.
@@ -18,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,7 +81,16 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 		env = os.Environ()
 	}
 	f := opts.Func
-	env = append(append(env, f.EnvList()...),
+	fenv, skipped, err := f.LocalEnv(lookupIn(env))
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range skipped {
+		if opts.Stderr != nil {
+			fmt.Fprintf(opts.Stderr, "not set locally (only a cluster has Secrets and ConfigMaps): %s\n", s)
+		}
+	}
+	env = append(append(env, fenv...),
 		"PORT="+strconv.Itoa(port), "K_SERVICE="+f.Name, "K_CONFIGURATION="+f.Name, "K_REVISION="+f.Name+"-local")
 	cmd := exec.Command(opts.Host.Command[0], opts.Host.Command[1:]...)
 	cmd.Dir = opts.Dir
@@ -134,6 +146,18 @@ func (in *Instance) waitReady(ctx context.Context, path string, timeout time.Dur
 			return fmt.Errorf("the function was not ready at %s%s within %s", in.URL, path, timeout)
 		case <-tick.C:
 		}
+	}
+}
+
+// lookupIn looks a variable up in env (NAME=value strings; the last one wins).
+func lookupIn(env []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for i := len(env) - 1; i >= 0; i-- {
+			if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
+				return v, true
+			}
+		}
+		return "", false
 	}
 }
 
