@@ -750,8 +750,9 @@ func skipped(rel string, runtimeName string) bool {
 	return strings.HasSuffix(rel, ".pyc")
 }
 
-// sourceDigest hashes what a build depends on: every source file's path, mode and content, the
-// runtime, func.yaml's build settings and the scaffold version.
+// sourceDigest hashes what a build depends on: every source file's path, mode and content
+// (func.yaml aside), the runtime, invoke format, func.yaml's build settings and the scaffold
+// version.
 func sourceDigest(dir string, f *funcyaml.Function) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s/%s\x00", scaffoldVersion, f.Runtime, f.InvokeFormat(), runtime.GOOS, runtime.GOARCH)
@@ -763,7 +764,10 @@ func sourceDigest(dir string, f *funcyaml.Function) (string, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
+		if rel == "." || rel == funcyaml.FileName {
+			// func.yaml is settings, not source: what of it builds read is hashed above, and
+			// deploy writes it back (deploy.namespace, deploy.image), which must not make a
+			// new build.
 			return nil
 		}
 		if skipped(rel, f.Runtime) {

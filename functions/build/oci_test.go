@@ -38,7 +38,7 @@ func TestImagePush(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseRef := reg + "/base/python:3.11"
-	if _, err := Push(ctx, base, baseRef); err != nil {
+	if _, err := Push(ctx, base, baseRef, Credentials{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -70,7 +70,7 @@ func TestImagePush(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := Push(ctx, img, f.ImageRef())
+			d, err := Push(ctx, img, f.ImageRef(), Credentials{})
 			if err != nil {
 				t.Fatal(err)
 			}
