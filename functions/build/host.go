@@ -75,7 +75,13 @@ type Options struct {
 	Output io.Writer
 	// Env is the environment build tools start from. Default: os.Environ().
 	Env []string
+	// NoBuild asks for the existing build of the source as it is (deploy --build=false): an
+	// error when there is none.
+	NoBuild bool
 }
+
+// ErrNotBuilt is BuildHost's error under NoBuild when the source has no build yet.
+var ErrNotBuilt = errors.New("the function has changed since it was last built: build it with `skiff func build`, or deploy with --build")
 
 func (o Options) withDefaults() Options {
 	if o.CacheDir == "" {
@@ -151,6 +157,9 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 	if _, err := os.Stat(filepath.Join(final, ".done")); err == nil {
 		h.Cached = true
 		return h, h.setCommand(f)
+	}
+	if opts.NoBuild {
+		return nil, ErrNotBuilt
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the build directory: %w", err)

@@ -57,9 +57,9 @@ type Function struct {
 
 	// Invoke is "http" or "cloudevent": how `func invoke` talks to the function by default.
 	Invoke string     `json:"invoke,omitempty"`
-	Build  BuildSpec  `json:"build,omitempty"`
-	Run    RunSpec    `json:"run,omitempty"`
-	Deploy DeploySpec `json:"deploy,omitempty"`
+	Build  BuildSpec  `json:"build,omitzero"`
+	Run    RunSpec    `json:"run,omitzero"`
+	Deploy DeploySpec `json:"deploy,omitzero"`
 }
 
 // BuildSpec is func.yaml's build section.
@@ -136,9 +136,9 @@ type DeploySpec struct {
 	Namespace          string            `json:"namespace,omitempty"`
 	Image              string            `json:"image,omitempty"`
 	Annotations        map[string]string `json:"annotations,omitempty"`
-	Options            Options           `json:"options,omitempty"`
+	Options            Options           `json:"options,omitzero"`
 	Labels             []Label           `json:"labels,omitempty"`
-	HealthEndpoints    HealthEndpoints   `json:"healthEndpoints,omitempty"`
+	HealthEndpoints    HealthEndpoints   `json:"healthEndpoints,omitzero"`
 	ServiceAccountName string            `json:"serviceAccountName,omitempty"`
 	Subscriptions      []Subscription    `json:"subscriptions,omitempty"`
 

@@ -168,9 +168,9 @@ func (in *Instance) Done() <-chan struct{} { return in.done }
 func (in *Instance) Err() error { return in.err }
 
 // Stop sends SIGTERM to the function's process group, then SIGKILL after grace, waits for it to
-// exit and removes .func/run.json.
+// exit and removes .func/run.json (if it still names this instance).
 func (in *Instance) Stop(grace time.Duration) error {
-	defer os.Remove(StatePath(in.dir))
+	defer in.forget()
 	pgid := -in.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGTERM)
 	select {
@@ -184,6 +184,22 @@ func (in *Instance) Stop(grace time.Duration) error {
 		return in.err
 	}
 	return nil
+}
+
+// forget removes .func/run.json if it records this instance, not a later one.
+func (in *Instance) forget() {
+	if st, err := readState(in.dir); err == nil && st.PID == in.cmd.Process.Pid {
+		os.Remove(StatePath(in.dir))
+	}
+}
+
+func readState(dir string) (State, error) {
+	var s State
+	data, err := os.ReadFile(StatePath(dir))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(data, &s)
 }
 
 // Running reads .func/run.json and reports the function running there, if its process is alive.

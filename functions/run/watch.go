@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -88,10 +90,12 @@ func Watch(ctx context.Context, o WatchOptions) error {
 	if o.Ready != nil {
 		o.Ready(in.URL)
 	}
+	var stopping sync.WaitGroup
 	defer func() {
 		if in != nil {
 			_ = in.Stop(10 * time.Second)
 		}
+		stopping.Wait()
 	}()
 
 	var timer <-chan time.Time
@@ -140,7 +144,11 @@ func Watch(ctx context.Context, o WatchOptions) error {
 			if nh.Digest == h.Digest && exited != nil && envEqual(nf, f) {
 				continue // nothing that matters changed (say, a file the build leaves out)
 			}
-			_ = in.Stop(5 * time.Second)
+			// The old build stops gracefully in the background (a Node function takes a
+			// second or more to exit): the new one starts as soon as the port is free.
+			old := in
+			stopping.Go(func() { _ = old.Stop(5 * time.Second) })
+			waitPortFree(ctx, o.Run.Port, old.Done(), 5*time.Second)
 			ro := o.Run
 			ro.Func, ro.Host = nf, nh
 			nin, err := Start(ctx, ro)
@@ -154,6 +162,25 @@ func Watch(ctx context.Context, o WatchOptions) error {
 			if o.Ready != nil {
 				o.Ready(nin.URL)
 			}
+		}
+	}
+}
+
+// waitPortFree waits until port can be bound on loopback (the old instance closed its
+// listener), the old instance exited, or max passed.
+func waitPortFree(ctx context.Context, port int, exited <-chan struct{}, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-exited:
+			return
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
