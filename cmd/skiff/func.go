@@ -324,7 +324,12 @@ goes to func.yaml's image (or registry/name:latest, or --image), authenticating 
 			}
 			applyImageFlags(cmd, f)
 			builder := flagString(cmd, "builder")
-			if builder == "" {
+			switch {
+			case builder == "host" && flagBool(cmd, "push"):
+				return errors.New("--push needs an image: build with --builder oci")
+			case builder == "" && flagBool(cmd, "push"):
+				builder = "oci" // a push is of an image, whatever func.yaml's builder
+			case builder == "":
 				builder = f.Build.Builder
 			}
 			switch builder {

@@ -60,6 +60,7 @@ def serve(kind, app, port):
     elif kind == "uvicorn":
         import uvicorn
         logging.info("function (ASGI, uvicorn) listening on :%d", port)
-        uvicorn.run(_asgi_health(app), host="0.0.0.0", port=port, log_level="info")
+        # log_config=None: uvicorn logs through the root logger, once, in the runner's format.
+        uvicorn.run(_asgi_health(app), host="0.0.0.0", port=port, log_level="info", log_config=None)
     else:
         sys.exit(f"unknown --server {kind!r}: want asyncio, wsgi or uvicorn")
