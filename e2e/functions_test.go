@@ -101,12 +101,19 @@ spec:
 	})
 
 	for _, lang := range []string{"go", "node", "python", "typescript"} {
-		for _, tmpl := range []string{"http", "cloudevents"} {
+		tmpls := []string{"http", "cloudevents"}
+		if lang == "python" {
+			tmpls = append(tmpls, "flask", "fastapi")
+		}
+		for _, tmpl := range tmpls {
 			t.Run(lang+"/"+tmpl, func(t *testing.T) {
 				t.Parallel()
 				tool := map[string]string{"go": "go", "node": "node", "typescript": "npm", "python": "python3"}[lang]
 				if _, err := exec.LookPath(tool); err != nil {
 					t.Skipf("%s is not installed, so %s functions cannot be built here", tool, lang)
+				}
+				if mods := map[string]string{"flask": "flask", "fastapi": "fastapi, uvicorn"}[tmpl]; mods != "" && !pythonImports(mods) {
+					t.Skipf("no Python here imports %s: install Debian's python3-%s (make python-frameworks)", mods, tmpl)
 				}
 				name := "fn-" + lang + "-" + tmpl
 				dir := filepath.Join(work, name)
@@ -781,6 +788,17 @@ func TestFuncWorkflow(t *testing.T) {
 			t.Errorf("build did not keep FUNC_REGISTRY in func.yaml:\n%s", y)
 		}
 	})
+}
+
+// pythonImports reports whether python3 or Debian's /usr/bin/python3 imports modules, as the
+// build's interpreter choice does.
+func pythonImports(modules string) bool {
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(py, "-c", "import "+modules).Run() == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func readAll(r io.Reader) string {
