@@ -75,6 +75,15 @@ type BuildSpec struct {
 	RemoteStorageClass string `json:"remoteStorageClass,omitempty"`
 	// BaseImage is the image an OCI build layers the function on (Go default: an empty base).
 	BaseImage string `json:"baseImage,omitempty"`
+
+	// Volumes are func's buildpack build mounts (recorded; Skiff's builders mount nothing).
+	Volumes []MountSpec `json:"volumes,omitempty"`
+}
+
+// MountSpec is a host path mounted into func's build container.
+type MountSpec struct {
+	HostPath string `json:"hostPath"`
+	Path     string `json:"path"`
 }
 
 // Git is where a function's source lives, for remote builds (recorded, not used by Skiff).
@@ -98,6 +107,16 @@ type RunSpec struct {
 	Envs               []Env               `json:"envs,omitempty"`
 	PodSecurityContext *PodSecurityContext `json:"podSecurityContext,omitempty"`
 	StartTimeout       int                 `json:"startTimeout,omitempty"`
+
+	// Kafka is func's Kafka transport for Go functions; Skiff refuses it (Validate).
+	Kafka *KafkaConfig `json:"kafka,omitempty"`
+}
+
+// KafkaConfig is func's run.kafka.
+type KafkaConfig struct {
+	Brokers       string `json:"brokers"`
+	Topic         string `json:"topic"`
+	ConsumerGroup string `json:"consumerGroup"`
 }
 
 // PodSecurityContext is recorded for Kubernetes mode; the local runtime ignores it.
@@ -146,6 +165,8 @@ type DeploySpec struct {
 	ImagePullSecret string `json:"imagePullSecret,omitempty"`
 	// Deployer is func's deployer name; only "knative" (the default) is supported.
 	Deployer string `json:"deployer,omitempty"`
+	// ManagementDisabled is func's opt-out of operator management (recorded).
+	ManagementDisabled bool `json:"managementDisabled,omitempty"`
 	// Traffic splits the function's traffic between its revisions; it becomes the Service's
 	// spec.traffic (empty: all traffic to the latest ready revision). Skiff's addition.
 	Traffic []TrafficTarget `json:"traffic,omitempty"`
@@ -299,6 +320,9 @@ func (f *Function) Validate() error {
 		if d.v != "" && d.v != "knative" {
 			bad(d.field, "%q: Skiff deploys functions as Knative Services only (knative); func's raw and keda deployers are not supported", d.v)
 		}
+	}
+	if f.Run.Kafka != nil {
+		bad("run.kafka", "Skiff's function scaffolds have no Kafka transport: subscribe the function to a Broker instead (skiff func subscribe, deploy.subscriptions)")
 	}
 	errs = append(errs, validateEnvs("build.buildEnvs", f.Build.BuildEnvs, true)...)
 	errs = append(errs, validateEnvs("run.envs", f.Run.Envs, false)...)

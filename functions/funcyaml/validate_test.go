@@ -227,3 +227,58 @@ func TestApplyEnvFlags(t *testing.T) {
 		}
 	}
 }
+
+// A func.yaml with every field of func's schema (schema/func_yaml-schema.json) loads; run.kafka
+// is refused by name.
+func TestKnativeSchemaFields(t *testing.T) {
+	doc := `specVersion: 0.36.0
+name: full
+domain: example.org
+runtime: go
+registry: ghcr.io/alice
+registryInsecure: true
+image: ghcr.io/alice/full:latest
+namespace: team
+deployer: knative
+created: 2026-01-01T00:00:00Z
+invoke: http
+build:
+  git: {url: https://example.com/x.git, revision: main, contextDir: fn}
+  builderImages: {pack: example/builder}
+  buildpacks: [example/bp]
+  builder: pack
+  buildEnvs: [{name: B, value: b}]
+  pvcSize: 256Mi
+  remoteStorageClass: fast
+  baseImage: example/base
+  volumes: [{hostPath: /tmp/x, path: /x}]
+run:
+  volumes: [{secret: s, path: /s}]
+  envs: [{name: E, value: e}]
+  startTimeout: 30
+deploy:
+  namespace: team
+  image: ghcr.io/alice/full@sha256:0000000000000000000000000000000000000000000000000000000000000000
+  annotations: {a: b}
+  options:
+    scale: {min: 0, max: 3, metric: rps, target: 10, utilization: 70}
+    resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: "1", memory: 128Mi, concurrency: 5}}
+  labels: [{key: team, value: blue}]
+  healthEndpoints: {liveness: /live, readiness: /ready}
+  serviceAccountName: sa
+  imagePullSecret: regcred
+  deployer: knative
+  subscriptions: [{source: default, filters: {type: t}}]
+  managementDisabled: true
+`
+	if _, err := Parse([]byte(doc)); err != nil {
+		t.Fatalf("func's full schema: %v", err)
+	}
+	withKafka := strings.Replace(doc, "  startTimeout: 30\n", "  startTimeout: 30\n  kafka: {brokers: b:9092, topic: t, consumerGroup: g}\n", 1)
+	if _, err := Parse([]byte(withKafka)); err == nil || !strings.Contains(err.Error(), "run.kafka: Skiff's function scaffolds have no Kafka transport") {
+		t.Errorf("run.kafka: %v", err)
+	}
+	if _, err := Parse([]byte(strings.Replace(doc, "deployer: knative\ncreated", "deployer: raw\ncreated", 1))); err == nil || !strings.Contains(err.Error(), `deployer: "raw"`) {
+		t.Errorf("deployer raw: %v", err)
+	}
+}
