@@ -762,6 +762,13 @@ func TestFuncWorkflow(t *testing.T) {
 		if out, err := c.run(work, "", []string{"FUNC_PATH=" + dir, "FUNC_VERBOSE=true"}, "build", "--builder", "host"); err != nil || !strings.Contains(out, "runner.js") {
 			t.Errorf("build with FUNC_PATH: %v\n%s", err, out)
 		}
+		// --build=false deploys the existing build only: after an edit there is none.
+		if err := os.WriteFile(filepath.Join(dir, "extra.js"), []byte("// edited\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.run(dir, "", nil, "deploy", "--build=false"); err == nil || !strings.Contains(out, "has changed since it was last built") {
+			t.Errorf("deploy --build=false after an edit: %v\n%s", err, out)
+		}
 		if out := c.must(t, dir, "delete"); !strings.Contains(out, "Removed function nsfn from namespace team") {
 			t.Errorf("delete: %s", out)
 		}

@@ -483,6 +483,7 @@ and --service-account. func.yaml's deploy.traffic becomes the Service's spec.tra
 	cmd.Flags().StringP("image", "i", "", "full image name [registry]/[namespace]/[name]:[tag]@[digest]; with a digest, nothing is built or pushed ($FUNC_IMAGE)")
 	cmd.Flags().StringP("registry", "r", "", "registry and namespace, like ghcr.io/alice: with --kubeconfig the image is pushed to registry/name:latest ($FUNC_REGISTRY)")
 	cmd.Flags().String("build", "auto", "build the function: auto, true or false (false: the build of the source as it is must exist) ($FUNC_BUILD)")
+	cmd.Flags().Lookup("build").NoOptDefVal = "true" // --build alone, as in func
 	cmd.Flags().BoolP("push", "u", true, "with --kubeconfig, push the built image before deploying ($FUNC_PUSH)")
 	cmd.Flags().StringArrayP("env", "e", nil, "environment variable NAME=VALUE (repeatable), kept in func.yaml; NAME- removes one")
 	cmd.Flags().String("domain", "", "domain for the function's route: set as the func.domain label, which a config-domain selector may match ($FUNC_DOMAIN)")
