@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
@@ -42,6 +44,9 @@ import (
 const (
 	LabelName    = "function.knative.dev/name"
 	LabelRuntime = "function.knative.dev/runtime"
+	// LabelDomain is func's label for the domain the function asks for (func.yaml domain,
+	// deploy --domain), which a cluster's config-domain selector may match.
+	LabelDomain = "func.domain"
 	// AnnotationBuild is the host build's digest on the revision template.
 	AnnotationBuild = "function.skiff.dev/build"
 )
@@ -54,17 +59,30 @@ type Target struct {
 	Build string
 }
 
-// ServiceFor is the Knative Service that runs f in namespace ns.
+// ServiceFor is the Knative Service that runs f in namespace ns, reading "{{ env:VAR }}"
+// values of run.envs and deploy.labels from this process's environment.
 func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, error) {
-	labels := map[string]string{LabelName: f.Name, LabelRuntime: f.Runtime}
-	for _, l := range f.Deploy.Labels {
+	return serviceFor(f, t, ns, os.LookupEnv)
+}
+
+func serviceFor(f *funcyaml.Function, t Target, ns string, lookup func(string) (string, bool)) (*servingv1.Service, error) {
+	labels := map[string]string{}
+	for i, l := range f.Deploy.Labels {
 		if l.Key != nil {
 			v := ""
 			if l.Value != nil {
-				v = *l.Value
+				v = funcyaml.LabelValue(*l.Value, lookup)
+			}
+			if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+				return nil, fmt.Errorf("deploy.labels[%d].value: %q (from %q): %s", i, v, *l.Value, strings.Join(msgs, "; "))
 			}
 			labels[*l.Key] = v
 		}
+	}
+	// The function's own labels win over deploy.labels, as in func.
+	labels[LabelName], labels[LabelRuntime] = f.Name, f.Runtime
+	if f.Domain != "" {
+		labels[LabelDomain] = f.Domain
 	}
 	tmplAnn := maps.Clone(f.Deploy.Annotations)
 	if tmplAnn == nil {
@@ -97,13 +115,16 @@ func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, 
 			Path: f.ReadinessPath(), Port: intstr.FromInt32(0),
 		}}},
 	}
-	for _, e := range f.Run.Envs {
-		v := ""
-		if e.Value != nil {
-			v = *e.Value
-		}
-		c.Env = append(c.Env, corev1.EnvVar{Name: e.Name, Value: v})
+	env, envFrom, err := containerEnv(f.Run.Envs, lookup)
+	if err != nil {
+		return nil, fmt.Errorf("func.yaml: %w", err)
 	}
+	c.Env, c.EnvFrom = env, envFrom
+	volumes, mounts, err := podVolumes(f.Run.Volumes)
+	if err != nil {
+		return nil, fmt.Errorf("func.yaml: %w", err)
+	}
+	c.VolumeMounts = mounts
 	var concurrency *int64
 	if r := f.Deploy.Options.Resources; r != nil {
 		add := func(list *corev1.ResourceList, name corev1.ResourceName, field string, q *string) error {
@@ -142,9 +163,18 @@ func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, 
 	}
 	svc.Spec.Template.ObjectMeta = metav1.ObjectMeta{Labels: maps.Clone(labels), Annotations: tmplAnn}
 	svc.Spec.Template.Spec.Containers = []corev1.Container{c}
+	svc.Spec.Template.Spec.Volumes = volumes
 	svc.Spec.Template.Spec.ContainerConcurrency = concurrency
 	if f.Deploy.ServiceAccountName != "" {
 		svc.Spec.Template.Spec.ServiceAccountName = f.Deploy.ServiceAccountName
+	}
+	if f.Deploy.ImagePullSecret != "" {
+		svc.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: f.Deploy.ImagePullSecret}}
+	}
+	for _, tt := range f.Deploy.Traffic {
+		svc.Spec.Traffic = append(svc.Spec.Traffic, servingv1.TrafficTarget{
+			Tag: tt.Tag, RevisionName: tt.RevisionName, LatestRevision: tt.LatestRevision, Percent: tt.Percent,
+		})
 	}
 	return svc, nil
 }
