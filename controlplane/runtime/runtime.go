@@ -67,6 +67,9 @@ const (
 	ReasonStartError = "StartError"
 	// ReasonReadinessProbeFailed: an instance runs but does not pass its readiness probe.
 	ReasonReadinessProbeFailed = "ReadinessProbeFailed"
+	// ReasonUnschedulable: no instance of the revision could start because the runtime runs as
+	// many instances as it may (the kubelet's reason for a pod that cannot be scheduled).
+	ReasonUnschedulable = "Unschedulable"
 )
 
 // ExitCodeReason is Knative's reason for a container that exited with code, e.g. "ExitCode3".
