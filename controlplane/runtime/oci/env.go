@@ -102,7 +102,7 @@ func (s *envSources) secret(name string, optional *bool) (*corev1.Secret, error)
 // podInfo is what env fieldRefs and resourceFieldRefs may name.
 type podInfo struct {
 	name, namespace, serviceAccount, hostname string
-	limits                                     corev1.ResourceList
+	limits                                    corev1.ResourceList
 }
 
 // containerEnv is the container's own environment in the kubelet's order: envFrom sources, then

@@ -56,7 +56,7 @@ func rootfsWithUsers(t *testing.T) string {
 }
 
 func i64(v int64) *int64 { return &v }
-func yes() *bool        { b := true; return &b }
+func yes() *bool         { b := true; return &b }
 
 func TestResolveUser(t *testing.T) {
 	root := rootfsWithUsers(t)
