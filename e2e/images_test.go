@@ -183,9 +183,9 @@ type: kubernetes.io/dockerconfigjson
 stringData:
   .dockerconfigjson: '{"auths":{"%s":{"auth":"%s"}}}'
 `, privateHost, auth))
-	s.apply(imageService("private", privateHost+"/echo:v1", "      imagePullSecrets:\n        - name: regcred\n"))
-	s.waitReady("ksvc", "private", nil)
-	if code, r, body := s.get("private.default.localhost", "/"); code != 200 || r.Message != "Hello v1!" {
+	s.apply(imageService("withsecret", privateHost+"/echo:v1", "      imagePullSecrets:\n        - name: regcred\n"))
+	s.waitReady("ksvc", "withsecret", nil)
+	if code, r, body := s.get("withsecret.default.localhost", "/"); code != 200 || r.Message != "Hello v1!" {
 		t.Errorf("private image: %d %s", code, body)
 	}
 }

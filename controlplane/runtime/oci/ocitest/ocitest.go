@@ -9,6 +9,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -80,23 +81,32 @@ var (
 // binary, and returns its path.
 func Binary(t testing.TB, importPath string) string {
 	t.Helper()
+	p, err := BuildBinary(importPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// BuildBinary is Binary for programs that are not tests (benchmarks).
+func BuildBinary(importPath string) (string, error) {
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := builds[importPath]; ok {
-		return p
+		return p, nil
 	}
 	dir, err := os.MkdirTemp("", "ocitest-")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	out := filepath.Join(dir, filepath.Base(importPath))
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, importPath)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", importPath, err, b)
+		return "", fmt.Errorf("go build %s: %w\n%s", importPath, err, b)
 	}
 	builds[importPath] = out
-	return out
+	return out, nil
 }
 
 // File is one entry of a layer built by Layer.
@@ -113,6 +123,15 @@ type File struct {
 // Layer makes a layer of files.
 func Layer(t testing.TB, files ...File) v1.Layer {
 	t.Helper()
+	l, err := MakeLayer(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// MakeLayer is Layer for programs that are not tests.
+func MakeLayer(files ...File) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
@@ -120,7 +139,7 @@ func Layer(t testing.TB, files ...File) v1.Layer {
 		if f.Src != "" {
 			b, err := os.ReadFile(f.Src)
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 			body = b
 		}
@@ -137,26 +156,31 @@ func Layer(t testing.TB, files ...File) v1.Layer {
 			}
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+}
+
+// Base is the distroless-like base layer: root and nonroot (65532) users, /tmp, a home.
+func Base(t testing.TB) v1.Layer {
+	t.Helper()
+	l, err := baseLayer()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-// Base is the distroless-like base layer: root and nonroot (65532) users, /tmp, a home.
-func Base(t testing.TB) v1.Layer {
-	return Layer(t,
+func baseLayer() (v1.Layer, error) {
+	return MakeLayer(
 		File{Name: "etc/", Dir: true},
 		File{Name: "etc/passwd", Body: "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"},
 		File{Name: "etc/group", Body: "root:x:0:\nnonroot:x:65532:\nextra:x:4000:nonroot\n"},
@@ -174,21 +198,50 @@ type Config func(*v1.Config)
 // entrypoint /app, for linux and this machine's architecture, adjusted by opts.
 func GoImage(t testing.TB, importPath string, opts ...Config) v1.Image {
 	t.Helper()
-	bin := Binary(t, importPath)
-	return Image(t, []v1.Layer{Base(t), Layer(t, File{Name: "app", Src: bin, Mode: 0o755})}, opts...)
+	img, err := BuildGoImage(importPath, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// BuildGoImage is GoImage for programs that are not tests.
+func BuildGoImage(importPath string, opts ...Config) (v1.Image, error) {
+	bin, err := BuildBinary(importPath)
+	if err != nil {
+		return nil, err
+	}
+	base, err := baseLayer()
+	if err != nil {
+		return nil, err
+	}
+	app, err := MakeLayer(File{Name: "app", Src: bin, Mode: 0o755})
+	if err != nil {
+		return nil, err
+	}
+	return MakeImage([]v1.Layer{base, app}, opts...)
 }
 
 // Image is an image of layers with entrypoint /app, for linux and this machine's
 // architecture, adjusted by opts.
 func Image(t testing.TB, layers []v1.Layer, opts ...Config) v1.Image {
 	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layers...)
+	img, err := MakeImage(layers, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// MakeImage is Image for programs that are not tests.
+func MakeImage(layers []v1.Layer, opts ...Config) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, err
+	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", goruntime.GOARCH
@@ -197,10 +250,7 @@ func Image(t testing.TB, layers []v1.Layer, opts ...Config) v1.Image {
 	for _, o := range opts {
 		o(&cf.Config)
 	}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return mutate.ConfigFile(img, cf)
 }
 
 // WithArch makes img's config say another architecture.
