@@ -4,7 +4,7 @@ BIN     := bin/skiff
 DATA    ?= .skiff
 PKGS    := ./...
 
-.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s
+.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s runc
 
 all: build
 
@@ -24,8 +24,16 @@ wasm: ## build every proxy-wasm filter under wasm-filters/ to bin/wasm/<name>.wa
 # the Kubernetes integration tests (e2e/kube) if the build succeeded. A failed build does not fail
 # `make test`: it says so, points at its log, and the e2e/kube tests are skipped (they skip on
 # their own without binaries too); a failing test fails it.
-test: ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
+test: runc ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
 	@bash e2e/kube/tools/test-all.sh "$(GO)" "$(KUBE_BIN)"
+
+# The container-image tests (runtime/oci, e2e TestImage*) need runc; as root, `make test` installs
+# Debian's when it is missing. Without it (not root, no package) those tests skip, saying why.
+runc: ## install runc from the distribution when missing (as root)
+	@command -v runc >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "runc is missing and this is not root: container image tests will skip"; exit 0; fi; \
+	if (apt-get install -y runc >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y runc >/dev/null 2>&1)); \
+	then echo "installed $$(runc --version | head -1)"; else echo "could not install runc: container image tests will skip"; fi
 
 test-short: ## unit tests only, no end-to-end runs
 	$(GO) test -short -count=1 $(PKGS)
