@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -99,8 +100,12 @@ func (cp *ControlPlane) OCIRuntime() *oci.Runtime { return cp.oci }
 // digest. Blobs are kept under {DataDir}/registry; manifests only in memory, so after a
 // restart a revision runs from the image cache, which keeps what it pulled.
 func registryHandler(dataDir string, logger *slog.Logger) http.Handler {
+	dir := filepath.Join(dataDir, "registry")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		logger.Error("creating the registry's blob directory", "err", err)
+	}
 	return registry.New(
-		registry.WithBlobHandler(registry.NewDiskBlobHandler(filepath.Join(dataDir, "registry"))),
+		registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)),
 		registry.Logger(log.New(slogWriter{logger}, "", 0)),
 	)
 }

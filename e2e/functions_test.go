@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-dev/skiff/api"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 )
 
 // TestFunctions drives `skiff func` as a user would, with the real binary against an in-process
@@ -154,6 +159,18 @@ spec:
 				}
 				if !strings.Contains(deployOut, "http://"+name+".default.localhost") {
 					t.Errorf("deploy did not print the URL:\n%s", deployOut)
+				}
+				if lang == "go" && s.cp.OCIRuntime() != nil {
+					// skiff up runs images: the function runs as its OCI image, named by digest.
+					var svc servingv1.Service
+					raw, err := s.api.Get(context.Background(), api.LookupKind("ksvc"), "default", name)
+					if err == nil {
+						err = json.Unmarshal(raw, &svc)
+					}
+					c := svc.Spec.Template.Spec.Containers
+					if err != nil || len(c) != 1 || !strings.Contains(c[0].Image, "@sha256:") || len(c[0].Command) > 0 || !strings.Contains(deployOut, "pushed ") {
+						t.Errorf("deploy with an OCI runtime: %v, containers %+v, want the pushed image by digest and no command:\n%s", err, c, deployOut)
+					}
 				}
 				out, err = skiffFunc(dir, append(invokeArgs, "--target", "remote")...)
 				if err != nil {

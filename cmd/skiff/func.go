@@ -12,10 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubeapi"
 	"github.com/skiff-dev/skiff/functions/build"
 	"github.com/skiff-dev/skiff/functions/deploy"
@@ -96,6 +98,23 @@ func ociImage(cmd *cobra.Command, dir string, f *funcyaml.Function, h *build.Hos
 	}
 	cache, _ := cmd.Flags().GetString("cache-dir")
 	return build.BuildImage(cmd.Context(), build.Options{Dir: dir, Func: f, CacheDir: cache}, h, iopts)
+}
+
+// localImage builds the function's OCI image and pushes it to the registry of `skiff up`, so
+// the function runs as a container; when that cannot be done (its base image cannot be pulled,
+// say) it says why and keeps the host build's target.
+func localImage(cmd *cobra.Command, dir string, f *funcyaml.Function, h *build.Host, ref string, host deploy.Target) deploy.Target {
+	img, err := ociImage(cmd, dir, f, h)
+	var d name.Digest
+	if err == nil {
+		d, err = build.Push(cmd.Context(), img, ref)
+	}
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "running the host build instead of the function's image: %v\n", err)
+		return host
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "pushed %s\n", d.String())
+	return deploy.Target{Image: d.String(), Build: h.Digest}
 }
 
 // addKubeconfigFlag adds --kubeconfig, which points a func command at a Kubernetes cluster.
@@ -271,8 +290,10 @@ func newFuncDeployCommand() *cobra.Command {
 		Use:   "deploy",
 		Short: "Build the function and run it as a Knative Service (skiff up, or a cluster with --kubeconfig); wait until Ready and print its URL",
 		Long: `Build the function and create or update its Knative Service, wait until it is Ready
-(--timeout), and print its URL. On skiff up (--api-addr) the Service runs the host build's
-command line. With --kubeconfig the function's OCI image is built and pushed to func.yaml's
+(--timeout), and print its URL. On skiff up (--api-addr) the function's OCI image is pushed to
+the registry skiff up serves and runs as a container when skiff up can run images (runc);
+otherwise, or when the image cannot be built, the Service runs the host build's command line.
+With --kubeconfig the function's OCI image is built and pushed to func.yaml's
 registry (or --registry, or --image), and the Service in the cluster names the pushed image by
 digest, for the cluster to pull. Either way a deploy that does not become Ready is undone: a
 Service it created is deleted, an updated one gets its previous spec back.`,
@@ -303,6 +324,11 @@ Service it created is deleted, an updated one gets its previous spec back.`,
 				ns = deploy.Namespace(f, "")
 			}
 			target := deploy.Target{Image: f.ImageRef(), Command: h.Command, Build: h.Digest}
+			if c, ok := a.(*apiclient.Client); ok && !inCluster {
+				if reg := deploy.LocalRegistry(cmd.Context(), c.BaseURL); reg != "" {
+					target = localImage(cmd, dir, f, h, deploy.LocalImageRef(reg, ns, f), target)
+				}
+			}
 			if inCluster {
 				img, err := ociImage(cmd, dir, f, h)
 				if err != nil {
