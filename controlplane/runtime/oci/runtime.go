@@ -31,8 +31,9 @@
 //
 // Probes, restarts, stopping and logs behave as in the process runtime: readiness probes on
 // 127.0.0.1:PORT (exec probes with runc exec) decide Endpoints; a liveness probe that fails
-// failureThreshold times restarts the instance; a crash restarts it with backoff and a revision
-// that crashes CrashLoopLimit times before ever being ready is Failed; a stopping instance leaves
+// failureThreshold times restarts the instance; a crash restarts it with the kubelet's
+// CrashLoopBackOff (10s doubling to 5m; the first crash already shows as ExitCodeN on the
+// revision) and a revision that crashes CrashLoopLimit times before ever being ready is Failed; a stopping instance leaves
 // Endpoints, is drained, gets SIGTERM, then SIGKILL after its grace period; output goes to
 // <DataDir>/logs/<ns>/<rev>.log with "[<instance>] " before each line and "[pull] " before the
 // pull's progress. A pull that fails makes the revision Failed with a reason naming the cause
@@ -102,7 +103,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// MaxGracePeriod caps terminationGracePeriodSeconds. Default 10s.
 	MaxGracePeriod time.Duration
-	// RestartBackoff doubles with every crash up to MaxRestartBackoff. Defaults 1s and 30s.
+	// RestartBackoff doubles with every crash up to MaxRestartBackoff. Defaults: the kubelet's
+	// CrashLoopBackOff, 10s and 5m.
 	RestartBackoff, MaxRestartBackoff time.Duration
 	// PullBackoff doubles with every failed pull up to MaxPullBackoff. Defaults: the kubelet's
 	// image backoff, 10s and 5m.
@@ -132,8 +134,8 @@ func (c Config) withDefaults() Config {
 		c.DrainTimeout = 0
 	}
 	c.MaxGracePeriod = cmp.Or(c.MaxGracePeriod, 10*time.Second)
-	c.RestartBackoff = cmp.Or(c.RestartBackoff, time.Second)
-	c.MaxRestartBackoff = max(cmp.Or(c.MaxRestartBackoff, 30*time.Second), c.RestartBackoff)
+	c.RestartBackoff = cmp.Or(c.RestartBackoff, 10*time.Second)
+	c.MaxRestartBackoff = max(cmp.Or(c.MaxRestartBackoff, 5*time.Minute), c.RestartBackoff)
 	c.PullBackoff = cmp.Or(c.PullBackoff, 10*time.Second)
 	c.MaxPullBackoff = max(cmp.Or(c.MaxPullBackoff, 5*time.Minute), c.PullBackoff)
 	c.PullTimeout = cmp.Or(c.PullTimeout, 10*time.Minute)
@@ -670,8 +672,10 @@ func (r *Runtime) runOnce(rv *revision, in *instance, log *slog.Logger) (ran tim
 	cleanup := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := r.runc.delete(ctx, id); err != nil {
-			log.Warn("deleting the container", "err", err)
+		if _, err := os.Stat(filepath.Join(r.runc.root, id)); err == nil { // runc's state of it
+			if err := r.runc.delete(ctx, id); err != nil {
+				log.Warn("deleting the container", "err", err)
+			}
 		}
 		if err := unmountUnder(bundle); err != nil {
 			log.Warn("unmounting the container's filesystems", "err", err)
