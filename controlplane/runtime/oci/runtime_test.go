@@ -336,7 +336,7 @@ func TestLivenessAndGrace(t *testing.T) {
 	rev := revision("live-00001", ref, func(r *servingv1.Revision) {
 		c := &r.Spec.Containers[0]
 		c.Args = []string{"-ignore-term"}
-		c.LivenessProbe = &corev1.Probe{PeriodSeconds: 1, FailureThreshold: 1,
+		c.LivenessProbe = &corev1.Probe{PeriodSeconds: 1, FailureThreshold: 2,
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz"}}}
 		r.Spec.TerminationGracePeriodSeconds = ptr(int64(1))
 	})
