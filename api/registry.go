@@ -32,8 +32,13 @@ type Kind struct {
 	Prepare func(obj Object) field.ErrorList
 }
 
-// APIVersion is group/version.
-func (k *Kind) APIVersion() string { return k.Group + "/" + k.Version }
+// APIVersion is group/version, or the version alone for the core group.
+func (k *Kind) APIVersion() string {
+	if k.Group == "" {
+		return k.Version
+	}
+	return k.Group + "/" + k.Version
+}
 
 // Kinds lists every kind Skiff serves.
 func Kinds() []*Kind {
@@ -103,7 +108,7 @@ func Kinds() []*Kind {
 // LookupKind finds a kind by its Kind, plural, alias or "plural.group" name, case-insensitively.
 func LookupKind(name string) *Kind {
 	name = strings.ToLower(name)
-	for _, k := range Kinds() {
+	for _, k := range ServedKinds() {
 		if name == strings.ToLower(k.Kind) || name == k.Plural || name == k.Plural+"."+k.Group {
 			return k
 		}
@@ -118,7 +123,7 @@ func LookupKind(name string) *Kind {
 
 // LookupGVK finds a kind by apiVersion and kind, as written in YAML.
 func LookupGVK(apiVersion, kind string) *Kind {
-	for _, k := range Kinds() {
+	for _, k := range ServedKinds() {
 		if k.APIVersion() == apiVersion && k.Kind == kind {
 			return k
 		}

@@ -29,7 +29,10 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/runtime/dispatch"
+	"github.com/skiff-dev/skiff/controlplane/runtime/image"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
+	"github.com/skiff-dev/skiff/controlplane/runtime/oci"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
@@ -80,7 +83,9 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
-	Logger   *slog.Logger
+	// Images configures running container images with runc (when it can run here).
+	Images ImagesConfig
+	Logger *slog.Logger
 }
 
 // EventingConfig configures the eventing data plane (controlplane/eventing).
@@ -115,7 +120,10 @@ type ControlPlane struct {
 	log     *slog.Logger
 	store   *store.Store
 	xds     *xds.Server
-	runtime *local.Runtime
+	runtime *dispatch.Runtime
+	process *local.Runtime
+	oci     *oci.Runtime // nil when images cannot run here
+	images  *image.Store // nil when images cannot run here
 	ctrl    *reconciler.Controller
 	scaler  *autoscaler.Autoscaler
 	extproc *extproc.Server
@@ -153,6 +161,9 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	cleanup := func() {
+		if cp.process != nil {
+			cp.closeRuntimes(context.Background())
+		}
 		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis} {
 			if l != nil {
 				l.Close()
@@ -171,6 +182,11 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.extLis, err = net.Listen("tcp", cfg.ExtProcAddress); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
+	}
+	var ctrl *reconciler.Controller
+	if cp.runtime, _, err = cp.runtimes(cfg, func(ns, name string) { ctrl.RevisionChanged(ns, name) }); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	wasmFilters := slices.Clone(cfg.WasmFilters)
 	ceFilter := ""
@@ -213,7 +229,6 @@ func New(cfg Config) (*ControlPlane, error) {
 		}
 	}
 
-	var ctrl *reconciler.Controller
 	onRevision := func(key string) {
 		if ns, name, ok := strings.Cut(key, "/"); ok {
 			ctrl.RevisionChanged(ns, name)
@@ -238,19 +253,20 @@ func New(cfg Config) (*ControlPlane, error) {
 		acfg = *cfg.Autoscaler
 	}
 	acfg.OnChange = onRevision
-	// hpa-class revisions scale on their processes' CPU, as measured by the local runtime.
+	// hpa-class revisions scale on their processes' CPU, as measured by the process runtime
+	// (container instances are not measured yet: an hpa-class image revision keeps its scale).
 	acfg.Resources = func(context.Context) (map[string]map[string]runtime.InstanceUsage, error) {
-		return cp.runtime.InstanceUsage(), nil
+		return cp.process.InstanceUsage(), nil
 	}
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
-	cp.runtime = local.New(local.Config{
-		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
-		MaxInstances: cfg.MaxInstances,
-		OnChange:     func(ns, name string) { ctrl.RevisionChanged(ns, name) },
-	})
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
+		DigestResolutionTimeout: cfg.Images.ResolveTimeout,
+	}
+	if cp.oci != nil {
+		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
+		rcfg.ResolvesImages = cp.runtime.RunsImages
 	}
 	if cp.events != nil {
 		rcfg.Eventing = cp.events
@@ -317,6 +333,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.extMu.Unlock()
 	mux := http.NewServeMux()
 	mux.Handle("/internal/activation/", cp.hub.Handler())
+	if cp.oci != nil {
+		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
+	}
 	mux.Handle("/", apiserver.New(cp.store, cp.log))
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -380,7 +399,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	stopEvents()
 	<-eventsDone
 	_ = httpServer.Shutdown(shutdownCtx)
-	cp.runtime.Close(shutdownCtx)
+	cp.closeRuntimes(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()
 	cp.StopExtProc()

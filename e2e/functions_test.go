@@ -179,6 +179,18 @@ spec:
 				if !strings.Contains(deployOut, "http://"+name+".default.localhost") {
 					t.Errorf("deploy did not print the URL:\n%s", deployOut)
 				}
+				if lang == "go" && s.cp.OCIRuntime() != nil {
+					// skiff up runs images: the function runs as its OCI image, named by digest.
+					var svc servingv1.Service
+					raw, err := s.api.Get(context.Background(), api.LookupKind("ksvc"), "default", name)
+					if err == nil {
+						err = json.Unmarshal(raw, &svc)
+					}
+					c := svc.Spec.Template.Spec.Containers
+					if err != nil || len(c) != 1 || !strings.Contains(c[0].Image, "@sha256:") || len(c[0].Command) > 0 || !strings.Contains(deployOut, "pushed ") {
+						t.Errorf("deploy with an OCI runtime: %v, containers %+v, want the pushed image by digest and no command:\n%s", err, c, deployOut)
+					}
+				}
 				out, err = skiffFunc(dir, append(invokeArgs, "--target", "remote")...)
 				if err != nil {
 					t.Errorf("invoke remote: %v\n%s", err, out)

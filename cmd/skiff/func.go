@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubeapi"
 	"github.com/skiff-dev/skiff/functions/build"
 	"github.com/skiff-dev/skiff/functions/deploy"
@@ -195,6 +196,23 @@ func applyImageFlags(cmd *cobra.Command, f *funcyaml.Function) {
 	if given(cmd, "registry-insecure") {
 		f.RegistryInsecure = flagBool(cmd, "registry-insecure")
 	}
+}
+
+// localImage builds the function's OCI image and pushes it to the registry of `skiff up`, so
+// the function runs as a container; when that cannot be done (its base image cannot be pulled,
+// say) it says why and keeps the host build's target.
+func localImage(cmd *cobra.Command, opts build.Options, f *funcyaml.Function, h *build.Host, ref string, host deploy.Target) deploy.Target {
+	img, err := ociImage(cmd, opts, h)
+	var d name.Digest
+	if err == nil {
+		d, err = build.Push(cmd.Context(), img, ref, credentials(cmd, f))
+	}
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "running the host build instead of the function's image: %v\n", err)
+		return host
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "pushed %s\n", d.String())
+	return deploy.Target{Image: d.String(), Build: h.Digest}
 }
 
 // addKubeconfigFlag adds --kubeconfig, which points a func command at a Kubernetes cluster.
@@ -463,8 +481,10 @@ func newFuncDeployCommand() *cobra.Command {
 		Use:   "deploy",
 		Short: "Build the function and run it as a Knative Service (skiff up, or a cluster with --kubeconfig); wait until Ready and print its URL",
 		Long: `Build the function and create or update its Knative Service, wait until it is Ready
-(--timeout), and print its URL. On skiff up (--api-addr) the Service runs the host build's
-command line. With --kubeconfig the function's OCI image is built and pushed to func.yaml's
+(--timeout), and print its URL. On skiff up (--api-addr) the function's OCI image is pushed to
+the registry skiff up serves and runs as a container when skiff up can run images (runc);
+otherwise, or when the image cannot be built, the Service runs the host build's command line.
+With --kubeconfig the function's OCI image is built and pushed to func.yaml's
 registry (or --registry, or --image), and the Service in the cluster names the pushed image by
 digest, for the cluster to pull. --image with a digest (ref@sha256:...) deploys that image
 as it is, without building or pushing. Either way a deploy that does not become Ready is undone:
@@ -558,6 +578,12 @@ func runFuncDeploy(cmd *cobra.Command) error {
 			return err
 		}
 		target = deploy.Target{Image: f.ImageRef(), Command: h.Command, Build: h.Digest}
+		if c, ok := a.(*apiclient.Client); ok && !inCluster {
+			// skiff up runs images (runc): deploy the function's image, as func deploys a container.
+			if reg := deploy.LocalRegistry(cmd.Context(), c.BaseURL); reg != "" {
+				target = localImage(cmd, opts, f, h, deploy.LocalImageRef(reg, ns, f), target)
+			}
+		}
 		if inCluster {
 			target = deploy.Target{Image: f.ImageRef(), Build: h.Digest}
 			if flagBool(cmd, "push") {

@@ -12,12 +12,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
+	"github.com/skiff-dev/skiff/controlplane/runtime/image"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
@@ -43,6 +46,10 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("broker-ingress-advertise", "", "ip:port proxies are told to reach the broker ingress at (default: --broker-ingress-addr)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died before handing the event out again")
 	f.String("delivery-proxy-addr", "", "the proxy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated (default: --http-addr, with 0.0.0.0 read as 127.0.0.1)")
+	f.String("oci-runtime", "runc", "the OCI runtime that runs container images (any image but ko:// and commands); \"none\" runs none. Needs root, runc and overlayfs; without them images are ImageUnsupported, saying why")
+	f.String("image-cache-size", "10Gi", "most unpacked image layers kept under --data-dir/images; least recently used images no revision runs are evicted past it")
+	f.StringSlice("registries-skipping-tag-resolving", image.DefaultSkipRegistries, "registries whose image tags are not resolved to digests at revision creation (Knative's config-deployment setting)")
+	f.Duration("digest-resolution-timeout", image.DefaultResolveTimeout, "how long resolving one image tag to a digest may take (Knative's config-deployment setting)")
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
 }
 
@@ -73,6 +80,10 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 	maxInstances, _ := f.GetInt("max-instances")
 	if maxInstances <= 0 {
 		return controlplane.Config{}, fmt.Errorf("--max-instances %d: must be positive", maxInstances)
+	}
+	images, err := imagesFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
 	}
 	a, source, err := autoscalerFlags(f)
 	if err != nil {
@@ -117,7 +128,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, MaxInstances: maxInstances, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout: drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 
@@ -248,4 +259,24 @@ func newGatewayCommand() *cobra.Command {
 	f.String("wasm-cache-dir", "", "keep compiled proxy-wasm modules here so a restart does not compile them again (default: none)")
 	f.Bool("delta", false, "use incremental (delta) xDS instead of state of the world")
 	return cmd
+}
+
+// imagesFlags reads how container images run: --oci-runtime, --image-cache-size,
+// --registries-skipping-tag-resolving and --digest-resolution-timeout.
+func imagesFlags(f *pflag.FlagSet) (controlplane.ImagesConfig, error) {
+	runc, _ := f.GetString("oci-runtime")
+	size, _ := f.GetString("image-cache-size")
+	q, err := resource.ParseQuantity(size)
+	if err != nil || q.Value() <= 0 {
+		return controlplane.ImagesConfig{}, fmt.Errorf("--image-cache-size %q: want a positive size such as 10Gi", size)
+	}
+	skip, _ := f.GetStringSlice("registries-skipping-tag-resolving")
+	timeout, _ := f.GetDuration("digest-resolution-timeout")
+	if timeout <= 0 {
+		return controlplane.ImagesConfig{}, fmt.Errorf("--digest-resolution-timeout %s: must be positive", timeout)
+	}
+	if skip == nil {
+		skip = []string{}
+	}
+	return controlplane.ImagesConfig{Runc: runc, CacheBytes: q.Value(), SkipRegistries: skip, ResolveTimeout: timeout}, nil
 }

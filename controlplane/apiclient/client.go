@@ -144,6 +144,9 @@ type ApplyResult struct {
 }
 
 func (r ApplyResult) String() string {
+	if r.Kind.Group == "" {
+		return fmt.Sprintf("%s/%s %s", strings.ToLower(r.Kind.Kind), r.Name, r.Action)
+	}
 	return fmt.Sprintf("%s.%s/%s %s", strings.ToLower(r.Kind.Kind), r.Kind.Group, r.Name, r.Action)
 }
 
@@ -204,9 +207,9 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := "/apis/" + k.APIVersion() + "/" + k.Plural
+	p := k.Path() + "/" + k.Plural
 	if ns != "" {
-		p = "/apis/" + k.APIVersion() + "/namespaces/" + ns + "/" + k.Plural
+		p = k.Path() + "/namespaces/" + ns + "/" + k.Plural
 	}
 	var list struct {
 		Items []json.RawMessage `json:"items"`
@@ -221,7 +224,7 @@ func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error
 }
 
 func objectPath(k *api.Kind, ns, name string) string {
-	return "/apis/" + k.APIVersion() + "/namespaces/" + ns + "/" + k.Plural + "/" + name
+	return k.Path() + "/namespaces/" + ns + "/" + k.Plural + "/" + name
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {

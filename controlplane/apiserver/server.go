@@ -45,6 +45,13 @@ func New(s store.Interface, logger *slog.Logger) *Server {
 	srv.mux.HandleFunc("POST /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.create)
 	srv.mux.HandleFunc("PUT /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
 	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
+	// The core group (Secrets, ConfigMaps), as a Kubernetes API server serves it.
+	srv.mux.HandleFunc("GET /api/{version}/{plural}", srv.list)
+	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}", srv.list)
+	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}/{name}", srv.get)
+	srv.mux.HandleFunc("POST /api/{version}/namespaces/{ns}/{plural}", srv.create)
+	srv.mux.HandleFunc("PUT /api/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
+	srv.mux.HandleFunc("DELETE /api/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
 	return srv
 }
 
@@ -52,7 +59,7 @@ func New(s store.Interface, logger *slog.Logger) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) kind(w http.ResponseWriter, r *http.Request) *api.Kind {
-	for _, k := range api.Kinds() {
+	for _, k := range api.ServedKinds() {
 		if k.Group == r.PathValue("group") && k.Version == r.PathValue("version") && k.Plural == r.PathValue("plural") {
 			return k
 		}

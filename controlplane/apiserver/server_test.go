@@ -101,3 +101,40 @@ func TestAPI(t *testing.T) {
 		t.Errorf("get deleted: %d %s", code, st.Reason)
 	}
 }
+
+// Secrets and ConfigMaps are served under /api/v1 as a Kubernetes API server serves them:
+// stringData folded into data, type Opaque by default, a pull secret without its key refused
+// naming the field.
+func TestCoreKinds(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := New(s, nil)
+	const secretPath = "/api/v1/namespaces/default/secrets/creds"
+	code, _, body := do(t, srv, http.MethodPut, secretPath, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  token: abc\n")
+	if code != http.StatusCreated {
+		t.Fatalf("create secret: %d %s", code, body)
+	}
+	code, _, body = do(t, srv, http.MethodGet, secretPath, "")
+	if code != http.StatusOK || !strings.Contains(body, `"token": "YWJj"`) || !strings.Contains(body, `"type": "Opaque"`) || strings.Contains(body, "stringData") {
+		t.Errorf("get secret: %d %s", code, body)
+	}
+	code, st, _ := do(t, srv, http.MethodPut, "/api/v1/namespaces/default/secrets/pull",
+		"apiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\ntype: kubernetes.io/dockerconfigjson\ndata: {}\n")
+	if code != http.StatusUnprocessableEntity || !strings.Contains(st.Message, "data[.dockerconfigjson]") {
+		t.Errorf("pull secret without its key: %d %s", code, st.Message)
+	}
+	code, _, body = do(t, srv, http.MethodPut, "/api/v1/namespaces/default/configmaps/cfg",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a.conf: x\n")
+	if code != http.StatusCreated {
+		t.Fatalf("create configmap: %d %s", code, body)
+	}
+	if code, _, body = do(t, srv, http.MethodGet, "/api/v1/namespaces/default/configmaps", ""); code != http.StatusOK || !strings.Contains(body, `"a.conf"`) {
+		t.Errorf("list configmaps: %d %s", code, body)
+	}
+	if code, _, _ = do(t, srv, http.MethodDelete, secretPath, ""); code != http.StatusOK {
+		t.Errorf("delete secret: %d", code)
+	}
+}

@@ -76,6 +76,15 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources (see broker.go); nil reports them
 	// not Ready (EventingDisabled).
 	Eventing Eventing
+	// Digests resolves image tags to digests before a revision runs, as Knative's revision
+	// reconciler does (status.containerStatuses[].imageDigest, which the runtime runs, so a
+	// retagged image never changes a revision); nil resolves none.
+	Digests DigestResolver
+	// ResolvesImages says whether a revision's images are resolved: those the runtime pulls
+	// (not ko:// builds or host commands). Nil: every revision's.
+	ResolvesImages func(rev *servingv1.Revision) bool
+	// DigestResolutionTimeout bounds one resolution; default DefaultDigestResolutionTimeout.
+	DigestResolutionTimeout time.Duration
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -100,6 +109,8 @@ type Controller struct {
 	synced   chan struct{}
 	isSynced bool
 	busy     int
+	// resolver resolves image digests in the background; nil without Config.Digests.
+	resolver *backgroundResolver
 }
 
 // New returns a Controller; call Run to start it.
@@ -110,7 +121,10 @@ func New(cfg Config) *Controller {
 	if cfg.Domain == "" {
 		cfg.Domain = "localhost"
 	}
-	return &Controller{
+	if cfg.DigestResolutionTimeout <= 0 {
+		cfg.DigestResolutionTimeout = DefaultDigestResolutionTimeout
+	}
+	c := &Controller{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "reconciler"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -123,6 +137,10 @@ func New(cfg Config) *Controller {
 		ctx:        context.Background(),
 		synced:     make(chan struct{}),
 	}
+	if cfg.Digests != nil {
+		c.resolver = newBackgroundResolver(cfg.Digests, newDigestQueue(), c.queue.Add)
+	}
+	return c
 }
 
 // Synced is closed once every object stored when Run started has been reconciled once
@@ -168,6 +186,11 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer c.wg.Wait()
 	if err := c.resync(ctx); err != nil {
 		return err
+	}
+	if c.resolver != nil {
+		resolverCtx, stopResolver := context.WithCancel(ctx)
+		done := c.resolver.Start(resolverCtx, digestResolutionWorkers)
+		defer func() { stopResolver(); <-done }()
 	}
 	var wg sync.WaitGroup
 	for range workers {

@@ -58,8 +58,8 @@ type Endpoint struct {
 // Reasons a Runtime reports in State.Reason, beside ExitCodeReason's. They follow Knative's
 // (and the kubelet's) spelling so they can go into Revision conditions unchanged.
 const (
-	// ReasonImageUnsupported: the runtime cannot run the container's image (locally: neither a
-	// `command` nor a `ko://` image).
+	// ReasonImageUnsupported: the runtime cannot run the container's image (locally: an image
+	// that is neither `ko://` nor run by a `command`, where there is no OCI runtime).
 	ReasonImageUnsupported = "ImageUnsupported"
 	// ReasonBuildFailed: building the container's program from source failed.
 	ReasonBuildFailed = "BuildFailed"

@@ -4,10 +4,11 @@
 // lists and deletes deployed functions.
 //
 // The Service's container names the function's image (func.yaml image, or registry/name:latest;
-// in a cluster the pushed image by digest, with no command: the cluster pulls and runs it)
-// and, for the local runtime, the host build's command line: a command makes the local runtime
-// run that program with PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, exactly as it runs any
-// Revision. Every host build has its own directory, so a changed function gets a new command,
+// in a cluster the pushed image by digest, with no command: the cluster pulls and runs it).
+// Locally, when `skiff up` can run container images (LocalRegistry), the image is pushed to the
+// registry it serves and named by digest, and runs as a container; otherwise the container
+// carries the host build's command line, which the process runtime runs with PORT, K_SERVICE,
+// K_CONFIGURATION and K_REVISION, exactly as it runs any Revision. Every host build has its own directory, so a changed function gets a new command,
 // hence a new Revision, while the previous one keeps serving until the new one is Ready.
 //
 // Nothing half-deployed: if the new revision does not become Ready (or a Trigger is refused),
@@ -22,6 +23,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -469,4 +472,35 @@ func (d *Deployer) URL(ctx context.Context, name, ns string) (string, error) {
 		return "", fmt.Errorf("function %s has no URL yet", name)
 	}
 	return svc.Status.URL, nil
+}
+
+// LocalRegistry is the registry `skiff up` serves at its API address (host:port, the OCI
+// distribution API at /v2/), which it does when it can run container images; "" when it does
+// not. There `skiff func deploy` pushes the function's image and deploys it by digest, so the
+// function runs as a container, as Knative's func deploys it.
+func LocalRegistry(ctx context.Context, apiBaseURL string) string {
+	u, err := url.Parse(apiBaseURL)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(apiBaseURL, "/")+"/v2/", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return u.Host
+}
+
+// LocalImageRef is where the function's image goes in the local registry.
+func LocalImageRef(registry, namespace string, f *funcyaml.Function) string {
+	return registry + "/" + namespace + "/" + f.Name + ":latest"
 }
