@@ -43,7 +43,7 @@ func TestAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	srv := New(s, nil)
+	srv := New(s, nil, nil)
 
 	if code, _, body := do(t, srv, http.MethodPut, svcPath, svc); code != http.StatusCreated {
 		t.Fatalf("create: %d %s", code, body)
@@ -62,13 +62,15 @@ func TestAPI(t *testing.T) {
 		reason     metav1.StatusReason
 		field      string
 	}{
-		{"percent sum", svc + "  traffic:\n    - latestRevision: true\n      percent: 90\n", 422, metav1.StatusReasonInvalid, "spec.traffic"},
-		{"unknown revision", svc + "  traffic:\n    - revisionName: hello-99999\n      percent: 100\n", 422, metav1.StatusReasonInvalid, "spec.traffic[0].revisionName"},
-		{"unknown field", svc + "  replicas: 2\n", 400, metav1.StatusReasonBadRequest, "spec.replicas"},
+		{"percent sum", svc + "  traffic:\n    - latestRevision: true\n      percent: 90\n", 422, metav1.StatusReasonInvalid, "Traffic targets sum to 90, want 100: spec.traffic"},
+		{"unknown field", svc + "  replicas: 2\n", 422, metav1.StatusReasonInvalid, "unknown field: spec.replicas"},
+		{"duplicate field", svc + "  template: {}\n", 422, metav1.StatusReasonInvalid, "duplicate field: spec.template"},
 		{"bad min-scale", strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"many\"\n", 1),
-			422, metav1.StatusReasonInvalid, "spec.template.metadata.annotations[autoscaling.knative.dev/min-scale]"},
-		{"hpa class", strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/class: hpa.autoscaling.knative.dev\n", 1),
-			422, metav1.StatusReasonInvalid, "spec.template.metadata.annotations[autoscaling.knative.dev/class]"},
+			422, metav1.StatusReasonInvalid, "invalid value: many: spec.template.metadata.annotations.autoscaling.knative.dev/min-scale"},
+		{"reserved port", svc + "          ports:\n            - containerPort: 8012\n", 422, metav1.StatusReasonInvalid,
+			"invalid value: 8012 is a reserved port: spec.template.spec.containers[0].ports.containerPort"},
+		{"big annotations", strings.Replace(svc, "  name: hello\n", "  name: hello\n  annotations:\n    big: "+strings.Repeat("x", 256*1024)+"\n", 1),
+			422, metav1.StatusReasonInvalid, "metadata.annotations"},
 		{"not yaml", "{{{", 400, metav1.StatusReasonBadRequest, ""},
 		{"wrong kind", strings.Replace(svc, "kind: Service", "kind: Route", 1), 400, metav1.StatusReasonBadRequest, "kind"},
 		{"name mismatch", strings.Replace(svc, "name: hello", "name: other", 1), 400, metav1.StatusReasonBadRequest, "metadata.name"},
@@ -80,8 +82,17 @@ func TestAPI(t *testing.T) {
 		}
 	}
 	// The refused writes changed nothing.
-	if _, _, body := do(t, srv, http.MethodGet, svcPath, ""); strings.Contains(body, "hello-99999") {
+	if _, _, body := do(t, srv, http.MethodGet, svcPath, ""); strings.Contains(body, "8012") {
 		t.Errorf("a refused apply was stored: %s", body)
+	}
+	// Knative accepts traffic naming a revision that does not exist yet (the Route reports it).
+	if code, _, body := do(t, srv, http.MethodPut, svcPath, svc+"  traffic:\n    - revisionName: hello-99999\n      percent: 100\n"); code != http.StatusOK {
+		t.Errorf("traffic to a future revision: %d %s", code, body)
+	}
+	// Another autoscaler's class is accepted (Knative leaves it to that autoscaler).
+	hpa := strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/class: hpa.autoscaling.knative.dev\n        autoscaling.knative.dev/metric: cpu\n", 1)
+	if code, _, body := do(t, srv, http.MethodPut, svcPath, hpa); code != http.StatusOK {
+		t.Errorf("hpa class: %d %s", code, body)
 	}
 
 	if code, st, _ := do(t, srv, http.MethodPost, "/apis/serving.knative.dev/v1/namespaces/default/services", svc); code != http.StatusConflict || st.Reason != metav1.StatusReasonAlreadyExists {

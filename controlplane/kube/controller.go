@@ -44,6 +44,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
@@ -77,6 +78,9 @@ type Config struct {
 	ExtProcAddress string
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults.
 	Autoscaler *autoscaler.Config
+	// Admission holds the settings objects are defaulted and validated with (config-features,
+	// config-defaults, config-autoscaler); nil means Knative's defaults.
+	Admission *config.Config
 	// StatSource is which proxy stats a revision's demand is read from (see
 	// controlplane.Config.StatSource); RevisionMetrics needs the revision-metrics filter
 	// among WasmFilters.
@@ -297,7 +301,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // (the leadership) ends.
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
 	log := c.cfg.Logger
-	st := kubestore.New(dc, log)
+	st := kubestore.New(dc, log, c.cfg.Admission)
 	// The runtime's informers call back before the reconcilers exist; the reconcilers'
 	// first resync covers what they report meanwhile.
 	var reconcilers atomic.Pointer[reconciler.Controller]

@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"context"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	"strings"
 	"testing"
 
@@ -66,7 +68,8 @@ func TestServiceFor(t *testing.T) {
 	if cc := svc.Spec.Template.Spec.ContainerConcurrency; cc == nil || *cc != 10 {
 		t.Errorf("containerConcurrency %v, want 10", cc)
 	}
-	if err := svc.Validate(); err != nil {
+	svc.SetDefaults(context.Background())
+	if err := svc.Validate(context.Background()).Filter(fielderr.ErrorLevel); err != nil {
 		t.Errorf("the Service does not pass Knative's validation: %v", err)
 	}
 

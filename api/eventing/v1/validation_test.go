@@ -1,10 +1,13 @@
 package v1
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-dev/skiff/api/admission"
 )
 
 func TestTriggerValidation(t *testing.T) {
@@ -38,19 +41,22 @@ spec:
 			if err := yaml.UnmarshalStrict([]byte(base+tc.extra), &tr); err != nil {
 				t.Fatal(err)
 			}
-			tr.SetDefaults()
-			agg := tr.Validate().ToAggregate()
+			tr.Namespace = "default"
+			ctx := admission.WithinCreate(context.Background())
+			tr.SetDefaults(ctx)
+			err := tr.Validate(ctx)
 			switch {
-			case tc.want == "" && agg != nil:
-				t.Fatalf("valid trigger refused: %v", agg)
-			case tc.want != "" && (agg == nil || !strings.Contains(agg.Error(), tc.want)):
-				t.Fatalf("got %v, want an error at %s", agg, tc.want)
+			case tc.want == "" && err != nil:
+				t.Fatalf("valid trigger refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want an error at %s", err, tc.want)
 			}
 		})
 	}
 	var tr Trigger
 	_ = yaml.Unmarshal([]byte(base), &tr)
-	tr.SetDefaults()
+	tr.Namespace = "default"
+	tr.SetDefaults(context.Background())
 	if tr.Labels[BrokerLabel] != "default" || tr.Spec.Subscriber.Ref.Namespace != "default" {
 		t.Errorf("defaults: labels %v ref %+v", tr.Labels, tr.Spec.Subscriber.Ref)
 	}
