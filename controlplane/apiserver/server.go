@@ -224,6 +224,9 @@ func (s *Server) storeError(w http.ResponseWriter, k *api.Kind, name string, err
 		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s.%s %q not found", k.Plural, k.Group, name), nil)
 	case errors.Is(err, store.ErrExists):
 		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s.%s %q already exists", k.Plural, k.Group, name), nil)
+	case errors.Is(err, store.ErrOwnerGone):
+		// Kubernetes would store it and have its garbage collector delete it at once.
+		invalid(w, k, name, fielderr.Generic(err.Error(), "metadata.ownerReferences"))
 	case errors.Is(err, store.ErrConflict):
 		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("Operation cannot be fulfilled on %s.%s %q: %v", k.Plural, k.Group, name, store.ErrConflict), nil)
 	default:

@@ -1,0 +1,141 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/api"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+)
+
+// nopRuntime runs nothing: the reconcilers' writes to the store are what is under test.
+type nopRuntime struct{}
+
+func (nopRuntime) Scale(context.Context, *servingv1.Revision, int) error { return nil }
+func (nopRuntime) Remove(context.Context, string, string) error          { return nil }
+func (nopRuntime) State(string, string) runtime.State                    { return runtime.State{} }
+
+// nopProxy accepts every route and cluster and acknowledges them at once.
+type nopProxy struct{}
+
+func (nopProxy) SetRoute(xds.Route) error                                 { return nil }
+func (nopProxy) DeleteRoute(string, string)                               {}
+func (nopProxy) SetCluster(xds.Cluster) error                             { return nil }
+func (nopProxy) DeleteCluster(string)                                     {}
+func (nopProxy) SetEndpoints(string, []xds.Endpoint) (string, error)      { return "1", nil }
+func (nopProxy) WaitEndpointsAcked(context.Context, string, string) error { return nil }
+func (nopProxy) RouteAcked(string, string) bool                           { return true }
+
+// TestDeleteWhileReconcilingLeavesNoOrphan creates 200 Services and deletes each as soon as
+// its reconcile has started writing children (its Configuration exists), concurrently, and
+// checks that no Configuration, Route or Revision outlives its Service: a reconcile that read
+// its parent before the cascade delete must not write a child after it.
+func TestDeleteWhileReconcilingLeavesNoOrphan(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctrl := New(Config{Store: st, Runtime: nopRuntime{}, Proxy: nopProxy{}, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx, 8) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	const n = 200
+	// started[i] closes when Service i's Configuration is created: its reconcile is running.
+	started := make([]chan struct{}, n)
+	for i := range started {
+		started[i] = make(chan struct{})
+	}
+	var once sync.Map
+	unsubscribe := st.Subscribe(func(e store.Event) {
+		var i int
+		if e.Type != store.Added || e.Key.Kind != servingv1.KindConfiguration {
+			return
+		}
+		if _, err := fmt.Sscanf(e.Key.Name, "s%d", &i); err == nil && i < n {
+			if _, dup := once.LoadOrStore(i, true); !dup {
+				close(started[i])
+			}
+		}
+	})
+	defer unsubscribe()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			svc := &servingv1.Service{
+				TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindService},
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", i), Namespace: "default"},
+				Spec: servingv1.ServiceSpec{ConfigurationSpec: servingv1.ConfigurationSpec{Template: servingv1.RevisionTemplateSpec{
+					Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{{Image: "ko://example.com/app"}}}},
+				}}},
+			}
+			if errs := api.Errors(api.Admit(ctx, svc, nil)); errs != nil {
+				t.Error(errs)
+				return
+			}
+			if err := st.Create(ctx, svc); err != nil {
+				t.Error(err)
+				return
+			}
+			// Delete as soon as the reconciler is writing children.
+			select {
+			case <-started[i]:
+			case <-time.After(10 * time.Second):
+				t.Errorf("service %s: no Configuration after 10s", svc.Name)
+			}
+			if err := st.Delete(ctx, store.KeyOf(svc)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	start := time.Now()
+	wg.Wait()
+	t.Logf("created and deleted in %v", time.Since(start))
+
+	// Wait for the reconcilers to settle: the queue drained and nothing left for a while.
+	deadline := time.Now().Add(20 * time.Second)
+	quiet := 0
+	for quiet < 10 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		if ctrl.queue.Len() == 0 && len(leftovers(t, st)) == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	if left := leftovers(t, st); len(left) > 0 {
+		t.Fatalf("%d objects outlived their deleted Service: %v", len(left), left)
+	}
+}
+
+func leftovers(t *testing.T, st *store.Store) []string {
+	t.Helper()
+	var out []string
+	for _, kind := range []string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRoute, servingv1.KindRevision} {
+		objs, err := store.ListAs[metaOnly](context.Background(), st, kind, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			out = append(out, kind+"/"+o.Metadata.Name)
+		}
+	}
+	return out
+}
