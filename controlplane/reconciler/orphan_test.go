@@ -3,7 +3,6 @@ package reconciler
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -13,49 +12,16 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
-	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/store"
-	"github.com/skiff-dev/skiff/controlplane/xds"
 )
-
-// nopRuntime runs nothing: the reconcilers' writes to the store are what is under test.
-type nopRuntime struct{}
-
-func (nopRuntime) Scale(context.Context, *servingv1.Revision, int) error { return nil }
-func (nopRuntime) Remove(context.Context, string, string) error          { return nil }
-func (nopRuntime) State(string, string) runtime.State                    { return runtime.State{} }
-
-// nopProxy accepts every route and cluster and acknowledges them at once.
-type nopProxy struct{}
-
-func (nopProxy) SetRoute(xds.Route) error                                 { return nil }
-func (nopProxy) DeleteRoute(string, string)                               {}
-func (nopProxy) SetCluster(xds.Cluster) error                             { return nil }
-func (nopProxy) DeleteCluster(string)                                     {}
-func (nopProxy) SetEndpoints(string, []xds.Endpoint) (string, error)      { return "1", nil }
-func (nopProxy) WaitEndpointsAcked(context.Context, string, string) error { return nil }
-func (nopProxy) RouteAcked(string, string) bool                           { return true }
 
 // TestDeleteWhileReconcilingLeavesNoOrphan creates 200 Services and deletes each as soon as
 // its reconcile has started writing children (its Configuration exists), concurrently, and
 // checks that no Configuration, Route or Revision outlives its Service: a reconcile that read
 // its parent before the cascade delete must not write a child after it.
 func TestDeleteWhileReconcilingLeavesNoOrphan(t *testing.T) {
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctrl := New(Config{Store: st, Runtime: nopRuntime{}, Proxy: nopProxy{}, Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ctrl.Run(ctx, 8) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	st, ctrl := startController(t, 8)
+	ctx := context.Background()
 
 	const n = 200
 	// started[i] closes when Service i's Configuration is created: its reconcile is running.
