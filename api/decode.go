@@ -56,7 +56,7 @@ func Decode(data []byte, obj any) (*fielderr.Error, error) {
 		case m == nil:
 			return nil, fmt.Errorf("decode: %w", e)
 		case m[1] == "duplicate":
-			continue // duplicateKeys found it, with its line
+			continue // duplicateKeys found it
 		}
 		fields = fields.Also(fielderr.Generic(m[1]+" field", m[2]))
 	}
@@ -87,8 +87,7 @@ func duplicateKeys(data []byte) *fielderr.Error {
 					p = path + "." + k
 				}
 				if seen[k] {
-					errs = errs.Also(&fielderr.Error{Message: "duplicate field", Paths: []string{p},
-						Details: fmt.Sprintf("line %d", n.Content[i].Line)})
+					errs = errs.Also(fielderr.Generic("duplicate field", p))
 				}
 				seen[k] = true
 				walk(n.Content[i+1], p)

@@ -7,6 +7,7 @@ package config
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/skiff-dev/skiff/api/autoscaling"
@@ -69,4 +70,24 @@ func FromContextOrDefaults(ctx context.Context) *Config {
 		return c
 	}
 	return Default()
+}
+
+// ConfigMap is the part of a Kubernetes ConfigMap document Skiff reads.
+type ConfigMap struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Data map[string]string `json:"data"`
+}
+
+// ParseConfigMap reads a JSON document as one of the ConfigMaps Skiff reads; ok is false for
+// any other document (a ConfigMap by another name included).
+func ParseConfigMap(doc []byte) (cm ConfigMap, ok bool, err error) {
+	if err := json.Unmarshal(doc, &cm); err != nil {
+		return cm, false, err
+	}
+	return cm, cm.APIVersion == "v1" && cm.Kind == "ConfigMap" && IsConfigMap(cm.Metadata.Name), nil
 }

@@ -42,9 +42,12 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died before handing the event out again")
 	f.String("delivery-proxy-addr", "", "the proxy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated (default: --http-addr, with 0.0.0.0 read as 127.0.0.1)")
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
+	addAdmissionFlags(f, true)
 }
 
-func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
+// controlPlaneConfig reads the flags; settings are the config-features, config-defaults and
+// config-autoscaler ConfigMaps given to `skiff up -f`.
+func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (controlplane.Config, error) {
 	f := cmd.Flags()
 	get := func(name string) string { v, _ := f.GetString(name); return v }
 	log, err := logger(cmd)
@@ -69,6 +72,10 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 	}
 	drain, _ := f.GetDuration("drain-timeout")
 	a, source, err := autoscalerFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
+	adm, err := admissionSettings(f, settings, &a, true)
 	if err != nil {
 		return controlplane.Config{}, err
 	}
@@ -111,7 +118,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout: drain, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 
@@ -121,7 +128,7 @@ func newControlPlaneCommand() *cobra.Command {
 		Short: "Run the control plane alone (API, reconcilers, local runtime, xDS) for an external Envoy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controlPlaneConfig(cmd)
+			cfg, err := controlPlaneConfig(cmd, nil)
 			if err != nil {
 				return err
 			}
@@ -143,15 +150,26 @@ func newUpCommand() *cobra.Command {
 		Short: "Run Skiff on this machine: control plane, local runtime and gateway in one process",
 		Long: `Run Skiff on this machine: the control plane (resource API, reconcilers, local process
 runtime, xDS server) and the gateway, which connects to the xDS server as an Envoy would.
-Manifests given with -f are applied once the API is up.`,
+Manifests given with -f are applied once the API is up; the ConfigMaps among them named
+config-features, config-defaults and config-autoscaler (Knative's settings) configure
+Skiff itself, before it starts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controlPlaneConfig(cmd)
+			files, _ := cmd.Flags().GetStringArray("filename")
+			var docs []apiclient.Document
+			for _, f := range files {
+				d, err := apiclient.ReadManifests(f, os.Stdin)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, d...)
+			}
+			settings, docs := settingsDocs(docs)
+			cfg, err := controlPlaneConfig(cmd, settings)
 			if err != nil {
 				return err
 			}
 			adminAddr, _ := cmd.Flags().GetString("admin-addr")
-			files, _ := cmd.Flags().GetStringArray("filename")
 			cfg.ProxyStatsURLs = []string{"http://" + adminAddr}
 			cp, err := controlplane.New(cfg)
 			if err != nil {
@@ -171,8 +189,8 @@ Manifests given with -f are applied once the API is up.`,
 			errs := make(chan error, 2)
 			wg.Go(func() { errs <- cp.Run(ctx) })
 			wg.Go(func() { errs <- gw.Run(ctx) })
-			if len(files) > 0 {
-				if err := applyFiles(ctx, cmd, apiclient.New(cp.APIAddr().String()), files); err != nil {
+			if len(docs) > 0 {
+				if err := applyDocs(ctx, cmd, apiclient.New(cp.APIAddr().String()), docs); err != nil {
 					cfg.Logger.Error("apply", "err", err)
 				}
 			}
@@ -193,19 +211,13 @@ Manifests given with -f are applied once the API is up.`,
 	return cmd
 }
 
-func applyFiles(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, files []string) error {
-	for _, f := range files {
-		docs, err := apiclient.ReadManifests(f, os.Stdin)
+func applyDocs(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, docs []apiclient.Document) error {
+	for _, d := range docs {
+		res, err := c.Apply(ctx, d, "default")
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", d.Source, err)
 		}
-		for _, d := range docs {
-			res, err := c.Apply(ctx, d, "default")
-			if err != nil {
-				return fmt.Errorf("%s: %w", d.Source, err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res)
-		}
+		fmt.Fprintln(cmd.OutOrStdout(), res)
 	}
 	return nil
 }
