@@ -105,6 +105,10 @@ func newControllerCommand() *cobra.Command {
 				return err
 			}
 			systemNS, _ := f.GetString("system-namespace")
+			cfg.SystemNamespace = systemNS
+			cfg.WebhookAddress, _ = f.GetString("webhook-addr")
+			cfg.WebhookService, _ = f.GetString("webhook-service")
+			cfg.WebhookHosts, _ = f.GetStringArray("webhook-host")
 			settings, err := clusterSettings(cmd.Context(), rc, systemNS)
 			if err != nil {
 				return err
@@ -150,6 +154,9 @@ func newControllerCommand() *cobra.Command {
 	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
 	addAutoscalerFlags(f)
 	addAdmissionFlags(f, false)
+	f.String("webhook-addr", ":8443", "address of the defaulting and validation admission webhooks (TLS, every replica); \"-\" disables them")
+	f.String("webhook-service", "skiff-webhook", "the Service the API server calls the webhooks through: their certificate is for {service}.{system-namespace}.svc")
+	f.StringArray("webhook-host", nil, "another name or IP address for the webhooks' certificate, for an API server that calls them by URL (repeatable)")
 	f.String("system-namespace", "skiff-system", "namespace of Skiff's own objects: the config-features, config-defaults and config-autoscaler ConfigMaps read at start, and the webhook's certificate Secret")
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
