@@ -169,6 +169,23 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (ap
 		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("decode %s: %v", k.Kind, err), nil)
 		return nil, nil, false
 	}
+	// Kubernetes' fieldValidation: Strict (Skiff's default, and what kubectl sends) refuses
+	// unknown and duplicate fields, Warn reports them, Ignore drops them.
+	switch v := r.URL.Query().Get("fieldValidation"); v {
+	case "", "Strict":
+	case "Warn":
+		for _, f := range fields.Flatten() {
+			for _, p := range f.Paths {
+				w.Header().Add("Warning", fmt.Sprintf("299 - %q", fmt.Sprintf("%s %q", f.Message, p)))
+			}
+		}
+		fields = nil
+	case "Ignore":
+		fields = nil
+	default:
+		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("fieldValidation %q: want Strict, Warn or Ignore", v), nil)
+		return nil, nil, false
+	}
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	if gvk.Kind != k.Kind || gvk.GroupVersion().String() != k.APIVersion() {
 		writeStatus(w, http.StatusBadRequest, "BadRequest",

@@ -85,6 +85,18 @@ func TestAPI(t *testing.T) {
 	if _, _, body := do(t, srv, http.MethodGet, svcPath, ""); strings.Contains(body, "8012") {
 		t.Errorf("a refused apply was stored: %s", body)
 	}
+	// The reserved port is named in the Status' causes too, one per field.
+	code, st, _ := do(t, srv, http.MethodPut, svcPath, svc+"          ports:\n            - containerPort: 8012\n")
+	if code != 422 || st.Details == nil || len(st.Details.Causes) != 1 || st.Details.Causes[0].Field != "spec.template.spec.containers[0].ports.containerPort" {
+		t.Errorf("causes: %d %+v", code, st.Details)
+	}
+	// fieldValidation=Warn (Kubernetes' parameter) reports an unknown field instead of refusing it.
+	req := httptest.NewRequest(http.MethodPut, svcPath+"?fieldValidation=Warn", strings.NewReader(svc+"  replicas: 2\n"))
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(strings.Join(rec.Header().Values("Warning"), " "), `unknown field \"spec.replicas\"`) {
+		t.Errorf("fieldValidation=Warn: %d %v %s", rec.Code, rec.Header().Values("Warning"), rec.Body)
+	}
 	// Knative accepts traffic naming a revision that does not exist yet (the Route reports it).
 	if code, _, body := do(t, srv, http.MethodPut, svcPath, svc+"  traffic:\n    - revisionName: hello-99999\n      percent: 100\n"); code != http.StatusOK {
 		t.Errorf("traffic to a future revision: %d %s", code, body)

@@ -102,15 +102,12 @@ type Reference struct {
 	Selector   *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
-// SetDefaults fills in the schedule (every minute) and the sink's namespace.
-func (s *PingSource) SetDefaults(ctx context.Context) {
+// SetDefaults fills in the schedule (every minute), as Knative does; a sink ref with no
+// namespace stays so, meaning the source's.
+func (s *PingSource) SetDefaults(context.Context) {
 	s.APIVersion, s.Kind = GroupVersion, KindPingSource
 	if s.Spec.Schedule == "" {
 		s.Spec.Schedule = "* * * * *"
-	}
-	// Knative leaves the sink's namespace empty, meaning the source's; Skiff writes it out.
-	if s.Spec.Sink.Ref != nil && s.Spec.Sink.Ref.Namespace == "" {
-		s.Spec.Sink.Ref.Namespace = s.Namespace
 	}
 }
 
