@@ -4,6 +4,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,11 +12,14 @@ import (
 	"log/slog"
 	"net/http"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/fielderr"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
@@ -131,6 +135,9 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, upsert bool) {
 	default:
 		old = existing
 	}
+	if old != nil {
+		keepDefaults(config.ToContext(ctx, s.cfg), k, obj, old)
+	}
 	if !s.admit(w, r, k, obj, old, fields) {
 		return
 	}
@@ -152,6 +159,56 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, upsert bool) {
 		s.log.Info("updated", "kind", k.Kind, "namespace", obj.GetNamespace(), "name", obj.GetName())
 	}
 	writeJSON(w, http.StatusOK, obj)
+}
+
+// keepDefaults gives a re-applied object the stored revision template (a Service's or
+// Configuration's that names its revision) or the stored spec (a Revision's) when the two
+// differ only by what defaulting fills in. Skiff's API replaces the object (PUT) where
+// `kubectl apply` merges into the stored one, keeping those defaults; and Knative does not
+// default a revision's spec, or a template whose revision name is unchanged, on an update, so
+// the same manifest applied twice would otherwise be a change to something immutable.
+func keepDefaults(ctx context.Context, k *api.Kind, obj, old api.Object) {
+	// part is what must not change: nil when it may.
+	part := func(o api.Object) any {
+		switch o := o.(type) {
+		case *servingv1.Service:
+			if o.Spec.Template.Name != "" {
+				return &o.Spec.Template
+			}
+		case *servingv1.Configuration:
+			if o.Spec.Template.Name != "" {
+				return &o.Spec.Template
+			}
+		case *servingv1.Revision:
+			return &o.Spec
+		}
+		return nil
+	}
+	np, op := part(obj), part(old)
+	if np == nil || op == nil {
+		return
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return
+	}
+	fresh := k.New()
+	if json.Unmarshal(b, fresh) != nil {
+		return
+	}
+	fresh.SetDefaults(admission.WithinCreate(ctx))
+	fp := part(fresh)
+	if !equality.Semantic.DeepEqual(fp, op) {
+		return
+	}
+	switch np := np.(type) {
+	case *servingv1.RevisionTemplateSpec:
+		if np.Name == op.(*servingv1.RevisionTemplateSpec).Name {
+			*np = *op.(*servingv1.RevisionTemplateSpec)
+		}
+	case *servingv1.RevisionSpec:
+		*np = *op.(*servingv1.RevisionSpec)
+	}
 }
 
 // decode reads the body and checks it matches the path. A body that does not parse is

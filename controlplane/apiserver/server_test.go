@@ -123,3 +123,37 @@ func TestAPI(t *testing.T) {
 		t.Errorf("get deleted: %d %s", code, st.Reason)
 	}
 }
+
+// TestReapplyKeepsImmutableParts: applying the same manifest again is a no-op even for what
+// Knative never changes after creation (a Revision's spec, a template naming its revision),
+// as with `kubectl apply`; a real change to them is refused as Knative refuses it.
+func TestReapplyKeepsImmutableParts(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := New(s, nil, nil)
+	byo := strings.Replace(svc, "  template:\n", "  template:\n    metadata:\n      name: hello-v1\n", 1)
+	for i, want := range []int{http.StatusCreated, http.StatusOK} {
+		if code, _, body := do(t, srv, http.MethodPut, svcPath, byo); code != want {
+			t.Fatalf("apply %d: %d %s", i, code, body)
+		}
+	}
+	code, st, _ := do(t, srv, http.MethodPut, svcPath, strings.Replace(byo, "ko://example.com/app", "ko://example.com/other", 1))
+	if code != 422 || !strings.Contains(st.Message, "Saw the following changes without a name change (-old +new): spec.template.metadata.name") {
+		t.Errorf("changed template, same name: %d %s", code, st.Message)
+	}
+
+	const revPath = "/apis/serving.knative.dev/v1/namespaces/default/revisions/r-1"
+	rev := "apiVersion: serving.knative.dev/v1\nkind: Revision\nmetadata:\n  name: r-1\nspec:\n  containers:\n    - image: ko://example.com/app\n"
+	for i, want := range []int{http.StatusCreated, http.StatusOK} {
+		if code, _, body := do(t, srv, http.MethodPut, revPath, rev); code != want {
+			t.Fatalf("revision apply %d: %d %s", i, code, body)
+		}
+	}
+	code, st, _ = do(t, srv, http.MethodPut, revPath, strings.Replace(rev, "example.com/app", "example.com/other", 1))
+	if code != 422 || !strings.Contains(st.Message, "Immutable fields changed (-old +new): spec") {
+		t.Errorf("changed revision: %d %s", code, st.Message)
+	}
+}
