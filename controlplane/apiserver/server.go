@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -252,6 +253,10 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (ap
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(r.PathValue("ns"))
 	}
+	if r.Method == http.MethodPost && obj.GetName() == "" && obj.GetGenerateName() != "" {
+		// As the Kubernetes API server: generateName plus five random characters.
+		obj.SetName(generateName(obj.GetGenerateName()))
+	}
 	if obj.GetNamespace() != r.PathValue("ns") || (r.PathValue("name") != "" && obj.GetName() != r.PathValue("name")) {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", "metadata.namespace and metadata.name must match the request path", nil)
 		return nil, nil, false
@@ -329,6 +334,20 @@ func invalid(w http.ResponseWriter, k *api.Kind, name string, errs *fielderr.Err
 	}
 	msg := fmt.Sprintf("%s.%s %q is invalid: validation failed: %s", k.Kind, k.Group, name, errs.Error())
 	writeStatus(w, http.StatusUnprocessableEntity, "Invalid", msg, &metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Kind, Causes: causes})
+}
+
+// generateName is the Kubernetes API server's name generator: the prefix, cut to leave room,
+// and five random lower-case letters and digits.
+func generateName(prefix string) string {
+	const alphabet, n, maxName = "bcdfghjklmnpqrstvwxz2456789", 5, 63
+	if len(prefix) > maxName-n {
+		prefix = prefix[:maxName-n]
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return prefix + string(b)
 }
 
 func writeStatus(w http.ResponseWriter, code int, reason, msg string, details *metav1.StatusDetails) {

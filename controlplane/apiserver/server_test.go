@@ -157,3 +157,23 @@ func TestReapplyKeepsImmutableParts(t *testing.T) {
 		t.Errorf("changed revision: %d %s", code, st.Message)
 	}
 }
+
+// TestCreateWithGenerateName: a POST naming only generateName gets a name, as from the
+// Kubernetes API server (Knative's validation accepts generateName).
+func TestCreateWithGenerateName(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := New(s, nil, nil)
+	doc := strings.Replace(svc, "  name: hello\n", "  generateName: hello-\n", 1)
+	code, _, body := do(t, srv, http.MethodPost, "/apis/serving.knative.dev/v1/namespaces/default/services", doc)
+	var got struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	_ = json.Unmarshal([]byte(body), &got)
+	if code != http.StatusCreated || !strings.HasPrefix(got.Metadata.Name, "hello-") || len(got.Metadata.Name) != len("hello-")+5 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+}
