@@ -63,8 +63,11 @@ func Decode(data []byte, obj any) (*fielderr.Error, error) {
 	return fields, nil
 }
 
-// duplicateKeys reports every key that appears twice in one mapping of the document, by
-// path; YAML-to-JSON conversion would otherwise keep the last one silently.
+// DuplicateFields reports every key that appears twice in one mapping of a YAML (or JSON)
+// document, by path ("duplicate field: metadata.name"): converting the document to JSON, as
+// clients do before sending it, would otherwise keep the last one silently.
+func DuplicateFields(data []byte) *fielderr.Error { return duplicateKeys(data) }
+
 func duplicateKeys(data []byte) *fielderr.Error {
 	var doc yamlv3.Node
 	if err := yamlv3.Unmarshal(data, &doc); err != nil {

@@ -118,6 +118,10 @@ func splitDocuments(source string, r io.Reader) ([]Document, error) {
 		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 			continue
 		}
+		if dup := api.DuplicateFields(raw); dup != nil {
+			// Lost in the conversion to JSON below; refused as the API server refuses them.
+			return nil, fmt.Errorf("parse %s (document %d): %s", source, i+1, dup.Error())
+		}
 		data, err := yaml.YAMLToJSON(raw)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s (document %d): %w", source, i+1, err)
