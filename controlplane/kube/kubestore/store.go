@@ -168,24 +168,18 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 	if err := fromUnstructured(item.(*unstructured.Unstructured), into); err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	s.prepare(key, into)
+	s.prepare(into)
 	return nil
 }
 
 // prepare applies Skiff's defaults to an object read from the API server, as the defaulting
-// webhook did when it was written; objects written while no webhook was installed (or before
+// webhook did when it was written: objects written while no webhook was installed (or before
 // a config-defaults change) arrive as written, and the reconcilers expect them defaulted as
-// `skiff apply` stores them. Validation problems are logged; the reconcilers report what
-// they cannot honour in status.
-func (s *Store) prepare(key store.Key, obj store.Object) {
-	o, ok := obj.(api.Object)
-	if !ok {
-		return
-	}
-	ctx := config.ToContext(admission.WithinCreate(context.Background()), s.admission)
-	o.SetDefaults(ctx)
-	if errs := api.Errors(o.Validate(ctx)); errs != nil {
-		s.log.Warn("invalid object in the API server", "key", key.String(), "err", errs.Error())
+// `skiff apply` stores them. Validation is the webhook's, on write; the reconcilers report
+// what they cannot honour in status.
+func (s *Store) prepare(obj store.Object) {
+	if o, ok := obj.(api.Object); ok {
+		o.SetDefaults(config.ToContext(admission.WithinCreate(context.Background()), s.admission))
 	}
 }
 
