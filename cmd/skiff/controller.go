@@ -116,6 +116,15 @@ func newControllerCommand() *cobra.Command {
 			if cfg.Admission, err = admissionSettings(f, settings, &a, false); err != nil {
 				return err
 			}
+			// The webhooks follow edits of the ConfigMaps; the autoscaler keeps what it started with.
+			cfg.ReloadAdmission = func(ctx context.Context) (*config.Config, error) {
+				docs, err := clusterSettings(ctx, rc, systemNS)
+				if err != nil {
+					return nil, err
+				}
+				engine := a
+				return admissionSettings(f, docs, &engine, false)
+			}
 			cfg.ProxyStatsURLs, _ = f.GetStringArray("proxy-stats")
 			cfg.Autoscaler, cfg.StatSource = &a, source
 			cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise")

@@ -82,6 +82,9 @@ type Config struct {
 	// Admission holds the settings objects are defaulted and validated with (config-features,
 	// config-defaults, config-autoscaler); nil means Knative's defaults.
 	Admission *config.Config
+	// ReloadAdmission, when set, gives the webhooks the settings to use from then on; they
+	// call it every minute (ConfigMaps edited in the cluster take effect within a minute).
+	ReloadAdmission func(context.Context) (*config.Config, error)
 	// WebhookAddress serves the defaulting and validation webhooks over TLS on every replica,
 	// leading or not; default ":8443"; "-" disables them.
 	WebhookAddress string
@@ -291,7 +294,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.hookLis != nil {
 		// Every replica serves the webhooks, so writes never wait for an election.
 		hook := webhook.New(webhook.Config{Client: kc, Namespace: c.cfg.SystemNamespace, ServiceName: c.cfg.WebhookService,
-			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Logger: c.cfg.Logger})
+			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, Logger: c.cfg.Logger})
 		hctx, stopHook := context.WithCancel(ctx)
 		defer stopHook()
 		wg.Go(func() {

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,9 +37,9 @@ const (
 // maxReview bounds an AdmissionReview body; objects are small.
 const maxReview = 8 << 20
 
-// admitter serves the two webhooks with the given settings.
+// admitter serves the two webhooks with the current settings.
 type admitter struct {
-	settings *config.Config
+	settings atomic.Pointer[config.Config]
 	log      *slog.Logger
 }
 
@@ -100,7 +101,7 @@ func decode(req *admissionv1.AdmissionRequest) (k *api.Kind, obj, old api.Object
 // context is what Knative's webhook puts on the context: the settings, the user, and
 // whether the request creates, updates (and what) or updates a subresource.
 func (a *admitter) context(ctx context.Context, req *admissionv1.AdmissionRequest, old api.Object) context.Context {
-	ctx = config.ToContext(ctx, a.settings)
+	ctx = config.ToContext(ctx, a.settings.Load())
 	ctx = admission.WithUserInfo(ctx, req.UserInfo.Username)
 	switch {
 	case req.Operation == admissionv1.Update && req.SubResource != "":

@@ -69,6 +69,9 @@ type Config struct {
 	MutatingName, ValidatingName string
 	// Settings are what objects are defaulted and validated with; nil: Knative's defaults.
 	Settings *config.Config
+	// Reload, when set, is called every Resync for the settings to use from then on (e.g.
+	// config-features edited in the cluster); an error keeps the current ones.
+	Reload func(context.Context) (*config.Config, error)
 	// Resync is how often the Secret and the caBundles are checked again; default 1m.
 	Resync time.Duration
 	Logger *slog.Logger
@@ -78,6 +81,7 @@ type Config struct {
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
+	adm  *admitter
 	cert atomic.Pointer[tls.Certificate]
 	ca   atomic.Pointer[[]byte]
 	mux  *http.ServeMux
@@ -101,7 +105,9 @@ func New(cfg Config) *Server {
 		cfg.Settings = config.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "webhook"), mux: http.NewServeMux(), warned: map[string]bool{}}
-	a := &admitter{settings: cfg.Settings, log: s.log}
+	a := &admitter{log: s.log}
+	a.settings.Store(cfg.Settings)
+	s.adm = a
 	s.mux.Handle(DefaultingPath, a.handler(true))
 	s.mux.Handle(ValidationPath, a.handler(false))
 	return s
@@ -161,8 +167,24 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 			if err := s.sync(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("keeping the webhook certificate", "err", err)
 			}
+			s.reload(ctx)
 		}
 	}
+}
+
+// reload takes the settings Reload returns, keeping the current ones on error.
+func (s *Server) reload(ctx context.Context) {
+	if s.cfg.Reload == nil {
+		return
+	}
+	cfg, err := s.cfg.Reload(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("keeping the admission settings", "err", err)
+		}
+		return
+	}
+	s.adm.settings.Store(cfg)
 }
 
 // sync makes sure the Secret holds a valid certificate for our names, serves it, and puts its

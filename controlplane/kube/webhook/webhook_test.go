@@ -24,6 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-dev/skiff/api/config"
 )
 
 func review(t *testing.T, h http.Handler, path string, op admissionv1.Operation, kind metav1.GroupVersionKind, obj, old string) *admissionv1.AdmissionResponse {
@@ -250,4 +252,22 @@ func runtimeRaw(t *testing.T, doc string) (r runtime.RawExtension) {
 	}
 	r.Raw = b
 	return r
+}
+
+// TestReloadSettings: settings edited in the cluster (config-features here) take effect at the
+// next resync, without a restart.
+func TestReloadSettings(t *testing.T) {
+	enabled := config.Default()
+	enabled.Features.PodSpecNodeSelector = config.Enabled
+	s := New(Config{Client: fake.NewClientset(), Logger: slog.New(slog.DiscardHandler),
+		Reload: func(context.Context) (*config.Config, error) { return enabled, nil }})
+	doc := strings.Replace(strings.Replace(minimal, "          colour: blue\n", "", 1), "    spec:\n", "    spec:\n      nodeSelector: {disk: ssd}\n", 1)
+	if resp := review(t, s.Handler(), ValidationPath, admissionv1.Create, serviceKind, defaulted(t, s, doc), ""); resp.Allowed ||
+		!strings.Contains(resp.Result.Message, "must not set the field(s): spec.template.spec.nodeSelector") {
+		t.Fatalf("nodeSelector with Knative's defaults: %+v", resp.Result)
+	}
+	s.reload(context.Background())
+	if resp := review(t, s.Handler(), ValidationPath, admissionv1.Create, serviceKind, defaulted(t, s, doc), ""); !resp.Allowed {
+		t.Fatalf("nodeSelector after kubernetes.podspec-nodeselector was enabled: %+v", resp.Result)
+	}
 }
