@@ -17,7 +17,7 @@ import (
 // for per CPU of the machine (its default max-scale-limit): each instance is a process here.
 const localMaxScalePerCPU = 50
 
-// LocalMaxScaleLimit is `skiff up`'s default max-scale-limit on this machine.
+// localMaxScaleLimit is `skiff up`'s default max-scale-limit on this machine.
 func localMaxScaleLimit() int32 { return int32(localMaxScalePerCPU * runtime.NumCPU()) }
 
 // addAdmissionFlags registers Knative's config-features, config-defaults and config-autoscaler

@@ -430,7 +430,8 @@ func validateInitContainers(ctx context.Context, containers, others []corev1.Con
 	var errs *fielderr.Error
 	for i := range containers {
 		if names[containers[i].Name] {
-			errs = errs.Also(fielderr.Generic(fmt.Sprintf("duplicate container name %q", containers[i].Name), "name").ViaFieldIndex("containers", i))
+			// As Knative: what was gathered so far is indexed too.
+			errs = errs.Also(fielderr.Generic(fmt.Sprintf("duplicate container name %q", containers[i].Name), "name")).ViaFieldIndex("containers", i)
 		}
 		errs = errs.Also(validateInitContainer(ctx, containers[i], volumes).ViaFieldIndex("containers", i))
 	}
@@ -445,7 +446,8 @@ func validateContainers(ctx context.Context, containers []corev1.Container, volu
 	var errs *fielderr.Error
 	for i := range containers {
 		if names[containers[i].Name] {
-			errs = errs.Also(fielderr.Generic(fmt.Sprintf("duplicate container name %q", containers[i].Name), "name").ViaFieldIndex("containers", i))
+			// As Knative: what was gathered so far is indexed too.
+			errs = errs.Also(fielderr.Generic(fmt.Sprintf("duplicate container name %q", containers[i].Name), "name")).ViaFieldIndex("containers", i)
 		} else {
 			names[containers[i].Name] = true
 		}
