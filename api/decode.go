@@ -57,6 +57,8 @@ func Decode(data []byte, obj any) (*fielderr.Error, error) {
 			return nil, fmt.Errorf("decode: %w", e)
 		case m[1] == "duplicate":
 			continue // duplicateKeys found it
+		case m[2] == "status" || strings.HasPrefix(m[2], "status."):
+			continue // a write never sets status (the subresource does): not read, not refused
 		}
 		fields = fields.Also(fielderr.Generic(m[1]+" field", m[2]))
 	}

@@ -92,3 +92,17 @@ func WithinStatus(ctx context.Context) context.Context {
 
 // IsInStatus reports whether ctx checks something under status.
 func IsInStatus(ctx context.Context) bool { return ctx.Value(statusKey{}) != nil }
+
+type cesqlKey struct{}
+
+// WithCESQLCheck gives validation the function that checks a CESQL expression (a Trigger
+// filter's cesql): api has no CESQL parser of its own, the proxy's filter evaluator does.
+func WithCESQLCheck(ctx context.Context, check func(expr string) error) context.Context {
+	return context.WithValue(ctx, cesqlKey{}, check)
+}
+
+// CESQLCheck is the function WithCESQLCheck gave, or nil (expressions are then not parsed).
+func CESQLCheck(ctx context.Context) func(string) error {
+	f, _ := ctx.Value(cesqlKey{}).(func(string) error)
+	return f
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/skiff-dev/skiff/api/fielderr"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
 
 // maxBody bounds a request body: resources are small, and a bound keeps memory safe.
@@ -269,7 +270,8 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (ap
 // naming every bad field (fields: what decoding found) and returns false, or adds the
 // warnings to the response and returns true.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, k *api.Kind, obj, old api.Object, fields *fielderr.Error) bool {
-	diags := api.Admit(config.ToContext(r.Context(), s.cfg), obj, old)
+	ctx := admission.WithCESQLCheck(config.ToContext(r.Context(), s.cfg), eventfilter.CheckCESQL)
+	diags := api.Admit(ctx, obj, old)
 	if errs := fields.Also(api.ValidateObjectMeta(obj), api.Errors(diags)); errs != nil {
 		invalid(w, k, obj.GetName(), errs)
 		return false

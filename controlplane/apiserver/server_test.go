@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -175,5 +176,25 @@ func TestCreateWithGenerateName(t *testing.T) {
 	_ = json.Unmarshal([]byte(body), &got)
 	if code != http.StatusCreated || !strings.HasPrefix(got.Metadata.Name, "hello-") || len(got.Metadata.Name) != len("hello-")+5 {
 		t.Fatalf("create: %d %s", code, body)
+	}
+}
+
+// TestTriggerCESQLChecked: a Trigger's CESQL filter is parsed when applied, by the proxy's own
+// filter evaluator, and refused naming it as Knative does.
+func TestTriggerCESQLChecked(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := New(s, nil, nil)
+	const path = "/apis/eventing.knative.dev/v1/namespaces/default/triggers/t"
+	trigger := "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\nspec:\n  broker: default\n  filters:\n    - cesql: %q\n  subscriber:\n    uri: http://example.com\n"
+	if code, _, body := do(t, srv, http.MethodPut, path, fmt.Sprintf(trigger, "type = 'a'")); code != http.StatusCreated {
+		t.Fatalf("valid: %d %s", code, body)
+	}
+	code, st, _ := do(t, srv, http.MethodPut, path, fmt.Sprintf(trigger, "type = "))
+	if code != 422 || !strings.Contains(st.Message, "invalid value: type = : spec.filters[0].cesql") {
+		t.Errorf("bad cesql: %d %s", code, st.Message)
 	}
 }

@@ -108,9 +108,9 @@ func (b *Broker) Validate(ctx context.Context) *fielderr.Error {
 	return errs
 }
 
-// Validate checks a Trigger.
+// Validate checks a Trigger. (As in Knative, a subscriber may name another namespace: the
+// Trigger's metadata is not the parent of what it validates.)
 func (t *Trigger) Validate(ctx context.Context) *fielderr.Error {
-	ctx = admission.WithinParent(ctx, t.ObjectMeta)
 	errs := t.Spec.Validate(admission.WithinSpec(ctx)).ViaField("spec")
 	if v, ok := t.Annotations[DependencyAnnotation]; ok {
 		errs = errs.Also(t.validateDependencyAnnotation(v).ViaField(fmt.Sprintf("metadata.annotations[%s]", DependencyAnnotation)))
@@ -134,7 +134,7 @@ func (ts *TriggerSpec) Validate(ctx context.Context) *fielderr.Error {
 	if ts.Filter != nil {
 		errs = errs.Also(validateAttributeNames(ts.Filter.Attributes).ViaField("attributes").ViaField("filter"))
 	}
-	return errs.Also(validateFiltersList(ts.Filters).ViaField("filters")).
+	return errs.Also(validateFiltersList(ctx, ts.Filters).ViaField("filters")).
 		Also(ts.Subscriber.Validate(ctx).ViaField("subscriber")).
 		Also(ts.Delivery.Validate(ctx).ViaField("delivery"))
 }
@@ -183,20 +183,21 @@ func validateAttributeNames(attrs map[string]string) *fielderr.Error {
 	return errs
 }
 
-func validateFiltersList(filters []SubscriptionsAPIFilter) *fielderr.Error {
+func validateFiltersList(ctx context.Context, filters []SubscriptionsAPIFilter) *fielderr.Error {
 	var errs *fielderr.Error
 	for i := range filters {
 		// Knative indexes everything gathered so far, not just this filter's errors.
-		errs = errs.Also(filters[i].validate()).ViaIndex(i)
+		errs = errs.Also(filters[i].validate(ctx)).ViaIndex(i)
 	}
 	return errs
 }
 
 // validate checks one Subscriptions API filter expression. Knative refuses several dialects
-// in one expression; Skiff also refuses none, more or fewer than one attribute in exact,
-// prefix and suffix, empty prefix and suffix values, empty all and any, and a CESQL
-// expression that does not parse (its filter evaluator runs only such expressions).
-func (f *SubscriptionsAPIFilter) validate() *fielderr.Error {
+// in one expression and a CESQL expression that does not parse (with the check ctx carries);
+// Skiff also refuses none, more or fewer than one attribute in exact, prefix and suffix,
+// empty prefix and suffix values, and empty all and any (its filter evaluator runs only such
+// expressions).
+func (f *SubscriptionsAPIFilter) validate(ctx context.Context) *fielderr.Error {
 	var errs *fielderr.Error
 	set := 0
 	for _, on := range []bool{len(f.Exact) > 0, len(f.Prefix) > 0, len(f.Suffix) > 0, len(f.All) > 0, len(f.Any) > 0, f.Not != nil, f.CESQL != ""} {
@@ -231,9 +232,14 @@ func (f *SubscriptionsAPIFilter) validate() *fielderr.Error {
 	if f.Any != nil && len(f.Any) == 0 {
 		errs = errs.Also(fielderr.Generic("must contain at least one filter expression", "any"))
 	}
-	errs = errs.Also(validateFiltersList(f.All).ViaField("all")).Also(validateFiltersList(f.Any).ViaField("any"))
+	errs = errs.Also(validateFiltersList(ctx, f.All).ViaField("all")).Also(validateFiltersList(ctx, f.Any).ViaField("any"))
 	if f.Not != nil {
-		errs = errs.Also(f.Not.validate().ViaField("not"))
+		errs = errs.Also(f.Not.validate(ctx).ViaField("not"))
+	}
+	if check := admission.CESQLCheck(ctx); f.CESQL != "" && check != nil {
+		if err := check(f.CESQL); err != nil {
+			errs = errs.Also(fielderr.Invalid(f.CESQL, fielderr.Current, err.Error()).ViaField("cesql"))
+		}
 	}
 	return errs
 }
@@ -332,9 +338,8 @@ func (d *DeliverySpec) Validate(ctx context.Context) *fielderr.Error {
 		}
 	}
 	if d.RetryAfterMax != nil {
-		if t, err := duck.ParseISO8601Duration(*d.RetryAfterMax); err != nil || t < 0 {
-			errs = errs.Also(fielderr.Invalid(*d.RetryAfterMax, "retryAfterMax"))
-		}
+		// Knative's delivery-retryafter feature, off by default; Skiff does not implement it.
+		errs = errs.Also(fielderr.Disallowed("retryAfterMax"))
 	}
 	return errs
 }

@@ -2,6 +2,7 @@ package v1
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -34,6 +35,10 @@ spec:
 		{"bad policy", "  delivery:\n    backoffPolicy: random\n", "spec.delivery.backoffPolicy"},
 		{"negative retry", "  delivery:\n    retry: -1\n", "spec.delivery.retry"},
 		{"relative dls", "  delivery:\n    deadLetterSink:\n      uri: /dead\n", "spec.delivery.deadLetterSink.uri"},
+		// trigger_validation_test.go TestTriggerSpecValidation "invalid CESQL": Knative parses it.
+		{"bad cesql", "  filters:\n    - cesql: \"type = \"\n", "invalid value: type = : spec.filters[0].cesql"},
+		// delivery_types_test.go: retryAfterMax needs Knative's delivery-retryafter feature, off by default.
+		{"retryAfterMax", "  delivery:\n    retryAfterMax: PT1S\n", "must not set the field(s): spec.delivery.retryAfterMax"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,7 +47,12 @@ spec:
 				t.Fatal(err)
 			}
 			tr.Namespace = "default"
-			ctx := admission.WithinCreate(context.Background())
+			ctx := admission.WithCESQLCheck(admission.WithinCreate(context.Background()), func(e string) error {
+				if strings.HasSuffix(strings.TrimSpace(e), "=") {
+					return errors.New("expected a value")
+				}
+				return nil
+			})
 			tr.SetDefaults(ctx)
 			err := tr.Validate(ctx)
 			switch {

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	"github.com/skiff-dev/skiff/api/fielderr"
@@ -114,7 +113,6 @@ func (s *PingSource) SetDefaults(context.Context) {
 // Validate checks a PingSource as Knative's webhook does (knative.dev/eventing
 // pkg/apis/sources/v1 ping_validation.go).
 func (s *PingSource) Validate(ctx context.Context) *fielderr.Error {
-	ctx = admission.WithinParent(ctx, s.ObjectMeta)
 	return s.Spec.Validate(ctx).ViaField("spec")
 }
 
@@ -203,7 +201,6 @@ func (b *SinkBinding) SetDefaults(ctx context.Context) {
 // Validate checks a SinkBinding as Knative's webhook does (sinkbinding_validation.go and
 // knative.dev/pkg's tracker.Reference).
 func (b *SinkBinding) Validate(ctx context.Context) *fielderr.Error {
-	ctx = admission.WithinParent(ctx, b.ObjectMeta)
 	errs := b.Spec.Subject.Validate().ViaField("subject").
 		Also(b.Spec.Sink.Validate(ctx).ViaField("sink")).
 		Also(b.Spec.SourceSpec.Validate(ctx)).ViaField("spec")

@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/fielderr"
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
 
 // Paths the two webhooks are served on.
@@ -102,6 +103,7 @@ func decode(req *admissionv1.AdmissionRequest) (k *api.Kind, obj, old api.Object
 // whether the request creates, updates (and what) or updates a subresource.
 func (a *admitter) context(ctx context.Context, req *admissionv1.AdmissionRequest, old api.Object) context.Context {
 	ctx = config.ToContext(ctx, a.settings.Load())
+	ctx = admission.WithCESQLCheck(ctx, eventfilter.CheckCESQL)
 	ctx = admission.WithUserInfo(ctx, req.UserInfo.Username)
 	switch {
 	case req.Operation == admissionv1.Update && req.SubResource != "":
