@@ -1,11 +1,14 @@
 package api
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/skiff-dev/skiff/api/fielderr"
 )
 
 // maxDataBytes is Kubernetes' bound on a Secret's or ConfigMap's data (1 MiB).
@@ -19,21 +22,46 @@ func CoreKinds() []*Kind {
 	return []*Kind{
 		{
 			Group: "", Version: "v1", Kind: "Secret", Plural: "secrets", Aliases: []string{"secret"},
-			New: func() Object { return &corev1.Secret{} },
-			Prepare: func(o Object) field.ErrorList {
-				s := o.(*corev1.Secret)
-				defaultSecret(s)
-				return validateSecret(s)
-			},
+			New: func() Object { return &Secret{} },
 		},
 		{
 			Group: "", Version: "v1", Kind: "ConfigMap", Plural: "configmaps", Aliases: []string{"configmap", "cm"},
-			New: func() Object { return &corev1.ConfigMap{} },
-			Prepare: func(o Object) field.ErrorList {
-				return validateConfigMap(o.(*corev1.ConfigMap))
-			},
+			New: func() Object { return &ConfigMap{} },
 		},
 	}
+}
+
+// Secret is a core/v1 Secret as the local API stores it (the same JSON), defaulted and
+// validated as the Kubernetes API server does.
+type Secret struct{ corev1.Secret }
+
+// SetDefaults is the API server's: type Opaque, stringData folded into data.
+func (s *Secret) SetDefaults(context.Context) { defaultSecret(&s.Secret) }
+
+// Validate is the API server's validation of a Secret.
+func (s *Secret) Validate(context.Context) *fielderr.Error {
+	return fieldErrors(validateSecret(&s.Secret))
+}
+
+// ConfigMap is a core/v1 ConfigMap as the local API stores it, validated as the Kubernetes
+// API server does.
+type ConfigMap struct{ corev1.ConfigMap }
+
+// SetDefaults does nothing: the API server defaults nothing in a ConfigMap.
+func (c *ConfigMap) SetDefaults(context.Context) {}
+
+// Validate is the API server's validation of a ConfigMap.
+func (c *ConfigMap) Validate(context.Context) *fielderr.Error {
+	return fieldErrors(validateConfigMap(&c.ConfigMap))
+}
+
+// fieldErrors turns the API server's field errors into Skiff's, one per field.
+func fieldErrors(errs field.ErrorList) *fielderr.Error {
+	var out *fielderr.Error
+	for _, e := range errs {
+		out = out.Also(fielderr.Generic(e.ErrorBody(), e.Field))
+	}
+	return out
 }
 
 // ServedKinds is every kind the local API serves: Skiff's (Kinds) and the core ones.

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
@@ -72,6 +73,9 @@ type Config struct {
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults
 	// (autoscaler.DefaultConfig).
 	Autoscaler *autoscaler.Config
+	// Admission holds the settings every write to the API is defaulted and validated with
+	// (config-features, config-defaults, config-autoscaler); nil means Knative's defaults.
+	Admission *config.Config
 	// StatSource is which proxy stats the autoscaler reads a revision's demand from:
 	// autoscaler.ClusterStats (default: Envoy's upstream cluster stats plus the requests the
 	// activator holds) or autoscaler.RevisionMetrics (the revision-metrics wasm filter, which
@@ -336,7 +340,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if cp.oci != nil {
 		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
 	}
-	mux.Handle("/", apiserver.New(cp.store, cp.log))
+	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission))
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup

@@ -51,9 +51,12 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.StringSlice("registries-skipping-tag-resolving", image.DefaultSkipRegistries, "registries whose image tags are not resolved to digests at revision creation (Knative's config-deployment setting)")
 	f.Duration("digest-resolution-timeout", image.DefaultResolveTimeout, "how long resolving one image tag to a digest may take (Knative's config-deployment setting)")
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
+	addAdmissionFlags(f, true)
 }
 
-func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
+// controlPlaneConfig reads the flags; settings are the config-features, config-defaults and
+// config-autoscaler ConfigMaps given to `skiff up -f`.
+func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (controlplane.Config, error) {
 	f := cmd.Flags()
 	get := func(name string) string { v, _ := f.GetString(name); return v }
 	log, err := logger(cmd)
@@ -86,6 +89,10 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		return controlplane.Config{}, err
 	}
 	a, source, err := autoscalerFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
+	adm, err := admissionSettings(f, settings, &a, true)
 	if err != nil {
 		return controlplane.Config{}, err
 	}
@@ -128,7 +135,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout: drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 
@@ -138,7 +145,7 @@ func newControlPlaneCommand() *cobra.Command {
 		Short: "Run the control plane alone (API, reconcilers, local runtime, xDS) for an external Envoy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controlPlaneConfig(cmd)
+			cfg, err := controlPlaneConfig(cmd, nil)
 			if err != nil {
 				return err
 			}
@@ -160,15 +167,26 @@ func newUpCommand() *cobra.Command {
 		Short: "Run Skiff on this machine: control plane, local runtime and gateway in one process",
 		Long: `Run Skiff on this machine: the control plane (resource API, reconcilers, local process
 runtime, xDS server) and the gateway, which connects to the xDS server as an Envoy would.
-Manifests given with -f are applied once the API is up.`,
+Manifests given with -f are applied once the API is up; the ConfigMaps among them named
+config-features, config-defaults and config-autoscaler (Knative's settings) configure
+Skiff itself, before it starts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controlPlaneConfig(cmd)
+			files, _ := cmd.Flags().GetStringArray("filename")
+			var docs []apiclient.Document
+			for _, f := range files {
+				d, err := apiclient.ReadManifests(f, os.Stdin)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, d...)
+			}
+			settings, docs := settingsDocs(docs)
+			cfg, err := controlPlaneConfig(cmd, settings)
 			if err != nil {
 				return err
 			}
 			adminAddr, _ := cmd.Flags().GetString("admin-addr")
-			files, _ := cmd.Flags().GetStringArray("filename")
 			cfg.ProxyStatsURLs = []string{"http://" + adminAddr}
 			cp, err := controlplane.New(cfg)
 			if err != nil {
@@ -188,8 +206,8 @@ Manifests given with -f are applied once the API is up.`,
 			errs := make(chan error, 2)
 			wg.Go(func() { errs <- cp.Run(ctx) })
 			wg.Go(func() { errs <- gw.Run(ctx) })
-			if len(files) > 0 {
-				if err := applyFiles(ctx, cmd, apiclient.New(cp.APIAddr().String()), files); err != nil {
+			if len(docs) > 0 {
+				if err := applyDocs(ctx, cmd, apiclient.New(cp.APIAddr().String()), docs); err != nil {
 					cfg.Logger.Error("apply", "err", err)
 				}
 			}
@@ -210,19 +228,13 @@ Manifests given with -f are applied once the API is up.`,
 	return cmd
 }
 
-func applyFiles(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, files []string) error {
-	for _, f := range files {
-		docs, err := apiclient.ReadManifests(f, os.Stdin)
+func applyDocs(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, docs []apiclient.Document) error {
+	for _, d := range docs {
+		res, err := c.Apply(ctx, d, "default")
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", d.Source, err)
 		}
-		for _, d := range docs {
-			res, err := c.Apply(ctx, d, "default")
-			if err != nil {
-				return fmt.Errorf("%s: %w", d.Source, err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res)
-		}
+		fmt.Fprintln(cmd.OutOrStdout(), res)
 	}
 	return nil
 }

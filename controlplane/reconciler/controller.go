@@ -328,6 +328,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.queue.Forget(key)
 	case errors.Is(err, store.ErrConflict):
 		c.queue.Add(key) // someone wrote first: read again now
+	case errors.Is(err, store.ErrOwnerGone):
+		// The object being reconciled was deleted meanwhile; its children went with it.
+		c.queue.Forget(key)
 	default:
 		c.log.Warn("reconcile failed", "key", key.String(), "err", err)
 		c.queue.AddRateLimited(key)

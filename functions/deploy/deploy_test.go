@@ -1,7 +1,10 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"strings"
 	"testing"
 
@@ -69,7 +72,7 @@ func TestServiceFor(t *testing.T) {
 	if cc := svc.Spec.Template.Spec.ContainerConcurrency; cc == nil || *cc != 10 {
 		t.Errorf("containerConcurrency %v, want 10", cc)
 	}
-	if err := svc.Validate(); err != nil {
+	if err := api.Errors(api.Admit(context.Background(), svc, nil)); err != nil {
 		t.Errorf("the Service does not pass Knative's validation: %v", err)
 	}
 
@@ -218,7 +221,11 @@ func TestServiceForConfigured(t *testing.T) {
 		tr[1].LatestRevision == nil || !*tr[1].LatestRevision || *tr[1].Percent != 20 || tr[1].Tag != "canary" {
 		t.Errorf("traffic %+v", tr)
 	}
-	if err := svc.Validate(); err != nil {
+	// Defaulted and validated as Knative's webhook would, with the PVC feature on (func.yaml
+	// asks for a claim, which Knative allows only behind kubernetes.podspec-persistent-volume-claim).
+	cfg := config.Default().Clone()
+	cfg.Features.PodSpecPersistentVolumeClaim = config.Enabled
+	if err := api.Errors(api.Admit(config.ToContext(context.Background(), cfg), svc, nil)); err != nil {
 		t.Errorf("the Service does not pass Knative's validation: %v", err)
 	}
 

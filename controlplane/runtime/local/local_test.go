@@ -99,7 +99,7 @@ func newRevision(name string, c corev1.Container) *servingv1.Revision {
 		}},
 		Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{c}}},
 	}
-	rev.Spec.SetDefaults()
+	rev.Spec.SetDefaults(context.Background())
 	return rev
 }
 
