@@ -3,27 +3,30 @@
 package api
 
 import (
+	"context"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	corev1 "github.com/skiff-dev/skiff/api/core/v1"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
-// Object is any resource Skiff stores.
+// Object is any resource Skiff stores: Kubernetes metadata, plus Knative's webhook's
+// defaulting and validation (ctx carries the admission and config settings).
 type Object interface {
 	metav1.Object
 	GetObjectKind() schema.ObjectKind
+	SetDefaults(ctx context.Context)
+	Validate(ctx context.Context) *fielderr.Error
 }
 
-// Kind describes one resource kind: its names and how to make, default and validate it.
+// Kind describes one resource kind: its names and how to make one.
 type Kind struct {
 	Group, Version, Kind string
 	// Plural is the path segment, e.g. "services"; Aliases are what the CLI also accepts.
@@ -31,13 +34,11 @@ type Kind struct {
 	Aliases []string
 	// New returns an empty object of this kind.
 	New func() Object
-	// Prepare defaults obj and validates it, returning errors that name field paths.
-	Prepare func(obj Object) field.ErrorList
 	// ClusterScoped kinds have no namespace (ClusterDomainClaim).
 	ClusterScoped bool
 }
 
-// APIVersion is group/version, or just the version for the core group ("v1").
+// APIVersion is group/version, or the version alone for the core group.
 func (k *Kind) APIVersion() string {
 	if k.Group == "" {
 		return k.Version
@@ -48,14 +49,10 @@ func (k *Kind) APIVersion() string {
 // CollectionPath is the API path of the kind's objects in ns ("" = every namespace), as in
 // Kubernetes: /api/v1/... for the core group, /apis/{group}/{version}/... for the others.
 func (k *Kind) CollectionPath(ns string) string {
-	prefix := "/apis/" + k.APIVersion()
-	if k.Group == "" {
-		prefix = "/api/" + k.Version
-	}
 	if ns == "" || k.ClusterScoped {
-		return prefix + "/" + k.Plural
+		return k.Path() + "/" + k.Plural
 	}
-	return prefix + "/namespaces/" + ns + "/" + k.Plural
+	return k.Path() + "/namespaces/" + ns + "/" + k.Plural
 }
 
 // ObjectPath is the API path of one object.
@@ -75,90 +72,51 @@ func Kinds() []*Kind {
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindService, Plural: "services",
 			Aliases: []string{"service", "ksvc", "ksvcs", "kservice", "kservices", "svc"},
 			New:     func() Object { return &servingv1.Service{} },
-			Prepare: func(o Object) field.ErrorList { s := o.(*servingv1.Service); s.SetDefaults(); return s.Validate() },
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindConfiguration, Plural: "configurations",
 			Aliases: []string{"configuration", "config", "configs", "cfg"},
 			New:     func() Object { return &servingv1.Configuration{} },
-			Prepare: func(o Object) field.ErrorList {
-				c := o.(*servingv1.Configuration)
-				c.SetDefaults()
-				return c.Validate()
-			},
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindRevision, Plural: "revisions",
 			Aliases: []string{"revision", "rev", "revs"},
 			New:     func() Object { return &servingv1.Revision{} },
-			Prepare: func(o Object) field.ErrorList {
-				r := o.(*servingv1.Revision)
-				if r.Namespace == "" {
-					r.Namespace = "default"
-				}
-				r.Spec.SetDefaults()
-				return r.Validate()
-			},
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindRoute, Plural: "routes",
 			Aliases: []string{"route", "rt"},
 			New:     func() Object { return &servingv1.Route{} },
-			Prepare: func(o Object) field.ErrorList { r := o.(*servingv1.Route); r.SetDefaults(); return r.Validate() },
 		},
 		{
 			Group: "eventing.knative.dev", Version: "v1", Kind: eventingv1.KindBroker, Plural: "brokers",
 			Aliases: []string{"broker"},
 			New:     func() Object { return &eventingv1.Broker{} },
-			Prepare: func(o Object) field.ErrorList { b := o.(*eventingv1.Broker); b.SetDefaults(); return b.Validate() },
 		},
 		{
 			Group: "eventing.knative.dev", Version: "v1", Kind: eventingv1.KindTrigger, Plural: "triggers",
 			Aliases: []string{"trigger"},
 			New:     func() Object { return &eventingv1.Trigger{} },
-			Prepare: func(o Object) field.ErrorList { t := o.(*eventingv1.Trigger); t.SetDefaults(); return t.Validate() },
 		},
 		{
 			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindPingSource, Plural: "pingsources",
 			Aliases: []string{"pingsource", "ping"},
 			New:     func() Object { return &sourcesv1.PingSource{} },
-			Prepare: func(o Object) field.ErrorList { s := o.(*sourcesv1.PingSource); s.SetDefaults(); return s.Validate() },
 		},
 		{
 			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindSinkBinding, Plural: "sinkbindings",
 			Aliases: []string{"sinkbinding"},
 			New:     func() Object { return &sourcesv1.SinkBinding{} },
-			Prepare: func(o Object) field.ErrorList { b := o.(*sourcesv1.SinkBinding); b.SetDefaults(); return b.Validate() },
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1beta1", Kind: servingv1beta1.KindDomainMapping, Plural: "domainmappings",
 			Aliases: []string{"domainmapping", "dm"},
 			New:     func() Object { return &servingv1beta1.DomainMapping{} },
-			Prepare: func(o Object) field.ErrorList {
-				d := o.(*servingv1beta1.DomainMapping)
-				d.SetDefaults()
-				return d.Validate()
-			},
 		},
 		{
 			Group: "networking.internal.knative.dev", Version: "v1alpha1", Kind: networkingv1alpha1.KindClusterDomainClaim,
 			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
 			New: func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
-			Prepare: func(o Object) field.ErrorList {
-				c := o.(*networkingv1alpha1.ClusterDomainClaim)
-				c.SetDefaults()
-				return c.Validate()
-			},
-		},
-		{
-			Group: "", Version: "v1", Kind: corev1.KindConfigMap, Plural: "configmaps", Aliases: []string{"configmap", "cm"},
-			New:     func() Object { return &corev1.ConfigMap{} },
-			Prepare: func(o Object) field.ErrorList { c := o.(*corev1.ConfigMap); c.SetDefaults(); return c.Validate() },
-		},
-		{
-			Group: "", Version: "v1", Kind: corev1.KindSecret, Plural: "secrets", Aliases: []string{"secret"},
-			New:     func() Object { return &corev1.Secret{} },
-			Prepare: func(o Object) field.ErrorList { s := o.(*corev1.Secret); s.SetDefaults(); return s.Validate() },
 		},
 	}
 }
@@ -166,8 +124,8 @@ func Kinds() []*Kind {
 // LookupKind finds a kind by its Kind, plural, alias or "plural.group" name, case-insensitively.
 func LookupKind(name string) *Kind {
 	name = strings.ToLower(name)
-	for _, k := range Kinds() {
-		if name == strings.ToLower(k.Kind) || name == k.Plural || (k.Group != "" && name == k.Plural+"."+k.Group) {
+	for _, k := range ServedKinds() {
+		if name == strings.ToLower(k.Kind) || name == k.Plural || name == k.Plural+"."+k.Group {
 			return k
 		}
 		for _, a := range k.Aliases {
@@ -181,7 +139,7 @@ func LookupKind(name string) *Kind {
 
 // LookupGVK finds a kind by apiVersion and kind, as written in YAML.
 func LookupGVK(apiVersion, kind string) *Kind {
-	for _, k := range Kinds() {
+	for _, k := range ServedKinds() {
 		if k.APIVersion() == apiVersion && k.Kind == kind {
 			return k
 		}

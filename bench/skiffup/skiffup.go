@@ -3,6 +3,7 @@
 package skiffup
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -55,6 +56,11 @@ type Options struct {
 	// TLS gives the gateway its TLS listener, with certificates from the local CA (see
 	// Up.HTTPS and Up.CACertPath).
 	TLS bool
+	// DrainTimeout is how long a stopping instance keeps serving after leaving the proxy's
+	// endpoints; 0 means 100ms (`skiff up`'s default is 1s).
+	DrainTimeout time.Duration
+	// MaxInstances bounds the local runtime's instances; 0 means its default.
+	MaxInstances int
 }
 
 // Start runs skiff up in a temporary data dir.
@@ -78,7 +84,8 @@ func Start(o Options) (*Up, error) {
 	cfg := controlplane.Config{DataDir: dataDir, WorkDir: root,
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
-		DrainTimeout: 100 * time.Millisecond, Autoscaler: o.Autoscaler, Logger: log}
+		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
+		Autoscaler: o.Autoscaler, Logger: log}
 	if o.TLS {
 		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
 	}
@@ -177,6 +184,9 @@ func (u *Up) HTTPS(ctx context.Context) (string, error) {
 
 // CACertPath is the local CA that signs the TLS listener's certificates.
 func (u *Up) CACertPath() string { return u.cp.CACertPath() }
+
+// DataDir is where this skiff up keeps its data (removed by Close).
+func (u *Up) DataDir() string { return u.dataDir }
 
 // EventingStats are the broker ingress and dispatcher counters.
 func (u *Up) EventingStats() broker.Stats { return u.cp.EventingStats() }

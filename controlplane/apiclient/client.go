@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 )
 
@@ -117,6 +118,10 @@ func splitDocuments(source string, r io.Reader) ([]Document, error) {
 		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 			continue
 		}
+		if dup := api.DuplicateFields(raw); dup != nil {
+			// Lost in the conversion to JSON below; refused as the API server refuses them.
+			return nil, fmt.Errorf("parse %s (document %d): %s", source, i+1, dup.Error())
+		}
 		data, err := yaml.YAMLToJSON(raw)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s (document %d): %w", source, i+1, err)
@@ -144,6 +149,9 @@ type ApplyResult struct {
 }
 
 func (r ApplyResult) String() string {
+	if r.Kind.Group == "" {
+		return fmt.Sprintf("%s/%s %s", strings.ToLower(r.Kind.Kind), r.Name, r.Action)
+	}
 	return fmt.Sprintf("%s.%s/%s %s", strings.ToLower(r.Kind.Kind), r.Kind.Group, r.Name, r.Action)
 }
 
@@ -156,6 +164,10 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	}
 	if err := json.Unmarshal(doc.Data, &head); err != nil {
 		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
+	}
+	if _, ok, _ := config.ParseConfigMap(doc.Data); ok {
+		return ApplyResult{}, fmt.Errorf("%s: ConfigMap %s configures Skiff when it starts: give it to `skiff up -f` (or use the --%s flags)",
+			doc.Source, head.Metadata.Name, head.Metadata.Name)
 	}
 	k := api.LookupGVK(head.APIVersion, head.Kind)
 	if k == nil {

@@ -16,7 +16,7 @@ import (
 
 	"k8s.io/client-go/util/workqueue"
 
-	corev1 "github.com/skiff-dev/skiff/api/core/v1"
+	"github.com/skiff-dev/skiff/api"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
@@ -89,6 +89,15 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources (see broker.go); nil reports them
 	// not Ready (EventingDisabled).
 	Eventing Eventing
+	// Digests resolves image tags to digests before a revision runs, as Knative's revision
+	// reconciler does (status.containerStatuses[].imageDigest, which the runtime runs, so a
+	// retagged image never changes a revision); nil resolves none.
+	Digests DigestResolver
+	// ResolvesImages says whether a revision's images are resolved: those the runtime pulls
+	// (not ko:// builds or host commands). Nil: every revision's.
+	ResolvesImages func(rev *servingv1.Revision) bool
+	// DigestResolutionTimeout bounds one resolution; default DefaultDigestResolutionTimeout.
+	DigestResolutionTimeout time.Duration
 	// SystemNamespace holds Knative's config-network, config-domain and config-certmanager
 	// ConfigMaps; default DefaultSystemNamespace.
 	SystemNamespace string
@@ -119,6 +128,14 @@ type Controller struct {
 	net atomic.Pointer[netSettings]
 	ctx context.Context // the Run context, for goroutines the controller owns
 	wg  sync.WaitGroup
+	// initial holds the objects of Run's first resync not reconciled yet; synced is closed
+	// once it is empty and the work queue is idle. busy counts reconciles under way.
+	initial  map[store.Key]bool
+	synced   chan struct{}
+	isSynced bool
+	busy     int
+	// resolver resolves image digests in the background; nil without Config.Digests.
+	resolver *backgroundResolver
 }
 
 // New returns a Controller; call Run to start it.
@@ -129,10 +146,13 @@ func New(cfg Config) *Controller {
 	if cfg.Domain == "" {
 		cfg.Domain = "localhost"
 	}
+	if cfg.DigestResolutionTimeout <= 0 {
+		cfg.DigestResolutionTimeout = DefaultDigestResolutionTimeout
+	}
 	if cfg.SystemNamespace == "" {
 		cfg.SystemNamespace = DefaultSystemNamespace
 	}
-	return &Controller{
+	c := &Controller{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "reconciler"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -144,6 +164,36 @@ func New(cfg Config) *Controller {
 		publishing:  map[string]context.CancelFunc{},
 		servedCerts: map[store.Key][]string{},
 		ctx:         context.Background(),
+		synced:      make(chan struct{}),
+	}
+	if cfg.Digests != nil {
+		c.resolver = newBackgroundResolver(cfg.Digests, newDigestQueue(), c.queue.Add)
+	}
+	return c
+}
+
+// Synced is closed once every object stored when Run started has been reconciled once
+// (successfully or not) and the work those reconciles caused is done too (the queue was idle):
+// from then on the runtime and the proxy have been told about all of them as they are now,
+// e.g. after a restart every Route's virtual hosts, in the mode its revisions' current state
+// asks for rather than the one stored before.
+func (c *Controller) Synced() <-chan struct{} { return c.synced }
+
+// startReconcile and endReconcile bracket one reconcile of key, for Synced.
+func (c *Controller) startReconcile() {
+	c.mu.Lock()
+	c.busy++
+	c.mu.Unlock()
+}
+
+func (c *Controller) endReconcile(key store.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy--
+	delete(c.initial, key)
+	if !c.isSynced && c.initial != nil && len(c.initial) == 0 && c.busy == 0 && c.queue.Len() == 0 {
+		c.isSynced = true
+		close(c.synced)
 	}
 }
 
@@ -169,6 +219,11 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if err := c.resync(ctx); err != nil {
 		return err
 	}
+	if c.resolver != nil {
+		resolverCtx, stopResolver := context.WithCancel(ctx)
+		done := c.resolver.Start(resolverCtx, digestResolutionWorkers)
+		defer func() { stopResolver(); <-done }()
+	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -185,14 +240,29 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 
 // resync enqueues everything stored, so a restart brings the runtime and proxy back.
 func (c *Controller) resync(ctx context.Context) error {
+	var keys []store.Key
 	for _, kind := range append([]string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute, servingv1beta1.KindDomainMapping}, eventingKinds...) {
 		objs, err := store.ListAs[metaOnly](ctx, c.cfg.Store, kind, "")
 		if err != nil {
 			return fmt.Errorf("resync: %w", err)
 		}
 		for _, o := range objs {
-			c.queue.Add(store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
+			keys = append(keys, store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
 		}
+	}
+	c.mu.Lock()
+	if len(keys) == 0 {
+		c.isSynced = true
+		close(c.synced)
+	} else {
+		c.initial = make(map[store.Key]bool, len(keys))
+		for _, k := range keys {
+			c.initial[k] = true
+		}
+	}
+	c.mu.Unlock()
+	for _, k := range keys {
+		c.queue.Add(k)
 	}
 	return nil
 }
@@ -209,11 +279,11 @@ func (c *Controller) onEvent(e store.Event) {
 	case servingv1.KindRoute:
 		c.queue.Add(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name})
 		c.enqueueAll(servingv1beta1.KindDomainMapping, ns)
-	case corev1.KindSecret:
+	case api.KindSecret:
 		c.enqueueMappingsUsingSecret(ns, e.Key.Name)
 	case networkingv1alpha1.KindClusterDomainClaim:
 		c.enqueueMappingsNamed(e.Key.Name)
-	case corev1.KindConfigMap:
+	case api.KindConfigMap:
 		// reconcile reads it if it is one of the networking settings.
 	case servingv1.KindRevision:
 		var rev servingv1.Revision
@@ -291,6 +361,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	if quit {
 		return false
 	}
+	c.startReconcile()
+	// Deferred first, so it runs after Done has put back a key re-added meanwhile.
+	defer c.endReconcile(key)
 	defer c.queue.Done(key)
 	err := c.reconcile(ctx, key)
 	switch {
@@ -298,6 +371,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.queue.Forget(key)
 	case errors.Is(err, store.ErrConflict):
 		c.queue.Add(key) // someone wrote first: read again now
+	case errors.Is(err, store.ErrOwnerGone):
+		// The object being reconciled was deleted meanwhile; its children went with it.
+		c.queue.Forget(key)
 	default:
 		c.log.Warn("reconcile failed", "key", key.String(), "err", err)
 		c.queue.AddRateLimited(key)
@@ -317,12 +393,12 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 		return c.reconcileRoute(ctx, key)
 	case servingv1beta1.KindDomainMapping:
 		return c.reconcileDomainMapping(ctx, key)
-	case corev1.KindConfigMap:
+	case api.KindConfigMap:
 		if key.Namespace == c.cfg.SystemNamespace && slices.Contains(networkConfigMaps, key.Name) {
 			return c.loadSettings(ctx)
 		}
 		return nil
-	case corev1.KindSecret, networkingv1alpha1.KindClusterDomainClaim:
+	case api.KindSecret, networkingv1alpha1.KindClusterDomainClaim:
 		return nil
 	}
 	return c.reconcileEventing(ctx, key)

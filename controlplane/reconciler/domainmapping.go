@@ -10,7 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	corev1 "github.com/skiff-dev/skiff/api/core/v1"
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
@@ -18,6 +18,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	k8scorev1 "k8s.io/api/core/v1"
 )
 
 // domainMappingProxyName is the xDS route name of a DomainMapping, apart from Routes'.
@@ -292,8 +293,8 @@ func (c *Controller) domainMappingTLS(ctx context.Context, dm *servingv1beta1.Do
 		// The user's certificate: served as given, or the mapping's host alone fails.
 		out.scheme[dm.Name] = "https"
 		sds := dm.Namespace + "/" + dm.Spec.TLS.SecretName + "@" + dm.Name
-		var sec corev1.Secret
-		err := c.cfg.Store.Get(ctx, store.Key{Kind: corev1.KindSecret, Namespace: dm.Namespace, Name: dm.Spec.TLS.SecretName}, &sec)
+		var sec api.Secret
+		err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindSecret, Namespace: dm.Namespace, Name: dm.Spec.TLS.SecretName}, &sec)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			c.setServedCerts(key, nil)
@@ -304,7 +305,7 @@ func (c *Controller) domainMappingTLS(ctx context.Context, dm *servingv1beta1.Do
 			return nil, fmt.Errorf("get Secret %s: %w", dm.Spec.TLS.SecretName, err)
 		}
 		err = c.cfg.Proxy.SetCertificate(xds.TLSCertificate{Name: sds, Hosts: []string{dm.Name},
-			CertPEM: sec.Data[corev1.TLSCertKey], KeyPEM: sec.Data[corev1.TLSKeyKey]})
+			CertPEM: sec.Data[k8scorev1.TLSCertKey], KeyPEM: sec.Data[k8scorev1.TLSPrivateKeyKey]})
 		if err != nil {
 			c.setServedCerts(key, nil)
 			st.MarkFalse(servingv1beta1.DomainMappingConditionCertificateProvisioned, "SecretInvalid",

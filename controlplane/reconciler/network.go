@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	corev1 "github.com/skiff-dev/skiff/api/core/v1"
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	"github.com/skiff-dev/skiff/controlplane/certs"
@@ -87,8 +86,8 @@ func ParseNetworkConfigMap(name string, data map[string]string, d domains.Networ
 func (c *Controller) loadSettings(ctx context.Context) error {
 	data := map[string]map[string]string{}
 	for _, name := range networkConfigMaps {
-		var cm corev1.ConfigMap
-		err := c.cfg.Store.Get(ctx, store.Key{Kind: corev1.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: name}, &cm)
+		var cm api.ConfigMap
+		err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: name}, &cm)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
@@ -371,8 +370,8 @@ func (c *Controller) routeTLS(ctx context.Context, route *servingv1.Route, key s
 // NetworkConfigMapCheck returns the admission check of the local API for Knative's networking
 // ConfigMaps in ns: one that does not parse is refused with the bad key's field path
 // (data[domain-template]), so the settings in force stay.
-func NetworkConfigMapCheck(ns string, d domains.NetworkDefaults, defaultDomain string) func(cm *corev1.ConfigMap) field.ErrorList {
-	return func(cm *corev1.ConfigMap) field.ErrorList {
+func NetworkConfigMapCheck(ns string, d domains.NetworkDefaults, defaultDomain string) func(cm *api.ConfigMap) *fielderr.Error {
+	return func(cm *api.ConfigMap) *fielderr.Error {
 		if cm.Namespace != ns || !slices.Contains(networkConfigMaps, cm.Name) {
 			return nil
 		}
@@ -380,13 +379,12 @@ func NetworkConfigMapCheck(ns string, d domains.NetworkDefaults, defaultDomain s
 		if err == nil {
 			return nil
 		}
-		p := field.NewPath("data")
 		// The parsers' errors start with the key they are about.
 		for k := range cm.Data {
 			if strings.HasPrefix(err.Error(), k+":") || strings.HasPrefix(err.Error(), k+" ") {
-				return field.ErrorList{field.Invalid(p.Key(k), cm.Data[k], err.Error())}
+				return fielderr.Invalid(cm.Data[k], "data["+k+"]", err.Error())
 			}
 		}
-		return field.ErrorList{field.Invalid(p, cm.Name, err.Error())}
+		return fielderr.Invalid(cm.Name, "data", err.Error())
 	}
 }

@@ -3,10 +3,12 @@
 package v1alpha1
 
 import (
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
+	"context"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/skiff-dev/skiff/api/fielderr"
 )
 
 // GroupVersion is the apiVersion of ClusterDomainClaim.
@@ -34,23 +36,23 @@ type ClusterDomainClaimSpec struct {
 }
 
 // SetDefaults does nothing: a ClusterDomainClaim has no defaults.
-func (c *ClusterDomainClaim) SetDefaults() {}
+func (c *ClusterDomainClaim) SetDefaults(context.Context) {}
 
-// Validate checks the claim names a namespace and has no namespace itself.
-func (c *ClusterDomainClaim) Validate() field.ErrorList {
-	var errs field.ErrorList
+// Validate checks the claim names a namespace and has none itself (it is cluster-scoped).
+func (c *ClusterDomainClaim) Validate(context.Context) *fielderr.Error {
+	var errs *fielderr.Error
 	if c.Name == "" {
-		errs = append(errs, field.Required(field.NewPath("metadata", "name"), "the claimed domain is required"))
+		errs = errs.Also(fielderr.Missing("metadata.name"))
 	}
 	if c.Namespace != "" {
-		errs = append(errs, field.Forbidden(field.NewPath("metadata", "namespace"), "a ClusterDomainClaim is cluster-scoped"))
+		errs = errs.Also(fielderr.Disallowed("metadata.namespace"))
 	}
 	if c.Spec.Namespace == "" {
-		errs = append(errs, field.Required(field.NewPath("spec", "namespace"), ""))
+		errs = errs.Also(fielderr.Missing("spec.namespace"))
 	}
 	for _, msg := range validation.IsDNS1123Label(c.Spec.Namespace) {
 		if c.Spec.Namespace != "" {
-			errs = append(errs, field.Invalid(field.NewPath("spec", "namespace"), c.Spec.Namespace, msg))
+			errs = errs.Also(fielderr.Invalid(c.Spec.Namespace, "spec.namespace", msg))
 		}
 	}
 	return errs

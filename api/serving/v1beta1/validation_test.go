@@ -1,6 +1,7 @@
 package v1beta1
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -49,9 +50,9 @@ func TestDomainMappingValidation(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := tc.dm.Validate().ToAggregate()
+			got := tc.dm.Validate(context.Background())
 			if len(tc.want) == 0 {
-				if got != nil {
+				if got != nil && got.Error() != "" {
 					t.Fatalf("Validate() = %v, want no error", got)
 				}
 				return
@@ -70,7 +71,7 @@ func TestDomainMappingValidation(t *testing.T) {
 
 func TestDomainMappingDefaults(t *testing.T) {
 	dm := DomainMapping{ObjectMeta: metav1.ObjectMeta{Name: "a.example.com"}, Spec: DomainMappingSpec{Ref: KReference{Name: "x", Kind: "Service", APIVersion: "serving.knative.dev/v1"}}}
-	dm.SetDefaults()
+	dm.SetDefaults(context.Background())
 	if dm.Namespace != "default" || dm.Spec.Ref.Namespace != "default" {
 		t.Errorf("SetDefaults: namespace %q, ref namespace %q; want default for both", dm.Namespace, dm.Spec.Ref.Namespace)
 	}

@@ -42,10 +42,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	corev1 "github.com/skiff-dev/skiff/api/core/v1"
+	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	k8scorev1 "k8s.io/api/core/v1"
 )
 
 // ControllerName is the GatewayClass spec.controllerName Skiff serves.
@@ -164,7 +165,7 @@ func (c *Controller) Kick() {
 // OnStoreEvent is a kubestore subscriber: Knative changes can change what routes resolve to.
 func (c *Controller) OnStoreEvent(e store.Event) {
 	switch e.Key.Kind {
-	case servingv1.KindService, servingv1.KindRoute, servingv1.KindRevision, corev1.KindSecret:
+	case servingv1.KindService, servingv1.KindRoute, servingv1.KindRevision, api.KindSecret:
 		c.Kick()
 	}
 }
@@ -543,11 +544,11 @@ func (c *Controller) listenerCertificate(ctx context.Context, gw *gwv1.Gateway, 
 	if ns := string(ptrOr(ref.Namespace, gwv1.Namespace(gw.Namespace))); ns != gw.Namespace {
 		return xds.TLSCertificate{}, fmt.Errorf("listener %s: certificateRefs[0]: a Secret in another namespace (%s) is not supported", l.Name, ns)
 	}
-	var sec corev1.Secret
-	if err := c.cfg.Store.Get(ctx, store.Key{Kind: corev1.KindSecret, Namespace: gw.Namespace, Name: string(ref.Name)}, &sec); err != nil {
+	var sec api.Secret
+	if err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindSecret, Namespace: gw.Namespace, Name: string(ref.Name)}, &sec); err != nil {
 		return xds.TLSCertificate{}, fmt.Errorf("listener %s: certificateRefs[0]: Secret %s/%s: %w", l.Name, gw.Namespace, ref.Name, err)
 	}
-	cert := xds.TLSCertificate{CertPEM: sec.Data[corev1.TLSCertKey], KeyPEM: sec.Data[corev1.TLSKeyKey]}
+	cert := xds.TLSCertificate{CertPEM: sec.Data[k8scorev1.TLSCertKey], KeyPEM: sec.Data[k8scorev1.TLSPrivateKeyKey]}
 	if l.Hostname != nil && *l.Hostname != "" {
 		cert.Hosts = []string{string(*l.Hostname)}
 		return cert, nil

@@ -1,4 +1,0 @@
-// +kubebuilder:skip
-// +kubebuilder:object:generate=false
-
-package v1
