@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,14 +21,20 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/certs"
+	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/runtime/dispatch"
+	"github.com/skiff-dev/skiff/controlplane/runtime/image"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
+	"github.com/skiff-dev/skiff/controlplane/runtime/oci"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
@@ -51,8 +56,24 @@ type Config struct {
 	// ProxyListenAddress and ProxyListenPort are what the xDS listener tells proxies to bind.
 	ProxyListenAddress string
 	ProxyListenPort    uint32
+	// HTTPSListenAddress and HTTPSListenPort place the proxies' TLS listener; port 0 means
+	// none. Its certificates come from a local CA under {DataDir}/tls (external-domain-tls)
+	// and from DomainMappings' Secrets.
+	HTTPSListenAddress string
+	HTTPSListenPort    uint32
+	// LocalListenAddress and LocalListenPort place the proxies' cluster-local listener, the
+	// only one serving cluster-local names; port 0 means none (they are then served on the
+	// HTTP listener).
+	LocalListenAddress string
+	LocalListenPort    uint32
+	// SystemNamespace is where Knative's config-network, config-domain and
+	// config-certmanager ConfigMaps are read; default reconciler.DefaultSystemNamespace.
+	SystemNamespace string
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
+	// MaxInstances bounds the local runtime's instances (processes) at once, across every
+	// revision; 0 means local.DefaultMaxInstances().
+	MaxInstances int
 	// ExtProcAddress serves the ext_proc activator proxies call; default 127.0.0.1:18001.
 	ExtProcAddress string
 	// ExtProcAdvertise is the ext_proc address proxies are told (the "skiff-extproc" cluster),
@@ -66,6 +87,9 @@ type Config struct {
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults
 	// (autoscaler.DefaultConfig).
 	Autoscaler *autoscaler.Config
+	// Admission holds the settings every write to the API is defaulted and validated with
+	// (config-features, config-defaults, config-autoscaler); nil means Knative's defaults.
+	Admission *config.Config
 	// StatSource is which proxy stats the autoscaler reads a revision's demand from:
 	// autoscaler.ClusterStats (default: Envoy's upstream cluster stats plus the requests the
 	// activator holds) or autoscaler.RevisionMetrics (the revision-metrics wasm filter, which
@@ -77,7 +101,9 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
-	Logger   *slog.Logger
+	// Images configures running container images with runc (when it can run here).
+	Images ImagesConfig
+	Logger *slog.Logger
 }
 
 // EventingConfig configures the eventing data plane (controlplane/eventing).
@@ -101,6 +127,10 @@ type EventingConfig struct {
 	// address proxies are told (ProxyListenAddress:ProxyListenPort, with an
 	// unspecified IP read as loopback).
 	ProxyAddress func() string
+	// LocalProxyAddress is the proxy's cluster-local listener, through which deliveries to
+	// cluster-local names go. Nil means the local listener proxies are told
+	// (LocalListenAddress:LocalListenPort), or ProxyAddress without one.
+	LocalProxyAddress func() string
 	// AckWait is how long JetStream waits before handing out again an event
 	// whose dispatcher went silent (e.g. was killed); default 30s.
 	AckWait time.Duration
@@ -112,7 +142,10 @@ type ControlPlane struct {
 	log     *slog.Logger
 	store   *store.Store
 	xds     *xds.Server
-	runtime *local.Runtime
+	runtime *dispatch.Runtime
+	process *local.Runtime
+	oci     *oci.Runtime // nil when images cannot run here
+	images  *image.Store // nil when images cannot run here
 	ctrl    *reconciler.Controller
 	scaler  *autoscaler.Autoscaler
 	extproc *extproc.Server
@@ -121,6 +154,7 @@ type ControlPlane struct {
 	sources *sourceWorkloads
 	srcLis  net.Listener // the ContainerSources' forward proxy (sources.go)
 	sink    *autoscaler.StatSink
+	ca      *certs.Local
 	apiLis  net.Listener
 	xdsLis  net.Listener
 	extLis  net.Listener
@@ -152,6 +186,9 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	cleanup := func() {
+		if cp.process != nil {
+			cp.closeRuntimes(context.Background())
+		}
 		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis, cp.srcLis} {
 			if l != nil {
 				l.Close()
@@ -175,6 +212,11 @@ func New(cfg Config) (*ControlPlane, error) {
 		cleanup()
 		return nil, fmt.Errorf("control plane: listen for the sources' forward proxy: %w", err)
 	}
+	var ctrl *reconciler.Controller
+	if cp.runtime, _, err = cp.runtimes(cfg, func(ns, name string) { ctrl.RevisionChanged(ns, name) }); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	wasmFilters := slices.Clone(cfg.WasmFilters)
 	ceFilter := ""
 	if ev := cfg.Eventing; ev != nil && ev.CloudEventsFilter != nil {
@@ -182,29 +224,31 @@ func New(cfg Config) (*ControlPlane, error) {
 		wasmFilters = append(wasmFilters, f)
 		ceFilter = f.Name
 	}
+	if cp.ca, err = certs.NewLocal(filepath.Join(cfg.DataDir, "tls"), certs.LocalOptions{}); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
+		HTTPSListenerAddress: cfg.HTTPSListenAddress, HTTPSListenerPort: cfg.HTTPSListenPort,
+		LocalListenerAddress: cfg.LocalListenAddress, LocalListenerPort: cfg.LocalListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
+	// Skiff's own senders (deliveries, sources) reach Knative addresses through the proxy:
+	// cluster-local names through its local listener.
+	pc := proxyClientConfig(cfg)
 	if ev := cfg.Eventing; ev != nil {
-		proxyAddr := ev.ProxyAddress
-		if proxyAddr == nil {
-			host := cmp.Or(cfg.ProxyListenAddress, xds.DefaultListenerAddress)
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-				host = "127.0.0.1"
-			}
-			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
-			proxyAddr = func() string { return addr }
-		}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, Logger: cfg.Logger,
-			Client: proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+			// Deliveries start once the proxy serves (Run), never into a proxy still starting.
+			HoldDispatch: true,
 		})
 		if err != nil {
 			cp.xds.Close()
@@ -213,7 +257,6 @@ func New(cfg Config) (*ControlPlane, error) {
 		}
 	}
 
-	var ctrl *reconciler.Controller
 	onRevision := func(key string) {
 		if ns, name, ok := strings.Cut(key, "/"); ok {
 			ctrl.RevisionChanged(ns, name)
@@ -238,25 +281,27 @@ func New(cfg Config) (*ControlPlane, error) {
 		acfg = *cfg.Autoscaler
 	}
 	acfg.OnChange = onRevision
-	// hpa-class revisions scale on their processes' CPU, as measured by the local runtime.
+	// hpa-class revisions scale on their processes' CPU, as measured by the process runtime
+	// (container instances are not measured yet: an hpa-class image revision keeps its scale).
 	acfg.Resources = func(context.Context) (map[string]map[string]runtime.InstanceUsage, error) {
-		return cp.runtime.InstanceUsage(), nil
+		return cp.process.InstanceUsage(), nil
 	}
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
-	cp.runtime = local.New(local.Config{
-		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
-		OnChange: func(ns, name string) { ctrl.RevisionChanged(ns, name) },
-	})
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
+		DigestResolutionTimeout: cfg.Images.ResolveTimeout,
+		SystemNamespace:         cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
 	}
-	sourceProxy := proxyListenAddress(cfg)
-	if cfg.Eventing != nil && cfg.Eventing.ProxyAddress != nil {
-		sourceProxy = cfg.Eventing.ProxyAddress
+	if cfg.HTTPSListenPort != 0 {
+		rcfg.Certificates = cp.ca
 	}
-	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, sourceProxy, func(ns, name string) { ctrl.ContainerSourceChanged(ns, name) })
-	cp.sources.apiserver = newApiServerSources(cfg, cp.store, func() string { return "http://" + cp.APIAddr().String() }, sourceProxy,
+	if cp.oci != nil {
+		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
+		rcfg.ResolvesImages = cp.runtime.RunsImages
+	}
+	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, pc, func(ns, name string) { ctrl.ContainerSourceChanged(ns, name) })
+	cp.sources.apiserver = newApiServerSources(cfg, cp.store, func() string { return "http://" + cp.APIAddr().String() }, pc,
 		func(key string) { ctrl.ApiServerSourceChanged(key) })
 	rcfg.ApiServerSources = cp.sources.apiserver
 	if cp.events != nil {
@@ -266,6 +311,16 @@ func New(cfg Config) (*ControlPlane, error) {
 	cp.ctrl = ctrl
 	return cp, nil
 }
+
+// LocalNetworkDefaults returns config-network's defaults in `skiff up`: as Knative's, except that
+// DomainMappings claim their domain themselves (autocreate-cluster-domain-claims), there being
+// one user on one machine.
+func LocalNetworkDefaults() domains.NetworkDefaults {
+	return domains.NetworkDefaults{AutocreateClusterDomainClaims: true}
+}
+
+// CACertPath is the local CA's certificate, which clients trust to reach the TLS listener.
+func (cp *ControlPlane) CACertPath() string { return cp.ca.CACertPath() }
 
 // APIAddr is where the resource API listens.
 func (cp *ControlPlane) APIAddr() net.Addr { return cp.apiLis.Addr() }
@@ -324,7 +379,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.extMu.Unlock()
 	mux := http.NewServeMux()
 	mux.Handle("/internal/activation/", cp.hub.Handler())
-	mux.Handle("/", apiserver.New(cp.store, cp.log))
+	if cp.oci != nil {
+		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
+	}
+	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission).CheckConfigMaps(
+		reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain)))
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
@@ -356,6 +415,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			errs <- fmt.Errorf("eventing: %w", err)
 		}
 	})
+	if cp.events != nil {
+		wg.Go(func() {
+			cp.events.StartDispatchWhenServing(eventsCtx, cp.ctrl.Synced(), cp.xds, eventing.DispatchWaitForProxy)
+		})
+	}
 	wg.Go(func() {
 		if err := cp.sources.serve(); err != nil {
 			errs <- err
@@ -370,6 +434,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		if err := cp.ctrl.Run(ctrlCtx, 4); err != nil {
 			errs <- fmt.Errorf("reconciler: %w", err)
 		}
+	})
+	wg.Go(func() {
+		// Certificates due for renewal: their owners' reconciles ask for new ones.
+		cp.ca.Run(ctrlCtx, func(owner string) {
+			if k, err := store.ParseKey(owner); err == nil {
+				cp.ctrl.Enqueue(k)
+			}
+		})
 	})
 	cp.log.Info("control plane running", "api", cp.APIAddr().String(), "xds", cp.XDSAddr().String(), "data", cp.cfg.DataDir)
 
@@ -388,7 +460,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	<-eventsDone
 	_ = httpServer.Shutdown(shutdownCtx)
 	cp.sources.close(shutdownCtx)
-	cp.runtime.Close(shutdownCtx)
+	cp.closeRuntimes(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()
 	cp.StopExtProc()

@@ -32,10 +32,10 @@ type sourceWorkloads struct {
 
 // newSourceWorkloads serves the forward proxy on lis (bound on loopback by New); changed
 // reports a source's process changes to the reconcilers.
-func newSourceWorkloads(cfg Config, lis net.Listener, proxyAddr func() string, changed func(namespace, name string)) (*sourceWorkloads, reconciler.SourceWorkloads) {
+func newSourceWorkloads(cfg Config, lis net.Listener, pc proxyclient.Config, changed func(namespace, name string)) (*sourceWorkloads, reconciler.SourceWorkloads) {
 	s := &sourceWorkloads{
 		lis: lis,
-		srv: &http.Server{Handler: proxyclient.Forward(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}), ReadHeaderTimeout: 10 * time.Second},
+		srv: &http.Server{Handler: proxyclient.Forward(pc), ReadHeaderTimeout: 10 * time.Second},
 		rt: local.New(local.Config{
 			DataDir: filepath.Join(cfg.DataDir, "sources"), WorkDir: cfg.WorkDir, Logger: cfg.Logger.With("component", "containersources"),
 			DrainTimeout: -1, OnChange: changed,
@@ -54,9 +54,9 @@ func (s *sourceWorkloads) serve() error {
 
 // newApiServerSources runs ApiServerSources over the store (storewatch), sending through
 // the proxy; apiURL is the events' source.
-func newApiServerSources(cfg Config, st storewatch.Store, apiURL, proxyAddr func() string, changed func(key string)) *apiserver.Manager {
+func newApiServerSources(cfg Config, st storewatch.Store, apiURL func() string, pc proxyclient.Config, changed func(key string)) *apiserver.Manager {
 	return apiserver.NewManager(storewatch.New(st, apiURL), apiserver.Options{
-		Client:   proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+		Client:   proxyclient.New(pc),
 		Logger:   cfg.Logger,
 		OnChange: changed,
 	})
@@ -69,13 +69,28 @@ func (s *sourceWorkloads) close(ctx context.Context) {
 	_ = s.srv.Shutdown(ctx)
 }
 
-// proxyListenAddress is the proxy's HTTP listener as a local client dials it: the
-// listener address proxies are told, an unspecified IP read as loopback.
-func proxyListenAddress(cfg Config) func() string {
-	host := cmp.Or(cfg.ProxyListenAddress, xds.DefaultListenerAddress)
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
+// proxyClientConfig says how Skiff's own senders in this process reach Knative addresses:
+// the proxy's HTTP listener (Eventing.ProxyAddress, else the listener address proxies are
+// told) and, for cluster-local names, its local listener (Eventing.LocalProxyAddress, else
+// the local listener proxies are told; none without one). An unspecified IP is read as
+// loopback.
+func proxyClientConfig(cfg Config) proxyclient.Config {
+	dialable := func(host string, port uint32) func() string {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
+		return func() string { return addr }
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
-	return func() string { return addr }
+	pc := proxyclient.Config{Domain: cfg.Domain}
+	if ev := cfg.Eventing; ev != nil {
+		pc.ProxyAddress, pc.LocalProxyAddress = ev.ProxyAddress, ev.LocalProxyAddress
+	}
+	if pc.ProxyAddress == nil {
+		pc.ProxyAddress = dialable(cmp.Or(cfg.ProxyListenAddress, xds.DefaultListenerAddress), cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))
+	}
+	if pc.LocalProxyAddress == nil && cfg.LocalListenPort != 0 {
+		pc.LocalProxyAddress = dialable(cmp.Or(cfg.LocalListenAddress, xds.DefaultListenerAddress), cfg.LocalListenPort)
+	}
+	return pc
 }

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 )
 
@@ -117,6 +118,10 @@ func splitDocuments(source string, r io.Reader) ([]Document, error) {
 		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 			continue
 		}
+		if dup := api.DuplicateFields(raw); dup != nil {
+			// Lost in the conversion to JSON below; refused as the API server refuses them.
+			return nil, fmt.Errorf("parse %s (document %d): %s", source, i+1, dup.Error())
+		}
 		data, err := yaml.YAMLToJSON(raw)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s (document %d): %w", source, i+1, err)
@@ -144,6 +149,9 @@ type ApplyResult struct {
 }
 
 func (r ApplyResult) String() string {
+	if r.Kind.Group == "" {
+		return fmt.Sprintf("%s/%s %s", strings.ToLower(r.Kind.Kind), r.Name, r.Action)
+	}
 	return fmt.Sprintf("%s.%s/%s %s", strings.ToLower(r.Kind.Kind), r.Kind.Group, r.Name, r.Action)
 }
 
@@ -157,6 +165,10 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	if err := json.Unmarshal(doc.Data, &head); err != nil {
 		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
 	}
+	if _, ok, _ := config.ParseConfigMap(doc.Data); ok {
+		return ApplyResult{}, fmt.Errorf("%s: ConfigMap %s configures Skiff when it starts: give it to `skiff up -f` (or use the --%s flags)",
+			doc.Source, head.Metadata.Name, head.Metadata.Name)
+	}
 	k := api.LookupGVK(head.APIVersion, head.Kind)
 	if k == nil {
 		return ApplyResult{}, fmt.Errorf("%s: apiVersion %q kind %q: not a kind Skiff serves", doc.Source, head.APIVersion, head.Kind)
@@ -166,6 +178,9 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	}
 	if head.Metadata.Namespace != "" {
 		ns = head.Metadata.Namespace
+	}
+	if k.ClusterScoped {
+		ns = ""
 	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
 	var before struct {
@@ -204,10 +219,7 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := "/apis/" + k.APIVersion() + "/" + k.Plural
-	if ns != "" {
-		p = "/apis/" + k.APIVersion() + "/namespaces/" + ns + "/" + k.Plural
-	}
+	p := k.CollectionPath(ns)
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -220,9 +232,7 @@ func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error
 	return c.do(ctx, http.MethodDelete, objectPath(k, ns, name), nil, nil)
 }
 
-func objectPath(k *api.Kind, ns, name string) string {
-	return "/apis/" + k.APIVersion() + "/namespaces/" + ns + "/" + k.Plural + "/" + name
-}
+func objectPath(k *api.Kind, ns, name string) string { return k.ObjectPath(ns, name) }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rd io.Reader

@@ -1,31 +1,21 @@
 package apiserver
 
 import (
-	"k8s.io/apimachinery/pkg/util/validation/field"
-
 	"github.com/skiff-dev/skiff/api"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 )
 
-// admitMessaging applies Knative's update rules for channels and subscriptions: a
-// Subscription's spec.channel and a Channel's spec.channelTemplate are immutable, and a
-// channel's spec.subscribers belong to the Subscription reconciler (Knative's webhook
-// refuses changes to them by anyone else): an update keeps the stored ones, so applying a
-// channel's manifest again does not unsubscribe anyone.
-func admitMessaging(obj, existing api.Object) field.ErrorList {
-	switch o := obj.(type) {
-	case *messagingv1.Subscription:
-		if old, ok := existing.(*messagingv1.Subscription); ok {
-			return messagingv1.CheckSubscriptionUpdate(old, o)
-		}
-	case *messagingv1.Channel:
-		if old, ok := existing.(*messagingv1.Channel); ok {
-			return messagingv1.CheckChannelUpdate(old, o)
-		}
-	case *messagingv1.InMemoryChannel:
-		if old, ok := existing.(*messagingv1.InMemoryChannel); ok {
-			o.Spec.Subscribers = old.Spec.Subscribers
-		}
+// keepSubscribers gives an InMemoryChannel written through the API the spec.subscribers it
+// has stored: they belong to the Subscription reconciler (Knative's webhook refuses changes
+// to them by anyone but its controller), and Skiff's API replaces the object (PUT) where
+// `kubectl apply` merges into the stored one, so applying a channel's manifest again would
+// otherwise unsubscribe everyone.
+func keepSubscribers(obj, old api.Object) {
+	o, ok := obj.(*messagingv1.InMemoryChannel)
+	if !ok {
+		return
 	}
-	return nil
+	if prev, ok := old.(*messagingv1.InMemoryChannel); ok {
+		o.Spec.Subscribers = prev.Spec.Subscribers
+	}
 }

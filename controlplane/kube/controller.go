@@ -12,8 +12,8 @@
 // requests held by the `skiff extproc` instances, which follow the leader's activation feed
 // on the HTTP port. With Gateway API's CRDs installed, HTTPRoutes to Knative Services are
 // routed and given status too (gatewayapi). Without an ext_proc address there is no activator, so revisions never
-// scale to zero. Objects applied with kubectl are defaulted when read (there is no admission
-// webhook).
+// scale to zero. Every replica, leading or not, serves Knative's two admission webhooks
+// (package webhook): objects are defaulted and validated when written, as by `skiff apply`.
 //
 // With Config.Eventing, the leader also runs Knative Eventing's data plane (controlplane/eventing,
 // as `skiff up` does): the broker ingress and the JetStream dispatchers on an external NATS
@@ -44,15 +44,19 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
+	"github.com/skiff-dev/skiff/controlplane/kube/certmanager"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
 	"github.com/skiff-dev/skiff/controlplane/kube/sourcedeploy"
+	"github.com/skiff-dev/skiff/controlplane/kube/webhook"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
+	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/source/apiserver"
 )
@@ -73,12 +77,37 @@ type Config struct {
 	Domain string
 	// ProxyListenPort is the port the xDS listener tells Envoy to bind; default xds's default.
 	ProxyListenPort uint32
+	// ProxyHTTPSPort is Envoy's TLS listener (certificates from cert-manager, DomainMappings'
+	// Secrets and Gateway listeners' certificateRefs, as SDS secrets); 0 means none.
+	// HTTPSRedirectPort is where http-protocol Redirected sends clients; default 443 (the
+	// skiff-ingress Service's port in front of it).
+	ProxyHTTPSPort, HTTPSRedirectPort uint32
+	// ProxyLocalPort is Envoy's cluster-local listener (the skiff-ingress-local Service), the
+	// only one serving cluster-local names; 0 means none (they are served on ProxyListenPort).
+	ProxyLocalPort uint32
 	// ExtProcAddress is the ext_proc service ("host:port", e.g. the skiff-extproc Service)
 	// Envoy is told to call for revisions in proxy mode. Empty means no activator: requests
 	// always go straight to pods and revisions do not scale to zero.
 	ExtProcAddress string
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults.
 	Autoscaler *autoscaler.Config
+	// Admission holds the settings objects are defaulted and validated with (config-features,
+	// config-defaults, config-autoscaler); nil means Knative's defaults.
+	Admission *config.Config
+	// ReloadAdmission, when set, gives the webhooks the settings to use from then on; they
+	// call it every minute (ConfigMaps edited in the cluster take effect within a minute).
+	ReloadAdmission func(context.Context) (*config.Config, error)
+	// WebhookAddress serves the defaulting and validation webhooks over TLS on every replica,
+	// leading or not; default ":8443"; "-" disables them.
+	WebhookAddress string
+	// SystemNamespace holds the webhook's certificate Secret and the config-network,
+	// config-domain and config-certmanager ConfigMaps the controller reads, as Knative reads
+	// knative-serving's; default skiff-system.
+	SystemNamespace string
+	// WebhookService is the Service in front of the webhooks (the certificate's name);
+	// WebhookHosts are more names or IPs for it (when the API server calls a URL).
+	WebhookService string
+	WebhookHosts   []string
 	// StatSource is which proxy stats a revision's demand is read from (see
 	// controlplane.Config.StatSource); RevisionMetrics needs the revision-metrics filter
 	// among WasmFilters.
@@ -123,6 +152,10 @@ type EventingConfig struct {
 	// deliveries and PingSource events to Knative hosts go through, so scaled-to-zero
 	// subscribers are activated; required.
 	ProxyAddress func() string
+	// LocalProxyAddress returns Envoy's cluster-local listener (e.g. the skiff-ingress-local
+	// Service), through which deliveries to cluster-local names go; nil sends them to
+	// ProxyAddress.
+	LocalProxyAddress func() string
 	// AckWait is how long JetStream waits before handing out again an event whose
 	// dispatcher went silent (e.g. a leader that died); default broker.DefaultAckWait.
 	AckWait time.Duration
@@ -136,6 +169,7 @@ type Controller struct {
 	ceFilter string           // the cloudevents filter's name; "" without it
 	xdsLis   net.Listener
 	httpLis  net.Listener // nil when HTTPAddress is "-"
+	hookLis  net.Listener // nil when WebhookAddress is "-"
 	wasmCode http.Handler // nil without WasmFilters
 	leader   atomic.Bool
 }
@@ -145,8 +179,11 @@ func New(cfg Config) (*Controller, error) {
 	cfg.XDSAddress = cmp.Or(cfg.XDSAddress, ":18000")
 	cfg.HealthAddress = cmp.Or(cfg.HealthAddress, ":8081")
 	cfg.HTTPAddress = cmp.Or(cfg.HTTPAddress, ":8090")
+	cfg.WebhookAddress = cmp.Or(cfg.WebhookAddress, ":8443")
 	cfg.Domain = cmp.Or(cfg.Domain, "example.com")
 	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, "skiff-system")
+	cfg.SystemNamespace = cmp.Or(cfg.SystemNamespace, "skiff-system")
+	cfg.HTTPSRedirectPort = cmp.Or(cfg.HTTPSRedirectPort, 443)
 	cfg.LeaseName = cmp.Or(cfg.LeaseName, "skiff-controller")
 	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, 15*time.Second)
 	cfg.RenewDeadline = cmp.Or(cfg.RenewDeadline, 10*time.Second)
@@ -199,6 +236,15 @@ func New(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("kube controller: listen for HTTP (activation feed, wasm modules): %w", err)
 		}
 	}
+	if cfg.WebhookAddress != "-" {
+		if c.hookLis, err = net.Listen("tcp", cfg.WebhookAddress); err != nil {
+			c.xdsLis.Close()
+			if c.httpLis != nil {
+				c.httpLis.Close()
+			}
+			return nil, fmt.Errorf("kube controller: listen for the admission webhooks: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -233,6 +279,14 @@ func (c *Controller) HTTPAddr() net.Addr {
 	return c.httpLis.Addr()
 }
 
+// WebhookAddr is where the admission webhooks are served (TLS); nil if disabled.
+func (c *Controller) WebhookAddr() net.Addr {
+	if c.hookLis == nil {
+		return nil
+	}
+	return c.hookLis.Addr()
+}
+
 // Leading reports whether this replica holds the Lease.
 func (c *Controller) Leading() bool { return c.leader.Load() }
 
@@ -256,6 +310,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if c.hookLis != nil {
+		// Every replica serves the webhooks, so writes never wait for an election.
+		hook := webhook.New(webhook.Config{Client: kc, Namespace: c.cfg.SystemNamespace, ServiceName: c.cfg.WebhookService,
+			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, Logger: c.cfg.Logger})
+		hctx, stopHook := context.WithCancel(ctx)
+		defer stopHook()
+		wg.Go(func() {
+			if err := hook.Run(hctx, c.hookLis); err != nil {
+				c.log.Error("admission webhooks stopped", "err", err)
+			}
+		})
+	}
 	if c.cfg.HealthAddress != "-" {
 		srv, err := c.serveHealth()
 		if err != nil {
@@ -299,7 +365,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // (the leadership) ends.
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
 	log := c.cfg.Logger
-	st := kubestore.New(dc, log)
+	st := kubestore.New(dc, log, c.cfg.Admission, kubestore.ConfigMapsIn(c.cfg.SystemNamespace))
 	// The runtime's informers call back before the reconcilers exist; the reconcilers'
 	// first resync covers what they report meanwhile.
 	var reconcilers atomic.Pointer[reconciler.Controller]
@@ -326,7 +392,9 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := sources.Start(ctx); err != nil {
 		return err
 	}
-	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters}
+	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
+		HTTPSListenerAddress: "0.0.0.0", HTTPSListenerPort: c.cfg.ProxyHTTPSPort, HTTPSRedirectPort: c.cfg.HTTPSRedirectPort,
+		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort}
 	if len(c.filters) > 0 {
 		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
 	}
@@ -372,6 +440,23 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources,
+		SystemNamespace: c.cfg.SystemNamespace,
+	}
+	cmCtx, stopCM := context.WithCancel(ctx)
+	defer stopCM()
+	certProvider, err := c.startCertManager(cmCtx, kc, dc, func(owner string) {
+		if k, err := store.ParseKey(owner); err == nil {
+			if ctrl := reconcilers.Load(); ctrl != nil {
+				ctrl.Enqueue(k)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if certProvider != nil {
+		defer func() { stopCM(); certProvider.Shutdown() }()
+		rcfg.Certificates = certProvider
 	}
 	apiServerSources, err := c.apiServerSources(&reconcilers)
 	if err != nil {
@@ -408,6 +493,9 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := c.startGatewayAPI(sctx, kc, dc, st, proxy, &wg); err != nil {
 		return err
 	}
+	if events != nil {
+		wg.Go(func() { events.StartDispatchWhenServing(sctx, ctrl.Synced(), proxy, eventing.DispatchWaitForProxy) })
+	}
 	c.leader.Store(true)
 	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String(), "eventing", events != nil)
 	err = ctrl.Run(rctx, c.cfg.Workers)
@@ -426,11 +514,14 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 		return nil, func() {}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
-		Client: proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}),
+		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+		// lead starts deliveries once Envoy serves this leader's configuration.
+		HoldDispatch: true,
 	})
 	if err != nil {
 		cancel()
@@ -445,6 +536,29 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 	}()
 	c.log.Info("eventing running", "nats", ev.NATSURL, "broker-ingress", events.IngressAddr().String(), "cloudevents-filter", c.ceFilter != "")
 	return events, func() { cancel(); <-done }, nil
+}
+
+// startCertManager starts the cert-manager certificate provider (external-domain-tls in a
+// cluster) if the API server has cert-manager's CRDs; without them it logs that and returns
+// nil, and routes needing a certificate report CertificateProvisioned=False.
+func (c *Controller) startCertManager(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, onChange func(string)) (*certmanager.Provider, error) {
+	if c.cfg.ProxyHTTPSPort == 0 {
+		return nil, nil
+	}
+	ok, err := certmanager.Installed(kc.Discovery())
+	if err != nil {
+		return nil, fmt.Errorf("kube controller: %w", err)
+	}
+	if !ok {
+		c.log.Info("cert-manager CRDs not installed: external-domain-tls certificates cannot be issued (restart the controller after installing them)")
+		return nil, nil
+	}
+	p := certmanager.New(certmanager.Config{Client: dc, OnChange: onChange, Logger: c.cfg.Logger})
+	if err := p.Start(ctx); err != nil {
+		p.Shutdown()
+		return nil, fmt.Errorf("kube controller: %w", err)
+	}
+	return p, nil
 }
 
 // startGatewayAPI runs the Gateway API controller (HTTPRoutes to Knative Services) until

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/skiff-dev/skiff/extproc"
 )
 
 // ClusterLocalSuffix is the suffix of the cluster-local names Skiff routes
@@ -25,6 +27,10 @@ type Config struct {
 	// on every new connection, so it may change (e.g. a gateway that binds
 	// an ephemeral port after the client is built).
 	ProxyAddress func() string
+	// LocalProxyAddress returns the proxy's cluster-local listener (host:port), which alone
+	// serves cluster-local names ({name}.{namespace}.svc.cluster.local); nil sends them to
+	// ProxyAddress too.
+	LocalProxyAddress func() string
 	// MaxIdleConnsPerHost bounds the kept-alive connections per host; zero means 256,
 	// as deliveries to one subscriber run in parallel.
 	MaxIdleConnsPerHost int
@@ -41,6 +47,12 @@ func Routed(domain, host string) bool {
 	return false
 }
 
+// ClusterLocal reports whether host (without port) is a cluster-local name.
+func ClusterLocal(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return strings.HasSuffix(host, "."+ClusterLocalSuffix)
+}
+
 // New returns a client whose connections to routed hosts are dialled to the
 // proxy instead; the request line and Host header are left as they are.
 func New(cfg Config) *http.Client {
@@ -53,10 +65,32 @@ func New(cfg Config) *http.Client {
 	}
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, _, err := net.SplitHostPort(addr)
-		if err == nil && cfg.ProxyAddress != nil && Routed(cfg.Domain, host) {
+		switch {
+		case err != nil:
+		case cfg.LocalProxyAddress != nil && ClusterLocal(host):
+			addr = cfg.LocalProxyAddress()
+		case cfg.ProxyAddress != nil && Routed(cfg.Domain, host):
 			addr = cfg.ProxyAddress()
 		}
 		return dialer.DialContext(ctx, network, addr)
 	}
 	return &http.Client{Transport: tr}
+}
+
+// ProxyFailed reports whether an attempt made with a client from New failed in the proxy
+// rather than at the destination, given the request and what Do returned: the request went to
+// the proxy (a routed host) and the proxy could not be reached or its connection broke before
+// it answered (refused or reset: a proxy starting or restarting; the proxy itself answers 503
+// for an upstream that fails), or the proxy's activator answered that the destination's
+// revision did not become ready in time. Such a failure says nothing about the destination;
+// callers that count attempts (eventing's dispatcher) should wait and send again instead. A
+// request whose own context ended (its timeout) is the destination's failure.
+func (c Config) ProxyFailed(req *http.Request, resp *http.Response, err error) bool {
+	if c.ProxyAddress == nil || !Routed(c.Domain, req.URL.Hostname()) {
+		return false
+	}
+	if err != nil {
+		return req.Context().Err() == nil
+	}
+	return resp != nil && resp.Header.Get(extproc.FailureHeader) == extproc.DetailActivationTimeout
 }

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -80,8 +81,8 @@ func (c *Controller) reconcileApiServerSource(ctx context.Context, key store.Key
 	if mgr == nil {
 		return stopped(sourcesv1.ApiServerConditionDeployed, "ApiServerSourcesDisabled", "this control plane runs no ApiServerSource watches")
 	}
-	if errs := src.Validate(); len(errs) > 0 {
-		return stopped(sourcesv1.ApiServerConditionDeployed, "InvalidSpec", errs.ToAggregate().Error())
+	if errs := api.Errors(src.Validate(ctx)); errs != nil {
+		return stopped(sourcesv1.ApiServerConditionDeployed, "InvalidSpec", errs.Error())
 	}
 	sink, err := c.resolveDestination(ctx, src.Namespace, src.Spec.Sink)
 	if err != nil {

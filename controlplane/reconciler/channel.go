@@ -362,7 +362,7 @@ func (c *Controller) ensureChannel(ctx context.Context, parent *metav1.ObjectMet
 		want.Spec.Delivery = delivery
 	}
 	want.ObjectMeta = metav1.ObjectMeta{Name: name, Namespace: parent.Namespace, OwnerReferences: []metav1.OwnerReference{owner}}
-	want.SetDefaults()
+	want.SetDefaults(ctx)
 
 	var have messagingv1.InMemoryChannel
 	err := c.cfg.Store.Get(ctx, store.Key{Kind: messagingv1.KindInMemoryChannel, Namespace: parent.Namespace, Name: name}, &have)

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
@@ -61,9 +62,9 @@ func (c *Controller) reconcileContainerSource(ctx context.Context, key store.Key
 		st.MarkUnknown(sourcesv1.ContainerSourceConditionSinkBindingReady, "WorkloadsDisabled", "", now)
 		return finish()
 	}
-	if errs := src.Validate(); len(errs) > 0 {
+	if errs := api.Errors(src.Validate(ctx)); errs != nil {
 		// Objects written straight to a cluster's API have not met Skiff's validation.
-		st.MarkFalse(sourcesv1.ContainerSourceConditionReceiveAdapterReady, "InvalidSpec", errs.ToAggregate().Error(), now)
+		st.MarkFalse(sourcesv1.ContainerSourceConditionReceiveAdapterReady, "InvalidSpec", errs.Error(), now)
 		st.MarkUnknown(sourcesv1.ContainerSourceConditionSinkBindingReady, "InvalidSpec", "", now)
 		return finish()
 	}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
@@ -112,7 +113,7 @@ func newFlowSubscription(parent *metav1.ObjectMeta, owner metav1.OwnerReference,
 			Subscriber: subscriber, Reply: reply, Delivery: delivery,
 		},
 	}
-	s.SetDefaults()
+	s.SetDefaults(context.Background())
 	return s
 }
 
@@ -214,8 +215,8 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 		return finish()
 	}
 	// Objects written straight to a cluster's API have not met Skiff's validation.
-	if errs := seq.Validate(); len(errs) > 0 {
-		return failed("InvalidSpec", errs.ToAggregate())
+	if errs := api.Errors(seq.Validate(ctx)); errs != nil {
+		return failed("InvalidSpec", errs)
 	}
 	owner := controllerRef(flowsv1.GroupVersion, flowsv1.KindSequence, &seq.ObjectMeta)
 	wanted := map[string]bool{}
@@ -344,8 +345,8 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 		st.MarkUnknown(flowsv1.ConditionAddressable, reason, "", now)
 		return finish()
 	}
-	if errs := par.Validate(); len(errs) > 0 {
-		return failed("InvalidSpec", errs.ToAggregate())
+	if errs := api.Errors(par.Validate(ctx)); errs != nil {
+		return failed("InvalidSpec", errs)
 	}
 	owner := controllerRef(flowsv1.GroupVersion, flowsv1.KindParallel, &par.ObjectMeta)
 	wanted := map[string]bool{}

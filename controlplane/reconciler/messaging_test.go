@@ -79,8 +79,11 @@ func (e *env) apply(doc string) {
 		if err := yaml.UnmarshalStrict([]byte(d), obj); err != nil {
 			e.t.Fatal(err)
 		}
-		if errs := k.Prepare(obj); len(errs) > 0 {
-			e.t.Fatalf("%s: %v", tm.Kind, errs.ToAggregate())
+		if obj.GetNamespace() == "" {
+			obj.SetNamespace("default") // as the API does, from the request's path
+		}
+		if errs := api.Errors(api.Admit(context.Background(), obj, nil)); errs != nil {
+			e.t.Fatalf("%s: %v", tm.Kind, errs)
 		}
 		if err := e.st.Create(context.Background(), obj); err != nil {
 			e.t.Fatal(err)
@@ -361,7 +364,7 @@ func TestSequenceWithoutSteps(t *testing.T) {
 	e := newEnv(t)
 	seq := &flowsv1.Sequence{}
 	seq.Name, seq.Namespace = "empty", "default"
-	seq.SetDefaults()
+	seq.SetDefaults(context.Background())
 	if err := e.st.Create(context.Background(), seq); err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 			return err
 		}
 		c.forgetRevision(cluster)
+		if c.resolver != nil {
+			c.resolver.Forget(key)
+		}
 		if err := c.cfg.Runtime.Remove(ctx, key.Namespace, key.Name); err != nil {
 			return fmt.Errorf("remove revision %s: %w", key, err)
 		}
@@ -46,10 +49,30 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	if rev.Spec.ContainerConcurrency != nil {
 		cc = *rev.Spec.ContainerConcurrency
 	}
-	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
 	now := c.now()
 	st := &rev.Status
 	st.ObservedGeneration = rev.Generation
+	if resolved, err := c.reconcileDigest(&rev); err != nil {
+		// As Knative: ContainerHealthy=False, and the revision is retried with backoff.
+		if st.GetCondition(servingv1.RevisionConditionResourcesAvailable) == nil {
+			st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, ReasonResolvingDigests, "", now)
+		}
+		st.MarkFalse(servingv1.RevisionConditionContainerHealthy, ReasonContainerMissing, err.Error(), now)
+		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
+		if uerr := c.cfg.Store.UpdateStatus(ctx, &rev); uerr != nil {
+			return uerr
+		}
+		return fmt.Errorf("revision %s: %w", key, err)
+	} else if !resolved {
+		// Nothing runs until the digests are known; the resolver enqueues the revision.
+		st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, ReasonResolvingDigests, "", now)
+		if st.GetCondition(servingv1.RevisionConditionContainerHealthy) == nil {
+			st.MarkUnknown(servingv1.RevisionConditionContainerHealthy, ReasonResolvingDigests, "", now)
+		}
+		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
+		return c.cfg.Store.UpdateStatus(ctx, &rev)
+	}
+	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
 
 	desired, decision, external, err := c.decide(ctx, &rev, cluster, cc, state)
 	if err != nil {
@@ -139,6 +162,37 @@ type externalScale struct {
 	scaler  runtime.ExternalScaler
 	initial int
 	hpa     *runtime.HPA
+}
+
+// reconcileDigest fills status.containerStatuses with each container's image digest, as
+// Knative's revision reconciler does before it creates anything: true once they are there
+// (then the runtime runs the digests), false while a resolution is in flight. Containers the
+// runtime runs no image for (Config.ResolvesImages false) get an empty digest at once.
+func (c *Controller) reconcileDigest(rev *servingv1.Revision) (bool, error) {
+	if len(rev.Status.ContainerStatuses) == len(rev.Spec.Containers) {
+		if c.resolver != nil {
+			c.resolver.Clear(store.Key{Kind: servingv1.KindRevision, Namespace: rev.Namespace, Name: rev.Name})
+		}
+		return true, nil
+	}
+	if c.resolver == nil || (c.cfg.ResolvesImages != nil && !c.cfg.ResolvesImages(rev)) {
+		rev.Status.ContainerStatuses = make([]servingv1.ContainerStatus, len(rev.Spec.Containers))
+		for i, ct := range rev.Spec.Containers {
+			rev.Status.ContainerStatuses[i] = servingv1.ContainerStatus{Name: ct.Name}
+		}
+		return true, nil
+	}
+	statuses, err := c.resolver.Resolve(rev, c.cfg.DigestResolutionTimeout)
+	if err != nil {
+		// Cleared, so the next reconcile resolves again (after the image's backoff).
+		c.resolver.Clear(store.Key{Kind: servingv1.KindRevision, Namespace: rev.Namespace, Name: rev.Name})
+		return false, err
+	}
+	if statuses == nil {
+		return false, nil
+	}
+	rev.Status.ContainerStatuses = statuses
+	return true, nil
 }
 
 // decide returns how many instances the revision should run and the autoscaler's decision:

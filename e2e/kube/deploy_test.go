@@ -24,16 +24,18 @@ import (
 )
 
 var deployGVRs = map[string]schema.GroupVersionResource{
-	"Namespace":          {Version: "v1", Resource: "namespaces"},
-	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
-	"Service":            {Version: "v1", Resource: "services"},
-	"ConfigMap":          {Version: "v1", Resource: "configmaps"},
-	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	"Deployment":         {Group: "apps", Version: "v1", Resource: "deployments"},
-	"StatefulSet":        {Group: "apps", Version: "v1", Resource: "statefulsets"},
+	"Namespace":                      {Version: "v1", Resource: "namespaces"},
+	"ServiceAccount":                 {Version: "v1", Resource: "serviceaccounts"},
+	"Service":                        {Version: "v1", Resource: "services"},
+	"ConfigMap":                      {Version: "v1", Resource: "configmaps"},
+	"ClusterRole":                    {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding":             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"Role":                           {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"RoleBinding":                    {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	"Deployment":                     {Group: "apps", Version: "v1", Resource: "deployments"},
+	"StatefulSet":                    {Group: "apps", Version: "v1", Resource: "statefulsets"},
+	"MutatingWebhookConfiguration":   {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
+	"ValidatingWebhookConfiguration": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
 }
 
 // kustomizeObjects is what `kubectl apply -k deploy/` applies: the kustomization's resources
@@ -138,6 +140,9 @@ func TestDeployManifests(t *testing.T) {
 	var proxy atomic.Value
 	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
 		cfg.LeaseNamespace = "skiff-system"
+		// The webhooks' certificate Secret and caBundle updates under the same RBAC (the
+		// configurations themselves were a dry run: not installed here).
+		cfg.WebhookAddress, cfg.SystemNamespace = "127.0.0.1:0", "skiff-system"
 		cfg.ExtProcAddress = extAddr
 		cfg.Autoscaler = fastAutoscaler()
 		withEventing(startNATS(t), &proxy, nil)(cfg)
@@ -147,6 +152,10 @@ func TestDeployManifests(t *testing.T) {
 	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")
+	eventually(t, 30*time.Second, "the webhook certificate Secret made under the controller's RBAC", func() bool {
+		_, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-webhook-certs", metav1.GetOptions{})
+		return err == nil
+	})
 	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
 	c.waitReady(t, brokersGVR, "default")

@@ -698,10 +698,12 @@ func TestTTLBreaksReplyLoops(t *testing.T) {
 	}
 }
 
-// With TrustTriggerHeader the proxy's x-skiff-triggers decides; without the
-// header the ingress evaluates the filters itself.
+// With the proxy's token the proxy's x-skiff-triggers decides; without the
+// header, or without the token (a client that reaches the ingress directly,
+// issue 13 item 3), the ingress evaluates the filters itself.
 func TestTriggerHeader(t *testing.T) {
-	e := start(t, t.TempDir(), Options{TrustTriggerHeader: true})
+	const token = "s3cret"
+	e := start(t, t.TempDir(), Options{TriggerToken: token})
 	a, b := newSink(t, nil), newSink(t, nil)
 	cfg := BrokerConfig{
 		Namespace: "ns", Name: "hdr",
@@ -715,20 +717,29 @@ func TestTriggerHeader(t *testing.T) {
 	}
 	gen := cfg.FilterConfig().Generation
 	url := e.url("ns", "hdr")
-	mustPost(t, url, newEvent("by-header", "a", nil), false, http.Header{TriggersHeader: {" b , unknown,b"}, eventfilter.GenerationHeader: {gen}})
+	mustPost(t, url, newEvent("by-header", "a", nil), false, http.Header{TriggersHeader: {" b , unknown,b"}, eventfilter.GenerationHeader: {gen}, eventfilter.TokenHeader: {token}})
 	mustPost(t, url, newEvent("by-filter", "a", nil), false, nil)
-	mustPost(t, url, newEvent("none", "a", nil), true, http.Header{TriggersHeader: {""}, eventfilter.GenerationHeader: {gen}})
+	mustPost(t, url, newEvent("none", "a", nil), true, http.Header{TriggersHeader: {""}, eventfilter.GenerationHeader: {gen}, eventfilter.TokenHeader: {token}})
 	// A list computed from another trigger set (the proxy lagging behind) is
 	// not followed: the filters decide.
-	mustPost(t, url, newEvent("stale", "a", nil), false, http.Header{TriggersHeader: {"b"}, eventfilter.GenerationHeader: {"old"}})
-	if s := e.srv.Stats(); s.Stored != 3 || s.Accepted != 4 {
+	mustPost(t, url, newEvent("stale", "a", nil), false, http.Header{TriggersHeader: {"b"}, eventfilter.GenerationHeader: {"old"}, eventfilter.TokenHeader: {token}})
+	// Forged by a client that knows the generation but not the token (none,
+	// a wrong one, or the right one twice with a wrong one): the filters decide.
+	for i, tok := range [][]string{nil, {"guess"}, {token, "guess"}} {
+		h := http.Header{TriggersHeader: {"b"}, eventfilter.GenerationHeader: {gen}}
+		if tok != nil {
+			h[http.CanonicalHeaderKey(eventfilter.TokenHeader)] = tok
+		}
+		mustPost(t, url, newEvent(fmt.Sprintf("forged-%d", i), "a", nil), false, h)
+	}
+	if s := e.srv.Stats(); s.Stored != 6 || s.Accepted != 7 {
 		t.Fatalf("stats %+v", s)
 	}
-	waitFor(t, 5*time.Second, "three deliveries", func() bool { return e.srv.Stats().Delivered == 3 })
+	waitFor(t, 5*time.Second, "six deliveries", func() bool { return e.srv.Stats().Delivered == 6 })
 	if got := b.ids(); len(got) != 1 || got["by-header"] != 1 {
-		t.Errorf("b got %v", got)
+		t.Errorf("b got %v, want only by-header: a forged list was followed", got)
 	}
-	if got := a.ids(); len(got) != 2 || got["by-filter"] != 1 || got["stale"] != 1 {
+	if got := a.ids(); len(got) != 5 || got["by-filter"] != 1 || got["stale"] != 1 || got["forged-0"] != 1 || got["forged-1"] != 1 || got["forged-2"] != 1 {
 		t.Errorf("a got %v", got)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -291,12 +292,32 @@ func (s *Server) acceptChannel(ctx context.Context, b *brokerState, ev eventfilt
 // Knative's dispatcher does (a reply without a reply destination is dropped). The attempt
 // fails when either request fails; dest is the destination that failed (or the
 // subscriber), for knativeerrordest. A subscriber left empty sends the event straight to
-// the reply.
-func (s *Server) sendChannel(ctx context.Context, t *triggerState, ev eventfilter.Event, header http.Header) (res result, dest string) {
-	if t.subscriber == "" {
-		return s.send(ctx, t.reply, ev, t.policy.timeout, false, header), t.reply
+// the reply. Each request is sent past failures of Skiff's own proxy (sendPast), as a
+// broker's deliveries are, with the subscriber's configuration read again before every
+// send; cur is that configuration as last read. A subscriber removed meanwhile, or whose
+// subscriber URL came or went, ends the attempt with res.proxy set: the event is handed
+// back and delivered again under the new configuration.
+func (s *Server) sendChannel(ctx context.Context, log *slog.Logger, tk triggerKey, t *triggerState, ev eventfilter.Event, header http.Header) (res result, dest string, cur *triggerState) {
+	cur = t
+	direct := t.subscriber == ""
+	// target returns the URL pick chooses from the subscriber's configuration now.
+	target := func(pick func(*triggerState) string) func() (string, time.Duration, bool) {
+		return func() (string, time.Duration, bool) {
+			_, now := s.lookup(tk)
+			if now == nil || (now.subscriber == "") != direct || pick(now) == "" {
+				return "", 0, false
+			}
+			cur = now
+			return pick(now), now.policy.timeout, true
+		}
 	}
-	res = s.send(ctx, t.subscriber, ev, t.policy.timeout, true, header)
+	subscriber := func(t *triggerState) string { return t.subscriber }
+	reply := func(t *triggerState) string { return t.reply }
+	if direct {
+		res = s.sendPast(ctx, log, target(reply), ev, false, header)
+		return res, cur.reply, cur
+	}
+	res = s.sendPast(ctx, log, target(subscriber), ev, true, header)
 	var ee *eventfilter.EventError
 	if res.code == http.StatusBadGateway && errors.As(res.err, &ee) && ee.Reason == eventfilter.ReasonNotCloudEvent {
 		// A 2xx response that is no CloudEvent is no reply, as Knative's channel
@@ -304,11 +325,11 @@ func (s *Server) sendChannel(ctx context.Context, t *triggerState, ev eventfilte
 		res = result{code: http.StatusOK}
 	}
 	if !res.ok() || res.reply == nil {
-		return res, t.subscriber
+		return res, cur.subscriber, cur
 	}
-	if t.reply == "" {
-		s.log.Debug("reply dropped: the subscription has no reply", "subscriber", t.subscriber, "id", ev.Attributes["id"])
-		return res, t.subscriber
+	if cur.reply == "" {
+		log.Debug("reply dropped: the subscription has no reply", "subscriber", cur.subscriber)
+		return res, cur.subscriber, cur
 	}
 	h := http.Header{}
 	for name, vs := range res.replyHeader {
@@ -317,10 +338,12 @@ func (s *Server) sendChannel(ctx context.Context, t *triggerState, ev eventfilte
 	if ns := header.Get(NamespaceHeader); ns != "" {
 		h.Set(NamespaceHeader, ns)
 	}
-	rres := s.send(ctx, t.reply, *res.reply, t.policy.timeout, false, h)
+	// The reply's sends stop at a configuration whose reply was removed meanwhile: the
+	// whole attempt is then made again.
+	rres := s.sendPast(ctx, log, target(reply), *res.reply, false, h)
 	if !rres.ok() {
-		return rres, t.reply
+		return rres, cur.reply, cur
 	}
 	s.stats.replies.Add(1)
-	return res, t.subscriber
+	return res, cur.subscriber, cur
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,6 +90,9 @@ type result struct {
 	reply *eventfilter.Event
 	// replyHeader is the response's pass-through headers, for the reply.
 	replyHeader http.Header
+	// proxy is set when the attempt failed in Skiff's own proxy
+	// (Options.ProxyFailed): not a delivery attempt.
+	proxy bool
 }
 
 // deliveryHeaders returns the HTTP headers a delivery of a stored message
@@ -102,6 +106,49 @@ func deliveryHeaders(msg jetstream.Msg, namespace string) http.Header {
 		}
 	}
 	return h
+}
+
+// Pauses between sends of an event whose attempts fail in Skiff's own proxy.
+const (
+	proxyRetryMin = 100 * time.Millisecond
+	proxyRetryMax = 5 * time.Second
+	// proxyWarnEvery spaces the warnings about such failures.
+	proxyWarnEvery = 10 * time.Second
+)
+
+// sendPast is send, repeated while the attempt fails in Skiff's own proxy
+// (which says nothing about the destination and is no delivery attempt), with
+// growing pauses, until it gets through or ctx ends. target is asked before
+// every send for the destination and the attempt's timeout, which a
+// configuration change may have changed meanwhile; ok false gives up (the
+// trigger is gone), returning a result with proxy set.
+func (s *Server) sendPast(ctx context.Context, log *slog.Logger, target func() (url string, timeout time.Duration, ok bool), ev eventfilter.Event, preferReply bool, header http.Header) result {
+	pause := proxyRetryMin
+	for {
+		url, timeout, ok := target()
+		if !ok {
+			return result{proxy: true, err: errors.New("the trigger was removed")}
+		}
+		res := s.send(ctx, url, ev, timeout, preferReply, header)
+		if !res.proxy || ctx.Err() != nil {
+			return res
+		}
+		s.stats.proxyFailures.Add(1)
+		if now := time.Now().UnixNano(); now-s.proxyWarned.Load() >= int64(proxyWarnEvery) {
+			s.proxyWarned.Store(now)
+			log.Warn("the proxy did not take the delivery; the event waits and is sent again (not counted as an attempt)", "status", res.code, "error", res.err)
+		} else {
+			log.Debug("the proxy did not take the delivery; sending again", "status", res.code, "error", res.err, "in", pause)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res
+		case <-t.C:
+		}
+		pause = min(2*pause, proxyRetryMax)
+	}
 }
 
 func (r result) ok() bool { return r.err == nil && r.code >= 200 && r.code < 300 }
@@ -129,7 +176,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 	log := s.log.With("trigger", tk.String(), "id", ev.Attributes["id"], "attempt", attempt)
 	if msg.Headers().Get(HeaderPhase) == PhaseDeadLetter {
-		s.deadLetter(ctx, msg, t, tk.namespace, ev, attempt)
+		s.deadLetter(ctx, msg, tk, t, ev, attempt)
 		return
 	}
 
@@ -138,13 +185,19 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	dest := t.subscriber
 	var res result
 	if b.channel {
-		res, dest = s.sendChannel(ctx, t, ev, deliveryHeaders(msg, tk.namespace))
+		res, dest, t = s.sendChannel(ctx, log, tk, t, ev, deliveryHeaders(msg, tk.namespace))
 	} else {
-		res = s.send(ctx, t.subscriber, ev, t.policy.timeout, true, deliveryHeaders(msg, tk.namespace))
+		res = s.sendPast(ctx, log, func() (string, time.Duration, bool) {
+			if b, t = s.lookup(tk); t == nil {
+				return "", 0, false
+			}
+			return t.subscriber, t.policy.timeout, true
+		}, ev, true, deliveryHeaders(msg, tk.namespace))
+		dest = t.subscriber
 	}
 	stop()
-	if ctx.Err() != nil {
-		_ = msg.Nak() // stopping: the outcome is unknown, deliver again later
+	if ctx.Err() != nil || res.proxy {
+		_ = msg.Nak() // stopping, or the trigger is gone: the outcome is unknown, deliver again later
 		return
 	}
 	if res.ok() {
@@ -213,7 +266,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 }
 
 // deadLetter sends an event to the trigger's dead letter sink.
-func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerState, namespace string, ev eventfilter.Event, attempt int) {
+func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKey, t *triggerState, ev eventfilter.Event, attempt int) {
 	log := s.log.With("trigger", t.name, "id", ev.Attributes["id"], "attempt", attempt, "deadLetterSink", t.policy.deadLetter)
 	if t.policy.deadLetter == "" {
 		s.stats.dropped.Add(1)
@@ -222,10 +275,15 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerSt
 		return
 	}
 	stop := s.keepAlive(msg)
-	res := s.send(ctx, t.policy.deadLetter, ev, t.policy.timeout, false, deliveryHeaders(msg, namespace))
+	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
+		if _, cur := s.lookup(tk); cur != nil && cur.policy.deadLetter != "" {
+			t = cur
+		}
+		return t.policy.deadLetter, t.policy.timeout, true
+	}, ev, false, deliveryHeaders(msg, tk.namespace))
 	stop()
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil || res.proxy:
 		_ = msg.Nak()
 	case res.ok():
 		s.stats.deadLettered.Add(1)
@@ -290,6 +348,15 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 		req.Header.Set("Prefer", "reply")
 	}
 	resp, err := s.client.Do(req)
+	if s.proxyFailed != nil && s.proxyFailed(req, resp, err) {
+		res := result{err: err, proxy: true}
+		if resp != nil {
+			res.code = resp.StatusCode
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // keep the connection
+			resp.Body.Close()
+		}
+		return res
+	}
 	if err != nil {
 		return result{err: err}
 	}

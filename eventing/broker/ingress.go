@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,10 +103,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var names []string
 	useNames := false
-	// The proxy's list is used only when it was computed from the trigger
-	// set this ingress has: right after a trigger change the proxy may still
-	// run the previous configuration, and then the filters are evaluated here.
-	if s.trustHeader && r.Header.Get(eventfilter.GenerationHeader) == b.generation {
+	// The proxy's list is used only when the proxy's filter vouches for it
+	// (the token) and it was computed from the trigger set this ingress has:
+	// right after a trigger change the proxy may still run the previous
+	// configuration, and then the filters are evaluated here.
+	if s.fromFilter(r) && r.Header.Get(eventfilter.GenerationHeader) == b.generation {
 		if values, present := r.Header[TriggersHeader]; present {
 			useNames = true
 			for _, v := range values {
@@ -132,6 +134,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Debug("event accepted", "broker", namespace+"/"+name, "id", ev.Attributes["id"], "type", ev.Attributes["type"], "triggers", stored)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// fromFilter reports whether the request carries the token of the proxy's
+// cloudevents filter.
+func (s *Server) fromFilter(r *http.Request) bool {
+	if len(s.triggerToken) == 0 {
+		return false
+	}
+	got := r.Header.Values(eventfilter.TokenHeader)
+	return len(got) == 1 && subtle.ConstantTimeCompare([]byte(got[0]), s.triggerToken) == 1
 }
 
 // splitPath splits /{namespace}/{broker} (a trailing slash is allowed).

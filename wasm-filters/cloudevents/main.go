@@ -22,7 +22,9 @@
 //
 // The request path selects the broker. Along with x-skiff-triggers the filter
 // sets x-skiff-broker-generation to the broker's generation, so the ingress
-// can tell whether the list was computed from the trigger set it has. For a
+// can tell whether the list was computed from the trigger set it has, and
+// x-skiff-proxy-token to the configuration's "token" (when it has one), the
+// secret by which the ingress tells the filter's list from a client's. For a
 // path naming no configured broker (e.g. one created since the proxy's last
 // configuration) the event is still validated, but neither header is set:
 // the ingress then evaluates the triggers itself (or answers 404).
@@ -166,7 +168,7 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	}
 	c.headers = headers
 	contentType, method := "", ""
-	clientTags, clientGens := 0, 0
+	clientTags, clientGens, clientTokens := 0, 0, 0
 	for _, kv := range headers {
 		switch {
 		case kv[0] == ":method":
@@ -175,6 +177,8 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 			clientTags++
 		case strings.EqualFold(kv[0], eventfilter.GenerationHeader):
 			clientGens++
+		case strings.EqualFold(kv[0], eventfilter.TokenHeader):
+			clientTokens++
 		case kv[0] == ":path":
 			c.broker = c.plugin.cfg.Lookup(kv[1])
 		case contentType == "" && strings.EqualFold(kv[0], "content-type"):
@@ -191,7 +195,7 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	for _, h := range [...]struct {
 		name string
 		n    int
-	}{{TriggersHeader, clientTags}, {eventfilter.GenerationHeader, clientGens}} {
+	}{{TriggersHeader, clientTags}, {eventfilter.GenerationHeader, clientGens}, {eventfilter.TokenHeader, clientTokens}} {
 		for range h.n {
 			if err := proxywasm.RemoveHttpRequestHeader(h.name); err != nil {
 				proxywasm.LogErrorf("cloudevents filter: removing %s: %v", h.name, err)
@@ -285,6 +289,13 @@ func (c *httpContext) handle(body []byte) types.Action {
 		proxywasm.LogErrorf("cloudevents filter: setting %s: %v", eventfilter.GenerationHeader, err)
 		c.sendError(500, "internal", "", "cannot tag the request")
 		return types.ActionPause
+	}
+	if tok := c.plugin.cfg.Token; tok != "" {
+		if err := proxywasm.ReplaceHttpRequestHeader(eventfilter.TokenHeader, tok); err != nil {
+			proxywasm.LogErrorf("cloudevents filter: setting %s: %v", eventfilter.TokenHeader, err)
+			c.sendError(500, "internal", "", "cannot tag the request")
+			return types.ActionPause
+		}
 	}
 	return types.ActionContinue
 }

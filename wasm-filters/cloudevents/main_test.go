@@ -372,3 +372,40 @@ func TestDuplicateBrokerRejected(t *testing.T) {
 		t.Errorf("error logs = %q", logs)
 	}
 }
+
+// Issue 13, item 3: the filter passes the configuration's token with the trigger list, and
+// never a client's: only a request tagged by the filter carries the secret the ingress checks.
+func TestTokenSetAndClientTokenRemoved(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		want         []string
+	}{
+		{"with a token", `{"brokers": [` + testConfig + `], "token": "s3cret"}`, []string{"s3cret"}},
+		{"without a token", `{"brokers": [` + testConfig + `]}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host := newHost(t, tc.config)
+			if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
+				t.Fatalf("StartPlugin = %v; logs: %v", st, host.GetErrorLogs())
+			}
+			id := host.InitializeHttpContext()
+			h := binaryHeaders("x-skiff-proxy-token", "forged", "X-Skiff-Proxy-Token", "forged2")
+			if action := host.CallOnRequestHeaders(id, h, true); action != types.ActionContinue {
+				t.Fatalf("action = %v", action)
+			}
+			got := headerValues(host.GetCurrentRequestHeaders(id), "x-skiff-proxy-token")
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("x-skiff-proxy-token = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	// A path naming no configured broker is not tagged: no token either.
+	host := newHost(t, `{"brokers": [`+testConfig+`], "token": "s3cret"}`)
+	host.StartPlugin()
+	id := host.InitializeHttpContext()
+	h := append(without(binaryHeaders("x-skiff-proxy-token", "forged"), ":path"), [2]string{":path", "/default/other"})
+	host.CallOnRequestHeaders(id, h, true)
+	if got := headerValues(host.GetCurrentRequestHeaders(id), "x-skiff-proxy-token"); len(got) != 0 {
+		t.Errorf("x-skiff-proxy-token = %q on an unknown broker's request, want none", got)
+	}
+}

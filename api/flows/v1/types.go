@@ -4,12 +4,17 @@
 package v1
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 )
 
@@ -151,92 +156,106 @@ type ParallelSubscriptionStatus struct {
 }
 
 // SetDefaults fills in what Knative's webhook fills in (sequence_defaults.go): the default
-// channel template and the namespaces of references.
-func (s *Sequence) SetDefaults() {
+// channel template and the namespaces of the steps' and the reply's references (no delivery
+// defaults, as in Knative).
+func (s *Sequence) SetDefaults(ctx context.Context) {
 	s.APIVersion, s.Kind = GroupVersion, KindSequence
-	if s.Namespace == "" {
-		s.Namespace = "default"
-	}
 	if s.Spec.ChannelTemplate == nil {
 		s.Spec.ChannelTemplate = messagingv1.DefaultChannelTemplate()
 	}
+	ctx = admission.WithinParent(ctx, s.ObjectMeta)
 	for i := range s.Spec.Steps {
-		messagingv1.DefaultDestination(&s.Spec.Steps[i].Destination, s.Namespace)
-		messagingv1.DefaultDelivery(s.Spec.Steps[i].Delivery, s.Namespace)
+		s.Spec.Steps[i].Destination.SetDefaults(ctx)
 	}
-	messagingv1.DefaultDestination(s.Spec.Reply, s.Namespace)
+	s.Spec.Reply.SetDefaults(ctx)
 }
 
-// SetDefaults fills in what Knative's webhook fills in (parallel_defaults.go).
-func (p *Parallel) SetDefaults() {
+// SetDefaults fills in what Knative's webhook fills in (parallel_defaults.go): the default
+// channel template and the namespaces of references.
+func (p *Parallel) SetDefaults(ctx context.Context) {
 	p.APIVersion, p.Kind = GroupVersion, KindParallel
-	if p.Namespace == "" {
-		p.Namespace = "default"
-	}
 	if p.Spec.ChannelTemplate == nil {
 		p.Spec.ChannelTemplate = messagingv1.DefaultChannelTemplate()
 	}
+	ctx = admission.WithinParent(ctx, p.ObjectMeta)
 	for i := range p.Spec.Branches {
 		b := &p.Spec.Branches[i]
-		messagingv1.DefaultDestination(b.Filter, p.Namespace)
-		messagingv1.DefaultDestination(&b.Subscriber, p.Namespace)
-		messagingv1.DefaultDestination(b.Reply, p.Namespace)
-		messagingv1.DefaultDelivery(b.Delivery, p.Namespace)
+		b.Filter.SetDefaults(ctx)
+		b.Subscriber.SetDefaults(ctx)
+		b.Reply.SetDefaults(ctx)
 	}
-	messagingv1.DefaultDestination(p.Spec.Reply, p.Namespace)
+	p.Spec.Reply.SetDefaults(ctx)
 }
 
-// Validate checks a defaulted Sequence (sequence_validation.go): at least one step, each
-// a valid destination and delivery, a channel template with a kind, a valid reply.
-func (s *Sequence) Validate() field.ErrorList {
-	errs := messagingv1.ValidateObjectMeta(s.Name, s.Namespace)
-	spec := field.NewPath("spec")
-	if len(s.Spec.Steps) == 0 {
-		errs = append(errs, field.Required(spec.Child("steps"), "a Sequence needs at least one step"))
-	}
-	for i := range s.Spec.Steps {
-		st := &s.Spec.Steps[i]
-		p := spec.Child("steps").Index(i)
-		errs = append(errs, st.Destination.Validate(p)...)
-		errs = append(errs, st.Delivery.Validate(p.Child("delivery"))...)
-	}
-	errs = append(errs, validateTemplate(s.Spec.ChannelTemplate, spec.Child("channelTemplate"))...)
-	if s.Spec.Reply != nil {
-		errs = append(errs, s.Spec.Reply.Validate(spec.Child("reply"))...)
-	}
-	return errs
+// Validate checks a Sequence (sequence_validation.go): at least one step, each a valid
+// destination and delivery, a channel template with a kind, a valid reply.
+func (s *Sequence) Validate(ctx context.Context) *fielderr.Error {
+	return s.Spec.validate(ctx).ViaField("spec")
 }
 
-// Validate checks a defaulted Parallel (parallel_validation.go): at least one branch, each
-// with a valid filter, subscriber and reply, a channel template with a kind, a valid reply.
-func (p *Parallel) Validate() field.ErrorList {
-	errs := messagingv1.ValidateObjectMeta(p.Name, p.Namespace)
-	spec := field.NewPath("spec")
-	if len(p.Spec.Branches) == 0 {
-		errs = append(errs, field.Required(spec.Child("branches"), "a Parallel needs at least one branch"))
+func (ss *SequenceSpec) validate(ctx context.Context) *fielderr.Error {
+	var errs *fielderr.Error
+	if len(ss.Steps) == 0 {
+		errs = errs.Also(fielderr.Missing("steps"))
 	}
-	for i := range p.Spec.Branches {
-		b := &p.Spec.Branches[i]
-		bp := spec.Child("branches").Index(i)
-		if b.Filter != nil {
-			errs = append(errs, b.Filter.Validate(bp.Child("filter"))...)
+	for i := range ss.Steps {
+		st := &ss.Steps[i]
+		if e := st.Destination.Validate(ctx).Also(st.Delivery.Validate(ctx).ViaField("delivery")); e != nil {
+			errs = errs.Also(invalidElement(st, "steps", i, e))
 		}
-		errs = append(errs, b.Subscriber.Validate(bp.Child("subscriber"))...)
-		if b.Reply != nil {
-			errs = append(errs, b.Reply.Validate(bp.Child("reply"))...)
-		}
-		errs = append(errs, b.Delivery.Validate(bp.Child("delivery"))...)
 	}
-	errs = append(errs, validateTemplate(p.Spec.ChannelTemplate, spec.Child("channelTemplate"))...)
-	if p.Spec.Reply != nil {
-		errs = append(errs, p.Spec.Reply.Validate(spec.Child("reply"))...)
+	if ss.ChannelTemplate == nil {
+		errs = errs.Also(fielderr.Missing("channelTemplate"))
+	} else {
+		errs = errs.Also(messagingv1.ValidateChannelTemplate(ss.ChannelTemplate).ViaField("channelTemplate"))
 	}
-	return errs
+	return errs.Also(ss.Reply.Validate(ctx).ViaField("reply"))
 }
 
-func validateTemplate(t *messagingv1.ChannelTemplateSpec, p *field.Path) field.ErrorList {
-	if t == nil {
-		return field.ErrorList{field.Required(p, "")}
+// Validate checks a Parallel (parallel_validation.go): at least one branch, each with a
+// valid filter, subscriber and reply, a channel template with a kind, a valid reply.
+func (p *Parallel) Validate(ctx context.Context) *fielderr.Error {
+	return p.Spec.validate(ctx).ViaField("spec")
+}
+
+func (ps *ParallelSpec) validate(ctx context.Context) *fielderr.Error {
+	var errs *fielderr.Error
+	if len(ps.Branches) == 0 {
+		errs = errs.Also(fielderr.Missing("branches"))
 	}
-	return messagingv1.ValidateChannelTemplate(t, p)
+	for i := range ps.Branches {
+		b := &ps.Branches[i]
+		if e := b.Filter.Validate(ctx); e != nil {
+			errs = errs.Also(invalidElement(b, "branches.filter", i, e.ViaField("filter")))
+		}
+		if e := b.Subscriber.Validate(ctx); e != nil {
+			errs = errs.Also(invalidElement(b, "branches.subscriber", i, e.ViaField("subscriber")))
+		}
+		if e := b.Reply.Validate(ctx); e != nil {
+			errs = errs.Also(invalidElement(b, "branches.reply", i, e.ViaField("reply")))
+		}
+		// Knative does not check a branch's delivery here (the Subscription made from it
+		// is refused later); Skiff refuses it with the Parallel.
+		if e := b.Delivery.Validate(ctx); e != nil {
+			errs = errs.Also(invalidElement(b, "branches.delivery", i, e.ViaField("delivery")))
+		}
+	}
+	if ps.ChannelTemplate == nil {
+		return errs.Also(fielderr.Missing("channelTemplate"))
+	}
+	if ps.ChannelTemplate.APIVersion == "" {
+		errs = errs.Also(fielderr.Missing("channelTemplate.apiVersion"))
+	}
+	if ps.ChannelTemplate.Kind == "" {
+		errs = errs.Also(fielderr.Missing("channelTemplate.kind"))
+	}
+	return errs.Also(ps.Reply.Validate(ctx).ViaField("reply"))
+}
+
+// invalidElement is Knative's ErrInvalidArrayValue(element, field, i) for a step or branch
+// that is not valid. Knative prints the element with Go's %v (pointers as addresses) and no
+// reason; Skiff prints it as JSON, with the reason (what is wrong inside it) as the details.
+func invalidElement(element any, field string, i int, why *fielderr.Error) *fielderr.Error {
+	b, _ := json.Marshal(element)
+	return fielderr.Invalid(string(b), fmt.Sprintf("%s[%d]", field, i), why.Error())
 }

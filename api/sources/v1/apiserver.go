@@ -1,17 +1,17 @@
 package v1
 
 import (
+	"context"
 	"fmt"
-	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	"github.com/skiff-dev/skiff/api/fielderr"
 )
 
 // Kinds of the sources added with the rest of Knative's core sources.
@@ -90,90 +90,72 @@ type ApiServerSourceStatus struct {
 	Namespaces []string `json:"namespaces,omitempty"`
 }
 
-// SetDefaults fills in what Knative's webhook fills in (apiserver_defaults.go).
-func (s *ApiServerSource) SetDefaults() {
+// SetDefaults fills in what Knative's webhook fills in (apiserver_defaults.go): the mode and
+// the ServiceAccount. A sink ref with no namespace stays so, meaning the source's.
+func (s *ApiServerSource) SetDefaults(context.Context) {
 	s.APIVersion, s.Kind = GroupVersion, KindApiServerSource
-	if s.Namespace == "" {
-		s.Namespace = "default"
-	}
 	if s.Spec.EventMode == "" {
 		s.Spec.EventMode = ReferenceMode
 	}
 	if s.Spec.ServiceAccountName == "" {
 		s.Spec.ServiceAccountName = "default"
 	}
-	if r := s.Spec.Sink.Ref; r != nil && r.Namespace == "" {
-		r.Namespace = s.Namespace
-	}
 }
 
-// Validate checks a defaulted ApiServerSource (apiserver_validation.go).
-func (s *ApiServerSource) Validate() field.ErrorList {
-	errs := validateMeta(&s.ObjectMeta)
-	p := field.NewPath("spec")
-	switch s.Spec.EventMode {
+// Validate checks an ApiServerSource as Knative's webhook does (apiserver_validation.go).
+// Skiff also checks the label selectors (spec.resources[].selector, spec.namespaceSelector),
+// which Knative leaves to its adapter, failing at run time.
+func (s *ApiServerSource) Validate(ctx context.Context) *fielderr.Error {
+	return s.Spec.Validate(ctx).ViaField("spec")
+}
+
+// Validate checks the mode, sink, resources, owner, overrides and filters.
+func (cs *ApiServerSourceSpec) Validate(ctx context.Context) *fielderr.Error {
+	var errs *fielderr.Error
+	switch cs.EventMode {
 	case ReferenceMode, ResourceMode:
 	default:
-		errs = append(errs, field.NotSupported(p.Child("mode"), s.Spec.EventMode, []string{ReferenceMode, ResourceMode}))
+		errs = errs.Also(fielderr.Invalid(cs.EventMode, "mode"))
 	}
-	errs = append(errs, s.Spec.Sink.Validate(p.Child("sink"))...)
-	if len(s.Spec.Resources) == 0 {
-		errs = append(errs, field.Required(p.Child("resources"), "list at least one apiVersion and kind to watch"))
+	errs = errs.Also(cs.Sink.Validate(ctx).ViaField("sink"))
+	if len(cs.Resources) == 0 {
+		errs = errs.Also(fielderr.Missing("resources"))
 	}
-	for i, r := range s.Spec.Resources {
-		rp := p.Child("resources").Index(i)
-		if _, err := schema.ParseGroupVersion(r.APIVersion); err != nil || r.APIVersion == "" {
-			errs = append(errs, field.Invalid(rp.Child("apiVersion"), r.APIVersion, "not a group/version"))
+	for i, r := range cs.Resources {
+		if _, err := schema.ParseGroupVersion(r.APIVersion); err != nil {
+			errs = errs.Also(fielderr.Invalid(r.APIVersion, "apiVersion").ViaFieldIndex("resources", i))
 		}
 		if strings.TrimSpace(r.Kind) == "" {
-			errs = append(errs, field.Required(rp.Child("kind"), ""))
+			errs = errs.Also(fielderr.Missing("kind").ViaFieldIndex("resources", i))
 		}
-		if r.LabelSelector != nil {
-			if _, err := metav1.LabelSelectorAsSelector(r.LabelSelector); err != nil {
-				errs = append(errs, field.Invalid(rp.Child("selector"), r.LabelSelector, err.Error()))
-			}
-		}
+		errs = errs.Also(validateSelector(r.LabelSelector, "selector").ViaFieldIndex("resources", i))
 	}
-	if o := s.Spec.ResourceOwner; o != nil {
-		if _, err := schema.ParseGroupVersion(o.APIVersion); err != nil || o.APIVersion == "" {
-			errs = append(errs, field.Invalid(p.Child("owner", "apiVersion"), o.APIVersion, "not a group/version"))
+	if o := cs.ResourceOwner; o != nil {
+		if _, err := schema.ParseGroupVersion(o.APIVersion); err != nil {
+			errs = errs.Also(fielderr.Invalid(o.APIVersion, "apiVersion").ViaField("owner"))
 		}
 		if strings.TrimSpace(o.Kind) == "" {
-			errs = append(errs, field.Required(p.Child("owner", "kind"), ""))
+			errs = errs.Also(fielderr.Missing("kind").ViaField("owner"))
 		}
 	}
-	if s.Spec.NamespaceSelector != nil {
-		if _, err := metav1.LabelSelectorAsSelector(s.Spec.NamespaceSelector); err != nil {
-			errs = append(errs, field.Invalid(p.Child("namespaceSelector"), s.Spec.NamespaceSelector, err.Error()))
-		}
-	}
-	errs = append(errs, validateCEOverrides(s.Spec.CEOverrides, p.Child("ceOverrides"))...)
-	if len(s.Spec.Filters) > 0 {
-		errs = append(errs, field.Forbidden(p.Child("filters"), "Filters is not empty but the NewAPIServerFilters feature is disabled."))
+	errs = errs.Also(validateSelector(cs.NamespaceSelector, "namespaceSelector"))
+	errs = errs.Also(cs.SourceSpec.Validate(ctx))
+	if len(cs.Filters) > 0 {
+		// Knative's new-apiserversource-filters feature, off by default (Skiff has no such setting).
+		errs = errs.Also(fielderr.Generic("Filters is not empty but the NewAPIServerFilters feature is disabled.", "filters"))
 	}
 	return errs
 }
 
-// ceExtensionName is the CloudEvents rule for extension attribute names.
-var ceExtensionName = regexp.MustCompile(`^[a-z0-9]+$`)
-
-// validateCEOverrides checks that every override is a valid extension name that is not
-// a context attribute (duckv1.CloudEventOverrides.Validate).
-func validateCEOverrides(o *CloudEventOverrides, p *field.Path) field.ErrorList {
-	if o == nil {
+// validateSelector checks a label selector converts to a selector (nil is valid).
+func validateSelector(sel *metav1.LabelSelector, path string) *fielderr.Error {
+	if sel == nil {
 		return nil
 	}
-	var errs field.ErrorList
-	for k := range o.Extensions {
-		switch {
-		case !ceExtensionName.MatchString(k):
-			errs = append(errs, field.Invalid(p.Child("extensions").Key(k), k, "CloudEvents extension names are lower-case letters and digits"))
-		case k == "specversion" || k == "id" || k == "source" || k == "type" || k == "subject" || k == "time" ||
-			k == "datacontenttype" || k == "dataschema" || k == "data":
-			errs = append(errs, field.Invalid(p.Child("extensions").Key(k), k, "is a CloudEvents context attribute, not an extension"))
-		}
+	if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+		return fielderr.Invalid(err.Error(), path)
 	}
-	return errs
+	return nil
 }
 
 // +kubebuilder:object:root=true
@@ -200,38 +182,37 @@ type ContainerSourceSpec struct {
 }
 
 // SetDefaults names unnamed containers {name}-{index} (container_defaults.go).
-func (s *ContainerSource) SetDefaults() {
+func (s *ContainerSource) SetDefaults(context.Context) {
 	s.APIVersion, s.Kind = GroupVersion, KindContainerSource
-	if s.Namespace == "" {
-		s.Namespace = "default"
-	}
 	for i := range s.Spec.Template.Spec.Containers {
 		if c := &s.Spec.Template.Spec.Containers[i]; c.Name == "" {
 			c.Name = fmt.Sprintf("%s-%d", s.Name, i)
 		}
 	}
-	if r := s.Spec.Sink.Ref; r != nil && r.Namespace == "" {
-		r.Namespace = s.Namespace
-	}
 }
 
-// Validate checks a defaulted ContainerSource (container_validation.go): a sink, at least
-// one container, each with a name and an image.
-func (s *ContainerSource) Validate() field.ErrorList {
-	errs := validateMeta(&s.ObjectMeta)
-	p := field.NewPath("spec")
-	errs = append(errs, s.Spec.Sink.Validate(p.Child("sink"))...)
-	cp := p.Child("template", "spec", "containers")
-	if len(s.Spec.Template.Spec.Containers) == 0 {
-		errs = append(errs, field.Required(cp, "a ContainerSource runs at least one container"))
+// Validate checks a ContainerSource as Knative's webhook does (container_validation.go): a
+// sink, at least one container, each with a name and an image, and the overrides. (Knative
+// names the containers spec.containers, not spec.template.spec.containers.)
+func (s *ContainerSource) Validate(ctx context.Context) *fielderr.Error {
+	return s.Spec.Validate(ctx).ViaField("spec")
+}
+
+// Validate checks the sink, the containers and the overrides.
+func (cs *ContainerSourceSpec) Validate(ctx context.Context) *fielderr.Error {
+	errs := cs.Sink.Validate(ctx).ViaField("sink")
+	if len(cs.Template.Spec.Containers) == 0 {
+		errs = errs.Also(fielderr.Missing("containers"))
 	}
-	for i, c := range s.Spec.Template.Spec.Containers {
+	for i, c := range cs.Template.Spec.Containers {
+		var ce *fielderr.Error
 		if c.Name == "" {
-			errs = append(errs, field.Required(cp.Index(i).Child("name"), ""))
+			ce = ce.Also(fielderr.Missing("name"))
 		}
 		if c.Image == "" {
-			errs = append(errs, field.Required(cp.Index(i).Child("image"), ""))
+			ce = ce.Also(fielderr.Missing("image"))
 		}
+		errs = errs.Also(ce.ViaFieldIndex("containers", i))
 	}
-	return append(errs, validateCEOverrides(s.Spec.CEOverrides, p.Child("ceOverrides"))...)
+	return errs.Also(cs.SourceSpec.Validate(ctx))
 }

@@ -26,10 +26,14 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/admission"
+	"github.com/skiff-dev/skiff/api/config"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
@@ -45,13 +49,28 @@ var kinds = map[string]schema.GroupVersionResource{
 	sourcesv1.KindPingSource:    {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 	sourcesv1.KindSinkBinding:   {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
 
-	messagingv1.KindChannel:         {Group: "messaging.knative.dev", Version: "v1", Resource: "channels"},
-	messagingv1.KindInMemoryChannel: {Group: "messaging.knative.dev", Version: "v1", Resource: "inmemorychannels"},
-	messagingv1.KindSubscription:    {Group: "messaging.knative.dev", Version: "v1", Resource: "subscriptions"},
-	flowsv1.KindSequence:            {Group: "flows.knative.dev", Version: "v1", Resource: "sequences"},
-	flowsv1.KindParallel:            {Group: "flows.knative.dev", Version: "v1", Resource: "parallels"},
-	sourcesv1.KindApiServerSource:   {Group: "sources.knative.dev", Version: "v1", Resource: "apiserversources"},
-	sourcesv1.KindContainerSource:   {Group: "sources.knative.dev", Version: "v1", Resource: "containersources"},
+	messagingv1.KindChannel:                   {Group: "messaging.knative.dev", Version: "v1", Resource: "channels"},
+	messagingv1.KindInMemoryChannel:           {Group: "messaging.knative.dev", Version: "v1", Resource: "inmemorychannels"},
+	messagingv1.KindSubscription:              {Group: "messaging.knative.dev", Version: "v1", Resource: "subscriptions"},
+	flowsv1.KindSequence:                      {Group: "flows.knative.dev", Version: "v1", Resource: "sequences"},
+	flowsv1.KindParallel:                      {Group: "flows.knative.dev", Version: "v1", Resource: "parallels"},
+	sourcesv1.KindApiServerSource:             {Group: "sources.knative.dev", Version: "v1", Resource: "apiserversources"},
+	sourcesv1.KindContainerSource:             {Group: "sources.knative.dev", Version: "v1", Resource: "containersources"},
+	servingv1beta1.KindDomainMapping:          {Group: "serving.knative.dev", Version: "v1beta1", Resource: "domainmappings"},
+	networkingv1alpha1.KindClusterDomainClaim: {Group: "networking.internal.knative.dev", Version: "v1alpha1", Resource: "clusterdomainclaims"},
+	api.KindSecret:                            {Version: "v1", Resource: "secrets"},
+	api.KindConfigMap:                         {Version: "v1", Resource: "configmaps"},
+}
+
+// Option tunes a Store.
+type Option func(*options)
+
+type options struct{ configMapNamespace string }
+
+// ConfigMapsIn makes the Store watch the ConfigMaps of one namespace only (the controller's
+// settings); without it, ConfigMaps are not served.
+func ConfigMapsIn(namespace string) Option {
+	return func(o *options) { o.configMapNamespace = namespace }
 }
 
 // GVR returns the API resource of kind, for callers that talk to the API server directly.
@@ -66,16 +85,28 @@ type Store struct {
 	factory   dynamicinformer.DynamicSharedInformerFactory
 	informers map[string]cache.SharedIndexInformer
 	kinds     map[string]*api.Kind
+	admission *config.Config
 	log       *slog.Logger
+	// extra are the namespace-filtered factories (ConfigMaps).
+	extra []dynamicinformer.DynamicSharedInformerFactory
 
 	mu       sync.Mutex
 	handlers map[int]func(store.Event)
 	nextID   int
 }
 
-// New returns a Store watching every namespace; call Start before use.
-func New(client dynamic.Interface, logger *slog.Logger) *Store {
+// New returns a Store watching every namespace; call Start before use. Objects read are
+// defaulted with cfg's settings (nil: Knative's defaults).
+func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts ...Option) *Store {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Store{
+		admission: cfg,
 		client:    client,
 		factory:   dynamicinformer.NewDynamicSharedInformerFactory(client, 10*time.Hour),
 		informers: map[string]cache.SharedIndexInformer{},
@@ -87,7 +118,15 @@ func New(client dynamic.Interface, logger *slog.Logger) *Store {
 		s.kinds[k.Kind] = k
 	}
 	for kind, gvr := range kinds {
-		inf := s.factory.ForResource(gvr).Informer()
+		factory := s.factory
+		if kind == api.KindConfigMap {
+			if o.configMapNamespace == "" {
+				continue
+			}
+			factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 10*time.Hour, o.configMapNamespace, nil)
+			s.extra = append(s.extra, factory)
+		}
+		inf := factory.ForResource(gvr).Informer()
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { s.notify(store.Added, kind, obj) },
 			UpdateFunc: func(_, obj any) { s.notify(store.Modified, kind, obj) },
@@ -101,6 +140,9 @@ func New(client dynamic.Interface, logger *slog.Logger) *Store {
 // Start starts the informers and waits until their caches have synced; they stop with ctx.
 func (s *Store) Start(ctx context.Context) error {
 	s.factory.Start(ctx.Done())
+	for _, f := range s.extra {
+		f.Start(ctx.Done())
+	}
 	for kind, inf := range s.informers {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			return fmt.Errorf("kubestore: wait for %s informer to sync: %w", kind, ctx.Err())
@@ -110,7 +152,12 @@ func (s *Store) Start(ctx context.Context) error {
 }
 
 // Shutdown waits for the informers' goroutines after Start's ctx is done.
-func (s *Store) Shutdown() { s.factory.Shutdown() }
+func (s *Store) Shutdown() {
+	s.factory.Shutdown()
+	for _, f := range s.extra {
+		f.Shutdown()
+	}
+}
 
 // Subscribe calls fn after every change the informers see, until cancel is called.
 func (s *Store) Subscribe(fn func(store.Event)) (cancel func()) {
@@ -160,7 +207,11 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 	if !ok {
 		return fmt.Errorf("get %s: kind not served", key)
 	}
-	item, exists, err := inf.GetIndexer().GetByKey(key.Namespace + "/" + key.Name)
+	cacheKey := key.Namespace + "/" + key.Name
+	if key.Namespace == "" {
+		cacheKey = key.Name // cluster-scoped
+	}
+	item, exists, err := inf.GetIndexer().GetByKey(cacheKey)
 	if err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
@@ -170,21 +221,18 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 	if err := fromUnstructured(item.(*unstructured.Unstructured), into); err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	s.prepare(key, into)
+	s.prepare(into)
 	return nil
 }
 
-// prepare applies Skiff's defaults to an object read from the API server: with no admission
-// webhook, objects applied with kubectl arrive as written (e.g. a Service with no traffic
-// block), and the reconcilers expect them defaulted as `skiff apply` stores them. Validation
-// problems are logged; the reconcilers report what they cannot honour in status.
-func (s *Store) prepare(key store.Key, obj store.Object) {
-	k, ok := s.kinds[key.Kind]
-	if !ok || reflect.TypeOf(k.New()) != reflect.TypeOf(obj) {
-		return
-	}
-	if errs := k.Prepare(obj); len(errs) > 0 {
-		s.log.Warn("invalid object in the API server", "key", key.String(), "err", errs.ToAggregate().Error())
+// prepare applies Skiff's defaults to an object read from the API server, as the defaulting
+// webhook did when it was written: objects written while no webhook was installed (or before
+// a config-defaults change) arrive as written, and the reconcilers expect them defaulted as
+// `skiff apply` stores them. Validation is the webhook's, on write; the reconcilers report
+// what they cannot honour in status.
+func (s *Store) prepare(obj store.Object) {
+	if o, ok := obj.(api.Object); ok {
+		o.SetDefaults(config.ToContext(admission.WithinCreate(context.Background()), s.admission))
 	}
 }
 
