@@ -25,6 +25,7 @@ import (
 	"github.com/skiff-dev/skiff/api/duck"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
+	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 )
 
@@ -289,14 +290,21 @@ spec:
 	}
 }
 
+// withLocalListener gives the proxy its cluster-local listener, as `skiff up` does (the
+// gateway binds it on an ephemeral port): channels' addresses are served there only.
+func withLocalListener(cfg *controlplane.Config) {
+	cfg.LocalListenAddress, cfg.LocalListenPort = "127.0.0.1", 8081
+}
+
 // A 3-step Sequence: each step appends to the event's data, the last step's reply
 // reaches spec.reply; the Sequence's address is its first channel's; its children are
-// owned and its status aggregates theirs.
+// owned and its status aggregates theirs. With the proxy's cluster-local listener, the
+// channels are served there only, and each step's reply reaches the next channel through it.
 func TestSequenceTransformsEvent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	s := startSkiff(t, t.TempDir(), withEventing(t))
+	s := startSkiff(t, t.TempDir(), withEventing(t), withLocalListener)
 	rec := newRecorder(t, nil)
 	s.apply(fmt.Sprintf(`apiVersion: flows.knative.dev/v1
 kind: Sequence
@@ -324,7 +332,11 @@ spec:
 	}
 	ev := newEvent("order-1", "com.example.order", "/shop", "")
 	_ = ev.SetData("text/plain", "start")
-	if code, body, err := newSender(s.http).send(seq.Status.Address.URL, ev, false); err != nil || code != http.StatusAccepted {
+	// A channel's address is cluster-local: not on the external listener.
+	if code, body, err := newSender(s.http).send(seq.Status.Address.URL, ev, false); err != nil || code != http.StatusNotFound {
+		t.Errorf("the channel's address on the external listener: %d %s %v, want 404", code, body, err)
+	}
+	if code, body, err := newSender(s.local).send(seq.Status.Address.URL, ev, false); err != nil || code != http.StatusAccepted {
 		t.Fatalf("send: %d %s %v", code, body, err)
 	}
 	eventually(t, 30*time.Second, "the transformed event at spec.reply", func() bool { return len(rec.accepted("/done")) == 1 })
@@ -428,7 +440,7 @@ func TestChannelKeepsEventsAcrossKill(t *testing.T) {
 	u.waitReady(first, "imc", "durable")
 	const addr = "http://durable-kn-channel.default.svc.cluster.local"
 
-	snd := newSender(u.httpAddr)
+	snd := newSender(u.localAddr)
 	const want = 1000
 	var mu sync.Mutex
 	accepted := map[string]bool{}
@@ -506,19 +518,21 @@ func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
 // upProcess runs the skiff binary's `skiff up` on fixed loopback ports and one data
 // directory, so that it can be killed and started again.
 type upProcess struct {
-	t        *testing.T
-	args     []string
-	httpAddr string
-	client   *apiclient.Client
-	started  []*process
+	t    *testing.T
+	args []string
+	// localAddr is the proxy's cluster-local listener, which alone serves channels.
+	localAddr string
+	client    *apiclient.Client
+	started   []*process
 }
 
 func newUpProcess(t *testing.T) *upProcess {
 	bin, root, data := skiffBinary(t), moduleRoot(t), t.TempDir()
-	apiAddr, httpAddr := freeAddr(t), freeAddr(t)
-	u := &upProcess{t: t, httpAddr: httpAddr, client: apiclient.New(apiAddr)}
+	apiAddr, localAddr := freeAddr(t), freeAddr(t)
+	u := &upProcess{t: t, localAddr: localAddr, client: apiclient.New(apiAddr)}
 	u.args = []string{bin, "up", "--data-dir", data, "--work-dir", root, "--wasm-dir", filepath.Join(shared.dir, "wasm-bin"),
-		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
+		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", freeAddr(t), "--admin-addr", freeAddr(t),
+		"--https-addr", freeAddr(t), "--local-http-addr", localAddr,
 		"--extproc-addr", freeAddr(t), "--broker-ingress-addr", freeAddr(t), "--broker-ack-wait", "2s"}
 	t.Cleanup(func() {
 		for _, p := range u.started {

@@ -11,14 +11,15 @@ import (
 )
 
 // A ContainerSource runs Knative's heartbeats sample (examples/heartbeats) with K_SINK
-// set to its sink, an event-display Knative Service reached through the gateway, and
-// K_CE_OVERRIDES; the beats reach the event-display with the override extensions. A
-// source whose sink does not resolve reports it on SinkBindingReady and runs nothing.
+// set to its sink, an event-display Knative Service reached through the gateway (its
+// cluster-local address, through the proxy's cluster-local listener), and K_CE_OVERRIDES;
+// the beats reach the event-display with the override extensions. A source whose sink does
+// not resolve reports it on SinkBindingReady and runs nothing.
 func TestContainerSourceReachesEventDisplay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	s := startSkiff(t, t.TempDir(), withEventing(t))
+	s := startSkiff(t, t.TempDir(), withEventing(t), withLocalListener)
 	rec := newRecorder(t, nil)
 	s.apply(fmt.Sprintf(`apiVersion: serving.knative.dev/v1
 kind: Service
@@ -69,7 +70,7 @@ spec:
 `, rec.url("/display")))
 	var src sourcesv1.ContainerSource
 	s.waitReady("containersource", "heartbeat", &src)
-	if src.Status.SinkURI != "http://event-display.default.localhost" {
+	if src.Status.SinkURI != "http://event-display.default.svc.cluster.local" {
 		t.Errorf("status.sinkUri = %q", src.Status.SinkURI)
 	}
 	eventually(t, time.Minute, "3 heartbeats at the event-display", func() bool { return len(rec.accepted("/display")) >= 3 })

@@ -28,8 +28,8 @@ func (e *Eventing) ingressHandler() http.Handler {
 }
 
 // SetChannel applies a channel with its subscribers to the data plane, then routes the
-// channel's address through the proxy to the ingress (so senders only reach a channel
-// that stores their events).
+// channel's address through the proxy's cluster-local listener to the ingress (so senders
+// only reach a channel that stores their events).
 func (e *Eventing) SetChannel(ctx context.Context, cfg broker.ChannelConfig) error {
 	if err := e.broker.SetChannel(ctx, cfg); err != nil {
 		return err
@@ -40,6 +40,9 @@ func (e *Eventing) SetChannel(ctx context.Context, cfg broker.ChannelConfig) err
 		Domains:  []string{host},
 		Clusters: []xds.WeightedCluster{{Name: IngressClusterName, Weight: 100}},
 		Metadata: map[string]string{"component": "channel", "channel": cfg.Namespace + "/" + cfg.Name},
+		// A channel's address is cluster-local, as Knative's: served on the local listener
+		// only, where Skiff's senders (proxyclient) send cluster-local names.
+		Visibility: xds.VisibilityClusterLocal,
 	}}}
 	if err := e.cfg.Proxy.SetRoute(route); err != nil {
 		return fmt.Errorf("route for channel %s/%s: %w", cfg.Namespace, cfg.Name, err)

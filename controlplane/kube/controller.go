@@ -615,7 +615,8 @@ func (c *Controller) apiServerSources(reconcilers *atomic.Pointer[reconciler.Con
 	}
 	client := http.DefaultClient
 	if ev := c.cfg.Eventing; ev != nil && ev.ProxyAddress != nil {
-		client = proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress})
+		// As deliveries: cluster-local sinks (channels, brokers) through the local listener.
+		client = proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress})
 	}
 	return apiserver.NewManager(b, apiserver.Options{Client: client, Logger: c.cfg.Logger, OnChange: func(key string) {
 		if ctrl := reconcilers.Load(); ctrl != nil {

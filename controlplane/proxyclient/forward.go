@@ -10,10 +10,11 @@ import (
 
 // Forward is an HTTP forward proxy (what HTTP_PROXY names) for processes Skiff runs on
 // this machine: a request for a host Skiff routes (the serving domain, *.svc.cluster.local)
-// goes to Skiff's proxy keeping its Host, as Skiff's own deliveries do, any other goes
-// straight to its host. It lets a local ContainerSource reach its K_SINK, a Knative
-// address no resolver on the machine knows. Plain HTTP requests are forwarded in absolute
-// form; CONNECT tunnels are opened to the same place.
+// goes to Skiff's proxy keeping its Host (a cluster-local name to the proxy's local
+// listener), as Skiff's own deliveries do; any other goes straight to its host. It lets a
+// local ContainerSource reach its K_SINK, a Knative address no resolver on the machine
+// knows. Plain HTTP requests are forwarded in absolute form; CONNECT tunnels are opened to
+// the same place.
 func Forward(cfg Config) http.Handler {
 	client := New(cfg)
 	rp := &httputil.ReverseProxy{
@@ -36,13 +37,9 @@ func Forward(cfg Config) http.Handler {
 }
 
 // connect opens a CONNECT tunnel to the request's host (to Skiff's proxy for a routed
-// host) and copies bytes both ways until either side closes.
+// host, its local listener for a cluster-local name) and copies bytes both ways until either side closes.
 func connect(w http.ResponseWriter, r *http.Request, dialer *net.Dialer, cfg Config) {
-	addr := r.Host
-	if host, _, err := net.SplitHostPort(addr); err == nil && cfg.ProxyAddress != nil && Routed(cfg.Domain, host) {
-		addr = cfg.ProxyAddress()
-	}
-	upstream, err := dialer.DialContext(r.Context(), "tcp", addr)
+	upstream, err := dialer.DialContext(r.Context(), "tcp", cfg.dialAddress(r.Host))
 	if err != nil {
 		http.Error(w, "dial "+r.Host+": "+err.Error(), http.StatusBadGateway)
 		return

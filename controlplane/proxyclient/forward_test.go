@@ -24,15 +24,23 @@ func TestForward(t *testing.T) {
 		fmt.Fprintf(w, "direct %s", r.URL.Path)
 	}))
 	defer direct.Close()
+	// The proxy's cluster-local listener, the only one serving cluster-local names such as
+	// a channel's address.
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "local %s %s %s", r.Host, r.URL.Path, body)
+	}))
+	defer local.Close()
 	gw := strings.TrimPrefix(gateway.URL, "http://")
-	fwd := httptest.NewServer(Forward(Config{Domain: "localhost", ProxyAddress: func() string { return gw }}))
+	lo := strings.TrimPrefix(local.URL, "http://")
+	fwd := httptest.NewServer(Forward(Config{Domain: "localhost", ProxyAddress: func() string { return gw }, LocalProxyAddress: func() string { return lo }}))
 	defer fwd.Close()
 	proxyURL, _ := url.Parse(fwd.URL)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
 
 	for target, want := range map[string]string{
 		"http://event-display.default.localhost/events":       "gateway event-display.default.localhost /events hi",
-		"http://orders-kn-channel.default.svc.cluster.local/": "gateway orders-kn-channel.default.svc.cluster.local / hi",
+		"http://orders-kn-channel.default.svc.cluster.local/": "local orders-kn-channel.default.svc.cluster.local / hi",
 		direct.URL + "/elsewhere":                             "direct /elsewhere",
 	} {
 		resp, err := client.Post(target, "text/plain", strings.NewReader("hi"))
@@ -66,6 +74,27 @@ func TestForward(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if string(b) != "gateway hello.default.localhost /tunnel " {
 		t.Errorf("through the tunnel: %q", b)
+	}
+
+	// CONNECT to a cluster-local name reaches the local listener.
+	conn2, err := net.Dial("tcp", strings.TrimPrefix(fwd.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	fmt.Fprintf(conn2, "CONNECT orders-kn-channel.default.svc.cluster.local:80 HTTP/1.1\r\nHost: orders-kn-channel.default.svc.cluster.local:80\r\n\r\n")
+	br2 := bufio.NewReader(conn2)
+	if resp, err := http.ReadResponse(br2, nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT to a cluster-local name: %v %v", resp, err)
+	}
+	fmt.Fprintf(conn2, "GET /tunnel HTTP/1.1\r\nHost: orders-kn-channel.default.svc.cluster.local\r\n\r\n")
+	resp, err = http.ReadResponse(br2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if string(b) != "local orders-kn-channel.default.svc.cluster.local /tunnel " {
+		t.Errorf("through the tunnel to a cluster-local name: %q", b)
 	}
 
 	// A request that is not in absolute form is refused.
