@@ -314,3 +314,48 @@ func TestChannelHost(t *testing.T) {
 		}
 	}
 }
+
+// A channel delivers as a broker does (issue 22): attribute values percent-encoded in the
+// binary headers (the HTTP binding, 3.1.3.2), and Knative's pass-through headers of the
+// sender's request carried on, others not.
+func TestChannelDeliveryHeaders(t *testing.T) {
+	e := start(t, t.TempDir(), Options{})
+	in := channelIngress(t, e)
+	sub := newSink(t, nil)
+	if err := e.srv.SetChannel(t.Context(), ChannelConfig{Namespace: "ns", Name: "ch", Subscribers: []SubscriberConfig{
+		{Name: "s", Subscriber: sub.srv.URL},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := newEvent("e1", "t", nil)
+	ev.SetExtension("pct", "100% \"sure\" é")
+	req, err := http.NewRequest(http.MethodPost, in.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = ChannelHost("ns", "ch")
+	if err := cehttp.WriteRequest(context.Background(), binding.ToMessage(&ev), req); err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-Id", "req-1")
+	req.Header.Set("Knative-Trace", "k")
+	req.Header.Set("X-Other", "o")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("post: %d", resp.StatusCode)
+	}
+	waitFor(t, 10*time.Second, "the delivery", func() bool { return sub.requests() == 1 })
+	sub.mu.Lock()
+	h := sub.headers[0]
+	sub.mu.Unlock()
+	if got := h.Get("Ce-Pct"); got != "100%25%20%22sure%22%20%C3%A9" {
+		t.Errorf("Ce-Pct %q, want the value percent-encoded", got)
+	}
+	if h.Get("X-Request-Id") != "req-1" || h.Get("Knative-Trace") != "k" || h.Get("X-Other") != "" || h.Get(NamespaceHeader) != "ns" {
+		t.Errorf("delivery headers %v: want X-Request-Id, Knative-Trace and Kn-Namespace, not X-Other", h)
+	}
+}
