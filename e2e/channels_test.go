@@ -625,14 +625,15 @@ func (u *upProcess) waitReady(p *process, kind, name string) {
 }
 
 // examples/sequence.yaml works as its comment says: an event sent to the Sequence's
-// address goes through both event-display steps, and the last reply (step2.done) reaches
-// the sequence-end Service, whose log shows it.
+// address (on the cluster-local listener, as in skiff up) goes through both event-display
+// steps, Knative Services reached at their cluster-local addresses, and the last reply
+// (step2.done) reaches the sequence-end Service, whose log shows it.
 func TestSequenceExample(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
 	dir := t.TempDir()
-	s := startSkiff(t, dir, withEventing(t))
+	s := startSkiff(t, dir, withEventing(t), withLocalListener)
 	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "examples", "sequence.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -641,7 +642,7 @@ func TestSequenceExample(t *testing.T) {
 	var seq flowsv1.Sequence
 	s.waitReady("sequence", "pipeline", &seq)
 	ev := newEvent("example-1", "start", "/me", "")
-	if code, body, err := newSender(s.http).send(seq.Status.Address.URL, ev, false); err != nil || code != http.StatusAccepted {
+	if code, body, err := newSender(s.local).send(seq.Status.Address.URL, ev, false); err != nil || code != http.StatusAccepted {
 		t.Fatalf("send: %d %s %v", code, body, err)
 	}
 	eventually(t, time.Minute, "sequence-end to log the step2.done reply", func() bool {
