@@ -308,9 +308,15 @@ func (c *Controller) reconcileChannel(ctx context.Context, key store.Key) error 
 		st.SetCondition(duck.Condition{Type: messagingv1.ChannelConditionBackingChannelReady, Status: ready.Status, Reason: ready.Reason, Message: ready.Message}, now)
 	}
 	st.Address, st.Addresses = bs.Address, bs.Addresses
-	if bs.Address == nil || bs.Address.URL == "" {
+	switch {
+	case (bs.Address == nil || bs.Address.URL == "") && bs.GetCondition(duck.ConditionReady) == nil:
+		// Knative says False until the backing channel's first reconcile gives it an
+		// address; Skiff says Unknown, so that waiting for Ready (skiff wait, kubectl wait)
+		// waits through it, as a Parallel's children on their way are Unknown.
+		st.MarkUnknown(messagingv1.ChannelConditionAddressable, "EmptyHostname", "the backing channel has no address yet", now)
+	case bs.Address == nil || bs.Address.URL == "":
 		st.MarkFalse(messagingv1.ChannelConditionAddressable, "EmptyHostname", "hostname is the empty string", now)
-	} else {
+	default:
 		st.MarkTrue(messagingv1.ChannelConditionAddressable, now)
 	}
 	st.Subscribers = bs.Subscribers

@@ -374,3 +374,29 @@ func TestSequenceWithoutSteps(t *testing.T) {
 		t.Errorf("Ready %+v", c)
 	}
 }
+
+// A Channel reconciled before its backing InMemoryChannel ever was (so it has no address
+// yet) is on its way, not failed: Addressable and Ready are Unknown, so that waiting for
+// Ready waits (Knative says False, EmptyHostname, until the next reconcile); once the backing
+// channel reports, the Channel is Ready with its address. (A wait that read the False
+// failed TestChannelSubscriptionsFanOut on a loaded machine.)
+func TestChannelBeforeItsBackingChannel(t *testing.T) {
+	e := newEnv(t)
+	e.apply("apiVersion: messaging.knative.dev/v1\nkind: Channel\nmetadata: {name: early, namespace: default}\n")
+	ctx := context.Background()
+	if err := e.c.reconcile(ctx, store.Key{Kind: messagingv1.KindChannel, Namespace: "default", Name: "early"}); err != nil {
+		t.Fatal(err)
+	}
+	ch := get[messagingv1.Channel](e, messagingv1.KindChannel, "early")
+	if c := cond(&ch.Status.Status, messagingv1.ChannelConditionAddressable); c.Status != duck.Unknown || c.Reason != "EmptyHostname" {
+		t.Errorf("Addressable %+v, want Unknown while the backing channel has not reported", c)
+	}
+	if c := cond(&ch.Status.Status, duck.ConditionReady); c.Status != duck.Unknown {
+		t.Errorf("Ready %+v, want Unknown", c)
+	}
+	e.settle()
+	ch = get[messagingv1.Channel](e, messagingv1.KindChannel, "early")
+	if !ch.Status.IsReady() || ch.Status.Address == nil || ch.Status.Address.URL != "http://early-kn-channel.default.svc.cluster.local" {
+		t.Errorf("after the backing channel's reconcile: %+v", ch.Status)
+	}
+}
