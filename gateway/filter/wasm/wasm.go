@@ -32,7 +32,11 @@
 // filter when failing open — and, with FAIL_RELOAD, the instance is replaced
 // by a new one for later requests; otherwise it stays failed and every
 // request it is given fails (closed) or skips the plugin (open), as Envoy
-// does for a failed VM.
+// does for a failed VM. Requests the failed instance was holding (paused)
+// fail by the policy at once instead of waiting for a continue that cannot
+// come. Once a stream has ended (answered, its context deleted) the plugin is
+// never called for it again, even if an upstream client is still reading the
+// request body.
 package wasm
 
 import (
