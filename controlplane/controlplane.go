@@ -73,6 +73,12 @@ type Config struct {
 	StatSource autoscaler.StatSource
 	// WasmFilters are the proxy-wasm filters every proxy runs first in its HTTP chain.
 	WasmFilters []xds.WasmFilter
+	// ServingNodes selects the proxies whose ACKs make Routes ready and whose NACKs are
+	// reported (xds.Options.ServingNodes; zero: xds.DefaultServingNodeClusters, which
+	// include the gateway's default node cluster); XDSAckTimeout is how long one may leave
+	// a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
+	ServingNodes  xds.NodeSelector
+	XDSAckTimeout time.Duration
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
@@ -179,6 +185,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
+		ServingNodes:   cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)

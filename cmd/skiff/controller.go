@@ -99,6 +99,9 @@ func newControllerCommand() *cobra.Command {
 			}
 			cfg.ProxyStatsURLs, _ = f.GetStringArray("proxy-stats")
 			cfg.Autoscaler, cfg.StatSource = &a, source
+			if cfg.ServingNodes, cfg.XDSAckTimeout, err = servingNodeFlags(f); err != nil {
+				return err
+			}
 			cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise")
 			if source == autoscaler.RevisionMetrics {
 				dir, _ := f.GetString("wasm-dir")
@@ -134,6 +137,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("wasm-dir", "/var/lib/skiff/wasm", "where the proxy-wasm modules are (from `make wasm`); in a source checkout they are built there first")
 	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
 	addAutoscalerFlags(f)
+	addServingNodeFlags(f)
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("broker-ingress-addr", ":18002", "address of the broker ingress (leader only); Envoy routes http://broker-ingress.{domain}/{namespace}/{broker} to it")

@@ -34,6 +34,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
 	f.String("extproc-advertise", "", "ext_proc address proxies are told over CDS, e.g. standalone `skiff extproc` instances (default: --extproc-addr)")
 	addAutoscalerFlags(f)
+	addServingNodeFlags(f)
 	f.String("wasm-dir", "bin/wasm", "where the proxy-wasm filter modules are (relative to --work-dir); in a source checkout they are built there first")
 	f.Bool("eventing", true, "run Brokers, Triggers and PingSources (broker ingress, dispatcher, JetStream)")
 	f.String("nats-url", "", "external NATS cluster with JetStream for broker events (default: an embedded NATS server storing under --data-dir/jetstream)")
@@ -69,6 +70,10 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 	}
 	drain, _ := f.GetDuration("drain-timeout")
 	a, source, err := autoscalerFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
+	serving, ackTimeout, err := servingNodeFlags(f)
 	if err != nil {
 		return controlplane.Config{}, err
 	}
@@ -112,6 +117,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
 		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		ServingNodes: serving, XDSAckTimeout: ackTimeout,
 	}, nil
 }
 

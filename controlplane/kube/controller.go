@@ -90,6 +90,12 @@ type Config struct {
 	// WasmCodeAdvertise is the "host:port" Envoy reaches HTTPAddress at (e.g. the
 	// skiff-controlplane Service's http port); required with WasmFilters.
 	WasmCodeAdvertise string
+	// ServingNodes selects the Envoys whose ACKs make Routes ready and whose NACKs are
+	// reported (xds.Options.ServingNodes; zero: xds.DefaultServingNodeClusters, which
+	// include deploy/'s --service-cluster skiff-envoy); XDSAckTimeout is how long one may
+	// leave a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
+	ServingNodes  xds.NodeSelector
+	XDSAckTimeout time.Duration
 	// LeaseNamespace and LeaseName name the Lease for leader election; Identity is this replica's.
 	LeaseNamespace, LeaseName, Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; defaults 15s, 10s, 2s.
@@ -315,7 +321,8 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := rt.Start(ctx); err != nil {
 		return err
 	}
-	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters}
+	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
+		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout}
 	if len(c.filters) > 0 {
 		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
 	}

@@ -8,7 +8,9 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -18,6 +20,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 const (
@@ -49,6 +52,35 @@ type NodeStatus struct {
 	// NACKs counts rejected responses; LastNACK is the last error_detail message.
 	NACKs    int
 	LastNACK string
+	// Serving reports whether the node is one of the proxies meant to serve
+	// (Options.ServingNodes): only those make resources ready.
+	Serving bool
+	// Unresponsive reports that the stream has left a response unanswered
+	// for longer than Options.AckTimeout: readiness does not wait for it
+	// until it answers.
+	Unresponsive bool
+}
+
+// NodeSelector selects xDS nodes by their Envoy node id (--service-node) and
+// cluster (--service-cluster). A node matches when its cluster is one of
+// Clusters (or Clusters is empty) and its id is one of IDs (or IDs is empty).
+type NodeSelector struct {
+	Clusters []string
+	IDs      []string
+}
+
+// Matches reports whether node is selected.
+func (n NodeSelector) Matches(node *corev3.Node) bool {
+	return (len(n.Clusters) == 0 || slices.Contains(n.Clusters, node.GetCluster())) &&
+		(len(n.IDs) == 0 || slices.Contains(n.IDs, node.GetId()))
+}
+
+// IsZero reports whether the selector names no cluster and no id.
+func (n NodeSelector) IsZero() bool { return len(n.Clusters) == 0 && len(n.IDs) == 0 }
+
+// String describes the selector for logs and errors.
+func (n NodeSelector) String() string {
+	return fmt.Sprintf("clusters=%s ids=%s", strings.Join(n.Clusters, ","), strings.Join(n.IDs, ","))
 }
 
 // streamKey identifies a stream: SotW and delta servers number streams separately.
@@ -65,6 +97,43 @@ type sentResponse struct {
 	eds     map[string]string // cluster → content hash of the CLA sent
 	rds     string            // content hash of the RouteConfiguration sent, if any
 	removed []string          // delta removed_resources
+	// names are the resources sent (delta); a SotW response keeps its
+	// resources instead, decoded for their names only when needed.
+	names     []string
+	resources []*anypb.Any
+	// sentAt is when the stream was first sent a response of this type that
+	// it has not answered since (a SotW response superseding an unanswered
+	// one keeps its time); timer wakes waiters once it is AckTimeout old.
+	sentAt time.Time
+	timer  *time.Timer
+}
+
+// resourceNames returns the names of the resources p carried.
+func (p *sentResponse) resourceNames() []string {
+	if p.names != nil || p.resources == nil {
+		return p.names
+	}
+	out := make([]string, 0, len(p.resources))
+	for _, a := range p.resources {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		if r, ok := m.(interface{ GetName() string }); ok {
+			out = append(out, r.GetName())
+		} else if cla, ok := m.(*endpointv3.ClusterLoadAssignment); ok {
+			out = append(out, cla.GetClusterName())
+		}
+	}
+	p.names = out
+	return out
+}
+
+// stop stops p's timer once p is answered or forgotten.
+func (p *sentResponse) stop() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
 }
 
 // streamState is the ACK state of one stream.
@@ -77,6 +146,13 @@ type streamState struct {
 	rds      string                   // ACKed RouteConfiguration content hash
 	nacks    int
 	lastNACK string
+	// requested holds the types the stream has asked for: only a stream
+	// that asked for a type can be waited on to ACK it.
+	requested map[string]bool
+	// rejected maps a type URL and resource name to the error_detail of the
+	// last NACK of a response carrying it, until a response carrying it is
+	// ACKed.
+	rejected map[string]map[string]string
 }
 
 // contentHistory maps the content hashes of a resource's recent versions (a
@@ -91,6 +167,10 @@ type contentHistory struct {
 // each stream was sent and what it ACKed, logs NACKs, and wakes waiters.
 type ackTracker struct {
 	logger *slog.Logger
+	// serving selects the proxies whose ACKs count; timeout is how long a
+	// response may go unanswered before its stream stops counting.
+	serving NodeSelector
+	timeout time.Duration
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
@@ -103,9 +183,11 @@ type ackTracker struct {
 
 var _ serverv3.Callbacks = (*ackTracker)(nil)
 
-func newAckTracker(logger *slog.Logger) *ackTracker {
+func newAckTracker(logger *slog.Logger, serving NodeSelector, timeout time.Duration) *ackTracker {
 	return &ackTracker{
 		logger:  logger,
+		serving: serving,
+		timeout: timeout,
 		changed: make(chan struct{}),
 		eds:     make(map[string]*contentHistory),
 		rds:     contentHistory{versions: make(map[string]uint64)},
@@ -182,10 +264,12 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.streams[k] = &streamState{
-		typeURL: typeURL,
-		pending: make(map[string]*sentResponse),
-		acked:   make(map[string]string),
-		eds:     make(map[string]string),
+		typeURL:   typeURL,
+		pending:   make(map[string]*sentResponse),
+		acked:     make(map[string]string),
+		eds:       make(map[string]string),
+		requested: make(map[string]bool),
+		rejected:  make(map[string]map[string]string),
 	}
 	t.broadcast()
 }
@@ -193,8 +277,41 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 func (t *ackTracker) close(k streamKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if st := t.streams[k]; st != nil {
+		for _, p := range st.pending {
+			p.stop()
+		}
+	}
 	delete(t.streams, k)
 	t.broadcast()
+}
+
+// wake wakes the waiters when a response's answer is overdue, so that they
+// stop waiting for its stream.
+func (t *ackTracker) wake() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.broadcast()
+}
+
+// unresponsiveLocked reports whether st has left a response unanswered for
+// longer than the timeout; t.mu must be held.
+func (t *ackTracker) unresponsiveLocked(st *streamState, now time.Time) bool {
+	for _, p := range st.pending {
+		if now.Sub(p.sentAt) >= t.timeout {
+			return true
+		}
+	}
+	return false
+}
+
+// counts reports whether readiness waits for st to ACK resources of typeURL:
+// it is a serving proxy's stream that carries the type, has asked for it and
+// answers; t.mu must be held.
+func (t *ackTracker) counts(st *streamState, typeURL string, now time.Time) bool {
+	return st.node != nil && t.serving.Matches(st.node) &&
+		(st.typeURL == resourcev3.AnyType || st.typeURL == typeURL) &&
+		st.requested[typeURL] && !t.unresponsiveLocked(st, now)
 }
 
 // request handles an incoming request: a response_nonce without error_detail
@@ -211,17 +328,38 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 		st.node = node
 		changed = true
 	}
+	if typeURL != "" && !st.requested[typeURL] {
+		st.requested[typeURL] = true
+		changed = true
+	}
 	if p := st.pending[nonce]; nonce != "" && p != nil {
 		delete(st.pending, nonce)
+		p.stop()
 		changed = true
 		if nack != nil {
 			st.nacks++
 			st.lastNACK = nack.message
+			rej := st.rejected[p.typeURL]
+			if rej == nil {
+				rej = make(map[string]string)
+				st.rejected[p.typeURL] = rej
+			}
+			for _, name := range p.resourceNames() {
+				rej[name] = nack.message
+			}
 			t.logger.Warn("xds NACK",
-				"node", st.node.GetId(), "stream", k.id, "delta", k.delta,
+				"node", st.node.GetId(), "node_cluster", st.node.GetCluster(), "stream", k.id, "delta", k.delta,
 				"type", cmp.Or(typeURL, p.typeURL), "nonce", nonce, "rejected_version", p.version,
 				"kept_version", version, "code", nack.code, "error", nack.message)
 		} else {
+			if rej := st.rejected[p.typeURL]; len(rej) > 0 {
+				for _, name := range p.resourceNames() {
+					delete(rej, name)
+				}
+				for _, name := range p.removed {
+					delete(rej, name)
+				}
+			}
 			st.acked[p.typeURL] = p.version
 			maps.Copy(st.eds, p.eds)
 			if p.rds != "" {
@@ -255,15 +393,20 @@ func (t *ackTracker) response(k streamKey, nonce string, p *sentResponse) {
 	}
 	t.sent++
 	p.seq = t.sent
+	p.sentAt = time.Now()
 	if !k.delta {
 		// A SotW server ignores requests carrying an older nonce of the same
-		// type, so only the latest response of a type can still be ACKed.
+		// type, so only the latest response of a type can still be ACKed; it
+		// is overdue when the first unanswered one is.
 		for n, old := range st.pending {
 			if old.typeURL == p.typeURL {
 				delete(st.pending, n)
+				old.stop()
+				p.sentAt = old.sentAt
 			}
 		}
 	}
+	p.timer = time.AfterFunc(t.timeout-time.Since(p.sentAt), t.wake)
 	st.pending[nonce] = p
 	for len(st.pending) > maxPendingResponses {
 		oldest := ""
@@ -272,6 +415,7 @@ func (t *ackTracker) response(k streamKey, nonce string, p *sentResponse) {
 				oldest = n
 			}
 		}
+		st.pending[oldest].stop()
 		delete(st.pending, oldest)
 	}
 }
@@ -302,7 +446,7 @@ func (t *ackTracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest
 
 // OnStreamResponse is a go-control-plane callback: a SotW response is being sent.
 func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo()}
+	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), resources: resp.GetResources()}
 	if p.typeURL == resourcev3.RouteType {
 		for _, a := range resp.GetResources() {
 			p.rds = cache.HashResource(a.GetValue())
@@ -342,6 +486,10 @@ func (t *ackTracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscov
 // OnStreamDeltaResponse is a go-control-plane callback: a delta response is being sent.
 func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetSystemVersionInfo(), removed: resp.GetRemovedResources()}
+	p.names = make([]string, 0, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		p.names = append(p.names, r.GetName())
+	}
 	if p.typeURL == resourcev3.EndpointType {
 		p.eds = claHashes(resp.GetResources())
 	}
@@ -378,6 +526,7 @@ func (t *ackTracker) nodes() []NodeStatus {
 // nodesLocked is nodes with t.mu held.
 func (t *ackTracker) nodesLocked() []NodeStatus {
 	out := make([]NodeStatus, 0, len(t.streams))
+	now := time.Now()
 	for k, st := range t.streams {
 		ns := NodeStatus{
 			NodeID: st.node.GetId(), NodeCluster: st.node.GetCluster(),
@@ -385,6 +534,8 @@ func (t *ackTracker) nodesLocked() []NodeStatus {
 			Acked:     maps.Clone(st.acked),
 			Endpoints: make(map[string]string, len(st.eds)),
 			NACKs:     st.nacks, LastNACK: st.lastNACK,
+			Serving:      st.node != nil && t.serving.Matches(st.node),
+			Unresponsive: t.unresponsiveLocked(st, now),
 		}
 		for cluster, hash := range st.eds {
 			ns.Endpoints[cluster] = strconv.FormatUint(t.endpointsVersion(cluster, hash), 10)
@@ -403,13 +554,14 @@ func (t *ackTracker) nodesLocked() []NodeStatus {
 	return out
 }
 
-// endpointsAcked reports whether every connected stream that can carry EDS
-// (ADS or EDS streams that have identified their node), and at least one,
-// has ACKed the cluster's CLA at version >= v; t.mu must be held.
+// endpointsAcked reports whether every stream that counts for EDS (see
+// counts), and at least one, has ACKed the cluster's CLA at version >= v;
+// t.mu must be held.
 func (t *ackTracker) endpointsAcked(cluster string, v uint64) bool {
 	n := 0
+	now := time.Now()
 	for _, st := range t.streams {
-		if st.node == nil || (st.typeURL != resourcev3.AnyType && st.typeURL != resourcev3.EndpointType) {
+		if !t.counts(st, resourcev3.EndpointType, now) {
 			continue
 		}
 		n++
@@ -462,15 +614,21 @@ func (t *ackTracker) recordRoutes(hash string) uint64 {
 	return v
 }
 
-// routesAcked reports whether every connected stream that can carry RDS (and
-// at least one) has ACKed a RouteConfiguration at version >= v and the current
-// endpoints of every cluster in clusters.
+// routesAcked reports whether every stream that counts for RDS (see counts),
+// and at least one, has ACKed a RouteConfiguration at version >= v and the
+// current endpoints of every cluster in clusters.
 func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.routesAckedLocked(v, clusters)
+}
+
+// routesAckedLocked is routesAcked with t.mu held.
+func (t *ackTracker) routesAckedLocked(v uint64, clusters []string) bool {
 	n := 0
+	now := time.Now()
 	for _, st := range t.streams {
-		if st.node == nil || (st.typeURL != resourcev3.AnyType && st.typeURL != resourcev3.RouteType) {
+		if !t.counts(st, resourcev3.RouteType, now) {
 			continue
 		}
 		n++
@@ -485,4 +643,44 @@ func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
 		}
 	}
 	return n > 0
+}
+
+// routeRejection returns why a serving proxy rejected what a route needs: the
+// RouteConfiguration (at version v or later), or the cluster or endpoints
+// of one of clusters. It is "" when none did, or when every serving proxy
+// has ACKed the route since (it is then served).
+func (t *ackTracker) routeRejection(v uint64, clusters []string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.routesAckedLocked(v, clusters) {
+		return ""
+	}
+	now := time.Now()
+	keys := slices.SortedFunc(maps.Keys(t.streams), func(a, b streamKey) int {
+		if a.delta != b.delta {
+			if a.delta {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	for _, k := range keys {
+		st := t.streams[k]
+		if st.node == nil || !t.serving.Matches(st.node) || t.unresponsiveLocked(st, now) {
+			continue
+		}
+		if msg, ok := st.rejected[resourcev3.RouteType][RouteConfigName]; ok && t.rds.versions[st.rds] < v {
+			return fmt.Sprintf("proxy %q rejected the route configuration: %s", st.node.GetId(), msg)
+		}
+		for _, c := range clusters {
+			if msg, ok := st.rejected[resourcev3.ClusterType][c]; ok {
+				return fmt.Sprintf("proxy %q rejected cluster %s: %s", st.node.GetId(), c, msg)
+			}
+			if msg, ok := st.rejected[resourcev3.EndpointType][c]; ok {
+				return fmt.Sprintf("proxy %q rejected the endpoints of cluster %s: %s", st.node.GetId(), c, msg)
+			}
+		}
+	}
+	return ""
 }

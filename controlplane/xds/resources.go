@@ -136,16 +136,47 @@ func (s *Server) flushRoutes() error {
 	return nil
 }
 
-// RouteAcked reports whether every connected proxy (at least one) has ACKed the
+// RouteAcked reports whether every serving proxy (at least one; see
+// Options.ServingNodes and Options.AckTimeout) has ACKed the
 // RouteConfiguration carrying the Route's current virtual hosts, and the
 // current endpoints of every cluster those virtual hosts send traffic to:
 // only then can a request for the Route be served everywhere.
 func (s *Server) RouteAcked(namespace, name string) bool {
+	v, clusters, ok := s.routeNeeds(namespace, name)
+	return ok && s.acks.routesAcked(v, clusters)
+}
+
+// RouteStatus is what the serving proxies made of a Route's configuration.
+type RouteStatus struct {
+	// Acked is RouteAcked.
+	Acked bool
+	// Rejected, when not Acked, is why a serving proxy NACKed what the Route
+	// needs (the RouteConfiguration carrying it, or the cluster or endpoints
+	// of one of its revisions), with the proxy's error_detail message.
+	Rejected string
+}
+
+// RouteStatus reports whether the Route is served (RouteAcked) and, if not,
+// whether a serving proxy rejected its configuration.
+func (s *Server) RouteStatus(namespace, name string) RouteStatus {
+	v, clusters, ok := s.routeNeeds(namespace, name)
+	if !ok {
+		return RouteStatus{}
+	}
+	if s.acks.routesAcked(v, clusters) {
+		return RouteStatus{Acked: true}
+	}
+	return RouteStatus{Rejected: s.acks.routeRejection(v, clusters)}
+}
+
+// routeNeeds returns the RouteConfiguration version carrying the Route's
+// current virtual hosts and the clusters they send traffic to; ok is false
+// while the Route's virtual hosts are not in a pushed RouteConfiguration.
+func (s *Server) routeNeeds(namespace, name string) (v uint64, clusters []string, ok bool) {
 	key := routeKey(namespace, name)
 	s.mu.Lock()
-	v, ok := s.routeVersions[key]
+	v, ok = s.routeVersions[key]
 	ok = ok && !s.dirty[key]
-	var clusters []string
 	for _, vh := range s.vhosts[key] {
 		for _, r := range vh.GetRoutes() {
 			if c := r.GetRoute().GetCluster(); c != "" {
@@ -157,7 +188,7 @@ func (s *Server) RouteAcked(namespace, name string) bool {
 		}
 	}
 	s.mu.Unlock()
-	return ok && s.acks.routesAcked(v, clusters)
+	return v, clusters, ok
 }
 
 // SetCluster adds or replaces one Revision's cluster; an unchanged cluster is not pushed again.
