@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -164,18 +166,28 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	if head.Metadata.Name == "" {
 		return ApplyResult{}, fmt.Errorf("%s: metadata.name: Required value", doc.Source)
 	}
+	if msgs := validation.IsDNS1123Subdomain(head.Metadata.Name); len(msgs) > 0 {
+		return ApplyResult{}, fmt.Errorf("%s: metadata.name: Invalid value: %q: %s", doc.Source, head.Metadata.Name, strings.Join(msgs, "; "))
+	}
 	if head.Metadata.Namespace != "" {
 		ns = head.Metadata.Namespace
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			return ApplyResult{}, fmt.Errorf("%s: metadata.namespace: Invalid value: %q: %s", doc.Source, ns, strings.Join(msgs, "; "))
+		}
+	}
+	path, err := checkedObjectPath(k, ns, head.Metadata.Name)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
 	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
 	var before struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
 	}
-	getErr := c.do(ctx, http.MethodGet, objectPath(k, ns, head.Metadata.Name), nil, &before)
+	getErr := c.do(ctx, http.MethodGet, path, nil, &before)
 	var after struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
 	}
-	if err := c.do(ctx, http.MethodPut, objectPath(k, ns, head.Metadata.Name), doc.Data, &after); err != nil {
+	if err := c.do(ctx, http.MethodPut, path, doc.Data, &after); err != nil {
 		return res, err
 	}
 	switch {
@@ -197,8 +209,12 @@ type Getter interface {
 
 // Get reads one object as raw JSON.
 func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.RawMessage, error) {
+	path, err := checkedObjectPath(k, ns, name)
+	if err != nil {
+		return nil, err
+	}
 	var raw json.RawMessage
-	err := c.do(ctx, http.MethodGet, objectPath(k, ns, name), nil, &raw)
+	err = c.do(ctx, http.MethodGet, path, nil, &raw)
 	return raw, err
 }
 
@@ -206,7 +222,10 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
 	p := "/apis/" + k.APIVersion() + "/" + k.Plural
 	if ns != "" {
-		p = "/apis/" + k.APIVersion() + "/namespaces/" + ns + "/" + k.Plural
+		if err := ValidateNamespace(ns); err != nil {
+			return nil, err
+		}
+		p = "/apis/" + k.APIVersion() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural
 	}
 	var list struct {
 		Items []json.RawMessage `json:"items"`
@@ -217,11 +236,51 @@ func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMe
 
 // Delete removes one object (and what it owns).
 func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error {
-	return c.do(ctx, http.MethodDelete, objectPath(k, ns, name), nil, nil)
+	path, err := checkedObjectPath(k, ns, name)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, path, nil, nil)
 }
 
+// ValidateName checks an object name before it is used: every kind Skiff serves is named
+// by a DNS-1123 subdomain, as in Kubernetes, so anything else (a "/", "..", upper case)
+// cannot name an object and must never become part of a request path.
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("invalid name %q: a name is required", name)
+	}
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return fmt.Errorf("invalid name %q: %s", name, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// ValidateNamespace checks a namespace (a DNS-1123 label, as in Kubernetes) before it is used.
+func ValidateNamespace(ns string) error {
+	if ns == "" {
+		return fmt.Errorf("invalid namespace %q: a namespace is required", ns)
+	}
+	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+		return fmt.Errorf("invalid namespace %q: %s", ns, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// checkedObjectPath is objectPath for a valid namespace and name.
+func checkedObjectPath(k *api.Kind, ns, name string) (string, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return "", err
+	}
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return objectPath(k, ns, name), nil
+}
+
+// objectPath is the API path of one object, its namespace and name escaped as path segments.
 func objectPath(k *api.Kind, ns, name string) string {
-	return "/apis/" + k.APIVersion() + "/namespaces/" + ns + "/" + k.Plural + "/" + name
+	return "/apis/" + k.APIVersion() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural + "/" + url.PathEscape(name)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
