@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/gateway/admin"
+	"github.com/skiff-dev/skiff/gateway/codec"
 	"github.com/skiff-dev/skiff/gateway/filter"
 	"github.com/skiff-dev/skiff/gateway/filter/extproc"
 	"github.com/skiff-dev/skiff/gateway/filter/wasm"
@@ -513,7 +515,9 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// Envoy's HTTP/1 codec limits apply to every connection (see package codec).
+			ln := codec.NewListener(l.ln, func() codec.Settings { return l.manager().CodecSettings() })
+			if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("listener stopped", "listener", l.name, "error", err)
 			}
 		}()
@@ -546,7 +550,10 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 }
 
 // newServer returns the HTTP server of a listener: HTTP/1.1 and h2c (prior
-// knowledge), as Envoy's codec_type AUTO serves over cleartext.
+// knowledge), as Envoy's codec_type AUTO serves over cleartext. Request heads
+// are bounded by the connection manager's limits (enforced exactly by package
+// codec); Go's own bound, which keeps memory in check, is twice as large so
+// that the connection manager answers first.
 func (g *Gateway) newServer(l *listener) *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -562,6 +569,8 @@ func (g *Gateway) newServer(l *listener) *http.Server {
 		Protocols:         &p,
 		ReadHeaderTimeout: 60 * time.Second,
 		IdleTimeout:       time.Hour,
+		MaxHeaderBytes:    2 * cmp.Or(l.manager().CodecSettings().MaxRequestHeadersBytes, codec.DefaultMaxRequestHeadersKB*1024),
+		ConnContext:       codec.WithConn,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			switch s {
@@ -633,19 +642,22 @@ func (g *Gateway) parseListener(l *listenerv3.Listener) (*listenerSpec, error) {
 
 func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (proxy.Options, error) {
 	o := proxy.Options{
-		Listener:              name,
-		StatPrefix:            hcm.GetStatPrefix(),
-		Routes:                g,
-		Clusters:              g.clusters,
-		StripAnyHostPort:      hcm.GetStripAnyHostPort(),
-		StripMatchingHostPort: hcm.GetStripMatchingHostPort(),
-		UseRemoteAddress:      hcm.GetUseRemoteAddress().GetValue(),
-		SkipXFFAppend:         hcm.GetSkipXffAppend(),
-		ServerName:            hcm.GetServerName(),
-		GenerateRequestID:     hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
-		AccessLog:             len(hcm.GetAccessLog()) > 0,
-		Stats:                 g.stats,
-		Logger:                g.cfg.Logger,
+		Listener:               name,
+		StatPrefix:             hcm.GetStatPrefix(),
+		Routes:                 g,
+		Clusters:               g.clusters,
+		StripAnyHostPort:       hcm.GetStripAnyHostPort(),
+		StripMatchingHostPort:  hcm.GetStripMatchingHostPort(),
+		UseRemoteAddress:       hcm.GetUseRemoteAddress().GetValue(),
+		SkipXFFAppend:          hcm.GetSkipXffAppend(),
+		ServerName:             hcm.GetServerName(),
+		GenerateRequestID:      hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
+		AccessLog:              len(hcm.GetAccessLog()) > 0,
+		MaxRequestHeadersBytes: int(hcm.GetMaxRequestHeadersKb().GetValue()) * 1024,
+		MaxHeadersCount:        int(hcm.GetCommonHttpProtocolOptions().GetMaxHeadersCount().GetValue()),
+		AllowChunkedLength:     hcm.GetHttpProtocolOptions().GetAllowChunkedLength(),
+		Stats:                  g.stats,
+		Logger:                 g.cfg.Logger,
 	}
 	switch hcm.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
