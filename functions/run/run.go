@@ -1,6 +1,7 @@
 // Package run runs a function's host build on this machine, as `skiff func run` does, with the
-// environment a Revision gets from the local runtime: the caller's environment, func.yaml's
-// run.envs, then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION.
+// environment a Revision gets from the local runtime: the caller's environment, HOST=127.0.0.1
+// (the function listens on loopback), func.yaml's run.envs, then PORT, K_SERVICE,
+// K_CONFIGURATION and K_REVISION.
 //
 // While it runs, <function>/.func/run.json records its URL and pid so that
 // `skiff func invoke --target local` finds it.
@@ -78,7 +79,9 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 		env = os.Environ()
 	}
 	f := opts.Func
-	env = append(append(env, f.EnvList()...),
+	// HOST keeps the function on loopback (it is reached at 127.0.0.1:PORT), as `skiff up` does.
+	env = append(append(env, "HOST=127.0.0.1"), f.EnvList()...)
+	env = append(env,
 		"PORT="+strconv.Itoa(port), "K_SERVICE="+f.Name, "K_CONFIGURATION="+f.Name, "K_REVISION="+f.Name+"-local")
 	cmd := exec.Command(opts.Host.Command[0], opts.Host.Command[1:]...)
 	cmd.Dir = opts.Dir

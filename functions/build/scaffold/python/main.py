@@ -150,7 +150,10 @@ class Server:
 
 async def serve(instance, cloudevents):
     port = int(os.environ.get("PORT", "8080"))
-    server = await asyncio.start_server(Server(instance, cloudevents).connection, host="0.0.0.0", port=port)
+    # $HOST (127.0.0.1 under `skiff up` and `skiff func run`) keeps the function on loopback;
+    # unset (as in a pod) it listens on every interface.
+    host = os.environ.get("HOST") or None
+    server = await asyncio.start_server(Server(instance, cloudevents).connection, host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
