@@ -8,6 +8,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +79,9 @@ type Config struct {
 	// on disk, so a restarted gateway loads its filters without compiling
 	// them again (seconds for a Go-built module).
 	WasmCacheDir string
+	// TLS, if set, is the gateway's certificate material: ADS over mTLS, and
+	// the static secrets clusters' TLS transport sockets refer to.
+	TLS *TLSConfig
 }
 
 // Run runs a gateway for cfg until ctx is done, then drains and returns.
@@ -147,8 +151,24 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.DrainTimeout = 5 * time.Second
 	}
 	st := stats.NewStore()
+	var tm *tlsMaterial
+	var secrets upstream.StaticSecrets
+	if cfg.TLS != nil {
+		var err error
+		if tm, err = cfg.TLS.load(); err != nil {
+			return nil, err
+		}
+		secrets = cfg.TLS.secrets(tm)
+	}
 	ep := extproc.NewFactory(cfg.Logger)
-	wopts := wasm.Options{Logger: cfg.Logger}
+	clusters := upstream.NewManager(st, secrets)
+	// Remote Wasm code is fetched with the TLS of its http_uri cluster, as Envoy does.
+	wopts := wasm.Options{Logger: cfg.Logger, ClusterTLS: func(name string) *tls.Config {
+		if c := clusters.Get(name); c != nil {
+			return c.TLSConfig()
+		}
+		return nil
+	}}
 	if cfg.WasmCacheDir != "" {
 		cc, err := wazero.NewCompilationCacheWithDir(cfg.WasmCacheDir)
 		if err != nil {
@@ -161,7 +181,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "gateway"),
 		stats:     st,
-		clusters:  upstream.NewManager(st),
+		clusters:  clusters,
 		filters:   filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
 		extProc:   ep,
 		wasm:      wf,
@@ -178,10 +198,11 @@ func New(cfg Config) (*Gateway, error) {
 			UserAgentName:        UserAgentName,
 			UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "dev"},
 		},
-		Delta:   cfg.Delta,
-		Handler: g,
-		Logger:  cfg.Logger,
-		Stats:   st,
+		Delta:       cfg.Delta,
+		DialOptions: xdsDialOptions(cfg, tm),
+		Handler:     g,
+		Logger:      cfg.Logger,
+		Stats:       st,
 	})
 	return g, nil
 }

@@ -229,11 +229,15 @@ func newGatewayCommand() *cobra.Command {
 			f := cmd.Flags()
 			get := func(name string) string { v, _ := f.GetString(name); return v }
 			delta, _ := f.GetBool("delta")
-			gw, err := gateway.New(gateway.Config{
+			cfg := gateway.Config{
 				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
 				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,
 				WasmCacheDir: get("wasm-cache-dir"),
-			})
+			}
+			if t := (gateway.TLSConfig{CertFile: get("tls-cert"), KeyFile: get("tls-key"), CAFile: get("tls-ca"), XDSServerName: get("xds-server-name")}); t != (gateway.TLSConfig{}) {
+				cfg.TLS = &t
+			}
+			gw, err := gateway.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -247,5 +251,9 @@ func newGatewayCommand() *cobra.Command {
 	f.String("admin-addr", "127.0.0.1:9901", "admin endpoint (/stats, /stats/prometheus, /ready)")
 	f.String("wasm-cache-dir", "", "keep compiled proxy-wasm modules here so a restart does not compile them again (default: none)")
 	f.Bool("delta", false, "use incremental (delta) xDS instead of state of the world")
+	f.String("tls-cert", "", "client certificate (PEM; e.g. envoy.crt from the controller's TLS Secret): with --tls-key and --tls-ca, ADS is mTLS and clusters naming the static secrets skiff-client-cert and skiff-ca use them, as Envoy's bootstrap in deploy/ does")
+	f.String("tls-key", "", "the key of --tls-cert (PEM)")
+	f.String("tls-ca", "", "the CA the control plane's and ext_proc's certificates are checked against (PEM)")
+	f.String("xds-server-name", "", "the name the ADS server's certificate carries (default: --xds-addr's host)")
 	return cmd
 }

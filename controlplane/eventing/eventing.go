@@ -66,6 +66,8 @@ type Config struct {
 	// NATSURL is an external NATS cluster with JetStream (production). Empty
 	// starts an embedded NATS server with file storage in StoreDir.
 	NATSURL string
+	// NATSAuth authenticates to NATSURL (a token, or a user and password).
+	NATSAuth broker.NATSAuth
 	// StoreDir holds the embedded JetStream's files (e.g. {data-dir}/jetstream).
 	StoreDir string
 	// IngressAddress is where the broker ingress HTTP server listens; default
@@ -130,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 		e.emb, url = emb, emb.ClientURL()
 	}
 	srv, err := broker.NewServer(ctx, broker.Options{
-		URL: url, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
+		URL: url, Auth: cfg.NATSAuth, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
 		TrustTriggerHeader: cfg.CloudEventsFilter != "",
 	})
 	if err != nil {

@@ -58,6 +58,9 @@ type Options struct {
 	// unanswered (neither ACK nor NACK) before readiness stops waiting for
 	// it; it counts again once it answers. Default DefaultAckTimeout.
 	AckTimeout time.Duration
+	// ProxyTLS, when set, makes the skiff-extproc and skiff-wasm clusters
+	// mTLS (see ProxyTLS) and the wasm modules' URLs https.
+	ProxyTLS *ProxyTLS
 }
 
 // DefaultServingNodeClusters are the node clusters of the proxies Skiff
@@ -129,7 +132,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	logger = logger.With("component", "xds")
 	extProc := opts.ExtProcAddress != ""
 	if opts.WasmCodeServer != "" {
-		remote, err := RemoteWasmFilters(opts.WasmCodeServer, opts.WasmFilters)
+		scheme := "http"
+		if opts.ProxyTLS != nil {
+			scheme = "https"
+		}
+		remote, err := remoteWasmFilters(scheme, opts.WasmCodeServer, opts.WasmFilters)
 		if err != nil {
 			return nil, fmt.Errorf("new xds server: %w", err)
 		}
@@ -188,6 +195,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("new xds server: %w", err)
 		}
+		if opts.ProxyTLS != nil {
+			if err := opts.ProxyTLS.secure(cl, opts.ProxyTLS.ExtProcServerName, "h2"); err != nil {
+				return nil, fmt.Errorf("new xds server: %w", err)
+			}
+		}
 		if err := s.clusters.UpdateResource(ExtProcClusterName, cl); err != nil {
 			return nil, fmt.Errorf("new xds server: set ext_proc cluster: %w", err)
 		}
@@ -197,6 +209,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		cl, err := TranslateWasmCodeCluster(opts.WasmCodeServer)
 		if err != nil {
 			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		if opts.ProxyTLS != nil {
+			if err := opts.ProxyTLS.secure(cl, opts.ProxyTLS.WasmServerName); err != nil {
+				return nil, fmt.Errorf("new xds server: %w", err)
+			}
 		}
 		if err := s.clusters.UpdateResource(WasmCodeClusterName, cl); err != nil {
 			return nil, fmt.Errorf("new xds server: set wasm code cluster: %w", err)

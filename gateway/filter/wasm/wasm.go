@@ -41,6 +41,7 @@ package wasm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,10 @@ type Options struct {
 	// HTTPClient fetches remote code (vm_config.code.remote); nil means a
 	// client with no timeout of its own (http_uri.timeout applies).
 	HTTPClient *http.Client
+	// ClusterTLS returns the TLS configuration of the transport socket of the
+	// cluster named by a remote source's http_uri.cluster (nil: cleartext or
+	// no such cluster), as Envoy fetches through that cluster.
+	ClusterTLS func(cluster string) *tls.Config
 	// Stats receives plugin metrics when a filter is built without a
 	// BuildContext (New); nil means a private store.
 	Stats *stats.Store
