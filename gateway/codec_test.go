@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -211,5 +212,45 @@ func TestEnvoyCodecThroughWasmFilter(t *testing.T) {
 		if resp, body := rc.roundTrip(raw); resp.StatusCode != 400 || body != "Bad Request" {
 			t.Errorf("%s: %d %q, want 400 Bad Request", name, resp.StatusCode, body)
 		}
+	}
+}
+
+// The same header limits apply to HTTP/2 (h2c) requests: headers over 60 KiB get 431, more
+// than 100 header fields reset the stream, as Envoy does.
+func TestEnvoyCodecLimitsHTTP2(t *testing.T) {
+	b1 := newBackend(t, "v1", false, nil)
+	b2 := newBackend(t, "v2", false, nil)
+	x := startXDS(t)
+	x.set(t, baseConfig(t, b1, b2))
+	g := startGateway(t, x, false)
+	g.waitReady(t)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	h2 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	do := func(h http.Header) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, g.url(t, "/"), nil)
+		req.Host = "tag-hello.default.localhost"
+		maps.Copy(req.Header, h)
+		resp, err := h2.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := do(http.Header{"X-Big": {strings.Repeat("b", 61*1024)}}); err != nil || resp.StatusCode != 431 || resp.Proto != "HTTP/2.0" {
+		t.Errorf("h2c headers over 60 KiB: %v %v, want 431", resp, err)
+	}
+	many := http.Header{}
+	for i := range 100 {
+		many.Set(fmt.Sprintf("X-H%d", i), "v")
+	}
+	if resp, err := do(many); err == nil {
+		t.Errorf("h2c with 101 header fields: %d, want the stream reset", resp.StatusCode)
+	}
+	if resp, err := do(http.Header{"X-Small": {"s"}}); err != nil || resp.StatusCode != 200 {
+		t.Errorf("h2c within the limits: %v %v", resp, err)
 	}
 }
