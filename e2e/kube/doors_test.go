@@ -74,7 +74,9 @@ func runGatewayTLS(t testing.TB, xdsAddr, adminAddr string, files pki.Files, ns 
 	wg.Go(func() { _ = gw.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	var addr string
-	eventually(t, 30*time.Second, "gateway listener from LDS over mTLS", func() bool {
+	// Generous: the listener comes once the gateway has fetched and compiled the wasm filters
+	// (seconds under -race on a busy machine).
+	eventually(t, 90*time.Second, "gateway listener from LDS over mTLS", func() bool {
 		a, ok := gw.ListenerAddr(xds.ListenerName)
 		if ok {
 			addr = a.String()
