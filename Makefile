@@ -4,7 +4,7 @@ BIN     := bin/skiff
 DATA    ?= .skiff
 PKGS    := ./...
 
-.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s
+.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s python-frameworks runc
 
 all: build
 
@@ -24,8 +24,27 @@ wasm: ## build every proxy-wasm filter under wasm-filters/ to bin/wasm/<name>.wa
 # the Kubernetes integration tests (e2e/kube) if the build succeeded. A failed build does not fail
 # `make test`: it says so, points at its log, and the e2e/kube tests are skipped (they skip on
 # their own without binaries too); a failing test fails it.
-test: ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
+test: python-frameworks runc ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
 	@bash e2e/kube/tools/test-all.sh "$(GO)" "$(KUBE_BIN)"
+
+# The Python Flask and FastAPI templates run with the distribution's frameworks (PyPI is out of
+# reach). As root on Debian this installs them when missing (~20s); anywhere else it says why
+# not, and the tests that need them skip with the same message. It never fails the build.
+python-frameworks: ## install Debian's python3-flask, python3-fastapi and python3-uvicorn if missing (best effort)
+	@if /usr/bin/python3 -c 'import flask, fastapi, uvicorn' 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing python3-flask python3-fastapi python3-uvicorn (the Flask and FastAPI function templates)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-flask python3-fastapi python3-uvicorn >/dev/null 2>&1 \
+			|| echo "could not install them: the Flask and FastAPI function tests will skip"; \
+	else echo "python3-flask/fastapi/uvicorn missing and not installable here (needs root and apt-get): the Flask and FastAPI function tests will skip"; fi
+
+# The container-image tests (runtime/oci, e2e TestImage*) need runc; as root, `make test` installs
+# Debian's when it is missing. Without it (not root, no package) those tests skip, saying why.
+runc: ## install runc from the distribution when missing (as root)
+	@command -v runc >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "runc is missing and this is not root: container image tests will skip"; exit 0; fi; \
+	if (apt-get install -y runc >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y runc >/dev/null 2>&1)); \
+	then echo "installed $$(runc --version | head -1)"; else echo "could not install runc: container image tests will skip"; fi
 
 test-short: ## unit tests only, no end-to-end runs
 	$(GO) test -short -count=1 $(PKGS)

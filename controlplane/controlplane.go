@@ -22,13 +22,18 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
+	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/runtime/dispatch"
+	"github.com/skiff-dev/skiff/controlplane/runtime/image"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
+	"github.com/skiff-dev/skiff/controlplane/runtime/oci"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
@@ -52,6 +57,9 @@ type Config struct {
 	ProxyListenPort    uint32
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
+	// MaxInstances bounds the local runtime's instances (processes) at once, across every
+	// revision; 0 means local.DefaultMaxInstances().
+	MaxInstances int
 	// ExtProcAddress serves the ext_proc activator proxies call; default 127.0.0.1:18001.
 	ExtProcAddress string
 	// ExtProcAdvertise is the ext_proc address proxies are told (the "skiff-extproc" cluster),
@@ -65,6 +73,9 @@ type Config struct {
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults
 	// (autoscaler.DefaultConfig).
 	Autoscaler *autoscaler.Config
+	// Admission holds the settings every write to the API is defaulted and validated with
+	// (config-features, config-defaults, config-autoscaler); nil means Knative's defaults.
+	Admission *config.Config
 	// StatSource is which proxy stats the autoscaler reads a revision's demand from:
 	// autoscaler.ClusterStats (default: Envoy's upstream cluster stats plus the requests the
 	// activator holds) or autoscaler.RevisionMetrics (the revision-metrics wasm filter, which
@@ -82,7 +93,9 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
-	Logger   *slog.Logger
+	// Images configures running container images with runc (when it can run here).
+	Images ImagesConfig
+	Logger *slog.Logger
 }
 
 // EventingConfig configures the eventing data plane (controlplane/eventing).
@@ -117,7 +130,10 @@ type ControlPlane struct {
 	log     *slog.Logger
 	store   *store.Store
 	xds     *xds.Server
-	runtime *local.Runtime
+	runtime *dispatch.Runtime
+	process *local.Runtime
+	oci     *oci.Runtime // nil when images cannot run here
+	images  *image.Store // nil when images cannot run here
 	ctrl    *reconciler.Controller
 	scaler  *autoscaler.Autoscaler
 	extproc *extproc.Server
@@ -155,6 +171,9 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	cleanup := func() {
+		if cp.process != nil {
+			cp.closeRuntimes(context.Background())
+		}
 		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis} {
 			if l != nil {
 				l.Close()
@@ -173,6 +192,11 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.extLis, err = net.Listen("tcp", cfg.ExtProcAddress); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
+	}
+	var ctrl *reconciler.Controller
+	if cp.runtime, _, err = cp.runtimes(cfg, func(ns, name string) { ctrl.RevisionChanged(ns, name) }); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	wasmFilters := slices.Clone(cfg.WasmFilters)
 	ceFilter := ""
@@ -200,11 +224,14 @@ func New(cfg Config) (*ControlPlane, error) {
 			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
 			proxyAddr = func() string { return addr }
 		}
+		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, Logger: cfg.Logger,
-			Client: proxyclient.New(proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}),
+			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+			// Deliveries start once the proxy serves (Run), never into a proxy still starting.
+			HoldDispatch: true,
 		})
 		if err != nil {
 			cp.xds.Close()
@@ -213,7 +240,6 @@ func New(cfg Config) (*ControlPlane, error) {
 		}
 	}
 
-	var ctrl *reconciler.Controller
 	onRevision := func(key string) {
 		if ns, name, ok := strings.Cut(key, "/"); ok {
 			ctrl.RevisionChanged(ns, name)
@@ -238,14 +264,20 @@ func New(cfg Config) (*ControlPlane, error) {
 		acfg = *cfg.Autoscaler
 	}
 	acfg.OnChange = onRevision
+	// hpa-class revisions scale on their processes' CPU, as measured by the process runtime
+	// (container instances are not measured yet: an hpa-class image revision keeps its scale).
+	acfg.Resources = func(context.Context) (map[string]map[string]runtime.InstanceUsage, error) {
+		return cp.process.InstanceUsage(), nil
+	}
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
-	cp.runtime = local.New(local.Config{
-		DataDir: cfg.DataDir, WorkDir: cfg.WorkDir, Logger: cfg.Logger, DrainTimeout: cfg.DrainTimeout,
-		OnChange: func(ns, name string) { ctrl.RevisionChanged(ns, name) },
-	})
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
+		DigestResolutionTimeout: cfg.Images.ResolveTimeout,
+	}
+	if cp.oci != nil {
+		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
+		rcfg.ResolvesImages = cp.runtime.RunsImages
 	}
 	if cp.events != nil {
 		rcfg.Eventing = cp.events
@@ -312,7 +344,10 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.extMu.Unlock()
 	mux := http.NewServeMux()
 	mux.Handle("/internal/activation/", cp.hub.Handler())
-	mux.Handle("/", apiserver.New(cp.store, cp.log))
+	if cp.oci != nil {
+		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
+	}
+	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission))
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
@@ -344,6 +379,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			errs <- fmt.Errorf("eventing: %w", err)
 		}
 	})
+	if cp.events != nil {
+		wg.Go(func() {
+			cp.events.StartDispatchWhenServing(eventsCtx, cp.ctrl.Synced(), cp.xds, eventing.DispatchWaitForProxy)
+		})
+	}
 	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {
 			errs <- fmt.Errorf("autoscaler: %w", err)
@@ -370,7 +410,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	stopEvents()
 	<-eventsDone
 	_ = httpServer.Shutdown(shutdownCtx)
-	cp.runtime.Close(shutdownCtx)
+	cp.closeRuntimes(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()
 	cp.StopExtProc()

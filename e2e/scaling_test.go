@@ -173,3 +173,65 @@ func TestActivatorOutage(t *testing.T) {
 		t.Errorf("proxy mode without the activator: %d %s, want 500", code, body)
 	}
 }
+
+// containerConcurrency 10 with 50 slow requests always in flight through the gateway settles
+// at Knative's ceil(50 / (10 × 70%)) = 8 instances. The requests extproc holds while the
+// instances are saturated count as demand beside the proxy's own; its pokes decide nothing
+// once instances are wanted (they used to halve the demand, holding 4 instances).
+func TestContainerConcurrencyTenSettlesAtEight(t *testing.T) {
+	s := startSkiff(t, t.TempDir(), fastAutoscaler)
+	s.apply(annotated("cc10", map[string]string{"autoscaling.knative.dev/window": "6s"}, "      containerConcurrency: 10\n"))
+	s.waitReady("ksvc", "cc10", nil)
+
+	stop := make(chan struct{})
+	wait := s.load("cc10.default.localhost", "/?sleep=1000", 50, stop)
+	defer func() {
+		close(stop)
+		if _, failed := wait(); failed > 0 {
+			t.Errorf("%d requests failed", failed)
+		}
+	}()
+	// Settled: out of panic mode, with the stable window full of the load.
+	var last servingv1.Revision
+	eventually(t, 60*time.Second, "8 instances on a stable concurrency of 50, out of panic", func() bool {
+		last = s.revision("cc10-00001")
+		a := last.Status.Autoscaling
+		return a != nil && !a.Panic && a.StableConcurrency >= 49 && a.StableConcurrency <= 51 &&
+			replicas(last.Status.DesiredReplicas) == 8 && replicas(last.Status.ActualReplicas) == 8
+	})
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if r := s.revision("cc10-00001"); replicas(r.Status.DesiredReplicas) != 8 {
+			t.Fatalf("settled at 8, then desired %d: %+v", replicas(r.Status.DesiredReplicas), r.Status.Autoscaling)
+		}
+	}
+}
+
+// A Service of Knative's hpa class scales on its instances' CPU, measured from their processes
+// the way the Kubernetes HPA would measure pods: CPU-bound requests on a 50% target take it
+// above one instance (max-scale 2 bounds it).
+func TestHPAClassScalesOnCPULocally(t *testing.T) {
+	s := startSkiff(t, t.TempDir(), fastAutoscaler)
+	s.apply(annotated("cpu", map[string]string{
+		"autoscaling.knative.dev/class":     "hpa.autoscaling.knative.dev",
+		"autoscaling.knative.dev/metric":    "cpu",
+		"autoscaling.knative.dev/target":    "50",
+		"autoscaling.knative.dev/max-scale": "2",
+	}, ""))
+	s.waitReady("ksvc", "cpu", nil)
+	if r := s.revision("cpu-00001"); replicas(r.Status.DesiredReplicas) != 1 {
+		t.Fatalf("idle: desired %d, want the initial 1", replicas(r.Status.DesiredReplicas))
+	}
+	stop := make(chan struct{})
+	wait := s.load("cpu.default.localhost", "/?cpu=200", 2, stop)
+	eventually(t, 30*time.Second, "the hpa class to scale above one instance on CPU", func() bool {
+		r := s.revision("cpu-00001")
+		return replicas(r.Status.DesiredReplicas) >= 2 && replicas(r.Status.ActualReplicas) >= 2
+	})
+	close(stop)
+	if _, failed := wait(); failed > 0 {
+		t.Errorf("%d requests failed", failed)
+	}
+	if r := s.revision("cpu-00001"); replicas(r.Status.DesiredReplicas) > 2 {
+		t.Errorf("desired %d, want at most max-scale 2", replicas(r.Status.DesiredReplicas))
+	}
+}

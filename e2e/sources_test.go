@@ -10,7 +10,7 @@ import (
 )
 
 // A PingSource whose sink is a Broker emits dev.knative.sources.ping events on its schedule
-// (Knative's cron syntax, descriptors included); a Trigger delivers them with the source's
+// (Knative's cron syntax, seconds included); a Trigger delivers them with the source's
 // data and extensions.
 func TestPingSourceFeedsBroker(t *testing.T) {
 	if testing.Short() {
@@ -36,7 +36,7 @@ kind: PingSource
 metadata:
   name: every-second
 spec:
-  schedule: "@every 1s"
+  schedule: "* * * * * *"
   contentType: application/json
   data: '{"message": "Hello"}'
   ceOverrides:

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
@@ -44,6 +45,15 @@ const (
 	// DestinationEndpointKey is the key, inside LBMetadataNamespace, of the pod ("ip:port")
 	// a request is pinned to; the same key Gateway API Inference Extension endpoint pickers use.
 	DestinationEndpointKey = "x-gateway-destination-endpoint"
+
+	// FailureHeader is on every answer the service gives in the destination's stead (a 503
+	// for a timeout, a full queue, a deleted revision): its value is the failure's details,
+	// e.g. DetailActivationTimeout. Skiff's own clients (eventing's dispatcher) read it to tell
+	// the proxy's failures from the destination's.
+	FailureHeader = "x-skiff-activation-failure"
+	// DetailActivationTimeout is the details of the answer to a request whose revision did not
+	// become ready within the activation timeout.
+	DetailActivationTimeout = "skiff_activation_timeout"
 
 	defaultActivationTimeout = 60 * time.Second
 	defaultQueueDepth        = 1000
@@ -380,7 +390,7 @@ func timeoutFailure(rev *revision, wait time.Duration) *failure {
 		return &failure{
 			status:  503,
 			body:    fmt.Sprintf("skiff: revision %s did not become ready within %s", rev.cluster, wait),
-			details: "skiff_activation_timeout",
+			details: DetailActivationTimeout,
 		}
 	}
 	return &failure{
@@ -414,7 +424,10 @@ func sendImmediate(stream extprocv3.ExternalProcessor_ProcessServer, f *failure)
 	resp := &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 			ImmediateResponse: &extprocv3.ImmediateResponse{
-				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(f.status)},
+				Status: &typev3.HttpStatus{Code: typev3.StatusCode(f.status)},
+				Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+					Header: &corev3.HeaderValue{Key: FailureHeader, RawValue: []byte(f.details)},
+				}}},
 				Body:    []byte(f.body),
 				Details: f.details,
 			},

@@ -177,6 +177,16 @@ func mustImmediate(tb testing.TB, resp *extprocv3.ProcessingResponse, status int
 	if ir.GetDetails() == "" {
 		tb.Fatalf("immediate response without details")
 	}
+	// The details are in a header too, for Skiff's own clients (eventing's dispatcher).
+	var hdr []string
+	for _, h := range ir.GetHeaders().GetSetHeaders() {
+		if h.GetHeader().GetKey() == extproc.FailureHeader {
+			hdr = append(hdr, string(h.GetHeader().GetRawValue()))
+		}
+	}
+	if len(hdr) != 1 || hdr[0] != ir.GetDetails() {
+		tb.Fatalf("%s = %q, want [%s]", extproc.FailureHeader, hdr, ir.GetDetails())
+	}
 }
 
 // eventually polls cond until it holds or waitFor passes.

@@ -3,6 +3,7 @@
 package skiffup
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -51,6 +52,11 @@ type Options struct {
 	// Eventing runs brokers, with the cloudevents filter built from this checkout in the
 	// gateway, as `skiff up` does.
 	Eventing bool
+	// DrainTimeout is how long a stopping instance keeps serving after leaving the proxy's
+	// endpoints; 0 means 100ms (`skiff up`'s default is 1s).
+	DrainTimeout time.Duration
+	// MaxInstances bounds the local runtime's instances; 0 means its default.
+	MaxInstances int
 }
 
 // Start runs skiff up in a temporary data dir.
@@ -74,7 +80,8 @@ func Start(o Options) (*Up, error) {
 	cfg := controlplane.Config{DataDir: dataDir, WorkDir: root,
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
-		DrainTimeout: 100 * time.Millisecond, Autoscaler: o.Autoscaler, Logger: log}
+		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
+		Autoscaler: o.Autoscaler, Logger: log}
 	var gwAddr atomic.Pointer[string]
 	if o.Eventing {
 		mods, err := wasmbuild.Locate(context.Background(), wasmbuild.Options{
@@ -152,6 +159,9 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 	}
 	return nil
 }
+
+// DataDir is where this skiff up keeps its data (removed by Close).
+func (u *Up) DataDir() string { return u.dataDir }
 
 // EventingStats are the broker ingress and dispatcher counters.
 func (u *Up) EventingStats() broker.Stats { return u.cp.EventingStats() }

@@ -17,7 +17,8 @@ import (
 func addAutoscalerFlags(f *pflag.FlagSet) {
 	d := autoscaler.DefaultConfig()
 	f.Bool("enable-scale-to-zero", d.EnableScaleToZero, "let revisions without traffic scale to zero (Knative's enable-scale-to-zero; needs the ext_proc activator)")
-	f.Duration("scale-to-zero-grace-period", d.ScaleToZeroGracePeriod, "how long a revision waits at one pod before going to zero")
+	f.Duration("scale-to-zero-grace-period", d.ScaleToZeroGracePeriod, "how long an inactive revision keeps its last pod with the activator in its path before going to zero")
+	f.Duration("scale-to-zero-pod-retention-period", d.ScaleToZeroPodRetentionPeriod, "the least time an inactive revision keeps its last pod (Knative's scale-to-zero-pod-retention-period; annotation overrides)")
 	f.Duration("stable-window", d.StableWindow, "the autoscaler's default stable window (annotation autoscaling.knative.dev/window overrides)")
 	f.Duration("autoscaler-tick", d.TickInterval, "how often the autoscaler decides")
 	f.String("autoscaler-metrics", autoscaler.ClusterStats.String(), "where the autoscaler reads demand: cluster-stats (the proxies' upstream cluster stats plus requests held by the activators) or revision-metrics (the revision-metrics wasm filter, which proxies then run)")
@@ -28,6 +29,7 @@ func autoscalerFlags(f *pflag.FlagSet) (autoscaler.Config, autoscaler.StatSource
 	a := autoscaler.DefaultConfig()
 	a.EnableScaleToZero, _ = f.GetBool("enable-scale-to-zero")
 	a.ScaleToZeroGracePeriod, _ = f.GetDuration("scale-to-zero-grace-period")
+	a.ScaleToZeroPodRetentionPeriod, _ = f.GetDuration("scale-to-zero-pod-retention-period")
 	a.StableWindow, _ = f.GetDuration("stable-window")
 	a.TickInterval, _ = f.GetDuration("autoscaler-tick")
 	if a.StableWindow < autoscaler.WindowMin || a.StableWindow > autoscaler.WindowMax {
@@ -38,6 +40,9 @@ func autoscalerFlags(f *pflag.FlagSet) (autoscaler.Config, autoscaler.StatSource
 	}
 	if a.ScaleToZeroGracePeriod < 0 {
 		return a, 0, fmt.Errorf("--scale-to-zero-grace-period %s: must not be negative", a.ScaleToZeroGracePeriod)
+	}
+	if a.ScaleToZeroPodRetentionPeriod < 0 {
+		return a, 0, fmt.Errorf("--scale-to-zero-pod-retention-period %s: must not be negative", a.ScaleToZeroPodRetentionPeriod)
 	}
 	v, _ := f.GetString("autoscaler-metrics")
 	source, err := autoscaler.ParseStatSource(v)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,9 +14,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube"
@@ -105,6 +112,27 @@ func newControllerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			systemNS, _ := f.GetString("system-namespace")
+			cfg.SystemNamespace = systemNS
+			cfg.WebhookAddress, _ = f.GetString("webhook-addr")
+			cfg.WebhookService, _ = f.GetString("webhook-service")
+			cfg.WebhookHosts, _ = f.GetStringArray("webhook-host")
+			settings, err := clusterSettings(cmd.Context(), rc, systemNS)
+			if err != nil {
+				return err
+			}
+			if cfg.Admission, err = admissionSettings(f, settings, &a, false); err != nil {
+				return err
+			}
+			// The webhooks follow edits of the ConfigMaps; the autoscaler keeps what it started with.
+			cfg.ReloadAdmission = func(ctx context.Context) (*config.Config, error) {
+				docs, err := clusterSettings(ctx, rc, systemNS)
+				if err != nil {
+					return nil, err
+				}
+				engine := a
+				return admissionSettings(f, docs, &engine, false)
+			}
 			cfg.ProxyStatsURLs, _ = f.GetStringArray("proxy-stats")
 			cfg.Autoscaler, cfg.StatSource = &a, source
 			if cfg.ServingNodes, cfg.XDSAckTimeout, err = servingNodeFlags(f); err != nil {
@@ -149,6 +177,11 @@ func newControllerCommand() *cobra.Command {
 	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
 	addAutoscalerFlags(f)
 	addServingNodeFlags(f)
+	addAdmissionFlags(f, false)
+	f.String("webhook-addr", ":8443", "address of the defaulting and validation admission webhooks (TLS, every replica); \"-\" disables them")
+	f.String("webhook-service", "skiff-webhook", "the Service the API server calls the webhooks through: their certificate is for {service}.{system-namespace}.svc")
+	f.StringArray("webhook-host", nil, "another name or IP address for the webhooks' certificate, for an API server that calls them by URL (repeatable)")
+	f.String("system-namespace", "skiff-system", "namespace of Skiff's own objects: the config-features, config-defaults and config-autoscaler ConfigMaps read at start, and the webhook's certificate Secret")
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("nats-credentials-secret", "skiff-system/skiff-nats", "namespace/name of the Secret with the credentials NATS requires (key token, or user and password); created with a random token if absent; empty: none")
@@ -184,4 +217,30 @@ func controllerTLS(f *pflag.FlagSet) (*kube.TLSConfig, error) {
 	t.ControllerNames, _ = f.GetStringSlice("tls-controller-names")
 	t.ExtProcNames, _ = f.GetStringSlice("tls-extproc-names")
 	return t, nil
+}
+
+// clusterSettings reads the config-features, config-defaults and config-autoscaler ConfigMaps
+// from ns, as Knative reads its own from knative-serving; missing ones are Knative's defaults.
+func clusterSettings(ctx context.Context, rc *rest.Config, ns string) ([]apiclient.Document, error) {
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read settings: %w", err)
+	}
+	var docs []apiclient.Document
+	for _, name := range config.Names {
+		cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read ConfigMap %s/%s: %w", ns, name, err)
+		}
+		data, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]string{"name": name, "namespace": ns}, "data": cm.Data})
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, apiclient.Document{Source: "ConfigMap " + ns + "/" + name, Data: data})
+	}
+	return docs, nil
 }

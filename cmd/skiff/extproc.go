@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+	grpccreds "google.golang.org/grpc/credentials"
 
 	"github.com/skiff-dev/skiff/controlplane/pki"
 	"github.com/skiff-dev/skiff/extproc"
@@ -48,7 +48,7 @@ func newExtProcCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				gopts = append(gopts, grpc.Creds(credentials.NewTLS(serverTLS)))
+				gopts = append(gopts, grpc.Creds(grpccreds.NewTLS(serverTLS)))
 				feed.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true}}
 			}
 			srv := extproc.New(extproc.Config{Logger: log, ActivationTimeout: timeout, QueueDepth: depth, OnDemand: feed.Poke})

@@ -12,11 +12,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
+	"github.com/skiff-dev/skiff/controlplane/runtime/image"
+	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
@@ -31,6 +35,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("domain", "localhost", "route hosts are {name}.{namespace}.{domain}")
 	f.String("http-addr", "127.0.0.1:8080", "address the proxy's HTTP listener binds (sent to proxies over LDS)")
 	f.Duration("drain-timeout", time.Second, "how long a stopping instance keeps serving after it leaves the proxy's endpoints")
+	f.Int("max-instances", local.DefaultMaxInstances(), "most instances (processes) the local runtime runs at once, across every revision; more wait, and a revision with none running is Unschedulable")
 	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
 	f.String("extproc-advertise", "", "ext_proc address proxies are told over CDS, e.g. standalone `skiff extproc` instances (default: --extproc-addr)")
 	addAutoscalerFlags(f)
@@ -42,10 +47,17 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("broker-ingress-advertise", "", "ip:port proxies are told to reach the broker ingress at (default: --broker-ingress-addr)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died before handing the event out again")
 	f.String("delivery-proxy-addr", "", "the proxy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated (default: --http-addr, with 0.0.0.0 read as 127.0.0.1)")
+	f.String("oci-runtime", "runc", "the OCI runtime that runs container images (any image but ko:// and commands); \"none\" runs none. Needs root, runc and overlayfs; without them images are ImageUnsupported, saying why")
+	f.String("image-cache-size", "10Gi", "most unpacked image layers kept under --data-dir/images; least recently used images no revision runs are evicted past it")
+	f.StringSlice("registries-skipping-tag-resolving", image.DefaultSkipRegistries, "registries whose image tags are not resolved to digests at revision creation (Knative's config-deployment setting)")
+	f.Duration("digest-resolution-timeout", image.DefaultResolveTimeout, "how long resolving one image tag to a digest may take (Knative's config-deployment setting)")
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
+	addAdmissionFlags(f, true)
 }
 
-func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
+// controlPlaneConfig reads the flags; settings are the config-features, config-defaults and
+// config-autoscaler ConfigMaps given to `skiff up -f`.
+func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (controlplane.Config, error) {
 	f := cmd.Flags()
 	get := func(name string) string { v, _ := f.GetString(name); return v }
 	log, err := logger(cmd)
@@ -69,11 +81,23 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		return controlplane.Config{}, fmt.Errorf("--work-dir: %w", err)
 	}
 	drain, _ := f.GetDuration("drain-timeout")
+	maxInstances, _ := f.GetInt("max-instances")
+	if maxInstances <= 0 {
+		return controlplane.Config{}, fmt.Errorf("--max-instances %d: must be positive", maxInstances)
+	}
+	images, err := imagesFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
 	a, source, err := autoscalerFlags(f)
 	if err != nil {
 		return controlplane.Config{}, err
 	}
 	serving, ackTimeout, err := servingNodeFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
+	adm, err := admissionSettings(f, settings, &a, true)
 	if err != nil {
 		return controlplane.Config{}, err
 	}
@@ -116,7 +140,7 @@ func controlPlaneConfig(cmd *cobra.Command) (controlplane.Config, error) {
 		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
 		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, Autoscaler: &a, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout: drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
 		ServingNodes: serving, XDSAckTimeout: ackTimeout,
 	}, nil
 }
@@ -127,7 +151,7 @@ func newControlPlaneCommand() *cobra.Command {
 		Short: "Run the control plane alone (API, reconcilers, local runtime, xDS) for an external Envoy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controlPlaneConfig(cmd)
+			cfg, err := controlPlaneConfig(cmd, nil)
 			if err != nil {
 				return err
 			}
@@ -149,15 +173,26 @@ func newUpCommand() *cobra.Command {
 		Short: "Run Skiff on this machine: control plane, local runtime and gateway in one process",
 		Long: `Run Skiff on this machine: the control plane (resource API, reconcilers, local process
 runtime, xDS server) and the gateway, which connects to the xDS server as an Envoy would.
-Manifests given with -f are applied once the API is up.`,
+Manifests given with -f are applied once the API is up; the ConfigMaps among them named
+config-features, config-defaults and config-autoscaler (Knative's settings) configure
+Skiff itself, before it starts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controlPlaneConfig(cmd)
+			files, _ := cmd.Flags().GetStringArray("filename")
+			var docs []apiclient.Document
+			for _, f := range files {
+				d, err := apiclient.ReadManifests(f, os.Stdin)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, d...)
+			}
+			settings, docs := settingsDocs(docs)
+			cfg, err := controlPlaneConfig(cmd, settings)
 			if err != nil {
 				return err
 			}
 			adminAddr, _ := cmd.Flags().GetString("admin-addr")
-			files, _ := cmd.Flags().GetStringArray("filename")
 			cfg.ProxyStatsURLs = []string{"http://" + adminAddr}
 			cp, err := controlplane.New(cfg)
 			if err != nil {
@@ -177,8 +212,8 @@ Manifests given with -f are applied once the API is up.`,
 			errs := make(chan error, 2)
 			wg.Go(func() { errs <- cp.Run(ctx) })
 			wg.Go(func() { errs <- gw.Run(ctx) })
-			if len(files) > 0 {
-				if err := applyFiles(ctx, cmd, apiclient.New(cp.APIAddr().String()), files); err != nil {
+			if len(docs) > 0 {
+				if err := applyDocs(ctx, cmd, apiclient.New(cp.APIAddr().String()), docs); err != nil {
 					cfg.Logger.Error("apply", "err", err)
 				}
 			}
@@ -199,19 +234,13 @@ Manifests given with -f are applied once the API is up.`,
 	return cmd
 }
 
-func applyFiles(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, files []string) error {
-	for _, f := range files {
-		docs, err := apiclient.ReadManifests(f, os.Stdin)
+func applyDocs(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, docs []apiclient.Document) error {
+	for _, d := range docs {
+		res, err := c.Apply(ctx, d, "default")
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", d.Source, err)
 		}
-		for _, d := range docs {
-			res, err := c.Apply(ctx, d, "default")
-			if err != nil {
-				return fmt.Errorf("%s: %w", d.Source, err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res)
-		}
+		fmt.Fprintln(cmd.OutOrStdout(), res)
 	}
 	return nil
 }
@@ -256,4 +285,24 @@ func newGatewayCommand() *cobra.Command {
 	f.String("tls-ca", "", "the CA the control plane's and ext_proc's certificates are checked against (PEM)")
 	f.String("xds-server-name", "", "the name the ADS server's certificate carries (default: --xds-addr's host)")
 	return cmd
+}
+
+// imagesFlags reads how container images run: --oci-runtime, --image-cache-size,
+// --registries-skipping-tag-resolving and --digest-resolution-timeout.
+func imagesFlags(f *pflag.FlagSet) (controlplane.ImagesConfig, error) {
+	runc, _ := f.GetString("oci-runtime")
+	size, _ := f.GetString("image-cache-size")
+	q, err := resource.ParseQuantity(size)
+	if err != nil || q.Value() <= 0 {
+		return controlplane.ImagesConfig{}, fmt.Errorf("--image-cache-size %q: want a positive size such as 10Gi", size)
+	}
+	skip, _ := f.GetStringSlice("registries-skipping-tag-resolving")
+	timeout, _ := f.GetDuration("digest-resolution-timeout")
+	if timeout <= 0 {
+		return controlplane.ImagesConfig{}, fmt.Errorf("--digest-resolution-timeout %s: must be positive", timeout)
+	}
+	if skip == nil {
+		skip = []string{}
+	}
+	return controlplane.ImagesConfig{Runc: runc, CacheBytes: q.Value(), SkipRegistries: skip, ResolveTimeout: timeout}, nil
 }

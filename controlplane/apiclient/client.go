@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 )
 
@@ -119,6 +120,10 @@ func splitDocuments(source string, r io.Reader) ([]Document, error) {
 		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 			continue
 		}
+		if dup := api.DuplicateFields(raw); dup != nil {
+			// Lost in the conversion to JSON below; refused as the API server refuses them.
+			return nil, fmt.Errorf("parse %s (document %d): %s", source, i+1, dup.Error())
+		}
 		data, err := yaml.YAMLToJSON(raw)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s (document %d): %w", source, i+1, err)
@@ -146,6 +151,9 @@ type ApplyResult struct {
 }
 
 func (r ApplyResult) String() string {
+	if r.Kind.Group == "" {
+		return fmt.Sprintf("%s/%s %s", strings.ToLower(r.Kind.Kind), r.Name, r.Action)
+	}
 	return fmt.Sprintf("%s.%s/%s %s", strings.ToLower(r.Kind.Kind), r.Kind.Group, r.Name, r.Action)
 }
 
@@ -158,6 +166,10 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	}
 	if err := json.Unmarshal(doc.Data, &head); err != nil {
 		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
+	}
+	if _, ok, _ := config.ParseConfigMap(doc.Data); ok {
+		return ApplyResult{}, fmt.Errorf("%s: ConfigMap %s configures Skiff when it starts: give it to `skiff up -f` (or use the --%s flags)",
+			doc.Source, head.Metadata.Name, head.Metadata.Name)
 	}
 	k := api.LookupGVK(head.APIVersion, head.Kind)
 	if k == nil {
@@ -220,12 +232,12 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := "/apis/" + k.APIVersion() + "/" + k.Plural
+	p := k.Path() + "/" + k.Plural
 	if ns != "" {
 		if err := ValidateNamespace(ns); err != nil {
 			return nil, err
 		}
-		p = "/apis/" + k.APIVersion() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural
+		p = k.Path() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural
 	}
 	var list struct {
 		Items []json.RawMessage `json:"items"`
@@ -280,7 +292,7 @@ func checkedObjectPath(k *api.Kind, ns, name string) (string, error) {
 
 // objectPath is the API path of one object, its namespace and name escaped as path segments.
 func objectPath(k *api.Kind, ns, name string) string {
-	return "/apis/" + k.APIVersion() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural + "/" + url.PathEscape(name)
+	return k.Path() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural + "/" + url.PathEscape(name)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {

@@ -31,7 +31,7 @@ func newTestClient(t *testing.T) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(apiserver.New(st, nil))
+	srv := httptest.NewServer(apiserver.New(st, nil, nil))
 	t.Cleanup(srv.Close)
 	c := New(strings.TrimPrefix(srv.URL, "http://"))
 	docs, err := ReadManifests("-", strings.NewReader(okService))
@@ -92,5 +92,24 @@ func TestObjectPathEscapesSegments(t *testing.T) {
 	p := objectPath(api.LookupKind("ksvc"), "a b", "c/d")
 	if want := "/apis/serving.knative.dev/v1/namespaces/a%20b/services/c%2Fd"; p != want {
 		t.Errorf("objectPath = %q, want %q", p, want)
+	}
+	// Core kinds (Secrets, ConfigMaps) live under /api/v1 and are escaped the same way.
+	p = objectPath(api.LookupKind("secret"), "a b", "c/d")
+	if want := "/api/v1/namespaces/a%20b/secrets/c%2Fd"; p != want {
+		t.Errorf("objectPath = %q, want %q", p, want)
+	}
+}
+
+// TestReadManifestsRefusesDuplicateKeys: converting YAML to JSON would keep the last of two
+// equal keys silently; they are refused by path, as the Kubernetes API server's strict
+// decoding does.
+func TestReadManifestsRefusesDuplicateKeys(t *testing.T) {
+	doc := "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: a\n  name: b\n---\nkind: Other\n"
+	if _, err := ReadManifests("-", strings.NewReader(doc)); err == nil || !strings.Contains(err.Error(), "duplicate field: metadata.name") {
+		t.Fatalf("got %v, want the duplicate named", err)
+	}
+	docs, err := ReadManifests("-", strings.NewReader(strings.Replace(doc, "  name: b\n", "", 1)))
+	if err != nil || len(docs) != 2 {
+		t.Fatalf("%d docs, %v", len(docs), err)
 	}
 }

@@ -10,16 +10,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
-	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/admission"
+	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
-	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
 
 // maxBody bounds a request body: resources are small, and a bound keeps memory safe.
@@ -29,15 +32,21 @@ const maxBody = 4 << 20
 type Server struct {
 	store store.Interface
 	log   *slog.Logger
+	cfg   *config.Config
 	mux   *http.ServeMux
 }
 
-// New returns the API handler over s.
-func New(s store.Interface, logger *slog.Logger) *Server {
+// New returns the API handler over s. cfg holds the settings (config-features,
+// config-defaults, config-autoscaler) writes are defaulted and validated with; nil means
+// Knative's defaults.
+func New(s store.Interface, logger *slog.Logger, cfg *config.Config) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	srv := &Server{store: s, log: logger.With("component", "apiserver"), mux: http.NewServeMux()}
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	srv := &Server{store: s, log: logger.With("component", "apiserver"), cfg: cfg, mux: http.NewServeMux()}
 	srv.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	srv.mux.HandleFunc("GET /apis/{group}/{version}/{plural}", srv.list)
 	srv.mux.HandleFunc("GET /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.list)
@@ -45,6 +54,13 @@ func New(s store.Interface, logger *slog.Logger) *Server {
 	srv.mux.HandleFunc("POST /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.create)
 	srv.mux.HandleFunc("PUT /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
 	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
+	// The core group (Secrets, ConfigMaps), as a Kubernetes API server serves it.
+	srv.mux.HandleFunc("GET /api/{version}/{plural}", srv.list)
+	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}", srv.list)
+	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}/{name}", srv.get)
+	srv.mux.HandleFunc("POST /api/{version}/namespaces/{ns}/{plural}", srv.create)
+	srv.mux.HandleFunc("PUT /api/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
+	srv.mux.HandleFunc("DELETE /api/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
 	return srv
 }
 
@@ -52,7 +68,7 @@ func New(s store.Interface, logger *slog.Logger) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) kind(w http.ResponseWriter, r *http.Request) *api.Kind {
-	for _, k := range api.Kinds() {
+	for _, k := range api.ServedKinds() {
 		if k.Group == r.PathValue("group") && k.Version == r.PathValue("version") && k.Plural == r.PathValue("plural") {
 			return k
 		}
@@ -101,12 +117,14 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 }
 
 // write admits a resource from the request body and creates it, or with upsert updates it.
+// Admission is Knative's webhook's (defaulting, then validation, with the old object on an
+// update) after the API server's own metadata checks, as in a cluster.
 func (s *Server) write(w http.ResponseWriter, r *http.Request, upsert bool) {
 	k := s.kind(w, r)
 	if k == nil {
 		return
 	}
-	obj, ok := s.decode(w, r, k)
+	obj, fields, ok := s.decode(w, r, k)
 	if !ok {
 		return
 	}
@@ -114,28 +132,31 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, upsert bool) {
 	key := store.KeyOf(obj)
 	existing := k.New()
 	err := s.store.Get(ctx, key, existing)
+	var old api.Object
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		if errs := s.admit(ctx, obj, nil); len(errs) > 0 {
-			invalid(w, k, obj.GetName(), errs)
-			return
-		}
-		if err := s.store.Create(ctx, obj); err != nil {
-			s.storeError(w, k, obj.GetName(), err)
-			return
-		}
-		s.log.Info("created", "kind", k.Kind, "namespace", obj.GetNamespace(), "name", obj.GetName())
-		writeJSON(w, http.StatusCreated, obj)
-		return
 	case err != nil:
 		s.internal(w, err)
 		return
 	case !upsert:
 		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s.%s %q already exists", k.Plural, k.Group, obj.GetName()), nil)
 		return
+	default:
+		old = existing
 	}
-	if errs := s.admit(ctx, obj, existing); len(errs) > 0 {
-		invalid(w, k, obj.GetName(), errs)
+	if old != nil {
+		keepDefaults(config.ToContext(ctx, s.cfg), k, obj, old)
+	}
+	if !s.admit(w, r, k, obj, old, fields) {
+		return
+	}
+	if old == nil {
+		if err := s.store.Create(ctx, obj); err != nil {
+			s.storeError(w, k, obj.GetName(), err)
+			return
+		}
+		s.log.Info("created", "kind", k.Kind, "namespace", obj.GetNamespace(), "name", obj.GetName())
+		writeJSON(w, http.StatusCreated, obj)
 		return
 	}
 	before := existing.GetResourceVersion()
@@ -149,84 +170,123 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, upsert bool) {
 	writeJSON(w, http.StatusOK, obj)
 }
 
-// decode reads the body strictly (unknown fields are errors, as in Knative's webhook),
-// checks it matches the path, and defaults and validates it.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (api.Object, bool) {
+// keepDefaults gives a re-applied object the stored revision template (a Service's or
+// Configuration's that names its revision) or the stored spec (a Revision's) when the two
+// differ only by what defaulting fills in. Skiff's API replaces the object (PUT) where
+// `kubectl apply` merges into the stored one, keeping those defaults; and Knative does not
+// default a revision's spec, or a template whose revision name is unchanged, on an update, so
+// the same manifest applied twice would otherwise be a change to something immutable.
+func keepDefaults(ctx context.Context, k *api.Kind, obj, old api.Object) {
+	// part is what must not change: nil when it may.
+	part := func(o api.Object) any {
+		switch o := o.(type) {
+		case *servingv1.Service:
+			if o.Spec.Template.Name != "" {
+				return &o.Spec.Template
+			}
+		case *servingv1.Configuration:
+			if o.Spec.Template.Name != "" {
+				return &o.Spec.Template
+			}
+		case *servingv1.Revision:
+			return &o.Spec
+		}
+		return nil
+	}
+	np, op := part(obj), part(old)
+	if np == nil || op == nil {
+		return
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return
+	}
+	fresh := k.New()
+	if json.Unmarshal(b, fresh) != nil {
+		return
+	}
+	fresh.SetDefaults(admission.WithinCreate(ctx))
+	fp := part(fresh)
+	if !equality.Semantic.DeepEqual(fp, op) {
+		return
+	}
+	switch np := np.(type) {
+	case *servingv1.RevisionTemplateSpec:
+		if np.Name == op.(*servingv1.RevisionTemplateSpec).Name {
+			*np = *op.(*servingv1.RevisionTemplateSpec)
+		}
+	case *servingv1.RevisionSpec:
+		*np = *op.(*servingv1.RevisionSpec)
+	}
+}
+
+// decode reads the body and checks it matches the path. A body that does not parse is
+// refused here (400); unknown and duplicate fields are returned, to be refused (as with the
+// Kubernetes API server's strict field validation) together with what admission finds.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (api.Object, *fielderr.Error, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("read body: %v", err), nil)
-		return nil, false
+		return nil, nil, false
 	}
 	obj := k.New()
-	if err := api.DecodeStrict(body, obj); err != nil {
+	fields, err := api.Decode(body, obj)
+	if err != nil {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("decode %s: %v", k.Kind, err), nil)
-		return nil, false
+		return nil, nil, false
+	}
+	// Kubernetes' fieldValidation: Strict (Skiff's default, and what kubectl sends) refuses
+	// unknown and duplicate fields, Warn reports them, Ignore drops them.
+	switch v := r.URL.Query().Get("fieldValidation"); v {
+	case "", "Strict":
+	case "Warn":
+		for _, f := range fields.Flatten() {
+			for _, p := range f.Paths {
+				w.Header().Add("Warning", fmt.Sprintf("299 - %q", fmt.Sprintf("%s %q", f.Message, p)))
+			}
+		}
+		fields = nil
+	case "Ignore":
+		fields = nil
+	default:
+		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("fieldValidation %q: want Strict, Warn or Ignore", v), nil)
+		return nil, nil, false
 	}
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	if gvk.Kind != k.Kind || gvk.GroupVersion().String() != k.APIVersion() {
 		writeStatus(w, http.StatusBadRequest, "BadRequest",
 			fmt.Sprintf("apiVersion %q kind %q does not match the path (%s %s)", gvk.GroupVersion(), gvk.Kind, k.APIVersion(), k.Kind), nil)
-		return nil, false
+		return nil, nil, false
 	}
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(r.PathValue("ns"))
 	}
+	if r.Method == http.MethodPost && obj.GetName() == "" && obj.GetGenerateName() != "" {
+		// As the Kubernetes API server: generateName plus five random characters.
+		obj.SetName(generateName(obj.GetGenerateName()))
+	}
 	if obj.GetNamespace() != r.PathValue("ns") || (r.PathValue("name") != "" && obj.GetName() != r.PathValue("name")) {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", "metadata.namespace and metadata.name must match the request path", nil)
-		return nil, false
+		return nil, nil, false
 	}
-	if errs := k.Prepare(obj); len(errs) > 0 {
+	return obj, fields, true
+}
+
+// admit runs the API server's metadata checks and Knative's defaulting and validation on
+// obj (old is the object it replaces, nil on a create), as a cluster would. It answers 422
+// naming every bad field (fields: what decoding found) and returns false, or adds the
+// warnings to the response and returns true.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, k *api.Kind, obj, old api.Object, fields *fielderr.Error) bool {
+	ctx := admission.WithCESQLCheck(config.ToContext(r.Context(), s.cfg), eventfilter.CheckCESQL)
+	diags := api.Admit(ctx, obj, old)
+	if errs := fields.Also(api.ValidateObjectMeta(obj), api.Errors(diags)); errs != nil {
 		invalid(w, k, obj.GetName(), errs)
-		return nil, false
+		return false
 	}
-	return obj, true
-}
-
-// admit checks what needs the store: traffic naming revisions that exist, and revisions
-// staying immutable.
-func (s *Server) admit(ctx context.Context, obj, existing api.Object) field.ErrorList {
-	var errs field.ErrorList
-	var traffic []servingv1.TrafficTarget
-	byo := ""
-	switch o := obj.(type) {
-	case *servingv1.Service:
-		traffic, byo = o.Spec.Traffic, o.Spec.Template.Name
-		errs = append(errs, autoscalingErrors(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "spec.template.")...)
-	case *servingv1.Configuration:
-		errs = append(errs, autoscalingErrors(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "spec.template.")...)
-	case *servingv1.Route:
-		traffic = o.Spec.Traffic
-	case *servingv1.Revision:
-		if old, ok := existing.(*servingv1.Revision); ok && !equalJSON(old.Spec, o.Spec) {
-			errs = append(errs, field.Forbidden(field.NewPath("spec"), "a Revision is immutable: change its Configuration or Service instead"))
-		}
-		errs = append(errs, autoscalingErrors(&o.ObjectMeta, &o.Spec, "")...)
+	for _, warning := range api.Warnings(diags) {
+		w.Header().Add("Warning", fmt.Sprintf("299 - %q", warning))
 	}
-	for i, t := range traffic {
-		if t.RevisionName == "" || t.RevisionName == byo {
-			continue
-		}
-		var rev servingv1.Revision
-		err := s.store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: obj.GetNamespace(), Name: t.RevisionName}, &rev)
-		if errors.Is(err, store.ErrNotFound) {
-			errs = append(errs, field.NotFound(field.NewPath("spec", "traffic").Index(i).Child("revisionName"), t.RevisionName))
-		}
-	}
-	return errs
-}
-
-// autoscalingErrors checks a revision template's autoscaling.knative.dev annotations as
-// Knative's webhook does, naming each by its path under prefix.
-func autoscalingErrors(meta *metav1.ObjectMeta, spec *servingv1.RevisionSpec, prefix string) field.ErrorList {
-	cc := int64(0)
-	if spec.ContainerConcurrency != nil {
-		cc = *spec.ContainerConcurrency
-	}
-	_, errs := autoscaler.SpecFor(meta.Annotations, cc, autoscaler.DefaultConfig())
-	for _, e := range errs {
-		e.Field = prefix + e.Field
-	}
-	return errs
+	return true
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
@@ -252,6 +312,9 @@ func (s *Server) storeError(w http.ResponseWriter, k *api.Kind, name string, err
 		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s.%s %q not found", k.Plural, k.Group, name), nil)
 	case errors.Is(err, store.ErrExists):
 		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s.%s %q already exists", k.Plural, k.Group, name), nil)
+	case errors.Is(err, store.ErrOwnerGone):
+		// Kubernetes would store it and have its garbage collector delete it at once.
+		invalid(w, k, name, fielderr.Generic(err.Error(), "metadata.ownerReferences"))
 	case errors.Is(err, store.ErrConflict):
 		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("Operation cannot be fulfilled on %s.%s %q: %v", k.Plural, k.Group, name, store.ErrConflict), nil)
 	default:
@@ -264,16 +327,36 @@ func (s *Server) internal(w http.ResponseWriter, err error) {
 	writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error(), nil)
 }
 
-// invalid answers 422 the way the Kubernetes API does, with one cause per bad field.
-func invalid(w http.ResponseWriter, k *api.Kind, name string, errs field.ErrorList) {
-	causes := make([]metav1.StatusCause, 0, len(errs))
-	msgs := make([]string, 0, len(errs))
-	for _, e := range errs {
-		causes = append(causes, metav1.StatusCause{Type: metav1.CauseType(e.Type), Field: e.Field, Message: e.ErrorBody()})
-		msgs = append(msgs, e.Error())
+// invalid answers 422 as the Kubernetes API does when an admission webhook refuses a write:
+// the message is Knative's ("validation failed: " and one line per problem, naming its
+// fields), and there is one cause per field.
+func invalid(w http.ResponseWriter, k *api.Kind, name string, errs *fielderr.Error) {
+	var causes []metav1.StatusCause
+	for _, e := range errs.Flatten() {
+		msg := e.Message
+		if e.Details != "" {
+			msg += ": " + e.Details
+		}
+		for _, p := range e.Paths {
+			causes = append(causes, metav1.StatusCause{Type: metav1.CauseTypeFieldValueInvalid, Field: p, Message: msg})
+		}
 	}
-	msg := fmt.Sprintf("%s.%s %q is invalid: %s", k.Kind, k.Group, name, strings.Join(msgs, "; "))
+	msg := fmt.Sprintf("%s.%s %q is invalid: validation failed: %s", k.Kind, k.Group, name, errs.Error())
 	writeStatus(w, http.StatusUnprocessableEntity, "Invalid", msg, &metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Kind, Causes: causes})
+}
+
+// generateName is the Kubernetes API server's name generator: the prefix, cut to leave room,
+// and five random lower-case letters and digits.
+func generateName(prefix string) string {
+	const alphabet, n, maxName = "bcdfghjklmnpqrstvwxz2456789", 5, 63
+	if len(prefix) > maxName-n {
+		prefix = prefix[:maxName-n]
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return prefix + string(b)
 }
 
 func writeStatus(w http.ResponseWriter, code int, reason, msg string, details *metav1.StatusDetails) {
@@ -289,10 +372,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-}
-
-func equalJSON(a, b any) bool {
-	x, err1 := json.Marshal(a)
-	y, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && string(x) == string(y)
 }

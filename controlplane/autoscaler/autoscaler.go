@@ -1,18 +1,38 @@
 // Package autoscaler is Skiff's Knative Pod Autoscaler (KPA): it turns the requests the proxies
-// see for each revision into a desired number of instances, with Knative's stable and panic
-// windows, scale rate limits, scale bounds, activation and initial scale, scale-down delay and
-// scale-to-zero grace period, and decides when a revision's requests must go through extproc
-// (proxy mode, Knative's activator in the path) from its excess burst capacity.
+// see for each revision into the number of instances Knative Serving would run, tick by tick,
+// and decides when a revision's requests must go through extproc (Knative's activator in the
+// path, its ServerlessService in proxy mode).
 //
-// The inputs are a Metrics source scraped every tick (Envoy's cluster stats, plus the requests
-// extproc holds), the ready instance counts from the runtime (SetReady) and pokes from extproc
-// when it holds a request for a revision at zero (Poke). The output is a Decision per revision;
+// It is a port of three parts of Knative Serving, each in its own file:
+//   - buckets.go: the metric windows (pkg/autoscaler/aggregation): one-second buckets whose
+//     sources add up, averaged from the first write to the last, each window (stable, panic)
+//     restarting after a gap as long as itself; linear or weighted-exponential;
+//   - decider.go: the decider (pkg/autoscaler/scaling/autoscaler.go Scale): desired =
+//     ceil(observed / target) on the stable window, panic mode on the panic window, the scale
+//     rate limits, activation scale, the scale-down delay, excess burst capacity;
+//   - kpa.go: the KPA reconciler (pkg/reconciler/autoscaling/kpa: scaler.go scale and
+//     handleScaleToZero, kpa.go computeActiveCondition and the ServerlessService mode): min,
+//     max and initial scale, the Active condition, scale to zero once active a stable window
+//     and then inactive with the activator in the path for the grace period.
+//
+// revision.go ties them together the way Knative's metric collector and multiscaler do: a stat
+// per second is recorded while an instance is ready (Knative's scraper) or requests are held
+// (the activator's report, plus one empty report after), nothing otherwise; the decider runs
+// every tick and on a poke while it wants zero; the reconciler runs after each decision and
+// when the ready count changes. hpa.go scales the hpa class on CPU in `skiff up`.
+//
+// The inputs are a Metrics source scraped every tick (the proxies' in-flight gauge and
+// request counter, plus the requests extproc holds, added as Knative's collector adds the
+// activator's stat), the ready instance counts from the runtime (SetReady) and pokes from
+// extproc when it holds a request (Poke). The output is a Decision per revision;
 // Config.OnChange says when one changed.
 //
-// Windows average per-second buckets (Knative's linear window average, not the weighted
-// average its newer releases offer as an option): each scrape's in-flight value fills every
-// second since the previous scrape, and the request counter's increase over that time, as a
-// rate, fills them for rps.
+// Where Skiff differs, on purpose: Knative's collector records a stat every second, each the
+// average of the requests in flight over that second (queue-proxy's and the activator's);
+// Skiff samples the proxies' in-flight gauge once per tick, and a sample stands for every
+// second since the previous tick (several samples within one second average). The request
+// counter's increase over the tick, as a rate, does the same for rps. README.md's autoscaling
+// section lists every difference from Knative.
 package autoscaler
 
 import (
@@ -23,6 +43,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/skiff-dev/skiff/controlplane/runtime"
 )
 
 // Autoscaler decides the scale of every revision it was told about. Its methods are safe for
@@ -63,9 +85,9 @@ func New(cfg Config, m Metrics, logger *slog.Logger) *Autoscaler {
 }
 
 // Upsert starts deciding for the revision key ("namespace/revision") with spec, or applies a
-// changed spec to it, keeping its history. A new revision runs its initial scale (bounded by
-// min-scale and max-scale) until that many instances are ready and metrics arrive.
+// changed spec to it, keeping its history. A new revision starts at its initial scale.
 func (a *Autoscaler) Upsert(key string, spec Spec) {
+	spec = spec.withDefaults(&a.cfg)
 	now := a.now()
 	a.mu.Lock()
 	r, ok := a.revs[key]
@@ -73,14 +95,20 @@ func (a *Autoscaler) Upsert(key string, spec Spec) {
 	if !ok {
 		ready, known := a.readyHint[key]
 		delete(a.readyHint, key)
-		r = newRevision(spec, now, ready, known)
+		r = newRevision(now, &a.cfg, spec, ready, known)
 		a.revs[key] = r
+	} else if r.spec.Class != spec.Class {
+		// Another autoscaler class starts over from the running scale.
+		before := r.out
+		r = newRevision(now, &a.cfg, spec, r.ready, r.ready > 0)
+		a.revs[key] = r
+		changed = before.differs(r.out)
 	} else {
-		before := r.dec
-		r.update(spec)
-		changed = before.differs(r.dec)
+		before := r.out
+		r.update(now, &a.cfg, spec)
+		changed = before.differs(r.out)
 	}
-	dec := r.dec
+	dec := r.out
 	a.mu.Unlock()
 	if changed {
 		a.changed(key, dec)
@@ -95,11 +123,13 @@ func (a *Autoscaler) Delete(key string) {
 	a.mu.Unlock()
 }
 
-// SetReady records how many instances of the revision are ready now, from the runtime. It may
-// come before Upsert (after a control-plane restart): the count is kept for it, so the decider
-// starts from the running scale instead of the initial scale.
+// SetReady records how many instances of the revision are ready now, from the runtime, and
+// reconciles its scale (as a pod becoming ready triggers Knative's KPA reconciler). It may
+// come before Upsert (after a control-plane restart): the count is kept for it, so the
+// revision starts from the running scale instead of the initial scale.
 func (a *Autoscaler) SetReady(key string, ready int) {
 	ready = max(ready, 0)
+	now := a.now()
 	a.mu.Lock()
 	r, ok := a.revs[key]
 	if !ok {
@@ -107,19 +137,20 @@ func (a *Autoscaler) SetReady(key string, ready int) {
 		a.mu.Unlock()
 		return
 	}
-	before := r.dec
+	before := r.out
 	r.ready = ready
-	r.refresh()
-	dec := r.dec
+	r.reconcile(now, &a.cfg)
+	dec := r.out
 	a.mu.Unlock()
 	if before.differs(dec) {
 		a.changed(key, dec)
 	}
 }
 
-// Poke tells the autoscaler a request for the revision is being held (extproc, at zero): the
-// revision goes to its activation scale at once, without waiting for the next tick, as
-// Knative's activator pokes its autoscaler. The held request also counts as demand.
+// Poke tells the autoscaler that extproc holds a request for the revision. While the decider
+// wants zero it decides at once, without waiting for the next tick, as Knative's activator
+// pokes its autoscaler; the held requests themselves reach the decider as demand through the
+// Metrics source (the activator's held count added to the proxies').
 func (a *Autoscaler) Poke(key string) {
 	now := a.now()
 	a.mu.Lock()
@@ -129,9 +160,9 @@ func (a *Autoscaler) Poke(key string) {
 		a.log.Debug("poke for unknown revision", "revision", key)
 		return
 	}
-	before := r.dec
-	r.poke(now)
-	dec := r.dec
+	before := r.out
+	r.poke(now, &a.cfg)
+	dec := r.out
 	a.mu.Unlock()
 	if before.differs(dec) {
 		a.changed(key, dec)
@@ -146,7 +177,7 @@ func (a *Autoscaler) Decision(key string) (Decision, bool) {
 	if !ok {
 		return Decision{}, false
 	}
-	return r.dec, true
+	return r.out, true
 }
 
 // Run ticks every TickInterval until ctx is done, then returns nil.
@@ -171,10 +202,16 @@ func (a *Autoscaler) Run(ctx context.Context) error {
 // recorded or decided, and the error says why.
 func (a *Autoscaler) Tick(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.ScrapeTimeout)
+	defer cancel()
 	samples, err := a.metrics.Scrape(sctx)
-	cancel()
 	if err != nil {
 		return fmt.Errorf("scrape metrics: %w", err)
+	}
+	var usage map[string]map[string]runtime.InstanceUsage
+	if a.cfg.Resources != nil && a.hasHPA() {
+		if usage, err = a.cfg.Resources(sctx); err != nil {
+			return fmt.Errorf("measure instances' resources: %w", err)
+		}
 	}
 	now := a.now()
 
@@ -185,12 +222,11 @@ func (a *Autoscaler) Tick(ctx context.Context) error {
 	var changes []change
 	a.mu.Lock()
 	for key, r := range a.revs {
-		before := r.dec
+		before := r.out
 		s, present := samples[key]
-		r.observe(now, s, present)
-		r.decide(now, &a.cfg)
-		if before.differs(r.dec) {
-			changes = append(changes, change{key, r.dec})
+		r.tick(now, &a.cfg, s, present, usage[key])
+		if before.differs(r.out) {
+			changes = append(changes, change{key, r.out})
 		}
 	}
 	a.mu.Unlock()
@@ -200,6 +236,18 @@ func (a *Autoscaler) Tick(ctx context.Context) error {
 		a.changed(c.key, c.dec)
 	}
 	return nil
+}
+
+// hasHPA reports whether any revision is of the hpa class.
+func (a *Autoscaler) hasHPA() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.revs {
+		if r.hpa != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // changed logs a decision change and tells the listener; never called with a.mu held.

@@ -296,42 +296,21 @@ func TestScaleBounds(t *testing.T) {
 	}
 }
 
-func TestInitialScale(t *testing.T) {
+// TestRestartKeepsRunningScale: after a control-plane restart the runtime reports the
+// running instances before the revision is upserted; like Knative's autoscaler restarting
+// (autoscaler.go newAutoscaler: "We always start in the panic mode, if the deployment is
+// scaled up over 1 pod"), the revision keeps that scale until it has data.
+func TestRestartKeepsRunningScale(t *testing.T) {
 	h := newHarness(t, DefaultConfig())
-	h.upsert(key, map[string]string{InitialScaleAnnotationKey: "3"}, 0)
-	if d := h.decision(key); d.DesiredScale != 3 {
-		t.Fatalf("at creation: desired %d, want initial-scale 3", d.DesiredScale)
+	h.as.SetReady(key, 5) // the runtime reports before the revision is upserted
+	h.upsert(key, nil, 0)
+	if d := h.decision(key); d.DesiredScale != 5 || !d.Panic {
+		t.Fatalf("after restart: %+v, want 5 held in panic mode", d)
 	}
-	// Until three instances are ready the initial scale holds, metrics or not.
-	h.as.SetReady(key, 1)
-	h.runFor(key, 2*time.Minute, false, nil)
-	if d := h.decision(key); d.DesiredScale != 3 {
-		t.Fatalf("while initializing: desired %d, want 3", d.DesiredScale)
+	h.tick() // no demand: panic holds the five instances
+	if d := h.decision(key); d.DesiredScale != 5 || !d.Panic {
+		t.Fatalf("first tick after restart: %+v, want 5 held in panic mode", d)
 	}
-	// Once reached, the decider takes over, keeping 3 for a stable window (it starts in panic
-	// mode, like Knative's), then scales the idle revision down.
-	h.as.SetReady(key, 3)
-	h.tick()
-	if d := h.decision(key); d.DesiredScale != 3 || !d.Panic {
-		t.Fatalf("initialized: %+v, want 3 held in panic mode", d)
-	}
-	h.runFor(key, 50*time.Second, true, nil)
-	if d := h.decision(key); d.DesiredScale != 3 {
-		t.Fatalf("within the first stable window: desired %d, want 3", d.DesiredScale)
-	}
-	h.runFor(key, 3*time.Minute, true, nil)
-	if d := h.decision(key); d.DesiredScale != 0 {
-		t.Fatalf("idle after initial scale: desired %d, want 0", d.DesiredScale)
-	}
-
-	t.Run("restart keeps the running scale", func(t *testing.T) {
-		h := newHarness(t, DefaultConfig())
-		h.as.SetReady(key, 5) // the runtime reports before the revision is upserted
-		h.upsert(key, nil, 0)
-		if d := h.decision(key); d.DesiredScale != 5 || !d.Panic {
-			t.Fatalf("after restart: %+v, want 5 held in panic mode", d)
-		}
-	})
 }
 
 func TestRPS(t *testing.T) {
@@ -378,10 +357,10 @@ func TestProxyModeAndBurstCapacity(t *testing.T) {
 		wantEBC     float64
 		wantProxy   bool
 	}{
-		// Defaults: target 100 per instance, TBC 200.
-		{"default TBC, one instance", nil, 1, 0, 100 - 200, true},
-		{"default TBC, three instances idle", map[string]string{MinScaleAnnotationKey: "3"}, 3, 0, 300 - 200, false},
-		{"default TBC, three instances busy", map[string]string{MinScaleAnnotationKey: "3"}, 3, 150, 300 - 200 - 150, true},
+		// Defaults: target 100 per instance, TBC 211.
+		{"default TBC, one instance", nil, 1, 0, 100 - 211, true},
+		{"default TBC, three instances idle", map[string]string{MinScaleAnnotationKey: "3"}, 3, 0, 300 - 211, false},
+		{"default TBC, three instances busy", map[string]string{MinScaleAnnotationKey: "3"}, 3, 150, 300 - 211 - 150, true},
 		{"TBC -1 always proxies", map[string]string{TargetBurstCapacityAnnotationKey: "-1", MinScaleAnnotationKey: "3"}, 3, 0, -1, true},
 		{"TBC 0 serves when warm", map[string]string{TargetBurstCapacityAnnotationKey: "0", MinScaleAnnotationKey: "1"}, 1, 80, 0, false},
 		{"TBC 0 proxies at zero", map[string]string{TargetBurstCapacityAnnotationKey: "0", MinScaleAnnotationKey: "1"}, 0, 0, 0, true},
@@ -403,7 +382,7 @@ func TestProxyModeAndBurstCapacity(t *testing.T) {
 		})
 	}
 
-	t.Run("SetReady alone flips proxy mode and notifies", func(t *testing.T) {
+	t.Run("serve mode once ready and wanted, with notification", func(t *testing.T) {
 		h := newHarness(t, DefaultConfig())
 		h.upsert(key, map[string]string{TargetBurstCapacityAnnotationKey: "0"}, 0)
 		h.tick()
@@ -411,12 +390,23 @@ func TestProxyModeAndBurstCapacity(t *testing.T) {
 		if d := h.decision(key); !d.ProxyMode {
 			t.Fatalf("nothing ready: %+v, want proxy mode", d)
 		}
+		// Knative leaves the activator in the path until the decider, with data from the
+		// ready instance, wants it: the next tick.
 		h.as.SetReady(key, 1)
-		if d := h.decision(key); d.ProxyMode || d.ActualScale != 1 {
-			t.Fatalf("one ready: %+v, want serve mode", d)
+		if d := h.decision(key); !d.ProxyMode || d.ActualScale != 1 {
+			t.Fatalf("one ready before any decision: %+v, want proxy mode still", d)
+		}
+		h.tick()
+		if d := h.decision(key); d.ProxyMode {
+			t.Fatalf("one ready and wanted: %+v, want serve mode", d)
 		}
 		if got := h.takeChanges(); len(got) != 1 {
 			t.Fatalf("OnChange calls %v, want one", got)
+		}
+		// Losing the last ready instance puts the activator back at once.
+		h.as.SetReady(key, 0)
+		if d := h.decision(key); !d.ProxyMode {
+			t.Fatalf("none ready: %+v, want proxy mode", d)
 		}
 	})
 }

@@ -209,59 +209,6 @@ func TestHeldRequestsThroughSumScaleFromZero(t *testing.T) {
 	}
 }
 
-func TestSeries(t *testing.T) {
-	s := newSeries(10)
-	if _, ok := s.average(100, 10); ok {
-		t.Fatal("empty series has data")
-	}
-	s.fill(99, 100, 4) // first sample: one second
-	if avg, ok := s.average(100, 10); !ok || avg != 4 {
-		t.Fatalf("partial window average = %g %v, want 4 (only seconds since the first sample count)", avg, ok)
-	}
-	s.fill(100, 102, 10)
-	if avg, _ := s.average(102, 10); avg != 8 {
-		t.Fatalf("average = %g, want (4+10+10)/3 = 8", avg)
-	}
-	if avg, _ := s.average(102, 2); avg != 10 {
-		t.Fatalf("short window average = %g, want 10", avg)
-	}
-	// A stale tail does not count; a whole window of nothing is no data.
-	if avg, ok := s.average(105, 10); !ok || avg != 8 {
-		t.Fatalf("stale-tail average = %g %v, want 8", avg, ok)
-	}
-	if _, ok := s.average(112, 10); ok {
-		t.Fatal("data a whole window old still counts")
-	}
-	// Gaps between samples count as zero.
-	s.record(104, 6)
-	if avg, _ := s.average(104, 5); avg != (4+10+10+0+6)/5.0 {
-		t.Fatalf("gap average = %g", avg)
-	}
-	// Two samples in one second average.
-	s.record(104, 2)
-	if avg, _ := s.average(104, 1); avg != 4 {
-		t.Fatalf("same-second average = %g, want 4", avg)
-	}
-	r := s.resized(3)
-	if avg, _ := r.average(104, 3); avg != (10+0+4)/3.0 {
-		t.Fatalf("resized average = %g", avg)
-	}
-}
-
-func TestMaxWindow(t *testing.T) {
-	w := maxWindow{period: 10 * time.Second}
-	t0 := time.Unix(0, 0)
-	for i, tc := range []struct {
-		at   int
-		v    int
-		want int
-	}{{0, 5, 5}, {2, 3, 5}, {4, 7, 7}, {6, 1, 7}, {14, 2, 2}, {15, 1, 2}} {
-		if got := w.record(t0.Add(time.Duration(tc.at)*time.Second), tc.v); got != tc.want {
-			t.Fatalf("step %d: max = %d, want %d", i, got, tc.want)
-		}
-	}
-}
-
 func BenchmarkDecide1000(b *testing.B) {
 	h := newHarness(b, DefaultConfig())
 	keys := make([]string, 1000)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -42,18 +43,39 @@ const (
 	// TargetBurstCapacityAnnotationKey is the spare capacity (in metric units) the revision must
 	// have before the proxy stops buffering its requests; -1 means always buffer.
 	TargetBurstCapacityAnnotationKey = "autoscaling.knative.dev/target-burst-capacity"
+	// ScaleToZeroPodRetentionPeriodAnnotationKey is the least time the last instance stays once
+	// the revision became inactive (0s..1h).
+	ScaleToZeroPodRetentionPeriodAnnotationKey = "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
+	// MetricAggregationAlgorithmAnnotationKey selects how the windows average: linear (default)
+	// or weighted-exponential.
+	MetricAggregationAlgorithmAnnotationKey = "autoscaling.knative.dev/metric-aggregation-algorithm"
+	// ProgressDeadlineAnnotationKey is how long a revision may take to activate before Knative
+	// gives up on it (its KPA then lets it go to zero 30s later).
+	ProgressDeadlineAnnotationKey = "serving.knative.dev/progress-deadline"
 )
 
-// Values of the class and metric annotations.
+// Values of the class, metric and aggregation annotations.
 const (
-	// KPA is the Knative Pod Autoscaler class, the only class Skiff implements.
+	// KPA is the Knative Pod Autoscaler class, the default: this package decides the scale.
 	KPA = "kpa.autoscaling.knative.dev"
-	// HPA is the Kubernetes HPA class, which Skiff refuses.
+	// HPA is the Kubernetes HPA class: a HorizontalPodAutoscaler scales the revision in a
+	// cluster; in `skiff up` this package scales it on its instances' CPU the way the HPA would.
 	HPA = "hpa.autoscaling.knative.dev"
 	// Concurrency scales on requests in flight per instance.
 	Concurrency = "concurrency"
 	// RPS scales on requests per second per instance.
 	RPS = "rps"
+	// CPU is the HPA class's default metric: CPU utilization, a percentage of requests.cpu.
+	CPU = "cpu"
+	// Memory is the HPA class's memory metric: average memory use per instance, the target in MiB.
+	Memory = "memory"
+	// Linear averages every second of a window alike (the default aggregation algorithm).
+	Linear = "linear"
+	// WeightedExponential weighs recent seconds more (Knative's weighted-exponential).
+	WeightedExponential = "weighted-exponential"
+	// knativeDomain is the suffix of the classes Knative reserves; a class outside it belongs
+	// to an external autoscaler.
+	knativeDomain = ".knative.dev"
 )
 
 // Bounds Knative puts on the annotations.
@@ -64,6 +86,8 @@ const (
 	WindowMax = time.Hour
 	// TargetMin is the smallest target accepted, and the floor of target × utilization.
 	TargetMin = 0.01
+	// rpsTargetUtilization is Knative's utilization for the rps metric without annotation.
+	rpsTargetUtilization = 0.7
 )
 
 // legacyKey returns the camelCase spelling Knative still reads for a kebab-case key, or "".
@@ -85,6 +109,10 @@ func legacyKey(key string) string {
 		return "autoscaling.knative.dev/targetUtilizationPercentage"
 	case TargetBurstCapacityAnnotationKey:
 		return "autoscaling.knative.dev/targetBurstCapacity"
+	case ScaleToZeroPodRetentionPeriodAnnotationKey:
+		return "autoscaling.knative.dev/scaleToZeroPodRetentionPeriod"
+	case MetricAggregationAlgorithmAnnotationKey:
+		return "autoscaling.knative.dev/metricAggregationAlgorithm"
 	}
 	return ""
 }
@@ -95,9 +123,15 @@ func legacyKey(key string) string {
 type Config struct {
 	// EnableScaleToZero lets idle revisions go to zero instances (enable-scale-to-zero, true).
 	EnableScaleToZero bool
-	// ScaleToZeroGracePeriod is how long an idle revision keeps its last instance, in proxy mode,
-	// before it goes to zero (scale-to-zero-grace-period, 30s).
+	// ScaleToZeroGracePeriod is how long an inactive revision keeps its last instance with the
+	// activator (extproc) in its path before it goes to zero (scale-to-zero-grace-period, 30s).
 	ScaleToZeroGracePeriod time.Duration
+	// ScaleToZeroPodRetentionPeriod is the least time an inactive revision keeps its last
+	// instance (scale-to-zero-pod-retention-period, 0s).
+	ScaleToZeroPodRetentionPeriod time.Duration
+	// ProgressDeadline is how long a revision may stay activating (config-deployment's
+	// progress-deadline, 600s); 30s after it, a revision that wants no instance goes to zero.
+	ProgressDeadline time.Duration
 	// MaxScaleUpRate bounds one decision to ready × rate instances (max-scale-up-rate, 1000).
 	MaxScaleUpRate float64
 	// MaxScaleDownRate bounds one decision to ready / rate instances (max-scale-down-rate, 2).
@@ -113,15 +147,16 @@ type Config struct {
 	PanicWindowPercentage float64
 	// PanicThresholdPercentage is the default panic threshold (panic-threshold-percentage, 200).
 	PanicThresholdPercentage float64
-	// TargetUtilizationPercentage is the default utilization
-	// (container-concurrency-target-percentage, 70).
+	// TargetUtilizationPercentage is the default utilization of the concurrency target
+	// (container-concurrency-target-percentage, 70). As in Knative, rps always aims at 70%
+	// unless the revision's annotation says otherwise.
 	TargetUtilizationPercentage float64
 	// ContainerConcurrencyTargetDefault is the concurrency target without annotation or
 	// containerConcurrency (container-concurrency-target-default, 100).
 	ContainerConcurrencyTargetDefault float64
 	// RPSTargetDefault is the rps target without annotation (requests-per-second-target-default, 200).
 	RPSTargetDefault float64
-	// TargetBurstCapacity is the default target burst capacity (target-burst-capacity, 200).
+	// TargetBurstCapacity is the default target burst capacity (target-burst-capacity, 211).
 	TargetBurstCapacity float64
 	// InitialScale is the default initial scale (initial-scale, 1).
 	InitialScale int
@@ -143,6 +178,10 @@ type Config struct {
 	OnChange func(key string)
 	// Now is the clock; nil means time.Now. Tests inject a fake clock and call Tick.
 	Now func() time.Time
+	// Resources measures the instances of hpa-class revisions, which are then scaled on their
+	// CPU (or memory) as the Kubernetes HPA would scale them; nil leaves them at their
+	// initial scale. `skiff up` measures its local processes.
+	Resources ResourceUsage
 }
 
 // DefaultConfig returns Knative's default autoscaler configuration.
@@ -160,7 +199,8 @@ func DefaultConfig() Config {
 		TargetUtilizationPercentage:       70,
 		ContainerConcurrencyTargetDefault: 100,
 		RPSTargetDefault:                  200,
-		TargetBurstCapacity:               200,
+		TargetBurstCapacity:               211,
+		ProgressDeadline:                  600 * time.Second,
 		InitialScale:                      1,
 	}
 }
@@ -188,6 +228,8 @@ func (c Config) withDefaults() Config {
 	setD(&c.TickInterval, d.TickInterval)
 	setD(&c.ScrapeTimeout, d.ScrapeTimeout)
 	setD(&c.StableWindow, d.StableWindow)
+	setD(&c.ProgressDeadline, d.ProgressDeadline)
+	c.ScaleToZeroPodRetentionPeriod = max(c.ScaleToZeroPodRetentionPeriod, 0)
 	if c.ScaleToZeroGracePeriod < 0 {
 		c.ScaleToZeroGracePeriod = 0
 	}
@@ -204,8 +246,16 @@ func (c Config) withDefaults() Config {
 // Spec is one revision's resolved autoscaling parameters (Knative's DeciderSpec plus the scale
 // bounds), built by SpecFor.
 type Spec struct {
-	// Metric is Concurrency or RPS.
+	// Class is the autoscaler class: KPA (decided here), HPA, or an external autoscaler's,
+	// which Skiff leaves alone.
+	Class string
+	// Metric is Concurrency or RPS for KPA; CPU, Memory or a custom metric name for HPA.
 	Metric string
+	// Target is the target annotation as written (0 when absent), which the HPA class uses:
+	// a CPU utilization percentage, or MiB of memory per instance.
+	Target float64
+	// Aggregation is how the windows average: Linear or WeightedExponential.
+	Aggregation string
 	// TargetValue is what the autoscaler aims for per ready instance: target × utilization,
 	// at least TargetMin. Desired scale is ceil(observed / TargetValue).
 	TargetValue float64
@@ -217,6 +267,9 @@ type Spec struct {
 	PanicThreshold float64
 	// StableWindow is the averaging window for stable-mode decisions (whole seconds).
 	StableWindow time.Duration
+	// Window is the window annotation as written; 0 when absent. The hpa class uses it as
+	// the HorizontalPodAutoscaler's stabilization windows.
+	Window time.Duration
 	// PanicWindow is the averaging window for panic-mode decisions (at least one second).
 	PanicWindow time.Duration
 	// ScaleDownDelay holds the highest desired scale of this trailing period.
@@ -231,6 +284,37 @@ type Spec struct {
 	ActivationScale int
 	// MaxScaleUpRate and MaxScaleDownRate are copied from Config.
 	MaxScaleUpRate, MaxScaleDownRate float64
+	// ScaleToZeroPodRetention is the scale-to-zero-pod-retention-period annotation; negative
+	// when absent (Config.ScaleToZeroPodRetentionPeriod applies).
+	ScaleToZeroPodRetention time.Duration
+	// ProgressDeadline is the progress-deadline annotation; 0 when absent (Config's applies).
+	ProgressDeadline time.Duration
+	// CPURequest is the serving container's resources.requests.cpu in cores (0: none), the
+	// hpa class's 100% of CPU utilization. SpecFor leaves it 0; the reconciler sets it.
+	CPURequest float64
+}
+
+// withDefaults fills what a Spec built by hand may leave out: the class (KPA), the
+// aggregation (linear), the scale rates and stable window (the cluster's), a panic window of
+// at least a second and at most the stable window.
+func (s Spec) withDefaults(g *Config) Spec {
+	if s.Class == "" {
+		s.Class = KPA
+	}
+	if s.Aggregation == "" {
+		s.Aggregation = Linear
+	}
+	if s.MaxScaleUpRate <= 0 {
+		s.MaxScaleUpRate = g.MaxScaleUpRate
+	}
+	if s.MaxScaleDownRate <= 0 {
+		s.MaxScaleDownRate = g.MaxScaleDownRate
+	}
+	if s.StableWindow < bucketSize {
+		s.StableWindow = g.StableWindow
+	}
+	s.PanicWindow = min(max(s.PanicWindow, bucketSize), s.StableWindow)
+	return s
 }
 
 // SpecFor resolves a revision's autoscaling annotations against the cluster-wide configuration,
@@ -241,25 +325,55 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 	g = g.withDefaults()
 	p := annotationParser{anns: annotations, path: field.NewPath("metadata", "annotations")}
 
-	if k, v, ok := p.get(ClassAnnotationKey); ok && v != KPA {
-		msg := fmt.Sprintf("Skiff implements only the %s autoscaler class", KPA)
-		if v == HPA {
-			msg = fmt.Sprintf("%s needs the Kubernetes HPA, which Skiff does not run; use %s", HPA, KPA)
-		}
-		p.errs = append(p.errs, field.Invalid(p.path.Key(k), v, msg))
-	}
-
 	s := Spec{
-		Metric:           Concurrency,
-		MaxScaleUpRate:   g.MaxScaleUpRate,
-		MaxScaleDownRate: g.MaxScaleDownRate,
+		Class:                   KPA,
+		Metric:                  Concurrency,
+		Aggregation:             Linear,
+		MaxScaleUpRate:          g.MaxScaleUpRate,
+		MaxScaleDownRate:        g.MaxScaleDownRate,
+		ScaleToZeroPodRetention: -1,
+	}
+	// Knative refuses only the classes of its own domain it does not know; any other class
+	// belongs to an external autoscaler.
+	classSet := false
+	if k, v, ok := p.get(ClassAnnotationKey); ok {
+		classSet = true
+		switch {
+		case v == KPA || v == HPA || !strings.HasSuffix(v, knativeDomain):
+			s.Class = v
+		default:
+			p.errs = append(p.errs, field.NotSupported(p.path.Key(k), v, []string{KPA, HPA}))
+		}
+	}
+	switch s.Class {
+	case HPA:
+		s.Metric = CPU
+	case KPA:
+	default:
+		s.Metric = ""
 	}
 	if k, v, ok := p.get(MetricAnnotationKey); ok {
-		switch v {
-		case Concurrency, RPS:
+		switch {
+		case s.Class == KPA && (v == Concurrency || v == RPS):
 			s.Metric = v
-		default:
+		case s.Class == KPA:
 			p.errs = append(p.errs, field.NotSupported(p.path.Key(k), v, []string{Concurrency, RPS}))
+		case s.Class == HPA && v == "":
+			p.errs = append(p.errs, field.Invalid(p.path.Key(k), v, "must name the metric to scale on, such as cpu or memory"))
+		default:
+			s.Metric = v
+		}
+	}
+	if k, v, ok := p.get(MetricAggregationAlgorithmAnnotationKey); ok {
+		switch v {
+		case WeightedExponential, "weightedExponential":
+			s.Aggregation = WeightedExponential
+		case Linear:
+		default:
+			// Knative checks the algorithm only when the class is set to KPA explicitly.
+			if classSet && s.Class == KPA {
+				p.errs = append(p.errs, field.NotSupported(p.path.Key(k), v, []string{Linear, WeightedExponential}))
+			}
 		}
 	}
 
@@ -274,18 +388,26 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 		}
 	}
 	if t, ok := p.float(TargetAnnotationKey, TargetMin, math.Inf(1)); ok {
+		s.Target = t
 		total = t
 		if s.Metric == Concurrency && containerConcurrency > 0 {
 			// Never aim above what one instance accepts.
 			total = math.Min(t, float64(containerConcurrency))
 		}
 	}
-	util := g.TargetUtilizationPercentage
+	// Knative's cluster setting container-concurrency-target-percentage applies to
+	// concurrency only; its rps utilization is a fixed 70% (TargetUtilization is not read from
+	// config-autoscaler). The fraction is taken first, then multiplied, as Knative does, so
+	// that targets such as 3 × 0.7 round the same way.
+	util := g.TargetUtilizationPercentage / 100
+	if s.Metric == RPS {
+		util = rpsTargetUtilization
+	}
 	if u, ok := p.float(TargetUtilizationPercentageAnnotationKey, 1, 100); ok {
-		util = u
+		util = u / 100
 	}
 	s.TotalValue = total
-	s.TargetValue = math.Max(TargetMin, total*util/100)
+	s.TargetValue = math.Max(TargetMin, total*util)
 
 	s.TargetBurstCapacity = g.TargetBurstCapacity
 	if k, v, ok := p.get(TargetBurstCapacityAnnotationKey); ok {
@@ -302,14 +424,15 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 
 	s.StableWindow = g.StableWindow
 	if d, ok := p.duration(WindowAnnotationKey, WindowMin, WindowMax); ok {
-		s.StableWindow = d
+		s.StableWindow, s.Window = d, d
 	}
 	s.StableWindow = s.StableWindow.Truncate(time.Second)
 	pwp := g.PanicWindowPercentage
 	if f, ok := p.float(PanicWindowPercentageAnnotationKey, 1, 100); ok {
 		pwp = f
 	}
-	s.PanicWindow = max(time.Second, time.Duration(float64(s.StableWindow)*pwp/100))
+	// Knative's MakeMetric: rounded to the nearest second, at least one.
+	s.PanicWindow = max(bucketSize, time.Duration(float64(s.StableWindow)*pwp/100).Round(time.Second))
 	ptp := g.PanicThresholdPercentage
 	if f, ok := p.float(PanicThresholdPercentageAnnotationKey, 110, 1000); ok {
 		ptp = f
@@ -319,6 +442,23 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 	s.ScaleDownDelay = g.ScaleDownDelay
 	if d, ok := p.duration(ScaleDownDelayAnnotationKey, 0, WindowMax); ok {
 		s.ScaleDownDelay = d
+	}
+	if k, v, ok := p.get(ScaleToZeroPodRetentionPeriodAnnotationKey); ok {
+		// Knative bounds it to [0, 1h] and, unlike the windows, allows sub-second values.
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			p.errs = append(p.errs, field.Invalid(p.path.Key(k), v, `must be a duration such as "60s" or "2m"`))
+		case d < 0 || d > WindowMax:
+			p.errs = append(p.errs, field.Invalid(p.path.Key(k), v, fmt.Sprintf("must be between 0s and %v", WindowMax)))
+		default:
+			s.ScaleToZeroPodRetention = d
+		}
+	}
+	// The progress deadline is validated with the revision's metadata; here it only matters
+	// when it parses.
+	if d, err := time.ParseDuration(p.anns[ProgressDeadlineAnnotationKey]); err == nil && d > 0 {
+		s.ProgressDeadline = d
 	}
 
 	s.MinScale, s.MaxScale = g.MinScale, g.MaxScale

@@ -1,6 +1,7 @@
 package autoscaler
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -42,10 +43,14 @@ func TestSpecForDefaults(t *testing.T) {
 	}
 
 	s, _ := SpecFor(nil, 0, DefaultConfig())
+	// Knative's config-autoscaler defaults (pkg/autoscaler/config/config.go): target burst
+	// capacity 211.
 	want := Spec{
-		Metric: Concurrency, TargetValue: 70, TotalValue: 100, TargetBurstCapacity: 200, PanicThreshold: 2,
+		Class: KPA, Metric: Concurrency, Aggregation: Linear, TargetValue: 70, TotalValue: 100,
+		TargetBurstCapacity: 211, PanicThreshold: 2,
 		StableWindow: 60 * time.Second, PanicWindow: 6 * time.Second, MinScale: 0, MaxScale: 0,
 		InitialScale: 1, ActivationScale: 1, MaxScaleUpRate: 1000, MaxScaleDownRate: 2,
+		ScaleToZeroPodRetention: -1,
 	}
 	if s != want {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", s, want)
@@ -70,10 +75,15 @@ func TestSpecForErrors(t *testing.T) {
 			[]string{p + `max-scale]: Invalid value: "2": max-scale=2 is less than min-scale=5`}},
 		{"legacy spelling is named as written", map[string]string{"autoscaling.knative.dev/minScale": "x"}, nil,
 			[]string{p + `minScale]: Invalid value: "x"`}},
-		{"class hpa", map[string]string{ClassAnnotationKey: HPA}, nil,
-			[]string{p + `class]: Invalid value: "hpa.autoscaling.knative.dev": hpa.autoscaling.knative.dev needs the Kubernetes HPA`}},
-		{"class unknown", map[string]string{ClassAnnotationKey: "custom.example.com"}, nil,
-			[]string{p + `class]: Invalid value: "custom.example.com": Skiff implements only`}},
+		// Knative's validateClass refuses only unknown classes of its own domain.
+		{"class of Knative's domain", map[string]string{ClassAnnotationKey: "foo.autoscaling.knative.dev"}, nil,
+			[]string{p + `class]: Unsupported value: "foo.autoscaling.knative.dev"`}},
+		{"hpa metric empty", map[string]string{ClassAnnotationKey: HPA, MetricAnnotationKey: ""}, nil,
+			[]string{p + `metric]: Invalid value: ""`}},
+		{"aggregation algorithm with class kpa", map[string]string{ClassAnnotationKey: KPA, MetricAggregationAlgorithmAnnotationKey: "median"}, nil,
+			[]string{p + `metric-aggregation-algorithm]: Unsupported value: "median"`}},
+		{"pod retention", map[string]string{ScaleToZeroPodRetentionPeriodAnnotationKey: "-1s"}, nil,
+			[]string{p + `scale-to-zero-pod-retention-period]: Invalid value: "-1s": must be between 0s and 1h0m0s`}},
 		{"metric cpu", map[string]string{MetricAnnotationKey: "cpu"}, nil,
 			[]string{p + `metric]: Unsupported value: "cpu": supported values: "concurrency", "rps"`}},
 		{"target too small", map[string]string{TargetAnnotationKey: "0"}, nil,
@@ -136,4 +146,124 @@ func TestSpecForErrors(t *testing.T) {
 			t.Fatalf("got %+v %v, want initial scale 0", s, errs)
 		}
 	})
+}
+
+// TestSpecForClasses: Knative accepts the hpa class and any class outside its domain
+// (pkg/apis/autoscaling/annotation_validation.go validateClass, validateMetric); KPA is the
+// default; HPA defaults to the cpu metric (pa_defaults.go defaultMetric) and takes any metric.
+func TestSpecForClasses(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		anns              map[string]string
+		class, metric     string
+		target            float64
+		wantAggregation   string
+		wantRetention     time.Duration
+		wantProgressDeadl time.Duration
+	}{
+		{"default class", nil, KPA, Concurrency, 0, Linear, -1, 0},
+		{"hpa defaults to cpu", map[string]string{ClassAnnotationKey: HPA}, HPA, CPU, 0, Linear, -1, 0},
+		{"hpa memory target", map[string]string{ClassAnnotationKey: HPA, MetricAnnotationKey: Memory, TargetAnnotationKey: "75"}, HPA, Memory, 75, Linear, -1, 0},
+		{"hpa custom metric", map[string]string{ClassAnnotationKey: HPA, MetricAnnotationKey: "queue_depth"}, HPA, "queue_depth", 0, Linear, -1, 0},
+		{"external class keeps any metric", map[string]string{ClassAnnotationKey: "custom.example.com", MetricAnnotationKey: "whatever"}, "custom.example.com", "whatever", 0, Linear, -1, 0},
+		// validateAlgorithm checks the algorithm only when the class annotation says KPA.
+		{"unknown algorithm without class annotation", map[string]string{MetricAggregationAlgorithmAnnotationKey: "median"}, KPA, Concurrency, 0, Linear, -1, 0},
+		{"weighted", map[string]string{MetricAggregationAlgorithmAnnotationKey: "weightedExponential"}, KPA, Concurrency, 0, WeightedExponential, -1, 0},
+		{"legacy weighted spelling", map[string]string{"autoscaling.knative.dev/metricAggregationAlgorithm": WeightedExponential}, KPA, Concurrency, 0, WeightedExponential, -1, 0},
+		{"pod retention", map[string]string{ScaleToZeroPodRetentionPeriodAnnotationKey: "1m5s"}, KPA, Concurrency, 0, Linear, 65 * time.Second, 0},
+		{"progress deadline", map[string]string{ProgressDeadlineAnnotationKey: "5s"}, KPA, Concurrency, 0, Linear, -1, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, errs := SpecFor(tc.anns, 0, DefaultConfig())
+			if len(errs) > 0 {
+				t.Fatalf("errors: %v", errs.ToAggregate())
+			}
+			if s.Class != tc.class || s.Metric != tc.metric || s.Target != tc.target || s.Aggregation != tc.wantAggregation ||
+				s.ScaleToZeroPodRetention != tc.wantRetention || s.ProgressDeadline != tc.wantProgressDeadl {
+				t.Fatalf("got %+v", s)
+			}
+		})
+	}
+}
+
+// TestSpecForPanicWindow ports knative/serving pkg/reconciler/autoscaling/resources/metric_test.go
+// TestMakeMetric: the panic window is the stable window × percentage rounded to the nearest
+// second, at least one second.
+func TestSpecForPanicWindow(t *testing.T) {
+	for _, tc := range []struct {
+		window, pct string
+		want        time.Duration
+	}{
+		{"", "", 6 * time.Second},     // defaults
+		{"10s", "10", time.Second},    // with too short panic window
+		{"10m", "", time.Minute},      // longer stable window, default 10%
+		{"", "50", 30 * time.Second},  // longer panic window percentage
+		{"", "51", 31 * time.Second},  // percentage + rounding (30.6s)
+		{"", "10.5", 6 * time.Second}, // 6.3s rounds down
+		{"13s", "", time.Second},      // 1.3s
+		{"15s", "", 2 * time.Second},  // 1.5s rounds half away from zero
+		{"1h", "1", 36 * time.Second}, // 36s
+		{"7s", "7", time.Second},      // 0.49s: at least one second
+	} {
+		anns := map[string]string{}
+		if tc.window != "" {
+			anns[WindowAnnotationKey] = tc.window
+		}
+		if tc.pct != "" {
+			anns[PanicWindowPercentageAnnotationKey] = tc.pct
+		}
+		s, errs := SpecFor(anns, 0, DefaultConfig())
+		if len(errs) > 0 {
+			t.Fatalf("%v: %v", anns, errs.ToAggregate())
+		}
+		if s.PanicWindow != tc.want {
+			t.Errorf("window %q percentage %q: panic window %v, want %v", tc.window, tc.pct, s.PanicWindow, tc.want)
+		}
+	}
+}
+
+// TestSpecForMetricTarget ports knative/serving
+// pkg/reconciler/autoscaling/resources/target_test.go TestResolveMetricTarget (whose config
+// has 100% utilization) and kpa/resources/decider_test.go's target cases.
+func TestSpecForMetricTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		anns         map[string]string
+		cc           int64
+		util, ccDef  float64
+		target, tota float64
+	}{
+		{"defaults", nil, 0, 100, 100, 100, 100},
+		{"default CC + 80% TU", nil, 0, 80, 100, 80, 100},
+		{"non-default CC and TU", nil, 0, 30, 2, 0.6, 2},
+		{"cc 12 and TU=80%, but TU annotation 75%", map[string]string{TargetUtilizationPercentageAnnotationKey: "75"}, 12, 80, 100, 9, 12},
+		{"cc 10 and TU=80%", nil, 10, 80, 100, 8, 10},
+		{"cc 1 and TU=80%", nil, 1, 80, 100, 0.8, 1},
+		{"cc 1", nil, 1, 100, 100, 1, 1},
+		{"cc 10", nil, 10, 100, 100, 10, 10},
+		{"target annotation 1", map[string]string{TargetAnnotationKey: "1"}, 0, 100, 100, 1, 1},
+		{"target annotation 1 and TU=1%", map[string]string{TargetAnnotationKey: "1"}, 0, 1, 100, TargetMin, 1},
+		{"target annotation 1 and TU=75%", map[string]string{TargetAnnotationKey: "1"}, 0, 75, 100, 0.75, 1},
+		{"target annotation 10 and TU=75%", map[string]string{TargetAnnotationKey: "10"}, 0, 75, 100, 7.5, 10},
+		{"cc greater than target annotation (ok)", map[string]string{TargetAnnotationKey: "1"}, 10, 100, 100, 1, 1},
+		{"target annotation greater than default (ok)", map[string]string{TargetAnnotationKey: "500"}, 0, 100, 100, 500, 500},
+		{"target annotation greater than cc (ignored for safety)", map[string]string{TargetAnnotationKey: "10"}, 1, 100, 100, 1, 1},
+		{"RPS: defaults", map[string]string{MetricAnnotationKey: RPS}, 1, 70, 100, 140, 200},
+		{"RPS: target annotation 1", map[string]string{MetricAnnotationKey: RPS, TargetAnnotationKey: "1"}, 0, 70, 100, 0.7, 1},
+		{"RPS: TU annotation 75%", map[string]string{MetricAnnotationKey: RPS, TargetUtilizationPercentageAnnotationKey: "75"}, 0, 70, 100, 150, 200},
+		{"RPS: target annotation greater than default", map[string]string{MetricAnnotationKey: RPS, TargetAnnotationKey: "300"}, 0, 70, 100, 210, 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.TargetUtilizationPercentage = tc.util
+			cfg.ContainerConcurrencyTargetDefault = tc.ccDef
+			s, errs := SpecFor(tc.anns, tc.cc, cfg)
+			if len(errs) > 0 {
+				t.Fatal(errs.ToAggregate())
+			}
+			if math.Abs(s.TargetValue-tc.target) > 1e-9 || s.TotalValue != tc.tota {
+				t.Fatalf("target %v total %v, want %v %v", s.TargetValue, s.TotalValue, tc.target, tc.tota)
+			}
+		})
+	}
 }

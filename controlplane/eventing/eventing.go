@@ -8,6 +8,8 @@ package eventing
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,7 +94,14 @@ type Config struct {
 	// and went silent (e.g. a killed process) before handing it out again;
 	// default broker.DefaultAckWait.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// ProxyFailed tells an attempt that failed in the proxy from the
+	// subscriber's failure (proxyclient.Config.ProxyFailed for Client); such
+	// an attempt is not counted, the event waits (broker.Options.ProxyFailed).
+	ProxyFailed func(req *http.Request, resp *http.Response, err error) bool
+	// HoldDispatch delivers nothing until StartDispatch (or
+	// StartDispatchWhenServing) says the proxy serves.
+	HoldDispatch bool
+	Logger       *slog.Logger
 }
 
 // Eventing is the running eventing data plane. Its methods are safe for concurrent use.
@@ -103,6 +112,7 @@ type Eventing struct {
 	broker *broker.Server
 	ping   *source.Ping
 	lis    net.Listener
+	token  string // shared by the cloudevents filter and the ingress; "" without the filter
 
 	mu      sync.Mutex
 	filters map[string]eventfilter.BrokerConfig // "ns/name" → the broker's filter entry
@@ -131,9 +141,19 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 		}
 		e.emb, url = emb, emb.ClientURL()
 	}
+	if cfg.CloudEventsFilter != "" {
+		// A secret per start, shared with the filter over xDS: the ingress
+		// follows only the filter's trigger lists, never a client's.
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			e.closeNATS()
+			return nil, fmt.Errorf("eventing: the cloudevents filter's token: %w", err)
+		}
+		e.token = hex.EncodeToString(b[:])
+	}
 	srv, err := broker.NewServer(ctx, broker.Options{
 		URL: url, Auth: cfg.NATSAuth, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
-		TrustTriggerHeader: cfg.CloudEventsFilter != "",
+		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch,
 	})
 	if err != nil {
 		e.closeNATS()
@@ -296,7 +316,7 @@ func (e *Eventing) pushFiltersLocked() error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	fc := eventfilter.FilterConfig{Brokers: make([]eventfilter.BrokerConfig, 0, len(keys))}
+	fc := eventfilter.FilterConfig{Brokers: make([]eventfilter.BrokerConfig, 0, len(keys)), Token: e.token}
 	for _, k := range keys {
 		fc.Brokers = append(fc.Brokers, e.filters[k])
 	}

@@ -12,8 +12,8 @@
 // requests held by the `skiff extproc` instances, which follow the leader's activation feed
 // on the HTTP port. With Gateway API's CRDs installed, HTTPRoutes to Knative Services are
 // routed and given status too (gatewayapi). Without an ext_proc address there is no activator, so revisions never
-// scale to zero. Objects applied with kubectl are defaulted when read (there is no admission
-// webhook).
+// scale to zero. Every replica, leading or not, serves Knative's two admission webhooks
+// (package webhook): objects are defaulted and validated when written, as by `skiff apply`.
 //
 // With Config.Eventing, the leader also runs Knative Eventing's data plane (controlplane/eventing,
 // as `skiff up` does): the broker ingress and the JetStream dispatchers on an external NATS
@@ -46,12 +46,14 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
+	"github.com/skiff-dev/skiff/controlplane/kube/webhook"
 	"github.com/skiff-dev/skiff/controlplane/pki"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
@@ -81,6 +83,21 @@ type Config struct {
 	ExtProcAddress string
 	// Autoscaler holds the cluster-wide autoscaling settings; nil takes Knative's defaults.
 	Autoscaler *autoscaler.Config
+	// Admission holds the settings objects are defaulted and validated with (config-features,
+	// config-defaults, config-autoscaler); nil means Knative's defaults.
+	Admission *config.Config
+	// ReloadAdmission, when set, gives the webhooks the settings to use from then on; they
+	// call it every minute (ConfigMaps edited in the cluster take effect within a minute).
+	ReloadAdmission func(context.Context) (*config.Config, error)
+	// WebhookAddress serves the defaulting and validation webhooks over TLS on every replica,
+	// leading or not; default ":8443"; "-" disables them.
+	WebhookAddress string
+	// SystemNamespace holds the webhook's certificate Secret; default skiff-system.
+	SystemNamespace string
+	// WebhookService is the Service in front of the webhooks (the certificate's name);
+	// WebhookHosts are more names or IPs for it (when the API server calls a URL).
+	WebhookService string
+	WebhookHosts   []string
 	// StatSource is which proxy stats a revision's demand is read from (see
 	// controlplane.Config.StatSource); RevisionMetrics needs the revision-metrics filter
 	// among WasmFilters.
@@ -152,6 +169,7 @@ type Controller struct {
 	ceFilter string           // the cloudevents filter's name; "" without it
 	xdsLis   net.Listener
 	httpLis  net.Listener // nil when HTTPAddress is "-"
+	hookLis  net.Listener // nil when WebhookAddress is "-"
 	wasmCode http.Handler // nil without WasmFilters
 	leader   atomic.Bool
 }
@@ -161,6 +179,8 @@ func New(cfg Config) (*Controller, error) {
 	cfg.XDSAddress = cmp.Or(cfg.XDSAddress, ":18000")
 	cfg.HealthAddress = cmp.Or(cfg.HealthAddress, ":8081")
 	cfg.HTTPAddress = cmp.Or(cfg.HTTPAddress, ":8090")
+	cfg.WebhookAddress = cmp.Or(cfg.WebhookAddress, ":8443")
+	cfg.SystemNamespace = cmp.Or(cfg.SystemNamespace, "skiff-system")
 	cfg.Domain = cmp.Or(cfg.Domain, "example.com")
 	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, "skiff-system")
 	cfg.LeaseName = cmp.Or(cfg.LeaseName, "skiff-controller")
@@ -215,6 +235,15 @@ func New(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("kube controller: listen for HTTP (activation feed, wasm modules): %w", err)
 		}
 	}
+	if cfg.WebhookAddress != "-" {
+		if c.hookLis, err = net.Listen("tcp", cfg.WebhookAddress); err != nil {
+			c.xdsLis.Close()
+			if c.httpLis != nil {
+				c.httpLis.Close()
+			}
+			return nil, fmt.Errorf("kube controller: listen for the admission webhooks: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -249,6 +278,14 @@ func (c *Controller) HTTPAddr() net.Addr {
 	return c.httpLis.Addr()
 }
 
+// WebhookAddr is where the admission webhooks are served (TLS); nil if disabled.
+func (c *Controller) WebhookAddr() net.Addr {
+	if c.hookLis == nil {
+		return nil
+	}
+	return c.hookLis.Addr()
+}
+
 // Leading reports whether this replica holds the Lease.
 func (c *Controller) Leading() bool { return c.leader.Load() }
 
@@ -272,6 +309,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if c.hookLis != nil {
+		// Every replica serves the webhooks, so writes never wait for an election.
+		hook := webhook.New(webhook.Config{Client: kc, Namespace: c.cfg.SystemNamespace, ServiceName: c.cfg.WebhookService,
+			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, Logger: c.cfg.Logger})
+		hctx, stopHook := context.WithCancel(ctx)
+		defer stopHook()
+		wg.Go(func() {
+			if err := hook.Run(hctx, c.hookLis); err != nil {
+				c.log.Error("admission webhooks stopped", "err", err)
+			}
+		})
+	}
 	if c.cfg.HealthAddress != "-" {
 		srv, err := c.serveHealth()
 		if err != nil {
@@ -315,7 +364,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // (the leadership) ends.
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
 	log := c.cfg.Logger
-	st := kubestore.New(dc, log)
+	st := kubestore.New(dc, log, c.cfg.Admission)
 	// The runtime's informers call back before the reconcilers exist; the reconcilers'
 	// first resync covers what they report meanwhile.
 	var reconcilers atomic.Pointer[reconciler.Controller]
@@ -438,6 +487,9 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := c.startGatewayAPI(sctx, kc, dc, st, proxy, &wg); err != nil {
 		return err
 	}
+	if events != nil {
+		wg.Go(func() { events.StartDispatchWhenServing(sctx, ctrl.Synced(), proxy, eventing.DispatchWaitForProxy) })
+	}
 	c.leader.Store(true)
 	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String(), "eventing", events != nil)
 	err = ctrl.Run(rctx, c.cfg.Workers)
@@ -456,11 +508,14 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 		return nil, func() {}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
-		Client: proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}),
+		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+		// lead starts deliveries once Envoy serves this leader's configuration.
+		HoldDispatch: true,
 	})
 	if err != nil {
 		cancel()

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/skiff-dev/skiff/extproc"
 )
 
 // ClusterLocalSuffix is the suffix of the cluster-local names Skiff routes
@@ -59,4 +61,22 @@ func New(cfg Config) *http.Client {
 		return dialer.DialContext(ctx, network, addr)
 	}
 	return &http.Client{Transport: tr}
+}
+
+// ProxyFailed reports whether an attempt made with a client from New failed in the proxy
+// rather than at the destination, given the request and what Do returned: the request went to
+// the proxy (a routed host) and the proxy could not be reached or its connection broke before
+// it answered (refused or reset: a proxy starting or restarting; the proxy itself answers 503
+// for an upstream that fails), or the proxy's activator answered that the destination's
+// revision did not become ready in time. Such a failure says nothing about the destination;
+// callers that count attempts (eventing's dispatcher) should wait and send again instead. A
+// request whose own context ended (its timeout) is the destination's failure.
+func (c Config) ProxyFailed(req *http.Request, resp *http.Response, err error) bool {
+	if c.ProxyAddress == nil || !Routed(c.Domain, req.URL.Hostname()) {
+		return false
+	}
+	if err != nil {
+		return req.Context().Err() == nil
+	}
+	return resp != nil && resp.Header.Get(extproc.FailureHeader) == extproc.DetailActivationTimeout
 }

@@ -79,6 +79,15 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources (see broker.go); nil reports them
 	// not Ready (EventingDisabled).
 	Eventing Eventing
+	// Digests resolves image tags to digests before a revision runs, as Knative's revision
+	// reconciler does (status.containerStatuses[].imageDigest, which the runtime runs, so a
+	// retagged image never changes a revision); nil resolves none.
+	Digests DigestResolver
+	// ResolvesImages says whether a revision's images are resolved: those the runtime pulls
+	// (not ko:// builds or host commands). Nil: every revision's.
+	ResolvesImages func(rev *servingv1.Revision) bool
+	// DigestResolutionTimeout bounds one resolution; default DefaultDigestResolutionTimeout.
+	DigestResolutionTimeout time.Duration
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -98,6 +107,14 @@ type Controller struct {
 	publishing map[string]context.CancelFunc
 	ctx        context.Context // the Run context, for goroutines the controller owns
 	wg         sync.WaitGroup
+	// initial holds the objects of Run's first resync not reconciled yet; synced is closed
+	// once it is empty and the work queue is idle. busy counts reconciles under way.
+	initial  map[store.Key]bool
+	synced   chan struct{}
+	isSynced bool
+	busy     int
+	// resolver resolves image digests in the background; nil without Config.Digests.
+	resolver *backgroundResolver
 }
 
 // New returns a Controller; call Run to start it.
@@ -108,7 +125,10 @@ func New(cfg Config) *Controller {
 	if cfg.Domain == "" {
 		cfg.Domain = "localhost"
 	}
-	return &Controller{
+	if cfg.DigestResolutionTimeout <= 0 {
+		cfg.DigestResolutionTimeout = DefaultDigestResolutionTimeout
+	}
+	c := &Controller{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "reconciler"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -119,6 +139,36 @@ func New(cfg Config) *Controller {
 		routeRefs:  map[store.Key]map[string]bool{},
 		publishing: map[string]context.CancelFunc{},
 		ctx:        context.Background(),
+		synced:     make(chan struct{}),
+	}
+	if cfg.Digests != nil {
+		c.resolver = newBackgroundResolver(cfg.Digests, newDigestQueue(), c.queue.Add)
+	}
+	return c
+}
+
+// Synced is closed once every object stored when Run started has been reconciled once
+// (successfully or not) and the work those reconciles caused is done too (the queue was idle):
+// from then on the runtime and the proxy have been told about all of them as they are now,
+// e.g. after a restart every Route's virtual hosts, in the mode its revisions' current state
+// asks for rather than the one stored before.
+func (c *Controller) Synced() <-chan struct{} { return c.synced }
+
+// startReconcile and endReconcile bracket one reconcile of key, for Synced.
+func (c *Controller) startReconcile() {
+	c.mu.Lock()
+	c.busy++
+	c.mu.Unlock()
+}
+
+func (c *Controller) endReconcile(key store.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy--
+	delete(c.initial, key)
+	if !c.isSynced && c.initial != nil && len(c.initial) == 0 && c.busy == 0 && c.queue.Len() == 0 {
+		c.isSynced = true
+		close(c.synced)
 	}
 }
 
@@ -141,6 +191,11 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if err := c.resync(ctx); err != nil {
 		return err
 	}
+	if c.resolver != nil {
+		resolverCtx, stopResolver := context.WithCancel(ctx)
+		done := c.resolver.Start(resolverCtx, digestResolutionWorkers)
+		defer func() { stopResolver(); <-done }()
+	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -157,14 +212,29 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 
 // resync enqueues everything stored, so a restart brings the runtime and proxy back.
 func (c *Controller) resync(ctx context.Context) error {
+	var keys []store.Key
 	for _, kind := range append([]string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute}, eventingKinds...) {
 		objs, err := store.ListAs[metaOnly](ctx, c.cfg.Store, kind, "")
 		if err != nil {
 			return fmt.Errorf("resync: %w", err)
 		}
 		for _, o := range objs {
-			c.queue.Add(store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
+			keys = append(keys, store.Key{Kind: kind, Namespace: o.Metadata.Namespace, Name: o.Metadata.Name})
 		}
+	}
+	c.mu.Lock()
+	if len(keys) == 0 {
+		c.isSynced = true
+		close(c.synced)
+	} else {
+		c.initial = make(map[store.Key]bool, len(keys))
+		for _, k := range keys {
+			c.initial[k] = true
+		}
+	}
+	c.mu.Unlock()
+	for _, k := range keys {
+		c.queue.Add(k)
 	}
 	return nil
 }
@@ -254,6 +324,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	if quit {
 		return false
 	}
+	c.startReconcile()
+	// Deferred first, so it runs after Done has put back a key re-added meanwhile.
+	defer c.endReconcile(key)
 	defer c.queue.Done(key)
 	err := c.reconcile(ctx, key)
 	switch {
@@ -261,6 +334,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.queue.Forget(key)
 	case errors.Is(err, store.ErrConflict):
 		c.queue.Add(key) // someone wrote first: read again now
+	case errors.Is(err, store.ErrOwnerGone):
+		// The object being reconciled was deleted meanwhile; its children went with it.
+		c.queue.Forget(key)
 	default:
 		c.log.Warn("reconcile failed", "key", key.String(), "err", err)
 		c.queue.AddRateLimited(key)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
@@ -34,6 +36,9 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 			return err
 		}
 		c.forgetRevision(cluster)
+		if c.resolver != nil {
+			c.resolver.Forget(key)
+		}
 		if err := c.cfg.Runtime.Remove(ctx, key.Namespace, key.Name); err != nil {
 			return fmt.Errorf("remove revision %s: %w", key, err)
 		}
@@ -44,12 +49,32 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	if rev.Spec.ContainerConcurrency != nil {
 		cc = *rev.Spec.ContainerConcurrency
 	}
-	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
 	now := c.now()
 	st := &rev.Status
 	st.ObservedGeneration = rev.Generation
+	if resolved, err := c.reconcileDigest(&rev); err != nil {
+		// As Knative: ContainerHealthy=False, and the revision is retried with backoff.
+		if st.GetCondition(servingv1.RevisionConditionResourcesAvailable) == nil {
+			st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, ReasonResolvingDigests, "", now)
+		}
+		st.MarkFalse(servingv1.RevisionConditionContainerHealthy, ReasonContainerMissing, err.Error(), now)
+		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
+		if uerr := c.cfg.Store.UpdateStatus(ctx, &rev); uerr != nil {
+			return uerr
+		}
+		return fmt.Errorf("revision %s: %w", key, err)
+	} else if !resolved {
+		// Nothing runs until the digests are known; the resolver enqueues the revision.
+		st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, ReasonResolvingDigests, "", now)
+		if st.GetCondition(servingv1.RevisionConditionContainerHealthy) == nil {
+			st.MarkUnknown(servingv1.RevisionConditionContainerHealthy, ReasonResolvingDigests, "", now)
+		}
+		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
+		return c.cfg.Store.UpdateStatus(ctx, &rev)
+	}
+	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
 
-	desired, decision, err := c.decide(ctx, &rev, cluster, cc, state)
+	desired, decision, external, err := c.decide(ctx, &rev, cluster, cc, state)
 	if err != nil {
 		st.MarkFalse(servingv1.RevisionConditionResourcesAvailable, "InvalidAutoscalingAnnotation", err.Error(), now)
 		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
@@ -65,7 +90,14 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		desired = state.Desired
 		c.queue.AddAfter(key, 100*time.Millisecond)
 	}
-	if err := c.cfg.Runtime.Scale(ctx, &rev, desired); err != nil {
+	if external != nil {
+		// The platform scales the revision (a HorizontalPodAutoscaler, or another class's
+		// autoscaler): Skiff creates the workload at its initial scale and leaves replicas alone.
+		if err := external.scaler.ScaleExternally(ctx, &rev, external.initial, external.hpa); err != nil {
+			return fmt.Errorf("revision %s: hand scaling to the platform: %w", key, err)
+		}
+		desired = state.Desired
+	} else if err := c.cfg.Runtime.Scale(ctx, &rev, desired); err != nil {
 		return fmt.Errorf("scale revision %s to %d: %w", key, desired, err)
 	}
 
@@ -125,14 +157,54 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	return c.cfg.Store.UpdateStatus(ctx, &rev)
 }
 
+// externalScale is a revision whose replicas the platform decides (runtime.ExternalScaler).
+type externalScale struct {
+	scaler  runtime.ExternalScaler
+	initial int
+	hpa     *runtime.HPA
+}
+
+// reconcileDigest fills status.containerStatuses with each container's image digest, as
+// Knative's revision reconciler does before it creates anything: true once they are there
+// (then the runtime runs the digests), false while a resolution is in flight. Containers the
+// runtime runs no image for (Config.ResolvesImages false) get an empty digest at once.
+func (c *Controller) reconcileDigest(rev *servingv1.Revision) (bool, error) {
+	if len(rev.Status.ContainerStatuses) == len(rev.Spec.Containers) {
+		if c.resolver != nil {
+			c.resolver.Clear(store.Key{Kind: servingv1.KindRevision, Namespace: rev.Namespace, Name: rev.Name})
+		}
+		return true, nil
+	}
+	if c.resolver == nil || (c.cfg.ResolvesImages != nil && !c.cfg.ResolvesImages(rev)) {
+		rev.Status.ContainerStatuses = make([]servingv1.ContainerStatus, len(rev.Spec.Containers))
+		for i, ct := range rev.Spec.Containers {
+			rev.Status.ContainerStatuses[i] = servingv1.ContainerStatus{Name: ct.Name}
+		}
+		return true, nil
+	}
+	statuses, err := c.resolver.Resolve(rev, c.cfg.DigestResolutionTimeout)
+	if err != nil {
+		// Cleared, so the next reconcile resolves again (after the image's backoff).
+		c.resolver.Clear(store.Key{Kind: servingv1.KindRevision, Namespace: rev.Namespace, Name: rev.Name})
+		return false, err
+	}
+	if statuses == nil {
+		return false, nil
+	}
+	rev.Status.ContainerStatuses = statuses
+	return true, nil
+}
+
 // decide returns how many instances the revision should run and the autoscaler's decision:
 // the autoscaler's answer while the revision is routed or is its configuration's newest, and
 // zero for a revision in reserve. Without an autoscaler: one instance (or min/initial scale).
-func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluster string, cc int64, state runtime.State) (int, autoscaler.Decision, error) {
+// A revision of the hpa class, or of an external autoscaler's, on a runtime that can scale
+// it itself (Kubernetes) is returned as external instead: the platform scales it.
+func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluster string, cc int64, state runtime.State) (int, autoscaler.Decision, *externalScale, error) {
 	active := c.isActive(ctx, rev)
 	if c.cfg.Autoscaler == nil {
 		if !active {
-			return 0, autoscaler.Decision{}, nil
+			return 0, autoscaler.Decision{}, nil, nil
 		}
 		n := 1
 		for _, a := range []string{MinScaleAnnotation, InitialScaleAnnotation} {
@@ -140,23 +212,47 @@ func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluste
 				n = v
 			}
 		}
-		return n, autoscaler.Decision{DesiredScale: n}, nil
+		return n, autoscaler.Decision{DesiredScale: n}, nil, nil
 	}
 	if !active {
 		c.cfg.Autoscaler.Delete(cluster)
-		return 0, autoscaler.Decision{ProxyMode: true}, nil
+		return 0, autoscaler.Decision{ProxyMode: true}, nil, nil
 	}
 	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
 	if len(errs) > 0 {
-		return 0, autoscaler.Decision{}, errs.ToAggregate()
+		return 0, autoscaler.Decision{}, nil, errs.ToAggregate()
+	}
+	if ext, ok := c.cfg.Runtime.(runtime.ExternalScaler); ok && spec.Class != autoscaler.KPA {
+		c.cfg.Autoscaler.Delete(cluster)
+		e := &externalScale{scaler: ext, initial: spec.InitialScale}
+		if spec.Class == autoscaler.HPA {
+			e.hpa = HPAFor(&spec)
+		}
+		return state.Desired, autoscaler.Decision{DesiredScale: state.Desired, ActualScale: state.Ready, ProxyMode: state.Ready == 0}, e, nil
+	}
+	if sc := rev.Spec.ServingContainer(); sc != nil {
+		if q, ok := sc.Resources.Requests[corev1.ResourceCPU]; ok {
+			spec.CPURequest = q.AsApproximateFloat64()
+		}
 	}
 	c.cfg.Autoscaler.Upsert(cluster, spec)
 	c.cfg.Autoscaler.SetReady(cluster, state.Ready)
 	d, ok := c.cfg.Autoscaler.Decision(cluster)
 	if !ok {
-		return spec.InitialScale, autoscaler.Decision{DesiredScale: spec.InitialScale, ProxyMode: true}, nil
+		return spec.InitialScale, autoscaler.Decision{DesiredScale: spec.InitialScale, ProxyMode: true}, nil, nil
 	}
-	return d.DesiredScale, d, nil
+	return d.DesiredScale, d, nil, nil
+}
+
+// HPAFor is the HorizontalPodAutoscaler Knative's HPA reconciler makes for an hpa-class
+// revision (pkg/reconciler/autoscaling/hpa/resources MakeHPA): the metric and target
+// annotations, min-scale and max-scale, and the window annotation as stabilization window.
+func HPAFor(spec *autoscaler.Spec) *runtime.HPA {
+	return &runtime.HPA{
+		Metric: spec.Metric, Target: spec.Target,
+		MinReplicas: int32(spec.MinScale), MaxReplicas: int32(spec.MaxScale),
+		Window: spec.Window,
+	}
 }
 
 // isActive reports whether a route sends the revision traffic or it is its configuration's

@@ -20,7 +20,9 @@ type Runtime interface {
 	// Problems with the revision itself (an image that cannot run, a failed build) are reported
 	// through State, not as an error: the error is for calls that cannot be accepted at all.
 	Scale(ctx context.Context, rev *servingv1.Revision, replicas int) error
-	// Remove stops every instance of the revision (drain, SIGTERM, grace period, SIGKILL).
+	// Remove stops every instance of the revision (drain, SIGTERM, grace period, SIGKILL). It
+	// returns once the stop is under way, never waiting for the drain: the runtime owns it, so
+	// removing many revisions does not hold the caller (a reconciler worker).
 	Remove(ctx context.Context, namespace, name string) error
 	// State is what the runtime observes now; the zero State for a revision it does not know.
 	State(namespace, name string) State
@@ -56,8 +58,8 @@ type Endpoint struct {
 // Reasons a Runtime reports in State.Reason, beside ExitCodeReason's. They follow Knative's
 // (and the kubelet's) spelling so they can go into Revision conditions unchanged.
 const (
-	// ReasonImageUnsupported: the runtime cannot run the container's image (locally: neither a
-	// `command` nor a `ko://` image).
+	// ReasonImageUnsupported: the runtime cannot run the container's image (locally: an image
+	// that is neither `ko://` nor run by a `command`, where there is no OCI runtime).
 	ReasonImageUnsupported = "ImageUnsupported"
 	// ReasonBuildFailed: building the container's program from source failed.
 	ReasonBuildFailed = "BuildFailed"
@@ -67,6 +69,9 @@ const (
 	ReasonStartError = "StartError"
 	// ReasonReadinessProbeFailed: an instance runs but does not pass its readiness probe.
 	ReasonReadinessProbeFailed = "ReadinessProbeFailed"
+	// ReasonUnschedulable: no instance of the revision could start because the runtime runs as
+	// many instances as it may (the kubelet's reason for a pod that cannot be scheduled).
+	ReasonUnschedulable = "Unschedulable"
 )
 
 // ExitCodeReason is Knative's reason for a container that exited with code, e.g. "ExitCode3".

@@ -27,6 +27,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("the object has been modified; apply your changes to the latest version and try again")
+	// ErrOwnerGone refuses to create an object whose owner (an ownerReference) no longer
+	// exists: it would outlive it, as nothing would ever delete it.
+	ErrOwnerGone = errors.New("its owner does not exist (any more)")
 )
 
 // Object is a resource the store keeps: Kubernetes-style type and object metadata.
@@ -154,12 +157,19 @@ func (s *Store) List(_ context.Context, kind, namespace string) ([][]byte, error
 }
 
 // Create stores a new object, setting its uid, resourceVersion, generation and creation time.
+// Every owner its ownerReferences name must exist, with that uid, in the same transaction:
+// a reconciler that read its parent before a cascading Delete cannot leave a child behind.
 func (s *Store) Create(_ context.Context, obj Object) error {
 	key := KeyOf(obj)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(objectsBucket)
 		if b.Get(key.bytes()) != nil {
 			return fmt.Errorf("create %s: %w", key, ErrExists)
+		}
+		for _, ref := range obj.GetOwnerReferences() {
+			if !ownerExists(b, Key{Kind: ref.Kind, Namespace: key.Namespace, Name: ref.Name}, ref.UID) {
+				return fmt.Errorf("create %s: owner %s %s: %w", key, ref.Kind, ref.Name, ErrOwnerGone)
+			}
 		}
 		obj.SetUID(types.UID(uuid.NewUUID()))
 		obj.SetGeneration(1)
@@ -305,6 +315,18 @@ func (s *Store) Delete(_ context.Context, key Key) error {
 	}
 	s.notify(events)
 	return nil
+}
+
+// ownerExists reports whether the object at key exists with the given uid.
+func ownerExists(b *bolt.Bucket, key Key, uid types.UID) bool {
+	raw := b.Get(key.bytes())
+	if raw == nil {
+		return false
+	}
+	var o struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	return json.Unmarshal(raw, &o) == nil && o.Metadata.UID == uid
 }
 
 func put(b *bolt.Bucket, key Key, obj Object) error {

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 )
@@ -83,7 +84,7 @@ func TestStoreLifecycle(t *testing.T) {
 	child := &servingv1.Configuration{
 		TypeMeta: metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindConfiguration},
 		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "default",
-			OwnerReferences: []metav1.OwnerReference{{Name: "hello", UID: next.UID}}},
+			OwnerReferences: []metav1.OwnerReference{{Kind: servingv1.KindService, Name: "hello", UID: next.UID}}},
 	}
 	if err := s.Create(ctx, child); err != nil {
 		t.Fatal(err)
@@ -111,5 +112,52 @@ func TestStoreLifecycle(t *testing.T) {
 	list, err := ListAs[servingv1.Service](ctx, s, servingv1.KindService, "")
 	if err != nil || len(list) != 0 {
 		t.Fatalf("list after delete: %d, %v", len(list), err)
+	}
+}
+
+// TestCreateRefusesChildOfDeletedOwner is the deterministic form of the delete-while-
+// reconciling race: a reconciler read its Service, the Service was deleted (with what it
+// owned), then the reconciler creates a child naming the Service as owner.
+func TestCreateRefusesChildOfDeletedOwner(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	svc := newService("hello", "a")
+	if err := s.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	child := func(uid string) *servingv1.Configuration {
+		yes := true
+		return &servingv1.Configuration{
+			TypeMeta: metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindConfiguration},
+			ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "default", OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: servingv1.GroupVersion, Kind: servingv1.KindService, Name: "hello", UID: types.UID(uid), Controller: &yes,
+			}}},
+		}
+	}
+	// An owner with another uid (deleted and created again) is not the owner.
+	if err := s.Create(ctx, child("not-"+string(svc.UID))); !errors.Is(err, ErrOwnerGone) {
+		t.Fatalf("create with a stale owner uid: %v, want ErrOwnerGone", err)
+	}
+	if err := s.Delete(ctx, KeyOf(svc)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, child(string(svc.UID))); !errors.Is(err, ErrOwnerGone) {
+		t.Fatalf("create after the owner's delete: %v, want ErrOwnerGone", err)
+	}
+	var cfg servingv1.Configuration
+	if err := s.Get(ctx, Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "hello"}, &cfg); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the orphan was stored: %v", err)
+	}
+	// With its owner present, the child is created.
+	svc = newService("hello", "a")
+	if err := s.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, child(string(svc.UID))); err != nil {
+		t.Fatalf("create with its owner present: %v", err)
 	}
 }

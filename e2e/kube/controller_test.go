@@ -42,9 +42,17 @@ func runController(t testing.TB, c *cluster, identity string) (*kube.Controller,
 // runControllerWith is runController with the configuration changed by edit first.
 func runControllerWith(t testing.TB, c *cluster, identity string, edit func(*kube.Config)) (*kube.Controller, func()) {
 	t.Helper()
+	ctrl, stop := startControllerNoWait(t, c, identity, edit)
+	eventually(t, 30*time.Second, identity+" leading", ctrl.Leading)
+	return ctrl, stop
+}
+
+// startControllerNoWait is runControllerWith without waiting for the replica to lead.
+func startControllerNoWait(t testing.TB, c *cluster, identity string, edit func(*kube.Config)) (*kube.Controller, func()) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := kube.Config{
-		Rest: c.rest, XDSAddress: "127.0.0.1:0", HealthAddress: "-", HTTPAddress: "127.0.0.1:0", Domain: "example.com",
+		Rest: c.rest, XDSAddress: "127.0.0.1:0", HealthAddress: "-", HTTPAddress: "127.0.0.1:0", WebhookAddress: "-", Domain: "example.com",
 		ProxyListenPort: 0, Identity: identity, LeaseNamespace: "default",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		Logger: log,
@@ -65,7 +73,6 @@ func runControllerWith(t testing.TB, c *cluster, identity string, edit func(*kub
 	})
 	stop := func() { cancel(); wg.Wait() }
 	t.Cleanup(stop)
-	eventually(t, 30*time.Second, identity+" leading", ctrl.Leading)
 	return ctrl, stop
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -23,16 +25,18 @@ import (
 )
 
 var deployGVRs = map[string]schema.GroupVersionResource{
-	"Namespace":          {Version: "v1", Resource: "namespaces"},
-	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
-	"Service":            {Version: "v1", Resource: "services"},
-	"ConfigMap":          {Version: "v1", Resource: "configmaps"},
-	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	"Deployment":         {Group: "apps", Version: "v1", Resource: "deployments"},
-	"StatefulSet":        {Group: "apps", Version: "v1", Resource: "statefulsets"},
+	"Namespace":                      {Version: "v1", Resource: "namespaces"},
+	"ServiceAccount":                 {Version: "v1", Resource: "serviceaccounts"},
+	"Service":                        {Version: "v1", Resource: "services"},
+	"ConfigMap":                      {Version: "v1", Resource: "configmaps"},
+	"ClusterRole":                    {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding":             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"Role":                           {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"RoleBinding":                    {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	"Deployment":                     {Group: "apps", Version: "v1", Resource: "deployments"},
+	"StatefulSet":                    {Group: "apps", Version: "v1", Resource: "statefulsets"},
+	"MutatingWebhookConfiguration":   {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
+	"ValidatingWebhookConfiguration": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
 }
 
 // kustomizeObjects is what `kubectl apply -k deploy/` applies: the kustomization's resources
@@ -142,6 +146,9 @@ func TestDeployManifests(t *testing.T) {
 	var proxy atomic.Value
 	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
 		cfg.LeaseNamespace = "skiff-system"
+		// The webhooks' certificate Secret and caBundle updates under the same RBAC (the
+		// configurations themselves were a dry run: not installed here).
+		cfg.WebhookAddress, cfg.SystemNamespace = "127.0.0.1:0", "skiff-system"
 		cfg.ExtProcAddress = extLis.Addr().String()
 		cfg.Autoscaler = fastAutoscaler()
 		cfg.TLS = &kube.TLSConfig{} // the defaults: skiff-system/skiff-tls
@@ -157,6 +164,10 @@ func TestDeployManifests(t *testing.T) {
 	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")
+	eventually(t, 30*time.Second, "the webhook certificate Secret made under the controller's RBAC", func() bool {
+		_, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-webhook-certs", metav1.GetOptions{})
+		return err == nil
+	})
 	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
 	c.waitReady(t, brokersGVR, "default")
@@ -185,11 +196,57 @@ func TestDeployManifests(t *testing.T) {
 		code, rev, _, err := getFrom(gw, "hello.example.org", "/")
 		return err == nil && code == 200 && rev == "hello-00001"
 	})
-	// Idle, the revision goes to zero through deployments/scale.
+	// Knative's hpa class: a HorizontalPodAutoscaler, owned by the Revision, scales the
+	// Deployment instead of Skiff's autoscaler (which the manifests' RBAC allows).
+	c.createObjects(t, hpaService)
+	c.waitReady(t, servicesGVR, "cpu")
+	var hpa *autoscalingv2.HorizontalPodAutoscaler
+	eventually(t, 30*time.Second, "the HorizontalPodAutoscaler of cpu-00001", func() bool {
+		hpa, err = c.kube.AutoscalingV2().HorizontalPodAutoscalers("default").Get(ctx, "cpu-00001", metav1.GetOptions{})
+		return err == nil
+	})
+	rev, err := c.dyn.Resource(revisionsGVR).Namespace("default").Get(ctx, "cpu-00001", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := metav1.GetControllerOf(hpa)
+	if owner == nil || owner.Kind != "Revision" || owner.APIVersion != "serving.knative.dev/v1" || owner.Name != "cpu-00001" || owner.UID != rev.GetUID() {
+		t.Errorf("HPA controller reference = %+v, want Revision cpu-00001 (uid %s)", owner, rev.GetUID())
+	}
+	sp := hpa.Spec
+	if sp.ScaleTargetRef.Kind != "Deployment" || sp.ScaleTargetRef.Name != "cpu-00001-deployment" || sp.MaxReplicas != 3 ||
+		len(sp.Metrics) != 1 || sp.Metrics[0].Resource == nil || sp.Metrics[0].Resource.Name != corev1.ResourceCPU ||
+		sp.Metrics[0].Resource.Target.AverageUtilization == nil || *sp.Metrics[0].Resource.Target.AverageUtilization != 50 {
+		t.Errorf("HPA spec = %+v, want the Deployment scaled on 50%% CPU up to 3", sp)
+	}
+	// Idle, the KPA revision goes to zero through deployments/scale; the hpa one is left to
+	// its HPA (at least one replica).
 	eventually(t, 60*time.Second, "hello-00001 scaled to zero through the scale subresource", func() bool {
 		return c.deploymentReplicas(t, "hello-00001") == 0
 	})
+	if n := c.deploymentReplicas(t, "cpu-00001"); n != 1 {
+		t.Errorf("the hpa-class Deployment has %d replicas, want its initial 1, left to the HPA", n)
+	}
 }
+
+// hpaService is a Knative Service of the hpa class, scaled on CPU.
+const hpaService = `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: cpu
+  namespace: default
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: hpa.autoscaling.knative.dev
+        autoscaling.knative.dev/metric: cpu
+        autoscaling.knative.dev/target: "50"
+        autoscaling.knative.dev/max-scale: "3"
+    spec:
+      containers:
+        - image: ghcr.io/knative/helloworld-go:latest
+`
 
 // checkControllerArgs checks the controller Deployment runs eventing against the NATS
 // StatefulSet and advertises its pod IP (from the downward API) as the broker ingress, and

@@ -35,7 +35,9 @@ func skiffBinary(t *testing.T, root string) string {
 
 // TestFuncDeployToKubernetes: `skiff func deploy --kubeconfig` builds the function's OCI image,
 // pushes it to the registry (go-containerregistry's, in process) and creates the Knative
-// Service in the cluster naming the image by digest, with no host command line. The test
+// Service in the cluster naming the image by digest, with no host command line; describe
+// reads it back; func.yaml's env (literal, Secret key, whole ConfigMap), volumes and labels
+// land in the Deployment; deploy --image ref@digest deploys an image without building. The test
 // kubelet cannot run the image; it plays its replicas (answering as the hello sample does),
 // so the Revision's Deployment becomes available and deploy's wait for Ready ends as in a
 // cluster. A deploy that does not become Ready within --timeout is undone; list and delete
@@ -131,6 +133,95 @@ func TestFuncDeployToKubernetes(t *testing.T) {
 		return err == nil && code == 200 && rev == "fn-00001"
 	})
 
+	// describe --kubeconfig reads the function back from the cluster, by path and by name.
+	out, err = skiffFunc("describe", "-p", "fn", "--kubeconfig", c.kubeconfig)
+	for _, want := range []string{"Function name:\n  fn\n", "Function is built in image:\n  " + image + "\n", "Function is deployed in namespace:\n  default\n",
+		"Routes:\n  http://fn.default.example.com\n", "Function is ready:\n  true\n"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("func describe --kubeconfig: %v, lacks %q:\n%s", err, want, out)
+		}
+	}
+	if out, err := skiffFunc("info", "fn", "-n", "default", "-o", "url", "--kubeconfig", c.kubeconfig); err != nil || strings.TrimSpace(out) != "http://fn.default.example.com" {
+		t.Errorf("func info fn -o url --kubeconfig: %v %q", err, out)
+	}
+	// deploy kept the namespace and the pushed image in func.yaml, as func does.
+	if y := mustRead(t, filepath.Join(work, "fn", "func.yaml")); !strings.Contains(y, "namespace: default") || !strings.Contains(y, "image: "+image) {
+		t.Errorf("func.yaml after deploy --kubeconfig:\n%s", y)
+	}
+
+	// func.yaml's configuration lands in the cluster's Deployment: env from a literal, a
+	// Secret's key and a whole ConfigMap; a Secret and an emptyDir mounted; a label.
+	for _, args := range [][]string{
+		{"config", "envs", "add", "-p", "fn", "--name", "GREETING", "--value", "hi"},
+		{"config", "envs", "add", "-p", "fn", "--name", "PASSWORD", "--value", "{{ secret:db:password }}"},
+		{"config", "envs", "add", "-p", "fn", "--value", "{{ configMap:settings }}"},
+		{"config", "volumes", "add", "-p", "fn", "--type", "secret", "--source", "tls", "--mount-path", "/etc/tls"},
+		{"config", "volumes", "add", "-p", "fn", "--type", "emptydir", "--mount-path", "/cache"},
+		{"config", "labels", "add", "-p", "fn", "--name", "team", "--value", "blue"},
+	} {
+		if out, err := skiffFunc(args...); err != nil {
+			t.Fatalf("func %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	out, err = skiffFunc("deploy", "-p", "fn", "--kubeconfig", c.kubeconfig, "--timeout", "90s")
+	if err != nil || !strings.Contains(out, "Function fn updated in namespace default (revision fn-00002)") {
+		t.Fatalf("func deploy --kubeconfig with config: %v\n%s", err, out)
+	}
+	dep2, err := c.kube.AppsV1().Deployments("default").Get(ctx, "fn-00002-deployment", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Deployment of fn-00002: %v", err)
+	}
+	pod := dep2.Spec.Template.Spec
+	ctr2 := pod.Containers[0]
+	env := map[string]string{}
+	for _, e := range ctr2.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = "secret:" + e.ValueFrom.SecretKeyRef.Name + ":" + e.ValueFrom.SecretKeyRef.Key
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	if env["GREETING"] != "hi" || env["PASSWORD"] != "secret:db:password" || len(ctr2.EnvFrom) != 1 || ctr2.EnvFrom[0].ConfigMapRef == nil || ctr2.EnvFrom[0].ConfigMapRef.Name != "settings" {
+		t.Errorf("Deployment env %v envFrom %+v", env, ctr2.EnvFrom)
+	}
+	mounts := map[string]bool{}
+	for _, m := range ctr2.VolumeMounts {
+		mounts[m.MountPath] = m.ReadOnly || m.MountPath == "/cache"
+	}
+	vols := map[string]bool{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = (v.Secret != nil && v.Secret.SecretName == "tls") || v.EmptyDir != nil
+	}
+	if !mounts["/etc/tls"] || !mounts["/cache"] || len(vols) != 2 || !vols["secret-tls"] {
+		t.Errorf("Deployment volumes %+v mounts %+v", pod.Volumes, ctr2.VolumeMounts)
+	}
+	if svc, err := c.dyn.Resource(servicesGVR).Namespace("default").Get(ctx, "fn", metav1.GetOptions{}); err != nil || svc.GetLabels()["team"] != "blue" {
+		t.Errorf("Service fn labels: %v %v", err, svc)
+	}
+
+	// deploy --image ref@digest deploys that image as it is: nothing built, nothing pushed.
+	if out, err := skiffFunc("create", "-l", "go", "-t", "http", "byimage"); err != nil {
+		t.Fatalf("func create: %v\n%s", err, out)
+	}
+	out, err = skiffFunc("deploy", "-p", "byimage", "--kubeconfig", c.kubeconfig, "--image", image, "--timeout", "90s")
+	if err != nil || !strings.Contains(out, "Function byimage deployed in namespace default") {
+		t.Fatalf("func deploy --image DIGEST --kubeconfig: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "host build") || strings.Contains(out, "pushed") {
+		t.Errorf("deploy --image DIGEST built or pushed:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(work, "byimage", ".func", "builds")); err == nil {
+		t.Errorf("deploy --image DIGEST made a build")
+	}
+	depImg, err := c.kube.AppsV1().Deployments("default").Get(ctx, "byimage-00001-deployment", metav1.GetOptions{})
+	if err != nil || depImg.Spec.Template.Spec.Containers[0].Image != image {
+		t.Errorf("Deployment of byimage: %v, image %v, want %s", err, depImg, image)
+	}
+	if out, err := skiffFunc("deploy", "-p", "byimage", "--kubeconfig", c.kubeconfig, "--image", image, "--build=true"); err == nil || !strings.Contains(out, "--build can not be enabled") {
+		t.Errorf("deploy --image DIGEST --build=true: %v\n%s", err, out)
+	}
+
 	out, err = skiffFunc("list", "--kubeconfig", c.kubeconfig)
 	if err != nil || !regexp.MustCompile(`(?m)^fn\s+default\s+go\s+http://fn.default.example.com\s+True$`).MatchString(out) {
 		t.Errorf("func list --kubeconfig: %v\n%s\nwant fn, Ready", err, out)
@@ -155,6 +246,9 @@ func TestFuncDeployToKubernetes(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	})
 
+	if out, err := skiffFunc("delete", "byimage", "--kubeconfig", c.kubeconfig); err != nil {
+		t.Errorf("func delete byimage --kubeconfig: %v\n%s", err, out)
+	}
 	if out, err := skiffFunc("delete", "fn", "--kubeconfig", c.kubeconfig); err != nil || !strings.Contains(out, "Removed function fn") {
 		t.Errorf("func delete --kubeconfig: %v\n%s", err, out)
 	}

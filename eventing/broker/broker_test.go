@@ -531,15 +531,17 @@ func TestIngressRejects(t *testing.T) {
 		{"missing source", "POST", url, binary("Ce-Source"), `{}`, 400, "missing_attribute"},
 		{"missing type", "POST", url, binary("Ce-Type"), `{}`, 400, "missing_attribute"},
 		{"missing specversion", "POST", url, binary("Ce-Specversion"), `{}`, 400, ""},
-		{"wrong specversion", "POST", url, http.Header{"Ce-Id": {"1"}, "Ce-Source": {"/s"}, "Ce-Type": {"t"}, "Ce-Specversion": {"0.3"}}, ``, 400, "unsupported_specversion"},
+		{"wrong specversion", "POST", url, http.Header{"Ce-Id": {"1"}, "Ce-Source": {"/s"}, "Ce-Type": {"t"}, "Ce-Specversion": {"0.9"}}, ``, 400, "unsupported_specversion"},
 		{"structured bad JSON", "POST", url, structured, `{"specversion":"1.0","id":`, 400, "invalid_json"},
 		{"structured missing id", "POST", url, structured, `{"specversion":"1.0","source":"/s","type":"t"}`, 400, "missing_attribute"},
 		{"not an event", "POST", url, http.Header{"Content-Type": {"application/json"}}, `{"hello":1}`, 400, "not_cloudevent"},
-		{"bad ttl", "POST", url, func() http.Header { h := binary(""); h.Set("Ce-Knativebrokerttl", "many"); return h }(), `{}`, 400, "invalid_attribute"},
 		{"ttl exhausted", "POST", url, func() http.Header { h := binary(""); h.Set("Ce-Knativebrokerttl", "1"); return h }(), `{}`, 400, "ttl_exhausted"},
 		{"too large", "POST", url, binary(""), `"` + strings.Repeat("x", 5000) + `"`, 413, "too_large"},
 		{"unknown broker", "POST", e.url("ns", "nope"), binary(""), `{}`, 404, "broker_not_found"},
-		{"bad path", "POST", e.ingress.URL + "/ns", binary(""), `{}`, 404, "not_found"},
+		// ingress_handler_test.go TestHandler: "malformed request URI", "root request URI".
+		{"bad path", "POST", e.ingress.URL + "/ns", binary(""), `{}`, 400, "malformed_path"},
+		{"malformed path", "POST", e.ingress.URL + "/knative/ns/b", binary(""), `{}`, 400, "malformed_path"},
+		{"root path", "POST", e.ingress.URL + "/", binary(""), `{}`, 404, "not_found"},
 		{"GET", "GET", url, nil, ``, 405, "method_not_allowed"},
 		{"PUT", "PUT", url, binary(""), `{}`, 405, "method_not_allowed"},
 	}
@@ -572,30 +574,59 @@ func TestIngressRejects(t *testing.T) {
 	if s := e.srv.Stats(); s.Stored != 0 || s.TTLExpired != 1 {
 		t.Errorf("stats %+v", s)
 	}
-	// And a good one for contrast, with a TTL that is decremented, not reset.
-	h := binary("")
-	h.Set("Ce-Knativebrokerttl", "7")
-	req, _ := http.NewRequest("POST", url, strings.NewReader(`{"ok":true}`))
-	req.Header = h
+	// Good ones for contrast: a TTL that is decremented, one that is not a
+	// number and is reset to the default as Knative's TTLDefaulter does
+	// (issue 22 item 5), and a 0.3 event (item 3).
+	for i, c := range []struct {
+		ttl     string
+		wantTTL float64
+		sv      string
+	}{{"7", 6, "1.0"}, {"many", DefaultTTL, "1.0"}, {"", DefaultTTL, "0.3"}} {
+		h := binary("")
+		h.Set("Ce-Specversion", c.sv)
+		if c.ttl != "" {
+			h.Set("Ce-Knativebrokerttl", c.ttl)
+		}
+		req, _ := http.NewRequest("POST", url, strings.NewReader(`{"ok":true}`))
+		req.Header = h
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 202 {
+			t.Fatalf("good event (ttl %q): %v %v", c.ttl, resp, err)
+		}
+		resp.Body.Close()
+		if n := streamMsgs(t, e, "ns", "b"); n != uint64(i+1) {
+			t.Errorf("%d messages stored, want %d", n, i+1)
+		}
+		st, _ := e.srv.JetStream().Stream(t.Context(), StreamName("ns", "b"))
+		m, err := st.GetLastMsgForSubject(t.Context(), Subject("ns", "b", "all"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored map[string]any
+		if err := json.Unmarshal(m.Data, &stored); err != nil {
+			t.Fatalf("stored event is not JSON: %v", err)
+		}
+		if stored[TTLExtension] != c.wantTTL || stored["specversion"] != c.sv || stored["id"] != "1" || m.Header.Get(HeaderTrigger) != "all" {
+			t.Errorf("ttl %q: stored %s with headers %v, want TTL %v", c.ttl, m.Data, m.Header, c.wantTTL)
+		}
+	}
+}
+
+// OPTIONS is the CloudEvents webhook handshake (webhook spec section 4.2),
+// answered as Knative's ingress does (ingress_handler_test.go TestHandler,
+// "valid method OPTIONS").
+func TestIngressWebhookHandshake(t *testing.T) {
+	e := start(t, t.TempDir(), Options{DisableDispatch: true})
+	req, _ := http.NewRequest(http.MethodOptions, e.url("ns", "b"), nil)
+	req.Header.Set("WebHook-Request-Origin", "eventemitter.example.com")
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 202 {
-		t.Fatalf("good event: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	if n := streamMsgs(t, e, "ns", "b"); n != 1 {
-		t.Errorf("%d messages stored, want 1", n)
-	}
-	st, _ := e.srv.JetStream().Stream(t.Context(), StreamName("ns", "b"))
-	m, err := st.GetLastMsgForSubject(t.Context(), Subject("ns", "b", "all"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stored map[string]any
-	if err := json.Unmarshal(m.Data, &stored); err != nil {
-		t.Fatalf("stored event is not JSON: %v", err)
-	}
-	if stored[TTLExtension] != float64(6) || stored["id"] != "1" || m.Header.Get(HeaderTrigger) != "all" {
-		t.Errorf("stored %s with headers %v", m.Data, m.Header)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("WebHook-Allowed-Origin") != "*" || resp.Header.Get("WebHook-Allowed-Rate") != "*" ||
+		resp.Header.Get("Allow") != "POST, OPTIONS" {
+		t.Errorf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
 	}
 }
 
@@ -667,10 +698,12 @@ func TestTTLBreaksReplyLoops(t *testing.T) {
 	}
 }
 
-// With TrustTriggerHeader the proxy's x-skiff-triggers decides; without the
-// header the ingress evaluates the filters itself.
+// With the proxy's token the proxy's x-skiff-triggers decides; without the
+// header, or without the token (a client that reaches the ingress directly,
+// issue 13 item 3), the ingress evaluates the filters itself.
 func TestTriggerHeader(t *testing.T) {
-	e := start(t, t.TempDir(), Options{TrustTriggerHeader: true})
+	const token = "s3cret"
+	e := start(t, t.TempDir(), Options{TriggerToken: token})
 	a, b := newSink(t, nil), newSink(t, nil)
 	cfg := BrokerConfig{
 		Namespace: "ns", Name: "hdr",
@@ -684,20 +717,29 @@ func TestTriggerHeader(t *testing.T) {
 	}
 	gen := cfg.FilterConfig().Generation
 	url := e.url("ns", "hdr")
-	mustPost(t, url, newEvent("by-header", "a", nil), false, http.Header{TriggersHeader: {" b , unknown,b"}, eventfilter.GenerationHeader: {gen}})
+	mustPost(t, url, newEvent("by-header", "a", nil), false, http.Header{TriggersHeader: {" b , unknown,b"}, eventfilter.GenerationHeader: {gen}, eventfilter.TokenHeader: {token}})
 	mustPost(t, url, newEvent("by-filter", "a", nil), false, nil)
-	mustPost(t, url, newEvent("none", "a", nil), true, http.Header{TriggersHeader: {""}, eventfilter.GenerationHeader: {gen}})
+	mustPost(t, url, newEvent("none", "a", nil), true, http.Header{TriggersHeader: {""}, eventfilter.GenerationHeader: {gen}, eventfilter.TokenHeader: {token}})
 	// A list computed from another trigger set (the proxy lagging behind) is
 	// not followed: the filters decide.
-	mustPost(t, url, newEvent("stale", "a", nil), false, http.Header{TriggersHeader: {"b"}, eventfilter.GenerationHeader: {"old"}})
-	if s := e.srv.Stats(); s.Stored != 3 || s.Accepted != 4 {
+	mustPost(t, url, newEvent("stale", "a", nil), false, http.Header{TriggersHeader: {"b"}, eventfilter.GenerationHeader: {"old"}, eventfilter.TokenHeader: {token}})
+	// Forged by a client that knows the generation but not the token (none,
+	// a wrong one, or the right one twice with a wrong one): the filters decide.
+	for i, tok := range [][]string{nil, {"guess"}, {token, "guess"}} {
+		h := http.Header{TriggersHeader: {"b"}, eventfilter.GenerationHeader: {gen}}
+		if tok != nil {
+			h[http.CanonicalHeaderKey(eventfilter.TokenHeader)] = tok
+		}
+		mustPost(t, url, newEvent(fmt.Sprintf("forged-%d", i), "a", nil), false, h)
+	}
+	if s := e.srv.Stats(); s.Stored != 6 || s.Accepted != 7 {
 		t.Fatalf("stats %+v", s)
 	}
-	waitFor(t, 5*time.Second, "three deliveries", func() bool { return e.srv.Stats().Delivered == 3 })
+	waitFor(t, 5*time.Second, "six deliveries", func() bool { return e.srv.Stats().Delivered == 6 })
 	if got := b.ids(); len(got) != 1 || got["by-header"] != 1 {
-		t.Errorf("b got %v", got)
+		t.Errorf("b got %v, want only by-header: a forged list was followed", got)
 	}
-	if got := a.ids(); len(got) != 2 || got["by-filter"] != 1 || got["stale"] != 1 {
+	if got := a.ids(); len(got) != 5 || got["by-filter"] != 1 || got["stale"] != 1 || got["forged-0"] != 1 || got["forged-1"] != 1 || got["forged-2"] != 1 {
 		t.Errorf("a got %v", got)
 	}
 

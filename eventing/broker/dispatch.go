@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -88,6 +88,67 @@ type result struct {
 	body  []byte
 	err   error
 	reply *eventfilter.Event
+	// replyHeader is the response's pass-through headers, for the reply.
+	replyHeader http.Header
+	// proxy is set when the attempt failed in Skiff's own proxy
+	// (Options.ProxyFailed): not a delivery attempt.
+	proxy bool
+}
+
+// deliveryHeaders returns the HTTP headers a delivery of a stored message
+// carries besides the event, as Knative's broker filter sends them: the
+// sender's pass-through headers and Kn-Namespace.
+func deliveryHeaders(msg jetstream.Msg, namespace string) http.Header {
+	h := http.Header{NamespaceHeader: {namespace}}
+	for name, vs := range msg.Headers() {
+		if fwd, ok := strings.CutPrefix(name, HeaderForwardPrefix); ok && fwd != "" {
+			h[fwd] = vs
+		}
+	}
+	return h
+}
+
+// Pauses between sends of an event whose attempts fail in Skiff's own proxy.
+const (
+	proxyRetryMin = 100 * time.Millisecond
+	proxyRetryMax = 5 * time.Second
+	// proxyWarnEvery spaces the warnings about such failures.
+	proxyWarnEvery = 10 * time.Second
+)
+
+// sendPast is send, repeated while the attempt fails in Skiff's own proxy
+// (which says nothing about the destination and is no delivery attempt), with
+// growing pauses, until it gets through or ctx ends. target is asked before
+// every send for the destination and the attempt's timeout, which a
+// configuration change may have changed meanwhile; ok false gives up (the
+// trigger is gone), returning a result with proxy set.
+func (s *Server) sendPast(ctx context.Context, log *slog.Logger, target func() (url string, timeout time.Duration, ok bool), ev eventfilter.Event, preferReply bool, header http.Header) result {
+	pause := proxyRetryMin
+	for {
+		url, timeout, ok := target()
+		if !ok {
+			return result{proxy: true, err: errors.New("the trigger was removed")}
+		}
+		res := s.send(ctx, url, ev, timeout, preferReply, header)
+		if !res.proxy || ctx.Err() != nil {
+			return res
+		}
+		s.stats.proxyFailures.Add(1)
+		if now := time.Now().UnixNano(); now-s.proxyWarned.Load() >= int64(proxyWarnEvery) {
+			s.proxyWarned.Store(now)
+			log.Warn("the proxy did not take the delivery; the event waits and is sent again (not counted as an attempt)", "status", res.code, "error", res.err)
+		} else {
+			log.Debug("the proxy did not take the delivery; sending again", "status", res.code, "error", res.err, "in", pause)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res
+		case <-t.C:
+		}
+		pause = min(2*pause, proxyRetryMax)
+	}
 }
 
 func (r result) ok() bool { return r.err == nil && r.code >= 200 && r.code < 300 }
@@ -115,20 +176,25 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 	log := s.log.With("trigger", tk.String(), "id", ev.Attributes["id"], "attempt", attempt)
 	if msg.Headers().Get(HeaderPhase) == PhaseDeadLetter {
-		s.deadLetter(ctx, msg, t, ev, attempt)
+		s.deadLetter(ctx, msg, tk, t, ev, attempt)
 		return
 	}
 
 	stop := s.keepAlive(msg)
-	res := s.send(ctx, t.subscriber, ev, t.policy.timeout, true)
+	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
+		if b, t = s.lookup(tk); t == nil {
+			return "", 0, false
+		}
+		return t.subscriber, t.policy.timeout, true
+	}, ev, true, deliveryHeaders(msg, tk.namespace))
 	stop()
-	if ctx.Err() != nil {
-		_ = msg.Nak() // stopping: the outcome is unknown, deliver again later
+	if ctx.Err() != nil || res.proxy {
+		_ = msg.Nak() // stopping, or the trigger is gone: the outcome is unknown, deliver again later
 		return
 	}
 	if res.ok() {
 		if res.reply != nil {
-			if err := s.storeReply(ctx, b, ev, *res.reply); err != nil {
+			if err := s.storeReply(ctx, b, ev, *res.reply, res.replyHeader); err != nil {
 				// The subscriber's reply could not be stored: deliver again
 				// later rather than lose it.
 				log.Warn("reply not stored; delivering again later", "error", err)
@@ -175,6 +241,11 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 			HeaderPhase:      {PhaseDeadLetter},
 		},
 	}
+	for name, vs := range msg.Headers() {
+		if strings.HasPrefix(name, HeaderForwardPrefix) {
+			copyMsg.Header[name] = vs
+		}
+	}
 	// The dead letter sink gets its own message, retried with the same
 	// policy, so the original can be settled now.
 	if err := s.publish(ctx, []*nats.Msg{copyMsg}); err != nil {
@@ -187,7 +258,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 }
 
 // deadLetter sends an event to the trigger's dead letter sink.
-func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerState, ev eventfilter.Event, attempt int) {
+func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKey, t *triggerState, ev eventfilter.Event, attempt int) {
 	log := s.log.With("trigger", t.name, "id", ev.Attributes["id"], "attempt", attempt, "deadLetterSink", t.policy.deadLetter)
 	if t.policy.deadLetter == "" {
 		s.stats.dropped.Add(1)
@@ -196,10 +267,15 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerSt
 		return
 	}
 	stop := s.keepAlive(msg)
-	res := s.send(ctx, t.policy.deadLetter, ev, t.policy.timeout, false)
+	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
+		if _, cur := s.lookup(tk); cur != nil && cur.policy.deadLetter != "" {
+			t = cur
+		}
+		return t.policy.deadLetter, t.policy.timeout, true
+	}, ev, false, deliveryHeaders(msg, tk.namespace))
 	stop()
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil || res.proxy:
 		_ = msg.Nak()
 	case res.ok():
 		s.stats.deadLettered.Add(1)
@@ -218,17 +294,19 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, t *triggerSt
 // storeReply puts a subscriber's reply into the broker the event came from,
 // with the event's TTL, which accept decrements (a reply whose TTL runs out
 // is dropped, as Knative does).
-func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eventfilter.Event) error {
+func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eventfilter.Event, forward http.Header) error {
 	reply = cloneEvent(reply)
-	n, err := ttl(orig)
-	if err != nil {
-		n = DefaultTTL
+	// The reply carries the TTL the event was delivered with (as Knative's
+	// filter reattaches it), which accept decrements.
+	n := DefaultTTL
+	if v, err := strconv.Atoi(orig.Attributes[TTLExtension]); err == nil {
+		n = v
 	}
 	reply.Attributes[TTLExtension] = strconv.Itoa(n)
 	if cur := s.broker(brokerKey{b.namespace, b.name}); cur != nil {
 		b = cur
 	}
-	_, err = s.accept(ctx, b, reply, false, nil)
+	_, err := s.accept(ctx, b, reply, false, nil, forward)
 	var ie *ingressError
 	switch {
 	case err == nil:
@@ -241,29 +319,36 @@ func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eve
 	return err
 }
 
-// send makes one attempt to deliver an event in binary content mode.
-func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, timeout time.Duration, preferReply bool) result {
+// send makes one attempt to deliver an event in binary content mode, with
+// the given extra headers.
+func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, timeout time.Duration, preferReply bool, header http.Header) result {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	e, err := sdkEvent(ev, TTLExtension)
-	if err != nil {
-		return result{err: err}
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
 	if err != nil {
 		return result{err: fmt.Errorf("building request to %s: %w", target, err)}
 	}
-	// Binary content mode, the CloudEvents HTTP binding as the SDK writes it.
-	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&e), req); err != nil {
-		return result{err: fmt.Errorf("encoding the event for %s: %w", target, err)}
+	for name, vs := range header {
+		req.Header[name] = vs
 	}
+	// Binary content mode, as Knative delivers, without the broker's TTL.
+	writeBinary(req, ev, TTLExtension)
 	if preferReply {
 		req.Header.Set("Prefer", "reply")
 	}
 	resp, err := s.client.Do(req)
+	if s.proxyFailed != nil && s.proxyFailed(req, resp, err) {
+		res := result{err: err, proxy: true}
+		if resp != nil {
+			res.code = resp.StatusCode
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // keep the connection
+			resp.Body.Close()
+		}
+		return res
+	}
 	if err != nil {
 		return result{err: err}
 	}
@@ -282,7 +367,7 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 	}
 	reply, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(resp.Header), body)
 	if err == nil {
-		res.reply = &reply
+		res.reply, res.replyHeader = &reply, passThroughHeaders(resp.Header)
 		return res
 	}
 	var ee *eventfilter.EventError

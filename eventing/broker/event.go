@@ -5,12 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
@@ -52,18 +52,24 @@ const (
 	HeaderPhase = "Skiff-Phase"
 	// PhaseDeadLetter marks a message to be sent to the dead letter sink.
 	PhaseDeadLetter = "dead-letter"
+	// HeaderForwardPrefix prefixes the sender's pass-through HTTP headers
+	// (passThroughHeaders) kept with a stored event for its deliveries.
+	HeaderForwardPrefix = "Skiff-Fwd-"
+	// NamespaceHeader is the request header naming the Trigger's namespace on a
+	// delivery, as Knative's broker filter sets it (apis.KnNamespaceHeader).
+	NamespaceHeader = "Kn-Namespace"
 
 	structuredContentType = "application/cloudevents+json"
 )
 
 var firstAttributes = []string{"specversion", "id", "source", "type"}
 
-// encodeStructured writes an event in the CloudEvents JSON format. Attribute
-// values are JSON strings (eventfilter.Event keeps every value in its canonical
-// string form) except knativebrokerttl, an Integer. The data is written as JSON
-// when the data content type is JSON (or absent) and the bytes are JSON without
-// surrounding white space, so that decoding gives back the same bytes; otherwise
-// it is data_base64.
+// encodeStructured writes an event in the CloudEvents JSON format, the form
+// events are stored in. Attribute values are JSON strings (eventfilter.Event
+// keeps every value in its canonical string form) except knativebrokerttl, an
+// Integer. The data is written as the JSON value of "data" when
+// eventfilter.DataIsJSON says that reads back as the same bytes; otherwise it
+// is data_base64 (in a 0.3 event, "data" with datacontentencoding base64).
 func encodeStructured(ev eventfilter.Event) []byte {
 	var buf bytes.Buffer
 	buf.Grow(256 + len(ev.Data)*4/3)
@@ -99,21 +105,26 @@ func encodeStructured(ev eventfilter.Event) []byte {
 	for _, name := range rest {
 		writeAttr(name, ev.Attributes[name])
 	}
-	if len(ev.Data) > 0 {
+	switch {
+	case eventfilter.DataIsJSON(ev):
 		if !first {
 			buf.WriteByte(',')
 		}
-		if isJSONMediaType(ev.Attributes["datacontenttype"]) && json.Valid(ev.Data) &&
-			len(bytes.TrimSpace(ev.Data)) == len(ev.Data) {
-			buf.WriteString(`"data":`)
-			buf.Write(ev.Data)
+		buf.WriteString(`"data":`)
+		buf.Write(ev.Data)
+	case len(ev.Data) > 0:
+		if !first {
+			buf.WriteByte(',')
+		}
+		if ev.Attributes["specversion"] == eventfilter.SpecVersion03 {
+			buf.WriteString(`"datacontentencoding":"base64","data":"`)
 		} else {
 			buf.WriteString(`"data_base64":"`)
-			enc := base64.NewEncoder(base64.StdEncoding, &buf)
-			_, _ = enc.Write(ev.Data)
-			_ = enc.Close()
-			buf.WriteByte('"')
 		}
+		enc := base64.NewEncoder(base64.StdEncoding, &buf)
+		_, _ = enc.Write(ev.Data)
+		_ = enc.Close()
+		buf.WriteByte('"')
 	}
 	buf.WriteByte('}')
 	return buf.Bytes()
@@ -122,14 +133,6 @@ func encodeStructured(ev eventfilter.Event) []byte {
 func writeJSONString(buf *bytes.Buffer, s string) {
 	b, _ := json.Marshal(s) // a string always marshals
 	buf.Write(b)
-}
-
-// isJSONMediaType reports whether a datacontenttype is JSON in the sense of the
-// JSON event format (absent means JSON in structured mode).
-func isJSONMediaType(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "" || mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
 // decodeStored reads back an event written by encodeStructured.
@@ -141,58 +144,42 @@ func decodeStored(b []byte) (eventfilter.Event, error) {
 	return ev, nil
 }
 
-// sdkEvent converts an event for the CloudEvents SDK's HTTP binding, leaving out the
-// attributes named in skip. Attribute values are kept in their canonical string form;
-// time is parsed back into a timestamp, as the SDK writes it.
-func sdkEvent(ev eventfilter.Event, skip ...string) (event.Event, error) {
-	e := event.New()
-	for name, v := range ev.Attributes {
-		if slices.Contains(skip, name) {
-			continue
-		}
-		switch name {
-		case "specversion":
-			e.SetSpecVersion(v)
-		case "id":
-			e.SetID(v)
-		case "source":
-			e.SetSource(v)
-		case "type":
-			e.SetType(v)
-		case "subject":
-			e.SetSubject(v)
-		case "dataschema":
-			e.SetDataSchema(v)
-		case "datacontenttype":
-			e.SetDataContentType(v)
-		case "time":
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				return e, fmt.Errorf("attribute time %q: %w", v, err)
-			}
-			e.SetTime(t)
-		default:
-			e.SetExtension(name, v)
-		}
+// writeBinary writes an event into an HTTP request in binary content mode,
+// leaving out the attributes named in skip. Every attribute value is
+// percent-encoded as the HTTP binding requires of an encoder (section
+// 3.1.3.2), which the CloudEvents SDK's writer does not do: a value such as
+// "%41" would otherwise reach the subscriber as "%41" and be read as "A".
+func writeBinary(req *http.Request, ev eventfilter.Event, skip ...string) {
+	for _, kv := range eventfilter.BinaryHeaders(ev, skip...) {
+		req.Header[kv[0]] = []string{kv[1]}
 	}
-	e.DataEncoded = ev.Data
-	if err := e.Validate(); err != nil {
-		return e, fmt.Errorf("the stored event is not valid for the HTTP binding: %w", err)
+	req.ContentLength = int64(len(ev.Data))
+	if len(ev.Data) == 0 {
+		req.Body, req.GetBody = http.NoBody, nil
+		return
 	}
-	return e, nil
+	data := ev.Data
+	req.Body = io.NopCloser(bytes.NewReader(data))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 }
 
-// ttl returns the event's knativebrokerttl, DefaultTTL when it has none.
-func ttl(ev eventfilter.Event) (int, error) {
+// ttl returns the TTL an event arriving at a broker leaves the ingress with,
+// by Knative's TTLDefaulter (pkg/broker/ttl.go): an event without
+// knativebrokerttl, or whose knativebrokerttl is not a number, gets
+// DefaultTTL; a present one is decremented (not below 0). The value is read
+// as the CloudEvents SDK reads an Integer (types.ParseInteger): a decimal
+// number in the int32 range, its fraction truncated ("4.7" is 4). An event
+// whose TTL comes out 0 is dropped by the caller.
+func ttl(ev eventfilter.Event) int {
 	v, ok := ev.Attributes[TTLExtension]
 	if !ok {
-		return DefaultTTL, nil
+		return DefaultTTL
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("%s must be an integer, not %q", TTLExtension, v)
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || math.IsNaN(f) || f > math.MaxInt32 || f < math.MinInt32 {
+		return DefaultTTL
 	}
-	return int(n), nil
+	return max(int(int32(f))-1, 0)
 }
 
 // cloneEvent copies an event's attribute map so that it can be changed.
@@ -214,4 +201,23 @@ func errorData(body []byte) string {
 		s = s[:ErrorDataMaxLength]
 	}
 	return s
+}
+
+// passThroughHeaders returns the headers of a request (or a subscriber's reply)
+// that Knative's broker carries on to the deliveries of its event
+// (pkg/utils/headers.go, PassThroughHeaders): X-Request-Id, Retry-After, and
+// those whose name starts with Knative- or X-B3- (Zipkin tracing). The ce-*
+// headers are not among them: they are the event.
+func passThroughHeaders(h http.Header) http.Header {
+	var out http.Header
+	for name, vs := range h {
+		lower := strings.ToLower(name)
+		if lower == "x-request-id" || lower == "retry-after" || strings.HasPrefix(lower, "knative-") || strings.HasPrefix(lower, "x-b3-") {
+			if out == nil {
+				out = http.Header{}
+			}
+			out[http.CanonicalHeaderKey(name)] = vs
+		}
+	}
+	return out
 }

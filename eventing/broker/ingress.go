@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,8 +37,9 @@ func (e *ingressError) Unwrap() error { return e.err }
 
 // ServeHTTP is the broker ingress: POST /{namespace}/{broker} with a CloudEvent
 // in binary or structured content mode. Answers: 202 once the event is stored
-// for every matching trigger (or matches none); 400 for a bad event or an
-// exhausted knativebrokerttl; 404 for an unknown broker; 405 for a method other
+// for every matching trigger (or matches none); 400 for a bad event, an
+// exhausted knativebrokerttl or a path that is not /{namespace}/{broker}; 404
+// for an unknown broker or the root path; 405 for a method other
 // than POST (OPTIONS answers the CloudEvents webhook handshake, as Knative's
 // ingress does); 413 for a body over MaxEventBytes; 503 when JetStream did not
 // store it. Error bodies are JSON: {"error": message, "reason": reason} plus
@@ -59,7 +61,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	namespace, name, ok := splitPath(r.URL.Path)
 	if !ok {
-		writeError(w, &ingressError{status: http.StatusNotFound, reason: "not_found",
+		// As Knative's ingress: 404 for the root, 400 for any other path that
+		// is not /{namespace}/{broker} (ingress_handler_test.go TestHandler,
+		// "root request URI" and "malformed request URI").
+		status, reason := http.StatusBadRequest, "malformed_path"
+		if r.URL.Path == "/" || r.URL.Path == "" {
+			status, reason = http.StatusNotFound, "not_found"
+		}
+		writeError(w, &ingressError{status: status, reason: reason,
 			err: fmt.Errorf("no broker at %q: broker URLs are /{namespace}/{broker}", r.URL.Path)})
 		return
 	}
@@ -94,10 +103,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var names []string
 	useNames := false
-	// The proxy's list is used only when it was computed from the trigger
-	// set this ingress has: right after a trigger change the proxy may still
-	// run the previous configuration, and then the filters are evaluated here.
-	if s.trustHeader && r.Header.Get(eventfilter.GenerationHeader) == b.generation {
+	// The proxy's list is used only when the proxy's filter vouches for it
+	// (the token) and it was computed from the trigger set this ingress has:
+	// right after a trigger change the proxy may still run the previous
+	// configuration, and then the filters are evaluated here.
+	if s.fromFilter(r) && r.Header.Get(eventfilter.GenerationHeader) == b.generation {
 		if values, present := r.Header[TriggersHeader]; present {
 			useNames = true
 			for _, v := range values {
@@ -109,7 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	stored, err := s.accept(r.Context(), b, ev, useNames, names)
+	stored, err := s.accept(r.Context(), b, ev, useNames, names, passThroughHeaders(r.Header))
 	if err != nil {
 		var ie *ingressError
 		if !errors.As(err, &ie) {
@@ -124,6 +134,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Debug("event accepted", "broker", namespace+"/"+name, "id", ev.Attributes["id"], "type", ev.Attributes["type"], "triggers", stored)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// fromFilter reports whether the request carries the token of the proxy's
+// cloudevents filter.
+func (s *Server) fromFilter(r *http.Request) bool {
+	if len(s.triggerToken) == 0 {
+		return false
+	}
+	got := r.Header.Values(eventfilter.TokenHeader)
+	return len(got) == 1 && subtle.ConstantTimeCompare([]byte(got[0]), s.triggerToken) == 1
 }
 
 // splitPath splits /{namespace}/{broker} (a trailing slash is allowed).
@@ -148,17 +168,12 @@ func writeError(w http.ResponseWriter, e *ingressError) {
 
 // accept applies the TTL rules to an event, finds the triggers it goes to
 // (the given names when useNames, else by evaluating the filters) and stores
-// it once per trigger, returning when JetStream acknowledged every copy. It
-// returns the number of triggers the event was stored for. Errors that are
-// the event's fault are *ingressError.
-func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string) (int, error) {
-	n, err := ttl(ev)
-	if err != nil {
-		return 0, &ingressError{status: http.StatusBadRequest, reason: string(eventfilter.ReasonInvalidAttribute), attribute: TTLExtension, err: err}
-	}
-	if _, present := ev.Attributes[TTLExtension]; present {
-		n-- // Knative's TTLDefaulter: a present TTL is decremented, an absent one defaulted.
-	}
+// it once per trigger with the headers to forward to its deliveries, returning
+// when JetStream acknowledged every copy. It returns the number of triggers
+// the event was stored for. Errors that are the event's fault are
+// *ingressError.
+func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string, forward http.Header) (int, error) {
+	n := ttl(ev)
 	if n <= 0 {
 		s.stats.ttlExpired.Add(1)
 		return 0, &ingressError{status: http.StatusBadRequest, reason: "ttl_exhausted", attribute: TTLExtension, err: errTTLExpired}
@@ -205,6 +220,9 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 				HeaderTrigger:    {t.name},
 				HeaderAcceptedAt: {acceptedAt},
 			},
+		}
+		for name, vs := range forward {
+			msgs[i].Header[HeaderForwardPrefix+name] = vs
 		}
 	}
 	if err := s.publish(ctx, msgs); err != nil {

@@ -42,17 +42,31 @@ type Options struct {
 	Client *http.Client
 	// Logger receives the Server's logs; nil discards them.
 	Logger *slog.Logger
-	// TrustTriggerHeader makes the ingress take the matching triggers from
-	// the x-skiff-triggers request header when it is present and the
-	// x-skiff-broker-generation header equals the broker's current
-	// BrokerConfig.FilterConfig().Generation (names the broker does not have
-	// are ignored), instead of evaluating the filters. Set it only when every
-	// request comes through the proxy's cloudevents filter, which sets both
-	// headers and drops any a client sent.
-	TrustTriggerHeader bool
+	// TriggerToken makes the ingress take the matching triggers from the
+	// x-skiff-triggers request header of requests whose x-skiff-proxy-token
+	// header equals it and whose x-skiff-broker-generation header equals the
+	// broker's current BrokerConfig.FilterConfig().Generation (names the
+	// broker does not have are ignored), instead of evaluating the filters.
+	// It is the secret the proxy's cloudevents filter is given in its
+	// configuration (eventfilter.FilterConfig.Token): a client reaching the
+	// ingress directly cannot assert a match. Empty: the ingress always
+	// evaluates the filters itself.
+	TriggerToken string
 	// DisableDispatch runs the ingress only (streams and consumers are still
 	// created), for deployments that run dispatchers separately.
 	DisableDispatch bool
+	// HoldDispatch starts no dispatch loop until StartDispatch is called; the
+	// ingress accepts and stores events meanwhile. The owner calls
+	// StartDispatch once the proxy that deliveries go through serves, so that
+	// none is sent to a proxy still starting.
+	HoldDispatch bool
+	// ProxyFailed reports whether a delivery attempt failed in Skiff's own
+	// proxy rather than at the subscriber (the proxy unreachable, or its
+	// activator timing out; see proxyclient.Config.ProxyFailed), given the
+	// request and what Client.Do returned. Such an attempt is not counted: the
+	// event is held, and sent again after a pause, as long as it takes. Nil:
+	// every failure is the subscriber's.
+	ProxyFailed func(req *http.Request, resp *http.Response, err error) bool
 	// MaxAckPending bounds the events in flight per trigger (default 100).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for the outcome of a delivery before
@@ -91,10 +105,14 @@ type Stats struct {
 	// Dropped counts events given up: failed without a dead letter sink, or
 	// refused by the dead letter sink too.
 	Dropped uint64
+	// ProxyFailures counts attempts that failed in Skiff's own proxy
+	// (Options.ProxyFailed): not delivery attempts; the event waited and was
+	// sent again.
+	ProxyFailures uint64
 }
 
 type counters struct {
-	accepted, stored, invalid, ttlExpired, delivered, retries, replies, deadLettered, dropped atomic.Uint64
+	accepted, stored, invalid, ttlExpired, delivered, retries, replies, deadLettered, dropped, proxyFailures atomic.Uint64
 }
 
 // Server is the broker ingress (it is the http.Handler of the broker URLs)
@@ -106,8 +124,9 @@ type Server struct {
 	ownsConn       bool
 	js             jetstream.JetStream
 	client         *http.Client
-	trustHeader    bool
+	triggerToken   []byte
 	dispatch       bool
+	proxyFailed    func(*http.Request, *http.Response, error) bool
 	maxAckPending  int
 	ackWait        time.Duration
 	replicas       int
@@ -120,6 +139,12 @@ type Server struct {
 	mu     sync.Mutex // serialises configuration changes and Close
 	loops  map[triggerKey]*loop
 	closed bool
+	// held is set until StartDispatch with Options.HoldDispatch; waiting holds
+	// the consumers whose loops start then.
+	held    bool
+	waiting map[triggerKey]jetstream.Consumer
+	// proxyWarned is when a proxy failure was last logged as a warning.
+	proxyWarned atomic.Int64
 }
 
 // loop is a running trigger dispatch loop.
@@ -136,8 +161,11 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		log:            opts.Logger,
 		nc:             opts.Conn,
 		client:         opts.Client,
-		trustHeader:    opts.TrustTriggerHeader,
+		triggerToken:   []byte(opts.TriggerToken),
 		dispatch:       !opts.DisableDispatch,
+		proxyFailed:    opts.ProxyFailed,
+		held:           opts.HoldDispatch,
+		waiting:        make(map[triggerKey]jetstream.Consumer),
 		maxAckPending:  opts.MaxAckPending,
 		ackWait:        opts.AckWait,
 		replicas:       opts.Replicas,
@@ -228,6 +256,8 @@ func (s *Server) Stats() Stats {
 		Replies:      c.replies.Load(),
 		DeadLettered: c.deadLettered.Load(),
 		Dropped:      c.dropped.Load(),
+
+		ProxyFailures: c.proxyFailures.Load(),
 	}
 }
 
@@ -322,6 +352,11 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 			delete(s.loops, tk)
 		}
 	}
+	for tk := range s.waiting {
+		if tk.brokerKey == key && b.byName[tk.trigger] == nil {
+			delete(s.waiting, tk)
+		}
+	}
 	var errs []error
 	names := stream.ConsumerNames(ctx)
 	var stale []string
@@ -348,6 +383,10 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 	if s.dispatch {
 		for _, t := range b.triggers {
 			tk := triggerKey{key, t.name}
+			if s.held {
+				s.waiting[tk] = consumers[t.name]
+				continue
+			}
 			if _, running := s.loops[tk]; !running {
 				s.loops[tk] = s.startLoop(tk, consumers[t.name])
 			}
@@ -355,6 +394,25 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 	}
 	s.log.Info("broker set", "broker", key.String(), "triggers", len(b.triggers))
 	return errors.Join(errs...)
+}
+
+// StartDispatch starts the dispatch loops held back by Options.HoldDispatch,
+// and those of triggers set from now on. Calling it again, without
+// HoldDispatch, or after Close does nothing.
+func (s *Server) StartDispatch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.held {
+		return
+	}
+	s.held = false
+	for tk, c := range s.waiting {
+		if _, running := s.loops[tk]; !running {
+			s.loops[tk] = s.startLoop(tk, c)
+		}
+		delete(s.waiting, tk)
+	}
+	s.log.Info("dispatching", "triggers", len(s.loops))
 }
 
 // DeleteBroker stops accepting and dispatching events for a broker and
@@ -372,6 +430,11 @@ func (s *Server) DeleteBroker(ctx context.Context, namespace, name string) error
 		if tk.brokerKey == key {
 			l.stop()
 			delete(s.loops, tk)
+		}
+	}
+	for tk := range s.waiting {
+		if tk.brokerKey == key {
+			delete(s.waiting, tk)
 		}
 	}
 	stream := streamName(namespace, name)

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,12 +83,18 @@ func TestStoredRoundTrip(t *testing.T) {
 		{"no content type, bytes", "", []byte("not json")},
 		{"invalid json", "application/json", []byte(`{"a":`)},
 		{"no data", "application/json", nil},
+		{"null", "application/json", []byte(`null`)},
+		{"latin-1 in json", "application/json", []byte("\"caf\xe9\"")},
+		{"lone surrogate in json", "example/json", []byte(`"\ud800"`)},
+		{"0.3 text", "text/plain", []byte("hi")},
+		{"0.3 json", "application/json", []byte(`{"a":1}`)},
+		{"0.3 binary", "", []byte{0xff}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			attrs := map[string]string{}
-			for k, v := range base {
-				attrs[k] = v
+			attrs := maps.Clone(base)
+			if strings.HasPrefix(c.name, "0.3") {
+				attrs["specversion"] = "0.3"
 			}
 			if c.ct != "" {
 				attrs["datacontenttype"] = c.ct
@@ -116,24 +123,29 @@ func TestStoredRoundTrip(t *testing.T) {
 	}
 }
 
-// A delivery request written by the SDK's HTTP binding reads back as the same event,
-// without the skipped attribute.
+// A delivery request reads back as the same event, without the skipped
+// attribute, both with Skiff's reader (which decodes as the HTTP binding says)
+// and as the CloudEvents SDK reads it (which does not percent-decode: it sees
+// the encoded value, as Knative's components would pass it on).
 func TestBinaryRoundTrip(t *testing.T) {
 	in := eventfilter.Event{Attributes: map[string]string{
 		"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "datacontenttype": "text/plain",
 		"time": "2026-12-02T10:00:00.5Z", "subject": "sub",
-		"ext": "100% \"quoted\" ünïcode", TTLExtension: "5",
+		"ext": "100% \"quoted\" ünïcode", "pct": "%41", TTLExtension: "5",
 	}, Data: []byte("body")}
-	e, err := sdkEvent(in, TTLExtension)
-	if err != nil {
-		t.Fatal(err)
-	}
 	req := httptest.NewRequest(http.MethodPost, "http://sub.example/", nil)
-	if err := cehttp.WriteRequest(context.Background(), binding.ToMessage(&e), req); err != nil {
-		t.Fatal(err)
-	}
+	writeBinary(req, in, TTLExtension)
 	if req.Header.Get("Ce-Knativebrokerttl") != "" {
 		t.Error("skipped attribute written")
+	}
+	if got := req.Header.Get("Ce-Pct"); got != "%2541" {
+		t.Errorf("Ce-Pct: %q, want %%2541 (percent-encoded, HTTP binding 3.1.3.2)", got)
+	}
+	if got := req.Header.Get("Ce-Ext"); got != "100%25%20%22quoted%22%20%C3%BCn%C3%AFcode" {
+		t.Errorf("Ce-Ext: %q", got)
+	}
+	if req.ContentLength != 4 {
+		t.Errorf("Content-Length %d", req.ContentLength)
 	}
 	body, _ := io.ReadAll(req.Body)
 	out, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(req.Header), body)
@@ -144,6 +156,38 @@ func TestBinaryRoundTrip(t *testing.T) {
 	delete(want, TTLExtension)
 	if !maps.Equal(out.Attributes, want) || string(out.Data) != "body" {
 		t.Errorf("read back %v %q, want %v %q", out.Attributes, out.Data, want, in.Data)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	sdk, err := binding.ToEvent(context.Background(), cehttp.NewMessageFromHttpRequest(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sdk.ID() != "1" || sdk.Extensions()["pct"] != "%2541" || string(sdk.Data()) != "body" || sdk.DataContentType() != "text/plain" {
+		t.Errorf("the SDK read %s", sdk)
+	}
+}
+
+// Knative's TTLDefaulter (pkg/broker/ttl_test.go, TestTTLDefaulter), with
+// Skiff's default TTL: absent or not a number gives the default, a present
+// one is decremented to no less than 0 (which the ingress drops). Values are
+// read as the SDK reads an Integer (types.ParseInteger truncates a fraction).
+func TestTTLDefaulter(t *testing.T) {
+	for v, want := range map[string]int{
+		"-":   DefaultTTL, // happy empty
+		"10":  9,          // existing ttl of 10
+		"1":   0,          // existing ttl of 1
+		"XYZ": DefaultTTL, // existing invalid ttl of 'XYZ'
+		"0":   0,          // existing ttl of 0
+		"abc": DefaultTTL, "": DefaultTTL, "NaN": DefaultTTL, "3000000000": DefaultTTL,
+		"-5": 0, "4.7": 3, " 7 ": 6, "1e2": 99,
+	} {
+		attrs := map[string]string{"specversion": "1.0"}
+		if v != "-" {
+			attrs[TTLExtension] = v
+		}
+		if got := ttl(eventfilter.Event{Attributes: attrs}); got != want {
+			t.Errorf("ttl %q: %d, want %d", v, got, want)
+		}
 	}
 }
 
@@ -169,5 +213,27 @@ func TestNames(t *testing.T) {
 		if _, _, got := splitPath(path); got != ok {
 			t.Errorf("splitPath(%q) ok = %v", path, got)
 		}
+	}
+}
+
+// Knative's pass-through set (pkg/utils/headers.go, PassThroughHeaders and its
+// headers_test.go): X-Request-Id, Retry-After, Knative-*, X-B3-*, in any case.
+func TestPassThroughHeaders(t *testing.T) {
+	in := http.Header{
+		"X-Request-Id": {"1"}, "Retry-After": {"5"}, "Knative-Foo": {"a", "b"}, "X-B3-Traceid": {"t"},
+		"x-b3-spanid": {"s"}, "Ce-Id": {"x"}, "Content-Type": {"text/plain"}, "Traceparent": {"00-x"}, "X-Other": {"o"},
+	}
+	want := http.Header{"X-Request-Id": {"1"}, "Retry-After": {"5"}, "Knative-Foo": {"a", "b"}, "X-B3-Traceid": {"t"}, "X-B3-Spanid": {"s"}}
+	got := passThroughHeaders(in)
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	if passThroughHeaders(http.Header{"X-Other": {"o"}}) != nil {
+		t.Error("nothing to pass, but a header map")
 	}
 }

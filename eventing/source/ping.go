@@ -150,7 +150,9 @@ func parseSchedule(spec PingSpec) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("timezone %q: not an IANA time zone name: %w", spec.Timezone, err)
 	}
-	sched, err := cron.ParseStandard(spec.Schedule)
+	// Knative's parser: five fields, or six with seconds first, or a descriptor.
+	parser := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	sched, err := parser.Parse(spec.Schedule)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", spec.Schedule, err)
 	}

@@ -7,7 +7,8 @@
 //	 "message": "Hello $TARGET!" (when TARGET is set)}
 //
 // with the header X-Revision: $K_REVISION. Query parameters: sleep=MS waits before answering,
-// status=CODE answers with that status, reset=1 resets maxInFlight. GET /healthz answers 200 and
+// cpu=MS keeps a CPU busy for that long first (a CPU-bound request), status=CODE answers with
+// that status, reset=1 resets maxInFlight. GET /healthz answers 200 and
 // is not counted in flight. SIGTERM or SIGINT shut it down gracefully.
 package main
 
@@ -120,6 +121,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if ms, err := strconv.Atoi(q.Get("cpu")); err == nil && ms > 0 {
+		if burn(r.Context(), time.Duration(ms)*time.Millisecond) == 0 {
+			w.Header().Set("X-Burned", "0") // never: keeps the arithmetic from being optimized away
+		}
+	}
 	if ms, err := strconv.Atoi(q.Get("sleep")); err == nil && ms > 0 {
 		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 		select {
@@ -159,4 +165,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// burn keeps one CPU busy for d, or until ctx ends, and returns what it computed.
+func burn(ctx context.Context, d time.Duration) uint64 {
+	end := time.Now().Add(d)
+	x := uint64(1)
+	for i := 0; time.Now().Before(end); i++ {
+		for range 10000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		if i%64 == 0 && ctx.Err() != nil {
+			break
+		}
+	}
+	return x
 }

@@ -11,12 +11,17 @@
 // Per language:
 //   - go: a generated main module (main/) requires the function's module (replace => ../src) and
 //     `go build` makes a static binary (CGO_ENABLED=0), as Knative's host builder does.
-//   - node: `npm install --omit=dev` when package.json has dependencies, with npm's cache under
-//     the cache directory; runner/runner.js serves the module with Node's http module.
+//   - node: `npm install --omit=dev` when package.json has dependencies, once per set of
+//     dependencies into the cache directory, hard-linked into each build (see nodeModules);
+//     runner/runner.js runs the module on Knative's faas-js-runtime when the function depends
+//     on it (every template does), else on Skiff's built-in runner (builtin.js).
 //   - typescript: like node, then `tsc -p tsconfig.json`; tsc is the function's own
 //     (node_modules/.bin/tsc) or typescript@TypeScriptVersion installed once into the cache
 //     directory from the npm registry.
 //   - python: runner/main.py serves the ASGI function with asyncio; no package is installed.
+//     A function whose pyproject.toml depends on flask or fastapi is served with the
+//     standard library's WSGI server or uvicorn, by the first of python3 and Debian's
+//     /usr/bin/python3 that has the framework (PythonServer, pythonFor).
 package build
 
 import (
@@ -37,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -54,7 +60,7 @@ var scaffold embed.FS
 const TypeScriptVersion = "5.9.3"
 
 // scaffoldVersion is part of every build digest: bump it when the scaffolds change meaning.
-const scaffoldVersion = "skiff-scaffold-1"
+const scaffoldVersion = "skiff-scaffold-2"
 
 // Options configure a build.
 type Options struct {
@@ -69,7 +75,13 @@ type Options struct {
 	Output io.Writer
 	// Env is the environment build tools start from. Default: os.Environ().
 	Env []string
+	// NoBuild asks for the existing build of the source as it is (deploy --build=false): an
+	// error when there is none.
+	NoBuild bool
 }
+
+// ErrNotBuilt is BuildHost's error under NoBuild when the source has no build yet.
+var ErrNotBuilt = errors.New("the function has changed since it was last built: build it with `skiff func build`, or deploy with --build")
 
 func (o Options) withDefaults() Options {
 	if o.CacheDir == "" {
@@ -142,12 +154,12 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 	}
 	final := filepath.Join(dir, ".func", "builds", digest)
 	h := &Host{Dir: final, Digest: digest, Runtime: f.Runtime}
-	if err := h.setCommand(f); err != nil {
-		return nil, err
-	}
 	if _, err := os.Stat(filepath.Join(final, ".done")); err == nil {
 		h.Cached = true
-		return h, nil
+		return h, h.setCommand(f)
+	}
+	if opts.NoBuild {
+		return nil, ErrNotBuilt
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the build directory: %w", err)
@@ -169,7 +181,7 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 	case "typescript":
 		err = b.node(ctx, true)
 	case "python":
-		err = b.python()
+		err = b.python(ctx)
 	default:
 		err = fmt.Errorf("runtime %q: no builder", f.Runtime)
 	}
@@ -183,11 +195,11 @@ func BuildHost(ctx context.Context, opts Options) (*Host, error) {
 		// Another build of the same digest finished first: use it.
 		if _, serr := os.Stat(filepath.Join(final, ".done")); serr == nil {
 			h.Cached = true
-			return h, nil
+			return h, h.setCommand(f)
 		}
 		return nil, fmt.Errorf("finishing the build: %w", err)
 	}
-	return h, nil
+	return h, h.setCommand(f)
 }
 
 // setCommand fills Command for the build in h.Dir.
@@ -202,11 +214,18 @@ func (h *Host) setCommand(f *funcyaml.Function) error {
 		}
 		h.Command = []string{node, filepath.Join(h.RunnerDir(), "runner.js"), h.SrcDir()}
 	case "python":
-		py, err := lookTool("python3", "Python 3.9 or newer")
-		if err != nil {
-			return err
+		// The build chose the interpreter (one that has the function's framework) and server.
+		py, server := h.pythonChoice()
+		if py == "" {
+			var err error
+			if py, err = lookTool("python3", "Python 3.9 or newer"); err != nil {
+				return err
+			}
 		}
 		h.Command = []string{py, "-u", filepath.Join(h.RunnerDir(), "main.py"), h.SrcDir(), "--invoke", f.InvokeFormat()}
+		if server != "asyncio" {
+			h.Command = append(h.Command, "--server", server)
+		}
 	default:
 		return fmt.Errorf("runtime %q: no builder", f.Runtime)
 	}
@@ -363,34 +382,23 @@ func goModulePath(src string) (string, error) {
 // node installs dependencies, compiles TypeScript and adds the runner.
 func (b *builder) node(ctx context.Context, typescript bool) error {
 	src := filepath.Join(b.dir, "src")
-	var pkg struct {
-		Dependencies    map[string]string `json:"dependencies"`
-		DevDependencies map[string]string `json:"devDependencies"`
-	}
 	data, err := os.ReadFile(filepath.Join(src, "package.json"))
 	if err != nil {
 		return &Error{Step: "reading package.json", Err: err}
 	}
+	var pkg packageJSON
 	if err := json.Unmarshal(data, &pkg); err != nil {
 		return &Error{Step: "reading package.json", Err: err}
 	}
 	ownTSC := pkg.DevDependencies["typescript"] != "" || pkg.Dependencies["typescript"] != ""
-	if len(pkg.Dependencies) > 0 || (typescript && ownTSC) {
-		npm, err := lookTool("npm", "npm (it comes with Node.js)")
-		if err != nil {
-			return err
-		}
-		args := []string{"install", "--no-audit", "--no-fund", "--prefer-offline", "--cache", filepath.Join(b.opts.CacheDir, "npm")}
-		if !typescript {
-			args = append(args, "--omit=dev")
-		}
-		if err := b.run(ctx, "npm install", src, nil, npm, args...); err != nil {
+	if len(pkg.Dependencies) > 0 || (typescript && len(pkg.DevDependencies) > 0) {
+		if err := b.nodeModules(ctx, src, pkg, typescript); err != nil {
 			return err
 		}
 	}
 	if typescript {
 		tsc := filepath.Join(src, "node_modules", "typescript", "bin", "tsc")
-		if _, err := os.Stat(tsc); err != nil {
+		if _, err := os.Stat(tsc); err != nil || !ownTSC {
 			if tsc, err = b.cachedTSC(ctx); err != nil {
 				return err
 			}
@@ -404,6 +412,156 @@ func (b *builder) node(ctx context.Context, typescript bool) error {
 		}
 	}
 	return b.addRunner("node")
+}
+
+// packageJSON is what a build reads of package.json.
+type packageJSON struct {
+	Dependencies         map[string]string `json:"dependencies"`
+	DevDependencies      map[string]string `json:"devDependencies"`
+	OptionalDependencies map[string]string `json:"optionalDependencies"`
+	PeerDependencies     map[string]string `json:"peerDependencies"`
+	Overrides            json.RawMessage   `json:"overrides,omitempty"`
+	Scripts              map[string]string `json:"scripts"`
+}
+
+// nodeModules gives src a node_modules with the function's dependencies. npm installs each set
+// of dependencies once, into <cache>/node_modules/<digest of the dependencies, the lockfile and
+// the Node version>; every build then gets a hard-linked copy (a plain copy across file
+// systems), so that a rebuild after a source change (run --watch, a redeploy) takes
+// milliseconds instead of an npm install. A package.json with its own install scripts
+// (preinstall, install, postinstall, prepare), which may read the function's files, is
+// installed in place instead.
+func (b *builder) nodeModules(ctx context.Context, src string, pkg packageJSON, typescript bool) error {
+	npm, err := lookTool("npm", "npm (it comes with Node.js)")
+	if err != nil {
+		return err
+	}
+	args := []string{"install", "--no-audit", "--no-fund", "--prefer-offline", "--cache", filepath.Join(b.opts.CacheDir, "npm")}
+	if !typescript {
+		args = append(args, "--omit=dev")
+	}
+	for _, s := range []string{"preinstall", "install", "postinstall", "prepare"} {
+		if pkg.Scripts[s] != "" {
+			return b.run(ctx, "npm install", src, nil, npm, args...)
+		}
+	}
+	manifest := map[string]any{"name": "skiff-function-deps", "version": "0.0.0", "private": true}
+	for k, v := range map[string]map[string]string{"dependencies": pkg.Dependencies, "optionalDependencies": pkg.OptionalDependencies, "peerDependencies": pkg.PeerDependencies} {
+		if len(v) > 0 {
+			manifest[k] = v
+		}
+	}
+	if typescript && len(pkg.DevDependencies) > 0 {
+		manifest["devDependencies"] = pkg.DevDependencies
+	}
+	if len(pkg.Overrides) > 0 {
+		manifest["overrides"] = pkg.Overrides
+	}
+	mdata, err := json.Marshal(manifest)
+	if err != nil {
+		return err
+	}
+	lock, _ := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	nodeVersion, err := b.nodeVersion(ctx)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", nodeVersion, strings.Join(args, " "), mdata)
+	h.Write(lock)
+	dir := filepath.Join(b.opts.CacheDir, "node_modules", hex.EncodeToString(h.Sum(nil))[:16])
+	cached := filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(dir, ".done")); err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(dir), "install.tmp-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if err := os.WriteFile(filepath.Join(tmp, "package.json"), mdata, 0o644); err != nil {
+			return err
+		}
+		if len(lock) > 0 {
+			if err := os.WriteFile(filepath.Join(tmp, "package-lock.json"), lock, 0o644); err != nil {
+				return err
+			}
+		}
+		if err := b.run(ctx, "npm install", tmp, nil, npm, args...); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, ".done"), nil, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			if _, serr := os.Stat(filepath.Join(dir, ".done")); serr != nil {
+				return fmt.Errorf("caching node_modules: %w", err)
+			} // else: a concurrent build installed the same set first
+		}
+	}
+	if _, err := os.Stat(cached); errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing to install (npm made no node_modules)
+	}
+	if err := linkTree(cached, filepath.Join(src, "node_modules")); err != nil {
+		return &Error{Step: "copying node_modules from the cache", Err: err}
+	}
+	return nil
+}
+
+// nodeVersion identifies the Node binary (its path, size and modification time) for the
+// dependency cache's key: native addons are built for one Node version, and an upgrade changes
+// the binary. A stat, not `node --version`, keeps a rebuild fast.
+func (b *builder) nodeVersion(context.Context) (string, error) {
+	node, err := lookTool("node", "Node.js 20 or newer")
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(node)
+	if err != nil {
+		return "", err
+	}
+	info, err := os.Stat(real)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %d %d", real, info.Size(), info.ModTime().UnixNano()), nil
+}
+
+// linkTree recreates the tree src at dst with hard links to src's files (copies when the two
+// are on different file systems) and the same symlinks.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(out, info.Mode().Perm()|0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, out)
+		case !info.Mode().IsRegular():
+			return nil
+		}
+		if err := os.Link(p, out); err == nil {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, data, info.Mode().Perm())
+	})
 }
 
 // cachedTSC installs typescript@TypeScriptVersion into the cache once and returns its tsc.
@@ -443,12 +601,136 @@ func (b *builder) cachedTSC(ctx context.Context) (string, error) {
 	return tsc, nil
 }
 
-func (b *builder) python() error {
-	if _, err := os.Stat(filepath.Join(b.dir, "src", "function", "__init__.py")); err != nil {
-		return &Error{Step: "reading the Python function", Err: errors.New("no package function/ (function/__init__.py with a new() returning the function)")}
+// python checks the function's package, finds an interpreter that can import its framework
+// (PyPI is out of reach: a framework must come from the distribution, like Debian's
+// python3-flask, or an earlier pip install) and records the choice in runner/.
+func (b *builder) python(ctx context.Context) error {
+	src := filepath.Join(b.dir, "src")
+	if _, err := os.Stat(filepath.Join(src, "function", "__init__.py")); err != nil {
+		return &Error{Step: "reading the Python function", Err: errors.New("no package function/ (function/__init__.py with a new() returning the function, or an app)")}
 	}
-	return b.addRunner("python")
+	deps, err := pyprojectDependencies(filepath.Join(src, "pyproject.toml"))
+	if err != nil {
+		return &Error{Step: "reading pyproject.toml", Err: err}
+	}
+	server, modules := PythonServer(deps)
+	py, err := b.pythonFor(ctx, modules)
+	if err != nil {
+		return err
+	}
+	if err := b.addRunner("python"); err != nil {
+		return err
+	}
+	choice := py + "\n" + server + "\n"
+	return os.WriteFile(filepath.Join(b.dir, "runner", "choice"), []byte(choice), 0o644)
 }
+
+// PythonServer is how a Python function with these pyproject.toml dependencies is served, and
+// the modules that takes: "wsgi" for Flask, "uvicorn" for FastAPI, else "asyncio" (Skiff's
+// standard-library runner, no modules).
+func PythonServer(deps []string) (server string, modules []string) {
+	switch {
+	case slices.Contains(deps, "fastapi"):
+		return "uvicorn", []string{"fastapi", "uvicorn"}
+	case slices.Contains(deps, "flask"):
+		return "wsgi", []string{"flask"}
+	}
+	return "asyncio", nil
+}
+
+// pythonFor finds the first of python3 in PATH and Debian's /usr/bin/python3 that imports
+// every module, with an error saying how to install them when neither does.
+func (b *builder) pythonFor(ctx context.Context, modules []string) (string, error) {
+	var candidates []string
+	if p, err := exec.LookPath("python3"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			candidates = append(candidates, abs)
+		}
+	}
+	if _, err := os.Stat(debianPython); err == nil && !slices.Contains(candidates, debianPython) {
+		candidates = append(candidates, debianPython)
+	}
+	if len(candidates) == 0 {
+		return "", fmt.Errorf("python3 not found in PATH: install Python 3.9 or newer to build and run this function")
+	}
+	if len(modules) == 0 {
+		return candidates[0], nil
+	}
+	imports := "import " + strings.Join(modules, ", ")
+	for _, py := range candidates {
+		cmd := exec.CommandContext(ctx, py, "-c", imports)
+		cmd.Env = b.opts.Env
+		if cmd.Run() == nil {
+			return py, nil
+		}
+	}
+	var debs []string
+	for _, m := range modules {
+		debs = append(debs, "python3-"+m)
+	}
+	return "", &Error{Step: "finding the function's Python framework", Err: fmt.Errorf(
+		"pyproject.toml depends on %s, which no Python here can import (tried %s): install Debian's %s (apt-get install %s) or `pip install %s`; skiff func does not download packages from PyPI",
+		strings.Join(modules, " and "), strings.Join(candidates, ", "), strings.Join(debs, " and "), strings.Join(debs, " "), strings.Join(modules, " "))}
+}
+
+// debianPython is the distribution's interpreter, the one Debian's python3-* packages serve.
+const debianPython = "/usr/bin/python3"
+
+// pythonChoice reads the interpreter and server the build chose ("" and "asyncio" if none).
+func (h *Host) pythonChoice() (py, server string) {
+	data, err := os.ReadFile(filepath.Join(h.RunnerDir(), "choice"))
+	if err != nil {
+		return "", "asyncio"
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 {
+		return "", "asyncio"
+	}
+	return lines[0], lines[1]
+}
+
+// pyprojectDependencies reads [project] dependencies of a pyproject.toml (a missing file has
+// none) as lower-case distribution names without versions or extras.
+func pyprojectDependencies(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	section := ""
+	var deps []string
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "[") && !strings.HasPrefix(l, "[[") {
+			section = strings.Trim(l, "[] ")
+			continue
+		}
+		key, val, ok := strings.Cut(l, "=")
+		if section != "project" || !ok || strings.TrimSpace(key) != "dependencies" {
+			continue
+		}
+		list := strings.TrimSpace(val)
+		for !strings.Contains(list, "]") && i+1 < len(lines) {
+			i++
+			list += " " + strings.TrimSpace(lines[i])
+		}
+		for _, m := range pyStringRE.FindAllStringSubmatch(list, -1) {
+			name := pyNameRE.FindString(strings.TrimSpace(m[1]))
+			if name != "" {
+				deps = append(deps, strings.ReplaceAll(strings.ToLower(name), "_", "-"))
+			}
+		}
+	}
+	return deps, nil
+}
+
+var (
+	pyStringRE = regexp.MustCompile(`["']([^"']*)["']`)
+	pyNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*`)
+)
 
 // addRunner copies scaffold/<lang>/ into runner/.
 func (b *builder) addRunner(lang string) error {
@@ -482,8 +764,9 @@ func skipped(rel string, runtimeName string) bool {
 	return strings.HasSuffix(rel, ".pyc")
 }
 
-// sourceDigest hashes what a build depends on: every source file's path, mode and content, the
-// runtime, func.yaml's build settings and the scaffold version.
+// sourceDigest hashes what a build depends on: every source file's path, mode and content
+// (func.yaml aside), the runtime, invoke format, func.yaml's build settings and the scaffold
+// version.
 func sourceDigest(dir string, f *funcyaml.Function) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s/%s\x00", scaffoldVersion, f.Runtime, f.InvokeFormat(), runtime.GOOS, runtime.GOARCH)
@@ -495,7 +778,10 @@ func sourceDigest(dir string, f *funcyaml.Function) (string, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
+		if rel == "." || rel == funcyaml.FileName {
+			// func.yaml is settings, not source: what of it builds read is hashed above, and
+			// deploy writes it back (deploy.namespace, deploy.image), which must not make a
+			// new build.
 			return nil
 		}
 		if skipped(rel, f.Runtime) {

@@ -111,6 +111,10 @@ func BuildImage(ctx context.Context, opts Options, h *Host, io ImageOptions) (v1
 			return nil, err
 		}
 		entrypoint = []string{"python3", "-u", workspace + "/runner/main.py", workspace + "/src", "--invoke", f.InvokeFormat()}
+		if _, server := h.pythonChoice(); server != "asyncio" {
+			// The base image must have the framework (build.baseImage): PyPI is out of reach.
+			entrypoint = append(entrypoint, "--server", server)
+		}
 	default:
 		return nil, fmt.Errorf("runtime %q: no OCI builder", f.Runtime)
 	}
@@ -177,9 +181,13 @@ func pullBase(ctx context.Context, ref string, plat *v1.Platform, ropts []remote
 	return img, nil
 }
 
-// Push writes img to ref's registry.
-func Push(ctx context.Context, img v1.Image, ref string, ropts ...remote.Option) (name.Digest, error) {
-	r, err := name.ParseReference(ref)
+// Push writes img to ref's registry with creds and returns the pushed image by digest.
+func Push(ctx context.Context, img v1.Image, ref string, creds Credentials) (name.Digest, error) {
+	ropts, nopts, err := creds.options()
+	if err != nil {
+		return name.Digest{}, err
+	}
+	r, err := name.ParseReference(ref, nopts...)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("image %q: %w", ref, err)
 	}
@@ -187,7 +195,7 @@ func Push(ctx context.Context, img v1.Image, ref string, ropts ...remote.Option)
 	if err != nil {
 		return name.Digest{}, err
 	}
-	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, ropts...)
+	opts := append([]remote.Option{remote.WithContext(ctx)}, ropts...)
 	if err := remote.Write(r, img, opts...); err != nil {
 		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, err)
 	}

@@ -1,11 +1,13 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -38,7 +40,7 @@ func TestImagePush(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseRef := reg + "/base/python:3.11"
-	if _, err := Push(ctx, base, baseRef); err != nil {
+	if _, err := Push(ctx, base, baseRef, Credentials{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -70,7 +72,7 @@ func TestImagePush(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := Push(ctx, img, f.ImageRef())
+			d, err := Push(ctx, img, f.ImageRef(), Credentials{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,5 +128,45 @@ func TestBuildFailureQuotesCompiler(t *testing.T) {
 	_, err = BuildHost(context.Background(), Options{Dir: dir, Func: f, CacheDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "build failed: go build") || !strings.Contains(err.Error(), "extra.go") {
 		t.Fatalf("want a go build failure naming extra.go, got %v", err)
+	}
+}
+
+// Node dependencies are installed once per set (the npm registry on a cold cache) and
+// hard-linked into every build that has the same set: a second function, or a rebuild after an
+// edit, runs no npm install.
+func TestNodeDependencyCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs npm install (the npm registry on a cold cache)")
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm is not installed")
+	}
+	cache := filepath.Join(os.TempDir(), "skiff-e2e-func-cache") // shared with e2e: installs once
+	var builds []*Host
+	for _, name := range []string{"first", "second"} {
+		dir := filepath.Join(t.TempDir(), name)
+		f, err := template.Create(template.Options{Dir: dir, Runtime: "node"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		h, err := BuildHost(context.Background(), Options{Dir: dir, Func: f, CacheDir: cache, Output: &out})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out.String())
+		}
+		if name == "second" && strings.Contains(out.String(), "added") {
+			t.Errorf("the second function with the same dependencies ran npm install:\n%s", out.String())
+		}
+		builds = append(builds, h)
+	}
+	pkg := func(h *Host) os.FileInfo {
+		info, err := os.Stat(filepath.Join(h.SrcDir(), "node_modules", "faas-js-runtime", "package.json"))
+		if err != nil {
+			t.Fatalf("faas-js-runtime is not installed in %s: %v", h.Dir, err)
+		}
+		return info
+	}
+	if !os.SameFile(pkg(builds[0]), pkg(builds[1])) {
+		t.Error("the two builds' node_modules are copies, not links to one installed set")
 	}
 }

@@ -4,10 +4,11 @@
 // lists and deletes deployed functions.
 //
 // The Service's container names the function's image (func.yaml image, or registry/name:latest;
-// in a cluster the pushed image by digest, with no command: the cluster pulls and runs it)
-// and, for the local runtime, the host build's command line: a command makes the local runtime
-// run that program with PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, exactly as it runs any
-// Revision. Every host build has its own directory, so a changed function gets a new command,
+// in a cluster the pushed image by digest, with no command: the cluster pulls and runs it).
+// Locally, when `skiff up` can run container images (LocalRegistry), the image is pushed to the
+// registry it serves and named by digest, and runs as a container; otherwise the container
+// carries the host build's command line, which the process runtime runs with PORT, K_SERVICE,
+// K_CONFIGURATION and K_REVISION, exactly as it runs any Revision. Every host build has its own directory, so a changed function gets a new command,
 // hence a new Revision, while the previous one keeps serving until the new one is Ready.
 //
 // Nothing half-deployed: if the new revision does not become Ready (or a Trigger is refused),
@@ -21,6 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
@@ -42,6 +47,9 @@ import (
 const (
 	LabelName    = "function.knative.dev/name"
 	LabelRuntime = "function.knative.dev/runtime"
+	// LabelDomain is func's label for the domain the function asks for (func.yaml domain,
+	// deploy --domain), which a cluster's config-domain selector may match.
+	LabelDomain = "func.domain"
 	// AnnotationBuild is the host build's digest on the revision template.
 	AnnotationBuild = "function.skiff.dev/build"
 )
@@ -54,17 +62,30 @@ type Target struct {
 	Build string
 }
 
-// ServiceFor is the Knative Service that runs f in namespace ns.
+// ServiceFor is the Knative Service that runs f in namespace ns, reading "{{ env:VAR }}"
+// values of run.envs and deploy.labels from this process's environment.
 func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, error) {
-	labels := map[string]string{LabelName: f.Name, LabelRuntime: f.Runtime}
-	for _, l := range f.Deploy.Labels {
+	return serviceFor(f, t, ns, os.LookupEnv)
+}
+
+func serviceFor(f *funcyaml.Function, t Target, ns string, lookup func(string) (string, bool)) (*servingv1.Service, error) {
+	labels := map[string]string{}
+	for i, l := range f.Deploy.Labels {
 		if l.Key != nil {
 			v := ""
 			if l.Value != nil {
-				v = *l.Value
+				v = funcyaml.LabelValue(*l.Value, lookup)
+			}
+			if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+				return nil, fmt.Errorf("deploy.labels[%d].value: %q (from %q): %s", i, v, *l.Value, strings.Join(msgs, "; "))
 			}
 			labels[*l.Key] = v
 		}
+	}
+	// The function's own labels win over deploy.labels, as in func.
+	labels[LabelName], labels[LabelRuntime] = f.Name, f.Runtime
+	if f.Domain != "" {
+		labels[LabelDomain] = f.Domain
 	}
 	tmplAnn := maps.Clone(f.Deploy.Annotations)
 	if tmplAnn == nil {
@@ -97,13 +118,16 @@ func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, 
 			Path: f.ReadinessPath(), Port: intstr.FromInt32(0),
 		}}},
 	}
-	for _, e := range f.Run.Envs {
-		v := ""
-		if e.Value != nil {
-			v = *e.Value
-		}
-		c.Env = append(c.Env, corev1.EnvVar{Name: e.Name, Value: v})
+	env, envFrom, err := containerEnv(f.Run.Envs, lookup)
+	if err != nil {
+		return nil, fmt.Errorf("func.yaml: %w", err)
 	}
+	c.Env, c.EnvFrom = env, envFrom
+	volumes, mounts, err := podVolumes(f.Run.Volumes)
+	if err != nil {
+		return nil, fmt.Errorf("func.yaml: %w", err)
+	}
+	c.VolumeMounts = mounts
 	var concurrency *int64
 	if r := f.Deploy.Options.Resources; r != nil {
 		add := func(list *corev1.ResourceList, name corev1.ResourceName, field string, q *string) error {
@@ -142,9 +166,18 @@ func ServiceFor(f *funcyaml.Function, t Target, ns string) (*servingv1.Service, 
 	}
 	svc.Spec.Template.ObjectMeta = metav1.ObjectMeta{Labels: maps.Clone(labels), Annotations: tmplAnn}
 	svc.Spec.Template.Spec.Containers = []corev1.Container{c}
+	svc.Spec.Template.Spec.Volumes = volumes
 	svc.Spec.Template.Spec.ContainerConcurrency = concurrency
 	if f.Deploy.ServiceAccountName != "" {
 		svc.Spec.Template.Spec.ServiceAccountName = f.Deploy.ServiceAccountName
+	}
+	if f.Deploy.ImagePullSecret != "" {
+		svc.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: f.Deploy.ImagePullSecret}}
+	}
+	for _, tt := range f.Deploy.Traffic {
+		svc.Spec.Traffic = append(svc.Spec.Traffic, servingv1.TrafficTarget{
+			Tag: tt.Tag, RevisionName: tt.RevisionName, LatestRevision: tt.LatestRevision, Percent: tt.Percent,
+		})
 	}
 	return svc, nil
 }
@@ -439,4 +472,35 @@ func (d *Deployer) URL(ctx context.Context, name, ns string) (string, error) {
 		return "", fmt.Errorf("function %s has no URL yet", name)
 	}
 	return svc.Status.URL, nil
+}
+
+// LocalRegistry is the registry `skiff up` serves at its API address (host:port, the OCI
+// distribution API at /v2/), which it does when it can run container images; "" when it does
+// not. There `skiff func deploy` pushes the function's image and deploys it by digest, so the
+// function runs as a container, as Knative's func deploys it.
+func LocalRegistry(ctx context.Context, apiBaseURL string) string {
+	u, err := url.Parse(apiBaseURL)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(apiBaseURL, "/")+"/v2/", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return u.Host
+}
+
+// LocalImageRef is where the function's image goes in the local registry.
+func LocalImageRef(registry, namespace string, f *funcyaml.Function) string {
+	return registry + "/" + namespace + "/" + f.Name + ":latest"
 }

@@ -5,8 +5,15 @@
 // error naming the field, as Knative's schema does (additionalProperties: false).
 //
 // Skiff-specific additions are few and named in the same style: build.builder accepts "host"
-// and "oci" (Skiff's builders) besides Knative's "pack" and "s2i", and build.baseImage names
-// the image an OCI build layers the function on.
+// and "oci" (Skiff's builders) besides Knative's "pack" and "s2i", build.baseImage names
+// the image an OCI build layers the function on, and deploy.traffic splits traffic between
+// revisions with Knative's own traffic-target fields (tag, revisionName, latestRevision,
+// percent), which func has no field for yet (knative/func#2191).
+//
+// Validate applies Knative func's rules (ValidateEnvs, ValidateBuildEnvs, validateVolumes,
+// ValidateLabels) and, up front, the Knative Serving rules the deployed Service would fail on
+// (reserved environment variables and mount paths, absolute and unique mount paths, traffic
+// targets that sum to 100).
 package funcyaml
 
 import (
@@ -42,11 +49,17 @@ type Function struct {
 	Namespace   string    `json:"namespace,omitempty"`
 	Domain      string    `json:"domain,omitempty"`
 	Created     time.Time `json:"created"`
+
+	// RegistryInsecure skips TLS verification when pushing to the registry.
+	RegistryInsecure bool `json:"registryInsecure,omitempty"`
+	// Deployer is func's deployer name; Skiff deploys Knative Services ("knative") only.
+	Deployer string `json:"deployer,omitempty"`
+
 	// Invoke is "http" or "cloudevent": how `func invoke` talks to the function by default.
 	Invoke string     `json:"invoke,omitempty"`
-	Build  BuildSpec  `json:"build,omitempty"`
-	Run    RunSpec    `json:"run,omitempty"`
-	Deploy DeploySpec `json:"deploy,omitempty"`
+	Build  BuildSpec  `json:"build,omitzero"`
+	Run    RunSpec    `json:"run,omitzero"`
+	Deploy DeploySpec `json:"deploy,omitzero"`
 }
 
 // BuildSpec is func.yaml's build section.
@@ -62,6 +75,15 @@ type BuildSpec struct {
 	RemoteStorageClass string `json:"remoteStorageClass,omitempty"`
 	// BaseImage is the image an OCI build layers the function on (Go default: an empty base).
 	BaseImage string `json:"baseImage,omitempty"`
+
+	// Volumes are func's buildpack build mounts (recorded; Skiff's builders mount nothing).
+	Volumes []MountSpec `json:"volumes,omitempty"`
+}
+
+// MountSpec is a host path mounted into func's build container.
+type MountSpec struct {
+	HostPath string `json:"hostPath"`
+	Path     string `json:"path"`
 }
 
 // Git is where a function's source lives, for remote builds (recorded, not used by Skiff).
@@ -71,7 +93,9 @@ type Git struct {
 	ContextDir string `json:"contextDir,omitempty"`
 }
 
-// Env is one environment variable.
+// Env is one environment variable, as func writes it: a literal value, "{{ env:LOCAL }}" (the
+// deploying machine's variable), "{{ secret:name:key }}" or "{{ configMap:name:key }}"; with no
+// name, "{{ secret:name }}" or "{{ configMap:name }}" imports every key (see ParseEnvValue).
 type Env struct {
 	Name  string  `json:"name,omitempty"`
 	Value *string `json:"value,omitempty"`
@@ -83,6 +107,16 @@ type RunSpec struct {
 	Envs               []Env               `json:"envs,omitempty"`
 	PodSecurityContext *PodSecurityContext `json:"podSecurityContext,omitempty"`
 	StartTimeout       int                 `json:"startTimeout,omitempty"`
+
+	// Kafka is func's Kafka transport for Go functions; Skiff refuses it (Validate).
+	Kafka *KafkaConfig `json:"kafka,omitempty"`
+}
+
+// KafkaConfig is func's run.kafka.
+type KafkaConfig struct {
+	Brokers       string `json:"brokers"`
+	Topic         string `json:"topic"`
+	ConsumerGroup string `json:"consumerGroup"`
 }
 
 // PodSecurityContext is recorded for Kubernetes mode; the local runtime ignores it.
@@ -93,7 +127,9 @@ type PodSecurityContext struct {
 	FSGroup      *int64 `json:"FSGroup,omitempty"`
 }
 
-// Volume is a volume mounted into the function (Kubernetes mode only).
+// Volume is a volume mounted into the function at Path: exactly one of a Secret, a ConfigMap,
+// a PersistentVolumeClaim or an emptyDir. The local runtime of `skiff up` does not mount
+// volumes (it warns); a cluster does.
 type Volume struct {
 	Secret                *string   `json:"secret,omitempty"`
 	ConfigMap             *string   `json:"configMap,omitempty"`
@@ -119,11 +155,31 @@ type DeploySpec struct {
 	Namespace          string            `json:"namespace,omitempty"`
 	Image              string            `json:"image,omitempty"`
 	Annotations        map[string]string `json:"annotations,omitempty"`
-	Options            Options           `json:"options,omitempty"`
+	Options            Options           `json:"options,omitzero"`
 	Labels             []Label           `json:"labels,omitempty"`
-	HealthEndpoints    HealthEndpoints   `json:"healthEndpoints,omitempty"`
+	HealthEndpoints    HealthEndpoints   `json:"healthEndpoints,omitzero"`
 	ServiceAccountName string            `json:"serviceAccountName,omitempty"`
 	Subscriptions      []Subscription    `json:"subscriptions,omitempty"`
+
+	// ImagePullSecret names the Secret the cluster pulls the image with.
+	ImagePullSecret string `json:"imagePullSecret,omitempty"`
+	// Deployer is func's deployer name; only "knative" (the default) is supported.
+	Deployer string `json:"deployer,omitempty"`
+	// ManagementDisabled is func's opt-out of operator management (recorded).
+	ManagementDisabled bool `json:"managementDisabled,omitempty"`
+	// Traffic splits the function's traffic between its revisions; it becomes the Service's
+	// spec.traffic (empty: all traffic to the latest ready revision). Skiff's addition.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
+}
+
+// TrafficTarget is one entry of deploy.traffic, with the fields of a Knative traffic target:
+// a revision by name (or the latest one), its share and an optional tag, which gets its own
+// URL ({tag}-{name}.{namespace}.{domain}).
+type TrafficTarget struct {
+	Tag            string `json:"tag,omitempty"`
+	RevisionName   string `json:"revisionName,omitempty"`
+	LatestRevision *bool  `json:"latestRevision,omitempty"`
+	Percent        *int64 `json:"percent,omitempty"`
 }
 
 // Options are the deployed function's scaling and resources.
@@ -190,9 +246,8 @@ const (
 )
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	envNameRE = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
-	quantRE   = regexp.MustCompile(`^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$`)
+	nameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	quantRE = regexp.MustCompile(`^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$`)
 )
 
 // Parse decodes and validates func.yaml's contents. Every error names the field it is about.
@@ -261,27 +316,18 @@ func (f *Function) Validate() error {
 	default:
 		bad("build.builder", "%q must be host or oci (pack and s2i are accepted and built as oci)", f.Build.Builder)
 	}
-	for i, e := range f.Build.BuildEnvs {
-		if !envNameRE.MatchString(e.Name) {
-			bad(fmt.Sprintf("build.buildEnvs[%d].name", i), "%q is not a valid environment variable name", e.Name)
+	for _, d := range []struct{ field, v string }{{"deployer", f.Deployer}, {"deploy.deployer", f.Deploy.Deployer}} {
+		if d.v != "" && d.v != "knative" {
+			bad(d.field, "%q: Skiff deploys functions as Knative Services only (knative); func's raw and keda deployers are not supported", d.v)
 		}
 	}
-	for i, e := range f.Run.Envs {
-		if !envNameRE.MatchString(e.Name) {
-			bad(fmt.Sprintf("run.envs[%d].name", i), "%q is not a valid environment variable name", e.Name)
-		}
+	if f.Run.Kafka != nil {
+		bad("run.kafka", "Skiff's function scaffolds have no Kafka transport: subscribe the function to a Broker instead (skiff func subscribe, deploy.subscriptions)")
 	}
-	for i, v := range f.Run.Volumes {
-		n := 0
-		for _, set := range []bool{v.Secret != nil, v.ConfigMap != nil, v.PersistentVolumeClaim != nil, v.EmptyDir != nil} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
-			bad(fmt.Sprintf("run.volumes[%d]", i), "exactly one of secret, configMap, persistentVolumeClaim or emptyDir must be set")
-		}
-	}
+	errs = append(errs, validateEnvs("build.buildEnvs", f.Build.BuildEnvs, true)...)
+	errs = append(errs, validateEnvs("run.envs", f.Run.Envs, false)...)
+	errs = append(errs, validateVolumes(f.Run.Volumes)...)
+	errs = append(errs, validateTraffic(f.Deploy.Traffic)...)
 	// Namespaces and the domain are checked as Knative's func checks them
 	// (pkg/utils/names.go ValidateNamespace, ValidateDomain): a namespace is a DNS-1035
 	// label, the domain a DNS-1123 subdomain. Both end up in object names and URLs.
@@ -303,14 +349,7 @@ func (f *Function) Validate() error {
 			bad("deploy.annotations", "key %q: %s", k, strings.Join(msgs, "; "))
 		}
 	}
-	for i, l := range f.Deploy.Labels {
-		if l.Key == nil || len(validation.IsQualifiedName(*l.Key)) > 0 {
-			bad(fmt.Sprintf("deploy.labels[%d].key", i), "required, a qualified name like example.com/team")
-		}
-		if l.Value != nil && len(validation.IsValidLabelValue(*l.Value)) > 0 {
-			bad(fmt.Sprintf("deploy.labels[%d].value", i), "%q is not a valid label value", *l.Value)
-		}
-	}
+	errs = append(errs, validateLabels(f.Deploy.Labels)...)
 	if s := f.Deploy.Options.Scale; s != nil {
 		if s.Min != nil && *s.Min < 0 {
 			bad("deploy.options.scale.min", "%d must be 0 or more", *s.Min)
@@ -406,13 +445,18 @@ func (f *Function) ReadinessPath() string {
 	return DefaultReadinessPath
 }
 
-// EnvList is run.envs as NAME=value strings (a missing value is empty).
+// EnvList is run.envs with literal values, as NAME=value strings (a missing value is empty):
+// what an image may carry. Values from the deploying machine, Secrets and ConfigMaps are left
+// out; LocalEnv and the deployer resolve those.
 func (f *Function) EnvList() []string {
 	out := make([]string, 0, len(f.Run.Envs))
 	for _, e := range f.Run.Envs {
 		v := ""
 		if e.Value != nil {
 			v = *e.Value
+		}
+		if e.Name == "" || ParseEnvValue(e.Name, v).Kind != EnvLiteral {
+			continue
 		}
 		out = append(out, e.Name+"="+v)
 	}

@@ -1,7 +1,9 @@
 // Package run runs a function's host build on this machine, as `skiff func run` does, with the
 // environment a Revision gets from the local runtime: the caller's environment, HOST=127.0.0.1
-// (the function listens on loopback), func.yaml's run.envs, then PORT, K_SERVICE,
-// K_CONFIGURATION and K_REVISION.
+// (the function listens on loopback), func.yaml's run.envs ("{{ env:VAR }}" read from the
+// caller's environment; values from Secrets and ConfigMaps, which only a cluster has, left out
+// with a warning), then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION. Watch (watch.go)
+// rebuilds and restarts it on every change.
 //
 // While it runs, <function>/.func/run.json records its URL and pid so that
 // `skiff func invoke --target local` finds it.
@@ -19,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -79,9 +82,18 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 		env = os.Environ()
 	}
 	f := opts.Func
-	// HOST keeps the function on loopback (it is reached at 127.0.0.1:PORT), as `skiff up` does.
-	env = append(append(env, "HOST=127.0.0.1"), f.EnvList()...)
-	env = append(env,
+	fenv, skipped, err := f.LocalEnv(lookupIn(env))
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range skipped {
+		if opts.Stderr != nil {
+			fmt.Fprintf(opts.Stderr, "not set locally (only a cluster has Secrets and ConfigMaps): %s\n", s)
+		}
+	}
+	// HOST keeps the function on loopback (it is reached at 127.0.0.1:PORT), as `skiff up` does;
+	// run.envs may override it.
+	env = append(append(append(env, "HOST=127.0.0.1"), fenv...),
 		"PORT="+strconv.Itoa(port), "K_SERVICE="+f.Name, "K_CONFIGURATION="+f.Name, "K_REVISION="+f.Name+"-local")
 	cmd := exec.Command(opts.Host.Command[0], opts.Host.Command[1:]...)
 	cmd.Dir = opts.Dir
@@ -140,6 +152,18 @@ func (in *Instance) waitReady(ctx context.Context, path string, timeout time.Dur
 	}
 }
 
+// lookupIn looks a variable up in env (NAME=value strings; the last one wins).
+func lookupIn(env []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for i := len(env) - 1; i >= 0; i-- {
+			if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
+				return v, true
+			}
+		}
+		return "", false
+	}
+}
+
 // Done is closed when the function has exited.
 func (in *Instance) Done() <-chan struct{} { return in.done }
 
@@ -147,9 +171,9 @@ func (in *Instance) Done() <-chan struct{} { return in.done }
 func (in *Instance) Err() error { return in.err }
 
 // Stop sends SIGTERM to the function's process group, then SIGKILL after grace, waits for it to
-// exit and removes .func/run.json.
+// exit and removes .func/run.json (if it still names this instance).
 func (in *Instance) Stop(grace time.Duration) error {
-	defer os.Remove(StatePath(in.dir))
+	defer in.forget()
 	pgid := -in.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGTERM)
 	select {
@@ -163,6 +187,22 @@ func (in *Instance) Stop(grace time.Duration) error {
 		return in.err
 	}
 	return nil
+}
+
+// forget removes .func/run.json if it records this instance, not a later one.
+func (in *Instance) forget() {
+	if st, err := readState(in.dir); err == nil && st.PID == in.cmd.Process.Pid {
+		os.Remove(StatePath(in.dir))
+	}
+}
+
+func readState(dir string) (State, error) {
+	var s State
+	data, err := os.ReadFile(StatePath(dir))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(data, &s)
 }
 
 // Running reads .func/run.json and reports the function running there, if its process is alive.

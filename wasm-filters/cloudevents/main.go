@@ -1,12 +1,15 @@
 // Command cloudevents is the proxy-wasm filter in front of every Skiff broker.
 //
-// On each request it reads a CloudEvent (binary mode from the ce-* headers;
+// On each POST it reads a CloudEvent (binary mode from the ce-* headers;
 // structured mode from the buffered body), answers 400 with a JSON body
 // {"error": "...", "reason": "...", "attribute": "..."} when the event is not
 // valid, and otherwise evaluates the broker's Trigger filters and sets the
 // request header x-skiff-triggers to the comma-separated names of the
 // triggers the event matched (possibly empty), after removing any value the
 // client sent. The broker ingress stores the event once per listed trigger.
+// Other methods are not events and pass to the ingress untouched (but for
+// those two headers), which answers OPTIONS with the CloudEvents webhook
+// handshake and the rest with 405, as Knative's ingress does.
 //
 // The plugin configuration lists every broker behind the broker ingress
 // virtual host, whose paths are /{namespace}/{broker}; it is parsed by
@@ -19,7 +22,9 @@
 //
 // The request path selects the broker. Along with x-skiff-triggers the filter
 // sets x-skiff-broker-generation to the broker's generation, so the ingress
-// can tell whether the list was computed from the trigger set it has. For a
+// can tell whether the list was computed from the trigger set it has, and
+// x-skiff-proxy-token to the configuration's "token" (when it has one), the
+// secret by which the ingress tells the filter's list from a client's. For a
 // path naming no configured broker (e.g. one created since the proxy's last
 // configuration) the event is still validated, but neither header is set:
 // the ingress then evaluates the triggers itself (or answers 404).
@@ -162,14 +167,18 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 		return types.ActionPause
 	}
 	c.headers = headers
-	contentType := ""
-	clientTags, clientGens := 0, 0
+	contentType, method := "", ""
+	clientTags, clientGens, clientTokens := 0, 0, 0
 	for _, kv := range headers {
 		switch {
+		case kv[0] == ":method":
+			method = kv[1]
 		case strings.EqualFold(kv[0], TriggersHeader):
 			clientTags++
 		case strings.EqualFold(kv[0], eventfilter.GenerationHeader):
 			clientGens++
+		case strings.EqualFold(kv[0], eventfilter.TokenHeader):
+			clientTokens++
 		case kv[0] == ":path":
 			c.broker = c.plugin.cfg.Lookup(kv[1])
 		case contentType == "" && strings.EqualFold(kv[0], "content-type"):
@@ -186,7 +195,7 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	for _, h := range [...]struct {
 		name string
 		n    int
-	}{{TriggersHeader, clientTags}, {eventfilter.GenerationHeader, clientGens}} {
+	}{{TriggersHeader, clientTags}, {eventfilter.GenerationHeader, clientGens}, {eventfilter.TokenHeader, clientTokens}} {
 		for range h.n {
 			if err := proxywasm.RemoveHttpRequestHeader(h.name); err != nil {
 				proxywasm.LogErrorf("cloudevents filter: removing %s: %v", h.name, err)
@@ -194,6 +203,13 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 				return types.ActionPause
 			}
 		}
+	}
+	if method != "POST" {
+		// Not an event: the CloudEvents webhook handshake (OPTIONS, webhook
+		// spec section 4.2) or a method the ingress refuses with 405, as
+		// Knative's ingress does. It answers them.
+		c.done = true
+		return types.ActionContinue
 	}
 	if eventfilter.ContentMode(contentType) == eventfilter.ModeStructured && !endOfStream {
 		// The event is in the body: hold the headers (so that the trigger header
@@ -273,6 +289,13 @@ func (c *httpContext) handle(body []byte) types.Action {
 		proxywasm.LogErrorf("cloudevents filter: setting %s: %v", eventfilter.GenerationHeader, err)
 		c.sendError(500, "internal", "", "cannot tag the request")
 		return types.ActionPause
+	}
+	if tok := c.plugin.cfg.Token; tok != "" {
+		if err := proxywasm.ReplaceHttpRequestHeader(eventfilter.TokenHeader, tok); err != nil {
+			proxywasm.LogErrorf("cloudevents filter: setting %s: %v", eventfilter.TokenHeader, err)
+			c.sendError(500, "internal", "", "cannot tag the request")
+			return types.ActionPause
+		}
 	}
 	return types.ActionContinue
 }

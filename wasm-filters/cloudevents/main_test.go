@@ -184,8 +184,16 @@ func TestInvalidEventsRejected(t *testing.T) {
 		{"missing source", without(binaryHeaders(), "ce-source"), "", "missing_attribute", "source", `missing required attribute "source"`},
 		{"missing type", without(binaryHeaders(), "ce-type"), "", "missing_attribute", "type", `missing required attribute "type"`},
 		{"missing specversion", without(binaryHeaders(), "ce-specversion"), "", "missing_attribute", "specversion", `missing required attribute "specversion"`},
-		{"old specversion", append(without(binaryHeaders(), "ce-specversion"), [2]string{"ce-specversion", "0.3"}), "",
-			"unsupported_specversion", "specversion", `specversion "0.3" is not supported: want 1.0`},
+		{"unknown specversion", append(without(binaryHeaders(), "ce-specversion"), [2]string{"ce-specversion", "0.9"}), "",
+			"unsupported_specversion", "specversion", `specversion "0.9" is not supported: want 1.0 (or 0.3)`},
+		// Issue 13 item 9: a bad header before the required ones was reported as
+		// "missing required attribute specversion".
+		{"bad name before specversion", append([][2]string{{":method", "POST"}, {"ce-bad_name", "x"}}, binaryHeaders()[1:]...), "",
+			"invalid_attribute_name", "bad_name", `header "ce-bad_name": attribute name "bad_name" is invalid: it must consist of lower-case letters a-z and digits 0-9`},
+		{"non-UTF-8 structured attribute", structured, "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\",\"subject\":\"caf\xe9\"}",
+			"invalid_attribute", "subject", `structured event: member "subject": not valid UTF-8 (JSON text must be UTF-8, RFC 8259 section 8.1)`},
+		{"lone surrogate", structured, `{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":"\ud800x"}`,
+			"invalid_attribute", "subject", `structured event: member "subject": \uD800 is a lone surrogate, not a character`},
 		{"bad extension name", binaryHeaders("ce-my-ext", "x"), "", "invalid_attribute_name", "my-ext",
 			`header "ce-my-ext": attribute name "my-ext" is invalid: it must consist of lower-case letters a-z and digits 0-9`},
 		{"not a cloudevent", [][2]string{{":method", "POST"}, {":path", "/default/default"}, {"content-type", "text/plain"}}, "", "not_cloudevent", "",
@@ -234,10 +242,37 @@ func TestInvalidEventsRejected(t *testing.T) {
 	}
 }
 
+// Requests that are not event POSTs reach the ingress, which answers them as
+// Knative's does (OPTIONS: the webhook handshake; others: 405), instead of the
+// filter refusing them as "not a CloudEvent". A client's trigger list is still
+// removed.
+func TestNonPostPassesToIngress(t *testing.T) {
+	for _, method := range []string{"OPTIONS", "GET", "HEAD", "DELETE", "PUT"} {
+		t.Run(method, func(t *testing.T) {
+			host := startedHost(t)
+			id := host.InitializeHttpContext()
+			h := [][2]string{{":method", method}, {":path", "/default/default"}, {TriggersHeader, "t1"},
+				{"webhook-request-origin", "example.com"}}
+			if action := host.CallOnRequestHeaders(id, h, true); action != types.ActionContinue {
+				t.Fatalf("action = %v, want continue", action)
+			}
+			if resp := host.GetSentLocalResponse(id); resp != nil {
+				t.Fatalf("the filter answered %d %s", resp.StatusCode, resp.Data)
+			}
+			if got := headerValues(host.GetCurrentRequestHeaders(id), TriggersHeader); len(got) != 0 {
+				t.Errorf("client's %s kept: %q", TriggersHeader, got)
+			}
+			if counter(t, host, "events_rejected") != 0 || counter(t, host, "events_accepted") != 0 {
+				t.Error("a non-event request was counted as an event")
+			}
+		})
+	}
+}
+
 func TestStructuredWithTrailersRejected(t *testing.T) {
 	host := startedHost(t)
 	id := host.InitializeHttpContext()
-	host.CallOnRequestHeaders(id, [][2]string{{"content-type", "application/cloudevents+json"}}, false)
+	host.CallOnRequestHeaders(id, [][2]string{{":method", "POST"}, {"content-type", "application/cloudevents+json"}}, false)
 	host.CallOnRequestBody(id, []byte(`{}`), false)
 	if action := host.CallOnRequestTrailers(id, [][2]string{{"x", "y"}}); action != types.ActionPause {
 		t.Fatalf("action = %v", action)
@@ -335,5 +370,42 @@ func TestDuplicateBrokerRejected(t *testing.T) {
 	}
 	if logs := host.GetErrorLogs(); len(logs) != 1 || !strings.Contains(logs[0], `brokers[1].broker: duplicate broker "a/b"`) {
 		t.Errorf("error logs = %q", logs)
+	}
+}
+
+// Issue 13, item 3: the filter passes the configuration's token with the trigger list, and
+// never a client's: only a request tagged by the filter carries the secret the ingress checks.
+func TestTokenSetAndClientTokenRemoved(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		want         []string
+	}{
+		{"with a token", `{"brokers": [` + testConfig + `], "token": "s3cret"}`, []string{"s3cret"}},
+		{"without a token", `{"brokers": [` + testConfig + `]}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host := newHost(t, tc.config)
+			if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
+				t.Fatalf("StartPlugin = %v; logs: %v", st, host.GetErrorLogs())
+			}
+			id := host.InitializeHttpContext()
+			h := binaryHeaders("x-skiff-proxy-token", "forged", "X-Skiff-Proxy-Token", "forged2")
+			if action := host.CallOnRequestHeaders(id, h, true); action != types.ActionContinue {
+				t.Fatalf("action = %v", action)
+			}
+			got := headerValues(host.GetCurrentRequestHeaders(id), "x-skiff-proxy-token")
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("x-skiff-proxy-token = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	// A path naming no configured broker is not tagged: no token either.
+	host := newHost(t, `{"brokers": [`+testConfig+`], "token": "s3cret"}`)
+	host.StartPlugin()
+	id := host.InitializeHttpContext()
+	h := append(without(binaryHeaders("x-skiff-proxy-token", "forged"), ":path"), [2]string{":path", "/default/other"})
+	host.CallOnRequestHeaders(id, h, true)
+	if got := headerValues(host.GetCurrentRequestHeaders(id), "x-skiff-proxy-token"); len(got) != 0 {
+		t.Errorf("x-skiff-proxy-token = %q on an unknown broker's request, want none", got)
 	}
 }

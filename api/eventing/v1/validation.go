@@ -1,25 +1,44 @@
 package v1
 
 import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/duck"
+	"github.com/skiff-dev/skiff/api/fielderr"
 )
+
+// Knative Eventing's webhook rules for Broker and Trigger (knative.dev/eventing
+// pkg/apis/eventing/v1 *_defaults.go, *_validation.go, pkg/apis/duck/v1 delivery, and
+// knative.dev/pkg's Destination and KReference), with Knative's paths and messages.
 
 // DefaultBrokerClass is the broker.class Knative's webhook writes when none is given.
 const DefaultBrokerClass = "MTChannelBasedBroker"
 
-// SetDefaults fills in what Knative's webhook fills in on a Broker.
-func (b *Broker) SetDefaults() {
+// Trigger annotations Knative checks.
+const (
+	DependencyAnnotation = "knative.dev/dependency"
+	InjectionAnnotation  = "eventing.knative.dev/injection"
+)
+
+// SetDefaults fills in what Knative's webhook fills in on a Broker: its class.
+func (b *Broker) SetDefaults(ctx context.Context) {
 	b.APIVersion, b.Kind = GroupVersion, KindBroker
-	if b.Namespace == "" {
-		b.Namespace = "default"
+	ctx = admission.WithinParent(ctx, b.ObjectMeta)
+	if b.Spec.Config != nil && b.Spec.Config.Namespace == "" {
+		b.Spec.Config.Namespace = b.Namespace
 	}
+	b.Spec.Delivery.SetDefaults(ctx)
 	if b.Annotations[BrokerClassAnnotation] == "" {
 		if b.Annotations == nil {
 			b.Annotations = map[string]string{}
@@ -28,163 +47,310 @@ func (b *Broker) SetDefaults() {
 	}
 }
 
-// SetDefaults fills in what Knative's webhook fills in on a Trigger.
-func (t *Trigger) SetDefaults() {
+// SetDefaults fills in what Knative's webhook fills in on a Trigger: an empty filter, the
+// subscriber's and dead letter sink's namespace, and the broker label.
+func (t *Trigger) SetDefaults(ctx context.Context) {
 	t.APIVersion, t.Kind = GroupVersion, KindTrigger
-	if t.Namespace == "" {
-		t.Namespace = "default"
+	ctx = admission.WithinParent(ctx, t.ObjectMeta)
+	if t.Spec.Filter == nil {
+		t.Spec.Filter = &TriggerFilter{}
 	}
-	if t.Spec.Broker == "" {
-		t.Spec.Broker = "default"
-	}
-	if t.Labels == nil {
-		t.Labels = map[string]string{}
-	}
-	t.Labels[BrokerLabel] = t.Spec.Broker
-	if r := t.Spec.Subscriber.Ref; r != nil && r.Namespace == "" {
-		r.Namespace = t.Namespace
+	t.Spec.Subscriber.SetDefaults(ctx)
+	t.Spec.Delivery.SetDefaults(ctx)
+	if t.Spec.Broker != "" {
+		if len(t.Labels) == 0 {
+			t.Labels = map[string]string{}
+		}
+		t.Labels[BrokerLabel] = t.Spec.Broker
 	}
 }
 
-// Validate checks a defaulted Broker; each error names its field path.
-func (b *Broker) Validate() field.ErrorList {
-	errs := validateName(b.Name, b.Namespace, field.NewPath("metadata"))
-	return append(errs, b.Spec.Delivery.Validate(field.NewPath("spec", "delivery"))...)
+// SetDefaults gives a ref the namespace of the object it is in.
+func (d *Destination) SetDefaults(ctx context.Context) {
+	if d != nil && d.Ref != nil && d.Ref.Namespace == "" {
+		d.Ref.Namespace = admission.ParentMeta(ctx).Namespace
+	}
 }
 
-// Validate checks a defaulted Trigger; each error names its field path. CESQL expressions
-// are only checked for being non-empty here; their syntax is checked where the evaluator is.
-func (t *Trigger) Validate() field.ErrorList {
-	errs := validateName(t.Name, t.Namespace, field.NewPath("metadata"))
-	spec := field.NewPath("spec")
-	for _, msg := range validation.IsDNS1123Subdomain(t.Spec.Broker) {
-		errs = append(errs, field.Invalid(spec.Child("broker"), t.Spec.Broker, msg))
+// SetDefaults defaults the dead letter sink.
+func (d *DeliverySpec) SetDefaults(ctx context.Context) {
+	if d != nil && d.DeadLetterSink != nil {
+		d.DeadLetterSink.SetDefaults(ctx)
 	}
-	if t.Spec.Filter != nil {
-		for k := range t.Spec.Filter.Attributes {
-			if !attributeName.MatchString(k) {
-				errs = append(errs, field.Invalid(spec.Child("filter", "attributes").Key(k), k,
-					"a CloudEvents attribute name is lower-case letters and digits"))
-			}
+}
+
+// Validate checks a Broker: a class, a valid config and delivery, and (on update) an
+// unchanged spec but for delivery, and an unchanged class.
+func (b *Broker) Validate(ctx context.Context) *fielderr.Error {
+	ctx = admission.WithinParent(ctx, b.ObjectMeta)
+	var errs *fielderr.Error
+	if b.Annotations[BrokerClassAnnotation] == "" {
+		errs = errs.Also(fielderr.Missing(BrokerClassAnnotation))
+	}
+	var spec *fielderr.Error
+	if b.Spec.Config != nil {
+		spec = spec.Also(b.Spec.Config.Validate(ctx, true).ViaField("config"))
+	}
+	if b.Spec.Delivery != nil {
+		spec = spec.Also(b.Spec.Delivery.Validate(ctx).ViaField("delivery"))
+	}
+	errs = errs.Also(spec.ViaField("spec"))
+	if old, ok := admission.Baseline(ctx).(*Broker); ok && admission.IsInUpdate(ctx) {
+		a, b2 := old.Spec, b.Spec
+		a.Delivery, b2.Delivery = nil, nil // only delivery may change
+		if !equality.Semantic.DeepEqual(a, b2) {
+			return errs.Also(&fielderr.Error{Message: "Immutable fields changed (-old +new)", Paths: []string{"spec"}, Details: diff(a, b2)})
+		}
+		if o, n := old.Annotations[BrokerClassAnnotation], b.Annotations[BrokerClassAnnotation]; o != n {
+			return errs.Also(&fielderr.Error{Message: "Immutable annotations changed (-old +new)", Paths: []string{"annotations"}, Details: diff(o, n)})
 		}
 	}
-	for i := range t.Spec.Filters {
-		errs = append(errs, t.Spec.Filters[i].validate(spec.Child("filters").Index(i))...)
-	}
-	errs = append(errs, t.Spec.Subscriber.Validate(spec.Child("subscriber"))...)
-	return append(errs, t.Spec.Delivery.Validate(spec.Child("delivery"))...)
+	return errs
 }
 
-// attributeName is the CloudEvents rule for attribute (and extension) names.
-var attributeName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
+// Validate checks a Trigger. (As in Knative, a subscriber may name another namespace: the
+// Trigger's metadata is not the parent of what it validates.)
+func (t *Trigger) Validate(ctx context.Context) *fielderr.Error {
+	errs := t.Spec.Validate(admission.WithinSpec(ctx)).ViaField("spec")
+	if v, ok := t.Annotations[DependencyAnnotation]; ok {
+		errs = errs.Also(t.validateDependencyAnnotation(v).ViaField(fmt.Sprintf("metadata.annotations[%s]", DependencyAnnotation)))
+	}
+	if v, ok := t.Annotations[InjectionAnnotation]; ok {
+		errs = errs.Also(t.validateInjectionAnnotation(v).ViaField(fmt.Sprintf("metadata.annotations[%s]", InjectionAnnotation)))
+	}
+	if old, ok := admission.Baseline(ctx).(*Trigger); ok && admission.IsInUpdate(ctx) && old.Spec.Broker != t.Spec.Broker {
+		errs = errs.Also(&fielderr.Error{Message: "Immutable fields changed (-old +new)", Paths: []string{"spec", "broker"},
+			Details: diff(old.Spec.Broker, t.Spec.Broker)})
+	}
+	return errs
+}
 
-func (f *SubscriptionsAPIFilter) validate(p *field.Path) field.ErrorList {
-	var errs field.ErrorList
+// Validate checks a Trigger's spec.
+func (ts *TriggerSpec) Validate(ctx context.Context) *fielderr.Error {
+	var errs *fielderr.Error
+	if ts.Broker == "" {
+		errs = errs.Also(fielderr.Missing("broker"))
+	}
+	if ts.Filter != nil {
+		errs = errs.Also(validateAttributeNames(ts.Filter.Attributes).ViaField("attributes").ViaField("filter"))
+	}
+	return errs.Also(validateFiltersList(ctx, ts.Filters).ViaField("filters")).
+		Also(ts.Subscriber.Validate(ctx).ViaField("subscriber")).
+		Also(ts.Delivery.Validate(ctx).ViaField("delivery"))
+}
+
+func (t *Trigger) validateDependencyAnnotation(v string) *fielderr.Error {
+	var ref corev1.ObjectReference
+	if err := json.Unmarshal([]byte(v), &ref); err != nil {
+		return &fielderr.Error{Message: fmt.Sprintf("The provided annotation was not a corev1.ObjectReference: %q", v), Details: err.Error(), Paths: []string{""}}
+	}
+	var errs *fielderr.Error
+	if ref.Namespace != "" && ref.Namespace != t.Namespace {
+		errs = errs.Also(fielderr.Generic(fmt.Sprintf("Namespace must be empty or equal to the trigger namespace %q", t.Namespace), "namespace"))
+	}
+	if ref.Kind == "" {
+		errs = errs.Also(fielderr.Missing("kind"))
+	}
+	if ref.Name == "" {
+		errs = errs.Also(fielderr.Missing("name"))
+	}
+	if ref.APIVersion == "" {
+		errs = errs.Also(fielderr.Missing("apiVersion"))
+	}
+	return errs
+}
+
+func (t *Trigger) validateInjectionAnnotation(v string) *fielderr.Error {
+	if v != "enabled" && v != "disabled" {
+		return fielderr.Generic(fmt.Sprintf(`The provided injection annotation value can only be "enabled" or "disabled", not %q`, v), "")
+	}
+	if t.Spec.Broker != "default" {
+		return fielderr.Generic(fmt.Sprintf("The provided injection annotation is only used for default broker, but non-default broker specified here: %q", t.Spec.Broker), "")
+	}
+	return nil
+}
+
+// validAttributeName is Knative's rule for attribute names in filters.
+var validAttributeName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+
+func validateAttributeNames(attrs map[string]string) *fielderr.Error {
+	var errs *fielderr.Error
+	for a := range attrs {
+		if !validAttributeName.MatchString(a) {
+			errs = errs.Also(fielderr.InvalidKeyName(a, fielderr.Current, "Attribute name must start with a letter and can only contain lowercase alphanumeric").ViaKey(a))
+		}
+	}
+	return errs
+}
+
+func validateFiltersList(ctx context.Context, filters []SubscriptionsAPIFilter) *fielderr.Error {
+	var errs *fielderr.Error
+	for i := range filters {
+		// Knative indexes everything gathered so far, not just this filter's errors.
+		errs = errs.Also(filters[i].validate(ctx)).ViaIndex(i)
+	}
+	return errs
+}
+
+// validate checks one Subscriptions API filter expression. Knative refuses several dialects
+// in one expression and a CESQL expression that does not parse (with the check ctx carries);
+// Skiff also refuses none, more or fewer than one attribute in exact, prefix and suffix,
+// empty prefix and suffix values, and empty all and any (its filter evaluator runs only such
+// expressions).
+func (f *SubscriptionsAPIFilter) validate(ctx context.Context) *fielderr.Error {
+	var errs *fielderr.Error
 	set := 0
-	for _, on := range []bool{len(f.All) > 0, len(f.Any) > 0, f.Not != nil, len(f.Exact) > 0, len(f.Prefix) > 0, len(f.Suffix) > 0, f.CESQL != ""} {
+	for _, on := range []bool{len(f.Exact) > 0, len(f.Prefix) > 0, len(f.Suffix) > 0, len(f.All) > 0, len(f.Any) > 0, f.Not != nil, f.CESQL != ""} {
 		if on {
 			set++
 		}
 	}
-	if set != 1 {
-		return append(errs, field.Invalid(p, set, "exactly one of all, any, not, exact, prefix, suffix, cesql must be set"))
+	// Knative gives this error no path; Skiff names the filter.
+	switch {
+	case set > 1:
+		errs = errs.Also(fielderr.Generic("multiple dialects found, filters can have only one dialect set", fielderr.Current))
+	case set == 0:
+		errs = errs.Also(fielderr.Generic("no dialect found, a filter needs one of exact, prefix, suffix, all, any, not, cesql", fielderr.Current))
 	}
 	for name, m := range map[string]map[string]string{"exact": f.Exact, "prefix": f.Prefix, "suffix": f.Suffix} {
 		if m == nil {
 			continue
 		}
+		errs = errs.Also(validateAttributeNames(m).ViaField(name))
 		if len(m) != 1 {
-			errs = append(errs, field.Invalid(p.Child(name), len(m), "must name exactly one attribute"))
+			errs = errs.Also(fielderr.Generic(fmt.Sprintf("must have exactly one attribute, got %d (use all: [...] to combine several)", len(m)), name))
 		}
 		for k, v := range m {
-			if !attributeName.MatchString(k) {
-				errs = append(errs, field.Invalid(p.Child(name).Key(k), k, "a CloudEvents attribute name is lower-case letters and digits"))
-			}
 			if name != "exact" && v == "" {
-				errs = append(errs, field.Invalid(p.Child(name).Key(k), v, "must not be empty"))
+				errs = errs.Also(fielderr.Invalid(v, fielderr.Current, "the value must not be empty").ViaKey(k).ViaField(name))
 			}
 		}
 	}
-	for i := range f.All {
-		errs = append(errs, f.All[i].validate(p.Child("all").Index(i))...)
+	if f.All != nil && len(f.All) == 0 {
+		errs = errs.Also(fielderr.Generic("must contain at least one filter expression", "all"))
 	}
-	for i := range f.Any {
-		errs = append(errs, f.Any[i].validate(p.Child("any").Index(i))...)
+	if f.Any != nil && len(f.Any) == 0 {
+		errs = errs.Also(fielderr.Generic("must contain at least one filter expression", "any"))
 	}
+	errs = errs.Also(validateFiltersList(ctx, f.All).ViaField("all")).Also(validateFiltersList(ctx, f.Any).ViaField("any"))
 	if f.Not != nil {
-		errs = append(errs, f.Not.validate(p.Child("not"))...)
+		errs = errs.Also(f.Not.validate(ctx).ViaField("not"))
+	}
+	if check := admission.CESQLCheck(ctx); f.CESQL != "" && check != nil {
+		if err := check(f.CESQL); err != nil {
+			errs = errs.Also(fielderr.Invalid(f.CESQL, fielderr.Current, err.Error()).ViaField("cesql"))
+		}
 	}
 	return errs
 }
 
-// Validate checks a destination: a ref with kind and name, or an absolute URI, or a ref
-// with a relative URI.
-func (d *Destination) Validate(p *field.Path) field.ErrorList {
-	var errs field.ErrorList
+// Validate checks a destination: a ref, or an absolute URI, or a ref with a relative URI.
+func (d *Destination) Validate(ctx context.Context) *fielderr.Error {
+	if d == nil {
+		return nil
+	}
 	if d.Ref == nil && d.URI == "" {
-		return append(errs, field.Required(p, "set ref or uri"))
+		return fielderr.Generic("expected at least one, got none", "ref", "uri")
 	}
-	if d.Ref != nil {
-		if d.Ref.Kind == "" {
-			errs = append(errs, field.Required(p.Child("ref", "kind"), ""))
-		}
-		if d.Ref.Name == "" {
-			errs = append(errs, field.Required(p.Child("ref", "name"), ""))
-		}
-	}
+	var u *url.URL
 	if d.URI != "" {
-		u, err := url.Parse(d.URI)
-		switch {
-		case err != nil:
-			errs = append(errs, field.Invalid(p.Child("uri"), d.URI, err.Error()))
-		case d.Ref == nil && (!u.IsAbs() || u.Host == ""):
-			errs = append(errs, field.Invalid(p.Child("uri"), d.URI, "must be an absolute URL when there is no ref"))
+		var err error
+		if u, err = url.Parse(d.URI); err != nil {
+			return fielderr.Invalid(d.URI, "uri", err.Error())
 		}
+	}
+	switch {
+	case d.Ref != nil && u != nil && u.IsAbs():
+		return fielderr.Generic("Absolute URI is not allowed when Ref or [apiVersion, kind, name] is present", "[apiVersion, kind, name]", "ref", "uri")
+	case d.Ref == nil && u != nil && (!u.IsAbs() || u.Host == ""):
+		return fielderr.Invalid("Relative URI is not allowed when Ref and [apiVersion, kind, name] is absent", "uri")
+	case d.Ref != nil && u == nil:
+		return d.Ref.Validate(ctx, false).ViaField("ref")
+	case d.CACerts != "":
+		return validateCACerts(d.CACerts)
+	}
+	return nil
+}
+
+func validateCACerts(pemText string) *fielderr.Error {
+	block, _ := pem.Decode([]byte(pemText))
+	switch {
+	case block == nil:
+		return fielderr.Invalid("CA Cert provided is invalid", "caCert")
+	case block.Type != "CERTIFICATE":
+		return fielderr.Invalid("CA Cert provided is not a certificate", "caCert")
+	}
+	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+		return fielderr.Invalid("CA Cert provided is invalid", "caCert")
+	}
+	return nil
+}
+
+// Validate checks a reference: name, kind and apiVersion; a namespace other than the parent's
+// only where allowed (a Broker's config may name another namespace).
+func (r *KReference) Validate(ctx context.Context, otherNamespace bool) *fielderr.Error {
+	var errs *fielderr.Error
+	if r == nil {
+		return errs.Also(fielderr.Missing("name")).Also(fielderr.Missing("apiVersion")).Also(fielderr.Missing("kind"))
+	}
+	if r.Name == "" {
+		errs = errs.Also(fielderr.Missing("name"))
+	}
+	if r.Group != "" {
+		errs = errs.Also(fielderr.Disallowed("group"))
+	}
+	if r.APIVersion == "" {
+		errs = errs.Also(fielderr.Missing("apiVersion"))
+	}
+	if r.Kind == "" {
+		errs = errs.Also(fielderr.Missing("kind"))
+	}
+	if parent := admission.ParentMeta(ctx).Namespace; r.Namespace != "" && !otherNamespace && parent != "" && r.Namespace != parent {
+		errs = errs.Also(&fielderr.Error{Message: "mismatched namespaces", Paths: []string{"namespace"},
+			Details: fmt.Sprintf("parent namespace: %q does not match ref: %q", parent, r.Namespace)})
 	}
 	return errs
 }
 
 // Validate checks a delivery spec (nil is valid).
-func (d *DeliverySpec) Validate(p *field.Path) field.ErrorList {
-	var errs field.ErrorList
+func (d *DeliverySpec) Validate(ctx context.Context) *fielderr.Error {
 	if d == nil {
 		return nil
 	}
-	if d.DeadLetterSink != nil {
-		errs = append(errs, d.DeadLetterSink.Validate(p.Child("deadLetterSink"))...)
+	var errs *fielderr.Error
+	if e := d.DeadLetterSink.Validate(ctx); e != nil {
+		errs = errs.Also(e).ViaField("deadLetterSink")
 	}
 	if d.Retry != nil && *d.Retry < 0 {
-		errs = append(errs, field.Invalid(p.Child("retry"), *d.Retry, "must be >= 0"))
+		errs = errs.Also(fielderr.Invalid(*d.Retry, "retry"))
+	}
+	if d.Timeout != nil {
+		if t, err := duck.ParseISO8601Duration(*d.Timeout); err != nil || t == 0 {
+			errs = errs.Also(fielderr.Invalid(*d.Timeout, "timeout"))
+		}
 	}
 	if d.BackoffPolicy != nil && *d.BackoffPolicy != "linear" && *d.BackoffPolicy != "exponential" {
-		errs = append(errs, field.NotSupported(p.Child("backoffPolicy"), *d.BackoffPolicy, []string{"linear", "exponential"}))
+		errs = errs.Also(fielderr.Invalid(*d.BackoffPolicy, "backoffPolicy"))
 	}
-	for name, v := range map[string]*string{"backoffDelay": d.BackoffDelay, "timeout": d.Timeout, "retryAfterMax": d.RetryAfterMax} {
-		if v == nil {
-			continue
+	if d.BackoffDelay != nil {
+		if _, err := duck.ParseISO8601Duration(*d.BackoffDelay); err != nil {
+			errs = errs.Also(fielderr.Invalid(*d.BackoffDelay, "backoffDelay"))
 		}
-		if dur, err := duck.ParseISO8601Duration(*v); err != nil {
-			errs = append(errs, field.Invalid(p.Child(name), *v, err.Error()))
-		} else if dur <= 0 && name == "timeout" {
-			errs = append(errs, field.Invalid(p.Child(name), *v, "must be positive"))
-		}
+	}
+	if d.RetryAfterMax != nil {
+		// Knative's delivery-retryafter feature, off by default; Skiff does not implement it.
+		errs = errs.Also(fielderr.Disallowed("retryAfterMax"))
 	}
 	return errs
 }
 
-func validateName(name, namespace string, p *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	if name == "" {
-		return append(errs, field.Required(p.Child("name"), "a name is required"))
-	}
-	for _, msg := range validation.IsDNS1123Subdomain(name) {
-		errs = append(errs, field.Invalid(p.Child("name"), name, msg))
-	}
-	for _, msg := range validation.IsDNS1123Label(namespace) {
-		errs = append(errs, field.Invalid(p.Child("namespace"), namespace, msg))
-	}
-	return errs
+func diff(a, b any) string {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return fmt.Sprintf("-: %s\n+: %s\n", x, y)
 }
 
 // String is for messages.
-func (r *KReference) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
+func (r *KReference) String() string {
+	return strings.TrimSpace(fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name))
+}

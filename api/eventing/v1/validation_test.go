@@ -1,10 +1,14 @@
 package v1
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-dev/skiff/api/admission"
 )
 
 func TestTriggerValidation(t *testing.T) {
@@ -31,6 +35,10 @@ spec:
 		{"bad policy", "  delivery:\n    backoffPolicy: random\n", "spec.delivery.backoffPolicy"},
 		{"negative retry", "  delivery:\n    retry: -1\n", "spec.delivery.retry"},
 		{"relative dls", "  delivery:\n    deadLetterSink:\n      uri: /dead\n", "spec.delivery.deadLetterSink.uri"},
+		// trigger_validation_test.go TestTriggerSpecValidation "invalid CESQL": Knative parses it.
+		{"bad cesql", "  filters:\n    - cesql: \"type = \"\n", "invalid value: type = : spec.filters[0].cesql"},
+		// delivery_types_test.go: retryAfterMax needs Knative's delivery-retryafter feature, off by default.
+		{"retryAfterMax", "  delivery:\n    retryAfterMax: PT1S\n", "must not set the field(s): spec.delivery.retryAfterMax"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,19 +46,27 @@ spec:
 			if err := yaml.UnmarshalStrict([]byte(base+tc.extra), &tr); err != nil {
 				t.Fatal(err)
 			}
-			tr.SetDefaults()
-			agg := tr.Validate().ToAggregate()
+			tr.Namespace = "default"
+			ctx := admission.WithCESQLCheck(admission.WithinCreate(context.Background()), func(e string) error {
+				if strings.HasSuffix(strings.TrimSpace(e), "=") {
+					return errors.New("expected a value")
+				}
+				return nil
+			})
+			tr.SetDefaults(ctx)
+			err := tr.Validate(ctx)
 			switch {
-			case tc.want == "" && agg != nil:
-				t.Fatalf("valid trigger refused: %v", agg)
-			case tc.want != "" && (agg == nil || !strings.Contains(agg.Error(), tc.want)):
-				t.Fatalf("got %v, want an error at %s", agg, tc.want)
+			case tc.want == "" && err != nil:
+				t.Fatalf("valid trigger refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want an error at %s", err, tc.want)
 			}
 		})
 	}
 	var tr Trigger
 	_ = yaml.Unmarshal([]byte(base), &tr)
-	tr.SetDefaults()
+	tr.Namespace = "default"
+	tr.SetDefaults(context.Background())
 	if tr.Labels[BrokerLabel] != "default" || tr.Spec.Subscriber.Ref.Namespace != "default" {
 		t.Errorf("defaults: labels %v ref %+v", tr.Labels, tr.Spec.Subscriber.Ref)
 	}

@@ -3,16 +3,19 @@
 package v1
 
 import (
+	"context"
 	"encoding/base64"
-	"time"
+	"encoding/json"
+	"errors"
+	"strings"
 
 	"github.com/robfig/cron/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	"github.com/skiff-dev/skiff/api/fielderr"
 )
 
 // GroupVersion is the apiVersion of the sources.
@@ -98,49 +101,95 @@ type Reference struct {
 	Selector   *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
-// SetDefaults fills in the namespace, kind and timezone.
-func (s *PingSource) SetDefaults() {
+// SetDefaults fills in the schedule (every minute), as Knative does; a sink ref with no
+// namespace stays so, meaning the source's.
+func (s *PingSource) SetDefaults(context.Context) {
 	s.APIVersion, s.Kind = GroupVersion, KindPingSource
-	if s.Namespace == "" {
-		s.Namespace = "default"
-	}
 	if s.Spec.Schedule == "" {
 		s.Spec.Schedule = "* * * * *"
 	}
-	if s.Spec.Sink.Ref != nil && s.Spec.Sink.Ref.Namespace == "" {
-		s.Spec.Sink.Ref.Namespace = s.Namespace
-	}
 }
 
-// Validate checks a defaulted PingSource; errors name the field.
-func (s *PingSource) Validate() field.ErrorList {
-	errs := validateMeta(&s.ObjectMeta)
-	p := field.NewPath("spec")
-	if _, err := cron.ParseStandard(s.Spec.Schedule); err != nil {
-		errs = append(errs, field.Invalid(p.Child("schedule"), s.Spec.Schedule, err.Error()))
-	}
-	if s.Spec.Timezone != "" {
-		if _, err := time.LoadLocation(s.Spec.Timezone); err != nil {
-			errs = append(errs, field.Invalid(p.Child("timezone"), s.Spec.Timezone, "not an IANA time zone name"))
-		}
-	}
-	if s.Spec.Data != "" && s.Spec.DataBase64 != "" {
-		errs = append(errs, field.Forbidden(p.Child("dataBase64"), "set data or dataBase64, not both"))
-	}
-	if s.Spec.DataBase64 != "" {
-		if _, err := base64.StdEncoding.DecodeString(s.Spec.DataBase64); err != nil {
-			errs = append(errs, field.Invalid(p.Child("dataBase64"), s.Spec.DataBase64, "not base64"))
-		}
-	}
-	return append(errs, s.Spec.Sink.Validate(p.Child("sink"))...)
+// Validate checks a PingSource as Knative's webhook does (knative.dev/eventing
+// pkg/apis/sources/v1 ping_validation.go).
+func (s *PingSource) Validate(ctx context.Context) *fielderr.Error {
+	return s.Spec.Validate(ctx).ViaField("spec")
 }
 
-// SetDefaults fills in the namespace and kind.
-func (b *SinkBinding) SetDefaults() {
+// Validate checks the schedule (five cron fields, or six with seconds; no @every), the time
+// zone, the payload and the sink.
+func (ps *PingSourceSpec) Validate(ctx context.Context) *fielderr.Error {
+	var errs *fielderr.Error
+	schedule := ps.Schedule
+	if strings.Contains(schedule, "@every") {
+		errs = fielderr.Invalid(errors.New("unsupported descriptor @every"), "schedule")
+	}
+	if ps.Timezone != "" {
+		schedule = "CRON_TZ=" + ps.Timezone + " " + schedule
+	}
+	parser := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	if _, err := parser.Parse(schedule); err != nil {
+		if strings.HasPrefix(err.Error(), "provided bad location") {
+			errs = errs.Also(fielderr.Invalid(err, "timezone"))
+		} else {
+			errs = errs.Also(fielderr.Invalid(err, "schedule"))
+		}
+	}
+	errs = errs.Also(ps.Sink.Validate(ctx).ViaField("sink"))
+	switch {
+	case ps.Data != "" && ps.DataBase64 != "":
+		errs = errs.Also(fielderr.MultipleOneOf("data", "dataBase64"))
+	case ps.DataBase64 != "":
+		decoded, err := base64.StdEncoding.DecodeString(ps.DataBase64)
+		if err != nil {
+			errs = errs.Also(fielderr.Invalid(err, "dataBase64"))
+		} else if ps.ContentType == "application/json" {
+			if err := validJSON(decoded); err != nil {
+				errs = errs.Also(fielderr.Invalid(err, "dataBase64"))
+			}
+		}
+	case ps.Data != "" && ps.ContentType == "application/json":
+		if err := validJSON([]byte(ps.Data)); err != nil {
+			errs = errs.Also(fielderr.Invalid(err, "data"))
+		}
+	}
+	return errs.Also(ps.SourceSpec.Validate(ctx))
+}
+
+func validJSON(b []byte) error {
+	var m map[string]any
+	return json.Unmarshal(b, &m)
+}
+
+// Validate checks the sink and the CloudEvent overrides.
+func (ss *SourceSpec) Validate(ctx context.Context) *fielderr.Error {
+	errs := ss.Sink.Validate(ctx).ViaField("sink")
+	if ss.CEOverrides != nil {
+		for k := range ss.CEOverrides.Extensions {
+			if e := validateExtensionName(k); e != nil {
+				errs = errs.Also(e.ViaField("extensions").ViaField("ceOverrides"))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+func validateExtensionName(k string) *fielderr.Error {
+	if k == "" {
+		return fielderr.InvalidKeyName(k, "", "keys MUST NOT be empty")
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return fielderr.InvalidKeyName(k, "", "keys are expected to be alphanumeric")
+		}
+	}
+	return nil
+}
+
+// SetDefaults fills in the subject's namespace and the sink's.
+func (b *SinkBinding) SetDefaults(ctx context.Context) {
 	b.APIVersion, b.Kind = GroupVersion, KindSinkBinding
-	if b.Namespace == "" {
-		b.Namespace = "default"
-	}
 	if b.Spec.Subject.Namespace == "" {
 		b.Spec.Subject.Namespace = b.Namespace
 	}
@@ -149,30 +198,50 @@ func (b *SinkBinding) SetDefaults() {
 	}
 }
 
-// Validate checks a defaulted SinkBinding; errors name the field.
-func (b *SinkBinding) Validate() field.ErrorList {
-	errs := validateMeta(&b.ObjectMeta)
-	p := field.NewPath("spec", "subject")
-	if b.Spec.Subject.Kind == "" {
-		errs = append(errs, field.Required(p.Child("kind"), ""))
+// Validate checks a SinkBinding as Knative's webhook does (sinkbinding_validation.go and
+// knative.dev/pkg's tracker.Reference).
+func (b *SinkBinding) Validate(ctx context.Context) *fielderr.Error {
+	errs := b.Spec.Subject.Validate().ViaField("subject").
+		Also(b.Spec.Sink.Validate(ctx).ViaField("sink")).
+		Also(b.Spec.SourceSpec.Validate(ctx)).ViaField("spec")
+	if b.Spec.Subject.Namespace != "" && b.Namespace != b.Spec.Subject.Namespace {
+		errs = errs.Also(fielderr.Invalid(b.Spec.Subject.Namespace, "spec.subject.namespace"))
 	}
-	if b.Spec.Subject.APIVersion == "" {
-		errs = append(errs, field.Required(p.Child("apiVersion"), ""))
-	}
-	if (b.Spec.Subject.Name == "") == (b.Spec.Subject.Selector == nil) {
-		errs = append(errs, field.Invalid(p, b.Spec.Subject.Name, "set exactly one of name and selector"))
-	}
-	return append(errs, b.Spec.Sink.Validate(field.NewPath("spec", "sink"))...)
+	return errs
 }
 
-func validateMeta(m *metav1.ObjectMeta) field.ErrorList {
-	var errs field.ErrorList
-	p := field.NewPath("metadata")
-	if m.Name == "" {
-		return append(errs, field.Required(p.Child("name"), "a name is required"))
+// Validate checks a subject reference: apiVersion, kind, namespace and exactly one of name
+// and selector.
+func (r *Reference) Validate() *fielderr.Error {
+	var errs *fielderr.Error
+	if r.APIVersion == "" {
+		errs = errs.Also(fielderr.Missing("apiVersion"))
+	} else if msgs := validation.IsQualifiedName(r.APIVersion); len(msgs) != 0 {
+		errs = errs.Also(fielderr.Invalid(strings.Join(msgs, ", "), "apiVersion"))
 	}
-	for _, msg := range validation.IsDNS1123Subdomain(m.Name) {
-		errs = append(errs, field.Invalid(p.Child("name"), m.Name, msg))
+	if r.Kind == "" {
+		errs = errs.Also(fielderr.Missing("kind"))
+	} else if msgs := validation.IsCIdentifier(r.Kind); len(msgs) != 0 {
+		errs = errs.Also(fielderr.Invalid(strings.Join(msgs, ", "), "kind"))
+	}
+	if r.Namespace == "" {
+		errs = errs.Also(fielderr.Missing("namespace"))
+	} else if msgs := validation.IsDNS1123Label(r.Namespace); len(msgs) != 0 {
+		errs = errs.Also(fielderr.Invalid(strings.Join(msgs, ", "), "namespace"))
+	}
+	switch {
+	case r.Selector != nil && r.Name != "":
+		errs = errs.Also(fielderr.MultipleOneOf("selector", "name"))
+	case r.Selector != nil:
+		if _, err := metav1.LabelSelectorAsSelector(r.Selector); err != nil {
+			errs = errs.Also(fielderr.Invalid(err.Error(), "selector"))
+		}
+	case r.Name != "":
+		if msgs := validation.IsDNS1123Label(r.Name); len(msgs) != 0 {
+			errs = errs.Also(fielderr.Invalid(strings.Join(msgs, ", "), "name"))
+		}
+	default:
+		errs = errs.Also(fielderr.MissingOneOf("selector", "name"))
 	}
 	return errs
 }

@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -14,9 +15,11 @@ func TestPingSourceValidation(t *testing.T) {
 	ok.Spec.Timezone = "Europe/Paris"
 	ok.Spec.Data = `{"hello":"world"}`
 	ok.Spec.Sink = eventingv1.Destination{Ref: &eventingv1.KReference{Kind: "Broker", Name: "default"}}
-	ok.SetDefaults()
-	if errs := ok.Validate(); len(errs) != 0 {
-		t.Fatalf("valid PingSource refused: %v", errs.ToAggregate())
+	ok.Namespace = "default"
+	ok.Spec.Sink = eventingv1.Destination{Ref: &eventingv1.KReference{APIVersion: "eventing.knative.dev/v1", Kind: "Broker", Name: "default"}}
+	ok.SetDefaults(context.Background())
+	if errs := ok.Validate(context.Background()); errs != nil {
+		t.Fatalf("valid PingSource refused: %v", errs)
 	}
 	for field, mutate := range map[string]func(*PingSource){
 		"spec.schedule":   func(p *PingSource) { p.Spec.Schedule = "every minute" },
@@ -25,10 +28,10 @@ func TestPingSourceValidation(t *testing.T) {
 		"spec.sink":       func(p *PingSource) { p.Spec.Sink = eventingv1.Destination{} },
 	} {
 		p := ok
-		p.Spec.Sink.Ref = &eventingv1.KReference{Kind: "Broker", Name: "default"}
+		p.Spec.Sink.Ref = &eventingv1.KReference{APIVersion: "eventing.knative.dev/v1", Kind: "Broker", Name: "default"}
 		mutate(&p)
-		if agg := p.Validate().ToAggregate(); agg == nil || !strings.Contains(agg.Error(), field) {
-			t.Errorf("%s: got %v", field, agg)
+		if err := p.Validate(context.Background()); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: got %v", field, err)
 		}
 	}
 }

@@ -1,7 +1,10 @@
 // Package deployruntime runs Revisions on Kubernetes: a Deployment per Revision (the user's
 // containers only, no sidecar; owned by the Revision so deletion cascades), scaled through the
 // Deployment's scale subresource, and a headless Service per Revision whose EndpointSlices say
-// which pods are ready. It implements runtime.Runtime for the same reconcilers `skiff up` runs.
+// which pods are ready. It implements runtime.Runtime for the same reconcilers `skiff up` runs,
+// and runtime.ExternalScaler: a revision of Knative's hpa class gets an autoscaling/v2
+// HorizontalPodAutoscaler (owned by the Revision, as Knative's is by its PodAutoscaler), and
+// one of another class is left to its own autoscaler.
 package deployruntime
 
 import (
@@ -52,6 +55,7 @@ type Runtime struct {
 	deps    cache.SharedIndexInformer
 	slices  cache.SharedIndexInformer
 	svcs    cache.SharedIndexInformer
+	hpas    cache.SharedIndexInformer
 
 	mu      sync.Mutex
 	desired map[string]int // ns/name → last Scale
@@ -68,6 +72,7 @@ func New(cfg Config) *Runtime {
 	r.deps = f.Apps().V1().Deployments().Informer()
 	r.slices = f.Discovery().V1().EndpointSlices().Informer()
 	r.svcs = f.Core().V1().Services().Informer()
+	r.hpas = f.Autoscaling().V2().HorizontalPodAutoscalers().Informer()
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    r.changed,
 		UpdateFunc: func(_, o any) { r.changed(o) },
@@ -81,7 +86,7 @@ func New(cfg Config) *Runtime {
 // Start starts the informers and waits for their caches; they stop with ctx.
 func (r *Runtime) Start(ctx context.Context) error {
 	r.factory.Start(ctx.Done())
-	for _, inf := range []cache.SharedIndexInformer{r.deps, r.slices, r.svcs} {
+	for _, inf := range []cache.SharedIndexInformer{r.deps, r.slices, r.svcs, r.hpas} {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			return fmt.Errorf("deployruntime: wait for informers: %w", ctx.Err())
 		}
@@ -108,7 +113,8 @@ func (r *Runtime) changed(o any) {
 // DeploymentName is the Deployment a Revision runs as, named as Knative names it.
 func DeploymentName(revision string) string { return revision + "-deployment" }
 
-// Scale makes the revision's Deployment exist with the given replicas.
+// Scale makes the revision's Deployment exist with the given replicas (and removes an HPA
+// made for it while it was of the hpa class).
 func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas int) error {
 	r.mu.Lock()
 	r.desired[rev.Namespace+"/"+rev.Name] = replicas
@@ -116,6 +122,28 @@ func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas i
 	if err := r.ensureService(ctx, rev); err != nil {
 		return err
 	}
+	if err := r.ensureHPA(ctx, rev, nil); err != nil {
+		return err
+	}
+	return r.ensureDeployment(ctx, rev, replicas, true)
+}
+
+// ScaleExternally makes the revision's Deployment exist, created with initial replicas and
+// then left to the HorizontalPodAutoscaler hpa (made and kept here) or, when hpa is nil, to
+// another autoscaler.
+func (r *Runtime) ScaleExternally(ctx context.Context, rev *servingv1.Revision, initial int, hpa *runtime.HPA) error {
+	if err := r.ensureService(ctx, rev); err != nil {
+		return err
+	}
+	if err := r.ensureDeployment(ctx, rev, initial, false); err != nil {
+		return err
+	}
+	return r.ensureHPA(ctx, rev, hpa)
+}
+
+// ensureDeployment creates the Deployment with replicas, or brings its pod template up to
+// date; with scale it also sets its replicas through the scale subresource.
+func (r *Runtime) ensureDeployment(ctx context.Context, rev *servingv1.Revision, replicas int, scale bool) error {
 	want, err := deploymentFor(rev, int32(replicas))
 	if err != nil {
 		return err
@@ -139,14 +167,16 @@ func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas i
 		next := have.DeepCopy()
 		next.Spec.Template = want.Spec.Template
 		next.Spec.Selector = want.Spec.Selector
-		next.Spec.Replicas = want.Spec.Replicas
+		if scale {
+			next.Spec.Replicas = want.Spec.Replicas
+		}
 		next.Annotations = want.Annotations
 		if _, err := deps.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update deployment %s/%s: %w", rev.Namespace, want.Name, err)
 		}
 		return nil
 	}
-	if have.Spec.Replicas == nil || *have.Spec.Replicas != int32(replicas) {
+	if scale && (have.Spec.Replicas == nil || *have.Spec.Replicas != int32(replicas)) {
 		// The scale subresource, as Knative's autoscaler and an HPA scale a Deployment.
 		sc := &autoscalingv1.Scale{
 			ObjectMeta: metav1.ObjectMeta{Name: want.Name, Namespace: rev.Namespace},

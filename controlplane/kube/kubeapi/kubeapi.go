@@ -1,10 +1,11 @@
 // Package kubeapi is the resource API the CLI and functions/deploy use (Apply, Get, List,
 // Delete, as controlplane/apiclient offers them over Skiff's HTTP API) against a Kubernetes
 // API server with Skiff's CRDs, through client-go's dynamic client: `skiff func deploy
-// --kubeconfig`. Objects are checked with the same defaulting and validation as `skiff apply`
-// before they are sent (there is no admission webhook in the cluster), so a bad field is
-// refused by name. Failures the API server answers are *apiclient.APIError with its Status,
-// so apiclient.IsNotFound works on them.
+// --kubeconfig`. Objects are decoded strictly before they are sent (an unknown or duplicate
+// field is refused by name); defaulting and validation are the cluster's, by `skiff
+// controller`'s admission webhooks, with the cluster's config-features and config-defaults.
+// Failures the API server answers are *apiclient.APIError with its Status, so
+// apiclient.IsNotFound works on them.
 package kubeapi
 
 import (
@@ -102,7 +103,7 @@ func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error
 
 // Apply creates the object in doc (in ns when it names none) or replaces the existing one's
 // metadata and spec, as Skiff's API does on PUT (the status subresource keeps the status).
-// The object is defaulted and validated first, on a copy: what is sent is what doc says.
+// What is sent is what doc says; the cluster's webhooks default and validate it.
 func (c *Client) Apply(ctx context.Context, doc apiclient.Document, ns string) (apiclient.ApplyResult, error) {
 	u := &unstructured.Unstructured{}
 	if err := u.UnmarshalJSON(doc.Data); err != nil {
@@ -121,9 +122,6 @@ func (c *Client) Apply(ctx context.Context, doc apiclient.Document, ns string) (
 	obj := k.New()
 	if err := api.DecodeStrict(doc.Data, obj); err != nil {
 		return apiclient.ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
-	}
-	if errs := k.Prepare(obj); len(errs) > 0 {
-		return apiclient.ApplyResult{}, fmt.Errorf("%s: %s %s: %w", doc.Source, k.Kind, u.GetName(), errs.ToAggregate())
 	}
 	unstructured.RemoveNestedField(u.Object, "status")
 	res := apiclient.ApplyResult{Kind: k, Name: u.GetName()}

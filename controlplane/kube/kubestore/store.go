@@ -26,6 +26,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/admission"
+	"github.com/skiff-dev/skiff/api/config"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
@@ -56,6 +58,7 @@ type Store struct {
 	factory   dynamicinformer.DynamicSharedInformerFactory
 	informers map[string]cache.SharedIndexInformer
 	kinds     map[string]*api.Kind
+	admission *config.Config
 	log       *slog.Logger
 
 	mu       sync.Mutex
@@ -63,9 +66,14 @@ type Store struct {
 	nextID   int
 }
 
-// New returns a Store watching every namespace; call Start before use.
-func New(client dynamic.Interface, logger *slog.Logger) *Store {
+// New returns a Store watching every namespace; call Start before use. Objects read are
+// defaulted with cfg's settings (nil: Knative's defaults).
+func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config) *Store {
+	if cfg == nil {
+		cfg = config.Default()
+	}
 	s := &Store{
+		admission: cfg,
 		client:    client,
 		factory:   dynamicinformer.NewDynamicSharedInformerFactory(client, 10*time.Hour),
 		informers: map[string]cache.SharedIndexInformer{},
@@ -160,21 +168,18 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 	if err := fromUnstructured(item.(*unstructured.Unstructured), into); err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	s.prepare(key, into)
+	s.prepare(into)
 	return nil
 }
 
-// prepare applies Skiff's defaults to an object read from the API server: with no admission
-// webhook, objects applied with kubectl arrive as written (e.g. a Service with no traffic
-// block), and the reconcilers expect them defaulted as `skiff apply` stores them. Validation
-// problems are logged; the reconcilers report what they cannot honour in status.
-func (s *Store) prepare(key store.Key, obj store.Object) {
-	k, ok := s.kinds[key.Kind]
-	if !ok || reflect.TypeOf(k.New()) != reflect.TypeOf(obj) {
-		return
-	}
-	if errs := k.Prepare(obj); len(errs) > 0 {
-		s.log.Warn("invalid object in the API server", "key", key.String(), "err", errs.ToAggregate().Error())
+// prepare applies Skiff's defaults to an object read from the API server, as the defaulting
+// webhook did when it was written: objects written while no webhook was installed (or before
+// a config-defaults change) arrive as written, and the reconcilers expect them defaulted as
+// `skiff apply` stores them. Validation is the webhook's, on write; the reconcilers report
+// what they cannot honour in status.
+func (s *Store) prepare(obj store.Object) {
+	if o, ok := obj.(api.Object); ok {
+		o.SetDefaults(config.ToContext(admission.WithinCreate(context.Background()), s.admission))
 	}
 }
 

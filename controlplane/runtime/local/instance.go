@@ -17,13 +17,15 @@ import (
 // instance is one running copy (a "pod") of a revision. Fields below the channels are guarded by
 // Runtime.mu.
 type instance struct {
-	index int
-	stop  chan struct{} // closed (once, under Runtime.mu) to have the instance drained and stopped
-	done  chan struct{} // closed when the instance's goroutine has returned
+	index  int
+	ctx    context.Context    // done once the instance is to be drained and stopped
+	cancel context.CancelFunc // called (under Runtime.mu) to stop the instance
+	done   chan struct{}      // closed when the instance's goroutine has returned
 
 	stopping bool
 	port     int
 	ready    bool
+	served   bool   // it has been ready (in Endpoints) at some point: stopping it drains first
 	reason   string // why it is not ready, if known; cleared when it becomes ready
 	message  string
 	since    time.Time // when reason was set
@@ -34,10 +36,9 @@ type instance struct {
 func (r *Runtime) runInstance(rv *revision, in *instance) {
 	defer r.wg.Done()
 	defer func() {
-		r.mu.Lock()
-		delete(rv.all, in)
-		r.mu.Unlock()
+		in.cancel()
 		rv.logs.release()
+		r.instanceEnded(rv, in)
 		close(in.done)
 	}()
 	log := r.log.With("revision", rv.key.namespace+"/"+rv.key.name, "instance", in.index)
@@ -53,7 +54,7 @@ func (r *Runtime) runInstance(rv *revision, in *instance) {
 		log.Info("restarting instance after backoff", "backoff", backoff)
 		t := time.NewTimer(backoff)
 		select {
-		case <-in.stop:
+		case <-in.ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -63,8 +64,12 @@ func (r *Runtime) runInstance(rv *revision, in *instance) {
 }
 
 // runOnce runs the instance's process once: until it exits (stopped false, with how long it
-// ran) or until the instance is stopped (stopped true, the process gone).
+// ran) or until the instance is stopped (stopped true, the process gone). The process starts
+// when the runtime's start rate allows, and not at all if the instance is stopped first.
 func (r *Runtime) runOnce(rv *revision, in *instance, log *slog.Logger) (ran time.Duration, stopped bool) {
+	if err := r.starts.Wait(in.ctx); err != nil {
+		return 0, true // stopped while waiting for its turn
+	}
 	port, err := r.allocPort()
 	if err != nil {
 		r.recordExit(rv, in, runtime.ReasonStartError, runtime.ContainerFailedMessage(err.Error()))
@@ -99,6 +104,16 @@ func (r *Runtime) runOnce(rv *revision, in *instance, log *slog.Logger) (ran tim
 		return 0, false
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
+	r.mu.Lock()
+	stopping := in.stopping
+	r.mu.Unlock()
+	if stopping {
+		// Stopped meanwhile: never start it. (A stop from here on is seen by the select below.)
+		for _, f := range []*os.File{outR, outW, errR, errW} {
+			_ = f.Close()
+		}
+		return 0, true
+	}
 	err = cmd.Start()
 	_ = outW.Close() // the child holds its own copies
 	_ = errW.Close()
@@ -159,11 +174,14 @@ func (r *Runtime) runOnce(rv *revision, in *instance, log *slog.Logger) (ran tim
 		log.Warn("instance exited", "exitCode", code, "ran", time.Since(started).Round(time.Millisecond))
 		r.recordExit(rv, in, runtime.ExitCodeReason(code), runtime.ContainerFailedMessage(out))
 		return time.Since(started), false
-	case <-in.stop:
+	case <-in.ctx.Done():
 		stopProbe()
 		<-probing
 		r.setReady(rv, in, false)
-		r.terminate(cmd, p.grace, exited, log)
+		r.mu.Lock()
+		drain := in.served
+		r.mu.Unlock()
+		r.terminate(cmd, p.grace, drain, exited, log)
 		finishOutput()
 		log.Info("instance stopped")
 		return 0, true
@@ -171,9 +189,9 @@ func (r *Runtime) runOnce(rv *revision, in *instance, log *slog.Logger) (ran tim
 }
 
 // terminate stops a process the way the kubelet stops a pod after the endpoint is gone: wait for
-// the drain, SIGTERM to the process group, the grace period (capped), then SIGKILL. A closing
-// runtime that is out of time skips the waits.
-func (r *Runtime) terminate(cmd *exec.Cmd, grace time.Duration, exited <-chan error, log *slog.Logger) {
+// the drain (when it was ever in Endpoints), SIGTERM to the process group, the grace period
+// (capped), then SIGKILL. A closing runtime that is out of time skips the waits.
+func (r *Runtime) terminate(cmd *exec.Cmd, grace time.Duration, drain bool, exited <-chan error, log *slog.Logger) {
 	wait := func(d time.Duration) bool { // reports whether the process exited
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -185,7 +203,7 @@ func (r *Runtime) terminate(cmd *exec.Cmd, grace time.Duration, exited <-chan er
 		}
 		return false
 	}
-	gone := r.cfg.DrainTimeout > 0 && wait(r.cfg.DrainTimeout)
+	gone := drain && r.cfg.DrainTimeout > 0 && wait(r.cfg.DrainTimeout)
 	if !gone {
 		if err := signalGroup(cmd.Process, syscall.SIGTERM); err != nil {
 			log.Warn("sending SIGTERM", "err", err)
@@ -271,7 +289,7 @@ func (r *Runtime) setReady(rv *revision, in *instance, ready bool) {
 	}
 	in.ready = ready
 	if ready {
-		rv.everReady = true
+		rv.everReady, in.served = true, true
 		in.reason, in.message = "", ""
 		r.log.Info("instance ready", "revision", rv.key.namespace+"/"+rv.key.name, "instance", in.index, "port", in.port)
 	}

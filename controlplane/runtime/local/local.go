@@ -27,10 +27,19 @@
 // 3) failures in a row take the instance out of Endpoints. livenessProbe, startupProbe,
 // volumeMounts, workingDir, securityContext and resources are ignored, with a warning.
 //
+// Bounds: at most Config.MaxInstances instances exist at once across every revision (starting,
+// running or draining; one process group and one goroutine each), and processes start at no more
+// than Config.StartRate per second (restarts included), so no desired count, however large,
+// makes the runtime fork without bound. Instances beyond the bound are not materialised: they
+// wait, and free slots go first to the revision with the fewest instances. A revision none of
+// whose instances could start for want of a slot is Failed with reason Unschedulable (as a
+// Knative revision whose pod cannot be scheduled) until one starts.
+//
 // Stopping (scale down, Remove, Close): the instance leaves Endpoints at once (OnChange), then
-// after Config.DrainTimeout its process group gets SIGTERM, then SIGKILL after
-// terminationGracePeriodSeconds capped by Config.MaxGracePeriod. Scale-down stops unready
-// instances first, then the newest.
+// after Config.DrainTimeout (skipped for an instance that was never ready) its process group gets
+// SIGTERM, then SIGKILL after terminationGracePeriodSeconds capped by Config.MaxGracePeriod.
+// Scale-down stops unready instances first, then the newest. Remove returns at once: the runtime
+// owns the drain (WaitRemoved waits for it, Close too), so a caller never waits on a process.
 //
 // Output: each instance's stdout and stderr go to <DataDir>/logs/<ns>/<rev>.log, each line
 // prefixed with "[<instance index>] "; indexes are never reused within a revision. A failed
@@ -47,11 +56,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
@@ -96,6 +108,26 @@ type Config struct {
 	// Env is the environment every instance and build starts from, before the container's env
 	// and Knative's PORT, K_SERVICE, K_CONFIGURATION and K_REVISION. Default: os.Environ().
 	Env []string
+	// MaxInstances bounds the instances that exist at once, across every revision: starting,
+	// running and draining ones. Default DefaultMaxInstances().
+	MaxInstances int
+	// StartRate bounds how many processes start per second (restarts included), in bursts of
+	// up to StartBurst. Defaults DefaultStartRate and DefaultStartBurst.
+	StartRate  float64
+	StartBurst int
+}
+
+// Defaults of Config.StartRate and Config.StartBurst.
+const (
+	DefaultStartRate  = 20
+	DefaultStartBurst = 20
+)
+
+// DefaultMaxInstances is Config.MaxInstances' default: 64 per CPU, at least 128. It bounds
+// what a machine is asked to run (the issue it fixes saw 2,418 processes and a load of 204 on
+// a small machine) while leaving room for a hundred-odd Services with an instance each.
+func DefaultMaxInstances() int {
+	return max(128, 64*goruntime.NumCPU())
 }
 
 func (c Config) withDefaults() Config {
@@ -144,6 +176,15 @@ func (c Config) withDefaults() Config {
 	if c.Env == nil {
 		c.Env = os.Environ()
 	}
+	if c.MaxInstances <= 0 {
+		c.MaxInstances = DefaultMaxInstances()
+	}
+	if c.StartRate <= 0 {
+		c.StartRate = DefaultStartRate
+	}
+	if c.StartBurst <= 0 {
+		c.StartBurst = DefaultStartBurst
+	}
 	return c
 }
 
@@ -156,6 +197,7 @@ type Runtime struct {
 	cancel context.CancelFunc
 
 	wg         sync.WaitGroup // every instance and build goroutine
+	starts     *rate.Limiter  // paces process starts
 	wake       chan struct{}  // a notification is pending
 	stopNotify chan struct{}  // closed by Close: the notifier stops
 	notifyDone chan struct{}  // closed when the notifier has stopped
@@ -163,11 +205,14 @@ type Runtime struct {
 	closeOnce  sync.Once
 	closeDone  chan struct{}
 
-	mu     sync.Mutex
-	closed bool
-	revs   map[key]*revision
-	ports  map[int]struct{} // ports handed to running processes
-	dirty  map[key]struct{} // revisions whose change OnChange has not heard of yet
+	mu      sync.Mutex
+	closed  bool
+	revs    map[key]*revision
+	removed map[key][]*revision // removed revisions whose instances still drain
+	used    int                 // instances whose goroutine runs: the slots of MaxInstances in use
+	blocked int                 // revisions with blocked set
+	ports   map[int]struct{}    // ports handed to running processes
+	dirty   map[key]struct{}    // revisions whose change OnChange has not heard of yet
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -186,6 +231,8 @@ type revision struct {
 	runnable  bool               // the program exists (command given, or build done)
 	active    []*instance        // instances counted towards desired
 	all       map[*instance]bool // instances whose goroutine still runs, draining ones too
+	blocked   bool               // it wants more instances than it has and no slot is free
+	drained   chan struct{}      // once removed: closed when its last instance has stopped
 	nextIndex int
 	restarts  int
 	everReady bool
@@ -209,6 +256,8 @@ func New(cfg Config) *Runtime {
 		hurry:      make(chan struct{}),
 		closeDone:  make(chan struct{}),
 		revs:       map[key]*revision{},
+		removed:    map[key][]*revision{},
+		starts:     rate.NewLimiter(rate.Limit(cfg.StartRate), cfg.StartBurst),
 		ports:      map[int]struct{}{},
 		dirty:      map[key]struct{}{},
 	}
@@ -297,19 +346,11 @@ func (r *Runtime) admitLocked(k key, rev *servingv1.Revision) *revision {
 	return rv
 }
 
-// reconcileLocked starts or stops instances until as many as desired are active.
+// reconcileLocked starts or stops instances until as many as desired are active, within the
+// runtime's bound on instances.
 func (r *Runtime) reconcileLocked(rv *revision) {
 	if rv.failed || !rv.runnable || r.closed || r.revs[rv.key] != rv {
 		return
-	}
-	for len(rv.active) < rv.desired {
-		in := &instance{index: rv.nextIndex, stop: make(chan struct{}), done: make(chan struct{})}
-		rv.nextIndex++
-		rv.active = append(rv.active, in)
-		rv.all[in] = true
-		rv.logs.acquire()
-		r.wg.Add(1)
-		go r.runInstance(rv, in)
 	}
 	if extra := len(rv.active) - rv.desired; extra > 0 {
 		// Like a ReplicaSet: unready instances go first, then the newest.
@@ -327,6 +368,93 @@ func (r *Runtime) reconcileLocked(rv *revision) {
 			r.stopInstanceLocked(rv, in)
 		}
 	}
+	if rv.wants() > 0 {
+		r.fillLocked()
+	} else {
+		r.setBlockedLocked(rv, false)
+	}
+}
+
+// wants is how many more instances the revision should have than it has.
+func (rv *revision) wants() int {
+	if rv.failed || !rv.runnable {
+		return 0
+	}
+	return max(0, rv.desired-len(rv.active))
+}
+
+// fillLocked hands free slots to revisions that want instances, one at a time to the one with
+// the fewest, so a revision asking for a huge count cannot starve the others; then marks the
+// revisions left wanting as blocked.
+func (r *Runtime) fillLocked() {
+	if r.closed {
+		return
+	}
+	for r.used < r.cfg.MaxInstances {
+		var next *revision
+		for _, rv := range r.revs {
+			if rv.wants() > 0 && (next == nil || len(rv.active) < len(next.active)) {
+				next = rv
+			}
+		}
+		if next == nil {
+			break
+		}
+		r.startInstanceLocked(next)
+	}
+	if r.used < r.cfg.MaxInstances && r.blocked == 0 {
+		return
+	}
+	for _, rv := range r.revs {
+		r.setBlockedLocked(rv, rv.wants() > 0 && r.used >= r.cfg.MaxInstances)
+	}
+}
+
+// setBlockedLocked records whether the revision waits for a slot; State reports it.
+func (r *Runtime) setBlockedLocked(rv *revision, blocked bool) {
+	if rv.blocked == blocked {
+		return
+	}
+	rv.blocked = blocked
+	if blocked {
+		r.blocked++
+		r.log.Warn("instances wait for a slot: the local runtime's bound on instances is reached",
+			"revision", rv.key.namespace+"/"+rv.key.name, "waiting", rv.wants(), "maxInstances", r.cfg.MaxInstances)
+	} else {
+		r.blocked--
+	}
+	r.markDirtyLocked(rv.key)
+}
+
+// startInstanceLocked makes one more instance of the revision, holding one slot until its
+// goroutine ends; the goroutine starts the process when the start rate allows.
+func (r *Runtime) startInstanceLocked(rv *revision) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	in := &instance{index: rv.nextIndex, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	rv.nextIndex++
+	rv.active = append(rv.active, in)
+	rv.all[in] = true
+	r.used++
+	rv.logs.acquire()
+	r.wg.Add(1)
+	go r.runInstance(rv, in)
+}
+
+// instanceEnded gives back the slot of an instance whose goroutine is ending.
+func (r *Runtime) instanceEnded(rv *revision, in *instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(rv.all, in)
+	r.used--
+	if len(rv.all) == 0 && rv.drained != nil {
+		close(rv.drained)
+		rv.drained = nil
+		r.removed[rv.key] = slices.DeleteFunc(r.removed[rv.key], func(x *revision) bool { return x == rv })
+		if len(r.removed[rv.key]) == 0 {
+			delete(r.removed, rv.key)
+		}
+	}
+	r.fillLocked()
 }
 
 // stopInstanceLocked takes an instance out of the active set and out of Endpoints at once and
@@ -336,7 +464,7 @@ func (r *Runtime) stopInstanceLocked(rv *revision, in *instance) {
 		return
 	}
 	in.stopping = true
-	close(in.stop)
+	in.cancel()
 	rv.active = slices.DeleteFunc(rv.active, func(x *instance) bool { return x == in })
 	if in.ready {
 		in.ready = false
@@ -344,34 +472,48 @@ func (r *Runtime) stopInstanceLocked(rv *revision, in *instance) {
 	}
 }
 
-// Remove stops every instance of the revision: it leaves Endpoints at once, then each instance is
-// drained, sent SIGTERM, given its grace period and killed. Remove waits for that until ctx is
-// done; the instances are stopped in any case. State is the zero State from the start.
-func (r *Runtime) Remove(ctx context.Context, namespace, name string) error {
+// Remove stops every instance of the revision and returns without waiting for them: they leave
+// Endpoints at once, instances not started yet never start, and each running one is drained,
+// sent SIGTERM, given its grace period and killed by the runtime, which owns that work
+// (WaitRemoved waits for it; Close too). State is the zero State from the start.
+func (r *Runtime) Remove(_ context.Context, namespace, name string) error {
 	k := key{cmp.Or(namespace, "default"), name}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	rv := r.revs[k]
 	if rv == nil {
-		r.mu.Unlock()
 		return nil
 	}
 	delete(r.revs, k)
 	rv.cancel()
+	r.setBlockedLocked(rv, false)
 	for _, in := range slices.Clone(rv.active) {
 		r.stopInstanceLocked(rv, in)
 	}
-	var done []chan struct{}
-	for in := range rv.all {
-		done = append(done, in.done)
+	if len(rv.all) > 0 {
+		rv.drained = make(chan struct{})
+		r.removed[k] = append(r.removed[k], rv)
 	}
 	r.markDirtyLocked(k)
+	r.log.Info("removing revision", "revision", k.namespace+"/"+k.name, "instances", len(rv.all))
+	return nil
+}
+
+// WaitRemoved waits until every instance of the removed revisions named namespace/name has
+// stopped, or ctx is done.
+func (r *Runtime) WaitRemoved(ctx context.Context, namespace, name string) error {
+	k := key{cmp.Or(namespace, "default"), name}
+	r.mu.Lock()
+	var drained []chan struct{}
+	for _, rv := range r.removed[k] {
+		drained = append(drained, rv.drained)
+	}
 	r.mu.Unlock()
-	r.log.Info("removing revision", "revision", k.namespace+"/"+k.name, "instances", len(done))
-	for _, d := range done {
+	for _, d := range drained {
 		select {
 		case <-d:
 		case <-ctx.Done():
-			return fmt.Errorf("removing revision %s/%s: waiting for its instances to stop: %w", k.namespace, k.name, ctx.Err())
+			return fmt.Errorf("waiting for the instances of removed revision %s/%s to stop: %w", k.namespace, k.name, ctx.Err())
 		}
 	}
 	return nil
@@ -403,6 +545,10 @@ func (r *Runtime) State(namespace, name string) runtime.State {
 		st.Failed, st.Reason, st.Message = true, rv.reason, rv.message
 	case !rv.everReady && rv.restarts >= r.cfg.CrashLoopLimit:
 		st.Failed, st.Reason, st.Message = true, rv.reason, rv.message
+	case rv.blocked && len(rv.active) == 0:
+		st.Failed, st.Reason = true, runtime.ReasonUnschedulable
+		st.Message = fmt.Sprintf("none of the %d instances can start: the local runtime runs at most %d instances at once (max-instances), and they are taken",
+			rv.desired, r.cfg.MaxInstances)
 	case latest != nil:
 		st.Reason, st.Message = latest.reason, latest.message
 	}
@@ -417,6 +563,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
+		r.blocked = 0
 		for k, rv := range r.revs {
 			for _, in := range slices.Clone(rv.active) {
 				r.stopInstanceLocked(rv, in)

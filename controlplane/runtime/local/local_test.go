@@ -99,7 +99,7 @@ func newRevision(name string, c corev1.Container) *servingv1.Revision {
 		}},
 		Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{c}}},
 	}
-	rev.Spec.SetDefaults()
+	rev.Spec.SetDefaults(context.Background())
 	return rev
 }
 
@@ -215,14 +215,19 @@ func TestCommandRevisionGetsEnvAndLogs(t *testing.T) {
 	if err := rt.Remove(context.Background(), rev.Namespace, rev.Name); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 3*time.Second { // echo stops on SIGTERM; no SIGKILL needed
-		t.Errorf("Remove took %v, want echo to stop on SIGTERM at once", took)
-	}
 	if st := rt.State(rev.Namespace, rev.Name); st.Desired != 0 || len(st.Endpoints) != 0 {
 		t.Errorf("state after Remove = %+v, want zero", st)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rt.WaitRemoved(ctx, rev.Namespace, rev.Name); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*time.Second { // echo stops on SIGTERM; no SIGKILL needed
+		t.Errorf("stopping took %v, want echo to stop on SIGTERM at once", took)
+	}
 	if !refused(st.Endpoints[0]) {
-		t.Error("the instance still listens after Remove returned")
+		t.Error("the instance still listens after WaitRemoved returned")
 	}
 	logs, err := os.ReadFile(filepath.Join(dataDir, "logs", "default", "cmd-00001.log"))
 	if err != nil {

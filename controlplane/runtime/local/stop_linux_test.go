@@ -61,8 +61,11 @@ func TestStopKillsProcessGroupAfterGracePeriod(t *testing.T) {
 	if err := rt.Remove(ctx, rev.Namespace, rev.Name); err != nil {
 		t.Fatal(err)
 	}
+	if err := rt.WaitRemoved(ctx, rev.Namespace, rev.Name); err != nil {
+		t.Fatal(err)
+	}
 	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
-		t.Errorf("Remove took %v, want the capped grace period (300ms) and then SIGKILL", took)
+		t.Errorf("stopping took %v, want the capped grace period (300ms) and then SIGKILL", took)
 	}
 	eventually(t, 5*time.Second, "the shell and its child to be gone", func() bool { return !alive(pids[0]) && !alive(pids[1]) })
 }

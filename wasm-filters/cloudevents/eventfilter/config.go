@@ -36,11 +36,22 @@ type BrokerConfig struct {
 // passes on the BrokerConfig.Generation its trigger list was computed with.
 const GenerationHeader = "x-skiff-broker-generation"
 
+// TokenHeader is the request header in which the cloudevents filter passes
+// FilterConfig.Token to the broker ingress, which follows the filter's trigger
+// list only from requests carrying it: a client that reaches the ingress
+// directly cannot assert a match.
+const TokenHeader = "x-skiff-proxy-token"
+
 // FilterConfig is the cloudevents filter's whole plugin configuration: every
 // broker behind the proxy's broker ingress virtual host, which serves
-// /{namespace}/{broker}. As JSON: {"brokers": [BrokerConfig, ...]}.
+// /{namespace}/{broker}. As JSON: {"brokers": [BrokerConfig, ...], "token": "..."}.
 type FilterConfig struct {
 	Brokers []BrokerConfig `json:"brokers"`
+	// Token is the secret the control plane shares with the broker ingress
+	// (a new one every start); the filter sends it in TokenHeader with the
+	// trigger list. Empty: the filter sends none, and the ingress evaluates
+	// the triggers itself.
+	Token string `json:"token,omitempty"`
 
 	byPath map[string]*BrokerConfig
 }
@@ -75,8 +86,14 @@ func ParseFilterConfig(data []byte) (*FilterConfig, error) {
 		cfg.Brokers = []BrokerConfig{*b}
 	} else {
 		for _, k := range sortedKeys(obj) {
+			if k == "token" {
+				if cfg.Token, err = jsonString(obj[k], "token"); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			if k != "brokers" {
-				return nil, fieldErr("", "unknown field %q: want brokers (or broker, triggers for one broker)", k)
+				return nil, fieldErr("", "unknown field %q: want brokers and token (or broker, triggers for one broker)", k)
 			}
 			items, err := jsonArray(obj[k], "brokers")
 			if err != nil {

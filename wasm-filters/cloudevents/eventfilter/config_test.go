@@ -115,3 +115,20 @@ func TestParsePluginConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// The filter configuration's token (issue 13, item 3) is a string; other top-level keys are
+// refused naming the ones allowed.
+func TestParseFilterConfigToken(t *testing.T) {
+	cfg, err := ParseFilterConfig([]byte(`{"brokers":[{"broker":"a/b","triggers":[]}],"token":"s3cret"}`))
+	if err != nil || cfg.Token != "s3cret" || len(cfg.Brokers) != 1 {
+		t.Fatalf("ParseFilterConfig = %+v, %v; want token s3cret and one broker", cfg, err)
+	}
+	for in, want := range map[string]string{
+		`{"brokers":[],"token":1}`: `token: want a JSON string, got a number`,
+		`{"brokers":[],"tokn":""}`: `unknown field "tokn": want brokers and token (or broker, triggers for one broker)`,
+	} {
+		if _, err := ParseFilterConfig([]byte(in)); err == nil || err.Error() != want {
+			t.Errorf("ParseFilterConfig(%s) = %v, want %s", in, err, want)
+		}
+	}
+}

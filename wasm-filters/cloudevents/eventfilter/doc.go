@@ -13,8 +13,12 @@
 // The pieces:
 //
 //   - [ParseHTTP] turns an HTTP request (binary or structured content mode of the
-//     CloudEvents 1.0 HTTP protocol binding) into an [Event], or an [*EventError]
-//     whose [Reason] is machine-friendly and whose message names the attribute.
+//     CloudEvents HTTP protocol binding; specversion 1.0 or 0.3) into an [Event],
+//     or an [*EventError] whose [Reason] is machine-friendly and whose message
+//     names the attribute.
+//   - [BinaryHeaders] and [EncodeHeaderValue] write an event back in binary
+//     mode, percent-encoded as the binding requires; [DataIsJSON] tells whether
+//     the JSON format can carry its data as a JSON value.
 //   - [Compile] turns a Trigger's filter (spec.filter.attributes, the legacy
 //     exact-match filter, and spec.filters, the Subscriptions API dialects exact,
 //     prefix, suffix, all, any, not and cesql) into a [Compiled] matcher.

@@ -2,14 +2,16 @@ package eventfilter
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
-// SpecVersion is the only CloudEvents specification version accepted.
-const SpecVersion = "1.0"
+// Specification versions accepted. A 0.3 event is read and delivered as 0.3,
+// as Knative's ingress (the CloudEvents SDK) does: it is not converted.
+const (
+	SpecVersion   = "1.0"
+	SpecVersion03 = "0.3"
+)
 
 // Event is a validated CloudEvent.
 //
@@ -22,8 +24,13 @@ const SpecVersion = "1.0"
 //
 // Data is the event payload: the HTTP body in binary mode (aliasing the slice
 // given to ParseHTTP, not a copy), and in structured mode the decoded
-// data_base64, the contents of a JSON string data whose datacontenttype is not
-// JSON, or else the raw JSON of data.
+// data_base64 (or, in 0.3, the data decoded by datacontentencoding base64),
+// the contents of a JSON string data whose datacontenttype is not JSON, or
+// else the raw JSON of data, byte for byte as sent ("null" for "data": null).
+//
+// A structured event with a data member and no datacontenttype gets
+// datacontenttype application/json, which the JSON format implies (section
+// 3.1.2), so that a re-encoding in binary mode keeps the meaning.
 type Event struct {
 	Attributes map[string]string
 	Data       []byte
@@ -51,11 +58,13 @@ const (
 	ReasonInvalidAttributeName Reason = "invalid_attribute_name"
 	// ReasonDuplicateAttribute: an attribute appears more than once.
 	ReasonDuplicateAttribute Reason = "duplicate_attribute"
-	// ReasonUnsupportedSpecVersion: specversion is not 1.0.
+	// ReasonUnsupportedSpecVersion: specversion is neither 1.0 nor 0.3.
 	ReasonUnsupportedSpecVersion Reason = "unsupported_specversion"
 	// ReasonInvalidJSON: a structured-mode body is not a JSON object.
 	ReasonInvalidJSON Reason = "invalid_json"
-	// ReasonInvalidData: data and data_base64 together, or data_base64 that is not base64.
+	// ReasonInvalidData: data and data_base64 together, data_base64 that is not base64,
+	// data that is not a string when the datacontenttype is not JSON, or data
+	// that is not valid UTF-8 JSON text.
 	ReasonInvalidData Reason = "invalid_data"
 	// ReasonBatchNotSupported: the batched content mode (application/cloudevents-batch+json).
 	ReasonBatchNotSupported Reason = "batch_not_supported"
@@ -79,25 +88,30 @@ func eventErr(reason Reason, attr, format string, args ...any) *EventError {
 	return &EventError{Reason: reason, Attribute: attr, Message: fmt.Sprintf(format, args...)}
 }
 
-// Core context attribute names of CloudEvents 1.0.
+// Core context attribute names.
 const (
-	attrID              = "id"
-	attrSource          = "source"
-	attrSpecVersion     = "specversion"
-	attrType            = "type"
-	attrDataContentType = "datacontenttype"
-	attrDataSchema      = "dataschema"
-	attrSubject         = "subject"
-	attrTime            = "time"
+	attrID                  = "id"
+	attrSource              = "source"
+	attrSpecVersion         = "specversion"
+	attrType                = "type"
+	attrDataContentType     = "datacontenttype"
+	attrDataSchema          = "dataschema"
+	attrSubject             = "subject"
+	attrTime                = "time"
+	attrSchemaURL           = "schemaurl"           // 0.3's dataschema, a URI-reference
+	attrDataContentEncoding = "datacontentencoding" // 0.3, structured mode only
 )
 
 // isCoreAttribute reports whether name is a core (REQUIRED or OPTIONAL)
-// context attribute of CloudEvents 1.0.
-func isCoreAttribute(name string) bool {
+// context attribute of the given specification version.
+func isCoreAttribute(version, name string) bool {
 	switch name {
-	case attrID, attrSource, attrSpecVersion, attrType,
-		attrDataContentType, attrDataSchema, attrSubject, attrTime:
+	case attrID, attrSource, attrSpecVersion, attrType, attrDataContentType, attrSubject, attrTime:
 		return true
+	case attrDataSchema:
+		return version != SpecVersion03
+	case attrSchemaURL, attrDataContentEncoding:
+		return version == SpecVersion03
 	}
 	return false
 }
@@ -128,25 +142,47 @@ func invalidNameErr(name, where string) *EventError {
 		"%s: attribute name %q is invalid: it must consist of lower-case letters a-z and digits 0-9", where, name)
 }
 
-// validate checks the assembled attribute set of an event, given the first
-// error found while reading values one by one (validateValue): a missing or
-// unsupported specversion is reported first, so that an event of another
-// version is named as such, then that value error, then any other missing
-// REQUIRED attribute.
-func validate(attrs map[string]string, valueErr error) error {
-	sv, ok := attrs[attrSpecVersion]
+// attrSet is the attributes of an event being read, in the order they came.
+type attrSet struct {
+	values map[string]string
+	order  []string
+}
+
+func (a *attrSet) set(name, v string) {
+	if a.values == nil {
+		a.values = make(map[string]string, 16)
+		a.order = make([]string, 0, 16)
+	}
+	if _, ok := a.values[name]; !ok {
+		a.order = append(a.order, name)
+	}
+	a.values[name] = v
+}
+
+// specVersion returns the event's specification version, or why it has none
+// that is supported.
+func (a *attrSet) specVersion() (string, error) {
+	sv, ok := a.values[attrSpecVersion]
 	if !ok {
-		return eventErr(ReasonMissingAttribute, attrSpecVersion, "missing required attribute %q", attrSpecVersion)
+		return "", eventErr(ReasonMissingAttribute, attrSpecVersion, "missing required attribute %q", attrSpecVersion)
 	}
-	if sv != SpecVersion {
-		return eventErr(ReasonUnsupportedSpecVersion, attrSpecVersion,
-			"specversion %q is not supported: want %s", sv, SpecVersion)
+	if sv != SpecVersion && sv != SpecVersion03 {
+		return "", eventErr(ReasonUnsupportedSpecVersion, attrSpecVersion,
+			"specversion %q is not supported: want %s (or %s)", sv, SpecVersion, SpecVersion03)
 	}
-	if valueErr != nil {
-		return valueErr
+	return sv, nil
+}
+
+// validateValues checks every attribute's value, in the order they came,
+// then that the REQUIRED attributes are present.
+func (a *attrSet) validateValues(version string) error {
+	for _, name := range a.order {
+		if err := validateValue(version, name, a.values[name]); err != nil {
+			return err
+		}
 	}
 	for _, name := range [...]string{attrID, attrSource, attrType} {
-		if _, ok := attrs[name]; !ok {
+		if _, ok := a.values[name]; !ok {
 			return eventErr(ReasonMissingAttribute, name, "missing required attribute %q", name)
 		}
 	}
@@ -154,51 +190,54 @@ func validate(attrs map[string]string, valueErr error) error {
 }
 
 // validateValue checks one attribute value: the String rules for every
-// attribute, and each core attribute's own constraints.
-func validateValue(name, v string) error {
+// attribute, and each core attribute's own constraints in the given version.
+func validateValue(version, name, v string) error {
 	if err := checkString(v); err != "" {
 		return eventErr(ReasonInvalidAttribute, name, "attribute %q: %s", name, err)
 	}
+	if !isCoreAttribute(version, name) {
+		return nil
+	}
+	bad := func(format string, args ...any) error {
+		return eventErr(ReasonInvalidAttribute, name, "attribute %q: "+format, append([]any{name}, args...)...)
+	}
 	switch name {
-	case attrID, attrSource, attrType, attrSubject, attrSpecVersion:
-		if v == "" {
-			return eventErr(ReasonInvalidAttribute, name, "attribute %q must be a non-empty string", name)
+	case attrID, attrType, attrSubject:
+		// The specification says non-empty; the SDK (so Knative's ingress)
+		// also refuses one of only white space.
+		if strings.TrimSpace(v) == "" {
+			return eventErr(ReasonInvalidAttribute, name, "attribute %q must be a non-empty string (not only white space)", name)
 		}
-		if name == attrSource {
-			if _, err := url.Parse(v); err != nil {
-				return eventErr(ReasonInvalidAttribute, name, "attribute %q: not a URI-reference: %v", name, unwrapURLError(err))
-			}
+	case attrSource, attrSchemaURL:
+		if v == "" {
+			return eventErr(ReasonInvalidAttribute, name, "attribute %q must be a non-empty URI-reference", name)
+		}
+		if msg := checkURIReference(v); msg != "" {
+			return bad("%q is not a URI-reference (RFC 3986): %s", v, msg)
 		}
 	case attrDataSchema:
-		u, err := url.Parse(v)
-		if err != nil {
-			return eventErr(ReasonInvalidAttribute, name, "attribute %q: not an absolute URI: %v", name, unwrapURLError(err))
-		}
-		if u.Scheme == "" {
-			return eventErr(ReasonInvalidAttribute, name, "attribute %q: %q is not an absolute URI (no scheme)", name, v)
+		if msg := checkURI(v); msg != "" {
+			return bad("%q is not an absolute URI (RFC 3986): %s", v, msg)
 		}
 	case attrTime:
-		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-			return eventErr(ReasonInvalidAttribute, name, "attribute %q: %q is not an RFC 3339 timestamp", name, v)
+		if msg := checkTimestamp(v); msg != "" {
+			return bad("%q is not an RFC 3339 timestamp: %s", v, msg)
 		}
 	case attrDataContentType:
 		if msg := checkMediaType(v); msg != "" {
-			return eventErr(ReasonInvalidAttribute, name, "attribute %q: %q is not a media type (RFC 2046): %s", name, v, msg)
+			return bad("%q is not a media type (RFC 2046): %s", v, msg)
+		}
+	case attrDataContentEncoding:
+		if !strings.EqualFold(strings.TrimSpace(v), "base64") {
+			return bad(`%q is not supported: the only encoding is "base64"`, v)
 		}
 	}
 	return nil
 }
 
-func unwrapURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
-}
-
 // checkString returns why s is not an allowed CloudEvents String, or "".
-// Disallowed: invalid UTF-8, control characters U+0000-U+001F and
-// U+007F-U+009F, and Unicode noncharacters.
+// Disallowed: invalid UTF-8 (which includes surrogate code points), control
+// characters U+0000-U+001F and U+007F-U+009F, and Unicode noncharacters.
 func checkString(s string) string {
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -222,51 +261,4 @@ func checkString(s string) string {
 		i += size
 	}
 	return ""
-}
-
-// checkMediaType does a light RFC 2046 check: "type/subtype" tokens,
-// optionally followed by ";"-separated parameters. It returns what is wrong,
-// or "".
-func checkMediaType(v string) string {
-	mt, _, _ := strings.Cut(v, ";")
-	mt = strings.TrimSpace(mt)
-	typ, sub, ok := strings.Cut(mt, "/")
-	if !ok {
-		return `want "type/subtype"`
-	}
-	if !isToken(typ) || !isToken(sub) {
-		return "type and subtype must be non-empty tokens"
-	}
-	return ""
-}
-
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// mediaType returns the lower-cased "type/subtype" of a Content-Type value,
-// without parameters.
-func mediaType(contentType string) string {
-	mt, _, _ := strings.Cut(contentType, ";")
-	return strings.ToLower(strings.TrimSpace(mt))
-}
-
-// isJSONMediaType reports whether a datacontenttype denotes JSON, as the JSON
-// event format defines it: absent, application/json, text/json, or any
-// "+json" structured syntax suffix.
-func isJSONMediaType(contentType string) bool {
-	if contentType == "" {
-		return true
-	}
-	mt := mediaType(contentType)
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }

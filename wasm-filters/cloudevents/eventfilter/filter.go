@@ -272,7 +272,7 @@ func lookupKnative(attrs map[string]string, name string) (string, bool) {
 	case "schemaurl":
 		return attrs[attrDataSchema], true
 	}
-	if isCoreAttribute(name) {
+	if isCoreAttribute(attrs[attrSpecVersion], name) {
 		return "", true
 	}
 	return "", false
@@ -347,4 +347,17 @@ type cesqlMatcher struct{ expr Expr }
 func (m *cesqlMatcher) match(attrs map[string]string) bool {
 	v, err := m.expr.root.eval(attrs)
 	return err == nil && v.t == TypeBoolean && v.i != 0
+}
+
+// CheckCESQL reports why expr cannot be a Trigger's cesql filter (it does not parse, or is
+// not a condition), or nil: what Compile checks, for admission to refuse it early.
+func CheckCESQL(expr string) error {
+	e, err := ParseCESQL(expr)
+	if err != nil {
+		return err
+	}
+	if t := e.Type(); t != TypeBoolean {
+		return fmt.Errorf("the expression is of type %s, want Boolean", t)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -35,10 +36,16 @@ func (h HeaderPairs) Each(fn func(name, value string)) {
 // compared case-insensitively).
 type HeaderMap map[string][]string
 
-// Each implements Header.
+// Each implements Header. Names come in sorted order, so that of several
+// problems with an event the same one is reported every time.
 func (h HeaderMap) Each(fn func(name, value string)) {
-	for name, values := range h {
-		for _, v := range values {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for _, v := range h[name] {
 			fn(name, v)
 		}
 	}
@@ -93,23 +100,33 @@ func ContentMode(contentType string) Mode {
 }
 
 // ParseHTTP reads a CloudEvent from an HTTP request's headers and body,
-// following the CloudEvents 1.0 HTTP protocol binding, and validates it.
-// Errors are *EventError.
+// following the CloudEvents HTTP protocol binding (1.0, and 0.3 as Knative's
+// ingress accepts it), and validates it. Errors are *EventError, naming the
+// attribute at fault. Of several problems, the first found is reported in
+// this order: a malformed attribute name, value encoding or JSON (or a
+// duplicate), then a missing or unsupported specversion, then an attribute
+// value (in the order the attributes came), then a missing REQUIRED
+// attribute, then the data.
 //
 // Binary mode: every ce-<name> header is the attribute <name> (header names are
 // case-insensitive; attribute names must then be lower-case letters and
-// digits); values are unquoted if double-quoted and percent-decoded once, and
-// must be valid UTF-8. Content-Type becomes datacontenttype, so a
+// digits); a value that is one double-quoted string (RFC 7230 section 3.2.6)
+// is unquoted, then every value is percent-decoded once and must be valid
+// UTF-8 (section 3.1.3.2). Content-Type becomes datacontenttype, so a
 // ce-datacontenttype header is rejected, as the binding requires. A '%' that
 // does not start a two-digit hex escape is kept as is. The body is Data and is
 // not inspected: binary mode needs no body to validate or filter.
 //
 // Structured mode (application/cloudevents+json): the body is one JSON object
-// of the JSON event format. Attribute members must be strings, booleans,
-// integers or null (null meaning absent); data and data_base64 are exclusive.
-// ce-* headers are ignored in this mode: the body is authoritative.
+// of the JSON event format, which must be UTF-8 without lone surrogate escapes
+// (nothing is silently replaced by U+FFFD). Attribute members must be strings,
+// booleans, integers or null (null meaning absent); data and data_base64 are
+// exclusive. ce-* headers are ignored in this mode: the body is authoritative.
+// Another structured format (application/cloudevents+avro, ...) is read as
+// binary mode when the request has ce-* headers, as the binding allows and the
+// CloudEvents SDK does, and is rejected otherwise.
 //
-// Batched mode and structured formats other than JSON are rejected.
+// Batched mode is rejected.
 func ParseHTTP(h Header, body []byte) (Event, error) {
 	var sc headerScan
 	if pairs, ok := h.(HeaderPairs); ok {
@@ -122,50 +139,65 @@ func ParseHTTP(h Header, body []byte) (Event, error) {
 		h.Each(p.add)
 		sc = *p
 	}
-	contentType, hasContentType, attrs, firstErr := sc.contentType, sc.hasContentType, sc.attrs, sc.firstErr
 
-	switch ContentMode(contentType) {
+	switch ContentMode(sc.contentType) {
 	case ModeBatch:
 		return Event{}, eventErr(ReasonBatchNotSupported, "",
-			"batched content mode (%s) is not supported: send one event per request", mediaType(contentType))
+			"batched content mode (%s) is not supported: send one event per request", mediaType(sc.contentType))
 	case ModeStructured:
-		if mt := mediaType(contentType); mt != contentTypeStructuredJSON {
-			return Event{}, eventErr(ReasonUnsupportedFormat, "",
-				"structured event format %q is not supported: want %s", mt, contentTypeStructuredJSON)
+		mt := mediaType(sc.contentType)
+		if mt == contentTypeStructuredJSON {
+			return parseStructured(body)
 		}
-		return parseStructured(body)
+		if !sc.anyCE {
+			return Event{}, eventErr(ReasonUnsupportedFormat, "",
+				"structured event format %q is not supported: want %s (or binary mode, with ce-* headers)", mt, contentTypeStructuredJSON)
+		}
+		// Binary mode with that content type, as the binding allows.
 	}
 
-	if attrs == nil && firstErr == nil {
-		if hasContentType {
+	if !sc.anyCE {
+		if sc.hasContentType {
 			return Event{}, eventErr(ReasonNotCloudEvent, "",
 				"request is not a CloudEvent: no ce-* headers (binary mode) and Content-Type %q is not %s (structured mode)",
-				contentType, contentTypeStructuredJSON)
+				sc.contentType, contentTypeStructuredJSON)
 		}
 		return Event{}, eventErr(ReasonNotCloudEvent, "",
 			"request is not a CloudEvent: no ce-* headers (binary mode) and no Content-Type %s (structured mode)",
 			contentTypeStructuredJSON)
 	}
-	if attrs == nil {
-		attrs = make(map[string]string, 1)
+	if sc.firstErr != nil {
+		return Event{}, sc.firstErr
 	}
-	if hasContentType && firstErr == nil {
+	attrs := &sc.attrs
+	if sc.hasContentType {
 		// (a ce-datacontenttype header was rejected by addBinaryAttribute)
-		attrs[attrDataContentType] = contentType
-		firstErr = validateValue(attrDataContentType, contentType)
+		attrs.set(attrDataContentType, sc.contentType)
 	}
-	if err := validate(attrs, firstErr); err != nil {
+	version, err := attrs.specVersion()
+	if err != nil {
 		return Event{}, err
 	}
-	return Event{Attributes: attrs, Data: body}, nil
+	if _, ok := attrs.values[attrDataContentEncoding]; ok && version == SpecVersion03 {
+		return Event{}, eventErr(ReasonInvalidAttribute, attrDataContentEncoding,
+			"binary mode: header \"ce-datacontentencoding\" must not be sent: the body is the data as is (datacontentencoding is for structured mode)")
+	}
+	if err := attrs.validateValues(version); err != nil {
+		return Event{}, err
+	}
+	return Event{Attributes: attrs.values, Data: body}, nil
 }
 
 // headerScan collects what ParseHTTP needs from the header fields: the
-// Content-Type and the ce-* attributes (binary mode).
+// Content-Type and the ce-* attributes (binary mode), and the first problem
+// with a ce-* header's name or encoding. It reads every header even after a
+// problem, so that ParseHTTP reports the problem rather than an attribute
+// that seems missing.
 type headerScan struct {
 	contentType    string
 	hasContentType bool
-	attrs          map[string]string
+	anyCE          bool
+	attrs          attrSet
 	firstErr       error
 }
 
@@ -176,17 +208,17 @@ func (s *headerScan) add(name, value string) {
 		}
 		return
 	}
-	if len(name) < 3 || !strings.EqualFold(name[:3], "ce-") || s.firstErr != nil {
+	if len(name) < 3 || !strings.EqualFold(name[:3], "ce-") {
 		return
 	}
-	if s.attrs == nil {
-		s.attrs = make(map[string]string, 16)
+	s.anyCE = true
+	if err := s.addBinaryAttribute(name, strings.ToLower(name[3:]), value); err != nil && s.firstErr == nil {
+		s.firstErr = err
 	}
-	s.firstErr = addBinaryAttribute(s.attrs, name, strings.ToLower(name[3:]), value)
 }
 
-// addBinaryAttribute decodes one ce-* header into attrs.
-func addBinaryAttribute(attrs map[string]string, header, attr, value string) error {
+// addBinaryAttribute decodes one ce-* header into the attributes.
+func (s *headerScan) addBinaryAttribute(header, attr, value string) error {
 	if !ValidAttributeName(attr) {
 		return invalidNameErr(attr, fmt.Sprintf("header %q", header))
 	}
@@ -194,40 +226,27 @@ func addBinaryAttribute(attrs map[string]string, header, attr, value string) err
 		return eventErr(ReasonInvalidAttribute, attr,
 			"binary mode: header %q must not be sent: the Content-Type header carries datacontenttype", header)
 	}
-	if _, dup := attrs[attr]; dup {
+	if _, dup := s.attrs.values[attr]; dup {
 		return eventErr(ReasonDuplicateAttribute, attr, "attribute %q appears more than once (header %q)", attr, header)
 	}
 	v, err := decodeHeaderValue(value)
+	s.attrs.set(attr, v)
 	if err != "" {
 		return eventErr(ReasonInvalidAttribute, attr, "attribute %q (header %q): %s", attr, header, err)
 	}
-	attrs[attr] = v
-	return validateValue(attr, v)
+	return nil
 }
 
 // decodeHeaderValue undoes the HTTP binding's encoding of an attribute value:
-// surrounding whitespace is dropped, a double-quoted string (RFC 7230 section
-// 3.2.6) is unquoted, then one round of percent-decoding is applied. It returns
-// the value, or what is wrong with it.
+// surrounding whitespace is dropped, a value that is exactly one double-quoted
+// string (RFC 7230 section 3.2.6) is unquoted, then one round of
+// percent-decoding is applied, whose result must be valid UTF-8. It returns
+// the value, or what is wrong with it. A value with quotes that is not one
+// quoted string (a "b" c) is taken literally.
 func decodeHeaderValue(v string) (string, string) {
 	v = strings.TrimSpace(v)
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		var b strings.Builder
-		inner := v[1 : len(v)-1]
-		for i := 0; i < len(inner); i++ {
-			c := inner[i]
-			if c == '\\' {
-				if i+1 == len(inner) {
-					return "", "quoted string ends with a lone backslash"
-				}
-				i++
-				c = inner[i]
-			} else if c == '"' {
-				return "", "unescaped double quote inside a quoted string"
-			}
-			b.WriteByte(c)
-		}
-		v = b.String()
+	if u, ok := unquote(v); ok {
+		v = u
 	}
 	if strings.IndexByte(v, '%') < 0 {
 		return v, ""
@@ -242,9 +261,33 @@ func decodeHeaderValue(v string) (string, string) {
 		out = append(out, v[i])
 	}
 	if !utf8.Valid(out) {
-		return "", "percent-decoded value is not valid UTF-8"
+		return string(out), "percent-decoded value is not valid UTF-8"
 	}
 	return string(out), ""
+}
+
+// unquote returns the contents of v if v is one quoted-string.
+func unquote(v string) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	var b strings.Builder
+	inner := v[1 : len(v)-1]
+	for i := 0; i < len(inner); i++ {
+		c := inner[i]
+		switch c {
+		case '\\':
+			if i+1 == len(inner) {
+				return "", false
+			}
+			i++
+			c = inner[i]
+		case '"':
+			return "", false
+		}
+		b.WriteByte(c)
+	}
+	return b.String(), true
 }
 
 func isHex(c byte) bool {
@@ -261,6 +304,12 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
+// member is one member of a structured event's JSON object.
+type member struct {
+	name string
+	raw  json.RawMessage
+}
+
 // parseStructured reads one event in the JSON event format.
 func parseStructured(body []byte) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -271,57 +320,39 @@ func parseStructured(body []byte) (Event, error) {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return Event{}, eventErr(ReasonInvalidJSON, "", "structured event: invalid JSON: want an object, got %s", jsonKind(tok))
 	}
-	attrs := make(map[string]string, 8)
-	seen := make(map[string]bool, 10)
-	var (
-		firstErr  error
-		data      json.RawMessage
-		hasData   bool
-		data64    json.RawMessage
-		hasData64 bool
-	)
+	members := make([]member, 0, 12)
+	seen := make(map[string]struct{}, 12)
+	var firstErr error
 	for dec.More() {
+		start := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return Event{}, jsonErr(err)
 		}
 		name := tok.(string) // object keys are always strings
+		rawName := body[start:dec.InputOffset()]
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return Event{}, jsonErr(err)
 		}
-		if seen[name] {
-			if firstErr == nil {
-				firstErr = eventErr(ReasonDuplicateAttribute, name, "structured event: member %q appears more than once", name)
-			}
-			continue
-		}
-		seen[name] = true
-		switch name {
-		case "data":
-			data, hasData = raw, true
-			continue
-		case "data_base64":
-			data64, hasData64 = raw, true
-			continue
-		}
+		members = append(members, member{name, raw})
 		if firstErr != nil {
 			continue
 		}
-		if !ValidAttributeName(name) {
-			firstErr = invalidNameErr(name, "structured event")
-			continue
+		// encoding/json turns invalid UTF-8 and lone surrogates into U+FFFD:
+		// refuse them rather than deliver a different event.
+		if msg := checkJSONText(rawName); msg != "" {
+			firstErr = eventErr(ReasonInvalidAttributeName, name, "structured event: member name %q: %s", name, msg)
+		} else if msg := checkJSONText(raw); msg != "" {
+			reason := ReasonInvalidAttribute
+			if name == "data" || name == "data_base64" {
+				reason = ReasonInvalidData
+			}
+			firstErr = eventErr(reason, name, "structured event: member %q: %s", name, msg)
+		} else if _, dup := seen[name]; dup {
+			firstErr = eventErr(ReasonDuplicateAttribute, name, "structured event: member %q appears more than once", name)
 		}
-		v, present, err := jsonAttributeValue(name, raw)
-		if err != nil {
-			firstErr = err
-			continue
-		}
-		if !present {
-			continue
-		}
-		attrs[name] = v
-		firstErr = validateValue(name, v)
+		seen[name] = struct{}{}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return Event{}, jsonErr(err)
@@ -329,44 +360,164 @@ func parseStructured(body []byte) (Event, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Event{}, eventErr(ReasonInvalidJSON, "", "structured event: invalid JSON: unexpected data after the top-level object")
 	}
-	if err := validate(attrs, firstErr); err != nil {
+	if firstErr != nil {
+		return Event{}, firstErr
+	}
+	var data, data64 *member
+	for i := range members {
+		m := &members[i]
+		switch m.name {
+		case "data":
+			data = m
+		case "data_base64":
+			data64 = m
+		default:
+			if !ValidAttributeName(m.name) {
+				return Event{}, invalidNameErr(m.name, "structured event")
+			}
+		}
+	}
+
+	var attrs attrSet
+	for _, m := range members {
+		if m.name == attrSpecVersion {
+			v, present, err := jsonAttributeValue("", m.name, m.raw)
+			if err != nil {
+				return Event{}, err
+			}
+			if present {
+				attrs.set(m.name, v)
+			}
+		}
+	}
+	version, err := attrs.specVersion()
+	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Attributes: attrs}
-	if isNull(data) {
-		hasData = false
+	if version == SpecVersion03 && data64 != nil {
+		return Event{}, eventErr(ReasonInvalidAttributeName, "data_base64",
+			`structured event: attribute name "data_base64" is invalid: CloudEvents 0.3 has no data_base64 member (binary data is "data" with "datacontentencoding": "base64")`)
 	}
-	if isNull(data64) {
-		hasData64 = false
+	for _, m := range members {
+		if m.name == "data" || m.name == "data_base64" || m.name == attrSpecVersion {
+			continue
+		}
+		v, present, err := jsonAttributeValue(version, m.name, m.raw)
+		if err != nil {
+			return Event{}, err
+		}
+		if present {
+			attrs.set(m.name, v)
+		}
+	}
+	if err := attrs.validateValues(version); err != nil {
+		return Event{}, err
+	}
+
+	ev := Event{Attributes: attrs.values}
+	if data != nil && isNull(data.raw) && !IsJSONMediaType(attrs.values[attrDataContentType]) {
+		data = nil // no payload: null is not a string of some other media type
+	}
+	base64Data := false
+	if version == SpecVersion03 {
+		if _, ok := attrs.values[attrDataContentEncoding]; ok {
+			// 0.3's binary data: "data" is a base64 string. The attribute
+			// only says how the data is written in JSON, so it is dropped
+			// with the encoding, as the SDK does.
+			delete(ev.Attributes, attrDataContentEncoding)
+			data64, data, base64Data = data, nil, true
+		}
+	}
+	if data64 != nil && isNull(data64.raw) {
+		data64 = nil
 	}
 	switch {
-	case hasData && hasData64:
-		return Event{}, eventErr(ReasonInvalidData, "", `structured event: "data" and "data_base64" must not both be present`)
-	case hasData64:
+	case data != nil && data64 != nil:
+		return Event{}, eventErr(ReasonInvalidData, "data", `structured event: "data" and "data_base64" must not both be present`)
+	case data64 != nil:
+		member := `"data_base64"`
+		if base64Data {
+			member = "data (datacontentencoding base64)"
+		}
 		var s string
-		if err := json.Unmarshal(data64, &s); err != nil {
-			return Event{}, eventErr(ReasonInvalidData, "", `structured event: "data_base64" must be a JSON string`)
+		if len(data64.raw) == 0 || data64.raw[0] != '"' || json.Unmarshal(data64.raw, &s) != nil {
+			return Event{}, eventErr(ReasonInvalidData, data64.name, "structured event: %s must be a JSON string of base64, got %s", member, jsonKindOf(data64.raw))
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return Event{}, eventErr(ReasonInvalidData, "", `structured event: "data_base64" is not base64: %v`, err)
+			return Event{}, eventErr(ReasonInvalidData, data64.name, "structured event: %s is not base64: %v", member, err)
 		}
 		ev.Data = b
-	case hasData:
-		ev.Data = data
-		if len(data) > 0 && data[0] == '"' && !isJSONMediaType(attrs[attrDataContentType]) {
+	case data != nil:
+		ct, hasCT := attrs.values[attrDataContentType]
+		if IsJSONMediaType(ct) {
+			ev.Data = data.raw
+		} else {
 			var s string
-			if err := json.Unmarshal(data, &s); err == nil {
-				ev.Data = []byte(s)
+			if data.raw[0] != '"' || json.Unmarshal(data.raw, &s) != nil {
+				return Event{}, eventErr(ReasonInvalidData, "data",
+					"structured event: datacontenttype %q is not JSON, so data must be a JSON string (or use data_base64), got %s", ct, jsonKindOf(data.raw))
 			}
+			ev.Data = []byte(s)
+		}
+		if !hasCT {
+			// JSON format section 3.1.2: re-encoded elsewhere, the event
+			// SHOULD say explicitly what the JSON format implied.
+			ev.Attributes[attrDataContentType] = "application/json"
 		}
 	}
 	return ev, nil
 }
 
+// checkJSONText returns why raw JSON text (already known to be syntactically
+// valid) is not text encoding/json can decode faithfully, or "": it must be
+// UTF-8 (RFC 8259 section 8.1) and its \u escapes must not be lone
+// surrogates (which decode to U+FFFD, not to a character).
+func checkJSONText(raw []byte) string {
+	if !utf8.Valid(raw) {
+		return "not valid UTF-8 (JSON text must be UTF-8, RFC 8259 section 8.1)"
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++
+		if i >= len(raw) || raw[i] != 'u' || i+4 >= len(raw) {
+			continue
+		}
+		r := hex4(raw[i+1 : i+5])
+		i += 4
+		switch {
+		case r >= 0xd800 && r < 0xdc00:
+			if i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
+				if lo := hex4(raw[i+3 : i+7]); lo >= 0xdc00 && lo <= 0xdfff {
+					i += 6
+					continue
+				}
+			}
+			return fmt.Sprintf("\\u%04X is a lone surrogate, not a character", r)
+		case r >= 0xdc00 && r <= 0xdfff:
+			return fmt.Sprintf("\\u%04X is a lone surrogate, not a character", r)
+		}
+	}
+	return ""
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		if !isHex(c) {
+			return -1
+		}
+		r = r<<4 | rune(unhex(c))
+	}
+	return r
+}
+
 // jsonAttributeValue converts one JSON member to the attribute's canonical
-// string. present is false for null.
-func jsonAttributeValue(name string, raw json.RawMessage) (v string, present bool, err error) {
+// string. present is false for null. Core attributes of the version must be
+// JSON strings; extensions may be strings, booleans or integers.
+func jsonAttributeValue(version, name string, raw json.RawMessage) (v string, present bool, err error) {
 	if len(raw) == 0 {
 		return "", false, eventErr(ReasonInvalidJSON, name, "structured event: attribute %q has no value", name)
 	}
@@ -380,7 +531,7 @@ func jsonAttributeValue(name string, raw json.RawMessage) (v string, present boo
 		}
 		return s, true, nil
 	}
-	if isCoreAttribute(name) {
+	if name == attrSpecVersion || isCoreAttribute(version, name) {
 		return "", false, eventErr(ReasonInvalidAttribute, name,
 			"attribute %q: want a JSON string, got %s", name, jsonKindOf(raw))
 	}

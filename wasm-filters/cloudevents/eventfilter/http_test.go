@@ -103,14 +103,14 @@ func TestParseHTTPErrors(t *testing.T) {
 		{"missing source", without(base, "ce-source"), nil, ReasonMissingAttribute, "source", `missing required attribute "source"`},
 		{"missing type", without(base, "ce-type"), nil, ReasonMissingAttribute, "type", `missing required attribute "type"`},
 		{"missing specversion", without(base, "ce-specversion"), nil, ReasonMissingAttribute, "specversion", `missing required attribute "specversion"`},
-		{"old specversion", append(without(base, "ce-specversion"), [2]string{"ce-specversion", "0.3"}), nil,
-			ReasonUnsupportedSpecVersion, "specversion", `specversion "0.3" is not supported: want 1.0`},
+		{"unknown specversion", append(without(base, "ce-specversion"), [2]string{"ce-specversion", "0.9"}), nil,
+			ReasonUnsupportedSpecVersion, "specversion", `specversion "0.9" is not supported: want 1.0 (or 0.3)`},
 		{"empty id", append(without(base, "ce-id"), [2]string{"ce-id", ""}), nil,
-			ReasonInvalidAttribute, "id", `attribute "id" must be a non-empty string`},
+			ReasonInvalidAttribute, "id", `attribute "id" must be a non-empty string (not only white space)`},
 		{"bad time", append(base, [2]string{"ce-time", "yesterday"}), nil,
-			ReasonInvalidAttribute, "time", `attribute "time": "yesterday" is not an RFC 3339 timestamp`},
+			ReasonInvalidAttribute, "time", `attribute "time": "yesterday" is not an RFC 3339 timestamp: want YYYY-MM-DDThh:mm:ss[.fraction](Z|+hh:mm|-hh:mm)`},
 		{"relative dataschema", append(base, [2]string{"ce-dataschema", "/schema"}), nil,
-			ReasonInvalidAttribute, "dataschema", `attribute "dataschema": "/schema" is not an absolute URI (no scheme)`},
+			ReasonInvalidAttribute, "dataschema", `attribute "dataschema": "/schema" is not an absolute URI (RFC 3986): it has no scheme`},
 		{"dash in extension name", append(base, [2]string{"ce-my-ext", "x"}), nil,
 			ReasonInvalidAttributeName, "my-ext", `header "ce-my-ext": attribute name "my-ext" is invalid: it must consist of lower-case letters a-z and digits 0-9`},
 		{"underscore in extension name", append(base, [2]string{"ce-my_ext", "x"}), nil,
@@ -132,7 +132,7 @@ func TestParseHTTPErrors(t *testing.T) {
 		{"batch", HeaderPairs{{"Content-Type", "application/cloudevents-batch+json"}}, []byte(`[]`),
 			ReasonBatchNotSupported, "", "batched content mode (application/cloudevents-batch+json) is not supported: send one event per request"},
 		{"avro", HeaderPairs{{"Content-Type", "application/cloudevents+avro"}}, []byte{0},
-			ReasonUnsupportedFormat, "", `structured event format "application/cloudevents+avro" is not supported: want application/cloudevents+json`},
+			ReasonUnsupportedFormat, "", `structured event format "application/cloudevents+avro" is not supported: want application/cloudevents+json (or binary mode, with ce-* headers)`},
 	}
 	add := func(name, body string, reason Reason, attr, msg string) {
 		h, b := structured(body)
@@ -145,16 +145,16 @@ func TestParseHTTPErrors(t *testing.T) {
 	add("structured array", `[1]`, ReasonInvalidJSON, "", "structured event: invalid JSON: want an object, got an array")
 	add("structured trailing", `{`+ok+`} {}`, ReasonInvalidJSON, "", "structured event: invalid JSON: unexpected data after the top-level object")
 	add("structured missing source", `{"specversion":"1.0","id":"1","type":"t"}`, ReasonMissingAttribute, "source", `missing required attribute "source"`)
-	add("structured old specversion", `{"specversion":"0.3","id":"1","source":"/s","type":"t"}`, ReasonUnsupportedSpecVersion, "specversion", `specversion "0.3" is not supported: want 1.0`)
+	add("structured unknown specversion", `{"specversion":"0.2","id":"1","source":"/s","type":"t"}`, ReasonUnsupportedSpecVersion, "specversion", `specversion "0.2" is not supported: want 1.0 (or 0.3)`)
 	add("structured id number", `{"specversion":"1.0","id":1,"source":"/s","type":"t"}`, ReasonInvalidAttribute, "id", `attribute "id": want a JSON string, got a number`)
 	add("structured float extension", `{`+ok+`,"ext":1.5}`, ReasonInvalidAttribute, "ext", `attribute "ext": JSON number 1.5 is not a CloudEvents Integer (32-bit, no fraction or exponent)`)
 	add("structured big extension", `{`+ok+`,"ext":4294967296}`, ReasonInvalidAttribute, "ext", `attribute "ext": JSON number 4294967296 is not a CloudEvents Integer (32-bit, no fraction or exponent)`)
 	add("structured object extension", `{`+ok+`,"ext":{}}`, ReasonInvalidAttribute, "ext", `attribute "ext": want a string, boolean or integer, got an object`)
 	add("structured bad name", `{`+ok+`,"myExt":"x"}`, ReasonInvalidAttributeName, "myExt", `structured event: attribute name "myExt" is invalid: it must consist of lower-case letters a-z and digits 0-9`)
 	add("structured duplicate", `{`+ok+`,"id":"2"}`, ReasonDuplicateAttribute, "id", `structured event: member "id" appears more than once`)
-	add("structured data and data_base64", `{`+ok+`,"data":1,"data_base64":"AA=="}`, ReasonInvalidData, "", `structured event: "data" and "data_base64" must not both be present`)
-	add("structured bad base64", `{`+ok+`,"data_base64":"!!"}`, ReasonInvalidData, "", `structured event: "data_base64" is not base64: illegal base64 data at input byte 0`)
-	add("structured bad time", `{`+ok+`,"time":"2020-13-01T00:00:00Z"}`, ReasonInvalidAttribute, "time", `attribute "time": "2020-13-01T00:00:00Z" is not an RFC 3339 timestamp`)
+	add("structured data and data_base64", `{`+ok+`,"data":1,"data_base64":"AA=="}`, ReasonInvalidData, "data", `structured event: "data" and "data_base64" must not both be present`)
+	add("structured bad base64", `{`+ok+`,"data_base64":"!!"}`, ReasonInvalidData, "data_base64", `structured event: "data_base64" is not base64: illegal base64 data at input byte 0`)
+	add("structured bad time", `{`+ok+`,"time":"2020-13-01T00:00:00Z"}`, ReasonInvalidAttribute, "time", `attribute "time": "2020-13-01T00:00:00Z" is not an RFC 3339 timestamp: month 13 is out of range`)
 
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -220,7 +220,7 @@ func TestParseHTTPStructuredData(t *testing.T) {
 		{`{` + attrs + `,"data_base64":"aGVsbG8="}`, "hello"},
 		{`{` + attrs + `,"datacontenttype":"text/plain","data":"hi \"there\""}`, `hi "there"`},
 		{`{` + attrs + `,"data":"a json string"}`, `"a json string"`},
-		{`{` + attrs + `,"data":null}`, ``},
+		{`{` + attrs + `,"data":null}`, `null`},
 		{`{` + attrs + `}`, ``},
 	} {
 		ev, err := ParseHTTP(h, []byte(c.body))

@@ -1,6 +1,9 @@
 """Skiff's Python function runner: serves a Knative-style ASGI function (a package `function`
 whose new() returns an object with async handle(scope, receive, send)) on $PORT with asyncio
-alone, no third-party packages. Usage: python3 main.py FUNCTION_DIR [--invoke cloudevent]"""
+alone, no third-party packages. With --server wsgi or --server uvicorn it serves the package's
+`app` instead: a Flask (WSGI) app with the standard library's threaded WSGI server, or a FastAPI
+(ASGI) app with uvicorn (frameworks.py).
+Usage: python3 main.py FUNCTION_DIR [--invoke cloudevent] [--server asyncio|wsgi|uvicorn]"""
 import asyncio
 import inspect
 import logging
@@ -175,9 +178,19 @@ def main():
         i = args.index("--invoke")
         cloudevents = args[i + 1] == "cloudevent"
         del args[i:i + 2]
+    server = "asyncio"
+    if "--server" in args:
+        i = args.index("--server")
+        server = args[i + 1]
+        del args[i:i + 2]
     src = os.path.abspath(args[0] if args else ".")
     sys.path.insert(0, src)
+    os.chdir(src)
     import function  # the user's package, from src
+    if server != "asyncio":
+        import frameworks
+        frameworks.serve(server, function.app, int(os.environ.get("PORT", "8080")))
+        return
     instance = function.new()
     if hasattr(instance, "start"):
         instance.start(dict(os.environ))

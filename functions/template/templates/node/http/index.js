@@ -4,7 +4,7 @@
  *
  * It can be run with `skiff func run`, invoked with `skiff func invoke`, tested with `npm test`.
  *
- * @param {Context} context a context object (the same as Knative's faas-js-runtime gives).
+ * @param {Context} context a context object from Knative's faas-js-runtime.
  * @param {object} context.body the request body if any
  * @param {object} context.query the query string deserialized as an object, if any
  * @param {object} context.log logging object with methods for 'info', 'warn', 'error', etc.

@@ -1,0 +1,93 @@
+// Package config holds the cluster-wide settings defaulting and validation read, as Knative's
+// webhook reads them from its ConfigMaps: config-features (which optional pod-spec fields are
+// let through), config-defaults (revision defaults and bounds) and config-autoscaler (the
+// autoscaling annotations' defaults and limits). Skiff takes them as ConfigMap YAML or flags;
+// every value left unset is Knative's default.
+package config
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/skiff-dev/skiff/api/autoscaling"
+)
+
+// Config is the settings one admission reads.
+type Config struct {
+	Features   *Features
+	Defaults   *Defaults
+	Autoscaler *autoscaling.Config
+}
+
+// Default is every setting at Knative's default.
+func Default() *Config {
+	return &Config{Features: DefaultFeatures(), Defaults: DefaultDefaults(), Autoscaler: autoscaling.DefaultConfig()}
+}
+
+// Names are the ConfigMaps Skiff reads, in the order they are applied.
+var Names = []string{FeaturesConfigName, DefaultsConfigName, autoscaling.ConfigName}
+
+// IsConfigMap reports whether name is one of the ConfigMaps Skiff reads.
+func IsConfigMap(name string) bool {
+	for _, n := range Names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Apply reads the data of the ConfigMap called name over c's settings.
+func (c *Config) Apply(name string, data map[string]string) error {
+	switch name {
+	case FeaturesConfigName:
+		return c.Features.Apply(data)
+	case DefaultsConfigName:
+		return c.Defaults.Apply(data)
+	case autoscaling.ConfigName:
+		return c.Autoscaler.Apply(data)
+	}
+	return fmt.Errorf("ConfigMap %q: Skiff reads only %v", name, Names)
+}
+
+// Clone returns a copy of c that can be changed without changing c.
+func (c *Config) Clone() *Config {
+	f, d, a := *c.Features, *c.Defaults, *c.Autoscaler
+	return &Config{Features: &f, Defaults: &d, Autoscaler: &a}
+}
+
+type cfgKey struct{}
+
+// ToContext attaches c to ctx.
+func ToContext(ctx context.Context, c *Config) context.Context {
+	return context.WithValue(ctx, cfgKey{}, c)
+}
+
+// FromContextOrDefaults is the Config attached to ctx, or Default.
+func FromContextOrDefaults(ctx context.Context) *Config {
+	if c, ok := ctx.Value(cfgKey{}).(*Config); ok && c != nil {
+		return c
+	}
+	return Default()
+}
+
+// ConfigMap is the part of a Kubernetes ConfigMap document Skiff reads.
+type ConfigMap struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Data map[string]string `json:"data"`
+}
+
+// ParseConfigMap reads a JSON document as one of the ConfigMaps Skiff reads; ok is false for
+// any other document (a ConfigMap by another name included).
+func ParseConfigMap(doc []byte) (cm ConfigMap, ok bool, err error) {
+	if err := json.Unmarshal(doc, &cm); err != nil {
+		return cm, false, err
+	}
+	return cm, cm.APIVersion == "v1" && cm.Kind == "ConfigMap" && IsConfigMap(cm.Metadata.Name), nil
+}

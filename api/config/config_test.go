@@ -1,0 +1,46 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestFeaturesFromMap ports features_test.go TestFeaturesConfiguration: Knative's keys, any case
+// of Enabled/Disabled/Allowed, defaults for the rest.
+func TestFeaturesFromMap(t *testing.T) {
+	f, err := NewFeaturesFromMap(map[string]string{FeaturePodSpecAffinity: "enabled", "multi-container": "Disabled",
+		FeaturePodSpecFieldRef: "ALLOWED", "secure-pod-defaults": "AllowRootBounded"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.PodSpecAffinity != Enabled || f.MultiContainer != Disabled || f.PodSpecFieldRef != Allowed ||
+		f.SecurePodDefaults != AllowRootBounded || f.PodSpecVolumesEmptyDir != Enabled || f.PodSpecInitContainers != Disabled {
+		t.Errorf("%+v", f)
+	}
+	if _, err := NewFeaturesFromMap(map[string]string{FeaturePodSpecAffinity: "yes"}); err == nil || !strings.Contains(err.Error(), FeaturePodSpecAffinity) {
+		t.Errorf("bad value: %v, want an error naming the key", err)
+	}
+}
+
+// TestDefaultsFromMap ports defaults_test.go TestDefaultsConfiguration's cases.
+func TestDefaultsFromMap(t *testing.T) {
+	d, err := NewDefaultsFromMap(map[string]string{"revision-timeout-seconds": "123", "max-revision-timeout-seconds": "456",
+		"container-name-template": "{{.Name}}", "enable-service-links": "true", "revision-cpu-request": "100m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.RevisionTimeoutSeconds != 123 || d.MaxRevisionTimeoutSeconds != 456 || d.RevisionResponseStartTimeoutSeconds != 123 ||
+		!*d.EnableServiceLinks || d.RevisionCPURequest.String() != "100m" {
+		t.Errorf("%+v", d)
+	}
+	for want, data := range map[string]map[string]string{
+		"revision-timeout-seconds (700) cannot be greater than max-revision-timeout-seconds (600)": {"revision-timeout-seconds": "700"},
+		"revision-response-start-timeout-seconds (400) cannot be greater":                          {"revision-response-start-timeout-seconds": "400"},
+		"expected 0 <= 2000 <= 1000: container-concurrency":                                        {"container-concurrency": "2000"},
+		"container-name-template": {"container-name-template": "{{.Name"},
+	} {
+		if _, err := NewDefaultsFromMap(data); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: %v, want %q", data, err, want)
+		}
+	}
+}

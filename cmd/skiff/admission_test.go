@@ -1,0 +1,89 @@
+package main
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+)
+
+func settingsFor(t *testing.T, local bool, args []string, docs ...string) (*config.Config, autoscaler.Config, error) {
+	t.Helper()
+	f := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	addAutoscalerFlags(f)
+	addAdmissionFlags(f, local)
+	if err := f.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := autoscalerFlags(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []apiclient.Document
+	for i, d := range docs {
+		ds = append(ds, apiclient.Document{Source: "doc" + string(rune('0'+i)), Data: []byte(d)})
+	}
+	cfg, err := admissionSettings(f, ds, &a, local)
+	return cfg, a, err
+}
+
+func TestAdmissionSettings(t *testing.T) {
+	// skiff up: max-scale-limit defaults to 50 per CPU, and revisions' max-scale to it.
+	cfg, a, err := settingsFor(t, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int32(50 * runtime.NumCPU())
+	if cfg.Autoscaler.MaxScaleLimit != want || cfg.Autoscaler.MaxScale != want || a.MaxScaleLimit != int(want) || a.MaxScale != int(want) {
+		t.Errorf("local limit %d/%d (autoscaler %d/%d), want %d", cfg.Autoscaler.MaxScaleLimit, cfg.Autoscaler.MaxScale, a.MaxScaleLimit, a.MaxScale, want)
+	}
+	if cfg.Features.PodSpecAffinity != config.Disabled || cfg.Defaults.RevisionTimeoutSeconds != 300 {
+		t.Errorf("not Knative's defaults: %+v %+v", cfg.Features, cfg.Defaults)
+	}
+
+	// skiff controller: Knative's default, no limit.
+	if cfg, _, err := settingsFor(t, false, nil); err != nil || cfg.Autoscaler.MaxScaleLimit != 0 {
+		t.Errorf("controller limit %d, %v; want 0", cfg.Autoscaler.MaxScaleLimit, err)
+	}
+
+	// ConfigMaps (skiff up -f), then flags.
+	cfg, a, err = settingsFor(t, true,
+		[]string{"--config-features", "kubernetes.podspec-nodeselector=enabled", "--config-autoscaler", "max-scale=5", "--stable-window", "30s"},
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-features","namespace":"knative-serving"},"data":{"kubernetes.podspec-affinity":"Enabled"}}`,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-autoscaler"},"data":{"max-scale-limit":"20","max-scale":"10","stable-window":"90s"}}`,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-defaults"},"data":{"revision-timeout-seconds":"100"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Features.PodSpecAffinity != config.Enabled || cfg.Features.PodSpecNodeSelector != config.Enabled ||
+		cfg.Autoscaler.MaxScaleLimit != 20 || cfg.Autoscaler.MaxScale != 5 || cfg.Defaults.RevisionTimeoutSeconds != 100 {
+		t.Errorf("settings %+v %+v %+v", cfg.Features, cfg.Autoscaler, cfg.Defaults)
+	}
+	if a.MaxScaleLimit != 20 || a.MaxScale != 5 || a.StableWindow.Seconds() != 30 {
+		t.Errorf("autoscaler %+v: want limit 20, max 5 and --stable-window over the ConfigMap", a)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		doc  string
+		want string
+	}{
+		{[]string{"--config-features", "kubernetes.podspec-affinity=maybe"}, "", "kubernetes.podspec-affinity"},
+		{[]string{"--config-defaults", "revision-timeout-seconds"}, "", "want KEY=VALUE"},
+		{[]string{"--config-autoscaler", "max-scale=50", "--max-scale-limit", "10"}, "", "max-scale = 50"},
+		{nil, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-defaults"},"data":{"revision-timeout-secs":"1"}}`, "unknown key(s) revision-timeout-secs"},
+	} {
+		var docs []string
+		if tc.doc != "" {
+			docs = append(docs, tc.doc)
+		}
+		if _, _, err := settingsFor(t, true, tc.args, docs...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %s: %v, want an error saying %q", tc.args, tc.doc, err, tc.want)
+		}
+	}
+}
