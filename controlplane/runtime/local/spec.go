@@ -126,10 +126,10 @@ func newPlan(rev *servingv1.Revision, workDir string) (*plan, *planError) {
 	return p, nil
 }
 
-// ListenHost is the HOST every local instance gets: apps that honour it (Skiff's examples and
-// function runners do) listen on loopback only, so they are reached through the gateway and
-// not from the network. A container env HOST overrides it.
-const ListenHost = "127.0.0.1"
+// ListenHost is the HOST every local instance gets (runtime.ListenHost): apps that honour it
+// (Skiff's examples and function runners do) listen on loopback only, so they are reached
+// through the gateway and not from the network. A container env HOST overrides it.
+const ListenHost = runtime.ListenHost
 
 // env is the environment of one instance listening on port: base (the runtime's own environment,
 // so PATH, HOME and GOCACHE reach the app) without Knative's reserved names and HOST, then
