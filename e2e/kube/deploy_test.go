@@ -15,9 +15,11 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -168,6 +170,19 @@ func TestDeployManifests(t *testing.T) {
 		_, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-webhook-certs", metav1.GetOptions{})
 		return err == nil
 	})
+	// The Secrets the controller may read are its own three, by name: not any other Secret of
+	// skiff-system.
+	if _, err := c.kube.CoreV1().Secrets("skiff-system").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "not-skiffs"}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	saKube, err := kubernetes.NewForConfig(sa.rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := saKube.CoreV1().Secrets("skiff-system").Get(ctx, "not-skiffs", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the controller's ServiceAccount reading another Secret of skiff-system: %v, want Forbidden", err)
+	}
 	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
 	c.waitReady(t, brokersGVR, "default")
