@@ -142,12 +142,15 @@ spec:
 				if err := run.Start(); err != nil {
 					t.Fatal(err)
 				}
+				// skiff's own line, printed once the function is ready and recorded for
+				// invoke; not a server's log line such as uvicorn's "Uvicorn running on ...",
+				// which comes before.
 				ready := make(chan string, 1)
 				go func() {
 					sc := bufio.NewScanner(stdout)
 					for sc.Scan() {
-						if strings.Contains(sc.Text(), " running on ") {
-							ready <- sc.Text()
+						if u, ok := strings.CutPrefix(sc.Text(), "Function "+name+" running on "); ok {
+							ready <- u
 						}
 					}
 				}()
@@ -158,12 +161,12 @@ spec:
 					t.Fatalf("func run did not report running: %s", run.Stderr)
 				}
 				out, err := skiffFunc(dir, append(invokeArgs, "--target", "local")...)
-				if err != nil {
-					t.Errorf("invoke local: %v\n%s", err, out)
-				}
 				check("local", out)
 				_ = run.Process.Signal(syscall.SIGTERM)
 				_ = run.Wait()
+				if err != nil {
+					t.Errorf("invoke local: %v\n%s\nfunc run's output:\n%s", err, out, run.Stderr)
+				}
 
 				if tmpl == "cloudevents" {
 					if out, err := skiffFunc(dir, "subscribe", "--filter", "type=e2e."+name, "--source", "default"); err != nil {
