@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,11 +156,22 @@ spec:
 						}
 					}
 				}()
+				var runURL string
 				select {
-				case <-ready:
+				case runURL = <-ready:
 				case <-time.After(90 * time.Second):
 					_ = run.Process.Kill()
 					t.Fatalf("func run did not report running: %s", run.Stderr)
+				}
+				// Every runner listens on $HOST (127.0.0.1 from func run), never on the
+				// machine's other addresses (issue 13, item 6).
+				if u, err := url.Parse(runURL); err != nil || u.Hostname() != "127.0.0.1" {
+					t.Errorf("func run is not on 127.0.0.1: %s", runURL)
+				} else if addr := nonLoopbackAddr(t); addr != "" {
+					if c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, u.Port()), 2*time.Second); err == nil {
+						c.Close()
+						t.Errorf("the %s function answers on %s, not only on loopback", name, addr)
+					}
 				}
 				out, err := skiffFunc(dir, append(invokeArgs, "--target", "local")...)
 				check("local", out)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,4 +21,20 @@ func TestAppsListenOnLoopback(t *testing.T) {
 	if code != http.StatusOK || !strings.HasPrefix(r.Listen, "127.0.0.1:") {
 		t.Fatalf("GET %s: %d %s, want the app listening on 127.0.0.1", helloHost, code, body)
 	}
+}
+
+// nonLoopbackAddr is an address of this machine other than loopback, to check that nothing
+// answers there; "" when the machine has none (the check is then skipped).
+func nonLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return ""
 }

@@ -161,7 +161,7 @@ async def serve(instance, cloudevents):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    logging.info("function listening on :%d", port)
+    logging.info("function listening on %s:%d", host or "", port)
     async with server:
         await stop.wait()
     if hasattr(instance, "stop"):
@@ -189,7 +189,7 @@ def main():
     import function  # the user's package, from src
     if server != "asyncio":
         import frameworks
-        frameworks.serve(server, function.app, int(os.environ.get("PORT", "8080")))
+        frameworks.serve(server, function.app, int(os.environ.get("PORT", "8080")), os.environ.get("HOST") or None)
         return
     instance = function.new()
     if hasattr(instance, "start"):
