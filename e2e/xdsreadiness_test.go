@@ -72,6 +72,20 @@ func nackingClient(t *testing.T, addr string, node *corev3.Node, message string)
 	return stop
 }
 
+// service reads a Knative Service (zero while it does not exist).
+func (s *skiff) service(name string) servingv1.Service {
+	s.t.Helper()
+	var svc servingv1.Service
+	raw, err := s.api.Get(context.Background(), api.LookupKind("ksvc"), "default", name)
+	if err != nil {
+		return svc
+	}
+	if err := json.Unmarshal(raw, &svc); err != nil {
+		s.t.Fatal(err)
+	}
+	return svc
+}
+
 // route reads a Route (zero while it does not exist).
 func (s *skiff) route(name string) servingv1.Route {
 	s.t.Helper()
@@ -121,9 +135,19 @@ func TestRogueXDSClientDoesNotBlockReady(t *testing.T) {
 	if r := s.route("first"); r.Status.GetCondition(duck.ConditionReady).Status != duck.True {
 		t.Errorf("route first, served before the NACK, is %+v", r.Status.GetCondition(duck.ConditionReady))
 	}
-	// The rejecting proxy goes away: the Route is Ready with the gateway's ACK.
+	eventually(t, 30*time.Second, "ksvc second Ready=False with the NACK", func() bool {
+		svc := s.service("second")
+		c := svc.Status.GetCondition(duck.ConditionReady)
+		return c != nil && c.Status == duck.False && c.Reason == reconciler.ReasonProxyRejected && strings.Contains(c.Message, `proxy "broken-envoy"`)
+	})
+	// The rejecting proxy goes away: the Route and the Service are Ready with the gateway's
+	// ACK. (Not waitReady, which gives up on the Ready=False the Service may still show.)
 	closeBroken()
-	s.waitReady("ksvc", "second", nil)
+	eventually(t, 90*time.Second, "ksvc second Ready once the rejecting proxy is gone", func() bool {
+		svc := s.service("second")
+		c := svc.Status.GetCondition(duck.ConditionReady)
+		return c != nil && c.Status == duck.True
+	})
 	if code, r, body := s.get("second.default.localhost", "/"); code != http.StatusOK || r.Revision != "second-00001" {
 		t.Fatalf("GET second: %d %s", code, body)
 	}
