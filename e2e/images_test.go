@@ -78,9 +78,11 @@ func TestImageByTag(t *testing.T) {
 		r := s.revision("web-00001")
 		return replicas(r.Status.ActualReplicas) == 0 && replicas(r.Status.DesiredReplicas) == 0
 	})
-	if n := s.cp.OCIRuntime().Running("default", "web-00001"); n != 0 {
-		t.Errorf("%d containers at zero replicas", n)
-	}
+	// Zero ready replicas is when the stop begins (drain, SIGTERM, grace period): the
+	// container is gone once that ends.
+	eventually(t, 30*time.Second, "no web-00001 container left at zero replicas", func() bool {
+		return s.cp.OCIRuntime().Running("default", "web-00001") == 0
+	})
 	start := time.Now()
 	code, r, body := s.get("web.default.localhost", "/")
 	if code != 200 || r.Message != "Hello v1!" {
