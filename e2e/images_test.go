@@ -78,9 +78,8 @@ func TestImageByTag(t *testing.T) {
 		r := s.revision("web-00001")
 		return replicas(r.Status.ActualReplicas) == 0 && replicas(r.Status.DesiredReplicas) == 0
 	})
-	// Zero ready replicas is when the stop begins (drain, SIGTERM, grace period): the
-	// container is gone once that ends.
-	eventually(t, 30*time.Second, "no web-00001 container left at zero replicas", func() bool {
+	// The last container drains (SIGTERM, grace period) after the scale to zero is decided.
+	eventually(t, 20*time.Second, "no container left at zero replicas", func() bool {
 		return s.cp.OCIRuntime().Running("default", "web-00001") == 0
 	})
 	start := time.Now()

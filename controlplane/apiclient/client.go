@@ -5,6 +5,7 @@ package apiclient
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -191,6 +192,9 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
 	}
+	if k.ClusterScoped {
+		ns = ""
+	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
 	var before struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
@@ -232,13 +236,12 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := k.Path() + "/" + k.Plural
-	if ns != "" {
+	if ns != "" && !k.ClusterScoped {
 		if err := ValidateNamespace(ns); err != nil {
 			return nil, err
 		}
-		p = k.Path() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural
 	}
+	p := k.CollectionPath(url.PathEscape(ns))
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -279,10 +282,13 @@ func ValidateNamespace(ns string) error {
 	return nil
 }
 
-// checkedObjectPath is objectPath for a valid namespace and name.
+// checkedObjectPath is objectPath for a valid name and namespace (a cluster-scoped kind
+// has none; "" is "default", as in api.Kind.ObjectPath).
 func checkedObjectPath(k *api.Kind, ns, name string) (string, error) {
-	if err := ValidateNamespace(ns); err != nil {
-		return "", err
+	if !k.ClusterScoped {
+		if err := ValidateNamespace(cmp.Or(ns, "default")); err != nil {
+			return "", err
+		}
 	}
 	if err := ValidateName(name); err != nil {
 		return "", err
@@ -292,7 +298,7 @@ func checkedObjectPath(k *api.Kind, ns, name string) (string, error) {
 
 // objectPath is the API path of one object, its namespace and name escaped as path segments.
 func objectPath(k *api.Kind, ns, name string) string {
-	return k.Path() + "/namespaces/" + url.PathEscape(ns) + "/" + k.Plural + "/" + url.PathEscape(name)
+	return k.ObjectPath(url.PathEscape(ns), url.PathEscape(name))
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {

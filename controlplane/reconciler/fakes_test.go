@@ -31,6 +31,9 @@ func (nopProxy) RouteAcked(string, string) bool                           { retu
 func (nopProxy) RouteStatus(string, string) xds.RouteStatus {
 	return xds.RouteStatus{Acked: true}
 }
+func (nopProxy) SetCertificate(xds.TLSCertificate) error        { return nil }
+func (nopProxy) DeleteCertificate(string)                       {}
+func (nopProxy) SetServiceCluster(string, string, uint32) error { return nil }
 
 // startController runs the serving reconcilers over a fresh store with the fakes above
 // until the test ends.

@@ -14,6 +14,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -95,7 +97,8 @@ type sentResponse struct {
 	typeURL string
 	version string
 	eds     map[string]string // cluster → content hash of the CLA sent
-	rds     string            // content hash of the RouteConfiguration sent, if any
+	rds     map[string]string // route configuration → content hash sent, if any
+	sds     map[string]string // secret → content hash sent, if any
 	removed []string          // delta removed_resources
 	// names are the resources sent (delta); a SotW response keeps its
 	// resources instead, decoded for their names only when needed.
@@ -143,11 +146,13 @@ type streamState struct {
 	pending  map[string]*sentResponse // by nonce
 	acked    map[string]string        // type URL → version
 	eds      map[string]string        // cluster → ACKed content hash
-	rds      string                   // ACKed RouteConfiguration content hash
+	rds      map[string]string        // route configuration → ACKed content hash
+	sds      map[string]string        // secret → ACKed content hash
 	nacks    int
 	lastNACK string
 	// requested holds the types the stream has asked for: only a stream
-	// that asked for a type can be waited on to ACK it.
+	// that asked for a type can be waited on to ACK it (a proxy asks for
+	// secrets once it has a TLS listener).
 	requested map[string]bool
 	// rejected maps a type URL and resource name to the error_detail of the
 	// last NACK of a response carrying it, until a response carrying it is
@@ -156,7 +161,7 @@ type streamState struct {
 }
 
 // contentHistory maps the content hashes of a resource's recent versions (a
-// cluster's CLA, or the RouteConfiguration) to the version that last set that
+// cluster's CLA, or a RouteConfiguration) to the version that last set that
 // content.
 type contentHistory struct {
 	current  string
@@ -177,7 +182,7 @@ type ackTracker struct {
 	seq     uint64        // last endpoints version handed out
 	sent    uint64        // response counter, orders pending responses
 	eds     map[string]*contentHistory
-	rds     contentHistory // the same bookkeeping for the one RouteConfiguration
+	rds     map[string]*contentHistory // the same bookkeeping per RouteConfiguration
 	streams map[streamKey]*streamState
 }
 
@@ -190,7 +195,7 @@ func newAckTracker(logger *slog.Logger, serving NodeSelector, timeout time.Durat
 		timeout: timeout,
 		changed: make(chan struct{}),
 		eds:     make(map[string]*contentHistory),
-		rds:     contentHistory{versions: make(map[string]uint64)},
+		rds:     make(map[string]*contentHistory),
 		streams: make(map[streamKey]*streamState),
 	}
 }
@@ -268,6 +273,8 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 		pending:   make(map[string]*sentResponse),
 		acked:     make(map[string]string),
 		eds:       make(map[string]string),
+		rds:       make(map[string]string),
+		sds:       make(map[string]string),
 		requested: make(map[string]bool),
 		rejected:  make(map[string]map[string]string),
 	}
@@ -362,9 +369,8 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 			}
 			st.acked[p.typeURL] = p.version
 			maps.Copy(st.eds, p.eds)
-			if p.rds != "" {
-				st.rds = p.rds
-			}
+			maps.Copy(st.rds, p.rds)
+			maps.Copy(st.sds, p.sds)
 			for _, name := range p.removed {
 				if p.typeURL == resourcev3.EndpointType {
 					delete(st.eds, name)
@@ -448,8 +454,23 @@ func (t *ackTracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest
 func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), resources: resp.GetResources()}
 	if p.typeURL == resourcev3.RouteType {
+		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, a := range resp.GetResources() {
-			p.rds = cache.HashResource(a.GetValue())
+			var rc routev3.RouteConfiguration
+			if err := proto.Unmarshal(a.GetValue(), &rc); err != nil {
+				t.logger.Error("xds: decode sent RouteConfiguration", "stream", id, "error", err)
+				continue
+			}
+			p.rds[rc.GetName()] = cache.HashResource(a.GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.SecretType {
+		p.sds = make(map[string]string, len(resp.GetResources()))
+		for _, a := range resp.GetResources() {
+			var sec tlsv3.Secret
+			if err := proto.Unmarshal(a.GetValue(), &sec); err == nil {
+				p.sds[sec.GetName()] = cache.HashResource(a.GetValue())
+			}
 		}
 	}
 	if p.typeURL == resourcev3.EndpointType {
@@ -494,8 +515,15 @@ func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscove
 		p.eds = claHashes(resp.GetResources())
 	}
 	if p.typeURL == resourcev3.RouteType {
+		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, r := range resp.GetResources() {
-			p.rds = cache.HashResource(r.GetResource().GetValue())
+			p.rds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.SecretType {
+		p.sds = make(map[string]string, len(resp.GetResources()))
+		for _, r := range resp.GetResources() {
+			p.sds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
 		}
 	}
 	t.response(streamKey{delta: true, id: id}, resp.GetNonce(), p)
@@ -602,38 +630,69 @@ func (t *ackTracker) waitEndpointsAcked(ctx context.Context, cluster, version st
 	return nil
 }
 
-// recordRoutes registers hash as the RouteConfiguration's current content and
-// returns its version (versions grow with every new content).
-func (t *ackTracker) recordRoutes(hash string) uint64 {
+// recordRoutes registers hash as the current content of the RouteConfiguration
+// name and returns its version (versions grow with every new content).
+func (t *ackTracker) recordRoutes(name, hash string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v, changed := t.rds.record(hash, &t.seq)
+	h := t.rds[name]
+	if h == nil {
+		h = &contentHistory{versions: make(map[string]uint64)}
+		t.rds[name] = h
+	}
+	v, changed := h.record(hash, &t.seq)
 	if changed {
 		t.broadcast()
 	}
 	return v
 }
 
-// routesAcked reports whether every stream that counts for RDS (see counts),
-// and at least one, has ACKed a RouteConfiguration at version >= v and the
-// current endpoints of every cluster in clusters.
-func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
+// routeNeed is what a Route needs the serving proxies to have ACKed before
+// it is served everywhere.
+type routeNeed struct {
+	// routes maps each RouteConfiguration carrying the Route's virtual hosts
+	// (of the listeners proxies have) to the version that carries them.
+	routes map[string]uint64
+	// clusters are the clusters its virtual hosts send traffic to.
+	clusters []string
+	// secrets are the SDS secrets of its hosts on the TLS listener.
+	secrets []string
+}
+
+// routeServed reports whether the serving proxies have ACKed all of need:
+// routesAcked and secretsAcked.
+func (t *ackTracker) routeServed(need routeNeed) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.routesAckedLocked(v, clusters)
+	return t.routeServedLocked(need, time.Now())
+}
+
+// routeServedLocked is routeServed with t.mu held.
+func (t *ackTracker) routeServedLocked(need routeNeed, now time.Time) bool {
+	return t.routesAckedLocked(need.routes, need.clusters, now) && t.secretsAckedLocked(need.secrets, now)
+}
+
+// routesAcked reports whether every stream that counts for RDS (see counts),
+// and at least one, has ACKed each RouteConfiguration of v at its version or
+// later, and the current endpoints of every cluster in clusters.
+func (t *ackTracker) routesAcked(v map[string]uint64, clusters []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.routesAckedLocked(v, clusters, time.Now())
 }
 
 // routesAckedLocked is routesAcked with t.mu held.
-func (t *ackTracker) routesAckedLocked(v uint64, clusters []string) bool {
+func (t *ackTracker) routesAckedLocked(v map[string]uint64, clusters []string, now time.Time) bool {
 	n := 0
-	now := time.Now()
 	for _, st := range t.streams {
 		if !t.counts(st, resourcev3.RouteType, now) {
 			continue
 		}
 		n++
-		if t.rds.versions[st.rds] < v {
-			return false
+		for name, want := range v {
+			if !t.routeConfigAckedLocked(st, name, want) {
+				return false
+			}
 		}
 	}
 	for _, c := range clusters {
@@ -645,17 +704,50 @@ func (t *ackTracker) routesAckedLocked(v uint64, clusters []string) bool {
 	return n > 0
 }
 
-// routeRejection returns why a serving proxy rejected what a route needs: the
-// RouteConfiguration (at version v or later), or the cluster or endpoints
-// of one of clusters. It is "" when none did, or when every serving proxy
-// has ACKed the route since (it is then served).
-func (t *ackTracker) routeRejection(v uint64, clusters []string) string {
+// routeConfigAckedLocked reports whether st has ACKed the RouteConfiguration
+// name at version want or later; t.mu must be held.
+func (t *ackTracker) routeConfigAckedLocked(st *streamState, name string, want uint64) bool {
+	h := t.rds[name]
+	return h != nil && h.versions[st.rds[name]] >= want
+}
+
+// secretsAcked reports whether every stream that counts for SDS (see counts:
+// a serving proxy that has asked for secrets, so has a TLS listener) has ACKed
+// a version of each of secrets: it has a certificate for the route's hosts.
+// Any version will do, so a renewal does not make a served route unready.
+func (t *ackTracker) secretsAcked(secrets []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.routesAckedLocked(v, clusters) {
+	return t.secretsAckedLocked(secrets, time.Now())
+}
+
+// secretsAckedLocked is secretsAcked with t.mu held.
+func (t *ackTracker) secretsAckedLocked(secrets []string, now time.Time) bool {
+	for _, st := range t.streams {
+		if !t.counts(st, resourcev3.SecretType, now) {
+			continue
+		}
+		for _, name := range secrets {
+			if st.sds[name] == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// routeRejection returns why a serving proxy rejected what a route needs: one
+// of its RouteConfigurations (at the version it needs or later), the cluster
+// or endpoints of one of its clusters, or the certificate of one of its TLS
+// hosts. It is "" when none did, or when every serving proxy has ACKed the
+// route since (it is then served).
+func (t *ackTracker) routeRejection(need routeNeed) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if t.routeServedLocked(need, now) {
 		return ""
 	}
-	now := time.Now()
 	keys := slices.SortedFunc(maps.Keys(t.streams), func(a, b streamKey) int {
 		if a.delta != b.delta {
 			if a.delta {
@@ -665,20 +757,30 @@ func (t *ackTracker) routeRejection(v uint64, clusters []string) string {
 		}
 		return cmp.Compare(a.id, b.id)
 	})
+	routes := slices.Sorted(maps.Keys(need.routes))
 	for _, k := range keys {
 		st := t.streams[k]
 		if st.node == nil || !t.serving.Matches(st.node) || t.unresponsiveLocked(st, now) {
 			continue
 		}
-		if msg, ok := st.rejected[resourcev3.RouteType][RouteConfigName]; ok && t.rds.versions[st.rds] < v {
-			return fmt.Sprintf("proxy %q rejected the route configuration: %s", st.node.GetId(), msg)
+		// A SotW NACK marks every resource of the response rejected; one
+		// the proxy has since ACKed at the needed version is not the cause.
+		for _, name := range routes {
+			if msg, ok := st.rejected[resourcev3.RouteType][name]; ok && !t.routeConfigAckedLocked(st, name, need.routes[name]) {
+				return fmt.Sprintf("proxy %q rejected route configuration %s: %s", st.node.GetId(), name, msg)
+			}
 		}
-		for _, c := range clusters {
+		for _, c := range need.clusters {
 			if msg, ok := st.rejected[resourcev3.ClusterType][c]; ok {
 				return fmt.Sprintf("proxy %q rejected cluster %s: %s", st.node.GetId(), c, msg)
 			}
 			if msg, ok := st.rejected[resourcev3.EndpointType][c]; ok {
 				return fmt.Sprintf("proxy %q rejected the endpoints of cluster %s: %s", st.node.GetId(), c, msg)
+			}
+		}
+		for _, name := range need.secrets {
+			if msg, ok := st.rejected[resourcev3.SecretType][name]; ok && st.sds[name] == "" {
+				return fmt.Sprintf("proxy %q rejected secret %s: %s", st.node.GetId(), name, msg)
 			}
 		}
 	}

@@ -131,7 +131,7 @@ func TestNACKIsReportedOnTheRoute(t *testing.T) {
 		h.changeEcho(42 * time.Second)
 		rds := gw.recv(resourcev3.RouteType)
 		gw.nack(rds, kept, "Proto constraint validation failed: timeout too long")
-		want := `proxy "gw-1" rejected the route configuration: Proto constraint validation failed: timeout too long`
+		want := `proxy "gw-1" rejected route configuration skiff-http: Proto constraint validation failed: timeout too long`
 		h.eventually("the NACK on echo", func() bool { return h.srv.RouteStatus("default", "echo").Rejected == want })
 		if st := h.srv.RouteStatus("default", "echo"); st.Acked {
 			t.Errorf("echo acked after a NACK: %+v", st)

@@ -162,7 +162,7 @@ func TestDeployManifests(t *testing.T) {
 		t.Errorf("the controller did not create the NATS token secret: %v", err)
 	}
 	runExtProcTLS(t, extLis, extFiles, "https://"+ctrl.HTTPAddr().String(), "skiff-controlplane.skiff-system.svc")
-	gw := runGatewayTLS(t, ctrl.XDSAddr().String(), "127.0.0.1:0", envoyFiles, "skiff-system")
+	gw := runGatewayMTLS(t, ctrl.XDSAddr().String(), "127.0.0.1:0", envoyFiles, "skiff-system")
 	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")

@@ -57,10 +57,10 @@ func (c *cluster) tlsFiles(t testing.TB, ns, name string) (envoy, ext pki.Files)
 		pki.Files{Cert: write(kube.SecretKeyExtProcCert), Key: write(kube.SecretKeyExtProcKey), CA: ca}
 }
 
-// runGatewayTLS is runGatewayAdmin for a gateway holding Envoy's certificate: ADS over mTLS
+// runGatewayMTLS is runGatewayAdmin for a gateway holding Envoy's certificate: ADS over mTLS
 // (the controller's certificate names skiff-controlplane.<ns>.svc), and the static secrets
 // the control plane's clusters name.
-func runGatewayTLS(t testing.TB, xdsAddr, adminAddr string, files pki.Files, ns string) string {
+func runGatewayMTLS(t testing.TB, xdsAddr, adminAddr string, files pki.Files, ns string) string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	gw, err := gateway.New(gateway.Config{ADSAddress: xdsAddr, NodeID: "kube-e2e-tls", NodeCluster: "skiff-envoy",
@@ -189,7 +189,7 @@ func TestDoorsClosedOnKubernetes(t *testing.T) {
 	})
 	envoyFiles, extFiles := c.tlsFiles(t, ns, "skiff-tls")
 	runExtProcTLS(t, extLis, extFiles, "https://"+httpAddr, "skiff-controlplane."+ns+".svc")
-	gw := runGatewayTLS(t, ctrl.XDSAddr().String(), "127.0.0.1:0", envoyFiles, ns)
+	gw := runGatewayMTLS(t, ctrl.XDSAddr().String(), "127.0.0.1:0", envoyFiles, ns)
 	proxyAddr.Store("gw", gw)
 
 	c.createObjects(t, concurrencyOne)
