@@ -225,3 +225,141 @@ func TestUnresponsiveNodeTimesOut(t *testing.T) {
 		t.Errorf("gw-b endpoints %v, want %s", h.nodeStatus("gw-b").Endpoints, v2)
 	}
 }
+
+// tlsReadinessOptions are the three listeners (issue 14) with a short ACK timeout.
+func tlsReadinessOptions() Options {
+	return Options{ListenerAddress: "127.0.0.1", ListenerPort: 18080,
+		HTTPSListenerAddress: "127.0.0.1", HTTPSListenerPort: 18443, LocalListenerAddress: "127.0.0.1", LocalListenerPort: 18081,
+		AckTimeout: 300 * time.Millisecond}
+}
+
+// subscribeThreeListeners subscribes c as an Envoy with the three listeners does, ACKing
+// everything but the secrets, whose first response it returns unanswered.
+func subscribeThreeListeners(t *testing.T, c *sotwClient, secret string) *discoveryv3.DiscoveryResponse {
+	t.Helper()
+	c.subscribe(resourcev3.ClusterType)
+	c.ack(c.recv(resourcev3.ClusterType))
+	c.subscribe(resourcev3.EndpointType, helloV1, helloV2, echoV1)
+	c.ack(c.recv(resourcev3.EndpointType))
+	c.subscribe(resourcev3.ListenerType)
+	if l := c.recv(resourcev3.ListenerType); len(l.GetResources()) != 3 {
+		t.Fatalf("listeners: %d, want skiff-http, skiff-https and skiff-local", len(l.GetResources()))
+	} else {
+		c.ack(l)
+	}
+	c.subscribe(resourcev3.RouteType, RouteConfigName, HTTPSRouteConfigName, LocalRouteConfigName)
+	c.ack(c.recv(resourcev3.RouteType))
+	c.subscribe(resourcev3.SecretType, secret)
+	return c.recv(resourcev3.SecretType)
+}
+
+// Issue 13 (items 4 and 5) on issue 14's listeners: readiness waits only for serving
+// proxies, for each RouteConfiguration a Route is in and for its hosts' certificates, and a
+// serving proxy's NACK of any of them is reported on the Route with its error_detail.
+func TestReadinessWithTLSAndLocalListeners(t *testing.T) {
+	cert, key := selfSigned(t, time.Now().Add(-time.Minute), time.Hour, "hello.default.example.com")
+	helloCert := TLSCertificate{Name: "default/route-1", Hosts: []string{"hello.default.example.com"}, CertPEM: cert, KeyPEM: key}
+
+	t.Run("certificate NACK, and proxies that do not serve", func(t *testing.T) {
+		h := newHarnessWith(t, tlsReadinessOptions())
+		if err := h.srv.SetCertificate(helloCert); err != nil {
+			t.Fatal(err)
+		}
+		// A client of another node cluster asks for everything and NACKs the certificate
+		// and the RouteConfigurations: it is neither waited for nor reported.
+		rogue := h.sotw("")
+		rogue.node = &corev3.Node{Id: "rogue", Cluster: "someone-else"}
+		rogue.subscribe(resourcev3.RouteType, RouteConfigName, HTTPSRouteConfigName, LocalRouteConfigName)
+		rogue.subscribe(resourcev3.SecretType, helloCert.Name)
+		go func() {
+			for {
+				resp, err := rogue.stream.Recv()
+				if err != nil {
+					return
+				}
+				// Claiming to keep the version, so that the server does not resend it at once.
+				req := &discoveryv3.DiscoveryRequest{
+					Node: rogue.node, TypeUrl: resp.GetTypeUrl(), ResourceNames: rogue.names[resp.GetTypeUrl()],
+					VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(),
+					ErrorDetail: &rpcstatus.Status{Code: 3, Message: "rogue: rejected"},
+				}
+				if rogue.stream.Send(req) != nil {
+					return
+				}
+			}
+		}()
+		h.eventually("the rogue's NACKs", func() bool { return h.nodeStatus("rogue").NACKs == 2 })
+
+		gw := h.sotw("gw")
+		sds := subscribeThreeListeners(t, gw, helloCert.Name)
+		gw.nack(sds, "", "Failed to load certificate chain from <inline>")
+		// Having kept no version, it is sent the secret again, and rejects it again.
+		again := gw.recv(resourcev3.SecretType)
+		gw.nack(again, again.GetVersionInfo(), "Failed to load certificate chain from <inline>")
+		want := `proxy "gw" rejected secret default/route-1: Failed to load certificate chain from <inline>`
+		h.eventually("the SDS NACK on hello", func() bool { return h.srv.RouteStatus("default", "hello").Rejected == want })
+		if st := h.srv.RouteStatus("default", "echo"); !st.Acked {
+			t.Errorf("echo has no TLS host with a certificate: %+v, want acked", st)
+		}
+
+		// A renewal the proxy accepts serves the route.
+		cert2, key2 := selfSigned(t, time.Now().Add(-time.Minute), time.Hour, "hello.default.example.com")
+		renewed := helloCert
+		renewed.CertPEM, renewed.KeyPEM = cert2, key2
+		if err := h.srv.SetCertificate(renewed); err != nil {
+			t.Fatal(err)
+		}
+		gw.ack(gw.recv(resourcev3.SecretType))
+		h.eventually("hello acked with its certificate", func() bool { return h.srv.RouteStatus("default", "hello") == RouteStatus{Acked: true} })
+		if n := h.nodeStatus("rogue"); n.Serving {
+			t.Errorf("rogue: %+v, want not serving", n)
+		}
+	})
+
+	t.Run("local listener NACK", func(t *testing.T) {
+		h := newHarnessWith(t, tlsReadinessOptions())
+		if err := h.srv.SetCertificate(helloCert); err != nil {
+			t.Fatal(err)
+		}
+		gw := h.sotw("gw")
+		gw.ack(subscribeThreeListeners(t, gw, helloCert.Name))
+		h.eventually("hello acked", func() bool { return h.srv.RouteAcked("default", "hello") })
+
+		// A cluster-local Route is only in skiff-local: its NACK names that configuration.
+		local := Route{Namespace: "default", Name: "private", VirtualHosts: []VirtualHost{{
+			Name: "default/private", Domains: []string{"private.default.svc.cluster.local"}, Visibility: VisibilityClusterLocal,
+			Clusters: []WeightedCluster{{Name: echoV1, Weight: 100}}, Timeout: 42 * time.Second,
+		}}}
+		if err := h.srv.SetRoute(local); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.srv.flushRoutes(); err != nil {
+			t.Fatal(err)
+		}
+		kept := h.nodeStatus("gw").Acked[resourcev3.RouteType]
+		gw.nack(gw.recv(resourcev3.RouteType), kept, "route: invalid timeout")
+		want := `proxy "gw" rejected route configuration skiff-local: route: invalid timeout`
+		h.eventually("the RDS NACK on the cluster-local route", func() bool { return h.srv.RouteStatus("default", "private").Rejected == want })
+		if st := h.srv.RouteStatus("default", "hello"); !st.Acked {
+			t.Errorf("hello, served before the NACK: %+v, want acked", st)
+		}
+	})
+
+	t.Run("silent serving proxy", func(t *testing.T) {
+		h := newHarnessWith(t, tlsReadinessOptions())
+		if err := h.srv.SetCertificate(helloCert); err != nil {
+			t.Fatal(err)
+		}
+		a := h.sotw("gw-a")
+		a.ack(subscribeThreeListeners(t, a, helloCert.Name))
+		b := h.sotw("gw-b")
+		_ = subscribeThreeListeners(t, b, helloCert.Name) // gw-b never answers the secret
+		if h.srv.RouteAcked("default", "hello") {
+			t.Fatal("hello acked while a serving proxy has not ACKed its certificate")
+		}
+		h.eventually("hello acked without the silent gw-b", func() bool { return h.srv.RouteAcked("default", "hello") })
+		if n := h.nodeStatus("gw-b"); !n.Serving || !n.Unresponsive {
+			t.Errorf("gw-b: %+v, want serving and unresponsive", n)
+		}
+	})
+}
