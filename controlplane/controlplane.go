@@ -353,7 +353,7 @@ func (cp *ControlPlane) StopExtProc() {
 	}
 }
 
-// RouteAcked reports whether every connected proxy has accepted the Route's current
+// RouteAcked reports whether every serving proxy has accepted the Route's current
 // configuration and its revisions' endpoints.
 func (cp *ControlPlane) RouteAcked(namespace, name string) bool {
 	return cp.xds.RouteAcked(namespace, name)

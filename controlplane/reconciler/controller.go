@@ -36,7 +36,7 @@ type Proxy interface {
 	SetCluster(c xds.Cluster) error
 	DeleteCluster(name string)
 	SetEndpoints(cluster string, eps []xds.Endpoint) (string, error)
-	// WaitEndpointsAcked blocks until every connected proxy has ACKed that endpoints version.
+	// WaitEndpointsAcked blocks until every serving proxy has ACKed that endpoints version.
 	WaitEndpointsAcked(ctx context.Context, cluster, version string) error
 	// RouteAcked reports whether every serving proxy has accepted the route's current
 	// virtual hosts and the endpoints of the clusters it names.
