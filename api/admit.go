@@ -50,7 +50,11 @@ const MaxAnnotationsBytes = apivalidation.TotalAnnotationSizeLimitB
 // and values, annotations at most 256 KiB in total, owner references. In a cluster the API
 // server does this itself; `skiff up`'s API does it here so that the same objects are refused.
 func ValidateObjectMeta(obj Object) *fielderr.Error {
-	errs := apivalidation.ValidateObjectMetaAccessor(obj, true, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	namespaced, names := true, apivalidation.NameIsDNSSubdomain
+	if _, ok := obj.(*Namespace); ok {
+		namespaced, names = false, apivalidation.ValidateNamespaceName
+	}
+	errs := apivalidation.ValidateObjectMetaAccessor(obj, namespaced, names, field.NewPath("metadata"))
 	var out *fielderr.Error
 	for _, e := range errs {
 		out = out.Also(fielderr.Generic(e.ErrorBody(), e.Field))
