@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -59,6 +58,9 @@ type Options struct {
 	// MaxWatchTimeout bounds a watch without timeoutSeconds (30 minutes when 0); the client
 	// then watches again from where it was.
 	MaxWatchTimeout time.Duration
+	// MaxWatches bounds the watches open at once (1024 when 0); one more is answered 429, and
+	// clients retry.
+	MaxWatches int
 }
 
 // Server serves the resource API.
@@ -75,8 +77,11 @@ type Server struct {
 	// protobuf decodes the core kinds kubectl's typed clients send as protobuf.
 	protobuf runtime.Decoder
 
-	closeOnce sync.Once
-	done      chan struct{} // closed by Close: watches end
+	// watches holds a token per open watch.
+	watches chan struct{}
+	// closed is cancelled by Close: watches end.
+	closed context.Context
+	close  context.CancelFunc
 }
 
 type fieldsKey struct {
@@ -100,12 +105,16 @@ func New(s Storage, logger *slog.Logger, cfg *config.Config, opts Options) (*Ser
 	if opts.MaxWatchTimeout <= 0 {
 		opts.MaxWatchTimeout = 30 * time.Minute
 	}
+	if opts.MaxWatches <= 0 {
+		opts.MaxWatches = 1024
+	}
 	defs, err := crds.Load()
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	srv := &Server{store: s, log: logger.With("component", "apiserver"), cfg: cfg, opts: opts,
-		kinds: api.ServedKinds(), crds: defs, protobuf: protobufDecoder(), done: make(chan struct{})}
+		kinds: api.ServedKinds(), crds: defs, protobuf: protobufDecoder(), watches: make(chan struct{}, opts.MaxWatches)}
+	srv.closed, srv.close = context.WithCancel(context.Background())
 	schemas := map[schema.GroupVersionKind]json.RawMessage{}
 	for gvk, v := range defs {
 		schemas[gvk] = v.Schema
@@ -120,7 +129,7 @@ func New(s Storage, logger *slog.Logger, cfg *config.Config, opts Options) (*Ser
 }
 
 // Close ends every watch (an http.Server's Shutdown waits for them otherwise).
-func (s *Server) Close() { s.closeOnce.Do(func() { close(s.done) }) }
+func (s *Server) Close() { s.close() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -87,15 +87,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, t *target) {
 			timeout = d
 		}
 	}
+	select {
+	case s.watches <- struct{}{}:
+		defer func() { <-s.watches }()
+	default:
+		s.fail(w, newStatus(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests,
+			fmt.Sprintf("too many watches open (%d): try again later", cap(s.watches)), &metav1.StatusDetails{RetryAfterSeconds: 1}))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	defer context.AfterFunc(s.closed, cancel)()
 
 	// A resourceVersion the store has not reached yet (another store, or one restored from
 	// an older copy): wait a little, then tell the client to list again.
