@@ -727,8 +727,13 @@ func TestDryRun(t *testing.T) {
 	if _, err := a.services().Create(ctx, ksvc("hello"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.services().Patch(ctx, "hello", types.MergePatchType, []byte(`{"metadata":{"labels":{"a":"b"}}}`), metav1.PatchOptions{DryRun: dry}); err != nil {
+	live, err := a.services().Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	patched, err := a.services().Patch(ctx, "hello", types.MergePatchType, []byte(`{"metadata":{"labels":{"a":"b"}}}`), metav1.PatchOptions{DryRun: dry})
+	if err != nil || patched.GetLabels()["a"] != "b" || patched.GetResourceVersion() != live.GetResourceVersion() {
+		t.Fatalf("dry-run patch: %v %v, resourceVersion %s (stored %s)", err, patched.GetLabels(), patched.GetResourceVersion(), live.GetResourceVersion())
 	}
 	if err := a.services().Delete(ctx, "hello", metav1.DeleteOptions{DryRun: dry}); err != nil {
 		t.Fatal(err)

@@ -390,7 +390,9 @@ func (s *Server) store1(ctx context.Context, t *target, live, obj api.Object, fi
 	if err != nil {
 		return nil, storeError(t.kind, t.name, err)
 	}
-	if !opts.dryRun && obj.GetResourceVersion() != before {
+	if opts.dryRun {
+		obj.SetResourceVersion(before) // as the API server answers a dry run: nothing was stored
+	} else if obj.GetResourceVersion() != before {
 		s.log.Info("updated", "kind", t.kind.Kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "subresource", t.subresource)
 	}
 	return warnings, nil
