@@ -181,7 +181,7 @@ func TestDiscovery(t *testing.T) {
 
 type memCache struct{ *discovery.DiscoveryClient }
 
-func (memCache) Fresh() bool  { return true }
+func (memCache) Fresh() bool { return true }
 func (memCache) Invalidate() {}
 
 // /version is a Kubernetes version, that of the apimachinery the API follows (go.mod).
@@ -372,6 +372,13 @@ func TestListSelectors(t *testing.T) {
 	_, err := a.dyn.Resource(ksvcGVR).List(ctx, metav1.ListOptions{FieldSelector: "spec.x=b"})
 	if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), "field label not supported: spec.x") {
 		t.Errorf("unsupported field: %v", err)
+	}
+	// deletecollection deletes what the selector matches, nothing else.
+	if err := a.services().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "tier=web"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(metav1.ListOptions{}); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("after deleting tier=web: %v", got)
 	}
 }
 
