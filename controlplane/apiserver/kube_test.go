@@ -814,3 +814,32 @@ func TestWatchesBoundedAndClosed(t *testing.T) {
 		t.Fatal("the watch did not end when the API closed")
 	}
 }
+
+// Server-side apply of a core kind, with kube-apiserver's schema (core-v1.json): two
+// managers own a key of data each, and neither removes the other's.
+func TestServerSideApplyCoreKind(t *testing.T) {
+	a := startAPI(t, 0, Options{})
+	ctx := context.Background()
+	cms := a.dyn.Resource(cmGVR).Namespace("default")
+	cm := func(key string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "shared"}, "data": map[string]any{key: "1"}}}
+	}
+	if _, err := cms.Apply(ctx, "shared", cm("a"), metav1.ApplyOptions{FieldManager: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cms.Apply(ctx, "shared", cm("b"), metav1.ApplyOptions{FieldManager: "two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _, _ := unstructured.NestedStringMap(got.Object, "data"); len(d) != 2 || len(got.GetManagedFields()) != 2 {
+		t.Errorf("data %v, managedFields %+v: want both keys, one manager each", d, got.GetManagedFields())
+	}
+	// "one" applies without its key: it goes, "two"'s stays.
+	empty := cm("a")
+	delete(empty.Object, "data")
+	got, err = cms.Apply(ctx, "shared", empty, metav1.ApplyOptions{FieldManager: "one"})
+	if d, _, _ := unstructured.NestedStringMap(got.Object, "data"); err != nil || len(d) != 1 || d["b"] != "1" {
+		t.Errorf("after one dropped its key: %v %v", d, err)
+	}
+}
