@@ -161,8 +161,10 @@ func TestKubectlAgainstSkiffUp(t *testing.T) {
 	// A traffic split by patch: half to the first revision, half to the latest, tagged.
 	s.mustKubectl(t, "patch", "ksvc", "hello", "--type", "merge", "-p",
 		`{"spec":{"traffic":[{"revisionName":"hello-00001","percent":50},{"latestRevision":true,"percent":50,"tag":"candidate"}]}}`)
-	s.mustKubectl(t, "wait", "ksvc/hello", "--for=jsonpath={.status.traffic[1].tag}=candidate", "--timeout=60s")
-	s.mustKubectl(t, "wait", "ksvc/hello", "--for=condition=Ready", "--timeout=60s")
+	eventually(t, 60*time.Second, "the split in the service's status", func() bool {
+		out, _, err := s.kubectl(t, "get", "ksvc", "hello", "-o", "jsonpath={.status.observedGeneration} {.status.traffic[*].percent} {.status.traffic[*].tag}")
+		return err == nil && out == "3 50 50 candidate"
+	})
 	eventually(t, 30*time.Second, "the candidate tag answered by hello-00002", func() bool {
 		code, rev, _, err := getFrom(s.http, "candidate-hello.default.localhost", "/")
 		return err == nil && code == 200 && rev == "hello-00002"
