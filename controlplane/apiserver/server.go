@@ -40,7 +40,7 @@ type Storage interface {
 	GetRaw(ctx context.Context, key store.Key) (json.RawMessage, error)
 	ListAt(ctx context.Context, kind, namespace string) ([][]byte, uint64, error)
 	ResourceVersion() (uint64, error)
-	Changes(ctx context.Context, kind, namespace string, after uint64, max, scan int) (events []store.Event, upTo, current uint64, err error)
+	Changes(ctx context.Context, kind, namespace string, after uint64, limit, scan int) (events []store.Event, upTo, current uint64, err error)
 	Changed() <-chan struct{}
 	CreateWith(ctx context.Context, obj store.Object, opts store.WriteOptions) error
 	UpdateWith(ctx context.Context, obj store.Object, opts store.WriteOptions) error
@@ -210,7 +210,7 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request, group, version
 	if len(rest) > 1 {
 		t.subresource = rest[1]
 	}
-	if len(rest) > 2 || t.name == "" && len(rest) > 0 || (t.subresource != "" && (t.subresource != "status" || !t.kind.StatusSubresource)) {
+	if len(rest) > 2 || (t.subresource != "" && (t.subresource != "status" || !t.kind.StatusSubresource)) {
 		s.fail(w, errPathNotFound())
 		return
 	}

@@ -76,7 +76,7 @@ func parseWriteOptions(r *http.Request, optionsKind string, apply bool) (writeOp
 	}
 	o.manager = q.Get("fieldManager")
 	if len(o.manager) > 128 {
-		return o, errInvalidOptions(optionsKind, "fieldManager", fmt.Sprintf("Too long: may not be more than 128 bytes"))
+		return o, errInvalidOptions(optionsKind, "fieldManager", "Too long: may not be more than 128 bytes")
 	}
 	for _, c := range o.manager {
 		if !unicode.IsPrint(c) {

@@ -283,22 +283,22 @@ func (s *Store) ResourceVersion() (uint64, error) {
 }
 
 // Changes returns the changes after resourceVersion after to objects of kind (in namespace,
-// unless it is ""), oldest first: at most max of them, looking at most at scan changes. upTo
+// unless it is ""), oldest first: at most limit of them, looking at most at scan changes. upTo
 // is the resourceVersion they were read up to (the next call starts there) and current the
 // store's. A change after `after` that is no longer kept makes it ErrExpired.
-func (s *Store) Changes(_ context.Context, kind, namespace string, after uint64, max, scan int) (events []Event, upTo, current uint64, err error) {
+func (s *Store) Changes(_ context.Context, kind, namespace string, after uint64, limit, scan int) (events []Event, upTo, current uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		current = tx.Bucket(objectsBucket).Sequence()
 		compacted := rvFrom(tx.Bucket(metaBucket).Get(compactedKey))
 		if after < compacted {
 			return fmt.Errorf("%w: %d (%d)", ErrExpired, after, compacted)
 		}
-		upTo = max64(after, current)
+		upTo = max(after, current)
 		c := tx.Bucket(historyBucket).Cursor()
 		n := 0
 		for k, v := c.Seek(rvBytes(after + 1)); k != nil; k, v = c.Next() {
 			rv := rvFrom(k)
-			if n == scan || len(events) == max {
+			if n == scan || len(events) == limit {
 				upTo = rv - 1
 				break
 			}
@@ -316,13 +316,6 @@ func (s *Store) Changes(_ context.Context, kind, namespace string, after uint64,
 		return nil
 	})
 	return events, upTo, current, err
-}
-
-func max64(a, b uint64) uint64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // WriteOptions tune one write.

@@ -89,7 +89,7 @@ func Build(kinds []*api.Kind, crdSchemas map[schema.GroupVersionKind]json.RawMes
 					schemas[dep] = core.Components.Schemas[dep]
 				}
 			} else {
-				obj, list, err := crdSchemas2(k, crdSchemas[schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}])
+				obj, list, err := kindSchemas(k, crdSchemas[schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}])
 				if err != nil {
 					return nil, err
 				}
@@ -193,9 +193,9 @@ func coreDependencies(all map[string]json.RawMessage, name string) []string {
 	return out
 }
 
-// crdSchemas2 makes a CRD kind's object and list schemas from its openAPIV3Schema, as
+// kindSchemas makes a CRD kind's object and list schemas from its openAPIV3Schema, as
 // kube-apiserver's CRD OpenAPI builder does.
-func crdSchemas2(k *api.Kind, raw json.RawMessage) (obj, list map[string]any, err error) {
+func kindSchemas(k *api.Kind, raw json.RawMessage) (obj, list map[string]any, err error) {
 	obj = map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}
 	if len(raw) > 0 {
 		obj = map[string]any{}
