@@ -50,9 +50,10 @@ const MaxAnnotationsBytes = apivalidation.TotalAnnotationSizeLimitB
 // and values, annotations at most 256 KiB in total, owner references. In a cluster the API
 // server does this itself; `skiff up`'s API does it here so that the same objects are refused.
 func ValidateObjectMeta(obj Object) *fielderr.Error {
-	namespaced, names := true, apivalidation.NameIsDNSSubdomain
+	k := LookupGVK(obj.GetObjectKind().GroupVersionKind().GroupVersion().String(), obj.GetObjectKind().GroupVersionKind().Kind)
+	namespaced, names := k == nil || !k.ClusterScoped, apivalidation.NameIsDNSSubdomain
 	if _, ok := obj.(*Namespace); ok {
-		namespaced, names = false, apivalidation.ValidateNamespaceName
+		names = apivalidation.ValidateNamespaceName
 	}
 	errs := apivalidation.ValidateObjectMetaAccessor(obj, namespaced, names, field.NewPath("metadata"))
 	var out *fielderr.Error

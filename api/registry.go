@@ -12,7 +12,9 @@ import (
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	"github.com/skiff-dev/skiff/api/fielderr"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
@@ -36,7 +38,7 @@ type Kind struct {
 	// config/core/resources) and as deploy/crds repeats them.
 	ShortNames []string
 	Categories []string
-	// ClusterScoped kinds (Namespace) have no namespace.
+	// ClusterScoped kinds (Namespace, ClusterDomainClaim) have no namespace.
 	ClusterScoped bool
 	// StatusSubresource says status is written through /status only, as with every Knative
 	// CRD; a write of the object itself keeps the stored status.
@@ -63,6 +65,25 @@ func (k *Kind) APIVersion() string {
 		return k.Version
 	}
 	return k.Group + "/" + k.Version
+}
+
+// CollectionPath is the API path of the kind's objects in ns ("" = every namespace), as in
+// Kubernetes: /api/v1/... for the core group, /apis/{group}/{version}/... for the others.
+func (k *Kind) CollectionPath(ns string) string {
+	if ns == "" || k.ClusterScoped {
+		return k.Path() + "/" + k.Plural
+	}
+	return k.Path() + "/namespaces/" + ns + "/" + k.Plural
+}
+
+// ObjectPath is the API path of one object.
+func (k *Kind) ObjectPath(ns, name string) string {
+	if k.ClusterScoped {
+		ns = ""
+	} else if ns == "" {
+		ns = "default"
+	}
+	return k.CollectionPath(ns) + "/" + name
 }
 
 // Kinds lists every kind Skiff serves.
@@ -115,6 +136,18 @@ func Kinds() []*Kind {
 			Aliases:    []string{"sinkbinding"},
 			Categories: []string{"all", "knative", "sources", "bindings"}, StatusSubresource: true,
 			New: func() Object { return &sourcesv1.SinkBinding{} },
+		},
+		{
+			Group: "serving.knative.dev", Version: "v1beta1", Kind: servingv1beta1.KindDomainMapping, Plural: "domainmappings",
+			Aliases:    []string{"domainmapping", "dm"},
+			ShortNames: []string{"dm"}, Categories: []string{"all", "knative", "serving"}, StatusSubresource: true,
+			New: func() Object { return &servingv1beta1.DomainMapping{} },
+		},
+		{
+			Group: "networking.internal.knative.dev", Version: "v1alpha1", Kind: networkingv1alpha1.KindClusterDomainClaim,
+			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
+			ShortNames: []string{"cdc"}, Categories: []string{"knative-internal", "networking"}, StatusSubresource: true,
+			New: func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
 		},
 	}
 }

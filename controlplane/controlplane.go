@@ -26,6 +26,8 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/certs"
+	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
@@ -55,6 +57,19 @@ type Config struct {
 	// ProxyListenAddress and ProxyListenPort are what the xDS listener tells proxies to bind.
 	ProxyListenAddress string
 	ProxyListenPort    uint32
+	// HTTPSListenAddress and HTTPSListenPort place the proxies' TLS listener; port 0 means
+	// none. Its certificates come from a local CA under {DataDir}/tls (external-domain-tls)
+	// and from DomainMappings' Secrets.
+	HTTPSListenAddress string
+	HTTPSListenPort    uint32
+	// LocalListenAddress and LocalListenPort place the proxies' cluster-local listener, the
+	// only one serving cluster-local names; port 0 means none (they are then served on the
+	// HTTP listener).
+	LocalListenAddress string
+	LocalListenPort    uint32
+	// SystemNamespace is where Knative's config-network, config-domain and
+	// config-certmanager ConfigMaps are read; default reconciler.DefaultSystemNamespace.
+	SystemNamespace string
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
 	// MaxInstances bounds the local runtime's instances (processes) at once, across every
@@ -113,6 +128,10 @@ type EventingConfig struct {
 	// address proxies are told (ProxyListenAddress:ProxyListenPort, with an
 	// unspecified IP read as loopback).
 	ProxyAddress func() string
+	// LocalProxyAddress is the proxy's cluster-local listener, through which deliveries to
+	// cluster-local names go. Nil means the local listener proxies are told
+	// (LocalListenAddress:LocalListenPort), or ProxyAddress without one.
+	LocalProxyAddress func() string
 	// AckWait is how long JetStream waits before handing out again an event
 	// whose dispatcher went silent (e.g. was killed); default 30s.
 	AckWait time.Duration
@@ -134,6 +153,7 @@ type ControlPlane struct {
 	hub     *activation.Hub
 	events  *eventing.Eventing // nil without Config.Eventing
 	sink    *autoscaler.StatSink
+	ca      *certs.Local
 	apiLis  net.Listener
 	xdsLis  net.Listener
 	extLis  net.Listener
@@ -199,8 +219,14 @@ func New(cfg Config) (*ControlPlane, error) {
 		wasmFilters = append(wasmFilters, f)
 		ceFilter = f.Name
 	}
+	if cp.ca, err = certs.NewLocal(filepath.Join(cfg.DataDir, "tls"), certs.LocalOptions{}); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
+		HTTPSListenerAddress: cfg.HTTPSListenAddress, HTTPSListenerPort: cfg.HTTPSListenPort,
+		LocalListenerAddress: cfg.LocalListenAddress, LocalListenerPort: cfg.LocalListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
 	}); err != nil {
@@ -217,7 +243,16 @@ func New(cfg Config) (*ControlPlane, error) {
 			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
 			proxyAddr = func() string { return addr }
 		}
-		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}
+		localAddr := ev.LocalProxyAddress
+		if localAddr == nil && cfg.LocalListenPort != 0 {
+			host := cmp.Or(cfg.LocalListenAddress, xds.DefaultListenerAddress)
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			addr := net.JoinHostPort(host, strconv.Itoa(int(cfg.LocalListenPort)))
+			localAddr = func() string { return addr }
+		}
+		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr, LocalProxyAddress: localAddr}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
@@ -267,6 +302,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
 		DigestResolutionTimeout: cfg.Images.ResolveTimeout,
+		SystemNamespace:         cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
+	}
+	if cfg.HTTPSListenPort != 0 {
+		rcfg.Certificates = cp.ca
 	}
 	if cp.oci != nil {
 		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
@@ -279,6 +318,16 @@ func New(cfg Config) (*ControlPlane, error) {
 	cp.ctrl = ctrl
 	return cp, nil
 }
+
+// LocalNetworkDefaults returns config-network's defaults in `skiff up`: as Knative's, except that
+// DomainMappings claim their domain themselves (autocreate-cluster-domain-claims), there being
+// one user on one machine.
+func LocalNetworkDefaults() domains.NetworkDefaults {
+	return domains.NetworkDefaults{AutocreateClusterDomainClaims: true}
+}
+
+// CACertPath is the local CA's certificate, which clients trust to reach the TLS listener.
+func (cp *ControlPlane) CACertPath() string { return cp.ca.CACertPath() }
 
 // APIAddr is where the resource API listens.
 func (cp *ControlPlane) APIAddr() net.Addr { return cp.apiLis.Addr() }
@@ -344,6 +393,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
+	apiSrv.CheckConfigMaps(reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain))
 	if err := apiSrv.EnsureNamespace(ctx, "default"); err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
@@ -394,6 +444,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		if err := cp.ctrl.Run(ctrlCtx, 4); err != nil {
 			errs <- fmt.Errorf("reconciler: %w", err)
 		}
+	})
+	wg.Go(func() {
+		// Certificates due for renewal: their owners' reconciles ask for new ones.
+		cp.ca.Run(ctrlCtx, func(owner string) {
+			if k, err := store.ParseKey(owner); err == nil {
+				cp.ctrl.Enqueue(k)
+			}
+		})
 	})
 	cp.log.Info("control plane running", "api", cp.APIAddr().String(), "xds", cp.XDSAddr().String(), "data", cp.cfg.DataDir)
 

@@ -3,17 +3,23 @@
 // two Knative Services — one kept in serve mode (target-burst-capacity 0: straight to the
 // pod), one kept in proxy mode (target-burst-capacity -1: through the ext_proc activator) —
 // and sends the same load straight to the app and through the gateway in each mode,
-// printing p50, p99 and requests/s at each concurrency.
+// printing p50, p99 and requests/s at each concurrency. With -tls (external-domain-tls on,
+// certificates from the local CA) it adds the serve-mode Service through the TLS listener on
+// kept-alive connections, and a new connection per request over TLS (handshake + request)
+// next to a new plain connection per request.
 //
-//	go run ./bench/latency -c 1,16,64 -d 3s
+//	go run ./bench/latency -c 1,16,64 -d 3s -tls
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -60,21 +66,43 @@ spec:
 func main() {
 	levels := flag.String("c", "1,16,64", "comma-separated concurrency levels")
 	dur := flag.Duration("d", 3*time.Second, "load duration per row")
+	withTLS := flag.Bool("tls", false, "also measure the TLS listener: kept-alive requests, and a handshake per request")
 	flag.Parse()
-	if err := run(*levels, *dur); err != nil {
+	if err := run(*levels, *dur, *withTLS); err != nil {
 		fmt.Fprintln(os.Stderr, "latency:", err)
 		os.Exit(1)
 	}
 }
 
-func run(levels string, dur time.Duration) error {
-	up, err := skiffup.Start(skiffup.Options{})
+func run(levels string, dur time.Duration, withTLS bool) error {
+	up, err := skiffup.Start(skiffup.Options{TLS: withTLS})
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	if err := up.Apply(context.Background(), manifest); err != nil {
+	m := manifest
+	if withTLS {
+		// Certificates for every external host; plain HTTP stays served (http-protocol Enabled).
+		m = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-network, namespace: knative-serving}\ndata: {external-domain-tls: Enabled}\n---\n" + m
+	}
+	if err := up.Apply(context.Background(), m); err != nil {
 		return err
+	}
+	var tlsCfg *tls.Config
+	var httpsAddr string
+	if withTLS {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if httpsAddr, err = up.HTTPS(ctx); err != nil {
+			return err
+		}
+		ca, err := os.ReadFile(up.CACertPath())
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		tlsCfg = &tls.Config{RootCAs: pool, ServerName: "serve.default.localhost", NextProtos: []string{"http/1.1"}}
 	}
 	direct, err := endpointOf(up.Admin, "default/serve-00001")
 	if err != nil {
@@ -88,13 +116,17 @@ func run(levels string, dur time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("-c: %w", err)
 		}
-		base := load(direct, "", n, dur)
-		serve := load(up.HTTP, "serve.default.localhost", n, dur)
-		proxy := load(up.HTTP, "proxy.default.localhost", n, dur)
-		for _, r := range []struct {
-			name string
-			st   stats
-		}{{"direct", base}, {"gateway serve mode", serve}, {"gateway proxy mode", proxy}} {
+		base := load(direct, "", n, dur, loadOpts{})
+		serve := load(up.HTTP, "serve.default.localhost", n, dur, loadOpts{})
+		proxy := load(up.HTTP, "proxy.default.localhost", n, dur, loadOpts{})
+		rows := []row{{"direct", base}, {"gateway serve mode", serve}, {"gateway proxy mode", proxy}}
+		if withTLS {
+			rows = append(rows,
+				row{"gateway serve mode, TLS (kept-alive HTTP/1.1)", load(httpsAddr, "serve.default.localhost", n, dur, loadOpts{tls: tlsCfg})},
+				row{"gateway serve mode, new plain connection per request", load(up.HTTP, "serve.default.localhost", n, dur, loadOpts{newConn: true})},
+				row{"gateway serve mode, TLS handshake + request per connection", load(httpsAddr, "serve.default.localhost", n, dur, loadOpts{tls: tlsCfg, newConn: true})})
+		}
+		for _, r := range rows {
 			added50, added99 := "", ""
 			if r.name != "direct" {
 				added50 = (r.st.p50 - base.p50).String()
@@ -116,15 +148,38 @@ func run(levels string, dur time.Duration) error {
 	return err
 }
 
+// row is one line of the table.
+type row struct {
+	name string
+	st   stats
+}
+
 type stats struct {
 	n        int
 	p50, p99 time.Duration
 	rps      float64
 }
 
+// loadOpts select how load connects: over TLS (tls, with SNI host), and a new connection per
+// request (newConn) rather than kept-alive ones.
+type loadOpts struct {
+	tls     *tls.Config
+	newConn bool
+}
+
 // load sends GETs from conc workers for dur and reports latency percentiles and throughput.
-func load(addr, host string, conc int, dur time.Duration) stats {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+func load(addr, host string, conc int, dur time.Duration, o loadOpts) stats {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableKeepAlives: o.newConn, TLSClientConfig: o.tls}
+	scheme := "http"
+	if o.tls != nil {
+		scheme = "https"
+		dialAddr := addr
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, dialAddr)
+		}
+		addr = host
+	}
+	client := &http.Client{Transport: tr}
 	var mu sync.Mutex
 	var lat []time.Duration
 	deadline := time.Now().Add(dur)
@@ -134,7 +189,7 @@ func load(addr, host string, conc int, dur time.Duration) stats {
 		wg.Go(func() {
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+				req, _ := http.NewRequest(http.MethodGet, scheme+"://"+addr+"/", nil)
 				if host != "" {
 					req.Host = host
 				}

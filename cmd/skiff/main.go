@@ -35,6 +35,7 @@ func newRootCommand() *cobra.Command {
 		newSendCommand(), newKubeconfigCommand())
 	root.AddCommand(newFuncCommand())
 	root.AddCommand(newControllerCommand())
+	root.AddCommand(newTLSCommand())
 	return root
 }
 

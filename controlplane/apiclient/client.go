@@ -179,6 +179,9 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	if head.Metadata.Namespace != "" {
 		ns = head.Metadata.Namespace
 	}
+	if k.ClusterScoped {
+		ns = ""
+	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(doc.Data, &obj); err != nil {
@@ -197,7 +200,7 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 		err := c.do(ctx, http.MethodGet, objectPath(k, ns, head.Metadata.Name), nil, &before)
 		switch {
 		case IsNotFound(err):
-			if err = c.do(ctx, http.MethodPost, collectionPath(k, ns), doc.Data, &after); err == nil {
+			if err = c.do(ctx, http.MethodPost, k.CollectionPath(ns), doc.Data, &after); err == nil {
 				res.Action = "created"
 				return res, nil
 			}
@@ -257,10 +260,7 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := k.Path() + "/" + k.Plural
-	if ns != "" {
-		p = collectionPath(k, ns)
-	}
+	p := k.CollectionPath(ns)
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -273,16 +273,7 @@ func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error
 	return c.do(ctx, http.MethodDelete, objectPath(k, ns, name), nil, nil)
 }
 
-func objectPath(k *api.Kind, ns, name string) string {
-	return collectionPath(k, ns) + "/" + name
-}
-
-func collectionPath(k *api.Kind, ns string) string {
-	if k.ClusterScoped {
-		return k.Path() + "/" + k.Plural
-	}
-	return k.Path() + "/namespaces/" + ns + "/" + k.Plural
-}
+func objectPath(k *api.Kind, ns, name string) string { return k.ObjectPath(ns, name) }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rd io.Reader

@@ -96,7 +96,7 @@ func (s *Server) group(w http.ResponseWriter, name string) {
 
 // verbs are what every kind allows, as for a CRD; a Namespace has no deletecollection.
 func verbs(k *api.Kind) []string {
-	if k.ClusterScoped {
+	if k.ClusterScoped && k.Group == "" {
 		return []string{"create", "delete", "get", "list", "patch", "update", "watch"}
 	}
 	return []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	"github.com/skiff-dev/skiff/controlplane/apiserver/openapi"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/deploy/crds"
@@ -76,6 +77,9 @@ type Server struct {
 	fields map[fieldsKey]*managedfields.FieldManager
 	// protobuf decodes the core kinds kubectl's typed clients send as protobuf.
 	protobuf runtime.Decoder
+	// checkConfigMap, when set, validates ConfigMaps before they are stored (Knative's
+	// config-* ConfigMaps, refused naming the bad key so the old settings stay in force).
+	checkConfigMap func(cm *api.ConfigMap) *fielderr.Error
 
 	// watches holds a token per open watch.
 	watches chan struct{}
@@ -126,6 +130,12 @@ func New(s Storage, logger *slog.Logger, cfg *config.Config, opts Options) (*Ser
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	return srv, nil
+}
+
+// CheckConfigMaps makes writes of ConfigMaps pass check first; it returns s.
+func (s *Server) CheckConfigMaps(check func(cm *api.ConfigMap) *fielderr.Error) *Server {
+	s.checkConfigMap = check
+	return s
 }
 
 // Close ends every watch (an http.Server's Shutdown waits for them otherwise).

@@ -16,11 +16,12 @@ import (
 	"k8s.io/client-go/util/jsonpath"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/deploy/crds"
 )
 
 const (
 	descName = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
-	descAge  = "CreationTimestamp is a timestamp representing the server time when this object was created."
+	descAge  = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
 )
 
 // column is one column of a kind's table and how to fill it.
@@ -72,12 +73,16 @@ func (s *Server) columns(k *api.Kind) []column {
 	case "/ServiceAccount":
 		return []column{age}
 	}
-	crd := s.crds[schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}]
-	if crd == nil {
-		return []column{age} // a CRD without columns shows its age, as kube-apiserver defaults it
+	var defs []crds.Column
+	if crd := s.crds[schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}]; crd != nil {
+		defs = crd.Columns
+	}
+	if len(defs) == 0 {
+		// What kube-apiserver defaults a CRD without columns to.
+		defs = []crds.Column{{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp", Description: descAge}}
 	}
 	var out []column
-	for _, c := range crd.Columns {
+	for _, c := range defs {
 		path := jsonpath.New(c.Name)
 		if err := path.Parse("{" + c.JSONPath + "}"); err != nil {
 			s.log.Error("printer column", "kind", k.Kind, "column", c.Name, "err", err)

@@ -211,6 +211,9 @@ func (s *Server) admissionContext(ctx context.Context) context.Context {
 // what decoding found (fields). It returns the warnings to send with the answer.
 func (s *Server) admit(ctx context.Context, k *api.Kind, obj, old api.Object, fields *fielderr.Error) ([]string, error) {
 	diags := api.Admit(s.admissionContext(ctx), obj, old)
+	if cm, ok := obj.(*api.ConfigMap); ok && s.checkConfigMap != nil {
+		diags = diags.Also(s.checkConfigMap(cm))
+	}
 	if errs := fields.Also(api.ValidateObjectMeta(obj), api.Errors(diags)); errs != nil {
 		return nil, errInvalid(k, obj.GetName(), errs)
 	}
