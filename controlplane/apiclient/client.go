@@ -188,6 +188,7 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 		return res, fmt.Errorf("%s: %w", doc.Source, err)
 	}
 	delete(obj, "status") // the status subresource's, never the applier's
+	meta := obj["metadata"]
 	// As kubectl replace: create the object, or replace it naming the resourceVersion it
 	// replaces; a controller writing it in between is a conflict: read it again.
 	for attempt := 0; ; attempt++ {
@@ -200,16 +201,21 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 		err := c.do(ctx, http.MethodGet, objectPath(k, ns, head.Metadata.Name), nil, &before)
 		switch {
 		case IsNotFound(err):
-			if err = c.do(ctx, http.MethodPost, k.CollectionPath(ns), doc.Data, &after); err == nil {
+			obj["metadata"] = meta
+			body, merr := json.Marshal(obj)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			if err = c.do(ctx, http.MethodPost, k.CollectionPath(ns), body, &after); err == nil {
 				res.Action = "created"
 				return res, nil
 			}
 		case err == nil:
-			meta, merr := withResourceVersion(obj["metadata"], before.Metadata.ResourceVersion)
+			withRV, merr := withResourceVersion(meta, before.Metadata.ResourceVersion)
 			if merr != nil {
 				return res, fmt.Errorf("%s: %w", doc.Source, merr)
 			}
-			obj["metadata"] = meta
+			obj["metadata"] = withRV
 			body, merr := json.Marshal(obj)
 			if merr != nil {
 				return res, fmt.Errorf("%s: %w", doc.Source, merr)

@@ -843,3 +843,18 @@ func TestServerSideApplyCoreKind(t *testing.T) {
 		t.Errorf("after one dropped its key: %v %v", d, err)
 	}
 }
+
+// A create does not take the status its creator sends, for a kind with the status
+// subresource (the controller writes it), as kube-apiserver drops it for a CRD.
+func TestCreateDropsStatus(t *testing.T) {
+	a := startAPI(t, 0, Options{})
+	s := ksvc("hello")
+	s.Object["status"] = map[string]any{"url": "http://forged"}
+	got, err := a.services().Create(context.Background(), s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if url, _, _ := unstructured.NestedString(got.Object, "status", "url"); url != "" {
+		t.Errorf("created with status.url %q", url)
+	}
+}

@@ -254,6 +254,13 @@ func (s *Server) doCreate(w http.ResponseWriter, r *http.Request, t *target) err
 	if err := checkIdentity(obj, t); err != nil {
 		return err
 	}
+	if t.kind.StatusSubresource {
+		// As the API server creates a kind with the status subresource: without the status
+		// its creator sent (its controller writes it).
+		if obj, err = withoutStatus(t.kind, obj); err != nil {
+			return err
+		}
+	}
 	serverDefaults(r.Context(), t.kind, obj)
 	if err := s.trackFields(t, nil, obj, opts.manager); err != nil {
 		return err
@@ -273,6 +280,24 @@ func (s *Server) doCreate(w http.ResponseWriter, r *http.Request, t *target) err
 	addWarnings(w, append(warnings, more...))
 	writeJSON(w, http.StatusCreated, obj)
 	return nil
+}
+
+// withoutStatus is obj with no status.
+func withoutStatus(k *api.Kind, obj api.Object) (api.Object, error) {
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	unstructured.RemoveNestedField(u.Object, "status")
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	out := k.New()
+	if err := json.Unmarshal(data, out); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", k.Kind, err)
+	}
+	return out, nil
 }
 
 // serverDefaults applies the API server's own defaults of a core kind (a Secret's
