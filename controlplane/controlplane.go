@@ -396,9 +396,17 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if cp.oci != nil {
 		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
 	}
-	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission).CheckConfigMaps(
-		reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain)))
+	apiSrv, err := apiserver.New(cp.store, cp.log, cp.cfg.Admission, apiserver.Options{})
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	apiSrv.CheckConfigMaps(reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain))
+	if err := apiSrv.EnsureNamespace(ctx, "default"); err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	mux.Handle("/", apiSrv)
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	httpServer.RegisterOnShutdown(apiSrv.Close) // watches end, so Shutdown need not wait for them
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)

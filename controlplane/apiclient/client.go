@@ -196,25 +196,72 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 		ns = ""
 	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
-	var before struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(doc.Data, &obj); err != nil {
+		return res, fmt.Errorf("%s: %w", doc.Source, err)
 	}
-	getErr := c.do(ctx, http.MethodGet, path, nil, &before)
-	var after struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
+	delete(obj, "status") // the status subresource's, never the applier's
+	meta := obj["metadata"]
+	// As kubectl replace: create the object, or replace it naming the resourceVersion it
+	// replaces; a controller writing it in between is a conflict: read it again.
+	for attempt := 0; ; attempt++ {
+		var before struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		var after struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		err := c.do(ctx, http.MethodGet, path, nil, &before)
+		switch {
+		case IsNotFound(err):
+			obj["metadata"] = meta
+			body, merr := json.Marshal(obj)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			if err = c.do(ctx, http.MethodPost, k.CollectionPath(ns), body, &after); err == nil {
+				res.Action = "created"
+				return res, nil
+			}
+		case err == nil:
+			withRV, merr := withResourceVersion(meta, before.Metadata.ResourceVersion)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			obj["metadata"] = withRV
+			body, merr := json.Marshal(obj)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			if err = c.do(ctx, http.MethodPut, path, body, &after); err == nil {
+				res.Action = "configured"
+				if before.Metadata.ResourceVersion == after.Metadata.ResourceVersion {
+					res.Action = "unchanged"
+				}
+				return res, nil
+			}
+		}
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != http.StatusConflict || attempt == 4 {
+			return res, err
+		}
 	}
-	if err := c.do(ctx, http.MethodPut, path, doc.Data, &after); err != nil {
-		return res, err
+}
+
+// withResourceVersion sets metadata.resourceVersion in a document's metadata.
+func withResourceVersion(meta json.RawMessage, rv string) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &m); err != nil {
+			return nil, err
+		}
 	}
-	switch {
-	case IsNotFound(getErr):
-		res.Action = "created"
-	case before.Metadata.ResourceVersion == after.Metadata.ResourceVersion:
-		res.Action = "unchanged"
-	default:
-		res.Action = "configured"
+	v, err := json.Marshal(rv)
+	if err != nil {
+		return nil, err
 	}
-	return res, nil
+	m["resourceVersion"] = v
+	return json.Marshal(m)
 }
 
 // Getter reads one object as raw JSON, failing with an error IsNotFound recognises when it

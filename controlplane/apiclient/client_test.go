@@ -31,7 +31,11 @@ func newTestClient(t *testing.T) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(apiserver.New(st, nil, nil))
+	h, err := apiserver.New(st, nil, nil, apiserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	c := New(strings.TrimPrefix(srv.URL, "http://"))
 	docs, err := ReadManifests("-", strings.NewReader(okService))
