@@ -32,7 +32,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(newUpCommand(), newControlPlaneCommand(), newGatewayCommand(),
 		newExtProcCommand(), newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand(),
-		newSendCommand())
+		newSendCommand(), newKubeconfigCommand())
 	root.AddCommand(newFuncCommand())
 	root.AddCommand(newControllerCommand())
 	root.AddCommand(newTLSCommand())

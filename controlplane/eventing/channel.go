@@ -50,7 +50,7 @@ func (e *Eventing) SetChannel(ctx context.Context, cfg broker.ChannelConfig) err
 	return nil
 }
 
-// ChannelRouted reports whether every connected proxy has accepted the route of the
+// ChannelRouted reports whether every serving proxy has accepted the route of the
 // channel's address.
 func (e *Eventing) ChannelRouted(namespace, name string) bool {
 	return e.cfg.Proxy.RouteAcked(SystemNamespace, channelRouteName(namespace, name))

@@ -39,7 +39,9 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;flows
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.address.url"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Sequence sends each event through its steps in order: each step's reply is the next
 // step's input, and the last step's reply goes to spec.reply.
 type Sequence struct {
@@ -92,7 +94,9 @@ type SequenceSubscriptionStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;flows
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.address.url"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Parallel sends each event to every branch; a branch's filter decides whether its
 // subscriber gets it.
 type Parallel struct {

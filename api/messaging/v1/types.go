@@ -51,7 +51,9 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;messaging;channel,shortName=ch
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.address.url"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Channel is Knative's generic channel: it creates a backing channel of
 // spec.channelTemplate's kind (in Skiff, an InMemoryChannel) and reports its status.
 type Channel struct {
@@ -88,7 +90,9 @@ type ChannelTemplateSpec struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;messaging;channel,shortName=imc
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.address.url"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // InMemoryChannel is Knative's default channel kind. In Skiff its events are stored in
 // NATS JetStream and survive restarts; the name is kept for compatibility.
 type InMemoryChannel struct {
@@ -163,6 +167,7 @@ type SubscriberStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;messaging,shortName=sub
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Subscription delivers every event of one channel to a subscriber, and the

@@ -43,7 +43,9 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;sources
 // +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=".status.sinkUri"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // ApiServerSource sends an event for every change to the resources it watches.
 type ApiServerSource struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -162,7 +164,9 @@ func validateSelector(sel *metav1.LabelSelector, path string) *fielderr.Error {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;sources
 // +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=".status.sinkUri"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // ContainerSource runs a container that sends events to K_SINK.
 type ContainerSource struct {
 	metav1.TypeMeta   `json:",inline"`
