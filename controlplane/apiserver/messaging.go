@@ -9,7 +9,7 @@ import (
 // has stored: they belong to the Subscription reconciler (Knative's webhook refuses changes
 // to them by anyone but its controller), and Skiff's API replaces the object (PUT) where
 // `kubectl apply` merges into the stored one, so applying a channel's manifest again would
-// otherwise unsubscribe everyone.
+// otherwise unsubscribe everyone. A patch of the channel keeps them too.
 func keepSubscribers(obj, old api.Object) {
 	o, ok := obj.(*messagingv1.InMemoryChannel)
 	if !ok {
