@@ -254,11 +254,17 @@ spec:
 		}
 		return env["K_SINK"] == ev.srv.URL+"/beats" && env["K_CE_OVERRIDES"] == `{"extensions":{"team":"blue"}}`
 	})
-	u, err := c.dyn.Resource(ctrSourceGVR).Namespace("default").Get(context.Background(), "heartbeat", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sink, _, _ := unstructured.NestedString(u.Object, "status", "sinkUri"); sink != ev.srv.URL+"/beats" {
-		t.Errorf("containersource status.sinkUri %q", sink)
+	// The status is written after the Deployment: wait for it.
+	var sink string
+	eventually(t, 30*time.Second, "the ContainerSource's status.sinkUri", func() bool {
+		u, err := c.dyn.Resource(ctrSourceGVR).Namespace("default").Get(context.Background(), "heartbeat", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		sink, _, _ = unstructured.NestedString(u.Object, "status", "sinkUri")
+		return sink != ""
+	})
+	if sink != ev.srv.URL+"/beats" {
+		t.Errorf("containersource status.sinkUri %q, want %q", sink, ev.srv.URL+"/beats")
 	}
 }
