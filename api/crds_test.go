@@ -68,7 +68,7 @@ func TestCRDsCoverEveryKind(t *testing.T) {
 
 // Discovery names Skiff's kinds as Knative's CRDs do, so that `kubectl get ksvc` and
 // `kubectl get knative` work as against Knative: serving's config/core/300-resources/*.yaml
-// and eventing's config/core/resources/{broker,trigger,pingsource,sinkbindings}.yaml.
+// and eventing's config/core/resources/*.yaml.
 func TestNamesAsKnativeDeclares(t *testing.T) {
 	knative := map[string]struct{ short, categories []string }{
 		"Service":       {[]string{"kservice", "ksvc"}, []string{"all", "knative", "serving"}},
@@ -79,6 +79,15 @@ func TestNamesAsKnativeDeclares(t *testing.T) {
 		"Trigger":       {nil, []string{"all", "knative", "eventing"}},
 		"PingSource":    {nil, []string{"all", "knative", "sources"}},
 		"SinkBinding":   {nil, []string{"all", "knative", "sources", "bindings"}},
+		// eventing's config/core/resources/{channel,subscription,sequence,parallel,
+		// apiserversource,containersource}.yaml, config/channels/in-memory-channel.
+		"Channel":         {[]string{"ch"}, []string{"all", "knative", "messaging", "channel"}},
+		"InMemoryChannel": {[]string{"imc"}, []string{"all", "knative", "messaging", "channel"}},
+		"Subscription":    {[]string{"sub"}, []string{"all", "knative", "messaging"}},
+		"Sequence":        {nil, []string{"all", "knative", "flows"}},
+		"Parallel":        {nil, []string{"all", "knative", "flows"}},
+		"ApiServerSource": {nil, []string{"all", "knative", "sources"}},
+		"ContainerSource": {nil, []string{"all", "knative", "sources"}},
 	}
 	for _, k := range Kinds() {
 		want, ok := knative[k.Kind]

@@ -12,6 +12,8 @@ import (
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	"github.com/skiff-dev/skiff/api/fielderr"
+	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
+	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
@@ -148,6 +150,48 @@ func Kinds() []*Kind {
 			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
 			ShortNames: []string{"cdc"}, Categories: []string{"knative-internal", "networking"}, StatusSubresource: true,
 			New: func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
+		},
+		{
+			Group: "messaging.knative.dev", Version: "v1", Kind: messagingv1.KindChannel, Plural: "channels",
+			Aliases:    []string{"channel"},
+			ShortNames: []string{"ch"}, Categories: []string{"all", "knative", "messaging", "channel"}, StatusSubresource: true,
+			New: func() Object { return &messagingv1.Channel{} },
+		},
+		{
+			Group: "messaging.knative.dev", Version: "v1", Kind: messagingv1.KindInMemoryChannel, Plural: "inmemorychannels",
+			Aliases:    []string{"inmemorychannel"},
+			ShortNames: []string{"imc"}, Categories: []string{"all", "knative", "messaging", "channel"}, StatusSubresource: true,
+			New: func() Object { return &messagingv1.InMemoryChannel{} },
+		},
+		{
+			Group: "messaging.knative.dev", Version: "v1", Kind: messagingv1.KindSubscription, Plural: "subscriptions",
+			Aliases:    []string{"subscription"},
+			ShortNames: []string{"sub"}, Categories: []string{"all", "knative", "messaging"}, StatusSubresource: true,
+			New: func() Object { return &messagingv1.Subscription{} },
+		},
+		{
+			Group: "flows.knative.dev", Version: "v1", Kind: flowsv1.KindSequence, Plural: "sequences",
+			Aliases:    []string{"sequence", "seq"},
+			Categories: []string{"all", "knative", "flows"}, StatusSubresource: true,
+			New: func() Object { return &flowsv1.Sequence{} },
+		},
+		{
+			Group: "flows.knative.dev", Version: "v1", Kind: flowsv1.KindParallel, Plural: "parallels",
+			Aliases:    []string{"parallel"},
+			Categories: []string{"all", "knative", "flows"}, StatusSubresource: true,
+			New: func() Object { return &flowsv1.Parallel{} },
+		},
+		{
+			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindApiServerSource, Plural: "apiserversources",
+			Aliases:    []string{"apiserversource"},
+			Categories: []string{"all", "knative", "sources"}, StatusSubresource: true,
+			New: func() Object { return &sourcesv1.ApiServerSource{} },
+		},
+		{
+			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindContainerSource, Plural: "containersources",
+			Aliases:    []string{"containersource"},
+			Categories: []string{"all", "knative", "sources"}, StatusSubresource: true,
+			New: func() Object { return &sourcesv1.ContainerSource{} },
 		},
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,6 +157,8 @@ type ControlPlane struct {
 	extproc *extproc.Server
 	hub     *activation.Hub
 	events  *eventing.Eventing // nil without Config.Eventing
+	sources *sourceWorkloads
+	srcLis  net.Listener // the ContainerSources' forward proxy (sources.go)
 	sink    *autoscaler.StatSink
 	ca      *certs.Local
 	apiLis  net.Listener
@@ -194,7 +195,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		if cp.process != nil {
 			cp.closeRuntimes(context.Background())
 		}
-		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis} {
+		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis, cp.srcLis} {
 			if l != nil {
 				l.Close()
 			}
@@ -212,6 +213,10 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.extLis, err = net.Listen("tcp", cfg.ExtProcAddress); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
+	}
+	if cp.srcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: listen for the sources' forward proxy: %w", err)
 	}
 	var ctrl *reconciler.Controller
 	if cp.runtime, _, err = cp.runtimes(cfg, func(ns, name string) { ctrl.RevisionChanged(ns, name) }); err != nil {
@@ -240,26 +245,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
+	// Skiff's own senders (deliveries, sources) reach Knative addresses through the proxy:
+	// cluster-local names through its local listener.
+	pc := proxyClientConfig(cfg)
 	if ev := cfg.Eventing; ev != nil {
-		proxyAddr := ev.ProxyAddress
-		if proxyAddr == nil {
-			host := cmp.Or(cfg.ProxyListenAddress, xds.DefaultListenerAddress)
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-				host = "127.0.0.1"
-			}
-			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
-			proxyAddr = func() string { return addr }
-		}
-		localAddr := ev.LocalProxyAddress
-		if localAddr == nil && cfg.LocalListenPort != 0 {
-			host := cmp.Or(cfg.LocalListenAddress, xds.DefaultListenerAddress)
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-				host = "127.0.0.1"
-			}
-			addr := net.JoinHostPort(host, strconv.Itoa(int(cfg.LocalListenPort)))
-			localAddr = func() string { return addr }
-		}
-		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr, LocalProxyAddress: localAddr}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
@@ -318,6 +307,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
 		rcfg.ResolvesImages = cp.runtime.RunsImages
 	}
+	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, pc, func(ns, name string) { ctrl.ContainerSourceChanged(ns, name) })
+	cp.sources.apiserver = newApiServerSources(cfg, cp.store, func() string { return "http://" + cp.APIAddr().String() }, pc,
+		func(key string) { ctrl.ApiServerSourceChanged(key) })
+	rcfg.ApiServerSources = cp.sources.apiserver
 	if cp.events != nil {
 		rcfg.Eventing = cp.events
 	}
@@ -443,6 +436,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() {
+		if err := cp.sources.serve(); err != nil {
+			errs <- err
+		}
+	})
+	wg.Go(func() {
 		if err := cp.scaler.Run(ctrlCtx); err != nil {
 			errs <- fmt.Errorf("autoscaler: %w", err)
 		}
@@ -476,6 +474,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	stopEvents()
 	<-eventsDone
 	_ = httpServer.Shutdown(shutdownCtx)
+	cp.sources.close(shutdownCtx)
 	cp.closeRuntimes(shutdownCtx)
 	cp.xds.Close()
 	grpcServer.Stop()

@@ -10,10 +10,13 @@
 //   - end-to-end delivery latency p50/p99 (POST sent → subscriber reached) with one event in
 //     flight at a time.
 //
+// The same rows follow for an InMemoryChannel (durable in JetStream too) with 1, 10 and 100
+// Subscriptions: channel fan-out, every event stored and delivered once per Subscription.
+//
 // The baseline, measured in the same run, is the same POST through the gateway to a Knative
 // Service that answers at once (examples/echo): the HTTP round trip without the broker.
 //
-//	go run ./bench/eventing -triggers 1,10,100 -c 16 -d 3s -n 200
+//	go run ./bench/eventing -triggers 1,10,100 -subscriptions 1,10,100 -c 16 -d 3s -n 200
 package main
 
 import (
@@ -34,6 +37,7 @@ import (
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/eventing/broker"
 )
 
 const echoManifest = `apiVersion: serving.knative.dev/v1
@@ -54,17 +58,18 @@ spec:
 
 func main() {
 	triggers := flag.String("triggers", "1,10,100", "comma-separated trigger counts")
+	subscriptions := flag.String("subscriptions", "1,10,100", "comma-separated channel subscription counts (\"\" for none)")
 	conc := flag.Int("c", 16, "concurrent senders for the throughput rows")
 	dur := flag.Duration("d", 3*time.Second, "duration of each throughput row")
 	n := flag.Int("n", 200, "events sent one at a time for the latency rows")
 	flag.Parse()
-	if err := run(*triggers, *conc, *dur, *n); err != nil {
+	if err := run(*triggers, *subscriptions, *conc, *dur, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "eventing:", err)
 		os.Exit(1)
 	}
 }
 
-func run(triggerList string, conc int, dur time.Duration, n int) error {
+func run(triggerList, subscriptionList string, conc int, dur time.Duration, n int) error {
 	up, err := skiffup.Start(skiffup.Options{Eventing: true})
 	if err != nil {
 		return err
@@ -122,7 +127,84 @@ func run(triggerList string, conc int, dur time.Duration, n int) error {
 			return fmt.Errorf("delete broker %s: %w", name, err)
 		}
 	}
+	if subscriptionList != "" {
+		if err := runChannels(ctx, tw, up, client, sink, subscriptionList, conc, dur, n); err != nil {
+			return err
+		}
+	}
 	return tw.Flush()
+}
+
+// runChannels prints the rows of channels with each subscription count: throughput through
+// the gateway and straight to the ingress (the channel's Host either way), deliveries while
+// it drains, and the delivery latency of one event at a time.
+func runChannels(ctx context.Context, tw *tabwriter.Writer, up *skiffup.Up, client *http.Client, sink *sink,
+	list string, conc int, dur time.Duration, n int) error {
+	gw := "http://" + up.HTTP
+	for _, s := range strings.Split(list, ",") {
+		count, err := strconv.Atoi(s)
+		if err != nil || count < 1 {
+			return fmt.Errorf("-subscriptions %q: want positive integers", s)
+		}
+		name := fmt.Sprintf("ch%d", count)
+		if err := applyChannel(ctx, up.API, name, count, sink.srv.URL); err != nil {
+			return err
+		}
+		host := broker.ChannelHost("default", name)
+		for _, t := range []struct{ label, url string }{
+			{"channel: gateway → ingress", gw + "/"}, {"channel: ingress direct", "http://" + up.BrokerIngress + "/"},
+		} {
+			before := sink.delivered.Load()
+			start := time.Now()
+			rate := throughput(client, t.url, host, conc, dur, 1)
+			if err := sink.waitDelivered(int64(up.EventingStats().Stored), 5*time.Minute); err != nil {
+				return fmt.Errorf("%s, %d subscriptions: %w", t.label, count, err)
+			}
+			drained := float64(sink.delivered.Load()-before) / time.Since(start).Seconds()
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t\t\n", t.label, count, conc, rate, drained)
+		}
+		sink.reset()
+		lat := latency(client, gw+"/", host, n, func(int) error {
+			return sink.waitDelivered(int64(up.EventingStats().Stored), 30*time.Second)
+		})
+		if lat.err != nil {
+			return lat.err
+		}
+		p50, p99 := sink.percentiles()
+		fmt.Fprintf(tw, "channel: delivery, one event at a time\t%d\t1\t\t\t%s\t%s\n", count, p50, p99)
+		if err := up.API.Delete(ctx, api.LookupKind("imc"), "default", name); err != nil {
+			return fmt.Errorf("delete channel %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// applyChannel creates an InMemoryChannel with count Subscriptions whose subscribers are
+// paths of the sink, and waits until all are Ready.
+func applyChannel(ctx context.Context, c *apiclient.Client, name string, count int, sinkURL string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: messaging.knative.dev/v1\nkind: InMemoryChannel\nmetadata:\n  name: %s\n", name)
+	for i := range count {
+		fmt.Fprintf(&b, "---\napiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata:\n  name: %s-s%d\nspec:\n  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: %s}\n  subscriber:\n    uri: %s/s%d\n", name, i, name, sinkURL, i)
+	}
+	docs, err := apiclient.ReadManifests("-", strings.NewReader(b.String()))
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if _, err := c.Apply(ctx, d, "default"); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for i := range count {
+		if _, err := apiclient.WaitReady(ctx, c, api.LookupKind("subscription"), "default", fmt.Sprintf("%s-s%d", name, i)); err != nil {
+			return err
+		}
+	}
+	_, err = apiclient.WaitReady(ctx, c, api.LookupKind("imc"), "default", name)
+	return err
 }
 
 // applyBroker creates a broker with count triggers whose subscribers are paths of the sink,

@@ -53,7 +53,7 @@ func objectArgs(cmd *cobra.Command, kind, name string) (*apiclient.Client, *api.
 func lookupKind(name string) (*api.Kind, error) {
 	k := api.LookupKind(name)
 	if k == nil {
-		return nil, fmt.Errorf("unknown resource kind %q (try ksvc, configurations, revisions, routes, domainmappings, brokers, triggers, pingsources, sinkbindings, clusterdomainclaims, configmaps, secrets)", name)
+		return nil, fmt.Errorf("unknown resource kind %q (try ksvc, configurations, revisions, routes, domainmappings, brokers, triggers, pingsources, sinkbindings, channels, inmemorychannels, subscriptions, sequences, parallels, apiserversources, containersources, clusterdomainclaims, configmaps, secrets)", name)
 	}
 	return k, nil
 }

@@ -162,6 +162,9 @@ func printTable(w io.Writer, k *api.Kind, objs []json.RawMessage) error {
 			row(o.Name, o.Spec.Namespace)
 		}
 	default:
+		if printed, err := printMessaging(row, k, objs); printed || err != nil {
+			return err
+		}
 		row("NAMESPACE", "NAME", "AGE")
 		for _, raw := range objs {
 			var o struct {

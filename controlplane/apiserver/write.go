@@ -394,6 +394,7 @@ func (s *Server) doUpdate(w http.ResponseWriter, r *http.Request, t *target) err
 func (s *Server) store1(ctx context.Context, t *target, live, obj api.Object, fields *fielderr.Error, opts writeOptions) ([]string, error) {
 	if t.subresource == "" {
 		keepDefaults(config.ToContext(ctx, s.cfg), t.kind, obj, live)
+		keepSubscribers(obj, live)
 		serverDefaults(ctx, t.kind, obj)
 	}
 	if err := s.trackFields(t, live, obj, opts.manager); err != nil {

@@ -56,6 +56,8 @@ func ListenerFilter(f xds.WasmFilter) xds.WasmFilter {
 // Proxy is the part of the xDS server eventing programs.
 type Proxy interface {
 	SetRoute(r xds.Route) error
+	DeleteRoute(namespace, name string)
+	RouteAcked(namespace, name string) bool
 	SetCluster(c xds.Cluster) error
 	SetEndpoints(cluster string, eps []xds.Endpoint) (string, error)
 	SetWasmFilterConfiguration(name, configuration string) error
@@ -239,7 +241,7 @@ func (e *Eventing) Stats() broker.Stats { return e.broker.Stats() }
 // Run serves the broker ingress until ctx ends, then stops dispatching (events
 // in flight go back to JetStream), the PingSources and the embedded NATS server.
 func (e *Eventing) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: e.broker, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: e.ingressHandler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(e.lis) }()
 	e.log.Info("broker ingress listening", "addr", e.lis.Addr().String(), "host", broker.IngressHost(e.cfg.Domain))

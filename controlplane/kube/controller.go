@@ -54,6 +54,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
+	"github.com/skiff-dev/skiff/controlplane/kube/sourcedeploy"
 	"github.com/skiff-dev/skiff/controlplane/kube/webhook"
 	"github.com/skiff-dev/skiff/controlplane/pki"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
@@ -61,6 +62,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
+	"github.com/skiff-dev/skiff/eventing/source/apiserver"
 )
 
 // Config says how to reach the API server and where to serve.
@@ -391,12 +393,21 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		}
 	}
 	rt := deployruntime.New(deployruntime.Config{Client: kc, Logger: log, OnChange: revisionChanged})
+	sources := sourcedeploy.New(sourcedeploy.Config{Client: kc, Logger: log, OnChange: func(ns, name string) {
+		if ctrl := reconcilers.Load(); ctrl != nil {
+			ctrl.ContainerSourceChanged(ns, name)
+		}
+	}})
 	defer st.Shutdown()
 	defer rt.Shutdown()
+	defer sources.Shutdown()
 	if err := st.Start(ctx); err != nil {
 		return err
 	}
 	if err := rt.Start(ctx); err != nil {
+		return err
+	}
+	if err := sources.Start(ctx); err != nil {
 		return err
 	}
 	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
@@ -466,7 +477,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
-		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator,
+		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources,
 		SystemNamespace: c.cfg.SystemNamespace,
 	}
 	cmCtx, stopCM := context.WithCancel(ctx)
@@ -485,6 +496,12 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		defer func() { stopCM(); certProvider.Shutdown() }()
 		rcfg.Certificates = certProvider
 	}
+	apiServerSources, err := c.apiServerSources(&reconcilers)
+	if err != nil {
+		return err
+	}
+	defer apiServerSources.Close()
+	rcfg.ApiServerSources = apiServerSources
 	if events != nil {
 		rcfg.Eventing = events
 	}
@@ -633,4 +650,24 @@ func (c *Controller) serveHealth() (*http.Server, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lis) }() // stopped by the caller's Close
 	return srv, nil
+}
+
+// apiServerSources runs ApiServerSources' watches against the API server, each with its
+// ServiceAccount's permissions (impersonated), sending events through Envoy when eventing
+// says where it is.
+func (c *Controller) apiServerSources(reconcilers *atomic.Pointer[reconciler.Controller]) (*apiserver.Manager, error) {
+	b, err := apiserver.NewKubeBackend(c.cfg.Rest, c.cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("kube controller: %w", err)
+	}
+	client := http.DefaultClient
+	if ev := c.cfg.Eventing; ev != nil && ev.ProxyAddress != nil {
+		// As deliveries: cluster-local sinks (channels, brokers) through the local listener.
+		client = proxyclient.New(proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress})
+	}
+	return apiserver.NewManager(b, apiserver.Options{Client: client, Logger: c.cfg.Logger, OnChange: func(key string) {
+		if ctrl := reconcilers.Load(); ctrl != nil {
+			ctrl.ApiServerSourceChanged(key)
+		}
+	}}), nil
 }

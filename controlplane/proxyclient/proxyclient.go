@@ -64,17 +64,23 @@ func New(cfg Config) *http.Client {
 		tr.MaxIdleConnsPerHost = 256
 	}
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		switch {
-		case err != nil:
-		case cfg.LocalProxyAddress != nil && ClusterLocal(host):
-			addr = cfg.LocalProxyAddress()
-		case cfg.ProxyAddress != nil && Routed(cfg.Domain, host):
-			addr = cfg.ProxyAddress()
-		}
-		return dialer.DialContext(ctx, network, addr)
+		return dialer.DialContext(ctx, network, cfg.dialAddress(addr))
 	}
 	return &http.Client{Transport: tr}
+}
+
+// dialAddress is where a connection to addr (host:port) goes: the proxy's local listener
+// for a cluster-local name, its HTTP listener for another routed host, else addr itself.
+func (c Config) dialAddress(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil:
+	case c.LocalProxyAddress != nil && ClusterLocal(host):
+		return c.LocalProxyAddress()
+	case c.ProxyAddress != nil && Routed(c.Domain, host):
+		return c.ProxyAddress()
+	}
+	return addr
 }
 
 // ProxyFailed reports whether an attempt made with a client from New failed in the proxy

@@ -29,6 +29,13 @@ type Eventing interface {
 	SetPingSource(namespace, name string, spec source.PingSpec) error
 	// DeletePingSource stops a PingSource.
 	DeletePingSource(namespace, name string)
+	// SetChannel applies a channel with its subscribers (destinations resolved) and
+	// routes its address through the proxy.
+	SetChannel(ctx context.Context, cfg broker.ChannelConfig) error
+	// DeleteChannel removes a channel, its route and its undelivered events.
+	DeleteChannel(ctx context.Context, namespace, name string) error
+	// ChannelRouted reports whether every proxy has accepted the channel's route.
+	ChannelRouted(namespace, name string) bool
 }
 
 // Condition types Knative reports on Brokers and Triggers besides the API's.
@@ -40,7 +47,7 @@ const (
 )
 
 // eventingKinds are reconciled by reconcileEventing.
-var eventingKinds = []string{eventingv1.KindBroker, eventingv1.KindTrigger, sourcesv1.KindPingSource, sourcesv1.KindSinkBinding}
+var eventingKinds = append([]string{eventingv1.KindBroker, eventingv1.KindTrigger, sourcesv1.KindPingSource, sourcesv1.KindSinkBinding}, messagingKinds...)
 
 // reconcileEventing reconciles the eventing kinds; other kinds are ignored.
 func (c *Controller) reconcileEventing(ctx context.Context, key store.Key) error {
@@ -54,7 +61,7 @@ func (c *Controller) reconcileEventing(ctx context.Context, key store.Key) error
 	case sourcesv1.KindSinkBinding:
 		return c.reconcileSinkBinding(ctx, key)
 	}
-	return nil
+	return c.reconcileMessaging(ctx, key)
 }
 
 // onEventingEvent enqueues the eventing objects whose reconcile reads the
@@ -63,6 +70,7 @@ func (c *Controller) reconcileEventing(ctx context.Context, key store.Key) error
 // brokers, sources and bindings whose destinations may resolve to a changed
 // Service, Route or Broker.
 func (c *Controller) onEventingEvent(e store.Event) {
+	c.onMessagingEvent(e)
 	if c.cfg.Eventing == nil {
 		return
 	}

@@ -92,6 +92,12 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources (see broker.go); nil reports them
 	// not Ready (EventingDisabled).
 	Eventing Eventing
+	// SourceWorkloads runs ContainerSources (containersource.go); nil reports them not
+	// Ready (WorkloadsDisabled).
+	SourceWorkloads SourceWorkloads
+	// ApiServerSources runs ApiServerSources' watches (apiserversource.go); nil reports
+	// them not Ready (ApiServerSourcesDisabled).
+	ApiServerSources ApiServerSources
 	// Digests resolves image tags to digests before a revision runs, as Knative's revision
 	// reconciler does (status.containerStatuses[].imageDigest, which the runtime runs, so a
 	// retagged image never changes a revision); nil resolves none.
@@ -141,6 +147,8 @@ type Controller struct {
 	busy     int
 	// resolver resolves image digests in the background; nil without Config.Digests.
 	resolver *backgroundResolver
+	// applied is what each channel was last applied with (channel.go).
+	applied appliedChannels
 }
 
 // New returns a Controller; call Run to start it.

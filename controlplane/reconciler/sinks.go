@@ -16,9 +16,10 @@ import (
 
 // resolveDestination turns a Knative Destination into the URL to deliver to: a Knative
 // Service's (or Route's) status.address.url (its cluster-local address, as Knative's resolver
-// takes it, so a cluster-local or TLS Service is reached alike), a Broker's status.address.url, or the URI as given; a
-// ref with a relative URI resolves the URI against the ref's URL. The error says which ref
-// is missing or not yet addressable.
+// takes it, so a cluster-local or TLS Service is reached alike), a Broker's, a channel's or a
+// flow's status.address.url (resolveMessagingRef), or the URI as given; a ref with a
+// relative URI resolves the URI against the ref's URL. The error says which ref is missing
+// or not yet addressable.
 func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventingv1.Destination) (string, error) {
 	if d.Ref == nil {
 		if d.URI == "" {
@@ -51,7 +52,14 @@ func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventi
 		}
 		addr = b.Status.Address.URL
 	default:
-		return "", fmt.Errorf("%s: kind %q (%s) is not addressable here: use a Knative Service, Route, Broker or a uri", ref.String(), ref.Kind, ref.APIVersion)
+		a, handled, err := c.resolveMessagingRef(ctx, &ref)
+		if err != nil {
+			return "", err
+		}
+		if !handled {
+			return "", fmt.Errorf("%s: kind %q (%s) is not addressable here: use a Knative Service, Route, Broker, Channel, InMemoryChannel, Sequence, Parallel or a uri", ref.String(), ref.Kind, ref.APIVersion)
+		}
+		addr = a
 	}
 	if addr == "" {
 		return "", fmt.Errorf("%s %w", ref.String(), errNotAddressable)

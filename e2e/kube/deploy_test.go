@@ -91,7 +91,8 @@ func kustomizeObjects(t *testing.T, root string) []*unstructured.Unstructured {
 // TLS Secret (the gateway and the activator then use the certificates in it, as Envoy's and
 // the activators' mounts do) and the NATS token Secret in skiff-system, a Knative Service and
 // an HTTPRoute to it become Ready/Accepted, a Broker and a Trigger become Ready (eventing on a
-// NATS server standing in for the StatefulSet), the autoscaler scales through
+// NATS server standing in for the StatefulSet) and so does a Sequence (its Channel,
+// InMemoryChannel and Subscription), the autoscaler scales through
 // deployments/scale, and leader election takes its Lease in skiff-system.
 func TestDeployManifests(t *testing.T) {
 	if testing.Short() {
@@ -187,6 +188,20 @@ func TestDeployManifests(t *testing.T) {
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
 	c.waitReady(t, brokersGVR, "default")
 	c.waitReady(t, triggersGVR, "to-hello")
+	// ...and flows no more than the messaging and flows rules: a Sequence's reconciler
+	// creates a Channel, which creates its InMemoryChannel, and a Subscription that writes
+	// the channel's spec.subscribers; each reports its status.
+	seqGVR := schema.GroupVersionResource{Group: "flows.knative.dev", Version: "v1", Resource: "sequences"}
+	c.create(t, map[string]schema.GroupVersionResource{"Sequence": seqGVR}, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: rbac}
+spec:
+  steps:
+    - uri: http://127.0.0.1:1/unused
+`)
+	c.waitReady(t, seqGVR, "rbac")
+	c.waitReady(t, imcGVR, "rbac-kn-sequence-0")
+	c.waitReady(t, subGVR, "rbac-kn-sequence-0")
 	for _, u := range decodeObjects(t, []byte(gatewayAPIObjects))[:3] { // class, Gateway, HTTPRoute hello
 		gvr := map[string]schema.GroupVersionResource{"GatewayClass": gatewayClassesGVR, "Gateway": gatewaysGVR, "HTTPRoute": httpRoutesGVR}[u.GetKind()]
 		ri := c.dyn.Resource(gvr)

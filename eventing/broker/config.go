@@ -230,11 +230,15 @@ func checkURL(s string) error {
 // published to the ingress.
 type brokerState struct {
 	namespace, name string
+	// channel marks a channel (an InMemoryChannel), whose triggers are its subscribers.
+	channel bool
 	// generation is the broker's FilterConfig().Generation.
 	generation string
 	stream     string
-	triggers   []*triggerState
-	byName     map[string]*triggerState
+	// subjectPrefix is the stream's subjects without the last token (the trigger's).
+	subjectPrefix string
+	triggers      []*triggerState
+	byName        map[string]*triggerState
 }
 
 // triggerState is a validated, compiled TriggerConfig.
@@ -244,12 +248,29 @@ type triggerState struct {
 	consumer   string
 	filter     *eventfilter.Compiled
 	subscriber string
-	policy     policy
+	// reply is where a channel subscriber's replies go ("" drops them); brokers
+	// take replies back in instead.
+	reply  string
+	policy policy
 }
 
-type brokerKey struct{ namespace, name string }
+// brokerKey names a broker, or a channel when channel is set.
+type brokerKey struct {
+	namespace, name string
+	channel         bool
+}
 
-func (k brokerKey) String() string { return k.namespace + "/" + k.name }
+func (k brokerKey) String() string {
+	if k.channel {
+		return "channel " + k.namespace + "/" + k.name
+	}
+	return k.namespace + "/" + k.name
+}
+
+// key is the state's key in the Server's map.
+func (b *brokerState) key() brokerKey {
+	return brokerKey{namespace: b.namespace, name: b.name, channel: b.channel}
+}
 
 type triggerKey struct {
 	brokerKey
@@ -273,11 +294,12 @@ func compileBroker(c BrokerConfig) (*brokerState, error) {
 		errs = append(errs, err)
 	}
 	b := &brokerState{
-		namespace:  c.Namespace,
-		name:       c.Name,
-		generation: filterGeneration(c),
-		stream:     streamName(c.Namespace, c.Name),
-		byName:     make(map[string]*triggerState, len(c.Triggers)),
+		namespace:     c.Namespace,
+		name:          c.Name,
+		generation:    filterGeneration(c),
+		stream:        streamName(c.Namespace, c.Name),
+		subjectPrefix: "skiff." + c.Namespace + "." + token(c.Name),
+		byName:        make(map[string]*triggerState, len(c.Triggers)),
 	}
 	for i, tc := range c.Triggers {
 		path := fmt.Sprintf("triggers[%d]", i)

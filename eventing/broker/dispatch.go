@@ -181,19 +181,27 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 
 	stop := s.keepAlive(msg)
-	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
-		if b, t = s.lookup(tk); t == nil {
-			return "", 0, false
-		}
-		return t.subscriber, t.policy.timeout, true
-	}, ev, true, deliveryHeaders(msg, tk.namespace))
+	// dest is the destination whose failure the event is dead-lettered for.
+	dest := t.subscriber
+	var res result
+	if b.channel {
+		res, dest, t = s.sendChannel(ctx, log, tk, t, ev, deliveryHeaders(msg, tk.namespace))
+	} else {
+		res = s.sendPast(ctx, log, func() (string, time.Duration, bool) {
+			if b, t = s.lookup(tk); t == nil {
+				return "", 0, false
+			}
+			return t.subscriber, t.policy.timeout, true
+		}, ev, true, deliveryHeaders(msg, tk.namespace))
+		dest = t.subscriber
+	}
 	stop()
 	if ctx.Err() != nil || res.proxy {
 		_ = msg.Nak() // stopping, or the trigger is gone: the outcome is unknown, deliver again later
 		return
 	}
 	if res.ok() {
-		if res.reply != nil {
+		if res.reply != nil && !b.channel {
 			if err := s.storeReply(ctx, b, ev, *res.reply, res.replyHeader); err != nil {
 				// The subscriber's reply could not be stored: deliver again
 				// later rather than lose it.
@@ -227,7 +235,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		code, body = http.StatusInternalServerError, []byte("dispatch error: "+res.err.Error())
 	}
 	dl := cloneEvent(ev)
-	dl.Attributes[ErrorDestExtension] = t.subscriber
+	dl.Attributes[ErrorDestExtension] = dest
 	dl.Attributes[ErrorCodeExtension] = strconv.Itoa(code)
 	dl.Attributes[ErrorDataExtension] = errorData(body)
 	copyMsg := &nats.Msg{
@@ -303,7 +311,7 @@ func (s *Server) storeReply(ctx context.Context, b *brokerState, orig, reply eve
 		n = v
 	}
 	reply.Attributes[TTLExtension] = strconv.Itoa(n)
-	if cur := s.broker(brokerKey{b.namespace, b.name}); cur != nil {
+	if cur := s.broker(b.key()); cur != nil {
 		b = cur
 	}
 	_, err := s.accept(ctx, b, reply, false, nil, forward)

@@ -72,7 +72,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err: fmt.Errorf("no broker at %q: broker URLs are /{namespace}/{broker}", r.URL.Path)})
 		return
 	}
-	b := s.broker(brokerKey{namespace, name})
+	b := s.broker(brokerKey{namespace: namespace, name: name})
 	if b == nil {
 		writeError(w, &ingressError{status: http.StatusNotFound, reason: "broker_not_found",
 			err: fmt.Errorf("broker %s/%s does not exist", namespace, name)})

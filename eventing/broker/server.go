@@ -306,29 +306,40 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 	if err != nil {
 		return fmt.Errorf("invalid configuration of broker %s/%s: %w", cfg.Namespace, cfg.Name, err)
 	}
-	key := brokerKey{b.namespace, b.name}
+	return s.apply(ctx, b)
+}
+
+// apply creates or updates the stream of a broker or channel and one durable consumer
+// per trigger (subscriber), publishes its state to the ingress, removes what is gone and
+// starts a dispatch loop per new trigger.
+func (s *Server) apply(ctx context.Context, b *brokerState) error {
+	key := b.key()
+	what, each := "broker", "trigger"
+	if key.channel {
+		what, each = "channel", "subscriber"
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("setting broker %s: server closed", key)
+		return fmt.Errorf("setting %s %s: server closed", what, key)
 	}
 	stream, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.stream,
-		Description: "Skiff broker " + key.String(),
-		Subjects:    []string{"skiff." + b.namespace + "." + token(b.name) + ".*"},
+		Description: "Skiff " + what + " " + key.String(),
+		Subjects:    []string{b.subjectPrefix + ".*"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.replicas,
 		Discard:     jetstream.DiscardNew,
 	})
 	if err != nil {
-		return fmt.Errorf("creating stream %s of broker %s: %w", b.stream, key, err)
+		return fmt.Errorf("creating stream %s of %s %s: %w", b.stream, what, key, err)
 	}
 	consumers := make(map[string]jetstream.Consumer, len(b.triggers))
 	for _, t := range b.triggers {
 		c, err := s.js.CreateOrUpdateConsumer(ctx, b.stream, jetstream.ConsumerConfig{
 			Durable:       t.consumer,
-			Description:   "Skiff trigger " + key.String() + "/" + t.name,
+			Description:   "Skiff " + each + " " + key.String() + "/" + t.name,
 			FilterSubject: t.subject,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -337,7 +348,7 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 			MaxAckPending: s.maxAckPending,
 		})
 		if err != nil {
-			return fmt.Errorf("creating consumer %s of trigger %s/%s: %w", t.consumer, key, t.name, err)
+			return fmt.Errorf("creating consumer %s of %s %s/%s: %w", t.consumer, each, key, t.name, err)
 		}
 		consumers[t.name] = c
 	}
@@ -370,14 +381,13 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 	}
 	for _, name := range stale {
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			errs = append(errs, fmt.Errorf("deleting consumer %s of removed trigger: %w", name, err))
+			errs = append(errs, fmt.Errorf("deleting consumer %s of removed %s: %w", name, each, err))
 			continue
 		}
-		subject := "skiff." + b.namespace + "." + token(b.name) + "." + name
-		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
-			errs = append(errs, fmt.Errorf("purging events of removed trigger %s: %w", name, err))
+		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(b.subjectPrefix+"."+name)); err != nil {
+			errs = append(errs, fmt.Errorf("purging events of removed %s %s: %w", each, name, err))
 		}
-		s.log.Info("removed trigger", "broker", key.String(), "consumer", name)
+		s.log.Info("removed "+each, what, key.String(), "consumer", name)
 	}
 
 	if s.dispatch {
@@ -392,7 +402,7 @@ func (s *Server) SetBroker(ctx context.Context, cfg BrokerConfig) error {
 			}
 		}
 	}
-	s.log.Info("broker set", "broker", key.String(), "triggers", len(b.triggers))
+	s.log.Info(what+" set", what, key.String(), each+"s", len(b.triggers))
 	return errors.Join(errs...)
 }
 
@@ -419,11 +429,15 @@ func (s *Server) StartDispatch() {
 // deletes its stream with every event not yet delivered. Deleting a broker
 // that does not exist is not an error.
 func (s *Server) DeleteBroker(ctx context.Context, namespace, name string) error {
-	key := brokerKey{namespace, name}
+	return s.remove(ctx, brokerKey{namespace: namespace, name: name}, streamName(namespace, name))
+}
+
+// remove stops a broker's or channel's ingress and loops and deletes its stream.
+func (s *Server) remove(ctx context.Context, key brokerKey, stream string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("deleting broker %s: server closed", key)
+		return fmt.Errorf("deleting %s: server closed", key)
 	}
 	s.storeBroker(key, nil)
 	for tk, l := range s.loops {
@@ -437,11 +451,10 @@ func (s *Server) DeleteBroker(ctx context.Context, namespace, name string) error
 			delete(s.waiting, tk)
 		}
 	}
-	stream := streamName(namespace, name)
 	if err := s.js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("deleting stream %s of broker %s: %w", stream, key, err)
+		return fmt.Errorf("deleting stream %s of %s: %w", stream, key, err)
 	}
-	s.log.Info("broker deleted", "broker", key.String())
+	s.log.Info("deleted", "what", key.String())
 	return nil
 }
 

@@ -29,6 +29,8 @@ import (
 	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/config"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
+	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
@@ -47,10 +49,17 @@ var kinds = map[string]schema.GroupVersionResource{
 	sourcesv1.KindPingSource:    {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 	sourcesv1.KindSinkBinding:   {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
 
+	messagingv1.KindChannel:                   {Group: "messaging.knative.dev", Version: "v1", Resource: "channels"},
+	messagingv1.KindInMemoryChannel:           {Group: "messaging.knative.dev", Version: "v1", Resource: "inmemorychannels"},
+	messagingv1.KindSubscription:              {Group: "messaging.knative.dev", Version: "v1", Resource: "subscriptions"},
+	flowsv1.KindSequence:                      {Group: "flows.knative.dev", Version: "v1", Resource: "sequences"},
+	flowsv1.KindParallel:                      {Group: "flows.knative.dev", Version: "v1", Resource: "parallels"},
+	sourcesv1.KindApiServerSource:             {Group: "sources.knative.dev", Version: "v1", Resource: "apiserversources"},
+	sourcesv1.KindContainerSource:             {Group: "sources.knative.dev", Version: "v1", Resource: "containersources"},
 	servingv1beta1.KindDomainMapping:          {Group: "serving.knative.dev", Version: "v1beta1", Resource: "domainmappings"},
 	networkingv1alpha1.KindClusterDomainClaim: {Group: "networking.internal.knative.dev", Version: "v1alpha1", Resource: "clusterdomainclaims"},
-	api.KindSecret:    {Version: "v1", Resource: "secrets"},
-	api.KindConfigMap: {Version: "v1", Resource: "configmaps"},
+	api.KindSecret:                            {Version: "v1", Resource: "secrets"},
+	api.KindConfigMap:                         {Version: "v1", Resource: "configmaps"},
 }
 
 // Option tunes a Store.

@@ -1,0 +1,4 @@
+// +kubebuilder:object:generate=false
+// +groupName=flows.knative.dev
+
+package v1

@@ -1,0 +1,4 @@
+// +kubebuilder:object:generate=false
+// +groupName=messaging.knative.dev
+
+package v1
