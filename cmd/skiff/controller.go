@@ -142,12 +142,24 @@ func newControllerCommand() *cobra.Command {
 			if cfg.WasmCodeAdvertise == "" && (len(cfg.WasmFilters) > 0 || cfg.Eventing != nil && cfg.Eventing.CloudEventsFilter != nil) {
 				return errors.New("--wasm-advertise: required with wasm filters: the host:port Envoy fetches the modules from (this process's --http-addr)")
 			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			odocs, err := clusterObservability(ctx, rc, systemNS)
+			if err != nil {
+				return err
+			}
+			ocfg, err := observabilityConfig(f, odocs)
+			if err != nil {
+				return err
+			}
+			if cfg.Telemetry, err = setupTelemetry(ctx, f, "skiff-controller", ocfg, true); err != nil {
+				return err
+			}
+			defer shutdownTelemetry(cfg.Telemetry, log)
 			ctrl, err := kube.New(cfg)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			return ctrl.Run(ctx)
 		},
 	}
@@ -180,6 +192,7 @@ func newControllerCommand() *cobra.Command {
 	f.Duration("leader-elect-lease-duration", 0, "how long a Lease is valid without renewal (default 15s)")
 	f.Duration("leader-elect-renew-deadline", 0, "how long the leader retries renewing before giving up (default 10s)")
 	f.Duration("leader-elect-retry-period", 0, "how often candidates retry (default 2s)")
+	addObservabilityFlags(f, "-")
 	return cmd
 }
 

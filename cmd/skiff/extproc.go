@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/skiff-dev/skiff/extproc"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 func newExtProcCommand() *cobra.Command {
@@ -33,16 +34,37 @@ func newExtProcCommand() *cobra.Command {
 			}
 			timeout, _ := f.GetDuration("activation-timeout")
 			depth, _ := f.GetInt("queue-depth")
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			ocfg, err := observabilityConfig(f, nil)
+			if err != nil {
+				return err
+			}
+			t, err := setupTelemetry(ctx, f, "skiff-extproc", ocfg, true)
+			if err != nil {
+				return err
+			}
+			defer shutdownTelemetry(t, log)
+			if _, err := serveMetrics(ctx, metricsAddr(f, t), t, log); err != nil {
+				return err
+			}
+			metrics, err := telemetry.NewActivatorMetrics(t)
+			if err != nil {
+				return err
+			}
+			ecfg := extproc.Config{Logger: log, ActivationTimeout: timeout, QueueDepth: depth, Metrics: metrics}
+			if t.Traces() {
+				ecfg.Tracer = t.TracerProvider()
+			}
 			feed := &extproc.Feed{BaseURL: cpURL, Instance: instance, Logger: log}
-			srv := extproc.New(extproc.Config{Logger: log, ActivationTimeout: timeout, QueueDepth: depth, OnDemand: feed.Poke})
+			ecfg.OnDemand = feed.Poke
+			srv := extproc.New(ecfg)
 			lis, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
 			}
 			g := grpc.NewServer()
 			srv.Register(g)
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
 			var wg sync.WaitGroup
 			wg.Go(func() { _ = feed.Run(ctx, srv) })
 			errs := make(chan error, 1)
@@ -67,5 +89,6 @@ func newExtProcCommand() *cobra.Command {
 	f.String("instance", "", "this instance's name in held-request reports (default: the host name)")
 	f.Duration("activation-timeout", 0, "longest a request waits for capacity (default 60s; the revision's timeoutSeconds if shorter)")
 	f.Int("queue-depth", 0, "most requests waiting per revision before 503 (default 1000)")
+	addObservabilityFlags(f, "")
 	return cmd
 }

@@ -55,6 +55,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Config says how to reach the API server and where to serve.
@@ -116,7 +117,11 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources on the leader; nil leaves them not
 	// Ready (reason EventingDisabled).
 	Eventing *EventingConfig
-	Logger   *slog.Logger
+	// Telemetry, when set, is where the leader's metrics (autoscaler, broker, xDS, work
+	// queue) and spans (broker) go, its Prometheus scrape endpoint is /metrics on
+	// HTTPAddress, and Envoy is told over LDS to trace to the same collector.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // EventingConfig configures the eventing data plane the leader runs (controlplane/eventing).
@@ -364,7 +369,12 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := rt.Start(ctx); err != nil {
 		return err
 	}
-	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters}
+	obs, err := c.observability()
+	if err != nil {
+		return err
+	}
+	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
+		Tracing: obs.proxyTracing, Metrics: obs.xds}
 	if len(c.filters) > 0 {
 		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
 	}
@@ -407,9 +417,16 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	}
 	sink := autoscaler.NewStatSink(c.cfg.StatSource, 10*time.Second)
 	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
+	if c.cfg.Telemetry != nil {
+		stop, err := telemetry.RegisterAutoscaler(c.cfg.Telemetry, scaler.Scales)
+		if err != nil {
+			return fmt.Errorf("kube controller: %w", err)
+		}
+		defer stop()
+	}
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
-		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator,
+		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, QueueMetrics: obs.queue,
 	}
 	if events != nil {
 		rcfg.Eventing = events
@@ -429,6 +446,9 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		mux.Handle("/internal/activation/", hub.Handler())
 		if c.wasmCode != nil {
 			mux.Handle(xds.WasmCodePath, c.wasmCode)
+		}
+		if h := c.cfg.Telemetry.MetricsHandler(); h != nil {
+			mux.Handle("/metrics", h)
 		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() { _ = srv.Serve(c.httpLis) })
@@ -466,7 +486,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
-		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: c.cfg.Telemetry,
 		// lead starts deliveries once Envoy serves this leader's configuration.
 		HoldDispatch: true,
 	})

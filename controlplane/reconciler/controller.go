@@ -85,6 +85,9 @@ type Config struct {
 	ResolvesImages func(rev *servingv1.Revision) bool
 	// DigestResolutionTimeout bounds one resolution; default DefaultDigestResolutionTimeout.
 	DigestResolutionTimeout time.Duration
+	// QueueMetrics, when set, reports the work queue's depth and latencies (Knative's
+	// kn.workqueue.* metrics, queue name "serving").
+	QueueMetrics workqueue.MetricsProvider
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -129,7 +132,7 @@ func New(cfg Config) *Controller {
 		log: cfg.Logger.With("component", "reconciler"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
-			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving"}),
+			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving", MetricsProvider: cfg.QueueMetrics}),
 		now:        time.Now,
 		ackWait:    map[store.Key]bool{},
 		routeRefs:  map[store.Key]map[string]bool{},

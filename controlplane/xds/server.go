@@ -23,6 +23,8 @@ import (
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Options configures a Server.
@@ -48,6 +50,12 @@ type Options struct {
 	// filter (each must have a SHA256) is sent as remote code
 	// http://{WasmCodeServer}/wasm/{sha256}.wasm, verified by the proxy.
 	WasmCodeServer string
+	// Tracing, when set, makes proxies trace requests with Envoy's OpenTelemetry tracer
+	// (the listener's tracing configuration) and export spans through the
+	// TracingClusterName cluster, which CDS then carries.
+	Tracing *Tracing
+	// Metrics, when set, records how long proxies take to answer responses and their NACKs.
+	Metrics *telemetry.XDSMetrics
 }
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
@@ -98,6 +106,8 @@ type Server struct {
 	listenerAddress string
 	listenerPort    uint32
 	wasm            []WasmFilter
+	// tracing is the listener's tracing configuration (nil: none).
+	tracing *Tracing
 }
 
 // NewServer returns a Server holding the "skiff-http" listener (on
@@ -117,6 +127,9 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		opts.WasmFilters = remote
 	}
 	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort), extProc, opts.WasmFilters...)
+	if err == nil {
+		listener, err = withTracing(listener, opts.Tracing)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("new xds server: %w", err)
 	}
@@ -153,6 +166,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		listenerAddress: cmp.Or(opts.ListenerAddress, DefaultListenerAddress),
 		listenerPort:    cmp.Or(opts.ListenerPort, DefaultListenerPort),
 		wasm:            slices.Clone(opts.WasmFilters),
+		tracing:         opts.Tracing,
 	}
 	if err := s.listeners.UpdateResource(ListenerName, listener); err != nil {
 		return nil, fmt.Errorf("new xds server: set listener: %w", err)
@@ -169,6 +183,16 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("new xds server: set ext_proc cluster: %w", err)
 		}
 		s.clusterRes[ExtProcClusterName] = cl
+	}
+	if opts.Tracing != nil {
+		cl, err := TranslateTracingCluster(*opts.Tracing)
+		if err != nil {
+			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		if err := s.clusters.UpdateResource(TracingClusterName, cl); err != nil {
+			return nil, fmt.Errorf("new xds server: set tracing cluster: %w", err)
+		}
+		s.clusterRes[TracingClusterName] = cl
 	}
 	if opts.WasmCodeServer != "" {
 		cl, err := TranslateWasmCodeCluster(opts.WasmCodeServer)
@@ -193,7 +217,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done.Go(func() { s.assembleRoutes(ctx) })
-	s.xds = serverv3.NewServer(ctx, mux, s.acks, sotwv3.WithLogger(gcpLogger))
+	var callbacks serverv3.Callbacks = s.acks
+	if opts.Metrics != nil {
+		callbacks = bothCallbacks{s.acks, newPushMetrics(opts.Metrics)}
+	}
+	s.xds = serverv3.NewServer(ctx, mux, callbacks, sotwv3.WithLogger(gcpLogger))
 	return s, nil
 }
 
@@ -255,6 +283,9 @@ func (s *Server) SetWasmFilterConfiguration(name, configuration string) error {
 	next := slices.Clone(s.wasm)
 	next[i].Configuration = configuration
 	l, err := TranslateListener(s.listenerAddress, s.listenerPort, s.extProc, next...)
+	if err == nil {
+		l, err = withTracing(l, s.tracing)
+	}
 	if err != nil {
 		return fmt.Errorf("set wasm filter configuration of %q: %w", name, err)
 	}

@@ -245,6 +245,8 @@ type triggerState struct {
 	filter     *eventfilter.Compiled
 	subscriber string
 	policy     policy
+	// filterType is the trigger's filter on the event type, if any (a metric label).
+	filterType string
 }
 
 type brokerKey struct{ namespace, name string }
@@ -335,6 +337,7 @@ func compileTrigger(b *brokerState, tc TriggerConfig, brokerDelivery *DeliverySp
 		filter:     compiled,
 		subscriber: tc.Subscriber,
 		policy:     p,
+		filterType: tc.Filter.Attributes["type"],
 	}, nil
 }
 

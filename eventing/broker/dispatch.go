@@ -180,7 +180,12 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		return
 	}
 
+	ctx, endSpan := s.deliverySpan(ctx, tk, msg, ev, attempt)
+	if at, ok := acceptedAt(msg); ok {
+		s.metrics.TriggerProcessed(ctx, tk.namespace, tk.name, tk.trigger, ev.Attributes["type"], t.filterType, time.Since(at))
+	}
 	stop := s.keepAlive(msg)
+	start := time.Now()
 	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
 		if b, t = s.lookup(tk); t == nil {
 			return "", 0, false
@@ -188,6 +193,10 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		return t.subscriber, t.policy.timeout, true
 	}, ev, true, deliveryHeaders(msg, tk.namespace))
 	stop()
+	endSpan(res)
+	if !res.proxy {
+		s.metrics.TriggerAttempt(ctx, tk.namespace, tk.name, tk.trigger, ev.Attributes["type"], t.filterType, res.code, time.Since(start))
+	}
 	if ctx.Err() != nil || res.proxy {
 		_ = msg.Nak() // stopping, or the trigger is gone: the outcome is unknown, deliver again later
 		return
@@ -246,6 +255,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 			copyMsg.Header[name] = vs
 		}
 	}
+	s.traceHeaders(ctx, copyMsg.Header)
 	// The dead letter sink gets its own message, retried with the same
 	// policy, so the original can be settled now.
 	if err := s.publish(ctx, []*nats.Msg{copyMsg}); err != nil {
@@ -266,6 +276,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		s.ack(msg)
 		return
 	}
+	ctx, endSpan := s.deliverySpan(ctx, tk, msg, ev, attempt)
 	stop := s.keepAlive(msg)
 	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
 		if _, cur := s.lookup(tk); cur != nil && cur.policy.deadLetter != "" {
@@ -274,6 +285,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		return t.policy.deadLetter, t.policy.timeout, true
 	}, ev, false, deliveryHeaders(msg, tk.namespace))
 	stop()
+	endSpan(res)
 	switch {
 	case ctx.Err() != nil || res.proxy:
 		_ = msg.Nak()
@@ -334,6 +346,7 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 	for name, vs := range header {
 		req.Header[name] = vs
 	}
+	s.injectTrace(ctx, req.Header)
 	// Binary content mode, as Knative delivers, without the broker's TTL.
 	writeBinary(req, ev, TTLExtension)
 	if preferReply {
