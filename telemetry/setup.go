@@ -116,6 +116,12 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	// A zero Config is Knative's defaults.
+	for _, p := range []*string{&opts.Config.Metrics.Protocol, &opts.Config.RequestMetrics.Protocol, &opts.Config.Tracing.Protocol} {
+		if *p == "" {
+			*p = ProtocolNone
+		}
+	}
 	if err := opts.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("telemetry: %s: %w", ConfigName, err)
 	}
