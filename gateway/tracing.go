@@ -87,10 +87,11 @@ func parseTracing(t *hcmv3.HttpConnectionManager_Tracing) (parsedTracing, error)
 	case len(t.GetCustomTags()) > 0:
 		return p, errors.New("tracing.custom_tags is not supported")
 	}
-	for name, pc := range map[string]interface{ GetValue() float64 }{"client_sampling": t.GetClientSampling(), "overall_sampling": t.GetOverallSampling()} {
-		if pc != nil && pc.GetValue() != 100 {
-			return p, fmt.Errorf("tracing.%s other than 100%% is not supported", name)
-		}
+	if cs := t.GetClientSampling(); cs != nil && cs.GetValue() != 100 {
+		return p, errors.New("tracing.client_sampling other than 100% is not supported")
+	}
+	if os := t.GetOverallSampling(); os != nil && os.GetValue() != 100 {
+		return p, errors.New("tracing.overall_sampling other than 100% is not supported")
 	}
 	p.serviceName = oc.GetServiceName()
 	if p.serviceName == "" {
