@@ -7,7 +7,8 @@
 // with the header X-Revision: $K_REVISION. Query parameters: sleep=MS waits before answering,
 // cpu=MS keeps a CPU busy for that long first (a CPU-bound request), status=CODE answers with
 // that status, reset=1 resets maxInFlight. GET /healthz answers 200 and
-// is not counted in flight. SIGTERM or SIGINT shut it down gracefully.
+// is not counted in flight. SIGTERM or SIGINT shut it down gracefully. With the standard
+// OpenTelemetry environment (OTEL_EXPORTER_OTLP_ENDPOINT, ...) it traces each request.
 package main
 
 import (
@@ -25,6 +26,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/skiff-dev/skiff/examples/internal/apptrace"
 )
 
 // shutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
@@ -52,7 +55,9 @@ func run(log *slog.Logger) error {
 		service:  os.Getenv("K_SERVICE"),
 		target:   os.Getenv("TARGET"),
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	traced, flush := apptrace.Wrap(ctx, h)
+	defer flush()
+	srv := &http.Server{Handler: traced, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	// Written to stdout so that a runtime's log shows the app's own output.
