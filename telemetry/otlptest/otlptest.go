@@ -63,13 +63,24 @@ type Receiver struct {
 // Start runs a receiver on loopback until the test ends.
 func Start(t testing.TB) *Receiver {
 	t.Helper()
+	r, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// New runs a receiver on loopback until Close.
+func New() (*Receiver, error) {
 	r := &Receiver{changed: make(chan struct{})}
 	var err error
 	if r.grpcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if r.httpLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
+		r.grpcLis.Close()
+		return nil, err
 	}
 	r.grpc = grpc.NewServer()
 	colltracepb.RegisterTraceServiceServer(r.grpc, traceService{r: r})
@@ -94,11 +105,20 @@ func Start(t testing.TB) *Receiver {
 	r.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.grpc.Serve(r.grpcLis) }()
 	go func() { _ = r.http.Serve(r.httpLis) }()
-	t.Cleanup(func() {
-		r.grpc.Stop()
-		_ = r.http.Close()
-	})
-	return r
+	return r, nil
+}
+
+// Close stops the receiver.
+func (r *Receiver) Close() {
+	r.grpc.Stop()
+	_ = r.http.Close()
+}
+
+// Discard drops what was received so far (long runs keep memory flat).
+func (r *Receiver) Discard() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spans, r.metrics = nil, nil
 }
 
 // GRPCAddr is the OTLP/gRPC endpoint (host:port).
