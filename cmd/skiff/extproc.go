@@ -45,7 +45,8 @@ func newExtProcCommand() *cobra.Command {
 				return err
 			}
 			defer shutdownTelemetry(t, log)
-			if _, err := serveMetrics(ctx, metricsAddr(f, t), t, log); err != nil {
+			maddr, explicit := metricsAddr(f, t)
+			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
 				return err
 			}
 			metrics, err := telemetry.NewActivatorMetrics(t)

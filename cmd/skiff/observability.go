@@ -119,25 +119,31 @@ func setupTelemetry(ctx context.Context, f *pflag.FlagSet, service string, cfg t
 
 // metricsAddr is where the scrape endpoint listens: --metrics-addr when given, else
 // config-observability's metrics-endpoint with metrics-protocol prometheus, else the flag's
-// default.
-func metricsAddr(f *pflag.FlagSet, t *telemetry.Telemetry) string {
-	addr, _ := f.GetString("metrics-addr")
-	if !f.Changed("metrics-addr") {
-		if ep := t.PrometheusEndpoint(); ep != "" {
-			addr = ep
-		}
+// default. explicit says it was asked for (not the default).
+func metricsAddr(f *pflag.FlagSet, t *telemetry.Telemetry) (addr string, explicit bool) {
+	addr, _ = f.GetString("metrics-addr")
+	if f.Changed("metrics-addr") {
+		return addr, true
 	}
-	return addr
+	if ep := t.PrometheusEndpoint(); ep != "" {
+		return ep, true
+	}
+	return addr, false
 }
 
 // serveMetrics serves t's scrape endpoint at /metrics on addr until ctx ends; it returns
-// the bound address, or nil when addr is empty.
-func serveMetrics(ctx context.Context, addr string, t *telemetry.Telemetry, log *slog.Logger) (net.Addr, error) {
+// the bound address, or nil when addr is empty. An address that was asked for and cannot be
+// bound is an error; the default one (another skiff up may hold it) is logged and skipped.
+func serveMetrics(ctx context.Context, addr string, explicit bool, t *telemetry.Telemetry, log *slog.Logger) (net.Addr, error) {
 	h := t.MetricsHandler()
 	if addr == "" || h == nil {
 		return nil, nil
 	}
 	lis, err := net.Listen("tcp", addr)
+	if err != nil && !explicit {
+		log.Warn("no Prometheus scrape endpoint: the default --metrics-addr is taken (pass --metrics-addr to choose another)", "address", addr, "err", err)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)
 	}

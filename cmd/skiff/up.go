@@ -69,7 +69,8 @@ func controlPlaneTelemetry(ctx context.Context, cmd *cobra.Command, settings []a
 	if err != nil {
 		return ocfg, nil, nil, err
 	}
-	addr, err := serveMetrics(ctx, metricsAddr(f, t), t, cfg.Logger)
+	maddr, explicit := metricsAddr(f, t)
+	addr, err := serveMetrics(ctx, maddr, explicit, t, cfg.Logger)
 	if err != nil {
 		shutdownTelemetry(t, cfg.Logger)
 		return ocfg, nil, nil, err
@@ -313,7 +314,8 @@ func newGatewayCommand() *cobra.Command {
 				return err
 			}
 			defer shutdownTelemetry(t, log)
-			if _, err := serveMetrics(ctx, metricsAddr(f, t), t, log); err != nil {
+			maddr, explicit := metricsAddr(f, t)
+			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
 				return err
 			}
 			gw, err := gateway.New(gateway.Config{
