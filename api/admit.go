@@ -50,7 +50,9 @@ const MaxAnnotationsBytes = apivalidation.TotalAnnotationSizeLimitB
 // and values, annotations at most 256 KiB in total, owner references. In a cluster the API
 // server does this itself; `skiff up`'s API does it here so that the same objects are refused.
 func ValidateObjectMeta(obj Object) *fielderr.Error {
-	errs := apivalidation.ValidateObjectMetaAccessor(obj, true, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	k := LookupGVK(obj.GetObjectKind().GroupVersionKind().GroupVersion().String(), obj.GetObjectKind().GroupVersionKind().Kind)
+	namespaced := k == nil || !k.ClusterScoped
+	errs := apivalidation.ValidateObjectMetaAccessor(obj, namespaced, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
 	var out *fielderr.Error
 	for _, e := range errs {
 		out = out.Also(fielderr.Generic(e.ErrorBody(), e.Field))

@@ -11,6 +11,12 @@ import (
 	"github.com/skiff-dev/skiff/api/fielderr"
 )
 
+// Kinds of the core group the local API serves.
+const (
+	KindSecret    = "Secret"
+	KindConfigMap = "ConfigMap"
+)
+
 // maxDataBytes is Kubernetes' bound on a Secret's or ConfigMap's data (1 MiB).
 const maxDataBytes = 1 << 20
 
@@ -21,11 +27,11 @@ const maxDataBytes = 1 << 20
 func CoreKinds() []*Kind {
 	return []*Kind{
 		{
-			Group: "", Version: "v1", Kind: "Secret", Plural: "secrets", Aliases: []string{"secret"},
+			Group: "", Version: "v1", Kind: KindSecret, Plural: "secrets", Aliases: []string{"secret"},
 			New: func() Object { return &Secret{} },
 		},
 		{
-			Group: "", Version: "v1", Kind: "ConfigMap", Plural: "configmaps", Aliases: []string{"configmap", "cm"},
+			Group: "", Version: "v1", Kind: KindConfigMap, Plural: "configmaps", Aliases: []string{"configmap", "cm"},
 			New: func() Object { return &ConfigMap{} },
 		},
 	}
@@ -107,8 +113,8 @@ func validateMeta(name, namespace string) field.ErrorList {
 	return errs
 }
 
-// validateSecret checks a Secret as the API server does: its keys, its size, and the key its
-// type requires (.dockerconfigjson, .dockercfg).
+// validateSecret checks a Secret as the API server does: its keys, its size, and the keys its
+// type requires (.dockerconfigjson, .dockercfg; tls.crt and tls.key).
 func validateSecret(s *corev1.Secret) field.ErrorList {
 	errs := validateMeta(s.Name, s.Namespace)
 	data := field.NewPath("data")
@@ -129,6 +135,13 @@ func validateSecret(s *corev1.Secret) field.ErrorList {
 	if key, ok := required[s.Type]; ok {
 		if _, present := s.Data[key]; !present {
 			errs = append(errs, field.Required(data.Key(key), fmt.Sprintf("a %s secret needs it", s.Type)))
+		}
+	}
+	if s.Type == corev1.SecretTypeTLS { // a certificate and its key (DomainMapping spec.tls)
+		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+			if _, present := s.Data[key]; !present {
+				errs = append(errs, field.Required(data.Key(key), fmt.Sprintf("a %s secret needs it", s.Type)))
+			}
 		}
 	}
 	return errs

@@ -11,7 +11,9 @@ import (
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	"github.com/skiff-dev/skiff/api/fielderr"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
@@ -32,6 +34,8 @@ type Kind struct {
 	Aliases []string
 	// New returns an empty object of this kind.
 	New func() Object
+	// ClusterScoped kinds have no namespace (ClusterDomainClaim).
+	ClusterScoped bool
 }
 
 // APIVersion is group/version, or the version alone for the core group.
@@ -40,6 +44,25 @@ func (k *Kind) APIVersion() string {
 		return k.Version
 	}
 	return k.Group + "/" + k.Version
+}
+
+// CollectionPath is the API path of the kind's objects in ns ("" = every namespace), as in
+// Kubernetes: /api/v1/... for the core group, /apis/{group}/{version}/... for the others.
+func (k *Kind) CollectionPath(ns string) string {
+	if ns == "" || k.ClusterScoped {
+		return k.Path() + "/" + k.Plural
+	}
+	return k.Path() + "/namespaces/" + ns + "/" + k.Plural
+}
+
+// ObjectPath is the API path of one object.
+func (k *Kind) ObjectPath(ns, name string) string {
+	if k.ClusterScoped {
+		ns = ""
+	} else if ns == "" {
+		ns = "default"
+	}
+	return k.CollectionPath(ns) + "/" + name
 }
 
 // Kinds lists every kind Skiff serves.
@@ -84,6 +107,16 @@ func Kinds() []*Kind {
 			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindSinkBinding, Plural: "sinkbindings",
 			Aliases: []string{"sinkbinding"},
 			New:     func() Object { return &sourcesv1.SinkBinding{} },
+		},
+		{
+			Group: "serving.knative.dev", Version: "v1beta1", Kind: servingv1beta1.KindDomainMapping, Plural: "domainmappings",
+			Aliases: []string{"domainmapping", "dm"},
+			New:     func() Object { return &servingv1beta1.DomainMapping{} },
+		},
+		{
+			Group: "networking.internal.knative.dev", Version: "v1alpha1", Kind: networkingv1alpha1.KindClusterDomainClaim,
+			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
+			New: func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
 		},
 	}
 }

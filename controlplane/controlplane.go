@@ -26,6 +26,8 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/certs"
+	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
@@ -56,6 +58,19 @@ type Config struct {
 	// ProxyListenAddress and ProxyListenPort are what the xDS listener tells proxies to bind.
 	ProxyListenAddress string
 	ProxyListenPort    uint32
+	// HTTPSListenAddress and HTTPSListenPort place the proxies' TLS listener; port 0 means
+	// none. Its certificates come from a local CA under {DataDir}/tls (external-domain-tls)
+	// and from DomainMappings' Secrets.
+	HTTPSListenAddress string
+	HTTPSListenPort    uint32
+	// LocalListenAddress and LocalListenPort place the proxies' cluster-local listener, the
+	// only one serving cluster-local names; port 0 means none (they are then served on the
+	// HTTP listener).
+	LocalListenAddress string
+	LocalListenPort    uint32
+	// SystemNamespace is where Knative's config-network, config-domain and
+	// config-certmanager ConfigMaps are read; default reconciler.DefaultSystemNamespace.
+	SystemNamespace string
 	// DrainTimeout is how long a stopping instance keeps serving after leaving EDS.
 	DrainTimeout time.Duration
 	// MaxInstances bounds the local runtime's instances (processes) at once, across every
@@ -118,6 +133,10 @@ type EventingConfig struct {
 	// address proxies are told (ProxyListenAddress:ProxyListenPort, with an
 	// unspecified IP read as loopback).
 	ProxyAddress func() string
+	// LocalProxyAddress is the proxy's cluster-local listener, through which deliveries to
+	// cluster-local names go. Nil means the local listener proxies are told
+	// (LocalListenAddress:LocalListenPort), or ProxyAddress without one.
+	LocalProxyAddress func() string
 	// AckWait is how long JetStream waits before handing out again an event
 	// whose dispatcher went silent (e.g. was killed); default 30s.
 	AckWait time.Duration
@@ -139,6 +158,7 @@ type ControlPlane struct {
 	hub     *activation.Hub
 	events  *eventing.Eventing // nil without Config.Eventing
 	sink    *autoscaler.StatSink
+	ca      *certs.Local
 	apiLis  net.Listener
 	xdsLis  net.Listener
 	extLis  net.Listener
@@ -206,6 +226,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		wasmFilters = append(wasmFilters, f)
 		ceFilter = f.Name
 	}
+	if cp.ca, err = certs.NewLocal(filepath.Join(cfg.DataDir, "tls"), certs.LocalOptions{}); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	obs, err := newObservability(cfg.Telemetry, cfg.Logger)
 	if err != nil {
 		cleanup()
@@ -213,6 +237,8 @@ func New(cfg Config) (*ControlPlane, error) {
 	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
+		HTTPSListenerAddress: cfg.HTTPSListenAddress, HTTPSListenerPort: cfg.HTTPSListenPort,
+		LocalListenerAddress: cfg.LocalListenAddress, LocalListenerPort: cfg.LocalListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
 		Tracing:        obs.proxyTracing, Metrics: obs.xds,
@@ -230,7 +256,16 @@ func New(cfg Config) (*ControlPlane, error) {
 			addr := net.JoinHostPort(host, strconv.Itoa(int(cmp.Or(cfg.ProxyListenPort, xds.DefaultListenerPort))))
 			proxyAddr = func() string { return addr }
 		}
-		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr}
+		localAddr := ev.LocalProxyAddress
+		if localAddr == nil && cfg.LocalListenPort != 0 {
+			host := cmp.Or(cfg.LocalListenAddress, xds.DefaultListenerAddress)
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			addr := net.JoinHostPort(host, strconv.Itoa(int(cfg.LocalListenPort)))
+			localAddr = func() string { return addr }
+		}
+		pc := proxyclient.Config{Domain: cfg.Domain, ProxyAddress: proxyAddr, LocalProxyAddress: localAddr}
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
@@ -285,6 +320,10 @@ func New(cfg Config) (*ControlPlane, error) {
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
 		DigestResolutionTimeout: cfg.Images.ResolveTimeout, QueueMetrics: obs.queue,
+		SystemNamespace: cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
+	}
+	if cfg.HTTPSListenPort != 0 {
+		rcfg.Certificates = cp.ca
 	}
 	if cp.oci != nil {
 		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
@@ -297,6 +336,16 @@ func New(cfg Config) (*ControlPlane, error) {
 	cp.ctrl = ctrl
 	return cp, nil
 }
+
+// LocalNetworkDefaults returns config-network's defaults in `skiff up`: as Knative's, except that
+// DomainMappings claim their domain themselves (autocreate-cluster-domain-claims), there being
+// one user on one machine.
+func LocalNetworkDefaults() domains.NetworkDefaults {
+	return domains.NetworkDefaults{AutocreateClusterDomainClaims: true}
+}
+
+// CACertPath is the local CA's certificate, which clients trust to reach the TLS listener.
+func (cp *ControlPlane) CACertPath() string { return cp.ca.CACertPath() }
 
 // APIAddr is where the resource API listens.
 func (cp *ControlPlane) APIAddr() net.Addr { return cp.apiLis.Addr() }
@@ -358,7 +407,8 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if cp.oci != nil {
 		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
 	}
-	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission))
+	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission).CheckConfigMaps(
+		reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain)))
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
@@ -404,6 +454,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		if err := cp.ctrl.Run(ctrlCtx, 4); err != nil {
 			errs <- fmt.Errorf("reconciler: %w", err)
 		}
+	})
+	wg.Go(func() {
+		// Certificates due for renewal: their owners' reconciles ask for new ones.
+		cp.ca.Run(ctrlCtx, func(owner string) {
+			if k, err := store.ParseKey(owner); err == nil {
+				cp.ctrl.Enqueue(k)
+			}
+		})
 	})
 	cp.log.Info("control plane running", "api", cp.APIAddr().String(), "xds", cp.XDSAddr().String(), "data", cp.cfg.DataDir)
 

@@ -33,7 +33,7 @@ func TestCLI(t *testing.T) {
 	apiAddr, httpAddr := freeAddr(t), freeAddr(t)
 	up := exec.Command(bin, "up", "--data-dir", t.TempDir(), "--work-dir", root,
 		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
-		"--extproc-addr", freeAddr(t),
+		"--extproc-addr", freeAddr(t), "--https-addr", freeAddr(t), "--local-http-addr", freeAddr(t),
 		"-f", filepath.Join(root, "examples", "hello.yaml"))
 	var upOut bytes.Buffer
 	up.Stdout, up.Stderr = &upOut, &upOut

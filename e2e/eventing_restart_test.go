@@ -51,7 +51,8 @@ func TestBrokerKeepsAcceptedEventsAcrossKill(t *testing.T) {
 	apiAddr, httpAddr := freeAddr(t), freeAddr(t)
 	args := []string{"up", "--data-dir", data, "--work-dir", root, "--wasm-dir", filepath.Join(shared.dir, "wasm-bin"),
 		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
-		"--extproc-addr", freeAddr(t), "--broker-ingress-addr", freeAddr(t), "--broker-ack-wait", "2s"}
+		"--extproc-addr", freeAddr(t), "--broker-ingress-addr", freeAddr(t), "--broker-ack-wait", "2s",
+		"--https-addr", freeAddr(t), "--local-http-addr", freeAddr(t)}
 	start := func() *process {
 		t.Helper()
 		f, err := os.CreateTemp(t.TempDir(), "skiff-up-*.log")

@@ -34,6 +34,8 @@ type skiff struct {
 	gw      *gateway.Gateway
 	api     *apiclient.Client
 	http    string // the gateway's HTTP listener, host:port
+	// local is the gateway's cluster-local listener (with LocalListenPort), host:port.
+	local string
 	// adminURL is the gateway's admin endpoint (/stats).
 	adminURL string
 	cancel   context.CancelFunc
@@ -65,7 +67,15 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 	for _, o := range opts {
 		o(&cfg)
 	}
-	var proxyAddr atomic.Pointer[string]
+	var proxyAddr, localAddr atomic.Pointer[string]
+	if cfg.Eventing != nil && cfg.Eventing.LocalProxyAddress == nil && cfg.LocalListenPort != 0 {
+		cfg.Eventing.LocalProxyAddress = func() string {
+			if p := localAddr.Load(); p != nil {
+				return *p
+			}
+			return "127.0.0.1:1"
+		}
+	}
 	if cfg.Eventing != nil && cfg.Eventing.ProxyAddress == nil {
 		// Deliveries go through the gateway, whose port is known once LDS bound it.
 		cfg.Eventing.ProxyAddress = func() string {
@@ -106,6 +116,14 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 		if ok {
 			s.http = addr.String()
 			proxyAddr.Store(&s.http)
+		}
+		if cfg.LocalListenPort != 0 {
+			l, lok := gw.ListenerAddr(xds.LocalListenerName)
+			if !lok {
+				return false
+			}
+			s.local = l.String()
+			localAddr.Store(&s.local)
 		}
 		return ok
 	})

@@ -73,9 +73,10 @@ func TestImageByTag(t *testing.T) {
 		r := s.revision("web-00001")
 		return replicas(r.Status.ActualReplicas) == 0 && replicas(r.Status.DesiredReplicas) == 0
 	})
-	if n := s.cp.OCIRuntime().Running("default", "web-00001"); n != 0 {
-		t.Errorf("%d containers at zero replicas", n)
-	}
+	// The last container drains (SIGTERM, grace period) after the scale to zero is decided.
+	eventually(t, 20*time.Second, "no container left at zero replicas", func() bool {
+		return s.cp.OCIRuntime().Running("default", "web-00001") == 0
+	})
 	start := time.Now()
 	code, r, body := s.get("web.default.localhost", "/")
 	if code != 200 || r.Message != "Hello v1!" {

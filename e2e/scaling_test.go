@@ -178,13 +178,15 @@ func TestActivatorOutage(t *testing.T) {
 // at Knative's ceil(50 / (10 × 70%)) = 8 instances. The requests extproc holds while the
 // instances are saturated count as demand beside the proxy's own; its pokes decide nothing
 // once instances are wanted (they used to halve the demand, holding 4 instances).
+// Each request sleeps 3s so that a client's gap between two requests (milliseconds, more on a
+// loaded machine) keeps the measured concurrency above 49, where ceil(49/7) would be 7.
 func TestContainerConcurrencyTenSettlesAtEight(t *testing.T) {
 	s := startSkiff(t, t.TempDir(), fastAutoscaler)
 	s.apply(annotated("cc10", map[string]string{"autoscaling.knative.dev/window": "6s"}, "      containerConcurrency: 10\n"))
 	s.waitReady("ksvc", "cc10", nil)
 
 	stop := make(chan struct{})
-	wait := s.load("cc10.default.localhost", "/?sleep=1000", 50, stop)
+	wait := s.load("cc10.default.localhost", "/?sleep=3000", 50, stop)
 	defer func() {
 		close(stop)
 		if _, failed := wait(); failed > 0 {

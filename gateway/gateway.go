@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,6 +124,8 @@ type Gateway struct {
 	routes    map[string]*route.Table
 	raw       map[string]map[string]xdsclient.Resource
 	adminAddr net.Addr
+	// secrets are the SDS certificates by secret name.
+	secrets map[string]*tls.Certificate
 }
 
 // listener is one bound LDS listener.
@@ -133,12 +136,19 @@ type listener struct {
 	srv      *http.Server
 	mu       sync.RWMutex
 	cm       *proxy.ConnectionManager
+	tls      *tlsSpec // nil for a plain listener
 }
 
 func (l *listener) manager() *proxy.ConnectionManager {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.cm
+}
+
+func (l *listener) tlsSpec() *tlsSpec {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.tls
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -189,6 +199,7 @@ func New(cfg Config) (*Gateway, error) {
 		listeners: map[string]*listener{},
 		routes:    map[string]*route.Table{},
 		raw:       map[string]map[string]xdsclient.Resource{},
+		secrets:   map[string]*tls.Certificate{},
 
 		reqMetrics: reqMetrics,
 	}
@@ -340,6 +351,12 @@ func (g *Gateway) Ready() bool {
 		if l.manager().RouteTable() == nil {
 			return false
 		}
+		// Like Envoy's listener warming: a TLS listener waits for its certificates.
+		for _, name := range l.tlsSpec().secrets() {
+			if g.secret(name) == nil {
+				return false
+			}
+		}
 	}
 	return g.clusters.Warm()
 }
@@ -364,6 +381,8 @@ func (g *Gateway) Apply(ctx context.Context, typeURL string, res map[string]xdsc
 		err = g.applyClusters(res)
 	case xdsclient.EndpointType:
 		err = g.applyEndpoints(res)
+	case xdsclient.SecretType:
+		err = g.applySecrets(res)
 	default:
 		err = fmt.Errorf("unsupported resource type %s", typeURL)
 	}
@@ -484,6 +503,7 @@ type listenerSpec struct {
 	name     string
 	bindAddr string
 	opts     proxy.Options
+	tls      *tlsSpec // nil for a plain listener
 	// tracingKey identifies the listener's tracing configuration ("" without one).
 	tracingKey string
 }
@@ -506,7 +526,7 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 	// Bind new listeners first so a bind failure rejects the whole update.
 	bound := map[string]net.Listener{}
 	for _, s := range specs {
-		if l, ok := old[s.name]; ok && l.bindAddr == s.bindAddr {
+		if l, ok := old[s.name]; ok && l.bindAddr == s.bindAddr && (l.tlsSpec() == nil) == (s.tls == nil) {
 			continue
 		}
 		ln, err := net.Listen("tcp", s.bindAddr)
@@ -524,7 +544,7 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 	for _, s := range specs {
 		if ln, ok := bound[s.name]; ok {
 			s.opts.ListenerPort = ln.Addr().(*net.TCPAddr).Port
-			l := &listener{name: s.name, bindAddr: s.bindAddr, ln: ln, cm: proxy.New(s.opts)}
+			l := &listener{name: s.name, bindAddr: s.bindAddr, ln: ln, cm: proxy.New(s.opts), tls: s.tls}
 			l.srv = g.newServer(l)
 			next[s.name] = l
 			started = append(started, l)
@@ -535,6 +555,7 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 		cm := proxy.New(s.opts)
 		l.mu.Lock()
 		l.cm = cm
+		l.tls = s.tls
 		l.mu.Unlock()
 		next[s.name] = l
 	}
@@ -544,10 +565,14 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 
 	for _, l := range started {
 		g.log.Info("listener serving", "listener", l.name, "address", l.ln.Addr().String())
+		ln := l.ln
+		if l.tls != nil {
+			ln = tls.NewListener(ln, g.tlsConfig(l))
+		}
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("listener stopped", "listener", l.name, "error", err)
 			}
 		}()
@@ -576,22 +601,29 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 	}
 	g.tracers.retain(used, g.cfg.DrainTimeout, &g.wg)
 
-	var rds []string
+	var rds, sds []string
 	for _, s := range specs {
 		if s.opts.InlineRoutes == nil && s.opts.RouteConfigName != "" {
 			rds = append(rds, s.opts.RouteConfigName)
 		}
+		sds = append(sds, s.tls.secrets()...)
 	}
 	g.xds.Subscribe(xdsclient.RouteType, rds)
+	g.xds.Subscribe(xdsclient.SecretType, sds)
 	return nil
 }
 
 // newServer returns the HTTP server of a listener: HTTP/1.1 and h2c (prior
-// knowledge), as Envoy's codec_type AUTO serves over cleartext.
+// knowledge), as Envoy's codec_type AUTO serves over cleartext, or over TLS
+// HTTP/1.1 and HTTP/2 as ALPN negotiates.
 func (g *Gateway) newServer(l *listener) *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
+	if l.tls != nil {
+		p.SetHTTP2(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
 	cxTotal := func() *stats.Counter {
 		return g.stats.Counter("http." + l.manager().StatPrefix() + ".downstream_cx_total")
 	}
@@ -640,20 +672,30 @@ func (g *Gateway) parseListener(l *listenerv3.Listener) (*listenerSpec, error) {
 	if l.GetDefaultFilterChain() != nil {
 		chains = append(chains, l.GetDefaultFilterChain())
 	}
-	if len(chains) != 1 {
-		return nil, fmt.Errorf("exactly one filter chain is supported, got %d", len(chains))
+	var nf *listenerv3.Filter
+	var tspec *tlsSpec
+	switch {
+	case len(chains) == 0:
+		return nil, errors.New("at least one filter chain is required")
+	case len(chains) > 1 || chains[0].GetTransportSocket() != nil:
+		// TLS termination: filter chains selected by SNI, one HTTP connection manager.
+		var err error
+		if tspec, nf, err = parseTLSChains(l, chains); err != nil {
+			return nil, err
+		}
+	default:
+		fc := chains[0]
+		if len(l.GetListenerFilters()) > 0 {
+			return nil, errors.New("listener_filters are only supported with TLS filter chains")
+		}
+		if m := fc.GetFilterChainMatch(); m != nil && !proto.Equal(m, &listenerv3.FilterChainMatch{}) {
+			return nil, errors.New("filter_chains[0].filter_chain_match is not supported without TLS")
+		}
+		if len(fc.GetFilters()) != 1 {
+			return nil, fmt.Errorf("exactly one network filter (the HTTP connection manager) is supported, got %d", len(fc.GetFilters()))
+		}
+		nf = fc.GetFilters()[0]
 	}
-	fc := chains[0]
-	if fc.GetTransportSocket() != nil {
-		return nil, errors.New("filter_chains[0].transport_socket (TLS) is not supported")
-	}
-	if m := fc.GetFilterChainMatch(); m != nil && !proto.Equal(m, &listenerv3.FilterChainMatch{}) {
-		return nil, errors.New("filter_chains[0].filter_chain_match is not supported")
-	}
-	if len(fc.GetFilters()) != 1 {
-		return nil, fmt.Errorf("exactly one network filter (the HTTP connection manager) is supported, got %d", len(fc.GetFilters()))
-	}
-	nf := fc.GetFilters()[0]
 	tc := nf.GetTypedConfig()
 	if tc.GetTypeUrl() != hcmTypeURL {
 		return nil, fmt.Errorf("network filter %q: unsupported type %q (only %s)", nf.GetName(), tc.GetTypeUrl(), hcmTypeURL)
@@ -669,7 +711,7 @@ func (g *Gateway) parseListener(l *listenerv3.Listener) (*listenerSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http_connection_manager: %w", err)
 	}
-	spec := &listenerSpec{name: l.GetName(), bindAddr: bind, opts: opts}
+	spec := &listenerSpec{name: l.GetName(), bindAddr: bind, opts: opts, tls: tspec}
 	if tr := hcm.GetTracing(); tr != nil {
 		spec.tracingKey = tracingKey(tr)
 	}

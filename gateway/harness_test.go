@@ -148,6 +148,7 @@ type config struct {
 	routes    []types.Resource
 	clusters  []types.Resource
 	endpoints []types.Resource
+	secrets   []types.Resource
 }
 
 func (x *xdsServer) set(t *testing.T, c config) {
@@ -158,6 +159,7 @@ func (x *xdsServer) set(t *testing.T, c config) {
 		resourcev3.RouteType:    c.routes,
 		resourcev3.ClusterType:  c.clusters,
 		resourcev3.EndpointType: c.endpoints,
+		resourcev3.SecretType:   c.secrets,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -3,23 +3,30 @@
 // two Knative Services — one kept in serve mode (target-burst-capacity 0: straight to the
 // pod), one kept in proxy mode (target-burst-capacity -1: through the ext_proc activator) —
 // and sends the same load straight to the app and through the gateway in each mode,
-// printing p50, p99 and requests/s at each concurrency.
+// printing p50, p99 and requests/s at each concurrency. With -tls (external-domain-tls on,
+// certificates from the local CA) it adds the serve-mode Service through the TLS listener on
+// kept-alive connections, and a new connection per request over TLS (handshake + request)
+// next to a new plain connection per request.
 //
-// With -observability (the default) it runs three such `skiff up`s side by side and loads
-// them in turn at each concurrency: one recording nothing, one recording Knative's metrics
-// (Prometheus exporter, with the OpenCensus-era names), and one also tracing every request
-// (sampling rate 1, OTLP/gRPC to an in-process collector): the cost of metrics and tracing
-// on the gateway, measured in the same run.
+// With -observability it runs three such `skiff up`s side by side and loads them in turn at
+// each concurrency: one recording nothing, one recording Knative's metrics (Prometheus
+// exporter, with the OpenCensus-era names), and one also tracing every request (sampling
+// rate 1, OTLP/gRPC to an in-process collector): the cost of metrics and tracing on the
+// gateway, measured in the same run.
 //
-//	go run ./bench/latency -c 1,16,64 -d 3s
+//	go run ./bench/latency -c 1,16,64 -d 3s -tls
+//	go run ./bench/latency -c 1,16,64 -d 3s -observability
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -68,9 +75,10 @@ spec:
 func main() {
 	levels := flag.String("c", "1,16,64", "comma-separated concurrency levels")
 	dur := flag.Duration("d", 3*time.Second, "load duration per row")
-	obs := flag.Bool("observability", true, "also measure the gateway with metrics, and with metrics and tracing")
+	withTLS := flag.Bool("tls", false, "also measure the TLS listener: kept-alive requests, and a handshake per request")
+	obs := flag.Bool("observability", false, "also measure the gateway with metrics, and with metrics and tracing")
 	flag.Parse()
-	if err := run(*levels, *dur, *obs); err != nil {
+	if err := run(*levels, *dur, *withTLS, *obs); err != nil {
 		fmt.Fprintln(os.Stderr, "latency:", err)
 		os.Exit(1)
 	}
@@ -82,14 +90,35 @@ type variant struct {
 	up   *skiffup.Up
 }
 
-func run(levels string, dur time.Duration, obs bool) error {
-	up, err := skiffup.Start(skiffup.Options{})
+func run(levels string, dur time.Duration, withTLS, obs bool) error {
+	up, err := skiffup.Start(skiffup.Options{TLS: withTLS})
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	if err := up.Apply(context.Background(), manifest); err != nil {
+	m := manifest
+	if withTLS {
+		// Certificates for every external host; plain HTTP stays served (http-protocol Enabled).
+		m = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-network, namespace: knative-serving}\ndata: {external-domain-tls: Enabled}\n---\n" + m
+	}
+	if err := up.Apply(context.Background(), m); err != nil {
 		return err
+	}
+	var tlsCfg *tls.Config
+	var httpsAddr string
+	if withTLS {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if httpsAddr, err = up.HTTPS(ctx); err != nil {
+			return err
+		}
+		ca, err := os.ReadFile(up.CACertPath())
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		tlsCfg = &tls.Config{RootCAs: pool, ServerName: "serve.default.localhost", NextProtos: []string{"http/1.1"}}
 	}
 	direct, err := endpointOf(up.Admin, "default/serve-00001")
 	if err != nil {
@@ -133,11 +162,7 @@ func run(levels string, dur time.Duration, obs bool) error {
 		if err != nil {
 			return fmt.Errorf("-c: %w", err)
 		}
-		base := load(direct, "", n, dur)
-		type row struct {
-			name string
-			st   stats
-		}
+		base := load(direct, "", n, dur, loadOpts{})
 		rows := []row{{"direct", base}}
 		for _, mode := range []string{"serve", "proxy"} {
 			for _, v := range variants {
@@ -145,11 +170,17 @@ func run(levels string, dur time.Duration, obs bool) error {
 				if v.name != "" {
 					name += ", " + v.name
 				}
-				rows = append(rows, row{name, load(v.up.HTTP, mode+".default.localhost", n, dur)})
+				rows = append(rows, row{name, load(v.up.HTTP, mode+".default.localhost", n, dur, loadOpts{})})
 				if rcv != nil {
 					rcv.Discard()
 				}
 			}
+		}
+		if withTLS {
+			rows = append(rows,
+				row{"gateway serve mode, TLS (kept-alive HTTP/1.1)", load(httpsAddr, "serve.default.localhost", n, dur, loadOpts{tls: tlsCfg})},
+				row{"gateway serve mode, new plain connection per request", load(up.HTTP, "serve.default.localhost", n, dur, loadOpts{newConn: true})},
+				row{"gateway serve mode, TLS handshake + request per connection", load(httpsAddr, "serve.default.localhost", n, dur, loadOpts{tls: tlsCfg, newConn: true})})
 		}
 		for _, r := range rows {
 			added50, added99 := "", ""
@@ -173,15 +204,38 @@ func run(levels string, dur time.Duration, obs bool) error {
 	return err
 }
 
+// row is one line of the table.
+type row struct {
+	name string
+	st   stats
+}
+
 type stats struct {
 	n        int
 	p50, p99 time.Duration
 	rps      float64
 }
 
+// loadOpts select how load connects: over TLS (tls, with SNI host), and a new connection per
+// request (newConn) rather than kept-alive ones.
+type loadOpts struct {
+	tls     *tls.Config
+	newConn bool
+}
+
 // load sends GETs from conc workers for dur and reports latency percentiles and throughput.
-func load(addr, host string, conc int, dur time.Duration) stats {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+func load(addr, host string, conc int, dur time.Duration, o loadOpts) stats {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableKeepAlives: o.newConn, TLSClientConfig: o.tls}
+	scheme := "http"
+	if o.tls != nil {
+		scheme = "https"
+		dialAddr := addr
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, dialAddr)
+		}
+		addr = host
+	}
+	client := &http.Client{Transport: tr}
 	var mu sync.Mutex
 	var lat []time.Duration
 	deadline := time.Now().Add(dur)
@@ -191,7 +245,7 @@ func load(addr, host string, conc int, dur time.Duration) stats {
 		wg.Go(func() {
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+				req, _ := http.NewRequest(http.MethodGet, scheme+"://"+addr+"/", nil)
 				if host != "" {
 					req.Host = host
 				}

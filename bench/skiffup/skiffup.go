@@ -40,6 +40,7 @@ type Up struct {
 	BrokerIngress string
 
 	cp *controlplane.ControlPlane
+	gw *gateway.Gateway
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -53,6 +54,9 @@ type Options struct {
 	// Eventing runs brokers, with the cloudevents filter built from this checkout in the
 	// gateway, as `skiff up` does.
 	Eventing bool
+	// TLS gives the gateway its TLS listener, with certificates from the local CA (see
+	// Up.HTTPS and Up.CACertPath).
+	TLS bool
 	// DrainTimeout is how long a stopping instance keeps serving after leaving the proxy's
 	// endpoints; 0 means 100ms (`skiff up`'s default is 1s).
 	DrainTimeout time.Duration
@@ -86,6 +90,9 @@ func Start(o Options) (*Up, error) {
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
 		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
 		Autoscaler: o.Autoscaler, Logger: log, Telemetry: o.Telemetry}
+	if o.TLS {
+		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
+	}
 	var gwAddr atomic.Pointer[string]
 	if o.Eventing {
 		mods, err := wasmbuild.Locate(context.Background(), wasmbuild.Options{
@@ -117,7 +124,7 @@ func Start(o Options) (*Up, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp}
+	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw}
 	if ing := cp.BrokerIngressAddr(); ing != nil {
 		u.BrokerIngress = ing.String()
 	}
@@ -163,6 +170,24 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 	}
 	return nil
 }
+
+// HTTPS waits for the gateway's TLS listener (it comes with the first certificate) and
+// returns its address.
+func (u *Up) HTTPS(ctx context.Context) (string, error) {
+	for {
+		if addr, ok := u.gw.ListenerAddr(xds.HTTPSListenerName); ok {
+			return addr.String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no TLS listener: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// CACertPath is the local CA that signs the TLS listener's certificates.
+func (u *Up) CACertPath() string { return u.cp.CACertPath() }
 
 // DataDir is where this skiff up keeps its data (removed by Close).
 func (u *Up) DataDir() string { return u.dataDir }

@@ -35,7 +35,7 @@ func client(cmd *cobra.Command) (*apiclient.Client, string) {
 func lookupKind(name string) (*api.Kind, error) {
 	k := api.LookupKind(name)
 	if k == nil {
-		return nil, fmt.Errorf("unknown resource kind %q (try ksvc, configurations, revisions, routes, brokers, triggers, pingsources, sinkbindings)", name)
+		return nil, fmt.Errorf("unknown resource kind %q (try ksvc, configurations, revisions, routes, domainmappings, brokers, triggers, pingsources, sinkbindings, clusterdomainclaims, configmaps, secrets)", name)
 	}
 	return k, nil
 }

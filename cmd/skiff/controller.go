@@ -50,6 +50,12 @@ func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingCon
 		return nil, fmt.Errorf("--delivery-proxy-addr: %w", err)
 	}
 	ev.ProxyAddress = func() string { return proxy }
+	if local := get("delivery-local-proxy-addr"); local != "" {
+		if _, _, err := net.SplitHostPort(local); err != nil {
+			return nil, fmt.Errorf("--delivery-local-proxy-addr: %w", err)
+		}
+		ev.LocalProxyAddress = func() string { return local }
+	}
 	if on, _ := f.GetBool("cloudevents-filter"); on {
 		w, err := wasmFilter(cmd.Context(), ".", get("wasm-dir"), "cloudevents", eventing.CloudEventsFilterName, "--cloudevents-filter", log)
 		if err != nil {
@@ -98,6 +104,9 @@ func newControllerCommand() *cobra.Command {
 			cfg.RetryPeriod, _ = f.GetDuration("leader-elect-retry-period")
 			port, _ := f.GetUint32("proxy-port")
 			cfg.ProxyListenPort = port
+			cfg.ProxyHTTPSPort, _ = f.GetUint32("proxy-https-port")
+			cfg.HTTPSRedirectPort, _ = f.GetUint32("https-redirect-port")
+			cfg.ProxyLocalPort, _ = f.GetUint32("proxy-local-port")
 			cfg.HTTPAddress, _ = f.GetString("http-addr")
 			cfg.ExtProcAddress, _ = f.GetString("extproc-advertise")
 			a, source, err := autoscalerFlags(f)
@@ -169,6 +178,9 @@ func newControllerCommand() *cobra.Command {
 	f.String("health-addr", ":8081", "address of /healthz and /readyz (ready only while leading)")
 	f.String("domain", "example.com", "route hosts are {name}.{namespace}.{domain}")
 	f.Uint32("proxy-port", 8080, "port of the HTTP listener Envoy is told to bind")
+	f.Uint32("proxy-https-port", 8443, "port of the TLS listener Envoy is told to bind (certificates from cert-manager and DomainMappings' Secrets, over SDS); 0 for none")
+	f.Uint32("https-redirect-port", 443, "port http-protocol Redirected sends clients to (the skiff-ingress Service's https port)")
+	f.Uint32("proxy-local-port", 8081, "port of Envoy's cluster-local listener (the skiff-ingress-local Service), the only one serving cluster-local names; 0 serves them on --proxy-port")
 	f.String("http-addr", ":8090", "address of the activation feed `skiff extproc` follows and of the wasm modules Envoy fetches (leader only)")
 	f.String("extproc-advertise", "", "ext_proc address (host:port) Envoy is told to call for revisions in proxy mode, e.g. the skiff-extproc Service; empty: no activator, and no scale to zero")
 	f.String("wasm-dir", "/var/lib/skiff/wasm", "where the proxy-wasm modules are (from `make wasm`); in a source checkout they are built there first")
@@ -178,13 +190,14 @@ func newControllerCommand() *cobra.Command {
 	f.String("webhook-addr", ":8443", "address of the defaulting and validation admission webhooks (TLS, every replica); \"-\" disables them")
 	f.String("webhook-service", "skiff-webhook", "the Service the API server calls the webhooks through: their certificate is for {service}.{system-namespace}.svc")
 	f.StringArray("webhook-host", nil, "another name or IP address for the webhooks' certificate, for an API server that calls them by URL (repeatable)")
-	f.String("system-namespace", "skiff-system", "namespace of Skiff's own objects: the config-features, config-defaults and config-autoscaler ConfigMaps read at start, and the webhook's certificate Secret")
+	f.String("system-namespace", envOr("POD_NAMESPACE", "skiff-system"), "namespace of Skiff's own objects (the controller's own, as Knative reads knative-serving's): the config-features, config-defaults and config-autoscaler ConfigMaps read at start, the config-network, config-domain and config-certmanager ConfigMaps followed while running, and the webhook's certificate Secret")
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("broker-ingress-addr", ":18002", "address of the broker ingress (leader only); Envoy routes http://broker-ingress.{domain}/{namespace}/{broker} to it")
 	f.String("broker-ingress-advertise", "", "ip:port Envoy reaches this replica's broker ingress at (default: $POD_IP from the downward API with --broker-ingress-addr's port)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died (e.g. a lost leader) before handing the event out again")
 	f.String("delivery-proxy-addr", "skiff-ingress.skiff-system.svc.cluster.local:80", "the Envoy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated")
+	f.String("delivery-local-proxy-addr", "skiff-ingress-local.skiff-system.svc.cluster.local:80", "the Envoy cluster-local listener deliveries to cluster-local names ({name}.{namespace}.svc.cluster.local) go through; empty sends them to --delivery-proxy-addr")
 	f.Bool("cloudevents-filter", true, "send Envoy the cloudevents wasm filter (from --wasm-dir) in front of the broker ingress: validation and trigger matching in the proxy")
 	f.String("leader-elect-namespace", "skiff-system", "namespace of the leader election Lease")
 	f.String("leader-elect-lease", "skiff-controller", "name of the leader election Lease")

@@ -38,6 +38,7 @@ func newRootCommand() *cobra.Command {
 		newSendCommand(), newLogsCommand())
 	root.AddCommand(newFuncCommand())
 	root.AddCommand(newControllerCommand())
+	root.AddCommand(newTLSCommand())
 	return root
 }
 

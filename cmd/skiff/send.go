@@ -23,8 +23,9 @@ func newSendCommand() *cobra.Command {
 		Short: "Send a CloudEvent to a broker (or any sink URL) through the gateway",
 		Long: `Send one CloudEvent with the CloudEvents HTTP binding (binary mode unless --structured).
 The target is a broker (--broker NAME, whose status.address.url is read from the API) or a URL.
-URLs under --domain (and *.svc.cluster.local) are sent through the gateway (--gateway-addr) with
-their Host kept, as from inside the cluster; other URLs are sent directly. Prints the answer;
+URLs under --domain are sent through the gateway (--gateway-addr), and *.svc.cluster.local
+ones through its cluster-local listener (--local-gateway-addr), with their Host kept, as from
+inside the cluster; other URLs are sent directly. Prints the answer;
 anything but 2xx is an error that shows the reason the broker gave.`,
 		Example: `  skiff send --broker default --type dev.example.greeting --source /cli --data '{"hello":"world"}'
   skiff send http://broker-ingress.localhost/default/default --type t --source s -e priority=3`,
@@ -71,7 +72,9 @@ anything but 2xx is an error that shows the reason the broker gave.`,
 			structured, _ := f.GetBool("structured")
 			timeout, _ := f.GetDuration("timeout")
 			gw := get("gateway-addr")
-			hc := proxyclient.New(proxyclient.Config{Domain: get("domain"), ProxyAddress: func() string { return gw }})
+			local := get("local-gateway-addr")
+			hc := proxyclient.New(proxyclient.Config{Domain: get("domain"), ProxyAddress: func() string { return gw },
+				LocalProxyAddress: func() string { return local }})
 			hc.Timeout = timeout
 			reply, err := invoke.Do(cmd.Context(), invoke.Request{
 				URL: target, Format: "cloudevent", Data: data, ContentType: get("content-type"),
@@ -97,6 +100,7 @@ anything but 2xx is an error that shows the reason the broker gave.`,
 	f.StringArrayP("extension", "e", nil, "an extension attribute name=value (repeatable)")
 	f.Bool("structured", false, "send in structured content mode (application/cloudevents+json)")
 	f.String("gateway-addr", envOr("SKIFF_GATEWAY_ADDR", "127.0.0.1:8080"), "the gateway's HTTP address (env SKIFF_GATEWAY_ADDR)")
+	f.String("local-gateway-addr", envOr("SKIFF_LOCAL_GATEWAY_ADDR", "127.0.0.1:8081"), "the gateway's cluster-local listener, for *.svc.cluster.local URLs (env SKIFF_LOCAL_GATEWAY_ADDR)")
 	f.String("domain", envOr("SKIFF_DOMAIN", "localhost"), "the serving domain: URLs under it go through the gateway (env SKIFF_DOMAIN)")
 	f.Duration("timeout", 30*time.Second, "how long to wait for the answer")
 	_ = cmd.MarkFlagRequired("type")

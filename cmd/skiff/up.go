@@ -35,6 +35,9 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("xds-addr", "127.0.0.1:18000", "address of the ADS server proxies connect to")
 	f.String("domain", "localhost", "route hosts are {name}.{namespace}.{domain}")
 	f.String("http-addr", "127.0.0.1:8080", "address the proxy's HTTP listener binds (sent to proxies over LDS)")
+	f.String("https-addr", "127.0.0.1:8443", "address the proxy's TLS listener binds, once a certificate exists (external-domain-tls, DomainMapping tls); empty for none")
+	f.String("local-http-addr", "127.0.0.1:8081", "address of the proxy's cluster-local listener, the only one serving cluster-local names ({name}.{namespace}.svc.cluster.local); empty serves them on --http-addr")
+	f.String("system-namespace", "knative-serving", "namespace of Knative's config-network, config-domain and config-certmanager ConfigMaps (skiff apply -f them, or skiff up -f)")
 	f.Duration("drain-timeout", time.Second, "how long a stopping instance keeps serving after it leaves the proxy's endpoints")
 	f.Int("max-instances", local.DefaultMaxInstances(), "most instances (processes) the local runtime runs at once, across every revision; more wait, and a revision with none running is Unschedulable")
 	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
@@ -88,13 +91,17 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 	if err != nil {
 		return controlplane.Config{}, err
 	}
-	host, portStr, err := net.SplitHostPort(get("http-addr"))
+	host, port, err := listenAddr("http-addr", get("http-addr"))
 	if err != nil {
-		return controlplane.Config{}, fmt.Errorf("--http-addr: %w", err)
+		return controlplane.Config{}, err
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
+	httpsHost, httpsPort, err := listenAddr("https-addr", get("https-addr"))
 	if err != nil {
-		return controlplane.Config{}, fmt.Errorf("--http-addr: port %q: %w", portStr, err)
+		return controlplane.Config{}, err
+	}
+	localHost, localPort, err := listenAddr("local-http-addr", get("local-http-addr"))
+	if err != nil {
+		return controlplane.Config{}, err
 	}
 	dataDir, err := filepath.Abs(get("data-dir"))
 	if err != nil {
@@ -159,8 +166,10 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 	return controlplane.Config{
 		DataDir: dataDir, WorkDir: workDir, Eventing: ev,
 		APIAddress: get("api-addr"), XDSAddress: get("xds-addr"), ExtProcAddress: get("extproc-addr"), ExtProcAdvertise: get("extproc-advertise"), Domain: get("domain"),
-		ProxyListenAddress: host, ProxyListenPort: uint32(port), ProxyStatsURLs: stats,
-		DrainTimeout: drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
+		ProxyListenAddress: host, ProxyListenPort: port, ProxyStatsURLs: stats,
+		HTTPSListenAddress: httpsHost, HTTPSListenPort: httpsPort, LocalListenAddress: localHost, LocalListenPort: localPort,
+		SystemNamespace: get("system-namespace"),
+		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
 	}, nil
 }
 
@@ -262,7 +271,14 @@ Skiff itself, before it starts.`,
 				metrics = "http://" + metricsAt.String() + "/metrics"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "skiff is up: API %s, HTTP %s, admin %s, metrics %s. Ctrl-C stops it.\n",
-				cp.APIAddr(), cfg.ProxyListenAddress+":"+strconv.Itoa(int(cfg.ProxyListenPort)), adminAddr, metrics)
+				cp.APIAddr(), net.JoinHostPort(cfg.ProxyListenAddress, strconv.Itoa(int(cfg.ProxyListenPort))), adminAddr, metrics)
+			if cfg.HTTPSListenPort != 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "HTTPS %s (certificates from the local CA %s: trust it, e.g. curl --cacert %s)\n",
+					net.JoinHostPort(cfg.HTTPSListenAddress, strconv.Itoa(int(cfg.HTTPSListenPort))), cp.CACertPath(), cp.CACertPath())
+			}
+			if cfg.LocalListenPort != 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "cluster-local HTTP %s\n", net.JoinHostPort(cfg.LocalListenAddress, strconv.Itoa(int(cfg.LocalListenPort))))
+			}
 			err = <-errs
 			cancel()
 			wg.Wait()
@@ -338,6 +354,22 @@ func newGatewayCommand() *cobra.Command {
 	f.Bool("delta", false, "use incremental (delta) xDS instead of state of the world")
 	addObservabilityFlags(f, "")
 	return cmd
+}
+
+// listenAddr parses the host:port of flag; empty is no listener (port 0).
+func listenAddr(flag, addr string) (string, uint32, error) {
+	if addr == "" {
+		return "", 0, nil
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("--%s: %w", flag, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("--%s: port %q: want 0-65535", flag, portStr)
+	}
+	return host, uint32(port), nil
 }
 
 // imagesFlags reads how container images run: --oci-runtime, --image-cache-size,

@@ -179,6 +179,9 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	if head.Metadata.Namespace != "" {
 		ns = head.Metadata.Namespace
 	}
+	if k.ClusterScoped {
+		ns = ""
+	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
 	var before struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
@@ -216,10 +219,7 @@ func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.Ra
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := k.Path() + "/" + k.Plural
-	if ns != "" {
-		p = k.Path() + "/namespaces/" + ns + "/" + k.Plural
-	}
+	p := k.CollectionPath(ns)
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -232,9 +232,7 @@ func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error
 	return c.do(ctx, http.MethodDelete, objectPath(k, ns, name), nil, nil)
 }
 
-func objectPath(k *api.Kind, ns, name string) string {
-	return k.Path() + "/namespaces/" + ns + "/" + k.Plural + "/" + name
-}
+func objectPath(k *api.Kind, ns, name string) string { return k.ObjectPath(ns, name) }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rd io.Reader

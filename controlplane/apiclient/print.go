@@ -14,7 +14,9 @@ import (
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
 
@@ -139,6 +141,25 @@ func printTable(w io.Writer, k *api.Kind, objs []json.RawMessage) error {
 			}
 			ready, reason := readiness(&o.Status.Status)
 			row(o.Namespace, o.Name, o.Status.SinkURI, ready, reason)
+		}
+	case servingv1beta1.KindDomainMapping:
+		row("NAMESPACE", "NAME", "URL", "READY", "REASON")
+		for _, raw := range objs {
+			var o servingv1beta1.DomainMapping
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return err
+			}
+			ready, reason := readiness(&o.Status.Status)
+			row(o.Namespace, o.Name, o.Status.URL, ready, reason)
+		}
+	case networkingv1alpha1.KindClusterDomainClaim:
+		row("NAME", "NAMESPACE")
+		for _, raw := range objs {
+			var o networkingv1alpha1.ClusterDomainClaim
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return err
+			}
+			row(o.Name, o.Spec.Namespace)
 		}
 	default:
 		row("NAMESPACE", "NAME", "AGE")

@@ -34,6 +34,15 @@ type Server struct {
 	log   *slog.Logger
 	cfg   *config.Config
 	mux   *http.ServeMux
+	// checkConfigMap, when set, validates ConfigMaps before they are stored (Knative's
+	// config-* ConfigMaps, refused naming the bad key so the old settings stay in force).
+	checkConfigMap func(cm *api.ConfigMap) *fielderr.Error
+}
+
+// CheckConfigMaps makes writes of ConfigMaps pass check first; it returns s.
+func (s *Server) CheckConfigMaps(check func(cm *api.ConfigMap) *fielderr.Error) *Server {
+	s.checkConfigMap = check
+	return s
 }
 
 // New returns the API handler over s. cfg holds the settings (config-features,
@@ -54,6 +63,11 @@ func New(s store.Interface, logger *slog.Logger, cfg *config.Config) *Server {
 	srv.mux.HandleFunc("POST /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.create)
 	srv.mux.HandleFunc("PUT /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
 	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
+	// Cluster-scoped kinds (ClusterDomainClaim).
+	srv.mux.HandleFunc("GET /apis/{group}/{version}/{plural}/{name}", srv.get)
+	srv.mux.HandleFunc("POST /apis/{group}/{version}/{plural}", srv.create)
+	srv.mux.HandleFunc("PUT /apis/{group}/{version}/{plural}/{name}", srv.apply)
+	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/{plural}/{name}", srv.delete)
 	// The core group (Secrets, ConfigMaps), as a Kubernetes API server serves it.
 	srv.mux.HandleFunc("GET /api/{version}/{plural}", srv.list)
 	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}", srv.list)
@@ -70,6 +84,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) kind(w http.ResponseWriter, r *http.Request) *api.Kind {
 	for _, k := range api.ServedKinds() {
 		if k.Group == r.PathValue("group") && k.Version == r.PathValue("version") && k.Plural == r.PathValue("plural") {
+			// A namespaced kind is not served at a cluster-scoped path, nor the reverse.
+			if r.PathValue("name") != "" && k.ClusterScoped != (r.PathValue("ns") == "") {
+				break
+			}
 			return k
 		}
 	}
@@ -279,6 +297,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (ap
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, k *api.Kind, obj, old api.Object, fields *fielderr.Error) bool {
 	ctx := admission.WithCESQLCheck(config.ToContext(r.Context(), s.cfg), eventfilter.CheckCESQL)
 	diags := api.Admit(ctx, obj, old)
+	if cm, ok := obj.(*api.ConfigMap); ok && s.checkConfigMap != nil {
+		diags = diags.Also(s.checkConfigMap(cm))
+	}
 	if errs := fields.Also(api.ValidateObjectMeta(obj), api.Errors(diags)); errs != nil {
 		invalid(w, k, obj.GetName(), errs)
 		return false

@@ -11,6 +11,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
@@ -233,5 +235,44 @@ func TestTriggerCESQLChecked(t *testing.T) {
 	code, st, _ := do(t, srv, http.MethodPut, path, fmt.Sprintf(trigger, "type = "))
 	if code != 422 || !strings.Contains(st.Message, "invalid value: type = : spec.filters[0].cesql") {
 		t.Errorf("bad cesql: %d %s", code, st.Message)
+	}
+}
+
+// ClusterDomainClaims live at cluster scope, as in Kubernetes; a ConfigMap check refuses a
+// bad setting with 422 naming the key, and the stored ConfigMap stays as it was.
+func TestClusterScopedKindsAndConfigMapCheck(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := New(s, nil, nil).CheckConfigMaps(func(cm *api.ConfigMap) *fielderr.Error {
+		if cm.Data["domain-template"] == "bad" {
+			return fielderr.Invalid("bad", "data[domain-template]", "not a template")
+		}
+		return nil
+	})
+	const cmPath = "/api/v1/namespaces/knative-serving/configmaps/config-network"
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-network\n  namespace: knative-serving\ndata:\n  domain-template: %s\n"
+	if code, _, body := do(t, srv, http.MethodPut, cmPath, strings.ReplaceAll(cm, "%s", `"{{.Name}}.{{.Domain}}"`)); code != http.StatusCreated {
+		t.Fatalf("create ConfigMap: %d %s", code, body)
+	}
+	code, st, body := do(t, srv, http.MethodPut, cmPath, strings.ReplaceAll(cm, "%s", "bad"))
+	if code != http.StatusUnprocessableEntity || !strings.Contains(st.Message, "data[domain-template]") {
+		t.Fatalf("bad ConfigMap: %d %s; want 422 naming data[domain-template]", code, body)
+	}
+	if _, _, body := do(t, srv, http.MethodGet, cmPath, ""); !strings.Contains(body, "{{.Name}}.{{.Domain}}") {
+		t.Errorf("after a refused update the ConfigMap is %s; want the old template kept", body)
+	}
+	const cdcPath = "/apis/networking.internal.knative.dev/v1alpha1/clusterdomainclaims/hello.example.com"
+	cdc := "apiVersion: networking.internal.knative.dev/v1alpha1\nkind: ClusterDomainClaim\nmetadata:\n  name: hello.example.com\nspec:\n  namespace: team-a\n"
+	if code, _, body := do(t, srv, http.MethodPut, cdcPath, cdc); code != http.StatusCreated {
+		t.Fatalf("create ClusterDomainClaim: %d %s", code, body)
+	}
+	if code, _, _ := do(t, srv, http.MethodGet, "/apis/networking.internal.knative.dev/v1alpha1/namespaces/default/clusterdomainclaims/hello.example.com", ""); code != http.StatusNotFound {
+		t.Errorf("a cluster-scoped kind under a namespace: %d, want 404", code)
+	}
+	if code, _, body := do(t, srv, http.MethodGet, "/apis/networking.internal.knative.dev/v1alpha1/clusterdomainclaims", ""); code != http.StatusOK || !strings.Contains(body, "team-a") {
+		t.Errorf("list ClusterDomainClaims: %d %s", code, body)
 	}
 }

@@ -48,12 +48,14 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
+	"github.com/skiff-dev/skiff/controlplane/kube/certmanager"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployruntime"
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
 	"github.com/skiff-dev/skiff/controlplane/kube/webhook"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
+	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/telemetry"
 )
@@ -74,6 +76,14 @@ type Config struct {
 	Domain string
 	// ProxyListenPort is the port the xDS listener tells Envoy to bind; default xds's default.
 	ProxyListenPort uint32
+	// ProxyHTTPSPort is Envoy's TLS listener (certificates from cert-manager, DomainMappings'
+	// Secrets and Gateway listeners' certificateRefs, as SDS secrets); 0 means none.
+	// HTTPSRedirectPort is where http-protocol Redirected sends clients; default 443 (the
+	// skiff-ingress Service's port in front of it).
+	ProxyHTTPSPort, HTTPSRedirectPort uint32
+	// ProxyLocalPort is Envoy's cluster-local listener (the skiff-ingress-local Service), the
+	// only one serving cluster-local names; 0 means none (they are served on ProxyListenPort).
+	ProxyLocalPort uint32
 	// ExtProcAddress is the ext_proc service ("host:port", e.g. the skiff-extproc Service)
 	// Envoy is told to call for revisions in proxy mode. Empty means no activator: requests
 	// always go straight to pods and revisions do not scale to zero.
@@ -89,7 +99,9 @@ type Config struct {
 	// WebhookAddress serves the defaulting and validation webhooks over TLS on every replica,
 	// leading or not; default ":8443"; "-" disables them.
 	WebhookAddress string
-	// SystemNamespace holds the webhook's certificate Secret; default skiff-system.
+	// SystemNamespace holds the webhook's certificate Secret and the config-network,
+	// config-domain and config-certmanager ConfigMaps the controller reads, as Knative reads
+	// knative-serving's; default skiff-system.
 	SystemNamespace string
 	// WebhookService is the Service in front of the webhooks (the certificate's name);
 	// WebhookHosts are more names or IPs for it (when the API server calls a URL).
@@ -143,6 +155,10 @@ type EventingConfig struct {
 	// deliveries and PingSource events to Knative hosts go through, so scaled-to-zero
 	// subscribers are activated; required.
 	ProxyAddress func() string
+	// LocalProxyAddress returns Envoy's cluster-local listener (e.g. the skiff-ingress-local
+	// Service), through which deliveries to cluster-local names go; nil sends them to
+	// ProxyAddress.
+	LocalProxyAddress func() string
 	// AckWait is how long JetStream waits before handing out again an event whose
 	// dispatcher went silent (e.g. a leader that died); default broker.DefaultAckWait.
 	AckWait time.Duration
@@ -167,9 +183,10 @@ func New(cfg Config) (*Controller, error) {
 	cfg.HealthAddress = cmp.Or(cfg.HealthAddress, ":8081")
 	cfg.HTTPAddress = cmp.Or(cfg.HTTPAddress, ":8090")
 	cfg.WebhookAddress = cmp.Or(cfg.WebhookAddress, ":8443")
-	cfg.SystemNamespace = cmp.Or(cfg.SystemNamespace, "skiff-system")
 	cfg.Domain = cmp.Or(cfg.Domain, "example.com")
 	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, "skiff-system")
+	cfg.SystemNamespace = cmp.Or(cfg.SystemNamespace, "skiff-system")
+	cfg.HTTPSRedirectPort = cmp.Or(cfg.HTTPSRedirectPort, 443)
 	cfg.LeaseName = cmp.Or(cfg.LeaseName, "skiff-controller")
 	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, 15*time.Second)
 	cfg.RenewDeadline = cmp.Or(cfg.RenewDeadline, 10*time.Second)
@@ -351,7 +368,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // (the leadership) ends.
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
 	log := c.cfg.Logger
-	st := kubestore.New(dc, log, c.cfg.Admission)
+	st := kubestore.New(dc, log, c.cfg.Admission, kubestore.ConfigMapsIn(c.cfg.SystemNamespace))
 	// The runtime's informers call back before the reconcilers exist; the reconcilers'
 	// first resync covers what they report meanwhile.
 	var reconcilers atomic.Pointer[reconciler.Controller]
@@ -374,6 +391,8 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		return err
 	}
 	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
+		HTTPSListenerAddress: "0.0.0.0", HTTPSListenerPort: c.cfg.ProxyHTTPSPort, HTTPSRedirectPort: c.cfg.HTTPSRedirectPort,
+		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort,
 		Tracing: obs.proxyTracing, Metrics: obs.xds}
 	if len(c.filters) > 0 {
 		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
@@ -427,6 +446,23 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, QueueMetrics: obs.queue,
+		SystemNamespace: c.cfg.SystemNamespace,
+	}
+	cmCtx, stopCM := context.WithCancel(ctx)
+	defer stopCM()
+	certProvider, err := c.startCertManager(cmCtx, kc, dc, func(owner string) {
+		if k, err := store.ParseKey(owner); err == nil {
+			if ctrl := reconcilers.Load(); ctrl != nil {
+				ctrl.Enqueue(k)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if certProvider != nil {
+		defer func() { stopCM(); certProvider.Shutdown() }()
+		rcfg.Certificates = certProvider
 	}
 	if events != nil {
 		rcfg.Eventing = events
@@ -481,7 +517,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 		return nil, func() {}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress}
+	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
@@ -503,6 +539,29 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 	}()
 	c.log.Info("eventing running", "nats", ev.NATSURL, "broker-ingress", events.IngressAddr().String(), "cloudevents-filter", c.ceFilter != "")
 	return events, func() { cancel(); <-done }, nil
+}
+
+// startCertManager starts the cert-manager certificate provider (external-domain-tls in a
+// cluster) if the API server has cert-manager's CRDs; without them it logs that and returns
+// nil, and routes needing a certificate report CertificateProvisioned=False.
+func (c *Controller) startCertManager(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, onChange func(string)) (*certmanager.Provider, error) {
+	if c.cfg.ProxyHTTPSPort == 0 {
+		return nil, nil
+	}
+	ok, err := certmanager.Installed(kc.Discovery())
+	if err != nil {
+		return nil, fmt.Errorf("kube controller: %w", err)
+	}
+	if !ok {
+		c.log.Info("cert-manager CRDs not installed: external-domain-tls certificates cannot be issued (restart the controller after installing them)")
+		return nil, nil
+	}
+	p := certmanager.New(certmanager.Config{Client: dc, OnChange: onChange, Logger: c.cfg.Logger})
+	if err := p.Start(ctx); err != nil {
+		p.Shutdown()
+		return nil, fmt.Errorf("kube controller: %w", err)
+	}
+	return p, nil
 }
 
 // startGatewayAPI runs the Gateway API controller (HTTPRoutes to Knative Services) until

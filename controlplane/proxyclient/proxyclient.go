@@ -27,6 +27,10 @@ type Config struct {
 	// on every new connection, so it may change (e.g. a gateway that binds
 	// an ephemeral port after the client is built).
 	ProxyAddress func() string
+	// LocalProxyAddress returns the proxy's cluster-local listener (host:port), which alone
+	// serves cluster-local names ({name}.{namespace}.svc.cluster.local); nil sends them to
+	// ProxyAddress too.
+	LocalProxyAddress func() string
 	// MaxIdleConnsPerHost bounds the kept-alive connections per host; zero means 256,
 	// as deliveries to one subscriber run in parallel.
 	MaxIdleConnsPerHost int
@@ -43,6 +47,12 @@ func Routed(domain, host string) bool {
 	return false
 }
 
+// ClusterLocal reports whether host (without port) is a cluster-local name.
+func ClusterLocal(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return strings.HasSuffix(host, "."+ClusterLocalSuffix)
+}
+
 // New returns a client whose connections to routed hosts are dialled to the
 // proxy instead; the request line and Host header are left as they are.
 func New(cfg Config) *http.Client {
@@ -55,7 +65,11 @@ func New(cfg Config) *http.Client {
 	}
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, _, err := net.SplitHostPort(addr)
-		if err == nil && cfg.ProxyAddress != nil && Routed(cfg.Domain, host) {
+		switch {
+		case err != nil:
+		case cfg.LocalProxyAddress != nil && ClusterLocal(host):
+			addr = cfg.LocalProxyAddress()
+		case cfg.ProxyAddress != nil && Routed(cfg.Domain, host):
 			addr = cfg.ProxyAddress()
 		}
 		return dialer.DialContext(ctx, network, addr)

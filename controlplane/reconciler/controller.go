@@ -9,13 +9,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/skiff-dev/skiff/api"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/certs"
+	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
@@ -34,6 +41,12 @@ type Proxy interface {
 	// RouteAcked reports whether every connected proxy has accepted the route's current
 	// virtual hosts and the endpoints of the clusters it names.
 	RouteAcked(namespace, name string) bool
+	// SetCertificate serves a certificate on the TLS listener (an SDS secret), refusing one
+	// that does not load with the reason; DeleteCertificate stops serving it.
+	SetCertificate(c xds.TLSCertificate) error
+	DeleteCertificate(name string)
+	// SetServiceCluster routes to a Kubernetes Service directly (an ACME solver).
+	SetServiceCluster(name, host string, port uint32) error
 }
 
 // Autoscaler decides each revision's scale and whether the proxy buffers its requests.
@@ -85,6 +98,14 @@ type Config struct {
 	ResolvesImages func(rev *servingv1.Revision) bool
 	// DigestResolutionTimeout bounds one resolution; default DefaultDigestResolutionTimeout.
 	DigestResolutionTimeout time.Duration
+	// SystemNamespace holds Knative's config-network, config-domain and config-certmanager
+	// ConfigMaps; default DefaultSystemNamespace.
+	SystemNamespace string
+	// NetworkDefaults are config-network's defaults where this mode differs from Knative's.
+	NetworkDefaults domains.NetworkDefaults
+	// Certificates issues the certificates of external hosts (external-domain-tls); nil
+	// reports routes that need one CertificateProvisioned=False.
+	Certificates certs.Provider
 	// QueueMetrics, when set, reports the work queue's depth and latencies (Knative's
 	// kn.workqueue.* metrics, queue name "serving").
 	QueueMetrics workqueue.MetricsProvider
@@ -104,8 +125,12 @@ type Controller struct {
 	routeRefs map[store.Key]map[string]bool
 	// publishing cancels the wait for a proxy ACK before endpoints reach the activator.
 	publishing map[string]context.CancelFunc
-	ctx        context.Context // the Run context, for goroutines the controller owns
-	wg         sync.WaitGroup
+	// servedCerts are the SDS certificates each Route or DomainMapping serves.
+	servedCerts map[store.Key][]string
+	// net holds the networking settings in force (see loadSettings).
+	net atomic.Pointer[netSettings]
+	ctx context.Context // the Run context, for goroutines the controller owns
+	wg  sync.WaitGroup
 	// initial holds the objects of Run's first resync not reconciled yet; synced is closed
 	// once it is empty and the work queue is idle. busy counts reconciles under way.
 	initial  map[store.Key]bool
@@ -127,18 +152,22 @@ func New(cfg Config) *Controller {
 	if cfg.DigestResolutionTimeout <= 0 {
 		cfg.DigestResolutionTimeout = DefaultDigestResolutionTimeout
 	}
+	if cfg.SystemNamespace == "" {
+		cfg.SystemNamespace = DefaultSystemNamespace
+	}
 	c := &Controller{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "reconciler"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving", MetricsProvider: cfg.QueueMetrics}),
-		now:        time.Now,
-		ackWait:    map[store.Key]bool{},
-		routeRefs:  map[store.Key]map[string]bool{},
-		publishing: map[string]context.CancelFunc{},
-		ctx:        context.Background(),
-		synced:     make(chan struct{}),
+		now:         time.Now,
+		ackWait:     map[store.Key]bool{},
+		routeRefs:   map[store.Key]map[string]bool{},
+		publishing:  map[string]context.CancelFunc{},
+		servedCerts: map[store.Key][]string{},
+		ctx:         context.Background(),
+		synced:      make(chan struct{}),
 	}
 	if cfg.Digests != nil {
 		c.resolver = newBackgroundResolver(cfg.Digests, newDigestQueue(), c.queue.Add)
@@ -187,6 +216,9 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	cancel := c.cfg.Store.Subscribe(c.onEvent)
 	defer cancel()
 	defer c.wg.Wait()
+	if err := c.loadSettings(ctx); err != nil {
+		return err
+	}
 	if err := c.resync(ctx); err != nil {
 		return err
 	}
@@ -212,7 +244,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 // resync enqueues everything stored, so a restart brings the runtime and proxy back.
 func (c *Controller) resync(ctx context.Context) error {
 	var keys []store.Key
-	for _, kind := range append([]string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute}, eventingKinds...) {
+	for _, kind := range append([]string{servingv1.KindService, servingv1.KindConfiguration, servingv1.KindRevision, servingv1.KindRoute, servingv1beta1.KindDomainMapping}, eventingKinds...) {
 		objs, err := store.ListAs[metaOnly](ctx, c.cfg.Store, kind, "")
 		if err != nil {
 			return fmt.Errorf("resync: %w", err)
@@ -249,6 +281,13 @@ func (c *Controller) onEvent(e store.Event) {
 		c.enqueueRoutesReferencing(ns, e.Key.Name)
 	case servingv1.KindRoute:
 		c.queue.Add(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name})
+		c.enqueueAll(servingv1beta1.KindDomainMapping, ns)
+	case api.KindSecret:
+		c.enqueueMappingsUsingSecret(ns, e.Key.Name)
+	case networkingv1alpha1.KindClusterDomainClaim:
+		c.enqueueMappingsNamed(e.Key.Name)
+	case api.KindConfigMap:
+		// reconcile reads it if it is one of the networking settings.
 	case servingv1.KindRevision:
 		var rev servingv1.Revision
 		if err := c.cfg.Store.Get(context.Background(), e.Key, &rev); err == nil {
@@ -297,7 +336,11 @@ func (c *Controller) pollAcks(ctx context.Context) {
 		}
 		c.mu.Lock()
 		for k := range c.ackWait {
-			if c.cfg.Proxy.RouteAcked(k.Namespace, k.Name) {
+			name := k.Name
+			if k.Kind == servingv1beta1.KindDomainMapping {
+				name = domainMappingProxyName(k.Name)
+			}
+			if c.cfg.Proxy.RouteAcked(k.Namespace, name) {
 				delete(c.ackWait, k)
 				c.queue.Add(k)
 			}
@@ -351,6 +394,15 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 		return c.reconcileRevision(ctx, key)
 	case servingv1.KindRoute:
 		return c.reconcileRoute(ctx, key)
+	case servingv1beta1.KindDomainMapping:
+		return c.reconcileDomainMapping(ctx, key)
+	case api.KindConfigMap:
+		if key.Namespace == c.cfg.SystemNamespace && slices.Contains(networkConfigMaps, key.Name) {
+			return c.loadSettings(ctx)
+		}
+		return nil
+	case api.KindSecret, networkingv1alpha1.KindClusterDomainClaim:
+		return nil
 	}
 	return c.reconcileEventing(ctx, key)
 }

@@ -9,12 +9,13 @@ import (
 
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 )
 
 // VisibilityLabel marks a Route or Service reachable only inside the cluster, as in Knative.
-const VisibilityLabel = "networking.knative.dev/visibility"
+const VisibilityLabel = domains.VisibilityLabel
 
 // trafficError is a traffic target that cannot be routed yet (Unknown) or at all (False).
 type trafficError struct {
@@ -24,8 +25,9 @@ type trafficError struct {
 
 func (e *trafficError) Error() string { return e.message }
 
-// reconcileRoute resolves the route's traffic targets to ready revisions, programs the
-// proxy, and reports the URL, resolved traffic and readiness.
+// reconcileRoute resolves the route's traffic targets to ready revisions, names them from
+// config-network and config-domain, gets their certificates (external-domain-tls), programs
+// the proxy, and reports the URLs, resolved traffic and readiness.
 func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	var route servingv1.Route
 	if err := c.cfg.Store.Get(ctx, key, &route); err != nil {
@@ -35,15 +37,14 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		c.cfg.Proxy.DeleteRoute(key.Namespace, key.Name)
 		c.setRouteRefs(key, nil)
 		c.waitForAck(key, false)
+		c.releaseCertificates(ctx, key)
 		return nil
 	}
 	now := c.now()
 	st := &route.Status
 	st.ObservedGeneration = route.Generation
-	st.MarkTrue("CertificateProvisioned", now) // plain HTTP: Knative reports TLSNotEnabled as True
-	if c := st.GetCondition("CertificateProvisioned"); c != nil {
-		c.Reason, c.Message = "TLSNotEnabled", "TLS is not enabled for this route."
-	}
+	conds := []duck.ConditionType{servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady, RouteConditionCertificateProvisioned}
+	net := c.settings()
 
 	refs := map[string]bool{}
 	traffic, revs, err := c.resolveTraffic(ctx, &route, refs)
@@ -52,22 +53,67 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	switch {
 	case errors.As(err, &terr):
 		st.SetCondition(duck.Condition{Type: servingv1.RouteConditionAllTrafficAssigned, Status: terr.status, Reason: terr.reason, Message: terr.message}, now)
+		if st.GetCondition(RouteConditionCertificateProvisioned) == nil {
+			st.MarkUnknown(RouteConditionCertificateProvisioned, "Uninitialized", "Waiting for the traffic targets.", now)
+		}
 		// The proxy keeps the last traffic it was given until the new targets are ready.
-		summarize(&st.Status, now, servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady)
+		summarize(&st.Status, now, conds...)
 		return c.cfg.Store.UpdateStatus(ctx, &route)
 	case err != nil:
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	if err := c.cfg.Proxy.SetRoute(c.translate(&route, traffic, revs)); err != nil {
+	names, err := routeNames(net.cfg, &route, traffic)
+	if err != nil {
+		if !errors.Is(err, domains.ErrDomainName) {
+			return fmt.Errorf("reconcile route %s: %w", key, err)
+		}
+		// Knative reports a host the templates cannot make on AllTrafficAssigned.
+		st.MarkFalse(servingv1.RouteConditionAllTrafficAssigned, "ErrorConfig", err.Error(), now)
+		summarize(&st.Status, now, conds...)
+		return c.cfg.Store.UpdateStatus(ctx, &route)
+	}
+	httpOption, err := net.cfg.HTTPOption(route.Annotations)
+	if err != nil {
+		st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
+		st.MarkFalse(servingv1.RouteConditionIngressReady, "InvalidHTTPProtocol",
+			fmt.Sprintf("metadata.annotations[%s]: %v (want Enabled or Redirected)", domains.HTTPProtocolAnnotation, err), now)
+		summarize(&st.Status, now, conds...)
+		return c.cfg.Store.UpdateStatus(ctx, &route)
+	}
+	tls, err := c.routeTLS(ctx, &route, key, names, now)
+	if err != nil {
+		return fmt.Errorf("reconcile route %s: %w", key, err)
+	}
+
+	if err := c.cfg.Proxy.SetRoute(c.translate(&route, traffic, revs, names, httpOption, tls)); err != nil {
 		return fmt.Errorf("reconcile route %s: program proxy: %w", key, err)
 	}
+	// DomainMappings to this route send its traffic themselves (a revision's mode may have
+	// changed without the route's status changing).
+	c.enqueueMappingsTo(route.Namespace, route.Name)
 	if err := c.markRoutingState(ctx, &route, traffic); err != nil {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	st.URL = "http://" + c.hosts(&route, "")[0]
-	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + ".svc.cluster.local"}
+	def := names[""]
+	scheme := "http"
+	if def.visibility == domains.ExternalIP {
+		scheme = tls.schemeOf(def.primary(), net.cfg.Network.DefaultExternalScheme)
+	}
+	st.URL = scheme + "://" + def.primary()
+	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + "." + domains.ClusterLocalDomain}
+	for i, t := range traffic {
+		if t.Tag == "" {
+			continue
+		}
+		n := names[t.Tag]
+		s := "http"
+		if n.visibility == domains.ExternalIP {
+			s = tls.schemeOf(n.primary(), net.cfg.Network.DefaultExternalScheme)
+		}
+		traffic[i].URL = s + "://" + n.primary()
+	}
 	st.Traffic = traffic
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
 	if c.cfg.Proxy.RouteAcked(route.Namespace, route.Name) {
@@ -77,7 +123,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		c.waitForAck(key, true)
 		st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
 	}
-	summarize(&st.Status, now, servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady)
+	summarize(&st.Status, now, conds...)
 	return c.cfg.Store.UpdateStatus(ctx, &route)
 }
 
@@ -129,30 +175,17 @@ func (c *Controller) resolveTraffic(ctx context.Context, route *servingv1.Route,
 			Tag: t.Tag, RevisionName: name, ConfigurationName: t.ConfigurationName,
 			LatestRevision: t.LatestRevision, Percent: t.Percent,
 		}
-		if t.Tag != "" {
-			resolved.URL = "http://" + c.hosts(route, t.Tag)[0]
-		}
 		out = append(out, resolved)
 	}
 	return out, revs, nil
 }
 
-// hosts are the host names a route (or one of its tags) answers to; the first is its URL's.
-func (c *Controller) hosts(route *servingv1.Route, tag string) []string {
-	name := route.Name
-	if tag != "" {
-		name = tag + "-" + route.Name
-	}
-	local := []string{name + "." + route.Namespace + ".svc.cluster.local", name + "." + route.Namespace + ".svc", name + "." + route.Namespace}
-	if route.Labels[VisibilityLabel] == "cluster-local" {
-		return local
-	}
-	return append([]string{name + "." + route.Namespace + "." + c.cfg.Domain}, local...)
-}
-
-// translate turns resolved traffic into the proxy's model: one virtual host for the route
-// split by percent, and one per tag sending everything to the tagged revision.
-func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.TrafficTarget, revs map[string]*servingv1.Revision) xds.Route {
+// translate turns resolved traffic into the proxy's model: per target (the route's default,
+// split by percent, and each tag, all to its revision) a virtual host for its external name on
+// the external listeners (none for a cluster-local target; 301 to https with http-protocol
+// Redirected; ACME challenge paths first) and one for its cluster-local names on the local
+// listener.
+func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.TrafficTarget, revs map[string]*servingv1.Revision, names map[string]targetNames, httpOption domains.HTTPProtocol, tls *hostTLS) xds.Route {
 	out := xds.Route{Namespace: route.Namespace, Name: route.Name}
 	weights := map[string]int64{}
 	var order []string
@@ -165,27 +198,43 @@ func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.Traff
 		}
 		weights[t.RevisionName] += *t.Percent
 	}
-	def := xds.VirtualHost{
-		Name:     route.Namespace + "/" + route.Name,
-		Domains:  c.hosts(route, ""),
-		Metadata: map[string]string{"namespace": route.Namespace, "route": route.Name},
-	}
+	var defClusters []xds.WeightedCluster
+	var defTimeout time.Duration
 	for _, name := range order {
-		def.Clusters = append(def.Clusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, name), Weight: uint32(weights[name]), Activate: proxyMode(revs[name])})
-		def.Timeout = max(def.Timeout, revisionTimeout(revs[name]))
+		defClusters = append(defClusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, name), Weight: uint32(weights[name]), Activate: proxyMode(revs[name])})
+		defTimeout = max(defTimeout, revisionTimeout(revs[name]))
 	}
-	out.VirtualHosts = append(out.VirtualHosts, def)
-	for _, t := range traffic {
-		if t.Tag == "" {
-			continue
+	add := func(tag, vhName string, clusters []xds.WeightedCluster, timeout time.Duration) {
+		n := names[tag]
+		md := map[string]string{"namespace": route.Namespace, "route": route.Name}
+		if tag != "" {
+			md["tag"] = tag
+		}
+		if n.visibility == domains.ExternalIP {
+			var challenges []xds.Challenge
+			for _, h := range n.external.Expanded {
+				challenges = append(challenges, tls.challenges[h]...)
+			}
+			out.VirtualHosts = append(out.VirtualHosts, xds.VirtualHost{
+				Name: vhName, Domains: n.external.Expanded, Clusters: clusters, Timeout: timeout, Metadata: md,
+				Visibility: xds.VisibilityExternal, RedirectHTTP: httpOption == domains.HTTPRedirected, Challenges: challenges,
+			})
 		}
 		out.VirtualHosts = append(out.VirtualHosts, xds.VirtualHost{
-			Name:     route.Namespace + "/" + route.Name + "/" + t.Tag,
-			Domains:  c.hosts(route, t.Tag),
-			Clusters: []xds.WeightedCluster{{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: 100, Activate: proxyMode(revs[t.RevisionName])}},
-			Timeout:  revisionTimeout(revs[t.RevisionName]),
-			Metadata: map[string]string{"namespace": route.Namespace, "route": route.Name, "tag": t.Tag},
+			Name: vhName + ":local", Domains: n.local.Expanded, Clusters: clusters, Timeout: timeout, Metadata: md,
+			Visibility: xds.VisibilityClusterLocal,
 		})
+	}
+	add("", route.Namespace+"/"+route.Name, defClusters, defTimeout)
+	seen := map[string]bool{}
+	for _, t := range traffic {
+		if t.Tag == "" || seen[t.Tag] {
+			continue
+		}
+		seen[t.Tag] = true
+		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag,
+			[]xds.WeightedCluster{{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: 100, Activate: proxyMode(revs[t.RevisionName])}},
+			revisionTimeout(revs[t.RevisionName]))
 	}
 	return out
 }

@@ -15,6 +15,9 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
+// lastAppliedConfigAnnotation is kubectl's, which Knative does not copy to children.
+const lastAppliedConfigAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
 // reconcileService makes the Service's Configuration and Route match its spec and
 // reports their readiness as the Service's status.
 func (c *Controller) reconcileService(ctx context.Context, key store.Key) error {
@@ -44,6 +47,12 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		ObjectMeta: childMeta(&svc.ObjectMeta, svc.Name, labels, owner),
 		Spec:       servingv1.RouteSpec{Traffic: make([]servingv1.TrafficTarget, len(svc.Spec.Traffic))},
 	}
+	// The Route carries the Service's annotations, as Knative's MakeRoute copies them (the
+	// networking ones, e.g. http-protocol, are read from the Route).
+	if len(svc.Annotations) > 0 {
+		route.Annotations = maps.Clone(svc.Annotations)
+		delete(route.Annotations, lastAppliedConfigAnnotation)
+	}
 	for i, t := range svc.Spec.Traffic {
 		if t.LatestRevision != nil && *t.LatestRevision {
 			t.ConfigurationName = svc.Name
@@ -51,7 +60,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		route.Spec.Traffic[i] = t
 	}
 	if err := ensure(ctx, c.cfg.Store, &route, func(have *servingv1.Route) bool {
-		return reflect.DeepEqual(have.Spec, route.Spec) && maps.Equal(have.Labels, route.Labels)
+		return reflect.DeepEqual(have.Spec, route.Spec) && maps.Equal(have.Labels, route.Labels) && maps.Equal(have.Annotations, route.Annotations)
 	}); err != nil {
 		return c.notOwned(ctx, &svc, servingv1.ServiceConditionRoutesReady, fmt.Errorf("reconcile service %s: route: %w", key, err))
 	}

@@ -15,7 +15,8 @@ import (
 )
 
 // resolveDestination turns a Knative Destination into the URL to deliver to: a Knative
-// Service's (or Route's) status.url, a Broker's status.address.url, or the URI as given; a
+// Service's (or Route's) status.address.url (its cluster-local address, as Knative's resolver
+// takes it, so a cluster-local or TLS Service is reached alike), a Broker's status.address.url, or the URI as given; a
 // ref with a relative URI resolves the URI against the ref's URL. The error says which ref
 // is missing or not yet addressable.
 func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventingv1.Destination) (string, error) {
@@ -36,13 +37,13 @@ func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventi
 		if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindService, Namespace: ref.Namespace, Name: ref.Name}, &svc); err != nil {
 			return "", refError(&ref, err)
 		}
-		addr = svc.Status.URL
+		addr = addressOf(svc.Status.Address, svc.Status.URL)
 	case ref.Kind == servingv1.KindRoute:
 		var rt servingv1.Route
 		if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRoute, Namespace: ref.Namespace, Name: ref.Name}, &rt); err != nil {
 			return "", refError(&ref, err)
 		}
-		addr = rt.Status.URL
+		addr = addressOf(rt.Status.Address, rt.Status.URL)
 	case ref.Kind == eventingv1.KindBroker:
 		var b eventingv1.Broker
 		if err := c.cfg.Store.Get(ctx, store.Key{Kind: eventingv1.KindBroker, Namespace: ref.Namespace, Name: ref.Name}, &b); err != nil {
@@ -89,4 +90,12 @@ func refError(ref *eventingv1.KReference, err error) error {
 		return fmt.Errorf("%s not found", ref.String())
 	}
 	return fmt.Errorf("%s: %w", ref.String(), err)
+}
+
+// addressOf is an Addressable's status.address.url, or url when it has none yet.
+func addressOf(a *duck.Addressable, url string) string {
+	if a != nil && a.URL != "" {
+		return a.URL
+	}
+	return url
 }

@@ -12,6 +12,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -63,24 +65,28 @@ type sentResponse struct {
 	typeURL string
 	version string
 	eds     map[string]string // cluster → content hash of the CLA sent
-	rds     string            // content hash of the RouteConfiguration sent, if any
+	rds     map[string]string // route configuration → content hash sent, if any
+	sds     map[string]string // secret → content hash sent, if any
 	removed []string          // delta removed_resources
 }
 
 // streamState is the ACK state of one stream.
 type streamState struct {
-	typeURL  string
-	node     *corev3.Node
-	pending  map[string]*sentResponse // by nonce
-	acked    map[string]string        // type URL → version
-	eds      map[string]string        // cluster → ACKed content hash
-	rds      string                   // ACKed RouteConfiguration content hash
+	typeURL string
+	node    *corev3.Node
+	pending map[string]*sentResponse // by nonce
+	acked   map[string]string        // type URL → version
+	eds     map[string]string        // cluster → ACKed content hash
+	rds     map[string]string        // route configuration → ACKed content hash
+	sds     map[string]string        // secret → ACKed content hash
+	// sdsAsked is set once the stream has asked for secrets (it has a TLS listener).
+	sdsAsked bool
 	nacks    int
 	lastNACK string
 }
 
 // contentHistory maps the content hashes of a resource's recent versions (a
-// cluster's CLA, or the RouteConfiguration) to the version that last set that
+// cluster's CLA, or a RouteConfiguration) to the version that last set that
 // content.
 type contentHistory struct {
 	current  string
@@ -97,7 +103,7 @@ type ackTracker struct {
 	seq     uint64        // last endpoints version handed out
 	sent    uint64        // response counter, orders pending responses
 	eds     map[string]*contentHistory
-	rds     contentHistory // the same bookkeeping for the one RouteConfiguration
+	rds     map[string]*contentHistory // the same bookkeeping per RouteConfiguration
 	streams map[streamKey]*streamState
 }
 
@@ -108,7 +114,7 @@ func newAckTracker(logger *slog.Logger) *ackTracker {
 		logger:  logger,
 		changed: make(chan struct{}),
 		eds:     make(map[string]*contentHistory),
-		rds:     contentHistory{versions: make(map[string]uint64)},
+		rds:     make(map[string]*contentHistory),
 		streams: make(map[streamKey]*streamState),
 	}
 }
@@ -186,6 +192,8 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 		pending: make(map[string]*sentResponse),
 		acked:   make(map[string]string),
 		eds:     make(map[string]string),
+		rds:     make(map[string]string),
+		sds:     make(map[string]string),
 	}
 	t.broadcast()
 }
@@ -211,6 +219,10 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 		st.node = node
 		changed = true
 	}
+	if typeURL == resourcev3.SecretType && !st.sdsAsked {
+		st.sdsAsked = true
+		changed = true
+	}
 	if p := st.pending[nonce]; nonce != "" && p != nil {
 		delete(st.pending, nonce)
 		changed = true
@@ -224,9 +236,8 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 		} else {
 			st.acked[p.typeURL] = p.version
 			maps.Copy(st.eds, p.eds)
-			if p.rds != "" {
-				st.rds = p.rds
-			}
+			maps.Copy(st.rds, p.rds)
+			maps.Copy(st.sds, p.sds)
 			for _, name := range p.removed {
 				if p.typeURL == resourcev3.EndpointType {
 					delete(st.eds, name)
@@ -304,8 +315,23 @@ func (t *ackTracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest
 func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo()}
 	if p.typeURL == resourcev3.RouteType {
+		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, a := range resp.GetResources() {
-			p.rds = cache.HashResource(a.GetValue())
+			var rc routev3.RouteConfiguration
+			if err := proto.Unmarshal(a.GetValue(), &rc); err != nil {
+				t.logger.Error("xds: decode sent RouteConfiguration", "stream", id, "error", err)
+				continue
+			}
+			p.rds[rc.GetName()] = cache.HashResource(a.GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.SecretType {
+		p.sds = make(map[string]string, len(resp.GetResources()))
+		for _, a := range resp.GetResources() {
+			var sec tlsv3.Secret
+			if err := proto.Unmarshal(a.GetValue(), &sec); err == nil {
+				p.sds[sec.GetName()] = cache.HashResource(a.GetValue())
+			}
 		}
 	}
 	if p.typeURL == resourcev3.EndpointType {
@@ -346,8 +372,15 @@ func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscove
 		p.eds = claHashes(resp.GetResources())
 	}
 	if p.typeURL == resourcev3.RouteType {
+		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, r := range resp.GetResources() {
-			p.rds = cache.HashResource(r.GetResource().GetValue())
+			p.rds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.SecretType {
+		p.sds = make(map[string]string, len(resp.GetResources()))
+		for _, r := range resp.GetResources() {
+			p.sds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
 		}
 	}
 	t.response(streamKey{delta: true, id: id}, resp.GetNonce(), p)
@@ -450,12 +483,17 @@ func (t *ackTracker) waitEndpointsAcked(ctx context.Context, cluster, version st
 	return nil
 }
 
-// recordRoutes registers hash as the RouteConfiguration's current content and
-// returns its version (versions grow with every new content).
-func (t *ackTracker) recordRoutes(hash string) uint64 {
+// recordRoutes registers hash as the current content of the RouteConfiguration
+// name and returns its version (versions grow with every new content).
+func (t *ackTracker) recordRoutes(name, hash string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v, changed := t.rds.record(hash, &t.seq)
+	h := t.rds[name]
+	if h == nil {
+		h = &contentHistory{versions: make(map[string]uint64)}
+		t.rds[name] = h
+	}
+	v, changed := h.record(hash, &t.seq)
 	if changed {
 		t.broadcast()
 	}
@@ -463,9 +501,9 @@ func (t *ackTracker) recordRoutes(hash string) uint64 {
 }
 
 // routesAcked reports whether every connected stream that can carry RDS (and
-// at least one) has ACKed a RouteConfiguration at version >= v and the current
-// endpoints of every cluster in clusters.
-func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
+// at least one) has ACKed each RouteConfiguration of v at its version or later,
+// and the current endpoints of every cluster in clusters.
+func (t *ackTracker) routesAcked(v map[string]uint64, clusters []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
@@ -474,8 +512,10 @@ func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
 			continue
 		}
 		n++
-		if t.rds.versions[st.rds] < v {
-			return false
+		for name, want := range v {
+			if h := t.rds[name]; h == nil || h.versions[st.rds[name]] < want {
+				return false
+			}
 		}
 	}
 	for _, c := range clusters {
@@ -485,4 +525,23 @@ func (t *ackTracker) routesAcked(v uint64, clusters []string) bool {
 		}
 	}
 	return n > 0
+}
+
+// secretsAcked reports whether every stream that has asked for secrets has ACKed a version
+// of each of secrets: the proxies with a TLS listener have a certificate for the route's
+// hosts. Any version will do, so a renewal does not make a served route unready.
+func (t *ackTracker) secretsAcked(secrets []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, st := range t.streams {
+		if st.node == nil || !st.sdsAsked {
+			continue
+		}
+		for _, name := range secrets {
+			if st.sds[name] == "" {
+				return false
+			}
+		}
+	}
+	return true
 }

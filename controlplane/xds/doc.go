@@ -4,11 +4,18 @@
 //
 // Naming conventions shared with the gateway (see DESIGN.md):
 //
-//   - one Listener, "skiff-http", with an HTTP connection manager whose routes
-//     come from RDS over ADS;
-//   - one RouteConfiguration, "skiff-http", holding every virtual host sorted
-//     by name; each virtual host has one route (prefix "/") carrying the
-//     virtual host's metadata under filter_metadata["skiff"];
+//   - the Listener "skiff-http" (external, plain), and optionally "skiff-https"
+//     (external TLS: one filter chain per certificate, chosen by SNI, the
+//     certificate an SDS secret over ADS; sent once a certificate exists) and
+//     "skiff-local" (cluster-local names only), each with an HTTP connection
+//     manager whose routes come from RDS over ADS (WebSocket upgrades allowed);
+//   - one RouteConfiguration per listener, named after it, holding its virtual
+//     hosts sorted by name (VirtualHost.Visibility decides which); each virtual
+//     host has one route (prefix "/") carrying the virtual host's metadata under
+//     filter_metadata["skiff"], or, on "skiff-http" for RedirectHTTP hosts, a
+//     301 to https, after any ACME challenge paths;
+//   - one SDS Secret per TLSCertificate, named as the certificate; one that does
+//     not load is refused before any proxy sees it (CheckCertificate);
 //   - one EDS Cluster per Revision named "{namespace}/{revision}", and one
 //     ClusterLoadAssignment with the same name;
 //   - with an ext_proc service (Options.ExtProcAddress), the listener runs

@@ -4,11 +4,24 @@ import "time"
 
 // Names and defaults shared by the control plane and every proxy it drives.
 const (
-	// ListenerName is the name of the single HTTP listener.
+	// ListenerName is the name of the external plain-HTTP listener.
 	ListenerName = "skiff-http"
-	// RouteConfigName is the name of the single RouteConfiguration referenced
-	// by the listener through RDS.
+	// RouteConfigName is the name of the RouteConfiguration the external
+	// plain-HTTP listener gets through RDS.
 	RouteConfigName = "skiff-http"
+	// HTTPSListenerName is the external TLS listener (Options.HTTPSListenerPort):
+	// one filter chain per certificate, selected by SNI, certificates as SDS
+	// secrets over ADS.
+	HTTPSListenerName = "skiff-https"
+	// HTTPSRouteConfigName is the RouteConfiguration of the TLS listener.
+	HTTPSRouteConfigName = "skiff-https"
+	// LocalListenerName is the cluster-local listener (Options.LocalListenerPort),
+	// which alone serves cluster-local names.
+	LocalListenerName = "skiff-local"
+	// LocalRouteConfigName is the RouteConfiguration of the local listener.
+	LocalRouteConfigName = "skiff-local"
+	// TLSMinimumVersion is the oldest TLS version the TLS listener accepts.
+	TLSMinimumVersion = "TLSv1_2"
 	// MetadataNamespace is the filter_metadata key under which Skiff puts its
 	// own metadata on routes and clusters.
 	MetadataNamespace = "skiff"
@@ -142,11 +155,61 @@ type VirtualHost struct {
 	// rule, tried in order (a Gateway API HTTPRoute's rules, sorted by its
 	// precedence); Clusters is then unused.
 	Rules []Rule
+	// Visibility selects the listeners that serve the virtual host (see
+	// Visibility); the zero value serves it on every listener.
+	Visibility Visibility
+	// RedirectHTTP makes the external plain-HTTP listener answer the host's
+	// requests with a 301 to https (Knative's http-protocol Redirected); the
+	// TLS listener serves them. Challenges are still served over plain HTTP.
+	RedirectHTTP bool
+	// HostRewrite, when set, replaces the Host of requests sent upstream (a
+	// DomainMapping's requests reach the app with its target's host, as in Knative).
+	HostRewrite string
+	// Challenges are ACME HTTP01 challenge paths served over plain HTTP on the
+	// external listener before anything else (also while redirected), as
+	// Knative routes them while a certificate is pending.
+	Challenges []Challenge
 	// EnableFilters names listener HTTP filters that are disabled by default
 	// (WasmFilter.Disabled) and run on this virtual host: each gets an
 	// empty route.v3.FilterConfig (disabled: false) in the virtual host's
 	// typed_per_filter_config.
 	EnableFilters []string
+}
+
+// Visibility says which listeners serve a virtual host.
+type Visibility string
+
+const (
+	// VisibilityAll serves the virtual host on every listener (e.g. the
+	// broker ingress, whose names are both external and cluster-local).
+	VisibilityAll Visibility = ""
+	// VisibilityExternal serves it on the external listeners (plain HTTP
+	// and TLS) only.
+	VisibilityExternal Visibility = "External"
+	// VisibilityClusterLocal serves it on the local listener only; without
+	// a local listener (Options.LocalListenerPort 0) on the plain-HTTP one.
+	VisibilityClusterLocal Visibility = "ClusterLocal"
+)
+
+// Challenge is an exact path answered by a cluster (an ACME HTTP01 solver).
+type Challenge struct {
+	// Path is the request path, e.g. /.well-known/acme-challenge/{token}.
+	Path string
+	// Cluster answers it (see ServiceCluster).
+	Cluster string
+}
+
+// TLSCertificate is a certificate the TLS listener serves for its hosts.
+// It reaches proxies as an SDS Secret named Name; the listener selects it by
+// SNI (a filter chain whose server_names are Hosts).
+type TLSCertificate struct {
+	// Name is the SDS secret name, unique among certificates (e.g.
+	// "{namespace}/{secret}").
+	Name string
+	// Hosts are the server names that select it: exact, or "*.domain".
+	Hosts []string
+	// CertPEM is the PEM certificate chain, leaf first; KeyPEM its private key.
+	CertPEM, KeyPEM []byte
 }
 
 // Rule is one route of a VirtualHost with Rules: what it matches and the

@@ -1,12 +1,16 @@
 package xds
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -18,22 +22,22 @@ func routeKey(namespace, name string) string { return namespace + "/" + name }
 
 // SetRoute adds or replaces the virtual hosts of one Route. Only this Route is
 // translated (and checked against the other Routes' names and domains) now; the
-// "skiff-http" RouteConfiguration is reassembled and pushed right after, once for
-// any number of Routes changed meanwhile, so loading N Routes costs O(N), not O(N²).
+// RouteConfigurations are reassembled and pushed right after, once for any number
+// of Routes changed meanwhile, so loading N Routes costs O(N), not O(N²).
 func (s *Server) SetRoute(r Route) error {
-	vhosts, err := TranslateVirtualHosts(r, s.extProc)
+	vhosts, err := TranslateRouteVirtualHosts(r, s.extProc, s.ls)
 	if err != nil {
 		return fmt.Errorf("set route: %w", err)
 	}
 	key := routeKey(r.Namespace, r.Name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.vhosts[key]; ok && slices.EqualFunc(old, vhosts, func(a, b *routev3.VirtualHost) bool { return proto.Equal(a, b) }) {
+	if old, ok := s.vhosts[key]; ok && equalVhosts(old, vhosts) {
 		return nil
 	}
 	claimed := map[string]bool{}
-	for _, vh := range vhosts {
-		for _, name := range append([]string{"vhost:" + vh.GetName()}, vh.GetDomains()...) {
+	for _, vh := range r.VirtualHosts {
+		for _, name := range append([]string{"vhost:" + vh.Name}, vh.Domains...) {
 			name = strings.ToLower(name)
 			if other, ok := s.domains[name]; (ok && other != key) || claimed[name] {
 				return fmt.Errorf("set route %s: %s is already used by route %s", key, strings.TrimPrefix(name, "vhost:"), cmp.Or(other, key))
@@ -43,6 +47,20 @@ func (s *Server) SetRoute(r Route) error {
 	}
 	s.setVhostsLocked(key, vhosts, claimed)
 	return nil
+}
+
+// equalVhosts reports whether two Routes' virtual hosts, by RouteConfiguration, are the same.
+func equalVhosts(a, b map[string][]*routev3.VirtualHost) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, va := range a {
+		vb, ok := b[name]
+		if !ok || !slices.EqualFunc(va, vb, func(x, y *routev3.VirtualHost) bool { return proto.Equal(x, y) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // DeleteRoute removes the virtual hosts of one Route; unknown Routes are ignored.
@@ -56,8 +74,8 @@ func (s *Server) DeleteRoute(namespace, name string) {
 }
 
 // setVhostsLocked records key's virtual hosts (nil removes them) and their claimed
-// names, and asks for the RouteConfiguration to be reassembled.
-func (s *Server) setVhostsLocked(key string, vhosts []*routev3.VirtualHost, claimed map[string]bool) {
+// names, and asks for the RouteConfigurations to be reassembled.
+func (s *Server) setVhostsLocked(key string, vhosts map[string][]*routev3.VirtualHost, claimed map[string]bool) {
 	for _, name := range s.claims[key] {
 		delete(s.domains, name)
 	}
@@ -79,7 +97,7 @@ func (s *Server) setVhostsLocked(key string, vhosts []*routev3.VirtualHost, clai
 	}
 }
 
-// assembleRoutes reassembles and pushes the RouteConfiguration whenever Routes changed,
+// assembleRoutes reassembles and pushes the RouteConfigurations whenever Routes changed,
 // until ctx ends. Changes made while it works are coalesced into the next round.
 func (s *Server) assembleRoutes(ctx context.Context) {
 	for {
@@ -94,50 +112,56 @@ func (s *Server) assembleRoutes(ctx context.Context) {
 	}
 }
 
-// flushRoutes assembles the RouteConfiguration from every Route's virtual hosts and
-// pushes it if it changed; the Routes changed since the last push then wait for
-// the version carrying them to be ACKed.
+// flushRoutes assembles each RouteConfiguration from every Route's virtual hosts and
+// pushes those that changed; the Routes changed since the last push then wait for the
+// versions carrying them to be ACKed.
 func (s *Server) flushRoutes() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.dirty) == 0 {
 		return nil
 	}
-	n := 0
-	for _, v := range s.vhosts {
-		n += len(v)
-	}
-	all := make([]*routev3.VirtualHost, 0, n)
-	for _, v := range s.vhosts {
-		all = append(all, v...)
-	}
-	rc, err := TranslateRouteConfiguration(all)
-	if err != nil {
-		return err
-	}
-	if !proto.Equal(rc, s.routeConfig) {
+	for _, name := range s.ls.RouteConfigNames() {
+		var all []*routev3.VirtualHost
+		for _, v := range s.vhosts {
+			all = append(all, v[name]...)
+		}
+		rc, err := TranslateRouteConfiguration(all)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rc.Name = name
+		if proto.Equal(rc, s.routeConfigs[name]) {
+			continue
+		}
 		b, err := cache.MarshalResource(rc)
 		if err != nil {
-			return fmt.Errorf("marshal route configuration: %w", err)
+			return fmt.Errorf("marshal route configuration %s: %w", name, err)
 		}
 		// Record the hash before pushing, so the proxy's ACK can be matched.
-		s.routesVersion = s.acks.recordRoutes(cache.HashResource(b))
-		if err := s.routes.UpdateResource(RouteConfigName, rc); err != nil {
+		s.routesVersions[name] = s.acks.recordRoutes(name, cache.HashResource(b))
+		if err := s.routes.UpdateResource(name, rc); err != nil {
 			return fmt.Errorf("update cache: %w", err)
 		}
-		s.routeConfig = rc
+		s.routeConfigs[name] = rc
 	}
 	for key := range s.dirty {
-		if _, ok := s.vhosts[key]; ok {
-			s.routeVersions[key] = s.routesVersion
+		v, ok := s.vhosts[key]
+		if !ok {
+			continue
 		}
+		versions := make(map[string]uint64, len(v))
+		for name := range v {
+			versions[name] = s.routesVersions[name]
+		}
+		s.routeVersions[key] = versions
 	}
 	clear(s.dirty)
 	return nil
 }
 
 // RouteAcked reports whether every connected proxy (at least one) has ACKed the
-// RouteConfiguration carrying the Route's current virtual hosts, and the
+// RouteConfigurations carrying the Route's current virtual hosts, and the
 // current endpoints of every cluster those virtual hosts send traffic to:
 // only then can a request for the Route be served everywhere.
 func (s *Server) RouteAcked(namespace, name string) bool {
@@ -145,19 +169,135 @@ func (s *Server) RouteAcked(namespace, name string) bool {
 	s.mu.Lock()
 	v, ok := s.routeVersions[key]
 	ok = ok && !s.dirty[key]
+	// Only the RouteConfigurations of listeners proxies have are waited for (the TLS
+	// listener exists once there is a certificate); each is named after its listener.
+	want := make(map[string]uint64, len(v))
+	for name, version := range v {
+		if s.listenerRes[name] != nil {
+			want[name] = version
+		}
+	}
 	var clusters []string
-	for _, vh := range s.vhosts[key] {
-		for _, r := range vh.GetRoutes() {
-			if c := r.GetRoute().GetCluster(); c != "" {
-				clusters = append(clusters, c)
+	for _, vhs := range s.vhosts[key] {
+		for _, vh := range vhs {
+			for _, r := range vh.GetRoutes() {
+				if c := r.GetRoute().GetCluster(); c != "" {
+					clusters = append(clusters, c)
+				}
+				for _, wc := range r.GetRoute().GetWeightedClusters().GetClusters() {
+					clusters = append(clusters, wc.GetName())
+				}
 			}
-			for _, wc := range r.GetRoute().GetWeightedClusters().GetClusters() {
-				clusters = append(clusters, wc.GetName())
+		}
+	}
+	// With the TLS listener, the certificates of the route's TLS hosts must be there too.
+	var secrets []string
+	if _, tlsWanted := want[HTTPSRouteConfigName]; tlsWanted {
+		for _, vh := range s.vhosts[key][HTTPSRouteConfigName] {
+			for _, d := range vh.GetDomains() {
+				if name := s.certForHostLocked(d); name != "" {
+					secrets = append(secrets, name)
+				}
 			}
 		}
 	}
 	s.mu.Unlock()
-	return ok && s.acks.routesAcked(v, clusters)
+	slices.Sort(clusters)
+	return ok && s.acks.routesAcked(want, slices.Compact(clusters)) && s.acks.secretsAcked(secrets)
+}
+
+// certForHostLocked returns the certificate serving host (exact, else a wildcard); s.mu must
+// be held.
+func (s *Server) certForHostLocked(host string) string {
+	host = strings.ToLower(host)
+	for n, c := range s.certs {
+		for _, h := range c.Hosts {
+			h = strings.ToLower(h)
+			if h == host || (strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:])) {
+				return n
+			}
+		}
+	}
+	return ""
+}
+
+// SetCertificate adds or replaces a certificate of the TLS listener: its chain and key go
+// to proxies as the SDS secret c.Name, and the listener gets a filter chain selecting it for
+// c.Hosts (an LDS update only when its name or hosts change, so a renewal is an SDS update
+// alone). A certificate that does not load (see CheckCertificate), or a host already served
+// by another certificate, is refused with an error naming why, and nothing is sent: other
+// hosts' certificates are unaffected.
+func (s *Server) SetCertificate(c TLSCertificate) error {
+	if !s.ls.HTTPS {
+		return fmt.Errorf("set certificate %s: the control plane has no TLS listener", c.Name)
+	}
+	if err := CheckCertificate(c, time.Now()); err != nil {
+		return fmt.Errorf("set certificate %s: %w", c.Name, err)
+	}
+	sec, err := TranslateSecret(c)
+	if err != nil {
+		return fmt.Errorf("set certificate: %w", err)
+	}
+	c.Hosts = slices.Clone(c.Hosts)
+	slices.Sort(c.Hosts)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, other := range s.certs {
+		if name == c.Name {
+			continue
+		}
+		for _, h := range c.Hosts {
+			if slices.Contains(other.Hosts, strings.ToLower(h)) || slices.Contains(other.Hosts, h) {
+				return fmt.Errorf("set certificate %s: host %s is already served by certificate %s", c.Name, h, name)
+			}
+		}
+	}
+	old, had := s.certs[c.Name]
+	if had && slices.Equal(old.Hosts, c.Hosts) && bytes.Equal(old.CertPEM, c.CertPEM) && bytes.Equal(old.KeyPEM, c.KeyPEM) {
+		return nil
+	}
+	// The secret first, so a proxy given the new filter chain can already find it.
+	if err := s.secrets.UpdateResource(c.Name, sec); err != nil {
+		return fmt.Errorf("set certificate %s: %w", c.Name, err)
+	}
+	next := maps.Clone(s.certs)
+	next[c.Name] = c
+	if !had || !slices.Equal(old.Hosts, c.Hosts) {
+		if err := s.updateListenersLocked(s.wasm, next); err != nil {
+			if !had {
+				_ = s.secrets.DeleteResource(c.Name)
+			}
+			return fmt.Errorf("set certificate %s: %w", c.Name, err)
+		}
+	}
+	s.certs = next
+	return nil
+}
+
+// DeleteCertificate removes a certificate and its filter chain; unknown names are ignored.
+func (s *Server) DeleteCertificate(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.certs[name]; !ok {
+		return
+	}
+	next := maps.Clone(s.certs)
+	delete(next, name)
+	if err := s.updateListenersLocked(s.wasm, next); err != nil {
+		s.logger.Error("delete certificate", "name", name, "error", err)
+		return
+	}
+	s.certs = next
+	if err := s.secrets.DeleteResource(name); err != nil {
+		s.logger.Error("delete certificate secret", "name", name, "error", err)
+	}
+}
+
+// Certificates returns the names of the certificates the TLS listener serves, sorted.
+func (s *Server) Certificates() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.certs))
 }
 
 // SetCluster adds or replaces one Revision's cluster; an unchanged cluster is not pushed again.
@@ -222,4 +362,27 @@ func (s *Server) SetEndpoints(cluster string, eps []Endpoint) (string, error) {
 		s.claRes[cluster] = cla
 	}
 	return strconv.FormatUint(version, 10), nil
+}
+
+// SetServiceCluster adds or replaces a cluster named name with the one endpoint host:port
+// (STRICT_DNS for a name, STATIC for an IP), for a Kubernetes Service the proxy routes to
+// directly, such as an ACME HTTP01 solver's. An unchanged cluster is not pushed again.
+func (s *Server) SetServiceCluster(name, host string, port uint32) error {
+	cl, err := translateAddressCluster(name, net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), false)
+	if err != nil {
+		return fmt.Errorf("set service cluster %s: %w", name, err)
+	}
+	if err := cl.ValidateAll(); err != nil {
+		return fmt.Errorf("set service cluster %s: %w", name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if proto.Equal(cl, s.clusterRes[name]) {
+		return nil
+	}
+	if err := s.clusters.UpdateResource(name, cl); err != nil {
+		return fmt.Errorf("set service cluster %s: update cache: %w", name, err)
+	}
+	s.clusterRes[name] = cl
+	return nil
 }

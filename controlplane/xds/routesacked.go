@@ -16,7 +16,7 @@ func (s *Server) RoutesAcked() bool {
 	keys := slices.Collect(maps.Keys(s.vhosts))
 	s.mu.Unlock()
 	if len(keys) == 0 {
-		return s.acks.routesAcked(0, nil)
+		return s.acks.routesAcked(nil, nil)
 	}
 	for _, k := range keys {
 		ns, name, _ := strings.Cut(k, "/")

@@ -12,17 +12,20 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/skiff-dev/skiff/telemetry"
 )
@@ -43,6 +46,19 @@ type Options struct {
 	// ext_proc (see WasmFilter), e.g. wasm-filters/revision-metrics so that
 	// requests held by ext_proc count as in flight.
 	WasmFilters []WasmFilter
+	// HTTPSListenerAddress and HTTPSListenerPort place the TLS listener
+	// ("skiff-https"); port 0 means none. It is sent to proxies once there is a
+	// certificate (SetCertificate), as a listener needs a filter chain.
+	HTTPSListenerAddress string
+	HTTPSListenerPort    uint32
+	// HTTPSRedirectPort is the port http-protocol Redirected sends clients to;
+	// default HTTPSListenerPort (set 443 when a load balancer maps 443 to it).
+	HTTPSRedirectPort uint32
+	// LocalListenerAddress and LocalListenerPort place the cluster-local
+	// listener ("skiff-local"); port 0 means none, and cluster-local virtual
+	// hosts are then served on the plain-HTTP listener.
+	LocalListenerAddress string
+	LocalListenerPort    uint32
 	// WasmCodeServer is the host:port of the HTTP server (WasmCodeHandler)
 	// proxies fetch the WasmFilters' modules from, for proxies that do not
 	// share a file system with the control plane (Envoy in a cluster). When
@@ -51,7 +67,7 @@ type Options struct {
 	// http://{WasmCodeServer}/wasm/{sha256}.wasm, verified by the proxy.
 	WasmCodeServer string
 	// Tracing, when set, makes proxies trace requests with Envoy's OpenTelemetry tracer
-	// (the listener's tracing configuration) and export spans through the
+	// (every listener's tracing configuration) and export spans through the
 	// TracingClusterName cluster, which CDS then carries.
 	Tracing *Tracing
 	// Metrics, when set, records how long proxies take to answer responses and their NACKs.
@@ -81,17 +97,18 @@ type Server struct {
 	xds    serverv3.Server
 	acks   *ackTracker
 
-	listeners, routes, clusters, endpoints *cache.LinearCache
+	listeners, routes, clusters, endpoints, secrets *cache.LinearCache
 
-	mu          sync.Mutex // serialises model changes and the cache updates they cause
-	vhosts      map[string][]*routev3.VirtualHost
-	routeConfig *routev3.RouteConfiguration
-	clusterRes  map[string]*clusterv3.Cluster
-	claRes      map[string]*endpointv3.ClusterLoadAssignment
-	// routesVersion is the ACK-tracking version of the current RouteConfiguration;
-	// routeVersions holds, per Route, the version that first carried its virtual hosts.
-	routesVersion uint64
-	routeVersions map[string]uint64
+	mu sync.Mutex // serialises model changes and the cache updates they cause
+	// vhosts holds each Route's virtual hosts by RouteConfiguration name.
+	vhosts       map[string]map[string][]*routev3.VirtualHost
+	routeConfigs map[string]*routev3.RouteConfiguration
+	clusterRes   map[string]*clusterv3.Cluster
+	claRes       map[string]*endpointv3.ClusterLoadAssignment
+	// routesVersions are the ACK-tracking versions of the current RouteConfigurations;
+	// routeVersions holds, per Route, the versions that first carried its virtual hosts.
+	routesVersions map[string]uint64
+	routeVersions  map[string]map[string]uint64
 	// dirty holds the Routes whose virtual hosts changed since the RouteConfiguration
 	// was last assembled; kick wakes the goroutine that assembles it (see flushRoutes).
 	dirty   map[string]bool
@@ -106,7 +123,15 @@ type Server struct {
 	listenerAddress string
 	listenerPort    uint32
 	wasm            []WasmFilter
-	// tracing is the listener's tracing configuration (nil: none).
+	// The optional listeners (see Options) and what they are built from.
+	ls                         Listeners
+	httpsAddress, localAddress string
+	httpsPort, localPort       uint32
+	// certs are the certificates the TLS listener serves, by name; listenerRes the
+	// listeners last pushed, by name.
+	certs       map[string]TLSCertificate
+	listenerRes map[string]*listenerv3.Listener
+	// tracing is the listeners' tracing configuration (nil: none).
 	tracing *Tracing
 }
 
@@ -126,16 +151,9 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		}
 		opts.WasmFilters = remote
 	}
-	listener, err := TranslateListener(cmp.Or(opts.ListenerAddress, DefaultListenerAddress), cmp.Or(opts.ListenerPort, DefaultListenerPort), extProc, opts.WasmFilters...)
-	if err == nil {
-		listener, err = withTracing(listener, opts.Tracing)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("new xds server: %w", err)
-	}
-	rc, err := TranslateRouteConfiguration(nil)
-	if err != nil {
-		return nil, fmt.Errorf("new xds server: %w", err)
+	ls := Listeners{
+		HTTPS: opts.HTTPSListenerPort != 0, HTTPSRedirectPort: cmp.Or(opts.HTTPSRedirectPort, opts.HTTPSListenerPort),
+		Local: opts.LocalListenerPort != 0,
 	}
 
 	gcpLogger := slogAdapter{logger}
@@ -152,27 +170,47 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		routes:        newCache(resourcev3.RouteType),
 		clusters:      newCache(resourcev3.ClusterType),
 		endpoints:     newCache(resourcev3.EndpointType),
-		vhosts:        make(map[string][]*routev3.VirtualHost),
-		routeConfig:   rc,
+		secrets:       newCache(resourcev3.SecretType),
+		vhosts:        make(map[string]map[string][]*routev3.VirtualHost),
+		routeConfigs:  make(map[string]*routev3.RouteConfiguration),
 		clusterRes:    make(map[string]*clusterv3.Cluster),
 		claRes:        make(map[string]*endpointv3.ClusterLoadAssignment),
-		routeVersions: make(map[string]uint64),
-		dirty:         make(map[string]bool),
-		domains:       make(map[string]string),
-		claims:        make(map[string][]string),
-		kick:          make(chan struct{}, 1),
-		extProc:       extProc,
+		routeVersions: make(map[string]map[string]uint64),
+
+		routesVersions: make(map[string]uint64),
+		dirty:          make(map[string]bool),
+		domains:        make(map[string]string),
+		claims:         make(map[string][]string),
+		kick:           make(chan struct{}, 1),
+		extProc:        extProc,
 
 		listenerAddress: cmp.Or(opts.ListenerAddress, DefaultListenerAddress),
 		listenerPort:    cmp.Or(opts.ListenerPort, DefaultListenerPort),
 		wasm:            slices.Clone(opts.WasmFilters),
-		tracing:         opts.Tracing,
+
+		ls:           ls,
+		httpsAddress: cmp.Or(opts.HTTPSListenerAddress, DefaultListenerAddress),
+		httpsPort:    opts.HTTPSListenerPort,
+		localAddress: cmp.Or(opts.LocalListenerAddress, DefaultListenerAddress),
+		localPort:    opts.LocalListenerPort,
+		certs:        make(map[string]TLSCertificate),
+		listenerRes:  make(map[string]*listenerv3.Listener),
+		tracing:      opts.Tracing,
 	}
-	if err := s.listeners.UpdateResource(ListenerName, listener); err != nil {
-		return nil, fmt.Errorf("new xds server: set listener: %w", err)
+	if err := s.updateListenersLocked(s.wasm, s.certs); err != nil {
+		return nil, fmt.Errorf("new xds server: %w", err)
 	}
-	if err := s.routes.UpdateResource(RouteConfigName, rc); err != nil {
-		return nil, fmt.Errorf("new xds server: set route configuration: %w", err)
+	rc, err := TranslateRouteConfiguration(nil)
+	if err != nil {
+		return nil, fmt.Errorf("new xds server: %w", err)
+	}
+	for _, name := range ls.RouteConfigNames() {
+		rc := proto.Clone(rc).(*routev3.RouteConfiguration)
+		rc.Name = name
+		if err := s.routes.UpdateResource(name, rc); err != nil {
+			return nil, fmt.Errorf("new xds server: set route configuration %s: %w", name, err)
+		}
+		s.routeConfigs[name] = rc
 	}
 	if extProc {
 		cl, err := TranslateExtProcCluster(opts.ExtProcAddress)
@@ -212,6 +250,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 			resourcev3.RouteType:    s.routes,
 			resourcev3.ClusterType:  s.clusters,
 			resourcev3.EndpointType: s.endpoints,
+			resourcev3.SecretType:   s.secrets,
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -225,10 +264,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Register registers ADS (SotW and delta) and the per-type LDS, RDS, CDS and
-// EDS services on g.
+// Register registers ADS (SotW and delta) and the per-type LDS, RDS, CDS,
+// EDS and SDS services on g.
 func (s *Server) Register(g *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
@@ -282,16 +322,58 @@ func (s *Server) SetWasmFilterConfiguration(name, configuration string) error {
 	}
 	next := slices.Clone(s.wasm)
 	next[i].Configuration = configuration
-	l, err := TranslateListener(s.listenerAddress, s.listenerPort, s.extProc, next...)
-	if err == nil {
-		l, err = withTracing(l, s.tracing)
-	}
-	if err != nil {
-		return fmt.Errorf("set wasm filter configuration of %q: %w", name, err)
-	}
-	if err := s.listeners.UpdateResource(ListenerName, l); err != nil {
+	if err := s.updateListenersLocked(next, s.certs); err != nil {
 		return fmt.Errorf("set wasm filter configuration of %q: %w", name, err)
 	}
 	s.wasm = next
+	return nil
+}
+
+// updateListenersLocked translates every listener from wasm and certs and pushes the ones
+// that changed; the TLS listener exists only with a certificate. s.mu must be held (or s not
+// yet shared).
+func (s *Server) updateListenersLocked(wasm []WasmFilter, certs map[string]TLSCertificate) error {
+	next := map[string]*listenerv3.Listener{}
+	l, err := TranslateListener(s.listenerAddress, s.listenerPort, s.extProc, wasm...)
+	if err != nil {
+		return err
+	}
+	next[ListenerName] = l
+	if s.ls.Local {
+		if next[LocalListenerName], err = TranslateLocalListener(s.localAddress, s.localPort, s.extProc, wasm...); err != nil {
+			return err
+		}
+	}
+	if s.ls.HTTPS && len(certs) > 0 {
+		chains := make([]TLSCertificate, 0, len(certs))
+		for _, c := range certs {
+			chains = append(chains, TLSCertificate{Name: c.Name, Hosts: c.Hosts})
+		}
+		if next[HTTPSListenerName], err = TranslateHTTPSListener(s.httpsAddress, s.httpsPort, s.extProc, chains, wasm...); err != nil {
+			return err
+		}
+	}
+	for name, l := range next {
+		if next[name], err = withTracing(l, s.tracing); err != nil {
+			return err
+		}
+	}
+	for name, l := range next {
+		if proto.Equal(l, s.listenerRes[name]) {
+			continue
+		}
+		if err := s.listeners.UpdateResource(name, l); err != nil {
+			return fmt.Errorf("update listener %s: %w", name, err)
+		}
+		s.listenerRes[name] = l
+	}
+	for name := range s.listenerRes {
+		if next[name] == nil {
+			if err := s.listeners.DeleteResource(name); err != nil {
+				return fmt.Errorf("delete listener %s: %w", name, err)
+			}
+			delete(s.listenerRes, name)
+		}
+	}
 	return nil
 }

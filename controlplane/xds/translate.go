@@ -37,17 +37,46 @@ func adsConfigSource() *corev3.ConfigSource {
 }
 
 // TranslateListener returns the "skiff-http" Listener on address:port: an
-// HTTP connection manager (codec AUTO so h2c works, host port stripped) whose
+// HTTP connection manager (codec AUTO so h2c works, host port stripped,
+// WebSocket upgrades allowed) whose
 // RouteConfiguration "skiff-http" comes from RDS over ADS, ending with the
 // router filter. With extProc, the ext_proc filter (see ExtProcFilter) runs
 // before the router. The wasm filters (see TranslateWasmFilter) come first,
 // in order.
 func TranslateListener(address string, port uint32, extProc bool, wasm ...WasmFilter) (*listenerv3.Listener, error) {
+	return translateHTTPListener(ListenerName, RouteConfigName, address, port, extProc, nil, wasm)
+}
+
+// TranslateLocalListener returns the "skiff-local" Listener: the same HTTP
+// connection manager as TranslateListener's, with the "skiff-local"
+// RouteConfiguration, which alone carries cluster-local names.
+func TranslateLocalListener(address string, port uint32, extProc bool, wasm ...WasmFilter) (*listenerv3.Listener, error) {
+	return translateHTTPListener(LocalListenerName, LocalRouteConfigName, address, port, extProc, nil, wasm)
+}
+
+// TranslateHTTPSListener returns the "skiff-https" Listener: a tls_inspector
+// listener filter and one filter chain per certificate, matched by SNI
+// (server_names: its Hosts), terminating TLS (1.2 or later, ALPN h2 and
+// http/1.1) with the certificate as the SDS secret of its Name over ADS, each
+// running the HTTP connection manager of TranslateListener with the
+// "skiff-https" RouteConfiguration. certs must be non-empty (a listener needs
+// a filter chain), with no host in two certificates.
+func TranslateHTTPSListener(address string, port uint32, extProc bool, certs []TLSCertificate, wasm ...WasmFilter) (*listenerv3.Listener, error) {
+	if len(certs) == 0 {
+		return nil, errors.New("translate https listener: at least one certificate is required")
+	}
+	return translateHTTPListener(HTTPSListenerName, HTTPSRouteConfigName, address, port, extProc, certs, wasm)
+}
+
+// translateHTTPListener builds the listener name on address:port around an
+// HTTP connection manager with routeConfig from RDS: one plain filter chain,
+// or, with certs, one TLS filter chain per certificate.
+func translateHTTPListener(name, routeConfig, address string, port uint32, extProc bool, certs []TLSCertificate, wasm []WasmFilter) (*listenerv3.Listener, error) {
 	if _, err := netip.ParseAddr(address); err != nil {
-		return nil, fmt.Errorf("translate listener: address %q is not an IP address: %w", address, err)
+		return nil, fmt.Errorf("translate listener %s: address %q is not an IP address: %w", name, address, err)
 	}
 	if port == 0 || port > 65535 {
-		return nil, fmt.Errorf("translate listener: port %d out of range 1-65535", port)
+		return nil, fmt.Errorf("translate listener %s: port %d out of range 1-65535", name, port)
 	}
 	router, err := anypb.New(&routerv3.Router{})
 	if err != nil {
@@ -79,13 +108,15 @@ func TranslateListener(address string, port uint32, extProc bool, wasm ...WasmFi
 	})
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		StatPrefix: ListenerName,
+		StatPrefix: name,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
-			RouteConfigName: RouteConfigName,
+			RouteConfigName: routeConfig,
 		}},
 		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
 		HttpFilters:   filters,
+		// Knative serves WebSockets; Envoy refuses upgrades a listener does not list.
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 	}
 	if err := hcm.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)
@@ -94,19 +125,22 @@ func TranslateListener(address string, port uint32, extProc bool, wasm ...WasmFi
 	if err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)
 	}
+	hcmFilter := &listenerv3.Filter{
+		Name:       wellknown.HTTPConnectionManager,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+	}
 	l := &listenerv3.Listener{
-		Name: ListenerName,
+		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Protocol:      corev3.SocketAddress_TCP,
 			Address:       address,
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 		}}},
-		FilterChains: []*listenerv3.FilterChain{{
-			Filters: []*listenerv3.Filter{{
-				Name:       wellknown.HTTPConnectionManager,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
-			}},
-		}},
+	}
+	if certs == nil {
+		l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter}}}
+	} else if err := addTLSFilterChains(l, hcmFilter, certs); err != nil {
+		return nil, fmt.Errorf("translate listener %s: %w", name, err)
 	}
 	if err := l.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: %w", err)
@@ -292,6 +326,9 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 	}
 	for i, rule := range rules {
 		rt, err := translateRule(rule, vh.Timeout, extProc, len(vh.Rules) > 0)
+		if err == nil && vh.HostRewrite != "" && rt.GetRoute() != nil {
+			rt.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: vh.HostRewrite}
+		}
 		if err != nil {
 			if len(vh.Rules) > 0 {
 				return nil, fmt.Errorf("rules[%d]: %w", i, err)

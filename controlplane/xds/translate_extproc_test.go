@@ -210,7 +210,7 @@ func TestServerExtProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.mu.Lock()
-	vhs := srv.vhosts[routeKey(r.Namespace, r.Name)]
+	vhs := srv.vhosts[routeKey(r.Namespace, r.Name)][RouteConfigName]
 	srv.mu.Unlock()
 	enabled := 0
 	for _, vh := range vhs {

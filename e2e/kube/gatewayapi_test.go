@@ -2,15 +2,23 @@ package kube
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/controlplane/xds"
 )
 
 var (
@@ -232,4 +240,122 @@ func conditionTrue(u *unstructured.Unstructured, typ string) bool {
 		}
 	}
 	return false
+}
+
+const gatewayTLSObjects = `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: skiff
+spec:
+  controllerName: skiff.dev/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: secure
+  namespace: default
+spec:
+  gatewayClassName: skiff
+  listeners:
+    - name: https
+      protocol: HTTPS
+      port: 443
+      hostname: "*.secure.org"
+      tls:
+        certificateRefs: [{name: secure-tls}]
+    - name: broken
+      protocol: HTTPS
+      port: 443
+      hostname: "*.broken.org"
+      tls:
+        certificateRefs: [{name: missing-tls}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: hello
+  namespace: default
+spec:
+  parentRefs: [{name: secure}]
+  hostnames: [hello.secure.org]
+  rules:
+    - backendRefs:
+        - {group: serving.knative.dev, kind: Service, name: hello}
+`
+
+// A Gateway's HTTPS listener terminates TLS with its certificateRefs' Secret, served to the
+// proxy as an SDS secret; a listener whose Secret is missing is not programmed, naming why,
+// and the other is unaffected.
+func TestGatewayHTTPSListener(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	c := startCluster(t)
+	c.installGatewayAPI(t)
+	startKubelet(t, c.kube)
+	ctrl, _ := runControllerWith(t, c, "gateway-tls", func(cfg *kube.Config) { cfg.ProxyHTTPSPort = 8443 })
+	gw := runGatewayTLS(t, ctrl.XDSAddr().String())
+	ctx := context.Background()
+	c.apply(t, "hello.yaml")
+	c.waitReady(t, servicesGVR, "hello")
+	pool, certPEM, keyPEM := issueTestCert(t, "*.secure.org")
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "secure-tls", Namespace: "default"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}}
+	if _, err := c.kube.CoreV1().Secrets("default").Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range decodeObjects(t, []byte(gatewayTLSObjects)) {
+		gvr := map[string]schema.GroupVersionResource{"GatewayClass": gatewayClassesGVR, "Gateway": gatewaysGVR, "HTTPRoute": httpRoutesGVR}[u.GetKind()]
+		ri := c.dyn.Resource(gvr)
+		var err error
+		if u.GetNamespace() != "" {
+			_, err = ri.Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{})
+		} else {
+			_, err = ri.Create(ctx, u, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
+	var addr string
+	eventually(t, 30*time.Second, "the gateway's TLS listener", func() bool {
+		a, ok := gw.ListenerAddr(xds.HTTPSListenerName)
+		if ok {
+			addr = a.String()
+		}
+		return ok
+	})
+	eventually(t, 30*time.Second, "https://hello.secure.org with the listener's certificate", func() bool {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "hello.secure.org"},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://hello.secure.org/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && string(b) == "Hello World!\n"
+	})
+	eventually(t, 30*time.Second, "listener broken: ResolvedRefs False InvalidCertificateRef naming the Secret", func() bool {
+		g, err := c.dyn.Resource(gatewaysGVR).Namespace("default").Get(ctx, "secure", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		listeners, _, _ := unstructured.NestedSlice(g.Object, "status", "listeners")
+		for _, l := range listeners {
+			m := l.(map[string]any)
+			conds, _ := m["conditions"].([]any)
+			for _, cd := range conds {
+				cm := cd.(map[string]any)
+				if m["name"] == "broken" && cm["type"] == "ResolvedRefs" {
+					msg, _ := cm["message"].(string)
+					return cm["status"] == "False" && cm["reason"] == "InvalidCertificateRef" && strings.Contains(msg, "missing-tls")
+				}
+			}
+		}
+		return false
+	})
 }

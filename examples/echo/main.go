@@ -6,9 +6,11 @@
 //
 // with the header X-Revision: $K_REVISION. Query parameters: sleep=MS waits before answering,
 // cpu=MS keeps a CPU busy for that long first (a CPU-bound request), status=CODE answers with
-// that status, reset=1 resets maxInFlight. GET /healthz answers 200 and
-// is not counted in flight. SIGTERM or SIGINT shut it down gracefully. With the standard
-// OpenTelemetry environment (OTEL_EXPORTER_OTLP_ENDPOINT, ...) it traces each request.
+// that status, reset=1 resets maxInFlight. GET /healthz answers 200 and is not counted in
+// flight. GET /ws is a WebSocket that echoes every message, prefixed with "$K_REVISION: ";
+// GET /events?n=N streams N server-sent events ("data: $K_REVISION N"), one every 50ms.
+// SIGTERM or SIGINT shut it down gracefully. With the standard OpenTelemetry environment
+// (OTEL_EXPORTER_OTLP_ENDPOINT, ...) it traces each request.
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +29,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/websocket"
 
 	"github.com/skiff-dev/skiff/examples/internal/apptrace"
 )
@@ -104,9 +109,26 @@ type reply struct {
 // ServeHTTP implements http.Handler.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Revision", h.revision)
-	if r.URL.Path == "/healthz" {
+	switch r.URL.Path {
+	case "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+		return
+	case "/ws":
+		websocket.Handler(func(c *websocket.Conn) {
+			for {
+				var msg string
+				if err := websocket.Message.Receive(c, &msg); err != nil {
+					return
+				}
+				if err := websocket.Message.Send(c, h.revision+": "+msg); err != nil {
+					return
+				}
+			}
+		}).ServeHTTP(w, r)
+		return
+	case "/events":
+		h.events(w, r)
 		return
 	}
 	q := r.URL.Query()
@@ -165,6 +187,30 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// events streams n server-sent events, flushing each.
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	n = min(max(n, 1), 1000)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	rc := http.NewResponseController(w)
+	for i := 1; i <= n; i++ {
+		if _, err := fmt.Fprintf(w, "id: %d\ndata: %s %d\n\n", i, h.revision, i); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		if i < n {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // burn keeps one CPU busy for d, or until ctx ends, and returns what it computed.

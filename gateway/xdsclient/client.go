@@ -23,6 +23,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -41,6 +42,7 @@ const (
 	RouteType    = resourcev3.RouteType
 	ClusterType  = resourcev3.ClusterType
 	EndpointType = resourcev3.EndpointType
+	SecretType   = resourcev3.SecretType
 )
 
 // resourceWrapperType is the type URL of discovery.v3.Resource, which a
@@ -49,7 +51,7 @@ const resourceWrapperType = "type.googleapis.com/envoy.service.discovery.v3.Reso
 
 // subscriptionOrder is the order in which Envoy sends its initial requests on
 // an ADS stream: clusters before listeners, each before its dependants.
-var subscriptionOrder = []string{ClusterType, EndpointType, ListenerType, RouteType}
+var subscriptionOrder = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
 
 // isWildcard reports whether typeURL is subscribed with a wildcard (all
 // resources) rather than by name.
@@ -136,7 +138,7 @@ func New(cfg Config) *Client {
 }
 
 // Subscribe sets the resource names requested for a non-wildcard type
-// (RouteType or EndpointType). The client sends the new subscription on the
+// (RouteType, EndpointType or SecretType). The client sends the new subscription on the
 // stream if it changed. It is safe to call from any goroutine, including from
 // Handler.Apply.
 func (c *Client) Subscribe(typeURL string, names []string) {
@@ -647,6 +649,8 @@ func decode(typeURL string, a *anypb.Any) (proto.Message, error) {
 		msg = &clusterv3.Cluster{}
 	case EndpointType:
 		msg = &endpointv3.ClusterLoadAssignment{}
+	case SecretType:
+		msg = &tlsv3.Secret{}
 	default:
 		return nil, fmt.Errorf("unsupported resource type %s", typeURL)
 	}
@@ -666,6 +670,8 @@ func resourceName(m proto.Message) string {
 		return r.GetName()
 	case *endpointv3.ClusterLoadAssignment:
 		return r.GetClusterName()
+	case *tlsv3.Secret:
+		return r.GetName()
 	}
 	return ""
 }
@@ -680,6 +686,8 @@ func shortType(typeURL string) string {
 		return "CDS"
 	case EndpointType:
 		return "EDS"
+	case SecretType:
+		return "SDS"
 	}
 	return typeURL
 }

@@ -6,8 +6,10 @@
 // and attached route counts, and the GatewayClasses' Accepted condition.
 //
 // Decisions: every Gateway of Skiff's class is served by the same proxies on their one HTTP
-// listener (skiff-http; the skiff-ingress Service in a cluster), so a listener's port only
-// selects which parentRefs match it. Only HTTP listeners are accepted. Rules from every route
+// listener (skiff-http; the skiff-ingress Service in a cluster), HTTPS listeners on the TLS
+// one (skiff-https) with their certificateRefs' certificate as an SDS secret for the listener's
+// hostname, so a listener's port only selects which parentRefs match it. Only HTTP and HTTPS
+// (TLS mode Terminate, a Secret in the Gateway's namespace) listeners are accepted. Rules from every route
 // on a hostname are merged by Gateway API's precedence. What Skiff cannot honour (filters,
 // query-parameter or method matches, regular expressions, timeouts, retries, session
 // persistence) makes the route Accepted=False with reason UnsupportedValue naming the field,
@@ -18,6 +20,8 @@ package gatewayapi
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,9 +42,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	k8scorev1 "k8s.io/api/core/v1"
 )
 
 // ControllerName is the GatewayClass spec.controllerName Skiff serves.
@@ -62,6 +68,10 @@ var (
 type Proxy interface {
 	SetRoute(r xds.Route) error
 	DeleteRoute(namespace, name string)
+	// SetCertificate serves an HTTPS listener's certificate on the TLS listener (an SDS
+	// secret), refusing one that does not load with the reason; DeleteCertificate stops it.
+	SetCertificate(c xds.TLSCertificate) error
+	DeleteCertificate(name string)
 }
 
 // Config wires a Controller.
@@ -83,6 +93,8 @@ type Controller struct {
 
 	mu         sync.Mutex
 	programmed map[string]xds.Route // hostname → what the proxy has
+	// certs are the HTTPS listeners' certificates the proxy serves, by SDS name.
+	certs map[string]bool
 }
 
 // Installed reports whether the API server serves Gateway API's v1 HTTPRoutes (the CRDs
@@ -114,6 +126,7 @@ func New(cfg Config) *Controller {
 		informers:  map[schema.GroupVersionResource]cache.SharedIndexInformer{},
 		kick:       make(chan struct{}, 1),
 		programmed: map[string]xds.Route{},
+		certs:      map[string]bool{},
 	}
 	for _, gvr := range []schema.GroupVersionResource{classesGVR, gatewaysGVR, routesGVR, grantsGVR, namespacesGVR} {
 		inf := c.factory.ForResource(gvr).Informer()
@@ -152,7 +165,7 @@ func (c *Controller) Kick() {
 // OnStoreEvent is a kubestore subscriber: Knative changes can change what routes resolve to.
 func (c *Controller) OnStoreEvent(e store.Event) {
 	switch e.Key.Kind {
-	case servingv1.KindService, servingv1.KindRoute, servingv1.KindRevision:
+	case servingv1.KindService, servingv1.KindRoute, servingv1.KindRevision, api.KindSecret:
 		c.Kick()
 	}
 }
@@ -271,8 +284,9 @@ func (c *Controller) sync(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	certProblems := c.programCertificates(ctx, w)
 	for key, u := range gatewayObjs {
-		if err := c.writeGatewayStatus(ctx, u, w.gateways[key], attached); err != nil {
+		if err := c.writeGatewayStatus(ctx, u, w.gateways[key], attached, certProblems); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -360,7 +374,7 @@ func (c *Controller) writeRouteStatus(ctx context.Context, u *unstructured.Unstr
 
 // writeGatewayStatus says the Gateway is Accepted and Programmed, with each listener's
 // conditions and attached routes.
-func (c *Controller) writeGatewayStatus(ctx context.Context, u *unstructured.Unstructured, gw *gwv1.Gateway, attached map[string]int32) error {
+func (c *Controller) writeGatewayStatus(ctx context.Context, u *unstructured.Unstructured, gw *gwv1.Gateway, attached map[string]int32, certProblems map[string]string) error {
 	cond := func(t string, ok bool, reason, falseReason, msg string) metav1.Condition {
 		c := metav1.Condition{Type: t, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: gw.Generation}
 		if !ok {
@@ -373,11 +387,15 @@ func (c *Controller) writeGatewayStatus(ctx context.Context, u *unstructured.Uns
 		cond(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "", "Routes are programmed through Skiff's xDS."),
 	})}
 	for _, l := range gw.Spec.Listeners {
-		http := l.Protocol == gwv1.HTTPProtocolType
+		http := servedProtocol(l)
 		msg := "HTTP listener served on the skiff-http listener."
-		if !http {
-			msg = fmt.Sprintf("protocol %s is not supported by Skiff (HTTP only).", l.Protocol)
+		switch {
+		case !http:
+			msg = fmt.Sprintf("protocol %s is not supported by Skiff (HTTP, and HTTPS terminating TLS).", l.Protocol)
+		case l.Protocol == gwv1.HTTPSProtocolType:
+			msg = "HTTPS listener served on the skiff-https listener with its certificateRefs' certificate."
 		}
+		certProblem := certProblems[gw.Namespace+"/"+gw.Name+"/"+string(l.Name)]
 		ls := gwv1.ListenerStatus{Name: l.Name, AttachedRoutes: attached[gw.Namespace+"/"+gw.Name+"/"+string(l.Name)]}
 		if http {
 			ls.SupportedKinds = []gwv1.RouteGroupKind{{Group: &gatewayGroup, Kind: "HTTPRoute"}}
@@ -388,10 +406,18 @@ func (c *Controller) writeGatewayStatus(ctx context.Context, u *unstructured.Uns
 				prev = p.Conditions
 			}
 		}
+		refsMsg := "No references to resolve."
+		if l.Protocol == gwv1.HTTPSProtocolType {
+			refsMsg = "The certificateRefs resolve to a usable certificate."
+		}
+		programmedMsg := msg
+		if certProblem != "" {
+			refsMsg, programmedMsg = certProblem, certProblem
+		}
 		ls.Conditions = keepTransitionTimes(prev, []metav1.Condition{
 			cond(string(gwv1.ListenerConditionAccepted), http, string(gwv1.ListenerReasonAccepted), string(gwv1.ListenerReasonUnsupportedProtocol), msg),
-			cond(string(gwv1.ListenerConditionProgrammed), http, string(gwv1.ListenerReasonProgrammed), string(gwv1.ListenerReasonInvalid), msg),
-			cond(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "", "No references to resolve."),
+			cond(string(gwv1.ListenerConditionProgrammed), http && certProblem == "", string(gwv1.ListenerReasonProgrammed), string(gwv1.ListenerReasonInvalid), programmedMsg),
+			cond(string(gwv1.ListenerConditionResolvedRefs), certProblem == "", string(gwv1.ListenerReasonResolvedRefs), string(gwv1.ListenerReasonInvalidCertificateRef), refsMsg),
 		})
 		st.Listeners = append(st.Listeners, ls)
 	}
@@ -465,4 +491,76 @@ func fromUnstructured(u *unstructured.Unstructured, into any) error {
 		return fmt.Errorf("decode %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
 	return nil
+}
+
+// programCertificates serves the certificate of every HTTPS listener of Skiff's Gateways on
+// the TLS listener, for the listener's hostname (or, without one, the names the certificate
+// covers), and stops serving those of listeners gone. It returns, by "ns/gateway/listener",
+// why a listener's certificate cannot be served: a certificateRef that is not a Secret in the
+// Gateway's namespace, a Secret missing, or one whose certificate does not load. A bad
+// certificate fails its listener alone.
+func (c *Controller) programCertificates(ctx context.Context, w *world) map[string]string {
+	problems := map[string]string{}
+	want := map[string]bool{}
+	for _, gw := range w.gateways {
+		for _, l := range gw.Spec.Listeners {
+			if l.Protocol != gwv1.HTTPSProtocolType || !servedProtocol(l) {
+				continue
+			}
+			key := gw.Namespace + "/" + gw.Name + "/" + string(l.Name)
+			name := "gateway:" + key
+			cert, err := c.listenerCertificate(ctx, gw, l)
+			if err == nil {
+				cert.Name = name
+				err = c.cfg.Proxy.SetCertificate(cert)
+			}
+			if err != nil {
+				problems[key] = err.Error()
+				continue
+			}
+			want[name] = true
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.certs {
+		if !want[name] {
+			c.cfg.Proxy.DeleteCertificate(name)
+		}
+	}
+	c.certs = want
+	return problems
+}
+
+// listenerCertificate reads the certificate of an HTTPS listener's first certificateRef.
+func (c *Controller) listenerCertificate(ctx context.Context, gw *gwv1.Gateway, l gwv1.Listener) (xds.TLSCertificate, error) {
+	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
+		return xds.TLSCertificate{}, fmt.Errorf("listener %s: tls.certificateRefs is required", l.Name)
+	}
+	ref := l.TLS.CertificateRefs[0]
+	if ptrOr(ref.Group, "") != "" || ptrOr(ref.Kind, "Secret") != "Secret" {
+		return xds.TLSCertificate{}, fmt.Errorf("listener %s: certificateRefs[0] must be a core Secret", l.Name)
+	}
+	if ns := string(ptrOr(ref.Namespace, gwv1.Namespace(gw.Namespace))); ns != gw.Namespace {
+		return xds.TLSCertificate{}, fmt.Errorf("listener %s: certificateRefs[0]: a Secret in another namespace (%s) is not supported", l.Name, ns)
+	}
+	var sec api.Secret
+	if err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindSecret, Namespace: gw.Namespace, Name: string(ref.Name)}, &sec); err != nil {
+		return xds.TLSCertificate{}, fmt.Errorf("listener %s: certificateRefs[0]: Secret %s/%s: %w", l.Name, gw.Namespace, ref.Name, err)
+	}
+	cert := xds.TLSCertificate{CertPEM: sec.Data[k8scorev1.TLSCertKey], KeyPEM: sec.Data[k8scorev1.TLSPrivateKeyKey]}
+	if l.Hostname != nil && *l.Hostname != "" {
+		cert.Hosts = []string{string(*l.Hostname)}
+		return cert, nil
+	}
+	pair, err := tls.X509KeyPair(cert.CertPEM, cert.KeyPEM)
+	if err != nil {
+		return xds.TLSCertificate{}, fmt.Errorf("listener %s: Secret %s/%s: %w", l.Name, gw.Namespace, ref.Name, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil || len(leaf.DNSNames) == 0 {
+		return xds.TLSCertificate{}, fmt.Errorf("listener %s: Secret %s/%s: a listener without a hostname needs a certificate with DNS names", l.Name, gw.Namespace, ref.Name)
+	}
+	cert.Hosts = leaf.DNSNames
+	return cert, nil
 }

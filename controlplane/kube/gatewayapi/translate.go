@@ -116,7 +116,7 @@ func (w *world) attach(r *gwv1.HTTPRoute, gw *gwv1.Gateway, ref gwv1.ParentRefer
 			continue
 		}
 		matched = true
-		if l.Protocol != gwv1.HTTPProtocolType || !w.allows(gw, l, r.Namespace) {
+		if !servedProtocol(l) || !w.allows(gw, l, r.Namespace) {
 			continue
 		}
 		allowed = true
@@ -147,6 +147,18 @@ func (w *world) attach(r *gwv1.HTTPRoute, gw *gwv1.Gateway, ref gwv1.ParentRefer
 		return nil, nil, gwv1.RouteReasonNoMatchingListenerHostname, fmt.Sprintf("No hostname of the route matches a listener hostname of Gateway %s/%s.", gw.Namespace, gw.Name)
 	}
 	return hosts, listeners, "", ""
+}
+
+// servedProtocol reports whether Skiff serves a listener: HTTP, or HTTPS terminating TLS
+// (the default mode) with the certificate of its certificateRefs.
+func servedProtocol(l gwv1.Listener) bool {
+	switch l.Protocol {
+	case gwv1.HTTPProtocolType:
+		return true
+	case gwv1.HTTPSProtocolType:
+		return l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode == gwv1.TLSModeTerminate
+	}
+	return false
 }
 
 // allows reports whether listener l of gw admits HTTPRoutes from namespace ns.

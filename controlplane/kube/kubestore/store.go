@@ -29,7 +29,9 @@ import (
 	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/config"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
@@ -44,6 +46,22 @@ var kinds = map[string]schema.GroupVersionResource{
 	eventingv1.KindTrigger:      {Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"},
 	sourcesv1.KindPingSource:    {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 	sourcesv1.KindSinkBinding:   {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
+
+	servingv1beta1.KindDomainMapping:          {Group: "serving.knative.dev", Version: "v1beta1", Resource: "domainmappings"},
+	networkingv1alpha1.KindClusterDomainClaim: {Group: "networking.internal.knative.dev", Version: "v1alpha1", Resource: "clusterdomainclaims"},
+	api.KindSecret:    {Version: "v1", Resource: "secrets"},
+	api.KindConfigMap: {Version: "v1", Resource: "configmaps"},
+}
+
+// Option tunes a Store.
+type Option func(*options)
+
+type options struct{ configMapNamespace string }
+
+// ConfigMapsIn makes the Store watch the ConfigMaps of one namespace only (the controller's
+// settings); without it, ConfigMaps are not served.
+func ConfigMapsIn(namespace string) Option {
+	return func(o *options) { o.configMapNamespace = namespace }
 }
 
 // GVR returns the API resource of kind, for callers that talk to the API server directly.
@@ -60,6 +78,8 @@ type Store struct {
 	kinds     map[string]*api.Kind
 	admission *config.Config
 	log       *slog.Logger
+	// extra are the namespace-filtered factories (ConfigMaps).
+	extra []dynamicinformer.DynamicSharedInformerFactory
 
 	mu       sync.Mutex
 	handlers map[int]func(store.Event)
@@ -68,9 +88,13 @@ type Store struct {
 
 // New returns a Store watching every namespace; call Start before use. Objects read are
 // defaulted with cfg's settings (nil: Knative's defaults).
-func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config) *Store {
+func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts ...Option) *Store {
 	if cfg == nil {
 		cfg = config.Default()
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
 	s := &Store{
 		admission: cfg,
@@ -85,7 +109,15 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config) *Sto
 		s.kinds[k.Kind] = k
 	}
 	for kind, gvr := range kinds {
-		inf := s.factory.ForResource(gvr).Informer()
+		factory := s.factory
+		if kind == api.KindConfigMap {
+			if o.configMapNamespace == "" {
+				continue
+			}
+			factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 10*time.Hour, o.configMapNamespace, nil)
+			s.extra = append(s.extra, factory)
+		}
+		inf := factory.ForResource(gvr).Informer()
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { s.notify(store.Added, kind, obj) },
 			UpdateFunc: func(_, obj any) { s.notify(store.Modified, kind, obj) },
@@ -99,6 +131,9 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config) *Sto
 // Start starts the informers and waits until their caches have synced; they stop with ctx.
 func (s *Store) Start(ctx context.Context) error {
 	s.factory.Start(ctx.Done())
+	for _, f := range s.extra {
+		f.Start(ctx.Done())
+	}
 	for kind, inf := range s.informers {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			return fmt.Errorf("kubestore: wait for %s informer to sync: %w", kind, ctx.Err())
@@ -108,7 +143,12 @@ func (s *Store) Start(ctx context.Context) error {
 }
 
 // Shutdown waits for the informers' goroutines after Start's ctx is done.
-func (s *Store) Shutdown() { s.factory.Shutdown() }
+func (s *Store) Shutdown() {
+	s.factory.Shutdown()
+	for _, f := range s.extra {
+		f.Shutdown()
+	}
+}
 
 // Subscribe calls fn after every change the informers see, until cancel is called.
 func (s *Store) Subscribe(fn func(store.Event)) (cancel func()) {
@@ -158,7 +198,11 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 	if !ok {
 		return fmt.Errorf("get %s: kind not served", key)
 	}
-	item, exists, err := inf.GetIndexer().GetByKey(key.Namespace + "/" + key.Name)
+	cacheKey := key.Namespace + "/" + key.Name
+	if key.Namespace == "" {
+		cacheKey = key.Name // cluster-scoped
+	}
+	item, exists, err := inf.GetIndexer().GetByKey(cacheKey)
 	if err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
