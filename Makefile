@@ -75,11 +75,16 @@ clean:
 
 KUBE_BIN := bin/kube
 
-kube-bins: $(KUBE_BIN)/kube-apiserver $(KUBE_BIN)/kube-controller-manager $(KUBE_BIN)/etcd ## build kube-apiserver, kube-controller-manager and etcd from the module proxy (cached in bin/kube)
+kube-bins: $(KUBE_BIN)/kube-apiserver $(KUBE_BIN)/kube-controller-manager $(KUBE_BIN)/etcd $(KUBE_BIN)/kubectl ## build kube-apiserver, kube-controller-manager, etcd and kubectl from the module proxy (cached in bin/kube)
 
 $(KUBE_BIN)/kube-apiserver $(KUBE_BIN)/kube-controller-manager:
 	mkdir -p $(KUBE_BIN)
 	cd e2e/kube/tools/kubebins && $(GO) build -trimpath -o $(CURDIR)/$(KUBE_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+
+# kubectl, for the tests that drive `skiff up`'s API with the real client (e2e/kube/kubectl_test.go).
+$(KUBE_BIN)/kubectl:
+	mkdir -p $(KUBE_BIN)
+	cd e2e/kube/tools/kubebins && $(GO) build -trimpath -ldflags '-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37' -o $(CURDIR)/$(KUBE_BIN)/kubectl k8s.io/kubernetes/cmd/kubectl
 
 $(KUBE_BIN)/etcd:
 	mkdir -p $(KUBE_BIN)

@@ -51,8 +51,11 @@ const MaxAnnotationsBytes = apivalidation.TotalAnnotationSizeLimitB
 // server does this itself; `skiff up`'s API does it here so that the same objects are refused.
 func ValidateObjectMeta(obj Object) *fielderr.Error {
 	k := LookupGVK(obj.GetObjectKind().GroupVersionKind().GroupVersion().String(), obj.GetObjectKind().GroupVersionKind().Kind)
-	namespaced := k == nil || !k.ClusterScoped
-	errs := apivalidation.ValidateObjectMetaAccessor(obj, namespaced, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	namespaced, names := k == nil || !k.ClusterScoped, apivalidation.NameIsDNSSubdomain
+	if _, ok := obj.(*Namespace); ok {
+		names = apivalidation.ValidateNamespaceName
+	}
+	errs := apivalidation.ValidateObjectMetaAccessor(obj, namespaced, names, field.NewPath("metadata"))
 	var out *fielderr.Error
 	for _, e := range errs {
 		out = out.Also(fielderr.Generic(e.ErrorBody(), e.Field))

@@ -21,9 +21,9 @@ const (
 const maxDataBytes = 1 << 20
 
 // CoreKinds lists the Kubernetes core kinds Skiff's local API also serves, because Knative YAML
-// refers to them: Secrets (imagePullSecrets, env and volumes) and ConfigMaps (env and volumes).
-// They are served under /api/v1 as by a Kubernetes API server, validated as it validates them,
-// and need no CRD in a cluster.
+// refers to them: Secrets (imagePullSecrets, env and volumes), ConfigMaps (env and volumes),
+// Namespaces and ServiceAccounts (serviceAccountName). They are served under /api/v1 as by a
+// Kubernetes API server, validated as it validates them, and need no CRD in a cluster.
 func CoreKinds() []*Kind {
 	return []*Kind{
 		{
@@ -31,10 +31,55 @@ func CoreKinds() []*Kind {
 			New: func() Object { return &Secret{} },
 		},
 		{
-			Group: "", Version: "v1", Kind: KindConfigMap, Plural: "configmaps", Aliases: []string{"configmap", "cm"},
-			New: func() Object { return &ConfigMap{} },
+			Group: "", Version: "v1", Kind: KindConfigMap, Plural: "configmaps", Aliases: []string{"configmap"},
+			ShortNames: []string{"cm"},
+			New:        func() Object { return &ConfigMap{} },
+		},
+		{
+			Group: "", Version: "v1", Kind: "Namespace", Plural: "namespaces", Aliases: []string{"namespace"},
+			ShortNames: []string{"ns"}, ClusterScoped: true, StatusSubresource: true,
+			New: func() Object { return &Namespace{} },
+		},
+		{
+			Group: "", Version: "v1", Kind: "ServiceAccount", Plural: "serviceaccounts", Aliases: []string{"serviceaccount"},
+			ShortNames: []string{"sa"},
+			New:        func() Object { return &ServiceAccount{} },
 		},
 	}
+}
+
+// Namespace is a core/v1 Namespace as the local API stores it. A namespace need not exist for
+// objects to be created in it (Skiff has no NamespaceLifecycle admission); deleting one deletes
+// everything in it, as Kubernetes' namespace controller does.
+type Namespace struct{ corev1.Namespace }
+
+// SetDefaults is the API server's: phase Active, and the kubernetes.io/metadata.name label.
+func (n *Namespace) SetDefaults(context.Context) {
+	if n.Status.Phase == "" {
+		n.Status.Phase = corev1.NamespaceActive
+	}
+	if n.Name != "" {
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[corev1.LabelMetadataName] = n.Name
+	}
+}
+
+// Validate is the API server's validation of a Namespace beyond its metadata (a DNS label
+// for a name, no namespace: ValidateObjectMeta): nothing else.
+func (n *Namespace) Validate(context.Context) *fielderr.Error { return nil }
+
+// ServiceAccount is a core/v1 ServiceAccount as the local API stores it. Skiff's local runtime
+// gives instances no identity: a revision's serviceAccountName is accepted and not acted on.
+type ServiceAccount struct{ corev1.ServiceAccount }
+
+// SetDefaults does nothing: the API server defaults nothing in a ServiceAccount.
+func (s *ServiceAccount) SetDefaults(context.Context) {}
+
+// Validate is the API server's validation of a ServiceAccount: its metadata.
+func (s *ServiceAccount) Validate(context.Context) *fielderr.Error {
+	return fieldErrors(validateMeta(s.Name, s.Namespace))
 }
 
 // Secret is a core/v1 Secret as the local API stores it (the same JSON), defaulted and

@@ -3,6 +3,7 @@ package api
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -27,7 +28,8 @@ func TestCRDsCoverEveryKind(t *testing.T) {
 			Spec struct {
 				Group string `json:"group"`
 				Names struct {
-					Kind, Plural string
+					Kind, Plural           string
+					ShortNames, Categories []string
 				} `json:"names"`
 				Scope    string `json:"scope"`
 				Versions []struct {
@@ -54,9 +56,45 @@ func TestCRDsCoverEveryKind(t *testing.T) {
 			t.Errorf("%s: wrong CRD identity: %+v", path, s)
 			continue
 		}
+		if !slices.Equal(s.Names.ShortNames, k.ShortNames) || !slices.Equal(s.Names.Categories, k.Categories) {
+			t.Errorf("%s: CRD short names %v, categories %v; the registry says %v, %v", path, s.Names.ShortNames, s.Names.Categories, k.ShortNames, k.Categories)
+		}
 		if len(s.Versions) != 1 || s.Versions[0].Name != k.Version || !s.Versions[0].Served || !s.Versions[0].Storage ||
 			s.Versions[0].Subresources["status"] == nil || s.Versions[0].Schema.OpenAPIV3Schema == nil {
 			t.Errorf("%s: version %s must be served, stored, with a schema and the status subresource", path, k.Version)
+		}
+	}
+}
+
+// Discovery names Skiff's kinds as Knative's CRDs do, so that `kubectl get ksvc` and
+// `kubectl get knative` work as against Knative: serving's config/core/300-resources/*.yaml
+// and eventing's config/core/resources/{broker,trigger,pingsource,sinkbindings}.yaml.
+func TestNamesAsKnativeDeclares(t *testing.T) {
+	knative := map[string]struct{ short, categories []string }{
+		"Service":       {[]string{"kservice", "ksvc"}, []string{"all", "knative", "serving"}},
+		"Configuration": {[]string{"config", "cfg"}, []string{"all", "knative", "serving"}},
+		"Revision":      {[]string{"rev"}, []string{"all", "knative", "serving"}},
+		"Route":         {[]string{"rt"}, []string{"all", "knative", "serving"}},
+		"Broker":        {nil, []string{"all", "knative", "eventing"}},
+		"Trigger":       {nil, []string{"all", "knative", "eventing"}},
+		"PingSource":    {nil, []string{"all", "knative", "sources"}},
+		"SinkBinding":   {nil, []string{"all", "knative", "sources", "bindings"}},
+	}
+	for _, k := range Kinds() {
+		want, ok := knative[k.Kind]
+		if !ok {
+			continue // a kind this test does not know yet
+		}
+		if !slices.Equal(k.ShortNames, want.short) || !slices.Equal(k.Categories, want.categories) {
+			t.Errorf("%s: short names %v, categories %v; Knative declares %v, %v", k.Kind, k.ShortNames, k.Categories, want.short, want.categories)
+		}
+		if got := LookupKind(k.Plural); got == nil || got.Kind != k.Kind {
+			t.Errorf("LookupKind(%q) = %v", k.Plural, got)
+		}
+		for _, short := range k.ShortNames {
+			if got := LookupKind(short); got == nil || got.Kind != k.Kind {
+				t.Errorf("LookupKind(%q) = %v, want %s", short, got, k.Kind)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,10 +33,30 @@ type Kind struct {
 	// Plural is the path segment, e.g. "services"; Aliases are what the CLI also accepts.
 	Plural  string
 	Aliases []string
+	// ShortNames and Categories are what API discovery reports (kubectl get ksvc, kubectl get
+	// knative), as Knative's CRDs declare them (serving's config/core/300-resources, eventing's
+	// config/core/resources) and as deploy/crds repeats them.
+	ShortNames []string
+	Categories []string
+	// ClusterScoped kinds (Namespace, ClusterDomainClaim) have no namespace.
+	ClusterScoped bool
+	// StatusSubresource says status is written through /status only, as with every Knative
+	// CRD; a write of the object itself keeps the stored status.
+	StatusSubresource bool
 	// New returns an empty object of this kind.
 	New func() Object
-	// ClusterScoped kinds have no namespace (ClusterDomainClaim).
-	ClusterScoped bool
+}
+
+// Singular is the kind's singular resource name, e.g. "service".
+func (k *Kind) Singular() string { return strings.ToLower(k.Kind) }
+
+// GroupResource is "plural.group" ("services.serving.knative.dev"), or the plural alone in
+// the core group: how the Kubernetes API names the resource in its messages.
+func (k *Kind) GroupResource() string {
+	if k.Group == "" {
+		return k.Plural
+	}
+	return k.Plural + "." + k.Group
 }
 
 // APIVersion is group/version, or the version alone for the core group.
@@ -70,52 +91,62 @@ func Kinds() []*Kind {
 	return []*Kind{
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindService, Plural: "services",
-			Aliases: []string{"service", "ksvc", "ksvcs", "kservice", "kservices", "svc"},
-			New:     func() Object { return &servingv1.Service{} },
+			Aliases:    []string{"service", "ksvc", "ksvcs", "kservice", "kservices", "svc"},
+			ShortNames: []string{"kservice", "ksvc"}, Categories: []string{"all", "knative", "serving"}, StatusSubresource: true,
+			New: func() Object { return &servingv1.Service{} },
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindConfiguration, Plural: "configurations",
-			Aliases: []string{"configuration", "config", "configs", "cfg"},
-			New:     func() Object { return &servingv1.Configuration{} },
+			Aliases:    []string{"configuration", "config", "configs", "cfg"},
+			ShortNames: []string{"config", "cfg"}, Categories: []string{"all", "knative", "serving"}, StatusSubresource: true,
+			New: func() Object { return &servingv1.Configuration{} },
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindRevision, Plural: "revisions",
-			Aliases: []string{"revision", "rev", "revs"},
-			New:     func() Object { return &servingv1.Revision{} },
+			Aliases:    []string{"revision", "rev", "revs"},
+			ShortNames: []string{"rev"}, Categories: []string{"all", "knative", "serving"}, StatusSubresource: true,
+			New: func() Object { return &servingv1.Revision{} },
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1", Kind: servingv1.KindRoute, Plural: "routes",
-			Aliases: []string{"route", "rt"},
-			New:     func() Object { return &servingv1.Route{} },
+			Aliases:    []string{"route", "rt"},
+			ShortNames: []string{"rt"}, Categories: []string{"all", "knative", "serving"}, StatusSubresource: true,
+			New: func() Object { return &servingv1.Route{} },
 		},
 		{
 			Group: "eventing.knative.dev", Version: "v1", Kind: eventingv1.KindBroker, Plural: "brokers",
-			Aliases: []string{"broker"},
-			New:     func() Object { return &eventingv1.Broker{} },
+			Aliases:    []string{"broker"},
+			Categories: []string{"all", "knative", "eventing"}, StatusSubresource: true,
+			New: func() Object { return &eventingv1.Broker{} },
 		},
 		{
 			Group: "eventing.knative.dev", Version: "v1", Kind: eventingv1.KindTrigger, Plural: "triggers",
-			Aliases: []string{"trigger"},
-			New:     func() Object { return &eventingv1.Trigger{} },
+			Aliases:    []string{"trigger"},
+			Categories: []string{"all", "knative", "eventing"}, StatusSubresource: true,
+			New: func() Object { return &eventingv1.Trigger{} },
 		},
 		{
 			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindPingSource, Plural: "pingsources",
-			Aliases: []string{"pingsource", "ping"},
-			New:     func() Object { return &sourcesv1.PingSource{} },
+			Aliases:    []string{"pingsource", "ping"},
+			Categories: []string{"all", "knative", "sources"}, StatusSubresource: true,
+			New: func() Object { return &sourcesv1.PingSource{} },
 		},
 		{
 			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindSinkBinding, Plural: "sinkbindings",
-			Aliases: []string{"sinkbinding"},
-			New:     func() Object { return &sourcesv1.SinkBinding{} },
+			Aliases:    []string{"sinkbinding"},
+			Categories: []string{"all", "knative", "sources", "bindings"}, StatusSubresource: true,
+			New: func() Object { return &sourcesv1.SinkBinding{} },
 		},
 		{
 			Group: "serving.knative.dev", Version: "v1beta1", Kind: servingv1beta1.KindDomainMapping, Plural: "domainmappings",
-			Aliases: []string{"domainmapping", "dm"},
-			New:     func() Object { return &servingv1beta1.DomainMapping{} },
+			Aliases:    []string{"domainmapping", "dm"},
+			ShortNames: []string{"dm"}, Categories: []string{"all", "knative", "serving"}, StatusSubresource: true,
+			New: func() Object { return &servingv1beta1.DomainMapping{} },
 		},
 		{
 			Group: "networking.internal.knative.dev", Version: "v1alpha1", Kind: networkingv1alpha1.KindClusterDomainClaim,
 			Plural: "clusterdomainclaims", Aliases: []string{"clusterdomainclaim", "cdc"}, ClusterScoped: true,
+			ShortNames: []string{"cdc"}, Categories: []string{"knative-internal", "networking"}, StatusSubresource: true,
 			New: func() Object { return &networkingv1alpha1.ClusterDomainClaim{} },
 		},
 	}
@@ -128,10 +159,8 @@ func LookupKind(name string) *Kind {
 		if name == strings.ToLower(k.Kind) || name == k.Plural || name == k.Plural+"."+k.Group {
 			return k
 		}
-		for _, a := range k.Aliases {
-			if name == a {
-				return k
-			}
+		if slices.Contains(k.Aliases, name) || slices.Contains(k.ShortNames, name) {
+			return k
 		}
 	}
 	return nil

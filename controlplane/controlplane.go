@@ -100,6 +100,12 @@ type Config struct {
 	StatSource autoscaler.StatSource
 	// WasmFilters are the proxy-wasm filters every proxy runs first in its HTTP chain.
 	WasmFilters []xds.WasmFilter
+	// ServingNodes selects the proxies whose ACKs make Routes ready and whose NACKs are
+	// reported (xds.Options.ServingNodes; zero: xds.DefaultServingNodeClusters, which
+	// include the gateway's default node cluster); XDSAckTimeout is how long one may leave
+	// a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
+	ServingNodes  xds.NodeSelector
+	XDSAckTimeout time.Duration
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
@@ -242,6 +248,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
 		Tracing:        obs.proxyTracing, Metrics: obs.xds,
+		ServingNodes: cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
@@ -364,7 +371,7 @@ func (cp *ControlPlane) StopExtProc() {
 	}
 }
 
-// RouteAcked reports whether every connected proxy has accepted the Route's current
+// RouteAcked reports whether every serving proxy has accepted the Route's current
 // configuration and its revisions' endpoints.
 func (cp *ControlPlane) RouteAcked(namespace, name string) bool {
 	return cp.xds.RouteAcked(namespace, name)
@@ -407,9 +414,17 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if cp.oci != nil {
 		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
 	}
-	mux.Handle("/", apiserver.New(cp.store, cp.log, cp.cfg.Admission).CheckConfigMaps(
-		reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain)))
+	apiSrv, err := apiserver.New(cp.store, cp.log, cp.cfg.Admission, apiserver.Options{})
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	apiSrv.CheckConfigMaps(reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain))
+	if err := apiSrv.EnsureNamespace(ctx, "default"); err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	mux.Handle("/", apiSrv)
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	httpServer.RegisterOnShutdown(apiSrv.Close) // watches end, so Shutdown need not wait for them
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)

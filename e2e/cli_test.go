@@ -100,4 +100,18 @@ spec:
 	if out, err = run("get", "pods"); err == nil || !strings.Contains(out, `unknown resource kind "pods"`) {
 		t.Errorf("skiff get pods: err=%v %s", err, out)
 	}
+	// A name is never a path: this used to delete hello (issue 13, item 10).
+	for _, args := range [][]string{
+		{"delete", "ksvc", "x/../hello"}, {"delete", "ksvc", "..%2Fhello"}, {"get", "ksvc", "../services/hello"},
+		{"delete", "ksvc", "hello", "-n", "x/../default"},
+		{"logs", "ksvc", "x/../hello"}, {"logs", "ksvc", "hello", "--revision", "../hello-00001"},
+		{"logs", "ksvc", "hello", "-n", "x/../default"},
+	} {
+		if out, err = run(args...); err == nil || !strings.Contains(out, "invalid name") && !strings.Contains(out, "invalid namespace") {
+			t.Errorf("skiff %s: err=%v %s, want a client-side error", strings.Join(args, " "), err, out)
+		}
+	}
+	if out, err = run("get", "ksvc", "hello"); err != nil || !strings.Contains(out, "hello-00001") {
+		t.Errorf("hello after the refused deletes: %v %s", err, out)
+	}
 }

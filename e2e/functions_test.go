@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,28 +144,42 @@ spec:
 				if err := run.Start(); err != nil {
 					t.Fatal(err)
 				}
+				// skiff's own line, printed once the function is ready and recorded for
+				// invoke; not a server's log line such as uvicorn's "Uvicorn running on ...",
+				// which comes before.
 				ready := make(chan string, 1)
 				go func() {
 					sc := bufio.NewScanner(stdout)
 					for sc.Scan() {
-						if strings.Contains(sc.Text(), " running on ") {
-							ready <- sc.Text()
+						if u, ok := strings.CutPrefix(sc.Text(), "Function "+name+" running on "); ok {
+							ready <- u
 						}
 					}
 				}()
+				var runURL string
 				select {
-				case <-ready:
+				case runURL = <-ready:
 				case <-time.After(90 * time.Second):
 					_ = run.Process.Kill()
 					t.Fatalf("func run did not report running: %s", run.Stderr)
 				}
-				out, err := skiffFunc(dir, append(invokeArgs, "--target", "local")...)
-				if err != nil {
-					t.Errorf("invoke local: %v\n%s", err, out)
+				// Every runner listens on $HOST (127.0.0.1 from func run), never on the
+				// machine's other addresses (issue 13, item 6).
+				if u, err := url.Parse(runURL); err != nil || u.Hostname() != "127.0.0.1" {
+					t.Errorf("func run is not on 127.0.0.1: %s", runURL)
+				} else if addr := nonLoopbackAddr(t); addr != "" {
+					if c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, u.Port()), 2*time.Second); err == nil {
+						c.Close()
+						t.Errorf("the %s function answers on %s, not only on loopback", name, addr)
+					}
 				}
+				out, err := skiffFunc(dir, append(invokeArgs, "--target", "local")...)
 				check("local", out)
 				_ = run.Process.Signal(syscall.SIGTERM)
 				_ = run.Wait()
+				if err != nil {
+					t.Errorf("invoke local: %v\n%s\nfunc run's output:\n%s", err, out, run.Stderr)
+				}
 
 				if tmpl == "cloudevents" {
 					if out, err := skiffFunc(dir, "subscribe", "--filter", "type=e2e."+name, "--source", "default"); err != nil {

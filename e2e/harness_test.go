@@ -185,6 +185,8 @@ type echoReply struct {
 	Host     string `json:"host"`
 	// MaxInFlight is the most requests the app has had in flight at once.
 	MaxInFlight int `json:"maxInFlight"`
+	// Listen is the address the app listens on.
+	Listen string `json:"listen"`
 }
 
 // get sends one request through the gateway with the given Host.

@@ -25,9 +25,10 @@ import (
 const echoPkg = "github.com/skiff-dev/skiff/examples/echo"
 
 // echoImage is examples/echo, a static Go binary, on a distroless-like base, built without
-// Docker; its image config says TARGET=target, so which image runs shows in the reply.
+// Docker; its image config says TARGET=target, so which image runs shows in the reply, and
+// HOST=0.0.0.0, as images written for a network namespace of their own often do.
 func echoImage(t *testing.T, target string) v1.Image {
-	return ocitest.GoImage(t, echoPkg, func(c *v1.Config) { c.Env = append(c.Env, "TARGET="+target) })
+	return ocitest.GoImage(t, echoPkg, func(c *v1.Config) { c.Env = append(c.Env, "TARGET="+target, "HOST=0.0.0.0") })
 }
 
 func imageService(name, image, extra string) string {
@@ -65,6 +66,10 @@ func TestImageByTag(t *testing.T) {
 	}
 	if code, r, body := s.get("web.default.localhost", "/"); code != 200 || r.Revision != "web-00001" || r.Message != "Hello v1!" {
 		t.Fatalf("GET: %d %s, want 200 Hello v1! from web-00001", code, body)
+	} else if !strings.HasPrefix(r.Listen, "127.0.0.1:") {
+		// The container shares the host's network: it gets HOST=127.0.0.1 as a process does,
+		// over the image's HOST=0.0.0.0, so it is reached only through the gateway.
+		t.Errorf("the container listens on %q, want 127.0.0.1 (issue 13, item 6)", r.Listen)
 	}
 
 	// Retag: the running revision keeps its digest, through a scale to zero and back.

@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/gateway/admin"
+	"github.com/skiff-dev/skiff/gateway/codec"
 	"github.com/skiff-dev/skiff/gateway/filter"
 	"github.com/skiff-dev/skiff/gateway/filter/extproc"
 	"github.com/skiff-dev/skiff/gateway/filter/wasm"
@@ -88,6 +90,9 @@ type Config struct {
 	// every request to a revision to <RequestLogDir>/<namespace>/<revision>.log, after
 	// RequestLogPrefix (skiff up's revision logs, beside the instances' output).
 	RequestLogDir string
+	// TLS, if set, is the gateway's certificate material: ADS over mTLS, and
+	// the static secrets clusters' TLS transport sockets refer to.
+	TLS *TLSConfig
 }
 
 // Run runs a gateway for cfg until ctx is done, then drains and returns.
@@ -152,6 +157,16 @@ func (l *listener) tlsSpec() *tlsSpec {
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		// A TLS connection reaches Go's server inside a codec.Conn (see applyListeners),
+		// so Go does not fill in r.TLS itself. The handshake is done: the request was read.
+		if c := codec.FromContext(r.Context()); c != nil {
+			if tc, ok := c.Conn.(*tls.Conn); ok {
+				cs := tc.ConnectionState()
+				r.TLS = &cs
+			}
+		}
+	}
 	l.manager().ServeHTTP(w, r)
 }
 
@@ -170,8 +185,24 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.DrainTimeout = 5 * time.Second
 	}
 	st := stats.NewStore()
+	var tm *tlsMaterial
+	var secrets upstream.StaticSecrets
+	if cfg.TLS != nil {
+		var err error
+		if tm, err = cfg.TLS.load(); err != nil {
+			return nil, err
+		}
+		secrets = cfg.TLS.secrets(tm)
+	}
 	ep := extproc.NewFactory(cfg.Logger)
-	wopts := wasm.Options{Logger: cfg.Logger}
+	clusters := upstream.NewManager(st, secrets)
+	// Remote Wasm code is fetched with the TLS of its http_uri cluster, as Envoy does.
+	wopts := wasm.Options{Logger: cfg.Logger, ClusterTLS: func(name string) *tls.Config {
+		if c := clusters.Get(name); c != nil {
+			return c.TLSConfig()
+		}
+		return nil
+	}}
 	if cfg.WasmCacheDir != "" {
 		cc, err := wazero.NewCompilationCacheWithDir(cfg.WasmCacheDir)
 		if err != nil {
@@ -191,7 +222,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "gateway"),
 		stats:     st,
-		clusters:  upstream.NewManager(st),
+		clusters:  clusters,
 		filters:   filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
 		extProc:   ep,
 		wasm:      wf,
@@ -215,10 +246,11 @@ func New(cfg Config) (*Gateway, error) {
 			UserAgentName:        UserAgentName,
 			UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "dev"},
 		},
-		Delta:   cfg.Delta,
-		Handler: g,
-		Logger:  cfg.Logger,
-		Stats:   st,
+		Delta:       cfg.Delta,
+		DialOptions: xdsDialOptions(cfg, tm),
+		Handler:     g,
+		Logger:      cfg.Logger,
+		Stats:       st,
 	})
 	return g, nil
 }
@@ -569,6 +601,10 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 		if l.tls != nil {
 			ln = tls.NewListener(ln, g.tlsConfig(l))
 		}
+		// Envoy's HTTP/1 codec limits apply to every connection (see package codec); on a
+		// TLS listener to the decrypted stream, so Go's server does not see a *tls.Conn
+		// (see newServer and listener.ServeHTTP).
+		ln = codec.NewListener(ln, func() codec.Settings { return l.manager().CodecSettings() })
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
@@ -615,15 +651,17 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 
 // newServer returns the HTTP server of a listener: HTTP/1.1 and h2c (prior
 // knowledge), as Envoy's codec_type AUTO serves over cleartext, or over TLS
-// HTTP/1.1 and HTTP/2 as ALPN negotiates.
+// HTTP/1.1 and HTTP/2 as ALPN negotiates. Request heads are bounded by the
+// connection manager's limits (enforced exactly by package codec); Go's own
+// bound, which keeps memory in check, is twice as large so that the
+// connection manager answers first.
 func (g *Gateway) newServer(l *listener) *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
-	if l.tls != nil {
-		p.SetHTTP2(true)
-	} else {
-		p.SetUnencryptedHTTP2(true)
-	}
+	// Go's server sees every connection through a codec.Conn, not a *tls.Conn: it
+	// serves an HTTP/2 connection (h2c, or h2 over TLS as ALPN negotiated) when the
+	// client's first bytes are HTTP/2's connection preface.
+	p.SetUnencryptedHTTP2(true)
 	cxTotal := func() *stats.Counter {
 		return g.stats.Counter("http." + l.manager().StatPrefix() + ".downstream_cx_total")
 	}
@@ -635,6 +673,8 @@ func (g *Gateway) newServer(l *listener) *http.Server {
 		Protocols:         &p,
 		ReadHeaderTimeout: 60 * time.Second,
 		IdleTimeout:       time.Hour,
+		MaxHeaderBytes:    2 * cmp.Or(l.manager().CodecSettings().MaxRequestHeadersBytes, codec.DefaultMaxRequestHeadersKB*1024),
+		ConnContext:       codec.WithConn,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			switch s {
@@ -720,20 +760,23 @@ func (g *Gateway) parseListener(l *listenerv3.Listener) (*listenerSpec, error) {
 
 func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (proxy.Options, error) {
 	o := proxy.Options{
-		Listener:              name,
-		StatPrefix:            hcm.GetStatPrefix(),
-		Routes:                g,
-		Clusters:              g.clusters,
-		StripAnyHostPort:      hcm.GetStripAnyHostPort(),
-		StripMatchingHostPort: hcm.GetStripMatchingHostPort(),
-		UseRemoteAddress:      hcm.GetUseRemoteAddress().GetValue(),
-		SkipXFFAppend:         hcm.GetSkipXffAppend(),
-		ServerName:            hcm.GetServerName(),
-		GenerateRequestID:     hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
-		AccessLog:             len(hcm.GetAccessLog()) > 0,
-		Stats:                 g.stats,
-		Logger:                g.cfg.Logger,
-		Observe:               proxy.Observability{Metrics: g.reqMetrics},
+		Listener:               name,
+		StatPrefix:             hcm.GetStatPrefix(),
+		Routes:                 g,
+		Clusters:               g.clusters,
+		StripAnyHostPort:       hcm.GetStripAnyHostPort(),
+		StripMatchingHostPort:  hcm.GetStripMatchingHostPort(),
+		UseRemoteAddress:       hcm.GetUseRemoteAddress().GetValue(),
+		SkipXFFAppend:          hcm.GetSkipXffAppend(),
+		ServerName:             hcm.GetServerName(),
+		GenerateRequestID:      hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
+		AccessLog:              len(hcm.GetAccessLog()) > 0,
+		MaxRequestHeadersBytes: int(hcm.GetMaxRequestHeadersKb().GetValue()) * 1024,
+		MaxHeadersCount:        int(hcm.GetCommonHttpProtocolOptions().GetMaxHeadersCount().GetValue()),
+		AllowChunkedLength:     hcm.GetHttpProtocolOptions().GetAllowChunkedLength(),
+		Stats:                  g.stats,
+		Logger:                 g.cfg.Logger,
+		Observe:                proxy.Observability{Metrics: g.reqMetrics},
 	}
 	if g.reqLog != nil {
 		o.Observe.RequestLog = g.reqLog

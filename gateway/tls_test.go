@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"maps"
 	"math/big"
 	"net/http"
 	"strings"
@@ -261,5 +263,84 @@ func TestHTTPSRedirectRoute(t *testing.T) {
 	r := g.do(t, "hello.example.com", "/a?b=c")
 	if r.status != http.StatusMovedPermanently || r.header.Get("Location") != "https://hello.example.com:8443/a?b=c" {
 		t.Errorf("redirect: %d Location %q; want 301 https://hello.example.com:8443/a?b=c", r.status, r.header.Get("Location"))
+	}
+}
+
+// Envoy's codec limits (issue 13, item 8) apply on the TLS listener as on the plain one
+// (issue 14 added it): over HTTP/1.1 the codec reads the decrypted stream (431 for headers
+// over 60 KiB, 400 for Content-Length with Transfer-Encoding, the connection closed), over
+// HTTP/2 (ALPN h2) the header limits hold; the upstream still sees an https request.
+func TestEnvoyCodecLimitsOverTLS(t *testing.T) {
+	x := startXDS(t)
+	ca := newTestCA(t)
+	b := newBackend(t, "hello", false, nil)
+	c, k := ca.issue(t, "hello.example.com")
+	l := tlsListener(t, "r", map[string][]string{"s": {"hello.example.com"}})
+	l.Name = listenerName
+	x.set(t, config{
+		listeners: []types.Resource{l},
+		routes:    []types.Resource{routeConfig("r", vhost("hello", []string{"hello.example.com"}, routeTo("/", "hello")))},
+		clusters:  []types.Resource{edsCluster("hello")},
+		endpoints: []types.Resource{cla("hello", b.addr())},
+		secrets:   []types.Resource{tlsSecret("s", c, k)},
+	})
+	g := startGateway(t, x, false)
+	g.waitReady(t)
+	addr, _ := g.gw.ListenerAddr(listenerName)
+
+	dialTLS := func(t *testing.T) *rawConn {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr.String(), &tls.Config{RootCAs: ca.pool, ServerName: "hello.example.com", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &rawConn{t: t, c: conn, br: bufio.NewReader(conn)}
+	}
+	const host = "Host: hello.example.com\r\n"
+	for _, tc := range []struct {
+		name   string
+		raw    string
+		status int
+	}{
+		{"within the limits", "GET / HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("b", 1024) + "\r\n\r\n", 200},
+		{"headers over 60 KiB", "GET / HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("b", 61*1024) + "\r\n\r\n", 431},
+		{"content-length and transfer-encoding", "POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+	} {
+		t.Run("http1 "+tc.name, func(t *testing.T) {
+			rc := dialTLS(t)
+			resp, body := rc.roundTrip(tc.raw)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("got %d %q, want %d", resp.StatusCode, body, tc.status)
+			}
+			if tc.status == 200 {
+				if got := b.lastRequest().Header.Get("X-Forwarded-Proto"); got != "https" {
+					t.Errorf("upstream X-Forwarded-Proto = %q, want https", got)
+				}
+			} else if !resp.Close || !rc.closed() {
+				t.Error("the connection stays open after a codec error")
+			}
+		})
+	}
+
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "hello.example.com"}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	h2 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	do := func(h http.Header) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr.String()+"/", nil)
+		req.Host = "hello.example.com"
+		maps.Copy(req.Header, h)
+		resp, err := h2.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := do(http.Header{"X-Big": {strings.Repeat("b", 61*1024)}}); err != nil || resp.StatusCode != 431 || resp.ProtoMajor != 2 {
+		t.Errorf("h2 headers over 60 KiB: %v %v, want 431 over HTTP/2", resp, err)
+	}
+	if resp, err := do(http.Header{"X-Small": {"s"}}); err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Errorf("h2 within the limits: %v %v, want 200 over HTTP/2", resp, err)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -153,8 +154,9 @@ func (ts *tracers) get(t *hcmv3.HttpConnectionManager_Tracing) (trace.Tracer, st
 }
 
 // dialCluster connects to a host of the named cluster, picked by its load balancer at each
-// connection, as Envoy's async clients reach a cluster.
-func (ts *tracers) dialCluster(name string) func(ctx context.Context) (net.Conn, error) {
+// connection, as Envoy's async clients reach a cluster; over TLS when the cluster has a TLS
+// transport socket, offering alpn (unless the socket names its own ALPN protocols).
+func (ts *tracers) dialCluster(name, alpn string) func(ctx context.Context) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return func(ctx context.Context) (net.Conn, error) {
 		cl := ts.clusters.Get(name)
@@ -165,12 +167,31 @@ func (ts *tracers) dialCluster(name string) func(ctx context.Context) (net.Conn,
 		if err != nil {
 			return nil, fmt.Errorf("tracing cluster %q: %w", name, err)
 		}
-		return d.DialContext(ctx, "tcp", h.Address)
+		conn, err := d.DialContext(ctx, "tcp", h.Address)
+		if err != nil || cl.TLSConfig() == nil {
+			return conn, err
+		}
+		// The transport socket is below the exporter's protocol, as in Envoy: SNI and the
+		// certificate checks are the cluster's.
+		cfg := cl.TLSConfig().Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{alpn}
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("tracing cluster %q: %w", name, err)
+		}
+		return tc, nil
 	}
 }
 
 func (ts *tracers) exporter(p parsedTracing) (sdktrace.SpanExporter, error) {
-	dial := ts.dialCluster(p.cluster)
+	alpn := "http/1.1"
+	if p.grpc {
+		alpn = "h2"
+	}
+	dial := ts.dialCluster(p.cluster, alpn)
 	ctx := context.Background()
 	if p.grpc {
 		return otlptracegrpc.New(ctx,

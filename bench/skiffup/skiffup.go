@@ -117,7 +117,7 @@ func Start(o Options) (*Up, error) {
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "bench",
+	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "skiff-gateway",
 		AdminAddress: admin, Logger: log, ListenerAddressOverride: "127.0.0.1:0",
 		WasmCacheDir: filepath.Join(os.TempDir(), "skiff-bench-wasm-cache"), Telemetry: o.Telemetry})
 	if err != nil {

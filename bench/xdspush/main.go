@@ -81,7 +81,7 @@ func run(n int, delta bool) (result, error) {
 	go g.Serve(lis)
 	defer g.Stop()
 	defer srv.Close()
-	gw, err := gateway.New(gateway.Config{ADSAddress: lis.Addr().String(), NodeID: "bench", NodeCluster: "bench",
+	gw, err := gateway.New(gateway.Config{ADSAddress: lis.Addr().String(), NodeID: "bench", NodeCluster: "skiff-gateway",
 		AdminAddress: "127.0.0.1:0", Delta: delta, Logger: log, ListenerAddressOverride: "127.0.0.1:0"})
 	if err != nil {
 		return result{}, err

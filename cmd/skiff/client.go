@@ -32,6 +32,24 @@ func client(cmd *cobra.Command) (*apiclient.Client, string) {
 	return apiclient.New(addr), ns
 }
 
+// objectArgs resolves the KIND and NAME arguments of get, delete and wait with the client
+// and namespace, refusing before anything is sent a name or --namespace that cannot name an
+// object (e.g. "x/../other", which would otherwise reach another object's URL).
+func objectArgs(cmd *cobra.Command, kind, name string) (*apiclient.Client, *api.Kind, string, error) {
+	c, ns := client(cmd)
+	k, err := lookupKind(kind)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := apiclient.ValidateNamespace(ns); err != nil {
+		return nil, nil, "", fmt.Errorf("--namespace: %w", err)
+	}
+	if err := apiclient.ValidateName(name); err != nil {
+		return nil, nil, "", fmt.Errorf("%s %w", k.Kind, err)
+	}
+	return c, k, ns, nil
+}
+
 func lookupKind(name string) (*api.Kind, error) {
 	k := api.LookupKind(name)
 	if k == nil {
@@ -91,6 +109,9 @@ func newGetCommand() *cobra.Command {
 				ns = ""
 			}
 			if len(args) == 2 {
+				if _, _, _, err := objectArgs(cmd, args[0], args[1]); err != nil {
+					return err
+				}
 				obj, err := c.Get(cmd.Context(), k, ns, args[1])
 				if err != nil {
 					return err
@@ -116,8 +137,7 @@ func newDeleteCommand() *cobra.Command {
 		Short: "Delete a resource and everything it owns",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns := client(cmd)
-			k, err := lookupKind(args[0])
+			c, k, ns, err := objectArgs(cmd, args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -138,8 +158,7 @@ func newWaitCommand() *cobra.Command {
 		Short: "Wait until a resource is Ready (its Ready condition True), like kubectl wait --for=condition=Ready",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns := client(cmd)
-			k, err := lookupKind(args[0])
+			c, k, ns, err := objectArgs(cmd, args[0], args[1])
 			if err != nil {
 				return err
 			}

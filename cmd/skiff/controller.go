@@ -9,9 +9,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -34,7 +36,13 @@ func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingCon
 	if get("nats-url") == "" {
 		return nil, nil
 	}
-	ev := &kube.EventingConfig{NATSURL: get("nats-url"), IngressAddress: get("broker-ingress-addr"), IngressAdvertise: get("broker-ingress-advertise")}
+	ev := &kube.EventingConfig{NATSURL: get("nats-url"), IngressAddress: get("broker-ingress-addr"), IngressAdvertise: get("broker-ingress-advertise"),
+		NATSCredentialsSecret: get("nats-credentials-secret")}
+	if s := ev.NATSCredentialsSecret; s != "" {
+		if ns, name, ok := strings.Cut(s, "/"); !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("--nats-credentials-secret %q: want namespace/name", s)
+		}
+	}
 	_, port, err := net.SplitHostPort(ev.IngressAddress)
 	if err != nil {
 		return nil, fmt.Errorf("--broker-ingress-addr: %w", err)
@@ -136,6 +144,12 @@ func newControllerCommand() *cobra.Command {
 			}
 			cfg.ProxyStatsURLs, _ = f.GetStringArray("proxy-stats")
 			cfg.Autoscaler, cfg.StatSource = &a, source
+			if cfg.ServingNodes, cfg.XDSAckTimeout, err = servingNodeFlags(f); err != nil {
+				return err
+			}
+			if cfg.TLS, err = controllerTLS(f); err != nil {
+				return err
+			}
 			cfg.WasmCodeAdvertise, _ = f.GetString("wasm-advertise")
 			if source == autoscaler.RevisionMetrics {
 				dir, _ := f.GetString("wasm-dir")
@@ -165,6 +179,13 @@ func newControllerCommand() *cobra.Command {
 				return err
 			}
 			defer shutdownTelemetry(cfg.Telemetry, log)
+			// With --tls, --http-addr answers only clients with a certificate of the CA, so
+			// Prometheus scrapes a cleartext port of its own, as Knative's controller serves
+			// its metrics on :9090 (serving config/core/deployments/controller.yaml).
+			maddr, explicit := metricsAddr(f, cfg.Telemetry)
+			if _, err := serveMetrics(ctx, maddr, explicit, cfg.Telemetry, log); err != nil {
+				return err
+			}
 			ctrl, err := kube.New(cfg)
 			if err != nil {
 				return err
@@ -186,6 +207,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("wasm-dir", "/var/lib/skiff/wasm", "where the proxy-wasm modules are (from `make wasm`); in a source checkout they are built there first")
 	f.String("wasm-advertise", "", "host:port Envoy fetches the wasm modules from, i.e. --http-addr behind the skiff-controlplane Service")
 	addAutoscalerFlags(f)
+	addServingNodeFlags(f)
 	addAdmissionFlags(f, false)
 	f.String("webhook-addr", ":8443", "address of the defaulting and validation admission webhooks (TLS, every replica); \"-\" disables them")
 	f.String("webhook-service", "skiff-webhook", "the Service the API server calls the webhooks through: their certificate is for {service}.{system-namespace}.svc")
@@ -193,6 +215,11 @@ func newControllerCommand() *cobra.Command {
 	f.String("system-namespace", envOr("POD_NAMESPACE", "skiff-system"), "namespace of Skiff's own objects (the controller's own, as Knative reads knative-serving's): the config-features, config-defaults and config-autoscaler ConfigMaps read at start, the config-network, config-domain and config-certmanager ConfigMaps followed while running, and the webhook's certificate Secret")
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
+	f.String("nats-credentials-secret", "skiff-system/skiff-nats", "namespace/name of the Secret with the credentials NATS requires (key token, or user and password); created with a random token if absent; empty: none")
+	f.Bool("tls", true, "serve ADS and --http-addr over mTLS with a CA kept in --tls-secret (created on first start), and tell Envoy to reach ext_proc and the wasm modules over mTLS; false serves them in plaintext to anyone who can reach them")
+	f.String("tls-secret", "skiff-system/skiff-tls", "namespace/name of the Secret holding the CA and the certificates of Envoy and the activators")
+	f.StringSlice("tls-controller-names", nil, "DNS names of the controller's serving certificate (default: the skiff-controlplane Service's names in --tls-secret's namespace)")
+	f.StringSlice("tls-extproc-names", nil, "DNS names of the activators' certificate (default: the skiff-extproc Service's names in --tls-secret's namespace)")
 	f.String("broker-ingress-addr", ":18002", "address of the broker ingress (leader only); Envoy routes http://broker-ingress.{domain}/{namespace}/{broker} to it")
 	f.String("broker-ingress-advertise", "", "ip:port Envoy reaches this replica's broker ingress at (default: $POD_IP from the downward API with --broker-ingress-addr's port)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died (e.g. a lost leader) before handing the event out again")
@@ -205,8 +232,24 @@ func newControllerCommand() *cobra.Command {
 	f.Duration("leader-elect-lease-duration", 0, "how long a Lease is valid without renewal (default 15s)")
 	f.Duration("leader-elect-renew-deadline", 0, "how long the leader retries renewing before giving up (default 10s)")
 	f.Duration("leader-elect-retry-period", 0, "how often candidates retry (default 2s)")
-	addObservabilityFlags(f, "-")
+	addObservabilityFlags(f, "")
 	return cmd
+}
+
+// controllerTLS reads the --tls flags; nil with --tls=false.
+func controllerTLS(f *pflag.FlagSet) (*kube.TLSConfig, error) {
+	if on, _ := f.GetBool("tls"); !on {
+		return nil, nil
+	}
+	ref, _ := f.GetString("tls-secret")
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok || ns == "" || name == "" {
+		return nil, fmt.Errorf("--tls-secret %q: want namespace/name", ref)
+	}
+	t := &kube.TLSConfig{SecretNamespace: ns, SecretName: name}
+	t.ControllerNames, _ = f.GetStringSlice("tls-controller-names")
+	t.ExtProcNames, _ = f.GetStringSlice("tls-extproc-names")
+	return t, nil
 }
 
 // clusterSettings reads the config-features, config-defaults and config-autoscaler ConfigMaps

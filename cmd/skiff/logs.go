@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/functions/logs"
 )
 
@@ -28,7 +29,17 @@ printing new lines, and the lines of revisions created later, until interrupted.
 			default:
 				return fmt.Errorf("logs %s: only Knative Services' logs are kept (skiff logs ksvc NAME)", args[0])
 			}
-			c, ns := client(cmd)
+			// The name and namespace pick files under the data dir: refused unless they can
+			// name an object, as get, delete and wait refuse them.
+			c, _, ns, err := objectArgs(cmd, "ksvc", args[1])
+			if err != nil {
+				return err
+			}
+			if r := flagString(cmd, "revision"); r != "" {
+				if err := apiclient.ValidateName(r); err != nil {
+					return fmt.Errorf("--revision: %w", err)
+				}
+			}
 			cwd, _ := os.Getwd()
 			dir, err := logs.FindDataDir(flagString(cmd, "data-dir"), cwd)
 			if err != nil {

@@ -35,7 +35,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-format", "text", "log format: text or json (structured, with trace_id and span_id on lines logged for a traced request)")
 	root.AddCommand(newUpCommand(), newControlPlaneCommand(), newGatewayCommand(),
 		newExtProcCommand(), newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand(),
-		newSendCommand(), newLogsCommand())
+		newSendCommand(), newLogsCommand(), newKubeconfigCommand())
 	root.AddCommand(newFuncCommand())
 	root.AddCommand(newControllerCommand())
 	root.AddCommand(newTLSCommand())

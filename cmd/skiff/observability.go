@@ -27,11 +27,9 @@ import (
 const DefaultMetricsAddr = "127.0.0.1:9464"
 
 // addObservabilityFlags adds the metrics and tracing flags; metricsAddr is --metrics-addr's
-// default ("-" leaves the flag out: the process serves /metrics elsewhere).
+// default.
 func addObservabilityFlags(f *pflag.FlagSet, metricsAddr string) {
-	if metricsAddr != "-" {
-		f.String("metrics-addr", metricsAddr, "address of the Prometheus scrape endpoint (/metrics); empty: none")
-	}
+	f.String("metrics-addr", metricsAddr, "address of the Prometheus scrape endpoint (/metrics, cleartext); empty: none (skiff controller serves /metrics on --http-addr as well)")
 	f.String("otlp-endpoint", "", "OpenTelemetry collector to export metrics and traces to over OTLP: host:port or a base URL (as OTEL_EXPORTER_OTLP_ENDPOINT, which is read when this is empty, as the other OTEL_EXPORTER_OTLP_* variables are)")
 	f.String("otlp-protocol", "", "OTLP protocol of --otlp-endpoint: grpc or http/protobuf (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
 	f.Float64("trace-sampling-rate", 1, "fraction of new traces sampled, 0 to 1, unless config-observability sets tracing-sampling-rate")

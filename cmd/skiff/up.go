@@ -43,6 +43,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("extproc-addr", "127.0.0.1:18001", "address of the ext_proc activator this process serves")
 	f.String("extproc-advertise", "", "ext_proc address proxies are told over CDS, e.g. standalone `skiff extproc` instances (default: --extproc-addr)")
 	addAutoscalerFlags(f)
+	addServingNodeFlags(f)
 	f.String("wasm-dir", "bin/wasm", "where the proxy-wasm filter modules are (relative to --work-dir); in a source checkout they are built there first")
 	f.Bool("eventing", true, "run Brokers, Triggers and PingSources (broker ingress, dispatcher, JetStream)")
 	f.String("nats-url", "", "external NATS cluster with JetStream for broker events (default: an embedded NATS server storing under --data-dir/jetstream)")
@@ -124,6 +125,10 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 	if err != nil {
 		return controlplane.Config{}, err
 	}
+	serving, ackTimeout, err := servingNodeFlags(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
 	adm, err := admissionSettings(f, settings, &a, true)
 	if err != nil {
 		return controlplane.Config{}, err
@@ -170,6 +175,7 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 		HTTPSListenAddress: httpsHost, HTTPSListenPort: httpsPort, LocalListenAddress: localHost, LocalListenPort: localPort,
 		SystemNamespace: get("system-namespace"),
 		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
+		ServingNodes: serving, XDSAckTimeout: ackTimeout,
 	}, nil
 }
 
@@ -334,11 +340,15 @@ func newGatewayCommand() *cobra.Command {
 			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
 				return err
 			}
-			gw, err := gateway.New(gateway.Config{
+			cfg := gateway.Config{
 				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
 				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,
 				WasmCacheDir: get("wasm-cache-dir"), Telemetry: t,
-			})
+			}
+			if tc := (gateway.TLSConfig{CertFile: get("tls-cert"), KeyFile: get("tls-key"), CAFile: get("tls-ca"), XDSServerName: get("xds-server-name")}); tc != (gateway.TLSConfig{}) {
+				cfg.TLS = &tc
+			}
+			gw, err := gateway.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -352,6 +362,10 @@ func newGatewayCommand() *cobra.Command {
 	f.String("admin-addr", "127.0.0.1:9901", "admin endpoint (/stats, /stats/prometheus, /ready)")
 	f.String("wasm-cache-dir", "", "keep compiled proxy-wasm modules here so a restart does not compile them again (default: none)")
 	f.Bool("delta", false, "use incremental (delta) xDS instead of state of the world")
+	f.String("tls-cert", "", "client certificate (PEM; e.g. envoy.crt from the controller's TLS Secret): with --tls-key and --tls-ca, ADS is mTLS and clusters naming the static secrets skiff-client-cert and skiff-ca use them, as Envoy's bootstrap in deploy/ does")
+	f.String("tls-key", "", "the key of --tls-cert (PEM)")
+	f.String("tls-ca", "", "the CA the control plane's and ext_proc's certificates are checked against (PEM)")
+	f.String("xds-server-name", "", "the name the ADS server's certificate carries (default: --xds-addr's host)")
 	addObservabilityFlags(f, "")
 	return cmd
 }

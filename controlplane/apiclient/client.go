@@ -5,18 +5,21 @@ package apiclient
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -176,32 +179,89 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	if head.Metadata.Name == "" {
 		return ApplyResult{}, fmt.Errorf("%s: metadata.name: Required value", doc.Source)
 	}
+	if msgs := validation.IsDNS1123Subdomain(head.Metadata.Name); len(msgs) > 0 {
+		return ApplyResult{}, fmt.Errorf("%s: metadata.name: Invalid value: %q: %s", doc.Source, head.Metadata.Name, strings.Join(msgs, "; "))
+	}
 	if head.Metadata.Namespace != "" {
 		ns = head.Metadata.Namespace
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			return ApplyResult{}, fmt.Errorf("%s: metadata.namespace: Invalid value: %q: %s", doc.Source, ns, strings.Join(msgs, "; "))
+		}
+	}
+	path, err := checkedObjectPath(k, ns, head.Metadata.Name)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
 	}
 	if k.ClusterScoped {
 		ns = ""
 	}
 	res := ApplyResult{Kind: k, Name: head.Metadata.Name}
-	var before struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(doc.Data, &obj); err != nil {
+		return res, fmt.Errorf("%s: %w", doc.Source, err)
 	}
-	getErr := c.do(ctx, http.MethodGet, objectPath(k, ns, head.Metadata.Name), nil, &before)
-	var after struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
+	delete(obj, "status") // the status subresource's, never the applier's
+	meta := obj["metadata"]
+	// As kubectl replace: create the object, or replace it naming the resourceVersion it
+	// replaces; a controller writing it in between is a conflict: read it again.
+	for attempt := 0; ; attempt++ {
+		var before struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		var after struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		err := c.do(ctx, http.MethodGet, path, nil, &before)
+		switch {
+		case IsNotFound(err):
+			obj["metadata"] = meta
+			body, merr := json.Marshal(obj)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			if err = c.do(ctx, http.MethodPost, k.CollectionPath(ns), body, &after); err == nil {
+				res.Action = "created"
+				return res, nil
+			}
+		case err == nil:
+			withRV, merr := withResourceVersion(meta, before.Metadata.ResourceVersion)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			obj["metadata"] = withRV
+			body, merr := json.Marshal(obj)
+			if merr != nil {
+				return res, fmt.Errorf("%s: %w", doc.Source, merr)
+			}
+			if err = c.do(ctx, http.MethodPut, path, body, &after); err == nil {
+				res.Action = "configured"
+				if before.Metadata.ResourceVersion == after.Metadata.ResourceVersion {
+					res.Action = "unchanged"
+				}
+				return res, nil
+			}
+		}
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != http.StatusConflict || attempt == 4 {
+			return res, err
+		}
 	}
-	if err := c.do(ctx, http.MethodPut, objectPath(k, ns, head.Metadata.Name), doc.Data, &after); err != nil {
-		return res, err
+}
+
+// withResourceVersion sets metadata.resourceVersion in a document's metadata.
+func withResourceVersion(meta json.RawMessage, rv string) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &m); err != nil {
+			return nil, err
+		}
 	}
-	switch {
-	case IsNotFound(getErr):
-		res.Action = "created"
-	case before.Metadata.ResourceVersion == after.Metadata.ResourceVersion:
-		res.Action = "unchanged"
-	default:
-		res.Action = "configured"
+	v, err := json.Marshal(rv)
+	if err != nil {
+		return nil, err
 	}
-	return res, nil
+	m["resourceVersion"] = v
+	return json.Marshal(m)
 }
 
 // Getter reads one object as raw JSON, failing with an error IsNotFound recognises when it
@@ -212,14 +272,23 @@ type Getter interface {
 
 // Get reads one object as raw JSON.
 func (c *Client) Get(ctx context.Context, k *api.Kind, ns, name string) (json.RawMessage, error) {
+	path, err := checkedObjectPath(k, ns, name)
+	if err != nil {
+		return nil, err
+	}
 	var raw json.RawMessage
-	err := c.do(ctx, http.MethodGet, objectPath(k, ns, name), nil, &raw)
+	err = c.do(ctx, http.MethodGet, path, nil, &raw)
 	return raw, err
 }
 
 // List reads every object of kind k in ns ("" = all namespaces) as raw JSON.
 func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMessage, error) {
-	p := k.CollectionPath(ns)
+	if ns != "" && !k.ClusterScoped {
+		if err := ValidateNamespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	p := k.CollectionPath(url.PathEscape(ns))
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -229,10 +298,55 @@ func (c *Client) List(ctx context.Context, k *api.Kind, ns string) ([]json.RawMe
 
 // Delete removes one object (and what it owns).
 func (c *Client) Delete(ctx context.Context, k *api.Kind, ns, name string) error {
-	return c.do(ctx, http.MethodDelete, objectPath(k, ns, name), nil, nil)
+	path, err := checkedObjectPath(k, ns, name)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, path, nil, nil)
 }
 
-func objectPath(k *api.Kind, ns, name string) string { return k.ObjectPath(ns, name) }
+// ValidateName checks an object name before it is used: every kind Skiff serves is named
+// by a DNS-1123 subdomain, as in Kubernetes, so anything else (a "/", "..", upper case)
+// cannot name an object and must never become part of a request path.
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("invalid name %q: a name is required", name)
+	}
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return fmt.Errorf("invalid name %q: %s", name, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// ValidateNamespace checks a namespace (a DNS-1123 label, as in Kubernetes) before it is used.
+func ValidateNamespace(ns string) error {
+	if ns == "" {
+		return fmt.Errorf("invalid namespace %q: a namespace is required", ns)
+	}
+	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+		return fmt.Errorf("invalid namespace %q: %s", ns, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// checkedObjectPath is objectPath for a valid name and namespace (a cluster-scoped kind
+// has none; "" is "default", as in api.Kind.ObjectPath).
+func checkedObjectPath(k *api.Kind, ns, name string) (string, error) {
+	if !k.ClusterScoped {
+		if err := ValidateNamespace(cmp.Or(ns, "default")); err != nil {
+			return "", err
+		}
+	}
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return objectPath(k, ns, name), nil
+}
+
+// objectPath is the API path of one object, its namespace and name escaped as path segments.
+func objectPath(k *api.Kind, ns, name string) string {
+	return k.ObjectPath(url.PathEscape(ns), url.PathEscape(name))
+}
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rd io.Reader

@@ -1,6 +1,13 @@
-// Package apiserver is the local HTTP API behind `skiff apply`, `skiff get` and
-// `skiff delete`: Kubernetes-style resource paths over the embedded store, with
-// Knative's defaulting and validation on every write.
+// Package apiserver is `skiff up`'s local API: a subset of the Kubernetes API faithful enough
+// for kubectl, client-go (dynamic clients, informers) and `skiff apply/get/delete`, over the
+// embedded store, for Skiff's kinds and the core kinds Knative YAML refers to. It serves
+// discovery (legacy and aggregated), /version, OpenAPI v3 from deploy/crds' schemas, get and
+// list with label and field selectors, tables with the CRDs' printer columns, watch with
+// resourceVersions and bookmarks, create, update with optimistic concurrency, JSON merge and
+// JSON patch (strategic merge for the core kinds), server-side apply with managedFields,
+// delete with propagation policies and finalizers, the status subresource and dryRun, with
+// errors as the API server's Status. Every write is defaulted and validated by api.Admit,
+// Knative's webhook rebuilt, as in a cluster.
 package apiserver
 
 import (
@@ -10,33 +17,119 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
+	"strings"
+	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 
 	"github.com/skiff-dev/skiff/api"
-	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/fielderr"
-	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/apiserver/openapi"
 	"github.com/skiff-dev/skiff/controlplane/store"
-	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
+	"github.com/skiff-dev/skiff/deploy/crds"
 )
 
 // maxBody bounds a request body: resources are small, and a bound keeps memory safe.
 const maxBody = 4 << 20
 
+// Storage is what the API serves from: the embedded store.
+type Storage interface {
+	GetRaw(ctx context.Context, key store.Key) (json.RawMessage, error)
+	ListAt(ctx context.Context, kind, namespace string) ([][]byte, uint64, error)
+	ResourceVersion() (uint64, error)
+	Changes(ctx context.Context, kind, namespace string, after uint64, limit, scan int) (events []store.Event, upTo, current uint64, err error)
+	Changed() <-chan struct{}
+	CreateWith(ctx context.Context, obj store.Object, opts store.WriteOptions) error
+	UpdateWith(ctx context.Context, obj store.Object, opts store.WriteOptions) error
+	UpdateStatusWith(ctx context.Context, obj store.Object, opts store.WriteOptions) error
+	DeleteWith(ctx context.Context, key store.Key, opts store.DeleteOptions) (json.RawMessage, bool, error)
+}
+
+var _ Storage = (*store.Store)(nil)
+
+// Options tune the API.
+type Options struct {
+	// BookmarkInterval is how often a watch that allows bookmarks gets one (a minute when 0,
+	// as kube-apiserver sends them).
+	BookmarkInterval time.Duration
+	// MaxWatchTimeout bounds a watch without timeoutSeconds (30 minutes when 0); the client
+	// then watches again from where it was.
+	MaxWatchTimeout time.Duration
+	// MaxWatches bounds the watches open at once (1024 when 0); one more is answered 429, and
+	// clients retry.
+	MaxWatches int
+}
+
 // Server serves the resource API.
 type Server struct {
-	store store.Interface
-	log   *slog.Logger
-	cfg   *config.Config
-	mux   *http.ServeMux
+	store   Storage
+	log     *slog.Logger
+	cfg     *config.Config
+	opts    Options
+	kinds   []*api.Kind
+	crds    map[schema.GroupVersionKind]*crds.Version
+	openapi *openapi.Documents
+	// fields track managedFields and merge server-side applies, per kind and subresource.
+	fields map[fieldsKey]*managedfields.FieldManager
+	// protobuf decodes the core kinds kubectl's typed clients send as protobuf.
+	protobuf runtime.Decoder
 	// checkConfigMap, when set, validates ConfigMaps before they are stored (Knative's
 	// config-* ConfigMaps, refused naming the bad key so the old settings stay in force).
 	checkConfigMap func(cm *api.ConfigMap) *fielderr.Error
+
+	// watches holds a token per open watch.
+	watches chan struct{}
+	// closed is cancelled by Close: watches end.
+	closed context.Context
+	close  context.CancelFunc
+}
+
+type fieldsKey struct {
+	kind        *api.Kind
+	subresource string
+}
+
+// New returns the API handler over s. cfg holds the settings (config-features,
+// config-defaults, config-autoscaler) writes are defaulted and validated with; nil means
+// Knative's defaults.
+func New(s Storage, logger *slog.Logger, cfg *config.Config, opts Options) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	if opts.BookmarkInterval <= 0 {
+		opts.BookmarkInterval = time.Minute
+	}
+	if opts.MaxWatchTimeout <= 0 {
+		opts.MaxWatchTimeout = 30 * time.Minute
+	}
+	if opts.MaxWatches <= 0 {
+		opts.MaxWatches = 1024
+	}
+	defs, err := crds.Load()
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
+	}
+	srv := &Server{store: s, log: logger.With("component", "apiserver"), cfg: cfg, opts: opts,
+		kinds: api.ServedKinds(), crds: defs, protobuf: protobufDecoder(), watches: make(chan struct{}, opts.MaxWatches)}
+	srv.closed, srv.close = context.WithCancel(context.Background())
+	schemas := map[schema.GroupVersionKind]json.RawMessage{}
+	for gvk, v := range defs {
+		schemas[gvk] = v.Schema
+	}
+	if srv.openapi, err = openapi.Build(srv.kinds, schemas); err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
+	}
+	if srv.fields, err = fieldManagers(srv.kinds, srv.openapi); err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
+	}
+	return srv, nil
 }
 
 // CheckConfigMaps makes writes of ConfigMaps pass check first; it returns s.
@@ -45,346 +138,120 @@ func (s *Server) CheckConfigMaps(check func(cm *api.ConfigMap) *fielderr.Error) 
 	return s
 }
 
-// New returns the API handler over s. cfg holds the settings (config-features,
-// config-defaults, config-autoscaler) writes are defaulted and validated with; nil means
-// Knative's defaults.
-func New(s store.Interface, logger *slog.Logger, cfg *config.Config) *Server {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	if cfg == nil {
-		cfg = config.Default()
-	}
-	srv := &Server{store: s, log: logger.With("component", "apiserver"), cfg: cfg, mux: http.NewServeMux()}
-	srv.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	srv.mux.HandleFunc("GET /apis/{group}/{version}/{plural}", srv.list)
-	srv.mux.HandleFunc("GET /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.list)
-	srv.mux.HandleFunc("GET /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.get)
-	srv.mux.HandleFunc("POST /apis/{group}/{version}/namespaces/{ns}/{plural}", srv.create)
-	srv.mux.HandleFunc("PUT /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
-	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
-	// Cluster-scoped kinds (ClusterDomainClaim).
-	srv.mux.HandleFunc("GET /apis/{group}/{version}/{plural}/{name}", srv.get)
-	srv.mux.HandleFunc("POST /apis/{group}/{version}/{plural}", srv.create)
-	srv.mux.HandleFunc("PUT /apis/{group}/{version}/{plural}/{name}", srv.apply)
-	srv.mux.HandleFunc("DELETE /apis/{group}/{version}/{plural}/{name}", srv.delete)
-	// The core group (Secrets, ConfigMaps), as a Kubernetes API server serves it.
-	srv.mux.HandleFunc("GET /api/{version}/{plural}", srv.list)
-	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}", srv.list)
-	srv.mux.HandleFunc("GET /api/{version}/namespaces/{ns}/{plural}/{name}", srv.get)
-	srv.mux.HandleFunc("POST /api/{version}/namespaces/{ns}/{plural}", srv.create)
-	srv.mux.HandleFunc("PUT /api/{version}/namespaces/{ns}/{plural}/{name}", srv.apply)
-	srv.mux.HandleFunc("DELETE /api/{version}/namespaces/{ns}/{plural}/{name}", srv.delete)
-	return srv
-}
+// Close ends every watch (an http.Server's Shutdown waits for them otherwise).
+func (s *Server) Close() { s.close() }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.Trim(r.URL.Path, "/")
+	segs := strings.Split(p, "/")
+	if r.Method != http.MethodGet && (p == "api" || p == "apis" || p == "version" || segs[0] == "openapi" ||
+		(segs[0] == "api" && len(segs) == 2) || (segs[0] == "apis" && len(segs) <= 3)) {
+		s.fail(w, errMethodNotAllowed(r.Method, r.URL.Path))
+		return
+	}
+	switch {
+	case p == "healthz" || p == "readyz" || p == "livez":
+		io.WriteString(w, "ok")
+	case p == "version":
+		s.version(w)
+	case p == "api":
+		s.coreVersions(w, r)
+	case p == "apis":
+		s.groups(w, r)
+	case segs[0] == "openapi":
+		s.openAPI(w, r, segs[1:])
+	case segs[0] == "api" && len(segs) == 2:
+		s.resources(w, "", segs[1])
+	case segs[0] == "apis" && len(segs) == 2:
+		s.group(w, segs[1])
+	case segs[0] == "apis" && len(segs) == 3:
+		s.resources(w, segs[1], segs[2])
+	case segs[0] == "api" && len(segs) > 2:
+		s.resource(w, r, "", segs[1], segs[2:])
+	case segs[0] == "apis" && len(segs) > 3:
+		s.resource(w, r, segs[1], segs[2], segs[3:])
+	default:
+		s.fail(w, errPathNotFound())
+	}
+}
 
-func (s *Server) kind(w http.ResponseWriter, r *http.Request) *api.Kind {
-	for _, k := range api.ServedKinds() {
-		if k.Group == r.PathValue("group") && k.Version == r.PathValue("version") && k.Plural == r.PathValue("plural") {
-			// A namespaced kind is not served at a cluster-scoped path, nor the reverse.
-			if r.PathValue("name") != "" && k.ClusterScoped != (r.PathValue("ns") == "") {
-				break
-			}
+// target is what a resource request is about.
+type target struct {
+	kind *api.Kind
+	// namespace is "" for a cluster-scoped kind, or a list across namespaces.
+	namespace, name, subresource string
+}
+
+func (t *target) key() store.Key {
+	return store.Key{Kind: t.kind.Kind, Namespace: t.namespace, Name: t.name}
+}
+
+func (s *Server) lookup(group, version, plural string) *api.Kind {
+	for _, k := range s.kinds {
+		if k.Group == group && k.Version == version && k.Plural == plural {
 			return k
 		}
 	}
-	writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server could not find the requested resource %s/%s %s",
-		r.PathValue("group"), r.PathValue("version"), r.PathValue("plural")), nil)
 	return nil
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	k := s.kind(w, r)
-	if k == nil {
-		return
-	}
-	raws, err := s.store.List(r.Context(), k.Kind, r.PathValue("ns"))
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	items := make([]json.RawMessage, len(raws))
-	for i, raw := range raws {
-		items[i] = raw
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"apiVersion": k.APIVersion(), "kind": k.Kind + "List", "items": items})
-}
-
-func (s *Server) get(w http.ResponseWriter, r *http.Request) {
-	k := s.kind(w, r)
-	if k == nil {
-		return
-	}
-	obj := k.New()
-	if err := s.store.Get(r.Context(), store.Key{Kind: k.Kind, Namespace: r.PathValue("ns"), Name: r.PathValue("name")}, obj); err != nil {
-		s.storeError(w, k, r.PathValue("name"), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, obj)
-}
-
-func (s *Server) create(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, false)
-}
-
-func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, true)
-}
-
-// write admits a resource from the request body and creates it, or with upsert updates it.
-// Admission is Knative's webhook's (defaulting, then validation, with the old object on an
-// update) after the API server's own metadata checks, as in a cluster.
-func (s *Server) write(w http.ResponseWriter, r *http.Request, upsert bool) {
-	k := s.kind(w, r)
-	if k == nil {
-		return
-	}
-	obj, fields, ok := s.decode(w, r, k)
-	if !ok {
-		return
-	}
-	ctx := r.Context()
-	key := store.KeyOf(obj)
-	existing := k.New()
-	err := s.store.Get(ctx, key, existing)
-	var old api.Object
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		s.internal(w, err)
-		return
-	case !upsert:
-		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s.%s %q already exists", k.Plural, k.Group, obj.GetName()), nil)
-		return
-	default:
-		old = existing
-	}
-	if old != nil {
-		keepDefaults(config.ToContext(ctx, s.cfg), k, obj, old)
-	}
-	if !s.admit(w, r, k, obj, old, fields) {
-		return
-	}
-	if old == nil {
-		if err := s.store.Create(ctx, obj); err != nil {
-			s.storeError(w, k, obj.GetName(), err)
+// resource serves /api/v1/... and /apis/{group}/{version}/...: rest is what follows.
+func (s *Server) resource(w http.ResponseWriter, r *http.Request, group, version string, rest []string) {
+	t := &target{}
+	if rest[0] == "namespaces" && len(rest) >= 3 && s.lookup(group, version, rest[2]) != nil {
+		t.kind, t.namespace = s.lookup(group, version, rest[2]), rest[1]
+		rest = rest[3:]
+		if t.kind.ClusterScoped {
+			s.fail(w, errPathNotFound())
 			return
 		}
-		s.log.Info("created", "kind", k.Kind, "namespace", obj.GetNamespace(), "name", obj.GetName())
-		writeJSON(w, http.StatusCreated, obj)
-		return
-	}
-	before := existing.GetResourceVersion()
-	if err := s.store.Update(ctx, obj); err != nil {
-		s.storeError(w, k, obj.GetName(), err)
-		return
-	}
-	if obj.GetResourceVersion() != before {
-		s.log.Info("updated", "kind", k.Kind, "namespace", obj.GetNamespace(), "name", obj.GetName())
-	}
-	writeJSON(w, http.StatusOK, obj)
-}
-
-// keepDefaults gives a re-applied object the stored revision template (a Service's or
-// Configuration's that names its revision) or the stored spec (a Revision's) when the two
-// differ only by what defaulting fills in. Skiff's API replaces the object (PUT) where
-// `kubectl apply` merges into the stored one, keeping those defaults; and Knative does not
-// default a revision's spec, or a template whose revision name is unchanged, on an update, so
-// the same manifest applied twice would otherwise be a change to something immutable.
-func keepDefaults(ctx context.Context, k *api.Kind, obj, old api.Object) {
-	// part is what must not change: nil when it may.
-	part := func(o api.Object) any {
-		switch o := o.(type) {
-		case *servingv1.Service:
-			if o.Spec.Template.Name != "" {
-				return &o.Spec.Template
-			}
-		case *servingv1.Configuration:
-			if o.Spec.Template.Name != "" {
-				return &o.Spec.Template
-			}
-		case *servingv1.Revision:
-			return &o.Spec
+	} else {
+		t.kind = s.lookup(group, version, rest[0])
+		rest = rest[1:]
+		if t.kind == nil || (!t.kind.ClusterScoped && len(rest) > 0) {
+			s.fail(w, errPathNotFound())
+			return
 		}
-		return nil
 	}
-	np, op := part(obj), part(old)
-	if np == nil || op == nil {
+	if len(rest) > 0 {
+		t.name = rest[0]
+	}
+	if len(rest) > 1 {
+		t.subresource = rest[1]
+	}
+	if len(rest) > 2 || (t.subresource != "" && (t.subresource != "status" || !t.kind.StatusSubresource)) {
+		s.fail(w, errPathNotFound())
 		return
 	}
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return
-	}
-	fresh := k.New()
-	if json.Unmarshal(b, fresh) != nil {
-		return
-	}
-	fresh.SetDefaults(admission.WithinCreate(ctx))
-	fp := part(fresh)
-	if !equality.Semantic.DeepEqual(fp, op) {
-		return
-	}
-	switch np := np.(type) {
-	case *servingv1.RevisionTemplateSpec:
-		if np.Name == op.(*servingv1.RevisionTemplateSpec).Name {
-			*np = *op.(*servingv1.RevisionTemplateSpec)
-		}
-	case *servingv1.RevisionSpec:
-		*np = *op.(*servingv1.RevisionSpec)
-	}
-}
-
-// decode reads the body and checks it matches the path. A body that does not parse is
-// refused here (400); unknown and duplicate fields are returned, to be refused (as with the
-// Kubernetes API server's strict field validation) together with what admission finds.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, k *api.Kind) (api.Object, *fielderr.Error, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("read body: %v", err), nil)
-		return nil, nil, false
-	}
-	obj := k.New()
-	fields, err := api.Decode(body, obj)
-	if err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("decode %s: %v", k.Kind, err), nil)
-		return nil, nil, false
-	}
-	// Kubernetes' fieldValidation: Strict (Skiff's default, and what kubectl sends) refuses
-	// unknown and duplicate fields, Warn reports them, Ignore drops them.
-	switch v := r.URL.Query().Get("fieldValidation"); v {
-	case "", "Strict":
-	case "Warn":
-		for _, f := range fields.Flatten() {
-			for _, p := range f.Paths {
-				w.Header().Add("Warning", fmt.Sprintf("299 - %q", fmt.Sprintf("%s %q", f.Message, p)))
-			}
-		}
-		fields = nil
-	case "Ignore":
-		fields = nil
-	default:
-		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("fieldValidation %q: want Strict, Warn or Ignore", v), nil)
-		return nil, nil, false
-	}
-	gvk := obj.GetObjectKind().GroupVersionKind()
-	if gvk.Kind != k.Kind || gvk.GroupVersion().String() != k.APIVersion() {
-		writeStatus(w, http.StatusBadRequest, "BadRequest",
-			fmt.Sprintf("apiVersion %q kind %q does not match the path (%s %s)", gvk.GroupVersion(), gvk.Kind, k.APIVersion(), k.Kind), nil)
-		return nil, nil, false
-	}
-	if obj.GetNamespace() == "" {
-		obj.SetNamespace(r.PathValue("ns"))
-	}
-	if r.Method == http.MethodPost && obj.GetName() == "" && obj.GetGenerateName() != "" {
-		// As the Kubernetes API server: generateName plus five random characters.
-		obj.SetName(generateName(obj.GetGenerateName()))
-	}
-	if obj.GetNamespace() != r.PathValue("ns") || (r.PathValue("name") != "" && obj.GetName() != r.PathValue("name")) {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "metadata.namespace and metadata.name must match the request path", nil)
-		return nil, nil, false
-	}
-	return obj, fields, true
-}
-
-// admit runs the API server's metadata checks and Knative's defaulting and validation on
-// obj (old is the object it replaces, nil on a create), as a cluster would. It answers 422
-// naming every bad field (fields: what decoding found) and returns false, or adds the
-// warnings to the response and returns true.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, k *api.Kind, obj, old api.Object, fields *fielderr.Error) bool {
-	ctx := admission.WithCESQLCheck(config.ToContext(r.Context(), s.cfg), eventfilter.CheckCESQL)
-	diags := api.Admit(ctx, obj, old)
-	if cm, ok := obj.(*api.ConfigMap); ok && s.checkConfigMap != nil {
-		diags = diags.Also(s.checkConfigMap(cm))
-	}
-	if errs := fields.Also(api.ValidateObjectMeta(obj), api.Errors(diags)); errs != nil {
-		invalid(w, k, obj.GetName(), errs)
-		return false
-	}
-	for _, warning := range api.Warnings(diags) {
-		w.Header().Add("Warning", fmt.Sprintf("299 - %q", warning))
-	}
-	return true
-}
-
-func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
-	k := s.kind(w, r)
-	if k == nil {
-		return
-	}
-	name := r.PathValue("name")
-	if err := s.store.Delete(r.Context(), store.Key{Kind: k.Kind, Namespace: r.PathValue("ns"), Name: name}); err != nil {
-		s.storeError(w, k, name, err)
-		return
-	}
-	s.log.Info("deleted", "kind", k.Kind, "namespace", r.PathValue("ns"), "name", name)
-	writeJSON(w, http.StatusOK, metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess,
-		Details: &metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Plural},
-	})
-}
-
-func (s *Server) storeError(w http.ResponseWriter, k *api.Kind, name string, err error) {
+	allNamespaces := !t.kind.ClusterScoped && t.namespace == ""
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s.%s %q not found", k.Plural, k.Group, name), nil)
-	case errors.Is(err, store.ErrExists):
-		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s.%s %q already exists", k.Plural, k.Group, name), nil)
-	case errors.Is(err, store.ErrOwnerGone):
-		// Kubernetes would store it and have its garbage collector delete it at once.
-		invalid(w, k, name, fielderr.Generic(err.Error(), "metadata.ownerReferences"))
-	case errors.Is(err, store.ErrConflict):
-		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("Operation cannot be fulfilled on %s.%s %q: %v", k.Plural, k.Group, name, store.ErrConflict), nil)
+	case t.name == "" && r.Method == http.MethodGet:
+		if isWatch(r) {
+			s.watch(w, r, t)
+			return
+		}
+		s.list(w, r, t)
+	case t.name == "" && r.Method == http.MethodPost && !allNamespaces:
+		s.create(w, r, t)
+	case t.name == "" && r.Method == http.MethodDelete && !allNamespaces:
+		s.deleteCollection(w, r, t)
+	case t.name != "" && r.Method == http.MethodGet:
+		s.get(w, r, t)
+	case t.name != "" && r.Method == http.MethodPut:
+		s.update(w, r, t)
+	case t.name != "" && r.Method == http.MethodPatch:
+		s.patch(w, r, t)
+	case t.name != "" && r.Method == http.MethodDelete && t.subresource == "":
+		s.delete(w, r, t)
 	default:
-		s.internal(w, err)
+		s.fail(w, errMethodNotAllowed(r.Method, r.URL.Path))
 	}
 }
 
-func (s *Server) internal(w http.ResponseWriter, err error) {
-	s.log.Error("request failed", "err", err)
-	writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error(), nil)
-}
-
-// invalid answers 422 as the Kubernetes API does when an admission webhook refuses a write:
-// the message is Knative's ("validation failed: " and one line per problem, naming its
-// fields), and there is one cause per field.
-func invalid(w http.ResponseWriter, k *api.Kind, name string, errs *fielderr.Error) {
-	var causes []metav1.StatusCause
-	for _, e := range errs.Flatten() {
-		msg := e.Message
-		if e.Details != "" {
-			msg += ": " + e.Details
-		}
-		for _, p := range e.Paths {
-			causes = append(causes, metav1.StatusCause{Type: metav1.CauseTypeFieldValueInvalid, Field: p, Message: msg})
-		}
-	}
-	msg := fmt.Sprintf("%s.%s %q is invalid: validation failed: %s", k.Kind, k.Group, name, errs.Error())
-	writeStatus(w, http.StatusUnprocessableEntity, "Invalid", msg, &metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Kind, Causes: causes})
-}
-
-// generateName is the Kubernetes API server's name generator: the prefix, cut to leave room,
-// and five random lower-case letters and digits.
-func generateName(prefix string) string {
-	const alphabet, n, maxName = "bcdfghjklmnpqrstvwxz2456789", 5, 63
-	if len(prefix) > maxName-n {
-		prefix = prefix[:maxName-n]
-	}
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = alphabet[rand.IntN(len(alphabet))]
-	}
-	return prefix + string(b)
-}
-
-func writeStatus(w http.ResponseWriter, code int, reason, msg string, details *metav1.StatusDetails) {
-	writeJSON(w, code, metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure, Message: msg, Reason: metav1.StatusReason(reason), Details: details, Code: int32(code),
-	})
+func isWatch(r *http.Request) bool {
+	v := r.URL.Query().Get("watch")
+	return v == "true" || v == "1"
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -393,4 +260,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// EnsureNamespace creates the Namespace name unless it exists: `skiff up` has a "default"
+// namespace, as every cluster does.
+func (s *Server) EnsureNamespace(ctx context.Context, name string) error {
+	k := api.LookupGVK("v1", "Namespace")
+	if _, err := s.store.GetRaw(ctx, store.Key{Kind: k.Kind, Name: name}); err == nil || !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	ns := &api.Namespace{}
+	ns.APIVersion, ns.Kind, ns.Name = "v1", k.Kind, name
+	if _, err := s.admit(ctx, k, ns, nil, nil); err != nil {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	if err := s.store.CreateWith(ctx, ns, store.WriteOptions{}); err != nil && !errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return nil
 }

@@ -69,6 +69,8 @@ type Config struct {
 	// NATSURL is an external NATS cluster with JetStream (production). Empty
 	// starts an embedded NATS server with file storage in StoreDir.
 	NATSURL string
+	// NATSAuth authenticates to NATSURL (a token, or a user and password).
+	NATSAuth broker.NATSAuth
 	// StoreDir holds the embedded JetStream's files (e.g. {data-dir}/jetstream).
 	StoreDir string
 	// IngressAddress is where the broker ingress HTTP server listens; default
@@ -154,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 		e.token = hex.EncodeToString(b[:])
 	}
 	bopts := broker.Options{
-		URL: url, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
+		URL: url, Auth: cfg.NATSAuth, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
 		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch,
 	}
 	if cfg.Telemetry != nil {

@@ -26,6 +26,7 @@ package kube
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -53,10 +55,12 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/kube/gatewayapi"
 	"github.com/skiff-dev/skiff/controlplane/kube/kubestore"
 	"github.com/skiff-dev/skiff/controlplane/kube/webhook"
+	"github.com/skiff-dev/skiff/controlplane/pki"
 	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
+	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/telemetry"
 )
 
@@ -120,6 +124,16 @@ type Config struct {
 	// WasmCodeAdvertise is the "host:port" Envoy reaches HTTPAddress at (e.g. the
 	// skiff-controlplane Service's http port); required with WasmFilters.
 	WasmCodeAdvertise string
+	// ServingNodes selects the Envoys whose ACKs make Routes ready and whose NACKs are
+	// reported (xds.Options.ServingNodes; zero: xds.DefaultServingNodeClusters, which
+	// include deploy/'s --service-cluster skiff-envoy); XDSAckTimeout is how long one may
+	// leave a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
+	ServingNodes  xds.NodeSelector
+	XDSAckTimeout time.Duration
+	// TLS, when set, serves ADS and the HTTP port (activation feed, wasm modules) over mTLS
+	// with a CA kept in a Secret, and tells proxies to reach ext_proc and the modules over
+	// mTLS too (see TLSConfig). Nil serves them in plaintext, to anyone who can reach them.
+	TLS *TLSConfig
 	// LeaseNamespace and LeaseName name the Lease for leader election; Identity is this replica's.
 	LeaseNamespace, LeaseName, Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; defaults 15s, 10s, 2s.
@@ -162,6 +176,10 @@ type EventingConfig struct {
 	// AckWait is how long JetStream waits before handing out again an event whose
 	// dispatcher went silent (e.g. a leader that died); default broker.DefaultAckWait.
 	AckWait time.Duration
+	// NATSCredentialsSecret ("namespace/name") holds the credentials NATS requires: key
+	// "token", or "user" and "password". Created with a random token when it does not exist
+	// (deploy/'s NATS server reads its token from it). Empty: NATS without credentials.
+	NATSCredentialsSecret string
 }
 
 // Controller is a running `skiff controller`.
@@ -393,7 +411,27 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
 		HTTPSListenerAddress: "0.0.0.0", HTTPSListenerPort: c.cfg.ProxyHTTPSPort, HTTPSRedirectPort: c.cfg.HTTPSRedirectPort,
 		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort,
-		Tracing: obs.proxyTracing, Metrics: obs.xds}
+		Tracing: obs.proxyTracing, Metrics: obs.xds,
+		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout}
+	var serverTLS *tls.Config
+	if c.cfg.TLS != nil {
+		t := c.cfg.TLS.withDefaults()
+		m, err := ensureTLS(ctx, kc, t, time.Now())
+		if err != nil {
+			return fmt.Errorf("kube controller: %w", err)
+		}
+		if serverTLS, err = pki.ServerConfig(m.server, m.caPEM); err != nil {
+			return fmt.Errorf("kube controller: %w", err)
+		}
+		xopts.ProxyTLS = &xds.ProxyTLS{ExtProcServerName: t.ExtProcNames[0], WasmServerName: t.ControllerNames[0]}
+	}
+	var natsAuth broker.NATSAuth
+	if ev := c.cfg.Eventing; ev != nil && ev.NATSCredentialsSecret != "" {
+		var err error
+		if natsAuth, err = natsCredentials(ctx, kc, ev.NATSCredentialsSecret); err != nil {
+			return fmt.Errorf("kube controller: %w", err)
+		}
+	}
 	if len(c.filters) > 0 {
 		xopts.WasmCodeServer = c.cfg.WasmCodeAdvertise
 	}
@@ -406,7 +444,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	// are handed back to JetStream for the next leader rather than counted as failures.
 	rctx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
-	events, stopEvents, err := c.startEventing(proxy, cancelRun)
+	events, stopEvents, err := c.startEventing(proxy, cancelRun, natsAuth)
 	if err != nil {
 		return err
 	}
@@ -470,7 +508,11 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	ctrl := reconciler.New(rcfg)
 
 	reconcilers.Store(ctrl)
-	g := grpc.NewServer()
+	var gopts []grpc.ServerOption
+	if serverTLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	g := grpc.NewServer(gopts...)
 	proxy.Register(g)
 	sink.Register(g)
 	var wg sync.WaitGroup
@@ -487,7 +529,12 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 			mux.Handle("/metrics", h)
 		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		wg.Go(func() { _ = srv.Serve(c.httpLis) })
+		lis := c.httpLis
+		if serverTLS != nil {
+			// Nothing on this port is served without a client certificate of the CA.
+			lis = tls.NewListener(lis, serverTLS.Clone())
+		}
+		wg.Go(func() { _ = srv.Serve(lis) })
 		defer srv.Close() // before wg.Wait: ends the feed's streams
 	}
 	sctx, stopScaler := context.WithCancel(ctx)
@@ -511,7 +558,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 // startEventing connects to NATS, binds the broker ingress and programs its route on proxy,
 // then serves it until stop is called; a failure of the ingress calls fail. Without
 // Config.Eventing it returns a nil Eventing and a no-op stop.
-func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc) (*eventing.Eventing, func(), error) {
+func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc, auth broker.NATSAuth) (*eventing.Eventing, func(), error) {
 	ev := c.cfg.Eventing
 	if ev == nil {
 		return nil, func() {}, nil
@@ -519,7 +566,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 	ctx, cancel := context.WithCancel(context.Background())
 	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
-		Domain: c.cfg.Domain, NATSURL: ev.NATSURL,
+		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
 		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: c.cfg.Telemetry,

@@ -36,11 +36,14 @@ type Proxy interface {
 	SetCluster(c xds.Cluster) error
 	DeleteCluster(name string)
 	SetEndpoints(cluster string, eps []xds.Endpoint) (string, error)
-	// WaitEndpointsAcked blocks until every connected proxy has ACKed that endpoints version.
+	// WaitEndpointsAcked blocks until every serving proxy has ACKed that endpoints version.
 	WaitEndpointsAcked(ctx context.Context, cluster, version string) error
-	// RouteAcked reports whether every connected proxy has accepted the route's current
+	// RouteAcked reports whether every serving proxy has accepted the route's current
 	// virtual hosts and the endpoints of the clusters it names.
 	RouteAcked(namespace, name string) bool
+	// RouteStatus is RouteAcked and, when not acked, why a serving proxy rejected
+	// (NACKed) what the route needs.
+	RouteStatus(namespace, name string) xds.RouteStatus
 	// SetCertificate serves a certificate on the TLS listener (an SDS secret), refusing one
 	// that does not load with the reason; DeleteCertificate stops serving it.
 	SetCertificate(c xds.TLSCertificate) error
@@ -118,9 +121,11 @@ type Controller struct {
 	queue workqueue.TypedRateLimitingInterface[store.Key]
 	now   func() time.Time
 
-	// ackWait holds the routes waiting for a proxy ACK so they are re-checked, not lost.
+	// ackWait holds the routes and DomainMappings waiting for a proxy ACK so they are
+	// re-checked, not lost, with the proxy's rejection their status last reported ("" for
+	// none).
 	mu      sync.Mutex
-	ackWait map[store.Key]bool
+	ackWait map[store.Key]string
 	// routeRefs indexes the configuration and revision names each route reads.
 	routeRefs map[store.Key]map[string]bool
 	// publishing cancels the wait for a proxy ACK before endpoints reach the activator.
@@ -162,7 +167,7 @@ func New(cfg Config) *Controller {
 			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving", MetricsProvider: cfg.QueueMetrics}),
 		now:         time.Now,
-		ackWait:     map[store.Key]bool{},
+		ackWait:     map[store.Key]string{},
 		routeRefs:   map[store.Key]map[string]bool{},
 		publishing:  map[string]context.CancelFunc{},
 		servedCerts: map[store.Key][]string{},
@@ -335,12 +340,12 @@ func (c *Controller) pollAcks(ctx context.Context) {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		for k := range c.ackWait {
+		for k, rejected := range c.ackWait {
 			name := k.Name
 			if k.Kind == servingv1beta1.KindDomainMapping {
 				name = domainMappingProxyName(k.Name)
 			}
-			if c.cfg.Proxy.RouteAcked(k.Namespace, name) {
+			if st := c.cfg.Proxy.RouteStatus(k.Namespace, name); st.Acked || st.Rejected != rejected {
 				delete(c.ackWait, k)
 				c.queue.Add(k)
 			}
@@ -349,11 +354,13 @@ func (c *Controller) pollAcks(ctx context.Context) {
 	}
 }
 
-func (c *Controller) waitForAck(k store.Key, waiting bool) {
+// waitForAck makes pollAcks re-check a route (waiting) until it is acked or a proxy's
+// rejection of it is no longer the one its status reports (rejected), or stops that.
+func (c *Controller) waitForAck(k store.Key, waiting bool, rejected string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if waiting {
-		c.ackWait[k] = true
+		c.ackWait[k] = rejected
 	} else {
 		delete(c.ackWait, k)
 	}

@@ -36,7 +36,7 @@ func (c *Controller) reconcileDomainMapping(ctx context.Context, key store.Key) 
 			return err
 		}
 		c.cfg.Proxy.DeleteRoute(key.Namespace, domainMappingProxyName(key.Name))
-		c.waitForAck(key, false)
+		c.waitForAck(key, false, "")
 		c.releaseCertificates(ctx, key)
 		return c.releaseDomainClaim(ctx, key)
 	}
@@ -56,7 +56,7 @@ func (c *Controller) reconcileDomainMapping(ctx context.Context, key store.Key) 
 	}
 	fail := func() error {
 		c.cfg.Proxy.DeleteRoute(dm.Namespace, domainMappingProxyName(dm.Name))
-		c.waitForAck(key, false)
+		c.waitForAck(key, false, "")
 		for _, t := range servingv1beta1.DomainMappingConditions {
 			if st.GetCondition(t) == nil {
 				st.MarkUnknown(t, "Uninitialized", "", now)
@@ -113,11 +113,16 @@ func (c *Controller) reconcileDomainMapping(ctx context.Context, key store.Key) 
 		st.MarkFalse(servingv1beta1.DomainMappingConditionIngressReady, "ProxyRejected", err.Error(), now)
 		return update()
 	}
-	if c.cfg.Proxy.RouteAcked(dm.Namespace, domainMappingProxyName(dm.Name)) {
-		c.waitForAck(key, false)
+	switch ps := c.cfg.Proxy.RouteStatus(dm.Namespace, domainMappingProxyName(dm.Name)); {
+	case ps.Acked:
+		c.waitForAck(key, false, "")
 		st.MarkTrue(servingv1beta1.DomainMappingConditionIngressReady, now)
-	} else {
-		c.waitForAck(key, true)
+	case ps.Rejected != "":
+		// As for a Route (see reconcileRoute): a serving proxy NACKed what the mapping needs.
+		c.waitForAck(key, true, ps.Rejected)
+		st.MarkFalse(servingv1beta1.DomainMappingConditionIngressReady, ReasonProxyRejected, ps.Rejected, now)
+	default:
+		c.waitForAck(key, true, "")
 		st.MarkIngressNotConfigured(now)
 	}
 	return update()

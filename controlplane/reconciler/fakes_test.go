@@ -28,9 +28,12 @@ func (nopProxy) DeleteCluster(string)                                     {}
 func (nopProxy) SetEndpoints(string, []xds.Endpoint) (string, error)      { return "1", nil }
 func (nopProxy) WaitEndpointsAcked(context.Context, string, string) error { return nil }
 func (nopProxy) RouteAcked(string, string) bool                           { return true }
-func (nopProxy) SetCertificate(xds.TLSCertificate) error                  { return nil }
-func (nopProxy) DeleteCertificate(string)                                 {}
-func (nopProxy) SetServiceCluster(string, string, uint32) error           { return nil }
+func (nopProxy) RouteStatus(string, string) xds.RouteStatus {
+	return xds.RouteStatus{Acked: true}
+}
+func (nopProxy) SetCertificate(xds.TLSCertificate) error        { return nil }
+func (nopProxy) DeleteCertificate(string)                       {}
+func (nopProxy) SetServiceCluster(string, string, uint32) error { return nil }
 
 // startController runs the serving reconcilers over a fresh store with the fakes above
 // until the test ends.

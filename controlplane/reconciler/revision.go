@@ -294,7 +294,8 @@ func (c *Controller) readyForZero(rev *servingv1.Revision) bool {
 func (c *Controller) ackPending(k store.Key) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ackWait[k]
+	_, ok := c.ackWait[k]
+	return ok
 }
 
 // publish gives the activator the revision's endpoints once every proxy has ACKed the EDS

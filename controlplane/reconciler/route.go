@@ -17,6 +17,10 @@ import (
 // VisibilityLabel marks a Route or Service reachable only inside the cluster, as in Knative.
 const VisibilityLabel = domains.VisibilityLabel
 
+// ReasonProxyRejected is the reason of a Route's IngressReady=False when a serving proxy
+// NACKed the configuration carrying it; the message is the proxy's error_detail.
+const ReasonProxyRejected = "ProxyRejected"
+
 // trafficError is a traffic target that cannot be routed yet (Unknown) or at all (False).
 type trafficError struct {
 	status          duck.ConditionStatus
@@ -36,7 +40,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		}
 		c.cfg.Proxy.DeleteRoute(key.Namespace, key.Name)
 		c.setRouteRefs(key, nil)
-		c.waitForAck(key, false)
+		c.waitForAck(key, false, "")
 		c.releaseCertificates(ctx, key)
 		return nil
 	}
@@ -116,11 +120,17 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	}
 	st.Traffic = traffic
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
-	if c.cfg.Proxy.RouteAcked(route.Namespace, route.Name) {
-		c.waitForAck(key, false)
+	switch ps := c.cfg.Proxy.RouteStatus(route.Namespace, route.Name); {
+	case ps.Acked:
+		c.waitForAck(key, false, "")
 		st.MarkTrue(servingv1.RouteConditionIngressReady, now)
-	} else {
-		c.waitForAck(key, true)
+	case ps.Rejected != "":
+		// A serving proxy NACKed the configuration carrying the route: it keeps serving
+		// what it had, so the route is not ready until a later configuration is accepted.
+		c.waitForAck(key, true, ps.Rejected)
+		st.MarkFalse(servingv1.RouteConditionIngressReady, ReasonProxyRejected, ps.Rejected, now)
+	default:
+		c.waitForAck(key, true, "")
 		st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
 	}
 	summarize(&st.Status, now, conds...)

@@ -14,6 +14,12 @@ import (
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 )
 
+// ListenHost is the HOST every instance the local runtimes (processes and runc containers,
+// which share the host's network) start gets: apps that honour it (Skiff's examples and function
+// runners do) listen on loopback only, so they are reached through the gateway and not from the
+// network. The proxy reaches instances at ListenHost:PORT. A container env HOST overrides it.
+const ListenHost = "127.0.0.1"
+
 // Runtime runs a Revision's containers as some number of instances (pods).
 type Runtime interface {
 	// Scale makes the revision run `replicas` instances; idempotent; returns quickly (work is async).

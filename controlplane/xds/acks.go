@@ -8,7 +8,9 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -20,6 +22,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 const (
@@ -51,6 +54,35 @@ type NodeStatus struct {
 	// NACKs counts rejected responses; LastNACK is the last error_detail message.
 	NACKs    int
 	LastNACK string
+	// Serving reports whether the node is one of the proxies meant to serve
+	// (Options.ServingNodes): only those make resources ready.
+	Serving bool
+	// Unresponsive reports that the stream has left a response unanswered
+	// for longer than Options.AckTimeout: readiness does not wait for it
+	// until it answers.
+	Unresponsive bool
+}
+
+// NodeSelector selects xDS nodes by their Envoy node id (--service-node) and
+// cluster (--service-cluster). A node matches when its cluster is one of
+// Clusters (or Clusters is empty) and its id is one of IDs (or IDs is empty).
+type NodeSelector struct {
+	Clusters []string
+	IDs      []string
+}
+
+// Matches reports whether node is selected.
+func (n NodeSelector) Matches(node *corev3.Node) bool {
+	return (len(n.Clusters) == 0 || slices.Contains(n.Clusters, node.GetCluster())) &&
+		(len(n.IDs) == 0 || slices.Contains(n.IDs, node.GetId()))
+}
+
+// IsZero reports whether the selector names no cluster and no id.
+func (n NodeSelector) IsZero() bool { return len(n.Clusters) == 0 && len(n.IDs) == 0 }
+
+// String describes the selector for logs and errors.
+func (n NodeSelector) String() string {
+	return fmt.Sprintf("clusters=%s ids=%s", strings.Join(n.Clusters, ","), strings.Join(n.IDs, ","))
 }
 
 // streamKey identifies a stream: SotW and delta servers number streams separately.
@@ -68,21 +100,64 @@ type sentResponse struct {
 	rds     map[string]string // route configuration → content hash sent, if any
 	sds     map[string]string // secret → content hash sent, if any
 	removed []string          // delta removed_resources
+	// names are the resources sent (delta); a SotW response keeps its
+	// resources instead, decoded for their names only when needed.
+	names     []string
+	resources []*anypb.Any
+	// sentAt is when the stream was first sent a response of this type that
+	// it has not answered since (a SotW response superseding an unanswered
+	// one keeps its time); timer wakes waiters once it is AckTimeout old.
+	sentAt time.Time
+	timer  *time.Timer
+}
+
+// resourceNames returns the names of the resources p carried.
+func (p *sentResponse) resourceNames() []string {
+	if p.names != nil || p.resources == nil {
+		return p.names
+	}
+	out := make([]string, 0, len(p.resources))
+	for _, a := range p.resources {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		if r, ok := m.(interface{ GetName() string }); ok {
+			out = append(out, r.GetName())
+		} else if cla, ok := m.(*endpointv3.ClusterLoadAssignment); ok {
+			out = append(out, cla.GetClusterName())
+		}
+	}
+	p.names = out
+	return out
+}
+
+// stop stops p's timer once p is answered or forgotten.
+func (p *sentResponse) stop() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
 }
 
 // streamState is the ACK state of one stream.
 type streamState struct {
-	typeURL string
-	node    *corev3.Node
-	pending map[string]*sentResponse // by nonce
-	acked   map[string]string        // type URL → version
-	eds     map[string]string        // cluster → ACKed content hash
-	rds     map[string]string        // route configuration → ACKed content hash
-	sds     map[string]string        // secret → ACKed content hash
-	// sdsAsked is set once the stream has asked for secrets (it has a TLS listener).
-	sdsAsked bool
+	typeURL  string
+	node     *corev3.Node
+	pending  map[string]*sentResponse // by nonce
+	acked    map[string]string        // type URL → version
+	eds      map[string]string        // cluster → ACKed content hash
+	rds      map[string]string        // route configuration → ACKed content hash
+	sds      map[string]string        // secret → ACKed content hash
 	nacks    int
 	lastNACK string
+	// requested holds the types the stream has asked for: only a stream
+	// that asked for a type can be waited on to ACK it (a proxy asks for
+	// secrets once it has a TLS listener).
+	requested map[string]bool
+	// rejected maps a type URL and resource name to the error_detail of the
+	// last NACK of a response carrying it, until a response carrying it is
+	// ACKed.
+	rejected map[string]map[string]string
 }
 
 // contentHistory maps the content hashes of a resource's recent versions (a
@@ -97,6 +172,10 @@ type contentHistory struct {
 // each stream was sent and what it ACKed, logs NACKs, and wakes waiters.
 type ackTracker struct {
 	logger *slog.Logger
+	// serving selects the proxies whose ACKs count; timeout is how long a
+	// response may go unanswered before its stream stops counting.
+	serving NodeSelector
+	timeout time.Duration
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
@@ -109,9 +188,11 @@ type ackTracker struct {
 
 var _ serverv3.Callbacks = (*ackTracker)(nil)
 
-func newAckTracker(logger *slog.Logger) *ackTracker {
+func newAckTracker(logger *slog.Logger, serving NodeSelector, timeout time.Duration) *ackTracker {
 	return &ackTracker{
 		logger:  logger,
+		serving: serving,
+		timeout: timeout,
 		changed: make(chan struct{}),
 		eds:     make(map[string]*contentHistory),
 		rds:     make(map[string]*contentHistory),
@@ -188,12 +269,14 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.streams[k] = &streamState{
-		typeURL: typeURL,
-		pending: make(map[string]*sentResponse),
-		acked:   make(map[string]string),
-		eds:     make(map[string]string),
-		rds:     make(map[string]string),
-		sds:     make(map[string]string),
+		typeURL:   typeURL,
+		pending:   make(map[string]*sentResponse),
+		acked:     make(map[string]string),
+		eds:       make(map[string]string),
+		rds:       make(map[string]string),
+		sds:       make(map[string]string),
+		requested: make(map[string]bool),
+		rejected:  make(map[string]map[string]string),
 	}
 	t.broadcast()
 }
@@ -201,8 +284,41 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 func (t *ackTracker) close(k streamKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if st := t.streams[k]; st != nil {
+		for _, p := range st.pending {
+			p.stop()
+		}
+	}
 	delete(t.streams, k)
 	t.broadcast()
+}
+
+// wake wakes the waiters when a response's answer is overdue, so that they
+// stop waiting for its stream.
+func (t *ackTracker) wake() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.broadcast()
+}
+
+// unresponsiveLocked reports whether st has left a response unanswered for
+// longer than the timeout; t.mu must be held.
+func (t *ackTracker) unresponsiveLocked(st *streamState, now time.Time) bool {
+	for _, p := range st.pending {
+		if now.Sub(p.sentAt) >= t.timeout {
+			return true
+		}
+	}
+	return false
+}
+
+// counts reports whether readiness waits for st to ACK resources of typeURL:
+// it is a serving proxy's stream that carries the type, has asked for it and
+// answers; t.mu must be held.
+func (t *ackTracker) counts(st *streamState, typeURL string, now time.Time) bool {
+	return st.node != nil && t.serving.Matches(st.node) &&
+		(st.typeURL == resourcev3.AnyType || st.typeURL == typeURL) &&
+		st.requested[typeURL] && !t.unresponsiveLocked(st, now)
 }
 
 // request handles an incoming request: a response_nonce without error_detail
@@ -219,21 +335,38 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 		st.node = node
 		changed = true
 	}
-	if typeURL == resourcev3.SecretType && !st.sdsAsked {
-		st.sdsAsked = true
+	if typeURL != "" && !st.requested[typeURL] {
+		st.requested[typeURL] = true
 		changed = true
 	}
 	if p := st.pending[nonce]; nonce != "" && p != nil {
 		delete(st.pending, nonce)
+		p.stop()
 		changed = true
 		if nack != nil {
 			st.nacks++
 			st.lastNACK = nack.message
+			rej := st.rejected[p.typeURL]
+			if rej == nil {
+				rej = make(map[string]string)
+				st.rejected[p.typeURL] = rej
+			}
+			for _, name := range p.resourceNames() {
+				rej[name] = nack.message
+			}
 			t.logger.Warn("xds NACK",
-				"node", st.node.GetId(), "stream", k.id, "delta", k.delta,
+				"node", st.node.GetId(), "node_cluster", st.node.GetCluster(), "stream", k.id, "delta", k.delta,
 				"type", cmp.Or(typeURL, p.typeURL), "nonce", nonce, "rejected_version", p.version,
 				"kept_version", version, "code", nack.code, "error", nack.message)
 		} else {
+			if rej := st.rejected[p.typeURL]; len(rej) > 0 {
+				for _, name := range p.resourceNames() {
+					delete(rej, name)
+				}
+				for _, name := range p.removed {
+					delete(rej, name)
+				}
+			}
 			st.acked[p.typeURL] = p.version
 			maps.Copy(st.eds, p.eds)
 			maps.Copy(st.rds, p.rds)
@@ -266,15 +399,20 @@ func (t *ackTracker) response(k streamKey, nonce string, p *sentResponse) {
 	}
 	t.sent++
 	p.seq = t.sent
+	p.sentAt = time.Now()
 	if !k.delta {
 		// A SotW server ignores requests carrying an older nonce of the same
-		// type, so only the latest response of a type can still be ACKed.
+		// type, so only the latest response of a type can still be ACKed; it
+		// is overdue when the first unanswered one is.
 		for n, old := range st.pending {
 			if old.typeURL == p.typeURL {
 				delete(st.pending, n)
+				old.stop()
+				p.sentAt = old.sentAt
 			}
 		}
 	}
+	p.timer = time.AfterFunc(t.timeout-time.Since(p.sentAt), t.wake)
 	st.pending[nonce] = p
 	for len(st.pending) > maxPendingResponses {
 		oldest := ""
@@ -283,6 +421,7 @@ func (t *ackTracker) response(k streamKey, nonce string, p *sentResponse) {
 				oldest = n
 			}
 		}
+		st.pending[oldest].stop()
 		delete(st.pending, oldest)
 	}
 }
@@ -313,7 +452,7 @@ func (t *ackTracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest
 
 // OnStreamResponse is a go-control-plane callback: a SotW response is being sent.
 func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo()}
+	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), resources: resp.GetResources()}
 	if p.typeURL == resourcev3.RouteType {
 		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, a := range resp.GetResources() {
@@ -368,6 +507,10 @@ func (t *ackTracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscov
 // OnStreamDeltaResponse is a go-control-plane callback: a delta response is being sent.
 func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetSystemVersionInfo(), removed: resp.GetRemovedResources()}
+	p.names = make([]string, 0, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		p.names = append(p.names, r.GetName())
+	}
 	if p.typeURL == resourcev3.EndpointType {
 		p.eds = claHashes(resp.GetResources())
 	}
@@ -411,6 +554,7 @@ func (t *ackTracker) nodes() []NodeStatus {
 // nodesLocked is nodes with t.mu held.
 func (t *ackTracker) nodesLocked() []NodeStatus {
 	out := make([]NodeStatus, 0, len(t.streams))
+	now := time.Now()
 	for k, st := range t.streams {
 		ns := NodeStatus{
 			NodeID: st.node.GetId(), NodeCluster: st.node.GetCluster(),
@@ -418,6 +562,8 @@ func (t *ackTracker) nodesLocked() []NodeStatus {
 			Acked:     maps.Clone(st.acked),
 			Endpoints: make(map[string]string, len(st.eds)),
 			NACKs:     st.nacks, LastNACK: st.lastNACK,
+			Serving:      st.node != nil && t.serving.Matches(st.node),
+			Unresponsive: t.unresponsiveLocked(st, now),
 		}
 		for cluster, hash := range st.eds {
 			ns.Endpoints[cluster] = strconv.FormatUint(t.endpointsVersion(cluster, hash), 10)
@@ -436,13 +582,14 @@ func (t *ackTracker) nodesLocked() []NodeStatus {
 	return out
 }
 
-// endpointsAcked reports whether every connected stream that can carry EDS
-// (ADS or EDS streams that have identified their node), and at least one,
-// has ACKed the cluster's CLA at version >= v; t.mu must be held.
+// endpointsAcked reports whether every stream that counts for EDS (see
+// counts), and at least one, has ACKed the cluster's CLA at version >= v;
+// t.mu must be held.
 func (t *ackTracker) endpointsAcked(cluster string, v uint64) bool {
 	n := 0
+	now := time.Now()
 	for _, st := range t.streams {
-		if st.node == nil || (st.typeURL != resourcev3.AnyType && st.typeURL != resourcev3.EndpointType) {
+		if !t.counts(st, resourcev3.EndpointType, now) {
 			continue
 		}
 		n++
@@ -500,20 +647,50 @@ func (t *ackTracker) recordRoutes(name, hash string) uint64 {
 	return v
 }
 
-// routesAcked reports whether every connected stream that can carry RDS (and
-// at least one) has ACKed each RouteConfiguration of v at its version or later,
-// and the current endpoints of every cluster in clusters.
+// routeNeed is what a Route needs the serving proxies to have ACKed before
+// it is served everywhere.
+type routeNeed struct {
+	// routes maps each RouteConfiguration carrying the Route's virtual hosts
+	// (of the listeners proxies have) to the version that carries them.
+	routes map[string]uint64
+	// clusters are the clusters its virtual hosts send traffic to.
+	clusters []string
+	// secrets are the SDS secrets of its hosts on the TLS listener.
+	secrets []string
+}
+
+// routeServed reports whether the serving proxies have ACKed all of need:
+// routesAcked and secretsAcked.
+func (t *ackTracker) routeServed(need routeNeed) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.routeServedLocked(need, time.Now())
+}
+
+// routeServedLocked is routeServed with t.mu held.
+func (t *ackTracker) routeServedLocked(need routeNeed, now time.Time) bool {
+	return t.routesAckedLocked(need.routes, need.clusters, now) && t.secretsAckedLocked(need.secrets, now)
+}
+
+// routesAcked reports whether every stream that counts for RDS (see counts),
+// and at least one, has ACKed each RouteConfiguration of v at its version or
+// later, and the current endpoints of every cluster in clusters.
 func (t *ackTracker) routesAcked(v map[string]uint64, clusters []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.routesAckedLocked(v, clusters, time.Now())
+}
+
+// routesAckedLocked is routesAcked with t.mu held.
+func (t *ackTracker) routesAckedLocked(v map[string]uint64, clusters []string, now time.Time) bool {
 	n := 0
 	for _, st := range t.streams {
-		if st.node == nil || (st.typeURL != resourcev3.AnyType && st.typeURL != resourcev3.RouteType) {
+		if !t.counts(st, resourcev3.RouteType, now) {
 			continue
 		}
 		n++
 		for name, want := range v {
-			if h := t.rds[name]; h == nil || h.versions[st.rds[name]] < want {
+			if !t.routeConfigAckedLocked(st, name, want) {
 				return false
 			}
 		}
@@ -527,14 +704,27 @@ func (t *ackTracker) routesAcked(v map[string]uint64, clusters []string) bool {
 	return n > 0
 }
 
-// secretsAcked reports whether every stream that has asked for secrets has ACKed a version
-// of each of secrets: the proxies with a TLS listener have a certificate for the route's
-// hosts. Any version will do, so a renewal does not make a served route unready.
+// routeConfigAckedLocked reports whether st has ACKed the RouteConfiguration
+// name at version want or later; t.mu must be held.
+func (t *ackTracker) routeConfigAckedLocked(st *streamState, name string, want uint64) bool {
+	h := t.rds[name]
+	return h != nil && h.versions[st.rds[name]] >= want
+}
+
+// secretsAcked reports whether every stream that counts for SDS (see counts:
+// a serving proxy that has asked for secrets, so has a TLS listener) has ACKed
+// a version of each of secrets: it has a certificate for the route's hosts.
+// Any version will do, so a renewal does not make a served route unready.
 func (t *ackTracker) secretsAcked(secrets []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.secretsAckedLocked(secrets, time.Now())
+}
+
+// secretsAckedLocked is secretsAcked with t.mu held.
+func (t *ackTracker) secretsAckedLocked(secrets []string, now time.Time) bool {
 	for _, st := range t.streams {
-		if st.node == nil || !st.sdsAsked {
+		if !t.counts(st, resourcev3.SecretType, now) {
 			continue
 		}
 		for _, name := range secrets {
@@ -544,4 +734,55 @@ func (t *ackTracker) secretsAcked(secrets []string) bool {
 		}
 	}
 	return true
+}
+
+// routeRejection returns why a serving proxy rejected what a route needs: one
+// of its RouteConfigurations (at the version it needs or later), the cluster
+// or endpoints of one of its clusters, or the certificate of one of its TLS
+// hosts. It is "" when none did, or when every serving proxy has ACKed the
+// route since (it is then served).
+func (t *ackTracker) routeRejection(need routeNeed) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if t.routeServedLocked(need, now) {
+		return ""
+	}
+	keys := slices.SortedFunc(maps.Keys(t.streams), func(a, b streamKey) int {
+		if a.delta != b.delta {
+			if a.delta {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	routes := slices.Sorted(maps.Keys(need.routes))
+	for _, k := range keys {
+		st := t.streams[k]
+		if st.node == nil || !t.serving.Matches(st.node) || t.unresponsiveLocked(st, now) {
+			continue
+		}
+		// A SotW NACK marks every resource of the response rejected; one
+		// the proxy has since ACKed at the needed version is not the cause.
+		for _, name := range routes {
+			if msg, ok := st.rejected[resourcev3.RouteType][name]; ok && !t.routeConfigAckedLocked(st, name, need.routes[name]) {
+				return fmt.Sprintf("proxy %q rejected route configuration %s: %s", st.node.GetId(), name, msg)
+			}
+		}
+		for _, c := range need.clusters {
+			if msg, ok := st.rejected[resourcev3.ClusterType][c]; ok {
+				return fmt.Sprintf("proxy %q rejected cluster %s: %s", st.node.GetId(), c, msg)
+			}
+			if msg, ok := st.rejected[resourcev3.EndpointType][c]; ok {
+				return fmt.Sprintf("proxy %q rejected the endpoints of cluster %s: %s", st.node.GetId(), c, msg)
+			}
+		}
+		for _, name := range need.secrets {
+			if msg, ok := st.rejected[resourcev3.SecretType][name]; ok && st.sds[name] == "" {
+				return fmt.Sprintf("proxy %q rejected secret %s: %s", st.node.GetId(), name, msg)
+			}
+		}
+	}
+	return ""
 }

@@ -7,6 +7,8 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -101,5 +103,42 @@ func TestEnvoyBootstrap(t *testing.T) {
 	sa := ep.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
 	if ep.GetType() != clusterv3.Cluster_STRICT_DNS || sa.GetAddress() != "skiff-extproc.skiff-system.svc.cluster.local" || sa.GetPortValue() != 9002 {
 		t.Errorf("%s cluster = %v %s:%d", ExtProcClusterName, ep.GetType(), sa.GetAddress(), sa.GetPortValue())
+	}
+
+	// Doors (issue 13, item 6): ADS and ext_proc over mTLS with the certificate and CA of the
+	// static secrets, read from the Secret the controller keeps; the admin interface on
+	// loopback only, readiness on a listener of its own.
+	files := map[string]string{}
+	for _, s := range b.GetStaticResources().GetSecrets() {
+		if c := s.GetTlsCertificate(); c != nil {
+			files[s.GetName()] = c.GetCertificateChain().GetFilename() + " " + c.GetPrivateKey().GetFilename()
+		}
+		if v := s.GetValidationContext(); v != nil {
+			files[s.GetName()] = v.GetTrustedCa().GetFilename()
+		}
+	}
+	if files[DefaultClientCertSecret] != "/etc/skiff/tls/envoy.crt /etc/skiff/tls/envoy.key" || files[DefaultCASecret] != "/etc/skiff/tls/ca.crt" {
+		t.Errorf("static secrets = %v, want %s and %s from the mounted Secret", files, DefaultClientCertSecret, DefaultCASecret)
+	}
+	for _, tc := range []struct {
+		cluster *clusterv3.Cluster
+		name    string
+	}{{xds, "skiff-controlplane.skiff-system.svc"}, {ep, "skiff-extproc.skiff-system.svc"}} {
+		var ctx tlsv3.UpstreamTlsContext
+		if err := tc.cluster.GetTransportSocket().GetTypedConfig().UnmarshalTo(&ctx); err != nil {
+			t.Fatalf("%s: no TLS transport socket: %v", tc.cluster.GetName(), err)
+		}
+		common := ctx.GetCommonTlsContext()
+		if ctx.GetSni() != tc.name || common.GetTlsCertificateSdsSecretConfigs()[0].GetName() != DefaultClientCertSecret ||
+			common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName() != DefaultCASecret ||
+			common.GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact() != tc.name {
+			t.Errorf("%s TLS = %v, want mTLS to %s with the static secrets", tc.cluster.GetName(), &ctx, tc.name)
+		}
+	}
+	if a := b.GetAdmin().GetAddress().GetSocketAddress().GetAddress(); a != "127.0.0.1" {
+		t.Errorf("admin address %q, want 127.0.0.1", a)
+	}
+	if ls := b.GetStaticResources().GetListeners(); len(ls) != 1 || ls[0].GetAddress().GetSocketAddress().GetPortValue() != 9902 {
+		t.Errorf("static listeners %v, want the skiff-health listener on 9902", ls)
 	}
 }

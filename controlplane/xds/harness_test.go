@@ -121,7 +121,7 @@ func (h *harness) expectAcked(cluster, version string) {
 	}
 }
 
-func testNode(id string) *corev3.Node { return &corev3.Node{Id: id, Cluster: "skiff-test"} }
+func testNode(id string) *corev3.Node { return &corev3.Node{Id: id, Cluster: "skiff-gateway"} }
 
 // sotwClient is an ADS state-of-the-world client.
 type sotwClient struct {

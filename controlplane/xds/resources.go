@@ -160,50 +160,83 @@ func (s *Server) flushRoutes() error {
 	return nil
 }
 
-// RouteAcked reports whether every connected proxy (at least one) has ACKed the
-// RouteConfigurations carrying the Route's current virtual hosts, and the
-// current endpoints of every cluster those virtual hosts send traffic to:
-// only then can a request for the Route be served everywhere.
+// RouteAcked reports whether every serving proxy (at least one; see
+// Options.ServingNodes and Options.AckTimeout) has ACKed the
+// RouteConfigurations carrying the Route's current virtual hosts, the current
+// endpoints of every cluster those virtual hosts send traffic to and, on the
+// TLS listener, the certificates of its hosts: only then can a request for
+// the Route be served everywhere.
 func (s *Server) RouteAcked(namespace, name string) bool {
+	need, ok := s.routeNeeds(namespace, name)
+	return ok && s.acks.routeServed(need)
+}
+
+// RouteStatus is what the serving proxies made of a Route's configuration.
+type RouteStatus struct {
+	// Acked is RouteAcked.
+	Acked bool
+	// Rejected, when not Acked, is why a serving proxy NACKed what the Route
+	// needs (a RouteConfiguration carrying it, the cluster or endpoints of
+	// one of its revisions, or the certificate of one of its TLS hosts), with
+	// the proxy's error_detail message.
+	Rejected string
+}
+
+// RouteStatus reports whether the Route is served (RouteAcked) and, if not,
+// whether a serving proxy rejected its configuration.
+func (s *Server) RouteStatus(namespace, name string) RouteStatus {
+	need, ok := s.routeNeeds(namespace, name)
+	if !ok {
+		return RouteStatus{}
+	}
+	if s.acks.routeServed(need) {
+		return RouteStatus{Acked: true}
+	}
+	return RouteStatus{Rejected: s.acks.routeRejection(need)}
+}
+
+// routeNeeds returns what the serving proxies must ACK for the Route to be
+// served; ok is false while the Route's virtual hosts are not in pushed
+// RouteConfigurations.
+func (s *Server) routeNeeds(namespace, name string) (need routeNeed, ok bool) {
 	key := routeKey(namespace, name)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	v, ok := s.routeVersions[key]
 	ok = ok && !s.dirty[key]
 	// Only the RouteConfigurations of listeners proxies have are waited for (the TLS
 	// listener exists once there is a certificate); each is named after its listener.
-	want := make(map[string]uint64, len(v))
+	need.routes = make(map[string]uint64, len(v))
 	for name, version := range v {
 		if s.listenerRes[name] != nil {
-			want[name] = version
+			need.routes[name] = version
 		}
 	}
-	var clusters []string
 	for _, vhs := range s.vhosts[key] {
 		for _, vh := range vhs {
 			for _, r := range vh.GetRoutes() {
 				if c := r.GetRoute().GetCluster(); c != "" {
-					clusters = append(clusters, c)
+					need.clusters = append(need.clusters, c)
 				}
 				for _, wc := range r.GetRoute().GetWeightedClusters().GetClusters() {
-					clusters = append(clusters, wc.GetName())
+					need.clusters = append(need.clusters, wc.GetName())
 				}
 			}
 		}
 	}
+	slices.Sort(need.clusters)
+	need.clusters = slices.Compact(need.clusters)
 	// With the TLS listener, the certificates of the route's TLS hosts must be there too.
-	var secrets []string
-	if _, tlsWanted := want[HTTPSRouteConfigName]; tlsWanted {
+	if _, tlsWanted := need.routes[HTTPSRouteConfigName]; tlsWanted {
 		for _, vh := range s.vhosts[key][HTTPSRouteConfigName] {
 			for _, d := range vh.GetDomains() {
 				if name := s.certForHostLocked(d); name != "" {
-					secrets = append(secrets, name)
+					need.secrets = append(need.secrets, name)
 				}
 			}
 		}
 	}
-	s.mu.Unlock()
-	slices.Sort(clusters)
-	return ok && s.acks.routesAcked(want, slices.Compact(clusters)) && s.acks.secretsAcked(secrets)
+	return need, ok
 }
 
 // certForHostLocked returns the certificate serving host (exact, else a wildcard); s.mu must

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// RoutesAcked reports whether every connected proxy (at least one) has ACKed the current
+// RoutesAcked reports whether every serving proxy (at least one) has ACKed the current
 // virtual hosts of every Route, and the current endpoints of the clusters they send traffic
 // to: the proxy serves everything the control plane has configured. Eventing waits for it
 // before delivering through the proxy after a start, so an event is not sent to a host the

@@ -72,7 +72,29 @@ type Options struct {
 	Tracing *Tracing
 	// Metrics, when set, records how long proxies take to answer responses and their NACKs.
 	Metrics *telemetry.XDSMetrics
+	// ServingNodes selects the proxies meant to serve traffic: only their
+	// ACKs make a Route ready (RouteAcked, RouteStatus, WaitEndpointsAcked)
+	// and only their NACKs are reported. Other xDS clients are served the
+	// same resources but never waited for. Zero: nodes whose cluster is one
+	// of DefaultServingNodeClusters.
+	ServingNodes NodeSelector
+	// AckTimeout is how long a serving proxy may leave a response
+	// unanswered (neither ACK nor NACK) before readiness stops waiting for
+	// it; it counts again once it answers. Default DefaultAckTimeout.
+	AckTimeout time.Duration
+	// ProxyTLS, when set, makes the skiff-extproc and skiff-wasm clusters
+	// mTLS (see ProxyTLS) and the wasm modules' URLs https.
+	ProxyTLS *ProxyTLS
 }
+
+// DefaultServingNodeClusters are the node clusters of the proxies Skiff
+// ships: the gateway of `skiff up` and `skiff gateway` (--node-cluster
+// default) and the Envoy Deployment of deploy/ (--service-cluster).
+var DefaultServingNodeClusters = []string{"skiff-gateway", "skiff-envoy"}
+
+// DefaultAckTimeout is Options.AckTimeout's default: long enough for a proxy
+// that fetches and compiles a Wasm module before it ACKs a listener.
+const DefaultAckTimeout = 30 * time.Second
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
 // (and the separate LDS/RDS/CDS/EDS services) from one go-control-plane
@@ -145,7 +167,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	logger = logger.With("component", "xds")
 	extProc := opts.ExtProcAddress != ""
 	if opts.WasmCodeServer != "" {
-		remote, err := RemoteWasmFilters(opts.WasmCodeServer, opts.WasmFilters)
+		scheme := "http"
+		if opts.ProxyTLS != nil {
+			scheme = "https"
+		}
+		remote, err := remoteWasmFilters(scheme, opts.WasmCodeServer, opts.WasmFilters)
 		if err != nil {
 			return nil, fmt.Errorf("new xds server: %w", err)
 		}
@@ -163,9 +189,13 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	newCache := func(typeURL string) *cache.LinearCache {
 		return cache.NewLinearCache(typeURL, cache.WithLogger(gcpLogger), cache.WithVersionPrefix(prefix))
 	}
+	serving := opts.ServingNodes
+	if serving.IsZero() {
+		serving = NodeSelector{Clusters: slices.Clone(DefaultServingNodeClusters)}
+	}
 	s := &Server{
 		logger:        logger,
-		acks:          newAckTracker(logger),
+		acks:          newAckTracker(logger, serving, cmp.Or(opts.AckTimeout, DefaultAckTimeout)),
 		listeners:     newCache(resourcev3.ListenerType),
 		routes:        newCache(resourcev3.RouteType),
 		clusters:      newCache(resourcev3.ClusterType),
@@ -217,6 +247,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("new xds server: %w", err)
 		}
+		if opts.ProxyTLS != nil {
+			if err := opts.ProxyTLS.secure(cl, opts.ProxyTLS.ExtProcServerName, "h2"); err != nil {
+				return nil, fmt.Errorf("new xds server: %w", err)
+			}
+		}
 		if err := s.clusters.UpdateResource(ExtProcClusterName, cl); err != nil {
 			return nil, fmt.Errorf("new xds server: set ext_proc cluster: %w", err)
 		}
@@ -236,6 +271,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		cl, err := TranslateWasmCodeCluster(opts.WasmCodeServer)
 		if err != nil {
 			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		if opts.ProxyTLS != nil {
+			if err := opts.ProxyTLS.secure(cl, opts.ProxyTLS.WasmServerName); err != nil {
+				return nil, fmt.Errorf("new xds server: %w", err)
+			}
 		}
 		if err := s.clusters.UpdateResource(WasmCodeClusterName, cl); err != nil {
 			return nil, fmt.Errorf("new xds server: set wasm code cluster: %w", err)
@@ -288,8 +328,9 @@ func (s *Server) Nodes() []NodeStatus {
 	return s.acks.nodes()
 }
 
-// WaitEndpointsAcked blocks until every connected proxy stream that carries
-// EDS (ADS or EDS streams that sent their first request; at least one) has
+// WaitEndpointsAcked blocks until every serving proxy stream that carries
+// EDS (ADS or EDS streams of a node Options.ServingNodes selects that asked
+// for endpoints and answer within Options.AckTimeout; at least one) has
 // ACKed a ClusterLoadAssignment of cluster at a version >= version (as
 // returned by SetEndpoints), or ctx ends. Streams count separately, so two
 // proxies sharing a node id must both ACK.

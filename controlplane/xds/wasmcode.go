@@ -14,6 +14,12 @@ import (
 // WasmCodeHandler at server ("host:port"): RemoteURL http://{server}/wasm/{sha256}.wasm.
 // Every filter needs its SHA256, which names the module and which the proxy verifies.
 func RemoteWasmFilters(server string, filters []WasmFilter) ([]WasmFilter, error) {
+	return remoteWasmFilters("http", server, filters)
+}
+
+// remoteWasmFilters is RemoteWasmFilters with the URLs' scheme (https when the skiff-wasm
+// cluster is mTLS).
+func remoteWasmFilters(scheme, server string, filters []WasmFilter) ([]WasmFilter, error) {
 	out := slices.Clone(filters)
 	for i := range out {
 		w := &out[i]
@@ -23,7 +29,7 @@ func RemoteWasmFilters(server string, filters []WasmFilter) ([]WasmFilter, error
 		if w.SHA256 == "" {
 			return nil, fmt.Errorf("wasm filter %q: sha256 is required to serve its module from %s", w.Name, server)
 		}
-		w.RemoteURL = "http://" + server + WasmCodePath + strings.ToLower(w.SHA256) + ".wasm"
+		w.RemoteURL = scheme + "://" + server + WasmCodePath + strings.ToLower(w.SHA256) + ".wasm"
 	}
 	return out, nil
 }

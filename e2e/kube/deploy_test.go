@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,13 +15,16 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 var deployGVRs = map[string]schema.GroupVersionResource{
@@ -84,8 +88,10 @@ func kustomizeObjects(t *testing.T, root string) []*unstructured.Unstructured {
 // TestDeployManifests submits what `kubectl apply -k deploy/` applies to the real API server:
 // the namespace and RBAC for real, everything else as a server-side dry run, so schema
 // mistakes fail here. Then it runs the controller with the skiff-controller ServiceAccount's
-// own token, so the ClusterRole and Role are shown to be enough: a Knative Service and an
-// HTTPRoute to it become Ready/Accepted, a Broker and a Trigger become Ready (eventing on a
+// own token, so the ClusterRole and Roles are shown to be enough: the controller creates its
+// TLS Secret (the gateway and the activator then use the certificates in it, as Envoy's and
+// the activators' mounts do) and the NATS token Secret in skiff-system, a Knative Service and
+// an HTTPRoute to it become Ready/Accepted, a Broker and a Trigger become Ready (eventing on a
 // NATS server standing in for the StatefulSet), the autoscaler scales through
 // deployments/scale, and leader election takes its Lease in skiff-system.
 func TestDeployManifests(t *testing.T) {
@@ -136,19 +142,28 @@ func TestDeployManifests(t *testing.T) {
 	sa.rest = rest.CopyConfig(c.rest)
 	sa.rest.BearerToken = tok.Status.Token
 	startKubelet(t, c.kube)
-	extAddr, follow := runExtProc(t)
+	extLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var proxy atomic.Value
 	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
 		cfg.LeaseNamespace = "skiff-system"
 		// The webhooks' certificate Secret and caBundle updates under the same RBAC (the
 		// configurations themselves were a dry run: not installed here).
 		cfg.WebhookAddress, cfg.SystemNamespace = "127.0.0.1:0", "skiff-system"
-		cfg.ExtProcAddress = extAddr
+		cfg.ExtProcAddress = extLis.Addr().String()
 		cfg.Autoscaler = fastAutoscaler()
+		cfg.TLS = &kube.TLSConfig{} // the defaults: skiff-system/skiff-tls
 		withEventing(startNATS(t), &proxy, nil)(cfg)
+		cfg.Eventing.NATSCredentialsSecret = "skiff-system/skiff-nats"
 	})
-	follow("http://" + ctrl.HTTPAddr().String())
-	gw := runGateway(t, ctrl.XDSAddr().String())
+	envoyFiles, extFiles := c.tlsFiles(t, "skiff-system", "skiff-tls")
+	if _, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-nats", metav1.GetOptions{}); err != nil {
+		t.Errorf("the controller did not create the NATS token secret: %v", err)
+	}
+	runExtProcTLS(t, extLis, extFiles, "https://"+ctrl.HTTPAddr().String(), "skiff-controlplane.skiff-system.svc")
+	gw := runGatewayMTLS(t, ctrl.XDSAddr().String(), "127.0.0.1:0", envoyFiles, "skiff-system")
 	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")
@@ -156,6 +171,24 @@ func TestDeployManifests(t *testing.T) {
 		_, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-webhook-certs", metav1.GetOptions{})
 		return err == nil
 	})
+	// The Secrets the controller may read are its own three, by name: not any other Secret of
+	// skiff-system.
+	if _, err := c.kube.CoreV1().Secrets("skiff-system").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "not-skiffs"}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	saKube, err := kubernetes.NewForConfig(sa.rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := saKube.CoreV1().Secrets("skiff-system").Get(ctx, "not-skiffs", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the controller's ServiceAccount reading another Secret of skiff-system: %v, want Forbidden", err)
+	}
+	// `skiff controller` reads config-observability from skiff-system at start (absent here:
+	// NotFound, which is Knative's defaults, never Forbidden, which stops it).
+	if _, err := saKube.CoreV1().ConfigMaps("skiff-system").Get(ctx, telemetry.ConfigName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the controller's ServiceAccount reading ConfigMap skiff-system/%s: %v, want NotFound", telemetry.ConfigName, err)
+	}
 	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
 	c.waitReady(t, brokersGVR, "default")
@@ -237,9 +270,12 @@ spec:
 `
 
 // checkControllerArgs checks the controller Deployment runs eventing against the NATS
-// StatefulSet and advertises its pod IP (from the downward API) as the broker ingress.
+// StatefulSet and advertises its pod IP (from the downward API) as the broker ingress, and
+// that the doors are closed: the activators and Envoy mount their certificates from the TLS
+// Secret and use them, and NATS takes its token from the NATS Secret.
 func checkControllerArgs(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
+	checkDoors(t, objs)
 	for _, u := range objs {
 		if u.GetKind() != "Deployment" || u.GetName() != "skiff-controller" {
 			continue
@@ -266,3 +302,67 @@ func checkControllerArgs(t *testing.T, objs []*unstructured.Unstructured) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkDoors checks deploy/'s mTLS and NATS credentials wiring.
+func checkDoors(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	find := func(kind, name string) map[string]any {
+		for _, u := range objs {
+			if u.GetKind() == kind && u.GetName() == name {
+				return u.Object
+			}
+		}
+		t.Fatalf("deploy/ has no %s %s", kind, name)
+		return nil
+	}
+	container := func(o map[string]any) map[string]any {
+		cs, _, _ := unstructured.NestedSlice(o, "spec", "template", "spec", "containers")
+		return cs[0].(map[string]any)
+	}
+	secretItems := func(o map[string]any) (string, []string) {
+		vols, _, _ := unstructured.NestedSlice(o, "spec", "template", "spec", "volumes")
+		for _, v := range vols {
+			name, _, _ := unstructured.NestedString(v.(map[string]any), "secret", "secretName")
+			if name == "" {
+				continue
+			}
+			items, _, _ := unstructured.NestedSlice(v.(map[string]any), "secret", "items")
+			var keys []string
+			for _, it := range items {
+				keys = append(keys, it.(map[string]any)["key"].(string))
+			}
+			slices.Sort(keys)
+			return name, keys
+		}
+		return "", nil
+	}
+	ext := find("Deployment", "skiff-extproc")
+	args, _, _ := unstructured.NestedStringSlice(container(ext), "args")
+	for _, want := range []string{"--controlplane=https://skiff-controlplane.skiff-system.svc:8090", "--tls-cert=/etc/skiff/tls/extproc.crt", "--tls-key=/etc/skiff/tls/extproc.key", "--tls-ca=/etc/skiff/tls/ca.crt"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("skiff-extproc args %q lack %s", args, want)
+		}
+	}
+	if name, keys := secretItems(ext); name != "skiff-tls" || !slices.Equal(keys, []string{kube.SecretKeyCACert, kube.SecretKeyExtProcCert, kube.SecretKeyExtProcKey}) {
+		t.Errorf("skiff-extproc mounts secret %q keys %v, want only its own certificate and the CA from skiff-tls", name, keys)
+	}
+	envoy := find("Deployment", "skiff-envoy")
+	if name, keys := secretItems(envoy); name != "skiff-tls" || !slices.Equal(keys, []string{kube.SecretKeyCACert, kube.SecretKeyEnvoyCert, kube.SecretKeyEnvoyKey}) {
+		t.Errorf("skiff-envoy mounts secret %q keys %v, want only its own certificate and the CA from skiff-tls", name, keys)
+	}
+	nats := find("StatefulSet", "nats")
+	nargs, _, _ := unstructured.NestedStringSlice(container(nats), "args")
+	env, _, _ := unstructured.NestedSlice(container(nats), "env")
+	if !slices.Contains(nargs, "--auth=$(NATS_TOKEN)") || !slices.ContainsFunc(env, func(e any) bool {
+		m := e.(map[string]any)
+		s, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "name")
+		k, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "key")
+		return m["name"] == "NATS_TOKEN" && s == "skiff-nats" && k == kube.SecretKeyNATSToken
+	}) {
+		t.Errorf("nats args %q env %v: want --auth=$(NATS_TOKEN) from secret skiff-nats", nargs, env)
+	}
+	cargs, _, _ := unstructured.NestedStringSlice(container(find("Deployment", "skiff-controller")), "args")
+	if !slices.Contains(cargs, "--nats-credentials-secret=skiff-system/skiff-nats") || !slices.Contains(cargs, "--tls=true") {
+		t.Errorf("skiff-controller args %q: want --tls=true and --nats-credentials-secret=skiff-system/skiff-nats", cargs)
+	}
+}

@@ -34,6 +34,8 @@ type Options struct {
 	// URL is the NATS server to dial when Conn is nil: an Embedded server's
 	// ClientURL in `skiff up`, an external NATS cluster in production.
 	URL string
+	// Auth is how to authenticate to URL (none when zero).
+	Auth NATSAuth
 	// Client sends deliveries to subscribers and dead letter sinks, one request
 	// per attempt (Skiff's own per-attempt timeout is applied through the
 	// request's context). Give one whose transport sends every request through
@@ -220,12 +222,13 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		if opts.URL == "" {
 			return nil, errors.New("creating broker server: neither a NATS connection nor a URL was given")
 		}
-		nc, err := nats.Connect(opts.URL,
+		nopts := []nats.Option{
 			nats.Name("skiff-broker"),
 			nats.MaxReconnects(-1),
-			nats.ReconnectWait(250*time.Millisecond),
+			nats.ReconnectWait(250 * time.Millisecond),
 			nats.Timeout(connectTimeout(ctx)),
-		)
+		}
+		nc, err := nats.Connect(opts.URL, append(nopts, opts.Auth.options()...)...)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to NATS at %s: %w", opts.URL, err)
 		}
@@ -494,4 +497,24 @@ func (s *Server) Close() error {
 func (l *loop) stop() {
 	l.cancel()
 	<-l.done
+}
+
+// NATSAuth is how to authenticate to a NATS server: a token, or a user and password.
+type NATSAuth struct {
+	Token          string
+	User, Password string
+}
+
+// IsZero reports whether no credential is set.
+func (a NATSAuth) IsZero() bool { return a == NATSAuth{} }
+
+func (a NATSAuth) options() []nats.Option {
+	var out []nats.Option
+	if a.Token != "" {
+		out = append(out, nats.Token(a.Token))
+	}
+	if a.User != "" || a.Password != "" {
+		out = append(out, nats.UserInfo(a.User, a.Password))
+	}
+	return out
 }

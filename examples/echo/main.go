@@ -1,8 +1,10 @@
 // Command echo is a tiny Knative-style HTTP app for Skiff's tests and examples. It listens on
-// $PORT (default 8080) and answers every request with JSON describing the request and itself:
+// $HOST:$PORT (every interface when HOST is unset, as in a pod; port 8080 by default) and
+// answers every request with JSON describing the request and itself:
 //
 //	{"revision": $K_REVISION, "service": $K_SERVICE, "host", "method", "path", "headers",
-//	 "inFlight", "maxInFlight", "message": "Hello $TARGET!" (when TARGET is set)}
+//	 "inFlight", "maxInFlight", "listen" (the address it listens on),
+//	 "message": "Hello $TARGET!" (when TARGET is set)}
 //
 // with the header X-Revision: $K_REVISION. Query parameters: sleep=MS waits before answering,
 // cpu=MS keeps a CPU busy for that long first (a CPU-bound request), status=CODE answers with
@@ -50,7 +52,7 @@ func run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	addr := ":" + cmp.Or(os.Getenv("PORT"), "8080")
+	addr := net.JoinHostPort(os.Getenv("HOST"), cmp.Or(os.Getenv("PORT"), "8080"))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -59,6 +61,7 @@ func run(log *slog.Logger) error {
 		revision: os.Getenv("K_REVISION"),
 		service:  os.Getenv("K_SERVICE"),
 		target:   os.Getenv("TARGET"),
+		listen:   ln.Addr().String(),
 	}
 	traced, flush := apptrace.Wrap(ctx, h)
 	defer flush()
@@ -87,7 +90,7 @@ func run(log *slog.Logger) error {
 
 // handler answers every request; it counts requests in flight and the most seen at once.
 type handler struct {
-	revision, service, target string
+	revision, service, target, listen string
 
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
@@ -103,6 +106,7 @@ type reply struct {
 	Headers     map[string]string `json:"headers"`
 	InFlight    int64             `json:"inFlight"`
 	MaxInFlight int64             `json:"maxInFlight"`
+	Listen      string            `json:"listen"`
 	Message     string            `json:"message,omitempty"`
 }
 
@@ -177,6 +181,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Headers:     make(map[string]string, len(r.Header)),
 		InFlight:    n,
 		MaxInFlight: h.maxInFlight.Load(),
+		Listen:      h.listen,
 	}
 	for name, values := range r.Header {
 		body.Headers[name] = strings.Join(values, ", ")

@@ -1,7 +1,7 @@
 // Command event-display is Knative's event-display sample for Skiff: a Knative Service that
 // receives CloudEvents (binary or structured mode, through the cloudevents sdk-go HTTP
-// binding) on $PORT (default 8080) and logs each one. Two optional settings make it useful
-// in examples and tests:
+// binding) on $HOST:$PORT (every interface when HOST is unset; port 8080 by default) and logs
+// each one. Two optional settings make it useful in examples and tests:
 //
 //   - FORWARD_URL: every received event is also POSTed there (structured mode) before the
 //     delivery is answered; if that fails the delivery gets 502, so the broker retries it.
@@ -63,7 +63,7 @@ func run(log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.Handle("/", receive)
-	lis, err := net.Listen("tcp", ":"+cmp.Or(os.Getenv("PORT"), "8080"))
+	lis, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("HOST"), cmp.Or(os.Getenv("PORT"), "8080")))
 	if err != nil {
 		return err
 	}

@@ -328,9 +328,20 @@ func (f *Function) Validate() error {
 	errs = append(errs, validateEnvs("run.envs", f.Run.Envs, false)...)
 	errs = append(errs, validateVolumes(f.Run.Volumes)...)
 	errs = append(errs, validateTraffic(f.Deploy.Traffic)...)
-	if ns := f.Deploy.Namespace; ns != "" {
-		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
-			bad("deploy.namespace", "%q: %s", ns, strings.Join(msgs, "; "))
+	// Namespaces and the domain are checked as Knative's func checks them
+	// (pkg/utils/names.go ValidateNamespace, ValidateDomain): a namespace is a DNS-1035
+	// label, the domain a DNS-1123 subdomain. Both end up in object names and URLs.
+	for _, ns := range [...]struct{ field, value string }{{"namespace", f.Namespace}, {"deploy.namespace", f.Deploy.Namespace}} {
+		if ns.value == "" {
+			continue
+		}
+		if msgs := validation.IsDNS1035Label(ns.value); len(msgs) > 0 {
+			bad(ns.field, "%q: %s", ns.value, strings.Join(msgs, "; "))
+		}
+	}
+	if f.Domain != "" {
+		if msgs := validation.IsDNS1123Subdomain(f.Domain); len(msgs) > 0 {
+			bad("domain", "%q: %s", f.Domain, strings.Join(msgs, "; "))
 		}
 	}
 	for k := range f.Deploy.Annotations {

@@ -1,6 +1,7 @@
 package funcyaml
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,42 @@ func TestParse(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(c.doc)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("want an error containing %q, got %v", c.want, err)
+		}
+	}
+}
+
+// The namespaces and the domain are validated as Knative's func validates them; the cases
+// come from knative/func pkg/utils/names_test.go (TestValidateNamespace, TestValidateDomain).
+// (Issue 13, item 10: the top-level namespace was not validated at all.)
+func TestNamespaceAndDomain(t *testing.T) {
+	base := "specVersion: 0.36.0\nname: hello\nruntime: go\ncreated: 2026-01-01T00:00:00Z\n"
+	for _, ns := range []string{"default", "kube-system", "my-namespace", "myapp", "my-app-123", "a", "a-b", "abc-123-xyz"} {
+		for _, field := range []string{"namespace: %s\n", "deploy:\n  namespace: %s\n"} {
+			if _, err := Parse([]byte(base + fmt.Sprintf(field, ns))); err != nil {
+				t.Errorf("%q: %v", fmt.Sprintf(field, ns), err)
+			}
+		}
+	}
+	for _, ns := range []string{"123app", `"1"`, "My-App", "MY-APP", "my_app", `"my app"`, "my@app", "-myapp", "myapp-",
+		"my..app", "my/app", `"my:app"`, "my;app", "my,app", `"my*app"`, "my!app", "x/../default", `".."`} {
+		for field, doc := range map[string]string{"namespace": "namespace: %s\n", "deploy.namespace": "deploy:\n  namespace: %s\n"} {
+			_, err := Parse([]byte(base + fmt.Sprintf(doc, ns)))
+			if err == nil || !strings.Contains(err.Error(), field+": ") {
+				t.Errorf("%s %s: %v, want an error naming %s", field, ns, err, field)
+			}
+		}
+	}
+	for _, d := range []string{"example.com", "api.example.com", "my-app.example.com", "app-123.example.com", "123.example.com",
+		"a.b.c.d.e.com", "localhost", "cluster.local", "my-app-123.staging.example.com", "a.co", "123app.example.com"} {
+		if _, err := Parse([]byte(base + "domain: " + d + "\n")); err != nil {
+			t.Errorf("domain %s: %v", d, err)
+		}
+	}
+	for _, d := range []string{"Example.Com", "MY-APP.COM", "my_app.com", `"my app.com"`, "my@app.com", "app!.com", "-example.com",
+		"example-.com", "example.-com.com", "my..app.com", ".example.com", `"my:app.com"`, "my;app.com", "my,app.com",
+		`"my*app.com"`, `" example.com"`, `"example.com "`, "example.com.", "example@domain.com", "ex!ample.com", "example.com/path"} {
+		if _, err := Parse([]byte(base + "domain: " + d + "\n")); err == nil || !strings.Contains(err.Error(), "domain: ") {
+			t.Errorf("domain %s: %v, want an error naming domain", d, err)
 		}
 	}
 }

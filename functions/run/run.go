@@ -1,8 +1,9 @@
 // Package run runs a function's host build on this machine, as `skiff func run` does, with the
-// environment a Revision gets from the local runtime: the caller's environment, func.yaml's
-// run.envs ("{{ env:VAR }}" read from the caller's environment; values from Secrets and
-// ConfigMaps, which only a cluster has, left out with a warning), then PORT, K_SERVICE,
-// K_CONFIGURATION and K_REVISION. Watch (watch.go) rebuilds and restarts it on every change.
+// environment a Revision gets from the local runtime: the caller's environment, HOST=127.0.0.1
+// (the function listens on loopback), func.yaml's run.envs ("{{ env:VAR }}" read from the
+// caller's environment; values from Secrets and ConfigMaps, which only a cluster has, left out
+// with a warning), then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION. Watch (watch.go)
+// rebuilds and restarts it on every change.
 //
 // While it runs, <function>/.func/run.json records its URL and pid so that
 // `skiff func invoke --target local` finds it.
@@ -90,7 +91,9 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 			fmt.Fprintf(opts.Stderr, "not set locally (only a cluster has Secrets and ConfigMaps): %s\n", s)
 		}
 	}
-	env = append(append(env, fenv...),
+	// HOST keeps the function on loopback (it is reached at 127.0.0.1:PORT), as `skiff up` does;
+	// run.envs may override it.
+	env = append(append(append(env, "HOST=127.0.0.1"), fenv...),
 		"PORT="+strconv.Itoa(port), "K_SERVICE="+f.Name, "K_CONFIGURATION="+f.Name, "K_REVISION="+f.Name+"-local")
 	cmd := exec.Command(opts.Host.Command[0], opts.Host.Command[1:]...)
 	cmd.Dir = opts.Dir

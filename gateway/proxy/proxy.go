@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/skiff-dev/skiff/gateway/codec"
 	"github.com/skiff-dev/skiff/gateway/filter"
 	"github.com/skiff-dev/skiff/gateway/route"
 	"github.com/skiff-dev/skiff/gateway/stats"
@@ -83,6 +85,13 @@ type Options struct {
 	GenerateRequestID bool
 	// AccessLog logs every request at Info level (otherwise at Debug).
 	AccessLog bool
+	// MaxRequestHeadersBytes is max_request_headers_kb × 1024, MaxHeadersCount
+	// common_http_protocol_options.max_headers_count and AllowChunkedLength
+	// http_protocol_options.allow_chunked_length (zero: Envoy's defaults). The
+	// listener's codec.Conn checks HTTP/1 requests against them (CodecSettings);
+	// the connection manager answers its verdicts, and checks HTTP/2 requests.
+	MaxRequestHeadersBytes, MaxHeadersCount int
+	AllowChunkedLength                      bool
 	// Stats receives the http.* and cluster.* stats.
 	Stats *stats.Store
 	// Logger receives access and error logs.
@@ -137,6 +146,15 @@ func New(opts Options) *ConnectionManager {
 	return cm
 }
 
+// CodecSettings returns the downstream codec limits (see package codec).
+func (cm *ConnectionManager) CodecSettings() codec.Settings {
+	return codec.Settings{
+		MaxRequestHeadersBytes: cm.opts.MaxRequestHeadersBytes,
+		MaxHeadersCount:        cm.opts.MaxHeadersCount,
+		AllowChunkedLength:     cm.opts.AllowChunkedLength,
+	}
+}
+
 // StatPrefix returns the HCM stat prefix.
 func (cm *ConnectionManager) StatPrefix() string { return cm.opts.StatPrefix }
 
@@ -179,6 +197,9 @@ type reqInfo struct {
 	timeoutCtx  context.Context // the route-timeout context, to tell timeouts from cancellation
 	span        trace.Span      // the request's span when tracing (Observe.Tracer)
 	bodyIn      *countingBody   // the request body's byte count when logging requests
+	// badBody is set once reading the downstream request body failed with a
+	// codec error (the body is read on the transport's goroutine too).
+	badBody atomic.Bool
 }
 
 func (ri *reqInfo) flag(f string) { ri.flags = append(ri.flags, f) }
@@ -202,6 +223,13 @@ func (cm *ConnectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cm.rqActive.Inc()
 	sw := &statusWriter{ResponseWriter: w, server: cm.opts.ServerName}
 	defer cm.finish(sw, r, ri)
+	if code := cm.checkCodec(r); code != 0 {
+		cm.sendCodecError(sw, r, ri, code)
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &downstreamBody{ReadCloser: r.Body, ri: ri}
+	}
 
 	if cm.opts.StripAnyHostPort {
 		r.Host = route.StripPort(r.Host)
@@ -245,6 +273,62 @@ func (cm *ConnectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	cm.resolveRoute(r, ri, st)
 	cm.handler.ServeHTTP(sw, r)
+	if ri.badBody.Load() && sw.status == 0 {
+		// A filter stopped at the broken body without answering.
+		cm.sendCodecError(sw, r, ri, http.StatusBadRequest)
+	}
+}
+
+// checkCodec returns the status an HTTP/1 request gets from the listener's codec
+// (see package codec), or checks an HTTP/2 request's headers against the same
+// limits; 0 means the request goes on. Too many HTTP/2 headers reset the stream,
+// as in Envoy.
+func (cm *ConnectionManager) checkCodec(r *http.Request) int {
+	if r.ProtoMajor == 1 {
+		if c := codec.FromContext(r.Context()); c != nil {
+			return c.NextVerdict().Status
+		}
+		return 0
+	}
+	limits := cm.CodecSettings()
+	size, count := len("host")+len(r.Host), 1
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			size += len(k) + len(v)
+			count++
+		}
+	}
+	switch {
+	case count > cmp.Or(limits.MaxHeadersCount, codec.DefaultMaxHeadersCount):
+		panic(http.ErrAbortHandler)
+	case size > cmp.Or(limits.MaxRequestHeadersBytes, codec.DefaultMaxRequestHeadersKB*1024):
+		return http.StatusRequestHeaderFieldsTooLarge
+	}
+	return 0
+}
+
+// sendCodecError answers a request the codec refused, as Envoy does: the status
+// and its text, response flag DPE (downstream protocol error), and the HTTP/1
+// connection closed.
+func (cm *ConnectionManager) sendCodecError(w http.ResponseWriter, r *http.Request, ri *reqInfo, code int) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	cm.sendLocal(w, ri, &localReply{code: code, body: http.StatusText(code), flag: "DPE"})
+}
+
+// downstreamBody notes a codec error while the request body is read.
+type downstreamBody struct {
+	io.ReadCloser
+	ri *reqInfo
+}
+
+func (b *downstreamBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, codec.ErrMalformedBody) {
+		b.ri.badBody.Store(true)
+	}
+	return n, err
 }
 
 func (cm *ConnectionManager) finish(sw *statusWriter, r *http.Request, ri *reqInfo) {
@@ -487,6 +571,11 @@ func (cm *ConnectionManager) modifyResponse(resp *http.Response) error {
 
 func (cm *ConnectionManager) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ri := infoFrom(r.Context())
+	if ri.badBody.Load() {
+		// The upstream request failed because the downstream body is malformed.
+		cm.sendCodecError(w, r, ri, http.StatusBadRequest)
+		return
+	}
 	var lr *localReply
 	if errors.As(err, &lr) {
 		cm.sendLocal(w, ri, lr)
@@ -599,6 +688,10 @@ func (cm *ConnectionManager) roundTrip(req *http.Request) (*http.Response, error
 				cl.Counter("upstream_rq_retry_success").Inc()
 			}
 			return resp, nil
+		}
+		if ri.badBody.Load() {
+			// Not the upstream's fault and not retriable: errorHandler answers 400.
+			return nil, err
 		}
 		if ctx.Err() != nil {
 			// Route timeout or downstream cancellation; errorHandler tells which.

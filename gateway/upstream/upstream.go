@@ -6,6 +6,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -109,7 +110,14 @@ type Cluster struct {
 	st     *clusterStats
 	// revision is the Knative Revision named by the cluster's skiff metadata, if any.
 	revision *telemetry.Revision
+	// tls is the client configuration of the cluster's TLS transport socket (nil: cleartext).
+	tls *tls.Config
 }
+
+// TLSConfig returns the cluster's upstream TLS configuration, nil for cleartext, for filters
+// that open their own connections to the cluster (ext_proc's gRPC). It is shared: clone it
+// before changing it. A cluster update makes a new one.
+func (c *Cluster) TLSConfig() *tls.Config { return c.tls }
 
 type hostSet struct {
 	all     []*Host
@@ -326,16 +334,18 @@ func (h *Host) Stats() HostStats {
 
 // Manager holds the current clusters and endpoint assignments.
 type Manager struct {
-	stats *stats.Store
+	stats   *stats.Store
+	secrets StaticSecrets
 
 	mu          sync.RWMutex
 	clusters    map[string]*Cluster
 	assignments map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
 }
 
-// NewManager returns an empty Manager reporting into s.
-func NewManager(s *stats.Store) *Manager {
-	return &Manager{stats: s, clusters: map[string]*Cluster{}, assignments: map[string]*endpointv3.ClusterLoadAssignment{}}
+// NewManager returns an empty Manager reporting into s; clusters' TLS transport sockets may
+// refer to secrets.
+func NewManager(s *stats.Store, secrets StaticSecrets) *Manager {
+	return &Manager{stats: s, secrets: secrets, clusters: map[string]*Cluster{}, assignments: map[string]*endpointv3.ClusterLoadAssignment{}}
 }
 
 // Get returns the cluster called name, or nil.
@@ -602,9 +612,14 @@ func (m *Manager) build(raw *clusterv3.Cluster) (*Cluster, error) {
 		}
 		c.lb = lb
 	}
-	if raw.GetTransportSocket() != nil || len(raw.GetTransportSocketMatches()) > 0 {
-		return nil, errors.New("transport_socket (upstream TLS) is not supported")
+	if len(raw.GetTransportSocketMatches()) > 0 {
+		return nil, errors.New("transport_socket_matches are not supported")
 	}
+	tlsCfg, err := m.upstreamTLS(raw.GetTransportSocket())
+	if err != nil {
+		return nil, err
+	}
+	c.tls = tlsCfg
 	if raw.GetConnectTimeout() != nil {
 		c.connectTimeout = raw.GetConnectTimeout().AsDuration()
 	}
@@ -665,7 +680,7 @@ func (c *Cluster) newTransport(h2 bool) *http.Transport {
 		p.SetHTTP1(true)
 	}
 	return &http.Transport{
-		DialContext:           c.dial(dialer),
+		DialContext:           c.dial(dialer, h2),
 		Protocols:             &p,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -674,7 +689,10 @@ func (c *Cluster) newTransport(h2 bool) *http.Transport {
 	}
 }
 
-func (c *Cluster) dial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// dial connects to a host of the cluster, with TLS (offering h2 or http/1.1 by ALPN unless
+// the transport socket names protocols) when the cluster has a TLS transport socket; the
+// transports then speak HTTP over the TLS connection as over a cleartext one.
+func (c *Cluster) dial(d *net.Dialer, h2 bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var host *Host
 		for _, h := range c.Hosts() {
@@ -698,6 +716,25 @@ func (c *Cluster) dial(d *net.Dialer) func(ctx context.Context, network, addr st
 				c.st.cxConnectTimeout.Inc()
 			}
 			return nil, &ConnectError{Host: addr, Timeout: timeout, Err: err}
+		}
+		if c.tls != nil {
+			cfg := c.tls.Clone()
+			if len(cfg.NextProtos) == 0 {
+				cfg.NextProtos = []string{"http/1.1"}
+				if h2 {
+					cfg.NextProtos = []string{"h2"}
+				}
+			}
+			tc := tls.Client(conn, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				conn.Close()
+				c.st.cxConnectFail.Inc()
+				if host != nil {
+					host.cxConnectFail.Add(1)
+				}
+				return nil, &ConnectError{Host: addr, Err: err}
+			}
+			conn = tc
 		}
 		c.st.cxTotal.Inc()
 		c.st.cxActive.Inc()

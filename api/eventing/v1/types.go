@@ -40,7 +40,10 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;eventing
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.address.url"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
+// +kubebuilder:printcolumn:name="Class",type=string,JSONPath=".metadata.annotations.eventing\\.knative\\.dev/broker\\.class",priority=1
 // Broker receives CloudEvents at its address and passes each to the Triggers that match it.
 type Broker struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -70,7 +73,9 @@ type BrokerStatus struct {
 // +kubebuilder:resource:categories=all;knative;eventing
 // +kubebuilder:printcolumn:name="Broker",type=string,JSONPath=".spec.broker"
 // +kubebuilder:printcolumn:name="Subscriber_URI",type=string,JSONPath=".status.subscriberUri"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Trigger subscribes a destination to the events of one Broker that pass its filters.
 type Trigger struct {
 	metav1.TypeMeta   `json:",inline"`

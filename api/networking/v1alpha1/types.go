@@ -20,7 +20,6 @@ const KindClusterDomainClaim = "ClusterDomainClaim"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=cdc,categories=knative-internal;networking
-// +kubebuilder:printcolumn:name="Namespace",type=string,JSONPath=".spec.namespace"
 // ClusterDomainClaim reserves a domain name (its metadata.name) for the DomainMappings of one
 // namespace. It is cluster-scoped.
 type ClusterDomainClaim struct {

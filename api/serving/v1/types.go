@@ -45,7 +45,7 @@ const (
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=ksvc;ksvcs,categories=all;knative;serving
+// +kubebuilder:resource:shortName=kservice;ksvc,categories=all;knative;serving
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.url"
 // +kubebuilder:printcolumn:name="LatestCreated",type=string,JSONPath=".status.latestCreatedRevisionName"
 // +kubebuilder:printcolumn:name="LatestReady",type=string,JSONPath=".status.latestReadyRevisionName"
@@ -78,6 +78,7 @@ type ServiceStatus struct {
 // +kubebuilder:printcolumn:name="LatestCreated",type=string,JSONPath=".status.latestCreatedRevisionName"
 // +kubebuilder:printcolumn:name="LatestReady",type=string,JSONPath=".status.latestReadyRevisionName"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Configuration stamps out a new Revision every time its template changes.
 type Configuration struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -118,7 +119,9 @@ type RevisionTemplateSpec struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=rev,categories=all;knative;serving
 // +kubebuilder:printcolumn:name="Config Name",type=string,JSONPath=".metadata.labels['serving\\.knative\\.dev/configuration']"
+// +kubebuilder:printcolumn:name="Generation",type=string,JSONPath=".metadata.labels['serving\\.knative\\.dev/configurationGeneration']"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // +kubebuilder:printcolumn:name="Actual Replicas",type=integer,JSONPath=".status.actualReplicas"
 // +kubebuilder:printcolumn:name="Desired Replicas",type=integer,JSONPath=".status.desiredReplicas"
 // Revision is an immutable snapshot of code and configuration.
@@ -195,6 +198,7 @@ type ContainerStatus struct {
 // +kubebuilder:resource:shortName=rt,categories=all;knative;serving
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=".status.url"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // Route sends traffic to Revisions by percent and by tag.
 type Route struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -35,7 +35,9 @@ const PingEventType = "dev.knative.sources.ping"
 // +kubebuilder:resource:categories=all;knative;sources
 // +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=".status.sinkUri"
 // +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=".spec.schedule"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // PingSource sends an event on a cron schedule.
 type PingSource struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -77,7 +79,9 @@ type SourceStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=all;knative;sources;bindings
 // +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=".status.sinkUri"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // SinkBinding injects K_SINK (and K_CE_OVERRIDES) into the subject's containers.
 type SinkBinding struct {
 	metav1.TypeMeta   `json:",inline"`

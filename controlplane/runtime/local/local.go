@@ -15,8 +15,10 @@
 // revision has been ready, crashes only show in Restarts, Reason and Message (ExitCodeN and
 // "Container failed with: <last stderr lines>", cleared when that instance is ready again).
 //
-// Environment: the runtime's own (Config.Env, so PATH, HOME and GOCACHE reach the app), then the
-// container's env, then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, which always win.
+// Environment: the runtime's own (Config.Env, so PATH, HOME and GOCACHE reach the app), then
+// HOST=127.0.0.1 (ListenHost: an app that honours it listens on loopback, reachable only through
+// the gateway; the container's env may override it), then the container's env, then PORT,
+// K_SERVICE, K_CONFIGURATION and K_REVISION, which always win.
 // $(VAR) references in env values, command and args are expanded as Kubernetes does ($$ is $).
 //
 // Readiness: the container's readinessProbe (httpGet, tcpSocket or exec; Knative's default is TCP)

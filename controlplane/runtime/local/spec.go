@@ -126,17 +126,24 @@ func newPlan(rev *servingv1.Revision, workDir string) (*plan, *planError) {
 	return p, nil
 }
 
+// ListenHost is the HOST every local instance gets (runtime.ListenHost): apps that honour it
+// (Skiff's examples and function runners do) listen on loopback only, so they are reached
+// through the gateway and not from the network. A container env HOST overrides it.
+const ListenHost = runtime.ListenHost
+
 // env is the environment of one instance listening on port: base (the runtime's own environment,
-// so PATH, HOME and GOCACHE reach the app) without Knative's reserved names, then the container's
-// env, then PORT, K_SERVICE, K_CONFIGURATION and K_REVISION (the last value of a name wins).
+// so PATH, HOME and GOCACHE reach the app) without Knative's reserved names and HOST, then
+// HOST=ListenHost, then the container's env, then PORT, K_SERVICE, K_CONFIGURATION and
+// K_REVISION (the last value of a name wins).
 func (p *plan) envFor(base []string, port int) []string {
-	out := make([]string, 0, len(base)+len(p.env)+4)
+	out := make([]string, 0, len(base)+len(p.env)+5)
 	for _, kv := range base {
 		name, _, _ := strings.Cut(kv, "=")
-		if !isReserved(name) {
+		if !isReserved(name) && name != "HOST" { // shells such as zsh set HOST to the machine's name
 			out = append(out, kv)
 		}
 	}
+	out = append(out, "HOST="+ListenHost)
 	vars := p.reservedVars(port)
 	lookup := func(name string) (string, bool) {
 		v, ok := vars[name]

@@ -54,20 +54,21 @@ func TestPlanEnvAndArgs(t *testing.T) {
 	if got, want := p.argv(9000), []string{filepath.Join("/work", "bin/app"), "--rev=r-1", "--listen=:9000", "--greeting=hi from s"}; !slices.Equal(got, want) {
 		t.Errorf("argv = %q, want %q", got, want)
 	}
-	env := p.envFor([]string{"PATH=/bin", "HOME=/home/u", "PORT=1", "K_REVISION=parent"}, 9000)
+	env := p.envFor([]string{"PATH=/bin", "HOME=/home/u", "PORT=1", "K_REVISION=parent", "HOST=laptop.example"}, 9000)
 	last := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		last[k] = v
 	}
+	// HOST makes apps listen on loopback only (issue 13, item 6), whatever the shell had.
 	want := map[string]string{"PATH": "/bin", "HOME": "/override", "GREETING": "hi from s", "PORT": "9000",
-		"K_SERVICE": "s", "K_CONFIGURATION": "c", "K_REVISION": "r-1"}
+		"K_SERVICE": "s", "K_CONFIGURATION": "c", "K_REVISION": "r-1", "HOST": "127.0.0.1"}
 	for k, v := range want {
 		if last[k] != v {
 			t.Errorf("env %s = %q, want %q (env %q)", k, last[k], v, env)
 		}
 	}
-	if slices.Contains(env, "PORT=1") || slices.Contains(env, "K_REVISION=parent") {
+	if slices.Contains(env, "PORT=1") || slices.Contains(env, "K_REVISION=parent") || slices.Contains(env, "HOST=laptop.example") {
 		t.Errorf("the parent's reserved variables leaked: %q", env)
 	}
 }

@@ -6,9 +6,12 @@
 // What runs: the image named by the revision's status.containerStatuses[0].imageDigest (the
 // digest the revision reconciler resolved, so a retagged image never changes a revision), else
 // its spec image. The process is the image's entrypoint and cmd merged with the container's
-// command and args by Kubernetes' rules; its environment is the image's, then the container's
-// envFrom and env (ConfigMap and Secret references read at each start), then PORT, K_SERVICE,
-// K_CONFIGURATION and K_REVISION, which always win; its working directory and user come from
+// command and args by Kubernetes' rules; its environment is the image's, then HOST=127.0.0.1
+// (runtime.ListenHost, as the process runtime gives it: the container shares the host's
+// network, so an app that honours HOST is reached only through the gateway; it replaces an
+// image's own HOST, written for a network namespace of its own), then the container's envFrom
+// and env (ConfigMap and Secret references read at each start; these may override HOST), then
+// PORT, K_SERVICE, K_CONFIGURATION and K_REVISION, which always win; its working directory and user come from
 // workingDir and securityContext (runAsUser, runAsGroup, runAsNonRoot, capabilities,
 // readOnlyRootFilesystem, allowPrivilegeEscalation) over the image's.
 //
@@ -16,8 +19,8 @@
 // a free port the runtime picks (not containerPort, since every instance shares one port space)
 // and the proxy reaches the instance on 127.0.0.1:PORT. That keeps what apps reach the same as
 // for processes (the gateway and the broker ingress on loopback, K_SINK, the internet) without
-// Skiff changing the host's firewall; an app that binds every interface is reachable from the
-// network as any local process is. The host's /etc/resolv.conf and /etc/hosts are mounted
+// Skiff changing the host's firewall; an app that ignores HOST and binds every interface is
+// reachable from the network as any local process is. The host's /etc/resolv.conf and /etc/hosts are mounted
 // read-only.
 //
 // Volumes: configMap, secret and projected (of those) volumes are written under the instance's
@@ -893,9 +896,11 @@ func (r *Runtime) prepare(ctx context.Context, p *plan, index, port int, bundle 
 	return os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600)
 }
 
-// mergeEnv is the process's environment: the image's, then the container's own (envFrom and
-// env), then the reserved variables; a later name wins. PATH, HOSTNAME and HOME get defaults
-// as containerd gives them.
+// mergeEnv is the process's environment: the image's, then HOST=runtime.ListenHost, then the
+// container's own (envFrom and env), then the reserved variables; a later name wins. PATH,
+// HOSTNAME and HOME get defaults as containerd gives them. HOST comes after the image's env
+// because an image's HOST (often 0.0.0.0) assumes a network namespace of its own, which the
+// instance does not have; the container's env is the user's explicit choice and wins.
 func mergeEnv(imageEnv, own []string, reserved map[string]string, host, home string) []string {
 	var names []string
 	vals := map[string]string{}
@@ -911,6 +916,7 @@ func mergeEnv(imageEnv, own []string, reserved map[string]string, host, home str
 	for _, kv := range imageEnv {
 		set(kv)
 	}
+	set("HOST=" + runtime.ListenHost)
 	for _, kv := range own {
 		set(kv)
 	}

@@ -223,7 +223,7 @@ func TestRunImage(t *testing.T) {
 	}
 	port := fmt.Sprint(ep.Port)
 	for _, e := range []string{"PORT=" + port, "K_REVISION=run-00001", "K_SERVICE=svc", "K_CONFIGURATION=svc", "IMAGE_ONLY=from-image",
-		"FROM_ENV=port-" + port, "GREETING=hi", "SEC_token=t0k", "HOME=/home/nonroot"} {
+		"FROM_ENV=port-" + port, "GREETING=hi", "SEC_token=t0k", "HOME=/home/nonroot", "HOST=127.0.0.1"} {
 		if !slices.Contains(w.Env, e) {
 			t.Errorf("env lacks %s: %q", e, w.Env)
 		}
@@ -247,7 +247,7 @@ func TestRunImage(t *testing.T) {
 		}
 	}
 	logs, _ := os.ReadFile(filepath.Join(h.dataDir, "logs", "default", "run-00001.log"))
-	if !strings.Contains(string(logs), "[0] testapp listening on "+port) || !strings.Contains(string(logs), "[pull] pulled image") {
+	if !strings.Contains(string(logs), "[0] testapp listening on 127.0.0.1:"+port) || !strings.Contains(string(logs), "[pull] pulled image") {
 		t.Errorf("log file:\n%s", logs)
 	}
 

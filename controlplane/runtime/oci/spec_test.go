@@ -196,6 +196,30 @@ func asConfigError(err error, ce **configError) bool {
 
 // configMap and secret volumes become read-only files (items, modes), emptyDir a writable
 // directory or tmpfs; a missing source is a config error.
+// Containers share the host's network, so every instance gets HOST=127.0.0.1 as processes do
+// (issue 13, item 6): over an image's own HOST (written for a network namespace of its own),
+// under the container's env, which is the user's explicit choice.
+func TestMergeEnvListensOnLoopback(t *testing.T) {
+	reserved := map[string]string{"PORT": "9999"}
+	host := func(env []string) string {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "HOST="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	if h := host(mergeEnv(nil, nil, reserved, "h", "")); h != "127.0.0.1" {
+		t.Errorf("HOST = %q, want 127.0.0.1", h)
+	}
+	if h := host(mergeEnv([]string{"HOST=0.0.0.0"}, nil, reserved, "h", "")); h != "127.0.0.1" {
+		t.Errorf("with the image's HOST=0.0.0.0: HOST = %q, want 127.0.0.1", h)
+	}
+	if h := host(mergeEnv([]string{"HOST=0.0.0.0"}, []string{"HOST=::"}, reserved, "h", "")); h != "::" {
+		t.Errorf("with the container's env HOST=::: HOST = %q, want ::", h)
+	}
+}
+
 func TestVolumeMounts(t *testing.T) {
 	objs := fakeObjects{
 		cms:     map[string]*corev1.ConfigMap{"ns/cfg": {ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"a.conf": "A", "b.conf": "B"}}},

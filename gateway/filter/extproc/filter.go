@@ -3,6 +3,7 @@ package extproc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -115,6 +116,7 @@ func (f *extProcFilter) closeStream(s *stream) {
 func (f *extProcFilter) open(ctx context.Context) (*stream, error) {
 	target, direct := f.cfg.target, false
 	connectTimeout := 5 * time.Second
+	var tlsCfg *tls.Config
 	done := func() {}
 	if f.cfg.cluster != "" {
 		cl := f.clusters.Get(f.cfg.cluster)
@@ -125,14 +127,14 @@ func (f *extProcFilter) open(ctx context.Context) (*stream, error) {
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "ext_proc cluster %q: %v", f.cfg.cluster, err)
 		}
-		target, direct = host.Address, true
+		target, direct, tlsCfg = host.Address, true, cl.TLSConfig()
 		if ct := cl.Raw().GetConnectTimeout(); ct != nil {
 			connectTimeout = ct.AsDuration()
 		}
 		done = cl.StartRequest(host)
 		cl.CountRequest(host)
 	}
-	cc, release, err := f.pool.get(target, f.cfg.authority, direct, connectTimeout)
+	cc, release, err := f.pool.get(target, f.cfg.authority, direct, connectTimeout, tlsCfg)
 	if err != nil {
 		done()
 		return nil, status.Errorf(codes.Unavailable, "ext_proc connection to %s: %v", target, err)

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -32,6 +33,7 @@ type connPool struct {
 
 type connKey struct {
 	target, authority string
+	tls               *tls.Config // the cluster's (a cluster update makes a new one)
 }
 
 type pooledConn struct {
@@ -45,9 +47,10 @@ func newConnPool(logger *slog.Logger) *connPool {
 }
 
 // get returns a connection to target ("host:port" dialled directly when
-// direct, otherwise a gRPC target URI) and a release function to call when
+// direct, otherwise a gRPC target URI), over TLS with tlsCfg when it is not
+// nil (the cluster's transport socket), and a release function to call when
 // the stream using it is over.
-func (p *connPool) get(target, authority string, direct bool, connectTimeout time.Duration) (*grpc.ClientConn, func(), error) {
+func (p *connPool) get(target, authority string, direct bool, connectTimeout time.Duration, tlsCfg *tls.Config) (*grpc.ClientConn, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -60,7 +63,7 @@ func (p *connPool) get(target, authority string, direct bool, connectTimeout tim
 			delete(p.conns, k)
 		}
 	}
-	key := connKey{target, authority}
+	key := connKey{target, authority, tlsCfg}
 	pc, ok := p.conns[key]
 	if !ok {
 		if connectTimeout <= 0 {
@@ -80,7 +83,22 @@ func (p *connPool) get(target, authority string, direct bool, connectTimeout tim
 		if direct {
 			d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 			opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				return d.DialContext(ctx, "tcp", addr)
+				conn, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil || tlsCfg == nil {
+					return conn, err
+				}
+				// TLS is the cluster's transport socket, below gRPC, as in Envoy: the SNI
+				// and the certificate checks are the socket's, the :authority gRPC's.
+				cfg := tlsCfg.Clone()
+				if len(cfg.NextProtos) == 0 {
+					cfg.NextProtos = []string{"h2"}
+				}
+				tc := tls.Client(conn, cfg)
+				if err := tc.HandshakeContext(ctx); err != nil {
+					conn.Close()
+					return nil, err
+				}
+				return tc, nil
 			}))
 			dialTarget = "passthrough:///" + target
 		}

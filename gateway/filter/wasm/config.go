@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -58,14 +59,16 @@ type pluginSpec struct {
 	name, rootID, vmID string
 	// code is where the module comes from: local bytes (inline or read from
 	// a file) or a remote URI with its sha256.
-	local        []byte
-	localFile    string
-	remoteURI    string
-	remoteSHA    string
-	timeout      time.Duration
-	vmConfig     []byte
-	pluginConfig []byte
-	policy       failurePolicy
+	local     []byte
+	localFile string
+	remoteURI string
+	remoteSHA string
+	// remoteCluster is http_uri.cluster: the fetch uses its TLS transport socket.
+	remoteCluster string
+	timeout       time.Duration
+	vmConfig      []byte
+	pluginConfig  []byte
+	policy        failurePolicy
 }
 
 // key identifies a plugin instance set: same code, configuration and stats
@@ -140,6 +143,7 @@ func parseConfig(a *anypb.Any) (*pluginSpec, error) {
 	case *corev3.AsyncDataSource_Remote:
 		r := src.Remote
 		s.remoteURI = r.GetHttpUri().GetUri()
+		s.remoteCluster = r.GetHttpUri().GetCluster()
 		s.remoteSHA = strings.ToLower(r.GetSha256())
 		s.timeout = r.GetHttpUri().GetTimeout().AsDuration()
 		if s.remoteSHA == "" {
@@ -199,7 +203,7 @@ func (f *Factory) code(s *pluginSpec) (*codeBytes, error) {
 		}
 		return newCodeBytes(b), nil
 	case s.remoteURI != "":
-		return f.remote.get(f.rtCtx, s.remoteURI, s.remoteSHA, s.timeout)
+		return f.remote.get(f.rtCtx, s.remoteURI, s.remoteSHA, s.timeout, f.clusterTLS(s.remoteCluster))
 	default:
 		return newCodeBytes(s.local), nil
 	}
@@ -225,8 +229,9 @@ func newRemoteCache(c *http.Client) *remoteCache {
 }
 
 // get returns the code with the given sha256, fetching uri if it is not
-// cached. A download whose digest differs is an error.
-func (r *remoteCache) get(ctx context.Context, uri, sha string, timeout time.Duration) (*codeBytes, error) {
+// cached (over TLS with tlsCfg, the http_uri cluster's transport socket, when
+// not nil). A download whose digest differs is an error.
+func (r *remoteCache) get(ctx context.Context, uri, sha string, timeout time.Duration, tlsCfg *tls.Config) (*codeBytes, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c, ok := r.byHash[sha]; ok {
@@ -241,7 +246,13 @@ func (r *remoteCache) get(ctx context.Context, uri, sha string, timeout time.Dur
 	if err != nil {
 		return nil, fmt.Errorf("config.vm_config.code.remote: %w", err)
 	}
-	resp, err := r.client.Do(req)
+	client := r.client
+	if tlsCfg != nil {
+		tr := &http.Transport{TLSClientConfig: tlsCfg.Clone(), ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		client = &http.Client{Transport: tr}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("config.vm_config.code.remote: fetching %s: %w", uri, err)
 	}
@@ -259,4 +270,12 @@ func (r *remoteCache) get(ctx context.Context, uri, sha string, timeout time.Dur
 	}
 	r.byHash[sha] = c
 	return c, nil
+}
+
+// clusterTLS is the TLS configuration of the named cluster's transport socket, if any.
+func (f *Factory) clusterTLS(cluster string) *tls.Config {
+	if cluster == "" || f.opts.ClusterTLS == nil {
+		return nil
+	}
+	return f.opts.ClusterTLS(cluster)
 }

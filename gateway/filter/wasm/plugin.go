@@ -249,6 +249,11 @@ func (inst *instance) failLocked(err error) {
 	}
 	inst.failed = true
 	inst.p.log.Error("wasm VM instance failed", "error", err, "failure_policy", inst.p.spec.policy.String())
+	// Requests the plugin holds would wait for a continue_stream that can
+	// no longer come: wake them so that each fails by the policy.
+	for _, s := range inst.streams {
+		s.resumeStream(false)
+	}
 }
 
 func (inst *instance) isFailed() bool {

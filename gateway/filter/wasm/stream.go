@@ -73,6 +73,12 @@ const bodyChunk = 64 << 10
 
 var errLocalReply = errors.New("wasm plugin sent a local reply")
 
+// errStreamEnded is what the body reader returns once the stream it belongs
+// to was answered and its context deleted: an upstream client (Go's
+// transport) may still be reading the request body then, and the plugin must
+// not be called for a context it no longer has.
+var errStreamEnded = errors.New("wasm stream already ended")
+
 // sendLocal records a local reply. It is sent instead of the upstream
 // response when the plugin's callback returns, or, for a paused request,
 // when the stream resumes.
@@ -129,13 +135,20 @@ func (p *plugin) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		r.Body = &bodyReader{s: s, inner: r.Body}
 	}
 	inst.mu.Lock()
-	lr, reset := s.local, s.reset
+	lr, reset, failed := s.local, s.reset, inst.failed
 	inst.mu.Unlock()
 	if reset {
 		panic(http.ErrAbortHandler)
 	}
 	if lr != nil {
 		writeLocal(w, lr)
+		return
+	}
+	if failed && paused {
+		// The VM failed while the plugin held the request (another stream
+		// trapped): the request was never let through, so it fails by the
+		// policy, as Envoy fails every stream of a failed VM.
+		p.failStream(w, r, next)
 		return
 	}
 	rw := &responseWriter{ResponseWriter: w, s: s}
@@ -300,6 +313,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		if b.failed {
 			return 0, errLocalReply
 		}
+		if b.ended() {
+			return 0, errStreamEnded
+		}
 		buf := make([]byte, min(len(p), bodyChunk))
 		n, err := b.inner.Read(buf)
 		eos := errors.Is(err, io.EOF)
@@ -308,6 +324,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		}
 		inst := b.s.inst
 		inst.mu.Lock()
+		if b.s.finished {
+			inst.mu.Unlock()
+			b.failed = true
+			return 0, errStreamEnded
+		}
 		b.s.body = append(b.s.body, buf[:n]...)
 		act, ok := inst.bodyCallbackLocked(b.s, eos)
 		local := b.s.local != nil || b.s.reset
@@ -337,6 +358,13 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (b *bodyReader) Close() error { return b.inner.Close() }
+
+// ended reports whether the stream is over (the reader outlived serve).
+func (b *bodyReader) ended() bool {
+	b.s.inst.mu.Lock()
+	defer b.s.inst.mu.Unlock()
+	return b.s.finished
+}
 
 // waitResume waits until a paused request is continued, answered or reset;
 // false means the client went away.

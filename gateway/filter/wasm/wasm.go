@@ -32,11 +32,16 @@
 // filter when failing open — and, with FAIL_RELOAD, the instance is replaced
 // by a new one for later requests; otherwise it stays failed and every
 // request it is given fails (closed) or skips the plugin (open), as Envoy
-// does for a failed VM.
+// does for a failed VM. Requests the failed instance was holding (paused)
+// fail by the policy at once instead of waiting for a continue that cannot
+// come. Once a stream has ended (answered, its context deleted) the plugin is
+// never called for it again, even if an upstream client is still reading the
+// request body.
 package wasm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +80,10 @@ type Options struct {
 	// HTTPClient fetches remote code (vm_config.code.remote); nil means a
 	// client with no timeout of its own (http_uri.timeout applies).
 	HTTPClient *http.Client
+	// ClusterTLS returns the TLS configuration of the transport socket of the
+	// cluster named by a remote source's http_uri.cluster (nil: cleartext or
+	// no such cluster), as Envoy fetches through that cluster.
+	ClusterTLS func(cluster string) *tls.Config
 	// Stats receives plugin metrics when a filter is built without a
 	// BuildContext (New); nil means a private store.
 	Stats *stats.Store

@@ -388,3 +388,67 @@ func TestRemoteCode(t *testing.T) {
 		t.Errorf("fetched %d times, want 2", fetches)
 	}
 }
+
+// An upstream client may go on reading the request body after the response
+// came back and the stream ended (Go's transport writes the body on its own
+// goroutine): the plugin must not be called for the deleted context. The Go
+// SDK panics on an unknown context id ("invalid context on
+// proxy_on_request_body"), which used to fail the VM: with FAIL_CLOSED every
+// later request got 503. (Issue 13, item 4.)
+func TestBodyReadAfterStreamEnds(t *testing.T) {
+	h := newHarness(t, wasmConfig(t, "abitest", "abi", "", wasmv3.FailurePolicy_FAIL_CLOSED), 1)
+	var body io.Reader
+	h.during = func(r *http.Request) {
+		buf := make([]byte, 10)
+		_, _ = io.ReadFull(r.Body, buf) // the upstream answers after a first chunk
+		body = r.Body
+	}
+	big := strings.Repeat("x", 4*bodyChunk)
+	if w := h.doBody(map[string]string{"x-abitest-body": "stream"}, strings.NewReader(big)); w.Code != 200 {
+		t.Fatalf("streamed request: %d %q", w.Code, w.Body.String())
+	}
+	h.during = nil
+	if n, err := io.Copy(io.Discard, body); err == nil || n != 0 {
+		t.Errorf("reading the body after the stream ended: %d bytes, %v; want an error and no data", n, err)
+	}
+	w := h.do(nil)
+	if w.Code != 200 || w.Header().Get("X-Abitest-Cluster") != testCluster {
+		t.Errorf("next request: %d %v, want 200 from a running plugin", w.Code, w.Header())
+	}
+}
+
+// A request the plugin holds is not left hanging when its VM fails because of
+// another request: it fails by the policy (503 with FAIL_RELOAD, as Envoy
+// fails the streams of a failed VM), promptly, and new requests get a new VM.
+func TestTrapFailsHeldRequests(t *testing.T) {
+	h := newHarness(t, wasmConfig(t, "abitest", "abi", `{"tick_ms": 600000}`, wasmv3.FailurePolicy_FAIL_RELOAD), 1)
+	held := make(chan int, 1)
+	go func() { held <- h.do(map[string]string{"x-abitest-pause": "1"}).Code }()
+	eventually(t, "the request to be held", func() bool { return h.stat("wasmcustom.abitest_active") == 1 })
+	if w := h.do(map[string]string{"x-abitest-panic": "request"}); w.Code != 503 {
+		t.Errorf("trapping request: %d, want 503", w.Code)
+	}
+	select {
+	case code := <-held:
+		if code != 503 {
+			t.Errorf("held request: %d, want 503", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held request still hangs 10s after its VM failed")
+	}
+	if w := h.do(nil); w.Code != 200 || w.Header().Get("X-Abitest-Cluster") != testCluster {
+		t.Errorf("request after the trap: %d, want 200 from a reloaded VM", w.Code)
+	}
+}
+
+// eventually polls cond until it holds or 10s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

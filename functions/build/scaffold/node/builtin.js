@@ -165,8 +165,11 @@ const server = http.createServer((req, res) => {
   });
 });
 
+// $HOST (set to 127.0.0.1 by `skiff up` and `skiff func run`) keeps the function on loopback;
+// unset (as in a pod) it listens on every interface.
 const port = Number(process.env.PORT || 8080);
-server.listen(port, () => log.info(`function listening on :${port}`));
+const host = process.env.HOST || undefined;
+server.listen(port, host, () => log.info(`function listening on ${host || ''}:${port}`));
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => {
     server.close(() => process.exit(0));

@@ -43,9 +43,12 @@ def _asgi_health(app):
     return wrapped
 
 
-def serve(kind, app, port):
+def serve(kind, app, port, host=None):
+    """Serve app on host:port. host is $HOST (127.0.0.1 under `skiff up` and `skiff func run`,
+    which keeps the function on loopback); None (as in a pod) is every interface."""
+    host = host or "0.0.0.0"
     if kind == "wsgi":
-        httpd = make_server("0.0.0.0", port, _wsgi_health(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        httpd = make_server(host, port, _wsgi_health(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         stop = threading.Event()
 
         def on_signal(*_):
@@ -54,13 +57,13 @@ def serve(kind, app, port):
                 threading.Thread(target=httpd.shutdown, daemon=True).start()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        logging.info("function (WSGI) listening on :%d", port)
+        logging.info("function (WSGI) listening on %s:%d", host, port)
         httpd.serve_forever()
         httpd.server_close()
     elif kind == "uvicorn":
         import uvicorn
-        logging.info("function (ASGI, uvicorn) listening on :%d", port)
+        logging.info("function (ASGI, uvicorn) listening on %s:%d", host, port)
         # log_config=None: uvicorn logs through the root logger, once, in the runner's format.
-        uvicorn.run(_asgi_health(app), host="0.0.0.0", port=port, log_level="info", log_config=None)
+        uvicorn.run(_asgi_health(app), host=host, port=port, log_level="info", log_config=None)
     else:
         sys.exit(f"unknown --server {kind!r}: want asyncio, wsgi or uvicorn")

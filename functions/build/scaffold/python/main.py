@@ -153,12 +153,15 @@ class Server:
 
 async def serve(instance, cloudevents):
     port = int(os.environ.get("PORT", "8080"))
-    server = await asyncio.start_server(Server(instance, cloudevents).connection, host="0.0.0.0", port=port)
+    # $HOST (127.0.0.1 under `skiff up` and `skiff func run`) keeps the function on loopback;
+    # unset (as in a pod) it listens on every interface.
+    host = os.environ.get("HOST") or None
+    server = await asyncio.start_server(Server(instance, cloudevents).connection, host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    logging.info("function listening on :%d", port)
+    logging.info("function listening on %s:%d", host or "", port)
     async with server:
         await stop.wait()
     if hasattr(instance, "stop"):
@@ -186,7 +189,7 @@ def main():
     import function  # the user's package, from src
     if server != "asyncio":
         import frameworks
-        frameworks.serve(server, function.app, int(os.environ.get("PORT", "8080")))
+        frameworks.serve(server, function.app, int(os.environ.get("PORT", "8080")), os.environ.get("HOST") or None)
         return
     instance = function.new()
     if hasattr(instance, "start"):

@@ -1,5 +1,5 @@
-// Command testapp is the program the OCI runtime's tests run in a container: it serves on $PORT
-// and reports what it sees of its container, so tests can assert it.
+// Command testapp is the program the OCI runtime's tests run in a container: it serves on
+// $HOST:$PORT and reports what it sees of its container, so tests can assert it.
 //
 //	GET /          {"args","env","cwd","uid","gid","groups","hostname"}
 //	GET /file?path=P   the file's content (404 if missing)
@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -70,8 +71,9 @@ func main() {
 		}
 	})
 	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
-	fmt.Println("testapp listening on", os.Getenv("PORT"))
-	if err := http.ListenAndServe(":"+os.Getenv("PORT"), mux); err != nil {
+	addr := net.JoinHostPort(os.Getenv("HOST"), os.Getenv("PORT"))
+	fmt.Println("testapp listening on", addr)
+	if err := http.ListenAndServe(addr, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
