@@ -4,7 +4,7 @@ BIN     := bin/skiff
 DATA    ?= .skiff
 PKGS    := ./...
 
-.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s python-frameworks runc
+.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s python-frameworks runc prometheus
 
 all: build
 
@@ -24,7 +24,7 @@ wasm: ## build every proxy-wasm filter under wasm-filters/ to bin/wasm/<name>.wa
 # the Kubernetes integration tests (e2e/kube) if the build succeeded. A failed build does not fail
 # `make test`: it says so, points at its log, and the e2e/kube tests are skipped (they skip on
 # their own without binaries too); a failing test fails it.
-test: python-frameworks runc ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
+test: python-frameworks runc prometheus ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
 	@bash e2e/kube/tools/test-all.sh "$(GO)" "$(KUBE_BIN)"
 
 # The Python Flask and FastAPI templates run with the distribution's frameworks (PyPI is out of
@@ -45,6 +45,15 @@ runc: ## install runc from the distribution when missing (as root)
 	if [ "$$(id -u)" != 0 ]; then echo "runc is missing and this is not root: container image tests will skip"; exit 0; fi; \
 	if (apt-get install -y runc >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y runc >/dev/null 2>&1)); \
 	then echo "installed $$(runc --version | head -1)"; else echo "could not install runc: container image tests will skip"; fi
+
+# The Prometheus end-to-end test (e2e TestPrometheusScrapesSkiffUp) runs Debian's prometheus
+# against `skiff up`; as root, `make test` installs it when missing. Without it the test skips,
+# saying why.
+prometheus: ## install Debian's prometheus when missing (as root)
+	@command -v prometheus >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "prometheus is missing and this is not root: the Prometheus scrape test will skip"; exit 0; fi; \
+	if (DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1)); \
+	then echo "installed $$(prometheus --version 2>&1 | head -1)"; else echo "could not install prometheus: the Prometheus scrape test will skip"; fi
 
 test-short: ## unit tests only, no end-to-end runs
 	$(GO) test -short -count=1 $(PKGS)

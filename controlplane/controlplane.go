@@ -39,6 +39,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/extproc"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Config says where the control plane keeps its data and listens.
@@ -109,7 +110,11 @@ type Config struct {
 	Eventing *EventingConfig
 	// Images configures running container images with runc (when it can run here).
 	Images ImagesConfig
-	Logger *slog.Logger
+	// Telemetry, when set, is where the control plane's metrics (autoscaler, activator,
+	// broker, xDS, work queue) and spans (activator, broker) go; proxies are told over LDS
+	// to trace to the same collector (Telemetry.Tracing). Nil records nothing.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // EventingConfig configures the eventing data plane (controlplane/eventing).
@@ -164,6 +169,8 @@ type ControlPlane struct {
 	apiLis  net.Listener
 	xdsLis  net.Listener
 	extLis  net.Listener
+	// stopMetrics unregisters the autoscaler's gauges.
+	stopMetrics func()
 
 	extMu   sync.Mutex
 	extGRPC *grpc.Server // serving ext_proc; nil once stopped
@@ -234,13 +241,19 @@ func New(cfg Config) (*ControlPlane, error) {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
+	obs, err := newObservability(cfg.Telemetry, cfg.Logger)
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
 		ListenerAddress: cfg.ProxyListenAddress, ListenerPort: cfg.ProxyListenPort,
 		HTTPSListenerAddress: cfg.HTTPSListenAddress, HTTPSListenerPort: cfg.HTTPSListenPort,
 		LocalListenerAddress: cfg.LocalListenAddress, LocalListenerPort: cfg.LocalListenPort,
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
-		ServingNodes:   cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
+		Tracing:        obs.proxyTracing, Metrics: obs.xds,
+		ServingNodes: cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
@@ -253,7 +266,7 @@ func New(cfg Config) (*ControlPlane, error) {
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, Logger: cfg.Logger,
-			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: cfg.Telemetry,
 			// Deliveries start once the proxy serves (Run), never into a proxy still starting.
 			HoldDispatch: true,
 		})
@@ -270,7 +283,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		}
 	}
 	poke := func(cluster string) { cp.scaler.Poke(cluster) }
-	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: poke})
+	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: poke, Tracer: obs.tracer, Metrics: obs.activator})
 	cp.hub = activation.New(cp.extproc, poke, cfg.Logger)
 	cp.sink = autoscaler.NewStatSink(cfg.StatSource, 10*time.Second)
 	sources := []autoscaler.Metrics{cp.sink}
@@ -294,11 +307,16 @@ func New(cfg Config) (*ControlPlane, error) {
 		return cp.process.InstanceUsage(), nil
 	}
 	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
+	if cp.stopMetrics, err = obs.registerAutoscaler(cp.scaler); err != nil {
+		cp.xds.Close()
+		cleanup()
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
-		DigestResolutionTimeout: cfg.Images.ResolveTimeout,
-		SystemNamespace:         cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
+		DigestResolutionTimeout: cfg.Images.ResolveTimeout, QueueMetrics: obs.queue,
+		SystemNamespace: cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
 	}
 	if cfg.HTTPSListenPort != 0 {
 		rcfg.Certificates = cp.ca
@@ -480,6 +498,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	grpcServer.Stop()
 	cp.StopExtProc()
 	wg.Wait()
+	cp.stopMetrics()
 	if err := cp.store.Close(); err != nil && runErr == nil {
 		runErr = err
 	}

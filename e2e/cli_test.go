@@ -104,6 +104,8 @@ spec:
 	for _, args := range [][]string{
 		{"delete", "ksvc", "x/../hello"}, {"delete", "ksvc", "..%2Fhello"}, {"get", "ksvc", "../services/hello"},
 		{"delete", "ksvc", "hello", "-n", "x/../default"},
+		{"logs", "ksvc", "x/../hello"}, {"logs", "ksvc", "hello", "--revision", "../hello-00001"},
+		{"logs", "ksvc", "hello", "-n", "x/../default"},
 	} {
 		if out, err = run(args...); err == nil || !strings.Contains(out, "invalid name") && !strings.Contains(out, "invalid namespace") {
 			t.Errorf("skiff %s: err=%v %s, want a client-side error", strings.Join(args, " "), err, out)

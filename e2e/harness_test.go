@@ -94,6 +94,7 @@ func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)
 		AdminAddress: admin, Logger: log,
 		ListenerAddressOverride: "127.0.0.1:0",
 		WasmCacheDir:            wasmCacheDir(),
+		Telemetry:               cfg.Telemetry,
 	})
 	if err != nil {
 		t.Fatalf("start gateway: %v", err)

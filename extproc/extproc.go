@@ -28,8 +28,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 const (
@@ -90,6 +93,13 @@ type Config struct {
 	// service's locks, on the request's goroutine, at most once per second per revision; it
 	// should not block. May be nil.
 	OnDemand func(cluster string)
+	// Tracer, when set, records each request's wait for capacity as a span (Knative's
+	// activator "throttler_try"), a child of the trace context the proxy sends in the
+	// stream's gRPC metadata.
+	Tracer trace.TracerProvider
+	// Metrics, when set, records the requests held and in flight (Knative's activator
+	// metrics) and how long each was held.
+	Metrics *telemetry.ActivatorMetrics
 }
 
 // RevisionStats is the service's view of one revision's cluster.
@@ -112,6 +122,8 @@ type Server struct {
 	activationTimeout time.Duration
 	queueDepth        int
 	onDemand          func(cluster string)
+	tracer            trace.Tracer
+	metrics           *telemetry.ActivatorMetrics
 
 	mu   sync.Mutex
 	revs map[string]*revision
@@ -124,7 +136,11 @@ func New(cfg Config) *Server {
 		activationTimeout: cmp.Or(cfg.ActivationTimeout, defaultActivationTimeout),
 		queueDepth:        cmp.Or(cfg.QueueDepth, defaultQueueDepth),
 		onDemand:          cfg.OnDemand,
+		metrics:           cfg.Metrics,
 		revs:              make(map[string]*revision),
+	}
+	if cfg.Tracer != nil {
+		s.tracer = cfg.Tracer.Tracer(telemetry.ScopeActivator)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -226,13 +242,16 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		})
 	}
 
-	rev, sl, f, err := s.admit(ctx, cluster)
+	actx, end := s.startHold(ctx, cluster)
+	rev, sl, f, err := s.admit(actx, cluster)
+	end(f, err)
 	if err != nil {
 		return err
 	}
 	if f != nil {
 		return sendImmediate(stream, f)
 	}
+	defer s.active(ctx, cluster)()
 	defer s.release(rev, sl)
 	if err := stream.Send(continueResponse(sl)); err != nil {
 		return fmt.Errorf("extproc: send release for %s: %w", cluster, err)
@@ -285,6 +304,7 @@ func (s *Server) admit(ctx context.Context, cluster string) (*revision, slot, *f
 		s.onDemand(cluster)
 	}
 	s.log.Debug("extproc: request held", "cluster", cluster, "timeout", wait)
+	defer s.held(ctx, cluster, w, now)()
 
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

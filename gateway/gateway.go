@@ -43,6 +43,7 @@ import (
 	"github.com/skiff-dev/skiff/gateway/stats"
 	"github.com/skiff-dev/skiff/gateway/upstream"
 	"github.com/skiff-dev/skiff/gateway/xdsclient"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // UserAgentName is the user_agent_name the gateway reports in its Node.
@@ -79,6 +80,16 @@ type Config struct {
 	// on disk, so a restarted gateway loads its filters without compiling
 	// them again (seconds for a Go-built module).
 	WasmCacheDir string
+	// Telemetry, when set, records Knative's request metrics
+	// (http.server.request.duration, ...) for every request to a revision's cluster (one
+	// whose metadata filter_metadata["skiff"] names a revision and its configuration).
+	// Tracing needs nothing here: it comes over LDS, as the HTTP connection manager's
+	// tracing configuration, as for Envoy.
+	Telemetry *telemetry.Telemetry
+	// RequestLogDir, when set, appends a line in Envoy's default access log format for
+	// every request to a revision to <RequestLogDir>/<namespace>/<revision>.log, after
+	// RequestLogPrefix (skiff up's revision logs, beside the instances' output).
+	RequestLogDir string
 	// TLS, if set, is the gateway's certificate material: ADS over mTLS, and
 	// the static secrets clusters' TLS transport sockets refer to.
 	TLS *TLSConfig
@@ -105,6 +116,10 @@ type Gateway struct {
 	// wasmCache is the on-disk compilation cache of WasmCacheDir, if any.
 	wasmCache wazero.CompilationCache
 	xds       *xdsclient.Client
+	// reqMetrics, reqLog and tracers are what proxies record of requests (nil when off).
+	reqMetrics *telemetry.RequestMetrics
+	reqLog     *requestLog
+	tracers    *tracers
 
 	// wg tracks every goroutine Run starts (servers, drains, the ADS client).
 	wg sync.WaitGroup
@@ -196,6 +211,13 @@ func New(cfg Config) (*Gateway, error) {
 		wopts.CompilationCache = cc
 	}
 	wf := wasm.NewFactory(wopts)
+	var reqMetrics *telemetry.RequestMetrics
+	if cfg.Telemetry != nil {
+		var err error
+		if reqMetrics, err = telemetry.NewRequestMetrics(cfg.Telemetry); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	g := &Gateway{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "gateway"),
@@ -209,6 +231,12 @@ func New(cfg Config) (*Gateway, error) {
 		routes:    map[string]*route.Table{},
 		raw:       map[string]map[string]xdsclient.Resource{},
 		secrets:   map[string]*tls.Certificate{},
+
+		reqMetrics: reqMetrics,
+	}
+	g.tracers = newTracers(g.clusters)
+	if cfg.RequestLogDir != "" {
+		g.reqLog = newRequestLog(cfg.RequestLogDir, g.log)
 	}
 	g.xds = xdsclient.New(xdsclient.Config{
 		Address: cfg.ADSAddress,
@@ -304,6 +332,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.wg.Wait()
+	g.tracers.close()
+	if g.reqLog != nil {
+		g.reqLog.close()
+	}
 	g.extProc.Close()
 	g.wasm.Close()
 	if g.wasmCache != nil {
@@ -504,6 +536,8 @@ type listenerSpec struct {
 	bindAddr string
 	opts     proxy.Options
 	tls      *tlsSpec // nil for a plain listener
+	// tracingKey identifies the listener's tracing configuration ("" without one).
+	tracingKey string
 }
 
 func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
@@ -595,6 +629,13 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 		}()
 	}
 	g.stats.Gauge("listener_manager.total_listeners_active").Set(int64(len(next)))
+	used := map[string]bool{}
+	for _, s := range specs {
+		if s.tracingKey != "" {
+			used[s.tracingKey] = true
+		}
+	}
+	g.tracers.retain(used, g.cfg.DrainTimeout, &g.wg)
 
 	var rds, sds []string
 	for _, s := range specs {
@@ -710,7 +751,11 @@ func (g *Gateway) parseListener(l *listenerv3.Listener) (*listenerSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http_connection_manager: %w", err)
 	}
-	return &listenerSpec{name: l.GetName(), bindAddr: bind, opts: opts, tls: tspec}, nil
+	spec := &listenerSpec{name: l.GetName(), bindAddr: bind, opts: opts, tls: tspec}
+	if tr := hcm.GetTracing(); tr != nil {
+		spec.tracingKey = tracingKey(tr)
+	}
+	return spec, nil
 }
 
 func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (proxy.Options, error) {
@@ -731,6 +776,17 @@ func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (pro
 		AllowChunkedLength:     hcm.GetHttpProtocolOptions().GetAllowChunkedLength(),
 		Stats:                  g.stats,
 		Logger:                 g.cfg.Logger,
+		Observe:                proxy.Observability{Metrics: g.reqMetrics},
+	}
+	if g.reqLog != nil {
+		o.Observe.RequestLog = g.reqLog
+	}
+	if tr := hcm.GetTracing(); tr != nil {
+		t, _, err := g.tracers.get(tr)
+		if err != nil {
+			return o, err
+		}
+		o.Observe.Tracer = t
 	}
 	switch hcm.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:

@@ -347,13 +347,13 @@ func startGatewayWith(t *testing.T, x *xdsServer, filters ...filter.Factory) *ru
 	return startGatewayOpts(t, x, false, filters)
 }
 
-func startGatewayOpts(t *testing.T, x *xdsServer, delta bool, filters []filter.Factory) *runningGateway {
+func startGatewayOpts(t *testing.T, x *xdsServer, delta bool, filters []filter.Factory, opts ...func(*gateway.Config)) *runningGateway {
 	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("GATEWAY_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	gw, err := gateway.New(gateway.Config{
+	cfg := gateway.Config{
 		ADSAddress:              x.addr,
 		NodeID:                  nodeID,
 		NodeCluster:             "skiff",
@@ -366,7 +366,11 @@ func startGatewayOpts(t *testing.T, x *xdsServer, delta bool, filters []filter.F
 		// One on-disk cache for the package's tests: each Wasm module is
 		// compiled once, not once per gateway (seconds under -race).
 		WasmCacheDir: filepath.Join(wasmDir, "compiled"),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	gw, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

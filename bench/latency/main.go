@@ -8,7 +8,14 @@
 // kept-alive connections, and a new connection per request over TLS (handshake + request)
 // next to a new plain connection per request.
 //
+// With -observability it runs three such `skiff up`s side by side and loads them in turn at
+// each concurrency: one recording nothing, one recording Knative's metrics (Prometheus
+// exporter, with the OpenCensus-era names), and one also tracing every request (sampling
+// rate 1, OTLP/gRPC to an in-process collector): the cost of metrics and tracing on the
+// gateway, measured in the same run.
+//
 //	go run ./bench/latency -c 1,16,64 -d 3s -tls
+//	go run ./bench/latency -c 1,16,64 -d 3s -observability
 package main
 
 import (
@@ -30,6 +37,8 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/bench/skiffup"
+	"github.com/skiff-dev/skiff/telemetry"
+	"github.com/skiff-dev/skiff/telemetry/otlptest"
 )
 
 const manifest = `apiVersion: serving.knative.dev/v1
@@ -67,14 +76,21 @@ func main() {
 	levels := flag.String("c", "1,16,64", "comma-separated concurrency levels")
 	dur := flag.Duration("d", 3*time.Second, "load duration per row")
 	withTLS := flag.Bool("tls", false, "also measure the TLS listener: kept-alive requests, and a handshake per request")
+	obs := flag.Bool("observability", false, "also measure the gateway with metrics, and with metrics and tracing")
 	flag.Parse()
-	if err := run(*levels, *dur, *withTLS); err != nil {
+	if err := run(*levels, *dur, *withTLS, *obs); err != nil {
 		fmt.Fprintln(os.Stderr, "latency:", err)
 		os.Exit(1)
 	}
 }
 
-func run(levels string, dur time.Duration, withTLS bool) error {
+// variant is one `skiff up` under load and what it records.
+type variant struct {
+	name string
+	up   *skiffup.Up
+}
+
+func run(levels string, dur time.Duration, withTLS, obs bool) error {
 	up, err := skiffup.Start(skiffup.Options{TLS: withTLS})
 	if err != nil {
 		return err
@@ -108,6 +124,36 @@ func run(levels string, dur time.Duration, withTLS bool) error {
 	if err != nil {
 		return err
 	}
+	variants := []variant{{"", up}}
+	var rcv *otlptest.Receiver
+	if obs {
+		if rcv, err = otlptest.New(); err != nil {
+			return err
+		}
+		defer rcv.Close()
+		for _, v := range []struct {
+			name string
+			opts telemetry.Options
+		}{
+			{"metrics", telemetry.Options{Prometheus: true, LegacyNames: true}},
+			{"metrics+traces", telemetry.Options{Prometheus: true, LegacyNames: true, OTLPEndpoint: rcv.GRPCAddr(), SamplingRate: 1}},
+		} {
+			t, err := telemetry.Setup(context.Background(), v.opts)
+			if err != nil {
+				return err
+			}
+			defer t.Shutdown(context.Background())
+			u, err := skiffup.Start(skiffup.Options{Telemetry: t})
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			if err := u.Apply(context.Background(), manifest); err != nil {
+				return err
+			}
+			variants = append(variants, variant{v.name, u})
+		}
+	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "path\tconcurrency\trequests\tp50\tp99\treq/s\tp50 added\tp99 added")
@@ -117,9 +163,19 @@ func run(levels string, dur time.Duration, withTLS bool) error {
 			return fmt.Errorf("-c: %w", err)
 		}
 		base := load(direct, "", n, dur, loadOpts{})
-		serve := load(up.HTTP, "serve.default.localhost", n, dur, loadOpts{})
-		proxy := load(up.HTTP, "proxy.default.localhost", n, dur, loadOpts{})
-		rows := []row{{"direct", base}, {"gateway serve mode", serve}, {"gateway proxy mode", proxy}}
+		rows := []row{{"direct", base}}
+		for _, mode := range []string{"serve", "proxy"} {
+			for _, v := range variants {
+				name := "gateway " + mode + " mode"
+				if v.name != "" {
+					name += ", " + v.name
+				}
+				rows = append(rows, row{name, load(v.up.HTTP, mode+".default.localhost", n, dur, loadOpts{})})
+				if rcv != nil {
+					rcv.Discard()
+				}
+			}
+		}
 		if withTLS {
 			rows = append(rows,
 				row{"gateway serve mode, TLS (kept-alive HTTP/1.1)", load(httpsAddr, "serve.default.localhost", n, dur, loadOpts{tls: tlsCfg})},

@@ -25,6 +25,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
+	"github.com/skiff-dev/skiff/telemetry"
 	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
@@ -61,6 +62,9 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MaxInstances bounds the local runtime's instances; 0 means its default.
 	MaxInstances int
+	// Telemetry, when set, is the control plane's and the gateway's (metrics, and spans
+	// when it traces).
+	Telemetry *telemetry.Telemetry
 }
 
 // Start runs skiff up in a temporary data dir.
@@ -85,7 +89,7 @@ func Start(o Options) (*Up, error) {
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
 		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
-		Autoscaler: o.Autoscaler, Logger: log}
+		Autoscaler: o.Autoscaler, Logger: log, Telemetry: o.Telemetry}
 	if o.TLS {
 		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
 	}
@@ -115,7 +119,7 @@ func Start(o Options) (*Up, error) {
 	}
 	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "skiff-gateway",
 		AdminAddress: admin, Logger: log, ListenerAddressOverride: "127.0.0.1:0",
-		WasmCacheDir: filepath.Join(os.TempDir(), "skiff-bench-wasm-cache")})
+		WasmCacheDir: filepath.Join(os.TempDir(), "skiff-bench-wasm-cache"), Telemetry: o.Telemetry})
 	if err != nil {
 		return nil, err
 	}

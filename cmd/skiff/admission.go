@@ -132,7 +132,7 @@ func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscale
 // settingsDocs splits manifests into the ConfigMaps Skiff reads at start and the rest.
 func settingsDocs(docs []apiclient.Document) (settings, rest []apiclient.Document) {
 	for _, d := range docs {
-		if _, ok, _ := config.ParseConfigMap(d.Data); ok {
+		if _, ok, _ := config.ParseConfigMap(d.Data); ok || isObservabilityDoc(d.Data) {
 			settings = append(settings, d)
 		} else {
 			rest = append(rest, d)

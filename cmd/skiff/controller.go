@@ -165,12 +165,31 @@ func newControllerCommand() *cobra.Command {
 			if cfg.WasmCodeAdvertise == "" && (len(cfg.WasmFilters) > 0 || cfg.Eventing != nil && cfg.Eventing.CloudEventsFilter != nil) {
 				return errors.New("--wasm-advertise: required with wasm filters: the host:port Envoy fetches the modules from (this process's --http-addr)")
 			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			odocs, err := clusterObservability(ctx, rc, systemNS)
+			if err != nil {
+				return err
+			}
+			ocfg, err := observabilityConfig(f, odocs)
+			if err != nil {
+				return err
+			}
+			if cfg.Telemetry, err = setupTelemetry(ctx, f, "skiff-controller", ocfg, true); err != nil {
+				return err
+			}
+			defer shutdownTelemetry(cfg.Telemetry, log)
+			// With --tls, --http-addr answers only clients with a certificate of the CA, so
+			// Prometheus scrapes a cleartext port of its own, as Knative's controller serves
+			// its metrics on :9090 (serving config/core/deployments/controller.yaml).
+			maddr, explicit := metricsAddr(f, cfg.Telemetry)
+			if _, err := serveMetrics(ctx, maddr, explicit, cfg.Telemetry, log); err != nil {
+				return err
+			}
 			ctrl, err := kube.New(cfg)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			return ctrl.Run(ctx)
 		},
 	}
@@ -213,6 +232,7 @@ func newControllerCommand() *cobra.Command {
 	f.Duration("leader-elect-lease-duration", 0, "how long a Lease is valid without renewal (default 15s)")
 	f.Duration("leader-elect-renew-deadline", 0, "how long the leader retries renewing before giving up (default 10s)")
 	f.Duration("leader-elect-retry-period", 0, "how often candidates retry (default 2s)")
+	addObservabilityFlags(f, "")
 	return cmd
 }
 

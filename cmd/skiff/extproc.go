@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiff-dev/skiff/controlplane/pki"
 	"github.com/skiff-dev/skiff/extproc"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 func newExtProcCommand() *cobra.Command {
@@ -39,6 +40,29 @@ func newExtProcCommand() *cobra.Command {
 			}
 			timeout, _ := f.GetDuration("activation-timeout")
 			depth, _ := f.GetInt("queue-depth")
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			ocfg, err := observabilityConfig(f, nil)
+			if err != nil {
+				return err
+			}
+			t, err := setupTelemetry(ctx, f, "skiff-extproc", ocfg, true)
+			if err != nil {
+				return err
+			}
+			defer shutdownTelemetry(t, log)
+			maddr, explicit := metricsAddr(f, t)
+			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
+				return err
+			}
+			metrics, err := telemetry.NewActivatorMetrics(t)
+			if err != nil {
+				return err
+			}
+			ecfg := extproc.Config{Logger: log, ActivationTimeout: timeout, QueueDepth: depth, Metrics: metrics}
+			if t.Traces() {
+				ecfg.Tracer = t.TracerProvider()
+			}
 			feed := &extproc.Feed{BaseURL: cpURL, Instance: instance, Logger: log}
 			var gopts []grpc.ServerOption
 			if files := (pki.Files{Cert: get("tls-cert"), Key: get("tls-key"), CA: get("tls-ca")}); files != (pki.Files{}) {
@@ -51,15 +75,14 @@ func newExtProcCommand() *cobra.Command {
 				gopts = append(gopts, grpc.Creds(grpccreds.NewTLS(serverTLS)))
 				feed.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true}}
 			}
-			srv := extproc.New(extproc.Config{Logger: log, ActivationTimeout: timeout, QueueDepth: depth, OnDemand: feed.Poke})
+			ecfg.OnDemand = feed.Poke
+			srv := extproc.New(ecfg)
 			lis, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
 			}
 			g := grpc.NewServer(gopts...)
 			srv.Register(g)
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
 			var wg sync.WaitGroup
 			wg.Go(func() { _ = feed.Run(ctx, srv) })
 			errs := make(chan error, 1)
@@ -87,6 +110,7 @@ func newExtProcCommand() *cobra.Command {
 	f.String("tls-cert", "", "this activator's certificate (PEM; e.g. extproc.crt mounted from the controller's TLS Secret): with --tls-key and --tls-ca, ext_proc is served over mTLS and the activation feed is followed over mTLS (an https --controlplane)")
 	f.String("tls-key", "", "the key of --tls-cert (PEM)")
 	f.String("tls-ca", "", "the CA whose certificates Envoy and the control plane must present (PEM; ca.crt)")
+	addObservabilityFlags(f, "")
 	return cmd
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 func main() {
@@ -30,21 +32,26 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().String("log-format", "text", "log format: text or json (structured, with trace_id and span_id on lines logged for a traced request)")
 	root.AddCommand(newUpCommand(), newControlPlaneCommand(), newGatewayCommand(),
 		newExtProcCommand(), newApplyCommand(), newGetCommand(), newDeleteCommand(), newWaitCommand(),
-		newSendCommand(), newKubeconfigCommand())
+		newSendCommand(), newLogsCommand(), newKubeconfigCommand())
 	root.AddCommand(newFuncCommand())
 	root.AddCommand(newControllerCommand())
 	root.AddCommand(newTLSCommand())
 	return root
 }
 
-// logger builds the process logger from --log-level.
+// logger builds the process logger from --log-level and --log-format.
 func logger(cmd *cobra.Command) (*slog.Logger, error) {
 	lvl, _ := cmd.Flags().GetString("log-level")
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(lvl)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+	h, err := telemetry.NewLogHandler(os.Stderr, logFormatFlag(cmd), level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-format: %w", err)
+	}
+	return slog.New(h), nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 func addControlPlaneFlags(cmd *cobra.Command) {
@@ -56,6 +57,30 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.Duration("digest-resolution-timeout", image.DefaultResolveTimeout, "how long resolving one image tag to a digest may take (Knative's config-deployment setting)")
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
 	addAdmissionFlags(f, true)
+	addObservabilityFlags(f, DefaultMetricsAddr)
+}
+
+// controlPlaneTelemetry sets up the control plane's telemetry (flags and the
+// config-observability among settings), serves its scrape endpoint until ctx ends, and
+// puts it in cfg. The returned function flushes it.
+func controlPlaneTelemetry(ctx context.Context, cmd *cobra.Command, settings []apiclient.Document, service string, cfg *controlplane.Config) (telemetry.Config, net.Addr, func(), error) {
+	f := cmd.Flags()
+	ocfg, err := observabilityConfig(f, settings)
+	if err != nil {
+		return ocfg, nil, nil, err
+	}
+	t, err := setupTelemetry(ctx, f, service, ocfg, true)
+	if err != nil {
+		return ocfg, nil, nil, err
+	}
+	maddr, explicit := metricsAddr(f, t)
+	addr, err := serveMetrics(ctx, maddr, explicit, t, cfg.Logger)
+	if err != nil {
+		shutdownTelemetry(t, cfg.Logger)
+		return ocfg, nil, nil, err
+	}
+	cfg.Telemetry = t
+	return ocfg, addr, func() { shutdownTelemetry(t, cfg.Logger) }, nil
 }
 
 // controlPlaneConfig reads the flags; settings are the config-features, config-defaults and
@@ -164,11 +189,18 @@ func newControlPlaneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			_, _, flush, err := controlPlaneTelemetry(ctx, cmd, nil, "skiff-controlplane", &cfg)
+			if err != nil {
+				return err
+			}
+			defer flush()
 			cp, err := controlplane.New(cfg)
 			if err != nil {
 				return err
 			}
-			return cp.Run(cmd.Context())
+			return cp.Run(ctx)
 		},
 	}
 	addControlPlaneFlags(cmd)
@@ -203,20 +235,34 @@ Skiff itself, before it starts.`,
 			}
 			adminAddr, _ := cmd.Flags().GetString("admin-addr")
 			cfg.ProxyStatsURLs = []string{"http://" + adminAddr}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			ocfg, metricsAt, flush, err := controlPlaneTelemetry(ctx, cmd, settings, "skiff-up", &cfg)
+			if err != nil {
+				return err
+			}
+			defer flush()
 			cp, err := controlplane.New(cfg)
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(gateway.Config{
+			gcfg := gateway.Config{
 				ADSAddress: cp.XDSAddr().String(), NodeID: "skiff-up", NodeCluster: "skiff-gateway",
 				AdminAddress: adminAddr, Logger: cfg.Logger,
 				WasmCacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
-			})
+				Telemetry:    cfg.Telemetry,
+			}
+			requestLog := ocfg.EnableRequestLog
+			if cmd.Flags().Changed("request-log") {
+				requestLog, _ = cmd.Flags().GetBool("request-log")
+			}
+			if requestLog {
+				gcfg.RequestLogDir = filepath.Join(cfg.DataDir, "logs")
+			}
+			gw, err := gateway.New(gcfg)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
 			var wg sync.WaitGroup
 			errs := make(chan error, 2)
 			wg.Go(func() { errs <- cp.Run(ctx) })
@@ -226,8 +272,12 @@ Skiff itself, before it starts.`,
 					cfg.Logger.Error("apply", "err", err)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "skiff is up: API %s, HTTP %s, admin %s. Ctrl-C stops it.\n",
-				cp.APIAddr(), net.JoinHostPort(cfg.ProxyListenAddress, strconv.Itoa(int(cfg.ProxyListenPort))), adminAddr)
+			metrics := "off"
+			if metricsAt != nil {
+				metrics = "http://" + metricsAt.String() + "/metrics"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "skiff is up: API %s, HTTP %s, admin %s, metrics %s. Ctrl-C stops it.\n",
+				cp.APIAddr(), net.JoinHostPort(cfg.ProxyListenAddress, strconv.Itoa(int(cfg.ProxyListenPort))), adminAddr, metrics)
 			if cfg.HTTPSListenPort != 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "HTTPS %s (certificates from the local CA %s: trust it, e.g. curl --cacert %s)\n",
 					net.JoinHostPort(cfg.HTTPSListenAddress, strconv.Itoa(int(cfg.HTTPSListenPort))), cp.CACertPath(), cp.CACertPath())
@@ -247,6 +297,7 @@ Skiff itself, before it starts.`,
 	addControlPlaneFlags(cmd)
 	cmd.Flags().String("admin-addr", "127.0.0.1:9901", "address of the gateway's admin endpoint (/stats, /ready)")
 	cmd.Flags().StringArrayP("filename", "f", nil, "manifests to apply once up (repeatable)")
+	cmd.Flags().Bool("request-log", false, "write a line in Envoy's access log format for every request to a revision into its log (.skiff/logs/<namespace>/<revision>.log, after \"[proxy] \"); default: config-observability's logging.enable-request-log")
 	return cmd
 }
 
@@ -274,19 +325,34 @@ func newGatewayCommand() *cobra.Command {
 			f := cmd.Flags()
 			get := func(name string) string { v, _ := f.GetString(name); return v }
 			delta, _ := f.GetBool("delta")
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			ocfg, err := observabilityConfig(f, nil)
+			if err != nil {
+				return err
+			}
+			t, err := setupTelemetry(ctx, f, "skiff-gateway", ocfg, true)
+			if err != nil {
+				return err
+			}
+			defer shutdownTelemetry(t, log)
+			maddr, explicit := metricsAddr(f, t)
+			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
+				return err
+			}
 			cfg := gateway.Config{
 				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
 				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,
-				WasmCacheDir: get("wasm-cache-dir"),
+				WasmCacheDir: get("wasm-cache-dir"), Telemetry: t,
 			}
-			if t := (gateway.TLSConfig{CertFile: get("tls-cert"), KeyFile: get("tls-key"), CAFile: get("tls-ca"), XDSServerName: get("xds-server-name")}); t != (gateway.TLSConfig{}) {
-				cfg.TLS = &t
+			if tc := (gateway.TLSConfig{CertFile: get("tls-cert"), KeyFile: get("tls-key"), CAFile: get("tls-ca"), XDSServerName: get("xds-server-name")}); tc != (gateway.TLSConfig{}) {
+				cfg.TLS = &tc
 			}
 			gw, err := gateway.New(cfg)
 			if err != nil {
 				return err
 			}
-			return gw.Run(cmd.Context())
+			return gw.Run(ctx)
 		},
 	}
 	f := cmd.Flags()
@@ -300,6 +366,7 @@ func newGatewayCommand() *cobra.Command {
 	f.String("tls-key", "", "the key of --tls-cert (PEM)")
 	f.String("tls-ca", "", "the CA the control plane's and ext_proc's certificates are checked against (PEM)")
 	f.String("xds-server-name", "", "the name the ADS server's certificate carries (default: --xds-addr's host)")
+	addObservabilityFlags(f, "")
 	return cmd
 }
 

@@ -292,6 +292,9 @@ type Spec struct {
 	// CPURequest is the serving container's resources.requests.cpu in cores (0: none), the
 	// hpa class's 100% of CPU utilization. SpecFor leaves it 0; the reconciler sets it.
 	CPURequest float64
+	// Service and Configuration name what the revision belongs to, for the labels of its
+	// metrics (Scales). SpecFor leaves them empty; the reconciler sets them.
+	Service, Configuration string
 }
 
 // withDefaults fills what a Spec built by hand may leave out: the class (KPA), the

@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/eventing/source"
+	"github.com/skiff-dev/skiff/telemetry"
 	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
 
@@ -103,7 +104,10 @@ type Config struct {
 	// HoldDispatch delivers nothing until StartDispatch (or
 	// StartDispatchWhenServing) says the proxy serves.
 	HoldDispatch bool
-	Logger       *slog.Logger
+	// Telemetry, when set, traces events and records the broker's metrics
+	// (broker.Options.Tracer and Metrics).
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // Eventing is the running eventing data plane. Its methods are safe for concurrent use.
@@ -153,10 +157,21 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 		}
 		e.token = hex.EncodeToString(b[:])
 	}
-	srv, err := broker.NewServer(ctx, broker.Options{
+	bopts := broker.Options{
 		URL: url, Auth: cfg.NATSAuth, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
 		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch,
-	})
+	}
+	if cfg.Telemetry != nil {
+		if cfg.Telemetry.Traces() {
+			bopts.Tracer = cfg.Telemetry.TracerProvider()
+		}
+		var err error
+		if bopts.Metrics, err = telemetry.NewEventingMetrics(cfg.Telemetry); err != nil {
+			e.closeNATS()
+			return nil, fmt.Errorf("eventing: %w", err)
+		}
+	}
+	srv, err := broker.NewServer(ctx, bopts)
 	if err != nil {
 		e.closeNATS()
 		return nil, fmt.Errorf("eventing: %w", err)

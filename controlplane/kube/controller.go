@@ -63,6 +63,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/eventing/source/apiserver"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Config says how to reach the API server and where to serve.
@@ -144,7 +145,11 @@ type Config struct {
 	// Eventing runs Brokers, Triggers and PingSources on the leader; nil leaves them not
 	// Ready (reason EventingDisabled).
 	Eventing *EventingConfig
-	Logger   *slog.Logger
+	// Telemetry, when set, is where the leader's metrics (autoscaler, broker, xDS, work
+	// queue) and spans (broker) go, its Prometheus scrape endpoint is /metrics on
+	// HTTPAddress, and Envoy is told over LDS to trace to the same collector.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // EventingConfig configures the eventing data plane the leader runs (controlplane/eventing).
@@ -410,9 +415,14 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	if err := sources.Start(ctx); err != nil {
 		return err
 	}
+	obs, err := c.observability()
+	if err != nil {
+		return err
+	}
 	xopts := xds.Options{ListenerAddress: "0.0.0.0", ListenerPort: c.cfg.ProxyListenPort, ExtProcAddress: c.cfg.ExtProcAddress, WasmFilters: c.filters,
 		HTTPSListenerAddress: "0.0.0.0", HTTPSListenerPort: c.cfg.ProxyHTTPSPort, HTTPSRedirectPort: c.cfg.HTTPSRedirectPort,
 		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort,
+		Tracing: obs.proxyTracing, Metrics: obs.xds,
 		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout}
 	var serverTLS *tls.Config
 	if c.cfg.TLS != nil {
@@ -475,9 +485,16 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	}
 	sink := autoscaler.NewStatSink(c.cfg.StatSource, 10*time.Second)
 	scaler = autoscaler.New(acfg, autoscaler.ProxyDemand(c.cfg.StatSource, sink, held, c.cfg.ProxyStatsURLs), log)
+	if c.cfg.Telemetry != nil {
+		stop, err := telemetry.RegisterAutoscaler(c.cfg.Telemetry, scaler.Scales)
+		if err != nil {
+			return fmt.Errorf("kube controller: %w", err)
+		}
+		defer stop()
+	}
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
-		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources,
+		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources, QueueMetrics: obs.queue,
 		SystemNamespace: c.cfg.SystemNamespace,
 	}
 	cmCtx, stopCM := context.WithCancel(ctx)
@@ -525,6 +542,9 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		if c.wasmCode != nil {
 			mux.Handle(xds.WasmCodePath, c.wasmCode)
 		}
+		if h := c.cfg.Telemetry.MetricsHandler(); h != nil {
+			mux.Handle("/metrics", h)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		lis := c.httpLis
 		if serverTLS != nil {
@@ -566,7 +586,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
-		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
+		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: c.cfg.Telemetry,
 		// lead starts deliveries once Envoy serves this leader's configuration.
 		HoldDispatch: true,
 	})

@@ -115,6 +115,9 @@ type Config struct {
 	// Certificates issues the certificates of external hosts (external-domain-tls); nil
 	// reports routes that need one CertificateProvisioned=False.
 	Certificates certs.Provider
+	// QueueMetrics, when set, reports the work queue's depth and latencies (Knative's
+	// kn.workqueue.* metrics, queue name "serving").
+	QueueMetrics workqueue.MetricsProvider
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -170,7 +173,7 @@ func New(cfg Config) *Controller {
 		log: cfg.Logger.With("component", "reconciler"),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
-			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving"}),
+			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving", MetricsProvider: cfg.QueueMetrics}),
 		now:         time.Now,
 		ackWait:     map[store.Key]string{},
 		routeRefs:   map[store.Key]map[string]bool{},

@@ -103,6 +103,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 
 	if err := c.cfg.Proxy.SetCluster(xds.Cluster{
 		Name: cluster, Namespace: rev.Namespace, Revision: rev.Name,
+		Service: rev.Labels[servingv1.ServiceLabel], Configuration: rev.Labels[servingv1.ConfigurationLabel],
 		HTTP2:        rev.Spec.UsesH2C(),
 		LeastRequest: cc > 0,
 		OverrideHost: cc > 0 && c.cfg.Activator != nil,
@@ -235,6 +236,7 @@ func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluste
 			spec.CPURequest = q.AsApproximateFloat64()
 		}
 	}
+	spec.Service, spec.Configuration = rev.Labels[servingv1.ServiceLabel], rev.Labels[servingv1.ConfigurationLabel]
 	c.cfg.Autoscaler.Upsert(cluster, spec)
 	c.cfg.Autoscaler.SetReady(cluster, state.Ready)
 	d, ok := c.cfg.Autoscaler.Decision(cluster)

@@ -257,6 +257,10 @@ type Cluster struct {
 	// Namespace and Revision identify the Knative Revision; they go into the
 	// cluster metadata filter_metadata["skiff"].
 	Namespace, Revision string
+	// Service and Configuration are the Knative Service and Configuration the Revision
+	// belongs to, when known; they go into the cluster metadata too (keys "service" and
+	// "configuration"), so proxies label the revision's request metrics as Knative does.
+	Service, Configuration string
 	// HTTP2 makes Envoy talk HTTP/2 (h2c) to the revision's pods.
 	HTTP2 bool
 	// LeastRequest selects LEAST_REQUEST load balancing instead of ROUND_ROBIN.

@@ -26,6 +26,8 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Options configures a Server.
@@ -64,6 +66,12 @@ type Options struct {
 	// filter (each must have a SHA256) is sent as remote code
 	// http://{WasmCodeServer}/wasm/{sha256}.wasm, verified by the proxy.
 	WasmCodeServer string
+	// Tracing, when set, makes proxies trace requests with Envoy's OpenTelemetry tracer
+	// (every listener's tracing configuration) and export spans through the
+	// TracingClusterName cluster, which CDS then carries.
+	Tracing *Tracing
+	// Metrics, when set, records how long proxies take to answer responses and their NACKs.
+	Metrics *telemetry.XDSMetrics
 	// ServingNodes selects the proxies meant to serve traffic: only their
 	// ACKs make a Route ready (RouteAcked, RouteStatus, WaitEndpointsAcked)
 	// and only their NACKs are reported. Other xDS clients are served the
@@ -145,6 +153,8 @@ type Server struct {
 	// listeners last pushed, by name.
 	certs       map[string]TLSCertificate
 	listenerRes map[string]*listenerv3.Listener
+	// tracing is the listeners' tracing configuration (nil: none).
+	tracing *Tracing
 }
 
 // NewServer returns a Server holding the "skiff-http" listener (on
@@ -215,6 +225,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		localPort:    opts.LocalListenerPort,
 		certs:        make(map[string]TLSCertificate),
 		listenerRes:  make(map[string]*listenerv3.Listener),
+		tracing:      opts.Tracing,
 	}
 	if err := s.updateListenersLocked(s.wasm, s.certs); err != nil {
 		return nil, fmt.Errorf("new xds server: %w", err)
@@ -246,6 +257,16 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		}
 		s.clusterRes[ExtProcClusterName] = cl
 	}
+	if opts.Tracing != nil {
+		cl, err := TranslateTracingCluster(*opts.Tracing)
+		if err != nil {
+			return nil, fmt.Errorf("new xds server: %w", err)
+		}
+		if err := s.clusters.UpdateResource(TracingClusterName, cl); err != nil {
+			return nil, fmt.Errorf("new xds server: set tracing cluster: %w", err)
+		}
+		s.clusterRes[TracingClusterName] = cl
+	}
 	if opts.WasmCodeServer != "" {
 		cl, err := TranslateWasmCodeCluster(opts.WasmCodeServer)
 		if err != nil {
@@ -275,7 +296,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done.Go(func() { s.assembleRoutes(ctx) })
-	s.xds = serverv3.NewServer(ctx, mux, s.acks, sotwv3.WithLogger(gcpLogger))
+	var callbacks serverv3.Callbacks = s.acks
+	if opts.Metrics != nil {
+		callbacks = bothCallbacks{s.acks, newPushMetrics(opts.Metrics)}
+	}
+	s.xds = serverv3.NewServer(ctx, mux, callbacks, sotwv3.WithLogger(gcpLogger))
 	return s, nil
 }
 
@@ -366,6 +391,11 @@ func (s *Server) updateListenersLocked(wasm []WasmFilter, certs map[string]TLSCe
 			chains = append(chains, TLSCertificate{Name: c.Name, Hosts: c.Hosts})
 		}
 		if next[HTTPSListenerName], err = TranslateHTTPSListener(s.httpsAddress, s.httpsPort, s.extProc, chains, wasm...); err != nil {
+			return err
+		}
+	}
+	for name, l := range next {
+		if next[name], err = withTracing(l, s.tracing); err != nil {
 			return err
 		}
 	}

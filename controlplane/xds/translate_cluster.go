@@ -28,7 +28,8 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 // TranslateCluster returns the EDS Cluster of one Revision: endpoints from
 // ADS, ROUND_ROBIN or LEAST_REQUEST (or, with OverrideHost, the override_host
 // policy falling back to least_request), explicit HTTP/2 upstream when HTTP2,
-// max_requests circuit breaker when set, and skiff metadata {namespace, revision}.
+// max_requests circuit breaker when set, and skiff metadata {namespace, revision, service,
+// configuration}.
 func TranslateCluster(c Cluster) (*clusterv3.Cluster, error) {
 	name := cmp.Or(c.Name, ClusterName(c.Namespace, c.Revision))
 	if c.Namespace == "" || c.Revision == "" {
@@ -41,7 +42,14 @@ func TranslateCluster(c Cluster) (*clusterv3.Cluster, error) {
 	if c.LeastRequest {
 		lb = clusterv3.Cluster_LEAST_REQUEST
 	}
-	md, err := structpb.NewStruct(map[string]any{"namespace": c.Namespace, "revision": c.Revision})
+	fields := map[string]any{"namespace": c.Namespace, "revision": c.Revision}
+	if c.Service != "" {
+		fields["service"] = c.Service
+	}
+	if c.Configuration != "" {
+		fields["configuration"] = c.Configuration
+	}
+	md, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil, fmt.Errorf("translate cluster %s: metadata: %w", name, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 var deployGVRs = map[string]schema.GroupVersionResource{
@@ -183,6 +184,11 @@ func TestDeployManifests(t *testing.T) {
 	}
 	if _, err := saKube.CoreV1().Secrets("skiff-system").Get(ctx, "not-skiffs", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the controller's ServiceAccount reading another Secret of skiff-system: %v, want Forbidden", err)
+	}
+	// `skiff controller` reads config-observability from skiff-system at start (absent here:
+	// NotFound, which is Knative's defaults, never Forbidden, which stops it).
+	if _, err := saKube.CoreV1().ConfigMaps("skiff-system").Get(ctx, telemetry.ConfigName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the controller's ServiceAccount reading ConfigMap skiff-system/%s: %v, want NotFound", telemetry.ConfigName, err)
 	}
 	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))

@@ -252,6 +252,8 @@ type triggerState struct {
 	// take replies back in instead.
 	reply  string
 	policy policy
+	// filterType is the trigger's filter on the event type, if any (a metric label).
+	filterType string
 }
 
 // brokerKey names a broker, or a channel when channel is set.
@@ -357,6 +359,7 @@ func compileTrigger(b *brokerState, tc TriggerConfig, brokerDelivery *DeliverySp
 		filter:     compiled,
 		subscriber: tc.Subscriber,
 		policy:     p,
+		filterType: tc.Filter.Attributes["type"],
 	}, nil
 }
 

@@ -180,7 +180,12 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		return
 	}
 
+	ctx, endSpan := s.deliverySpan(ctx, tk, msg, ev, attempt)
+	if at, ok := acceptedAt(msg); ok {
+		s.metrics.TriggerProcessed(ctx, tk.namespace, tk.name, tk.trigger, ev.Attributes["type"], t.filterType, time.Since(at))
+	}
 	stop := s.keepAlive(msg)
+	start := time.Now()
 	// dest is the destination whose failure the event is dead-lettered for.
 	dest := t.subscriber
 	var res result
@@ -193,9 +198,15 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 			}
 			return t.subscriber, t.policy.timeout, true
 		}, ev, true, deliveryHeaders(msg, tk.namespace))
-		dest = t.subscriber
+		if t != nil {
+			dest = t.subscriber
+		}
 	}
 	stop()
+	endSpan(res)
+	if !res.proxy {
+		s.metrics.TriggerAttempt(ctx, tk.namespace, tk.name, tk.trigger, ev.Attributes["type"], t.filterType, res.code, time.Since(start))
+	}
 	if ctx.Err() != nil || res.proxy {
 		_ = msg.Nak() // stopping, or the trigger is gone: the outcome is unknown, deliver again later
 		return
@@ -254,6 +265,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 			copyMsg.Header[name] = vs
 		}
 	}
+	s.traceHeaders(ctx, copyMsg.Header)
 	// The dead letter sink gets its own message, retried with the same
 	// policy, so the original can be settled now.
 	if err := s.publish(ctx, []*nats.Msg{copyMsg}); err != nil {
@@ -274,6 +286,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		s.ack(msg)
 		return
 	}
+	ctx, endSpan := s.deliverySpan(ctx, tk, msg, ev, attempt)
 	stop := s.keepAlive(msg)
 	res := s.sendPast(ctx, log, func() (string, time.Duration, bool) {
 		if _, cur := s.lookup(tk); cur != nil && cur.policy.deadLetter != "" {
@@ -282,6 +295,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		return t.policy.deadLetter, t.policy.timeout, true
 	}, ev, false, deliveryHeaders(msg, tk.namespace))
 	stop()
+	endSpan(res)
 	switch {
 	case ctx.Err() != nil || res.proxy:
 		_ = msg.Nak()
@@ -342,6 +356,7 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 	for name, vs := range header {
 		req.Header[name] = vs
 	}
+	s.injectTrace(ctx, req.Header)
 	// Binary content mode, as Knative delivers, without the broker's TTL.
 	writeBinary(req, ev, TTLExtension)
 	if preferReply {

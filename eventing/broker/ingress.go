@@ -119,7 +119,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	stored, err := s.accept(r.Context(), b, ev, useNames, names, passThroughHeaders(r.Header))
+	ctx, endSpan := s.ingressSpan(r, namespace, name, ev)
+	start, code := time.Now(), http.StatusAccepted
+	defer func() {
+		s.metrics.Ingress(ctx, namespace, name, ev.Attributes["type"], requestScheme(r), code, time.Since(start))
+		endSpan(code)
+	}()
+	stored, err := s.accept(ctx, b, ev, useNames, names, passThroughHeaders(r.Header))
 	if err != nil {
 		var ie *ingressError
 		if !errors.As(err, &ie) {
@@ -129,11 +135,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else if ie.status == http.StatusBadRequest {
 			s.stats.invalid.Add(1)
 		}
+		code = ie.status
 		writeError(w, ie)
 		return
 	}
 	s.log.Debug("event accepted", "broker", namespace+"/"+name, "id", ev.Attributes["id"], "type", ev.Attributes["type"], "triggers", stored)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// requestScheme is the request's url.scheme.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // fromFilter reports whether the request carries the token of the proxy's
@@ -200,6 +215,7 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 
 	now := time.Now()
 	stored := cloneEvent(ev)
+	s.traceEvent(ctx, &stored)
 	stored.Attributes[TTLExtension] = strconv.Itoa(n)
 	stored.Attributes[ArrivalTimeExtension] = now.UTC().Format(time.RFC3339Nano)
 	data := encodeStructured(stored)
@@ -224,6 +240,7 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 		for name, vs := range forward {
 			msgs[i].Header[HeaderForwardPrefix+name] = vs
 		}
+		s.traceHeaders(ctx, msgs[i].Header)
 	}
 	if err := s.publish(ctx, msgs); err != nil {
 		return 0, fmt.Errorf("storing event %q of broker %s: %w", ev.Attributes["id"], brokerName, err)

@@ -13,6 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Defaults of Options.
@@ -82,6 +85,16 @@ type Options struct {
 	// PublishTimeout bounds the wait for JetStream's publish acknowledgements
 	// (default 10s).
 	PublishTimeout time.Duration
+	// Tracer, when set, traces events as Knative's broker does: a span per event at the
+	// ingress ("broker:<name>.<namespace>", continuing the request's traceparent) and per
+	// delivery ("trigger:<name>.<namespace>", continuing the ingress span through the
+	// stored message), whose context goes to the subscriber in traceparent. An event
+	// without the CloudEvents distributed tracing extension gets it at the ingress: the
+	// context it entered the broker in.
+	Tracer trace.TracerProvider
+	// Metrics, when set, records Knative's broker metrics (kn.eventing.dispatch.duration,
+	// kn.eventing.process.duration).
+	Metrics *telemetry.EventingMetrics
 }
 
 // Stats are counters of a Server since it started.
@@ -132,6 +145,8 @@ type Server struct {
 	replicas       int
 	maxEventBytes  int
 	publishTimeout time.Duration
+	tracer         trace.Tracer // nil: no spans
+	metrics        *telemetry.EventingMetrics
 
 	brokers atomic.Pointer[map[brokerKey]*brokerState]
 	stats   counters
@@ -172,6 +187,10 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		maxEventBytes:  opts.MaxEventBytes,
 		publishTimeout: opts.PublishTimeout,
 		loops:          make(map[triggerKey]*loop),
+		metrics:        opts.Metrics,
+	}
+	if opts.Tracer != nil {
+		s.tracer = opts.Tracer.Tracer(telemetry.ScopeIngress)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

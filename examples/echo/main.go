@@ -11,7 +11,8 @@
 // that status, reset=1 resets maxInFlight. GET /healthz answers 200 and is not counted in
 // flight. GET /ws is a WebSocket that echoes every message, prefixed with "$K_REVISION: ";
 // GET /events?n=N streams N server-sent events ("data: $K_REVISION N"), one every 50ms.
-// SIGTERM or SIGINT shut it down gracefully.
+// SIGTERM or SIGINT shut it down gracefully. With the standard OpenTelemetry environment
+// (OTEL_EXPORTER_OTLP_ENDPOINT, ...) it traces each request.
 package main
 
 import (
@@ -32,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/skiff-dev/skiff/examples/internal/apptrace"
 )
 
 // shutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
@@ -60,7 +63,9 @@ func run(log *slog.Logger) error {
 		target:   os.Getenv("TARGET"),
 		listen:   ln.Addr().String(),
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	traced, flush := apptrace.Wrap(ctx, h)
+	defer flush()
+	srv := &http.Server{Handler: traced, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	// Written to stdout so that a runtime's log shows the app's own output.

@@ -8,7 +8,8 @@
 //   - REPLY_TYPE: the delivery is answered with a reply event of that type (source
 //     /event-display, data = the received event's id), which the broker takes back in.
 //
-// GET /healthz answers 200. SIGTERM or SIGINT stop it gracefully.
+// GET /healthz answers 200. SIGTERM or SIGINT stop it gracefully. With the standard
+// OpenTelemetry environment (OTEL_EXPORTER_OTLP_ENDPOINT, ...) it traces each request.
 package main
 
 import (
@@ -28,6 +29,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/google/uuid"
+
+	"github.com/skiff-dev/skiff/examples/internal/apptrace"
 )
 
 func main() {
@@ -64,7 +67,9 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	traced, flush := apptrace.Wrap(ctx, mux)
+	defer flush()
+	srv := &http.Server{Handler: traced, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

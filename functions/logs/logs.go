@@ -72,6 +72,8 @@ type Local struct {
 	DataDir string
 	// Poll is how often Follow looks for new lines and revisions (default 200ms).
 	Poll time.Duration
+	// Revision, when set, shows that revision of the Service only (it must be one).
+	Revision string
 }
 
 var kRevision = api.LookupKind("revision")
@@ -91,7 +93,8 @@ func (l *Local) revisions(ctx context.Context, name, ns string) ([]string, error
 				CreationTimestamp time.Time         `json:"creationTimestamp"`
 			} `json:"metadata"`
 		}
-		if json.Unmarshal(raw, &r) == nil && r.Metadata.Labels[servingv1.ServiceLabel] == name {
+		if json.Unmarshal(raw, &r) == nil && r.Metadata.Labels[servingv1.ServiceLabel] == name &&
+			(l.Revision == "" || r.Metadata.Name == l.Revision) {
 			out = append(out, r.Metadata.Name)
 		}
 	}
@@ -111,7 +114,10 @@ func (l *Local) Stream(ctx context.Context, w io.Writer, name, ns string, follow
 		return err
 	}
 	if len(revs) == 0 {
-		return fmt.Errorf("function %s has no revisions in namespace %s: deploy it first", name, ns)
+		if l.Revision != "" {
+			return fmt.Errorf("%s has no revision %s in namespace %s", name, l.Revision, ns)
+		}
+		return fmt.Errorf("%s has no revisions in namespace %s: deploy it first", name, ns)
 	}
 	tails := map[string]*tail{}
 	defer func() {

@@ -180,3 +180,24 @@ func TestKube(t *testing.T) {
 		t.Errorf("no pods: %v", err)
 	}
 }
+
+// With Revision only that revision's lines are printed (skiff logs ksvc NAME --revision R),
+// including the proxy's request log lines; a revision the Service does not have is an error.
+func TestLocalOneRevision(t *testing.T) {
+	data := t.TempDir()
+	logDir := filepath.Join(data, "logs", "default")
+	appendLine(t, filepath.Join(logDir, "fn-00001.log"), "[0] old\n")
+	appendLine(t, filepath.Join(logDir, "fn-00002.log"), "[0] new\n[proxy] [2026-01-01T00:00:00.000Z] \"GET / HTTP/1.1\" 200 - 0 5 1 1 \"-\" \"curl\" \"id\" \"fn.default.localhost\" \"127.0.0.1:9\"\n")
+	a := &revAPI{revs: []string{"fn-00001", "fn-00002"}}
+	var b bytes.Buffer
+	if err := (&Local{API: a, DataDir: data, Revision: "fn-00002"}).Stream(context.Background(), &b, "fn", "default", false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "old") || !strings.Contains(b.String(), "fn-00002 [0] new\nfn-00002 [proxy] [2026-01-01T00:00:00.000Z] \"GET / HTTP/1.1\" 200") {
+		t.Errorf("logs of fn-00002:\n%s", b.String())
+	}
+	err := (&Local{API: a, DataDir: data, Revision: "other-00001"}).Stream(context.Background(), &b, "fn", "default", false)
+	if err == nil || !strings.Contains(err.Error(), "no revision other-00001") {
+		t.Errorf("a revision of another Service: %v", err)
+	}
+}

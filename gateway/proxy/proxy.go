@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/gateway/codec"
@@ -95,6 +96,9 @@ type Options struct {
 	Stats *stats.Store
 	// Logger receives access and error logs.
 	Logger *slog.Logger
+	// Observe is what is recorded of each request besides the stats: metrics, spans,
+	// request logs.
+	Observe Observability
 }
 
 // ConnectionManager serves HTTP requests for one listener.
@@ -191,6 +195,8 @@ type reqInfo struct {
 	serviceTime time.Duration
 	status      int
 	timeoutCtx  context.Context // the route-timeout context, to tell timeouts from cancellation
+	span        trace.Span      // the request's span when tracing (Observe.Tracer)
+	bodyIn      *countingBody   // the request body's byte count when logging requests
 	// badBody is set once reading the downstream request body failed with a
 	// codec error (the body is read on the transport's goroutine too).
 	badBody atomic.Bool
@@ -254,8 +260,16 @@ func (cm *ConnectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("X-Forwarded-Proto", scheme)
 	}
 
+	base := r.Context()
+	if cm.opts.Observe.RequestLog != nil && r.Body != nil && r.Body != http.NoBody {
+		ri.bodyIn = &countingBody{ReadCloser: r.Body}
+		r.Body = ri.bodyIn
+	}
+	if cm.opts.Observe.Tracer != nil {
+		base = cm.startSpan(base, r, ri)
+	}
 	st := &filter.State{}
-	ctx := filter.WithState(context.WithValue(r.Context(), reqInfoKey{}, ri), st)
+	ctx := filter.WithState(context.WithValue(base, reqInfoKey{}, ri), st)
 	r = r.WithContext(ctx)
 	cm.resolveRoute(r, ri, st)
 	cm.handler.ServeHTTP(sw, r)
@@ -329,6 +343,7 @@ func (cm *ConnectionManager) finish(sw *statusWriter, r *http.Request, ri *reqIn
 		}
 	}
 	cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(code/100) + "xx").Inc()
+	cm.observe(r, ri, code, sw.written)
 	level := slog.LevelDebug
 	if cm.opts.AccessLog {
 		level = slog.LevelInfo
@@ -529,6 +544,7 @@ func (cm *ConnectionManager) rewrite(pr *httputil.ProxyRequest) {
 	if rt.Timeout > 0 {
 		out.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(rt.Timeout.Milliseconds(), 10))
 	}
+	cm.injectTrace(pr.In.Context(), out.Header)
 }
 
 func (cm *ConnectionManager) applyResponseHeaderOps(h http.Header, ri *reqInfo) {
@@ -903,8 +919,9 @@ func (a *attemptReader) Close() error { return nil }
 // statusWriter records the status sent downstream and sets the Server header.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	server string
+	status  int
+	server  string
+	written int64 // response body bytes written
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -919,7 +936,9 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach Flush and Hijack.

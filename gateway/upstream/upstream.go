@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skiff-dev/skiff/gateway/stats"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // HTTPProtocolOptionsKey is the typed_extension_protocol_options key for
@@ -107,6 +108,8 @@ type Cluster struct {
 
 	h1, h2 *http.Transport
 	st     *clusterStats
+	// revision is the Knative Revision named by the cluster's skiff metadata, if any.
+	revision *telemetry.Revision
 	// tls is the client configuration of the cluster's TLS transport socket (nil: cleartext).
 	tls *tls.Config
 }
@@ -570,6 +573,7 @@ func (m *Manager) build(raw *clusterv3.Cluster) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Name: raw.GetName(), raw: raw, connectTimeout: 5 * time.Second, maxRequests: defaultMaxRequests, maxRetries: defaultMaxRetries}
+	c.revision = revisionOf(raw)
 	switch t := raw.GetClusterDiscoveryType().(type) {
 	case nil:
 		// Envoy's default type is STATIC.

@@ -29,6 +29,7 @@ import (
 
 	"github.com/skiff-dev/skiff/gateway/filter"
 	"github.com/skiff-dev/skiff/gateway/upstream"
+	"github.com/skiff-dev/skiff/telemetry"
 )
 
 // Envoy's response code details for ext_proc failures (the local replies
@@ -150,6 +151,9 @@ func (f *extProcFilter) open(ctx context.Context) (*stream, error) {
 		}
 		sctx = metadata.AppendToOutgoingContext(sctx, kv...)
 	}
+	// A traced request's context goes to the processor in the stream's metadata, as
+	// Envoy's gRPC client sends it.
+	sctx = telemetry.InjectGRPC(sctx)
 	client, err := extprocsvc.NewExternalProcessorClient(cc).Process(sctx)
 	if err != nil {
 		cancel()
