@@ -51,7 +51,6 @@
 package local
 
 import (
-	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -181,9 +180,10 @@ func (c Config) withDefaults() Config {
 }
 
 // Runtime runs revisions as local processes. It implements runtime.Runtime; create it with New
-// and stop it with Close.
+// and stop it with Close. Scale, Remove, WaitRemoved, State and Close are the Supervisor's,
+// whose Driver here starts processes.
 type Runtime struct {
-	sup *supervise.Supervisor
+	*supervise.Supervisor
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -192,49 +192,13 @@ var _ runtime.Runtime = (*Runtime)(nil)
 func New(cfg Config) *Runtime {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger.With("component", "runtime/local")
-	return &Runtime{sup: supervise.New(supervise.Config{
+	return &Runtime{Supervisor: supervise.New(supervise.Config{
 		Name: "local", DataDir: cfg.DataDir, Logger: log, OnChange: cfg.OnChange,
 		DrainTimeout: cfg.DrainTimeout, MaxGracePeriod: cfg.MaxGracePeriod,
 		RestartBackoff: cfg.RestartBackoff, MaxRestartBackoff: cfg.MaxRestartBackoff,
 		CrashLoopLimit: cfg.CrashLoopLimit, MaxInstances: cfg.MaxInstances,
 		StartRate: cfg.StartRate, StartBurst: cfg.StartBurst,
 	}, &driver{cfg: cfg, log: log})}
-}
-
-// Scale makes the revision run replicas instances. The first call checks its spec and, for a
-// ko:// image, starts the build; instances start and stop in the background. A spec that cannot
-// run is reported in State (Failed), not as an error; errors are for a nil or unnamed revision,
-// a negative count, or a closed runtime. The spec is read on the first call only: revisions are
-// immutable.
-func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas int) error {
-	return r.sup.Scale(ctx, rev, replicas)
-}
-
-// Remove stops every instance of the revision and returns without waiting for them: they leave
-// Endpoints at once, instances not started yet never start, and each running one is drained,
-// sent SIGTERM, given its grace period and killed by the runtime, which owns that work
-// (WaitRemoved waits for it; Close too). State is the zero State from the start.
-func (r *Runtime) Remove(ctx context.Context, namespace, name string) error {
-	return r.sup.Remove(ctx, namespace, name)
-}
-
-// WaitRemoved waits until every instance of the removed revisions named namespace/name has
-// stopped, or ctx is done.
-func (r *Runtime) WaitRemoved(ctx context.Context, namespace, name string) error {
-	return r.sup.WaitRemoved(ctx, namespace, name)
-}
-
-// State is what the runtime observes of the revision now.
-func (r *Runtime) State(namespace, name string) runtime.State {
-	return r.sup.State(namespace, name)
-}
-
-// Close stops every instance (drain, SIGTERM, grace period, SIGKILL) and every goroutine of the
-// runtime. When ctx is done first, the remaining instances are killed at once and Close returns
-// ctx's error once they are gone. Close waits for an OnChange call that is running; no call
-// starts after Close has returned.
-func (r *Runtime) Close(ctx context.Context) error {
-	return r.sup.Close(ctx)
 }
 
 // driver is what the local runtime does its own way: plans (spec.go), builds (build.go) and

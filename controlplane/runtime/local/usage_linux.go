@@ -22,7 +22,7 @@ const clockTicks = 100
 func (r *Runtime) InstanceUsage() map[string]map[string]runtime.InstanceUsage {
 	type ready struct{ rev, index string }
 	byPort := map[int]ready{}
-	for _, in := range r.sup.ReadyInstances() {
+	for _, in := range r.ReadyInstances() {
 		byPort[in.Port] = ready{rev: in.Revision.String(), index: strconv.Itoa(in.Index)}
 	}
 	out := map[string]map[string]runtime.InstanceUsage{}

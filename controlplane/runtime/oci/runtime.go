@@ -162,7 +162,9 @@ type Runtime struct {
 	log     *slog.Logger
 	runc    runc
 	bundles string
-	sup     *supervise.Supervisor
+	// Scale, Remove, WaitRemoved, State and Close are the Supervisor's, whose Driver here
+	// pulls images and runs containers.
+	*supervise.Supervisor
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -187,7 +189,7 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("oci runtime: %w", err)
 		}
 	}
-	r.sup = supervise.New(supervise.Config{
+	r.Supervisor = supervise.New(supervise.Config{
 		Name: "OCI", DataDir: cfg.DataDir, Logger: r.log, OnChange: cfg.OnChange,
 		DrainTimeout: cfg.DrainTimeout, MaxGracePeriod: cfg.MaxGracePeriod,
 		RestartBackoff: cfg.RestartBackoff, MaxRestartBackoff: cfg.MaxRestartBackoff,
@@ -219,38 +221,6 @@ func (r *Runtime) sweep(ctx context.Context) error {
 		return fmt.Errorf("oci runtime: removing bundles a previous run left: %w", err)
 	}
 	return nil
-}
-
-// Scale makes the revision run replicas instances. The first call checks its spec and starts
-// pulling its image; containers start and stop in the background. A spec or image that cannot
-// run is reported in State; errors are for a nil or unnamed revision, a negative count or a
-// closed runtime. The spec is read on the first call only: revisions are immutable.
-func (r *Runtime) Scale(ctx context.Context, rev *servingv1.Revision, replicas int) error {
-	return r.sup.Scale(ctx, rev, replicas)
-}
-
-// Remove stops every instance of the revision and returns without waiting: they leave
-// Endpoints at once and are drained, stopped and cleaned up by the runtime (WaitRemoved and
-// Close wait for them). State is the zero State from the start.
-func (r *Runtime) Remove(ctx context.Context, namespace, name string) error {
-	return r.sup.Remove(ctx, namespace, name)
-}
-
-// WaitRemoved waits until every container of the removed revisions named namespace/name has
-// stopped, or ctx is done.
-func (r *Runtime) WaitRemoved(ctx context.Context, namespace, name string) error {
-	return r.sup.WaitRemoved(ctx, namespace, name)
-}
-
-// State is what the runtime observes of the revision now.
-func (r *Runtime) State(namespace, name string) runtime.State {
-	return r.sup.State(namespace, name)
-}
-
-// Close stops every instance (drain, SIGTERM, grace period, SIGKILL) and every goroutine; when
-// ctx is done first the rest are killed at once. No OnChange call starts after Close returns.
-func (r *Runtime) Close(ctx context.Context) error {
-	return r.sup.Close(ctx)
 }
 
 // Running reports how many of the revision's containers still exist, stopping ones included:

@@ -65,6 +65,7 @@ func (s *Supervisor) instanceEnded(rv *revision, in *instance) {
 	defer s.mu.Unlock()
 	delete(rv.all, in)
 	s.used--
+	s.releaseLocked(rv) // before drained closes: once WaitRemoved returns, the revision is released
 	if len(rv.all) == 0 && rv.drained != nil {
 		close(rv.drained)
 		rv.drained = nil
@@ -73,7 +74,6 @@ func (s *Supervisor) instanceEnded(rv *revision, in *instance) {
 			delete(s.removed, rv.key)
 		}
 	}
-	s.releaseLocked(rv)
 	s.fillLocked()
 }
 

@@ -27,10 +27,10 @@ import (
 type fakeDriver struct {
 	planErr   error
 	prepare   func(ctx context.Context, p *Preparation)
-	startErr  error  // every Start fails with it
-	crash     bool   // every run exits at once with code 3, saying "boom"
-	stubborn  bool   // runs ignore SIGTERM
-	liveness  bool   // the plan has an exec liveness probe, failing once an instance is sick
+	startErr  error // every Start fails with it
+	crash     bool  // every run exits at once with code 3, saying "boom"
+	stubborn  bool  // runs ignore SIGTERM
+	liveness  bool  // the plan has an exec liveness probe, failing once an instance is sick
 	revisions []string
 
 	mu       sync.Mutex
@@ -235,17 +235,7 @@ func TestSupervisor(t *testing.T) {
 			if st.Ready != 1 || len(st.Endpoints) != 1 {
 				t.Errorf("after scaling down to 1: %+v (stopped instances leave Endpoints at once)", st)
 			}
-			if err := s.Remove(context.Background(), "ns", "a"); err != nil {
-				t.Fatal(err)
-			}
-			if st := s.State("ns", "a"); st.Desired != 0 || st.Ready != 0 {
-				t.Errorf("after Remove: %+v, want the zero State", st)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := s.WaitRemoved(ctx, "ns", "a"); err != nil {
-				t.Fatal(err)
-			}
+			removeAndWait(t, s, "a")
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			if d.released["a"] != 1 {
@@ -350,14 +340,7 @@ func TestSupervisor(t *testing.T) {
 		run: func(t *testing.T, s *Supervisor, d *fakeDriver) {
 			mustScale(t, s, "a", 50)
 			waitFor(t, "a first run", func() bool { return d.count("a") > 0 })
-			if err := s.Remove(context.Background(), "ns", "a"); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := s.WaitRemoved(ctx, "ns", "a"); err != nil {
-				t.Fatal(err)
-			}
+			removeAndWait(t, s, "a")
 			if n := d.count("a"); n > 2 {
 				t.Errorf("%d runs started, want those waiting for their turn cancelled", n)
 			}
@@ -368,14 +351,7 @@ func TestSupervisor(t *testing.T) {
 		run: func(t *testing.T, s *Supervisor, d *fakeDriver) {
 			mustScale(t, s, "a", 1)
 			waitState(t, s, "a", "ready", func(st runtime.State) bool { return st.Ready == 1 })
-			if err := s.Remove(context.Background(), "ns", "a"); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := s.WaitRemoved(ctx, "ns", "a"); err != nil {
-				t.Fatal(err)
-			}
+			removeAndWait(t, s, "a")
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			if d.stops != 1 || d.kills != 1 {
@@ -427,6 +403,23 @@ func TestSupervisor(t *testing.T) {
 			s := newSupervisor(t, tc.driver, tc.config)
 			tc.run(t, s, tc.driver)
 		})
+	}
+}
+
+// removeAndWait removes the revision, checks that its State is the zero State at once, and
+// waits for its instances to stop.
+func removeAndWait(t *testing.T, s *Supervisor, name string) {
+	t.Helper()
+	if err := s.Remove(context.Background(), "ns", name); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.State("ns", name); st.Desired != 0 || st.Ready != 0 || len(st.Endpoints) != 0 {
+		t.Errorf("after Remove: %+v, want the zero State", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitRemoved(ctx, "ns", name); err != nil {
+		t.Fatal(err)
 	}
 }
 
