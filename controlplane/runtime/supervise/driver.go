@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
@@ -54,7 +55,7 @@ type Instance struct {
 }
 
 // LogPrefix is what goes before each output line of the instance in the revision's log.
-func (in Instance) LogPrefix() string { return "[" + itoa(in.Index) + "] " }
+func (in Instance) LogPrefix() string { return "[" + strconv.Itoa(in.Index) + "] " }
 
 // Process is one run of an instance, as Plan.Start started it.
 type Process interface {
@@ -89,4 +90,5 @@ type Failure struct {
 	Reason, Message string
 }
 
+// Error is the reason and the message, for logs.
 func (f *Failure) Error() string { return f.Reason + ": " + f.Message }

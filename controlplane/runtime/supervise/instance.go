@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -189,7 +190,7 @@ func exitReason(ex Exit, livenessMsg string) (reason, message string) {
 	case out == "" && ex.Code == 0:
 		out = "container exited with no error"
 	case out == "":
-		out = "exit code " + itoa(ex.Code)
+		out = "exit code " + strconv.Itoa(ex.Code)
 	}
 	return runtime.ExitCodeReason(ex.Code), runtime.ContainerFailedMessage(out)
 }

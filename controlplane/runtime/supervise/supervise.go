@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +82,7 @@ type Config struct {
 // Key names a revision.
 type Key struct{ Namespace, Name string }
 
+// String is "namespace/name", as logs name a revision.
 func (k Key) String() string { return k.Namespace + "/" + k.Name }
 
 // Supervisor runs revisions' instances through a Driver. Create it with New and stop it with
@@ -563,5 +563,3 @@ func (s *Supervisor) notifier() {
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
