@@ -12,52 +12,43 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/runtime/supervise"
 )
 
 // buildTailLines is how many of go build's last output lines a BuildFailed message quotes.
 const buildTailLines = 20
 
-// build turns a ko:// image into a program: `go build -o <DataDir>/bin/<ns>/<rev>/app <path>`
-// in WorkDir. Then the revision's instances can start; a failure fails the revision. A removed
-// revision's build is abandoned.
-func (r *Runtime) build(rv *revision, importPath string) {
-	defer r.wg.Done()
-	name := rv.key.namespace + "/" + rv.key.name
-	bin := filepath.Join(r.cfg.DataDir, "bin", rv.key.namespace, rv.key.name, "app")
-	start := time.Now()
-	r.log.Info("building revision", "revision", name, "importPath", importPath, "output", bin)
-	out, err := r.goBuild(rv.ctx, bin, importPath)
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.revs[rv.key] != rv || rv.ctx.Err() != nil {
-		return // removed while building
-	}
-	if err != nil {
-		rv.failed, rv.reason = true, runtime.ReasonBuildFailed
-		rv.message = fmt.Sprintf("go build %s failed: %v", importPath, err)
-		if tail := lastLines(out, buildTailLines); tail != "" {
-			rv.message += ":\n" + tail
+// builder is the Prepare of a ko:// image: `go build -o <DataDir>/bin/<ns>/<rev>/app <path>`
+// in WorkDir, after which the revision's instances can start; a failure fails the revision,
+// with go build's output in its log. A removed revision's build is abandoned.
+func (d *driver) builder(k supervise.Key, p *plan) func(context.Context, *supervise.Preparation) {
+	return func(ctx context.Context, prep *supervise.Preparation) {
+		bin := filepath.Join(d.cfg.DataDir, "bin", k.Namespace, k.Name, "app")
+		start := time.Now()
+		d.log.Info("building revision", "revision", k.String(), "importPath", p.importPath, "output", bin)
+		out, err := d.goBuild(ctx, bin, p.importPath)
+		if ctx.Err() != nil {
+			return // removed while building
 		}
-		r.log.Error("building revision failed", "revision", name, "err", err, "output", lastLines(out, buildTailLines))
-		rv.logs.acquire()
-		rv.logs.write([]byte("[build] " + strings.ReplaceAll(strings.TrimRight(string(out), "\n"), "\n", "\n[build] ") + "\n"))
-		rv.logs.release()
-		r.markDirtyLocked(rv.key)
-		return
+		if err != nil {
+			msg := fmt.Sprintf("go build %s failed: %v", p.importPath, err)
+			if tail := lastLines(out, buildTailLines); tail != "" {
+				msg += ":\n" + tail
+			}
+			d.log.Error("building revision failed", "revision", k.String(), "err", err, "output", lastLines(out, buildTailLines))
+			prep.Logs().Line("[build] ", strings.ReplaceAll(strings.TrimRight(string(out), "\n"), "\n", "\n[build] "))
+			prep.Fail(runtime.ReasonBuildFailed, msg)
+			return
+		}
+		d.log.Info("built revision", "revision", k.String(), "took", time.Since(start).Round(time.Millisecond))
+		p.program = append([]string{bin}, p.args...)
+		prep.Ready()
 	}
-	r.log.Info("built revision", "revision", name, "took", time.Since(start).Round(time.Millisecond))
-	rv.plan.program = []string{bin}
-	if c := rv.plan.args; len(c) > 0 {
-		rv.plan.program = append(rv.plan.program, c...)
-	}
-	rv.runnable = true
-	r.reconcileLocked(rv)
 }
 
 // goBuild runs go build, bounded by BuildTimeout, and returns its combined output.
-func (r *Runtime) goBuild(ctx context.Context, bin, importPath string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.BuildTimeout)
+func (d *driver) goBuild(ctx context.Context, bin, importPath string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.BuildTimeout)
 	defer cancel()
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the output directory: %w", err)
@@ -67,12 +58,12 @@ func (r *Runtime) goBuild(ctx context.Context, bin, importPath string) ([]byte, 
 		return nil, fmt.Errorf("removing the previous build: %w", err)
 	}
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, r.cfg.GoCommand, "build", "-o", bin, importPath)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = r.cfg.WorkDir, r.cfg.Env, &out, &out
+	cmd := exec.CommandContext(ctx, d.cfg.GoCommand, "build", "-o", bin, importPath)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.cfg.WorkDir, d.cfg.Env, &out, &out
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("timed out after %v", r.cfg.BuildTimeout)
+		err = fmt.Errorf("timed out after %v", d.cfg.BuildTimeout)
 	}
 	return out.Bytes(), err
 }

@@ -1,130 +1,77 @@
 package local
 
 import (
-	"bytes"
-	"log/slog"
+	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
+	"time"
+
+	"github.com/skiff-dev/skiff/controlplane/runtime/runlog"
 )
 
-const (
-	// tailLines is how many of an instance's last output lines a crash message quotes.
-	tailLines = 10
-	// maxLine is the longest partial line buffered before it is written out anyway.
-	maxLine = 64 << 10
-)
-
-// logSink is a revision's log file, <DataDir>/logs/<ns>/<rev>.log, shared by its instances and
-// its build, open while anyone holds a reference.
-type logSink struct {
-	path string
-	log  *slog.Logger
-
-	mu   sync.Mutex
-	f    *os.File
-	refs int
+// output carries one process's stdout and stderr into the revision's log file
+// (controlplane/runtime/runlog), a whole line at a time after the instance's prefix, and keeps
+// their last lines for crash messages. Pipes rather than the writers themselves go to the
+// process, so that output of children that outlive it cannot hold up its exit.
+type output struct {
+	stdout, stderr *runlog.LineWriter
+	outR, outW     *os.File
+	errR, errW     *os.File
+	copiers        sync.WaitGroup
 }
 
-// acquire opens the file if nobody holds it yet; a file that cannot be opened is logged and
-// output is dropped, as running the app matters more than keeping its logs.
-func (s *logSink) acquire() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.refs++
-	if s.f != nil || s.refs > 1 {
-		return
+// newOutput makes the pipes of a process about to start.
+func newOutput(sink *runlog.Sink, prefix string) (*output, error) {
+	o := &output{stdout: runlog.NewLineWriter(sink, prefix), stderr: runlog.NewLineWriter(sink, prefix)}
+	var err error
+	if o.outR, o.outW, err = os.Pipe(); err != nil {
+		return nil, fmt.Errorf("creating the stdout pipe: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
-		s.log.Error("creating the revision's log directory", "path", s.path, "err", err)
-		return
+	if o.errR, o.errW, err = os.Pipe(); err != nil {
+		_ = o.outR.Close()
+		_ = o.outW.Close()
+		return nil, fmt.Errorf("creating the stderr pipe: %w", err)
 	}
-	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.log.Error("opening the revision's log file", "path", s.path, "err", err)
-		return
-	}
-	s.f = f
+	return o, nil
 }
 
-// release closes the file when its last holder is done.
-func (s *logSink) release() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.refs--
-	if s.refs == 0 && s.f != nil {
-		if err := s.f.Close(); err != nil {
-			s.log.Error("closing the revision's log file", "path", s.path, "err", err)
-		}
-		s.f = nil
+// abandon closes the pipes of a process that was never started.
+func (o *output) abandon() {
+	for _, f := range []*os.File{o.outR, o.outW, o.errR, o.errW} {
+		_ = f.Close()
 	}
 }
 
-func (s *logSink) write(p []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.f != nil {
-		_, _ = s.f.Write(p) // a full disk must not stop the app
-	}
+// copy starts copying, once the process holds its own copies of the pipes' write ends (or failed
+// to start).
+func (o *output) copy() {
+	_ = o.outW.Close()
+	_ = o.errW.Close()
+	o.copiers.Add(2)
+	go func() { defer o.copiers.Done(); _, _ = o.outR.WriteTo(o.stdout) }()
+	go func() { defer o.copiers.Done(); _, _ = o.errR.WriteTo(o.stderr) }()
 }
 
-// lineWriter copies one output stream of one process into the log sink, a whole line at a time
-// with a prefix naming the instance, and remembers the last lines for crash messages.
-type lineWriter struct {
-	sink   *logSink
-	prefix string
-
-	mu   sync.Mutex
-	buf  []byte
-	tail []string
+// finish waits for the output of the process (and its group) to end, but not forever: a child
+// that left the group may hold the pipes.
+func (o *output) finish() {
+	copied := make(chan struct{})
+	go func() { o.copiers.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+	}
+	_ = o.outR.Close()
+	_ = o.errR.Close()
+	<-copied
+	o.stdout.Flush()
+	o.stderr.Flush()
 }
 
-// Write implements io.Writer.
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[:copy(w.buf, w.buf[i+1:])]
+// lastLines is the last lines of stderr, else of stdout.
+func (o *output) lastLines() string {
+	if out := o.stderr.LastLines(); out != "" {
+		return out
 	}
-	if len(w.buf) > maxLine {
-		w.emit(w.buf)
-		w.buf = w.buf[:0]
-	}
-	return len(p), nil
-}
-
-// flush writes out a last line that had no newline.
-func (w *lineWriter) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.emit(w.buf)
-		w.buf = w.buf[:0]
-	}
-}
-
-func (w *lineWriter) emit(line []byte) {
-	line = bytes.TrimRight(line, "\r")
-	w.sink.write([]byte(w.prefix + string(line) + "\n"))
-	if len(bytes.TrimSpace(line)) == 0 {
-		return
-	}
-	w.tail = append(w.tail, string(line))
-	if len(w.tail) > tailLines {
-		w.tail = w.tail[len(w.tail)-tailLines:]
-	}
-}
-
-// lastLines is the stream's last few non-empty lines, joined by newlines.
-func (w *lineWriter) lastLines() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.tail, "\n")
+	return o.stdout.LastLines()
 }

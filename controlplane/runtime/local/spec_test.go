@@ -11,27 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/runtime/probe"
 )
-
-func TestExpandFollowsKubernetes(t *testing.T) {
-	vars := map[string]string{"PORT": "1234", "A": "x"}
-	lookup := func(n string) (string, bool) { v, ok := vars[n]; return v, ok }
-	for in, want := range map[string]string{
-		"--port=$(PORT)":    "--port=1234",
-		"$(A)$(A)":          "xx",
-		"$(UNKNOWN)":        "$(UNKNOWN)",
-		"$$(PORT)":          "$(PORT)",
-		"cost $5":           "cost $5",
-		"$(PORT":            "$(PORT",
-		"trailing $":        "trailing $",
-		"no references":     "no references",
-		"$$$$ and $(A) $$x": "$$ and x $x",
-	} {
-		if got := expand(in, lookup); got != want {
-			t.Errorf("expand(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 func TestPlanEnvAndArgs(t *testing.T) {
 	rev := &servingv1.Revision{
@@ -47,9 +28,9 @@ func TestPlanEnvAndArgs(t *testing.T) {
 			},
 		}}}},
 	}
-	p, perr := newPlan(rev, "/work")
-	if perr != nil {
-		t.Fatal(perr)
+	p, err := newPlan(rev, "/work")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got, want := p.argv(9000), []string{filepath.Join("/work", "bin/app"), "--rev=r-1", "--listen=:9000", "--greeting=hi from s"}; !slices.Equal(got, want) {
 		t.Errorf("argv = %q, want %q", got, want)
@@ -73,17 +54,23 @@ func TestPlanEnvAndArgs(t *testing.T) {
 	}
 }
 
-func TestProbeDefaults(t *testing.T) {
-	p, perr := newProbe(nil, "f")
-	if perr != nil || p.kind != "tcp" || p.period != time.Second || p.failures != 3 || p.successes != 1 || p.timeout != time.Second {
-		t.Errorf("default probe = %+v, %v", p, perr)
+// The plan probes as the spec says (probe.Parse), with Knative's TCP default when it says
+// nothing.
+func TestPlanReadinessProbe(t *testing.T) {
+	rev := func(p *corev1.Probe) *servingv1.Revision {
+		return &servingv1.Revision{ObjectMeta: metav1.ObjectMeta{Name: "r-1"}, Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{
+			Containers: []corev1.Container{{Command: []string{"app"}, ReadinessProbe: p}}}}}
 	}
-	p, perr = newProbe(&corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+	p, err := newPlan(rev(nil), "/work")
+	if err != nil || p.probe.Kind != probe.TCP || p.probe.Period != time.Second || p.probe.Failures != 3 || p.probe.Successes != 1 || p.probe.Timeout != time.Second {
+		t.Errorf("default probe = %+v, %v", p.probe, err)
+	}
+	p, err = newPlan(rev(&corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 		Path: "ready?x=1", Scheme: corev1.URISchemeHTTPS,
 		HTTPHeaders: []corev1.HTTPHeader{{Name: "host", Value: "h.example"}, {Name: "X-A", Value: "b"}},
-	}}, PeriodSeconds: 2, FailureThreshold: 5}, "f")
-	if perr != nil || p.kind != "http" || p.scheme != "https" || p.path != "/ready?x=1" || p.host != "h.example" ||
-		len(p.headers) != 1 || p.period != 2*time.Second || p.failures != 5 {
-		t.Errorf("http probe = %+v, %v", p, perr)
+	}}, PeriodSeconds: 2, FailureThreshold: 5}), "/work")
+	if err != nil || p.probe.Kind != probe.HTTP || p.probe.Scheme != "https" || p.probe.Path != "/ready?x=1" || p.probe.Host != "h.example" ||
+		len(p.probe.Headers) != 1 || p.probe.Period != 2*time.Second || p.probe.Failures != 5 {
+		t.Errorf("http probe = %+v, %v", p.probe, err)
 	}
 }

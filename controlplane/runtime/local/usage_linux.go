@@ -22,15 +22,9 @@ const clockTicks = 100
 func (r *Runtime) InstanceUsage() map[string]map[string]runtime.InstanceUsage {
 	type ready struct{ rev, index string }
 	byPort := map[int]ready{}
-	r.mu.Lock()
-	for k, rv := range r.revs {
-		for _, in := range rv.active {
-			if in.ready && in.port != 0 {
-				byPort[in.port] = ready{rev: k.namespace + "/" + k.name, index: strconv.Itoa(in.index)}
-			}
-		}
+	for _, in := range r.ReadyInstances() {
+		byPort[in.Port] = ready{rev: in.Revision.String(), index: strconv.Itoa(in.Index)}
 	}
-	r.mu.Unlock()
 	out := map[string]map[string]runtime.InstanceUsage{}
 	if len(byPort) == 0 {
 		return out

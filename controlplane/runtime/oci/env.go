@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skiff-dev/skiff/controlplane/runtime/containerenv"
 )
 
 // ErrNotFound is what Objects returns (wrapped) for a ConfigMap or Secret that does not exist.
@@ -143,7 +145,7 @@ func containerEnv(src *envSources, c *corev1.Container, pod podInfo, vars map[st
 	lookup := func(name string) (string, bool) { v, ok := vars[name]; return v, ok }
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			set(e.Name, expand(e.Value, lookup))
+			set(e.Name, containerenv.Expand(e.Value, lookup))
 			continue
 		}
 		v, ok, err := valueFrom(src, e.ValueFrom, pod)

@@ -13,6 +13,7 @@ import (
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/runtime/containerenv"
 	"github.com/skiff-dev/skiff/controlplane/runtime/image"
 	"github.com/skiff-dev/skiff/controlplane/runtime/probe"
 )
@@ -27,9 +28,7 @@ type plan struct {
 	container corev1.Container
 	podSC     *corev1.PodSecurityContext
 	volumes   []corev1.Volume
-	service   string
-	config    string
-	revision  string
+	reserved  containerenv.Reserved // PORT's companions: K_SERVICE, K_CONFIGURATION, K_REVISION
 	namespace string
 	account   string
 	grace     time.Duration
@@ -63,8 +62,7 @@ func newPlan(rev *servingv1.Revision) (*plan, *planError) {
 	const field = "spec.containers[0]"
 	p := &plan{
 		ref: c.Image, field: field, container: *c.DeepCopy(), podSC: spec.SecurityContext, volumes: spec.Volumes,
-		revision: rev.Name, namespace: rev.Namespace,
-		service: rev.Labels[servingv1.ServiceLabel], config: rev.Labels[servingv1.ConfigurationLabel],
+		reserved: containerenv.ReservedOf(rev), namespace: rev.Namespace,
 		account: spec.ServiceAccountName, grace: defaultGracePeriod,
 	}
 	if cs := rev.Status.ContainerStatuses; len(cs) == 1 && cs[0].ImageDigest != "" {
@@ -115,13 +113,6 @@ func newPlan(rev *servingv1.Revision) (*plan, *planError) {
 		}
 	}
 	return p, nil
-}
-
-// reservedVars are the variables Knative sets on the user container, which always win.
-func (p *plan) reservedVars(port int) map[string]string {
-	return map[string]string{
-		"PORT": strconv.Itoa(port), "K_SERVICE": p.service, "K_CONFIGURATION": p.config, "K_REVISION": p.revision,
-	}
 }
 
 // resources are the cgroup limits of the container's resources, as the kubelet sets them:

@@ -13,6 +13,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skiff-dev/skiff/controlplane/runtime/containerenv"
 )
 
 // defaultPath is the PATH an image without one runs with (containerd's and Docker's default).
@@ -34,7 +36,7 @@ func commandLine(img v1.Config, c *corev1.Container, lookup func(string) (string
 	ex := func(in []string) []string {
 		out := make([]string, len(in))
 		for i, a := range in {
-			out[i] = expand(a, lookup)
+			out[i] = containerenv.Expand(a, lookup)
 		}
 		return out
 	}
@@ -51,38 +53,6 @@ func commandLine(img v1.Config, c *corev1.Container, lookup func(string) (string
 		return nil, fmt.Errorf("the image has no entrypoint or cmd and the container sets no command")
 	}
 	return argv, nil
-}
-
-// expand replaces $(NAME) with NAME's value when lookup knows it, leaves unknown references as
-// they are, and turns $$ into $, as Kubernetes does for env values, command and args.
-func expand(s string, lookup func(string) (string, bool)) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '$' && i+1 < len(s) {
-			switch s[i+1] {
-			case '$':
-				b.WriteByte('$')
-				i++
-				continue
-			case '(':
-				if end := strings.IndexByte(s[i+2:], ')'); end >= 0 {
-					name := s[i+2 : i+2+end]
-					if v, ok := lookup(name); ok {
-						b.WriteString(v)
-					} else {
-						b.WriteString("$(" + name + ")")
-					}
-					i += 2 + end
-					continue
-				}
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // user is who the container's process runs as.

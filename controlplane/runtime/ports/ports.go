@@ -1,6 +1,5 @@
-// Package ports hands out free loopback ports to the instances a local runtime starts. The
-// process runtime (controlplane/runtime/local) has its own copy of this logic from before this
-// package existed; new runtimes use this one.
+// Package ports hands out free loopback ports to the instances the local runtimes start
+// (through controlplane/runtime/supervise), each instance's PORT.
 package ports
 
 import (

@@ -5,8 +5,7 @@
 // to the user port), exec runs through a function the runtime provides (in the container for
 // the OCI runtime).
 //
-// The process runtime (controlplane/runtime/local) has its own copy of this logic from before
-// this package existed; new runtimes use this one.
+// Both local runtimes (processes and runc containers) probe through controlplane/runtime/supervise.
 package probe
 
 import (

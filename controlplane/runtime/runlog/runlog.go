@@ -1,8 +1,8 @@
 // Package runlog writes a revision's output to its log file, <data dir>/logs/<ns>/<rev>.log,
 // shared by its instances (each line prefixed "[<instance index>] ") and by what the runtime
 // did for it ("[pull] ...", "[build] ..."), and keeps each stream's last lines for crash
-// messages. The process runtime (controlplane/runtime/local) has its own copy from before this
-// package existed; the files look the same.
+// messages. Both local runtimes (processes and runc containers) write through it, so the files
+// look the same whichever ran the revision.
 package runlog
 
 import (
