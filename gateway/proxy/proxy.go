@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -106,6 +107,22 @@ type ConnectionManager struct {
 
 	rqTotal, rqHTTP1, rqHTTP2, noRoute, noCluster, directResponse, redirects, rqCompleted *stats.Counter
 	rqActive                                                                              *stats.Gauge
+	// rqClass caches downstream_rq_<N>xx by N, each created (and so listed) at its first use.
+	rqClass [6]atomic.Pointer[stats.Counter]
+}
+
+// classCounter returns http.<prefix>.downstream_rq_<N>xx for a status code.
+func (cm *ConnectionManager) classCounter(code int) *stats.Counter {
+	n := code / 100
+	if n < 0 || n >= len(cm.rqClass) {
+		return cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(n) + "xx")
+	}
+	if c := cm.rqClass[n].Load(); c != nil {
+		return c
+	}
+	c := cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(n) + "xx")
+	cm.rqClass[n].Store(c)
+	return c
 }
 
 // New returns a ConnectionManager for opts.
@@ -132,6 +149,9 @@ func New(opts Options) *ConnectionManager {
 		rqActive:       s.Gauge(p + "downstream_rq_active"),
 	}
 	cm.rp = &httputil.ReverseProxy{
+		// Without a pool ReverseProxy allocates a 32 KiB copy buffer per request: most of
+		// the gateway's garbage, and so of its GC pauses (bench/RESULTS.md, issue 17).
+		BufferPool:     &bufferPool{},
 		Rewrite:        cm.rewrite,
 		Transport:      roundTripperFunc(cm.roundTrip),
 		ModifyResponse: cm.modifyResponse,
@@ -172,6 +192,23 @@ func (cm *ConnectionManager) RouteTable() *route.Table {
 		return nil
 	}
 	return cm.opts.Routes.RouteTable(cm.opts.RouteConfigName)
+}
+
+// bufferPool is an httputil.BufferPool over a sync.Pool of 32 KiB buffers (io.Copy's size).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
+	}
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -328,7 +365,7 @@ func (cm *ConnectionManager) finish(sw *statusWriter, r *http.Request, ri *reqIn
 			code = http.StatusOK
 		}
 	}
-	cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(code/100) + "xx").Inc()
+	cm.classCounter(code).Inc()
 	level := slog.LevelDebug
 	if cm.opts.AccessLog {
 		level = slog.LevelInfo
@@ -753,7 +790,12 @@ func (cm *ConnectionManager) attempt(req *http.Request, cl *upstream.Cluster, ho
 			}
 		})
 	}
-	out := req.Clone(ctx)
+	// A shallow copy with its own URL: the attempt changes only the URL's host, Host and
+	// Body, and no attempt writes the header map ReverseProxy already cloned (a deep
+	// Clone here was one more copy of every header per request).
+	out := req.WithContext(ctx)
+	u := *req.URL
+	out.URL = &u
 	out.URL.Host = host.Address
 	if ri.route.AutoHostRewrite {
 		out.Host = host.Address
@@ -931,5 +973,15 @@ func newUUID() string {
 	_, _ = crand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }
