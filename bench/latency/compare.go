@@ -129,14 +129,24 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// skiffUp is one `skiff up` process with the serve Service Ready.
+// skiffUp is one `skiff up` process (or, split, a `skiff controlplane` and a `skiff gateway`
+// process) with the serve Service Ready.
 type skiffUp struct {
 	*proc
+	gateway          *proc // the gateway's own process when split
 	http, admin, app string
 }
 
+func (u *skiffUp) stop() {
+	u.gateway.stop()
+	u.proc.stop()
+}
+
 // startSkiffUp runs bin at the module root root, applies the serve Service and waits for it.
-func startSkiffUp(ctx context.Context, bin, root string) (*skiffUp, error) {
+// Its output goes to logFile, or to a file in its data dir when logFile is empty.
+// With split, the control plane and the gateway run as two processes (`skiff controlplane`
+// and `skiff gateway`), which tells what sharing one process costs the gateway.
+func startSkiffUp(ctx context.Context, bin, root, logFile string, split bool) (*skiffUp, error) {
 	dir, err := os.MkdirTemp("", "skiff-latency-")
 	if err != nil {
 		return nil, err
@@ -147,13 +157,24 @@ func startSkiffUp(ctx context.Context, bin, root string) (*skiffUp, error) {
 			return nil, err
 		}
 	}
-	args := []string{"up", "--data-dir", filepath.Join(dir, "data"), "--work-dir", root,
+	cmdName := "up"
+	if split {
+		cmdName = "controlplane"
+	}
+	args := []string{cmdName, "--data-dir", filepath.Join(dir, "data"), "--work-dir", root,
 		"--https-addr", "", "--local-http-addr", "", "--eventing=false", "--oci-runtime", "none", "--drain-timeout", "100ms"}
 	for f, a := range addrs {
+		if f == "admin-addr" && split {
+			args = append(args, "--proxy-stats", "http://"+a)
+			continue
+		}
 		args = append(args, "--"+f, a)
 	}
 	cmd := exec.Command(bin, args...)
-	logf, err := os.Create(filepath.Join(dir, "skiff.log"))
+	if logFile == "" {
+		logFile = filepath.Join(dir, "skiff.log")
+	}
+	logf, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +183,16 @@ func startSkiffUp(ctx context.Context, bin, root string) (*skiffUp, error) {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	u := &skiffUp{proc: &proc{cmd: cmd, dir: dir}, http: addrs["http-addr"], admin: addrs["admin-addr"]}
+	if split {
+		gw := exec.Command(bin, "gateway", "--xds-addr", addrs["xds-addr"], "--admin-addr", addrs["admin-addr"],
+			"--node-id", "skiff-up", "--node-cluster", "skiff-gateway")
+		gw.Stdout, gw.Stderr = logf, logf
+		if err := gw.Start(); err != nil {
+			u.stop()
+			return nil, fmt.Errorf("starting %s gateway: %w", bin, err)
+		}
+		u.gateway = &proc{cmd: gw}
+	}
 	c := apiclient.New(addrs["api-addr"])
 	docs, err := apiclient.ReadManifests("-", strings.NewReader(compareManifest))
 	if err != nil {
@@ -195,8 +226,9 @@ func startSkiffUp(ctx context.Context, bin, root string) (*skiffUp, error) {
 // compare runs the comparison; bins are the `skiff` binaries to measure (name=path), the
 // first one's app also serving the direct and reverse-proxy rows.
 // With profileDir set, the first round of each level also saves each skiff up's CPU profile
-// over its load there (NAME-cN.cpu, from the admin endpoint's /debug/pprof/profile).
-func compare(levels string, dur time.Duration, rounds int, bins []string, profileDir string) error {
+// over its load there (NAME-cN.cpu, from the admin endpoint's /debug/pprof/profile), and
+// its output (NAME.log: run with GODEBUG=gctrace=1 to see its garbage collections).
+func compare(levels string, dur time.Duration, rounds int, bins []string, profileDir string, split bool) error {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return fmt.Errorf("go env GOMOD: %w", err)
@@ -212,6 +244,11 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 			t.up.stop()
 		}
 	}()
+	type binary struct {
+		name, path string
+		split      bool
+	}
+	var runs []binary
 	for _, b := range bins {
 		name, path, ok := strings.Cut(b, "=")
 		if !ok {
@@ -220,7 +257,18 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(root, path)
 		}
-		up, err := startSkiffUp(context.Background(), path, root)
+		runs = append(runs, binary{name, path, false})
+	}
+	if split {
+		runs = append(runs, binary{runs[len(runs)-1].name + " split (controlplane + gateway)", runs[len(runs)-1].path, true})
+	}
+	for _, b := range runs {
+		name, path := b.name, b.path
+		logFile := ""
+		if profileDir != "" {
+			logFile = filepath.Join(profileDir, strings.ReplaceAll(name, " ", "_")+".log")
+		}
+		up, err := startSkiffUp(context.Background(), path, root, logFile, b.split)
 		if err != nil {
 			return err
 		}
@@ -254,7 +302,7 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 				st := load(t.up.http, "serve.default.localhost", n, dur, loadOpts{})
 				if prof != nil {
 					if err := <-prof; err != nil {
-						return err
+						fmt.Fprintf(os.Stderr, "%s: %v\n", t.name, err) // a build without /debug/pprof
 					}
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%.0f\t%.2f\t%.2f\n", t.name, n, r, st.n, st.p50, st.p99, st.rps,

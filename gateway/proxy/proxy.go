@@ -107,6 +107,8 @@ type ConnectionManager struct {
 
 	rqTotal, rqHTTP1, rqHTTP2, noRoute, noCluster, directResponse, redirects, rqCompleted *stats.Counter
 	rqActive                                                                              *stats.Gauge
+	// infos caches the current route table's RouteInfos.
+	infos atomic.Pointer[routeInfoCache]
 	// rqClass caches downstream_rq_<N>xx by N, each created (and so listed) at its first use.
 	rqClass [6]atomic.Pointer[stats.Counter]
 }
@@ -194,20 +196,23 @@ func (cm *ConnectionManager) RouteTable() *route.Table {
 	return cm.opts.Routes.RouteTable(cm.opts.RouteConfigName)
 }
 
-// bufferPool is an httputil.BufferPool over a sync.Pool of 32 KiB buffers (io.Copy's size).
+// copyBufferSize is io.Copy's buffer size, which ReverseProxy uses without a pool.
+const copyBufferSize = 32 << 10
+
+// bufferPool is an httputil.BufferPool over a sync.Pool of copyBufferSize arrays (pooled as
+// array pointers, so that Put allocates nothing).
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) == 32<<10 {
-		buf = buf[:cap(buf)]
-		b.p.Put(&buf)
+	if cap(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 	}
 }
 
@@ -402,6 +407,24 @@ func (cm *ConnectionManager) resolveRoute(r *http.Request, ri *reqInfo, st *filt
 		st.SetRoute(nil)
 		return
 	}
+	if rt.Kind == route.ActionForward && len(rt.Weighted) > 0 {
+		ri.wc = rt.PickWeighted(rand.Uint64N(rt.TotalWeight))
+	}
+	if rt.Kind != route.ActionForward || rt.ClusterHeader == "" || len(rt.Weighted) > 0 {
+		// The same for every request to this route (and weighted cluster): built once.
+		info := cm.routeInfos(t).get(vh, rt, ri.wc)
+		ri.clusterName = info.Cluster
+		st.SetRoute(info)
+		return
+	}
+	info := newRouteInfo(vh, rt, ri.wc)
+	ri.clusterName = r.Header.Get(rt.ClusterHeader)
+	info.Cluster = ri.clusterName
+	st.SetRoute(info)
+}
+
+// newRouteInfo builds what filters see of a route (and weighted cluster wc, or nil).
+func newRouteInfo(vh *route.VirtualHost, rt *route.Route, wc *route.WeightedCluster) *filter.RouteInfo {
 	info := &filter.RouteInfo{VirtualHost: vh.Name, Route: rt.Name, Metadata: rt.Metadata, PerFilterConfig: map[string]*anypb.Any{}}
 	for k, v := range vh.PerFilterConfig {
 		info.PerFilterConfig[k] = v
@@ -411,20 +434,59 @@ func (cm *ConnectionManager) resolveRoute(r *http.Request, ri *reqInfo, st *filt
 	}
 	if rt.Kind == route.ActionForward {
 		switch {
-		case len(rt.Weighted) > 0:
-			ri.wc = rt.PickWeighted(rand.Uint64N(rt.TotalWeight))
-			ri.clusterName = ri.wc.Name
-			for k, v := range ri.wc.PerFilterConfig {
+		case wc != nil:
+			info.Cluster = wc.Name
+			for k, v := range wc.PerFilterConfig {
 				info.PerFilterConfig[k] = v
 			}
-		case rt.ClusterHeader != "":
-			ri.clusterName = r.Header.Get(rt.ClusterHeader)
-		default:
-			ri.clusterName = rt.Cluster
+		case rt.ClusterHeader == "":
+			info.Cluster = rt.Cluster
 		}
 	}
-	info.Cluster = ri.clusterName
-	st.SetRoute(info)
+	return info
+}
+
+// maxCachedRouteInfos bounds a routeInfoCache (one entry per route and weighted cluster).
+const maxCachedRouteInfos = 1 << 16
+
+// routeInfoCache holds the RouteInfo of each route and weighted cluster of one route table,
+// so that a request does not build one (and copy its per-filter configs) every time.
+type routeInfoCache struct {
+	table *route.Table
+	infos sync.Map // routeInfoKey → *filter.RouteInfo
+	n     atomic.Int64
+}
+
+type routeInfoKey struct {
+	vh *route.VirtualHost
+	rt *route.Route
+	wc *route.WeightedCluster
+}
+
+// routeInfos returns the cache of table t, replacing the previous table's.
+func (cm *ConnectionManager) routeInfos(t *route.Table) *routeInfoCache {
+	if c := cm.infos.Load(); c != nil && c.table == t {
+		return c
+	}
+	c := &routeInfoCache{table: t}
+	cm.infos.Store(c)
+	return c
+}
+
+func (c *routeInfoCache) get(vh *route.VirtualHost, rt *route.Route, wc *route.WeightedCluster) *filter.RouteInfo {
+	k := routeInfoKey{vh, rt, wc}
+	if v, ok := c.infos.Load(k); ok {
+		return v.(*filter.RouteInfo)
+	}
+	info := newRouteInfo(vh, rt, wc)
+	if c.n.Load() >= maxCachedRouteInfos {
+		return info
+	}
+	if v, loaded := c.infos.LoadOrStore(k, info); loaded {
+		return v.(*filter.RouteInfo)
+	}
+	c.n.Add(1)
+	return info
 }
 
 // localReply is an Envoy-generated response.
