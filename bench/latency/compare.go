@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -280,6 +281,13 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 	}
 	defer rp.stop()
 
+	// Ratios to the reverse proxy of the same round, by level and path, for the medians.
+	type key struct {
+		level int
+		path  string
+	}
+	rpsRatios, p99Ratios := map[key][]float64{}, map[key][]float64{}
+	var order []key
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "path\tconcurrency\tround\trequests\tp50\tp99\treq/s\treq/s vs ReverseProxy\tp99 vs ReverseProxy")
 	for _, s := range strings.Split(levels, ",") {
@@ -307,11 +315,34 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%.0f\t%.2f\t%.2f\n", t.name, n, r, st.n, st.p50, st.p99, st.rps,
 					st.rps/base.rps, float64(st.p99)/float64(base.p99))
+				k := key{n, t.name}
+				if r == 1 {
+					order = append(order, k)
+				}
+				rpsRatios[k] = append(rpsRatios[k], st.rps/base.rps)
+				p99Ratios[k] = append(p99Ratios[k], float64(st.p99)/float64(base.p99))
 			}
 			tw.Flush()
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Fprintln(tw, "path\tconcurrency\trounds\tmedian req/s vs ReverseProxy\tmedian p99 vs ReverseProxy")
+	for _, k := range order {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\n", k.path, k.level, len(rpsRatios[k]), median(rpsRatios[k]), median(p99Ratios[k]))
+	}
 	return tw.Flush()
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // fetchProfile saves the CPU profile of the process serving admin over d into file.
