@@ -147,7 +147,8 @@ func (u *skiffUp) stop() {
 // Its output goes to logFile, or to a file in its data dir when logFile is empty.
 // With split, the control plane and the gateway run as two processes (`skiff controlplane`
 // and `skiff gateway`), which tells what sharing one process costs the gateway.
-func startSkiffUp(ctx context.Context, bin, root, logFile string, split bool) (*skiffUp, error) {
+// env is added to its environment.
+func startSkiffUp(ctx context.Context, bin, root, logFile string, split bool, env []string) (*skiffUp, error) {
 	dir, err := os.MkdirTemp("", "skiff-latency-")
 	if err != nil {
 		return nil, err
@@ -172,6 +173,7 @@ func startSkiffUp(ctx context.Context, bin, root, logFile string, split bool) (*
 		args = append(args, "--"+f, a)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	if logFile == "" {
 		logFile = filepath.Join(dir, "skiff.log")
 	}
@@ -188,6 +190,7 @@ func startSkiffUp(ctx context.Context, bin, root, logFile string, split bool) (*
 		gw := exec.Command(bin, "gateway", "--xds-addr", addrs["xds-addr"], "--admin-addr", addrs["admin-addr"],
 			"--node-id", "skiff-up", "--node-cluster", "skiff-gateway")
 		gw.Stdout, gw.Stderr = logf, logf
+		gw.Env = cmd.Env
 		if err := gw.Start(); err != nil {
 			u.stop()
 			return nil, fmt.Errorf("starting %s gateway: %w", bin, err)
@@ -229,7 +232,8 @@ func startSkiffUp(ctx context.Context, bin, root, logFile string, split bool) (*
 // With profileDir set, the first round of each level also saves each skiff up's CPU profile
 // over its load there (NAME-cN.cpu, from the admin endpoint's /debug/pprof/profile), and
 // its output (NAME.log: run with GODEBUG=gctrace=1 to see its garbage collections).
-func compare(levels string, dur time.Duration, rounds int, bins []string, profileDir string, split bool) error {
+// With gogc > 0 the last binary is also measured with GOGC=gogc in its environment.
+func compare(levels string, dur time.Duration, rounds int, bins []string, profileDir string, split bool, gogc int) error {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return fmt.Errorf("go env GOMOD: %w", err)
@@ -248,6 +252,7 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 	type binary struct {
 		name, path string
 		split      bool
+		env        []string
 	}
 	var runs []binary
 	for _, b := range bins {
@@ -258,10 +263,14 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(root, path)
 		}
-		runs = append(runs, binary{name, path, false})
+		runs = append(runs, binary{name, path, false, nil})
 	}
+	last := runs[len(runs)-1]
 	if split {
-		runs = append(runs, binary{runs[len(runs)-1].name + " split (controlplane + gateway)", runs[len(runs)-1].path, true})
+		runs = append(runs, binary{last.name + " split (controlplane + gateway)", last.path, true, nil})
+	}
+	if gogc > 0 {
+		runs = append(runs, binary{fmt.Sprintf("%s GOGC=%d", last.name, gogc), last.path, false, []string{fmt.Sprintf("GOGC=%d", gogc)}})
 	}
 	for _, b := range runs {
 		name, path := b.name, b.path
@@ -269,7 +278,7 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 		if profileDir != "" {
 			logFile = filepath.Join(profileDir, strings.ReplaceAll(name, " ", "_")+".log")
 		}
-		up, err := startSkiffUp(context.Background(), path, root, logFile, b.split)
+		up, err := startSkiffUp(context.Background(), path, root, logFile, b.split, b.env)
 		if err != nil {
 			return err
 		}

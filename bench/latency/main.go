@@ -78,6 +78,7 @@ func main() {
 	rounds := flag.Int("rounds", 2, "with -compare: rounds per concurrency level, the paths interleaved in each")
 	profileDir := flag.String("pprof", "", "with -compare: save each skiff up's CPU profile during the first round of each level in this directory")
 	split := flag.Bool("split", false, "with -compare: also measure the last -skiff binary as two processes, `skiff controlplane` and `skiff gateway`")
+	gogc := flag.Int("gogc", 0, "with -compare: also measure the last -skiff binary with this GOGC")
 	rpTarget := flag.String("reverse-proxy", "", "internal: serve httputil.ReverseProxy to this address")
 	flag.Parse()
 	if *rpTarget != "" {
@@ -91,7 +92,7 @@ func main() {
 		if len(bins) == 0 {
 			bins = multiFlag{"skiff up=bin/skiff"}
 		}
-		if err := compare(*levels, *dur, *rounds, bins, *profileDir, *split); err != nil {
+		if err := compare(*levels, *dur, *rounds, bins, *profileDir, *split, *gogc); err != nil {
 			fmt.Fprintln(os.Stderr, "latency:", err)
 			os.Exit(1)
 		}
