@@ -7,7 +7,7 @@ package proxy
 import (
 	"cmp"
 	"context"
-	crand "crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -1031,8 +1031,12 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // newUUID returns a random (version 4) UUID, Envoy's x-request-id format.
 func newUUID() string {
+	// math/rand/v2's generator (ChaCha8, securely seeded) rather than crypto/rand, which
+	// costs a getrandom system call per request here: the id is a correlation id, as
+	// Envoy's (from its own non-cryptographic random generator), not a secret.
 	var b [16]byte
-	_, _ = crand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[0:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:16], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	var out [36]byte
