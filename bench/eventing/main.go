@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,14 +63,15 @@ func main() {
 	conc := flag.Int("c", 16, "concurrent senders for the throughput rows")
 	dur := flag.Duration("d", 3*time.Second, "duration of each throughput row")
 	n := flag.Int("n", 200, "events sent one at a time for the latency rows")
+	profile := flag.String("cpuprofile", "", "write the CPU profile of the first throughput row through the gateway here (everything runs in this process)")
 	flag.Parse()
-	if err := run(*triggers, *subscriptions, *conc, *dur, *n); err != nil {
+	if err := run(*triggers, *subscriptions, *conc, *dur, *n, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "eventing:", err)
 		os.Exit(1)
 	}
 }
 
-func run(triggerList, subscriptionList string, conc int, dur time.Duration, n int) error {
+func run(triggerList, subscriptionList string, conc int, dur time.Duration, n int, profile string) error {
 	up, err := skiffup.Start(skiffup.Options{Eventing: true})
 	if err != nil {
 		return err
@@ -106,7 +108,21 @@ func run(triggerList, subscriptionList string, conc int, dur time.Duration, n in
 		}{{"gateway + filter → ingress", gw + path, host}, {"ingress direct", "http://" + up.BrokerIngress + path, ""}} {
 			before := sink.delivered.Load()
 			start := time.Now()
+			var prof *os.File
+			if profile != "" && t.host != "" {
+				if prof, err = os.Create(profile); err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(prof); err != nil {
+					return err
+				}
+				profile = ""
+			}
 			rate := throughput(client, t.url, t.host, conc, dur, 1)
+			if prof != nil {
+				pprof.StopCPUProfile()
+				prof.Close()
+			}
 			sent := up.EventingStats().Stored // stored copies so far, all to be delivered
 			if err := sink.waitDelivered(int64(sent), 5*time.Minute); err != nil {
 				return fmt.Errorf("%s, %d triggers: %w", t.label, count, err)

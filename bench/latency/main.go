@@ -16,6 +16,11 @@
 //
 //	go run ./bench/latency -c 1,16,64 -d 3s -tls
 //	go run ./bench/latency -c 1,16,64 -d 3s -observability
+//
+// With -compare it measures the real `skiff up` binary (bin/skiff, or each -skiff NAME=PATH)
+// against net/http/httputil.ReverseProxy, each in its own process, in front of the same app:
+//
+//	go build -o bin/skiff ./cmd/skiff && go run ./bench/latency -compare -c 1,16,64 -d 3s
 package main
 
 import (
@@ -77,7 +82,32 @@ func main() {
 	dur := flag.Duration("d", 3*time.Second, "load duration per row")
 	withTLS := flag.Bool("tls", false, "also measure the TLS listener: kept-alive requests, and a handshake per request")
 	obs := flag.Bool("observability", false, "also measure the gateway with metrics, and with metrics and tracing")
+	cmp := flag.Bool("compare", false, "compare `skiff up` (a separate process, the real binary) with httputil.ReverseProxy (a separate process) in front of the same app")
+	var bins multiFlag
+	flag.Var(&bins, "skiff", "with -compare: a skiff binary to measure, as NAME=PATH (repeatable; default: bin/skiff built from this checkout)")
+	rounds := flag.Int("rounds", 2, "with -compare: rounds per concurrency level, the paths interleaved in each")
+	profileDir := flag.String("pprof", "", "with -compare: save each skiff up's CPU profile during the first round of each level in this directory")
+	split := flag.Bool("split", false, "with -compare: also measure the last -skiff binary as two processes, `skiff controlplane` and `skiff gateway`")
+	gogc := flag.Int("gogc", 0, "with -compare: also measure the last -skiff binary with this GOGC")
+	rpTarget := flag.String("reverse-proxy", "", "internal: serve httputil.ReverseProxy to this address")
 	flag.Parse()
+	if *rpTarget != "" {
+		if err := serveReverseProxy(*rpTarget); err != nil {
+			fmt.Fprintln(os.Stderr, "reverse proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *cmp {
+		if len(bins) == 0 {
+			bins = multiFlag{"skiff up=bin/skiff"}
+		}
+		if err := compare(*levels, *dur, *rounds, bins, *profileDir, *split, *gogc); err != nil {
+			fmt.Fprintln(os.Stderr, "latency:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*levels, *dur, *withTLS, *obs); err != nil {
 		fmt.Fprintln(os.Stderr, "latency:", err)
 		os.Exit(1)
@@ -203,6 +233,12 @@ func run(levels string, dur time.Duration, withTLS, obs bool) error {
 	_, err = io.Copy(os.Stdout, resp.Body)
 	return err
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // row is one line of the table.
 type row struct {

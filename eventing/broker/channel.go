@@ -109,7 +109,10 @@ func compileChannel(c ChannelConfig) (*brokerState, error) {
 		channel:       true,
 		stream:        channelStreamName(c.Namespace, c.Name),
 		subjectPrefix: "skiffch." + c.Namespace + "." + token(c.Name),
-		byName:        make(map[string]*triggerState, len(c.Subscribers)),
+		// A channel stores a copy per subscriber today; its consumers still take the
+		// fan-out subject, inside the stream's subjects, as a broker's do.
+		fanOut: "skiffch." + c.Namespace + "." + token(c.Name) + "." + fanOutToken,
+		byName: make(map[string]*triggerState, len(c.Subscribers)),
 	}
 	matchAll, _ := eventfilter.Compile(eventfilter.Filter{})
 	for i, sc := range c.Subscribers {

@@ -237,8 +237,14 @@ type brokerState struct {
 	stream     string
 	// subjectPrefix is the stream's subjects without the last token (the trigger's).
 	subjectPrefix string
-	triggers      []*triggerState
-	byName        map[string]*triggerState
+	// fanOut is the subject of the broker's fan-out messages (see HeaderTriggers).
+	fanOut string
+	// interest is set once SetBroker found (or made) the broker's stream with interest
+	// retention, where one fan-out message serves several triggers; a work-queue stream,
+	// made before fan-out existed, keeps a copy per trigger.
+	interest bool
+	triggers []*triggerState
+	byName   map[string]*triggerState
 }
 
 // triggerState is a validated, compiled TriggerConfig.
@@ -301,6 +307,7 @@ func compileBroker(c BrokerConfig) (*brokerState, error) {
 		generation:    filterGeneration(c),
 		stream:        streamName(c.Namespace, c.Name),
 		subjectPrefix: "skiff." + c.Namespace + "." + token(c.Name),
+		fanOut:        FanOutSubject(c.Namespace, c.Name),
 		byName:        make(map[string]*triggerState, len(c.Triggers)),
 	}
 	for i, tc := range c.Triggers {
@@ -377,6 +384,16 @@ func streamName(namespace, name string) string {
 // subjectName is the subject of a trigger's events.
 func subjectName(namespace, broker, trigger string) string {
 	return "skiff." + namespace + "." + token(broker) + "." + token(trigger)
+}
+
+// fanOutToken is the last subject token of a broker's fan-out messages: '_' is in no
+// trigger's token, so it names no trigger.
+const fanOutToken = "_fanout"
+
+// FanOutSubject returns the JetStream subject of a broker's fan-out messages: one stored
+// event for every trigger listed in its HeaderTriggers.
+func FanOutSubject(namespace, broker string) string {
+	return "skiff." + namespace + "." + token(broker) + "." + fanOutToken
 }
 
 // StreamName returns the JetStream stream holding the events of a broker.

@@ -167,6 +167,10 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		_ = msg.Nak() // the trigger is being removed
 		return
 	}
+	if list, fanOut := msg.Headers()[HeaderTriggers]; fanOut && !listed(list, t.name) {
+		s.ack(msg) // a fan-out message for other triggers of the broker
+		return
+	}
 	ev, err := decodeStored(msg.Data())
 	if err != nil {
 		s.stats.dropped.Add(1)
@@ -250,7 +254,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	dl.Attributes[ErrorCodeExtension] = strconv.Itoa(code)
 	dl.Attributes[ErrorDataExtension] = errorData(body)
 	copyMsg := &nats.Msg{
-		Subject: msg.Subject(),
+		Subject: t.subject, // this trigger's, also when the event came in a fan-out message
 		Data:    encodeStructured(dl),
 		Header: nats.Header{
 			"Content-Type":   {structuredContentType},
@@ -439,4 +443,16 @@ func (s *Server) nakWithDelay(msg jetstream.Msg, d time.Duration) {
 	if err := msg.NakWithDelay(d); err != nil {
 		s.log.Warn("nak failed; the event will be retried after the ack wait", "subject", msg.Subject(), "error", err)
 	}
+}
+
+// listed reports whether name is in the comma-separated lists of a HeaderTriggers header.
+func listed(lists []string, name string) bool {
+	for _, l := range lists {
+		for n := range strings.SplitSeq(l, ",") {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -1,20 +1,24 @@
 // Package broker is Skiff's Knative Broker data plane: the broker ingress, which
-// stores every accepted CloudEvent durably in NATS JetStream once per matching
-// Trigger, and the dispatcher, which delivers the stored events to the Triggers'
+// stores every accepted CloudEvent durably in NATS JetStream (once for most of a
+// broker's Triggers, else once per matching Trigger), and the dispatcher, which delivers the stored events to the Triggers'
 // subscribers with Knative's delivery semantics (retry, linear or exponential
 // backoff, per-attempt timeout, dead letter sink, replies back into the broker).
 //
 // # Layout in JetStream
 //
 // Each Broker is one stream, named skiff_<namespace>_<broker> (dots in the
-// broker name become underscores), with file storage and work-queue retention,
+// broker name become underscores), with file storage and interest retention
+// (work-queue for streams made before fan-out, which keep a copy per Trigger),
 // listening on skiff.<namespace>.<broker>.*. Each Trigger is one durable pull
 // consumer, named after the Trigger, filtered on the subject
-// skiff.<namespace>.<broker>.<trigger>. A message is one event for one Trigger:
-// the body is the event in the CloudEvents JSON format (structured mode), and
-// the NATS headers carry the delivery metadata (HeaderBroker, HeaderTrigger,
-// HeaderAcceptedAt, HeaderPhase). Once a delivery's outcome is final the message
-// is acknowledged, which removes it from the stream.
+// skiff.<namespace>.<broker>.<trigger> and on the broker's FanOutSubject. A
+// message is one event for one Trigger, or a fan-out message for the Triggers
+// its HeaderTriggers lists (the others' dispatchers settle it without a
+// delivery): the body is the event in the CloudEvents JSON format (structured
+// mode), and the NATS headers carry the delivery metadata (HeaderBroker,
+// HeaderTrigger or HeaderTriggers, HeaderAcceptedAt, HeaderPhase). Once every
+// delivery's outcome is final the message is acknowledged by each consumer,
+// which removes it from the stream. See eventing/README.md, "Fan-out".
 //
 // # Ingress
 //
@@ -25,7 +29,7 @@
 // request header when the request carries [Options].TriggerToken (so the
 // proxy's cloudevents filter computed it, not a client), and are otherwise
 // evaluated here with the same wasm-filters/cloudevents/eventfilter code. The event is published
-// once per matching Trigger and the handler waits for every JetStream publish
+// once (fan-out) or once per matching Trigger and the handler waits for every JetStream publish
 // acknowledgement before answering 202 Accepted; if any publish fails it
 // answers 503, so an event the sender saw accepted is stored.
 //

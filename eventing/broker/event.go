@@ -47,6 +47,10 @@ const (
 	HeaderTrigger = "Skiff-Trigger"
 	// HeaderAcceptedAt is when the ingress accepted the event, in Unix nanoseconds.
 	HeaderAcceptedAt = "Skiff-Accepted-At"
+	// HeaderTriggers lists, comma-separated, the triggers a fan-out message (one stored
+	// copy on the broker's FanOutSubject for several triggers) is for; every trigger's
+	// consumer reads it, and those not listed settle it without a delivery.
+	HeaderTriggers = "Skiff-Triggers"
 	// HeaderPhase is PhaseDeadLetter on the copy of an event bound for the dead
 	// letter sink, and absent on an event bound for the subscriber.
 	HeaderPhase = "Skiff-Phase"

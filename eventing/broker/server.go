@@ -342,11 +342,24 @@ func (s *Server) apply(ctx context.Context, b *brokerState) error {
 	if s.closed {
 		return fmt.Errorf("setting %s %s: server closed", what, key)
 	}
+	// New streams keep one copy of an event for all the triggers it is for (interest
+	// retention: a message stays until every consumer whose filter takes it acknowledged
+	// it). JetStream cannot change a stream's retention, so a work-queue stream made by an
+	// earlier Skiff keeps working as it did, with a copy per trigger.
+	retention := jetstream.InterestPolicy
+	if existing, err := s.js.Stream(ctx, b.stream); err == nil {
+		if existing.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
+			retention = jetstream.WorkQueuePolicy
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("looking up stream %s of broker %s: %w", b.stream, key, err)
+	}
+	b.interest = retention == jetstream.InterestPolicy
 	stream, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.stream,
 		Description: "Skiff " + what + " " + key.String(),
 		Subjects:    []string{b.subjectPrefix + ".*"},
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   retention,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.replicas,
 		Discard:     jetstream.DiscardNew,
@@ -356,7 +369,7 @@ func (s *Server) apply(ctx context.Context, b *brokerState) error {
 	}
 	consumers := make(map[string]jetstream.Consumer, len(b.triggers))
 	for _, t := range b.triggers {
-		c, err := s.js.CreateOrUpdateConsumer(ctx, b.stream, jetstream.ConsumerConfig{
+		cc := jetstream.ConsumerConfig{
 			Durable:       t.consumer,
 			Description:   "Skiff " + each + " " + key.String() + "/" + t.name,
 			FilterSubject: t.subject,
@@ -365,7 +378,12 @@ func (s *Server) apply(ctx context.Context, b *brokerState) error {
 			AckWait:       s.ackWait,
 			MaxDeliver:    -1,
 			MaxAckPending: s.maxAckPending,
-		})
+		}
+		if b.interest {
+			// Its own events and the broker's fan-out messages (NATS 2.10 or later).
+			cc.FilterSubject, cc.FilterSubjects = "", []string{t.subject, b.fanOut}
+		}
+		c, err := s.js.CreateOrUpdateConsumer(ctx, b.stream, cc)
 		if err != nil {
 			return fmt.Errorf("creating consumer %s of %s %s/%s: %w", t.consumer, each, key, t.name, err)
 		}

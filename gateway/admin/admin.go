@@ -7,6 +7,7 @@ package admin
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"regexp"
 
 	"github.com/skiff-dev/skiff/gateway/stats"
@@ -99,9 +100,14 @@ func Handler(o Options) http.Handler {
 			}
 		}
 	})
+	// Go's profiles of the whole process, where Envoy's admin has /cpuprofiler and
+	// /heapprofiler: `go tool pprof http://ADMIN/debug/pprof/profile?seconds=10`.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		fmt.Fprintln(w, "admin commands are:\n  /clusters\n  /config_dump\n  /ready\n  /stats\n  /stats/prometheus")
+		fmt.Fprintln(w, "admin commands are:\n  /clusters\n  /config_dump\n  /debug/pprof/\n  /ready\n  /stats\n  /stats/prometheus")
 	})
 	return mux
 }

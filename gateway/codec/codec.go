@@ -167,7 +167,7 @@ type Conn struct {
 // headState is what is known about the request head being read.
 type headState struct {
 	started     bool // the request line was seen
-	method      string
+	connect     bool // the method is CONNECT
 	http10      bool // an HTTP/1.0 request, whose Transfer-Encoding Go ignores
 	size, count int
 	cl          []string
@@ -331,7 +331,7 @@ func (c *Conn) endLine(line []byte, full int) error {
 		}
 		h.started = true
 		method, _, _ := bytes.Cut(line, []byte(" "))
-		h.method = string(method)
+		h.connect = string(method) == http.MethodConnect // compared without allocating
 		h.http10 = bytes.HasSuffix(line, []byte(" HTTP/1.0"))
 		return nil
 	}
@@ -355,16 +355,18 @@ func (c *Conn) endLine(line []byte, full int) error {
 	} else {
 		h.size += full - 1 - (len(rest) - len(value))
 	}
-	switch strings.ToLower(string(name)) {
-	case "content-length":
+	// Compared in place: converting every header name to a string cost an allocation per
+	// header line.
+	switch {
+	case bytes.EqualFold(name, []byte("content-length")):
 		h.cl = append(h.cl, string(value))
-	case "transfer-encoding":
+	case bytes.EqualFold(name, []byte("transfer-encoding")):
 		h.te = append(h.te, string(value))
-	case "upgrade":
+	case bytes.EqualFold(name, []byte("upgrade")):
 		h.upgrade = true
-	case "connection":
-		for tok := range strings.SplitSeq(string(value), ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+	case bytes.EqualFold(name, []byte("connection")):
+		for tok := range bytes.SplitSeq(value, []byte(",")) {
+			if bytes.EqualFold(bytes.TrimSpace(tok), []byte("upgrade")) {
 				h.connUpgrade = true
 			}
 		}
@@ -393,7 +395,7 @@ func (c *Conn) endHead() {
 	}
 	c.pushVerdict(v)
 	switch {
-	case h.method == http.MethodConnect || h.upgrade && h.connUpgrade:
+	case h.connect || h.upgrade && h.connUpgrade:
 		c.state = stPassthrough // the connection may carry another protocol next
 	case len(h.te) > 0 && !h.http10:
 		if len(h.te) == 1 && strings.EqualFold(strings.TrimSpace(h.te[0]), "chunked") {

@@ -150,7 +150,8 @@ func (r *Registry) Lookup(typeURL string) (Factory, bool) {
 	return f, ok
 }
 
-// RouteInfo is what filters can learn about the route chosen for a request.
+// RouteInfo is what filters can learn about the route chosen for a request. It is shared by
+// every request to the same route (and weighted cluster): filters must not change it.
 type RouteInfo struct {
 	// VirtualHost and Route are the names of the matched virtual host and route.
 	VirtualHost, Route string

@@ -7,7 +7,8 @@ package proxy
 import (
 	"cmp"
 	"context"
-	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +111,24 @@ type ConnectionManager struct {
 
 	rqTotal, rqHTTP1, rqHTTP2, noRoute, noCluster, directResponse, redirects, rqCompleted *stats.Counter
 	rqActive                                                                              *stats.Gauge
+	// infos caches the current route table's RouteInfos.
+	infos atomic.Pointer[routeInfoCache]
+	// rqClass caches downstream_rq_<N>xx by N, each created (and so listed) at its first use.
+	rqClass [6]atomic.Pointer[stats.Counter]
+}
+
+// classCounter returns http.<prefix>.downstream_rq_<N>xx for a status code.
+func (cm *ConnectionManager) classCounter(code int) *stats.Counter {
+	n := code / 100
+	if n < 0 || n >= len(cm.rqClass) {
+		return cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(n) + "xx")
+	}
+	if c := cm.rqClass[n].Load(); c != nil {
+		return c
+	}
+	c := cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(n) + "xx")
+	cm.rqClass[n].Store(c)
+	return c
 }
 
 // New returns a ConnectionManager for opts.
@@ -136,6 +155,9 @@ func New(opts Options) *ConnectionManager {
 		rqActive:       s.Gauge(p + "downstream_rq_active"),
 	}
 	cm.rp = &httputil.ReverseProxy{
+		// Without a pool ReverseProxy allocates a 32 KiB copy buffer per request: most of
+		// the gateway's garbage, and so of its GC pauses (bench/RESULTS.md, issue 17).
+		BufferPool:     &bufferPool{},
 		Rewrite:        cm.rewrite,
 		Transport:      roundTripperFunc(cm.roundTrip),
 		ModifyResponse: cm.modifyResponse,
@@ -176,6 +198,26 @@ func (cm *ConnectionManager) RouteTable() *route.Table {
 		return nil
 	}
 	return cm.opts.Routes.RouteTable(cm.opts.RouteConfigName)
+}
+
+// copyBufferSize is io.Copy's buffer size, which ReverseProxy uses without a pool.
+const copyBufferSize = 32 << 10
+
+// bufferPool is an httputil.BufferPool over a sync.Pool of copyBufferSize arrays (pooled as
+// array pointers, so that Put allocates nothing).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
+	}
+	return new([copyBufferSize]byte)[:]
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -342,7 +384,7 @@ func (cm *ConnectionManager) finish(sw *statusWriter, r *http.Request, ri *reqIn
 			code = http.StatusOK
 		}
 	}
-	cm.opts.Stats.Counter(cm.prefix + "downstream_rq_" + strconv.Itoa(code/100) + "xx").Inc()
+	cm.classCounter(code).Inc()
 	cm.observe(r, ri, code, sw.written)
 	level := slog.LevelDebug
 	if cm.opts.AccessLog {
@@ -380,6 +422,24 @@ func (cm *ConnectionManager) resolveRoute(r *http.Request, ri *reqInfo, st *filt
 		st.SetRoute(nil)
 		return
 	}
+	if rt.Kind == route.ActionForward && len(rt.Weighted) > 0 {
+		ri.wc = rt.PickWeighted(rand.Uint64N(rt.TotalWeight))
+	}
+	if rt.Kind != route.ActionForward || rt.ClusterHeader == "" || len(rt.Weighted) > 0 {
+		// The same for every request to this route (and weighted cluster): built once.
+		info := cm.routeInfos(t).get(vh, rt, ri.wc)
+		ri.clusterName = info.Cluster
+		st.SetRoute(info)
+		return
+	}
+	info := newRouteInfo(vh, rt, ri.wc)
+	ri.clusterName = r.Header.Get(rt.ClusterHeader)
+	info.Cluster = ri.clusterName
+	st.SetRoute(info)
+}
+
+// newRouteInfo builds what filters see of a route (and weighted cluster wc, or nil).
+func newRouteInfo(vh *route.VirtualHost, rt *route.Route, wc *route.WeightedCluster) *filter.RouteInfo {
 	info := &filter.RouteInfo{VirtualHost: vh.Name, Route: rt.Name, Metadata: rt.Metadata, PerFilterConfig: map[string]*anypb.Any{}}
 	for k, v := range vh.PerFilterConfig {
 		info.PerFilterConfig[k] = v
@@ -389,20 +449,59 @@ func (cm *ConnectionManager) resolveRoute(r *http.Request, ri *reqInfo, st *filt
 	}
 	if rt.Kind == route.ActionForward {
 		switch {
-		case len(rt.Weighted) > 0:
-			ri.wc = rt.PickWeighted(rand.Uint64N(rt.TotalWeight))
-			ri.clusterName = ri.wc.Name
-			for k, v := range ri.wc.PerFilterConfig {
+		case wc != nil:
+			info.Cluster = wc.Name
+			for k, v := range wc.PerFilterConfig {
 				info.PerFilterConfig[k] = v
 			}
-		case rt.ClusterHeader != "":
-			ri.clusterName = r.Header.Get(rt.ClusterHeader)
-		default:
-			ri.clusterName = rt.Cluster
+		case rt.ClusterHeader == "":
+			info.Cluster = rt.Cluster
 		}
 	}
-	info.Cluster = ri.clusterName
-	st.SetRoute(info)
+	return info
+}
+
+// maxCachedRouteInfos bounds a routeInfoCache (one entry per route and weighted cluster).
+const maxCachedRouteInfos = 1 << 16
+
+// routeInfoCache holds the RouteInfo of each route and weighted cluster of one route table,
+// so that a request does not build one (and copy its per-filter configs) every time.
+type routeInfoCache struct {
+	table *route.Table
+	infos sync.Map // routeInfoKey → *filter.RouteInfo
+	n     atomic.Int64
+}
+
+type routeInfoKey struct {
+	vh *route.VirtualHost
+	rt *route.Route
+	wc *route.WeightedCluster
+}
+
+// routeInfos returns the cache of table t, replacing the previous table's.
+func (cm *ConnectionManager) routeInfos(t *route.Table) *routeInfoCache {
+	if c := cm.infos.Load(); c != nil && c.table == t {
+		return c
+	}
+	c := &routeInfoCache{table: t}
+	cm.infos.Store(c)
+	return c
+}
+
+func (c *routeInfoCache) get(vh *route.VirtualHost, rt *route.Route, wc *route.WeightedCluster) *filter.RouteInfo {
+	k := routeInfoKey{vh, rt, wc}
+	if v, ok := c.infos.Load(k); ok {
+		return v.(*filter.RouteInfo)
+	}
+	info := newRouteInfo(vh, rt, wc)
+	if c.n.Load() >= maxCachedRouteInfos {
+		return info
+	}
+	if v, loaded := c.infos.LoadOrStore(k, info); loaded {
+		return v.(*filter.RouteInfo)
+	}
+	c.n.Add(1)
+	return info
 }
 
 // localReply is an Envoy-generated response.
@@ -769,7 +868,12 @@ func (cm *ConnectionManager) attempt(req *http.Request, cl *upstream.Cluster, ho
 			}
 		})
 	}
-	out := req.Clone(ctx)
+	// A shallow copy with its own URL: the attempt changes only the URL's host, Host and
+	// Body, and no attempt writes the header map ReverseProxy already cloned (a deep
+	// Clone here was one more copy of every header per request).
+	out := req.WithContext(ctx)
+	u := *req.URL
+	out.URL = &u
 	out.URL.Host = host.Address
 	if ri.route.AutoHostRewrite {
 		out.Host = host.Address
@@ -946,9 +1050,23 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // newUUID returns a random (version 4) UUID, Envoy's x-request-id format.
 func newUUID() string {
+	// math/rand/v2's generator (ChaCha8, securely seeded) rather than crypto/rand, which
+	// costs a getrandom system call per request here: the id is a correlation id, as
+	// Envoy's (from its own non-cryptographic random generator), not a secret.
 	var b [16]byte
-	_, _ = crand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[0:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:16], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }

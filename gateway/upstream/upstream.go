@@ -130,6 +130,8 @@ type clusterStats struct {
 	prefix                                                                      string
 	rqTotal, rqCompleted, cxTotal, cxConnectFail, cxConnectTimeout, noneHealthy *stats.Counter
 	rqActive, cxActive, membershipHealthy, membershipTotal                      *stats.Gauge
+	// byCode caches *responseCounters by status code (see codeCounters).
+	byCode sync.Map
 }
 
 func newClusterStats(s *stats.Store, name string) *clusterStats {
@@ -313,12 +315,31 @@ func (c *Cluster) CountRequest(h *Host) {
 // charges for it) to the cluster's upstream_rq_<code>, upstream_rq_<N>xx and
 // upstream_rq_completed stats.
 func (c *Cluster) CountResponse(h *Host, code int) {
-	c.Counter("upstream_rq_" + strconv.Itoa(code)).Inc()
-	c.Counter("upstream_rq_" + strconv.Itoa(code/100) + "xx").Inc()
+	cc := c.codeCounters(code)
+	cc.code.Inc()
+	cc.class.Inc()
 	c.st.rqCompleted.Inc()
 	if h != nil && code >= 500 {
 		h.rqError.Add(1)
 	}
+}
+
+// responseCounters are upstream_rq_<code> and upstream_rq_<N>xx of one status code.
+type responseCounters struct{ code, class *stats.Counter }
+
+// codeCounters returns the counters of a status code, looked up in the store (and so
+// created, and listed) at the code's first use and cached, so that the request path takes no
+// store lock and builds no stat name.
+func (c *Cluster) codeCounters(code int) *responseCounters {
+	if v, ok := c.st.byCode.Load(code); ok {
+		return v.(*responseCounters)
+	}
+	rc := &responseCounters{
+		code:  c.Counter("upstream_rq_" + strconv.Itoa(code)),
+		class: c.Counter("upstream_rq_" + strconv.Itoa(code/100) + "xx"),
+	}
+	v, _ := c.st.byCode.LoadOrStore(code, rc)
+	return v.(*responseCounters)
 }
 
 // HostStats are the per-host numbers shown by the admin /clusters page.
