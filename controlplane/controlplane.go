@@ -105,6 +105,8 @@ type Config struct {
 	// a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
 	ServingNodes  xds.NodeSelector
 	XDSAckTimeout time.Duration
+	// ScopedRoutes selects the scoped route layout (xds.Options.ScopedRoutes).
+	ScopedRoutes bool
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
@@ -236,6 +238,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
 		ServingNodes:   cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
+		ScopedRoutes:   cfg.ScopedRoutes,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)

@@ -30,6 +30,16 @@ func (s *Server) SetRoute(r Route) error {
 		return fmt.Errorf("set route: %w", err)
 	}
 	key := routeKey(r.Namespace, r.Name)
+	if s.buckets > 0 {
+		// A scope is keyed by an exact host: check now, not when the buckets are assembled.
+		for i, vh := range r.VirtualHosts {
+			for j, d := range vh.Domains {
+				if d == "" || strings.Contains(d, "*") {
+					return fmt.Errorf("set route %s: virtualHosts[%d].domains[%d] %q: scoped routes need an exact host (wildcards need the single route layout)", key, i, j, d)
+				}
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.vhosts[key]; ok && equalVhosts(old, vhosts) {

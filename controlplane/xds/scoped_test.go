@@ -329,3 +329,19 @@ func TestScopedRoutesLocalListenerKeys(t *testing.T) {
 		t.Fatalf("a host is scoped on a listener that does not serve it: %v", scs)
 	}
 }
+
+// A wildcard domain cannot be a scope key: the scoped layout refuses it up front, naming
+// the field, instead of failing when the buckets are assembled.
+func TestScopedRoutesRefuseWildcardDomains(t *testing.T) {
+	srv, err := NewServer(nil, scopedOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	err = srv.SetRoute(Route{Namespace: "default", Name: "w", VirtualHosts: []VirtualHost{{
+		Name: "default/w", Domains: []string{"w.example.com", "*.example.com"}, Clusters: []WeightedCluster{{Name: echoV1, Weight: 100}},
+	}}})
+	if err == nil || !strings.Contains(err.Error(), "virtualHosts[0].domains[1]") {
+		t.Fatalf("SetRoute with a wildcard domain: %v, want an error naming virtualHosts[0].domains[1]", err)
+	}
+}
