@@ -238,7 +238,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		ExtProcAddress: cmp.Or(cfg.ExtProcAdvertise, cp.extLis.Addr().String()),
 		WasmFilters:    wasmFilters,
 		ServingNodes:   cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
-		ScopedRoutes:   cfg.ScopedRoutes,
+		ScopedRoutes: cfg.ScopedRoutes,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)
