@@ -41,9 +41,10 @@ type Up struct {
 	cp *controlplane.ControlPlane
 	gw *gateway.Gateway
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	dataDir string
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	dataDir      string
+	readyTimeout time.Duration
 }
 
 // Options select what the in-process skiff up runs.
@@ -61,6 +62,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MaxInstances bounds the local runtime's instances; 0 means its default.
 	MaxInstances int
+	// ScopedRoutes selects the scoped route layout (--xds-route-layout scoped).
+	ScopedRoutes bool
+	// ReadyTimeout bounds Apply's wait for the Services to be Ready; 0 means 2 minutes.
+	ReadyTimeout time.Duration
 }
 
 // Start runs skiff up in a temporary data dir.
@@ -85,7 +90,7 @@ func Start(o Options) (*Up, error) {
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
 		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
-		Autoscaler: o.Autoscaler, Logger: log}
+		Autoscaler: o.Autoscaler, Logger: log, ScopedRoutes: o.ScopedRoutes}
 	if o.TLS {
 		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
 	}
@@ -120,7 +125,7 @@ func Start(o Options) (*Up, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw}
+	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw, readyTimeout: o.ReadyTimeout}
 	if ing := cp.BrokerIngressAddr(); ing != nil {
 		u.BrokerIngress = ing.String()
 	}
@@ -157,7 +162,7 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 			services = append(services, res.Name)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(u.readyTimeout, 2*time.Minute))
 	defer cancel()
 	for _, name := range services {
 		if _, err := apiclient.WaitReady(ctx, u.API, api.LookupKind("ksvc"), "default", name); err != nil {
