@@ -77,8 +77,8 @@ type result struct {
 	translate, acked, change, maxChange time.Duration
 	// cpu is the process's CPU time (user + system) per change: on a shared machine it
 	// says what a change costs better than the wall time does.
-	cpu time.Duration
-	heap, rss                           uint64
+	cpu       time.Duration
+	heap, rss uint64
 }
 
 // cpuTime returns the CPU time the process has used.
