@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 )
@@ -72,7 +73,9 @@ func main() {
 func run(n int, scoped bool, profile string) (time.Duration, uint64, uint64, error) {
 	a := autoscaler.DefaultConfig()
 	a.AllowZeroInitialScale = true
-	up, err := skiffup.Start(skiffup.Options{Autoscaler: &a, ScopedRoutes: scoped, ReadyTimeout: 10 * time.Minute})
+	adm := config.Default()
+	adm.Autoscaler.AllowZeroInitialScale = true
+	up, err := skiffup.Start(skiffup.Options{Autoscaler: &a, Admission: adm, ScopedRoutes: scoped, ReadyTimeout: 10 * time.Minute})
 	if err != nil {
 		return 0, 0, 0, err
 	}

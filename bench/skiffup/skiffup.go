@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
@@ -62,6 +63,8 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MaxInstances bounds the local runtime's instances; 0 means its default.
 	MaxInstances int
+	// Admission are the settings the API defaults and validates with; nil means Knative's.
+	Admission *config.Config
 	// ScopedRoutes selects the scoped route layout (--xds-route-layout scoped).
 	ScopedRoutes bool
 	// ReadyTimeout bounds Apply's wait for the Services to be Ready; 0 means 2 minutes.
@@ -90,7 +93,7 @@ func Start(o Options) (*Up, error) {
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
 		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
-		Autoscaler: o.Autoscaler, Logger: log, ScopedRoutes: o.ScopedRoutes}
+		Autoscaler: o.Autoscaler, Logger: log, ScopedRoutes: o.ScopedRoutes, Admission: o.Admission}
 	if o.TLS {
 		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
 	}
