@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
@@ -37,7 +38,7 @@ spec:
         skiff.dev/runtime: process
     spec:
       containers:
-        - image: example.com/idle
+        - image: dev.local/idle  # a registry whose tags are not resolved (no network)
           command: ["/bin/sleep", "3600"]
 ---
 `
@@ -45,6 +46,7 @@ spec:
 func main() {
 	sizes := flag.String("n", "500", "comma-separated numbers of Services applied at once")
 	layouts := flag.String("layout", "single,scoped", "comma-separated route layouts (see --xds-route-layout)")
+	timeout := flag.Duration("timeout", 10*time.Minute, "how long to wait for the Services to be Ready")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the apply of the first run to this file")
 	flag.Parse()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -56,7 +58,7 @@ func main() {
 			os.Exit(2)
 		}
 		for _, layout := range strings.Split(*layouts, ",") {
-			took, heap, rss, err := run(n, layout == "scoped", *cpuProfile)
+			took, heap, rss, err := run(n, layout == "scoped", *cpuProfile, *timeout)
 			*cpuProfile = ""
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -70,12 +72,12 @@ func main() {
 	}
 }
 
-func run(n int, scoped bool, profile string) (time.Duration, uint64, uint64, error) {
+func run(n int, scoped bool, profile string, timeout time.Duration) (time.Duration, uint64, uint64, error) {
 	a := autoscaler.DefaultConfig()
 	a.AllowZeroInitialScale = true
 	adm := config.Default()
 	adm.Autoscaler.AllowZeroInitialScale = true
-	up, err := skiffup.Start(skiffup.Options{Autoscaler: &a, Admission: adm, ScopedRoutes: scoped, ReadyTimeout: 10 * time.Minute})
+	up, err := skiffup.Start(skiffup.Options{Autoscaler: &a, Admission: adm, ScopedRoutes: scoped, ReadyTimeout: timeout})
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -101,6 +103,16 @@ func run(n int, scoped bool, profile string) (time.Duration, uint64, uint64, err
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
+		// Say where the first Service stands, to tell why.
+		for _, k := range []string{"ksvc", "revision"} {
+			name := "svc-00000"
+			if k == "revision" {
+				name += "-00001"
+			}
+			if raw, gerr := up.API.Get(context.Background(), api.LookupKind(k), "default", name); gerr == nil {
+				fmt.Fprintf(os.Stderr, "%s %s: %s\n", k, name, raw)
+			}
+		}
 		return took, 0, 0, err
 	}
 	runtime.GC()
