@@ -105,6 +105,8 @@ type Config struct {
 	// a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
 	ServingNodes  xds.NodeSelector
 	XDSAckTimeout time.Duration
+	// ScopedRoutes selects the scoped route layout (xds.Options.ScopedRoutes).
+	ScopedRoutes bool
 	// Eventing runs Brokers, Triggers and PingSources; nil leaves them not Ready
 	// (reason EventingDisabled).
 	Eventing *EventingConfig
@@ -254,6 +256,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		WasmFilters:    wasmFilters,
 		Tracing:        obs.proxyTracing, Metrics: obs.xds,
 		ServingNodes: cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
+		ScopedRoutes: cfg.ScopedRoutes,
 	}); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("control plane: %w", err)

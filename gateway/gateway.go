@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,17 @@ type Gateway struct {
 	mu        sync.RWMutex
 	listeners map[string]*listener
 	routes    map[string]*route.Table
+	// routeMsgs are the RouteConfigurations routes were compiled from: one the ADS client
+	// hands back unchanged is not compiled again.
+	routeMsgs map[string]proto.Message
+	// scopeIndex maps a scope key (the host, repeated per fragment, joined by NUL) to its
+	// RouteConfiguration; haveScopes is set once SRDS has been applied. listenerRDS are the
+	// RouteConfigurations listeners name directly.
+	scopeIndex  map[string]string
+	haveScopes  bool
+	listenerRDS []string
+	// scoped are the scoped tables of listeners by their RouteConfigName (see scopedName).
+	scoped    sync.Map
 	raw       map[string]map[string]xdsclient.Resource
 	adminAddr net.Addr
 	// secrets are the SDS certificates by secret name.
@@ -229,6 +241,7 @@ func New(cfg Config) (*Gateway, error) {
 		wasmCache: wopts.CompilationCache,
 		listeners: map[string]*listener{},
 		routes:    map[string]*route.Table{},
+		routeMsgs: map[string]proto.Message{},
 		raw:       map[string]map[string]xdsclient.Resource{},
 		secrets:   map[string]*tls.Certificate{},
 
@@ -395,9 +408,92 @@ func (g *Gateway) Ready() bool {
 
 // RouteTable implements proxy.RouteSource.
 func (g *Gateway) RouteTable(name string) *route.Table {
+	if strings.HasPrefix(name, scopedPrefix) {
+		g.mu.RLock()
+		ok := g.haveScopes
+		g.mu.RUnlock()
+		if t, found := g.scoped.Load(name); ok && found {
+			return t.(*route.Table)
+		}
+		return nil
+	}
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	return g.routes[name]
+}
+
+// scopedPrefix starts the RouteConfigName the gateway gives a connection manager with
+// scoped routes: scopedPrefix + scoped_routes.name + "/" + the number of key fragments.
+const scopedPrefix = "srds:"
+
+// scopedTable returns the scoped table of a connection manager whose scope key is the host
+// repeated n times.
+func (g *Gateway) scopedTable(name string, n int) *route.Table {
+	t, _ := g.scoped.LoadOrStore(name, route.NewScoped(name, func(host string) *route.Table {
+		key := host
+		if n > 1 {
+			key = strings.Repeat(host+"\x00", n-1) + host
+		}
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		rc, ok := g.scopeIndex[key]
+		if !ok {
+			return nil
+		}
+		return g.routes[rc]
+	}))
+	return t.(*route.Table)
+}
+
+// scopeKey is the key of a ScopedRouteConfiguration as scopedTable looks it up.
+func scopeKey(sc *routev3.ScopedRouteConfiguration) string {
+	parts := make([]string, 0, len(sc.GetKey().GetFragments()))
+	for _, f := range sc.GetKey().GetFragments() {
+		parts = append(parts, f.GetStringKey())
+	}
+	return strings.Join(parts, "\x00")
+}
+
+// applyScopes validates the scopes (SRDS) as Envoy does (a route configuration name each,
+// no two with one key) and makes them the ones requests are routed by.
+func (g *Gateway) applyScopes(res map[string]xdsclient.Resource) error {
+	index := make(map[string]string, len(res))
+	byKey := make(map[string]string, len(res))
+	for _, name := range slices.Sorted(maps.Keys(res)) {
+		sc := res[name].Message.(*routev3.ScopedRouteConfiguration)
+		if err := sc.ValidateAll(); err != nil {
+			return fmt.Errorf("scoped route %q: %w", name, err)
+		}
+		if sc.GetRouteConfigurationName() == "" {
+			return fmt.Errorf("scoped route %q: route_configuration_name is empty", name)
+		}
+		if sc.GetOnDemand() {
+			return fmt.Errorf("scoped route %q: on_demand scopes are not supported", name)
+		}
+		k := scopeKey(sc)
+		if first, dup := byKey[k]; dup {
+			return fmt.Errorf("scope key conflict found, first scope is '%s', second scope is '%s'", first, name)
+		}
+		byKey[k] = name
+		index[k] = sc.GetRouteConfigurationName()
+	}
+	g.mu.Lock()
+	g.scopeIndex = index
+	g.haveScopes = true
+	g.mu.Unlock()
+	g.subscribeRoutes()
+	return nil
+}
+
+// subscribeRoutes asks for the RouteConfigurations listeners name and scopes point to.
+func (g *Gateway) subscribeRoutes() {
+	g.mu.RLock()
+	names := slices.Clone(g.listenerRDS)
+	for _, rc := range g.scopeIndex {
+		names = append(names, rc)
+	}
+	g.mu.RUnlock()
+	g.xds.Subscribe(xdsclient.RouteType, names)
 }
 
 // Apply implements xdsclient.Handler: it validates and applies one type's
@@ -415,6 +511,8 @@ func (g *Gateway) Apply(ctx context.Context, typeURL string, res map[string]xdsc
 		err = g.applyEndpoints(res)
 	case xdsclient.SecretType:
 		err = g.applySecrets(res)
+	case xdsclient.ScopedRouteType:
+		err = g.applyScopes(res)
 	default:
 		err = fmt.Errorf("unsupported resource type %s", typeURL)
 	}
@@ -428,9 +526,22 @@ func (g *Gateway) Apply(ctx context.Context, typeURL string, res map[string]xdsc
 }
 
 func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
+	g.mu.RLock()
+	prev, prevMsgs := g.routes, g.routeMsgs
+	g.mu.RUnlock()
 	tables := make(map[string]*route.Table, len(res))
+	msgs := make(map[string]proto.Message, len(res))
 	var errs []error
+	var changed []string
 	for name, r := range res {
+		msgs[name] = r.Message
+		// Only what changed is compiled: a RouteConfiguration the client hands back as it was
+		// keeps its table, so one changed bucket costs its own virtual hosts only.
+		if t := prev[name]; t != nil && prevMsgs[name] == r.Message {
+			tables[name] = t
+			continue
+		}
+		changed = append(changed, name)
 		rc := r.Message.(*routev3.RouteConfiguration)
 		t, err := route.Compile(rc)
 		if err == nil {
@@ -447,9 +558,9 @@ func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
 		return errors.Join(errs...)
 	}
 	g.mu.Lock()
-	g.routes = tables
+	g.routes, g.routeMsgs = tables, msgs
 	g.mu.Unlock()
-	for name := range tables {
+	for _, name := range changed {
 		g.rdsStat(name, "update_success")
 	}
 	return nil
@@ -638,13 +749,23 @@ func (g *Gateway) applyListeners(res map[string]xdsclient.Resource) error {
 	g.tracers.retain(used, g.cfg.DrainTimeout, &g.wg)
 
 	var rds, sds []string
+	scoped := false
 	for _, s := range specs {
-		if s.opts.InlineRoutes == nil && s.opts.RouteConfigName != "" {
+		switch {
+		case strings.HasPrefix(s.opts.RouteConfigName, scopedPrefix):
+			scoped = true
+		case s.opts.InlineRoutes == nil && s.opts.RouteConfigName != "":
 			rds = append(rds, s.opts.RouteConfigName)
 		}
 		sds = append(sds, s.tls.secrets()...)
 	}
-	g.xds.Subscribe(xdsclient.RouteType, rds)
+	g.mu.Lock()
+	g.listenerRDS = rds
+	g.mu.Unlock()
+	if scoped {
+		g.xds.Subscribe(xdsclient.ScopedRouteType, nil)
+	}
+	g.subscribeRoutes()
 	g.xds.Subscribe(xdsclient.SecretType, sds)
 	return nil
 }
@@ -686,6 +807,30 @@ func (g *Gateway) newServer(l *listener) *http.Server {
 			}
 		},
 	}
+}
+
+// scopeFragments checks the scoped routes of a connection manager are what the gateway
+// implements (scopes over ADS, RouteConfigurations over ADS, a key of whole-host fragments)
+// and returns the number of fragments.
+func scopeFragments(sr *hcmv3.ScopedRoutes) (int, error) {
+	if sr.GetScopedRds() == nil || sr.GetScopedRds().GetScopedRdsConfigSource().GetAds() == nil || sr.GetScopedRds().GetSrdsResourcesLocator() != "" {
+		return 0, errors.New("only scoped_rds over ADS is supported")
+	}
+	if sr.GetRdsConfigSource().GetAds() == nil {
+		return 0, errors.New("rds_config_source: only ADS is supported")
+	}
+	fs := sr.GetScopeKeyBuilder().GetFragments()
+	for i, f := range fs {
+		h := f.GetHeaderValueExtractor()
+		name := strings.ToLower(h.GetName())
+		if h == nil || (name != ":authority" && name != "host") || h.GetElementSeparator() != "" || h.GetIndex() != 0 || h.GetElement() != nil {
+			return 0, fmt.Errorf("scope_key_builder.fragments[%d]: only the whole :authority header is supported as a fragment", i)
+		}
+	}
+	if len(fs) == 0 {
+		return 0, errors.New("scope_key_builder: at least one fragment is required")
+	}
+	return len(fs), nil
 }
 
 // parseListener validates a Listener and turns it into a listenerSpec.
@@ -796,6 +941,13 @@ func (g *Gateway) hcmOptions(name string, hcm *hcmv3.HttpConnectionManager) (pro
 	switch rs := hcm.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
 		o.RouteConfigName = rs.Rds.GetRouteConfigName()
+	case *hcmv3.HttpConnectionManager_ScopedRoutes:
+		n, err := scopeFragments(rs.ScopedRoutes)
+		if err != nil {
+			return o, fmt.Errorf("scoped_routes: %w", err)
+		}
+		o.RouteConfigName = scopedPrefix + rs.ScopedRoutes.GetName() + "/" + strconv.Itoa(n)
+		g.scopedTable(o.RouteConfigName, n)
 	case *hcmv3.HttpConnectionManager_RouteConfig:
 		t, err := route.Compile(rs.RouteConfig)
 		if err != nil {

@@ -149,17 +149,19 @@ type config struct {
 	clusters  []types.Resource
 	endpoints []types.Resource
 	secrets   []types.Resource
+	scopes    []types.Resource
 }
 
 func (x *xdsServer) set(t *testing.T, c config) {
 	t.Helper()
 	x.version++
 	snap, err := cachev3.NewSnapshot(strconv.Itoa(x.version), map[resourcev3.Type][]types.Resource{
-		resourcev3.ListenerType: c.listeners,
-		resourcev3.RouteType:    c.routes,
-		resourcev3.ClusterType:  c.clusters,
-		resourcev3.EndpointType: c.endpoints,
-		resourcev3.SecretType:   c.secrets,
+		resourcev3.ListenerType:    c.listeners,
+		resourcev3.RouteType:       c.routes,
+		resourcev3.ClusterType:     c.clusters,
+		resourcev3.EndpointType:    c.endpoints,
+		resourcev3.SecretType:      c.secrets,
+		resourcev3.ScopedRouteType: c.scopes,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
@@ -42,9 +43,10 @@ type Up struct {
 	cp *controlplane.ControlPlane
 	gw *gateway.Gateway
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	dataDir string
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	dataDir      string
+	readyTimeout time.Duration
 }
 
 // Options select what the in-process skiff up runs.
@@ -65,6 +67,12 @@ type Options struct {
 	// Telemetry, when set, is the control plane's and the gateway's (metrics, and spans
 	// when it traces).
 	Telemetry *telemetry.Telemetry
+	// Admission are the settings the API defaults and validates with; nil means Knative's.
+	Admission *config.Config
+	// ScopedRoutes selects the scoped route layout (--xds-route-layout scoped).
+	ScopedRoutes bool
+	// ReadyTimeout bounds Apply's wait for the Services to be Ready; 0 means 2 minutes.
+	ReadyTimeout time.Duration
 }
 
 // Start runs skiff up in a temporary data dir.
@@ -89,7 +97,7 @@ func Start(o Options) (*Up, error) {
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
 		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
-		Autoscaler: o.Autoscaler, Logger: log, Telemetry: o.Telemetry}
+		Autoscaler: o.Autoscaler, Logger: log, Telemetry: o.Telemetry, ScopedRoutes: o.ScopedRoutes, Admission: o.Admission}
 	if o.TLS {
 		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
 	}
@@ -124,7 +132,7 @@ func Start(o Options) (*Up, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw}
+	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw, readyTimeout: o.ReadyTimeout}
 	if ing := cp.BrokerIngressAddr(); ing != nil {
 		u.BrokerIngress = ing.String()
 	}
@@ -161,7 +169,7 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 			services = append(services, res.Name)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(u.readyTimeout, 2*time.Minute))
 	defer cancel()
 	for _, name := range services {
 		if _, err := apiclient.WaitReady(ctx, u.API, api.LookupKind("ksvc"), "default", name); err != nil {

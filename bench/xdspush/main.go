@@ -1,8 +1,11 @@
 // Command xdspush measures the control plane's xDS translation and push: how long it takes
 // to translate N Services (cluster, endpoints, virtual hosts) into the ADS server's caches,
-// until a connected gateway has ACKed them all, and how long one Service change then takes.
+// until a connected gateway has ACKed them all, and how long one Service change then takes
+// (the median of -changes changes), with each route layout: "single" (one RouteConfiguration
+// per listener, the baseline) and "scoped" (scoped routes over hash buckets), over SotW and
+// delta xDS, with the process's heap and RSS (control plane and gateway share it).
 //
-//	go run ./bench/xdspush -n 1000,10000
+//	go run ./bench/xdspush -n 1000,10000,50000 -layout single,scoped -mode sotw,delta
 package main
 
 import (
@@ -13,8 +16,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -26,32 +34,75 @@ import (
 
 func main() {
 	sizes := flag.String("n", "1000,10000", "comma-separated numbers of Services")
-	delta := flag.Bool("delta", false, "the gateway uses delta xDS")
+	modes := flag.String("mode", "sotw,delta", "comma-separated xDS variants the gateway uses: sotw, delta")
+	layouts := flag.String("layout", "single,scoped", "comma-separated route layouts: single (one RouteConfiguration per listener), scoped (scoped routes over hash buckets)")
+	changes := flag.Int("changes", 5, "Service changes measured after loading (the median is printed)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured changes (not the loading) to this file")
 	flag.Parse()
+	profile = *cpuProfile
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "services\tmode\ttranslate+cache\tuntil ACKed\tone change → ACKed\tper service")
+	fmt.Fprintln(tw, "services\tmode\tlayout\ttranslate+cache\tuntil ACKed\tone change → ACKed (median)\tmax\tCPU per change\theap in use\tRSS")
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bad -n:", err)
 			os.Exit(2)
 		}
-		r, err := run(n, *delta)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+		for _, mode := range strings.Split(*modes, ",") {
+			for _, layout := range strings.Split(*layouts, ",") {
+				if (mode != "sotw" && mode != "delta") || (layout != "single" && layout != "scoped") {
+					fmt.Fprintln(os.Stderr, "bad -mode or -layout:", mode, layout)
+					os.Exit(2)
+				}
+				r, err := run(n, mode == "delta", layout == "scoped", *changes)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d MiB\t%d MiB\n", n, mode, layout, r.translate.Round(time.Millisecond), r.acked.Round(time.Millisecond),
+					r.change.Round(100*time.Microsecond), r.maxChange.Round(100*time.Microsecond), r.cpu.Round(100*time.Microsecond), r.heap>>20, r.rss>>20)
+				tw.Flush()
+				runtime.GC()
+				debug.FreeOSMemory()
+			}
 		}
-		mode := "sotw"
-		if *delta {
-			mode = "delta"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", n, mode, r.translate.Round(time.Millisecond), r.acked.Round(time.Millisecond),
-			r.change.Round(time.Microsecond), (r.acked / time.Duration(n)).Round(time.Microsecond))
 	}
 	tw.Flush()
 }
 
-type result struct{ translate, acked, change time.Duration }
+// profile is where run writes the CPU profile of the changes, if anywhere.
+var profile string
+
+type result struct {
+	translate, acked, change, maxChange time.Duration
+	// cpu is the process's CPU time (user + system) per change: on a shared machine it
+	// says what a change costs better than the wall time does.
+	cpu       time.Duration
+	heap, rss uint64
+}
+
+// cpuTime returns the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rss returns the process's resident set size from /proc (0 where there is none).
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
 
 func service(i int) (xds.Cluster, []xds.Endpoint, xds.Route) {
 	name := fmt.Sprintf("svc-%05d", i)
@@ -66,9 +117,9 @@ func service(i int) (xds.Cluster, []xds.Endpoint, xds.Route) {
 	return c, eps, r
 }
 
-func run(n int, delta bool) (result, error) {
+func run(n int, delta, scoped bool, changes int) (result, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := xds.NewServer(log, xds.Options{ListenerAddress: "127.0.0.1", ListenerPort: 0})
+	srv, err := xds.NewServer(log, xds.Options{ListenerAddress: "127.0.0.1", ListenerPort: 0, ScopedRoutes: scoped})
 	if err != nil {
 		return result{}, err
 	}
@@ -109,25 +160,48 @@ func run(n int, delta bool) (result, error) {
 	}
 	res.acked = time.Since(start)
 
-	// One Service changes: a new revision takes its traffic.
-	start = time.Now()
-	c, eps, r := service(n / 2)
-	c.Revision = r.Name + "-00002"
-	name := xds.ClusterName("default", c.Revision)
-	r.VirtualHosts[0].Clusters = []xds.WeightedCluster{{Name: name, Weight: 100}}
-	if err := srv.SetCluster(c); err != nil {
-		return res, err
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.heap, res.rss = ms.HeapInuse, rss()
+
+	// One Service at a time changes: a new revision takes its traffic.
+	var took []time.Duration
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return res, err
+		}
+		defer pprof.StopCPUProfile()
 	}
-	if _, err := srv.SetEndpoints(name, eps); err != nil {
-		return res, err
+	cpu0 := cpuTime()
+	for i := range max(changes, 1) {
+		start = time.Now()
+		c, eps, r := service((n/2 + i*7919) % n)
+		c.Revision = r.Name + "-00002"
+		name := xds.ClusterName("default", c.Revision)
+		r.VirtualHosts[0].Clusters = []xds.WeightedCluster{{Name: name, Weight: 100}}
+		if err := srv.SetCluster(c); err != nil {
+			return res, err
+		}
+		if _, err := srv.SetEndpoints(name, eps); err != nil {
+			return res, err
+		}
+		if err := srv.SetRoute(r); err != nil {
+			return res, err
+		}
+		if err := waitAcked(srv, r.Name, time.Minute); err != nil {
+			return res, err
+		}
+		took = append(took, time.Since(start))
 	}
-	if err := srv.SetRoute(r); err != nil {
-		return res, err
-	}
-	if err := waitAcked(srv, r.Name, time.Minute); err != nil {
-		return res, err
-	}
-	res.change = time.Since(start)
+	res.cpu = (cpuTime() - cpu0) / time.Duration(len(took))
+	slices.Sort(took)
+	res.change, res.maxChange = took[len(took)/2], took[len(took)-1]
 	return res, nil
 }
 

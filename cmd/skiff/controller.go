@@ -147,6 +147,9 @@ func newControllerCommand() *cobra.Command {
 			if cfg.ServingNodes, cfg.XDSAckTimeout, err = servingNodeFlags(f); err != nil {
 				return err
 			}
+			if cfg.ScopedRoutes, err = routeLayoutFlag(f); err != nil {
+				return err
+			}
 			if cfg.TLS, err = controllerTLS(f); err != nil {
 				return err
 			}

@@ -129,6 +129,10 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 	if err != nil {
 		return controlplane.Config{}, err
 	}
+	scoped, err := routeLayoutFlag(f)
+	if err != nil {
+		return controlplane.Config{}, err
+	}
 	adm, err := admissionSettings(f, settings, &a, true)
 	if err != nil {
 		return controlplane.Config{}, err
@@ -175,7 +179,7 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 		HTTPSListenAddress: httpsHost, HTTPSListenPort: httpsPort, LocalListenAddress: localHost, LocalListenPort: localPort,
 		SystemNamespace: get("system-namespace"),
 		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
-		ServingNodes: serving, XDSAckTimeout: ackTimeout,
+		ServingNodes: serving, XDSAckTimeout: ackTimeout, ScopedRoutes: scoped,
 	}, nil
 }
 

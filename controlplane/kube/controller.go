@@ -132,6 +132,8 @@ type Config struct {
 	// leave a response unanswered before it is no longer waited for (xds.Options.AckTimeout).
 	ServingNodes  xds.NodeSelector
 	XDSAckTimeout time.Duration
+	// ScopedRoutes selects xds.Options.ScopedRoutes (--xds-route-layout scoped).
+	ScopedRoutes bool
 	// TLS, when set, serves ADS and the HTTP port (activation feed, wasm modules) over mTLS
 	// with a CA kept in a Secret, and tells proxies to reach ext_proc and the modules over
 	// mTLS too (see TLSConfig). Nil serves them in plaintext, to anyone who can reach them.
@@ -423,7 +425,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		HTTPSListenerAddress: "0.0.0.0", HTTPSListenerPort: c.cfg.ProxyHTTPSPort, HTTPSRedirectPort: c.cfg.HTTPSRedirectPort,
 		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort,
 		Tracing: obs.proxyTracing, Metrics: obs.xds,
-		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout}
+		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout, ScopedRoutes: c.cfg.ScopedRoutes}
 	var serverTLS *tls.Config
 	if c.cfg.TLS != nil {
 		t := c.cfg.TLS.withDefaults()

@@ -99,6 +99,7 @@ type sentResponse struct {
 	eds     map[string]string // cluster → content hash of the CLA sent
 	rds     map[string]string // route configuration → content hash sent, if any
 	sds     map[string]string // secret → content hash sent, if any
+	srds    map[string]string // scope → content hash sent, if any
 	removed []string          // delta removed_resources
 	// names are the resources sent (delta); a SotW response keeps its
 	// resources instead, decoded for their names only when needed.
@@ -148,6 +149,7 @@ type streamState struct {
 	eds      map[string]string        // cluster → ACKed content hash
 	rds      map[string]string        // route configuration → ACKed content hash
 	sds      map[string]string        // secret → ACKed content hash
+	srds     map[string]string        // scope → ACKed content hash
 	nacks    int
 	lastNACK string
 	// requested holds the types the stream has asked for: only a stream
@@ -275,6 +277,7 @@ func (t *ackTracker) open(k streamKey, typeURL string) {
 		eds:       make(map[string]string),
 		rds:       make(map[string]string),
 		sds:       make(map[string]string),
+		srds:      make(map[string]string),
 		requested: make(map[string]bool),
 		rejected:  make(map[string]map[string]string),
 	}
@@ -371,9 +374,17 @@ func (t *ackTracker) request(k streamKey, node *corev3.Node, typeURL, nonce, ver
 			maps.Copy(st.eds, p.eds)
 			maps.Copy(st.rds, p.rds)
 			maps.Copy(st.sds, p.sds)
+			if p.typeURL == resourcev3.ScopedRouteType && !k.delta {
+				// A SotW scopes response is the whole set: what it lacks is gone.
+				st.srds = make(map[string]string, len(p.srds))
+			}
+			maps.Copy(st.srds, p.srds)
 			for _, name := range p.removed {
-				if p.typeURL == resourcev3.EndpointType {
+				switch p.typeURL {
+				case resourcev3.EndpointType:
 					delete(st.eds, name)
+				case resourcev3.ScopedRouteType:
+					delete(st.srds, name)
 				}
 			}
 		}
@@ -464,6 +475,15 @@ func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv
 			p.rds[rc.GetName()] = cache.HashResource(a.GetValue())
 		}
 	}
+	if p.typeURL == resourcev3.ScopedRouteType {
+		p.srds = make(map[string]string, len(resp.GetResources()))
+		for _, a := range resp.GetResources() {
+			var sc routev3.ScopedRouteConfiguration
+			if err := proto.Unmarshal(a.GetValue(), &sc); err == nil {
+				p.srds[sc.GetName()] = cache.HashResource(a.GetValue())
+			}
+		}
+	}
 	if p.typeURL == resourcev3.SecretType {
 		p.sds = make(map[string]string, len(resp.GetResources()))
 		for _, a := range resp.GetResources() {
@@ -518,6 +538,12 @@ func (t *ackTracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscove
 		p.rds = make(map[string]string, len(resp.GetResources()))
 		for _, r := range resp.GetResources() {
 			p.rds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
+		}
+	}
+	if p.typeURL == resourcev3.ScopedRouteType {
+		p.srds = make(map[string]string, len(resp.GetResources()))
+		for _, r := range resp.GetResources() {
+			p.srds[r.GetName()] = cache.HashResource(r.GetResource().GetValue())
 		}
 	}
 	if p.typeURL == resourcev3.SecretType {
@@ -657,6 +683,8 @@ type routeNeed struct {
 	clusters []string
 	// secrets are the SDS secrets of its hosts on the TLS listener.
 	secrets []string
+	// scopes maps the scopes of its hosts (scoped layout) to their content hashes.
+	scopes map[string]string
 }
 
 // routeServed reports whether the serving proxies have ACKed all of need:
@@ -669,7 +697,30 @@ func (t *ackTracker) routeServed(need routeNeed) bool {
 
 // routeServedLocked is routeServed with t.mu held.
 func (t *ackTracker) routeServedLocked(need routeNeed, now time.Time) bool {
-	return t.routesAckedLocked(need.routes, need.clusters, now) && t.secretsAckedLocked(need.secrets, now)
+	return t.routesAckedLocked(need.routes, need.clusters, now) && t.secretsAckedLocked(need.secrets, now) &&
+		t.scopesAckedLocked(need.scopes, now)
+}
+
+// scopesAckedLocked reports whether every stream that counts for SRDS (see counts: a
+// serving proxy with a scoped listener) has ACKed each of scopes at its content; t.mu must
+// be held.
+func (t *ackTracker) scopesAckedLocked(scopes map[string]string, now time.Time) bool {
+	if len(scopes) == 0 {
+		return true
+	}
+	n := 0
+	for _, st := range t.streams {
+		if !t.counts(st, resourcev3.ScopedRouteType, now) {
+			continue
+		}
+		n++
+		for name, hash := range scopes {
+			if st.srds[name] != hash {
+				return false
+			}
+		}
+	}
+	return n > 0
 }
 
 // routesAcked reports whether every stream that counts for RDS (see counts),
@@ -776,6 +827,11 @@ func (t *ackTracker) routeRejection(need routeNeed) string {
 			}
 			if msg, ok := st.rejected[resourcev3.EndpointType][c]; ok {
 				return fmt.Sprintf("proxy %q rejected the endpoints of cluster %s: %s", st.node.GetId(), c, msg)
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(need.scopes)) {
+			if msg, ok := st.rejected[resourcev3.ScopedRouteType][name]; ok && st.srds[name] != need.scopes[name] {
+				return fmt.Sprintf("proxy %q rejected scoped route %s: %s", st.node.GetId(), name, msg)
 			}
 		}
 		for _, name := range need.secrets {

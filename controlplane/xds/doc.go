@@ -9,7 +9,9 @@
 //     certificate an SDS secret over ADS; sent once a certificate exists) and
 //     "skiff-local" (cluster-local names only), each with an HTTP connection
 //     manager whose routes come from RDS over ADS (WebSocket upgrades allowed);
-//   - one RouteConfiguration per listener, named after it, holding its virtual
+//   - one RouteConfiguration per listener (the single layout; Options.ScopedRoutes
+//     instead splits them into hash buckets "{listener}/b{NNNN}" selected per host by
+//     scoped routes, see README.md for the decision), named after it, holding its virtual
 //     hosts sorted by name (VirtualHost.Visibility decides which); each virtual
 //     host has one route (prefix "/") carrying the virtual host's metadata under
 //     filter_metadata["skiff"], or, on "skiff-http" for RedirectHTTP hosts, a

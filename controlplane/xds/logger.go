@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -13,11 +14,16 @@ type slogAdapter struct{ l *slog.Logger }
 
 var _ gcplog.Logger = slogAdapter{}
 
-// Debugf logs at slog Debug.
-func (a slogAdapter) Debugf(format string, args ...any) { a.l.Debug(fmt.Sprintf(format, args...)) }
+// Debugf logs at slog Debug. The message is only formatted when Debug is enabled: the
+// linear cache logs whole subscriptions (10,000 names) per watch.
+func (a slogAdapter) Debugf(format string, args ...any) {
+	if a.l.Enabled(context.Background(), slog.LevelDebug) {
+		a.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
 
 // Infof logs at slog Debug: go-control-plane's Info is per-watch chatter.
-func (a slogAdapter) Infof(format string, args ...any) { a.l.Debug(fmt.Sprintf(format, args...)) }
+func (a slogAdapter) Infof(format string, args ...any) { a.Debugf(format, args...) }
 
 // Warnf logs at slog Warn.
 func (a slogAdapter) Warnf(format string, args ...any) { a.l.Warn(fmt.Sprintf(format, args...)) }

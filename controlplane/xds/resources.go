@@ -30,6 +30,16 @@ func (s *Server) SetRoute(r Route) error {
 		return fmt.Errorf("set route: %w", err)
 	}
 	key := routeKey(r.Namespace, r.Name)
+	if s.buckets > 0 {
+		// A scope is keyed by an exact host: check now, not when the buckets are assembled.
+		for i, vh := range r.VirtualHosts {
+			for j, d := range vh.Domains {
+				if d == "" || strings.Contains(d, "*") {
+					return fmt.Errorf("set route %s: virtualHosts[%d].domains[%d] %q: scoped routes need an exact host (wildcards need the single route layout)", key, i, j, d)
+				}
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.vhosts[key]; ok && equalVhosts(old, vhosts) {
@@ -91,6 +101,9 @@ func (s *Server) setVhostsLocked(key string, vhosts map[string][]*routev3.Virtua
 		s.vhosts[key] = vhosts
 	}
 	s.dirty[key] = true
+	if s.buckets > 0 {
+		s.dirtyBuckets[routeBucket(key, s.buckets)] = true
+	}
 	select {
 	case s.kick <- struct{}{}:
 	default: // a reassembly is already due; it will see this change
@@ -120,6 +133,9 @@ func (s *Server) flushRoutes() error {
 	defer s.mu.Unlock()
 	if len(s.dirty) == 0 {
 		return nil
+	}
+	if s.buckets > 0 {
+		return s.flushScopedLocked()
 	}
 	for _, name := range s.ls.RouteConfigNames() {
 		var all []*routev3.VirtualHost
@@ -208,9 +224,19 @@ func (s *Server) routeNeeds(namespace, name string) (need routeNeed, ok bool) {
 	// listener exists once there is a certificate); each is named after its listener.
 	need.routes = make(map[string]uint64, len(v))
 	for name, version := range v {
-		if s.listenerRes[name] != nil {
+		if s.listenerRes[listenerOfRouteConfig(name)] != nil {
 			need.routes[name] = version
 		}
+	}
+	// In the scoped layout, the scopes of its hosts too, on the listeners proxies have.
+	for name, sc := range s.routeScopes[key] {
+		if s.listenerRes[listenerOfRouteConfig(name)] == nil {
+			continue
+		}
+		if need.scopes == nil {
+			need.scopes = make(map[string]string)
+		}
+		need.scopes[sc.GetName()] = s.scopeHash[name]
 	}
 	for _, vhs := range s.vhosts[key] {
 		for _, vh := range vhs {
@@ -227,7 +253,11 @@ func (s *Server) routeNeeds(namespace, name string) (need routeNeed, ok bool) {
 	slices.Sort(need.clusters)
 	need.clusters = slices.Compact(need.clusters)
 	// With the TLS listener, the certificates of the route's TLS hosts must be there too.
-	if _, tlsWanted := need.routes[HTTPSRouteConfigName]; tlsWanted {
+	tlsWanted := false
+	for name := range need.routes {
+		tlsWanted = tlsWanted || listenerOfRouteConfig(name) == HTTPSListenerName
+	}
+	if tlsWanted {
 		for _, vh := range s.vhosts[key][HTTPSRouteConfigName] {
 			for _, d := range vh.GetDomains() {
 				if name := s.certForHostLocked(d); name != "" {

@@ -85,6 +85,15 @@ type Options struct {
 	// ProxyTLS, when set, makes the skiff-extproc and skiff-wasm clusters
 	// mTLS (see ProxyTLS) and the wasm modules' URLs https.
 	ProxyTLS *ProxyTLS
+	// ScopedRoutes selects the scoped route layout (see the package doc): each listener's
+	// virtual hosts are split into RouteBuckets RouteConfigurations by a hash of their
+	// Route, and the listener picks one per request by the host (SRDS, a scope per host),
+	// so a change to one Route re-sends and recompiles one bucket, not every virtual host.
+	// False keeps one RouteConfiguration per listener.
+	ScopedRoutes bool
+	// RouteBuckets is the number of RouteConfigurations per listener with ScopedRoutes;
+	// default DefaultRouteBuckets.
+	RouteBuckets int
 }
 
 // DefaultServingNodeClusters are the node clusters of the proxies Skiff
@@ -120,6 +129,17 @@ type Server struct {
 	acks   *ackTracker
 
 	listeners, routes, clusters, endpoints, secrets *cache.LinearCache
+	// scopes serves the ScopedRouteConfigurations (scoped layout only).
+	scopes *sotwFullState
+
+	// The scoped layout: buckets > 0 is the number of RouteConfigurations per listener;
+	// bucketKeys holds the Routes of each bucket, dirtyBuckets those to reassemble,
+	// routeScopes the scopes each Route's hosts have, scopeHash each scope's content hash.
+	buckets      int
+	bucketKeys   map[int]map[string]bool
+	dirtyBuckets map[int]bool
+	routeScopes  map[string]map[string]*routev3.ScopedRouteConfiguration
+	scopeHash    map[string]string
 
 	mu sync.Mutex // serialises model changes and the cache updates they cause
 	// vhosts holds each Route's virtual hosts by RouteConfiguration name.
@@ -201,6 +221,11 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		clusters:      newCache(resourcev3.ClusterType),
 		endpoints:     newCache(resourcev3.EndpointType),
 		secrets:       newCache(resourcev3.SecretType),
+		scopes:        newSotWFullState(newCache(resourcev3.ScopedRouteType)),
+		bucketKeys:    make(map[int]map[string]bool),
+		dirtyBuckets:  make(map[int]bool),
+		routeScopes:   make(map[string]map[string]*routev3.ScopedRouteConfiguration),
+		scopeHash:     make(map[string]string),
 		vhosts:        make(map[string]map[string][]*routev3.VirtualHost),
 		routeConfigs:  make(map[string]*routev3.RouteConfiguration),
 		clusterRes:    make(map[string]*clusterv3.Cluster),
@@ -227,6 +252,12 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		listenerRes:  make(map[string]*listenerv3.Listener),
 		tracing:      opts.Tracing,
 	}
+	if opts.ScopedRoutes {
+		s.buckets = cmp.Or(opts.RouteBuckets, DefaultRouteBuckets)
+		if s.buckets < 0 {
+			return nil, fmt.Errorf("new xds server: routeBuckets %d must be positive", opts.RouteBuckets)
+		}
+	}
 	if err := s.updateListenersLocked(s.wasm, s.certs); err != nil {
 		return nil, fmt.Errorf("new xds server: %w", err)
 	}
@@ -235,6 +266,9 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("new xds server: %w", err)
 	}
 	for _, name := range ls.RouteConfigNames() {
+		if s.buckets > 0 {
+			break // the scoped layout has no RouteConfiguration until a Route has hosts
+		}
 		rc := proto.Clone(rc).(*routev3.RouteConfiguration)
 		rc.Name = name
 		if err := s.routes.UpdateResource(name, rc); err != nil {
@@ -286,11 +320,12 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
 		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
 		Caches: map[string]cache.Cache{
-			resourcev3.ListenerType: s.listeners,
-			resourcev3.RouteType:    s.routes,
-			resourcev3.ClusterType:  s.clusters,
-			resourcev3.EndpointType: s.endpoints,
-			resourcev3.SecretType:   s.secrets,
+			resourcev3.ListenerType:    s.listeners,
+			resourcev3.RouteType:       s.routes,
+			resourcev3.ClusterType:     s.clusters,
+			resourcev3.EndpointType:    s.endpoints,
+			resourcev3.SecretType:      s.secrets,
+			resourcev3.ScopedRouteType: s.scopes,
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -375,13 +410,14 @@ func (s *Server) SetWasmFilterConfiguration(name, configuration string) error {
 // yet shared).
 func (s *Server) updateListenersLocked(wasm []WasmFilter, certs map[string]TLSCertificate) error {
 	next := map[string]*listenerv3.Listener{}
-	l, err := TranslateListener(s.listenerAddress, s.listenerPort, s.extProc, wasm...)
+	scoped := s.buckets > 0
+	l, err := translateHTTPListener(ListenerName, RouteConfigName, s.listenerAddress, s.listenerPort, s.extProc, nil, wasm, scoped)
 	if err != nil {
 		return err
 	}
 	next[ListenerName] = l
 	if s.ls.Local {
-		if next[LocalListenerName], err = TranslateLocalListener(s.localAddress, s.localPort, s.extProc, wasm...); err != nil {
+		if next[LocalListenerName], err = translateHTTPListener(LocalListenerName, LocalRouteConfigName, s.localAddress, s.localPort, s.extProc, nil, wasm, scoped); err != nil {
 			return err
 		}
 	}
@@ -390,7 +426,7 @@ func (s *Server) updateListenersLocked(wasm []WasmFilter, certs map[string]TLSCe
 		for _, c := range certs {
 			chains = append(chains, TLSCertificate{Name: c.Name, Hosts: c.Hosts})
 		}
-		if next[HTTPSListenerName], err = TranslateHTTPSListener(s.httpsAddress, s.httpsPort, s.extProc, chains, wasm...); err != nil {
+		if next[HTTPSListenerName], err = translateHTTPListener(HTTPSListenerName, HTTPSRouteConfigName, s.httpsAddress, s.httpsPort, s.extProc, chains, wasm, scoped); err != nil {
 			return err
 		}
 	}

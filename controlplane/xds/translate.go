@@ -44,14 +44,14 @@ func adsConfigSource() *corev3.ConfigSource {
 // before the router. The wasm filters (see TranslateWasmFilter) come first,
 // in order.
 func TranslateListener(address string, port uint32, extProc bool, wasm ...WasmFilter) (*listenerv3.Listener, error) {
-	return translateHTTPListener(ListenerName, RouteConfigName, address, port, extProc, nil, wasm)
+	return translateHTTPListener(ListenerName, RouteConfigName, address, port, extProc, nil, wasm, false)
 }
 
 // TranslateLocalListener returns the "skiff-local" Listener: the same HTTP
 // connection manager as TranslateListener's, with the "skiff-local"
 // RouteConfiguration, which alone carries cluster-local names.
 func TranslateLocalListener(address string, port uint32, extProc bool, wasm ...WasmFilter) (*listenerv3.Listener, error) {
-	return translateHTTPListener(LocalListenerName, LocalRouteConfigName, address, port, extProc, nil, wasm)
+	return translateHTTPListener(LocalListenerName, LocalRouteConfigName, address, port, extProc, nil, wasm, false)
 }
 
 // TranslateHTTPSListener returns the "skiff-https" Listener: a tls_inspector
@@ -65,13 +65,14 @@ func TranslateHTTPSListener(address string, port uint32, extProc bool, certs []T
 	if len(certs) == 0 {
 		return nil, errors.New("translate https listener: at least one certificate is required")
 	}
-	return translateHTTPListener(HTTPSListenerName, HTTPSRouteConfigName, address, port, extProc, certs, wasm)
+	return translateHTTPListener(HTTPSListenerName, HTTPSRouteConfigName, address, port, extProc, certs, wasm, false)
 }
 
 // translateHTTPListener builds the listener name on address:port around an
 // HTTP connection manager with routeConfig from RDS: one plain filter chain,
-// or, with certs, one TLS filter chain per certificate.
-func translateHTTPListener(name, routeConfig, address string, port uint32, extProc bool, certs []TLSCertificate, wasm []WasmFilter) (*listenerv3.Listener, error) {
+// or, with certs, one TLS filter chain per certificate. With scoped, the routes come from
+// scoped routes (SRDS) instead of the one RouteConfiguration.
+func translateHTTPListener(name, routeConfig, address string, port uint32, extProc bool, certs []TLSCertificate, wasm []WasmFilter, scoped bool) (*listenerv3.Listener, error) {
 	if _, err := netip.ParseAddr(address); err != nil {
 		return nil, fmt.Errorf("translate listener %s: address %q is not an IP address: %w", name, address, err)
 	}
@@ -117,6 +118,9 @@ func translateHTTPListener(name, routeConfig, address string, port uint32, extPr
 		HttpFilters:   filters,
 		// Knative serves WebSockets; Envoy refuses upgrades a listener does not list.
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
+	}
+	if scoped {
+		hcm.RouteSpecifier = scopedRoutes(name)
 	}
 	if err := hcm.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)

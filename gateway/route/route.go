@@ -33,6 +33,9 @@ type Table struct {
 	prefixes   []wildcard // longest first
 	star       *VirtualHost
 	ignorePort bool
+	// scope, when set, makes this a scoped table: it selects the table of a request's
+	// scope by the request's host (see NewScoped).
+	scope func(host string) *Table
 
 	// RequestHeadersToAdd, RequestHeadersToRemove, ResponseHeadersToAdd and
 	// ResponseHeadersToRemove come from the RouteConfiguration level.
@@ -151,6 +154,13 @@ type Route struct {
 // Match finds the virtual host and route for host and r. Either may be nil
 // when nothing matches.
 func (t *Table) Match(host string, r *http.Request) (*VirtualHost, *Route) {
+	if t.scope != nil {
+		sub := t.scope(host)
+		if sub == nil {
+			return nil, nil
+		}
+		return sub.Match(host, r)
+	}
 	vh := t.virtualHost(host)
 	if vh == nil {
 		return nil, nil
@@ -193,6 +203,16 @@ func StripPort(host string) string {
 		return h
 	}
 	return host
+}
+
+// NewScoped returns the table of an HTTP connection manager with scoped routes (SRDS):
+// each request is matched against the table lookup returns for its host (the scope key
+// Envoy builds from the :authority header, compared exactly), or matches nothing when there
+// is none. A scoped table has no header operations of its own, so the RouteConfiguration-level
+// header operations of a scope's table are not applied (those of its virtual hosts, routes
+// and clusters are); Skiff's control plane sets none there.
+func NewScoped(name string, lookup func(host string) *Table) *Table {
+	return &Table{Name: name, scope: lookup}
 }
 
 // Compile validates rc and compiles it into a Table. Any feature the gateway

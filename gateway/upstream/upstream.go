@@ -392,14 +392,14 @@ func (m *Manager) Clusters() []*Cluster {
 func (m *Manager) EDSServiceNames() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []string
+	out := make([]string, 0, len(m.clusters))
 	for _, c := range m.clusters {
-		if c.EDS && !slices.Contains(out, c.ServiceName) {
+		if c.EDS {
 			out = append(out, c.ServiceName)
 		}
 	}
 	sort.Strings(out)
-	return out
+	return slices.Compact(out)
 }
 
 // Warm reports whether every EDS cluster has received its assignment.
@@ -426,7 +426,8 @@ func (m *Manager) ApplyClusters(cs map[string]*clusterv3.Cluster) error {
 	next := make(map[string]*Cluster, len(cs))
 	var built []*Cluster
 	for name, raw := range cs {
-		if prev, ok := old[name]; ok && proto.Equal(prev.raw, raw) {
+		// The ADS client hands back an unchanged cluster as the same message.
+		if prev, ok := old[name]; ok && (prev.raw == raw || proto.Equal(prev.raw, raw)) {
 			next[name] = prev
 			continue
 		}
@@ -483,19 +484,28 @@ func ValidateAssignment(cla *endpointv3.ClusterLoadAssignment) error {
 // ApplyEndpoints replaces the endpoint assignments of EDS clusters (keyed by
 // EDS service name). All assignments are validated first.
 func (m *Manager) ApplyEndpoints(clas map[string]*endpointv3.ClusterLoadAssignment) error {
+	// The ADS client hands back an unchanged assignment as the same message: only the
+	// changed ones are validated and refreshed, so one update costs what it changes.
+	m.mu.RLock()
+	prev := m.assignments
+	m.mu.RUnlock()
 	for name, cla := range clas {
+		if prev[name] == cla {
+			continue
+		}
 		if err := ValidateAssignment(cla); err != nil {
 			return fmt.Errorf("cluster load assignment %q: %w", name, err)
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	old := m.assignments
 	m.assignments = make(map[string]*endpointv3.ClusterLoadAssignment, len(clas))
 	for name, cla := range clas {
 		m.assignments[name] = cla
 	}
 	for _, c := range m.clusters {
-		if c.EDS {
+		if c.EDS && (old[c.ServiceName] != m.assignments[c.ServiceName] || old[c.ServiceName] == nil) {
 			m.refreshHostsLocked(c)
 		}
 	}

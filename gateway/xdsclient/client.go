@@ -43,6 +43,9 @@ const (
 	ClusterType  = resourcev3.ClusterType
 	EndpointType = resourcev3.EndpointType
 	SecretType   = resourcev3.SecretType
+	// ScopedRouteType (SRDS) is subscribed with a wildcard, and only once the Handler asks for
+	// it (Subscribe with any names), as Envoy does when a listener has scoped_rds.
+	ScopedRouteType = resourcev3.ScopedRouteType
 )
 
 // resourceWrapperType is the type URL of discovery.v3.Resource, which a
@@ -51,11 +54,17 @@ const resourceWrapperType = "type.googleapis.com/envoy.service.discovery.v3.Reso
 
 // subscriptionOrder is the order in which Envoy sends its initial requests on
 // an ADS stream: clusters before listeners, each before its dependants.
-var subscriptionOrder = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+var subscriptionOrder = []string{ClusterType, EndpointType, ListenerType, ScopedRouteType, RouteType, SecretType}
 
 // isWildcard reports whether typeURL is subscribed with a wildcard (all
-// resources) rather than by name.
-func isWildcard(typeURL string) bool { return typeURL == ListenerType || typeURL == ClusterType }
+// resources) rather than by name. Envoy treats a state-of-the-world response of each
+// of them as the complete set (for scopes: ScopedRdsConfigSubscription).
+func isWildcard(typeURL string) bool {
+	return typeURL == ListenerType || typeURL == ClusterType || typeURL == ScopedRouteType
+}
+
+// optIn reports whether the wildcard typeURL is only requested once subscribed.
+func optIn(typeURL string) bool { return typeURL == ScopedRouteType }
 
 // Resource is one decoded xDS resource.
 type Resource struct {
@@ -65,8 +74,12 @@ type Resource struct {
 	// Version is the per-resource version (delta) or the response's
 	// version_info (state of the world).
 	Version string
-	// Message is the decoded resource.
+	// Message is the decoded resource. A resource received again with the same bytes is
+	// not decoded again: it keeps its Resource, Message included, so a Handler can tell
+	// an unchanged resource by its Message pointer.
 	Message proto.Message
+
+	raw string // the encoded resource
 }
 
 // Handler receives configuration from the client. Apply is given the complete
@@ -110,6 +123,7 @@ type Client struct {
 
 	// Owned by the Run goroutine.
 	state    map[string]map[string]Resource
+	byRaw    map[string]map[string]Resource // per type: the accepted resources by their encoding
 	versions map[string]string // SotW: last accepted version_info per type
 }
 
@@ -133,18 +147,23 @@ func New(cfg Config) *Client {
 		subs:     map[string][]string{},
 		notify:   make(chan struct{}, 1),
 		state:    map[string]map[string]Resource{},
+		byRaw:    map[string]map[string]Resource{},
 		versions: map[string]string{},
 	}
 }
 
 // Subscribe sets the resource names requested for a non-wildcard type
-// (RouteType, EndpointType or SecretType). The client sends the new subscription on the
+// (RouteType, EndpointType or SecretType), or turns on the wildcard subscription of
+// ScopedRouteType (names are then ignored). The client sends the new subscription on the
 // stream if it changed. It is safe to call from any goroutine, including from
 // Handler.Apply.
 func (c *Client) Subscribe(typeURL string, names []string) {
 	names = slices.Clone(names)
 	sort.Strings(names)
 	names = slices.Compact(names)
+	if optIn(typeURL) {
+		names = []string{}
+	}
 	c.mu.Lock()
 	c.subs[typeURL] = names
 	c.mu.Unlock()
@@ -158,6 +177,17 @@ func (c *Client) subscription(typeURL string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.subs[typeURL]
+}
+
+// wanted reports whether a wildcard type is to be requested.
+func (c *Client) wanted(typeURL string) bool {
+	if !optIn(typeURL) {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.subs[typeURL]
+	return ok
 }
 
 // Run connects to the control plane and keeps the ADS stream up, reconnecting
@@ -290,7 +320,7 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 		for _, t := range subscriptionOrder {
 			names := c.subscription(t)
 			if isWildcard(t) {
-				if started[t] {
+				if started[t] || !c.wanted(t) {
 					continue
 				}
 				names = nil
@@ -385,10 +415,12 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 	t := resp.GetTypeUrl()
 	c.updateStat(t, "update_attempt")
 	next := map[string]Resource{}
+	var subs map[string]bool
 	if !isWildcard(t) {
+		subs = set(c.subscription(t))
 		// RDS and EDS responses only carry the resources they name;
 		// resources not mentioned stay as they were.
-		for _, name := range c.subscription(t) {
+		for name := range subs {
 			if r, ok := c.state[t][name]; ok {
 				next[name] = r
 			}
@@ -396,27 +428,60 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 	}
 	seen := map[string]bool{}
 	for _, a := range resp.GetResources() {
-		msg, err := decode(t, a)
+		r, err := c.decodeResource(t, a, resp.GetVersionInfo())
 		if err != nil {
 			return c.reject(t, resp.GetVersionInfo(), err)
 		}
-		name := resourceName(msg)
-		if seen[name] {
-			return c.reject(t, resp.GetVersionInfo(), fmt.Errorf("duplicate %s resource %q in response", shortType(t), name))
+		if seen[r.Name] {
+			return c.reject(t, resp.GetVersionInfo(), fmt.Errorf("duplicate %s resource %q in response", shortType(t), r.Name))
 		}
-		seen[name] = true
-		if !isWildcard(t) && !slices.Contains(c.subscription(t), name) {
+		seen[r.Name] = true
+		if !isWildcard(t) && !subs[r.Name] {
 			continue
 		}
-		next[name] = Resource{Name: name, Version: resp.GetVersionInfo(), Message: msg}
+		next[r.Name] = r
 	}
 	if err := c.cfg.Handler.Apply(ctx, t, next); err != nil {
 		return c.reject(t, resp.GetVersionInfo(), err)
 	}
-	c.state[t] = next
+	c.accept(t, next)
 	c.updateStat(t, "update_success")
 	c.log.Debug("accepted xDS update", "type", shortType(t), "version", resp.GetVersionInfo(), "resources", len(next))
 	return nil
+}
+
+// decodeResource decodes a resource of a SotW response, or returns the accepted one with the
+// same encoding as it was.
+func (c *Client) decodeResource(t string, a *anypb.Any, version string) (Resource, error) {
+	if r, ok := c.byRaw[t][string(a.GetValue())]; ok && a.GetTypeUrl() == t {
+		return r, nil
+	}
+	msg, err := decode(t, a)
+	if err != nil {
+		return Resource{}, err
+	}
+	return Resource{Name: resourceName(msg), Version: version, Message: msg, raw: string(a.GetValue())}, nil
+}
+
+// accept makes next the accepted resources of type t.
+func (c *Client) accept(t string, next map[string]Resource) {
+	c.state[t] = next
+	byRaw := make(map[string]Resource, len(next))
+	for _, r := range next {
+		if r.raw != "" {
+			byRaw[r.raw] = r
+		}
+	}
+	c.byRaw[t] = byRaw
+}
+
+// set returns names as a set.
+func set(names []string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
 
 func (c *Client) reject(typeURL, version string, err error) error {
@@ -470,6 +535,9 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 		for _, t := range subscriptionOrder {
 			if !started[t] {
 				var names []string
+				if isWildcard(t) && !c.wanted(t) {
+					continue
+				}
 				if !isWildcard(t) {
 					names = c.subscription(t)
 					if len(names) == 0 {
@@ -477,8 +545,9 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 					}
 				}
 				initial := map[string]string{}
+				wanted := set(names)
 				for name, r := range c.state[t] {
-					if isWildcard(t) || slices.Contains(names, name) {
+					if isWildcard(t) || wanted[name] {
 						initial[name] = r.Version
 					}
 				}
@@ -592,9 +661,9 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 		delete(next, name)
 	}
 	if !isWildcard(t) {
-		subs := c.subscription(t)
+		subs := set(c.subscription(t))
 		for name := range next {
-			if !slices.Contains(subs, name) {
+			if !subs[name] {
 				delete(next, name)
 			}
 		}
@@ -610,14 +679,15 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 
 // diff returns the names in next but not in prev, and those in prev but not in next.
 func diff(prev, next []string) (added, removed []string) {
-	for _, n := range next {
-		if !slices.Contains(prev, n) {
-			added = append(added, n)
+	p, n := set(prev), set(next)
+	for _, name := range next {
+		if !p[name] {
+			added = append(added, name)
 		}
 	}
-	for _, p := range prev {
-		if !slices.Contains(next, p) {
-			removed = append(removed, p)
+	for _, name := range prev {
+		if !n[name] {
+			removed = append(removed, name)
 		}
 	}
 	return added, removed
@@ -651,6 +721,8 @@ func decode(typeURL string, a *anypb.Any) (proto.Message, error) {
 		msg = &endpointv3.ClusterLoadAssignment{}
 	case SecretType:
 		msg = &tlsv3.Secret{}
+	case ScopedRouteType:
+		msg = &routev3.ScopedRouteConfiguration{}
 	default:
 		return nil, fmt.Errorf("unsupported resource type %s", typeURL)
 	}
@@ -672,6 +744,8 @@ func resourceName(m proto.Message) string {
 		return r.GetClusterName()
 	case *tlsv3.Secret:
 		return r.GetName()
+	case *routev3.ScopedRouteConfiguration:
+		return r.GetName()
 	}
 	return ""
 }
@@ -688,6 +762,8 @@ func shortType(typeURL string) string {
 		return "EDS"
 	case SecretType:
 		return "SDS"
+	case ScopedRouteType:
+		return "SRDS"
 	}
 	return typeURL
 }

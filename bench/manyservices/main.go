@@ -1,0 +1,136 @@
+// Command manyservices measures `skiff up` (in-process: control plane, local runtime,
+// gateway over real xDS) with many Services: how long N Services applied at once take until
+// all are Ready, and the process's RSS and heap once they are served. Each Service has
+// initial-scale 0 (the cluster allows it, as Knative's allow-zero-initial-scale does), so
+// what is measured is the control plane, the xDS push and the gateway, not N processes.
+//
+//	go run ./bench/manyservices -n 500,5000 -layout single,scoped
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/bench/skiffup"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+)
+
+const manifest = `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: svc-%05d
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/initial-scale: "0"
+        skiff.dev/runtime: process
+    spec:
+      containers:
+        - image: dev.local/idle  # a registry whose tags are not resolved (no network)
+          command: ["/bin/sleep", "3600"]
+---
+`
+
+func main() {
+	sizes := flag.String("n", "500", "comma-separated numbers of Services applied at once")
+	layouts := flag.String("layout", "single,scoped", "comma-separated route layouts (see --xds-route-layout)")
+	timeout := flag.Duration("timeout", 10*time.Minute, "how long to wait for the Services to be Ready")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the apply of the first run to this file")
+	flag.Parse()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "services\tlayout\tapply until all Ready\theap in use\tRSS")
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad -n:", err)
+			os.Exit(2)
+		}
+		for _, layout := range strings.Split(*layouts, ",") {
+			took, heap, rss, err := run(n, layout == "scoped", *cpuProfile, *timeout)
+			*cpuProfile = ""
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d MiB\t%d MiB\n", n, layout, took.Round(10*time.Millisecond), heap>>20, rss>>20)
+			tw.Flush()
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+	}
+}
+
+func run(n int, scoped bool, profile string, timeout time.Duration) (time.Duration, uint64, uint64, error) {
+	a := autoscaler.DefaultConfig()
+	a.AllowZeroInitialScale = true
+	adm := config.Default()
+	adm.Autoscaler.AllowZeroInitialScale = true
+	up, err := skiffup.Start(skiffup.Options{Autoscaler: &a, Admission: adm, ScopedRoutes: scoped, ReadyTimeout: timeout})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer up.Close()
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, manifest, i)
+	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	start := time.Now()
+	err = up.Apply(context.Background(), b.String())
+	took := time.Since(start)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		// Say where the first Service stands, to tell why.
+		for _, k := range []string{"ksvc", "revision"} {
+			name := "svc-00000"
+			if k == "revision" {
+				name += "-00001"
+			}
+			if raw, gerr := up.API.Get(context.Background(), api.LookupKind(k), "default", name); gerr == nil {
+				fmt.Fprintf(os.Stderr, "%s %s: %s\n", k, name, raw)
+			}
+		}
+		return took, 0, 0, err
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return took, ms.HeapInuse, rss(), nil
+}
+
+// rss returns the process's resident set size from /proc (0 where there is none).
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
