@@ -148,6 +148,12 @@ func TestChannelReplies(t *testing.T) {
 	if got["e1+a"] != "x+a" || got["e1"] != "x" || len(got) != 2 {
 		t.Errorf("reply destination got %v, want the step's reply e1+a (x+a) and the forwarded e1 (x)", got)
 	}
+	// The counters move after the subscriber answered: wait for them, then check none
+	// went past.
+	waitFor(t, 10*time.Second, "1 reply sent and 4 deliveries counted", func() bool {
+		s := e.srv.Stats()
+		return s.Replies >= 1 && s.Delivered >= 4
+	})
 	if s := e.srv.Stats(); s.Replies != 1 || s.Delivered != 4 {
 		t.Errorf("stats %+v: want 1 reply sent, 4 deliveries", s)
 	}
