@@ -110,6 +110,9 @@ func newControllerCommand() *cobra.Command {
 			cfg.LeaseDuration, _ = f.GetDuration("leader-elect-lease-duration")
 			cfg.RenewDeadline, _ = f.GetDuration("leader-elect-renew-deadline")
 			cfg.RetryPeriod, _ = f.GetDuration("leader-elect-retry-period")
+			cfg.Workers, _ = f.GetInt("workers")
+			cfg.QPS, _ = f.GetFloat32("kube-api-qps")
+			cfg.Burst, _ = f.GetInt("kube-api-burst")
 			port, _ := f.GetUint32("proxy-port")
 			cfg.ProxyListenPort = port
 			cfg.ProxyHTTPSPort, _ = f.GetUint32("proxy-https-port")
@@ -236,6 +239,9 @@ func newControllerCommand() *cobra.Command {
 	f.Duration("leader-elect-renew-deadline", 0, "how long the leader retries renewing before giving up (default 10s)")
 	f.Duration("leader-elect-retry-period", 0, "how often candidates retry (default 2s)")
 	addObservabilityFlags(f, "")
+	f.Int("workers", kube.DefaultWorkers, "how many reconciles run at once")
+	f.Float32("kube-api-qps", kube.DefaultQPS, "queries per second the controller's API client may make (client-go's rate limiter)")
+	f.Int("kube-api-burst", kube.DefaultBurst, "burst of the controller's API client above --kube-api-qps")
 	return cmd
 }
 

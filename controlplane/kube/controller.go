@@ -142,8 +142,12 @@ type Config struct {
 	LeaseNamespace, LeaseName, Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; defaults 15s, 10s, 2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// Workers is how many reconciles run at once; default 4.
+	// Workers is how many reconciles run at once; default DefaultWorkers.
 	Workers int
+	// QPS and Burst limit the controller's API client (client-go's token bucket); defaults
+	// DefaultQPS and DefaultBurst.
+	QPS   float32
+	Burst int
 	// Eventing runs Brokers, Triggers and PingSources on the leader; nil leaves them not
 	// Ready (reason EventingDisabled).
 	Eventing *EventingConfig
@@ -213,7 +217,7 @@ func New(cfg Config) (*Controller, error) {
 	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, 15*time.Second)
 	cfg.RenewDeadline = cmp.Or(cfg.RenewDeadline, 10*time.Second)
 	cfg.RetryPeriod = cmp.Or(cfg.RetryPeriod, 2*time.Second)
-	cfg.Workers = cmp.Or(cfg.Workers, 4)
+	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -322,9 +326,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.httpLis != nil {
 		defer c.httpLis.Close()
 	}
-	rc := rest.CopyConfig(c.cfg.Rest)
-	// Reconciling a thousand Services from scratch needs more than client-go's 5 QPS default.
-	rc.QPS, rc.Burst = 200, 400
+	rc := c.clientConfig()
 	kc, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("kube controller: clientset: %w", err)

@@ -37,7 +37,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 	now := c.now()
 	st := &cfg.Status
 	name := RevisionName(&cfg)
-	rev, err := c.ensureRevision(ctx, &cfg, name)
+	rev, created, err := c.ensureRevision(ctx, &cfg, name)
 	if err != nil {
 		var conflict *revisionConflict
 		if !errors.As(err, &conflict) {
@@ -47,8 +47,10 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 		st.MarkFalse(duck.ConditionReady, "RevisionFailed", conflict.Error(), now)
 		return c.cfg.Store.UpdateStatus(ctx, &cfg)
 	}
-	if st.LatestCreatedRevisionName != name {
-		// A revision we had not seen yet: re-check it as soon as it exists.
+	if st.LatestCreatedRevisionName != name && !created {
+		// An existing revision (a name brought back) is now the newest: re-check it. One
+		// just created comes back through the store's event, once a cache has it (reconciled
+		// before, a Kubernetes informer's cache would not find it yet).
 		c.queue.Add(store.KeyOf(rev))
 	}
 	st.ObservedGeneration = cfg.Generation
@@ -77,22 +79,23 @@ func (e *revisionConflict) Error() string {
 	return fmt.Sprintf("Revision %q already exists with a different spec: revisions are immutable; choose a new spec.template.metadata.name", e.name)
 }
 
-// ensureRevision returns the revision for the current generation, creating it when missing.
-func (c *Controller) ensureRevision(ctx context.Context, cfg *servingv1.Configuration, name string) (*servingv1.Revision, error) {
+// ensureRevision returns the revision for the current generation, creating it when missing
+// (then created is true).
+func (c *Controller) ensureRevision(ctx context.Context, cfg *servingv1.Configuration, name string) (rev *servingv1.Revision, created bool, err error) {
 	key := store.Key{Kind: servingv1.KindRevision, Namespace: cfg.Namespace, Name: name}
 	var have servingv1.Revision
-	err := c.cfg.Store.Get(ctx, key, &have)
+	err = c.cfg.Store.Get(ctx, key, &have)
 	if err == nil {
 		if !isOwnedBy(have.OwnerReferences, []metav1.OwnerReference{{UID: cfg.UID}}) ||
 			!reflect.DeepEqual(have.Spec, cfg.Spec.Template.Spec) {
 			if cfg.Spec.Template.Name != "" {
-				return nil, &revisionConflict{name: name}
+				return nil, false, &revisionConflict{name: name}
 			}
 		}
-		return &have, nil
+		return &have, false, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return nil, false, err
 	}
 	labels := maps.Clone(cfg.Spec.Template.Labels)
 	if labels == nil {
@@ -103,7 +106,7 @@ func (c *Controller) ensureRevision(ctx context.Context, cfg *servingv1.Configur
 	if svc := cfg.Labels[servingv1.ServiceLabel]; svc != "" {
 		labels[servingv1.ServiceLabel] = svc
 	}
-	rev := &servingv1.Revision{
+	rev = &servingv1.Revision{
 		TypeMeta: metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRevision},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: cfg.Namespace, Labels: labels,
@@ -113,8 +116,8 @@ func (c *Controller) ensureRevision(ctx context.Context, cfg *servingv1.Configur
 		Spec: cfg.Spec.Template.Spec,
 	}
 	if err := c.cfg.Store.Create(ctx, rev); err != nil {
-		return nil, fmt.Errorf("create revision %s: %w", name, err)
+		return nil, false, fmt.Errorf("create revision %s: %w", name, err)
 	}
 	c.log.Info("revision created", "namespace", cfg.Namespace, "revision", name)
-	return rev, nil
+	return rev, true, nil
 }

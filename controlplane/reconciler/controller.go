@@ -125,6 +125,8 @@ type Controller struct {
 	cfg   Config
 	log   *slog.Logger
 	queue workqueue.TypedRateLimitingInterface[store.Key]
+	// lanes orders the queue: resync's keys after everything a change enqueues.
+	lanes *lanes
 	now   func() time.Time
 
 	// ackWait holds the routes and DomainMappings waiting for a proxy ACK so they are
@@ -168,12 +170,12 @@ func New(cfg Config) *Controller {
 	if cfg.SystemNamespace == "" {
 		cfg.SystemNamespace = DefaultSystemNamespace
 	}
+	lanes := newLanes()
 	c := &Controller{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "reconciler"),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
-			workqueue.TypedRateLimitingQueueConfig[store.Key]{Name: "serving", MetricsProvider: cfg.QueueMetrics}),
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "reconciler"),
+		lanes:       lanes,
+		queue:       newQueue(lanes, cfg.QueueMetrics),
 		now:         time.Now,
 		ackWait:     map[store.Key]string{},
 		routeRefs:   map[store.Key]map[string]bool{},
@@ -278,9 +280,22 @@ func (c *Controller) resync(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	for _, k := range keys {
+		c.lanes.markSlow(k)
 		c.queue.Add(k)
 	}
 	return nil
+}
+
+// newQueue is the controller's rate-limited work queue, ordered by l.
+func newQueue(l *lanes, metrics workqueue.MetricsProvider) workqueue.TypedRateLimitingInterface[store.Key] {
+	base := workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[store.Key]{Name: "serving", MetricsProvider: metrics, Queue: l})
+	return workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[store.Key](50*time.Millisecond, 10*time.Second),
+		workqueue.TypedRateLimitingQueueConfig[store.Key]{
+			Name: "serving", MetricsProvider: metrics,
+			DelayingQueue: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[store.Key]{
+				Name: "serving", MetricsProvider: metrics, Queue: base}),
+		})
 }
 
 // onEvent maps a store change to the objects whose reconcile reads it.

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -15,7 +16,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // kubelet plays the kubelet and the EndpointSlice controller for Deployments the controller
@@ -27,7 +32,8 @@ type kubelet struct {
 	ip   string // "pod IP": EndpointSlices refuse loopback addresses
 	mu   sync.Mutex
 	pods map[string][]*httptest.Server // ns/deployment → replicas
-	// published holds the slices written, with their port, so a sync pass reads nothing back.
+	// published holds the slices written, with their port, so a sync pass writes each once.
+	pubMu     sync.Mutex
 	published map[string]int32
 
 	evMu   sync.Mutex
@@ -39,22 +45,44 @@ const revisionLabel = "serving.knative.dev/revision"
 func startKubelet(t testing.TB, kc kubernetes.Interface) *kubelet {
 	k := &kubelet{kube: kc, ip: podIP(t), pods: map[string][]*httptest.Server{}, published: map[string]int32{}, events: map[string][]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
+	// An informer, as the kubelet and the EndpointSlice controller watch: listing every
+	// Deployment ten times a second costs the API server more than the controller under test
+	// once there are a thousand.
+	f := informers.NewSharedInformerFactoryWithOptions(kc, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = revisionLabel }))
+	deps := f.Apps().V1().Deployments()
+	wake := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = deps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
+	})
+	f.Start(ctx.Done())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if !cache.WaitForCacheSync(ctx.Done(), deps.Informer().HasSynced) {
+			return
+		}
 		for ctx.Err() == nil {
-			if err := k.sync(ctx); err != nil && ctx.Err() == nil {
+			if err := k.sync(ctx, deps.Lister()); err != nil && ctx.Err() == nil {
 				t.Logf("kubelet: %v", err)
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
+			case <-wake:
+			case <-time.After(time.Second): // retries a failed publish
 			}
 		}
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		f.Shutdown()
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		for _, ps := range k.pods {
@@ -67,15 +95,21 @@ func startKubelet(t testing.TB, kc kubernetes.Interface) *kubelet {
 }
 
 // sync makes the running replicas and the EndpointSlices match every Deployment's spec.replicas.
-func (k *kubelet) sync(ctx context.Context) error {
-	deps, err := k.kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: revisionLabel})
+func (k *kubelet) sync(ctx context.Context, lister appslisters.DeploymentLister) error {
+	deps, err := lister.List(labels.Everything())
 	if err != nil {
 		return err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	seen := map[string]bool{}
-	for _, d := range deps.Items {
+	type job struct {
+		ns, rev string
+		i       int
+		addr    fmt.Stringer
+	}
+	var jobs []job
+	for _, d := range deps {
 		key := d.Namespace + "/" + d.Name
 		seen[key] = true
 		want := 0
@@ -124,8 +158,8 @@ func (k *kubelet) sync(ctx context.Context) error {
 			delete(k.published, d.Namespace+"/"+fmt.Sprintf("%s-%d", rev, n))
 		}
 		for i, p := range k.pods[key] {
-			if err := k.publish(ctx, d.Namespace, rev, i, p.Listener.Addr().(interface{ String() string })); err != nil {
-				return err
+			if _, port := splitPort(p.Listener.Addr().String()); k.published[d.Namespace+"/"+fmt.Sprintf("%s-%d", rev, i)] != port {
+				jobs = append(jobs, job{d.Namespace, rev, i, p.Listener.Addr()})
 			}
 		}
 	}
@@ -137,11 +171,29 @@ func (k *kubelet) sync(ctx context.Context) error {
 			delete(k.pods, key)
 		}
 	}
-	return nil
+	// Many nodes publish at once in a cluster; eight writers stand in for them.
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 8)
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := k.publish(ctx, j.ns, j.rev, j.i, j.addr); err != nil {
+				errMu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				errMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
 }
 
-// publish writes replica i's EndpointSlice once (ready, on 127.0.0.1 and its port).
-func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.Stringer) (retErr error) {
+// publish writes replica i's EndpointSlice (ready, on the kubelet's IP and the replica's
+// port); called with k.mu held, by several goroutines at once (pubMu guards published).
+func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.Stringer) error {
 	name := fmt.Sprintf("%s-%d", rev, i)
 	_, port := splitPort(addr.String())
 	yes := true
@@ -154,26 +206,20 @@ func (k *kubelet) publish(ctx context.Context, ns, rev string, i int, addr fmt.S
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{k.ip}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
 	}
-	if k.published[ns+"/"+name] == port {
-		return nil
-	}
-	defer func() {
-		if retErr == nil {
-			k.published[ns+"/"+name] = port
+	_, err := k.kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		var cur *discoveryv1.EndpointSlice
+		if cur, err = k.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, name, metav1.GetOptions{}); err == nil && *cur.Ports[0].Port != port {
+			slice.ResourceVersion = cur.ResourceVersion
+			_, err = k.kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{})
 		}
-	}()
-	cur, err := k.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = k.kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{})
-		return err
-	case err != nil:
-		return err
-	case *cur.Ports[0].Port != port:
-		slice.ResourceVersion = cur.ResourceVersion
-		_, err = k.kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{})
-		return err
 	}
+	if err != nil {
+		return fmt.Errorf("publish endpoints of %s/%s: %w", ns, name, err)
+	}
+	k.pubMu.Lock()
+	k.published[ns+"/"+name] = port
+	k.pubMu.Unlock()
 	return nil
 }
 

@@ -80,8 +80,20 @@ func New(cfg Config) *Runtime {
 	}
 	_, _ = r.deps.AddEventHandler(h)
 	_, _ = r.slices.AddEventHandler(h)
+	// State reads one revision's slices; scanning the namespace's would cost every
+	// reconcile as much as there are revisions.
+	_ = r.slices.AddIndexers(cache.Indexers{sliceServiceIndex: func(o any) ([]string, error) {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return nil, nil
+		}
+		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+	}})
 	return r
 }
+
+// sliceServiceIndex indexes EndpointSlices by namespace/service.
+const sliceServiceIndex = "service"
 
 // Start starts the informers and waits for their caches; they stop with ctx.
 func (r *Runtime) Start(ctx context.Context) error {
@@ -249,7 +261,7 @@ func (r *Runtime) State(namespace, name string) runtime.State {
 		st.Desired = r.desired[namespace+"/"+name]
 		r.mu.Unlock()
 	}
-	items, _ := r.slices.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
+	items, _ := r.slices.GetIndexer().ByIndex(sliceServiceIndex, namespace+"/"+name)
 	seen := map[string]bool{}
 	for _, it := range items {
 		s := it.(*discoveryv1.EndpointSlice)

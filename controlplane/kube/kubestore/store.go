@@ -303,9 +303,54 @@ func (s *Store) Update(ctx context.Context, obj store.Object) error {
 	return s.update(ctx, obj, false)
 }
 
-// UpdateStatus writes obj's status through the status subresource.
+// UpdateStatus writes obj's status through the status subresource. A status equal to the
+// one the cache holds at obj's resourceVersion is not written (obj gets the cached object),
+// as Knative's generated reconcilers skip an unchanged status: the API server would store
+// nothing and send no event, so the request would only cost a round trip.
 func (s *Store) UpdateStatus(ctx context.Context, obj store.Object) error {
+	if cached := s.sameStatus(obj); cached != nil {
+		if err := fromUnstructured(cached, obj); err != nil {
+			return fmt.Errorf("update status %s: %w", store.KeyOf(obj), err)
+		}
+		return nil
+	}
 	return s.update(ctx, obj, true)
+}
+
+// sameStatus returns the cached object when it is at obj's resourceVersion with obj's
+// status, and nil otherwise (then the write decides, conflicts included).
+func (s *Store) sameStatus(obj store.Object) *unstructured.Unstructured {
+	key := store.KeyOf(obj)
+	inf, ok := s.informers[key.Kind]
+	if !ok || obj.GetResourceVersion() == "" {
+		return nil
+	}
+	cacheKey := key.Namespace + "/" + key.Name
+	if key.Namespace == "" {
+		cacheKey = key.Name
+	}
+	item, exists, err := inf.GetIndexer().GetByKey(cacheKey)
+	if err != nil || !exists {
+		return nil
+	}
+	cached := item.(*unstructured.Unstructured)
+	if cached.GetResourceVersion() != obj.GetResourceVersion() {
+		return nil
+	}
+	// Both sides go through obj's type, so fields the type leaves out when empty compare equal.
+	stored := reflect.New(reflect.TypeOf(obj).Elem()).Interface()
+	if fromUnstructured(cached, stored) != nil {
+		return nil
+	}
+	want, err := toUnstructured(obj)
+	if err != nil {
+		return nil
+	}
+	have, err := toUnstructured(stored)
+	if err != nil || !reflect.DeepEqual(want.Object["status"], have.Object["status"]) {
+		return nil
+	}
+	return cached
 }
 
 func (s *Store) update(ctx context.Context, obj store.Object, status bool) error {
