@@ -110,6 +110,8 @@ func newControllerCommand() *cobra.Command {
 			cfg.LeaseDuration, _ = f.GetDuration("leader-elect-lease-duration")
 			cfg.RenewDeadline, _ = f.GetDuration("leader-elect-renew-deadline")
 			cfg.RetryPeriod, _ = f.GetDuration("leader-elect-retry-period")
+			cfg.PodName, _ = f.GetString("pod-name")
+			cfg.PodNamespace, _ = f.GetString("pod-namespace")
 			port, _ := f.GetUint32("proxy-port")
 			cfg.ProxyListenPort = port
 			cfg.ProxyHTTPSPort, _ = f.GetUint32("proxy-https-port")
@@ -213,6 +215,8 @@ func newControllerCommand() *cobra.Command {
 	f.Duration("leader-elect-lease-duration", 0, "how long a Lease is valid without renewal (default 15s)")
 	f.Duration("leader-elect-renew-deadline", 0, "how long the leader retries renewing before giving up (default 10s)")
 	f.Duration("leader-elect-retry-period", 0, "how often candidates retry (default 2s)")
+	f.String("pod-name", os.Getenv("POD_NAME"), "this replica's Pod, which the leader labels "+kube.LeaderLabel+"=true for the skiff-controlplane Service to select (default $POD_NAME); empty: no label")
+	f.String("pod-namespace", os.Getenv("POD_NAMESPACE"), "the namespace of --pod-name (default $POD_NAMESPACE)")
 	return cmd
 }
 

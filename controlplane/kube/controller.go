@@ -2,8 +2,9 @@
 // reconcilers, autoscaler and activation hub as `skiff up`, over a store backed by the API
 // server (kubestore) and a runtime of Deployments and EndpointSlices (deployruntime), with the
 // xDS server Envoy connects to. One replica leads at a time (a coordination.k8s.io Lease);
-// only the leader reconciles, scales and serves xDS, and /readyz says so, so the Services in
-// front of the controller send Envoy and `skiff extproc` to the leader.
+// only the leader reconciles, scales and serves xDS, and it labels its Pod (LeaderLabel) so
+// the Service in front of it sends Envoy and `skiff extproc` to the leader; every replica is
+// Ready (/readyz), since each serves the admission webhooks.
 //
 // Decisions: deletion cascades through owner references and Kubernetes' garbage collector
 // (kube-controller-manager), as for any Kubernetes object. The autoscaler (KPA) scales each
@@ -135,6 +136,10 @@ type Config struct {
 	TLS *TLSConfig
 	// LeaseNamespace and LeaseName name the Lease for leader election; Identity is this replica's.
 	LeaseNamespace, LeaseName, Identity string
+	// PodNamespace and PodName are this replica's Pod (the downward API's POD_NAMESPACE and
+	// POD_NAME): the leader puts LeaderLabel on it, which the skiff-controlplane Service
+	// selects. Empty: no label (then only a single replica can be put behind that Service).
+	PodNamespace, PodName string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; defaults 15s, 10s, 2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Workers is how many reconciles run at once; default 4.
@@ -188,6 +193,11 @@ type Controller struct {
 	hookLis  net.Listener // nil when WebhookAddress is "-"
 	wasmCode http.Handler // nil without WasmFilters
 	leader   atomic.Bool
+	// started is set once a stale LeaderLabel is gone; hook is the webhook server (nil when
+	// off): readyz reports on both.
+	started atomic.Bool
+	hook    atomic.Pointer[webhook.Server]
+	pod     *leaderPod
 }
 
 // New checks cfg and binds the xDS and HTTP listeners.
@@ -326,10 +336,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	c.pod = &leaderPod{kc: kc, namespace: c.cfg.PodNamespace, name: c.cfg.PodName, log: c.log}
+	if err := c.pod.unmark(); err != nil {
+		// A restarted container must not keep the label of a leadership it lost.
+		return fmt.Errorf("kube controller: %w", err)
+	}
 	if c.hookLis != nil {
 		// Every replica serves the webhooks, so writes never wait for an election.
 		hook := webhook.New(webhook.Config{Client: kc, Namespace: c.cfg.SystemNamespace, ServiceName: c.cfg.WebhookService,
 			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, Logger: c.cfg.Logger})
+		c.hook.Store(hook)
 		hctx, stopHook := context.WithCancel(ctx)
 		defer stopHook()
 		wg.Go(func() {
@@ -345,6 +361,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		defer srv.Close()
 	}
+	c.started.Store(true)
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.cfg.LeaseNamespace, c.cfg.LeaseName,
 		kc.CoreV1(), kc.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.cfg.Identity})
 	if err != nil {
@@ -527,6 +544,8 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		wg.Go(func() { events.StartDispatchWhenServing(sctx, ctrl.Synced(), proxy, eventing.DispatchWaitForProxy) })
 	}
 	c.leader.Store(true)
+	// Proxies are handed to this replica (LeaderLabel) once it has everything programmed.
+	wg.Go(func() { c.pod.markWhenSynced(sctx, ctrl.Synced()) })
 	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String(), "eventing", events != nil)
 	err = ctrl.Run(rctx, c.cfg.Workers)
 	if cause := context.Cause(rctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
@@ -623,13 +642,7 @@ func (c *Controller) serveHealth() (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !c.leader.Load() {
-			http.Error(w, "not the leader", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
+	mux.HandleFunc("/readyz", c.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lis) }() // stopped by the caller's Close
 	return srv, nil

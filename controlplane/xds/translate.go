@@ -118,6 +118,7 @@ func translateHTTPListener(name, routeConfig, address string, port uint32, extPr
 		// Knative serves WebSockets; Envoy refuses upgrades a listener does not list.
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 	}
+	edgeHCM(hcm)
 	if err := hcm.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)
 	}
@@ -137,6 +138,7 @@ func translateHTTPListener(name, routeConfig, address string, port uint32, extPr
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 		}}},
 	}
+	edgeListener(l)
 	if certs == nil {
 		l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter}}}
 	} else if err := addTLSFilterChains(l, hcmFilter, certs); err != nil {

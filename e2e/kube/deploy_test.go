@@ -146,8 +146,21 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	var proxy atomic.Value
+	// The replica's Pod (no kubelet runs it): the leader labels it, and removes the label a
+	// previous leader's Pod kept, under the Role's pods rule.
+	for _, name := range []string{"skiff-controller-a", "skiff-controller-old"} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "skiff-controller"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "controller", Image: "ghcr.io/skiff-dev/skiff"}}}}
+		if name == "skiff-controller-old" {
+			pod.Labels[kube.LeaderLabel] = "true"
+		}
+		if _, err := c.kube.CoreV1().Pods("skiff-system").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
 		cfg.LeaseNamespace = "skiff-system"
+		cfg.PodNamespace, cfg.PodName = "skiff-system", "skiff-controller-a"
 		// The webhooks' certificate Secret and caBundle updates under the same RBAC (the
 		// configurations themselves were a dry run: not installed here).
 		cfg.WebhookAddress, cfg.SystemNamespace = "127.0.0.1:0", "skiff-system"
@@ -166,6 +179,10 @@ func TestDeployManifests(t *testing.T) {
 	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")
+	eventually(t, 30*time.Second, "only the leader's Pod labelled "+kube.LeaderLabel, func() bool {
+		pods, err := c.kube.CoreV1().Pods("skiff-system").List(ctx, metav1.ListOptions{LabelSelector: kube.LeaderLabel + "=true"})
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].Name == "skiff-controller-a"
+	})
 	eventually(t, 30*time.Second, "the webhook certificate Secret made under the controller's RBAC", func() bool {
 		_, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-webhook-certs", metav1.GetOptions{})
 		return err == nil
