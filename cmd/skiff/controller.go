@@ -50,6 +50,9 @@ func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingCon
 	if podIP := os.Getenv("POD_IP"); ev.IngressAdvertise == "" && podIP != "" {
 		ev.IngressAdvertise = net.JoinHostPort(podIP, port)
 	}
+	if ev.StreamReplicas, _ = f.GetInt("nats-stream-replicas"); ev.StreamReplicas < 1 || ev.StreamReplicas > 5 {
+		return nil, fmt.Errorf("--nats-stream-replicas %d: must be 1 to 5 (JetStream's limit), the NATS cluster's size", ev.StreamReplicas)
+	}
 	if ev.AckWait, _ = f.GetDuration("broker-ack-wait"); ev.AckWait <= 0 {
 		return nil, fmt.Errorf("--broker-ack-wait %s: must be positive", ev.AckWait)
 	}
@@ -199,6 +202,7 @@ func newControllerCommand() *cobra.Command {
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("nats-credentials-secret", "skiff-system/skiff-nats", "namespace/name of the Secret with the credentials NATS requires (key token, or user and password); created with a random token if absent; empty: none")
+	f.Int("nats-stream-replicas", 1, "how many servers of the NATS cluster keep each broker's stream (JetStream replicas, 1-5): the cluster's size, e.g. 3 for deploy/'s")
 	f.Bool("tls", true, "serve ADS and --http-addr over mTLS with a CA kept in --tls-secret (created on first start), and tell Envoy to reach ext_proc and the wasm modules over mTLS; false serves them in plaintext to anyone who can reach them")
 	f.String("tls-secret", "skiff-system/skiff-tls", "namespace/name of the Secret holding the CA and the certificates of Envoy and the activators")
 	f.StringSlice("tls-controller-names", nil, "DNS names of the controller's serving certificate (default: the skiff-controlplane Service's names in --tls-secret's namespace)")

@@ -155,6 +155,9 @@ type EventingConfig struct {
 	// NATSURL is the NATS cluster with JetStream that keeps the events (required: the
 	// controller embeds no NATS server).
 	NATSURL string
+	// StreamReplicas is how many NATS servers keep each broker's stream (JetStream
+	// replicas): the cluster's size (deploy/: 3); default 1, for a single server.
+	StreamReplicas int
 	// IngressAddress is where the broker ingress listens; default ":18002".
 	IngressAddress string
 	// IngressAdvertise is the ip:port Envoy reaches this replica's ingress at (the pod IP);
@@ -420,7 +423,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		HTTPSListenerAddress: "0.0.0.0", HTTPSListenerPort: c.cfg.ProxyHTTPSPort, HTTPSRedirectPort: c.cfg.HTTPSRedirectPort,
 		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort,
 		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout}
-	var serverTLS *tls.Config
+	var serverTLS, natsTLS *tls.Config
 	if c.cfg.TLS != nil {
 		t := c.cfg.TLS.withDefaults()
 		m, err := ensureTLS(ctx, kc, t, time.Now())
@@ -431,6 +434,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 			return fmt.Errorf("kube controller: %w", err)
 		}
 		xopts.ProxyTLS = &xds.ProxyTLS{ExtProcServerName: t.ExtProcNames[0], WasmServerName: t.ControllerNames[0]}
+		natsTLS = natsClientTLS(m.caPEM)
 	}
 	var natsAuth broker.NATSAuth
 	if ev := c.cfg.Eventing; ev != nil && ev.NATSCredentialsSecret != "" {
@@ -451,7 +455,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	// are handed back to JetStream for the next leader rather than counted as failures.
 	rctx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
-	events, stopEvents, err := c.startEventing(proxy, cancelRun, natsAuth)
+	events, stopEvents, err := c.startEventing(proxy, cancelRun, natsAuth, natsTLS)
 	if err != nil {
 		return err
 	}
@@ -557,7 +561,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 // startEventing connects to NATS, binds the broker ingress and programs its route on proxy,
 // then serves it until stop is called; a failure of the ingress calls fail. Without
 // Config.Eventing it returns a nil Eventing and a no-op stop.
-func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc, auth broker.NATSAuth) (*eventing.Eventing, func(), error) {
+func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc, auth broker.NATSAuth, natsTLS *tls.Config) (*eventing.Eventing, func(), error) {
 	ev := c.cfg.Eventing
 	if ev == nil {
 		return nil, func() {}, nil
@@ -565,7 +569,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 	ctx, cancel := context.WithCancel(context.Background())
 	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
-		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth,
+		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth, NATSTLS: natsTLS, StreamReplicas: ev.StreamReplicas,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
 		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed,
