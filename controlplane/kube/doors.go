@@ -78,10 +78,15 @@ func (t *TLSConfig) withDefaults() TLSConfig {
 		out.ExtProcNames = serviceNames("skiff-extproc", out.SecretNamespace)
 	}
 	if len(out.NATSNames) == 0 {
-		ns := out.SecretNamespace
-		out.NATSNames = append(serviceNames("nats", ns), "*.nats."+ns+".svc", "*.nats."+ns+".svc.cluster.local")
+		out.NATSNames = NATSNames(out.SecretNamespace)
 	}
 	return out
+}
+
+// NATSNames are the DNS names of the NATS servers' certificate the controller issues for
+// deploy/'s StatefulSet in namespace ns: the nats Service's names and its pods'.
+func NATSNames(ns string) []string {
+	return append(serviceNames("nats", ns), "*.nats."+ns+".svc", "*.nats."+ns+".svc.cluster.local")
 }
 
 // serviceNames are the DNS names of a Service, the shortest fully qualified first.
