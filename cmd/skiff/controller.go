@@ -182,7 +182,7 @@ func newControllerCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.String("kubeconfig", "", "kubeconfig file; empty means in-cluster configuration")
 	f.String("xds-addr", ":18000", "address of the ADS server Envoy connects to (served by the leader only)")
-	f.String("health-addr", ":8081", "address of /healthz and /readyz (ready only while leading)")
+	f.String("health-addr", ":8081", "address of /healthz and /readyz (every replica is ready once it serves the webhooks; the leader is the Pod labelled skiff.dev/leader=true)")
 	f.String("domain", "example.com", "route hosts are {name}.{namespace}.{domain}")
 	f.Uint32("proxy-port", 8080, "port of the HTTP listener Envoy is told to bind")
 	f.Uint32("proxy-https-port", 8443, "port of the TLS listener Envoy is told to bind (certificates from cert-manager and DomainMappings' Secrets, over SDS); 0 for none")
