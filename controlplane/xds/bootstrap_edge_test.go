@@ -108,10 +108,10 @@ func TestEdgeLimitsOnTranslatedResources(t *testing.T) {
 		t.Fatal(err)
 	}
 	h2 := hcm.GetHttp2ProtocolOptions()
-	if !hcm.GetUseRemoteAddress().GetValue() || hcm.GetRequestHeadersTimeout().AsDuration() != EdgeRequestHeadersTimeout ||
+	if hcm.GetRequestHeadersTimeout().AsDuration() != EdgeRequestHeadersTimeout ||
 		h2.GetMaxConcurrentStreams().GetValue() != EdgeMaxConcurrentStreams || h2.GetInitialStreamWindowSize().GetValue() != EdgeInitialStreamWindow ||
 		h2.GetInitialConnectionWindowSize().GetValue() != EdgeInitialConnectionWindow {
-		t.Errorf("http connection manager edge options: use_remote_address %v, request_headers_timeout %v, http2 %v", hcm.GetUseRemoteAddress(), hcm.GetRequestHeadersTimeout(), h2)
+		t.Errorf("http connection manager edge options: request_headers_timeout %v, http2 %v", hcm.GetRequestHeadersTimeout(), h2)
 	}
 	c, err := TranslateCluster(Cluster{Namespace: "default", Revision: "hello-00001"})
 	if err != nil {
