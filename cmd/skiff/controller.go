@@ -50,6 +50,9 @@ func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingCon
 	if podIP := os.Getenv("POD_IP"); ev.IngressAdvertise == "" && podIP != "" {
 		ev.IngressAdvertise = net.JoinHostPort(podIP, port)
 	}
+	if ev.StreamReplicas, _ = f.GetInt("nats-stream-replicas"); ev.StreamReplicas < 1 || ev.StreamReplicas > 5 {
+		return nil, fmt.Errorf("--nats-stream-replicas %d: must be 1 to 5 (JetStream's limit), the NATS cluster's size", ev.StreamReplicas)
+	}
 	if ev.AckWait, _ = f.GetDuration("broker-ack-wait"); ev.AckWait <= 0 {
 		return nil, fmt.Errorf("--broker-ack-wait %s: must be positive", ev.AckWait)
 	}
@@ -113,6 +116,8 @@ func newControllerCommand() *cobra.Command {
 			cfg.Workers, _ = f.GetInt("workers")
 			cfg.QPS, _ = f.GetFloat32("kube-api-qps")
 			cfg.Burst, _ = f.GetInt("kube-api-burst")
+			cfg.PodName, _ = f.GetString("pod-name")
+			cfg.PodNamespace, _ = f.GetString("pod-namespace")
 			port, _ := f.GetUint32("proxy-port")
 			cfg.ProxyListenPort = port
 			cfg.ProxyHTTPSPort, _ = f.GetUint32("proxy-https-port")
@@ -202,7 +207,7 @@ func newControllerCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.String("kubeconfig", "", "kubeconfig file; empty means in-cluster configuration")
 	f.String("xds-addr", ":18000", "address of the ADS server Envoy connects to (served by the leader only)")
-	f.String("health-addr", ":8081", "address of /healthz and /readyz (ready only while leading)")
+	f.String("health-addr", ":8081", "address of /healthz and /readyz (every replica is ready once it serves the webhooks; the leader is the Pod labelled skiff.dev/leader=true)")
 	f.String("domain", "example.com", "route hosts are {name}.{namespace}.{domain}")
 	f.Uint32("proxy-port", 8080, "port of the HTTP listener Envoy is told to bind")
 	f.Uint32("proxy-https-port", 8443, "port of the TLS listener Envoy is told to bind (certificates from cert-manager and DomainMappings' Secrets, over SDS); 0 for none")
@@ -222,6 +227,7 @@ func newControllerCommand() *cobra.Command {
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("nats-credentials-secret", "skiff-system/skiff-nats", "namespace/name of the Secret with the credentials NATS requires (key token, or user and password); created with a random token if absent; empty: none")
+	f.Int("nats-stream-replicas", 1, "how many servers of the NATS cluster keep each broker's stream (JetStream replicas, 1-5): the cluster's size, e.g. 3 for deploy/'s")
 	f.Bool("tls", true, "serve ADS and --http-addr over mTLS with a CA kept in --tls-secret (created on first start), and tell Envoy to reach ext_proc and the wasm modules over mTLS; false serves them in plaintext to anyone who can reach them")
 	f.String("tls-secret", "skiff-system/skiff-tls", "namespace/name of the Secret holding the CA and the certificates of Envoy and the activators")
 	f.StringSlice("tls-controller-names", nil, "DNS names of the controller's serving certificate (default: the skiff-controlplane Service's names in --tls-secret's namespace)")
@@ -242,6 +248,8 @@ func newControllerCommand() *cobra.Command {
 	f.Int("workers", kube.DefaultWorkers, "how many reconciles run at once")
 	f.Float32("kube-api-qps", kube.DefaultQPS, "queries per second the controller's API client may make (client-go's rate limiter)")
 	f.Int("kube-api-burst", kube.DefaultBurst, "burst of the controller's API client above --kube-api-qps")
+	f.String("pod-name", os.Getenv("POD_NAME"), "this replica's Pod, which the leader labels "+kube.LeaderLabel+"=true for the skiff-controlplane Service to select (default $POD_NAME); empty: no label")
+	f.String("pod-namespace", os.Getenv("POD_NAMESPACE"), "the namespace of --pod-name (default $POD_NAMESPACE)")
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -73,6 +74,11 @@ type Config struct {
 	NATSURL string
 	// NATSAuth authenticates to NATSURL (a token, or a user and password).
 	NATSAuth broker.NATSAuth
+	// NATSTLS verifies NATSURL's servers when they require TLS; nil uses the system roots.
+	NATSTLS *tls.Config
+	// StreamReplicas is how many servers of the NATS cluster keep each stream (JetStream
+	// replicas: the cluster's size, e.g. 3); default 1.
+	StreamReplicas int
 	// StoreDir holds the embedded JetStream's files (e.g. {data-dir}/jetstream).
 	StoreDir string
 	// IngressAddress is where the broker ingress HTTP server listens; default
@@ -158,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 		e.token = hex.EncodeToString(b[:])
 	}
 	bopts := broker.Options{
-		URL: url, Auth: cfg.NATSAuth, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
+		URL: url, Auth: cfg.NATSAuth, TLS: cfg.NATSTLS, Replicas: cfg.StreamReplicas, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
 		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch,
 	}
 	if cfg.Telemetry != nil {

@@ -2,8 +2,9 @@
 // reconcilers, autoscaler and activation hub as `skiff up`, over a store backed by the API
 // server (kubestore) and a runtime of Deployments and EndpointSlices (deployruntime), with the
 // xDS server Envoy connects to. One replica leads at a time (a coordination.k8s.io Lease);
-// only the leader reconciles, scales and serves xDS, and /readyz says so, so the Services in
-// front of the controller send Envoy and `skiff extproc` to the leader.
+// only the leader reconciles, scales and serves xDS, and it labels its Pod (LeaderLabel) so
+// the Service in front of it sends Envoy and `skiff extproc` to the leader; every replica is
+// Ready (/readyz), since each serves the admission webhooks.
 //
 // Decisions: deletion cascades through owner references and Kubernetes' garbage collector
 // (kube-controller-manager), as for any Kubernetes object. The autoscaler (KPA) scales each
@@ -140,6 +141,10 @@ type Config struct {
 	TLS *TLSConfig
 	// LeaseNamespace and LeaseName name the Lease for leader election; Identity is this replica's.
 	LeaseNamespace, LeaseName, Identity string
+	// PodNamespace and PodName are this replica's Pod (the downward API's POD_NAMESPACE and
+	// POD_NAME): the leader puts LeaderLabel on it, which the skiff-controlplane Service
+	// selects. Empty: no label (then only a single replica can be put behind that Service).
+	PodNamespace, PodName string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; defaults 15s, 10s, 2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Workers is how many reconciles run at once; default DefaultWorkers.
@@ -163,6 +168,9 @@ type EventingConfig struct {
 	// NATSURL is the NATS cluster with JetStream that keeps the events (required: the
 	// controller embeds no NATS server).
 	NATSURL string
+	// StreamReplicas is how many NATS servers keep each broker's stream (JetStream
+	// replicas): the cluster's size (deploy/: 3); default 1, for a single server.
+	StreamReplicas int
 	// IngressAddress is where the broker ingress listens; default ":18002".
 	IngressAddress string
 	// IngressAdvertise is the ip:port Envoy reaches this replica's ingress at (the pod IP);
@@ -201,6 +209,11 @@ type Controller struct {
 	hookLis  net.Listener // nil when WebhookAddress is "-"
 	wasmCode http.Handler // nil without WasmFilters
 	leader   atomic.Bool
+	// started is set once a stale LeaderLabel is gone; hook is the webhook server (nil when
+	// off): readyz reports on both.
+	started atomic.Bool
+	hook    atomic.Pointer[webhook.Server]
+	pod     *leaderPod
 }
 
 // New checks cfg and binds the xDS and HTTP listeners.
@@ -337,10 +350,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	c.pod = &leaderPod{kc: kc, namespace: c.cfg.PodNamespace, name: c.cfg.PodName, log: c.log}
+	if err := c.pod.unmark(); err != nil {
+		// A restarted container must not keep the label of a leadership it lost.
+		return fmt.Errorf("kube controller: %w", err)
+	}
 	if c.hookLis != nil {
 		// Every replica serves the webhooks, so writes never wait for an election.
 		hook := webhook.New(webhook.Config{Client: kc, Namespace: c.cfg.SystemNamespace, ServiceName: c.cfg.WebhookService,
 			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, Logger: c.cfg.Logger})
+		c.hook.Store(hook)
 		hctx, stopHook := context.WithCancel(ctx)
 		defer stopHook()
 		wg.Go(func() {
@@ -356,6 +375,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		defer srv.Close()
 	}
+	c.started.Store(true)
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.cfg.LeaseNamespace, c.cfg.LeaseName,
 		kc.CoreV1(), kc.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.cfg.Identity})
 	if err != nil {
@@ -428,7 +448,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		LocalListenerAddress: "0.0.0.0", LocalListenerPort: c.cfg.ProxyLocalPort,
 		Tracing: obs.proxyTracing, Metrics: obs.xds,
 		ServingNodes: c.cfg.ServingNodes, AckTimeout: c.cfg.XDSAckTimeout, ScopedRoutes: c.cfg.ScopedRoutes}
-	var serverTLS *tls.Config
+	var serverTLS, natsTLS *tls.Config
 	if c.cfg.TLS != nil {
 		t := c.cfg.TLS.withDefaults()
 		m, err := ensureTLS(ctx, kc, t, time.Now())
@@ -439,6 +459,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 			return fmt.Errorf("kube controller: %w", err)
 		}
 		xopts.ProxyTLS = &xds.ProxyTLS{ExtProcServerName: t.ExtProcNames[0], WasmServerName: t.ControllerNames[0]}
+		natsTLS = natsClientTLS(m.caPEM)
 	}
 	var natsAuth broker.NATSAuth
 	if ev := c.cfg.Eventing; ev != nil && ev.NATSCredentialsSecret != "" {
@@ -459,7 +480,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	// are handed back to JetStream for the next leader rather than counted as failures.
 	rctx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
-	events, stopEvents, err := c.startEventing(proxy, cancelRun, natsAuth)
+	events, stopEvents, err := c.startEventing(proxy, cancelRun, natsAuth, natsTLS)
 	if err != nil {
 		return err
 	}
@@ -568,6 +589,8 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		wg.Go(func() { events.StartDispatchWhenServing(sctx, ctrl.Synced(), proxy, eventing.DispatchWaitForProxy) })
 	}
 	c.leader.Store(true)
+	// Proxies are handed to this replica (LeaderLabel) once it has everything programmed.
+	wg.Go(func() { c.pod.markWhenSynced(sctx, ctrl.Synced()) })
 	c.log.Info("reconciling", "xds", c.xdsLis.Addr().String(), "extproc", c.cfg.ExtProcAddress, "autoscaler-metrics", c.cfg.StatSource.String(), "eventing", events != nil)
 	err = ctrl.Run(rctx, c.cfg.Workers)
 	if cause := context.Cause(rctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
@@ -579,7 +602,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 // startEventing connects to NATS, binds the broker ingress and programs its route on proxy,
 // then serves it until stop is called; a failure of the ingress calls fail. Without
 // Config.Eventing it returns a nil Eventing and a no-op stop.
-func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc, auth broker.NATSAuth) (*eventing.Eventing, func(), error) {
+func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFunc, auth broker.NATSAuth, natsTLS *tls.Config) (*eventing.Eventing, func(), error) {
 	ev := c.cfg.Eventing
 	if ev == nil {
 		return nil, func() {}, nil
@@ -587,7 +610,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 	ctx, cancel := context.WithCancel(context.Background())
 	pc := proxyclient.Config{Domain: c.cfg.Domain, ProxyAddress: ev.ProxyAddress, LocalProxyAddress: ev.LocalProxyAddress}
 	events, err := eventing.New(ctx, eventing.Config{
-		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth,
+		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth, NATSTLS: natsTLS, StreamReplicas: ev.StreamReplicas,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
 		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, Logger: c.cfg.Logger,
 		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: c.cfg.Telemetry,
@@ -664,13 +687,7 @@ func (c *Controller) serveHealth() (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !c.leader.Load() {
-			http.Error(w, "not the leader", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
+	mux.HandleFunc("/readyz", c.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lis) }() // stopped by the caller's Close
 	return srv, nil

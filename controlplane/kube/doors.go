@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,10 +31,15 @@ const (
 	SecretKeyEnvoyKey    = "envoy.key"
 	SecretKeyExtProcCert = "extproc.crt"
 	SecretKeyExtProcKey  = "extproc.key"
+	// SecretKeyNATSCert and SecretKeyNATSKey are the NATS servers' certificate (deploy/'s
+	// StatefulSet: clients and cluster routes over TLS, routes verifying each other).
+	SecretKeyNATSCert = "nats.crt"
+	SecretKeyNATSKey  = "nats.key"
 )
 
 // Keys of the NATS credentials Secret (EventingConfig.NATSCredentialsSecret): token, or user
-// and password.
+// and password (what the controller creates: deploy/'s NATS cluster makes that user the
+// SKIFF account's, which has JetStream).
 const (
 	SecretKeyNATSToken    = "token"
 	SecretKeyNATSUser     = "user"
@@ -55,6 +62,9 @@ type TLSConfig struct {
 	// ExtProcNames are the DNS names of the activators' certificate; default the
 	// skiff-extproc Service's names in SecretNamespace.
 	ExtProcNames []string
+	// NATSNames are the DNS names of the NATS servers' certificate; default the nats
+	// Service's names and its pods' (*.nats.{namespace}.svc) in SecretNamespace.
+	NATSNames []string
 }
 
 func (t *TLSConfig) withDefaults() TLSConfig {
@@ -67,7 +77,16 @@ func (t *TLSConfig) withDefaults() TLSConfig {
 	if len(out.ExtProcNames) == 0 {
 		out.ExtProcNames = serviceNames("skiff-extproc", out.SecretNamespace)
 	}
+	if len(out.NATSNames) == 0 {
+		out.NATSNames = NATSNames(out.SecretNamespace)
+	}
 	return out
+}
+
+// NATSNames are the DNS names of the NATS servers' certificate the controller issues for
+// deploy/'s StatefulSet in namespace ns: the nats Service's names and its pods'.
+func NATSNames(ns string) []string {
+	return append(serviceNames("nats", ns), "*.nats."+ns+".svc", "*.nats."+ns+".svc.cluster.local")
 }
 
 // serviceNames are the DNS names of a Service, the shortest fully qualified first.
@@ -121,7 +140,8 @@ func ensureTLS(ctx context.Context, kc kubernetes.Interface, cfg TLSConfig, now 
 	if err != nil {
 		return tlsMaterial{}, fmt.Errorf("TLS secret %s (keys %s, %s): %w", what, SecretKeyCACert, SecretKeyCAKey, err)
 	}
-	if ca.NeedsRenewal(sec.Data[SecretKeyEnvoyCert], nil, now) || ca.NeedsRenewal(sec.Data[SecretKeyExtProcCert], cfg.ExtProcNames, now) {
+	if ca.NeedsRenewal(sec.Data[SecretKeyEnvoyCert], nil, now) || ca.NeedsRenewal(sec.Data[SecretKeyExtProcCert], cfg.ExtProcNames, now) ||
+		ca.NeedsRenewal(sec.Data[SecretKeyNATSCert], cfg.NATSNames[:1], now) {
 		sec = sec.DeepCopy()
 		if err := issueInto(sec, ca, cfg, now); err != nil {
 			return tlsMaterial{}, err
@@ -152,11 +172,20 @@ func issueInto(sec *corev1.Secret, ca *pki.CA, cfg TLSConfig, now time.Time) err
 	}
 	sec.Data[SecretKeyEnvoyCert], sec.Data[SecretKeyEnvoyKey] = envoy.CertPEM, envoy.KeyPEM
 	sec.Data[SecretKeyExtProcCert], sec.Data[SecretKeyExtProcKey] = ext.CertPEM, ext.KeyPEM
+	nats, err := ca.Issue("nats", cfg.NATSNames, pki.Server|pki.Client, now)
+	if err != nil {
+		return err
+	}
+	sec.Data[SecretKeyNATSCert], sec.Data[SecretKeyNATSKey] = nats.CertPEM, nats.KeyPEM
 	return nil
 }
 
-// natsCredentials reads the NATS credentials Secret "namespace/name", creating it with a random
-// token when it does not exist (the NATS server of deploy/ takes its token from it).
+// NATSUser is the user the controller creates in the NATS credentials Secret.
+const NATSUser = "skiff"
+
+// natsCredentials reads the NATS credentials Secret "namespace/name", creating it with the
+// user NATSUser and a random password when it does not exist (deploy/'s NATS cluster makes
+// its SKIFF account's user from it).
 func natsCredentials(ctx context.Context, kc kubernetes.Interface, ref string) (broker.NATSAuth, error) {
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || ns == "" || name == "" {
@@ -172,7 +201,7 @@ func natsCredentials(ctx context.Context, kc kubernetes.Interface, ref string) (
 		sec = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/managed-by": "skiff"}},
 			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{SecretKeyNATSToken: []byte(hex.EncodeToString(b))},
+			Data:       map[string][]byte{SecretKeyNATSUser: []byte(NATSUser), SecretKeyNATSPassword: []byte(hex.EncodeToString(b))},
 		}
 		created, cerr := secrets.Create(ctx, sec, metav1.CreateOptions{})
 		switch {
@@ -198,4 +227,15 @@ func natsCredentials(ctx context.Context, kc kubernetes.Interface, ref string) (
 		return auth, errors.New("NATS credentials secret " + ref + ": give a token or a user and password, not both")
 	}
 	return auth, nil
+}
+
+// natsClientTLS verifies NATS servers that require TLS against the system roots and the
+// controller's CA (deploy/'s NATS cluster serves the certificate issued into the TLS Secret).
+func natsClientTLS(caPEM []byte) *tls.Config {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pool.AppendCertsFromPEM(caPEM)
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 }

@@ -69,7 +69,7 @@ func TestEnsureTLS(t *testing.T) {
 	}
 }
 
-// The NATS credentials Secret is created with a random token when absent; a token or a user
+// The NATS credentials Secret is created with a user and a random password when absent; a token or a user
 // and password in it are used as they are.
 func TestNATSCredentials(t *testing.T) {
 	ctx := context.Background()
@@ -78,12 +78,12 @@ func TestNATSCredentials(t *testing.T) {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "empty", Namespace: "ns"}},
 	)
 	a, err := natsCredentials(ctx, kc, "ns/new")
-	if err != nil || len(a.Token) != 64 || a.User != "" {
-		t.Fatalf("created credentials %+v, %v: want a random token", a, err)
+	if err != nil || len(a.Password) != 64 || a.User != NATSUser || a.Token != "" {
+		t.Fatalf("created credentials %+v, %v: want user %s with a random password", a, err, NATSUser)
 	}
 	b, err := natsCredentials(ctx, kc, "ns/new")
 	if err != nil || b != a {
-		t.Errorf("read again: %+v %v, want the same token", b, err)
+		t.Errorf("read again: %+v %v, want the same credentials", b, err)
 	}
 	if up, err := natsCredentials(ctx, kc, "ns/up"); err != nil || up.User != "u" || up.Password != "p" {
 		t.Errorf("user and password: %+v %v", up, err)

@@ -45,6 +45,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		return nil
 	}
 	now := c.now()
+	before := routeServedBefore(&route)
 	st := &route.Status
 	st.ObservedGeneration = route.Generation
 	conds := []duck.ConditionType{servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady, RouteConditionCertificateProvisioned}
@@ -131,7 +132,9 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		st.MarkFalse(servingv1.RouteConditionIngressReady, ReasonProxyRejected, ps.Rejected, now)
 	default:
 		c.waitForAck(key, true, "")
-		st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
+		if !before.unchanged(&route) {
+			st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
+		}
 	}
 	summarize(&st.Status, now, conds...)
 	return c.cfg.Store.UpdateStatus(ctx, &route)

@@ -122,6 +122,7 @@ func translateHTTPListener(name, routeConfig, address string, port uint32, extPr
 	if scoped {
 		hcm.RouteSpecifier = scopedRoutes(name)
 	}
+	edgeHCM(hcm)
 	if err := hcm.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate listener: http connection manager: %w", err)
 	}
@@ -141,6 +142,7 @@ func translateHTTPListener(name, routeConfig, address string, port uint32, extPr
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 		}}},
 	}
+	edgeListener(l)
 	if certs == nil {
 		l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter}}}
 	} else if err := addTLSFilterChains(l, hcmFilter, certs); err != nil {

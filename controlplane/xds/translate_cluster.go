@@ -61,6 +61,7 @@ func TranslateCluster(c Cluster) (*clusterv3.Cluster, error) {
 		LbPolicy:             lb,
 		Metadata:             &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: md}},
 	}
+	edgeCluster(out)
 	if c.OverrideHost {
 		p, err := overrideHostPolicy()
 		if err != nil {

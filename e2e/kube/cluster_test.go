@@ -144,7 +144,10 @@ func startCluster(t testing.TB) *cluster {
 		"--service-account-key-file", saKey, "--service-account-signing-key-file", saKey,
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-cluster-ip-range", "10.96.0.0/24",
-		"--disable-admission-plugins", "ServiceAccount")
+		"--disable-admission-plugins", "ServiceAccount",
+		// On in OpenShift: setting blockOwnerDeletion needs update on the owner's finalizers,
+		// which the manifests' RBAC must grant (TestDeployManifests runs the controller so).
+		"--enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
 
 	rc := &rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", apiPort), BearerToken: token,
 		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}

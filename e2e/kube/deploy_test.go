@@ -38,6 +38,8 @@ var deployGVRs = map[string]schema.GroupVersionResource{
 	"RoleBinding":                    {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
 	"Deployment":                     {Group: "apps", Version: "v1", Resource: "deployments"},
 	"StatefulSet":                    {Group: "apps", Version: "v1", Resource: "statefulsets"},
+	"PodDisruptionBudget":            {Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+	"NetworkPolicy":                  {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
 	"MutatingWebhookConfiguration":   {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
 	"ValidatingWebhookConfiguration": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
 }
@@ -128,8 +130,8 @@ func TestDeployManifests(t *testing.T) {
 			t.Errorf("%s %s/%s rejected by the API server: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 	}
-	if kinds["Deployment"] != 3 || kinds["ConfigMap"] != 1 || kinds["StatefulSet"] != 1 {
-		t.Errorf("deploy/ has %d Deployments, %d ConfigMaps and %d StatefulSets, want the controller, extproc and Envoy, the Envoy bootstrap, and NATS", kinds["Deployment"], kinds["ConfigMap"], kinds["StatefulSet"])
+	if kinds["Deployment"] != 3 || kinds["ConfigMap"] != 2 || kinds["StatefulSet"] != 1 {
+		t.Errorf("deploy/ has %d Deployments, %d ConfigMaps and %d StatefulSets, want the controller, extproc and Envoy, the Envoy bootstrap and NATS's configuration, and NATS", kinds["Deployment"], kinds["ConfigMap"], kinds["StatefulSet"])
 	}
 	checkControllerArgs(t, objs)
 
@@ -148,8 +150,26 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	var proxy atomic.Value
+	// The replica's Pod (no kubelet runs it): the leader labels it, and removes the label a
+	// previous leader's Pod kept, under the Role's pods rule.
+	for _, name := range []string{"skiff-controller-a", "skiff-controller-old"} {
+		// Restricted, as skiff-system's Pod Security label requires.
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "skiff-controller"}},
+			Spec: corev1.PodSpec{
+				SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+				Containers: []corev1.Container{{Name: "controller", Image: "ghcr.io/skiff-dev/skiff", SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}},
+			}}
+		if name == "skiff-controller-old" {
+			pod.Labels[kube.LeaderLabel] = "true"
+		}
+		if _, err := c.kube.CoreV1().Pods("skiff-system").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctrl, _ := runControllerWith(t, &sa, "rbac", func(cfg *kube.Config) {
 		cfg.LeaseNamespace = "skiff-system"
+		cfg.PodNamespace, cfg.PodName = "skiff-system", "skiff-controller-a"
 		// The webhooks' certificate Secret and caBundle updates under the same RBAC (the
 		// configurations themselves were a dry run: not installed here).
 		cfg.WebhookAddress, cfg.SystemNamespace = "127.0.0.1:0", "skiff-system"
@@ -168,6 +188,10 @@ func TestDeployManifests(t *testing.T) {
 	proxy.Store(gw)
 	c.apply(t, "hello.yaml")
 	c.waitReady(t, servicesGVR, "hello")
+	eventually(t, 30*time.Second, "only the leader's Pod labelled "+kube.LeaderLabel, func() bool {
+		pods, err := c.kube.CoreV1().Pods("skiff-system").List(ctx, metav1.ListOptions{LabelSelector: kube.LeaderLabel + "=true"})
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].Name == "skiff-controller-a"
+	})
 	eventually(t, 30*time.Second, "the webhook certificate Secret made under the controller's RBAC", func() bool {
 		_, err := c.kube.CoreV1().Secrets("skiff-system").Get(ctx, "skiff-webhook-certs", metav1.GetOptions{})
 		return err == nil
@@ -365,19 +389,46 @@ func checkDoors(t *testing.T, objs []*unstructured.Unstructured) {
 	if name, keys := secretItems(envoy); name != "skiff-tls" || !slices.Equal(keys, []string{kube.SecretKeyCACert, kube.SecretKeyEnvoyCert, kube.SecretKeyEnvoyKey}) {
 		t.Errorf("skiff-envoy mounts secret %q keys %v, want only its own certificate and the CA from skiff-tls", name, keys)
 	}
+	// NATS: a 3-node cluster whose account user comes from the Secret the controller makes,
+	// with TLS from the controller's CA, routes to every replica, streams replicated on all.
 	nats := find("StatefulSet", "nats")
-	nargs, _, _ := unstructured.NestedStringSlice(container(nats), "args")
 	env, _, _ := unstructured.NestedSlice(container(nats), "env")
-	if !slices.Contains(nargs, "--auth=$(NATS_TOKEN)") || !slices.ContainsFunc(env, func(e any) bool {
-		m := e.(map[string]any)
-		s, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "name")
-		k, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "key")
-		return m["name"] == "NATS_TOKEN" && s == "skiff-nats" && k == kube.SecretKeyNATSToken
-	}) {
-		t.Errorf("nats args %q env %v: want --auth=$(NATS_TOKEN) from secret skiff-nats", nargs, env)
+	for name, key := range map[string]string{"NATS_USER": kube.SecretKeyNATSUser, "NATS_PASSWORD": kube.SecretKeyNATSPassword} {
+		if !slices.ContainsFunc(env, func(e any) bool {
+			m := e.(map[string]any)
+			s, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "name")
+			k, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "key")
+			return m["name"] == name && s == "skiff-nats" && k == key
+		}) {
+			t.Errorf("nats env %v: want %s from secret skiff-nats key %s", env, name, key)
+		}
+	}
+	if name, keys := secretItems(nats); name != "skiff-tls" || !slices.Equal(keys, []string{kube.SecretKeyCACert, kube.SecretKeyNATSCert, kube.SecretKeyNATSKey}) {
+		t.Errorf("nats mounts secret %q keys %v, want its own certificate and the CA from skiff-tls", name, keys)
+	}
+	r, _, _ := unstructured.NestedFieldNoCopy(nats, "spec", "replicas")
+	replicas, _ := r.(int64)
+	if f, ok := r.(float64); ok {
+		replicas = int64(f)
+	}
+	if replicas != 3 {
+		t.Errorf("nats replicas %v, want a 3-node cluster", r)
+	}
+	conf, _, _ := unstructured.NestedString(find("ConfigMap", "nats-config"), "data", "nats.conf")
+	for i := range replicas {
+		if route := fmt.Sprintf("nats-route://nats-%d.nats.skiff-system.svc.cluster.local:6222", i); !strings.Contains(conf, route) {
+			t.Errorf("nats.conf has no route %s to replica %d of %d", route, i, replicas)
+		}
+	}
+	for _, want := range []string{"$NATS_USER", "$NATS_PASSWORD", "verify: true", "jetstream: enabled", "/etc/nats/tls/nats.crt"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nats.conf lacks %q", want)
+		}
 	}
 	cargs, _, _ := unstructured.NestedStringSlice(container(find("Deployment", "skiff-controller")), "args")
-	if !slices.Contains(cargs, "--nats-credentials-secret=skiff-system/skiff-nats") || !slices.Contains(cargs, "--tls=true") {
-		t.Errorf("skiff-controller args %q: want --tls=true and --nats-credentials-secret=skiff-system/skiff-nats", cargs)
+	for _, want := range []string{"--nats-credentials-secret=skiff-system/skiff-nats", "--tls=true", fmt.Sprintf("--nats-stream-replicas=%d", replicas)} {
+		if !slices.Contains(cargs, want) {
+			t.Errorf("skiff-controller args %q lack %s", cargs, want)
+		}
 	}
 }

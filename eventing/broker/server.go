@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,9 @@ type Options struct {
 	URL string
 	// Auth is how to authenticate to URL (none when zero).
 	Auth NATSAuth
+	// TLS verifies the NATS servers when they require TLS (e.g. their CA in RootCAs); nil
+	// uses the system roots. A server that does not require TLS is spoken to in plaintext.
+	TLS *tls.Config
 	// Client sends deliveries to subscribers and dead letter sinks, one request
 	// per attempt (Skiff's own per-attempt timeout is applied through the
 	// request's context). Give one whose transport sends every request through
@@ -227,6 +231,12 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(250 * time.Millisecond),
 			nats.Timeout(connectTimeout(ctx)),
+		}
+		if opts.TLS != nil {
+			// Not nats.Secure: that would refuse a server without TLS; this config is
+			// used whenever the server asks for TLS.
+			tc := opts.TLS.Clone()
+			nopts = append(nopts, func(o *nats.Options) error { o.TLSConfig = tc; return nil })
 		}
 		nc, err := nats.Connect(opts.URL, append(nopts, opts.Auth.options()...)...)
 		if err != nil {
