@@ -23,6 +23,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/gateway"
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 // skiff is one `skiff up` started in-process: control plane and gateway talking over
@@ -208,16 +209,10 @@ func (s *skiff) get(host, path string) (int, echoReply, string) {
 	return resp.StatusCode, r, string(body)
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually is testwait.For, under the name this package's tests call.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, within, what, cond)
 }
 
 // fastAutoscaler makes the autoscaler decide every 200ms over a 6s stable window (Knative's

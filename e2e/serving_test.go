@@ -3,14 +3,19 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
 const helloHost = "hello.default.localhost"
@@ -114,8 +119,11 @@ func TestServiceLifecycle(t *testing.T) {
 		t.Errorf("unknown host: %d, want 404", code)
 	}
 
-	// 6. A restart keeps the resources and serves them again.
+	// 6. A restart keeps the resources and serves them again. Meanwhile a Service whose
+	// traffic sums to 90 got into the store past admission (as one stored by an older
+	// version would have): see storeBadTraffic.
 	s.stop()
+	storeBadTraffic(t, dataDir)
 	s = startSkiff(t, dataDir)
 	s.waitReady("ksvc", "hello", &svc)
 	counts = map[string]int{}
@@ -126,4 +134,52 @@ func TestServiceLifecycle(t *testing.T) {
 		}
 		return counts["hello-00001"] > 0 && counts["hello-00002"] > 0
 	})
+	checkBadTraffic(t, s)
+}
+
+// storeBadTraffic writes the Service "split90", whose traffic sums to 90, straight into the
+// store of a stopped skiff up: issue 21's first defect, an object that got past admission.
+func storeBadTraffic(t *testing.T, dataDir string) {
+	t.Helper()
+	st, err := store.Open(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p50, p40, yes := int64(50), int64(40), true
+	docs, err := apiclient.ReadManifests("-", strings.NewReader(serviceYAML("split90", "bad", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc servingv1.Service
+	if err := json.Unmarshal(docs[0].Data, &svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Namespace = "default"
+	svc.Spec.Traffic = []servingv1.TrafficTarget{{LatestRevision: &yes, Percent: &p50}, {RevisionName: "split90-00001", Percent: &p40}}
+	if err := st.Create(context.Background(), &svc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkBadTraffic: the Service stored by storeBadTraffic reports RoutesReady=False and
+// Ready=False naming spec.traffic, and no Route is written with its traffic.
+func checkBadTraffic(t *testing.T, s *skiff) {
+	t.Helper()
+	const want = "Traffic targets sum to 90, want 100: spec.traffic"
+	var got servingv1.Service
+	eventually(t, 30*time.Second, "split90 RoutesReady=False naming spec.traffic", func() bool {
+		raw, err := s.api.Get(context.Background(), api.LookupKind("ksvc"), "default", "split90")
+		if err != nil || json.Unmarshal(raw, &got) != nil || got.Status.ObservedGeneration != got.Generation {
+			return false
+		}
+		c := got.Status.GetCondition(servingv1.ServiceConditionRoutesReady)
+		return c != nil && c.Status == duck.False && c.Reason == "InvalidSpec" && c.Message == want
+	})
+	if r := got.Status.GetCondition(duck.ConditionReady); r == nil || r.Status != duck.False || r.Message != want {
+		t.Errorf("Ready %+v, want False with %q", r, want)
+	}
+	if _, err := s.api.Get(context.Background(), api.LookupKind("route"), "default", "split90"); err == nil {
+		t.Error("a Route was written with the Service's invalid traffic")
+	}
 }

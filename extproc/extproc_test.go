@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skiff-dev/skiff/extproc"
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 const waitFor = 10 * time.Second
@@ -189,16 +190,10 @@ func mustImmediate(tb testing.TB, resp *extprocv3.ProcessingResponse, status int
 	}
 }
 
-// eventually polls cond until it holds or waitFor passes.
+// eventually is testwait.For with this package's deadline, waitFor.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(tb, waitFor, what, cond)
 }
 
 func (h *harness) stats(cluster string) extproc.RevisionStats { return h.srv.Stats()[cluster] }

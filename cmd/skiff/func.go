@@ -31,6 +31,7 @@ import (
 	"github.com/skiff-dev/skiff/functions/deploy"
 	"github.com/skiff-dev/skiff/functions/funcyaml"
 	"github.com/skiff-dev/skiff/functions/invoke"
+	"github.com/skiff-dev/skiff/functions/plan"
 	"github.com/skiff-dev/skiff/functions/repository"
 	"github.com/skiff-dev/skiff/functions/run"
 	"github.com/skiff-dev/skiff/functions/template"
@@ -341,21 +342,9 @@ goes to func.yaml's image (or registry/name:latest, or --image), authenticating 
 				return err
 			}
 			applyImageFlags(cmd, f)
-			builder := flagString(cmd, "builder")
-			switch {
-			case builder == "host" && flagBool(cmd, "push"):
-				return errors.New("--push needs an image: build with --builder oci")
-			case builder == "" && flagBool(cmd, "push"):
-				builder = "oci" // a push is of an image, whatever func.yaml's builder
-			case builder == "":
-				builder = f.Build.Builder
-			}
-			switch builder {
-			case "", "oci", "pack", "s2i":
-				builder = "oci"
-			case "host":
-			default:
-				return fmt.Errorf("--builder %q: must be oci or host", builder)
+			builder, err := plan.Builder(flagString(cmd, "builder"), flagBool(cmd, "push"), f.Build.Builder)
+			if err != nil {
+				return err
 			}
 			if err := f.Validate(); err != nil {
 				return err
@@ -370,7 +359,7 @@ goes to func.yaml's image (or registry/name:latest, or --image), authenticating 
 					return err
 				}
 			}
-			if builder == "host" {
+			if builder == plan.BuilderHost {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\n", strings.Join(h.Command, " "))
 				return nil
 			}
@@ -546,39 +535,25 @@ func runFuncDeploy(cmd *cobra.Command) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	buildMode := flagString(cmd, "build")
-	switch buildMode {
-	case "auto", "true", "false":
-	default:
-		if _, err := strconv.ParseBool(buildMode); err != nil {
-			return fmt.Errorf("--build %q: want auto, true or false", buildMode)
-		}
+	p, err := plan.PlanDeploy(f, plan.DeployFlags{
+		Build: flagString(cmd, "build"), Push: flagBool(cmd, "push"), PushGiven: given(cmd, "push"), InCluster: inCluster,
+	})
+	if err != nil {
+		return err
 	}
 	var target deploy.Target
 	var pushed string
-	if digest, isDigest := digestRef(f.Image); isDigest {
-		// An image already built: deploy it as it is (func: build and push are off).
-		if b, _ := strconv.ParseBool(buildMode); b || buildMode == "true" {
-			return errors.New("--build can not be enabled when deploying an image by digest")
-		}
-		if given(cmd, "push") && flagBool(cmd, "push") {
-			return errors.New("--push is not valid when deploying an image by digest")
-		}
-		target, pushed = deploy.Target{Image: digest}, digest
+	if p.Digest != "" {
+		target, pushed = deploy.Target{Image: p.Digest}, p.Digest
 	} else {
-		if inCluster && f.Image == "" && f.Registry == "" && f.Deploy.Image == "" {
-			return errors.New("--kubeconfig: the cluster pulls the function's image: set registry (or image) in func.yaml, or pass --registry or --image")
-		}
 		opts := buildOptions(cmd, dir, f)
-		if b, err := strconv.ParseBool(buildMode); err == nil && !b {
-			opts.NoBuild = true
-		}
+		opts.NoBuild = p.NoBuild
 		h, err := hostBuild(cmd, opts)
 		if err != nil {
 			return err
 		}
 		target = deploy.Target{Image: f.ImageRef(), Command: h.Command, Build: h.Digest}
-		if c, ok := a.(*apiclient.Client); ok && !inCluster {
+		if c, ok := a.(*apiclient.Client); ok && p.LocalImage {
 			// skiff up runs images (runc): deploy the function's image, as func deploys a container.
 			if reg := deploy.LocalRegistry(cmd.Context(), c.BaseURL); reg != "" {
 				target = localImage(cmd, opts, f, h, deploy.LocalImageRef(reg, ns, f), target)
@@ -586,7 +561,8 @@ func runFuncDeploy(cmd *cobra.Command) error {
 		}
 		if inCluster {
 			target = deploy.Target{Image: f.ImageRef(), Build: h.Digest}
-			if flagBool(cmd, "push") {
+			switch {
+			case p.Push:
 				img, err := ociImage(cmd, opts, h)
 				if err != nil {
 					return err
@@ -597,8 +573,8 @@ func runFuncDeploy(cmd *cobra.Command) error {
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "pushed %s\n", d.String())
 				target.Image, pushed = d.String(), d.String()
-			} else if f.Deploy.Image != "" {
-				target.Image = f.Deploy.Image // the image pushed last
+			case p.LastPushed != "":
+				target.Image = p.LastPushed // the image pushed last
 			}
 		}
 	}
@@ -626,22 +602,6 @@ func runFuncDeploy(cmd *cobra.Command) error {
 	return nil
 }
 
-// digestRef reports whether ref names an image by digest, and returns it.
-func digestRef(ref string) (string, bool) {
-	if ref == "" {
-		return "", false
-	}
-	r, err := name.ParseReference(ref, name.WeakValidation)
-	if err != nil {
-		return "", false
-	}
-	d, ok := r.(name.Digest)
-	if !ok {
-		return "", false
-	}
-	return d.String(), true
-}
-
 func newFuncInvokeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "invoke",
@@ -659,12 +619,7 @@ cloudevent (the default for cloudevents functions) sends a binary-mode CloudEven
 			}
 			flags := cmd.Flags()
 			targetFlag, format := flagString(cmd, "target"), flagString(cmd, "format")
-			switch format {
-			case "":
-				format = f.InvokeFormat()
-			case "cloudevents":
-				format = "cloudevent"
-			}
+			format = plan.InvokeFormat(format, f)
 			data := []byte(flagString(cmd, "data"))
 			if file := flagString(cmd, "file"); file != "" {
 				if data, err = os.ReadFile(file); err != nil {
@@ -688,20 +643,15 @@ cloudevent (the default for cloudevents functions) sends a binary-mode CloudEven
 				req.Extensions[k] = v
 			}
 			path := flagString(cmd, "request-path")
-			if targetFlag == "" {
-				targetFlag = "remote"
-				if _, ok := run.Running(dir); ok {
-					targetFlag = "local"
-				}
+			st, running := run.Running(dir)
+			target, err := plan.InvokeTarget(targetFlag, running)
+			if err != nil {
+				return err
 			}
-			switch targetFlag {
-			case "local":
-				st, ok := run.Running(dir)
-				if !ok {
-					return errors.New("--target local: the function is not running; start it with `skiff func run`")
-				}
+			switch target {
+			case plan.TargetLocal:
 				req.URL = st.URL + path
-			case "remote":
+			case plan.TargetRemote:
 				a, flagNS, _, err := funcAPI(cmd)
 				if err != nil {
 					return err
@@ -716,9 +666,6 @@ cloudevent (the default for cloudevents functions) sends a binary-mode CloudEven
 				}
 				req.URL, req.Host = "http://"+flagString(cmd, "gateway-addr")+path, pu.Host
 			default:
-				if _, err := url.ParseRequestURI(targetFlag); err != nil {
-					return fmt.Errorf("--target %q: must be local, remote or a URL", targetFlag)
-				}
 				req.URL = targetFlag
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)

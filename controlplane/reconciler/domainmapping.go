@@ -17,6 +17,7 @@ import (
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/traffic"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	k8scorev1 "k8s.io/api/core/v1"
 )
@@ -263,26 +264,16 @@ func (c *Controller) routeClusters(ctx context.Context, route *servingv1.Route) 
 	if a := route.Status.GetCondition(servingv1.RouteConditionAllTrafficAssigned); a == nil || a.Status != duck.True {
 		return nil, 0, false, nil
 	}
-	var clusters []xds.WeightedCluster
-	var timeout time.Duration
-	idx := map[string]int{}
-	for _, t := range route.Status.Traffic {
-		if t.Percent == nil || *t.Percent == 0 {
-			continue
-		}
-		var rev servingv1.Revision
-		err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: t.RevisionName}, &rev)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+	weights := traffic.Split(route.Status.Traffic)
+	revs := map[string]*servingv1.Revision{}
+	for _, w := range weights {
+		rev, err := getOrNil[servingv1.Revision](ctx, c.cfg.Store, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: w.Revision})
+		if err != nil {
 			return nil, 0, false, err
 		}
-		if i, ok := idx[t.RevisionName]; ok {
-			clusters[i].Weight += uint32(*t.Percent)
-			continue
-		}
-		idx[t.RevisionName] = len(clusters)
-		clusters = append(clusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: uint32(*t.Percent), Activate: proxyMode(&rev)})
-		timeout = max(timeout, revisionTimeout(&rev))
+		revs[w.Revision] = rev
 	}
+	clusters, timeout := traffic.Clusters(route.Namespace, weights, func(n string) *servingv1.Revision { return revs[n] })
 	return clusters, timeout, len(clusters) > 0, nil
 }
 

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"testing"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
@@ -55,4 +56,28 @@ func startController(t *testing.T, workers int) (*store.Store, *Controller) {
 		st.Close()
 	})
 	return st, ctrl
+}
+
+// recordingProxy is nopProxy that keeps the last route each SetRoute programmed.
+type recordingProxy struct {
+	nopProxy
+	mu     sync.Mutex
+	routes map[string]xds.Route
+}
+
+func (p *recordingProxy) SetRoute(r xds.Route) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.routes == nil {
+		p.routes = map[string]xds.Route{}
+	}
+	p.routes[r.Namespace+"/"+r.Name] = r
+	return nil
+}
+
+func (p *recordingProxy) route(key string) (xds.Route, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.routes[key]
+	return r, ok
 }

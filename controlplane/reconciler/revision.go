@@ -15,6 +15,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/traffic"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/extproc"
 )
@@ -80,10 +81,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
 		return c.cfg.Store.UpdateStatus(ctx, &rev)
 	}
-	mode := servingv1.ModeServe
-	if c.cfg.Activator != nil && (cc > 0 || decision.ProxyMode || state.Ready == 0) {
-		mode = servingv1.ModeProxy
-	}
+	mode := traffic.Mode(c.cfg.Activator != nil, int64(cc), decision.ProxyMode, state.Ready)
 	if desired == 0 && state.Ready > 0 && c.cfg.Activator != nil && !c.readyForZero(&rev) {
 		// The last pod goes only once every proxy sends this revision's requests through
 		// the activator, so a request arriving meanwhile is held, not answered 503.
@@ -121,7 +119,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		return fmt.Errorf("revision %s: set endpoints: %w", key, err)
 	}
 	c.publish(cluster, version, extproc.Revision{
-		ContainerConcurrency: int(cc), Timeout: revisionTimeout(&rev), Endpoints: addrs,
+		ContainerConcurrency: int(cc), Timeout: traffic.Timeout(&rev), Endpoints: addrs,
 	})
 
 	st.ActualReplicas = ptr(int32(state.Ready))
@@ -271,7 +269,7 @@ func (c *Controller) isActive(ctx context.Context, rev *servingv1.Revision) bool
 // readyForZero reports whether the revision's stored status already says proxy mode and
 // every route sending it traffic has been ACKed by the proxies since.
 func (c *Controller) readyForZero(rev *servingv1.Revision) bool {
-	if a := rev.Status.Autoscaling; a == nil || a.Mode != servingv1.ModeProxy {
+	if !traffic.ProxyMode(rev) {
 		return false
 	}
 	c.mu.Lock()

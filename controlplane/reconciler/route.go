@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/traffic"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 )
 
@@ -20,14 +22,6 @@ const VisibilityLabel = domains.VisibilityLabel
 // ReasonProxyRejected is the reason of a Route's IngressReady=False when a serving proxy
 // NACKed the configuration carrying it; the message is the proxy's error_detail.
 const ReasonProxyRejected = "ProxyRejected"
-
-// trafficError is a traffic target that cannot be routed yet (Unknown) or at all (False).
-type trafficError struct {
-	status          duck.ConditionStatus
-	reason, message string
-}
-
-func (e *trafficError) Error() string { return e.message }
 
 // reconcileRoute resolves the route's traffic targets to ready revisions, names them from
 // config-network and config-domain, gets their certificates (external-domain-tls), programs
@@ -51,13 +45,16 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	conds := []duck.ConditionType{servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady, RouteConditionCertificateProvisioned}
 	net := c.settings()
 
-	refs := map[string]bool{}
-	traffic, revs, err := c.resolveTraffic(ctx, &route, refs)
-	c.setRouteRefs(key, refs)
-	var terr *trafficError
+	resolved, err := traffic.Build(ctx, &route, storeLister{ctx: ctx, store: c.cfg.Store, namespace: route.Namespace})
+	if resolved != nil {
+		c.setRouteRefs(key, routeRefs(resolved))
+	}
+	var terr *traffic.TargetError
 	switch {
 	case errors.As(err, &terr):
-		st.SetCondition(duck.Condition{Type: servingv1.RouteConditionAllTrafficAssigned, Status: terr.status, Reason: terr.reason, Message: terr.message}, now)
+		// A spec error, a missing or unready target: the route keeps no status traffic it
+		// cannot assign, and says why (Knative's MarkBadTrafficTarget).
+		st.SetCondition(duck.Condition{Type: servingv1.RouteConditionAllTrafficAssigned, Status: terr.Status, Reason: terr.Reason, Message: terr.Message}, now)
 		if st.GetCondition(RouteConditionCertificateProvisioned) == nil {
 			st.MarkUnknown(RouteConditionCertificateProvisioned, "Uninitialized", "Waiting for the traffic targets.", now)
 		}
@@ -68,7 +65,8 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	names, err := routeNames(net.cfg, &route, traffic)
+	targets, revs := resolved.Targets, resolved.Revisions
+	names, err := routeNames(net.cfg, &route, targets)
 	if err != nil {
 		if !errors.Is(err, domains.ErrDomainName) {
 			return fmt.Errorf("reconcile route %s: %w", key, err)
@@ -91,13 +89,13 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	if err := c.cfg.Proxy.SetRoute(c.translate(&route, traffic, revs, names, httpOption, tls)); err != nil {
+	if err := c.cfg.Proxy.SetRoute(c.translate(&route, targets, revs, names, httpOption, tls)); err != nil {
 		return fmt.Errorf("reconcile route %s: program proxy: %w", key, err)
 	}
 	// DomainMappings to this route send its traffic themselves (a revision's mode may have
 	// changed without the route's status changing).
 	c.enqueueMappingsTo(route.Namespace, route.Name)
-	if err := c.markRoutingState(ctx, &route, traffic); err != nil {
+	if err := c.markRoutingState(ctx, &route, targets); err != nil {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
@@ -108,18 +106,14 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	}
 	st.URL = scheme + "://" + def.primary()
 	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + "." + domains.ClusterLocalDomain}
-	for i, t := range traffic {
-		if t.Tag == "" {
-			continue
-		}
-		n := names[t.Tag]
+	st.Traffic = traffic.WithURLs(targets, func(tag string) string {
+		n := names[tag]
 		s := "http"
 		if n.visibility == domains.ExternalIP {
 			s = tls.schemeOf(n.primary(), net.cfg.Network.DefaultExternalScheme)
 		}
-		traffic[i].URL = s + "://" + n.primary()
-	}
-	st.Traffic = traffic
+		return s + "://" + n.primary()
+	})
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
 	switch ps := c.cfg.Proxy.RouteStatus(route.Namespace, route.Name); {
 	case ps.Acked:
@@ -140,57 +134,51 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	return c.cfg.Store.UpdateStatus(ctx, &route)
 }
 
-// resolveTraffic turns spec.traffic into status.traffic with a ready revision for every
-// target, recording in refs every configuration and revision it read.
-func (c *Controller) resolveTraffic(ctx context.Context, route *servingv1.Route, refs map[string]bool) ([]servingv1.TrafficTarget, map[string]*servingv1.Revision, error) {
-	var out []servingv1.TrafficTarget
-	revs := map[string]*servingv1.Revision{}
-	for _, t := range route.Spec.Traffic {
-		name := t.RevisionName
-		if t.LatestRevision != nil && *t.LatestRevision {
-			refs[t.ConfigurationName] = true
-			var cfg servingv1.Configuration
-			err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindConfiguration, Namespace: route.Namespace, Name: t.ConfigurationName}, &cfg)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return nil, nil, &trafficError{duck.False, "ConfigurationMissing", fmt.Sprintf("Configuration %q referenced in traffic not found.", t.ConfigurationName)}
-			case err != nil:
-				return nil, nil, err
-			}
-			name = cfg.Status.LatestReadyRevisionName
-			if name == "" {
-				if r := cfg.Status.GetCondition(duck.ConditionReady); r != nil && r.Status == duck.False {
-					return nil, nil, &trafficError{duck.False, "RevisionMissing", fmt.Sprintf("Configuration %q does not have any ready Revision.", t.ConfigurationName)}
-				}
-				return nil, nil, &trafficError{duck.Unknown, "RevisionMissing", fmt.Sprintf("Configuration %q is waiting for a Revision to become ready.", t.ConfigurationName)}
-			}
-		}
-		refs[name] = true
-		rev := revs[name]
-		if rev == nil {
-			rev = &servingv1.Revision{}
-			err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: name}, rev)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return nil, nil, &trafficError{duck.False, "RevisionMissing", fmt.Sprintf("Revision %q referenced in traffic not found.", name)}
-			case err != nil:
-				return nil, nil, err
-			}
-			if r := rev.Status.GetCondition(duck.ConditionReady); r == nil || r.Status != duck.True {
-				if r != nil && r.Status == duck.False {
-					return nil, nil, &trafficError{duck.False, "RevisionMissing", fmt.Sprintf("Revision %q failed to become ready: %s", name, r.Message)}
-				}
-				return nil, nil, &trafficError{duck.Unknown, "RevisionMissing", fmt.Sprintf("Revision %q is not yet ready.", name)}
-			}
-			revs[name] = rev
-		}
-		resolved := servingv1.TrafficTarget{
-			Tag: t.Tag, RevisionName: name, ConfigurationName: t.ConfigurationName,
-			LatestRevision: t.LatestRevision, Percent: t.Percent,
-		}
-		out = append(out, resolved)
+// storeLister reads a route's configurations and revisions from the store for traffic.Build.
+type storeLister struct {
+	ctx       context.Context
+	store     store.Interface
+	namespace string
+}
+
+func (l storeLister) Configuration(name string) (*servingv1.Configuration, error) {
+	return getOrNil[servingv1.Configuration](l.ctx, l.store, store.Key{Kind: servingv1.KindConfiguration, Namespace: l.namespace, Name: name})
+}
+
+func (l storeLister) Revision(name string) (*servingv1.Revision, error) {
+	return getOrNil[servingv1.Revision](l.ctx, l.store, store.Key{Kind: servingv1.KindRevision, Namespace: l.namespace, Name: name})
+}
+
+// getOrNil reads an object, nil when it does not exist.
+func getOrNil[T any, PT interface {
+	*T
+	store.Object
+}](ctx context.Context, s store.Interface, key store.Key) (PT, error) {
+	obj := PT(new(T))
+	err := s.Get(ctx, key, obj)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
-	return out, revs, nil
+	return obj, nil
+}
+
+// routeRefs are the configuration and revision names a route's traffic named, found or not.
+func routeRefs(cfg *traffic.Config) map[string]bool {
+	refs := map[string]bool{}
+	for n := range cfg.Configurations {
+		refs[n] = true
+	}
+	for n := range cfg.Revisions {
+		refs[n] = true
+	}
+	for _, m := range cfg.Missing {
+		_, n, _ := strings.Cut(m, "/")
+		refs[n] = true
+	}
+	return refs
 }
 
 // translate turns resolved traffic into the proxy's model: per target (the route's default,
@@ -198,25 +186,10 @@ func (c *Controller) resolveTraffic(ctx context.Context, route *servingv1.Route,
 // the external listeners (none for a cluster-local target; 301 to https with http-protocol
 // Redirected; ACME challenge paths first) and one for its cluster-local names on the local
 // listener.
-func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.TrafficTarget, revs map[string]*servingv1.Revision, names map[string]targetNames, httpOption domains.HTTPProtocol, tls *hostTLS) xds.Route {
+func (c *Controller) translate(route *servingv1.Route, targets []servingv1.TrafficTarget, revs map[string]*servingv1.Revision, names map[string]targetNames, httpOption domains.HTTPProtocol, tls *hostTLS) xds.Route {
 	out := xds.Route{Namespace: route.Namespace, Name: route.Name}
-	weights := map[string]int64{}
-	var order []string
-	for _, t := range traffic {
-		if t.Percent == nil || *t.Percent == 0 {
-			continue
-		}
-		if _, seen := weights[t.RevisionName]; !seen {
-			order = append(order, t.RevisionName)
-		}
-		weights[t.RevisionName] += *t.Percent
-	}
-	var defClusters []xds.WeightedCluster
-	var defTimeout time.Duration
-	for _, name := range order {
-		defClusters = append(defClusters, xds.WeightedCluster{Name: xds.ClusterName(route.Namespace, name), Weight: uint32(weights[name]), Activate: proxyMode(revs[name])})
-		defTimeout = max(defTimeout, revisionTimeout(revs[name]))
-	}
+	rev := func(name string) *servingv1.Revision { return revs[name] }
+	defClusters, defTimeout := traffic.Clusters(route.Namespace, traffic.Split(targets), rev)
 	add := func(tag, vhName string, clusters []xds.WeightedCluster, timeout time.Duration) {
 		n := names[tag]
 		md := map[string]string{"namespace": route.Namespace, "route": route.Name}
@@ -239,29 +212,11 @@ func (c *Controller) translate(route *servingv1.Route, traffic []servingv1.Traff
 		})
 	}
 	add("", route.Namespace+"/"+route.Name, defClusters, defTimeout)
-	seen := map[string]bool{}
-	for _, t := range traffic {
-		if t.Tag == "" || seen[t.Tag] {
-			continue
-		}
-		seen[t.Tag] = true
-		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag,
-			[]xds.WeightedCluster{{Name: xds.ClusterName(route.Namespace, t.RevisionName), Weight: 100, Activate: proxyMode(revs[t.RevisionName])}},
-			revisionTimeout(revs[t.RevisionName]))
+	for _, t := range traffic.Tags(targets) {
+		clusters, timeout := traffic.Clusters(route.Namespace, []traffic.Weight{{Revision: t.Revision, Percent: 100}}, rev)
+		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeout)
 	}
 	return out
-}
-
-// proxyMode reports whether the revision's requests go through the activator (ext_proc).
-func proxyMode(rev *servingv1.Revision) bool {
-	return rev != nil && rev.Status.Autoscaling != nil && rev.Status.Autoscaling.Mode == servingv1.ModeProxy
-}
-
-func revisionTimeout(rev *servingv1.Revision) time.Duration {
-	if rev == nil || rev.Spec.TimeoutSeconds == nil {
-		return time.Duration(servingv1.DefaultTimeoutSeconds) * time.Second
-	}
-	return time.Duration(*rev.Spec.TimeoutSeconds) * time.Second
 }
 
 // markRoutingState labels the revisions this route sends traffic to "active" and the ones

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 // TestRouteToRevisionNotYetCreated: Knative accepts traffic naming a revision that does not
@@ -50,18 +52,15 @@ func TestRouteToRevisionNotYetCreated(t *testing.T) {
 
 func waitCondition(t *testing.T, st *store.Store, route *servingv1.Route, status duck.ConditionStatus, reason, message string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
 	var got servingv1.Route
-	for time.Now().Before(deadline) {
-		if err := st.Get(context.Background(), store.KeyOf(route), &got); err == nil {
-			if c := got.Status.GetCondition(servingv1.RouteConditionAllTrafficAssigned); c != nil && c.Status == status && c.Reason == reason && c.Message == message {
-				if r := got.Status.GetCondition(duck.ConditionReady); r == nil || r.Status != status {
-					t.Fatalf("Ready %+v, want %s with AllTrafficAssigned", r, status)
-				}
-				return
-			}
+	testwait.For(t, 10*time.Second, fmt.Sprintf("route AllTrafficAssigned=%s %s %q", status, reason, message), func() bool {
+		if err := st.Get(context.Background(), store.KeyOf(route), &got); err != nil {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		c := got.Status.GetCondition(servingv1.RouteConditionAllTrafficAssigned)
+		return c != nil && c.Status == status && c.Reason == reason && c.Message == message
+	})
+	if r := got.Status.GetCondition(duck.ConditionReady); r == nil || r.Status != status {
+		t.Fatalf("Ready %+v, want %s with AllTrafficAssigned", r, status)
 	}
-	t.Fatalf("route status %+v, want AllTrafficAssigned=%s %s %q", got.Status.Conditions, status, reason, message)
 }

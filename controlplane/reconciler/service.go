@@ -13,6 +13,7 @@ import (
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/traffic"
 )
 
 // lastAppliedConfigAnnotation is kubectl's, which Knative does not copy to children.
@@ -59,7 +60,15 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		}
 		route.Spec.Traffic[i] = t
 	}
-	if err := ensure(ctx, c.cfg.Store, &route, func(have *servingv1.Route) bool {
+	// Traffic Knative's webhook would have refused (the Service got in without it) never
+	// reaches the Route, which keeps routing what it had; RoutesReady says why, naming the
+	// field.
+	invalid := traffic.Validate(ctx, svc.Spec.Traffic, true)
+	if invalid != nil {
+		if err := c.cfg.Store.Get(ctx, store.KeyOf(&route), &route); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("reconcile service %s: route: %w", key, err)
+		}
+	} else if err := ensure(ctx, c.cfg.Store, &route, func(have *servingv1.Route) bool {
 		return reflect.DeepEqual(have.Spec, route.Spec) && maps.Equal(have.Labels, route.Labels) && maps.Equal(have.Annotations, route.Annotations)
 	}); err != nil {
 		return c.notOwned(ctx, &svc, servingv1.ServiceConditionRoutesReady, fmt.Errorf("reconcile service %s: route: %w", key, err))
@@ -88,6 +97,9 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		}
 	} else {
 		st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "OutOfDate", "The Route is still working to reflect the latest desired specification.", now)
+	}
+	if invalid != nil {
+		st.MarkFalse(servingv1.ServiceConditionRoutesReady, invalid.Reason, invalid.Message, now)
 	}
 	summarize(&st.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
 	return c.cfg.Store.UpdateStatus(ctx, &svc)

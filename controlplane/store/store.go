@@ -1,7 +1,11 @@
 // Package store keeps Skiff's resources in an embedded database file, so that they
 // survive restarts, and tells subscribers about every change, like a tiny API server: every
 // change gets the next resourceVersion, and the recent changes are kept (history) so that a
-// watch can resume from a resourceVersion, also after a restart.
+// watch can resume from a resourceVersion, also after a restart. It also does in its write
+// transactions what a Kubernetes cluster's controllers do afterwards: garbage collection of
+// owned objects (Background, Foreground, Orphan) and finalizers. Defaulting and validation are
+// not its job: the API in front of it (controlplane/apiserver, api.Admit) does them, and what
+// the reconcilers write through it is trusted.
 package store
 
 import (
@@ -115,7 +119,9 @@ type Options struct {
 	History int
 }
 
-// Store is the embedded resource store behind `skiff up`.
+// Store is the embedded resource store behind `skiff up` and `skiff controlplane`: a bbolt
+// file (skiff.db) in the data directory, served to kubectl and client-go by
+// controlplane/apiserver.
 type Store struct {
 	db      *bolt.DB
 	now     func() time.Time
@@ -945,8 +951,9 @@ func ParseKey(s string) (Key, error) {
 	return Key{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, nil
 }
 
-// Interface is what reconcilers need from a store; the embedded Store and, later, a
-// Kubernetes-backed store both provide it.
+// Interface is what reconcilers need from a store. Two implement it: the embedded Store
+// (`skiff up`, `skiff controlplane`) and controlplane/kube/kubestore, over a Kubernetes API
+// server (`skiff controller`); both answer ErrNotFound, ErrExists and ErrConflict alike.
 type Interface interface {
 	Get(ctx context.Context, key Key, into Object) error
 	List(ctx context.Context, kind, namespace string) ([][]byte, error)

@@ -26,6 +26,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 // cluster is a real etcd + kube-apiserver (+ kube-controller-manager running only the garbage
@@ -244,16 +246,10 @@ func decodeObjects(t testing.TB, b []byte) []*unstructured.Unstructured {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually is testwait.For, under the name this package's tests call.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // get does one GET / with a Host header and returns status and body.

@@ -164,6 +164,9 @@ func TestKnativeSampleOnKubernetes(t *testing.T) {
 	ctrl, stopCtrl := runController(t, c, "controller-1")
 	gw := runGateway(t, ctrl.XDSAddr().String())
 	ctx := context.Background()
+	// Beside the sample: bad traffic that got in without the webhook reaches status.
+	bad := badTraffic{c}
+	bad.create(t)
 
 	// Service → Configuration, Route, Revision, Deployment; URL; Ready.
 	c.apply(t, "hello.yaml")
@@ -172,6 +175,7 @@ func TestKnativeSampleOnKubernetes(t *testing.T) {
 		t.Errorf("status.url = %q, want http://hello.default.example.com", url)
 	}
 	c.waitReady(t, revisionsGVR, "hello-00001")
+	bad.check(t)
 	dep, err := c.kube.AppsV1().Deployments("default").Get(ctx, "hello-00001-deployment", metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("deployment of hello-00001: %v", err)

@@ -440,6 +440,9 @@ func (s *Server) ack(msg jetstream.Msg) {
 }
 
 func (s *Server) nakWithDelay(msg jetstream.Msg, d time.Duration) {
+	if s.nakDelayed != nil {
+		s.nakDelayed(d)
+	}
 	if err := msg.NakWithDelay(d); err != nil {
 		s.log.Warn("nak failed; the event will be retried after the ack wait", "subject", msg.Subject(), "error", err)
 	}

@@ -164,6 +164,9 @@ type Server struct {
 	waiting map[triggerKey]jetstream.Consumer
 	// proxyWarned is when a proxy failure was last logged as a warning.
 	proxyWarned atomic.Int64
+	// nakDelayed, when set (by tests, before the first broker), sees every wait
+	// before a redelivery the dispatcher asks JetStream for.
+	nakDelayed func(time.Duration)
 }
 
 // loop is a running trigger dispatch loop.

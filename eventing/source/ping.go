@@ -18,6 +18,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/google/uuid"
 	"github.com/robfig/cron/v3"
+	"k8s.io/utils/clock"
 )
 
 // PingEventType is the type of every event a PingSource sends.
@@ -40,28 +41,32 @@ type PingSpec struct {
 	Extensions map[string]string
 }
 
-// Ping runs PingSources: one cron entry per source, each firing sends one
-// event. Its methods are safe for concurrent use. Events are sent at most
-// once per tick: a send that fails after its retries is logged and dropped,
-// as Knative's ping adapter does (the next tick sends a new event).
+// Ping runs PingSources: one schedule per source, on one scheduler goroutine,
+// each firing sends one event. Its methods are safe for concurrent use. Events
+// are sent at most once per tick: a send that fails after its retries is logged
+// and dropped, as Knative's ping adapter does (the next tick sends a new event).
 type Ping struct {
 	log     *slog.Logger
 	client  *http.Client
 	retries int
 	timeout time.Duration
+	clock   clock.WithTicker
 
 	mu      sync.Mutex
-	cron    *cron.Cron
-	entries map[string]pingEntry
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closed  bool
+	entries map[string]*pingEntry
+	// wake tells the scheduler the entries changed.
+	wake   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed bool
 }
 
 type pingEntry struct {
-	id   cron.EntryID
-	spec PingSpec
+	sched  cron.Schedule
+	spec   PingSpec
+	source string
+	next   time.Time
 }
 
 // PingOptions configure a Ping.
@@ -76,13 +81,18 @@ type PingOptions struct {
 	Timeout time.Duration
 	// Logger receives the adapter's logs; nil discards them.
 	Logger *slog.Logger
+	// Clock schedules the ticks (tests pass a fake one); nil means the real clock.
+	Clock clock.WithTicker
 }
 
 // NewPing returns a running Ping with no sources; Close stops it.
 func NewPing(opts PingOptions) *Ping {
 	p := &Ping{
-		log: opts.Logger, client: opts.Client, retries: opts.Retries, timeout: opts.Timeout,
-		entries: map[string]pingEntry{},
+		log: opts.Logger, client: opts.Client, retries: opts.Retries, timeout: opts.Timeout, clock: opts.Clock,
+		entries: map[string]*pingEntry{}, wake: make(chan struct{}, 1),
+	}
+	if p.clock == nil {
+		p.clock = clock.RealClock{}
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -97,9 +107,56 @@ func NewPing(opts PingOptions) *Ping {
 		p.timeout = 30 * time.Second
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.cron = cron.New(cron.WithLocation(time.UTC))
-	p.cron.Start()
+	p.wg.Add(1)
+	go p.run()
 	return p
+}
+
+// run is the scheduler: it fires every entry whose time has come, as cron does
+// (the next time counted from now), then sleeps until the earliest next time or a
+// change of the entries.
+func (p *Ping) run() {
+	defer p.wg.Done()
+	for {
+		p.mu.Lock()
+		now := p.clock.Now()
+		var earliest time.Time
+		for key, e := range p.entries {
+			if !e.next.After(now) {
+				p.fireLocked(key, e.source, e.spec, now)
+				e.next = e.sched.Next(now)
+			}
+			if earliest.IsZero() || e.next.Before(earliest) {
+				earliest = e.next
+			}
+		}
+		p.mu.Unlock()
+		var tick <-chan time.Time
+		var timer clock.Timer
+		if !earliest.IsZero() {
+			timer = p.clock.NewTimer(earliest.Sub(now))
+			tick = timer.C()
+		}
+		select {
+		case <-p.ctx.Done():
+		case <-p.wake:
+		case <-tick:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if p.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// changed wakes the scheduler.
+func (p *Ping) changed() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Set schedules (or reschedules) the PingSource namespace/name. An unchanged
@@ -120,17 +177,14 @@ func (p *Ping) Set(namespace, name string, spec PingSpec) error {
 	if p.closed {
 		return errors.New("ping source adapter is stopped")
 	}
-	if old, ok := p.entries[key]; ok {
-		if samePing(old.spec, spec) {
-			return nil
-		}
-		p.cron.Remove(old.id)
+	if old, ok := p.entries[key]; ok && samePing(old.spec, spec) {
+		return nil
 	}
 	source := fmt.Sprintf("/apis/v1/namespaces/%s/pingsources/%s", namespace, name)
 	spec.Extensions = maps.Clone(spec.Extensions)
 	spec.Data = slices.Clone(spec.Data)
-	id := p.cron.Schedule(sched, cron.FuncJob(func() { p.fire(key, source, spec) }))
-	p.entries[key] = pingEntry{id: id, spec: spec}
+	p.entries[key] = &pingEntry{sched: sched, spec: spec, source: source, next: sched.Next(p.clock.Now())}
+	p.changed()
 	p.log.Info("ping source scheduled", "source", key, "schedule", spec.Schedule, "timezone", tz, "sink", spec.Sink)
 	return nil
 }
@@ -179,9 +233,9 @@ func (p *Ping) Delete(namespace, name string) {
 	key := namespace + "/" + name
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e, ok := p.entries[key]; ok {
-		p.cron.Remove(e.id)
+	if _, ok := p.entries[key]; ok {
 		delete(p.entries, key)
+		p.changed()
 		p.log.Info("ping source stopped", "source", key)
 	}
 }
@@ -195,24 +249,20 @@ func (p *Ping) Close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	<-p.cron.Stop().Done()
 	p.cancel()
 	p.wg.Wait()
 }
 
-// fire runs on cron's goroutine; the send runs on its own so a slow sink
-// does not delay other sources.
-func (p *Ping) fire(key, source string, spec PingSpec) {
-	p.mu.Lock()
+// fireLocked runs on the scheduler with p.mu held; the send runs on its own
+// goroutine so a slow sink does not delay other sources.
+func (p *Ping) fireLocked(key, source string, spec PingSpec, at time.Time) {
 	if p.closed {
-		p.mu.Unlock()
 		return
 	}
 	p.wg.Add(1)
-	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		ev := NewPingEvent(source, time.Now(), spec)
+		ev := NewPingEvent(source, at, spec)
 		if err := p.Send(p.ctx, spec.Sink, ev); err != nil {
 			p.log.Warn("ping event not delivered", "source", key, "sink", spec.Sink, "id", ev.ID(), "error", err)
 			return

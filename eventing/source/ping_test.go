@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,9 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 // sink records the CloudEvents posted to it.
@@ -49,9 +53,14 @@ func (s *sink) received() []cloudevents.Event {
 	return append([]cloudevents.Event(nil), s.events...)
 }
 
+// TestPingSendsScheduledEvents drives the schedule with a fake clock, so that each tick is
+// one step of it and "nothing fires after Delete" is checked at the very instant the
+// deleted source would have fired.
 func TestPingSendsScheduledEvents(t *testing.T) {
 	s := newSink(t, nil)
-	p := NewPing(PingOptions{})
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(t0)
+	p := NewPing(PingOptions{Clock: clk})
 	defer p.Close()
 	err := p.Set("ns", "every-second", PingSpec{
 		Schedule: "@every 1s", ContentType: "application/json", Data: []byte(`{"hello":"ping"}`),
@@ -60,15 +69,16 @@ func TestPingSendsScheduledEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.received()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d events in 10s from a 1s schedule", len(s.received()))
-		}
-		time.Sleep(20 * time.Millisecond)
+	for i := 1; i <= 2; i++ {
+		testwait.For(t, 10*time.Second, "the scheduler waiting for the next tick", clk.HasWaiters)
+		clk.Step(time.Second)
+		testwait.For(t, 10*time.Second, fmt.Sprintf("event %d", i), func() bool { return len(s.received()) >= i })
 	}
 	evs := s.received()
-	for _, ev := range evs[:2] {
+	if len(evs) != 2 {
+		t.Fatalf("%d events after two ticks, want 2", len(evs))
+	}
+	for i, ev := range evs {
 		if ev.Type() != PingEventType || ev.Source() != "/apis/v1/namespaces/ns/pingsources/every-second" {
 			t.Errorf("type/source = %s %s", ev.Type(), ev.Source())
 		}
@@ -78,20 +88,31 @@ func TestPingSendsScheduledEvents(t *testing.T) {
 		if v, _ := ev.Extensions()["team"].(string); v != "blue" {
 			t.Errorf("extensions = %v", ev.Extensions())
 		}
-		if ev.Time().IsZero() || ev.ID() == "" {
-			t.Errorf("time/id missing: %v %q", ev.Time(), ev.ID())
+		if want := t0.Add(time.Duration(i+1) * time.Second); !ev.Time().Equal(want) {
+			t.Errorf("event %d time %v, want the tick's %v", i, ev.Time(), want)
+		}
+		if ev.ID() == "" {
+			t.Errorf("id missing")
 		}
 	}
 	if evs[0].ID() == evs[1].ID() {
 		t.Error("two ticks sent the same id")
 	}
 
-	// Deleted: no more events.
+	// Deleted: no more events. Another source on the same schedule fires at the instant the
+	// deleted one would have; once its event is in and Close has waited for every send, the
+	// deleted source has had its chance to fire.
 	p.Delete("ns", "every-second")
-	n := len(s.received())
-	time.Sleep(1500 * time.Millisecond) // a whole period must pass to show nothing fires
-	if got := len(s.received()); got > n+1 {
-		t.Errorf("%d events after delete", got-n)
+	witness := newSink(t, nil)
+	if err := p.Set("ns", "witness", PingSpec{Schedule: "@every 1s", Sink: witness.srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, "the scheduler waiting for the next tick", clk.HasWaiters)
+	clk.Step(time.Second)
+	testwait.For(t, 10*time.Second, "the witness's event", func() bool { return len(witness.received()) == 1 })
+	p.Close()
+	if got := len(s.received()); got != 2 {
+		t.Errorf("%d events after delete", got-2)
 	}
 }
 

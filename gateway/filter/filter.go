@@ -45,8 +45,10 @@ type Factory interface {
 	// ConfigTypes lists the typed_config type URLs this factory builds.
 	ConfigTypes() []string
 	// New builds a filter named name (the HttpFilter.name, which is also the
-	// key of its per-route typed_per_filter_config) from config.
-	New(name string, config *anypb.Any) (Filter, error)
+	// key of its per-route typed_per_filter_config) from config, running in bc
+	// (a zero BuildContext for a filter built outside a listener, e.g. to check
+	// its configuration).
+	New(bc BuildContext, name string, config *anypb.Any) (Filter, error)
 }
 
 // BuildContext tells a filter where it runs: the HTTP connection manager
@@ -63,14 +65,6 @@ type BuildContext struct {
 	Clusters *upstream.Manager
 	// Logger receives the filter's logs.
 	Logger *slog.Logger
-}
-
-// ContextFactory is a Factory whose filters need their BuildContext. Build
-// calls NewWithContext instead of New for such factories.
-type ContextFactory interface {
-	Factory
-	// NewWithContext builds a filter named name from config, running in bc.
-	NewWithContext(bc BuildContext, name string, config *anypb.Any) (Filter, error)
 }
 
 // PerRouteValidator is implemented by factories whose filters accept a
@@ -317,8 +311,7 @@ func Build(reg *Registry, filters []*hcmv3.HttpFilter) ([]Configured, error) {
 	return BuildWith(reg, BuildContext{}, filters)
 }
 
-// BuildWith is Build for filters running in bc: factories implementing
-// ContextFactory are given bc.
+// BuildWith is Build for filters running in bc, which every factory is given.
 func BuildWith(reg *Registry, bc BuildContext, filters []*hcmv3.HttpFilter) ([]Configured, error) {
 	var out []Configured
 	routerSeen := false
@@ -341,13 +334,7 @@ func BuildWith(reg *Registry, bc BuildContext, filters []*hcmv3.HttpFilter) ([]C
 			}
 			return nil, fmt.Errorf("http_filters[%d] (%s): unknown filter type %s (mark it is_optional to allow it)", i, fname, cfg.GetTypeUrl())
 		}
-		var built Filter
-		var err error
-		if cf, ok := f.(ContextFactory); ok {
-			built, err = cf.NewWithContext(bc, fname, cfg)
-		} else {
-			built, err = f.New(fname, cfg)
-		}
+		built, err := f.New(bc, fname, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("http_filters[%d] (%s): %w", i, fname, err)
 		}

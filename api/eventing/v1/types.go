@@ -146,6 +146,7 @@ type DeliverySpec struct {
 	// Timeout is each attempt's ISO-8601 duration, e.g. PT10S.
 	Timeout *string `json:"timeout,omitempty"`
 	// BackoffPolicy is "linear" or "exponential" (default).
+	// +kubebuilder:validation:Enum=linear;exponential
 	BackoffPolicy *string `json:"backoffPolicy,omitempty"`
 	// BackoffDelay is the ISO-8601 base delay, e.g. PT0.2S.
 	BackoffDelay *string `json:"backoffDelay,omitempty"`

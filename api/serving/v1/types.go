@@ -219,7 +219,11 @@ type TrafficTarget struct {
 	RevisionName      string `json:"revisionName,omitempty"`
 	ConfigurationName string `json:"configurationName,omitempty"`
 	LatestRevision    *bool  `json:"latestRevision,omitempty"`
-	Percent           *int64 `json:"percent,omitempty"`
+	// Percent is the share of the route's requests, 0 to 100 (the schema refuses others at
+	// once; the webhook, or the Route's status, says when the targets do not sum to 100).
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent *int64 `json:"percent,omitempty"`
 	// URL is set in status for tagged targets.
 	URL string `json:"url,omitempty"`
 }

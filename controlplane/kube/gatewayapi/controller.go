@@ -45,6 +45,7 @@ import (
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/traffic"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	k8scorev1 "k8s.io/api/core/v1"
 )
@@ -309,20 +310,15 @@ func (c *Controller) backend(ctx context.Context) func(ns, name string) (Backend
 		if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRoute, Namespace: ns, Name: name}, &route); err != nil {
 			return Backend{}, true // not routable yet: no traffic, but the reference resolves
 		}
-		var b Backend
-		for _, t := range route.Status.Traffic {
-			if t.Percent == nil || *t.Percent <= 0 || t.RevisionName == "" {
-				continue
+		// The Route's own default split (traffic.Split), each revision's mode as its status says.
+		clusters, _ := traffic.Clusters(ns, traffic.Split(route.Status.Traffic), func(rev string) *servingv1.Revision {
+			var r servingv1.Revision
+			if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: ns, Name: rev}, &r); err != nil {
+				return nil
 			}
-			var rev servingv1.Revision
-			activate := false
-			if err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: ns, Name: t.RevisionName}, &rev); err == nil {
-				activate = rev.Status.Autoscaling != nil && rev.Status.Autoscaling.Mode == servingv1.ModeProxy
-			}
-			b.Clusters = append(b.Clusters, xds.WeightedCluster{
-				Name: xds.ClusterName(ns, t.RevisionName), Weight: uint32(*t.Percent), Activate: activate,
-			})
-		}
+			return &r
+		})
+		b := Backend{Clusters: clusters}
 		return b, true
 	}
 }

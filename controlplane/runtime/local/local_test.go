@@ -24,6 +24,7 @@ import (
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 const echoImport = "github.com/skiff-dev/skiff/examples/echo"
@@ -103,16 +104,10 @@ func newRevision(name string, c corev1.Container) *servingv1.Revision {
 	return rev
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually is testwait.For, under the name this package's tests call.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, within, what, cond)
 }
 
 func waitState(t *testing.T, rt *local.Runtime, rev *servingv1.Revision, within time.Duration, what string, cond func(runtime.State) bool) runtime.State {

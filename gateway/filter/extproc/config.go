@@ -66,15 +66,10 @@ func (f *Factory) Close() { f.pool.closeAll() }
 // ConfigTypes implements filter.Factory.
 func (f *Factory) ConfigTypes() []string { return []string{ConfigTypeURL} }
 
-// New implements filter.Factory. The ext_proc filter needs its listener's
-// context (clusters, stats), so the gateway calls NewWithContext; New builds
-// a filter with a private stat store that can only use google_grpc.
-func (f *Factory) New(name string, config *anypb.Any) (filter.Filter, error) {
-	return f.NewWithContext(filter.BuildContext{}, name, config)
-}
-
-// NewWithContext implements filter.ContextFactory.
-func (f *Factory) NewWithContext(bc filter.BuildContext, name string, config *anypb.Any) (filter.Filter, error) {
+// New implements filter.Factory. The filter uses its listener's clusters and
+// stats from bc; with a zero bc it has a private stat store and can only use
+// google_grpc.
+func (f *Factory) New(bc filter.BuildContext, name string, config *anypb.Any) (filter.Filter, error) {
 	var pb extprocv3.ExternalProcessor
 	if err := config.UnmarshalTo(&pb); err != nil {
 		return nil, fmt.Errorf("decoding ExternalProcessor: %w", err)

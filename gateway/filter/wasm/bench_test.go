@@ -40,7 +40,7 @@ var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 func BenchmarkRevisionMetrics(b *testing.B) {
 	f := NewFactory(Options{Logger: testLogger(), Instances: 1, CompilationCache: compileCache})
 	defer f.Close()
-	flt, err := f.New("skiff.revision-metrics", wasmConfig(b, "revision-metrics", "skiff.revision-metrics", "", wasmv3.FailurePolicy_FAIL_RELOAD))
+	flt, err := f.New(filter.BuildContext{}, "skiff.revision-metrics", wasmConfig(b, "revision-metrics", "skiff.revision-metrics", "", wasmv3.FailurePolicy_FAIL_RELOAD))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func BenchmarkRevisionMetrics(b *testing.B) {
 func BenchmarkRevisionMetricsParallel(b *testing.B) {
 	f := NewFactory(Options{Logger: testLogger(), CompilationCache: compileCache})
 	defer f.Close()
-	flt, err := f.New("skiff.revision-metrics", wasmConfig(b, "revision-metrics", "skiff.revision-metrics", "", wasmv3.FailurePolicy_FAIL_RELOAD))
+	flt, err := f.New(filter.BuildContext{}, "skiff.revision-metrics", wasmConfig(b, "revision-metrics", "skiff.revision-metrics", "", wasmv3.FailurePolicy_FAIL_RELOAD))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +94,7 @@ const benchBrokerConfig = `{"broker": "default/default", "triggers": [
 func BenchmarkCloudEvents(b *testing.B) {
 	f := NewFactory(Options{Logger: testLogger(), Instances: 1, CompilationCache: compileCache})
 	defer f.Close()
-	flt, err := f.New("skiff.cloudevents", wasmConfig(b, "cloudevents", "skiff.cloudevents", benchBrokerConfig, wasmv3.FailurePolicy_FAIL_RELOAD))
+	flt, err := f.New(filter.BuildContext{}, "skiff.cloudevents", wasmConfig(b, "cloudevents", "skiff.cloudevents", benchBrokerConfig, wasmv3.FailurePolicy_FAIL_RELOAD))
 	if err != nil {
 		b.Fatal(err)
 	}

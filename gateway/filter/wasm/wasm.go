@@ -196,17 +196,12 @@ func (f *Factory) Close() {
 // ConfigTypes implements filter.Factory.
 func (f *Factory) ConfigTypes() []string { return []string{ConfigTypeURL} }
 
-// New implements filter.Factory; plugin metrics go to Options.Stats.
-func (f *Factory) New(name string, config *anypb.Any) (filter.Filter, error) {
-	return f.NewWithContext(filter.BuildContext{}, name, config)
-}
-
-// NewWithContext implements filter.ContextFactory: it decodes the
-// configuration, loads and compiles the code, and starts the plugin (or
-// reuses the running plugin built from the same configuration). Any failure,
-// including proxy_on_vm_start or proxy_on_configure returning false, is an
-// error naming the plugin.
-func (f *Factory) NewWithContext(bc filter.BuildContext, name string, config *anypb.Any) (filter.Filter, error) {
+// New implements filter.Factory: it decodes the configuration, loads and
+// compiles the code, and starts the plugin (or reuses the running plugin built
+// from the same configuration). Any failure, including proxy_on_vm_start or
+// proxy_on_configure returning false, is an error naming the plugin. With a
+// zero bc, plugin metrics go to Options.Stats.
+func (f *Factory) New(bc filter.BuildContext, name string, config *anypb.Any) (filter.Filter, error) {
 	spec, err := parseConfig(config)
 	if err != nil {
 		return nil, err

@@ -78,7 +78,7 @@ func newHarness(t testing.TB, cfg *anypb.Any, instances int) *harness {
 	h := &harness{t: t, st: stats.NewStore()}
 	h.f = NewFactory(Options{Logger: testLogger(), Instances: instances, CompilationCache: compileCache})
 	t.Cleanup(h.f.Close)
-	flt, err := h.f.NewWithContext(filter.BuildContext{Stats: h.st, Logger: testLogger(), StatPrefix: "test"}, "skiff.test", cfg)
+	flt, err := h.f.New(filter.BuildContext{Stats: h.st, Logger: testLogger(), StatPrefix: "test"}, "skiff.test", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestRevisionMetricsResponseHeaderAndBadConfig(t *testing.T) {
 	}
 	f := NewFactory(Options{Logger: testLogger(), Instances: 1, CompilationCache: compileCache})
 	defer f.Close()
-	_, err := f.New("skiff.revision-metrics", wasmConfig(t, "revision-metrics", "skiff.revision-metrics", `{"respnse_header":"x"}`, 0))
+	_, err := f.New(filter.BuildContext{}, "skiff.revision-metrics", wasmConfig(t, "revision-metrics", "skiff.revision-metrics", `{"respnse_header":"x"}`, 0))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
@@ -329,7 +329,7 @@ func TestTrapFailurePolicies(t *testing.T) {
 func TestBadModuleAndConfig(t *testing.T) {
 	f := NewFactory(Options{Logger: testLogger(), Instances: 1, CompilationCache: compileCache})
 	defer f.Close()
-	_, err := f.New("x", wasmConfig(t, "abitest", "abi", `{"tick_ms": 5, "nope": 1}`, 0))
+	_, err := f.New(filter.BuildContext{}, "x", wasmConfig(t, "abitest", "abi", `{"tick_ms": 5, "nope": 1}`, 0))
 	if err == nil || !strings.Contains(err.Error(), `unknown field "nope"`) || !strings.Contains(err.Error(), `wasm plugin "abi"`) {
 		t.Errorf("bad configuration: %v", err)
 	}
@@ -337,12 +337,12 @@ func TestBadModuleAndConfig(t *testing.T) {
 		Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: []byte("not wasm")}}}},
 	}}}
 	a, _ := anypb.New(&wasmhttpv3.Wasm{Config: pc})
-	if _, err := f.New("x", a); err == nil || !strings.Contains(err.Error(), `wasm plugin "junk"`) {
+	if _, err := f.New(filter.BuildContext{}, "x", a); err == nil || !strings.Contains(err.Error(), `wasm plugin "junk"`) {
 		t.Errorf("junk module: %v", err)
 	}
 	pc.GetVmConfig().Runtime = "envoy.wasm.runtime.null"
 	a, _ = anypb.New(&wasmhttpv3.Wasm{Config: pc})
-	if _, err := f.New("x", a); err == nil || !strings.Contains(err.Error(), "config.vm_config.runtime") {
+	if _, err := f.New(filter.BuildContext{}, "x", a); err == nil || !strings.Contains(err.Error(), "config.vm_config.runtime") {
 		t.Errorf("null runtime: %v", err)
 	}
 }
@@ -373,12 +373,12 @@ func TestRemoteCode(t *testing.T) {
 	}
 	f := NewFactory(Options{Logger: testLogger(), Instances: 1, CompilationCache: compileCache})
 	defer f.Close()
-	if _, err := f.New("x", remote(strings.Repeat("0", 64))); err == nil || !strings.Contains(err.Error(), "sha256") {
+	if _, err := f.New(filter.BuildContext{}, "x", remote(strings.Repeat("0", 64))); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Errorf("wrong sha256 accepted: %v", err)
 	}
 	sum := newCodeBytes(code).sha256
 	for i := 0; i < 2; i++ {
-		if _, err := f.New("x", remote(sum)); err != nil {
+		if _, err := f.New(filter.BuildContext{}, "x", remote(sum)); err != nil {
 			t.Fatal(err)
 		}
 	}

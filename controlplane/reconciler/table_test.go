@@ -1,0 +1,316 @@
+package reconciler
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/api/duck"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/controlplane/traffic"
+	"github.com/skiff-dev/skiff/controlplane/xds"
+)
+
+// The table tests below run one reconcile of one key over a store holding the case's
+// objects, with the fakes of fakes_test.go for the runtime and the proxy, and compare what
+// the reconcile wrote (children created, status) and programmed (the proxy's route) with
+// what the case expects, as Knative's pkg/reconciler/route/table_test.go and
+// service/service_test.go do with their listers and fake clients.
+
+type tableCase struct {
+	name string
+	// objects are stored first; a *servingv1.Revision or Configuration's status is kept.
+	objects []store.Object
+	key     store.Key
+	// before, when set, changes the store after the objects are seeded (e.g. a child that
+	// needs its owner's UID).
+	before func(t *testing.T, s *store.Store)
+	// check inspects the store and the proxy after the reconcile.
+	check func(t *testing.T, s *store.Store, p *recordingProxy)
+}
+
+func runTable(t *testing.T, cases []tableCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st, err := store.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			for _, o := range tc.objects {
+				status := statusOf(o)
+				if err := st.Create(ctx, o); err != nil {
+					t.Fatalf("seed %s: %v", store.KeyOf(o), err)
+				}
+				if status != nil {
+					status(o)
+					if err := st.UpdateStatus(ctx, o); err != nil {
+						t.Fatalf("seed status %s: %v", store.KeyOf(o), err)
+					}
+				}
+			}
+			if tc.before != nil {
+				tc.before(t, st)
+			}
+			p := &recordingProxy{}
+			c := New(Config{Store: st, Runtime: nopRuntime{}, Proxy: p, Logger: slog.New(slog.DiscardHandler)})
+			c.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+			if err := c.reconcile(ctx, tc.key); err != nil {
+				t.Fatalf("reconcile %s: %v", tc.key, err)
+			}
+			tc.check(t, st, p)
+		})
+	}
+}
+
+// statusOf returns a function restoring o's status after Create (which keeps none).
+func statusOf(o store.Object) func(store.Object) {
+	switch v := o.(type) {
+	case *servingv1.Revision:
+		s := v.Status
+		return func(o store.Object) { o.(*servingv1.Revision).Status = s }
+	case *servingv1.Configuration:
+		s := v.Status
+		return func(o store.Object) { o.(*servingv1.Configuration).Status = s }
+	case *servingv1.Route:
+		s := v.Status
+		return func(o store.Object) { o.(*servingv1.Route).Status = s }
+	}
+	return nil
+}
+
+func tRevision(name, cfg, svc string, ready duck.ConditionStatus, mode string) *servingv1.Revision {
+	r := &servingv1.Revision{
+		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRevision},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{servingv1.ConfigurationLabel: cfg}},
+		Spec:       servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{{Image: "ko://example.com/app"}}}},
+	}
+	if svc != "" {
+		r.Labels[servingv1.ServiceLabel] = svc
+	}
+	r.Status.SetCondition(duck.Condition{Type: duck.ConditionReady, Status: ready}, time.Time{})
+	if mode != "" {
+		r.Status.Autoscaling = &servingv1.AutoscalingStatus{Mode: mode}
+	}
+	return r
+}
+
+func tConfiguration(name, latestReady string) *servingv1.Configuration {
+	c := &servingv1.Configuration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindConfiguration},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec:       servingv1.ConfigurationSpec{Template: servingv1.RevisionTemplateSpec{Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{{Image: "ko://example.com/app"}}}}}},
+	}
+	c.Status.LatestReadyRevisionName = latestReady
+	c.Status.LatestCreatedRevisionName = latestReady
+	c.Status.SetCondition(duck.Condition{Type: duck.ConditionReady, Status: duck.True}, time.Time{})
+	return c
+}
+
+func tRoute(name string, traffic ...servingv1.TrafficTarget) *servingv1.Route {
+	return &servingv1.Route{
+		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRoute},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec:       servingv1.RouteSpec{Traffic: traffic},
+	}
+}
+
+func tService(name string, traffic ...servingv1.TrafficTarget) *servingv1.Service {
+	return &servingv1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindService},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: servingv1.ServiceSpec{
+			ConfigurationSpec: servingv1.ConfigurationSpec{Template: servingv1.RevisionTemplateSpec{Spec: servingv1.RevisionSpec{PodSpec: corev1.PodSpec{Containers: []corev1.Container{{Image: "ko://example.com/app"}}}}}},
+			RouteSpec:         servingv1.RouteSpec{Traffic: traffic},
+		},
+	}
+}
+
+func routeKey(name string) store.Key {
+	return store.Key{Kind: servingv1.KindRoute, Namespace: "default", Name: name}
+}
+
+// wantCondition checks one condition of a stored object's status.
+func wantCondition(t *testing.T, st *duck.Status, typ duck.ConditionType, status duck.ConditionStatus, reason, message string) {
+	t.Helper()
+	c := st.GetCondition(typ)
+	if c == nil || c.Status != status || c.Reason != reason || (message != "" && c.Message != message) {
+		t.Errorf("condition %s = %+v, want %s %s %q", typ, c, status, reason, message)
+	}
+}
+
+func getRoute(t *testing.T, s *store.Store, name string) *servingv1.Route {
+	t.Helper()
+	var r servingv1.Route
+	if err := s.Get(context.Background(), routeKey(name), &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func TestRouteReconcileTable(t *testing.T) {
+	split := []store.Object{
+		tConfiguration("cfg", "cfg-00002"),
+		tRevision("cfg-00001", "cfg", "", duck.True, servingv1.ModeServe),
+		tRevision("cfg-00002", "cfg", "", duck.True, servingv1.ModeProxy),
+	}
+	runTable(t, []tableCase{{
+		// route/table_test.go "configuration ready": traffic assigned, proxy programmed.
+		name: "a split with a tag: weights, tags and URLs",
+		objects: append(split, tRoute("r",
+			servingv1.TrafficTarget{RevisionName: "cfg-00001", Percent: ptr[int64](40)},
+			servingv1.TrafficTarget{Tag: "candidate", ConfigurationName: "cfg", LatestRevision: ptr(true), Percent: ptr[int64](60)})),
+		key: routeKey("r"),
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			r := getRoute(t, s, "r")
+			wantCondition(t, &r.Status.Status, servingv1.RouteConditionAllTrafficAssigned, duck.True, "", "")
+			want := []servingv1.TrafficTarget{
+				{RevisionName: "cfg-00001", LatestRevision: ptr(false), Percent: ptr[int64](40)},
+				{Tag: "candidate", RevisionName: "cfg-00002", LatestRevision: ptr(true), Percent: ptr[int64](60), URL: "http://candidate-r.default.localhost"},
+			}
+			if !reflect.DeepEqual(r.Status.Traffic, want) {
+				t.Errorf("status.traffic %+v, want %+v", r.Status.Traffic, want)
+			}
+			pr, ok := p.route("default/r")
+			if !ok {
+				t.Fatal("no route programmed")
+			}
+			clusters := map[string][]xds.WeightedCluster{}
+			for _, vh := range pr.VirtualHosts {
+				clusters[vh.Name] = vh.Clusters
+			}
+			if got, want := clusters["default/r"], []xds.WeightedCluster{
+				{Name: xds.ClusterName("default", "cfg-00001"), Weight: 40},
+				{Name: xds.ClusterName("default", "cfg-00002"), Weight: 60, Activate: true},
+			}; !reflect.DeepEqual(got, want) {
+				t.Errorf("default clusters %+v, want %+v", got, want)
+			}
+			if got, want := clusters["default/r/candidate"], []xds.WeightedCluster{
+				{Name: xds.ClusterName("default", "cfg-00002"), Weight: 100, Activate: true},
+			}; !reflect.DeepEqual(got, want) {
+				t.Errorf("tag clusters %+v, want %+v", got, want)
+			}
+		},
+	}, {
+		// Issue 21: traffic that got in without the webhook, summing to 90.
+		name: "traffic summing to 90: AllTrafficAssigned=False naming spec.traffic, nothing programmed",
+		objects: append(split, tRoute("r",
+			servingv1.TrafficTarget{RevisionName: "cfg-00001", Percent: ptr[int64](50)},
+			servingv1.TrafficTarget{ConfigurationName: "cfg", LatestRevision: ptr(true), Percent: ptr[int64](40)})),
+		key: routeKey("r"),
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			r := getRoute(t, s, "r")
+			wantCondition(t, &r.Status.Status, servingv1.RouteConditionAllTrafficAssigned, duck.False, traffic.ReasonInvalidSpec, "Traffic targets sum to 90, want 100: spec.traffic")
+			wantCondition(t, &r.Status.Status, duck.ConditionReady, duck.False, traffic.ReasonInvalidSpec, "Traffic targets sum to 90, want 100: spec.traffic")
+			if len(r.Status.Traffic) != 0 {
+				t.Errorf("status.traffic %+v for traffic that cannot be assigned", r.Status.Traffic)
+			}
+			if _, ok := p.route("default/r"); ok {
+				t.Error("an invalid route was programmed")
+			}
+		},
+	}, {
+		name: "a tag used twice",
+		objects: append(split, tRoute("r",
+			servingv1.TrafficTarget{Tag: "a", RevisionName: "cfg-00001", Percent: ptr[int64](50)},
+			servingv1.TrafficTarget{Tag: "a", RevisionName: "cfg-00002", Percent: ptr[int64](50)})),
+		key: routeKey("r"),
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			r := getRoute(t, s, "r")
+			wantCondition(t, &r.Status.Status, servingv1.RouteConditionAllTrafficAssigned, duck.False, traffic.ReasonInvalidSpec, `Multiple definitions for "a": spec.traffic[0].tag, spec.traffic[1].tag`)
+		},
+	}, {
+		// route/table_test.go "missing configuration".
+		name:    "a missing configuration",
+		objects: []store.Object{tRoute("r", servingv1.TrafficTarget{ConfigurationName: "gone", LatestRevision: ptr(true), Percent: ptr[int64](100)})},
+		key:     routeKey("r"),
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			r := getRoute(t, s, "r")
+			wantCondition(t, &r.Status.Status, servingv1.RouteConditionAllTrafficAssigned, duck.False, "ConfigurationMissing", `Configuration "gone" referenced in traffic not found.`)
+			wantCondition(t, &r.Status.Status, duck.ConditionReady, duck.False, "ConfigurationMissing", "")
+		},
+	}})
+}
+
+func TestServiceReconcileTable(t *testing.T) {
+	runTable(t, []tableCase{{
+		// service_test.go "create route and service": the children are made from the spec.
+		name:    "a new Service creates its Configuration and Route",
+		objects: []store.Object{tService("s", servingv1.TrafficTarget{LatestRevision: ptr(true), Percent: ptr[int64](100)})},
+		key:     store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"},
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			r := getRoute(t, s, "s")
+			want := []servingv1.TrafficTarget{{ConfigurationName: "s", LatestRevision: ptr(true), Percent: ptr[int64](100)}}
+			if !reflect.DeepEqual(r.Spec.Traffic, want) {
+				t.Errorf("route traffic %+v, want %+v", r.Spec.Traffic, want)
+			}
+			var cfg servingv1.Configuration
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "s"}, &cfg); err != nil {
+				t.Errorf("configuration: %v", err)
+			}
+		},
+	}, {
+		// Issue 21: a Service whose traffic sums to 90 (no webhook): its Route is not written
+		// and RoutesReady says why, with the field path; its Configuration still is.
+		name: "traffic summing to 90: RoutesReady=False naming spec.traffic",
+		objects: []store.Object{tService("s",
+			servingv1.TrafficTarget{LatestRevision: ptr(true), Percent: ptr[int64](50)},
+			servingv1.TrafficTarget{RevisionName: "s-00001", LatestRevision: ptr(false), Percent: ptr[int64](40)})},
+		key: store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"},
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			var svc servingv1.Service
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			wantCondition(t, &svc.Status.Status, servingv1.ServiceConditionRoutesReady, duck.False, traffic.ReasonInvalidSpec, "Traffic targets sum to 90, want 100: spec.traffic")
+			wantCondition(t, &svc.Status.Status, duck.ConditionReady, duck.False, traffic.ReasonInvalidSpec, "Traffic targets sum to 90, want 100: spec.traffic")
+			var r servingv1.Route
+			if err := s.Get(context.Background(), routeKey("s"), &r); err == nil {
+				t.Errorf("route created with invalid traffic %+v", r.Spec.Traffic)
+			}
+			var cfg servingv1.Configuration
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "s"}, &cfg); err != nil {
+				t.Errorf("configuration not created: %v", err)
+			}
+		},
+	}, {
+		// service_test.go "route ready, config not": RoutesReady mirrors the Route's Ready
+		// (Knative's PropagateRouteStatus), reason and message included.
+		name:    "the Route's failure propagates to RoutesReady",
+		objects: []store.Object{tService("s", servingv1.TrafficTarget{LatestRevision: ptr(true), Percent: ptr[int64](100)})},
+		before: func(t *testing.T, s *store.Store) {
+			ctx := context.Background()
+			var svc servingv1.Service
+			if err := s.Get(ctx, store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			r := tRoute("s", servingv1.TrafficTarget{ConfigurationName: "s", LatestRevision: ptr(true), Percent: ptr[int64](100)})
+			r.Labels = map[string]string{servingv1.ServiceLabel: "s"}
+			r.OwnerReferences = []metav1.OwnerReference{ownerRef(&svc.ObjectMeta, servingv1.KindService)}
+			if err := s.Create(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			r.Status.ObservedGeneration = r.Generation
+			r.Status.SetCondition(duck.Condition{Type: duck.ConditionReady, Status: duck.False, Reason: "RevisionMissing", Message: `Configuration "s" does not have any ready Revision.`}, time.Time{})
+			if err := s.UpdateStatus(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		},
+		key: store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"},
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			var svc servingv1.Service
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			wantCondition(t, &svc.Status.Status, servingv1.ServiceConditionRoutesReady, duck.False, "RevisionMissing", `Configuration "s" does not have any ready Revision.`)
+		},
+	}})
+}
