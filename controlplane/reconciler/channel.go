@@ -138,11 +138,7 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		markUnresolved(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, "Unable to get the DeadLetterSink's URI", "spec.delivery.deadLetterSink", err, now)
 	} else {
 		cfg.Delivery, st.DeadLetterSinkURI = d, dls
-		if dls == "" {
-			st.SetCondition(duck.Condition{Type: messagingv1.ChannelConditionDeadLetterSinkResolved, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
-		} else {
-			st.MarkTrue(messagingv1.ChannelConditionDeadLetterSinkResolved, now)
-		}
+		markDeadLetter(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, dls, now)
 	}
 
 	// Each subscriber's own problem keeps that subscriber out, not the channel down.
@@ -323,7 +319,7 @@ func (c *Controller) reconcileChannel(ctx context.Context, key store.Key) error 
 	st.DeadLetterSinkURI = ""
 	switch {
 	case ch.Spec.Delivery == nil || ch.Spec.Delivery.DeadLetterSink == nil:
-		st.SetCondition(duck.Condition{Type: messagingv1.ChannelConditionDeadLetterSinkResolved, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
+		markDeadLetter(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, "", now)
 	case bs.DeadLetterSinkURI != "":
 		st.DeadLetterSinkURI = bs.DeadLetterSinkURI
 		st.MarkTrue(messagingv1.ChannelConditionDeadLetterSinkResolved, now)
