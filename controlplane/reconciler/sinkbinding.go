@@ -80,13 +80,9 @@ func (c *Controller) reconcileSinkBinding(ctx context.Context, key store.Key) er
 		st.SinkURI = sink
 		st.MarkTrue(sourceConditionSinkProvided, now)
 	}
-	overrides := ""
-	if sb.Spec.CEOverrides != nil {
-		b, err := json.Marshal(sb.Spec.CEOverrides)
-		if err != nil {
-			return fmt.Errorf("sinkbinding %s: encoding ceOverrides: %w", key, err)
-		}
-		overrides = string(b)
+	overrides, err := ceOverridesEnv(sb.Spec.CEOverrides)
+	if err != nil {
+		return fmt.Errorf("sinkbinding %s: %w", key, err)
 	}
 
 	bound, errs := c.bindServices(ctx, sb.Name, services, selects, sink, sinkErr, overrides)
@@ -188,6 +184,18 @@ func markSinkBindingAvailable(st *sourcesv1.SourceStatus, bound int, errs []erro
 		st.MarkUnknown(sinkBindingConditionAvailable, "SinkNotResolved", "", now)
 	}
 	summarize(&st.Status, now, sourceConditionSinkProvided, sinkBindingConditionAvailable)
+}
+
+// ceOverridesEnv is the value of K_CE_OVERRIDES for a source's ceOverrides ("" for none).
+func ceOverridesEnv(o *sourcesv1.CloudEventOverrides) (string, error) {
+	if o == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("encoding ceOverrides: %w", err)
+	}
+	return string(b), nil
 }
 
 // setBindingEnv sets (or with sink "", removes) K_SINK and K_CE_OVERRIDES in
