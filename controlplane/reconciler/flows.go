@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -234,7 +235,45 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 		channels = append(channels, ch)
 		wanted[messagingv1.KindInMemoryChannel+"/"+name] = true
 	}
-	// PropagateChannelStatuses.
+	markSequenceChannels(st, channels, now)
+
+	subs := make([]*messagingv1.Subscription, 0, len(seq.Spec.Steps))
+	for i := range seq.Spec.Steps {
+		want := sequenceSubscription(&seq, owner, i)
+		sub, err := c.ensureSubscription(ctx, want)
+		if err != nil {
+			var ce *childError
+			if errors.As(err, &ce) {
+				st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", fmt.Sprintf("failed to reconcile subscription resource for step: %d : %v", i, err), now)
+				return finish()
+			}
+			return err
+		}
+		subs = append(subs, sub)
+		wanted[messagingv1.KindSubscription+"/"+want.Name] = true
+	}
+	markSequenceSubscriptions(st, subs, now)
+	if err := c.removeUnwanted(ctx, seq.Namespace, owner, wanted); err != nil {
+		return err
+	}
+	return finish()
+}
+
+// sequenceSubscription is the Subscription of a Sequence's step i: from the step's channel
+// to the step, replying to the next step's channel (the last step to spec.reply).
+func sequenceSubscription(seq *flowsv1.Sequence, owner metav1.OwnerReference, i int) *messagingv1.Subscription {
+	step := seq.Spec.Steps[i]
+	reply := seq.Spec.Reply
+	if i < len(seq.Spec.Steps)-1 {
+		reply = channelRef(seq.Namespace, sequenceChannelName(seq.Name, i+1))
+	}
+	dest := step.Destination
+	return newFlowSubscription(&seq.ObjectMeta, owner, sequenceSubscriptionName(seq.Name, i), sequenceChannelName(seq.Name, i), &dest, reply, step.Delivery)
+}
+
+// markSequenceChannels reports the step channels on a Sequence's status, as Knative's
+// PropagateChannelStatuses does: the Sequence's address is the first channel's.
+func markSequenceChannels(st *flowsv1.SequenceStatus, channels []*messagingv1.InMemoryChannel, now time.Time) {
 	st.ChannelStatuses = make([]flowsv1.SequenceChannelStatus, len(channels))
 	allReady := len(channels) > 0
 	for i, ch := range channels {
@@ -259,29 +298,13 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 		st.MarkUnknown(flowsv1.ConditionChannelsReady, "ChannelsNotReady", "Channels are not ready yet, or there are none", now)
 	}
 
-	subs := make([]*messagingv1.Subscription, 0, len(seq.Spec.Steps))
-	for i, step := range seq.Spec.Steps {
-		reply := seq.Spec.Reply
-		if i < len(seq.Spec.Steps)-1 {
-			reply = channelRef(seq.Namespace, sequenceChannelName(seq.Name, i+1))
-		}
-		dest := step.Destination
-		want := newFlowSubscription(&seq.ObjectMeta, owner, sequenceSubscriptionName(seq.Name, i), sequenceChannelName(seq.Name, i), &dest, reply, step.Delivery)
-		sub, err := c.ensureSubscription(ctx, want)
-		if err != nil {
-			var ce *childError
-			if errors.As(err, &ce) {
-				st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", fmt.Sprintf("failed to reconcile subscription resource for step: %d : %v", i, err), now)
-				return finish()
-			}
-			return err
-		}
-		subs = append(subs, sub)
-		wanted[messagingv1.KindSubscription+"/"+want.Name] = true
-	}
-	// PropagateSubscriptionStatuses.
+}
+
+// markSequenceSubscriptions reports the step Subscriptions on a Sequence's status, as
+// Knative's PropagateSubscriptionStatuses does.
+func markSequenceSubscriptions(st *flowsv1.SequenceStatus, subs []*messagingv1.Subscription, now time.Time) {
 	st.SubscriptionStatuses = make([]flowsv1.SequenceSubscriptionStatus, len(subs))
-	allReady = len(subs) > 0
+	allReady := len(subs) > 0
 	for i, s := range subs {
 		st.SubscriptionStatuses[i] = flowsv1.SequenceSubscriptionStatus{
 			Subscription:   objectRef(messagingv1.GroupVersion, messagingv1.KindSubscription, s.Namespace, s.Name),
@@ -294,10 +317,6 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 	} else {
 		st.MarkUnknown(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", subscriptionsNotReady(st.SubscriptionStatuses), now)
 	}
-	if err := c.removeUnwanted(ctx, seq.Namespace, owner, wanted); err != nil {
-		return err
-	}
-	return finish()
 }
 
 // subscriptionsNotReady is Knative's message, with the first subscription that is not
