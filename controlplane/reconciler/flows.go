@@ -391,62 +391,12 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 			branches = append(branches, ch)
 		}
 	}
-	// PropagateChannelStatuses: Knative reads a channel as ready once it has an address.
-	addressed := func(ch *messagingv1.InMemoryChannel) duck.Condition {
-		if ch.Status.Address != nil && ch.Status.Address.URL != "" {
-			return duck.Condition{Type: duck.ConditionReady, Status: duck.True}
-		}
-		return duck.Condition{Type: duck.ConditionReady, Status: duck.False, Reason: "NotAddressable", Message: "Channel is not addressable"}
-	}
-	if len(st.BranchStatuses) != len(branches) {
-		st.BranchStatuses = make([]flowsv1.ParallelBranchStatus, len(branches))
-	}
-	st.IngressChannelStatus = flowsv1.ParallelChannelStatus{
-		Channel:        objectRef(messagingv1.GroupVersion, messagingv1.KindInMemoryChannel, ingress.Namespace, ingress.Name),
-		ReadyCondition: addressed(ingress),
-	}
-	// Knative marks a Parallel's not-ready children False; Skiff says Unknown while they
-	// are on their way (False only for a child that failed), so that `skiff wait` waits.
-	allReady := st.IngressChannelStatus.ReadyCondition.Status == duck.True
-	if allReady {
-		st.Address = ingress.Status.Address
-		st.MarkTrue(flowsv1.ConditionAddressable, now)
-	} else {
-		st.Address = nil
-		st.MarkUnknown(flowsv1.ConditionAddressable, "emptyAddress", "addressable is nil", now)
-	}
-	for i, ch := range branches {
-		st.BranchStatuses[i].FilterChannelStatus = flowsv1.ParallelChannelStatus{
-			Channel:        objectRef(messagingv1.GroupVersion, messagingv1.KindInMemoryChannel, ch.Namespace, ch.Name),
-			ReadyCondition: addressed(ch),
-		}
-		allReady = allReady && st.BranchStatuses[i].FilterChannelStatus.ReadyCondition.Status == duck.True
-	}
-	if allReady {
-		st.MarkTrue(flowsv1.ConditionChannelsReady, now)
-	} else {
-		st.MarkUnknown(flowsv1.ConditionChannelsReady, "ChannelsNotReady", "Channels are not ready yet, or there are none", now)
-	}
+	markParallelChannels(st, ingress, branches, now)
 
-	allReady = len(par.Spec.Branches) > 0
+	allReady := len(par.Spec.Branches) > 0
 	firstFailed, firstNotReady := "", ""
-	for i, b := range par.Spec.Branches {
-		// NewFilterSubscription: the filter replies into the branch's channel; no filter
-		// passes everything straight to it.
-		branchChannel := channelRef(par.Namespace, parallelBranchChannelName(par.Name, i))
-		var filterSub *messagingv1.Subscription
-		if b.Filter == nil {
-			filterSub = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), branchChannel, nil, nil)
-		} else {
-			f := *b.Filter
-			filterSub = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), &f, branchChannel, nil)
-		}
-		reply := b.Reply
-		if reply == nil {
-			reply = par.Spec.Reply
-		}
-		subscriber := b.Subscriber
-		sub := newFlowSubscription(&par.ObjectMeta, owner, parallelSubscriptionName(par.Name, i), parallelBranchChannelName(par.Name, i), &subscriber, reply, b.Delivery)
+	for i := range par.Spec.Branches {
+		filterSub, sub := parallelSubscriptions(&par, owner, i)
 		for j, want := range []*messagingv1.Subscription{filterSub, sub} {
 			have, err := c.ensureSubscription(ctx, want)
 			if err != nil {
@@ -491,6 +441,70 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 		return err
 	}
 	return finish()
+}
+
+// parallelSubscriptions are the two Subscriptions of a Parallel's branch i: the filter
+// Subscription from the ingress channel (Knative's NewFilterSubscription: the filter replies
+// into the branch's channel; no filter passes everything straight to it), and the one from
+// the branch's channel to its subscriber, replying to the branch's reply or spec.reply.
+func parallelSubscriptions(par *flowsv1.Parallel, owner metav1.OwnerReference, i int) (filter, sub *messagingv1.Subscription) {
+	b := par.Spec.Branches[i]
+	branchChannel := channelRef(par.Namespace, parallelBranchChannelName(par.Name, i))
+	if b.Filter == nil {
+		filter = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), branchChannel, nil, nil)
+	} else {
+		f := *b.Filter
+		filter = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), &f, branchChannel, nil)
+	}
+	reply := b.Reply
+	if reply == nil {
+		reply = par.Spec.Reply
+	}
+	subscriber := b.Subscriber
+	sub = newFlowSubscription(&par.ObjectMeta, owner, parallelSubscriptionName(par.Name, i), parallelBranchChannelName(par.Name, i), &subscriber, reply, b.Delivery)
+	return filter, sub
+}
+
+// markParallelChannels reports the ingress and branch channels on a Parallel's status, as
+// Knative's PropagateChannelStatuses does: the Parallel's address is the ingress channel's.
+func markParallelChannels(st *flowsv1.ParallelStatus, ingress *messagingv1.InMemoryChannel, branches []*messagingv1.InMemoryChannel, now time.Time) {
+	// Knative reads a channel as ready once it has an address.
+	addressed := func(ch *messagingv1.InMemoryChannel) duck.Condition {
+		if ch.Status.Address != nil && ch.Status.Address.URL != "" {
+			return duck.Condition{Type: duck.ConditionReady, Status: duck.True}
+		}
+		return duck.Condition{Type: duck.ConditionReady, Status: duck.False, Reason: "NotAddressable", Message: "Channel is not addressable"}
+	}
+	if len(st.BranchStatuses) != len(branches) {
+		st.BranchStatuses = make([]flowsv1.ParallelBranchStatus, len(branches))
+	}
+	st.IngressChannelStatus = flowsv1.ParallelChannelStatus{
+		Channel:        objectRef(messagingv1.GroupVersion, messagingv1.KindInMemoryChannel, ingress.Namespace, ingress.Name),
+		ReadyCondition: addressed(ingress),
+	}
+	// Knative marks a Parallel's not-ready children False; Skiff says Unknown while they
+	// are on their way (False only for a child that failed), so that `skiff wait` waits.
+	allReady := st.IngressChannelStatus.ReadyCondition.Status == duck.True
+	if allReady {
+		st.Address = ingress.Status.Address
+		st.MarkTrue(flowsv1.ConditionAddressable, now)
+	} else {
+		st.Address = nil
+		st.MarkUnknown(flowsv1.ConditionAddressable, "emptyAddress", "addressable is nil", now)
+	}
+	for i, ch := range branches {
+		st.BranchStatuses[i].FilterChannelStatus = flowsv1.ParallelChannelStatus{
+			Channel:        objectRef(messagingv1.GroupVersion, messagingv1.KindInMemoryChannel, ch.Namespace, ch.Name),
+			ReadyCondition: addressed(ch),
+		}
+		allReady = allReady && st.BranchStatuses[i].FilterChannelStatus.ReadyCondition.Status == duck.True
+	}
+	if allReady {
+		st.MarkTrue(flowsv1.ConditionChannelsReady, now)
+	} else {
+		st.MarkUnknown(flowsv1.ConditionChannelsReady, "ChannelsNotReady", "Channels are not ready yet, or there are none", now)
+	}
+
 }
 
 // resolveFlowRef resolves a destination ref to a Sequence or Parallel to its address;
