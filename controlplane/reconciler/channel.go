@@ -428,63 +428,21 @@ func (c *Controller) reconcileSubscription(ctx context.Context, key store.Key) e
 	}
 
 	// Resolve every destination (subscription.go resolveSubscriptionURIs).
-	ps := &st.PhysicalSubscription
-	unresolved := func(reason, field string, err error) error {
+	if reason, field, err := c.resolveSubscriptionURIs(ctx, &sub, imc); err != nil {
 		markUnresolved(&st.Status, messagingv1.SubscriptionConditionReferencesResolved, reason, "Failed to resolve "+field, err, now)
 		st.MarkUnknown(messagingv1.SubscriptionConditionAddedToChannel, reason, "", now)
 		st.MarkUnknown(messagingv1.SubscriptionConditionChannelReady, reason, "", now)
 		return finish()
 	}
-	ps.SubscriberURI = ""
-	if !messagingv1.DestinationIsEmpty(sub.Spec.Subscriber) {
-		if ps.SubscriberURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Subscriber); err != nil {
-			ps.SubscriberURI = ""
-			return unresolved("SubscriberResolveFailed", "spec.subscriber", err)
-		}
-	}
-	ps.ReplyURI = ""
-	if !messagingv1.DestinationIsEmpty(sub.Spec.Reply) {
-		if ps.ReplyURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Reply); err != nil {
-			ps.ReplyURI = ""
-			return unresolved("ReplyResolveFailed", "spec.reply", err)
-		}
-	}
-	ps.DeadLetterSinkURI = ""
-	switch {
-	case sub.Spec.Delivery != nil && sub.Spec.Delivery.DeadLetterSink != nil:
-		if ps.DeadLetterSinkURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Delivery.DeadLetterSink); err != nil {
-			ps.DeadLetterSinkURI = ""
-			return unresolved("DeadLetterSinkResolveFailed", "spec.delivery.deadLetterSink", err)
-		}
-	case imc.Spec.Delivery != nil && imc.Spec.Delivery.DeadLetterSink != nil:
-		if imc.Status.DeadLetterSinkURI == "" {
-			err := fmt.Errorf("channel %s didn't set status.deadLetterSinkURI", imc.Name)
-			if dc := imc.Status.GetCondition(messagingv1.ChannelConditionDeadLetterSinkResolved); dc == nil || dc.Status != duck.False {
-				// The channel has not resolved it yet: its status change comes back here.
-				err = fmt.Errorf("%w (%w)", err, errNotAddressable)
-			}
-			return unresolved("DeadLetterSinkResolveFailed", "the channel's spec.delivery.deadLetterSink", err)
-		}
-		ps.DeadLetterSinkURI = imc.Status.DeadLetterSinkURI
-	}
 	st.MarkTrue(messagingv1.SubscriptionConditionReferencesResolved, now)
 
 	// Sync into the channel (subscription.go syncChannel).
+	ps := &st.PhysicalSubscription
 	entry := messagingv1.SubscriberSpec{
 		Name: &sub.Name, UID: sub.UID, Generation: sub.Generation,
 		SubscriberURI: ps.SubscriberURI, ReplyURI: ps.ReplyURI, Delivery: subscriberDelivery(&sub, imc),
 	}
-	i := slices.IndexFunc(imc.Spec.Subscribers, func(s messagingv1.SubscriberSpec) bool { return s.UID == sub.UID })
-	changed := true
-	switch {
-	case i < 0:
-		imc.Spec.Subscribers = append(imc.Spec.Subscribers, entry)
-	case reflect.DeepEqual(imc.Spec.Subscribers[i], entry):
-		changed = false
-	default:
-		imc.Spec.Subscribers[i] = entry
-	}
-	if changed {
+	if setSubscriber(imc, entry) {
 		if err := c.cfg.Store.Update(ctx, imc); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return err // another subscription wrote first: read again
@@ -499,7 +457,69 @@ func (c *Controller) reconcileSubscription(ctx context.Context, key store.Key) e
 	}
 	st.MarkTrue(messagingv1.SubscriptionConditionAddedToChannel, now)
 
-	// Is it delivered to? (subscription.go checkChannelStatusForSubscription)
+	markSubscriptionChannelReady(st, &sub, imc, now)
+	return finish()
+}
+
+// resolveSubscriptionURIs resolves a Subscription's subscriber, reply and dead letter sink
+// (its own, else its channel's) into status.physicalSubscription, as Knative's
+// resolveSubscriptionURIs does; on failure, the reason and the field that failed.
+func (c *Controller) resolveSubscriptionURIs(ctx context.Context, sub *messagingv1.Subscription, imc *messagingv1.InMemoryChannel) (reason, field string, err error) {
+	ps := &sub.Status.PhysicalSubscription
+	ps.SubscriberURI = ""
+	if !messagingv1.DestinationIsEmpty(sub.Spec.Subscriber) {
+		if ps.SubscriberURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Subscriber); err != nil {
+			ps.SubscriberURI = ""
+			return "SubscriberResolveFailed", "spec.subscriber", err
+		}
+	}
+	ps.ReplyURI = ""
+	if !messagingv1.DestinationIsEmpty(sub.Spec.Reply) {
+		if ps.ReplyURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Reply); err != nil {
+			ps.ReplyURI = ""
+			return "ReplyResolveFailed", "spec.reply", err
+		}
+	}
+	ps.DeadLetterSinkURI = ""
+	switch {
+	case sub.Spec.Delivery != nil && sub.Spec.Delivery.DeadLetterSink != nil:
+		if ps.DeadLetterSinkURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Delivery.DeadLetterSink); err != nil {
+			ps.DeadLetterSinkURI = ""
+			return "DeadLetterSinkResolveFailed", "spec.delivery.deadLetterSink", err
+		}
+	case imc.Spec.Delivery != nil && imc.Spec.Delivery.DeadLetterSink != nil:
+		if imc.Status.DeadLetterSinkURI == "" {
+			err := fmt.Errorf("channel %s didn't set status.deadLetterSinkURI", imc.Name)
+			if dc := imc.Status.GetCondition(messagingv1.ChannelConditionDeadLetterSinkResolved); dc == nil || dc.Status != duck.False {
+				// The channel has not resolved it yet: its status change comes back here.
+				err = fmt.Errorf("%w (%w)", err, errNotAddressable)
+			}
+			return "DeadLetterSinkResolveFailed", "the channel's spec.delivery.deadLetterSink", err
+		}
+		ps.DeadLetterSinkURI = imc.Status.DeadLetterSinkURI
+	}
+	return "", "", nil
+}
+
+// setSubscriber writes entry into the channel's spec.subscribers (by UID), and reports
+// whether that changed it (Knative's syncChannel).
+func setSubscriber(imc *messagingv1.InMemoryChannel, entry messagingv1.SubscriberSpec) bool {
+	i := slices.IndexFunc(imc.Spec.Subscribers, func(s messagingv1.SubscriberSpec) bool { return s.UID == entry.UID })
+	changed := true
+	switch {
+	case i < 0:
+		imc.Spec.Subscribers = append(imc.Spec.Subscribers, entry)
+	case reflect.DeepEqual(imc.Spec.Subscribers[i], entry):
+		changed = false
+	default:
+		imc.Spec.Subscribers[i] = entry
+	}
+	return changed
+}
+
+// markSubscriptionChannelReady reports ChannelReady from whether the channel reports this
+// generation of the Subscription delivered to (Knative's checkChannelStatusForSubscription).
+func markSubscriptionChannelReady(st *messagingv1.SubscriptionStatus, sub *messagingv1.Subscription, imc *messagingv1.InMemoryChannel, now time.Time) {
 	j := slices.IndexFunc(imc.Status.Subscribers, func(s messagingv1.SubscriberStatus) bool {
 		return s.UID == sub.UID && s.ObservedGeneration == sub.Generation
 	})
@@ -516,7 +536,6 @@ func (c *Controller) reconcileSubscription(ctx context.Context, key store.Key) e
 		st.MarkUnknown(messagingv1.SubscriptionConditionChannelReady, "SubscriptionNotMarkedReadyByChannel",
 			"Subscription marked by Channel as Unknown: "+imc.Status.Subscribers[j].Message, now)
 	}
-	return finish()
 }
 
 // subscriptionChannel returns the InMemoryChannel a Subscription's spec.channel names,
