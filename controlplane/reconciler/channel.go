@@ -130,9 +130,44 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		return c.cfg.Store.UpdateStatus(ctx, &imc)
 	}
 
-	cfg := broker.ChannelConfig{Namespace: imc.Namespace, Name: imc.Name}
+	cfg, subStatus, dlsOK := c.resolveChannel(ctx, &imc, now)
+
+	var applyErr error
+	if dlsOK && !c.applied.same(key, cfg) {
+		if applyErr = c.cfg.Eventing.SetChannel(ctx, cfg); applyErr == nil {
+			c.applied.set(key, &cfg)
+		} else {
+			c.applied.set(key, nil)
+		}
+	}
+	routed := false
+	if dlsOK && applyErr == nil {
+		if routed = c.cfg.Eventing.ChannelRouted(imc.Namespace, imc.Name); routed {
+			c.applied.routed(key)
+		} else {
+			c.queue.AddAfter(key, c.applied.nextPoll(key))
+		}
+	}
+	markChannelApplied(st, imc.Namespace, imc.Name, subStatus, dlsOK, applyErr, routed, now)
+	summarize(&st.Status, now, conds...)
+	if err := c.cfg.Store.UpdateStatus(ctx, &imc); err != nil {
+		return err
+	}
+	if applyErr != nil {
+		return fmt.Errorf("apply channel %s: %w", key, applyErr)
+	}
+	return nil
+}
+
+// resolveChannel resolves a channel's dead letter sink (reported on its status; dlsOK false
+// when it does not resolve) and each subscriber, and returns the data-plane config with the
+// subscribers that resolved and every subscriber's status. Each subscriber's own problem
+// keeps that subscriber out, not the channel down.
+func (c *Controller) resolveChannel(ctx context.Context, imc *messagingv1.InMemoryChannel, now time.Time) (cfg broker.ChannelConfig, subStatus []messagingv1.SubscriberStatus, dlsOK bool) {
+	st := &imc.Status
+	cfg = broker.ChannelConfig{Namespace: imc.Namespace, Name: imc.Name}
 	st.DeadLetterSinkURI = ""
-	dlsOK := true
+	dlsOK = true
 	if d, dls, err := c.resolveDelivery(ctx, imc.Namespace, imc.Spec.Delivery); err != nil {
 		dlsOK = false
 		markUnresolved(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, "Unable to get the DeadLetterSink's URI", "spec.delivery.deadLetterSink", err, now)
@@ -141,8 +176,7 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		markDeadLetter(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, dls, now)
 	}
 
-	// Each subscriber's own problem keeps that subscriber out, not the channel down.
-	subStatus := make([]messagingv1.SubscriberStatus, 0, len(imc.Spec.Subscribers))
+	subStatus = make([]messagingv1.SubscriberStatus, 0, len(imc.Spec.Subscribers))
 	for i, s := range imc.Spec.Subscribers {
 		ss := messagingv1.SubscriberStatus{UID: s.UID, ObservedGeneration: s.Generation, Ready: duck.True}
 		sc, err := c.subscriberConfig(ctx, imc.Namespace, s)
@@ -153,16 +187,13 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		}
 		subStatus = append(subStatus, ss)
 	}
+	return cfg, subStatus, dlsOK
+}
 
-	var applyErr error
-	if dlsOK && !c.applied.same(key, cfg) {
-		if applyErr = c.cfg.Eventing.SetChannel(ctx, cfg); applyErr == nil {
-			c.applied.set(key, &cfg)
-		} else {
-			c.applied.set(key, nil)
-		}
-	}
-	addr := broker.ChannelURL(imc.Namespace, imc.Name)
+// markChannelApplied reports a channel's address, whether it was applied to the data plane
+// (dlsOK false: not tried; applyErr) and routed by every proxy, and its subscribers' status.
+func markChannelApplied(st *messagingv1.InMemoryChannelStatus, ns, name string, subStatus []messagingv1.SubscriberStatus, dlsOK bool, applyErr error, routed bool, now time.Time) {
+	addr := broker.ChannelURL(ns, name)
 	st.Address = &duck.Addressable{URL: addr}
 	st.Addresses = []duck.Addressable{{URL: addr}}
 	st.MarkTrue(messagingv1.ChannelConditionAddressable, now)
@@ -184,25 +215,15 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 	default:
 		st.MarkTrue(messagingv1.InMemoryChannelConditionServiceReady, now)
 		st.MarkTrue(messagingv1.InMemoryChannelConditionEndpointsReady, now)
-		if c.cfg.Eventing.ChannelRouted(imc.Namespace, imc.Name) {
-			c.applied.routed(key)
+		if routed {
 			st.MarkTrue(messagingv1.InMemoryChannelConditionChannelServiceReady, now)
 		} else {
 			// Ready means an event sent to the address is stored: wait for the proxies.
 			st.MarkUnknown(messagingv1.InMemoryChannelConditionChannelServiceReady, "ProxyNotReady",
 				"waiting for the proxies to accept the route of "+addr, now)
-			c.queue.AddAfter(key, c.applied.nextPoll(key))
 		}
 	}
 	st.Subscribers = subStatus
-	summarize(&st.Status, now, conds...)
-	if err := c.cfg.Store.UpdateStatus(ctx, &imc); err != nil {
-		return err
-	}
-	if applyErr != nil {
-		return fmt.Errorf("apply channel %s: %w", key, applyErr)
-	}
-	return nil
 }
 
 // subscriberConfig turns one spec.subscribers entry into the data plane's, refusing

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -67,5 +68,41 @@ func TestSetSubscriber(t *testing.T) {
 	other := messagingv1.SubscriberSpec{UID: "u2"}
 	if !setSubscriber(imc, other) || len(imc.Spec.Subscribers) != 2 || imc.Spec.Subscribers[0].UID != "u1" {
 		t.Fatalf("another: subscribers %+v, want u1 then u2", imc.Spec.Subscribers)
+	}
+}
+
+// TestMarkChannelApplied tests the status step of the InMemoryChannel reconcile: its
+// conditions and subscribers' readiness after the apply, as Knative's InMemoryChannel
+// reconciler reports its dispatcher (ServiceReady, EndpointsReady, ChannelServiceReady).
+func TestMarkChannelApplied(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name                    string
+		dlsOK, routed           bool
+		applyErr                error
+		wantService, wantRouted duck.ConditionStatus
+		wantSub                 duck.ConditionStatus
+	}{
+		{name: "applied and routed", dlsOK: true, routed: true, wantService: duck.True, wantRouted: duck.True, wantSub: duck.True},
+		{name: "applied, waiting for the proxies", dlsOK: true, wantService: duck.True, wantRouted: duck.Unknown, wantSub: duck.True},
+		{name: "dead letter sink unresolved", wantService: duck.Unknown, wantRouted: duck.Unknown, wantSub: duck.Unknown},
+		{name: "apply failed", dlsOK: true, applyErr: errors.New("boom"), wantService: duck.False, wantRouted: duck.Unknown, wantSub: duck.False},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st messagingv1.InMemoryChannelStatus
+			subs := []messagingv1.SubscriberStatus{{UID: "u1", Ready: duck.True}}
+			markChannelApplied(&st, "ns", "c", subs, tc.dlsOK, tc.applyErr, tc.routed, now)
+			if st.Address == nil || st.Address.URL == "" {
+				t.Fatalf("no address: %+v", st.Address)
+			}
+			svc := st.GetCondition(messagingv1.InMemoryChannelConditionServiceReady)
+			routed := st.GetCondition(messagingv1.InMemoryChannelConditionChannelServiceReady)
+			if svc == nil || svc.Status != tc.wantService || routed == nil || routed.Status != tc.wantRouted {
+				t.Fatalf("ServiceReady %+v ChannelServiceReady %+v, want %s %s", svc, routed, tc.wantService, tc.wantRouted)
+			}
+			if len(st.Subscribers) != 1 || st.Subscribers[0].Ready != tc.wantSub {
+				t.Fatalf("subscribers %+v, want one %s", st.Subscribers, tc.wantSub)
+			}
+		})
 	}
 }
