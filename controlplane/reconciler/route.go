@@ -99,21 +99,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	def := names[""]
-	scheme := "http"
-	if def.visibility == domains.ExternalIP {
-		scheme = tls.schemeOf(def.primary(), net.cfg.Network.DefaultExternalScheme)
-	}
-	st.URL = scheme + "://" + def.primary()
-	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + "." + domains.ClusterLocalDomain}
-	st.Traffic = traffic.WithURLs(targets, func(tag string) string {
-		n := names[tag]
-		s := "http"
-		if n.visibility == domains.ExternalIP {
-			s = tls.schemeOf(n.primary(), net.cfg.Network.DefaultExternalScheme)
-		}
-		return s + "://" + n.primary()
-	})
+	markRouteURLs(st, &route, targets, names, tls, net.cfg.Network.DefaultExternalScheme)
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
 	c.markProxyAck(key, &st.Status, servingv1.RouteConditionIngressReady, route.Namespace, route.Name, now, func() {
 		if !before.unchanged(&route) {
@@ -122,6 +108,22 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	})
 	summarize(&st.Status, now, conds...)
 	return c.cfg.Store.UpdateStatus(ctx, &route)
+}
+
+// markRouteURLs reports a route's URL, cluster-local address and the URL of each traffic
+// target: http, or for an external host the scheme its certificate allows (defaultScheme
+// without one).
+func markRouteURLs(st *servingv1.RouteStatus, route *servingv1.Route, targets []servingv1.TrafficTarget, names map[string]targetNames, tls *hostTLS, defaultScheme string) {
+	url := func(n targetNames) string {
+		scheme := "http"
+		if n.visibility == domains.ExternalIP {
+			scheme = tls.schemeOf(n.primary(), defaultScheme)
+		}
+		return scheme + "://" + n.primary()
+	}
+	st.URL = url(names[""])
+	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + "." + domains.ClusterLocalDomain}
+	st.Traffic = traffic.WithURLs(targets, func(tag string) string { return url(names[tag]) })
 }
 
 // storeLister reads a route's configurations and revisions from the store for traffic.Build.
