@@ -393,8 +393,6 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 	}
 	markParallelChannels(st, ingress, branches, now)
 
-	allReady := len(par.Spec.Branches) > 0
-	firstFailed, firstNotReady := "", ""
 	for i := range par.Spec.Branches {
 		filterSub, sub := parallelSubscriptions(&par, owner, i)
 		for j, want := range []*messagingv1.Subscription{filterSub, sub} {
@@ -412,16 +410,6 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 				Subscription:   objectRef(messagingv1.GroupVersion, messagingv1.KindSubscription, have.Namespace, have.Name),
 				ReadyCondition: readyOf(&have.Status.Status, "Subscription", metav1.NewTime(now)),
 			}
-			if r := s.ReadyCondition; r.Status != duck.True {
-				allReady = false
-				why := fmt.Sprintf(": %s %s: %s", have.Name, r.Reason, r.Message)
-				if r.Status == duck.False && firstFailed == "" {
-					firstFailed = why
-				}
-				if firstNotReady == "" {
-					firstNotReady = why
-				}
-			}
 			if j == 0 {
 				st.BranchStatuses[i].FilterSubscriptionStatus = s
 			} else {
@@ -429,14 +417,7 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 			}
 		}
 	}
-	switch {
-	case allReady:
-		st.MarkTrue(flowsv1.ConditionSubscriptionsReady, now)
-	case firstFailed != "":
-		st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", "Subscriptions are not ready yet, or there are none"+firstFailed, now)
-	default:
-		st.MarkUnknown(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", "Subscriptions are not ready yet, or there are none"+firstNotReady, now)
-	}
+	markParallelSubscriptions(st, now)
 	if err := c.removeUnwanted(ctx, par.Namespace, owner, wanted); err != nil {
 		return err
 	}
@@ -505,6 +486,35 @@ func markParallelChannels(st *flowsv1.ParallelStatus, ingress *messagingv1.InMem
 		st.MarkUnknown(flowsv1.ConditionChannelsReady, "ChannelsNotReady", "Channels are not ready yet, or there are none", now)
 	}
 
+}
+
+// markParallelSubscriptions reports SubscriptionsReady from the branches' Subscription
+// statuses, naming the first that failed, else the first not ready yet.
+func markParallelSubscriptions(st *flowsv1.ParallelStatus, now time.Time) {
+	allReady := len(st.BranchStatuses) > 0
+	firstFailed, firstNotReady := "", ""
+	for _, b := range st.BranchStatuses {
+		for _, s := range []flowsv1.ParallelSubscriptionStatus{b.FilterSubscriptionStatus, b.SubscriptionStatus} {
+			if r := s.ReadyCondition; r.Status != duck.True {
+				allReady = false
+				why := fmt.Sprintf(": %s %s: %s", s.Subscription.Name, r.Reason, r.Message)
+				if r.Status == duck.False && firstFailed == "" {
+					firstFailed = why
+				}
+				if firstNotReady == "" {
+					firstNotReady = why
+				}
+			}
+		}
+	}
+	switch {
+	case allReady:
+		st.MarkTrue(flowsv1.ConditionSubscriptionsReady, now)
+	case firstFailed != "":
+		st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", "Subscriptions are not ready yet, or there are none"+firstFailed, now)
+	default:
+		st.MarkUnknown(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", "Subscriptions are not ready yet, or there are none"+firstNotReady, now)
+	}
 }
 
 // resolveFlowRef resolves a destination ref to a Sequence or Parallel to its address;

@@ -2,9 +2,11 @@ package reconciler
 
 import (
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
@@ -71,5 +73,43 @@ func TestSequenceSubscription(t *testing.T) {
 		if got := describe(sequenceSubscription(seq, owner, i)); got != want {
 			t.Errorf("step %d:\n got %q\nwant %q", i, got, want)
 		}
+	}
+}
+
+// TestMarkParallelSubscriptions tests the status step for a Parallel's Subscriptions:
+// SubscriptionsReady names the first that failed, else the first not ready yet (Knative's
+// PropagateSubscriptionStatuses, which Skiff reports Unknown while children are on their way).
+func TestMarkParallelSubscriptions(t *testing.T) {
+	now := time.Unix(1000, 0)
+	sub := func(name string, status duck.ConditionStatus, reason string) flowsv1.ParallelSubscriptionStatus {
+		return flowsv1.ParallelSubscriptionStatus{Subscription: objectRef(messagingv1.GroupVersion, messagingv1.KindSubscription, "ns", name),
+			ReadyCondition: duck.Condition{Type: duck.ConditionReady, Status: status, Reason: reason, Message: "m"}}
+	}
+	for _, tc := range []struct {
+		name     string
+		branches []flowsv1.ParallelBranchStatus
+		want     duck.ConditionStatus
+		wantMsg  string
+	}{
+		{name: "no branches", want: duck.Unknown, wantMsg: "Subscriptions are not ready yet, or there are none"},
+		{name: "all ready", branches: []flowsv1.ParallelBranchStatus{{FilterSubscriptionStatus: sub("f0", duck.True, ""), SubscriptionStatus: sub("s0", duck.True, "")}},
+			want: duck.True},
+		{name: "first not ready", branches: []flowsv1.ParallelBranchStatus{
+			{FilterSubscriptionStatus: sub("f0", duck.True, ""), SubscriptionStatus: sub("s0", duck.Unknown, "Wait")},
+			{FilterSubscriptionStatus: sub("f1", duck.Unknown, "Later"), SubscriptionStatus: sub("s1", duck.True, "")}},
+			want: duck.Unknown, wantMsg: "Subscriptions are not ready yet, or there are none: s0 Wait: m"},
+		{name: "a failed one wins over one on its way", branches: []flowsv1.ParallelBranchStatus{
+			{FilterSubscriptionStatus: sub("f0", duck.Unknown, "Wait"), SubscriptionStatus: sub("s0", duck.True, "")},
+			{FilterSubscriptionStatus: sub("f1", duck.True, ""), SubscriptionStatus: sub("s1", duck.False, "Broken")}},
+			want: duck.False, wantMsg: "Subscriptions are not ready yet, or there are none: s1 Broken: m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := flowsv1.ParallelStatus{BranchStatuses: tc.branches}
+			markParallelSubscriptions(&st, now)
+			got := st.GetCondition(flowsv1.ConditionSubscriptionsReady)
+			if got == nil || got.Status != tc.want || got.Message != tc.wantMsg {
+				t.Fatalf("SubscriptionsReady = %+v, want %s %q", got, tc.want, tc.wantMsg)
+			}
+		})
 	}
 }
