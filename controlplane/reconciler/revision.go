@@ -141,7 +141,17 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		st.MarkFalse(servingv1.RevisionConditionContainerHealthy, state.Reason, state.Message, now)
 	case desired == 0:
 		st.MarkFalse(servingv1.RevisionConditionActive, "NoTraffic", "The target is not receiving traffic.", now)
-		if st.GetCondition(servingv1.RevisionConditionResourcesAvailable) == nil {
+		switch {
+		case c.zeroInitialScale(&rev, cc):
+			// Knative's KPA marks the scale target initialized once min(initial-scale,
+			// min-scale) pods are ready (activeThreshold, computeActiveCondition): at
+			// initial-scale 0 that is at once, and the revision's resources are available
+			// with no pod (PropagateAutoscalerStatus).
+			if h := st.GetCondition(servingv1.RevisionConditionContainerHealthy); h == nil || h.Status != duck.False {
+				st.MarkTrue(servingv1.RevisionConditionResourcesAvailable, now)
+				st.MarkTrue(servingv1.RevisionConditionContainerHealthy, now)
+			}
+		case st.GetCondition(servingv1.RevisionConditionResourcesAvailable) == nil:
 			st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, "Deploying", "", now)
 			st.MarkUnknown(servingv1.RevisionConditionContainerHealthy, "Deploying", "", now)
 		}
@@ -154,6 +164,18 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	}
 	summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
 	return c.cfg.Store.UpdateStatus(ctx, &rev)
+}
+
+// zeroInitialScale reports whether the revision starts at zero pods and may stay there
+// (initial-scale and min-scale 0, which the autoscaler's settings must allow), so that it
+// is initialized without a pod, as Knative's KPA has it. Without an autoscaler a revision
+// always starts with a pod.
+func (c *Controller) zeroInitialScale(rev *servingv1.Revision, cc int64) bool {
+	if c.cfg.Autoscaler == nil {
+		return false
+	}
+	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
+	return len(errs) == 0 && spec.InitialScale == 0 && spec.MinScale == 0
 }
 
 // externalScale is a revision whose replicas the platform decides (runtime.ExternalScaler).
