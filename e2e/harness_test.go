@@ -16,8 +16,8 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/gateway"

@@ -22,7 +22,7 @@ import (
 
 	"github.com/skiff-dev/skiff/gateway/admin"
 	"github.com/skiff-dev/skiff/gateway/filter"
-	"github.com/skiff-dev/skiff/gateway/filter/extproc"
+	"github.com/skiff-dev/skiff/gateway/filter/extprocfilter"
 	"github.com/skiff-dev/skiff/gateway/filter/wasm"
 	"github.com/skiff-dev/skiff/gateway/route"
 	"github.com/skiff-dev/skiff/gateway/stats"
@@ -93,7 +93,7 @@ type Gateway struct {
 	stats    *stats.Store
 	clusters *upstream.Manager
 	filters  *filter.Registry
-	extProc  *extproc.Factory
+	extProc  *extprocfilter.Factory
 	wasm     *wasm.Factory
 	// wasmCache is the on-disk compilation cache of WasmCacheDir, if any.
 	wasmCache wazero.CompilationCache
@@ -150,7 +150,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		secrets = cfg.TLS.secrets(tm)
 	}
-	ep := extproc.NewFactory(cfg.Logger)
+	ep := extprocfilter.NewFactory(cfg.Logger)
 	clusters := upstream.NewManager(st, secrets)
 	// Remote Wasm code is fetched with the TLS of its http_uri cluster, as Envoy does.
 	wopts := wasm.Options{Logger: cfg.Logger, ClusterTLS: func(name string) *tls.Config {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/xds"

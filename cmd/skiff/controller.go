@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skiff-dev/skiff/api/config"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube"

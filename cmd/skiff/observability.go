@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/telemetry"
 )
 

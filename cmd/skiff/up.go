@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/runtime/image"
