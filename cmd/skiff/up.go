@@ -64,23 +64,12 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 // config-observability among settings), serves its scrape endpoint until ctx ends, and
 // puts it in cfg. The returned function flushes it.
 func controlPlaneTelemetry(ctx context.Context, cmd *cobra.Command, settings []apiclient.Document, service string, cfg *controlplane.Config) (telemetry.Config, net.Addr, func(), error) {
-	f := cmd.Flags()
-	ocfg, err := observabilityConfig(f, settings)
+	t, ocfg, addr, stop, err := startTelemetry(ctx, cmd.Flags(), service, settings, cfg.Logger)
 	if err != nil {
-		return ocfg, nil, nil, err
-	}
-	t, err := setupTelemetry(ctx, f, service, ocfg, true)
-	if err != nil {
-		return ocfg, nil, nil, err
-	}
-	maddr, explicit := metricsAddr(f, t)
-	addr, err := serveMetrics(ctx, maddr, explicit, t, cfg.Logger)
-	if err != nil {
-		shutdownTelemetry(t, cfg.Logger)
 		return ocfg, nil, nil, err
 	}
 	cfg.Telemetry = t
-	return ocfg, addr, func() { shutdownTelemetry(t, cfg.Logger) }, nil
+	return ocfg, addr, stop, nil
 }
 
 // controlPlaneConfig reads the flags; settings are the config-features, config-defaults and
@@ -313,19 +302,11 @@ func newGatewayCommand() *cobra.Command {
 			delta, _ := f.GetBool("delta")
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			ocfg, err := observabilityConfig(f, nil)
+			t, _, _, stopTelemetry, err := startTelemetry(ctx, f, "skiff-gateway", nil, log)
 			if err != nil {
 				return err
 			}
-			t, err := setupTelemetry(ctx, f, "skiff-gateway", ocfg, true)
-			if err != nil {
-				return err
-			}
-			defer shutdownTelemetry(t, log)
-			maddr, explicit := metricsAddr(f, t)
-			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
-				return err
-			}
+			defer stopTelemetry()
 			cfg := gateway.Config{
 				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
 				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,
