@@ -22,13 +22,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/client/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/certs"
 	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
-	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 	"github.com/skiff-dev/skiff/controlplane/runtime/dispatch"
@@ -200,36 +200,12 @@ func New(cfg Config) (*ControlPlane, error) {
 	if cp.store, err = store.Open(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
-	cleanup := func() {
-		if cp.process != nil {
-			cp.closeRuntimes(context.Background())
-		}
-		for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis, cp.srcLis} {
-			if l != nil {
-				l.Close()
-			}
-		}
-		cp.store.Close()
+	if err := cp.listen(); err != nil {
+		cp.release()
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
-	if cp.apiLis, err = net.Listen("tcp", cfg.APIAddress); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("control plane: listen for the API: %w", err)
-	}
-	if cp.xdsLis, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("control plane: listen for xDS: %w", err)
-	}
-	if cp.extLis, err = net.Listen("tcp", cfg.ExtProcAddress); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("control plane: listen for ext_proc: %w", err)
-	}
-	if cp.srcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("control plane: listen for the sources' forward proxy: %w", err)
-	}
-	var ctrl *reconciler.Controller
-	if cp.runtime, _, err = cp.runtimes(cfg, func(ns, name string) { ctrl.RevisionChanged(ns, name) }); err != nil {
-		cleanup()
+	if cp.runtime, _, err = cp.runtimes(cfg, func(ns, name string) { cp.ctrl.RevisionChanged(ns, name) }); err != nil {
+		cp.release()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	wasmFilters := slices.Clone(cfg.WasmFilters)
@@ -240,12 +216,12 @@ func New(cfg Config) (*ControlPlane, error) {
 		ceFilter = f.Name
 	}
 	if cp.ca, err = certs.NewLocal(filepath.Join(cfg.DataDir, "tls"), certs.LocalOptions{}); err != nil {
-		cleanup()
+		cp.release()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	obs, err := newObservability(cfg.Telemetry, cfg.Logger)
 	if err != nil {
-		cleanup()
+		cp.release()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	if cp.xds, err = xds.NewServer(cfg.Logger, xds.Options{
@@ -258,7 +234,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		ServingNodes: cfg.ServingNodes, AckTimeout: cfg.XDSAckTimeout,
 		ScopedRoutes: cfg.ScopedRoutes,
 	}); err != nil {
-		cleanup()
+		cp.release()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	// Skiff's own senders (deliveries, sources) reach Knative addresses through the proxy:
@@ -274,47 +250,74 @@ func New(cfg Config) (*ControlPlane, error) {
 			HoldDispatch: true,
 		})
 		if err != nil {
-			cp.xds.Close()
-			cleanup()
+			cp.release()
 			return nil, fmt.Errorf("control plane: %w", err)
 		}
 	}
-
-	onRevision := func(key string) {
-		if ns, name, ok := strings.Cut(key, "/"); ok {
-			ctrl.RevisionChanged(ns, name)
-		}
+	acfg, err := cp.newAutoscaler(obs)
+	if err != nil {
+		cp.release()
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
+	cp.ctrl = cp.newController(acfg, obs, pc)
+	return cp, nil
+}
+
+// listen binds the API, xDS and ext_proc listeners and the ContainerSources' forward proxy's.
+func (cp *ControlPlane) listen() error {
+	var err error
+	if cp.apiLis, err = net.Listen("tcp", cp.cfg.APIAddress); err != nil {
+		return fmt.Errorf("listen for the API: %w", err)
+	}
+	if cp.xdsLis, err = net.Listen("tcp", cp.cfg.XDSAddress); err != nil {
+		return fmt.Errorf("listen for xDS: %w", err)
+	}
+	if cp.extLis, err = net.Listen("tcp", cp.cfg.ExtProcAddress); err != nil {
+		return fmt.Errorf("listen for ext_proc: %w", err)
+	}
+	if cp.srcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return fmt.Errorf("listen for the sources' forward proxy: %w", err)
+	}
+	return nil
+}
+
+// newAutoscaler creates the ext_proc activator, the activation hub and the autoscaler, which
+// reads demand from the proxies' stats and the held requests as `skiff controller` does
+// (autoscaler.ProxyDemand). It returns the autoscaler's configuration, the reconcilers'
+// defaults.
+func (cp *ControlPlane) newAutoscaler(obs *observability) (autoscaler.Config, error) {
+	cfg := cp.cfg
 	poke := func(cluster string) { cp.scaler.Poke(cluster) }
 	cp.extproc = extproc.New(extproc.Config{Logger: cfg.Logger, OnDemand: poke, Tracer: obs.tracer, Metrics: obs.activator})
 	cp.hub = activation.New(cp.extproc, poke, cfg.Logger)
 	cp.sink = autoscaler.NewStatSink(cfg.StatSource, 10*time.Second)
-	sources := []autoscaler.Metrics{cp.sink}
-	if cfg.StatSource == autoscaler.ClusterStats {
-		// Envoy's cluster stats do not see requests held before the cluster; the
-		// revision-metrics filter runs before ext_proc and does.
-		sources = append(sources, autoscaler.MetricsFunc(cp.hub.Held))
-	}
-	if len(cfg.ProxyStatsURLs) > 0 {
-		sources = append(sources, autoscaler.NewEnvoyStats(nil, cfg.StatSource, cfg.ProxyStatsURLs...))
-	}
-	metrics := autoscaler.Sum(sources...)
 	acfg := autoscaler.DefaultConfig()
 	if cfg.Autoscaler != nil {
 		acfg = *cfg.Autoscaler
 	}
-	acfg.OnChange = onRevision
+	acfg.OnChange = func(key string) {
+		if ns, name, ok := strings.Cut(key, "/"); ok {
+			cp.ctrl.RevisionChanged(ns, name)
+		}
+	}
 	// hpa-class revisions scale on their processes' CPU, as measured by the process runtime
 	// (container instances are not measured yet: an hpa-class image revision keeps its scale).
 	acfg.Resources = func(context.Context) (map[string]map[string]runtime.InstanceUsage, error) {
 		return cp.process.InstanceUsage(), nil
 	}
-	cp.scaler = autoscaler.New(acfg, metrics, cfg.Logger)
+	demand := autoscaler.ProxyDemand(cfg.StatSource, cp.sink, autoscaler.MetricsFunc(cp.hub.Held), cfg.ProxyStatsURLs)
+	cp.scaler = autoscaler.New(acfg, demand, cfg.Logger)
+	var err error
 	if cp.stopMetrics, err = obs.registerAutoscaler(cp.scaler); err != nil {
-		cp.xds.Close()
-		cleanup()
-		return nil, fmt.Errorf("control plane: %w", err)
+		return acfg, err
 	}
+	return acfg, nil
+}
+
+// newController creates the reconcilers over what New has built; pc is how Skiff's own
+// senders reach the proxy.
+func (cp *ControlPlane) newController(acfg autoscaler.Config, obs *observability, pc proxyclient.Config) *reconciler.Controller {
+	cfg := cp.cfg
 	rcfg := reconciler.Config{
 		Store: cp.store, Runtime: cp.runtime, Proxy: cp.xds, Domain: cfg.Domain, Logger: cfg.Logger,
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
@@ -328,16 +331,46 @@ func New(cfg Config) (*ControlPlane, error) {
 		rcfg.Digests = digestResolver{resolver: &image.Resolver{SkipRegistries: cfg.Images.SkipRegistries}, objects: storeObjects{cp.store}}
 		rcfg.ResolvesImages = cp.runtime.RunsImages
 	}
-	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, pc, func(ns, name string) { ctrl.ContainerSourceChanged(ns, name) })
+	cp.sources, rcfg.SourceWorkloads = newSourceWorkloads(cfg, cp.srcLis, pc, func(ns, name string) { cp.ctrl.ContainerSourceChanged(ns, name) })
 	cp.sources.apiserver = newApiServerSources(cfg, cp.store, func() string { return "http://" + cp.APIAddr().String() }, pc,
-		func(key string) { ctrl.ApiServerSourceChanged(key) })
+		func(key string) { cp.ctrl.ApiServerSourceChanged(key) })
 	rcfg.ApiServerSources = cp.sources.apiserver
 	if cp.events != nil {
 		rcfg.Eventing = cp.events
 	}
-	ctrl = reconciler.New(rcfg)
-	cp.ctrl = ctrl
-	return cp, nil
+	return reconciler.New(rcfg)
+}
+
+// release gives back what New took (runtimes, listeners, the xDS server, the store) when it
+// fails or the control plane will not Run.
+func (cp *ControlPlane) release() {
+	if cp.events != nil {
+		// Run on a finished context stops the ingress, the dispatcher and the embedded NATS.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = cp.events.Run(done)
+	}
+	if cp.xds != nil {
+		cp.xds.Close()
+	}
+	if cp.process != nil {
+		cp.closeRuntimes(context.Background())
+	}
+	for _, l := range []net.Listener{cp.apiLis, cp.xdsLis, cp.extLis, cp.srcLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	cp.store.Close()
+}
+
+// Close releases a control plane that New made and that will not Run (Run releases
+// everything itself when it returns).
+func (cp *ControlPlane) Close() {
+	if cp.stopMetrics != nil {
+		cp.stopMetrics()
+	}
+	cp.release()
 }
 
 // LocalNetworkDefaults returns config-network's defaults in `skiff up`: as Knative's, except that

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/skiff-dev/skiff/controlplane/proxyclient"
+	"github.com/skiff-dev/skiff/client/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/runtime/local"
 	"github.com/skiff-dev/skiff/controlplane/sourceruntime"

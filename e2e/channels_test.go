@@ -25,8 +25,8 @@ import (
 	"github.com/skiff-dev/skiff/api/duck"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 )
 
 // function is a CloudEvents function in the test process: it answers each event with

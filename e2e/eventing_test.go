@@ -18,7 +18,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
-	"github.com/skiff-dev/skiff/controlplane/proxyclient"
+	"github.com/skiff-dev/skiff/client/proxyclient"
 )
 
 // recorder is an event sink in the test process: it decodes every CloudEvent it gets

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 )
 
 // An image the local runtime cannot run fails the Service fast, with the reason, never a hang.

@@ -11,26 +11,26 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/gateway"
 	"github.com/skiff-dev/skiff/internal/testwait"
+	"github.com/skiff-dev/skiff/up"
 )
 
-// skiff is one `skiff up` started in-process: control plane and gateway talking over
-// real xDS (gRPC) and HTTP on loopback.
+// skiff is one `skiff up` started in-process (package up): control plane and gateway
+// talking over real xDS (gRPC) and HTTP on loopback.
 type skiff struct {
 	t       *testing.T
 	dataDir string
+	stack   *up.Stack
 	cp      *controlplane.ControlPlane
 	gw      *gateway.Gateway
 	api     *apiclient.Client
@@ -39,8 +39,6 @@ type skiff struct {
 	local string
 	// adminURL is the gateway's admin endpoint (/stats).
 	adminURL string
-	cancel   context.CancelFunc
-	done     sync.WaitGroup
 }
 
 func moduleRoot(t testing.TB) string {
@@ -56,90 +54,52 @@ func moduleRoot(t testing.TB) string {
 func startSkiff(t *testing.T, dataDir string, opts ...func(*controlplane.Config)) *skiff {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	admin := freeAddr(t)
 	cfg := controlplane.Config{
 		DataDir: dataDir, WorkDir: moduleRoot(t),
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
 		ProxyListenAddress: "127.0.0.1", ProxyListenPort: 0,
-		ProxyStatsURLs: []string{"http://" + admin},
-		DrainTimeout:   100 * time.Millisecond,
-		Logger:         log,
+		DrainTimeout: 100 * time.Millisecond,
+		Logger:       log,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	var proxyAddr, localAddr atomic.Pointer[string]
-	if cfg.Eventing != nil && cfg.Eventing.LocalProxyAddress == nil && cfg.LocalListenPort != 0 {
-		cfg.Eventing.LocalProxyAddress = func() string {
-			if p := localAddr.Load(); p != nil {
-				return *p
-			}
-			return "127.0.0.1:1"
-		}
-	}
-	if cfg.Eventing != nil && cfg.Eventing.ProxyAddress == nil {
-		// Deliveries go through the gateway, whose port is known once LDS bound it.
-		cfg.Eventing.ProxyAddress = func() string {
-			if p := proxyAddr.Load(); p != nil {
-				return *p
-			}
-			return "127.0.0.1:1"
-		}
-	}
-	cp, err := controlplane.New(cfg)
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	gw, err := gateway.New(gateway.Config{
-		ADSAddress: cp.XDSAddr().String(), NodeID: "e2e", NodeCluster: "skiff-gateway",
-		AdminAddress: admin, Logger: log,
-		ListenerAddressOverride: "127.0.0.1:0",
-		WasmCacheDir:            wasmCacheDir(),
-		Telemetry:               cfg.Telemetry,
+	stack, err := up.Start(context.Background(), up.Config{
+		ControlPlane: cfg, AdminAddress: "127.0.0.1:0", NodeID: "e2e",
+		WasmCacheDir: wasmCacheDir(), ListenerAddressOverride: "127.0.0.1:0",
 	})
 	if err != nil {
-		t.Fatalf("start gateway: %v", err)
+		t.Fatalf("start skiff: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &skiff{t: t, dataDir: dataDir, cp: cp, gw: gw, api: apiclient.New(cp.APIAddr().String()), cancel: cancel, adminURL: "http://" + admin}
-	s.done.Go(func() {
-		if err := cp.Run(ctx); err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	s.done.Go(func() {
-		if err := gw.Run(ctx); err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
-	eventually(t, 60*time.Second, "gateway listener bound from LDS", func() bool {
-		addr, ok := gw.ListenerAddr(xds.ListenerName)
-		if ok {
-			s.http = addr.String()
-			proxyAddr.Store(&s.http)
-		}
-		if cfg.LocalListenPort != 0 {
-			l, lok := gw.ListenerAddr(xds.LocalListenerName)
-			if !lok {
-				return false
-			}
-			s.local = l.String()
-			localAddr.Store(&s.local)
-		}
-		return ok
-	})
+	s := &skiff{t: t, dataDir: dataDir, stack: stack, cp: stack.ControlPlane(), gw: stack.Gateway(),
+		api: apiclient.New(stack.ControlPlane().APIAddr().String()), adminURL: "http://" + stack.AdminAddr()}
 	t.Cleanup(s.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr, err := stack.ListenerAddr(ctx, xds.ListenerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.http = addr.String()
+	if cfg.LocalListenPort != 0 {
+		addr, err := stack.ListenerAddr(ctx, xds.LocalListenerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.local = addr.String()
+	}
 	return s
 }
 
 // stop shuts both down and waits for every instance to exit.
 func (s *skiff) stop() {
-	if s.cancel == nil {
+	if s.stack == nil {
 		return
 	}
-	s.cancel()
-	s.cancel = nil
-	s.done.Wait()
+	if err := s.stack.Close(); err != nil {
+		s.t.Errorf("skiff: %v", err)
+	}
+	s.stack = nil
 }
 
 // apply applies a manifest and fails the test on error.

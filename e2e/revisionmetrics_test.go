@@ -43,10 +43,8 @@ func proxyStat(t *testing.T, adminURL, name string) int64 {
 // per-revision counters (neither Envoy's cluster stats nor the activator's held requests), and
 // they alone drive a revision from 1 to about C/10 pods under C concurrent requests and back.
 func TestAutoscalingFromRevisionMetrics(t *testing.T) {
-	var admin string
-	s := startSkiff(t, t.TempDir(), fastAutoscaler, revisionMetrics(t), func(cfg *controlplane.Config) {
-		admin = cfg.ProxyStatsURLs[0]
-	})
+	s := startSkiff(t, t.TempDir(), fastAutoscaler, revisionMetrics(t))
+	admin := s.adminURL
 	s.apply(annotated("metered", map[string]string{
 		"autoscaling.knative.dev/window":                        "6s",
 		"autoscaling.knative.dev/target":                        "10",

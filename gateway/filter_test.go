@@ -24,7 +24,9 @@ func (tagFilter) ConfigTypes() []string {
 	return []string{"type.googleapis.com/google.protobuf.Struct"}
 }
 
-func (tagFilter) New(_ filter.BuildContext, name string, _ *anypb.Any) (filter.Filter, error) { return tagFilter{}, nil }
+func (tagFilter) New(_ filter.BuildContext, name string, _ *anypb.Any) (filter.Filter, error) {
+	return tagFilter{}, nil
+}
 
 func (tagFilter) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,5 +1,6 @@
-// Package skiffup starts `skiff up` in-process for the bench commands: control plane, local
-// runtime, activator and gateway on loopback ports, talking real xDS, ext_proc and HTTP.
+// Package skiffup starts `skiff up` in-process for the bench commands (the assembly in
+// package up): control plane, local runtime, activator and gateway on loopback ports, talking
+// real xDS, ext_proc and HTTP, in a temporary data dir with the bench's defaults.
 package skiffup
 
 import (
@@ -8,25 +9,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
-	"github.com/skiff-dev/skiff/gateway"
 	"github.com/skiff-dev/skiff/telemetry"
+	"github.com/skiff-dev/skiff/up"
 	"github.com/skiff-dev/skiff/wasm-filters/wasmbuild"
 )
 
@@ -40,11 +38,7 @@ type Up struct {
 	// Options.Eventing is set.
 	BrokerIngress string
 
-	cp *controlplane.ControlPlane
-	gw *gateway.Gateway
-
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
+	stack        *up.Stack
 	dataDir      string
 	readyTimeout time.Duration
 }
@@ -86,71 +80,52 @@ func Start(o Options) (*Up, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the gateway's admin endpoint
-	if err != nil {
-		return nil, err
-	}
-	admin := l.Addr().String()
-	l.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := controlplane.Config{DataDir: dataDir, WorkDir: root,
 		APIAddress: "127.0.0.1:0", XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0",
-		ProxyListenAddress: "127.0.0.1", ProxyStatsURLs: []string{"http://" + admin},
-		DrainTimeout: cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
+		ProxyListenAddress: "127.0.0.1",
+		DrainTimeout:       cmp.Or(o.DrainTimeout, 100*time.Millisecond), MaxInstances: o.MaxInstances,
 		Autoscaler: o.Autoscaler, Logger: log, Telemetry: o.Telemetry, ScopedRoutes: o.ScopedRoutes, Admission: o.Admission}
 	if o.TLS {
 		cfg.HTTPSListenAddress, cfg.HTTPSListenPort = "127.0.0.1", 8443
 	}
-	var gwAddr atomic.Pointer[string]
 	if o.Eventing {
 		mods, err := wasmbuild.Locate(context.Background(), wasmbuild.Options{
 			Root: root, OutDir: filepath.Join(dataDir, "wasm"), Filters: []string{"cloudevents"},
 		})
 		if err != nil {
+			os.RemoveAll(dataDir)
 			return nil, err
 		}
 		m := mods["cloudevents"]
 		cfg.Eventing = &controlplane.EventingConfig{
 			IngressAddress:    "127.0.0.1:0",
 			CloudEventsFilter: &xds.WasmFilter{Name: eventing.CloudEventsFilterName, Path: m.Path, SHA256: m.SHA256},
-			ProxyAddress: func() string {
-				if p := gwAddr.Load(); p != nil {
-					return *p
-				}
-				return "127.0.0.1:1"
-			},
 		}
 	}
-	cp, err := controlplane.New(cfg)
+	stack, err := up.Start(context.Background(), up.Config{
+		ControlPlane: cfg, AdminAddress: "127.0.0.1:0", NodeID: "bench",
+		WasmCacheDir:            filepath.Join(os.TempDir(), "skiff-bench-wasm-cache"),
+		ListenerAddressOverride: "127.0.0.1:0",
+	})
 	if err != nil {
+		os.RemoveAll(dataDir)
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Config{ADSAddress: cp.XDSAddr().String(), NodeID: "bench", NodeCluster: "skiff-gateway",
-		AdminAddress: admin, Logger: log, ListenerAddressOverride: "127.0.0.1:0",
-		WasmCacheDir: filepath.Join(os.TempDir(), "skiff-bench-wasm-cache"), Telemetry: o.Telemetry})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: admin, cancel: cancel, dataDir: dataDir, cp: cp, gw: gw, readyTimeout: o.ReadyTimeout}
+	cp := stack.ControlPlane()
+	u := &Up{API: apiclient.New(cp.APIAddr().String()), Admin: stack.AdminAddr(), stack: stack, dataDir: dataDir, readyTimeout: o.ReadyTimeout}
 	if ing := cp.BrokerIngressAddr(); ing != nil {
 		u.BrokerIngress = ing.String()
 	}
-	u.wg.Go(func() { _ = cp.Run(ctx) })
-	u.wg.Go(func() { _ = gw.Run(ctx) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if addr, ok := gw.ListenerAddr(xds.ListenerName); ok {
-			u.HTTP = addr.String()
-			gwAddr.Store(&u.HTTP)
-			return u, nil
-		}
-		if time.Now().After(deadline) {
-			u.Close()
-			return nil, fmt.Errorf("the gateway did not get its listener from xDS")
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addr, err := stack.ListenerAddr(ctx, xds.ListenerName)
+	if err != nil {
+		u.Close()
+		return nil, err
 	}
+	u.HTTP = addr.String()
+	return u, nil
 }
 
 // Apply applies a (multi-document) manifest and waits until every Service in it is Ready.
@@ -182,30 +157,24 @@ func (u *Up) Apply(ctx context.Context, manifest string) error {
 // HTTPS waits for the gateway's TLS listener (it comes with the first certificate) and
 // returns its address.
 func (u *Up) HTTPS(ctx context.Context) (string, error) {
-	for {
-		if addr, ok := u.gw.ListenerAddr(xds.HTTPSListenerName); ok {
-			return addr.String(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("no TLS listener: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	addr, err := u.stack.ListenerAddr(ctx, xds.HTTPSListenerName)
+	if err != nil {
+		return "", err
 	}
+	return addr.String(), nil
 }
 
 // CACertPath is the local CA that signs the TLS listener's certificates.
-func (u *Up) CACertPath() string { return u.cp.CACertPath() }
+func (u *Up) CACertPath() string { return u.stack.ControlPlane().CACertPath() }
 
 // DataDir is where this skiff up keeps its data (removed by Close).
 func (u *Up) DataDir() string { return u.dataDir }
 
 // EventingStats are the broker ingress and dispatcher counters.
-func (u *Up) EventingStats() broker.Stats { return u.cp.EventingStats() }
+func (u *Up) EventingStats() broker.Stats { return u.stack.ControlPlane().EventingStats() }
 
 // Close stops everything and removes the data dir.
 func (u *Up) Close() {
-	u.cancel()
-	u.wg.Wait()
+	_ = u.stack.Close()
 	os.RemoveAll(u.dataDir)
 }

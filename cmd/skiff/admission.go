@@ -9,7 +9,7 @@ import (
 
 	"github.com/skiff-dev/skiff/api/autoscaling"
 	"github.com/skiff-dev/skiff/api/config"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 )
 

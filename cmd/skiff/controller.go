@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skiff-dev/skiff/api/config"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube"
@@ -182,21 +182,15 @@ func newControllerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ocfg, err := observabilityConfig(f, odocs)
-			if err != nil {
-				return err
-			}
-			if cfg.Telemetry, err = setupTelemetry(ctx, f, "skiff-controller", ocfg, true); err != nil {
-				return err
-			}
-			defer shutdownTelemetry(cfg.Telemetry, log)
 			// With --tls, --http-addr answers only clients with a certificate of the CA, so
 			// Prometheus scrapes a cleartext port of its own, as Knative's controller serves
 			// its metrics on :9090 (serving config/core/deployments/controller.yaml).
-			maddr, explicit := metricsAddr(f, cfg.Telemetry)
-			if _, err := serveMetrics(ctx, maddr, explicit, cfg.Telemetry, log); err != nil {
+			t, _, _, stopTelemetry, err := startTelemetry(ctx, f, "skiff-controller", odocs, log)
+			if err != nil {
 				return err
 			}
+			defer stopTelemetry()
+			cfg.Telemetry = t
 			ctrl, err := kube.New(cfg)
 			if err != nil {
 				return err

@@ -42,19 +42,11 @@ func newExtProcCommand() *cobra.Command {
 			depth, _ := f.GetInt("queue-depth")
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			ocfg, err := observabilityConfig(f, nil)
+			t, _, _, stopTelemetry, err := startTelemetry(ctx, f, "skiff-extproc", nil, log)
 			if err != nil {
 				return err
 			}
-			t, err := setupTelemetry(ctx, f, "skiff-extproc", ocfg, true)
-			if err != nil {
-				return err
-			}
-			defer shutdownTelemetry(t, log)
-			maddr, explicit := metricsAddr(f, t)
-			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
-				return err
-			}
+			defer stopTelemetry()
 			metrics, err := telemetry.NewActivatorMetrics(t)
 			if err != nil {
 				return err

@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
-	"github.com/skiff-dev/skiff/controlplane/kube/kubeapi"
+	"github.com/skiff-dev/skiff/client/apiclient"
+	"github.com/skiff-dev/skiff/client/kubeapi"
 	"github.com/skiff-dev/skiff/functions/build"
 	"github.com/skiff-dev/skiff/functions/deploy"
 	"github.com/skiff-dev/skiff/functions/funcyaml"

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/telemetry"
 )
 
@@ -197,4 +197,25 @@ func clusterObservability(ctx context.Context, rc *rest.Config, ns string) ([]ap
 func logFormatFlag(cmd *cobra.Command) string {
 	v, _ := cmd.Flags().GetString("log-format")
 	return v
+}
+
+// startTelemetry sets up a process's telemetry from its flags and the config-observability
+// among docs, and serves its scrape endpoint until ctx ends. The returned function flushes
+// it; the address is the scrape endpoint's (nil when none is served).
+func startTelemetry(ctx context.Context, f *pflag.FlagSet, service string, docs []apiclient.Document, log *slog.Logger) (*telemetry.Telemetry, telemetry.Config, net.Addr, func(), error) {
+	ocfg, err := observabilityConfig(f, docs)
+	if err != nil {
+		return nil, ocfg, nil, nil, err
+	}
+	t, err := setupTelemetry(ctx, f, service, ocfg, true)
+	if err != nil {
+		return nil, ocfg, nil, nil, err
+	}
+	maddr, explicit := metricsAddr(f, t)
+	addr, err := serveMetrics(ctx, maddr, explicit, t, log)
+	if err != nil {
+		shutdownTelemetry(t, log)
+		return nil, ocfg, nil, nil, err
+	}
+	return t, ocfg, addr, func() { shutdownTelemetry(t, log) }, nil
 }

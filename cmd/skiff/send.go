@@ -13,7 +13,7 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
-	"github.com/skiff-dev/skiff/controlplane/proxyclient"
+	"github.com/skiff-dev/skiff/client/proxyclient"
 	"github.com/skiff-dev/skiff/functions/invoke"
 )
 

@@ -8,15 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/runtime/image"
@@ -25,6 +24,7 @@ import (
 	"github.com/skiff-dev/skiff/eventing/broker"
 	"github.com/skiff-dev/skiff/gateway"
 	"github.com/skiff-dev/skiff/telemetry"
+	"github.com/skiff-dev/skiff/up"
 )
 
 func addControlPlaneFlags(cmd *cobra.Command) {
@@ -64,23 +64,12 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 // config-observability among settings), serves its scrape endpoint until ctx ends, and
 // puts it in cfg. The returned function flushes it.
 func controlPlaneTelemetry(ctx context.Context, cmd *cobra.Command, settings []apiclient.Document, service string, cfg *controlplane.Config) (telemetry.Config, net.Addr, func(), error) {
-	f := cmd.Flags()
-	ocfg, err := observabilityConfig(f, settings)
+	t, ocfg, addr, stop, err := startTelemetry(ctx, cmd.Flags(), service, settings, cfg.Logger)
 	if err != nil {
-		return ocfg, nil, nil, err
-	}
-	t, err := setupTelemetry(ctx, f, service, ocfg, true)
-	if err != nil {
-		return ocfg, nil, nil, err
-	}
-	maddr, explicit := metricsAddr(f, t)
-	addr, err := serveMetrics(ctx, maddr, explicit, t, cfg.Logger)
-	if err != nil {
-		shutdownTelemetry(t, cfg.Logger)
 		return ocfg, nil, nil, err
 	}
 	cfg.Telemetry = t
-	return ocfg, addr, func() { shutdownTelemetry(t, cfg.Logger) }, nil
+	return ocfg, addr, stop, nil
 }
 
 // controlPlaneConfig reads the flags; settings are the config-features, config-defaults and
@@ -238,7 +227,9 @@ Skiff itself, before it starts.`,
 				return err
 			}
 			adminAddr, _ := cmd.Flags().GetString("admin-addr")
-			cfg.ProxyStatsURLs = []string{"http://" + adminAddr}
+			if adminAddr == "" {
+				return errors.New("--admin-addr: required: the autoscaler reads the gateway's /stats there")
+			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			ocfg, metricsAt, flush, err := controlPlaneTelemetry(ctx, cmd, settings, "skiff-up", &cfg)
@@ -246,31 +237,15 @@ Skiff itself, before it starts.`,
 				return err
 			}
 			defer flush()
-			cp, err := controlplane.New(cfg)
-			if err != nil {
-				return err
-			}
-			gcfg := gateway.Config{
-				ADSAddress: cp.XDSAddr().String(), NodeID: "skiff-up", NodeCluster: "skiff-gateway",
-				AdminAddress: adminAddr, Logger: cfg.Logger,
-				WasmCacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
-				Telemetry:    cfg.Telemetry,
-			}
 			requestLog := ocfg.EnableRequestLog
 			if cmd.Flags().Changed("request-log") {
 				requestLog, _ = cmd.Flags().GetBool("request-log")
 			}
-			if requestLog {
-				gcfg.RequestLogDir = filepath.Join(cfg.DataDir, "logs")
-			}
-			gw, err := gateway.New(gcfg)
+			stack, err := up.Start(ctx, up.Config{ControlPlane: cfg, AdminAddress: adminAddr, RequestLog: requestLog})
 			if err != nil {
 				return err
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, 2)
-			wg.Go(func() { errs <- cp.Run(ctx) })
-			wg.Go(func() { errs <- gw.Run(ctx) })
+			cp := stack.ControlPlane()
 			if len(docs) > 0 {
 				if err := applyDocs(ctx, cmd, apiclient.New(cp.APIAddr().String()), docs); err != nil {
 					cfg.Logger.Error("apply", "err", err)
@@ -281,7 +256,7 @@ Skiff itself, before it starts.`,
 				metrics = "http://" + metricsAt.String() + "/metrics"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "skiff is up: API %s, HTTP %s, admin %s, metrics %s. Ctrl-C stops it.\n",
-				cp.APIAddr(), net.JoinHostPort(cfg.ProxyListenAddress, strconv.Itoa(int(cfg.ProxyListenPort))), adminAddr, metrics)
+				cp.APIAddr(), net.JoinHostPort(cfg.ProxyListenAddress, strconv.Itoa(int(cfg.ProxyListenPort))), stack.AdminAddr(), metrics)
 			if cfg.HTTPSListenPort != 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "HTTPS %s (certificates from the local CA %s: trust it, e.g. curl --cacert %s)\n",
 					net.JoinHostPort(cfg.HTTPSListenAddress, strconv.Itoa(int(cfg.HTTPSListenPort))), cp.CACertPath(), cp.CACertPath())
@@ -289,12 +264,8 @@ Skiff itself, before it starts.`,
 			if cfg.LocalListenPort != 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "cluster-local HTTP %s\n", net.JoinHostPort(cfg.LocalListenAddress, strconv.Itoa(int(cfg.LocalListenPort))))
 			}
-			err = <-errs
+			err = stack.Wait()
 			cancel()
-			wg.Wait()
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
 			return err
 		},
 	}
@@ -331,19 +302,11 @@ func newGatewayCommand() *cobra.Command {
 			delta, _ := f.GetBool("delta")
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			ocfg, err := observabilityConfig(f, nil)
+			t, _, _, stopTelemetry, err := startTelemetry(ctx, f, "skiff-gateway", nil, log)
 			if err != nil {
 				return err
 			}
-			t, err := setupTelemetry(ctx, f, "skiff-gateway", ocfg, true)
-			if err != nil {
-				return err
-			}
-			defer shutdownTelemetry(t, log)
-			maddr, explicit := metricsAddr(f, t)
-			if _, err := serveMetrics(ctx, maddr, explicit, t, log); err != nil {
-				return err
-			}
+			defer stopTelemetry()
 			cfg := gateway.Config{
 				ADSAddress: get("xds-addr"), NodeID: get("node-id"), NodeCluster: get("node-cluster"),
 				AdminAddress: get("admin-addr"), Delta: delta, Logger: log,

@@ -97,7 +97,7 @@ type Config struct {
 	// ingress validates and matches every event itself.
 	CloudEventsFilter string
 	// Client sends deliveries, replies' subscribers and PingSource events; it
-	// should send Skiff's hosts through the proxy (controlplane/proxyclient).
+	// should send Skiff's hosts through the proxy (client/proxyclient).
 	Client *http.Client
 	// AckWait is how long JetStream waits for a dispatcher that took an event
 	// and went silent (e.g. a killed process) before handing it out again;

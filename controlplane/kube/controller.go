@@ -48,6 +48,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/client/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
@@ -58,7 +59,6 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/kube/sourcedeploy"
 	"github.com/skiff-dev/skiff/controlplane/kube/webhook"
 	"github.com/skiff-dev/skiff/controlplane/pki"
-	"github.com/skiff-dev/skiff/controlplane/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"

@@ -102,7 +102,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	if err := c.programProxy(&rev, cluster, cc, state); err != nil {
 		return fmt.Errorf("revision %s: %w", key, err)
 	}
-	markRevisionScaled(st, state, desired, mode, decision, now)
+	markRevisionScaled(st, state, desired, c.zeroInitialScale(&rev, cc), mode, decision, now)
 	return c.cfg.Store.UpdateStatus(ctx, &rev)
 }
 
@@ -136,8 +136,9 @@ func (c *Controller) programProxy(rev *servingv1.Revision, cluster string, cc in
 
 // markRevisionScaled reports on a revision's status its replicas, its autoscaling state and
 // Knative's conditions for what the runtime observes (state) against what was asked
-// (desired), and summarizes Ready.
-func markRevisionScaled(st *servingv1.RevisionStatus, state runtime.State, desired int, mode string, decision autoscaler.Decision, now time.Time) {
+// (desired; zeroInitial: the revision may start and stay at zero pods, zeroInitialScale),
+// and summarizes Ready.
+func markRevisionScaled(st *servingv1.RevisionStatus, state runtime.State, desired int, zeroInitial bool, mode string, decision autoscaler.Decision, now time.Time) {
 	st.ActualReplicas = ptr(int32(state.Ready))
 	st.DesiredReplicas = ptr(int32(desired))
 	st.Autoscaling = &servingv1.AutoscalingStatus{
@@ -157,7 +158,17 @@ func markRevisionScaled(st *servingv1.RevisionStatus, state runtime.State, desir
 		st.MarkFalse(servingv1.RevisionConditionContainerHealthy, state.Reason, state.Message, now)
 	case desired == 0:
 		st.MarkFalse(servingv1.RevisionConditionActive, "NoTraffic", "The target is not receiving traffic.", now)
-		if st.GetCondition(servingv1.RevisionConditionResourcesAvailable) == nil {
+		switch {
+		case zeroInitial:
+			// Knative's KPA marks the scale target initialized once min(initial-scale,
+			// min-scale) pods are ready (activeThreshold, computeActiveCondition): at
+			// initial-scale 0 that is at once, and the revision's resources are available
+			// with no pod (PropagateAutoscalerStatus).
+			if h := st.GetCondition(servingv1.RevisionConditionContainerHealthy); h == nil || h.Status != duck.False {
+				st.MarkTrue(servingv1.RevisionConditionResourcesAvailable, now)
+				st.MarkTrue(servingv1.RevisionConditionContainerHealthy, now)
+			}
+		case st.GetCondition(servingv1.RevisionConditionResourcesAvailable) == nil:
 			st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, "Deploying", "", now)
 			st.MarkUnknown(servingv1.RevisionConditionContainerHealthy, "Deploying", "", now)
 		}
@@ -169,6 +180,18 @@ func markRevisionScaled(st *servingv1.RevisionStatus, state runtime.State, desir
 		}
 	}
 	summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
+}
+
+// zeroInitialScale reports whether the revision starts at zero pods and may stay there
+// (initial-scale and min-scale 0, which the autoscaler's settings must allow), so that it
+// is initialized without a pod, as Knative's KPA has it. Without an autoscaler a revision
+// always starts with a pod.
+func (c *Controller) zeroInitialScale(rev *servingv1.Revision, cc int64) bool {
+	if c.cfg.Autoscaler == nil {
+		return false
+	}
+	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
+	return len(errs) == 0 && spec.InitialScale == 0 && spec.MinScale == 0
 }
 
 // externalScale is a revision whose replicas the platform decides (runtime.ExternalScaler).

@@ -24,7 +24,9 @@ func TestMarkRevisionScaled(t *testing.T) {
 		name    string
 		state   runtime.State
 		desired int
-		want    map[duck.ConditionType]cond
+		// zeroInitial: initial-scale and min-scale 0.
+		zeroInitial bool
+		want        map[duck.ConditionType]cond
 	}{
 		{name: "ready", state: runtime.State{Desired: 1, Ready: 1}, desired: 1, want: map[duck.ConditionType]cond{
 			duck.ConditionReady:                           {duck.True, ""},
@@ -45,6 +47,11 @@ func TestMarkRevisionScaled(t *testing.T) {
 			servingv1.RevisionConditionActive:             {duck.False, "NoTraffic"},
 			servingv1.RevisionConditionResourcesAvailable: {duck.Unknown, "Deploying"},
 		}},
+		{name: "initial-scale 0: available with no pod", desired: 0, zeroInitial: true, want: map[duck.ConditionType]cond{
+			duck.ConditionReady:                           {duck.True, ""},
+			servingv1.RevisionConditionActive:             {duck.False, "NoTraffic"},
+			servingv1.RevisionConditionResourcesAvailable: {duck.True, ""},
+		}},
 		{name: "activating", state: runtime.State{Desired: 1}, desired: 1, want: map[duck.ConditionType]cond{
 			duck.ConditionReady:                           {duck.Unknown, "Deploying"},
 			servingv1.RevisionConditionActive:             {duck.Unknown, "Activating"},
@@ -55,7 +62,7 @@ func TestMarkRevisionScaled(t *testing.T) {
 			// As an earlier reconcile left it: deploying.
 			var st servingv1.RevisionStatus
 			st.MarkUnknown(servingv1.RevisionConditionResourcesAvailable, "Deploying", "", now)
-			markRevisionScaled(&st, tc.state, tc.desired, servingv1.ModeServe, autoscaler.Decision{StableConcurrency: 1.234}, now)
+			markRevisionScaled(&st, tc.state, tc.desired, tc.zeroInitial, servingv1.ModeServe, autoscaler.Decision{StableConcurrency: 1.234}, now)
 			if *st.ActualReplicas != int32(tc.state.Ready) || *st.DesiredReplicas != int32(tc.desired) {
 				t.Errorf("replicas %d/%d, want %d/%d", *st.ActualReplicas, *st.DesiredReplicas, tc.state.Ready, tc.desired)
 			}

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
 )
 
 // kubectlPath finds the kubectl `make kube-bins` builds, or skips the test saying why.

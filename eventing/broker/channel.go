@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -218,27 +217,8 @@ func (s *Server) ServeChannel(w http.ResponseWriter, r *http.Request) {
 			err: fmt.Errorf("no channel at host %q", r.Host)})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.maxEventBytes)))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeError(w, &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
-				err: fmt.Errorf("the request body is larger than %d bytes", s.maxEventBytes)})
-			return
-		}
-		writeError(w, &ingressError{status: http.StatusBadRequest, reason: "read_error",
-			err: fmt.Errorf("reading the request body: %w", err)})
-		return
-	}
-	ev, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(r.Header), body)
-	if err != nil {
-		s.stats.invalid.Add(1)
-		ie := &ingressError{status: http.StatusBadRequest, reason: "invalid_event", err: err}
-		var ee *eventfilter.EventError
-		if errors.As(err, &ee) {
-			ie.reason, ie.attribute = string(ee.Reason), ee.Attribute
-		}
-		writeError(w, ie)
+	ev, ok := s.readEvent(w, r)
+	if !ok {
 		return
 	}
 	if err := s.acceptChannel(r.Context(), b, ev, passThroughHeaders(r.Header)); err != nil {

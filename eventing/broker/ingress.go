@@ -78,27 +78,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err: fmt.Errorf("broker %s/%s does not exist", namespace, name)})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.maxEventBytes)))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeError(w, &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
-				err: fmt.Errorf("the request body is larger than %d bytes", s.maxEventBytes)})
-			return
-		}
-		writeError(w, &ingressError{status: http.StatusBadRequest, reason: "read_error",
-			err: fmt.Errorf("reading the request body: %w", err)})
-		return
-	}
-	ev, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(r.Header), body)
-	if err != nil {
-		s.stats.invalid.Add(1)
-		ie := &ingressError{status: http.StatusBadRequest, reason: "invalid_event", err: err}
-		var ee *eventfilter.EventError
-		if errors.As(err, &ee) {
-			ie.reason, ie.attribute = string(ee.Reason), ee.Attribute
-		}
-		writeError(w, ie)
+	ev, ok := s.readEvent(w, r)
+	if !ok {
 		return
 	}
 	var names []string
@@ -320,4 +301,33 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg) error {
 		}
 	}
 	return nil
+}
+
+// readEvent reads the request's event, within the size limit, and answers the request with
+// the error (413, 400 naming the attribute) when there is none to accept.
+func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (eventfilter.Event, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.maxEventBytes)))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
+				err: fmt.Errorf("the request body is larger than %d bytes", s.maxEventBytes)})
+			return eventfilter.Event{}, false
+		}
+		writeError(w, &ingressError{status: http.StatusBadRequest, reason: "read_error",
+			err: fmt.Errorf("reading the request body: %w", err)})
+		return eventfilter.Event{}, false
+	}
+	ev, err := eventfilter.ParseHTTP(eventfilter.HeaderMap(r.Header), body)
+	if err != nil {
+		s.stats.invalid.Add(1)
+		ie := &ingressError{status: http.StatusBadRequest, reason: "invalid_event", err: err}
+		var ee *eventfilter.EventError
+		if errors.As(err, &ee) {
+			ie.reason, ie.attribute = string(ee.Reason), ee.Attribute
+		}
+		writeError(w, ie)
+		return eventfilter.Event{}, false
+	}
+	return ev, true
 }

@@ -39,7 +39,7 @@ import (
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/functions/funcyaml"
 )
 
@@ -194,7 +194,7 @@ func Namespace(f *funcyaml.Function, explicit string) string {
 }
 
 // API is the resource API a Deployer works through: Skiff's own (*apiclient.Client, `skiff
-// up`) or a Kubernetes API server with Skiff's CRDs (controlplane/kube/kubeapi). An object
+// up`) or a Kubernetes API server with Skiff's CRDs (client/kubeapi). An object
 // that does not exist fails Get and Delete with an error apiclient.IsNotFound recognises.
 type API interface {
 	apiclient.Getter

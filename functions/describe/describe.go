@@ -21,7 +21,7 @@ import (
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/functions/deploy"
 )
 

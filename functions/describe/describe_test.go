@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/skiff-dev/skiff/api"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 )
 
 // fakeAPI serves fixed objects, keyed kind/ns/name.

@@ -1,5 +1,5 @@
 // Package kubeapi is the resource API the CLI and functions/deploy use (Apply, Get, List,
-// Delete, as controlplane/apiclient offers them over Skiff's HTTP API) against a Kubernetes
+// Delete, as client/apiclient offers them over Skiff's HTTP API) against a Kubernetes
 // API server with Skiff's CRDs, through client-go's dynamic client: `skiff func deploy
 // --kubeconfig`. Objects are decoded strictly before they are sent (an unknown or duplicate
 // field is refused by name); defaulting and validation are the cluster's, by `skiff
@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-dev/skiff/api"
-	"github.com/skiff-dev/skiff/controlplane/apiclient"
+	"github.com/skiff-dev/skiff/client/apiclient"
 )
 
 // Client reads and writes Knative resources in a Kubernetes API server.

@@ -1,4 +1,4 @@
-// Package extproc is the gateway's Envoy external processing HTTP filter
+// Package extprocfilter is the gateway's Envoy external processing HTTP filter
 // (envoy.filters.http.ext_proc): for each request it opens a gRPC
 // ExternalProcessor.Process stream to the configured processor, sends the
 // request headers (with the requested attributes) and applies the answer —
@@ -13,7 +13,7 @@
 // Envoy's ext_proc stats. Configuration asking for anything else is
 // rejected (the listener is NACKed) rather than served differently from
 // Envoy.
-package extproc
+package extprocfilter
 
 import (
 	"errors"

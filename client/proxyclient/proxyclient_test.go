@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skiff-dev/skiff/controlplane/proxyclient"
+	"github.com/skiff-dev/skiff/client/proxyclient"
 	"github.com/skiff-dev/skiff/extproc"
 )
 

@@ -265,7 +265,7 @@ func withResourceVersion(meta json.RawMessage, rv string) (json.RawMessage, erro
 }
 
 // Getter reads one object as raw JSON, failing with an error IsNotFound recognises when it
-// does not exist: *Client, or another API with the same semantics (e.g. controlplane/kube/kubeapi).
+// does not exist: *Client, or another API with the same semantics (e.g. client/kubeapi).
 type Getter interface {
 	Get(ctx context.Context, k *api.Kind, ns, name string) (json.RawMessage, error)
 }

@@ -1,0 +1,110 @@
+package xdsclient
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+)
+
+// sotwStream is the state-of-the-world protocol's state on one stream.
+type sotwStream struct {
+	c       *Client
+	nonces  map[string]string   // last response nonce per type
+	sent    map[string][]string // last requested names per type
+	started map[string]bool     // types requested on this stream
+}
+
+func newSotWStream(c *Client) *sotwStream {
+	return &sotwStream{c: c, nonces: map[string]string{}, sent: map[string][]string{}, started: map[string]bool{}}
+}
+
+func (s *sotwStream) kind() string { return "" }
+
+func (s *sotwStream) setNode(req *discoveryv3.DiscoveryRequest) { req.Node = s.c.cfg.Node }
+
+func (s *sotwStream) typeURL(req *discoveryv3.DiscoveryRequest) string { return req.GetTypeUrl() }
+
+func (s *sotwStream) subscribe(send func(*discoveryv3.DiscoveryRequest) error) error {
+	c := s.c
+	for _, t := range subscriptionOrder {
+		names := c.subscription(t)
+		if isWildcard(t) {
+			if s.started[t] || !c.wanted(t) {
+				continue
+			}
+			names = nil
+		} else if (!s.started[t] && len(names) == 0) || (s.started[t] && slices.Equal(names, s.sent[t])) {
+			continue
+		}
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.versions[t], ResourceNames: names, ResponseNonce: s.nonces[t]}
+		if err := send(req); err != nil {
+			return err
+		}
+		s.started[t], s.sent[t] = true, names
+	}
+	return nil
+}
+
+func (s *sotwStream) respond(ctx context.Context, resp *discoveryv3.DiscoveryResponse) (string, *discoveryv3.DiscoveryRequest, error) {
+	c := s.c
+	t := resp.GetTypeUrl()
+	s.nonces[t] = resp.GetNonce()
+	err := c.applySotW(ctx, resp)
+	names := c.subscription(t)
+	if isWildcard(t) {
+		names = nil
+	}
+	req := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResourceNames: names, ResponseNonce: resp.GetNonce()}
+	s.started[t], s.sent[t] = true, names
+	if err != nil {
+		req.VersionInfo = c.versions[t]
+		req.ErrorDetail = nackDetail(err)
+		return t, req, err
+	}
+	c.versions[t] = resp.GetVersionInfo()
+	req.VersionInfo = resp.GetVersionInfo()
+	return t, req, nil
+}
+
+// applySotW decodes a state-of-the-world response, builds the new resource
+// set for its type and hands it to the Handler.
+func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+	t := resp.GetTypeUrl()
+	c.updateStat(t, "update_attempt")
+	next := map[string]Resource{}
+	var subs map[string]bool
+	if !isWildcard(t) {
+		subs = set(c.subscription(t))
+		// RDS and EDS responses only carry the resources they name;
+		// resources not mentioned stay as they were.
+		for name := range subs {
+			if r, ok := c.state[t][name]; ok {
+				next[name] = r
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range resp.GetResources() {
+		r, err := c.decodeResource(t, a, resp.GetVersionInfo())
+		if err != nil {
+			return c.reject(t, resp.GetVersionInfo(), err)
+		}
+		if seen[r.Name] {
+			return c.reject(t, resp.GetVersionInfo(), fmt.Errorf("duplicate %s resource %q in response", shortType(t), r.Name))
+		}
+		seen[r.Name] = true
+		if !isWildcard(t) && !subs[r.Name] {
+			continue
+		}
+		next[r.Name] = r
+	}
+	if err := c.cfg.Handler.Apply(ctx, t, next); err != nil {
+		return c.reject(t, resp.GetVersionInfo(), err)
+	}
+	c.accept(t, next)
+	c.updateStat(t, "update_success")
+	c.log.Debug("accepted xDS update", "type", shortType(t), "version", resp.GetVersionInfo(), "resources", len(next))
+	return nil
+}
