@@ -324,6 +324,9 @@ func (s Spec) withDefaults(g *Config) Spec {
 // like Knative's annotation validation and ResolveMetricTarget. containerConcurrency is the
 // revision's spec.containerConcurrency (0: unlimited). Errors name the annotation, e.g.
 // `metadata.annotations[autoscaling.knative.dev/min-scale]: Invalid value: "x": ...`.
+//
+// Each step resolves one group of annotations into s, in order: later steps read what earlier
+// ones decided (the target depends on the metric, activation-scale on max-scale).
 func SpecFor(annotations map[string]string, containerConcurrency int64, g Config) (Spec, field.ErrorList) {
 	g = g.withDefaults()
 	p := annotationParser{anns: annotations, path: field.NewPath("metadata", "annotations")}
@@ -336,6 +339,17 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 		MaxScaleDownRate:        g.MaxScaleDownRate,
 		ScaleToZeroPodRetention: -1,
 	}
+	p.classAndMetric(&s)
+	p.target(&s, containerConcurrency, &g)
+	p.windows(&s, &g)
+	p.delays(&s, &g)
+	p.scaleBounds(&s, &g)
+	return s, p.errs
+}
+
+// classAndMetric resolves the class, the metric (whose default depends on the class) and the
+// aggregation algorithm.
+func (p *annotationParser) classAndMetric(s *Spec) {
 	// Knative refuses only the classes of its own domain it does not know; any other class
 	// belongs to an external autoscaler.
 	classSet := false
@@ -379,8 +393,11 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 			}
 		}
 	}
+}
 
-	// Target: Knative's ResolveMetricTarget.
+// target resolves the per-instance target, its utilization and the target burst capacity, as
+// Knative's ResolveMetricTarget does, for the metric already in s.
+func (p *annotationParser) target(s *Spec, containerConcurrency int64, g *Config) {
 	var total float64
 	if s.Metric == RPS {
 		total = g.RPSTargetDefault
@@ -424,7 +441,10 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 			s.TargetBurstCapacity = f
 		}
 	}
+}
 
+// windows resolves the stable and panic windows and the panic threshold.
+func (p *annotationParser) windows(s *Spec, g *Config) {
 	s.StableWindow = g.StableWindow
 	if d, ok := p.duration(WindowAnnotationKey, WindowMin, WindowMax); ok {
 		s.StableWindow, s.Window = d, d
@@ -441,7 +461,10 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 		ptp = f
 	}
 	s.PanicThreshold = ptp / 100
+}
 
+// delays resolves how long scale-down decisions, the last instance and activation may take.
+func (p *annotationParser) delays(s *Spec, g *Config) {
 	s.ScaleDownDelay = g.ScaleDownDelay
 	if d, ok := p.duration(ScaleDownDelayAnnotationKey, 0, WindowMax); ok {
 		s.ScaleDownDelay = d
@@ -463,7 +486,11 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 	if d, err := time.ParseDuration(p.anns[ProgressDeadlineAnnotationKey]); err == nil && d > 0 {
 		s.ProgressDeadline = d
 	}
+}
 
+// scaleBounds resolves min-, max-, initial- and activation-scale and checks them against each
+// other and the cluster's max-scale-limit.
+func (p *annotationParser) scaleBounds(s *Spec, g *Config) {
 	s.MinScale, s.MaxScale = g.MinScale, g.MaxScale
 	minSet, maxSet := false, false
 	if n, ok := p.integer(MinScaleAnnotationKey, 0); ok {
@@ -516,7 +543,6 @@ func SpecFor(annotations map[string]string, containerConcurrency int64, g Config
 				fmt.Sprintf("activation-scale=%d is greater than max-scale=%d", n, s.MaxScale)))
 		}
 	}
-	return s, p.errs
 }
 
 // annotationParser reads annotations and collects field errors naming them.

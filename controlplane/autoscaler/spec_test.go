@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 func TestSpecForDefaults(t *testing.T) {
@@ -263,6 +265,86 @@ func TestSpecForMetricTarget(t *testing.T) {
 			}
 			if math.Abs(s.TargetValue-tc.target) > 1e-9 || s.TotalValue != tc.tota {
 				t.Fatalf("target %v total %v, want %v %v", s.TargetValue, s.TotalValue, tc.target, tc.tota)
+			}
+		})
+	}
+}
+
+// TestSpecForScaleBounds tests the scale-bounds step of SpecFor on its own: min-, max-,
+// initial- and activation-scale against each other and the cluster's limits. The cases are
+// ported from knative/serving pkg/apis/autoscaling/annotation_validation_test.go
+// (TestValidateAnnotations: the min/max/activation-scale and MaxScaleLimit cases, and
+// TestValidateInitialScale); wantErr is a substring of the one error expected ("" for none).
+func TestSpecForScaleBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		anns                 map[string]string
+		cfg                  func(*Config)
+		wantMin, wantMax     int
+		wantInitial, wantAct int
+		wantErr              string
+	}{
+		{name: "minScale is 0", anns: map[string]string{MinScaleAnnotationKey: "0"}, wantInitial: 1, wantAct: 1},
+		{name: "maxScale is 0", anns: map[string]string{MaxScaleAnnotationKey: "0"}, wantInitial: 1, wantAct: 1},
+		{name: "minScale is -1", anns: map[string]string{MinScaleAnnotationKey: "-1"}, wantInitial: 1, wantAct: 1,
+			wantErr: `min-scale]: Invalid value: "-1": must be at least 0`},
+		{name: "maxScale is -1", anns: map[string]string{MaxScaleAnnotationKey: "-1"}, wantInitial: 1, wantAct: 1,
+			wantErr: `max-scale]: Invalid value: "-1": must be at least 0`},
+		{name: "minScale is foo", anns: map[string]string{MinScaleAnnotationKey: "foo"}, wantInitial: 1, wantAct: 1,
+			wantErr: `min-scale]: Invalid value: "foo"`},
+		{name: "minScale is 5", anns: map[string]string{MinScaleAnnotationKey: "5"}, wantMin: 5, wantInitial: 1, wantAct: 1},
+		{name: "maxScale is 2", anns: map[string]string{MaxScaleAnnotationKey: "2"}, wantMax: 2, wantInitial: 1, wantAct: 1},
+		{name: "minScale is 2, maxScale is 5", anns: map[string]string{MinScaleAnnotationKey: "2", MaxScaleAnnotationKey: "5"},
+			wantMin: 2, wantMax: 5, wantInitial: 1, wantAct: 1},
+		{name: "minScale is 5, maxScale is 2", anns: map[string]string{MinScaleAnnotationKey: "5", MaxScaleAnnotationKey: "2"},
+			wantMin: 5, wantMax: 2, wantInitial: 1, wantAct: 1, wantErr: "max-scale=2 is less than min-scale=5"},
+		{name: "minScale is 0, maxScale is 0", anns: map[string]string{MinScaleAnnotationKey: "0", MaxScaleAnnotationKey: "0"},
+			wantInitial: 1, wantAct: 1},
+		{name: "maxScale is greater than MaxScaleLimit", anns: map[string]string{MaxScaleAnnotationKey: "11"},
+			cfg: func(c *Config) { c.MaxScaleLimit = 10 }, wantMax: 11, wantInitial: 1, wantAct: 1,
+			wantErr: "must be between 1 and the cluster's max-scale-limit 10"},
+		{name: "maxScale is greater than MaxScaleLimit and default MaxScale is set", anns: map[string]string{MaxScaleAnnotationKey: "20"},
+			cfg: func(c *Config) { c.MaxScaleLimit, c.MaxScale = 10, 11 }, wantMax: 20, wantInitial: 1, wantAct: 1,
+			wantErr: "must be between 1 and the cluster's max-scale-limit 10"},
+		{name: "maxScale is explicitly 0 when MaxScaleLimit and default MaxScale are set", anns: map[string]string{MaxScaleAnnotationKey: "0"},
+			cfg: func(c *Config) { c.MaxScaleLimit, c.MaxScale = 10, 1 }, wantInitial: 1, wantAct: 1,
+			wantErr: "max-scale=0 (unbounded) is not allowed"},
+		{name: "maxScale is less than MaxScaleLimit", anns: map[string]string{MaxScaleAnnotationKey: "9"},
+			cfg: func(c *Config) { c.MaxScaleLimit = 10 }, wantMax: 9, wantInitial: 1, wantAct: 1},
+		{name: "min-scale, activation-scale, max-scale all set appropriately",
+			anns:    map[string]string{MinScaleAnnotationKey: "1", ActivationScaleAnnotationKey: "2", MaxScaleAnnotationKey: "3"},
+			wantMin: 1, wantMax: 3, wantInitial: 1, wantAct: 2},
+		{name: "max-scale is less than activation-scale", anns: map[string]string{MaxScaleAnnotationKey: "1", ActivationScaleAnnotationKey: "2"},
+			wantMax: 1, wantInitial: 1, wantAct: 2, wantErr: "activation-scale=2 is greater than max-scale=1"},
+		// TestValidateInitialScale.
+		{name: "initial scale is zero but cluster doesn't allow", anns: map[string]string{InitialScaleAnnotationKey: "0"},
+			wantInitial: 1, wantAct: 1, wantErr: "initial-scale=0 is not allowed by the cluster"},
+		{name: "initial scale is zero and cluster allows", anns: map[string]string{InitialScaleAnnotationKey: "0"},
+			cfg: func(c *Config) { c.AllowZeroInitialScale = true }, wantInitial: 0, wantAct: 1},
+		{name: "initial scale is greater than 0", anns: map[string]string{InitialScaleAnnotationKey: "2"}, wantInitial: 2, wantAct: 1},
+		{name: "initial scale is less than 0", anns: map[string]string{InitialScaleAnnotationKey: "-1"},
+			wantInitial: 1, wantAct: 1, wantErr: `initial-scale]: Invalid value: "-1": must be at least 0`},
+		{name: "initial scale non-parseable", anns: map[string]string{InitialScaleAnnotationKey: "invalid"},
+			wantInitial: 1, wantAct: 1, wantErr: `initial-scale]: Invalid value: "invalid"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := DefaultConfig()
+			if tc.cfg != nil {
+				tc.cfg(&g)
+			}
+			g = g.withDefaults()
+			p := annotationParser{anns: tc.anns, path: field.NewPath("metadata", "annotations")}
+			var s Spec
+			p.scaleBounds(&s, &g)
+			if s.MinScale != tc.wantMin || s.MaxScale != tc.wantMax || s.InitialScale != tc.wantInitial || s.ActivationScale != tc.wantAct {
+				t.Errorf("min %d max %d initial %d activation %d, want %d %d %d %d",
+					s.MinScale, s.MaxScale, s.InitialScale, s.ActivationScale, tc.wantMin, tc.wantMax, tc.wantInitial, tc.wantAct)
+			}
+			switch {
+			case tc.wantErr == "" && len(p.errs) > 0:
+				t.Errorf("unexpected errors: %v", p.errs.ToAggregate())
+			case tc.wantErr != "" && (len(p.errs) != 1 || !strings.Contains(p.errs[0].Error(), tc.wantErr)):
+				t.Errorf("errors %v, want one containing %q", p.errs, tc.wantErr)
 			}
 		})
 	}

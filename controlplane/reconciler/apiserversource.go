@@ -105,23 +105,9 @@ func (c *Controller) reconcileApiServerSource(ctx context.Context, key store.Key
 		}
 	}
 	st.Namespaces = namespaces
-	var watches []apiserver.Watch
-	for _, r := range src.Spec.Resources {
-		ls := ""
-		if r.LabelSelector != nil {
-			s, err := metav1.LabelSelectorAsSelector(r.LabelSelector)
-			if err != nil {
-				return stopped(sourcesv1.ApiServerConditionDeployed, "InvalidSpec", "spec.resources selector: "+err.Error())
-			}
-			ls = s.String()
-		}
-		if all {
-			watches = append(watches, apiserver.Watch{APIVersion: r.APIVersion, Kind: r.Kind, LabelSelector: ls})
-			continue
-		}
-		for _, ns := range namespaces {
-			watches = append(watches, apiserver.Watch{APIVersion: r.APIVersion, Kind: r.Kind, Namespace: ns, LabelSelector: ls})
-		}
+	watches, err := apiServerWatches(src.Spec.Resources, namespaces, all)
+	if err != nil {
+		return stopped(sourcesv1.ApiServerConditionDeployed, "InvalidSpec", err.Error())
 	}
 
 	sa := src.Namespace + "/" + src.Spec.ServiceAccountName
@@ -153,4 +139,28 @@ func (c *Controller) reconcileApiServerSource(ctx context.Context, key store.Key
 	}
 	summarize(&st.Status, now, conds...)
 	return c.cfg.Store.UpdateStatus(ctx, &src)
+}
+
+// apiServerWatches are the watches an ApiServerSource's resources need: one per resource
+// and namespace, or one per resource across every namespace (all).
+func apiServerWatches(resources []sourcesv1.APIVersionKindSelector, namespaces []string, all bool) ([]apiserver.Watch, error) {
+	var watches []apiserver.Watch
+	for _, r := range resources {
+		ls := ""
+		if r.LabelSelector != nil {
+			s, err := metav1.LabelSelectorAsSelector(r.LabelSelector)
+			if err != nil {
+				return nil, fmt.Errorf("spec.resources selector: %w", err)
+			}
+			ls = s.String()
+		}
+		if all {
+			watches = append(watches, apiserver.Watch{APIVersion: r.APIVersion, Kind: r.Kind, LabelSelector: ls})
+			continue
+		}
+		for _, ns := range namespaces {
+			watches = append(watches, apiserver.Watch{APIVersion: r.APIVersion, Kind: r.Kind, Namespace: ns, LabelSelector: ls})
+		}
+	}
+	return watches, nil
 }

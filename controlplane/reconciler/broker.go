@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
@@ -134,7 +135,8 @@ func (c *Controller) reconcileTrigger(ctx context.Context, key store.Key) error 
 }
 
 // reconcileBroker applies a Broker and its Triggers to the data plane and
-// reports the status of all of them, with Knative's conditions.
+// reports the status of all of them, with Knative's conditions: resolve the
+// destinations, apply what resolved, then report the Broker and each Trigger.
 func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 	var b eventingv1.Broker
 	if err := c.cfg.Store.Get(ctx, key, &b); err != nil {
@@ -162,6 +164,41 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 		return c.cfg.Store.UpdateStatus(ctx, &b)
 	}
 
+	cfg, results := c.resolveBroker(ctx, &b, triggers, now)
+	applyErr := c.cfg.Eventing.SetBroker(ctx, cfg)
+	markBrokerApplied(st, broker.URL(c.cfg.Domain, b.Namespace, b.Name), applyErr, now)
+	if err := c.cfg.Store.UpdateStatus(ctx, &b); err != nil {
+		return err
+	}
+
+	var errs []error
+	for _, r := range results {
+		markTrigger(r, st.GetCondition(duck.ConditionReady), applyErr, now)
+		if err := c.cfg.Store.UpdateStatus(ctx, r.tr); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("trigger %s/%s status: %w", r.tr.Namespace, r.tr.Name, err))
+		}
+	}
+	if applyErr != nil {
+		errs = append(errs, fmt.Errorf("apply broker %s: %w", key, applyErr))
+	}
+	return errors.Join(errs...)
+}
+
+// triggerResult is what resolving one Trigger's destinations found.
+type triggerResult struct {
+	tr         *eventingv1.Trigger
+	subscriber string
+	dls        string
+	subErr     error
+	dlsErr     error
+}
+
+// resolveBroker resolves the Broker's dead letter sink (reported on b's status) and each
+// Trigger's destinations, and returns the data-plane config with the Triggers whose
+// destinations resolved. Each Trigger's own problems keep that Trigger out, not the Broker
+// down.
+func (c *Controller) resolveBroker(ctx context.Context, b *eventingv1.Broker, triggers []*eventingv1.Trigger, now time.Time) (broker.BrokerConfig, []triggerResult) {
+	st := &b.Status
 	cfg := broker.BrokerConfig{Namespace: b.Namespace, Name: b.Name}
 	st.DeadLetterSinkURI = ""
 	if d, dls, err := c.resolveDelivery(ctx, b.Namespace, b.Spec.Delivery); err != nil {
@@ -169,21 +206,9 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 	} else {
 		cfg.Delivery = d
 		st.DeadLetterSinkURI = dls
-		if dls == "" {
-			st.SetCondition(duck.Condition{Type: brokerConditionDeadLetter, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
-		} else {
-			st.MarkTrue(brokerConditionDeadLetter, now)
-		}
+		markDeadLetter(&st.Status, brokerConditionDeadLetter, dls, now)
 	}
 
-	// Each Trigger's own problems keep that Trigger out, not the Broker down.
-	type triggerResult struct {
-		tr         *eventingv1.Trigger
-		subscriber string
-		dls        string
-		subErr     error
-		dlsErr     error
-	}
 	results := make([]triggerResult, 0, len(triggers))
 	for _, tr := range triggers {
 		r := triggerResult{tr: tr}
@@ -201,9 +226,13 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 		}
 		results = append(results, r)
 	}
+	return cfg, results
+}
 
-	applyErr := c.cfg.Eventing.SetBroker(ctx, cfg)
-	st.Address.URL = broker.URL(c.cfg.Domain, b.Namespace, b.Name)
+// markBrokerApplied reports on a Broker's status its address and whether applying it to the
+// data plane (applyErr) worked, and summarizes Ready.
+func markBrokerApplied(st *eventingv1.BrokerStatus, url string, applyErr error, now time.Time) {
+	st.Address.URL = url
 	st.MarkTrue(eventingv1.BrokerConditionAddressable, now)
 	if applyErr != nil {
 		st.MarkFalse(eventingv1.BrokerConditionIngress, "ApplyFailed", applyErr.Error(), now)
@@ -216,56 +245,44 @@ func (c *Controller) reconcileBroker(ctx context.Context, key store.Key) error {
 	}
 	summarize(&st.Status, now, eventingv1.BrokerConditionAddressable, eventingv1.BrokerConditionIngress,
 		brokerConditionTriggerChannel, brokerConditionFilter, brokerConditionDeadLetter)
-	if err := c.cfg.Store.UpdateStatus(ctx, &b); err != nil {
-		return err
-	}
+}
 
-	var errs []error
-	for _, r := range results {
-		tst := &r.tr.Status
-		tst.ObservedGeneration = r.tr.Generation
-		mirror(&tst.Status, eventingv1.TriggerConditionBroker, st.GetCondition(duck.ConditionReady), now)
-		tst.MarkTrue(triggerConditionDependency, now)
-		tst.SubscriberURI = r.subscriber
-		if r.subErr != nil {
-			tst.SubscriberURI = ""
-			markUnresolved(&tst.Status, eventingv1.TriggerConditionSubscriber, "Unresolved", "spec.subscriber", r.subErr, now)
+// markTrigger reports on a Trigger's status its Broker's readiness (brokerReady), what
+// resolving its destinations found (r) and whether applying the Broker worked (applyErr).
+func markTrigger(r triggerResult, brokerReady *duck.Condition, applyErr error, now time.Time) {
+	tst := &r.tr.Status
+	tst.ObservedGeneration = r.tr.Generation
+	mirror(&tst.Status, eventingv1.TriggerConditionBroker, brokerReady, now)
+	tst.MarkTrue(triggerConditionDependency, now)
+	tst.SubscriberURI = r.subscriber
+	if r.subErr != nil {
+		tst.SubscriberURI = ""
+		markUnresolved(&tst.Status, eventingv1.TriggerConditionSubscriber, "Unresolved", "spec.subscriber", r.subErr, now)
+	} else {
+		tst.MarkTrue(eventingv1.TriggerConditionSubscriber, now)
+	}
+	tst.DeadLetterSinkURI = r.dls
+	if r.dlsErr != nil {
+		tst.DeadLetterSinkURI = ""
+		markUnresolved(&tst.Status, eventingv1.TriggerConditionDeadLetter, "Unresolved", "spec.delivery.deadLetterSink", r.dlsErr, now)
+	} else {
+		markDeadLetter(&tst.Status, eventingv1.TriggerConditionDeadLetter, r.dls, now)
+	}
+	switch {
+	case r.subErr != nil || r.dlsErr != nil:
+		msg := "the trigger is not applied until its destinations resolve"
+		if errors.Is(r.subErr, errNotAddressable) || errors.Is(r.dlsErr, errNotAddressable) {
+			tst.MarkUnknown(eventingv1.TriggerConditionSubscription, "NotAddressable", msg, now)
 		} else {
-			tst.MarkTrue(eventingv1.TriggerConditionSubscriber, now)
+			tst.MarkFalse(eventingv1.TriggerConditionSubscription, "NotSubscribed", msg, now)
 		}
-		tst.DeadLetterSinkURI = r.dls
-		switch {
-		case r.dlsErr != nil:
-			tst.DeadLetterSinkURI = ""
-			markUnresolved(&tst.Status, eventingv1.TriggerConditionDeadLetter, "Unresolved", "spec.delivery.deadLetterSink", r.dlsErr, now)
-		case r.dls == "":
-			tst.SetCondition(duck.Condition{Type: eventingv1.TriggerConditionDeadLetter, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
-		default:
-			tst.MarkTrue(eventingv1.TriggerConditionDeadLetter, now)
-		}
-		switch {
-		case r.subErr != nil || r.dlsErr != nil:
-			msg := "the trigger is not applied until its destinations resolve"
-			if errors.Is(r.subErr, errNotAddressable) || errors.Is(r.dlsErr, errNotAddressable) {
-				tst.MarkUnknown(eventingv1.TriggerConditionSubscription, "NotAddressable", msg, now)
-			} else {
-				tst.MarkFalse(eventingv1.TriggerConditionSubscription, "NotSubscribed", msg, now)
-			}
-		case applyErr != nil:
-			tst.MarkFalse(eventingv1.TriggerConditionSubscription, "ApplyFailed", applyErr.Error(), now)
-		default:
-			tst.MarkTrue(eventingv1.TriggerConditionSubscription, now)
-		}
-		summarize(&tst.Status, now, eventingv1.TriggerConditionBroker, triggerConditionDependency, eventingv1.TriggerConditionSubscriber,
-			eventingv1.TriggerConditionDeadLetter, eventingv1.TriggerConditionSubscription)
-		if err := c.cfg.Store.UpdateStatus(ctx, r.tr); err != nil && !errors.Is(err, store.ErrNotFound) {
-			errs = append(errs, fmt.Errorf("trigger %s/%s status: %w", r.tr.Namespace, r.tr.Name, err))
-		}
+	case applyErr != nil:
+		tst.MarkFalse(eventingv1.TriggerConditionSubscription, "ApplyFailed", applyErr.Error(), now)
+	default:
+		tst.MarkTrue(eventingv1.TriggerConditionSubscription, now)
 	}
-	if applyErr != nil {
-		errs = append(errs, fmt.Errorf("apply broker %s: %w", key, applyErr))
-	}
-	return errors.Join(errs...)
+	summarize(&tst.Status, now, eventingv1.TriggerConditionBroker, triggerConditionDependency, eventingv1.TriggerConditionSubscriber,
+		eventingv1.TriggerConditionDeadLetter, eventingv1.TriggerConditionSubscription)
 }
 
 // resolveDelivery resolves a DeliverySpec's dead letter sink and copies the

@@ -130,23 +130,53 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		return c.cfg.Store.UpdateStatus(ctx, &imc)
 	}
 
-	cfg := broker.ChannelConfig{Namespace: imc.Namespace, Name: imc.Name}
+	cfg, subStatus, dlsOK := c.resolveChannel(ctx, &imc, now)
+
+	var applyErr error
+	if dlsOK && !c.applied.same(key, cfg) {
+		if applyErr = c.cfg.Eventing.SetChannel(ctx, cfg); applyErr == nil {
+			c.applied.set(key, &cfg)
+		} else {
+			c.applied.set(key, nil)
+		}
+	}
+	routed := false
+	if dlsOK && applyErr == nil {
+		if routed = c.cfg.Eventing.ChannelRouted(imc.Namespace, imc.Name); routed {
+			c.applied.routed(key)
+		} else {
+			c.queue.AddAfter(key, c.applied.nextPoll(key))
+		}
+	}
+	markChannelApplied(st, imc.Namespace, imc.Name, subStatus, dlsOK, applyErr, routed, now)
+	summarize(&st.Status, now, conds...)
+	if err := c.cfg.Store.UpdateStatus(ctx, &imc); err != nil {
+		return err
+	}
+	if applyErr != nil {
+		return fmt.Errorf("apply channel %s: %w", key, applyErr)
+	}
+	return nil
+}
+
+// resolveChannel resolves a channel's dead letter sink (reported on its status; dlsOK false
+// when it does not resolve) and each subscriber, and returns the data-plane config with the
+// subscribers that resolved and every subscriber's status. Each subscriber's own problem
+// keeps that subscriber out, not the channel down.
+func (c *Controller) resolveChannel(ctx context.Context, imc *messagingv1.InMemoryChannel, now time.Time) (cfg broker.ChannelConfig, subStatus []messagingv1.SubscriberStatus, dlsOK bool) {
+	st := &imc.Status
+	cfg = broker.ChannelConfig{Namespace: imc.Namespace, Name: imc.Name}
 	st.DeadLetterSinkURI = ""
-	dlsOK := true
+	dlsOK = true
 	if d, dls, err := c.resolveDelivery(ctx, imc.Namespace, imc.Spec.Delivery); err != nil {
 		dlsOK = false
 		markUnresolved(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, "Unable to get the DeadLetterSink's URI", "spec.delivery.deadLetterSink", err, now)
 	} else {
 		cfg.Delivery, st.DeadLetterSinkURI = d, dls
-		if dls == "" {
-			st.SetCondition(duck.Condition{Type: messagingv1.ChannelConditionDeadLetterSinkResolved, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
-		} else {
-			st.MarkTrue(messagingv1.ChannelConditionDeadLetterSinkResolved, now)
-		}
+		markDeadLetter(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, dls, now)
 	}
 
-	// Each subscriber's own problem keeps that subscriber out, not the channel down.
-	subStatus := make([]messagingv1.SubscriberStatus, 0, len(imc.Spec.Subscribers))
+	subStatus = make([]messagingv1.SubscriberStatus, 0, len(imc.Spec.Subscribers))
 	for i, s := range imc.Spec.Subscribers {
 		ss := messagingv1.SubscriberStatus{UID: s.UID, ObservedGeneration: s.Generation, Ready: duck.True}
 		sc, err := c.subscriberConfig(ctx, imc.Namespace, s)
@@ -157,16 +187,13 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 		}
 		subStatus = append(subStatus, ss)
 	}
+	return cfg, subStatus, dlsOK
+}
 
-	var applyErr error
-	if dlsOK && !c.applied.same(key, cfg) {
-		if applyErr = c.cfg.Eventing.SetChannel(ctx, cfg); applyErr == nil {
-			c.applied.set(key, &cfg)
-		} else {
-			c.applied.set(key, nil)
-		}
-	}
-	addr := broker.ChannelURL(imc.Namespace, imc.Name)
+// markChannelApplied reports a channel's address, whether it was applied to the data plane
+// (dlsOK false: not tried; applyErr) and routed by every proxy, and its subscribers' status.
+func markChannelApplied(st *messagingv1.InMemoryChannelStatus, ns, name string, subStatus []messagingv1.SubscriberStatus, dlsOK bool, applyErr error, routed bool, now time.Time) {
+	addr := broker.ChannelURL(ns, name)
 	st.Address = &duck.Addressable{URL: addr}
 	st.Addresses = []duck.Addressable{{URL: addr}}
 	st.MarkTrue(messagingv1.ChannelConditionAddressable, now)
@@ -188,25 +215,15 @@ func (c *Controller) reconcileInMemoryChannel(ctx context.Context, key store.Key
 	default:
 		st.MarkTrue(messagingv1.InMemoryChannelConditionServiceReady, now)
 		st.MarkTrue(messagingv1.InMemoryChannelConditionEndpointsReady, now)
-		if c.cfg.Eventing.ChannelRouted(imc.Namespace, imc.Name) {
-			c.applied.routed(key)
+		if routed {
 			st.MarkTrue(messagingv1.InMemoryChannelConditionChannelServiceReady, now)
 		} else {
 			// Ready means an event sent to the address is stored: wait for the proxies.
 			st.MarkUnknown(messagingv1.InMemoryChannelConditionChannelServiceReady, "ProxyNotReady",
 				"waiting for the proxies to accept the route of "+addr, now)
-			c.queue.AddAfter(key, c.applied.nextPoll(key))
 		}
 	}
 	st.Subscribers = subStatus
-	summarize(&st.Status, now, conds...)
-	if err := c.cfg.Store.UpdateStatus(ctx, &imc); err != nil {
-		return err
-	}
-	if applyErr != nil {
-		return fmt.Errorf("apply channel %s: %w", key, applyErr)
-	}
-	return nil
 }
 
 // subscriberConfig turns one spec.subscribers entry into the data plane's, refusing
@@ -323,7 +340,7 @@ func (c *Controller) reconcileChannel(ctx context.Context, key store.Key) error 
 	st.DeadLetterSinkURI = ""
 	switch {
 	case ch.Spec.Delivery == nil || ch.Spec.Delivery.DeadLetterSink == nil:
-		st.SetCondition(duck.Condition{Type: messagingv1.ChannelConditionDeadLetterSinkResolved, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
+		markDeadLetter(&st.Status, messagingv1.ChannelConditionDeadLetterSinkResolved, "", now)
 	case bs.DeadLetterSinkURI != "":
 		st.DeadLetterSinkURI = bs.DeadLetterSinkURI
 		st.MarkTrue(messagingv1.ChannelConditionDeadLetterSinkResolved, now)
@@ -432,63 +449,21 @@ func (c *Controller) reconcileSubscription(ctx context.Context, key store.Key) e
 	}
 
 	// Resolve every destination (subscription.go resolveSubscriptionURIs).
-	ps := &st.PhysicalSubscription
-	unresolved := func(reason, field string, err error) error {
+	if reason, field, err := c.resolveSubscriptionURIs(ctx, &sub, imc); err != nil {
 		markUnresolved(&st.Status, messagingv1.SubscriptionConditionReferencesResolved, reason, "Failed to resolve "+field, err, now)
 		st.MarkUnknown(messagingv1.SubscriptionConditionAddedToChannel, reason, "", now)
 		st.MarkUnknown(messagingv1.SubscriptionConditionChannelReady, reason, "", now)
 		return finish()
 	}
-	ps.SubscriberURI = ""
-	if !messagingv1.DestinationIsEmpty(sub.Spec.Subscriber) {
-		if ps.SubscriberURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Subscriber); err != nil {
-			ps.SubscriberURI = ""
-			return unresolved("SubscriberResolveFailed", "spec.subscriber", err)
-		}
-	}
-	ps.ReplyURI = ""
-	if !messagingv1.DestinationIsEmpty(sub.Spec.Reply) {
-		if ps.ReplyURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Reply); err != nil {
-			ps.ReplyURI = ""
-			return unresolved("ReplyResolveFailed", "spec.reply", err)
-		}
-	}
-	ps.DeadLetterSinkURI = ""
-	switch {
-	case sub.Spec.Delivery != nil && sub.Spec.Delivery.DeadLetterSink != nil:
-		if ps.DeadLetterSinkURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Delivery.DeadLetterSink); err != nil {
-			ps.DeadLetterSinkURI = ""
-			return unresolved("DeadLetterSinkResolveFailed", "spec.delivery.deadLetterSink", err)
-		}
-	case imc.Spec.Delivery != nil && imc.Spec.Delivery.DeadLetterSink != nil:
-		if imc.Status.DeadLetterSinkURI == "" {
-			err := fmt.Errorf("channel %s didn't set status.deadLetterSinkURI", imc.Name)
-			if dc := imc.Status.GetCondition(messagingv1.ChannelConditionDeadLetterSinkResolved); dc == nil || dc.Status != duck.False {
-				// The channel has not resolved it yet: its status change comes back here.
-				err = fmt.Errorf("%w (%w)", err, errNotAddressable)
-			}
-			return unresolved("DeadLetterSinkResolveFailed", "the channel's spec.delivery.deadLetterSink", err)
-		}
-		ps.DeadLetterSinkURI = imc.Status.DeadLetterSinkURI
-	}
 	st.MarkTrue(messagingv1.SubscriptionConditionReferencesResolved, now)
 
 	// Sync into the channel (subscription.go syncChannel).
+	ps := &st.PhysicalSubscription
 	entry := messagingv1.SubscriberSpec{
 		Name: &sub.Name, UID: sub.UID, Generation: sub.Generation,
 		SubscriberURI: ps.SubscriberURI, ReplyURI: ps.ReplyURI, Delivery: subscriberDelivery(&sub, imc),
 	}
-	i := slices.IndexFunc(imc.Spec.Subscribers, func(s messagingv1.SubscriberSpec) bool { return s.UID == sub.UID })
-	changed := true
-	switch {
-	case i < 0:
-		imc.Spec.Subscribers = append(imc.Spec.Subscribers, entry)
-	case reflect.DeepEqual(imc.Spec.Subscribers[i], entry):
-		changed = false
-	default:
-		imc.Spec.Subscribers[i] = entry
-	}
-	if changed {
+	if setSubscriber(imc, entry) {
 		if err := c.cfg.Store.Update(ctx, imc); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return err // another subscription wrote first: read again
@@ -503,7 +478,69 @@ func (c *Controller) reconcileSubscription(ctx context.Context, key store.Key) e
 	}
 	st.MarkTrue(messagingv1.SubscriptionConditionAddedToChannel, now)
 
-	// Is it delivered to? (subscription.go checkChannelStatusForSubscription)
+	markSubscriptionChannelReady(st, &sub, imc, now)
+	return finish()
+}
+
+// resolveSubscriptionURIs resolves a Subscription's subscriber, reply and dead letter sink
+// (its own, else its channel's) into status.physicalSubscription, as Knative's
+// resolveSubscriptionURIs does; on failure, the reason and the field that failed.
+func (c *Controller) resolveSubscriptionURIs(ctx context.Context, sub *messagingv1.Subscription, imc *messagingv1.InMemoryChannel) (reason, field string, err error) {
+	ps := &sub.Status.PhysicalSubscription
+	ps.SubscriberURI = ""
+	if !messagingv1.DestinationIsEmpty(sub.Spec.Subscriber) {
+		if ps.SubscriberURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Subscriber); err != nil {
+			ps.SubscriberURI = ""
+			return "SubscriberResolveFailed", "spec.subscriber", err
+		}
+	}
+	ps.ReplyURI = ""
+	if !messagingv1.DestinationIsEmpty(sub.Spec.Reply) {
+		if ps.ReplyURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Reply); err != nil {
+			ps.ReplyURI = ""
+			return "ReplyResolveFailed", "spec.reply", err
+		}
+	}
+	ps.DeadLetterSinkURI = ""
+	switch {
+	case sub.Spec.Delivery != nil && sub.Spec.Delivery.DeadLetterSink != nil:
+		if ps.DeadLetterSinkURI, err = c.resolveDestination(ctx, sub.Namespace, *sub.Spec.Delivery.DeadLetterSink); err != nil {
+			ps.DeadLetterSinkURI = ""
+			return "DeadLetterSinkResolveFailed", "spec.delivery.deadLetterSink", err
+		}
+	case imc.Spec.Delivery != nil && imc.Spec.Delivery.DeadLetterSink != nil:
+		if imc.Status.DeadLetterSinkURI == "" {
+			err := fmt.Errorf("channel %s didn't set status.deadLetterSinkURI", imc.Name)
+			if dc := imc.Status.GetCondition(messagingv1.ChannelConditionDeadLetterSinkResolved); dc == nil || dc.Status != duck.False {
+				// The channel has not resolved it yet: its status change comes back here.
+				err = fmt.Errorf("%w (%w)", err, errNotAddressable)
+			}
+			return "DeadLetterSinkResolveFailed", "the channel's spec.delivery.deadLetterSink", err
+		}
+		ps.DeadLetterSinkURI = imc.Status.DeadLetterSinkURI
+	}
+	return "", "", nil
+}
+
+// setSubscriber writes entry into the channel's spec.subscribers (by UID), and reports
+// whether that changed it (Knative's syncChannel).
+func setSubscriber(imc *messagingv1.InMemoryChannel, entry messagingv1.SubscriberSpec) bool {
+	i := slices.IndexFunc(imc.Spec.Subscribers, func(s messagingv1.SubscriberSpec) bool { return s.UID == entry.UID })
+	changed := true
+	switch {
+	case i < 0:
+		imc.Spec.Subscribers = append(imc.Spec.Subscribers, entry)
+	case reflect.DeepEqual(imc.Spec.Subscribers[i], entry):
+		changed = false
+	default:
+		imc.Spec.Subscribers[i] = entry
+	}
+	return changed
+}
+
+// markSubscriptionChannelReady reports ChannelReady from whether the channel reports this
+// generation of the Subscription delivered to (Knative's checkChannelStatusForSubscription).
+func markSubscriptionChannelReady(st *messagingv1.SubscriptionStatus, sub *messagingv1.Subscription, imc *messagingv1.InMemoryChannel, now time.Time) {
 	j := slices.IndexFunc(imc.Status.Subscribers, func(s messagingv1.SubscriberStatus) bool {
 		return s.UID == sub.UID && s.ObservedGeneration == sub.Generation
 	})
@@ -520,7 +557,6 @@ func (c *Controller) reconcileSubscription(ctx context.Context, key store.Key) e
 		st.MarkUnknown(messagingv1.SubscriptionConditionChannelReady, "SubscriptionNotMarkedReadyByChannel",
 			"Subscription marked by Channel as Unknown: "+imc.Status.Subscribers[j].Message, now)
 	}
-	return finish()
 }
 
 // subscriptionChannel returns the InMemoryChannel a Subscription's spec.channel names,

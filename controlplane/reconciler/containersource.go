@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -81,13 +80,9 @@ func (c *Controller) reconcileContainerSource(ctx context.Context, key store.Key
 	st.SinkURI = sink
 	st.MarkTrue(sourcesv1.ContainerSourceConditionSinkBindingReady, now)
 
-	overrides := ""
-	if src.Spec.CEOverrides != nil {
-		b, err := json.Marshal(src.Spec.CEOverrides)
-		if err != nil {
-			return fmt.Errorf("containersource %s: encoding ceOverrides: %w", key, err)
-		}
-		overrides = string(b)
+	overrides, err := ceOverridesEnv(src.Spec.CEOverrides)
+	if err != nil {
+		return fmt.Errorf("containersource %s: %w", key, err)
 	}
 	tmpl := *src.Spec.Template.DeepCopy()
 	for i := range tmpl.Spec.Containers {

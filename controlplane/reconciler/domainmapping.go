@@ -114,18 +114,8 @@ func (c *Controller) reconcileDomainMapping(ctx context.Context, key store.Key) 
 		st.MarkFalse(servingv1beta1.DomainMappingConditionIngressReady, "ProxyRejected", err.Error(), now)
 		return update()
 	}
-	switch ps := c.cfg.Proxy.RouteStatus(dm.Namespace, domainMappingProxyName(dm.Name)); {
-	case ps.Acked:
-		c.waitForAck(key, false, "")
-		st.MarkTrue(servingv1beta1.DomainMappingConditionIngressReady, now)
-	case ps.Rejected != "":
-		// As for a Route (see reconcileRoute): a serving proxy NACKed what the mapping needs.
-		c.waitForAck(key, true, ps.Rejected)
-		st.MarkFalse(servingv1beta1.DomainMappingConditionIngressReady, ReasonProxyRejected, ps.Rejected, now)
-	default:
-		c.waitForAck(key, true, "")
-		st.MarkIngressNotConfigured(now)
-	}
+	c.markProxyAck(key, &st.Status, servingv1beta1.DomainMappingConditionIngressReady, dm.Namespace, domainMappingProxyName(dm.Name), now,
+		func() { st.MarkIngressNotConfigured(now) })
 	return update()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -234,7 +235,45 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 		channels = append(channels, ch)
 		wanted[messagingv1.KindInMemoryChannel+"/"+name] = true
 	}
-	// PropagateChannelStatuses.
+	markSequenceChannels(st, channels, now)
+
+	subs := make([]*messagingv1.Subscription, 0, len(seq.Spec.Steps))
+	for i := range seq.Spec.Steps {
+		want := sequenceSubscription(&seq, owner, i)
+		sub, err := c.ensureSubscription(ctx, want)
+		if err != nil {
+			var ce *childError
+			if errors.As(err, &ce) {
+				st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", fmt.Sprintf("failed to reconcile subscription resource for step: %d : %v", i, err), now)
+				return finish()
+			}
+			return err
+		}
+		subs = append(subs, sub)
+		wanted[messagingv1.KindSubscription+"/"+want.Name] = true
+	}
+	markSequenceSubscriptions(st, subs, now)
+	if err := c.removeUnwanted(ctx, seq.Namespace, owner, wanted); err != nil {
+		return err
+	}
+	return finish()
+}
+
+// sequenceSubscription is the Subscription of a Sequence's step i: from the step's channel
+// to the step, replying to the next step's channel (the last step to spec.reply).
+func sequenceSubscription(seq *flowsv1.Sequence, owner metav1.OwnerReference, i int) *messagingv1.Subscription {
+	step := seq.Spec.Steps[i]
+	reply := seq.Spec.Reply
+	if i < len(seq.Spec.Steps)-1 {
+		reply = channelRef(seq.Namespace, sequenceChannelName(seq.Name, i+1))
+	}
+	dest := step.Destination
+	return newFlowSubscription(&seq.ObjectMeta, owner, sequenceSubscriptionName(seq.Name, i), sequenceChannelName(seq.Name, i), &dest, reply, step.Delivery)
+}
+
+// markSequenceChannels reports the step channels on a Sequence's status, as Knative's
+// PropagateChannelStatuses does: the Sequence's address is the first channel's.
+func markSequenceChannels(st *flowsv1.SequenceStatus, channels []*messagingv1.InMemoryChannel, now time.Time) {
 	st.ChannelStatuses = make([]flowsv1.SequenceChannelStatus, len(channels))
 	allReady := len(channels) > 0
 	for i, ch := range channels {
@@ -259,29 +298,13 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 		st.MarkUnknown(flowsv1.ConditionChannelsReady, "ChannelsNotReady", "Channels are not ready yet, or there are none", now)
 	}
 
-	subs := make([]*messagingv1.Subscription, 0, len(seq.Spec.Steps))
-	for i, step := range seq.Spec.Steps {
-		reply := seq.Spec.Reply
-		if i < len(seq.Spec.Steps)-1 {
-			reply = channelRef(seq.Namespace, sequenceChannelName(seq.Name, i+1))
-		}
-		dest := step.Destination
-		want := newFlowSubscription(&seq.ObjectMeta, owner, sequenceSubscriptionName(seq.Name, i), sequenceChannelName(seq.Name, i), &dest, reply, step.Delivery)
-		sub, err := c.ensureSubscription(ctx, want)
-		if err != nil {
-			var ce *childError
-			if errors.As(err, &ce) {
-				st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", fmt.Sprintf("failed to reconcile subscription resource for step: %d : %v", i, err), now)
-				return finish()
-			}
-			return err
-		}
-		subs = append(subs, sub)
-		wanted[messagingv1.KindSubscription+"/"+want.Name] = true
-	}
-	// PropagateSubscriptionStatuses.
+}
+
+// markSequenceSubscriptions reports the step Subscriptions on a Sequence's status, as
+// Knative's PropagateSubscriptionStatuses does.
+func markSequenceSubscriptions(st *flowsv1.SequenceStatus, subs []*messagingv1.Subscription, now time.Time) {
 	st.SubscriptionStatuses = make([]flowsv1.SequenceSubscriptionStatus, len(subs))
-	allReady = len(subs) > 0
+	allReady := len(subs) > 0
 	for i, s := range subs {
 		st.SubscriptionStatuses[i] = flowsv1.SequenceSubscriptionStatus{
 			Subscription:   objectRef(messagingv1.GroupVersion, messagingv1.KindSubscription, s.Namespace, s.Name),
@@ -294,10 +317,6 @@ func (c *Controller) reconcileSequence(ctx context.Context, key store.Key) error
 	} else {
 		st.MarkUnknown(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", subscriptionsNotReady(st.SubscriptionStatuses), now)
 	}
-	if err := c.removeUnwanted(ctx, seq.Namespace, owner, wanted); err != nil {
-		return err
-	}
-	return finish()
 }
 
 // subscriptionsNotReady is Knative's message, with the first subscription that is not
@@ -372,7 +391,65 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 			branches = append(branches, ch)
 		}
 	}
-	// PropagateChannelStatuses: Knative reads a channel as ready once it has an address.
+	markParallelChannels(st, ingress, branches, now)
+
+	for i := range par.Spec.Branches {
+		filterSub, sub := parallelSubscriptions(&par, owner, i)
+		for j, want := range []*messagingv1.Subscription{filterSub, sub} {
+			have, err := c.ensureSubscription(ctx, want)
+			if err != nil {
+				var ce *childError
+				if errors.As(err, &ce) {
+					st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", fmt.Sprintf("failed to reconcile Subscription Objects for branch: %d : %v", i, err), now)
+					return finish()
+				}
+				return err
+			}
+			wanted[messagingv1.KindSubscription+"/"+want.Name] = true
+			s := flowsv1.ParallelSubscriptionStatus{
+				Subscription:   objectRef(messagingv1.GroupVersion, messagingv1.KindSubscription, have.Namespace, have.Name),
+				ReadyCondition: readyOf(&have.Status.Status, "Subscription", metav1.NewTime(now)),
+			}
+			if j == 0 {
+				st.BranchStatuses[i].FilterSubscriptionStatus = s
+			} else {
+				st.BranchStatuses[i].SubscriptionStatus = s
+			}
+		}
+	}
+	markParallelSubscriptions(st, now)
+	if err := c.removeUnwanted(ctx, par.Namespace, owner, wanted); err != nil {
+		return err
+	}
+	return finish()
+}
+
+// parallelSubscriptions are the two Subscriptions of a Parallel's branch i: the filter
+// Subscription from the ingress channel (Knative's NewFilterSubscription: the filter replies
+// into the branch's channel; no filter passes everything straight to it), and the one from
+// the branch's channel to its subscriber, replying to the branch's reply or spec.reply.
+func parallelSubscriptions(par *flowsv1.Parallel, owner metav1.OwnerReference, i int) (filter, sub *messagingv1.Subscription) {
+	b := par.Spec.Branches[i]
+	branchChannel := channelRef(par.Namespace, parallelBranchChannelName(par.Name, i))
+	if b.Filter == nil {
+		filter = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), branchChannel, nil, nil)
+	} else {
+		f := *b.Filter
+		filter = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), &f, branchChannel, nil)
+	}
+	reply := b.Reply
+	if reply == nil {
+		reply = par.Spec.Reply
+	}
+	subscriber := b.Subscriber
+	sub = newFlowSubscription(&par.ObjectMeta, owner, parallelSubscriptionName(par.Name, i), parallelBranchChannelName(par.Name, i), &subscriber, reply, b.Delivery)
+	return filter, sub
+}
+
+// markParallelChannels reports the ingress and branch channels on a Parallel's status, as
+// Knative's PropagateChannelStatuses does: the Parallel's address is the ingress channel's.
+func markParallelChannels(st *flowsv1.ParallelStatus, ingress *messagingv1.InMemoryChannel, branches []*messagingv1.InMemoryChannel, now time.Time) {
+	// Knative reads a channel as ready once it has an address.
 	addressed := func(ch *messagingv1.InMemoryChannel) duck.Condition {
 		if ch.Status.Address != nil && ch.Status.Address.URL != "" {
 			return duck.Condition{Type: duck.ConditionReady, Status: duck.True}
@@ -409,54 +486,24 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 		st.MarkUnknown(flowsv1.ConditionChannelsReady, "ChannelsNotReady", "Channels are not ready yet, or there are none", now)
 	}
 
-	allReady = len(par.Spec.Branches) > 0
+}
+
+// markParallelSubscriptions reports SubscriptionsReady from the branches' Subscription
+// statuses, naming the first that failed, else the first not ready yet.
+func markParallelSubscriptions(st *flowsv1.ParallelStatus, now time.Time) {
+	allReady := len(st.BranchStatuses) > 0
 	firstFailed, firstNotReady := "", ""
-	for i, b := range par.Spec.Branches {
-		// NewFilterSubscription: the filter replies into the branch's channel; no filter
-		// passes everything straight to it.
-		branchChannel := channelRef(par.Namespace, parallelBranchChannelName(par.Name, i))
-		var filterSub *messagingv1.Subscription
-		if b.Filter == nil {
-			filterSub = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), branchChannel, nil, nil)
-		} else {
-			f := *b.Filter
-			filterSub = newFlowSubscription(&par.ObjectMeta, owner, parallelFilterSubscriptionName(par.Name, i), parallelChannelName(par.Name), &f, branchChannel, nil)
-		}
-		reply := b.Reply
-		if reply == nil {
-			reply = par.Spec.Reply
-		}
-		subscriber := b.Subscriber
-		sub := newFlowSubscription(&par.ObjectMeta, owner, parallelSubscriptionName(par.Name, i), parallelBranchChannelName(par.Name, i), &subscriber, reply, b.Delivery)
-		for j, want := range []*messagingv1.Subscription{filterSub, sub} {
-			have, err := c.ensureSubscription(ctx, want)
-			if err != nil {
-				var ce *childError
-				if errors.As(err, &ce) {
-					st.MarkFalse(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", fmt.Sprintf("failed to reconcile Subscription Objects for branch: %d : %v", i, err), now)
-					return finish()
-				}
-				return err
-			}
-			wanted[messagingv1.KindSubscription+"/"+want.Name] = true
-			s := flowsv1.ParallelSubscriptionStatus{
-				Subscription:   objectRef(messagingv1.GroupVersion, messagingv1.KindSubscription, have.Namespace, have.Name),
-				ReadyCondition: readyOf(&have.Status.Status, "Subscription", metav1.NewTime(now)),
-			}
+	for _, b := range st.BranchStatuses {
+		for _, s := range []flowsv1.ParallelSubscriptionStatus{b.FilterSubscriptionStatus, b.SubscriptionStatus} {
 			if r := s.ReadyCondition; r.Status != duck.True {
 				allReady = false
-				why := fmt.Sprintf(": %s %s: %s", have.Name, r.Reason, r.Message)
+				why := fmt.Sprintf(": %s %s: %s", s.Subscription.Name, r.Reason, r.Message)
 				if r.Status == duck.False && firstFailed == "" {
 					firstFailed = why
 				}
 				if firstNotReady == "" {
 					firstNotReady = why
 				}
-			}
-			if j == 0 {
-				st.BranchStatuses[i].FilterSubscriptionStatus = s
-			} else {
-				st.BranchStatuses[i].SubscriptionStatus = s
 			}
 		}
 	}
@@ -468,10 +515,6 @@ func (c *Controller) reconcileParallel(ctx context.Context, key store.Key) error
 	default:
 		st.MarkUnknown(flowsv1.ConditionSubscriptionsReady, "SubscriptionsNotReady", "Subscriptions are not ready yet, or there are none"+firstNotReady, now)
 	}
-	if err := c.removeUnwanted(ctx, par.Namespace, owner, wanted); err != nil {
-		return err
-	}
-	return finish()
 }
 
 // resolveFlowRef resolves a destination ref to a Sequence or Parallel to its address;

@@ -99,6 +99,16 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		return fmt.Errorf("scale revision %s to %d: %w", key, desired, err)
 	}
 
+	if err := c.programProxy(&rev, cluster, cc, state); err != nil {
+		return fmt.Errorf("revision %s: %w", key, err)
+	}
+	markRevisionScaled(st, state, desired, c.zeroInitialScale(&rev, cc), mode, decision, now)
+	return c.cfg.Store.UpdateStatus(ctx, &rev)
+}
+
+// programProxy gives the proxy the revision's cluster and its ready endpoints, and
+// publishes them to the activator once the proxy has them.
+func (c *Controller) programProxy(rev *servingv1.Revision, cluster string, cc int64, state runtime.State) error {
 	if err := c.cfg.Proxy.SetCluster(xds.Cluster{
 		Name: cluster, Namespace: rev.Namespace, Revision: rev.Name,
 		Service: rev.Labels[servingv1.ServiceLabel], Configuration: rev.Labels[servingv1.ConfigurationLabel],
@@ -106,7 +116,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		LeastRequest: cc > 0,
 		OverrideHost: cc > 0 && c.cfg.Activator != nil,
 	}); err != nil {
-		return fmt.Errorf("revision %s: set cluster: %w", key, err)
+		return fmt.Errorf("set cluster: %w", err)
 	}
 	eps := make([]xds.Endpoint, 0, len(state.Endpoints))
 	addrs := make([]string, 0, len(state.Endpoints))
@@ -116,12 +126,19 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	}
 	version, err := c.cfg.Proxy.SetEndpoints(cluster, eps)
 	if err != nil {
-		return fmt.Errorf("revision %s: set endpoints: %w", key, err)
+		return fmt.Errorf("set endpoints: %w", err)
 	}
 	c.publish(cluster, version, extproc.Revision{
-		ContainerConcurrency: int(cc), Timeout: traffic.Timeout(&rev), Endpoints: addrs,
+		ContainerConcurrency: int(cc), Timeout: traffic.Timeout(rev), Endpoints: addrs,
 	})
+	return nil
+}
 
+// markRevisionScaled reports on a revision's status its replicas, its autoscaling state and
+// Knative's conditions for what the runtime observes (state) against what was asked
+// (desired; zeroInitial: the revision may start and stay at zero pods, zeroInitialScale),
+// and summarizes Ready.
+func markRevisionScaled(st *servingv1.RevisionStatus, state runtime.State, desired int, zeroInitial bool, mode string, decision autoscaler.Decision, now time.Time) {
 	st.ActualReplicas = ptr(int32(state.Ready))
 	st.DesiredReplicas = ptr(int32(desired))
 	st.Autoscaling = &servingv1.AutoscalingStatus{
@@ -142,7 +159,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	case desired == 0:
 		st.MarkFalse(servingv1.RevisionConditionActive, "NoTraffic", "The target is not receiving traffic.", now)
 		switch {
-		case c.zeroInitialScale(&rev, cc):
+		case zeroInitial:
 			// Knative's KPA marks the scale target initialized once min(initial-scale,
 			// min-scale) pods are ready (activeThreshold, computeActiveCondition): at
 			// initial-scale 0 that is at once, and the revision's resources are available
@@ -163,7 +180,6 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		}
 	}
 	summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
-	return c.cfg.Store.UpdateStatus(ctx, &rev)
 }
 
 // zeroInitialScale reports whether the revision starts at zero pods and may stay there

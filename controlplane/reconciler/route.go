@@ -99,39 +99,31 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	def := names[""]
-	scheme := "http"
-	if def.visibility == domains.ExternalIP {
-		scheme = tls.schemeOf(def.primary(), net.cfg.Network.DefaultExternalScheme)
-	}
-	st.URL = scheme + "://" + def.primary()
-	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + "." + domains.ClusterLocalDomain}
-	st.Traffic = traffic.WithURLs(targets, func(tag string) string {
-		n := names[tag]
-		s := "http"
-		if n.visibility == domains.ExternalIP {
-			s = tls.schemeOf(n.primary(), net.cfg.Network.DefaultExternalScheme)
-		}
-		return s + "://" + n.primary()
-	})
+	markRouteURLs(st, &route, targets, names, tls, net.cfg.Network.DefaultExternalScheme)
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
-	switch ps := c.cfg.Proxy.RouteStatus(route.Namespace, route.Name); {
-	case ps.Acked:
-		c.waitForAck(key, false, "")
-		st.MarkTrue(servingv1.RouteConditionIngressReady, now)
-	case ps.Rejected != "":
-		// A serving proxy NACKed the configuration carrying the route: it keeps serving
-		// what it had, so the route is not ready until a later configuration is accepted.
-		c.waitForAck(key, true, ps.Rejected)
-		st.MarkFalse(servingv1.RouteConditionIngressReady, ReasonProxyRejected, ps.Rejected, now)
-	default:
-		c.waitForAck(key, true, "")
+	c.markProxyAck(key, &st.Status, servingv1.RouteConditionIngressReady, route.Namespace, route.Name, now, func() {
 		if !before.unchanged(&route) {
 			st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
 		}
-	}
+	})
 	summarize(&st.Status, now, conds...)
 	return c.cfg.Store.UpdateStatus(ctx, &route)
+}
+
+// markRouteURLs reports a route's URL, cluster-local address and the URL of each traffic
+// target: http, or for an external host the scheme its certificate allows (defaultScheme
+// without one).
+func markRouteURLs(st *servingv1.RouteStatus, route *servingv1.Route, targets []servingv1.TrafficTarget, names map[string]targetNames, tls *hostTLS, defaultScheme string) {
+	url := func(n targetNames) string {
+		scheme := "http"
+		if n.visibility == domains.ExternalIP {
+			scheme = tls.schemeOf(n.primary(), defaultScheme)
+		}
+		return scheme + "://" + n.primary()
+	}
+	st.URL = url(names[""])
+	st.Address = &duck.Addressable{URL: "http://" + route.Name + "." + route.Namespace + "." + domains.ClusterLocalDomain}
+	st.Traffic = traffic.WithURLs(targets, func(tag string) string { return url(names[tag]) })
 }
 
 // storeLister reads a route's configurations and revisions from the store for traffic.Build.
@@ -260,4 +252,25 @@ func (c *Controller) markRoutingState(ctx context.Context, route *servingv1.Rout
 		}
 	}
 	return nil
+}
+
+// markProxyAck sets cond from what the serving proxies did with the proxy route (ns, name)
+// that key's reconcile programs: True once every one ACKed it, False (ProxyRejected) while
+// one NACKed it, and otherwise whatever waiting reports. Until it is ACKed, pollAcks checks
+// again and re-enqueues key when that changes.
+//
+// A serving proxy that NACKed the configuration keeps serving what it had, so the object is
+// not ready until a later configuration is accepted.
+func (c *Controller) markProxyAck(key store.Key, st *duck.Status, cond duck.ConditionType, ns, name string, now time.Time, waiting func()) {
+	switch ps := c.cfg.Proxy.RouteStatus(ns, name); {
+	case ps.Acked:
+		c.waitForAck(key, false, "")
+		st.MarkTrue(cond, now)
+	case ps.Rejected != "":
+		c.waitForAck(key, true, ps.Rejected)
+		st.MarkFalse(cond, ReasonProxyRejected, ps.Rejected, now)
+	default:
+		c.waitForAck(key, true, "")
+		waiting()
+	}
 }

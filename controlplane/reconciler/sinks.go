@@ -93,6 +93,16 @@ func markUnresolved(st *duck.Status, cond duck.ConditionType, reason, field stri
 	st.MarkFalse(cond, reason, field+": "+err.Error(), now)
 }
 
+// markDeadLetter reports a resolved dead letter sink (dls, "" for none) on cond: True, with
+// Knative's reason DeadLetterSinkNotConfigured when there is none.
+func markDeadLetter(st *duck.Status, cond duck.ConditionType, dls string, now time.Time) {
+	if dls == "" {
+		st.SetCondition(duck.Condition{Type: cond, Status: duck.True, Reason: "DeadLetterSinkNotConfigured", Message: "No dead letter sink is configured."}, now)
+		return
+	}
+	st.MarkTrue(cond, now)
+}
+
 func refError(ref *eventingv1.KReference, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%s not found", ref.String())
