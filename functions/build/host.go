@@ -49,6 +49,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/skiff-dev/skiff/functions/filetree"
 	"github.com/skiff-dev/skiff/functions/funcyaml"
 )
 
@@ -503,7 +504,7 @@ func (b *builder) nodeModules(ctx context.Context, src string, pkg packageJSON, 
 	if _, err := os.Stat(cached); errors.Is(err, fs.ErrNotExist) {
 		return nil // nothing to install (npm made no node_modules)
 	}
-	if err := linkTree(cached, filepath.Join(src, "node_modules")); err != nil {
+	if err := filetree.Link(cached, filepath.Join(src, "node_modules")); err != nil {
 		return &Error{Step: "copying node_modules from the cache", Err: err}
 	}
 	return nil
@@ -526,42 +527,6 @@ func (b *builder) nodeVersion(context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s %d %d", real, info.Size(), info.ModTime().UnixNano()), nil
-}
-
-// linkTree recreates the tree src at dst with hard links to src's files (copies when the two
-// are on different file systems) and the same symlinks.
-func linkTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		out := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(out, info.Mode().Perm()|0o700)
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(target, out)
-		case !info.Mode().IsRegular():
-			return nil
-		}
-		if err := os.Link(p, out); err == nil {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, data, info.Mode().Perm())
-	})
 }
 
 // cachedTSC installs typescript@TypeScriptVersion into the cache once and returns its tsc.

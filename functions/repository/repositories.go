@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/skiff-dev/skiff/functions/filetree"
 )
 
 // PathEnv is func's environment variable for the installed repositories' directory.
@@ -259,7 +260,7 @@ func fetch(ctx context.Context, uri, dest string) error {
 		if !info.IsDir() {
 			return fmt.Errorf("repository %s: not a directory", uri)
 		}
-		if err := copyTree(local, dest); err != nil {
+		if err := filetree.Copy(local, dest); err != nil {
 			return fmt.Errorf("copying repository %s: %w", uri, err)
 		}
 		return nil
@@ -311,47 +312,6 @@ func recordOrigin(dir, source string) {
 		return
 	}
 	_, _ = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{abs}})
-}
-
-// copyTree copies the directory src to dst (which must not exist), keeping modes and symlinks.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		out := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(out, info.Mode().Perm()|0o700)
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(target, out)
-		case !info.Mode().IsRegular():
-			return nil
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, in); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	})
 }
 
 // Names lists the repositories' names, default first.
