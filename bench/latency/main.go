@@ -46,21 +46,9 @@ import (
 	"github.com/skiff-dev/skiff/telemetry/otlptest"
 )
 
-const manifest = `apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: serve
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/target-burst-capacity: "0"
-        autoscaling.knative.dev/min-scale: "1"
-        autoscaling.knative.dev/max-scale: "1"
-    spec:
-      containers:
-        - image: ko://github.com/skiff-dev/skiff/examples/echo
----
+// manifest is the serve-mode Service (compareManifest, the one -compare measures) and the
+// Services of the other rows.
+const manifest = compareManifest + `---
 apiVersion: serving.knative.dev/v1
 kind: Service
 metadata:
