@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -31,29 +29,11 @@ func TestCLI(t *testing.T) {
 	root := moduleRoot(t)
 	bin := skiffBinary(t)
 	apiAddr, httpAddr := freeAddr(t), freeAddr(t)
-	up := exec.Command(bin, "up", "--data-dir", t.TempDir(), "--work-dir", root,
+	up := startUp(t, bin, []string{"up", "--data-dir", t.TempDir(), "--work-dir", root,
 		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
 		"--extproc-addr", freeAddr(t), "--https-addr", freeAddr(t), "--local-http-addr", freeAddr(t),
-		"-f", filepath.Join(root, "examples", "hello.yaml"))
-	var upOut bytes.Buffer
-	up.Stdout, up.Stderr = &upOut, &upOut
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- up.Wait() }()
-	defer func() {
-		_ = up.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("skiff up exited with %v\n%s", err, upOut.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = up.Process.Kill()
-			t.Errorf("skiff up did not stop on SIGTERM\n%s", upOut.String())
-		}
-	}()
+		"-f", filepath.Join(root, "examples", "hello.yaml")})
+	up.stopOnCleanup(t)
 
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, append(args, "--api-addr", apiAddr)...)

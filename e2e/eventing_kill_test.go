@@ -34,6 +34,23 @@ func startUp(t *testing.T, bin string, args []string) *process {
 	return p
 }
 
+// stopOnCleanup stops the process with SIGTERM when the test ends and fails the test
+// if it exits with an error or does not stop within 30s.
+func (p *process) stopOnCleanup(t *testing.T) {
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.exited:
+			if err != nil {
+				t.Errorf("skiff up exited with %v\n%s", err, p.output())
+			}
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			t.Errorf("skiff up did not stop on SIGTERM\n%s", p.output())
+		}
+	})
+}
+
 // acceptedLog is the ids of the events a broker answered 202, in order.
 type acceptedLog struct {
 	mu   sync.Mutex

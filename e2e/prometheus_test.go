@@ -42,28 +42,10 @@ data:
 `+serviceYAML("scraped", "Prometheus", "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	up := exec.Command(bin, "up", "--data-dir", data, "--work-dir", root, "--eventing=false",
+	up := startUp(t, bin, []string{"up", "--data-dir", data, "--work-dir", root, "--eventing=false",
 		"--api-addr", apiAddr, "--xds-addr", freeAddr(t), "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
-		"--extproc-addr", freeAddr(t), "--metrics-addr", metricsAddr, "-f", manifest)
-	var upOut bytes.Buffer
-	up.Stdout, up.Stderr = &upOut, &upOut
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- up.Wait() }()
-	defer func() {
-		_ = up.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("skiff up exited with %v\n%s", err, upOut.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = up.Process.Kill()
-			t.Errorf("skiff up did not stop on SIGTERM\n%s", upOut.String())
-		}
-	}()
+		"--extproc-addr", freeAddr(t), "--metrics-addr", metricsAddr, "-f", manifest})
+	up.stopOnCleanup(t)
 
 	promDir := t.TempDir()
 	promConfig := filepath.Join(promDir, "prometheus.yml")
