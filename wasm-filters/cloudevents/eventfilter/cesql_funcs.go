@@ -42,7 +42,7 @@ func (n *callNode) eval(attrs map[string]string) (Value, *CESQLError) {
 
 // lookupFunction resolves a built-in function by name (case-insensitive) and
 // arity.
-func lookupFunction(name cesqlToken, arity int) (*function, error) {
+func lookupFunction(name cesqlToken, arity int) (*function, *CESQLError) {
 	upper := strings.ToUpper(name.text)
 	f := builtin(upper, arity)
 	if f != nil {
@@ -59,9 +59,20 @@ func lookupFunction(name cesqlToken, arity int) (*function, error) {
 	case "CONCAT_WS":
 		want = "at least 1 argument"
 	default:
-		return nil, parseErr(name.pos, "unknown function %s (built-ins: ABS, BOOL, CONCAT, CONCAT_WS, INT, IS_BOOL, IS_INT, LEFT, LENGTH, LOWER, RIGHT, STRING, SUBSTRING, TRIM, UPPER)", upper)
+		return nil, evalErr(ErrMissingFunction, name.pos, "unknown function %s (built-ins: ABS, BOOL, CONCAT, CONCAT_WS, INT, IS_BOOL, IS_INT, LEFT, LENGTH, LOWER, RIGHT, STRING, SUBSTRING, TRIM, UPPER)", upper)
 	}
-	return nil, parseErr(name.pos, "function %s takes %s, got %d", upper, want, arity)
+	return nil, evalErr(ErrMissingFunction, name.pos, "function %s takes %s, got %d", upper, want, arity)
+}
+
+// missingFunctionNode is a call to no built-in function (an unknown name or a wrong number of
+// arguments). It evaluates to a missing-function error, without evaluating its arguments, and
+// Boolean false (sdk-go's value with that error).
+type missingFunctionNode struct{ err *CESQLError }
+
+func (n *missingFunctionNode) typ() Type { return TypeBoolean }
+
+func (n *missingFunctionNode) eval(map[string]string) (Value, *CESQLError) {
+	return BoolValue(false), n.err
 }
 
 // builtin returns the built-in function name/arity, or nil.
