@@ -232,7 +232,7 @@ spec:
   delivery:
     retry: 2
     backoffPolicy: linear
-    backoffDelay: PT0.05S
+    backoffDelay: PT0.1S
 ` + fmt.Sprintf(`    deadLetterSink: {uri: %s}
 ---
 apiVersion: messaging.knative.dev/v1

@@ -308,7 +308,7 @@ func TestFanOutByFilter(t *testing.T) {
 
 // A subscriber failing the first two attempts gets the event on the third,
 // after exponentially growing waits: the dispatcher asks JetStream for exactly
-// 150ms then 300ms (Knative's delay×2^(n-1)), and no retry comes earlier than
+// 200ms then 400ms (Knative's delay×2^(n-1)), and no retry comes earlier than
 // asked. No upper bound on the wall clock: a loaded machine may be late.
 func TestRetryWithExponentialBackoff(t *testing.T) {
 	e := start(t, t.TempDir(), Options{})
@@ -328,7 +328,7 @@ func TestRetryWithExponentialBackoff(t *testing.T) {
 	})
 	err := e.srv.SetBroker(t.Context(), BrokerConfig{
 		Namespace: "ns", Name: "retry",
-		Delivery: &DeliverySpec{Retry: ptr[int32](3), BackoffPolicy: BackoffExponential, BackoffDelay: "PT0.15S"},
+		Delivery: &DeliverySpec{Retry: ptr[int32](3), BackoffPolicy: BackoffExponential, BackoffDelay: "PT0.2S"},
 		Triggers: []TriggerConfig{{Name: "t", Subscriber: sub.srv.URL}},
 	})
 	if err != nil {
@@ -347,15 +347,15 @@ func TestRetryWithExponentialBackoff(t *testing.T) {
 	delaysMu.Lock()
 	asked := slices.Clone(delays)
 	delaysMu.Unlock()
-	if want := []time.Duration{150 * time.Millisecond, 300 * time.Millisecond}; !slices.Equal(asked, want) {
+	if want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond}; !slices.Equal(asked, want) {
 		t.Errorf("waits asked of JetStream %v, want %v", asked, want)
 	}
 	g1, g2 := at[1].Sub(at[0]), at[2].Sub(at[1])
 	t.Logf("waits before the retries: %v, %v", g1, g2)
 	// JetStream's timers may fire a hair early on the clock the sink reads.
 	const slack = 10 * time.Millisecond
-	if g1 < 150*time.Millisecond-slack || g2 < 300*time.Millisecond-slack {
-		t.Errorf("retries after %v and %v, earlier than the 150ms and 300ms asked", g1, g2)
+	if g1 < 200*time.Millisecond-slack || g2 < 400*time.Millisecond-slack {
+		t.Errorf("retries after %v and %v, earlier than the 200ms and 400ms asked", g1, g2)
 	}
 	if s := e.srv.Stats(); s.Retries != 2 || s.Dropped != 0 {
 		t.Errorf("stats %+v", s)
@@ -385,7 +385,7 @@ func TestDeadLetterSink(t *testing.T) {
 	closedURL := "http://" + l.Addr().String() + "/"
 	_ = l.Close()
 
-	delivery := &DeliverySpec{Retry: ptr[int32](2), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.02S", DeadLetterSink: dls.srv.URL}
+	delivery := &DeliverySpec{Retry: ptr[int32](2), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.1S", DeadLetterSink: dls.srv.URL}
 	err = e.srv.SetBroker(t.Context(), BrokerConfig{
 		Namespace: "ns", Name: "dl", Delivery: delivery,
 		Triggers: []TriggerConfig{
@@ -480,7 +480,7 @@ func TestRestartDurability(t *testing.T) {
 	})
 	cfg := BrokerConfig{
 		Namespace: "ns", Name: "durable",
-		Delivery: &DeliverySpec{Retry: ptr[int32](1000), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.01S"},
+		Delivery: &DeliverySpec{Retry: ptr[int32](1000), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.1S"},
 		Triggers: []TriggerConfig{{Name: "t", Subscriber: sub.srv.URL}},
 	}
 	const total = 300

@@ -174,7 +174,7 @@ func TestChannelReplyFailureIsDeadLettered(t *testing.T) {
 	down := newSink(t, func(w http.ResponseWriter, _ *event.Event, _ int) { w.WriteHeader(http.StatusServiceUnavailable) })
 	dls := newSink(t, nil)
 	err := e.srv.SetChannel(t.Context(), ChannelConfig{Namespace: "ns", Name: "ch",
-		Delivery:    &DeliverySpec{Retry: ptr[int32](2), BackoffDelay: "PT0.01S", DeadLetterSink: dls.srv.URL},
+		Delivery:    &DeliverySpec{Retry: ptr[int32](2), BackoffDelay: "PT0.1S", DeadLetterSink: dls.srv.URL},
 		Subscribers: []SubscriberConfig{{Name: "s", Subscriber: step.srv.URL, Reply: down.srv.URL + "/next"}},
 	})
 	if err != nil {

@@ -95,7 +95,7 @@ func TestNATSClusterNodeLoss(t *testing.T) {
 	sub := newSink(t, nil)
 	if err := srv.SetBroker(t.Context(), BrokerConfig{
 		Namespace: "ns", Name: "replicated",
-		Delivery: &DeliverySpec{Retry: ptr[int32](100), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.05S"},
+		Delivery: &DeliverySpec{Retry: ptr[int32](100), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.1S"},
 		Triggers: []TriggerConfig{{Name: "t", Subscriber: sub.srv.URL}},
 	}); err != nil {
 		t.Fatal(err)

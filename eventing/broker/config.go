@@ -194,16 +194,20 @@ func compilePolicy(d *DeliverySpec, path string) (policy, error) {
 	}
 	var err error
 	if d.BackoffDelay != "" {
-		if p.delay, err = duck.ParseISO8601Duration(d.BackoffDelay); err != nil {
+		// A negative delay is taken, as by Knative, and waits for nothing.
+		if p.delay, _, err = duck.ParseISO8601Duration(d.BackoffDelay); err != nil {
 			return p, &FieldError{path + ".backoffDelay", err.Error()}
 		}
 	}
 	if d.Timeout != "" {
-		if p.timeout, err = duck.ParseISO8601Duration(d.Timeout); err != nil {
+		// A negative timeout is taken, as by Knative, whose dispatcher's http.Client then
+		// has no timeout; so has this one (send times out only a positive one).
+		var zero bool
+		if p.timeout, zero, err = duck.ParseISO8601Duration(d.Timeout); err != nil {
 			return p, &FieldError{path + ".timeout", err.Error()}
 		}
-		if p.timeout <= 0 {
-			return p, &FieldError{path + ".timeout", "must be positive"}
+		if zero {
+			return p, &FieldError{path + ".timeout", "must not be zero"}
 		}
 	}
 	if d.DeadLetterSink != "" {

@@ -94,7 +94,7 @@ func TestFanOutDeadLetter(t *testing.T) {
 		Triggers: []TriggerConfig{
 			{Name: "ok", Subscriber: ok.srv.URL},
 			{Name: "failing", Subscriber: failing.srv.URL,
-				Delivery: &DeliverySpec{Retry: ptr[int32](1), BackoffDelay: "PT0.01S", DeadLetterSink: dls.srv.URL}},
+				Delivery: &DeliverySpec{Retry: ptr[int32](1), BackoffDelay: "PT0.1S", DeadLetterSink: dls.srv.URL}},
 		},
 	})
 	if err != nil {

@@ -325,7 +325,8 @@ func (d *DeliverySpec) Validate(ctx context.Context) *fielderr.Error {
 		errs = errs.Also(fielderr.Invalid(*d.Retry, "retry"))
 	}
 	if d.Timeout != nil {
-		if t, err := duck.ParseISO8601Duration(*d.Timeout); err != nil || t == 0 {
+		// As Knative: a period that does not parse or is zero; a negative one is taken.
+		if _, zero, err := duck.ParseISO8601Duration(*d.Timeout); err != nil || zero {
 			errs = errs.Also(fielderr.Invalid(*d.Timeout, "timeout"))
 		}
 	}
@@ -333,7 +334,7 @@ func (d *DeliverySpec) Validate(ctx context.Context) *fielderr.Error {
 		errs = errs.Also(fielderr.Invalid(*d.BackoffPolicy, "backoffPolicy"))
 	}
 	if d.BackoffDelay != nil {
-		if _, err := duck.ParseISO8601Duration(*d.BackoffDelay); err != nil {
+		if _, _, err := duck.ParseISO8601Duration(*d.BackoffDelay); err != nil {
 			errs = errs.Also(fielderr.Invalid(*d.BackoffDelay, "backoffDelay"))
 		}
 	}
