@@ -317,7 +317,9 @@ spec:
 
 // A subscriber failing its first 2 attempts gets the event on the 3rd, after exponential
 // backoff; one that always fails sends the event to the dead letter sink with Knative's
-// knativeerror* extensions.
+// knativeerror* extensions. A Trigger with no delivery on a Broker applied with none retries
+// as Knative's config-br-defaults has it: the Broker is stored with 10 retries, exponential
+// from PT0.2S.
 func TestDeliveryRetryBackoffAndDeadLetterSink(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
@@ -325,7 +327,7 @@ func TestDeliveryRetryBackoffAndDeadLetterSink(t *testing.T) {
 	s := startSkiff(t, t.TempDir(), withEventing(t))
 	rec := newRecorder(t, func(path string, _ *event.Event, attempt int) (int, string) {
 		switch {
-		case path == "/flaky" && attempt <= 2:
+		case (path == "/flaky" || path == "/defaulted") && attempt <= 2:
 			return http.StatusServiceUnavailable, "not yet"
 		case path == "/broken":
 			return http.StatusInternalServerError, "subscriber broke"
@@ -366,8 +368,27 @@ spec:
     backoffDelay: PT0.1S
     deadLetterSink:
       uri: %s
-`, rec.url("/flaky"), rec.url("/broken"), rec.url("/dls")))
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: defaulted
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: defaulted
+  subscriber:
+    uri: %s
+`, rec.url("/flaky"), rec.url("/broken"), rec.url("/dls"), rec.url("/defaulted")))
 	url := s.brokerReady("default")
+	var br eventingv1.Broker
+	s.waitReady("broker", "default", &br)
+	if d := br.Spec.Delivery; d == nil || d.Retry == nil || *d.Retry != 10 || d.BackoffPolicy == nil || *d.BackoffPolicy != "exponential" ||
+		d.BackoffDelay == nil || *d.BackoffDelay != "PT0.2S" || br.Annotations[eventingv1.BrokerClassAnnotation] != "MTChannelBasedBroker" {
+		t.Errorf("broker stored as %+v (delivery %+v), want config-br-defaults' class and delivery", br.ObjectMeta.Annotations, br.Spec.Delivery)
+	}
+	s.waitReady("trigger", "defaulted", nil)
 	s.waitReady("trigger", "flaky", nil)
 	var tr eventingv1.Trigger
 	s.waitReady("trigger", "broken", &tr)
@@ -376,7 +397,7 @@ spec:
 	}
 	snd := newSender(s.http)
 	for i := range 5 {
-		for _, typ := range []string{"flaky", "broken"} {
+		for _, typ := range []string{"flaky", "broken", "defaulted"} {
 			if code, body, err := snd.send(url, newEvent(fmt.Sprintf("%s-%d", typ, i), typ, "/test", ""), false); err != nil || code != http.StatusAccepted {
 				t.Fatalf("send: %d %s %v", code, body, err)
 			}
@@ -384,6 +405,7 @@ spec:
 	}
 	eventually(t, 30*time.Second, "the flaky subscriber to accept every event", func() bool { return len(rec.accepted("/flaky")) == 5 })
 	eventually(t, 30*time.Second, "the dead letter sink to get every broken event", func() bool { return len(rec.accepted("/dls")) == 5 })
+	eventually(t, 30*time.Second, "the subscriber of the Trigger without delivery to accept every event", func() bool { return len(rec.accepted("/defaulted")) == 5 })
 	for i := range 5 {
 		id := fmt.Sprintf("flaky-%d", i)
 		a := rec.attempts("/flaky", id)
@@ -397,6 +419,10 @@ spec:
 		}
 		if d := a[2].at.Sub(a[1].at); d < 400*time.Millisecond {
 			t.Errorf("%s: 2nd retry after %s, want >= 400ms (exponential)", id, d)
+		}
+		id = fmt.Sprintf("defaulted-%d", i)
+		if a := rec.attempts("/defaulted", id); len(a) != 3 || a[2].status != http.StatusOK || a[2].at.Sub(a[1].at) < 400*time.Millisecond {
+			t.Errorf("%s: %d attempts, want the 3rd to succeed after the broker's default exponential backoff", id, len(a))
 		}
 		id = fmt.Sprintf("broken-%d", i)
 		if n := len(rec.attempts("/broken", id)); n != 3 {

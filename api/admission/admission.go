@@ -85,6 +85,20 @@ func WithinSpec(ctx context.Context) context.Context {
 // IsInSpec reports whether ctx checks something under spec.
 func IsInSpec(ctx context.Context) bool { return ctx.Value(specKey{}) != nil }
 
+type otherNamespaceKey struct{}
+
+// AllowDifferentNamespace lets references in the object point into other namespaces (Knative's
+// apis.AllowDifferentNamespace, which a Broker's validation sets unless config-br-defaults'
+// disallowDifferentNamespaceConfig is on).
+func AllowDifferentNamespace(ctx context.Context) context.Context {
+	return context.WithValue(ctx, otherNamespaceKey{}, true)
+}
+
+// IsDifferentNamespaceAllowed reports whether AllowDifferentNamespace was set.
+func IsDifferentNamespaceAllowed(ctx context.Context) bool {
+	return ctx.Value(otherNamespaceKey{}) != nil
+}
+
 // WithinStatus marks ctx as checking something under status.
 func WithinStatus(ctx context.Context) context.Context {
 	return context.WithValue(context.WithValue(ctx, specKey{}, nil), statusKey{}, true)

@@ -1,7 +1,8 @@
 // Package config holds the cluster-wide settings defaulting and validation read, as Knative's
-// webhook reads them from its ConfigMaps: config-features (which optional pod-spec fields are
-// let through), config-defaults (revision defaults and bounds) and config-autoscaler (the
-// autoscaling annotations' defaults and limits). Skiff takes them as ConfigMap YAML or flags;
+// webhooks read them from their ConfigMaps: config-features (which optional pod-spec fields are
+// let through), config-defaults (revision defaults and bounds), config-autoscaler (the
+// autoscaling annotations' defaults and limits) and Eventing's config-br-defaults (a Broker's
+// default class, config and delivery). Skiff takes them as ConfigMap YAML or flags;
 // every value left unset is Knative's default.
 package config
 
@@ -18,15 +19,16 @@ type Config struct {
 	Features   *Features
 	Defaults   *Defaults
 	Autoscaler *autoscaling.Config
+	Brokers    *Brokers
 }
 
 // Default is every setting at Knative's default.
 func Default() *Config {
-	return &Config{Features: DefaultFeatures(), Defaults: DefaultDefaults(), Autoscaler: autoscaling.DefaultConfig()}
+	return &Config{Features: DefaultFeatures(), Defaults: DefaultDefaults(), Autoscaler: autoscaling.DefaultConfig(), Brokers: DefaultBrokers()}
 }
 
 // Names are the ConfigMaps Skiff reads, in the order they are applied.
-var Names = []string{FeaturesConfigName, DefaultsConfigName, autoscaling.ConfigName}
+var Names = []string{FeaturesConfigName, DefaultsConfigName, autoscaling.ConfigName, BrokersConfigName}
 
 // IsConfigMap reports whether name is one of the ConfigMaps Skiff reads.
 func IsConfigMap(name string) bool {
@@ -47,14 +49,16 @@ func (c *Config) Apply(name string, data map[string]string) error {
 		return c.Defaults.Apply(data)
 	case autoscaling.ConfigName:
 		return c.Autoscaler.Apply(data)
+	case BrokersConfigName:
+		return c.Brokers.Apply(data)
 	}
 	return fmt.Errorf("ConfigMap %q: Skiff reads only %v", name, Names)
 }
 
 // Clone returns a copy of c that can be changed without changing c.
 func (c *Config) Clone() *Config {
-	f, d, a := *c.Features, *c.Defaults, *c.Autoscaler
-	return &Config{Features: &f, Defaults: &d, Autoscaler: &a}
+	f, d, a, b := *c.Features, *c.Defaults, *c.Autoscaler, *c.Brokers
+	return &Config{Features: &f, Defaults: &d, Autoscaler: &a, Brokers: &b}
 }
 
 type cfgKey struct{}

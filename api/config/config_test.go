@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // TestFeaturesFromMap ports features_test.go TestFeaturesConfiguration: Knative's keys, any case
@@ -41,6 +43,42 @@ func TestDefaultsFromMap(t *testing.T) {
 	} {
 		if _, err := NewDefaultsFromMap(data); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: %v, want %q", data, err, want)
+		}
+	}
+}
+
+// config-br-defaults: default-br-config replaces the shipped defaults whole (Knative's
+// NewDefaultsConfigFromMap); a bad document or an unknown key is refused naming the key.
+func TestBrokersFromMap(t *testing.T) {
+	b := DefaultBrokers()
+	if c := b.Config("any", ""); c == nil || c.Delivery == nil || *c.Delivery.Retry != 10 || b.Class("any") != "MTChannelBasedBroker" {
+		t.Fatalf("shipped defaults: %+v, class %q", c, b.Class("any"))
+	}
+	err := b.Apply(map[string]string{"default-br-config": "clusterDefault:\n  brokerClass: Kafka\nnamespaceDefaults:\n  ns1:\n    brokerClass: Other\n    delivery: {retry: 2}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Class("x") != "Kafka" || b.Class("ns1") != "Other" {
+		t.Errorf("classes %q, %q", b.Class("x"), b.Class("ns1"))
+	}
+	if c := b.Config("x", ""); c != nil {
+		t.Errorf("no cluster config set, got %+v", c) // as Knative: an error, so nothing is defaulted
+	}
+	if c := b.Config("ns1", ""); c == nil || *c.Delivery.Retry != 2 {
+		t.Errorf("ns1: %+v", c)
+	}
+	for data, want := range map[string]string{
+		"default-br-config: '[unclosed'": "config-br-defaults: default-br-config",
+		"default-br-config: \"\"":        "config-br-defaults: default-br-config",
+		"colour: blue":                   "unknown key(s) colour",
+		"default-br-config: 'clusterDefault: {delivery: {retry: many}}'": "config-br-defaults: default-br-config",
+	} {
+		var m map[string]string
+		if err := yaml.Unmarshal([]byte(data), &m); err != nil {
+			t.Fatal(err)
+		}
+		if err := DefaultBrokers().Apply(m); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", data, err, want)
 		}
 	}
 }

@@ -217,7 +217,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("webhook-addr", ":8443", "address of the defaulting and validation admission webhooks (TLS, every replica); \"-\" disables them")
 	f.String("webhook-service", "skiff-webhook", "the Service the API server calls the webhooks through: their certificate is for {service}.{system-namespace}.svc")
 	f.StringArray("webhook-host", nil, "another name or IP address for the webhooks' certificate, for an API server that calls them by URL (repeatable)")
-	f.String("system-namespace", envOr("POD_NAMESPACE", "skiff-system"), "namespace of Skiff's own objects (the controller's own, as Knative reads knative-serving's): the config-features, config-defaults and config-autoscaler ConfigMaps read at start, the config-network, config-domain and config-certmanager ConfigMaps followed while running, and the webhook's certificate Secret")
+	f.String("system-namespace", envOr("POD_NAMESPACE", "skiff-system"), "namespace of Skiff's own objects (the controller's own, as Knative reads knative-serving's): the config-features, config-defaults, config-autoscaler and config-br-defaults ConfigMaps read at start, the config-network, config-domain and config-certmanager ConfigMaps followed while running, and the webhook's certificate Secret")
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("nats-credentials-secret", "skiff-system/skiff-nats", "namespace/name of the Secret with the credentials NATS requires (key token, or user and password); created with a random token if absent; empty: none")
@@ -263,7 +263,8 @@ func controllerTLS(f *pflag.FlagSet) (*kube.TLSConfig, error) {
 	return t, nil
 }
 
-// clusterSettings reads the config-features, config-defaults and config-autoscaler ConfigMaps
+// clusterSettings reads the ConfigMaps of config.Names (config-features, config-defaults,
+// config-autoscaler, config-br-defaults)
 // from ns, as Knative reads its own from knative-serving; missing ones are Knative's defaults.
 func clusterSettings(ctx context.Context, rc *rest.Config, ns string) ([]apiclient.Document, error) {
 	kc, err := kubernetes.NewForConfig(rc)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/skiff-dev/skiff/api/admission"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 	"github.com/skiff-dev/skiff/api/fielderr"
 )
@@ -22,7 +23,8 @@ import (
 // pkg/apis/eventing/v1 *_defaults.go, *_validation.go, pkg/apis/duck/v1 delivery, and
 // knative.dev/pkg's Destination and KReference), with Knative's paths and messages.
 
-// DefaultBrokerClass is the broker.class Knative's webhook writes when none is given.
+// DefaultBrokerClass is the broker.class Knative's webhook writes when none is given and
+// config-br-defaults is as Knative ships it.
 const DefaultBrokerClass = "MTChannelBasedBroker"
 
 // Trigger annotations Knative checks.
@@ -31,20 +33,51 @@ const (
 	InjectionAnnotation  = "eventing.knative.dev/injection"
 )
 
-// SetDefaults fills in what Knative's webhook fills in on a Broker: its class.
+// SetDefaults fills in what Knative's webhook fills in on a Broker (broker_defaults.go), from
+// config-br-defaults: spec.config and spec.delivery when unset (as Knative ships it, a
+// ConfigMap reference and 10 retries with exponential backoff from PT0.2S), the config's
+// namespace, and the class annotation.
 func (b *Broker) SetDefaults(ctx context.Context) {
 	b.APIVersion, b.Kind = GroupVersion, KindBroker
 	ctx = admission.WithinParent(ctx, b.ObjectMeta)
+	brokers := config.FromContextOrDefaults(ctx).Brokers
+	class := b.Annotations[BrokerClassAnnotation]
+	if b.Spec.Config != nil {
+		class = b.Spec.Config.Kind // Knative looks the defaults up by the config's kind then
+	}
+	if c := brokers.Config(b.Namespace, class); c != nil {
+		if b.Spec.Config == nil && c.HasRef() {
+			b.Spec.Config = &KReference{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, Namespace: c.Namespace}
+		}
+		if b.Spec.Delivery == nil && c.Delivery != nil {
+			b.Spec.Delivery = defaultDelivery(c.Delivery)
+		}
+	}
 	if b.Spec.Config != nil && b.Spec.Config.Namespace == "" {
 		b.Spec.Config.Namespace = b.Namespace
 	}
 	b.Spec.Delivery.SetDefaults(ctx)
-	if b.Annotations[BrokerClassAnnotation] == "" {
-		if b.Annotations == nil {
-			b.Annotations = map[string]string{}
+	if _, ok := b.Annotations[BrokerClassAnnotation]; !ok {
+		if c := brokers.Class(b.Namespace); c != "" {
+			if b.Annotations == nil {
+				b.Annotations = map[string]string{}
+			}
+			b.Annotations[BrokerClassAnnotation] = c
 		}
-		b.Annotations[BrokerClassAnnotation] = DefaultBrokerClass
 	}
+}
+
+// defaultDelivery is a Broker's delivery from config-br-defaults: Knative copies the dead
+// letter sink, retry and backoff.
+func defaultDelivery(d *config.BrokerDelivery) *DeliverySpec {
+	out := &DeliverySpec{Retry: d.Retry, BackoffPolicy: d.BackoffPolicy, BackoffDelay: d.BackoffDelay}
+	if len(d.DeadLetterSink) > 0 {
+		var dls Destination
+		if json.Unmarshal(d.DeadLetterSink, &dls) == nil {
+			out.DeadLetterSink = &dls
+		}
+	}
+	return out
 }
 
 // SetDefaults fills in what Knative's webhook fills in on a Trigger: an empty filter, the
@@ -88,11 +121,17 @@ func (b *Broker) Validate(ctx context.Context) *fielderr.Error {
 		errs = errs.Also(fielderr.Missing(BrokerClassAnnotation))
 	}
 	var spec *fielderr.Error
+	// As Knative (determineNamespaceAllowance): spec.config and the dead letter sink may name
+	// objects in other namespaces unless config-br-defaults disallows it.
+	withNS := ctx
+	if !config.FromContextOrDefaults(ctx).Brokers.DisallowOtherNamespace(b.Namespace) {
+		withNS = admission.AllowDifferentNamespace(ctx)
+	}
 	if b.Spec.Config != nil {
-		spec = spec.Also(b.Spec.Config.Validate(ctx, true).ViaField("config"))
+		spec = spec.Also(b.Spec.Config.Validate(withNS, false).ViaField("config"))
 	}
 	if b.Spec.Delivery != nil {
-		spec = spec.Also(b.Spec.Delivery.Validate(ctx).ViaField("delivery"))
+		spec = spec.Also(b.Spec.Delivery.Validate(withNS).ViaField("delivery"))
 	}
 	errs = errs.Also(spec.ViaField("spec"))
 	if old, ok := admission.Baseline(ctx).(*Broker); ok && admission.IsInUpdate(ctx) {
@@ -305,6 +344,7 @@ func (r *KReference) Validate(ctx context.Context, otherNamespace bool) *fielder
 	if r.Kind == "" {
 		errs = errs.Also(fielderr.Missing("kind"))
 	}
+	otherNamespace = otherNamespace || admission.IsDifferentNamespaceAllowed(ctx)
 	if parent := admission.ParentMeta(ctx).Namespace; r.Namespace != "" && !otherNamespace && parent != "" && r.Namespace != parent {
 		errs = errs.Also(&fielderr.Error{Message: "mismatched namespaces", Paths: []string{"namespace"},
 			Details: fmt.Sprintf("parent namespace: %q does not match ref: %q", parent, r.Namespace)})
