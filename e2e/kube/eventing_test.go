@@ -224,9 +224,10 @@ func TestEventingOnKubernetes(t *testing.T) {
 	// route and the filter fetched from the controller may take a moment to reach the gateway.
 	var code int
 	var body string
-	eventually(t, 30*time.Second, "a malformed event refused with 400 through the gateway", func() bool {
+	// The ingress refuses it too, so wait for the refusal the filter counts.
+	eventually(t, 30*time.Second, "a malformed event refused with 400 by the gateway's filter", func() bool {
 		code, body = postEvent(t, gw, brokerURL, map[string]string{"Specversion": "1.0", "Id": "bad-1", "Source": "/e2e"})
-		return code == http.StatusBadRequest
+		return code == http.StatusBadRequest && proxyStat(t, admin, "wasmcustom.skiff_broker_events_rejected.default/default") >= 1
 	})
 	if !strings.Contains(body, "type") {
 		t.Errorf("400 body = %q, want it to name the missing attribute type", body)
