@@ -244,15 +244,16 @@ func missing(kind, name string) *TargetError {
 	return &TargetError{duck.False, kind + "Missing", fmt.Sprintf("%s %q referenced in traffic not found.", kind, name)}
 }
 
-// unready is the TargetError of a revision that is not Ready, nil for a ready one. Skiff
-// adds the revision's own message to Knative's "failed to become ready".
+// unready is the TargetError of a revision that is not Ready, nil for a ready one, with
+// Knative's messages (MarkRevisionFailed, MarkRevisionNotReady); why the revision failed is on
+// the Revision.
 func unready(rev *servingv1.Revision) *TargetError {
 	r := rev.Status.GetCondition(duck.ConditionReady)
 	switch {
 	case r != nil && r.Status == duck.True:
 		return nil
 	case r != nil && r.Status == duck.False:
-		return &TargetError{duck.False, "RevisionMissing", fmt.Sprintf("Revision %q failed to become ready: %s", rev.Name, r.Message)}
+		return &TargetError{duck.False, "RevisionMissing", fmt.Sprintf("Revision %q failed to become ready.", rev.Name)}
 	}
 	return &TargetError{duck.Unknown, "RevisionMissing", fmt.Sprintf("Revision %q is not yet ready.", rev.Name)}
 }

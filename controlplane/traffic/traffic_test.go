@@ -182,7 +182,7 @@ func TestBuild(t *testing.T) {
 	}, {
 		name:    "TestBuildTraffic_LatestReadyRevisionFailed + TestMarkBadTrafficTarget_RevisionFailedToBeReady",
 		route:   route(nil, servingv1.TrafficTarget{ConfigurationName: "failed-ready", Percent: pct(100)}),
-		wantErr: &TargetError{duck.False, "RevisionMissing", `Revision "failed-ready-00001" failed to become ready: boom`},
+		wantErr: &TargetError{duck.False, "RevisionMissing", `Revision "failed-ready-00001" failed to become ready.`},
 	}, {
 		name:    "TestBuildTrafficConfigurationEmptyConfiguration + TestMarkBadTrafficTarget_NotYetReady",
 		route:   route(nil, servingv1.TrafficTarget{ConfigurationName: "empty", Percent: pct(100)}),
