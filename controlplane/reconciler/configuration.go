@@ -1,11 +1,13 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,7 +46,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 			return fmt.Errorf("reconcile configuration %s: %w", key, err)
 		}
 		st.ObservedGeneration = cfg.Generation
-		st.MarkFalse(duck.ConditionReady, "RevisionFailed", conflict.Error(), now)
+		st.MarkFalse(duck.ConditionReady, "RevisionFailed", fmt.Sprintf("Revision creation failed with message: %s.", conflict.Error()), now)
 		return c.cfg.Store.UpdateStatus(ctx, &cfg)
 	}
 	if st.LatestCreatedRevisionName != name && !created {
@@ -53,30 +55,115 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 		// before, a Kubernetes informer's cache would not find it yet).
 		c.queue.Add(store.KeyOf(rev))
 	}
+	// Knative's ReconcileKind: the latest created revision; Ready Unknown unless it is also
+	// the latest ready; False when it failed; then the latest ready revision is the newest
+	// ready one since the previous latest ready (findAndSetLatestReadyRevision), Ready True
+	// when that is the latest created.
 	st.ObservedGeneration = cfg.Generation
 	st.LatestCreatedRevisionName = name
-	ready := rev.Status.GetCondition(duck.ConditionReady)
-	switch {
-	case ready != nil && ready.Status == duck.True:
-		if st.LatestReadyRevisionName != name {
-			c.log.Info("revision ready", "configuration", key.String(), "revision", name)
-		}
-		st.LatestReadyRevisionName = name
-		st.MarkTrue(duck.ConditionReady, now)
-	case ready != nil && ready.Status == duck.False:
-		st.MarkFalse(duck.ConditionReady, "RevisionFailed",
-			fmt.Sprintf("Revision %q failed with message: %s.", name, ready.Message), now)
-	default:
+	if st.LatestReadyRevisionName != name {
 		st.MarkUnknown(duck.ConditionReady, "", "", now)
 	}
+	if ready := rev.Status.GetCondition(duck.ConditionReady); ready != nil && ready.Status == duck.False {
+		st.MarkFalse(duck.ConditionReady, "RevisionFailed",
+			fmt.Sprintf("Revision %q failed with message: %s.", name, ready.Message), now)
+	}
+	latestReady, err := c.latestReadyRevision(ctx, &cfg, rev)
+	if err != nil {
+		return fmt.Errorf("reconcile configuration %s: %w", key, err)
+	}
+	if latestReady != "" {
+		if latestReady != st.LatestReadyRevisionName {
+			c.log.Info("revision ready", "configuration", key.String(), "revision", latestReady)
+		}
+		st.LatestReadyRevisionName = latestReady
+		if latestReady == name {
+			st.MarkTrue(duck.ConditionReady, now)
+		}
+	}
 	return c.cfg.Store.UpdateStatus(ctx, &cfg)
+}
+
+// latestReadyRevision is the newest ready revision of cfg created since its latest ready one,
+// latest (the latest created) first, "" when none is ready: Knative's
+// findAndSetLatestReadyRevision over getSortedCreatedRevisions (the bring-your-own name first,
+// then by configuration generation, newest first). The revisions between are read only when
+// there can be any: the latest created is not ready and two generations or more have passed
+// since the latest ready one.
+func (c *Controller) latestReadyRevision(ctx context.Context, cfg *servingv1.Configuration, latest *servingv1.Revision) (string, error) {
+	if isReady(latest) {
+		return latest.Name, nil
+	}
+	lower, bounded := int64(1), false
+	if lr := cfg.Status.LatestReadyRevisionName; lr != "" {
+		var have servingv1.Revision
+		switch err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: cfg.Namespace, Name: lr}, &have); {
+		case err == nil:
+			lower, bounded = cfg.Generation, true
+			if g, ok := configGeneration(&have); ok {
+				lower = g
+			}
+		case !errors.Is(err, store.ErrNotFound): // a deleted one: look at every generation
+			return "", err
+		}
+	}
+	if (bounded && cfg.Generation-lower < 2) || (!bounded && cfg.Generation < 2) {
+		// Nothing else in range: the latest created and, at most, the latest ready itself.
+		return "", nil
+	}
+	revs, err := store.ListAs[servingv1.Revision](ctx, c.cfg.Store, servingv1.KindRevision, cfg.Namespace)
+	if err != nil {
+		return "", err
+	}
+	latestGen, latestGenOK := configGeneration(latest)
+	var candidates []*servingv1.Revision
+	for _, r := range revs {
+		if r.Labels[servingv1.ConfigurationLabel] != cfg.Name {
+			continue
+		}
+		g, ok := configGeneration(r)
+		inRange := ok && g >= lower && g <= cfg.Generation
+		if inRange || (cfg.Spec.Template.Name != "" && latestGenOK && ok && g == latestGen) {
+			candidates = append(candidates, r)
+		}
+	}
+	slices.SortStableFunc(candidates, func(a, b *servingv1.Revision) int {
+		switch byo := cfg.Spec.Template.Name; {
+		case a.Name == byo:
+			return -1
+		case b.Name == byo:
+			return 1
+		}
+		ga, _ := configGeneration(a)
+		gb, _ := configGeneration(b)
+		return cmp.Compare(gb, ga)
+	})
+	for _, r := range candidates {
+		if isReady(r) {
+			return r.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// configGeneration is the configuration generation that created rev (its
+// serving.knative.dev/configurationGeneration label).
+func configGeneration(rev *servingv1.Revision) (int64, bool) {
+	g, err := strconv.ParseInt(rev.Labels[servingv1.ConfigurationGenerationLabel], 10, 64)
+	return g, err == nil
+}
+
+func isReady(rev *servingv1.Revision) bool {
+	r := rev.Status.GetCondition(duck.ConditionReady)
+	return r != nil && r.Status == duck.True
 }
 
 // revisionConflict is a bring-your-own revision name that another spec already holds.
 type revisionConflict struct{ name string }
 
+// Error is Knative's: the API's AlreadyExists for the revision (CheckNameAvailability).
 func (e *revisionConflict) Error() string {
-	return fmt.Sprintf("Revision %q already exists with a different spec: revisions are immutable; choose a new spec.template.metadata.name", e.name)
+	return fmt.Sprintf("revisions.serving.knative.dev %q already exists", e.name)
 }
 
 // ensureRevision returns the revision for the current generation, creating it when missing

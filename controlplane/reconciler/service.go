@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,6 +44,29 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		return c.notOwned(ctx, &svc, servingv1.ServiceConditionConfigurationsReady, fmt.Errorf("reconcile service %s: configuration: %w", key, err))
 	}
 
+	// Knative's service reconciler: with a bring-your-own revision name, the Route waits
+	// until the Configuration has reconciled, and is not touched while the name is taken by
+	// a Revision that is not this generation's (CheckNameAvailability).
+	if name := cfg.Spec.Template.Name; name != "" {
+		stale := cfg.Status.ObservedGeneration != cfg.Generation
+		taken, err := c.revisionNameTaken(ctx, &cfg)
+		if err != nil {
+			return fmt.Errorf("reconcile service %s: %w", key, err)
+		}
+		if stale || taken {
+			now := c.now()
+			st := &svc.Status
+			st.ObservedGeneration = svc.Generation
+			configurationStatus(st, &cfg, now)
+			if !stale {
+				st.MarkFalse(servingv1.ServiceConditionRoutesReady, "RevisionNameTaken",
+					fmt.Sprintf("The revision name %q is taken by a conflicting Revision, so traffic will not be migrated", name), now)
+			}
+			summarize(&st.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
+			return c.cfg.Store.UpdateStatus(ctx, &svc)
+		}
+	}
+
 	route := servingv1.Route{
 		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRoute},
 		ObjectMeta: childMeta(&svc.ObjectMeta, svc.Name, labels, owner),
@@ -77,12 +101,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 	now := c.now()
 	st := &svc.Status
 	st.ObservedGeneration = svc.Generation
-	if cfg.Status.ObservedGeneration == cfg.Generation {
-		st.ConfigurationStatusFields = cfg.Status.ConfigurationStatusFields
-		mirror(&st.Status, servingv1.ServiceConditionConfigurationsReady, cfg.Status.GetCondition(duck.ConditionReady), now)
-	} else {
-		st.MarkUnknown(servingv1.ServiceConditionConfigurationsReady, "OutOfDate", "The Configuration is still working to reflect the latest desired specification.", now)
-	}
+	configurationStatus(st, &cfg, now)
 	if route.Status.ObservedGeneration == route.Generation {
 		st.RouteStatusFields = route.Status.RouteStatusFields
 		st.Traffic = make([]servingv1.TrafficTarget, len(route.Status.Traffic))
@@ -91,18 +110,48 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 			st.Traffic[i] = t
 		}
 		mirror(&st.Status, servingv1.ServiceConditionRoutesReady, route.Status.GetCondition(duck.ConditionReady), now)
-		if stale := staleLatest(route.Status.Traffic, cfg.Status.LatestReadyRevisionName); stale != "" {
-			st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "OutOfDate",
-				fmt.Sprintf("The Route still sends latestRevision traffic to %q, not to the latest ready revision %q.", stale, cfg.Status.LatestReadyRevisionName), now)
-		}
 	} else {
 		st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "OutOfDate", "The Route is still working to reflect the latest desired specification.", now)
 	}
 	if invalid != nil {
 		st.MarkFalse(servingv1.ServiceConditionRoutesReady, invalid.Reason, invalid.Message, now)
 	}
+	if rc := st.GetCondition(servingv1.ServiceConditionRoutesReady); rc != nil && rc.Status == duck.True && !trafficMigrated(&route, &cfg) {
+		st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision.", now)
+	}
 	summarize(&st.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
 	return c.cfg.Store.UpdateStatus(ctx, &svc)
+}
+
+// configurationStatus is the Configuration's part of a Service's status: its fields and its
+// Ready condition once it has reconciled the latest spec, OutOfDate until then.
+func configurationStatus(st *servingv1.ServiceStatus, cfg *servingv1.Configuration, now time.Time) {
+	if cfg.Status.ObservedGeneration != cfg.Generation {
+		st.MarkUnknown(servingv1.ServiceConditionConfigurationsReady, "OutOfDate", "The Configuration is still working to reflect the latest desired specification.", now)
+		return
+	}
+	st.ConfigurationStatusFields = cfg.Status.ConfigurationStatusFields
+	mirror(&st.Status, servingv1.ServiceConditionConfigurationsReady, cfg.Status.GetCondition(duck.ConditionReady), now)
+}
+
+// revisionNameTaken reports whether the Configuration's bring-your-own revision name is held
+// by a Revision that is not its own, or is its own from another generation with another
+// spec (Knative's service.CheckNameAvailability).
+func (c *Controller) revisionNameTaken(ctx context.Context, cfg *servingv1.Configuration) (bool, error) {
+	var rev servingv1.Revision
+	switch err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: cfg.Namespace, Name: cfg.Spec.Template.Name}, &rev); {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("revision %s: %w", cfg.Spec.Template.Name, err)
+	}
+	if !isOwnedBy(rev.OwnerReferences, []metav1.OwnerReference{{UID: cfg.UID}}) {
+		return true, nil
+	}
+	if rev.Labels[servingv1.ConfigurationGenerationLabel] == strconv.FormatInt(cfg.Generation, 10) {
+		return false, nil
+	}
+	return !reflect.DeepEqual(rev.Spec, cfg.Spec.Template.Spec), nil
 }
 
 // ensure creates obj, or updates the stored copy when same() says it differs, and leaves
@@ -224,13 +273,23 @@ func summarize(st *duck.Status, now time.Time, deps ...duck.ConditionType) {
 	st.MarkTrue(duck.ConditionReady, now)
 }
 
-// staleLatest returns the revision a latestRevision target still routes to when that is not
-// the configuration's latest ready one, so a Service is not Ready before the route catches up.
-func staleLatest(traffic []servingv1.TrafficTarget, latestReady string) string {
-	for _, t := range traffic {
-		if t.LatestRevision != nil && *t.LatestRevision && t.RevisionName != latestReady {
-			return t.RevisionName
+// trafficMigrated is Knative's checkRoutesNotReady: the Route's status.traffic is its
+// spec.traffic with the Service's configuration resolved to its latest ready revision
+// (URLs and latestRevision aside), so a Service is not Ready before its Route catches up.
+func trafficMigrated(route *servingv1.Route, cfg *servingv1.Configuration) bool {
+	if len(route.Spec.Traffic) != len(route.Status.Traffic) {
+		return false
+	}
+	for i, want := range route.Spec.Traffic {
+		if want.ConfigurationName == cfg.Name {
+			want.RevisionName, want.ConfigurationName = cfg.Status.LatestReadyRevisionName, ""
+		}
+		got := route.Status.Traffic[i]
+		want.URL, got.URL = "", ""
+		want.LatestRevision, got.LatestRevision = nil, nil
+		if !reflect.DeepEqual(want, got) {
+			return false
 		}
 	}
-	return ""
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -311,6 +312,225 @@ func TestServiceReconcileTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantCondition(t, &svc.Status.Status, servingv1.ServiceConditionRoutesReady, duck.False, "RevisionMissing", `Configuration "s" does not have any ready Revision.`)
+		},
+	}, {
+		// service_test.go "route ready previous version and config ready, service not ready"
+		// (checkRoutesNotReady): the Route
+		// is Ready but still sends the latest-revision traffic to the previous revision.
+		name:    "a Ready Route that has not moved to the latest ready revision: TrafficNotMigrated",
+		objects: []store.Object{tService("s", servingv1.TrafficTarget{LatestRevision: ptr(true), Percent: ptr[int64](100)})},
+		before: func(t *testing.T, s *store.Store) {
+			ctx := context.Background()
+			var svc servingv1.Service
+			if err := s.Get(ctx, store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			owner := ownerRef(&svc.ObjectMeta, servingv1.KindService)
+			cfg := tConfiguration("s", "s-00002")
+			cfg.Labels = map[string]string{servingv1.ServiceLabel: "s"}
+			cfg.OwnerReferences = []metav1.OwnerReference{owner}
+			status := statusOf(cfg)
+			if err := s.Create(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			status(cfg)
+			cfg.Status.ObservedGeneration = cfg.Generation
+			if err := s.UpdateStatus(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			r := tRoute("s", servingv1.TrafficTarget{ConfigurationName: "s", LatestRevision: ptr(true), Percent: ptr[int64](100)})
+			r.Labels = map[string]string{servingv1.ServiceLabel: "s"}
+			r.OwnerReferences = []metav1.OwnerReference{owner}
+			if err := s.Create(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			r.Status.ObservedGeneration = r.Generation
+			r.Status.Traffic = []servingv1.TrafficTarget{{RevisionName: "s-00001", LatestRevision: ptr(true), Percent: ptr[int64](100)}}
+			r.Status.SetCondition(duck.Condition{Type: duck.ConditionReady, Status: duck.True}, time.Time{})
+			if err := s.UpdateStatus(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		},
+		key: store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"},
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			var svc servingv1.Service
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			wantCondition(t, &svc.Status.Status, servingv1.ServiceConditionRoutesReady, duck.Unknown, "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision.")
+			wantCondition(t, &svc.Status.Status, duck.ConditionReady, duck.Unknown, "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision.")
+		},
+	}, {
+		// service_test.go "inline - byo rev name - existing older revision with different spec"
+		// (CheckNameAvailability): the template's name is a
+		// Revision of another Configuration; RoutesReady says so and no Route is made.
+		name: "a bring-your-own revision name taken by another Configuration's revision: RevisionNameTaken",
+		objects: []store.Object{func() store.Object {
+			svc := tService("s", servingv1.TrafficTarget{LatestRevision: ptr(true), Percent: ptr[int64](100)})
+			svc.Spec.Template.Name = "s-taken"
+			return svc
+		}()},
+		before: func(t *testing.T, s *store.Store) {
+			ctx := context.Background()
+			var svc servingv1.Service
+			if err := s.Get(ctx, store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			cfg := tConfiguration("s", "")
+			cfg.Spec = svc.Spec.ConfigurationSpec
+			cfg.Labels = map[string]string{servingv1.ServiceLabel: "s"}
+			cfg.OwnerReferences = []metav1.OwnerReference{ownerRef(&svc.ObjectMeta, servingv1.KindService)}
+			if err := s.Create(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Status.ObservedGeneration = cfg.Generation
+			if err := s.UpdateStatus(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Create(ctx, tRevision("s-taken", "other", "", duck.True, "")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		key: store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"},
+		check: func(t *testing.T, s *store.Store, p *recordingProxy) {
+			var svc servingv1.Service
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "s"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			wantCondition(t, &svc.Status.Status, servingv1.ServiceConditionRoutesReady, duck.False, "RevisionNameTaken",
+				`The revision name "s-taken" is taken by a conflicting Revision, so traffic will not be migrated`)
+			var r servingv1.Route
+			if err := s.Get(context.Background(), routeKey("s"), &r); err == nil {
+				t.Errorf("route created while the revision name is taken: %+v", r.Spec)
+			}
+		},
+	}})
+}
+
+// seedConfiguration stores configuration name at generation gen with a bring-your-own
+// template name (so the revision it wants is named as the case says), its status's latest
+// created and ready, and its revisions: each is {name, generation, ready}, owned by the
+// configuration and with its spec.
+func seedConfiguration(t *testing.T, s *store.Store, name, byo, latestCreated, latestReady string, gen int, revs ...struct {
+	name  string
+	gen   int
+	ready duck.ConditionStatus
+}) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := tConfiguration(name, "")
+	cfg.Spec.Template.Name = byo
+	if err := s.Create(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for g := 2; g <= gen; g++ { // each spec change is a generation
+		cfg.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "GEN", Value: strconv.Itoa(g)}}
+		if err := s.Update(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cfg.Generation != int64(gen) {
+		t.Fatalf("configuration at generation %d, want %d", cfg.Generation, gen)
+	}
+	cfg.Status.ObservedGeneration = cfg.Generation
+	cfg.Status.LatestCreatedRevisionName, cfg.Status.LatestReadyRevisionName = latestCreated, latestReady
+	if err := s.UpdateStatus(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range revs {
+		rev := tRevision(r.name, name, "", r.ready, "")
+		rev.Labels[servingv1.ConfigurationGenerationLabel] = strconv.Itoa(r.gen)
+		rev.OwnerReferences = []metav1.OwnerReference{ownerRef(&cfg.ObjectMeta, servingv1.KindConfiguration)}
+		rev.Spec = cfg.Spec.Template.Spec
+		status := statusOf(rev)
+		if err := s.Create(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+		status(rev)
+		if err := s.UpdateStatus(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func getConfiguration(t *testing.T, s *store.Store, name string) *servingv1.Configuration {
+	t.Helper()
+	var c servingv1.Configuration
+	if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: name}, &c); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// TestConfigurationReconcileTable ports cases of Knative's
+// pkg/reconciler/configuration/configuration_test.go TestReconcile: the latest ready revision
+// is the newest ready one since the previous (not only the latest created), and a
+// bring-your-own name held by another object fails with Knative's message.
+func TestConfigurationReconcileTable(t *testing.T) {
+	type rev = struct {
+		name  string
+		gen   int
+		ready duck.ConditionStatus
+	}
+	key := func(name string) store.Key {
+		return store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: name}
+	}
+	runTable(t, []tableCase{{
+		name: "three revisions with the latest revision failed, the latest ready should be updated to the last ready revision",
+		key:  key("threerevs"),
+		before: func(t *testing.T, s *store.Store) {
+			seedConfiguration(t, s, "threerevs", "threerevs-00003", "threerevs-00002", "threerevs-00001", 3,
+				rev{"threerevs-00001", 1, duck.True}, rev{"threerevs-00002", 2, duck.True}, rev{"threerevs-00003", 3, duck.Unknown})
+		},
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			c := getConfiguration(t, s, "threerevs")
+			if c.Status.LatestCreatedRevisionName != "threerevs-00003" || c.Status.LatestReadyRevisionName != "threerevs-00002" {
+				t.Errorf("latest created %q, ready %q; want threerevs-00003, threerevs-00002", c.Status.LatestCreatedRevisionName, c.Status.LatestReadyRevisionName)
+			}
+			wantCondition(t, &c.Status.Status, duck.ConditionReady, duck.Unknown, "", "")
+		},
+	}, {
+		name: "latest ready fails - latest ready doesn't change",
+		key:  key("failed-lrr"),
+		before: func(t *testing.T, s *store.Store) {
+			seedConfiguration(t, s, "failed-lrr", "", "failed-lrr-00002", "failed-lrr-00002", 2,
+				rev{"failed-lrr-00001", 1, duck.True}, rev{"failed-lrr-00002", 2, duck.False})
+		},
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			c := getConfiguration(t, s, "failed-lrr")
+			if c.Status.LatestReadyRevisionName != "failed-lrr-00002" {
+				t.Errorf("latest ready %q, want failed-lrr-00002 (unchanged)", c.Status.LatestReadyRevisionName)
+			}
+			wantCondition(t, &c.Status.Status, duck.ConditionReady, duck.False, "RevisionFailed", `Revision "failed-lrr-00002" failed with message: .`)
+		},
+	}, {
+		name: "a revision that became ready after a newer one was created is the latest ready",
+		key:  key("racing"),
+		before: func(t *testing.T, s *store.Store) {
+			seedConfiguration(t, s, "racing", "", "racing-00003", "", 3,
+				rev{"racing-00001", 1, duck.True}, rev{"racing-00002", 2, duck.True}, rev{"racing-00003", 3, duck.Unknown})
+		},
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			c := getConfiguration(t, s, "racing")
+			if c.Status.LatestReadyRevisionName != "racing-00002" {
+				t.Errorf("latest ready %q, want racing-00002", c.Status.LatestReadyRevisionName)
+			}
+			wantCondition(t, &c.Status.Status, duck.ConditionReady, duck.Unknown, "", "")
+		},
+	}, {
+		name: "create revision byo name (exists not owned)",
+		key:  key("byo-rev-not-owned"),
+		before: func(t *testing.T, s *store.Store) {
+			seedConfiguration(t, s, "byo-rev-not-owned", "byo-rev-not-owned-foo", "", "", 1)
+			other := tRevision("byo-rev-not-owned-foo", "someone-else", "", duck.True, "")
+			if err := s.Create(context.Background(), other); err != nil {
+				t.Fatal(err)
+			}
+		},
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			c := getConfiguration(t, s, "byo-rev-not-owned")
+			wantCondition(t, &c.Status.Status, duck.ConditionReady, duck.False, "RevisionFailed",
+				`Revision creation failed with message: revisions.serving.knative.dev "byo-rev-not-owned-foo" already exists.`)
 		},
 	}})
 }
