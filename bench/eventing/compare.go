@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/client/apiclient"
 )
 
@@ -160,30 +160,6 @@ func startSkiffProc(ctx context.Context, name, bin string, triggers int, env []s
 	return p, nil
 }
 
-// procCPU is the user and system CPU time process pid has used.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name (which is in parentheses and may hold spaces).
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, errors.New("unexpected /proc/PID/stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("unexpected /proc/PID/stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	const ticks = 100 // USER_HZ, 100 on Linux
-	return time.Duration(utime+stime) * time.Second / ticks, nil
-}
-
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -231,7 +207,7 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 	for r := 1; r <= rounds; r++ {
 		for _, p := range procs {
 			before := p.delivered.Load()
-			cpu0, err := procCPU(p.cmd.Process.Pid)
+			cpu0, err := skiffup.ProcessCPU(p.cmd.Process.Pid)
 			if err != nil {
 				return err
 			}
@@ -259,7 +235,7 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 				time.Sleep(time.Millisecond)
 			}
 			drained := time.Since(start)
-			cpu1, err := procCPU(p.cmd.Process.Pid)
+			cpu1, err := skiffup.ProcessCPU(p.cmd.Process.Pid)
 			if err != nil {
 				return err
 			}
