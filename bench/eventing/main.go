@@ -17,6 +17,12 @@
 // Service that answers at once (examples/echo): the HTTP round trip without the broker.
 //
 //	go run ./bench/eventing -triggers 1,10,100 -subscriptions 1,10,100 -c 16 -d 3s -n 200
+//
+// With -compare, each -skiff binary runs as a `skiff up` process of its own instead, and the
+// rows are events accepted through the gateway per second and the CPU that process spent per
+// accepted event (compare.go):
+//
+//	go run ./bench/eventing -compare -triggers 1 -c 16 -d 3s -rounds 4 -skiff main=/tmp/base/skiff -skiff new=bin/skiff
 package main
 
 import (

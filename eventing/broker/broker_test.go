@@ -842,3 +842,40 @@ func TestSetBrokerValidation(t *testing.T) {
 		})
 	}
 }
+
+// An event is answered 202 only once JetStream has acknowledged storing it, in the binary
+// stored form, and 503 with Retry-After when it could not be stored.
+func TestIngressAnswersAfterTheStoreAcks(t *testing.T) {
+	e := start(t, t.TempDir(), Options{DisableDispatch: true, PublishTimeout: 2 * time.Second})
+	sub := newSink(t, nil)
+	if err := e.srv.SetBroker(t.Context(), BrokerConfig{
+		Namespace: "ns", Name: "b",
+		Triggers: []TriggerConfig{{Name: "all", Subscriber: sub.srv.URL}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustPost(t, e.url("ns", "b"), newEvent("1", "t", map[string]int{"n": 1}), false, nil)
+	if n := streamMsgs(t, e, "ns", "b"); n != 1 {
+		t.Fatalf("%d messages stored when the 202 came, want 1", n)
+	}
+	st, _ := e.srv.JetStream().Stream(t.Context(), StreamName("ns", "b"))
+	m, err := st.GetLastMsgForSubject(t.Context(), Subject("ns", "b", "all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(HeaderStored) != storedBinary || string(m.Data) != `{"n":1}` {
+		t.Errorf("stored %s with headers %v, want the binary form", m.Data, m.Header)
+	}
+
+	// Without the stream nothing acknowledges the publish.
+	if err := e.srv.JetStream().DeleteStream(t.Context(), StreamName("ns", "b")); err != nil {
+		t.Fatal(err)
+	}
+	code, body, err := post(http.DefaultClient, e.url("ns", "b"), newEvent("2", "t", map[string]int{"n": 2}), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason":"not_stored"`) {
+		t.Errorf("POST without a stream: %d %s, want 503 not_stored", code, body)
+	}
+}
