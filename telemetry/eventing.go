@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -18,6 +20,43 @@ import (
 type EventingMetrics struct {
 	ingressDispatch, filterDispatch, filterProcess metric.Float64Histogram
 	legacy                                         *Legacy
+	// sets caches each attribute set recorded (a set hashes its attributes when made, the
+	// larger part of a recording's cost), up to maxCachedAttributeSets of them: one per
+	// broker, trigger, event type and status code seen, as many as the SDK keeps series.
+	sets  sync.Map // attrKey -> metric.MeasurementOption
+	nsets atomic.Int64
+}
+
+// maxCachedAttributeSets bounds EventingMetrics.sets; past it, sets are made per recording.
+const maxCachedAttributeSets = 4096
+
+// attrKey names one attribute set of EventingMetrics.
+type attrKey struct {
+	instrument                                 uint8
+	namespace, broker, trigger, eventType, str string
+	code                                       int
+}
+
+// Instruments of attrKey.
+const (
+	attrIngress uint8 = iota
+	attrAttempt
+	attrProcessed
+)
+
+// attributes is the recording option carrying the set k names, made by build when it is
+// not cached.
+func (m *EventingMetrics) attributes(k attrKey, build func() []attribute.KeyValue) metric.MeasurementOption {
+	if o, ok := m.sets.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(build()...))
+	if m.nsets.Load() < maxCachedAttributeSets {
+		if _, loaded := m.sets.LoadOrStore(k, o); !loaded {
+			m.nsets.Add(1)
+		}
+	}
+	return o
 }
 
 // NewEventingMetrics creates the broker instruments on t's providers.
@@ -50,9 +89,10 @@ func (m *EventingMetrics) Ingress(ctx context.Context, namespace, broker, eventT
 	if m == nil {
 		return
 	}
-	m.ingressDispatch.Record(ctx, d.Seconds(), metric.WithAttributes(
-		KeyURLScheme.String(scheme), KeyBrokerName.String(broker), KeyBrokerNamespace.String(namespace),
-		KeyEventType.String(eventType), KeyHTTPStatus.Int(code)))
+	m.ingressDispatch.Record(ctx, d.Seconds(), m.attributes(attrKey{attrIngress, namespace, broker, "", eventType, scheme, code}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{KeyURLScheme.String(scheme), KeyBrokerName.String(broker), KeyBrokerNamespace.String(namespace),
+			KeyEventType.String(eventType), KeyHTTPStatus.Int(code)}
+	}))
 	if l := m.legacy; l != nil {
 		l.init()
 		labels := []string{namespace, broker, eventType, strconv.Itoa(code), codeClass(code)}
@@ -68,7 +108,9 @@ func (m *EventingMetrics) TriggerAttempt(ctx context.Context, namespace, broker,
 	if m == nil {
 		return
 	}
-	m.filterDispatch.Record(ctx, d.Seconds(), metric.WithAttributes(m.triggerAttrs(namespace, broker, trigger, eventType, KeyHTTPStatus.Int(code))...))
+	m.filterDispatch.Record(ctx, d.Seconds(), m.attributes(attrKey{attrAttempt, namespace, broker, trigger, eventType, "", code}, func() []attribute.KeyValue {
+		return m.triggerAttrs(namespace, broker, trigger, eventType, KeyHTTPStatus.Int(code))
+	}))
 	if l := m.legacy; l != nil {
 		l.init()
 		if filterType == "" {
@@ -86,7 +128,9 @@ func (m *EventingMetrics) TriggerProcessed(ctx context.Context, namespace, broke
 	if m == nil {
 		return
 	}
-	m.filterProcess.Record(ctx, d.Seconds(), metric.WithAttributes(m.triggerAttrs(namespace, broker, trigger, eventType)...))
+	m.filterProcess.Record(ctx, d.Seconds(), m.attributes(attrKey{attrProcessed, namespace, broker, trigger, eventType, "", 0}, func() []attribute.KeyValue {
+		return m.triggerAttrs(namespace, broker, trigger, eventType)
+	}))
 	if l := m.legacy; l != nil {
 		l.init()
 		if filterType == "" {

@@ -358,3 +358,45 @@ func TestLogHandler(t *testing.T) {
 		t.Fatal("log format xml accepted")
 	}
 }
+
+// Recordings with the same attributes land in one series and different ones in their own,
+// also when the attribute set comes from EventingMetrics' cache.
+func TestEventingMetricsCachedAttributes(t *testing.T) {
+	tel, err := Setup(context.Background(), Options{Prometheus: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	em, err := NewEventingMetrics(tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 3 {
+		em.Ingress(ctx, "ns", "b", "dev.a", "http", 202, time.Millisecond)
+		em.TriggerAttempt(ctx, "ns", "b", "t1", "dev.a", "", 200, time.Millisecond)
+	}
+	em.Ingress(ctx, "ns", "b", "dev.b", "http", 202, time.Millisecond)
+	em.Ingress(ctx, "ns", "b", "dev.a", "http", 503, time.Millisecond)
+	em.TriggerAttempt(ctx, "ns", "b", "t2", "dev.a", "", 200, time.Millisecond)
+	fams := scrape(t, tel)
+	for _, c := range []struct {
+		labels map[string]string
+		count  float64
+	}{
+		{map[string]string{"cloudevents_type": "dev.a", "http_response_status_code": "202", "otel_scope_name": ScopeIngress}, 3},
+		{map[string]string{"cloudevents_type": "dev.b", "http_response_status_code": "202", "otel_scope_name": ScopeIngress}, 1},
+		{map[string]string{"cloudevents_type": "dev.a", "http_response_status_code": "503", "otel_scope_name": ScopeIngress}, 1},
+		{map[string]string{"messaging_destination_name": "trigger:t1.ns", "otel_scope_name": ScopeFilter}, 3},
+		{map[string]string{"messaging_destination_name": "trigger:t2.ns", "otel_scope_name": ScopeFilter}, 1},
+	} {
+		m, ok := sample(fams, "kn_eventing_dispatch_duration_seconds", c.labels)
+		if !ok {
+			t.Errorf("no series %v", c.labels)
+			continue
+		}
+		if got := float64(m.GetHistogram().GetSampleCount()); got != c.count {
+			t.Errorf("series %v: %v recordings, want %v", c.labels, got, c.count)
+		}
+	}
+}

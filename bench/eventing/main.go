@@ -17,6 +17,12 @@
 // Service that answers at once (examples/echo): the HTTP round trip without the broker.
 //
 //	go run ./bench/eventing -triggers 1,10,100 -subscriptions 1,10,100 -c 16 -d 3s -n 200
+//
+// With -compare, each -skiff binary runs as a `skiff up` process of its own instead, and the
+// rows are events accepted through the gateway per second and the CPU that process spent per
+// accepted event (compare.go):
+//
+//	go run ./bench/eventing -compare -triggers 1 -c 16 -d 3s -rounds 4 -skiff main=/tmp/base/skiff -skiff new=bin/skiff
 package main
 
 import (
@@ -63,8 +69,28 @@ func main() {
 	conc := flag.Int("c", 16, "concurrent senders for the throughput rows")
 	dur := flag.Duration("d", 3*time.Second, "duration of each throughput row")
 	n := flag.Int("n", 200, "events sent one at a time for the latency rows")
-	profile := flag.String("cpuprofile", "", "write the CPU profile of the first throughput row through the gateway here (everything runs in this process)")
+	profile := flag.String("cpuprofile", "", "write the CPU profile of the first throughput row through the gateway here (everything runs in this process); with -compare, a directory for each skiff up's CPU profile of the first round")
+	cmp := flag.Bool("compare", false, "run each -skiff binary as a `skiff up` process of its own (senders and sink stay in this process) and print, per round, events accepted through the gateway per second and the CPU skiff spent per event; -triggers takes one count")
+	var bins multiFlag
+	flag.Var(&bins, "skiff", "with -compare: a skiff binary as NAME=PATH (repeatable; its --work-dir is the source tree it is in; default: bin/skiff)")
+	rounds := flag.Int("rounds", 3, "with -compare: rounds, every binary measured in each")
+	gogc := flag.Int("gogc", 0, "with -compare: also measure the last -skiff binary with this GOGC in its environment")
 	flag.Parse()
+	if *cmp {
+		count, err := strconv.Atoi(*triggers)
+		if err != nil || count < 1 {
+			fmt.Fprintln(os.Stderr, "eventing: -triggers: with -compare, one positive count")
+			os.Exit(2)
+		}
+		if len(bins) == 0 {
+			bins = multiFlag{"bin/skiff"}
+		}
+		if err := compare(bins, count, *conc, *dur, *rounds, *gogc, *profile); err != nil {
+			fmt.Fprintln(os.Stderr, "eventing:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*triggers, *subscriptions, *conc, *dur, *n, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "eventing:", err)
 		os.Exit(1)
@@ -252,6 +278,12 @@ func applyBroker(ctx context.Context, c *apiclient.Client, name string, count in
 	}
 	return nil
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 var seq atomic.Int64
 

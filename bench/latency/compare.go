@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/client/apiclient"
 )
 
@@ -295,10 +296,10 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 		level int
 		path  string
 	}
-	rpsRatios, p99Ratios := map[key][]float64{}, map[key][]float64{}
+	rpsRatios, p99Ratios, cpuRatios := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	var order []key
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "path\tconcurrency\tround\trequests\tp50\tp99\treq/s\treq/s vs ReverseProxy\tp99 vs ReverseProxy")
+	fmt.Fprintln(tw, "path\tconcurrency\tround\trequests\tp50\tp99\treq/s\treq/s vs ReverseProxy\tp99 vs ReverseProxy\tproxy CPU/request")
 	for _, s := range strings.Split(levels, ",") {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -306,9 +307,11 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 		}
 		for r := 1; r <= rounds; r++ {
 			direct := load(targets[0].up.app, "", n, dur, loadOpts{})
+			rpCPU := cpuOf(rp)
 			base := load(rpAddr, "", n, dur, loadOpts{})
-			fmt.Fprintf(tw, "direct (app)\t%d\t%d\t%d\t%s\t%s\t%.0f\t\t\n", n, r, direct.n, direct.p50, direct.p99, direct.rps)
-			fmt.Fprintf(tw, "httputil.ReverseProxy\t%d\t%d\t%d\t%s\t%s\t%.0f\t1.00\t1.00\n", n, r, base.n, base.p50, base.p99, base.rps)
+			baseCPU := perRequest(cpuOf(rp)-rpCPU, base.n)
+			fmt.Fprintf(tw, "direct (app)\t%d\t%d\t%d\t%s\t%s\t%.0f\t\t\t\n", n, r, direct.n, direct.p50, direct.p99, direct.rps)
+			fmt.Fprintf(tw, "httputil.ReverseProxy\t%d\t%d\t%d\t%s\t%s\t%.0f\t1.00\t1.00\t%s\n", n, r, base.n, base.p50, base.p99, base.rps, fmt.Sprintf("%.0fµs", baseCPU))
 			for _, t := range targets {
 				var prof chan error
 				if profileDir != "" && r == 1 {
@@ -316,20 +319,25 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 					file := filepath.Join(profileDir, fmt.Sprintf("%s-c%d.cpu", strings.ReplaceAll(t.name, " ", "_"), n))
 					go func() { prof <- fetchProfile(t.up.admin, dur, file) }()
 				}
+				cpu0 := cpuOf(t.up.proc, t.up.gateway)
 				st := load(t.up.http, "serve.default.localhost", n, dur, loadOpts{})
+				cpu := perRequest(cpuOf(t.up.proc, t.up.gateway)-cpu0, st.n)
 				if prof != nil {
 					if err := <-prof; err != nil {
 						fmt.Fprintf(os.Stderr, "%s: %v\n", t.name, err) // a build without /debug/pprof
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%.0f\t%.2f\t%.2f\n", t.name, n, r, st.n, st.p50, st.p99, st.rps,
-					st.rps/base.rps, float64(st.p99)/float64(base.p99))
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%.0f\t%.2f\t%.2f\t%s\n", t.name, n, r, st.n, st.p50, st.p99, st.rps,
+					st.rps/base.rps, float64(st.p99)/float64(base.p99), fmt.Sprintf("%.0fµs", cpu))
 				k := key{n, t.name}
 				if r == 1 {
 					order = append(order, k)
 				}
 				rpsRatios[k] = append(rpsRatios[k], st.rps/base.rps)
 				p99Ratios[k] = append(p99Ratios[k], float64(st.p99)/float64(base.p99))
+				if baseCPU > 0 {
+					cpuRatios[k] = append(cpuRatios[k], cpu/baseCPU)
+				}
 			}
 			tw.Flush()
 		}
@@ -338,14 +346,39 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 		return err
 	}
 	fmt.Println()
-	fmt.Fprintln(tw, "path\tconcurrency\trounds\tmedian req/s vs ReverseProxy\tmedian p99 vs ReverseProxy")
+	fmt.Fprintln(tw, "path\tconcurrency\trounds\tmedian req/s vs ReverseProxy\tmedian p99 vs ReverseProxy\tmedian CPU/request vs ReverseProxy")
 	for _, k := range order {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\n", k.path, k.level, len(rpsRatios[k]), median(rpsRatios[k]), median(p99Ratios[k]))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.2f\n", k.path, k.level, len(rpsRatios[k]), median(rpsRatios[k]), median(p99Ratios[k]), median(cpuRatios[k]))
 	}
 	return tw.Flush()
 }
 
+// cpuOf is the CPU time the processes have used so far (0 for those not running).
+func cpuOf(ps ...*proc) time.Duration {
+	var total time.Duration
+	for _, p := range ps {
+		if p == nil || p.cmd.Process == nil {
+			continue
+		}
+		if d, err := skiffup.ProcessCPU(p.cmd.Process.Pid); err == nil {
+			total += d
+		}
+	}
+	return total
+}
+
+// perRequest is d spread over n requests, in µs.
+func perRequest(d time.Duration, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(n)
+}
+
 func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
 	s := slices.Clone(v)
 	slices.Sort(s)
 	if len(s)%2 == 1 {

@@ -230,8 +230,13 @@ Skiff itself, before it starts.`,
 			if adminAddr == "" {
 				return errors.New("--admin-addr: required: the autoscaler reads the gateway's /stats there")
 			}
+			gc, err := planGC(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			applyGC(ctx, gc, cfg.Logger)
 			ocfg, metricsAt, flush, err := controlPlaneTelemetry(ctx, cmd, settings, "skiff-up", &cfg)
 			if err != nil {
 				return err
@@ -272,6 +277,7 @@ Skiff itself, before it starts.`,
 	addControlPlaneFlags(cmd)
 	cmd.Flags().String("admin-addr", "127.0.0.1:9901", "address of the gateway's admin endpoint (/stats, /ready)")
 	cmd.Flags().StringArrayP("filename", "f", nil, "manifests to apply once up (repeatable)")
+	addGCFlags(cmd.Flags())
 	cmd.Flags().Bool("request-log", false, "write a line in Envoy's access log format for every request to a revision into its log (.skiff/logs/<namespace>/<revision>.log, after \"[proxy] \"); default: config-observability's logging.enable-request-log")
 	return cmd
 }
@@ -300,8 +306,13 @@ func newGatewayCommand() *cobra.Command {
 			f := cmd.Flags()
 			get := func(name string) string { v, _ := f.GetString(name); return v }
 			delta, _ := f.GetBool("delta")
+			gc, err := planGC(f, os.Getenv)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			applyGC(ctx, gc, log)
 			t, _, _, stopTelemetry, err := startTelemetry(ctx, f, "skiff-gateway", nil, log)
 			if err != nil {
 				return err
@@ -333,6 +344,7 @@ func newGatewayCommand() *cobra.Command {
 	f.String("tls-key", "", "the key of --tls-cert (PEM)")
 	f.String("tls-ca", "", "the CA the control plane's and ext_proc's certificates are checked against (PEM)")
 	f.String("xds-server-name", "", "the name the ADS server's certificate carries (default: --xds-addr's host)")
+	addGCFlags(f)
 	addObservabilityFlags(f, "")
 	return cmd
 }

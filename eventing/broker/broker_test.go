@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -614,11 +615,11 @@ func TestIngressRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var stored map[string]any
-		if err := json.Unmarshal(m.Data, &stored); err != nil {
-			t.Fatalf("stored event is not JSON: %v", err)
+		stored, err := decodeStored(m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("stored event does not read back: %v", err)
 		}
-		if stored[TTLExtension] != c.wantTTL || stored["specversion"] != c.sv || stored["id"] != "1" || m.Header.Get(HeaderTrigger) != "all" {
+		if stored.Attributes[TTLExtension] != strconv.Itoa(int(c.wantTTL)) || stored.Attributes["specversion"] != c.sv || stored.Attributes["id"] != "1" || m.Header.Get(HeaderTrigger) != "all" {
 			t.Errorf("ttl %q: stored %s with headers %v, want TTL %v", c.ttl, m.Data, m.Header, c.wantTTL)
 		}
 	}
@@ -839,5 +840,42 @@ func TestSetBrokerValidation(t *testing.T) {
 				t.Errorf("error %q names %q, want %q", err, fe.Path, c.path)
 			}
 		})
+	}
+}
+
+// An event is answered 202 only once JetStream has acknowledged storing it, in the binary
+// stored form, and 503 with Retry-After when it could not be stored.
+func TestIngressAnswersAfterTheStoreAcks(t *testing.T) {
+	e := start(t, t.TempDir(), Options{DisableDispatch: true, PublishTimeout: 2 * time.Second})
+	sub := newSink(t, nil)
+	if err := e.srv.SetBroker(t.Context(), BrokerConfig{
+		Namespace: "ns", Name: "b",
+		Triggers: []TriggerConfig{{Name: "all", Subscriber: sub.srv.URL}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustPost(t, e.url("ns", "b"), newEvent("1", "t", map[string]int{"n": 1}), false, nil)
+	if n := streamMsgs(t, e, "ns", "b"); n != 1 {
+		t.Fatalf("%d messages stored when the 202 came, want 1", n)
+	}
+	st, _ := e.srv.JetStream().Stream(t.Context(), StreamName("ns", "b"))
+	m, err := st.GetLastMsgForSubject(t.Context(), Subject("ns", "b", "all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(HeaderStored) != storedBinary || string(m.Data) != `{"n":1}` {
+		t.Errorf("stored %s with headers %v, want the binary form", m.Data, m.Header)
+	}
+
+	// Without the stream nothing acknowledges the publish.
+	if err := e.srv.JetStream().DeleteStream(t.Context(), StreamName("ns", "b")); err != nil {
+		t.Fatal(err)
+	}
+	code, body, err := post(http.DefaultClient, e.url("ns", "b"), newEvent("2", "t", map[string]int{"n": 2}), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason":"not_stored"`) {
+		t.Errorf("POST without a stream: %d %s, want 503 not_stored", code, body)
 	}
 }

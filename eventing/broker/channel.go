@@ -241,24 +241,18 @@ func (s *Server) acceptChannel(ctx context.Context, b *brokerState, ev eventfilt
 	if len(b.triggers) == 0 {
 		return nil // as Knative's channel: accepted, nobody to deliver to
 	}
-	data := encodeStructured(ev)
-	if max := s.nc.MaxPayload() - 1024; int64(len(data)) > max {
+	base, data := storedForm(ev)
+	if max, size := s.nc.MaxPayload()-1024, storedSize(base, data); size > max {
 		return &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
-			err: fmt.Errorf("%w: %d bytes once encoded, JetStream takes %d", errTooLarge, len(data), max)}
+			err: fmt.Errorf("%w: %d bytes once encoded, JetStream takes %d", errTooLarge, size, max)}
 	}
 	acceptedAt := strconv.FormatInt(time.Now().UnixNano(), 10)
 	msgs := make([]*nats.Msg, len(b.triggers))
 	for i, t := range b.triggers {
-		msgs[i] = &nats.Msg{
-			Subject: t.subject,
-			Data:    data,
-			Header: nats.Header{
-				"Content-Type":   {structuredContentType},
-				HeaderBroker:     {b.key().String()},
-				HeaderTrigger:    {t.name},
-				HeaderAcceptedAt: {acceptedAt},
-			},
-		}
+		msgs[i] = &nats.Msg{Subject: t.subject, Data: data, Header: storedHeader(base, forward)}
+		msgs[i].Header[HeaderBroker] = []string{b.key().String()}
+		msgs[i].Header[HeaderTrigger] = []string{t.name}
+		msgs[i].Header[HeaderAcceptedAt] = []string{acceptedAt}
 		for name, vs := range forward {
 			msgs[i].Header[HeaderForwardPrefix+name] = vs
 		}

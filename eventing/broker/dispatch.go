@@ -171,7 +171,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		s.ack(msg) // a fan-out message for other triggers of the broker
 		return
 	}
-	ev, err := decodeStored(msg.Data())
+	ev, err := decodeStored(msg.Headers(), msg.Data())
 	if err != nil {
 		s.stats.dropped.Add(1)
 		s.log.Error("dropping an unreadable stored event", "trigger", tk.String(), "seq", meta.Sequence.Stream, "error", err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
 
@@ -59,6 +61,13 @@ const (
 	// HeaderForwardPrefix prefixes the sender's pass-through HTTP headers
 	// (passThroughHeaders) kept with a stored event for its deliveries.
 	HeaderForwardPrefix = "Skiff-Fwd-"
+	// HeaderStored is storedBinary on a message whose event is stored in binary form:
+	// its attributes in ce-* headers (percent-encoded as in the HTTP binding),
+	// datacontenttype in Content-Type, the data as the message's data. Without it the
+	// message's data is the event in the JSON format (application/cloudevents+json), as
+	// every version before stored events and as dead-letter copies are stored.
+	HeaderStored = "Skiff-Stored"
+	storedBinary = "binary"
 	// NamespaceHeader is the request header naming the Trigger's namespace on a
 	// delivery, as Knative's broker filter sets it (apis.KnNamespaceHeader).
 	NamespaceHeader = "Kn-Namespace"
@@ -139,9 +148,59 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 	buf.Write(b)
 }
 
-// decodeStored reads back an event written by encodeStructured.
-func decodeStored(b []byte) (eventfilter.Event, error) {
-	ev, err := eventfilter.ParseHTTP(eventfilter.HeaderMap{"Content-Type": {structuredContentType}}, b)
+// storedForm returns the headers and data an event is stored with. A 1.0 event is stored
+// in binary form (see HeaderStored): no JSON to write at the ingress nor to parse for every
+// delivery, and the data as it came. Other events (0.3, whose binary form has its own
+// rules; a datacontenttype that would read as structured mode or does not fit a header
+// line) are stored in the JSON format.
+func storedForm(ev eventfilter.Event) (nats.Header, []byte) {
+	if ev.Attributes["specversion"] == "1.0" && eventfilter.ContentMode(ev.Attributes["datacontenttype"]) == eventfilter.ModeBinary {
+		pairs := eventfilter.BinaryHeaders(ev)
+		h := make(nats.Header, len(pairs)+6)
+		binary := true
+		for _, kv := range pairs {
+			if strings.ContainsAny(kv[1], "\r\n") {
+				binary = false
+				break
+			}
+			h[kv[0]] = []string{kv[1]}
+		}
+		if binary {
+			h[HeaderStored] = []string{storedBinary}
+			return h, ev.Data
+		}
+	}
+	return nats.Header{"Content-Type": {structuredContentType}}, encodeStructured(ev)
+}
+
+// storedSize is how many bytes a message with these headers and data takes in NATS, near
+// enough for the payload limit.
+func storedSize(h nats.Header, data []byte) int64 {
+	n := len(data)
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return int64(n)
+}
+
+// decodeStored reads back an event stored by storedForm (or, in the JSON format, by any
+// earlier version).
+func decodeStored(h nats.Header, data []byte) (eventfilter.Event, error) {
+	var hdr eventfilter.Header = eventfilter.HeaderMap{"Content-Type": {structuredContentType}}
+	if vs := h[HeaderStored]; len(vs) == 1 && vs[0] == storedBinary {
+		pairs := make(eventfilter.HeaderPairs, 0, len(h))
+		for k, vs := range h {
+			if len(k) > 3 && strings.EqualFold(k[:3], "ce-") || strings.EqualFold(k, "content-type") {
+				for _, v := range vs {
+					pairs = append(pairs, [2]string{k, v})
+				}
+			}
+		}
+		hdr = pairs
+	}
+	ev, err := eventfilter.ParseHTTP(hdr, data)
 	if err != nil {
 		return eventfilter.Event{}, fmt.Errorf("decoding stored event: %w", err)
 	}

@@ -199,10 +199,10 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	s.traceEvent(ctx, &stored)
 	stored.Attributes[TTLExtension] = strconv.Itoa(n)
 	stored.Attributes[ArrivalTimeExtension] = now.UTC().Format(time.RFC3339Nano)
-	data := encodeStructured(stored)
-	if max := s.nc.MaxPayload() - 1024; int64(len(data)) > max {
+	base, data := storedForm(stored)
+	if max, size := s.nc.MaxPayload()-1024, storedSize(base, data); size > max {
 		return 0, &ingressError{status: http.StatusRequestEntityTooLarge, reason: "too_large",
-			err: fmt.Errorf("%w: %d bytes once encoded, JetStream takes %d", errTooLarge, len(data), max)}
+			err: fmt.Errorf("%w: %d bytes once encoded, JetStream takes %d", errTooLarge, size, max)}
 	}
 	acceptedAt := strconv.FormatInt(now.UnixNano(), 10)
 	brokerName := b.namespace + "/" + b.name
@@ -211,16 +211,10 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 		for i, t := range targets {
 			names[i] = t.name
 		}
-		msg := &nats.Msg{
-			Subject: b.fanOut,
-			Data:    data,
-			Header: nats.Header{
-				"Content-Type":   {structuredContentType},
-				HeaderBroker:     {brokerName},
-				HeaderTriggers:   {strings.Join(names, ",")},
-				HeaderAcceptedAt: {acceptedAt},
-			},
-		}
+		msg := &nats.Msg{Subject: b.fanOut, Data: data, Header: storedHeader(base, forward)}
+		msg.Header[HeaderBroker] = []string{brokerName}
+		msg.Header[HeaderTriggers] = []string{strings.Join(names, ",")}
+		msg.Header[HeaderAcceptedAt] = []string{acceptedAt}
 		for name, vs := range forward {
 			msg.Header[HeaderForwardPrefix+name] = vs
 		}
@@ -233,16 +227,10 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	}
 	msgs := make([]*nats.Msg, len(targets))
 	for i, t := range targets {
-		msgs[i] = &nats.Msg{
-			Subject: t.subject,
-			Data:    data,
-			Header: nats.Header{
-				"Content-Type":   {structuredContentType},
-				HeaderBroker:     {brokerName},
-				HeaderTrigger:    {t.name},
-				HeaderAcceptedAt: {acceptedAt},
-			},
-		}
+		msgs[i] = &nats.Msg{Subject: t.subject, Data: data, Header: storedHeader(base, forward)}
+		msgs[i].Header[HeaderBroker] = []string{brokerName}
+		msgs[i].Header[HeaderTrigger] = []string{t.name}
+		msgs[i].Header[HeaderAcceptedAt] = []string{acceptedAt}
 		for name, vs := range forward {
 			msgs[i].Header[HeaderForwardPrefix+name] = vs
 		}
@@ -253,6 +241,16 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	}
 	s.stats.stored.Add(uint64(len(msgs)))
 	return len(msgs), nil
+}
+
+// storedHeader is a new header map for one stored message: the event's stored-form
+// headers, with room for the Skiff-* headers and the forwarded ones.
+func storedHeader(base nats.Header, forward http.Header) nats.Header {
+	h := make(nats.Header, len(base)+4+len(forward))
+	for k, vs := range base {
+		h[k] = vs
+	}
+	return h
 }
 
 // fanOutFor reports whether an event for n of the broker's triggers is stored once, as a

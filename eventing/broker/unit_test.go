@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/nats-io/nats.go"
 
 	"github.com/skiff-dev/skiff/wasm-filters/cloudevents/eventfilter"
 )
@@ -100,26 +101,54 @@ func TestStoredRoundTrip(t *testing.T) {
 				attrs["datacontenttype"] = c.ct
 			}
 			in := eventfilter.Event{Attributes: attrs, Data: c.data}
-			enc := encodeStructured(in)
-			out, err := decodeStored(enc)
-			if err != nil {
-				t.Fatalf("decoding %s: %v", enc, err)
-			}
-			if !bytes.Equal(out.Data, in.Data) {
-				t.Errorf("data %q, want %q (stored %s)", out.Data, in.Data, enc)
-			}
-			for k, v := range in.Attributes {
-				if out.Attributes[k] != v {
-					t.Errorf("attribute %s = %q, want %q", k, out.Attributes[k], v)
+			check := func(form string, h nats.Header, enc []byte) {
+				t.Helper()
+				out, err := decodeStored(h, enc)
+				if err != nil {
+					t.Fatalf("%s: decoding %s: %v", form, enc, err)
+				}
+				if !bytes.Equal(out.Data, in.Data) {
+					t.Errorf("%s: data %q, want %q (stored %s)", form, out.Data, in.Data, enc)
+				}
+				for k, v := range in.Attributes {
+					if out.Attributes[k] != v {
+						t.Errorf("%s: attribute %s = %q, want %q", form, k, out.Attributes[k], v)
+					}
+				}
+				if len(out.Attributes) != len(in.Attributes) {
+					t.Errorf("%s: attributes %v, want %v", form, out.Attributes, in.Attributes)
 				}
 			}
-			if len(out.Attributes) != len(in.Attributes) {
-				t.Errorf("attributes %v, want %v", out.Attributes, in.Attributes)
-			}
+			// The JSON format: what earlier versions stored, and dead-letter copies.
+			enc := encodeStructured(in)
+			check("json", nats.Header{"Content-Type": {structuredContentType}}, enc)
 			if !bytes.Contains(enc, []byte(`"knativebrokerttl":12`)) {
 				t.Errorf("TTL is not an Integer in %s", enc)
 			}
+			// What the ingress stores now: 1.0 events in binary form.
+			h, data := storedForm(in)
+			if got, want := h.Get(HeaderStored) == storedBinary, attrs["specversion"] == "1.0"; got != want {
+				t.Errorf("stored in binary form: %v, want %v (headers %v)", got, want, h)
+			}
+			check("stored", h, data)
 		})
+	}
+}
+
+// Events the binary form cannot carry as they are stay in the JSON format: a
+// datacontenttype that reads as structured mode. (A value that would not fit a header
+// line, with a control character, is no valid attribute and never reaches the store.)
+func TestStoredFormFallsBackToJSON(t *testing.T) {
+	for _, ct := range []string{"application/cloudevents+json", "application/cloudevents-batch+json"} {
+		in := eventfilter.Event{Attributes: map[string]string{"specversion": "1.0", "id": "x", "source": "/s", "type": "t", "datacontenttype": ct}, Data: []byte(`{"a":1}`)}
+		h, data := storedForm(in)
+		if h.Get(HeaderStored) != "" || h.Get("Content-Type") != structuredContentType {
+			t.Errorf("datacontenttype %q: headers %v, want the JSON format", ct, h)
+		}
+		out, err := decodeStored(h, data)
+		if err != nil || out.Attributes["datacontenttype"] != ct || !bytes.Equal(out.Data, in.Data) {
+			t.Errorf("datacontenttype %q: read back %+v, %v", ct, out, err)
+		}
 	}
 }
 

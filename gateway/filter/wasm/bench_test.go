@@ -101,6 +101,7 @@ func BenchmarkCloudEvents(b *testing.B) {
 	h := flt.Wrap(okHandler)
 	r := benchRequest()
 	r.Method = http.MethodPost
+	r.URL.Path = "/default/default" // the broker's path, which the filter looks the broker up by
 	ce := http.Header{
 		"Ce-Specversion": {"1.0"}, "Ce-Id": {"42"}, "Ce-Type": {"order.created"},
 		"Ce-Source": {"/eu/shop"}, "Content-Type": {"application/json"},
