@@ -2,8 +2,10 @@ package eventfilter
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Filter is a Trigger's filter as Knative's eventing.knative.dev/v1 Trigger
@@ -11,10 +13,11 @@ import (
 //
 // Attributes is spec.filter.attributes, the original exact-match filter:
 // every listed attribute must equal the given value. As in Knative, the empty
-// string means "any value": the attribute must be present, except that the
-// core attributes (specversion, id, source, type, subject, time,
-// datacontenttype, dataschema) always count as present (Knative compares them
-// as strings that are "" when unset). Knative's pseudo-attributes
+// string means "any value": the attribute must be present and not empty (an
+// unset optional core attribute, such as subject, reads as "" and fails, as
+// in Knative's attributes filter; an unset time reads as the zero time, as
+// there). time is compared as Knative formats it (RFC 3339, fewest fraction
+// digits). Knative's pseudo-attributes
 // datamediatype (datacontenttype without parameters) and schemaurl (the 0.3
 // name of dataschema) are understood too.
 //
@@ -96,7 +99,28 @@ func (c *Compiled) Match(ev Event) bool {
 	if c == nil || c.m == nil {
 		return true
 	}
-	return c.m.match(ev.Attributes)
+	return c.m.match(knativeTime(ev.Attributes))
+}
+
+// knativeTime is attrs with time as Knative's filters see it: sdk-go parses it and they read
+// it back formatted as RFC 3339 with the fewest fraction digits ("...00.500Z" is "...00.5Z").
+// attrs itself when that changes nothing (the usual case), or when time does not parse.
+func knativeTime(attrs map[string]string) map[string]string {
+	v, ok := attrs[attrTime]
+	if !ok {
+		return attrs
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return attrs
+	}
+	n := t.Format(time.RFC3339Nano)
+	if n == v {
+		return attrs
+	}
+	out := maps.Clone(attrs)
+	out[attrTime] = n
+	return out
 }
 
 // Compile validates a Filter and compiles it. Errors are *FieldError with
@@ -271,6 +295,10 @@ func lookupKnative(attrs map[string]string, name string) (string, bool) {
 	case "schemaurl":
 		return attrs[attrDataSchema], true
 	}
+	if name == attrTime {
+		// Knative's LookupAttribute formats the event's time, the zero time when unset.
+		return "0001-01-01T00:00:00Z", true
+	}
 	if isCoreAttribute(attrs[attrSpecVersion], name) {
 		return "", true
 	}
@@ -284,10 +312,9 @@ type attributesMatcher struct {
 func (m *attributesMatcher) match(attrs map[string]string) bool {
 	for i, name := range m.names {
 		v, ok := lookupKnative(attrs, name)
-		if !ok {
-			return false
-		}
-		if want := m.values[i]; want != "" && want != v {
+		// As Knative's attributes filter: "" (any value) needs the attribute set, and an
+		// optional core attribute that is unset reads as "".
+		if want := m.values[i]; !ok || (want == "" && v == "") || (want != "" && want != v) {
 			return false
 		}
 	}

@@ -49,7 +49,15 @@ func TestCompileMatch(t *testing.T) {
 		{"attributes absent extension", Filter{Attributes: map[string]string{"region": "eu"}}, testEvent(), false},
 		{"attributes any value present", Filter{Attributes: map[string]string{"region": ""}}, testEvent("region", "us"), true},
 		{"attributes any value absent extension", Filter{Attributes: map[string]string{"region": ""}}, testEvent(), false},
-		{"attributes any value absent core", Filter{Attributes: map[string]string{"subject": ""}}, testEvent(), true},
+		// attributes/filter_test.go "Any Subject with attribs - without Subject in Event": an
+		// unset optional attribute reads as "", which "any value" refuses.
+		{"attributes any value absent core", Filter{Attributes: map[string]string{"subject": ""}}, testEvent(), false},
+		{"attributes any value present core", Filter{Attributes: map[string]string{"subject": ""}}, testEvent("subject", "s"), true},
+		// LookupAttribute formats time (RFC 3339, fewest fraction digits) and reads an unset
+		// one as the zero time.
+		{"attributes time as Knative formats it", Filter{Attributes: map[string]string{"time": "2020-01-01T00:00:00.5Z"}}, testEvent("time", "2020-01-01T00:00:00.500Z"), true},
+		{"attributes any time, unset", Filter{Attributes: map[string]string{"time": ""}}, testEvent(), true},
+		{"exact time as Knative formats it", Filter{Filters: []Expression{ex("time", "2020-01-01T00:00:00Z")}}, testEvent("time", "2020-01-01T00:00:00.000Z"), true},
 		{"attributes absent core with value", Filter{Attributes: map[string]string{"subject": "x"}}, testEvent(), false},
 		{"attributes datamediatype", Filter{Attributes: map[string]string{"datamediatype": "application/json"}}, testEvent(), true},
 
