@@ -827,7 +827,7 @@ func TestSetBrokerValidation(t *testing.T) {
 		{"timeout", BrokerConfig{Namespace: "ns", Name: "b", Triggers: []TriggerConfig{{Name: "t", Subscriber: "http://x/", Delivery: &DeliverySpec{Timeout: "PT0S"}}}}, "triggers[0].delivery.timeout"},
 		{"retry", BrokerConfig{Namespace: "ns", Name: "b", Triggers: []TriggerConfig{{Name: "t", Subscriber: "http://x/", Delivery: &DeliverySpec{Retry: ptr[int32](-1)}}}}, "triggers[0].delivery.retry"},
 		{"deadLetterSink", BrokerConfig{Namespace: "ns", Name: "b", Triggers: []TriggerConfig{{Name: "t", Subscriber: "http://x/", Delivery: &DeliverySpec{DeadLetterSink: "/dls"}}}}, "triggers[0].delivery.deadLetterSink"},
-		{"filter", BrokerConfig{Namespace: "ns", Name: "b", Triggers: []TriggerConfig{{Name: "t", Subscriber: "http://x/", Filter: eventfilter.Filter{Filters: []eventfilter.Expression{{}}}}}}, "triggers[0].filters[0]"},
+		{"filter", BrokerConfig{Namespace: "ns", Name: "b", Triggers: []TriggerConfig{{Name: "t", Subscriber: "http://x/", Filter: eventfilter.Filter{Filters: []eventfilter.Expression{{Exact: map[string]string{"a": "b"}, Prefix: map[string]string{"a": "b"}}}}}}}, "triggers[0].filters[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

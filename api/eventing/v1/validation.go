@@ -231,11 +231,11 @@ func validateFiltersList(ctx context.Context, filters []SubscriptionsAPIFilter) 
 	return errs
 }
 
-// validate checks one Subscriptions API filter expression. Knative refuses several dialects
-// in one expression and a CESQL expression that does not parse (with the check ctx carries);
-// Skiff also refuses none, more or fewer than one attribute in exact, prefix and suffix,
-// empty prefix and suffix values, and empty all and any (its filter evaluator runs only such
-// expressions).
+// validate checks one Subscriptions API filter expression as Knative's webhook does
+// (ValidateSubscriptionAPIFilter): several dialects in one expression, attribute names, nested
+// expressions, and a CESQL expression that does not parse (with the check ctx carries). What
+// it lets through (no dialect, an empty value or list, several attributes) is run as Knative's
+// broker runs it: see eventfilter.Compile.
 func (f *SubscriptionsAPIFilter) validate(ctx context.Context) *fielderr.Error {
 	var errs *fielderr.Error
 	set := 0
@@ -245,31 +245,11 @@ func (f *SubscriptionsAPIFilter) validate(ctx context.Context) *fielderr.Error {
 		}
 	}
 	// Knative gives this error no path; Skiff names the filter.
-	switch {
-	case set > 1:
+	if set > 1 {
 		errs = errs.Also(fielderr.Generic("multiple dialects found, filters can have only one dialect set", fielderr.Current))
-	case set == 0:
-		errs = errs.Also(fielderr.Generic("no dialect found, a filter needs one of exact, prefix, suffix, all, any, not, cesql", fielderr.Current))
 	}
 	for name, m := range map[string]map[string]string{"exact": f.Exact, "prefix": f.Prefix, "suffix": f.Suffix} {
-		if m == nil {
-			continue
-		}
 		errs = errs.Also(validateAttributeNames(m).ViaField(name))
-		if len(m) != 1 {
-			errs = errs.Also(fielderr.Generic(fmt.Sprintf("must have exactly one attribute, got %d (use all: [...] to combine several)", len(m)), name))
-		}
-		for k, v := range m {
-			if name != "exact" && v == "" {
-				errs = errs.Also(fielderr.Invalid(v, fielderr.Current, "the value must not be empty").ViaKey(k).ViaField(name))
-			}
-		}
-	}
-	if f.All != nil && len(f.All) == 0 {
-		errs = errs.Also(fielderr.Generic("must contain at least one filter expression", "all"))
-	}
-	if f.Any != nil && len(f.Any) == 0 {
-		errs = errs.Also(fielderr.Generic("must contain at least one filter expression", "any"))
 	}
 	errs = errs.Also(validateFiltersList(ctx, f.All).ViaField("all")).Also(validateFiltersList(ctx, f.Any).ViaField("any"))
 	if f.Not != nil {

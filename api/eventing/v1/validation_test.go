@@ -28,7 +28,12 @@ spec:
 		{"ok legacy filter", "  filter:\n    attributes:\n      type: dev.example\n", ""},
 		{"ok filters", "  filters:\n    - any:\n        - prefix: {type: dev.}\n        - cesql: \"source LIKE '%x'\"\n", ""},
 		{"two keys in one expression", "  filters:\n    - exact: {type: a}\n      prefix: {source: b}\n", "spec.filters[0]"},
-		{"two attributes in exact", "  filters:\n    - exact: {type: a, source: b}\n", "spec.filters[0].exact"},
+		// trigger_validation_test.go "valid exact filter containing more than one attribute":
+		// Knative's webhook takes these (its broker needs every
+		// attribute of exact to match, and skips an expression with no dialect).
+		{"two attributes in exact", "  filters:\n    - exact: {type: a, source: b}\n", ""},
+		{"no dialect", "  filters:\n    - {}\n", ""},
+		{"empty prefix value", "  filters:\n    - prefix: {type: ''}\n", ""},
 		{"nested bad", "  filters:\n    - not:\n        all:\n          - suffix: {Type: x}\n", "spec.filters[0].not.all[0].suffix[Type]"},
 		{"bad attribute name", "  filter:\n    attributes:\n      Bad-Name: x\n", "spec.filter.attributes[Bad-Name]"},
 		{"bad backoff", "  delivery:\n    backoffDelay: 2s\n", "spec.delivery.backoffDelay"},

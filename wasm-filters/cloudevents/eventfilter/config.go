@@ -333,7 +333,7 @@ func parseExpression(data json.RawMessage, path string, e *Expression) error {
 	}
 	switch len(keys) {
 	case 0:
-		return fieldErr(path, "no dialect set: a filter expression needs exactly one of %s", dialectList)
+		return nil // no dialect (or an empty one, left out): Knative skips the expression
 	case 1:
 	default:
 		return fieldErr(path, "multiple dialects set (%s): a filter expression has exactly one", strings.Join(keys, ", "))

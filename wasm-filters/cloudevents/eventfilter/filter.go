@@ -3,6 +3,7 @@ package eventfilter
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,7 +100,7 @@ func (c *Compiled) Match(ev Event) bool {
 	if c == nil || c.m == nil {
 		return true
 	}
-	return c.m.match(knativeTime(ev.Attributes))
+	return c.m.match(knativeTime(ev.Attributes)) != fail
 }
 
 // knativeTime is attrs with time as Knative's filters see it: sdk-go parses it and they read
@@ -123,15 +124,15 @@ func knativeTime(attrs map[string]string) map[string]string {
 	return out
 }
 
-// Compile validates a Filter and compiles it. Errors are *FieldError with
-// paths relative to the Trigger spec ("filter.attributes", "filters[1].all[0].exact",
-// "filters[0].cesql"). Validation follows Knative's webhook: attribute names in
-// filters must start with a lower-case letter and contain only lower-case
-// letters and digits; exact, prefix and suffix take exactly one attribute;
-// an expression has exactly one dialect. In addition, exact/prefix/suffix
-// values must not be empty, all/any must not be empty, and a CESQL expression
-// must parse and be of type Boolean (Knative would accept such filters but
-// then skip them or never match).
+// Compile validates a Filter and compiles it. Errors are *FieldError with paths relative to
+// the Trigger spec ("filter.attributes", "filters[1].all[0].exact", "filters[0].cesql").
+// It refuses what Knative's webhook refuses: attribute names that are not a lower-case
+// letter then lower-case letters and digits, several dialects in one expression, and a CESQL
+// expression that does not parse. What the webhook lets through is run as Knative's broker
+// runs it (eventing's subscriptionsapi.MaterializeSubscriptionsAPIFilter): an expression
+// with no dialect (or an empty all/any), or an exact/prefix/suffix with an empty value, is
+// skipped; exact/prefix/suffix with several attributes needs every one to match; a skipped
+// expression makes all/any/not answer as Knative's do (see result).
 func Compile(f Filter) (*Compiled, error) {
 	var attrs *attributesMatcher
 	if len(f.Attributes) > 0 {
@@ -154,10 +155,7 @@ func Compile(f Filter) (*Compiled, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(ms) == 1 {
-			return &Compiled{m: ms[0]}, nil
-		}
-		return &Compiled{m: allMatcher(ms)}, nil
+		return &Compiled{m: allOf(ms)}, nil
 	}
 	if attrs != nil {
 		return &Compiled{m: attrs}, nil
@@ -165,6 +163,8 @@ func Compile(f Filter) (*Compiled, error) {
 	return &Compiled{}, nil
 }
 
+// compileList compiles a list of expressions, leaving out the skipped ones (Knative's
+// MaterializeFiltersList).
 func compileList(list []Expression, path string) ([]matcher, *FieldError) {
 	ms := make([]matcher, 0, len(list))
 	for i := range list {
@@ -172,95 +172,91 @@ func compileList(list []Expression, path string) ([]matcher, *FieldError) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, m)
+		if m != nil {
+			ms = append(ms, m)
+		}
 	}
 	return ms, nil
 }
 
+// allOf is Knative's NewAllFilter: one filter is itself.
+func allOf(ms []matcher) matcher {
+	if len(ms) == 1 {
+		return ms[0]
+	}
+	return allMatcher(ms)
+}
+
+// compileExpression validates an expression as Knative's webhook does and compiles it; a nil
+// matcher is an expression Knative skips.
 func compileExpression(e *Expression, path string) (matcher, *FieldError) {
 	var set []string
-	if e.Exact != nil {
-		set = append(set, "exact")
+	for _, d := range []struct {
+		name string
+		on   bool
+	}{{"exact", len(e.Exact) > 0}, {"prefix", len(e.Prefix) > 0}, {"suffix", len(e.Suffix) > 0},
+		{"all", len(e.All) > 0}, {"any", len(e.Any) > 0}, {"not", e.Not != nil}, {"cesql", e.CESQL != ""}} {
+		if d.on {
+			set = append(set, d.name)
+		}
 	}
-	if e.Prefix != nil {
-		set = append(set, "prefix")
-	}
-	if e.Suffix != nil {
-		set = append(set, "suffix")
-	}
-	if e.All != nil {
-		set = append(set, "all")
-	}
-	if e.Any != nil {
-		set = append(set, "any")
-	}
-	if e.Not != nil {
-		set = append(set, "not")
-	}
-	if e.CESQL != "" {
-		set = append(set, "cesql")
-	}
-	switch len(set) {
-	case 0:
-		return nil, fieldErr(path, "no dialect set: a filter expression needs exactly one of exact, prefix, suffix, all, any, not, cesql")
-	case 1:
-	default:
+	if len(set) > 1 {
 		return nil, fieldErr(path, "multiple dialects set (%s): a filter expression has exactly one", strings.Join(set, ", "))
 	}
-	dialect := set[0]
-	sub := path + "." + dialect
-	switch dialect {
-	case "exact", "prefix", "suffix":
-		m := e.Exact
-		if dialect == "prefix" {
-			m = e.Prefix
-		} else if dialect == "suffix" {
-			m = e.Suffix
-		}
-		if len(m) != 1 {
-			return nil, fieldErr(sub, "must have exactly one attribute, got %d (use all: [...] to combine several)", len(m))
-		}
-		for name, value := range m {
+	for _, d := range []struct {
+		name string
+		m    map[string]string
+	}{{"exact", e.Exact}, {"prefix", e.Prefix}, {"suffix", e.Suffix}} {
+		for _, name := range slices.Sorted(maps.Keys(d.m)) {
 			if msg := checkFilterAttributeName(name); msg != "" {
-				return nil, fieldErr(sub, "%s", msg)
+				return nil, fieldErr(path+"."+d.name, "%s", msg)
 			}
-			if value == "" {
-				return nil, fieldErr(sub, "attribute %q: the value must not be empty", name)
-			}
-			switch dialect {
-			case "exact":
-				return &exactMatcher{name: name, value: value}, nil
-			case "prefix":
-				return &prefixMatcher{name: name, prefix: value}, nil
-			}
-			return &suffixMatcher{name: name, suffix: value}, nil
 		}
-	case "all", "any":
-		list := e.All
-		if dialect == "any" {
-			list = e.Any
-		}
-		if len(list) == 0 {
-			return nil, fieldErr(sub, "must contain at least one filter expression")
-		}
-		ms, err := compileList(list, sub)
-		if err != nil {
-			return nil, err
-		}
-		if dialect == "all" {
-			return allMatcher(ms), nil
-		}
-		return anyMatcher(ms), nil
-	case "not":
-		m, err := compileExpression(e.Not, sub)
-		if err != nil {
-			return nil, err
-		}
-		return &notMatcher{m: m}, nil
 	}
-	expr, err := ParseCESQL(e.CESQL)
+	all, err := compileList(e.All, path+".all")
 	if err != nil {
-		return nil, fieldErr(sub, "invalid CESQL expression %q: %v", e.CESQL, err)
+		return nil, err
+	}
+	anyOf, err := compileList(e.Any, path+".any")
+	if err != nil {
+		return nil, err
+	}
+	var not matcher
+	if e.Not != nil {
+		if not, err = compileExpression(e.Not, path+".not"); err != nil {
+			return nil, err
+		}
+	}
+	var expr Expr
+	if e.CESQL != "" {
+		var perr error
+		if expr, perr = ParseCESQL(e.CESQL); perr != nil {
+			return nil, fieldErr(path+".cesql", "invalid CESQL expression %q: %v", e.CESQL, perr)
+		}
+	}
+	if len(set) == 0 {
+		return nil, nil // no dialect: Knative skips it
+	}
+	switch set[0] {
+	case "exact", "prefix", "suffix":
+		m := map[string]map[string]string{"exact": e.Exact, "prefix": e.Prefix, "suffix": e.Suffix}[set[0]]
+		pm := &pairsMatcher{op: set[0]}
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			if m[name] == "" {
+				return nil, nil // Knative refuses to build it, and so skips it
+			}
+			pm.names, pm.values = append(pm.names, name), append(pm.values, m[name])
+		}
+		return pm, nil
+	case "all":
+		return allOf(all), nil
+	case "any":
+		if len(anyOf) == 1 {
+			return anyOf[0], nil
+		}
+		return anyMatcher(anyOf), nil
+	case "not":
+		return &notMatcher{m: not}, nil
 	}
 	// An expression that is not a condition (e.g. "myext") parses, as Knative's sdk-go parser
 	// takes it, and passes no event: its value is not Boolean true.
@@ -277,9 +273,31 @@ func checkFilterAttributeName(name string) string {
 	return fmt.Sprintf("invalid attribute name %q: it must start with a lower-case letter and contain only lower-case letters and digits", name)
 }
 
+// result is a filter's answer, Knative's FilterResult: an event goes through unless the
+// answer is fail.
+type result uint8
+
+const (
+	pass result = iota
+	fail
+	// none is Knative's NoFilter: what a skipped expression, an empty all or any, or the not
+	// of a skipped expression answers. all answers fail when one of its expressions fails,
+	// else what its last one answered; any answers pass when one passes, else what its last
+	// one answered (so any: [failing, skipped] lets the event through, as in Knative); not
+	// keeps none.
+	none
+)
+
 // matcher is a compiled filter expression.
 type matcher interface {
-	match(attrs map[string]string) bool
+	match(attrs map[string]string) result
+}
+
+func answer(ok bool) result {
+	if ok {
+		return pass
+	}
+	return fail
 }
 
 // lookupKnative returns an attribute's value the way Knative's attribute
@@ -309,70 +327,82 @@ type attributesMatcher struct {
 	names, values []string
 }
 
-func (m *attributesMatcher) match(attrs map[string]string) bool {
+func (m *attributesMatcher) match(attrs map[string]string) result {
 	for i, name := range m.names {
 		v, ok := lookupKnative(attrs, name)
 		// As Knative's attributes filter: "" (any value) needs the attribute set, and an
 		// optional core attribute that is unset reads as "".
 		if want := m.values[i]; !ok || (want == "" && v == "") || (want != "" && want != v) {
-			return false
+			return fail
 		}
 	}
-	return true
+	return pass
 }
 
-type exactMatcher struct{ name, value string }
-
-func (m *exactMatcher) match(attrs map[string]string) bool {
-	v, ok := lookupKnative(attrs, m.name)
-	return ok && v == m.value
+// pairsMatcher is exact, prefix or suffix over one or more attributes, all of which must
+// match.
+type pairsMatcher struct {
+	op            string
+	names, values []string
 }
 
-type prefixMatcher struct{ name, prefix string }
-
-func (m *prefixMatcher) match(attrs map[string]string) bool {
-	v, ok := lookupKnative(attrs, m.name)
-	return ok && strings.HasPrefix(v, m.prefix)
-}
-
-type suffixMatcher struct{ name, suffix string }
-
-func (m *suffixMatcher) match(attrs map[string]string) bool {
-	v, ok := lookupKnative(attrs, m.name)
-	return ok && strings.HasSuffix(v, m.suffix)
+func (m *pairsMatcher) match(attrs map[string]string) result {
+	for i, name := range m.names {
+		v, ok := lookupKnative(attrs, name)
+		switch want := m.values[i]; {
+		case !ok:
+			return fail
+		case m.op == "exact" && v != want, m.op == "prefix" && !strings.HasPrefix(v, want), m.op == "suffix" && !strings.HasSuffix(v, want):
+			return fail
+		}
+	}
+	return pass
 }
 
 type allMatcher []matcher
 
-func (m allMatcher) match(attrs map[string]string) bool {
+func (m allMatcher) match(attrs map[string]string) result {
+	res := none
 	for _, sub := range m {
-		if !sub.match(attrs) {
-			return false
+		if res = sub.match(attrs); res == fail {
+			return fail
 		}
 	}
-	return true
+	return res
 }
 
 type anyMatcher []matcher
 
-func (m anyMatcher) match(attrs map[string]string) bool {
+func (m anyMatcher) match(attrs map[string]string) result {
+	res := none
 	for _, sub := range m {
-		if sub.match(attrs) {
-			return true
+		if res = sub.match(attrs); res == pass {
+			return pass
 		}
 	}
-	return false
+	return res
 }
 
 type notMatcher struct{ m matcher }
 
-func (m *notMatcher) match(attrs map[string]string) bool { return !m.m.match(attrs) }
+func (m *notMatcher) match(attrs map[string]string) result {
+	if m.m == nil {
+		return none
+	}
+	switch m.m.match(attrs) {
+	case pass:
+		return fail
+	case fail:
+		return pass
+	}
+	return none
+}
 
 type cesqlMatcher struct{ expr Expr }
 
-func (m *cesqlMatcher) match(attrs map[string]string) bool {
+func (m *cesqlMatcher) match(attrs map[string]string) result {
 	v, err := m.expr.root.eval(attrs)
-	return err == nil && v.t == TypeBoolean && v.i != 0
+	return answer(err == nil && v.t == TypeBoolean && v.i != 0)
 }
 
 // CheckCESQL reports why expr cannot be a Trigger's cesql filter, or nil: what Compile
