@@ -131,6 +131,13 @@ type Store struct {
 	handlers map[int]func(Event)
 	nextID   int
 	changed  chan struct{} // closed at the next commit, then replaced
+
+	// Group commit: writes that arrive while one batch commits wait in pending, and one of
+	// them (the leader) commits them all in the next transaction, so that concurrent writers
+	// share one fdatasync instead of queueing for one each.
+	wmu     sync.Mutex
+	pending []*writeReq
+	leading bool // a goroutine is committing a batch
 }
 
 var (
@@ -186,7 +193,9 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 // Close closes the database file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Subscribe calls fn after every committed change, until cancel is called. fn must not block.
+// Subscribe calls fn after every committed change, in resourceVersion order, until cancel is
+// called. fn must not block, nor write to the store (it is called by the writer that
+// committed the change, before the next batch of writes commits).
 func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -343,7 +352,6 @@ func (s *Store) Create(ctx context.Context, obj Object) error {
 // CreateWith is Create with options.
 func (s *Store) CreateWith(_ context.Context, obj Object, opts WriteOptions) error {
 	key := KeyOf(obj)
-	var events []Event
 	err := s.update(opts.DryRun, func(t *txn) error {
 		if t.objects.Get(key.bytes()) != nil {
 			return fmt.Errorf("create %s: %w", key, ErrExists)
@@ -356,17 +364,9 @@ func (s *Store) CreateWith(_ context.Context, obj Object, opts WriteOptions) err
 		obj.SetUID(types.UID(uuid.NewUUID()))
 		obj.SetGeneration(1)
 		obj.SetCreationTimestamp(metav1.NewTime(s.now().Truncate(time.Second)))
-		if err := t.put(key, obj, Added, nil); err != nil {
-			return err
-		}
-		events = t.events
-		return nil
+		return t.put(key, obj, Added, nil)
 	})
-	if err != nil {
-		return err
-	}
-	s.notify(events)
-	return nil
+	return err
 }
 
 // Update replaces an object's metadata and spec, keeping its stored status. A non-empty
@@ -412,7 +412,9 @@ func (s *Store) UpdateStatusWith(_ context.Context, obj Object, opts WriteOption
 // write merges obj into the stored object with merge, stores it and reads the result back into obj.
 func (s *Store) write(obj Object, opts WriteOptions, merge func(stored, next map[string]json.RawMessage)) error {
 	key := KeyOf(obj)
-	var events []Event
+	// The precondition is read once: fn may run again (see commitBatch), and it leaves obj
+	// with the version it wrote.
+	wantRV := obj.GetResourceVersion()
 	err := s.update(opts.DryRun, func(t *txn) error {
 		raw := t.objects.Get(key.bytes())
 		if raw == nil {
@@ -426,7 +428,7 @@ func (s *Store) write(obj Object, opts WriteOptions, merge func(stored, next map
 		if err := json.Unmarshal(stored["metadata"], &meta); err != nil {
 			return fmt.Errorf("update %s: decode stored metadata: %w", key, err)
 		}
-		if rv := obj.GetResourceVersion(); rv != "" && rv != meta.ResourceVersion {
+		if wantRV != "" && wantRV != meta.ResourceVersion {
 			return fmt.Errorf("update %s: %w", key, ErrConflict)
 		}
 		// Fields the system owns are never taken from the caller.
@@ -479,20 +481,11 @@ func (s *Store) write(obj Object, opts WriteOptions, merge func(stored, next map
 				return err
 			}
 			reset(obj)
-			if err := json.Unmarshal(t.removed[key], obj); err != nil {
-				return err
-			}
-		} else if err := t.put(key, obj, Modified, meta.Labels); err != nil {
-			return err
+			return json.Unmarshal(t.removed[key], obj)
 		}
-		events = t.events
-		return nil
+		return t.put(key, obj, Modified, meta.Labels)
 	})
-	if err != nil {
-		return err
-	}
-	s.notify(events)
-	return nil
+	return err
 }
 
 // DeleteOptions are Kubernetes' DeleteOptions the store acts on.
@@ -518,10 +511,10 @@ func (s *Store) Delete(ctx context.Context, key Key) error {
 // dependents that block it) is only marked (deletionTimestamp) and goes once they are gone.
 // It returns the object as deleted or marked, and whether it is gone.
 func (s *Store) DeleteWith(_ context.Context, key Key, opts DeleteOptions) (json.RawMessage, bool, error) {
-	var events []Event
 	var out json.RawMessage
 	gone := false
 	err := s.update(opts.DryRun, func(t *txn) error {
+		out, gone = nil, false
 		raw := t.objects.Get(key.bytes())
 		if raw == nil {
 			return fmt.Errorf("delete %s: %w", key, ErrNotFound)
@@ -547,44 +540,154 @@ func (s *Store) DeleteWith(_ context.Context, key Key, opts DeleteOptions) (json
 		} else {
 			out, gone = t.removed[key], true
 		}
-		events = t.events
 		return nil
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	s.notify(events)
 	return out, gone, nil
 }
 
-// txn is one write transaction: it numbers each change and records it in history.
+// txn is one write transaction: it numbers each change and records it in history. Several
+// writes (a batch) can share one; events and removed are those of the write running.
 type txn struct {
 	s                   *Store
 	tx                  *bolt.Tx
 	objects, hist, meta *bolt.Bucket
 	events              []Event
-	removed             map[Key][]byte // last states of what this transaction removed
+	removed             map[Key][]byte // last states of what this write removed
+	// wrote says the write running has changed the transaction: if it then fails, its
+	// changes cannot be taken back alone, and the whole transaction is rolled back.
+	wrote bool
 }
 
+// writeReq is one write waiting for its batch to commit.
+type writeReq struct {
+	fn  func(t *txn) error
+	err error
+	// wake gets one value: when the request's batch has committed (lead false), or when it is
+	// to commit the pending batch itself (lead true).
+	wake chan struct{}
+	lead bool
+}
+
+// errRollback aborts a batch's transaction when one of its writes failed after changing it.
+var errRollback = errors.New("roll back the batch")
+
+// update runs fn in a write transaction and returns once its changes are durable (or
+// failed). Concurrent updates are committed together (group commit): each runs in turn in
+// one bbolt transaction, so they share its fdatasync. One write's failure does not fail
+// the others: a write that fails before changing anything is left out of the commit; one
+// that fails halfway rolls the transaction back, then runs alone and the others again
+// without it. fn may therefore run more than once; it must set its results afresh each
+// time. Subscribers hear of every change in resourceVersion order, before update returns.
+//
+// bbolt's DB.Batch does the same with two differences that matter here: it waits up to
+// MaxBatchDelay (10 ms) for more writers, and any failing write, even a conflict that
+// changed nothing (common under optimistic concurrency), reruns the whole batch.
 func (s *Store) update(dryRun bool, fn func(t *txn) error) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := &txn{s: s, tx: tx, objects: tx.Bucket(objectsBucket), hist: tx.Bucket(historyBucket), meta: tx.Bucket(metaBucket)}
-		if err := fn(t); err != nil {
-			return err
-		}
-		if dryRun {
+	if dryRun {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			if err := fn(s.newTxn(tx)); err != nil {
+				return err
+			}
 			return errDryRun
+		})
+		if errors.Is(err, errDryRun) {
+			return nil
+		}
+		return err
+	}
+	req := &writeReq{fn: fn, wake: make(chan struct{}, 1)}
+	s.wmu.Lock()
+	s.pending = append(s.pending, req)
+	if s.leading {
+		s.wmu.Unlock()
+		<-req.wake
+		if !req.lead {
+			return req.err
+		}
+	} else {
+		s.leading = true
+		s.wmu.Unlock()
+	}
+	s.commitPending(req)
+	return req.err
+}
+
+// commitPending commits the pending writes (self's among them) as one batch, then wakes
+// their writers and hands the lead to the first write that arrived meanwhile.
+func (s *Store) commitPending(self *writeReq) {
+	s.wmu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.wmu.Unlock()
+	s.commitBatch(batch)
+	s.wmu.Lock()
+	var next *writeReq
+	if len(s.pending) > 0 {
+		next = s.pending[0]
+		next.lead = true
+	} else {
+		s.leading = false
+	}
+	s.wmu.Unlock()
+	for _, r := range batch {
+		if r != self {
+			r.wake <- struct{}{}
+		}
+	}
+	if next != nil {
+		next.wake <- struct{}{}
+	}
+}
+
+// commitBatch runs the writes of batch in one transaction, in order, sets each one's
+// error, and tells subscribers about the committed changes.
+func (s *Store) commitBatch(batch []*writeReq) {
+	failed := -1
+	var failure error
+	var events []Event
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t := s.newTxn(tx)
+		events = nil
+		for i, r := range batch {
+			t.events, t.removed, t.wrote = nil, nil, false
+			r.err = r.fn(t)
+			if r.err != nil && t.wrote {
+				failed, failure = i, r.err
+				return errRollback
+			}
+			events = append(events, t.events...)
 		}
 		return t.compact()
 	})
-	if errors.Is(err, errDryRun) {
-		return nil
+	switch {
+	case failed >= 0 && len(batch) == 1:
+		batch[0].err = failure
+	case failed >= 0:
+		// Alone, it fails again with nothing of it stored, or succeeds against the state
+		// before the others: either is an order concurrent writes may take.
+		s.commitBatch(batch[failed : failed+1])
+		rest := append(slices.Clone(batch[:failed]), batch[failed+1:]...)
+		s.commitBatch(rest)
+	case err != nil:
+		// Nothing is stored (the commit or the history's compaction failed).
+		for _, r := range batch {
+			r.err = err
+		}
+	default:
+		s.notify(events)
 	}
-	return err
+}
+
+func (s *Store) newTxn(tx *bolt.Tx) *txn {
+	return &txn{s: s, tx: tx, objects: tx.Bucket(objectsBucket), hist: tx.Bucket(historyBucket), meta: tx.Bucket(metaBucket)}
 }
 
 // put stores obj under the next resourceVersion and records the change.
 func (t *txn) put(key Key, obj Object, typ EventType, prevLabels map[string]string) error {
+	t.wrote = true
 	seq, err := t.objects.NextSequence()
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
@@ -602,6 +705,7 @@ func (t *txn) put(key Key, obj Object, typ EventType, prevLabels map[string]stri
 
 // putRaw stores an object given as JSON (metadata decoded in m) under the next resourceVersion.
 func (t *txn) putRaw(key Key, obj map[string]json.RawMessage, m *metav1.ObjectMeta, prevLabels map[string]string) error {
+	t.wrote = true
 	seq, err := t.objects.NextSequence()
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
@@ -703,6 +807,7 @@ func (t *txn) delete(key Key, propagation metav1.DeletionPropagation) error {
 // remove takes the object out of the store (its last state is raw), then deletes what it
 // owns (Background, as the garbage collector) and lets owners waiting in Foreground go.
 func (t *txn) remove(key Key, raw []byte) error {
+	t.wrote = true
 	obj, m, err := decodeMeta(raw)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)

@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+)
+
+// holdLeader makes the next committed change block its committing writer (in the
+// subscriber call, before the next batch starts) until release is called, so that the
+// writes started meanwhile queue up and commit together as one batch.
+func holdLeader(t *testing.T, s *Store) (held <-chan struct{}, release func()) {
+	t.Helper()
+	heldc, releasec := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cancel := s.Subscribe(func(Event) {
+		once.Do(func() {
+			close(heldc)
+			<-releasec
+		})
+	})
+	t.Cleanup(cancel)
+	var rOnce sync.Once
+	return heldc, func() { rOnce.Do(func() { close(releasec) }) }
+}
+
+// waitPending waits until n writes wait for the next batch.
+func waitPending(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.wmu.Lock()
+		got := len(s.pending)
+		s.wmu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes pending, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBatchOneFailureDoesNotFailOthers commits, in one batch, good writes beside a stale
+// update (conflict), a create of an existing object and a create that fails halfway (a key
+// bbolt refuses, after the write took its resourceVersion): each gets its own result.
+func TestBatchOneFailureDoesNotFailOthers(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	existing := newService("existing", "a")
+	if err := s.Create(ctx, existing); err != nil {
+		t.Fatal(err)
+	}
+	stale := existing.ResourceVersion
+	existing.Status.ObservedGeneration = 1
+	if err := s.UpdateStatus(ctx, existing); err != nil {
+		t.Fatal(err)
+	}
+
+	held, release := holdLeader(t, s)
+	defer release()
+	first := make(chan error, 1)
+	go func() { first <- s.Create(ctx, newService("first", "a")) }()
+	<-held
+
+	type result struct {
+		name string
+		err  error
+	}
+	writes := map[string]func() error{
+		"good-0": func() error { return s.Create(ctx, newService("good-0", "a")) },
+		"conflict": func() error {
+			u := newService("existing", "b")
+			u.ResourceVersion = stale
+			return s.Update(ctx, u)
+		},
+		"good-1": func() error { return s.Create(ctx, newService("good-1", "a")) },
+		"exists": func() error { return s.Create(ctx, newService("existing", "c")) },
+		"halfway": func() error {
+			return s.Create(ctx, newService(strings.Repeat("x", 40000), "a")) // key > bbolt's MaxKeySize
+		},
+		"good-2": func() error {
+			u := newService("existing", "d")
+			u.ResourceVersion = existing.ResourceVersion
+			return s.Update(ctx, u)
+		},
+		"good-3": func() error { return s.Create(ctx, newService("good-3", "a")) },
+	}
+	results := make(chan result, len(writes))
+	for name, w := range writes {
+		go func() { results <- result{name, w()} }()
+	}
+	waitPending(t, s, len(writes))
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range writes {
+		r := <-results
+		switch r.name {
+		case "conflict":
+			if !errors.Is(r.err, ErrConflict) {
+				t.Errorf("stale update: %v, want ErrConflict", r.err)
+			}
+		case "exists":
+			if !errors.Is(r.err, ErrExists) {
+				t.Errorf("create of an existing object: %v, want ErrExists", r.err)
+			}
+		case "halfway":
+			if r.err == nil {
+				t.Errorf("create with a %d-byte key succeeded", 40000)
+			}
+		default:
+			if r.err != nil {
+				t.Errorf("%s failed beside the others' failures: %v", r.name, r.err)
+			}
+		}
+	}
+	var got servingv1.Service
+	if err := s.Get(ctx, Key{Kind: "Service", Namespace: "default", Name: "existing"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if img := got.Spec.Template.Spec.Containers[0].Image; img != "d" {
+		t.Errorf("existing has image %q, want d (the good update's)", img)
+	}
+	// Every resourceVersion is in history once, none taken by the write that failed halfway.
+	checkHistory(t, s)
+}
+
+// checkHistory checks that the history holds every resourceVersion from the first to the
+// current one, each naming an object whose stored or last state has it.
+func checkHistory(t *testing.T, s *Store) {
+	t.Helper()
+	events, _, current, err := s.Changes(context.Background(), "Service", "", 0, 1<<30, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(events)) != current {
+		t.Fatalf("history holds %d changes, store is at resourceVersion %d", len(events), current)
+	}
+	for i, e := range events {
+		if e.ResourceVersion != uint64(i+1) {
+			t.Fatalf("change %d has resourceVersion %d", i, e.ResourceVersion)
+		}
+	}
+}
+
+// TestConcurrentWritesDurableAndOrdered has many writers create and update at once: every
+// write that returned is there after the store is reopened, and subscribers heard every
+// change once, in resourceVersion order.
+func TestConcurrentWritesDurableAndOrdered(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var heard []uint64
+	s.Subscribe(func(e Event) {
+		mu.Lock()
+		heard = append(heard, e.ResourceVersion)
+		mu.Unlock()
+	})
+	const writers, each = 16, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each*2)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				svc := newService(fmt.Sprintf("svc-%d-%d", w, i), "a")
+				if err := s.Create(ctx, svc); err != nil {
+					errs <- err
+					continue
+				}
+				svc.Status.ObservedGeneration = 1
+				if err := s.UpdateStatus(ctx, svc); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mu.Lock()
+	if len(heard) != writers*each*2 {
+		t.Errorf("subscriber heard %d changes, want %d", len(heard), writers*each*2)
+	}
+	for i, rv := range heard {
+		if rv != uint64(i+1) {
+			t.Fatalf("change %d heard has resourceVersion %d (heard %v...)", i, rv, heard[:i+1])
+		}
+	}
+	mu.Unlock()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	raws, err := s.List(ctx, "Service", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raws) != writers*each {
+		t.Fatalf("%d Services after reopening, want %d", len(raws), writers*each)
+	}
+	for w := range writers {
+		for i := range each {
+			var got servingv1.Service
+			key := Key{Kind: "Service", Namespace: "default", Name: fmt.Sprintf("svc-%d-%d", w, i)}
+			if err := s.Get(ctx, key, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.ObservedGeneration != 1 {
+				t.Errorf("%s lost its status write", key)
+			}
+		}
+	}
+	checkHistory(t, s)
+	if rv, _ := s.ResourceVersion(); rv != writers*each*2 {
+		t.Errorf("resourceVersion %d after reopening, want %d", rv, writers*each*2)
+	}
+}
+
+// TestDryRunIsNotHeard: a dry run stores nothing, so no subscriber hears of it.
+func TestDryRunIsNotHeard(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mu sync.Mutex
+	var heard []string
+	s.Subscribe(func(e Event) {
+		mu.Lock()
+		heard = append(heard, e.Key.Name+"@"+strconv.FormatUint(e.ResourceVersion, 10))
+		mu.Unlock()
+	})
+	if err := s.CreateWith(ctx, newService("dry", "a"), WriteOptions{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, newService("real", "a")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) != 1 || heard[0] != "real@1" {
+		t.Errorf("subscriber heard %v, want [real@1]", heard)
+	}
+}
