@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -378,7 +379,7 @@ func (s *Store) Update(ctx context.Context, obj Object) error {
 
 // UpdateWith is Update with options.
 func (s *Store) UpdateWith(_ context.Context, obj Object, opts WriteOptions) error {
-	return s.write(obj, opts, func(stored, next map[string]json.RawMessage) {
+	return s.write(obj, opts, true, func(stored, next map[string]json.RawMessage) {
 		setOrDelete(next, "status", stored["status"])
 		if !bytes.Equal(compact(stored["spec"]), compact(next["spec"])) {
 			next["metadata"] = bumpGeneration(next["metadata"])
@@ -393,7 +394,7 @@ func (s *Store) UpdateStatus(ctx context.Context, obj Object) error {
 
 // UpdateStatusWith is UpdateStatus with options.
 func (s *Store) UpdateStatusWith(_ context.Context, obj Object, opts WriteOptions) error {
-	return s.write(obj, opts, func(stored, next map[string]json.RawMessage) {
+	return s.write(obj, opts, false, func(stored, next map[string]json.RawMessage) {
 		status, meta := next["status"], stored["metadata"]
 		if opts.ManagedFields {
 			meta = withManagedFields(stored["metadata"], next["metadata"])
@@ -409,83 +410,145 @@ func (s *Store) UpdateStatusWith(_ context.Context, obj Object, opts WriteOption
 	})
 }
 
-// write merges obj into the stored object with merge, stores it and reads the result back into obj.
-func (s *Store) write(obj Object, opts WriteOptions, merge func(stored, next map[string]json.RawMessage)) error {
+// write merges obj into the stored object with merge, stores it and reads the result back
+// into obj. system says whether merge takes obj's metadata (Update): then the fields the
+// system owns are set in it from the stored object first.
+//
+// The merge (most of the JSON work) is prepared against a read of the stored object, in the
+// writer's goroutine, so that concurrent writers do it at once rather than one after the
+// other in their batch's transaction; the transaction only checks that the object is still
+// the one read (else it prepares again) and stores the result. A write that changes
+// nothing, a stale resourceVersion or a missing object needs no write transaction at all:
+// it is decided at the read, as a read.
+func (s *Store) write(obj Object, opts WriteOptions, system bool, merge func(stored, next map[string]json.RawMessage)) error {
 	key := KeyOf(obj)
-	// The precondition is read once: fn may run again (see commitBatch), and it leaves obj
-	// with the version it wrote.
+	// The caller's object, read once: fn may run again (see commitBatch) and obj then holds
+	// what it wrote.
 	wantRV := obj.GetResourceVersion()
-	err := s.update(opts.DryRun, func(t *txn) error {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("update %s: encode: %w", key, err)
+	}
+	var read *merged
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(objectsBucket).Get(key.bytes())
+		if raw == nil {
+			return fmt.Errorf("update %s: %w", key, ErrNotFound)
+		}
+		read, err = prepareWrite(key, bytes.Clone(raw), data, wantRV, system, merge)
+		return err
+	}); err != nil {
+		return err
+	}
+	if read.same {
+		reset(obj)
+		return json.Unmarshal(read.stored, obj) // nothing changed: no new version, no event
+	}
+	var inObj *merged // the merge obj holds
+	return s.update(opts.DryRun, func(t *txn) error {
 		raw := t.objects.Get(key.bytes())
 		if raw == nil {
 			return fmt.Errorf("update %s: %w", key, ErrNotFound)
 		}
-		var stored, next map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &stored); err != nil {
-			return fmt.Errorf("update %s: decode stored: %w", key, err)
+		m := read
+		if !bytes.Equal(raw, read.stored) {
+			// Written since it was read: merge again, with the precondition, against what is there.
+			var err error
+			if m, err = prepareWrite(key, raw, data, wantRV, system, merge); err != nil {
+				return err
+			}
+			if m.same {
+				reset(obj)
+				return json.Unmarshal(raw, obj)
+			}
 		}
-		var meta metav1.ObjectMeta
-		if err := json.Unmarshal(stored["metadata"], &meta); err != nil {
-			return fmt.Errorf("update %s: decode stored metadata: %w", key, err)
-		}
-		if wantRV != "" && wantRV != meta.ResourceVersion {
-			return fmt.Errorf("update %s: %w", key, ErrConflict)
-		}
-		// Fields the system owns are never taken from the caller.
-		obj.SetUID(meta.UID)
-		obj.SetCreationTimestamp(meta.CreationTimestamp)
-		obj.SetGeneration(meta.Generation)
-		obj.SetResourceVersion(meta.ResourceVersion)
-		obj.SetDeletionTimestamp(meta.DeletionTimestamp)
-		obj.SetDeletionGracePeriodSeconds(meta.DeletionGracePeriodSeconds)
-		data, err := json.Marshal(obj)
-		if err != nil {
-			return fmt.Errorf("update %s: encode: %w", key, err)
-		}
-		if err := json.Unmarshal(data, &next); err != nil {
-			return fmt.Errorf("update %s: %w", key, err)
-		}
-		merge(stored, next)
-		if meta.DeletionTimestamp != nil {
-			// As the Kubernetes API server: an object on its way out takes no new finalizer.
-			var nm metav1.ObjectMeta
-			if err := json.Unmarshal(next["metadata"], &nm); err != nil {
+		if inObj != m {
+			reset(obj)
+			if err := json.Unmarshal(m.result, obj); err != nil {
 				return fmt.Errorf("update %s: %w", key, err)
 			}
-			var added []string
-			for _, f := range nm.Finalizers {
-				if !slices.Contains(meta.Finalizers, f) {
-					added = append(added, f)
-				}
-			}
-			if len(added) > 0 {
-				return &ForbiddenError{Field: "metadata.finalizers",
-					Reason: fmt.Sprintf("no new finalizers can be added if the object is being deleted, found new finalizers %q", added)}
-			}
-		}
-		merged, err := json.Marshal(next)
-		if err != nil {
-			return fmt.Errorf("update %s: encode: %w", key, err)
-		}
-		if canonical, err := json.Marshal(stored); err == nil && bytes.Equal(canonical, merged) {
-			reset(obj)
-			return json.Unmarshal(raw, obj) // nothing changed: no new version, no event
-		}
-		reset(obj)
-		if err := json.Unmarshal(merged, obj); err != nil {
-			return fmt.Errorf("update %s: %w", key, err)
+			inObj = m
 		}
 		if obj.GetDeletionTimestamp() != nil && len(obj.GetFinalizers()) == 0 {
 			// The last finalizer is gone: the object goes, and what it owns after it.
-			if err := t.remove(key, merged); err != nil {
+			if err := t.remove(key, m.result); err != nil {
 				return err
 			}
 			reset(obj)
+			inObj = nil
 			return json.Unmarshal(t.removed[key], obj)
 		}
-		return t.put(key, obj, Modified, meta.Labels)
+		return t.put(key, obj, Modified, m.prevLabels)
 	})
-	return err
+}
+
+// merged is an update prepared against one state of the stored object.
+type merged struct {
+	stored     []byte // the stored object it was merged with
+	same       bool   // the update changes nothing
+	result     []byte // the object after the update (without its new resourceVersion)
+	prevLabels map[string]string
+}
+
+// prepareWrite merges data (the caller's object, whose resourceVersion was wantRV) into
+// stored (see write).
+func prepareWrite(key Key, stored, data []byte, wantRV string, system bool, merge func(stored, next map[string]json.RawMessage)) (*merged, error) {
+	var have, next map[string]json.RawMessage
+	if err := json.Unmarshal(stored, &have); err != nil {
+		return nil, fmt.Errorf("update %s: decode stored: %w", key, err)
+	}
+	var meta metav1.ObjectMeta
+	if err := json.Unmarshal(have["metadata"], &meta); err != nil {
+		return nil, fmt.Errorf("update %s: decode stored metadata: %w", key, err)
+	}
+	if wantRV != "" && wantRV != meta.ResourceVersion {
+		return nil, fmt.Errorf("update %s: %w", key, ErrConflict)
+	}
+	if err := json.Unmarshal(data, &next); err != nil {
+		return nil, fmt.Errorf("update %s: %w", key, err)
+	}
+	if system {
+		// Fields the system owns are never taken from the caller.
+		var nm metav1.ObjectMeta
+		if err := json.Unmarshal(next["metadata"], &nm); err != nil {
+			return nil, fmt.Errorf("update %s: decode metadata: %w", key, err)
+		}
+		nm.UID, nm.CreationTimestamp, nm.Generation = meta.UID, meta.CreationTimestamp, meta.Generation
+		nm.ResourceVersion = meta.ResourceVersion
+		nm.DeletionTimestamp, nm.DeletionGracePeriodSeconds = meta.DeletionTimestamp, meta.DeletionGracePeriodSeconds
+		mb, err := json.Marshal(&nm)
+		if err != nil {
+			return nil, fmt.Errorf("update %s: encode metadata: %w", key, err)
+		}
+		next["metadata"] = mb
+	}
+	merge(have, next)
+	if meta.DeletionTimestamp != nil {
+		// As the Kubernetes API server: an object on its way out takes no new finalizer.
+		var nm metav1.ObjectMeta
+		if err := json.Unmarshal(next["metadata"], &nm); err != nil {
+			return nil, fmt.Errorf("update %s: %w", key, err)
+		}
+		var added []string
+		for _, f := range nm.Finalizers {
+			if !slices.Contains(meta.Finalizers, f) {
+				added = append(added, f)
+			}
+		}
+		if len(added) > 0 {
+			return nil, &ForbiddenError{Field: "metadata.finalizers",
+				Reason: fmt.Sprintf("no new finalizers can be added if the object is being deleted, found new finalizers %q", added)}
+		}
+	}
+	// Both sides are encoding/json's output, so compact: equal values are equal bytes.
+	if maps.EqualFunc(have, next, func(a, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
+		return &merged{stored: stored, same: true}, nil
+	}
+	result, err := json.Marshal(next)
+	if err != nil {
+		return nil, fmt.Errorf("update %s: encode: %w", key, err)
+	}
+	return &merged{stored: stored, result: result, prevLabels: meta.Labels}, nil
 }
 
 // DeleteOptions are Kubernetes' DeleteOptions the store acts on.
