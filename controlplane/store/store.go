@@ -792,9 +792,15 @@ func (t *txn) putRaw(key Key, obj map[string]json.RawMessage, m *metav1.ObjectMe
 func (t *txn) record(e Event) error {
 	rec := e
 	rec.ResourceVersion = 0 // the history key holds it
+	rec.Object = nil
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("record change to %s: %w", e.Key, err)
+	}
+	if e.Object != nil {
+		// The object is encoding/json's output already: spliced in, not validated and
+		// compacted again as json.Marshal does with a RawMessage.
+		data = slices.Concat([]byte(`{"object":`), e.Object, []byte(","), data[1:])
 	}
 	if err := t.hist.Put(rvBytes(e.ResourceVersion), data); err != nil {
 		return fmt.Errorf("record change to %s: %w", e.Key, err)
