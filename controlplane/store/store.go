@@ -544,11 +544,24 @@ func prepareWrite(key Key, stored, data []byte, wantRV string, system bool, merg
 	if maps.EqualFunc(have, next, func(a, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
 		return &merged{stored: stored, same: true}, nil
 	}
-	result, err := json.Marshal(next)
-	if err != nil {
-		return nil, fmt.Errorf("update %s: encode: %w", key, err)
+	return &merged{stored: stored, result: joinFields(next), prevLabels: meta.Labels}, nil
+}
+
+// joinFields encodes an object's top-level fields, each encoding/json's output already, as
+// json.Marshal would (keys sorted) without validating and compacting every value again.
+func joinFields(fields map[string]json.RawMessage) []byte {
+	keys := slices.Sorted(maps.Keys(fields))
+	out := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		kb, _ := json.Marshal(k) // a string always encodes
+		out = append(out, kb...)
+		out = append(out, ':')
+		out = append(out, fields[k]...)
 	}
-	return &merged{stored: stored, result: result, prevLabels: meta.Labels}, nil
+	return append(out, '}')
 }
 
 // DeleteOptions are Kubernetes' DeleteOptions the store acts on.
