@@ -6,6 +6,11 @@
 // owned objects (Background, Foreground, Orphan) and finalizers. Defaulting and validation are
 // not its job: the API in front of it (controlplane/apiserver, api.Admit) does them, and what
 // the reconcilers write through it is trusted.
+//
+// A write returns once it is durable. Writes that arrive together share one bbolt
+// transaction and so one fdatasync (group commit, see update): the reconcilers write status
+// from several workers at once, and a transaction and a sync for each write made the store a
+// fifth of the CPU of applying 500 Services. Each write still succeeds or fails on its own.
 package store
 
 import (
