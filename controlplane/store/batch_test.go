@@ -282,3 +282,54 @@ func TestDryRunIsNotHeard(t *testing.T) {
 		t.Errorf("subscriber heard %v, want [real@1]", heard)
 	}
 }
+
+// TestBatchPanicStaysWithItsWriter: a write that panics in a batch panics in its own
+// writer's goroutine; the writes batched with it are committed, and the store goes on.
+func TestBatchPanicStaysWithItsWriter(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	held, release := holdLeader(t, s)
+	defer release()
+	first := make(chan error, 1)
+	go func() { first <- s.Create(ctx, newService("first", "a")) }()
+	<-held
+
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		_ = s.update(false, func(t *txn) error {
+			if err := t.put(Key{Kind: "Service", Namespace: "default", Name: "half"}, newService("half", "a"), Added, nil); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	good := make(chan error, 2)
+	for _, name := range []string{"good-0", "good-1"} {
+		go func() { good <- s.Create(ctx, newService(name, "a")) }()
+	}
+	waitPending(t, s, 3)
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if p := <-panicked; p != "boom" {
+		t.Errorf("the panicking write's writer recovered %v, want boom", p)
+	}
+	for range 2 {
+		if err := <-good; err != nil {
+			t.Errorf("a write batched with one that panicked: %v", err)
+		}
+	}
+	if err := s.Get(ctx, Key{Kind: "Service", Namespace: "default", Name: "half"}, &servingv1.Service{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("what the panicking write stored before it panicked: %v, want it rolled back (not found)", err)
+	}
+	if err := s.Create(ctx, newService("after", "a")); err != nil {
+		t.Errorf("a write after the panic: %v", err)
+	}
+	checkHistory(t, s)
+}

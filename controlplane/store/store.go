@@ -650,6 +650,29 @@ type writeReq struct {
 	// to commit the pending batch itself (lead true).
 	wake chan struct{}
 	lead bool
+	// panicked is what fn panicked with: its writer panics with it, the others go on.
+	panicked any
+}
+
+// run runs the write's fn in t, turning a panic into an error (see panicked).
+func (r *writeReq) run(t *txn) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panicked = p
+			t.wrote = true // whatever it did is taken back with the transaction
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+	}()
+	r.panicked = nil
+	return r.fn(t)
+}
+
+// result is the write's outcome for its writer.
+func (r *writeReq) result() error {
+	if r.panicked != nil {
+		panic(r.panicked)
+	}
+	return r.err
 }
 
 // errRollback aborts a batch's transaction when one of its writes failed after changing it.
@@ -686,14 +709,14 @@ func (s *Store) update(dryRun bool, fn func(t *txn) error) error {
 		s.wmu.Unlock()
 		<-req.wake
 		if !req.lead {
-			return req.err
+			return req.result()
 		}
 	} else {
 		s.leading = true
 		s.wmu.Unlock()
 	}
 	s.commitPending(req)
-	return req.err
+	return req.result()
 }
 
 // commitPending commits the pending writes (self's among them) as one batch, then wakes
@@ -734,7 +757,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		events = nil
 		for i, r := range batch {
 			t.events, t.removed, t.wrote = nil, nil, false
-			r.err = r.fn(t)
+			r.err = r.run(t)
 			if r.err != nil && t.wrote {
 				failed, failure = i, r.err
 				return errRollback
