@@ -358,7 +358,7 @@ func (s *Store) Create(ctx context.Context, obj Object) error {
 // CreateWith is Create with options.
 func (s *Store) CreateWith(_ context.Context, obj Object, opts WriteOptions) error {
 	key := KeyOf(obj)
-	err := s.update(opts.DryRun, func(t *txn) error {
+	return s.update(opts.DryRun, func(t *txn) error {
 		if t.objects.Get(key.bytes()) != nil {
 			return fmt.Errorf("create %s: %w", key, ErrExists)
 		}
@@ -372,7 +372,6 @@ func (s *Store) CreateWith(_ context.Context, obj Object, opts WriteOptions) err
 		obj.SetCreationTimestamp(metav1.NewTime(s.now().Truncate(time.Second)))
 		return t.put(key, obj, Added, nil)
 	})
-	return err
 }
 
 // Update replaces an object's metadata and spec, keeping its stored status. A non-empty
