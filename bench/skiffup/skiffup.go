@@ -130,20 +130,35 @@ func Start(o Options) (*Up, error) {
 
 // Apply applies a (multi-document) manifest and waits until every Service in it is Ready.
 func (u *Up) Apply(ctx context.Context, manifest string) error {
-	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifest))
+	services, err := u.Create(ctx, manifest)
 	if err != nil {
 		return err
+	}
+	return u.WaitReady(ctx, services)
+}
+
+// Create applies manifest (in namespace default) and returns the names of its Services,
+// without waiting for them.
+func (u *Up) Create(ctx context.Context, manifest string) ([]string, error) {
+	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifest))
+	if err != nil {
+		return nil, err
 	}
 	var services []string
 	for _, d := range docs {
 		res, err := u.API.Apply(ctx, d, "default")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if res.Kind.Kind == "Service" {
 			services = append(services, res.Name)
 		}
 	}
+	return services, nil
+}
+
+// WaitReady waits for the Services named (in namespace default) to be Ready.
+func (u *Up) WaitReady(ctx context.Context, services []string) error {
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(u.readyTimeout, 2*time.Minute))
 	defer cancel()
 	for _, name := range services {

@@ -6,6 +6,11 @@
 // owned objects (Background, Foreground, Orphan) and finalizers. Defaulting and validation are
 // not its job: the API in front of it (controlplane/apiserver, api.Admit) does them, and what
 // the reconcilers write through it is trusted.
+//
+// A write returns once it is durable. Writes that arrive together share one bbolt
+// transaction and so one fdatasync (group commit, see update): the reconcilers write status
+// from several workers at once, and a transaction and a sync for each write made the store a
+// fifth of the CPU of applying 500 Services. Each write still succeeds or fails on its own.
 package store
 
 import (
@@ -15,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -131,6 +137,13 @@ type Store struct {
 	handlers map[int]func(Event)
 	nextID   int
 	changed  chan struct{} // closed at the next commit, then replaced
+
+	// Group commit: writes that arrive while one batch commits wait in pending, and one of
+	// them (the leader) commits them all in the next transaction, so that concurrent writers
+	// share one fdatasync instead of queueing for one each.
+	wmu     sync.Mutex
+	pending []*writeReq
+	leading bool // a goroutine is committing a batch
 }
 
 var (
@@ -186,7 +199,9 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 // Close closes the database file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Subscribe calls fn after every committed change, until cancel is called. fn must not block.
+// Subscribe calls fn after every committed change, in resourceVersion order, until cancel is
+// called. fn must not block, nor write to the store (it is called by the writer that
+// committed the change, before the next batch of writes commits).
 func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -343,8 +358,7 @@ func (s *Store) Create(ctx context.Context, obj Object) error {
 // CreateWith is Create with options.
 func (s *Store) CreateWith(_ context.Context, obj Object, opts WriteOptions) error {
 	key := KeyOf(obj)
-	var events []Event
-	err := s.update(opts.DryRun, func(t *txn) error {
+	return s.update(opts.DryRun, func(t *txn) error {
 		if t.objects.Get(key.bytes()) != nil {
 			return fmt.Errorf("create %s: %w", key, ErrExists)
 		}
@@ -356,17 +370,8 @@ func (s *Store) CreateWith(_ context.Context, obj Object, opts WriteOptions) err
 		obj.SetUID(types.UID(uuid.NewUUID()))
 		obj.SetGeneration(1)
 		obj.SetCreationTimestamp(metav1.NewTime(s.now().Truncate(time.Second)))
-		if err := t.put(key, obj, Added, nil); err != nil {
-			return err
-		}
-		events = t.events
-		return nil
+		return t.put(key, obj, Added, nil)
 	})
-	if err != nil {
-		return err
-	}
-	s.notify(events)
-	return nil
 }
 
 // Update replaces an object's metadata and spec, keeping its stored status. A non-empty
@@ -378,7 +383,7 @@ func (s *Store) Update(ctx context.Context, obj Object) error {
 
 // UpdateWith is Update with options.
 func (s *Store) UpdateWith(_ context.Context, obj Object, opts WriteOptions) error {
-	return s.write(obj, opts, func(stored, next map[string]json.RawMessage) {
+	return s.write(obj, opts, true, func(stored, next map[string]json.RawMessage) {
 		setOrDelete(next, "status", stored["status"])
 		if !bytes.Equal(compact(stored["spec"]), compact(next["spec"])) {
 			next["metadata"] = bumpGeneration(next["metadata"])
@@ -393,7 +398,7 @@ func (s *Store) UpdateStatus(ctx context.Context, obj Object) error {
 
 // UpdateStatusWith is UpdateStatus with options.
 func (s *Store) UpdateStatusWith(_ context.Context, obj Object, opts WriteOptions) error {
-	return s.write(obj, opts, func(stored, next map[string]json.RawMessage) {
+	return s.write(obj, opts, false, func(stored, next map[string]json.RawMessage) {
 		status, meta := next["status"], stored["metadata"]
 		if opts.ManagedFields {
 			meta = withManagedFields(stored["metadata"], next["metadata"])
@@ -409,90 +414,158 @@ func (s *Store) UpdateStatusWith(_ context.Context, obj Object, opts WriteOption
 	})
 }
 
-// write merges obj into the stored object with merge, stores it and reads the result back into obj.
-func (s *Store) write(obj Object, opts WriteOptions, merge func(stored, next map[string]json.RawMessage)) error {
+// write merges obj into the stored object with merge, stores it and reads the result back
+// into obj. system says whether merge takes obj's metadata (Update): then the fields the
+// system owns are set in it from the stored object first.
+//
+// The merge (most of the JSON work) is prepared against a read of the stored object, in the
+// writer's goroutine, so that concurrent writers do it at once rather than one after the
+// other in their batch's transaction; the transaction only checks that the object is still
+// the one read (else it prepares again) and stores the result. A write that changes
+// nothing, a stale resourceVersion or a missing object needs no write transaction at all:
+// it is decided at the read, as a read.
+func (s *Store) write(obj Object, opts WriteOptions, system bool, merge func(stored, next map[string]json.RawMessage)) error {
 	key := KeyOf(obj)
-	var events []Event
-	err := s.update(opts.DryRun, func(t *txn) error {
+	// The caller's object, read once: fn may run again (see commitBatch) and obj then holds
+	// what it wrote.
+	wantRV := obj.GetResourceVersion()
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("update %s: encode: %w", key, err)
+	}
+	var read *merged
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(objectsBucket).Get(key.bytes())
+		if raw == nil {
+			return fmt.Errorf("update %s: %w", key, ErrNotFound)
+		}
+		read, err = prepareWrite(key, bytes.Clone(raw), data, wantRV, system, merge)
+		return err
+	}); err != nil {
+		return err
+	}
+	if read.same {
+		reset(obj)
+		return json.Unmarshal(read.stored, obj) // nothing changed: no new version, no event
+	}
+	var inObj *merged // the merge obj holds
+	return s.update(opts.DryRun, func(t *txn) error {
 		raw := t.objects.Get(key.bytes())
 		if raw == nil {
 			return fmt.Errorf("update %s: %w", key, ErrNotFound)
 		}
-		var stored, next map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &stored); err != nil {
-			return fmt.Errorf("update %s: decode stored: %w", key, err)
+		m := read
+		if !bytes.Equal(raw, read.stored) {
+			// Written since it was read: merge again, with the precondition, against what is there.
+			var err error
+			if m, err = prepareWrite(key, raw, data, wantRV, system, merge); err != nil {
+				return err
+			}
+			if m.same {
+				reset(obj)
+				return json.Unmarshal(raw, obj)
+			}
 		}
-		var meta metav1.ObjectMeta
-		if err := json.Unmarshal(stored["metadata"], &meta); err != nil {
-			return fmt.Errorf("update %s: decode stored metadata: %w", key, err)
-		}
-		if rv := obj.GetResourceVersion(); rv != "" && rv != meta.ResourceVersion {
-			return fmt.Errorf("update %s: %w", key, ErrConflict)
-		}
-		// Fields the system owns are never taken from the caller.
-		obj.SetUID(meta.UID)
-		obj.SetCreationTimestamp(meta.CreationTimestamp)
-		obj.SetGeneration(meta.Generation)
-		obj.SetResourceVersion(meta.ResourceVersion)
-		obj.SetDeletionTimestamp(meta.DeletionTimestamp)
-		obj.SetDeletionGracePeriodSeconds(meta.DeletionGracePeriodSeconds)
-		data, err := json.Marshal(obj)
-		if err != nil {
-			return fmt.Errorf("update %s: encode: %w", key, err)
-		}
-		if err := json.Unmarshal(data, &next); err != nil {
-			return fmt.Errorf("update %s: %w", key, err)
-		}
-		merge(stored, next)
-		if meta.DeletionTimestamp != nil {
-			// As the Kubernetes API server: an object on its way out takes no new finalizer.
-			var nm metav1.ObjectMeta
-			if err := json.Unmarshal(next["metadata"], &nm); err != nil {
+		if inObj != m {
+			reset(obj)
+			if err := json.Unmarshal(m.result, obj); err != nil {
 				return fmt.Errorf("update %s: %w", key, err)
 			}
-			var added []string
-			for _, f := range nm.Finalizers {
-				if !slices.Contains(meta.Finalizers, f) {
-					added = append(added, f)
-				}
-			}
-			if len(added) > 0 {
-				return &ForbiddenError{Field: "metadata.finalizers",
-					Reason: fmt.Sprintf("no new finalizers can be added if the object is being deleted, found new finalizers %q", added)}
-			}
-		}
-		merged, err := json.Marshal(next)
-		if err != nil {
-			return fmt.Errorf("update %s: encode: %w", key, err)
-		}
-		if canonical, err := json.Marshal(stored); err == nil && bytes.Equal(canonical, merged) {
-			reset(obj)
-			return json.Unmarshal(raw, obj) // nothing changed: no new version, no event
-		}
-		reset(obj)
-		if err := json.Unmarshal(merged, obj); err != nil {
-			return fmt.Errorf("update %s: %w", key, err)
+			inObj = m
 		}
 		if obj.GetDeletionTimestamp() != nil && len(obj.GetFinalizers()) == 0 {
 			// The last finalizer is gone: the object goes, and what it owns after it.
-			if err := t.remove(key, merged); err != nil {
+			if err := t.remove(key, m.result); err != nil {
 				return err
 			}
 			reset(obj)
-			if err := json.Unmarshal(t.removed[key], obj); err != nil {
-				return err
-			}
-		} else if err := t.put(key, obj, Modified, meta.Labels); err != nil {
-			return err
+			inObj = nil
+			return json.Unmarshal(t.removed[key], obj)
 		}
-		events = t.events
-		return nil
+		return t.put(key, obj, Modified, m.prevLabels)
 	})
-	if err != nil {
-		return err
+}
+
+// merged is an update prepared against one state of the stored object.
+type merged struct {
+	stored     []byte // the stored object it was merged with
+	same       bool   // the update changes nothing
+	result     []byte // the object after the update (without its new resourceVersion)
+	prevLabels map[string]string
+}
+
+// prepareWrite merges data (the caller's object, whose resourceVersion was wantRV) into
+// stored (see write).
+func prepareWrite(key Key, stored, data []byte, wantRV string, system bool, merge func(stored, next map[string]json.RawMessage)) (*merged, error) {
+	var have, next map[string]json.RawMessage
+	if err := json.Unmarshal(stored, &have); err != nil {
+		return nil, fmt.Errorf("update %s: decode stored: %w", key, err)
 	}
-	s.notify(events)
-	return nil
+	var meta metav1.ObjectMeta
+	if err := json.Unmarshal(have["metadata"], &meta); err != nil {
+		return nil, fmt.Errorf("update %s: decode stored metadata: %w", key, err)
+	}
+	if wantRV != "" && wantRV != meta.ResourceVersion {
+		return nil, fmt.Errorf("update %s: %w", key, ErrConflict)
+	}
+	if err := json.Unmarshal(data, &next); err != nil {
+		return nil, fmt.Errorf("update %s: %w", key, err)
+	}
+	if system {
+		// Fields the system owns are never taken from the caller.
+		var nm metav1.ObjectMeta
+		if err := json.Unmarshal(next["metadata"], &nm); err != nil {
+			return nil, fmt.Errorf("update %s: decode metadata: %w", key, err)
+		}
+		nm.UID, nm.CreationTimestamp, nm.Generation = meta.UID, meta.CreationTimestamp, meta.Generation
+		nm.ResourceVersion = meta.ResourceVersion
+		nm.DeletionTimestamp, nm.DeletionGracePeriodSeconds = meta.DeletionTimestamp, meta.DeletionGracePeriodSeconds
+		mb, err := json.Marshal(&nm)
+		if err != nil {
+			return nil, fmt.Errorf("update %s: encode metadata: %w", key, err)
+		}
+		next["metadata"] = mb
+	}
+	merge(have, next)
+	if meta.DeletionTimestamp != nil {
+		// As the Kubernetes API server: an object on its way out takes no new finalizer.
+		var nm metav1.ObjectMeta
+		if err := json.Unmarshal(next["metadata"], &nm); err != nil {
+			return nil, fmt.Errorf("update %s: %w", key, err)
+		}
+		var added []string
+		for _, f := range nm.Finalizers {
+			if !slices.Contains(meta.Finalizers, f) {
+				added = append(added, f)
+			}
+		}
+		if len(added) > 0 {
+			return nil, &ForbiddenError{Field: "metadata.finalizers",
+				Reason: fmt.Sprintf("no new finalizers can be added if the object is being deleted, found new finalizers %q", added)}
+		}
+	}
+	// Both sides are encoding/json's output, so compact: equal values are equal bytes.
+	if maps.EqualFunc(have, next, func(a, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
+		return &merged{stored: stored, same: true}, nil
+	}
+	return &merged{stored: stored, result: joinFields(next), prevLabels: meta.Labels}, nil
+}
+
+// joinFields encodes an object's top-level fields, each encoding/json's output already, as
+// json.Marshal would (keys sorted) without validating and compacting every value again.
+func joinFields(fields map[string]json.RawMessage) []byte {
+	keys := slices.Sorted(maps.Keys(fields))
+	out := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		kb, _ := json.Marshal(k) // a string always encodes
+		out = append(out, kb...)
+		out = append(out, ':')
+		out = append(out, fields[k]...)
+	}
+	return append(out, '}')
 }
 
 // DeleteOptions are Kubernetes' DeleteOptions the store acts on.
@@ -518,10 +591,10 @@ func (s *Store) Delete(ctx context.Context, key Key) error {
 // dependents that block it) is only marked (deletionTimestamp) and goes once they are gone.
 // It returns the object as deleted or marked, and whether it is gone.
 func (s *Store) DeleteWith(_ context.Context, key Key, opts DeleteOptions) (json.RawMessage, bool, error) {
-	var events []Event
 	var out json.RawMessage
 	gone := false
 	err := s.update(opts.DryRun, func(t *txn) error {
+		out, gone = nil, false
 		raw := t.objects.Get(key.bytes())
 		if raw == nil {
 			return fmt.Errorf("delete %s: %w", key, ErrNotFound)
@@ -547,44 +620,177 @@ func (s *Store) DeleteWith(_ context.Context, key Key, opts DeleteOptions) (json
 		} else {
 			out, gone = t.removed[key], true
 		}
-		events = t.events
 		return nil
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	s.notify(events)
 	return out, gone, nil
 }
 
-// txn is one write transaction: it numbers each change and records it in history.
+// txn is one write transaction: it numbers each change and records it in history. Several
+// writes (a batch) can share one; events and removed are those of the write running.
 type txn struct {
 	s                   *Store
 	tx                  *bolt.Tx
 	objects, hist, meta *bolt.Bucket
 	events              []Event
-	removed             map[Key][]byte // last states of what this transaction removed
+	removed             map[Key][]byte // last states of what this write removed
+	// wrote says the write running has changed the transaction: if it then fails, its
+	// changes cannot be taken back alone, and the whole transaction is rolled back.
+	wrote bool
 }
 
-func (s *Store) update(dryRun bool, fn func(t *txn) error) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := &txn{s: s, tx: tx, objects: tx.Bucket(objectsBucket), hist: tx.Bucket(historyBucket), meta: tx.Bucket(metaBucket)}
-		if err := fn(t); err != nil {
-			return err
+// writeReq is one write waiting for its batch to commit.
+type writeReq struct {
+	fn  func(t *txn) error
+	err error
+	// wake gets one value: when the request's batch has committed (lead false), or when it is
+	// to commit the pending batch itself (lead true).
+	wake chan struct{}
+	lead bool
+	// panicked is what fn panicked with: its writer panics with it, the others go on.
+	panicked any
+}
+
+// run runs the write's fn in t, turning a panic into an error (see panicked).
+func (r *writeReq) run(t *txn) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panicked = p
+			t.wrote = true // whatever it did is taken back with the transaction
+			err = fmt.Errorf("write panicked: %v", p)
 		}
-		if dryRun {
+	}()
+	r.panicked = nil
+	return r.fn(t)
+}
+
+// result is the write's outcome for its writer.
+func (r *writeReq) result() error {
+	if r.panicked != nil {
+		panic(r.panicked)
+	}
+	return r.err
+}
+
+// errRollback aborts a batch's transaction when one of its writes failed after changing it.
+var errRollback = errors.New("roll back the batch")
+
+// update runs fn in a write transaction and returns once its changes are durable (or
+// failed). Concurrent updates are committed together (group commit): each runs in turn in
+// one bbolt transaction, so they share its fdatasync. One write's failure does not fail
+// the others: a write that fails before changing anything is left out of the commit; one
+// that fails halfway rolls the transaction back, then runs alone and the others again
+// without it. fn may therefore run more than once; it must set its results afresh each
+// time. Subscribers hear of every change in resourceVersion order, before update returns.
+//
+// bbolt's DB.Batch does the same with two differences that matter here: it waits up to
+// MaxBatchDelay (10 ms) for more writers, and any failing write, even a conflict that
+// changed nothing (common under optimistic concurrency), reruns the whole batch.
+func (s *Store) update(dryRun bool, fn func(t *txn) error) error {
+	if dryRun {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			if err := fn(s.newTxn(tx)); err != nil {
+				return err
+			}
 			return errDryRun
+		})
+		if errors.Is(err, errDryRun) {
+			return nil
+		}
+		return err
+	}
+	req := &writeReq{fn: fn, wake: make(chan struct{}, 1)}
+	s.wmu.Lock()
+	s.pending = append(s.pending, req)
+	if s.leading {
+		s.wmu.Unlock()
+		<-req.wake
+		if !req.lead {
+			return req.result()
+		}
+	} else {
+		s.leading = true
+		s.wmu.Unlock()
+	}
+	s.commitPending(req)
+	return req.result()
+}
+
+// commitPending commits the pending writes (self's among them) as one batch, then wakes
+// their writers and hands the lead to the first write that arrived meanwhile.
+func (s *Store) commitPending(self *writeReq) {
+	s.wmu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.wmu.Unlock()
+	s.commitBatch(batch)
+	s.wmu.Lock()
+	var next *writeReq
+	if len(s.pending) > 0 {
+		next = s.pending[0]
+		next.lead = true
+	} else {
+		s.leading = false
+	}
+	s.wmu.Unlock()
+	for _, r := range batch {
+		if r != self {
+			r.wake <- struct{}{}
+		}
+	}
+	if next != nil {
+		next.wake <- struct{}{}
+	}
+}
+
+// commitBatch runs the writes of batch in one transaction, in order, sets each one's
+// error, and tells subscribers about the committed changes.
+func (s *Store) commitBatch(batch []*writeReq) {
+	failed := -1
+	var failure error
+	var events []Event
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t := s.newTxn(tx)
+		events = nil
+		for i, r := range batch {
+			t.events, t.removed, t.wrote = nil, nil, false
+			r.err = r.run(t)
+			if r.err != nil && t.wrote {
+				failed, failure = i, r.err
+				return errRollback
+			}
+			events = append(events, t.events...)
 		}
 		return t.compact()
 	})
-	if errors.Is(err, errDryRun) {
-		return nil
+	switch {
+	case failed >= 0 && len(batch) == 1:
+		batch[0].err = failure
+	case failed >= 0:
+		// Alone, it fails again with nothing of it stored, or succeeds against the state
+		// before the others: either is an order concurrent writes may take.
+		s.commitBatch(batch[failed : failed+1])
+		rest := append(slices.Clone(batch[:failed]), batch[failed+1:]...)
+		s.commitBatch(rest)
+	case err != nil:
+		// Nothing is stored (the commit or the history's compaction failed).
+		for _, r := range batch {
+			r.err = err
+		}
+	default:
+		s.notify(events)
 	}
-	return err
+}
+
+func (s *Store) newTxn(tx *bolt.Tx) *txn {
+	return &txn{s: s, tx: tx, objects: tx.Bucket(objectsBucket), hist: tx.Bucket(historyBucket), meta: tx.Bucket(metaBucket)}
 }
 
 // put stores obj under the next resourceVersion and records the change.
 func (t *txn) put(key Key, obj Object, typ EventType, prevLabels map[string]string) error {
+	t.wrote = true
 	seq, err := t.objects.NextSequence()
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
@@ -602,6 +808,7 @@ func (t *txn) put(key Key, obj Object, typ EventType, prevLabels map[string]stri
 
 // putRaw stores an object given as JSON (metadata decoded in m) under the next resourceVersion.
 func (t *txn) putRaw(key Key, obj map[string]json.RawMessage, m *metav1.ObjectMeta, prevLabels map[string]string) error {
+	t.wrote = true
 	seq, err := t.objects.NextSequence()
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
@@ -625,9 +832,15 @@ func (t *txn) putRaw(key Key, obj map[string]json.RawMessage, m *metav1.ObjectMe
 func (t *txn) record(e Event) error {
 	rec := e
 	rec.ResourceVersion = 0 // the history key holds it
+	rec.Object = nil
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("record change to %s: %w", e.Key, err)
+	}
+	if e.Object != nil {
+		// The object is encoding/json's output already: spliced in, not validated and
+		// compacted again as json.Marshal does with a RawMessage.
+		data = slices.Concat([]byte(`{"object":`), e.Object, []byte(","), data[1:])
 	}
 	if err := t.hist.Put(rvBytes(e.ResourceVersion), data); err != nil {
 		return fmt.Errorf("record change to %s: %w", e.Key, err)
@@ -703,6 +916,7 @@ func (t *txn) delete(key Key, propagation metav1.DeletionPropagation) error {
 // remove takes the object out of the store (its last state is raw), then deletes what it
 // owns (Background, as the garbage collector) and lets owners waiting in Foreground go.
 func (t *txn) remove(key Key, raw []byte) error {
+	t.wrote = true
 	obj, m, err := decodeMeta(raw)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +69,29 @@ type Store struct {
 	mu       sync.RWMutex
 	counters map[string]*Counter
 	gauges   map[string]*Gauge
+	names    uint64 // goes up with every stat created (none is removed)
+
+	// selections caches, per filter, the stats it matches, sorted, while no stat is
+	// created: a scraper asking for the same few stats every couple of seconds (the
+	// autoscaler's ?filter=) then costs what it gets, not a match of every name.
+	selMu      sync.Mutex
+	selections map[string]*selection
 }
+
+// selection is the stats a filter matched, sorted by name, when the store had names stats.
+type selection struct {
+	names uint64
+	stats []selected
+}
+
+type selected struct {
+	name string
+	c    *Counter
+	g    *Gauge
+}
+
+// maxSelections bounds the cached selections (filters come from scrapers' requests).
+const maxSelections = 16
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
@@ -87,6 +111,7 @@ func (s *Store) Counter(name string) *Counter {
 	if c, ok = s.counters[name]; !ok {
 		c = &Counter{}
 		s.counters[name] = c
+		s.names++
 	}
 	return c
 }
@@ -104,12 +129,19 @@ func (s *Store) Gauge(name string) *Gauge {
 	if g, ok = s.gauges[name]; !ok {
 		g = &Gauge{}
 		s.gauges[name] = g
+		s.names++
 	}
 	return g
 }
 
 // Snapshot returns every stat, sorted by name.
-func (s *Store) Snapshot() []Stat {
+func (s *Store) Snapshot() []Stat { return s.snapshot(nil) }
+
+// snapshot returns the stats whose names match filter (all when nil), sorted by name.
+func (s *Store) snapshot(filter *regexp.Regexp) []Stat {
+	if filter != nil {
+		return s.selected(filter)
+	}
 	s.mu.RLock()
 	out := make([]Stat, 0, len(s.counters)+len(s.gauges))
 	for n, c := range s.counters {
@@ -119,8 +151,56 @@ func (s *Store) Snapshot() []Stat {
 		out = append(out, Stat{Name: n, Kind: KindGauge, Value: g.Value()})
 	}
 	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sortStats(out)
 	return out
+}
+
+// selected returns the stats filter matches, sorted by name, from the cached selection
+// while no stat has been created since it was made.
+func (s *Store) selected(filter *regexp.Regexp) []Stat {
+	key := filter.String()
+	s.mu.RLock()
+	names := s.names
+	s.mu.RUnlock()
+	s.selMu.Lock()
+	sel := s.selections[key]
+	s.selMu.Unlock()
+	if sel == nil || sel.names != names {
+		sel = &selection{}
+		s.mu.RLock()
+		sel.names = s.names
+		for n, c := range s.counters {
+			if filter.MatchString(n) {
+				sel.stats = append(sel.stats, selected{name: n, c: c})
+			}
+		}
+		for n, g := range s.gauges {
+			if filter.MatchString(n) {
+				sel.stats = append(sel.stats, selected{name: n, g: g})
+			}
+		}
+		s.mu.RUnlock()
+		slices.SortFunc(sel.stats, func(a, b selected) int { return strings.Compare(a.name, b.name) })
+		s.selMu.Lock()
+		if s.selections == nil || len(s.selections) >= maxSelections {
+			s.selections = map[string]*selection{}
+		}
+		s.selections[key] = sel
+		s.selMu.Unlock()
+	}
+	out := make([]Stat, len(sel.stats))
+	for i, st := range sel.stats {
+		if st.c != nil {
+			out[i] = Stat{Name: st.name, Kind: KindCounter, Value: int64(st.c.Value())}
+		} else {
+			out[i] = Stat{Name: st.name, Kind: KindGauge, Value: st.g.Value()}
+		}
+	}
+	return out
+}
+
+func sortStats(out []Stat) {
+	slices.SortFunc(out, func(a, b Stat) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // Value returns the value of the counter or gauge called name, and whether it exists.
@@ -139,13 +219,15 @@ func (s *Store) Value(name string) (int64, bool) {
 // WriteText writes the stats in Envoy's /stats text format ("name: value",
 // sorted), keeping only names matching filter when it is not nil.
 func (s *Store) WriteText(w io.Writer, filter *regexp.Regexp) error {
-	for _, st := range s.Snapshot() {
-		if filter != nil && !filter.MatchString(st.Name) {
-			continue
-		}
-		if _, err := fmt.Fprintf(w, "%s: %d\n", st.Name, st.Value); err != nil {
-			return fmt.Errorf("writing stats: %w", err)
-		}
+	var b []byte
+	for _, st := range s.snapshot(filter) {
+		b = append(b, st.Name...)
+		b = append(b, ": "...)
+		b = strconv.AppendInt(b, st.Value, 10)
+		b = append(b, '\n')
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("writing stats: %w", err)
 	}
 	return nil
 }
@@ -159,10 +241,7 @@ func (s *Store) WriteJSON(w io.Writer, filter *regexp.Regexp) error {
 	out := struct {
 		Stats []entry `json:"stats"`
 	}{Stats: []entry{}}
-	for _, st := range s.Snapshot() {
-		if filter != nil && !filter.MatchString(st.Name) {
-			continue
-		}
+	for _, st := range s.snapshot(filter) {
 		out.Stats = append(out.Stats, entry{Name: st.Name, Value: st.Value})
 	}
 	if err := json.NewEncoder(w).Encode(out); err != nil {
