@@ -1,13 +1,11 @@
 package autoscaler
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/skiff-dev/skiff/api/autoscaling"
+	"github.com/skiff-dev/skiff/internal/recorded"
 )
 
 // TestSpecForAgainstKnative runs testdata/spec-knative.jsonl: random config-autoscaler
@@ -15,29 +13,13 @@ import (
 // (its header says which functions). SpecFor, on the Config built from the same ConfigMap as
 // skiff up builds it, must give the same decider spec, windows and scale bounds.
 func TestSpecForAgainstKnative(t *testing.T) {
-	f, err := os.Open("testdata/spec-knative.jsonl")
-	if err != nil {
-		t.Fatal(err)
+	type specCase struct {
+		Config               map[string]string `json:"config"`
+		Annotations          map[string]string `json:"annotations"`
+		ContainerConcurrency int64             `json:"containerConcurrency"`
+		Want                 map[string]string `json:"want"`
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	n := 0
-	for sc.Scan() {
-		var c struct {
-			Comment              string            `json:"comment"`
-			Config               map[string]string `json:"config"`
-			Annotations          map[string]string `json:"annotations"`
-			ContainerConcurrency int64             `json:"containerConcurrency"`
-			Want                 map[string]string `json:"want"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatal(err)
-		}
-		if c.Comment != "" {
-			continue
-		}
-		n++
+	for _, c := range recorded.Cases[specCase](t, "testdata/spec-knative.jsonl", 500) {
 		as := autoscaling.DefaultConfig()
 		if err := as.Apply(c.Config); err != nil {
 			t.Fatalf("%v: %v", c.Config, err)
@@ -77,8 +59,5 @@ func TestSpecForAgainstKnative(t *testing.T) {
 				t.Errorf("config %v annotations %v cc %d: %s = %s, Knative %s", c.Config, c.Annotations, c.ContainerConcurrency, k, got[k], want)
 			}
 		}
-	}
-	if n < 500 {
-		t.Fatalf("only %d cases", n)
 	}
 }
