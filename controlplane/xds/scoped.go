@@ -5,15 +5,12 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
-	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // DefaultRouteBuckets is Options.RouteBuckets' default with the scoped layout: enough
@@ -109,96 +106,6 @@ func TranslateScope(listener, host, routeConfig string) (*routev3.ScopedRouteCon
 	}
 	return sc, nil
 }
-
-// sotwFullState serves a type whose state-of-the-world responses must carry every resource
-// from a LinearCache, which sends only what changed for types other than listeners and
-// clusters. Envoy treats a SotW SRDS response as the complete set of scopes (its
-// ScopedRdsConfigSubscription removes every scope the response lacks), so the scopes are such
-// a type. Delta watches are the LinearCache's own.
-type sotwFullState struct {
-	*cache.LinearCache
-
-	mu   sync.Mutex
-	anys map[string]*anypb.Any // every resource, marshalled once
-}
-
-func newSotWFullState(c *cache.LinearCache) *sotwFullState {
-	return &sotwFullState{LinearCache: c, anys: make(map[string]*anypb.Any)}
-}
-
-// update adds or replaces resources and deletes others, in one cache notification.
-func (c *sotwFullState) update(set map[string]types.Resource, del []string) error {
-	c.mu.Lock()
-	for name, r := range set {
-		a, err := anypb.New(r)
-		if err != nil {
-			c.mu.Unlock()
-			return fmt.Errorf("marshal %s: %w", name, err)
-		}
-		c.anys[name] = a
-	}
-	for _, name := range del {
-		delete(c.anys, name)
-	}
-	c.mu.Unlock()
-	return c.LinearCache.UpdateResources(set, del)
-}
-
-// CreateWatch wraps the LinearCache's watch: its response, when it comes, is sent on with
-// every resource in it.
-func (c *sotwFullState) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	in := make(chan cache.Response, 1)
-	cancelInner, err := c.LinearCache.CreateWatch(req, sub, in)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	var once sync.Once
-	go func() {
-		select {
-		case r := <-in:
-			full, err := c.full(r)
-			if err != nil {
-				return
-			}
-			select {
-			case out <- full:
-			case <-done:
-			}
-		case <-done:
-		}
-	}()
-	return func() {
-		once.Do(func() { close(done) })
-		if cancelInner != nil {
-			cancelInner()
-		}
-	}, nil
-}
-
-// full is r with every resource of the cache in it.
-func (c *sotwFullState) full(r cache.Response) (cache.Response, error) {
-	d, err := r.GetDiscoveryResponse()
-	if err != nil {
-		return nil, err
-	}
-	out := &discoveryv3.DiscoveryResponse{VersionInfo: d.GetVersionInfo(), TypeUrl: d.GetTypeUrl(), Nonce: d.GetNonce(), ControlPlane: d.GetControlPlane()}
-	c.mu.Lock()
-	out.Resources = make([]*anypb.Any, 0, len(c.anys))
-	for _, a := range c.anys {
-		out.Resources = append(out.Resources, a)
-	}
-	c.mu.Unlock()
-	return fullResponse{Response: r, d: out}, nil
-}
-
-// fullResponse is a LinearCache response with its resources replaced.
-type fullResponse struct {
-	cache.Response
-	d *discoveryv3.DiscoveryResponse
-}
-
-func (f fullResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) { return f.d, nil }
 
 // flushScopedLocked is flushRoutes in the scoped layout: it reassembles only the buckets of
 // the Routes changed since the last push, and updates only their scopes; s.mu must be held.
@@ -309,7 +216,7 @@ func (s *Server) flushScopedLocked() error {
 		delete(s.scopeHash, name)
 	}
 	if len(setScopes) > 0 || len(delScopes) > 0 {
-		if err := s.scopes.update(setScopes, delScopes); err != nil {
+		if err := s.scopes.UpdateResources(setScopes, delScopes); err != nil {
 			return fmt.Errorf("update scopes: %w", err)
 		}
 	}

@@ -128,9 +128,10 @@ type Server struct {
 	xds    serverv3.Server
 	acks   *ackTracker
 
-	listeners, routes, clusters, endpoints, secrets *cache.LinearCache
-	// scopes serves the ScopedRouteConfigurations (scoped layout only).
-	scopes *sotwFullState
+	listeners, routes, clusters, endpoints, secrets *changeCache
+	// scopes serves the ScopedRouteConfigurations (scoped layout only); every SotW
+	// response carries every scope (see scoped.go).
+	scopes *changeCache
 
 	// The scoped layout: buckets > 0 is the number of RouteConfigurations per listener;
 	// bucketKeys holds the Routes of each bucket, dirtyBuckets those to reassemble,
@@ -206,9 +207,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	// The prefix makes versions unique per server instance, so a proxy that
 	// reconnects after a control plane restart is always sent fresh state.
 	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
-	newCache := func(typeURL string) *cache.LinearCache {
-		return cache.NewLinearCache(typeURL, cache.WithLogger(gcpLogger), cache.WithVersionPrefix(prefix))
-	}
+	newCache := func(typeURL string) *changeCache { return newChangeCache(typeURL, prefix, false) }
 	serving := opts.ServingNodes
 	if serving.IsZero() {
 		serving = NodeSelector{Clusters: slices.Clone(DefaultServingNodeClusters)}
@@ -221,7 +220,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		clusters:      newCache(resourcev3.ClusterType),
 		endpoints:     newCache(resourcev3.EndpointType),
 		secrets:       newCache(resourcev3.SecretType),
-		scopes:        newSotWFullState(newCache(resourcev3.ScopedRouteType)),
+		scopes:        newChangeCache(resourcev3.ScopedRouteType, prefix, true),
 		bucketKeys:    make(map[int]map[string]bool),
 		dirtyBuckets:  make(map[int]bool),
 		routeScopes:   make(map[string]map[string]*routev3.ScopedRouteConfiguration),
