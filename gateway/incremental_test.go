@@ -141,4 +141,3 @@ func nackMentions(x *xdsServer, n int, s string) bool {
 	}
 	return false
 }
-
