@@ -106,9 +106,10 @@ var DefaultServingNodeClusters = []string{"skiff-gateway", "skiff-envoy"}
 const DefaultAckTimeout = 30 * time.Second
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
-// (and the separate LDS/RDS/CDS/EDS services) from one go-control-plane
-// LinearCache per resource type, muxed by type URL, so updates are
-// incremental:
+// (and the separate LDS/RDS/CDS/EDS services) from one changeCache per
+// resource type (go-control-plane's LinearCache semantics, with work per update
+// and per request that grows with the change; see cache.go), muxed by type URL,
+// so updates are incremental:
 //
 //   - a Cluster or ClusterLoadAssignment change updates only that resource:
 //     delta clients get just it, SotW EDS clients get just that CLA (SotW CDS

@@ -45,6 +45,11 @@ const (
 	ScopedRouteType = resourcev3.ScopedRouteType
 )
 
+// MaxResponseSize bounds the size of one xDS response the client receives. gRPC-Go's default
+// (4 MiB) is too small for a state-of-the-world CDS response beyond ~15,000 clusters, which
+// the client then cannot receive at all (it reconnects, and fails again, forever).
+const MaxResponseSize = 1 << 30
+
 // resourceWrapperType is the type URL of discovery.v3.Resource, which a
 // state-of-the-world server may use to wrap resources (for TTLs).
 const resourceWrapperType = "type.googleapis.com/envoy.service.discovery.v3.Resource"
@@ -373,7 +378,10 @@ func (c *Client) wanted(typeURL string) bool {
 // with jittered exponential backoff, until ctx is done. The last accepted
 // configuration stays in force while disconnected.
 func (c *Client) Run(ctx context.Context) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxResponseSize)),
+	}, c.cfg.DialOptions...)
 	conn, err := grpc.NewClient(c.cfg.Address, opts...)
 	if err != nil {
 		return fmt.Errorf("creating gRPC client for ADS server %s: %w", c.cfg.Address, err)
