@@ -375,7 +375,11 @@ type nameVersion struct{ name, version string }
 // returned applies a response's changes to the stream's returned-versions map, once, when the
 // server sends the response (a SotW server drops a response superseded by a new request, so
 // a dropped one must leave the map as it was). The map is the subscription's own: it is
-// updated in place under c.mu (the cache reads it for open watches) instead of cloned.
+// updated in place under c.mu (the cache reads it for open watches) instead of cloned. The
+// cache sends responses with c.mu held, which the server's stream goroutine takes here; that
+// never waits on a full channel: go-control-plane's servers buffer a response per type (SotW)
+// or two (delta), and a stream has at most one open watch per type, answered once (a delta
+// response may still be queued when the next watch of its type answers: two).
 type returned struct {
 	c     *changeCache
 	known map[string]string
