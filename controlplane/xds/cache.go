@@ -43,6 +43,8 @@ type changeCache struct {
 	mu      sync.Mutex
 	seq     uint64
 	entries map[string]*cacheEntry
+	// byAny finds an entry by the marshalled resource every response shares (see describe).
+	byAny map[*anypb.Any]*cacheEntry
 	// log lists, in order, the names changed by every update after floor.
 	log     []changeRecord
 	floor   uint64
@@ -58,8 +60,9 @@ const stampKey = "\x00seq"
 
 // cacheEntry is one resource as it was set.
 type cacheEntry struct {
-	res types.Resource
-	any *anypb.Any
+	name string
+	res  types.Resource
+	any  *anypb.Any
 	// version is the SotW version of the resource (prefix + the update's sequence number),
 	// hash its content hash (the delta version, stable across control plane restarts).
 	version, hash string
@@ -87,6 +90,7 @@ func newChangeCache(typeURL, prefix string, sotwFull bool) *changeCache {
 		prefix:   prefix,
 		sotwFull: sotwFull || cache.ResourceRequiresFullStateInSotw(typeURL),
 		entries:  make(map[string]*cacheEntry),
+		byAny:    make(map[*anypb.Any]*cacheEntry),
 		watches:  make(map[uint64]*cacheWatch),
 	}
 }
@@ -113,7 +117,7 @@ func (c *changeCache) UpdateResources(set map[string]types.Resource, del []strin
 		if err != nil {
 			return fmt.Errorf("update %s %s: marshal: %w", c.typeURL, name, err)
 		}
-		built[name] = &cacheEntry{res: r, any: &anypb.Any{TypeUrl: c.typeURL, Value: b}, hash: cache.HashResource(b)}
+		built[name] = &cacheEntry{name: name, res: r, any: &anypb.Any{TypeUrl: c.typeURL, Value: b}, hash: cache.HashResource(b)}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,13 +125,20 @@ func (c *changeCache) UpdateResources(set map[string]types.Resource, del []strin
 	version := c.version()
 	names := make([]string, 0, len(built)+len(del))
 	for name, e := range built {
+		if old := c.entries[name]; old != nil {
+			delete(c.byAny, old.any)
+		}
 		e.version = version
 		c.entries[name] = e
+		c.byAny[e.any] = e
 		names = append(names, name)
 	}
 	for _, name := range del {
 		if _, ok := built[name]; ok {
 			continue
+		}
+		if old := c.entries[name]; old != nil {
+			delete(c.byAny, old.any)
 		}
 		delete(c.entries, name)
 		names = append(names, name)
@@ -146,6 +157,19 @@ func (c *changeCache) UpdateResources(set map[string]types.Resource, del []strin
 
 // version is the SotW version of the current state; c.mu must be held.
 func (c *changeCache) version() string { return c.prefix + strconv.FormatUint(c.seq, 10) }
+
+// describe returns the name and content hash of a resource of a response of this cache (by
+// its marshalled form, which responses share), so that what a response carried is known
+// without decoding it; ok is false for a resource no longer in the cache.
+func (c *changeCache) describe(a *anypb.Any) (name, hash string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.byAny[a]
+	if e == nil {
+		return "", "", false
+	}
+	return e.name, e.hash, true
+}
 
 // NumResources returns the number of resources in the cache.
 func (c *changeCache) NumResources() int {

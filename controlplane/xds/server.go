@@ -26,6 +26,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/telemetry"
 )
@@ -328,6 +329,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 			resourcev3.ScopedRouteType: s.scopes,
 		},
 	}
+	s.acks.describe = s.describe
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done.Go(func() { s.assembleRoutes(ctx) })
@@ -337,6 +339,29 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.xds = serverv3.NewServer(ctx, mux, callbacks, sotwv3.WithLogger(gcpLogger))
 	return s, nil
+}
+
+// describe names a resource of a response of the cache of typeURL and gives its content
+// hash, without decoding it (see changeCache.describe).
+func (s *Server) describe(typeURL string, a *anypb.Any) (name, hash string, ok bool) {
+	var c *changeCache
+	switch typeURL {
+	case resourcev3.RouteType:
+		c = s.routes
+	case resourcev3.ScopedRouteType:
+		c = s.scopes
+	case resourcev3.SecretType:
+		c = s.secrets
+	case resourcev3.EndpointType:
+		c = s.endpoints
+	case resourcev3.ClusterType:
+		c = s.clusters
+	case resourcev3.ListenerType:
+		c = s.listeners
+	default:
+		return "", "", false
+	}
+	return c.describe(a)
 }
 
 // Register registers ADS (SotW and delta) and the per-type LDS, RDS, CDS,
