@@ -108,7 +108,7 @@ func (c *changeCache) DeleteResource(name string) error {
 // UpdateResources adds or replaces set and deletes del, as one update: watches whose
 // subscription has any of them are answered once.
 func (c *changeCache) UpdateResources(set map[string]types.Resource, del []string) error {
-	built := make(map[string]*cacheEntry, len(set))
+	m := make(map[string]marshalled, len(set))
 	for name, r := range set {
 		if r == nil {
 			return fmt.Errorf("update %s %s: nil resource", c.typeURL, name)
@@ -117,7 +117,23 @@ func (c *changeCache) UpdateResources(set map[string]types.Resource, del []strin
 		if err != nil {
 			return fmt.Errorf("update %s %s: marshal: %w", c.typeURL, name, err)
 		}
-		built[name] = &cacheEntry{name: name, res: r, any: &anypb.Any{TypeUrl: c.typeURL, Value: b}, hash: cache.HashResource(b)}
+		m[name] = marshalled{r, b}
+	}
+	return c.updateMarshalled(m, del)
+}
+
+// marshalled is a resource with its deterministic encoding (cache.MarshalResource), for
+// callers that have encoded it already (to hash it for ACK tracking).
+type marshalled struct {
+	res types.Resource
+	b   []byte
+}
+
+// updateMarshalled is UpdateResources with the resources encoded.
+func (c *changeCache) updateMarshalled(set map[string]marshalled, del []string) error {
+	built := make(map[string]*cacheEntry, len(set))
+	for name, r := range set {
+		built[name] = &cacheEntry{name: name, res: r.res, any: &anypb.Any{TypeUrl: c.typeURL, Value: r.b}, hash: cache.HashResource(r.b)}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -188,35 +188,38 @@ func (s *Server) flushScopedLocked() error {
 	delScopes = slices.DeleteFunc(delScopes, func(n string) bool { _, set := setScopes[n]; return set })
 	// The RouteConfigurations first, so a proxy given a new scope finds its routes; then the
 	// scopes; the emptied RouteConfigurations last, once no scope points at them.
+	// Each is encoded once: for its hash (what ACKs are matched against) and for the cache.
+	setRoutes := make(map[string]marshalled, len(updated))
 	for name, rc := range updated {
 		b, err := cache.MarshalResource(rc)
 		if err != nil {
 			return fmt.Errorf("marshal route configuration %s: %w", name, err)
 		}
 		s.routesVersions[name] = s.acks.recordRoutes(name, cache.HashResource(b))
+		setRoutes[name] = marshalled{rc, b}
 	}
 	if len(updated) > 0 {
-		set := make(map[string]types.Resource, len(updated))
 		for name, rc := range updated {
-			set[name] = rc
 			s.routeConfigs[name] = rc
 		}
-		if err := s.routes.UpdateResources(set, nil); err != nil {
+		if err := s.routes.updateMarshalled(setRoutes, nil); err != nil {
 			return fmt.Errorf("update route configurations: %w", err)
 		}
 	}
+	scopes := make(map[string]marshalled, len(setScopes))
 	for name, r := range setScopes {
 		b, err := cache.MarshalResource(r)
 		if err != nil {
 			return fmt.Errorf("marshal scope %s: %w", name, err)
 		}
 		s.scopeHash[name] = cache.HashResource(b)
+		scopes[name] = marshalled{r, b}
 	}
 	for _, name := range delScopes {
 		delete(s.scopeHash, name)
 	}
 	if len(setScopes) > 0 || len(delScopes) > 0 {
-		if err := s.scopes.UpdateResources(setScopes, delScopes); err != nil {
+		if err := s.scopes.updateMarshalled(scopes, delScopes); err != nil {
 			return fmt.Errorf("update scopes: %w", err)
 		}
 	}
