@@ -14,14 +14,14 @@ import (
 
 // ConfigDump returns the current resources as Envoy's admin ConfigDump JSON.
 func (g *Gateway) ConfigDump() ([]byte, error) {
-	g.mu.RLock()
-	raw := g.raw
-	g.mu.RUnlock()
+	// Apply updates the maps in place: they are read under the lock.
 	sorted := func(typeURL string) []xdsclient.Resource {
-		var out []xdsclient.Resource
-		for _, r := range raw[typeURL] {
+		g.mu.RLock()
+		out := make([]xdsclient.Resource, 0, len(g.raw[typeURL]))
+		for _, r := range g.raw[typeURL] {
 			out = append(out, r)
 		}
+		g.mu.RUnlock()
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 		return out
 	}

@@ -18,7 +18,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/tetratelabs/wazero"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/skiff-dev/skiff/gateway/admin"
 	"github.com/skiff-dev/skiff/gateway/filter"
@@ -109,15 +108,14 @@ type Gateway struct {
 	mu        sync.RWMutex
 	listeners map[string]*listener
 	routes    map[string]*route.Table
-	// routeMsgs are the RouteConfigurations routes were compiled from: one the ADS client
-	// hands back unchanged is not compiled again.
-	routeMsgs map[string]proto.Message
 	// scopeIndex maps a scope key (the host, repeated per fragment, joined by NUL) to its
-	// RouteConfiguration; haveScopes is set once SRDS has been applied. listenerRDS are the
-	// RouteConfigurations listeners name directly.
-	scopeIndex  map[string]string
-	haveScopes  bool
-	listenerRDS []string
+	// RouteConfiguration, scopeOwner to its scope; scopeKeys maps a scope to its key, and
+	// rcRefs counts the scopes of each RouteConfiguration. haveScopes is set once SRDS has
+	// been applied. listenerRDS are the RouteConfigurations listeners name directly.
+	scopeIndex, scopeOwner, scopeKeys map[string]string
+	rcRefs                            map[string]int
+	haveScopes                        bool
+	listenerRDS                       []string
 	// scoped are the scoped tables of listeners by their RouteConfigName (see scopedName).
 	scoped    sync.Map
 	raw       map[string]map[string]xdsclient.Resource
@@ -175,19 +173,20 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	g := &Gateway{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "gateway"),
-		stats:     st,
-		clusters:  clusters,
-		filters:   filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
-		extProc:   ep,
-		wasm:      wf,
-		wasmCache: wopts.CompilationCache,
-		listeners: map[string]*listener{},
-		routes:    map[string]*route.Table{},
-		routeMsgs: map[string]proto.Message{},
-		raw:       map[string]map[string]xdsclient.Resource{},
-		secrets:   map[string]*tls.Certificate{},
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "gateway"),
+		stats:      st,
+		clusters:   clusters,
+		filters:    filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
+		extProc:    ep,
+		wasm:       wf,
+		wasmCache:  wopts.CompilationCache,
+		listeners:  map[string]*listener{},
+		routes:     map[string]*route.Table{},
+		scopeIndex: map[string]string{}, scopeOwner: map[string]string{}, scopeKeys: map[string]string{},
+		rcRefs:  map[string]int{},
+		raw:     map[string]map[string]xdsclient.Resource{},
+		secrets: map[string]*tls.Certificate{},
 
 		reqMetrics: reqMetrics,
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/gateway/route"
@@ -63,34 +62,93 @@ func scopeKey(sc *routev3.ScopedRouteConfiguration) string {
 	return strings.Join(parts, "\x00")
 }
 
-// applyScopes validates the scopes (SRDS) as Envoy does (a route configuration name each,
-// no two with one key) and makes them the ones requests are routed by.
-func (g *Gateway) applyScopes(res map[string]xdsclient.Resource) error {
-	index := make(map[string]string, len(res))
-	byKey := make(map[string]string, len(res))
-	for _, name := range slices.Sorted(maps.Keys(res)) {
-		sc := res[name].Message.(*routev3.ScopedRouteConfiguration)
-		if err := sc.ValidateAll(); err != nil {
-			return fmt.Errorf("scoped route %q: %w", name, err)
+// applyScopes validates the changed scopes (SRDS) as Envoy does (a route configuration name
+// each, no two with one key) and makes them, without the removed ones, the scopes requests are
+// routed by. The work grows with the change, not with the number of scopes.
+func (g *Gateway) applyScopes(u xdsclient.Update) error {
+	g.mu.RLock()
+	keyOf := func(name string) (string, bool) { k, ok := g.scopeKeys[name]; return k, ok }
+	// The key each changed scope takes, and the scopes that leave a key (removed or re-keyed).
+	next := make(map[string]string, len(u.Changed))
+	leaving := make(map[string]bool, len(u.Removed)+len(u.Changed))
+	for _, name := range u.Removed {
+		leaving[name] = true
+	}
+	var err error
+	for _, name := range slices.Sorted(maps.Keys(u.Changed)) {
+		sc := u.Changed[name].Message.(*routev3.ScopedRouteConfiguration)
+		switch {
+		case sc.ValidateAll() != nil:
+			err = fmt.Errorf("scoped route %q: %w", name, sc.ValidateAll())
+		case sc.GetRouteConfigurationName() == "":
+			err = fmt.Errorf("scoped route %q: route_configuration_name is empty", name)
+		case sc.GetOnDemand():
+			err = fmt.Errorf("scoped route %q: on_demand scopes are not supported", name)
 		}
-		if sc.GetRouteConfigurationName() == "" {
-			return fmt.Errorf("scoped route %q: route_configuration_name is empty", name)
+		if err != nil {
+			break
 		}
-		if sc.GetOnDemand() {
-			return fmt.Errorf("scoped route %q: on_demand scopes are not supported", name)
+		next[name] = scopeKey(sc)
+		if k, ok := keyOf(name); ok && k != next[name] {
+			leaving[name] = true
 		}
-		k := scopeKey(sc)
-		if first, dup := byKey[k]; dup {
-			return fmt.Errorf("scope key conflict found, first scope is '%s', second scope is '%s'", first, name)
+	}
+	if err == nil {
+		byKey := make(map[string]string, len(next))
+		for _, name := range slices.Sorted(maps.Keys(next)) {
+			k := next[name]
+			first, dup := byKey[k]
+			if owner, ok := g.scopeOwner[k]; !dup && ok && owner != name && !leaving[owner] {
+				first, dup = owner, true
+			}
+			if dup {
+				err = fmt.Errorf("scope key conflict found, first scope is '%s', second scope is '%s'", first, name)
+				break
+			}
+			byKey[k] = name
 		}
-		byKey[k] = name
-		index[k] = sc.GetRouteConfigurationName()
+	}
+	g.mu.RUnlock()
+	if err != nil {
+		return err
 	}
 	g.mu.Lock()
-	g.scopeIndex = index
+	refsChanged := false
+	forget := func(name string) {
+		k, ok := g.scopeKeys[name]
+		if !ok {
+			return
+		}
+		if g.scopeOwner[k] == name {
+			rc := g.scopeIndex[k]
+			delete(g.scopeOwner, k)
+			delete(g.scopeIndex, k)
+			if g.rcRefs[rc]--; g.rcRefs[rc] <= 0 {
+				delete(g.rcRefs, rc)
+				refsChanged = true
+			}
+		}
+		delete(g.scopeKeys, name)
+	}
+	for _, name := range u.Removed {
+		forget(name)
+	}
+	for name := range next {
+		forget(name)
+	}
+	for name, k := range next {
+		rc := u.Changed[name].Message.(*routev3.ScopedRouteConfiguration).GetRouteConfigurationName()
+		g.scopeKeys[name], g.scopeOwner[k], g.scopeIndex[k] = k, name, rc
+		if g.rcRefs[rc]++; g.rcRefs[rc] == 1 {
+			refsChanged = true
+		}
+	}
+	first := !g.haveScopes
 	g.haveScopes = true
 	g.mu.Unlock()
-	g.subscribeRoutes()
+	if refsChanged || first {
+		g.subscribeRoutes()
+	}
 	return nil
 }
 
@@ -98,31 +156,20 @@ func (g *Gateway) applyScopes(res map[string]xdsclient.Resource) error {
 func (g *Gateway) subscribeRoutes() {
 	g.mu.RLock()
 	names := slices.Clone(g.listenerRDS)
-	for _, rc := range g.scopeIndex {
+	for rc := range g.rcRefs {
 		names = append(names, rc)
 	}
 	g.mu.RUnlock()
 	g.xds.Subscribe(xdsclient.RouteType, names)
 }
 
-func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
-	g.mu.RLock()
-	prev, prevMsgs := g.routes, g.routeMsgs
-	g.mu.RUnlock()
-	tables := make(map[string]*route.Table, len(res))
-	msgs := make(map[string]proto.Message, len(res))
+// applyRoutes compiles the changed RouteConfigurations (any error rejects the update) and
+// drops the removed ones; the others keep their compiled tables.
+func (g *Gateway) applyRoutes(u xdsclient.Update) error {
+	tables := make(map[string]*route.Table, len(u.Changed))
 	var errs []error
-	var changed []string
-	for name, r := range res {
-		msgs[name] = r.Message
-		// Only what changed is compiled: a RouteConfiguration the client hands back as it was
-		// keeps its table, so one changed bucket costs its own virtual hosts only.
-		if t := prev[name]; t != nil && prevMsgs[name] == r.Message {
-			tables[name] = t
-			continue
-		}
-		changed = append(changed, name)
-		rc := r.Message.(*routev3.RouteConfiguration)
+	for _, name := range slices.Sorted(maps.Keys(u.Changed)) {
+		rc := u.Changed[name].Message.(*routev3.RouteConfiguration)
 		t, err := route.Compile(rc)
 		if err == nil {
 			err = g.validatePerFilterConfigs(rc)
@@ -138,9 +185,12 @@ func (g *Gateway) applyRoutes(res map[string]xdsclient.Resource) error {
 		return errors.Join(errs...)
 	}
 	g.mu.Lock()
-	g.routes, g.routeMsgs = tables, msgs
+	for _, name := range u.Removed {
+		delete(g.routes, name)
+	}
+	maps.Copy(g.routes, tables)
 	g.mu.Unlock()
-	for _, name := range changed {
+	for name := range tables {
 		g.rdsStat(name, "update_success")
 	}
 	return nil

@@ -38,8 +38,9 @@ func main() {
 	layouts := flag.String("layout", "single,scoped", "comma-separated route layouts: single (one RouteConfiguration per listener), scoped (scoped routes over hash buckets)")
 	changes := flag.Int("changes", 5, "Service changes measured after loading (the median is printed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured changes (not the loading) to this file")
+	loadProfile := flag.String("loadprofile", "", "write a CPU profile of the loading (until the gateway has ACKed every Service) to this file")
 	flag.Parse()
-	profile = *cpuProfile
+	profile, loadProf = *cpuProfile, *loadProfile
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "services\tmode\tlayout\ttranslate+cache\tuntil ACKed\tone change → ACKed (median)\tmax\tCPU per change\theap in use\tRSS")
 	for _, s := range strings.Split(*sizes, ",") {
@@ -70,8 +71,9 @@ func main() {
 	tw.Flush()
 }
 
-// profile is where run writes the CPU profile of the changes, if anywhere.
-var profile string
+// profile and loadProf are where run writes the CPU profiles of the changes and of the
+// loading, if anywhere.
+var profile, loadProf string
 
 type result struct {
 	translate, acked, change, maxChange time.Duration
@@ -141,6 +143,16 @@ func run(n int, delta, scoped bool, changes int) (result, error) {
 	defer cancel()
 	go gw.Run(ctx)
 
+	if loadProf != "" {
+		f, err := os.Create(loadProf)
+		if err != nil {
+			return result{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return result{}, err
+		}
+	}
 	start := time.Now()
 	for i := range n {
 		c, eps, r := service(i)
@@ -159,6 +171,9 @@ func run(n int, delta, scoped bool, changes int) (result, error) {
 		return res, err
 	}
 	res.acked = time.Since(start)
+	if loadProf != "" {
+		pprof.StopCPUProfile()
+	}
 
 	runtime.GC()
 	var ms runtime.MemStats

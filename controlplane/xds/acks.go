@@ -14,14 +14,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -186,6 +183,9 @@ type ackTracker struct {
 	eds     map[string]*contentHistory
 	rds     map[string]*contentHistory // the same bookkeeping per RouteConfiguration
 	streams map[streamKey]*streamState
+	// describe, when set, names a sent resource and gives its content hash without decoding
+	// it (Server.describe); set before the server serves.
+	describe func(typeURL string, a *anypb.Any) (name, hash string, ok bool)
 }
 
 var _ serverv3.Callbacks = (*ackTracker)(nil)
@@ -437,6 +437,29 @@ func (t *ackTracker) response(k streamKey, nonce string, p *sentResponse) {
 	}
 }
 
+// sentHashes returns name → content hash of the resources of a SotW response. The server's
+// caches know them by the marshalled resource they share with the response (a SotW scopes
+// response carries every scope: they are not decoded again); a resource a cache no longer
+// holds is decoded.
+func (t *ackTracker) sentHashes(stream int64, typeURL string, res []*anypb.Any) map[string]string {
+	out := make(map[string]string, len(res))
+	for _, a := range res {
+		if t.describe != nil {
+			if name, hash, ok := t.describe(typeURL, a); ok {
+				out[name] = hash
+				continue
+			}
+		}
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			t.logger.Error("xds: decode sent resource", "stream", stream, "type", typeURL, "error", err)
+			continue
+		}
+		out[cache.GetResourceName(m)] = cache.HashResource(a.GetValue())
+	}
+	return out
+}
+
 // claHashes returns cluster → content hash of the CLAs among resources.
 func claHashes(resources []*discoveryv3.Resource) map[string]string {
 	out := make(map[string]string, len(resources))
@@ -464,45 +487,15 @@ func (t *ackTracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest
 // OnStreamResponse is a go-control-plane callback: a SotW response is being sent.
 func (t *ackTracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	p := &sentResponse{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), resources: resp.GetResources()}
-	if p.typeURL == resourcev3.RouteType {
-		p.rds = make(map[string]string, len(resp.GetResources()))
-		for _, a := range resp.GetResources() {
-			var rc routev3.RouteConfiguration
-			if err := proto.Unmarshal(a.GetValue(), &rc); err != nil {
-				t.logger.Error("xds: decode sent RouteConfiguration", "stream", id, "error", err)
-				continue
-			}
-			p.rds[rc.GetName()] = cache.HashResource(a.GetValue())
-		}
-	}
-	if p.typeURL == resourcev3.ScopedRouteType {
-		p.srds = make(map[string]string, len(resp.GetResources()))
-		for _, a := range resp.GetResources() {
-			var sc routev3.ScopedRouteConfiguration
-			if err := proto.Unmarshal(a.GetValue(), &sc); err == nil {
-				p.srds[sc.GetName()] = cache.HashResource(a.GetValue())
-			}
-		}
-	}
-	if p.typeURL == resourcev3.SecretType {
-		p.sds = make(map[string]string, len(resp.GetResources()))
-		for _, a := range resp.GetResources() {
-			var sec tlsv3.Secret
-			if err := proto.Unmarshal(a.GetValue(), &sec); err == nil {
-				p.sds[sec.GetName()] = cache.HashResource(a.GetValue())
-			}
-		}
-	}
-	if p.typeURL == resourcev3.EndpointType {
-		p.eds = make(map[string]string, len(resp.GetResources()))
-		for _, a := range resp.GetResources() {
-			var cla endpointv3.ClusterLoadAssignment
-			if err := proto.Unmarshal(a.GetValue(), &cla); err != nil {
-				t.logger.Error("xds: decode sent ClusterLoadAssignment", "stream", id, "error", err)
-				continue
-			}
-			p.eds[cla.GetClusterName()] = cache.HashResource(a.GetValue())
-		}
+	switch p.typeURL {
+	case resourcev3.RouteType:
+		p.rds = t.sentHashes(id, p.typeURL, resp.GetResources())
+	case resourcev3.ScopedRouteType:
+		p.srds = t.sentHashes(id, p.typeURL, resp.GetResources())
+	case resourcev3.SecretType:
+		p.sds = t.sentHashes(id, p.typeURL, resp.GetResources())
+	case resourcev3.EndpointType:
+		p.eds = t.sentHashes(id, p.typeURL, resp.GetResources())
 	}
 	t.response(streamKey{id: id}, resp.GetNonce(), p)
 }

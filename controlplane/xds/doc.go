@@ -31,6 +31,7 @@
 //
 // The translator (TranslateListener, TranslateVirtualHosts,
 // TranslateRouteConfiguration, TranslateCluster, TranslateEndpoints) is pure.
-// Server keeps one go-control-plane LinearCache per resource type so that a
-// change to one Service re-sends only that Service's resources; see Server.
+// Server keeps one changeCache (cache.go) per resource type so that a change to
+// one Service re-sends only that Service's resources, at a cost that grows with
+// the change, not with the number of Services; see Server and README.md.
 package xds

@@ -156,7 +156,7 @@ func (s *Server) flushRoutes() error {
 		}
 		// Record the hash before pushing, so the proxy's ACK can be matched.
 		s.routesVersions[name] = s.acks.recordRoutes(name, cache.HashResource(b))
-		if err := s.routes.UpdateResource(name, rc); err != nil {
+		if err := s.routes.updateMarshalled(map[string]marshalled{name: {rc, b}}, nil); err != nil {
 			return fmt.Errorf("update cache: %w", err)
 		}
 		s.routeConfigs[name] = rc
@@ -419,7 +419,7 @@ func (s *Server) SetEndpoints(cluster string, eps []Endpoint) (string, error) {
 	// sends the same deterministic encoding), so record it before pushing.
 	version, changed := s.acks.recordEndpoints(cluster, cache.HashResource(b))
 	if changed {
-		if err := s.endpoints.UpdateResource(cluster, cla); err != nil {
+		if err := s.endpoints.updateMarshalled(map[string]marshalled{cluster: {cla, b}}, nil); err != nil {
 			return "", fmt.Errorf("set endpoints %s: update cache: %w", cluster, err)
 		}
 		s.claRes[cluster] = cla

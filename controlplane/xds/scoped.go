@@ -5,15 +5,12 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
-	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // DefaultRouteBuckets is Options.RouteBuckets' default with the scoped layout: enough
@@ -110,96 +107,6 @@ func TranslateScope(listener, host, routeConfig string) (*routev3.ScopedRouteCon
 	return sc, nil
 }
 
-// sotwFullState serves a type whose state-of-the-world responses must carry every resource
-// from a LinearCache, which sends only what changed for types other than listeners and
-// clusters. Envoy treats a SotW SRDS response as the complete set of scopes (its
-// ScopedRdsConfigSubscription removes every scope the response lacks), so the scopes are such
-// a type. Delta watches are the LinearCache's own.
-type sotwFullState struct {
-	*cache.LinearCache
-
-	mu   sync.Mutex
-	anys map[string]*anypb.Any // every resource, marshalled once
-}
-
-func newSotWFullState(c *cache.LinearCache) *sotwFullState {
-	return &sotwFullState{LinearCache: c, anys: make(map[string]*anypb.Any)}
-}
-
-// update adds or replaces resources and deletes others, in one cache notification.
-func (c *sotwFullState) update(set map[string]types.Resource, del []string) error {
-	c.mu.Lock()
-	for name, r := range set {
-		a, err := anypb.New(r)
-		if err != nil {
-			c.mu.Unlock()
-			return fmt.Errorf("marshal %s: %w", name, err)
-		}
-		c.anys[name] = a
-	}
-	for _, name := range del {
-		delete(c.anys, name)
-	}
-	c.mu.Unlock()
-	return c.LinearCache.UpdateResources(set, del)
-}
-
-// CreateWatch wraps the LinearCache's watch: its response, when it comes, is sent on with
-// every resource in it.
-func (c *sotwFullState) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	in := make(chan cache.Response, 1)
-	cancelInner, err := c.LinearCache.CreateWatch(req, sub, in)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	var once sync.Once
-	go func() {
-		select {
-		case r := <-in:
-			full, err := c.full(r)
-			if err != nil {
-				return
-			}
-			select {
-			case out <- full:
-			case <-done:
-			}
-		case <-done:
-		}
-	}()
-	return func() {
-		once.Do(func() { close(done) })
-		if cancelInner != nil {
-			cancelInner()
-		}
-	}, nil
-}
-
-// full is r with every resource of the cache in it.
-func (c *sotwFullState) full(r cache.Response) (cache.Response, error) {
-	d, err := r.GetDiscoveryResponse()
-	if err != nil {
-		return nil, err
-	}
-	out := &discoveryv3.DiscoveryResponse{VersionInfo: d.GetVersionInfo(), TypeUrl: d.GetTypeUrl(), Nonce: d.GetNonce(), ControlPlane: d.GetControlPlane()}
-	c.mu.Lock()
-	out.Resources = make([]*anypb.Any, 0, len(c.anys))
-	for _, a := range c.anys {
-		out.Resources = append(out.Resources, a)
-	}
-	c.mu.Unlock()
-	return fullResponse{Response: r, d: out}, nil
-}
-
-// fullResponse is a LinearCache response with its resources replaced.
-type fullResponse struct {
-	cache.Response
-	d *discoveryv3.DiscoveryResponse
-}
-
-func (f fullResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) { return f.d, nil }
-
 // flushScopedLocked is flushRoutes in the scoped layout: it reassembles only the buckets of
 // the Routes changed since the last push, and updates only their scopes; s.mu must be held.
 func (s *Server) flushScopedLocked() error {
@@ -281,35 +188,38 @@ func (s *Server) flushScopedLocked() error {
 	delScopes = slices.DeleteFunc(delScopes, func(n string) bool { _, set := setScopes[n]; return set })
 	// The RouteConfigurations first, so a proxy given a new scope finds its routes; then the
 	// scopes; the emptied RouteConfigurations last, once no scope points at them.
+	// Each is encoded once: for its hash (what ACKs are matched against) and for the cache.
+	setRoutes := make(map[string]marshalled, len(updated))
 	for name, rc := range updated {
 		b, err := cache.MarshalResource(rc)
 		if err != nil {
 			return fmt.Errorf("marshal route configuration %s: %w", name, err)
 		}
 		s.routesVersions[name] = s.acks.recordRoutes(name, cache.HashResource(b))
+		setRoutes[name] = marshalled{rc, b}
 	}
 	if len(updated) > 0 {
-		set := make(map[string]types.Resource, len(updated))
 		for name, rc := range updated {
-			set[name] = rc
 			s.routeConfigs[name] = rc
 		}
-		if err := s.routes.UpdateResources(set, nil); err != nil {
+		if err := s.routes.updateMarshalled(setRoutes, nil); err != nil {
 			return fmt.Errorf("update route configurations: %w", err)
 		}
 	}
+	scopes := make(map[string]marshalled, len(setScopes))
 	for name, r := range setScopes {
 		b, err := cache.MarshalResource(r)
 		if err != nil {
 			return fmt.Errorf("marshal scope %s: %w", name, err)
 		}
 		s.scopeHash[name] = cache.HashResource(b)
+		scopes[name] = marshalled{r, b}
 	}
 	for _, name := range delScopes {
 		delete(s.scopeHash, name)
 	}
 	if len(setScopes) > 0 || len(delScopes) > 0 {
-		if err := s.scopes.update(setScopes, delScopes); err != nil {
+		if err := s.scopes.updateMarshalled(scopes, delScopes); err != nil {
 			return fmt.Errorf("update scopes: %w", err)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/telemetry"
 )
@@ -106,9 +107,10 @@ var DefaultServingNodeClusters = []string{"skiff-gateway", "skiff-envoy"}
 const DefaultAckTimeout = 30 * time.Second
 
 // Server is Skiff's ADS server. It serves state-of-the-world and delta ADS
-// (and the separate LDS/RDS/CDS/EDS services) from one go-control-plane
-// LinearCache per resource type, muxed by type URL, so updates are
-// incremental:
+// (and the separate LDS/RDS/CDS/EDS services) from one changeCache per
+// resource type (go-control-plane's LinearCache semantics, with work per update
+// and per request that grows with the change; see cache.go), muxed by type URL,
+// so updates are incremental:
 //
 //   - a Cluster or ClusterLoadAssignment change updates only that resource:
 //     delta clients get just it, SotW EDS clients get just that CLA (SotW CDS
@@ -128,9 +130,10 @@ type Server struct {
 	xds    serverv3.Server
 	acks   *ackTracker
 
-	listeners, routes, clusters, endpoints, secrets *cache.LinearCache
-	// scopes serves the ScopedRouteConfigurations (scoped layout only).
-	scopes *sotwFullState
+	listeners, routes, clusters, endpoints, secrets *changeCache
+	// scopes serves the ScopedRouteConfigurations (scoped layout only); every SotW
+	// response carries every scope (see scoped.go).
+	scopes *changeCache
 
 	// The scoped layout: buckets > 0 is the number of RouteConfigurations per listener;
 	// bucketKeys holds the Routes of each bucket, dirtyBuckets those to reassemble,
@@ -206,9 +209,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	// The prefix makes versions unique per server instance, so a proxy that
 	// reconnects after a control plane restart is always sent fresh state.
 	prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
-	newCache := func(typeURL string) *cache.LinearCache {
-		return cache.NewLinearCache(typeURL, cache.WithLogger(gcpLogger), cache.WithVersionPrefix(prefix))
-	}
+	newCache := func(typeURL string) *changeCache { return newChangeCache(typeURL, prefix, false) }
 	serving := opts.ServingNodes
 	if serving.IsZero() {
 		serving = NodeSelector{Clusters: slices.Clone(DefaultServingNodeClusters)}
@@ -221,7 +222,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		clusters:      newCache(resourcev3.ClusterType),
 		endpoints:     newCache(resourcev3.EndpointType),
 		secrets:       newCache(resourcev3.SecretType),
-		scopes:        newSotWFullState(newCache(resourcev3.ScopedRouteType)),
+		scopes:        newChangeCache(resourcev3.ScopedRouteType, prefix, true),
 		bucketKeys:    make(map[int]map[string]bool),
 		dirtyBuckets:  make(map[int]bool),
 		routeScopes:   make(map[string]map[string]*routev3.ScopedRouteConfiguration),
@@ -328,6 +329,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 			resourcev3.ScopedRouteType: s.scopes,
 		},
 	}
+	s.acks.describe = s.describe
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done.Go(func() { s.assembleRoutes(ctx) })
@@ -337,6 +339,29 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	s.xds = serverv3.NewServer(ctx, mux, callbacks, sotwv3.WithLogger(gcpLogger))
 	return s, nil
+}
+
+// describe names a resource of a response of the cache of typeURL and gives its content
+// hash, without decoding it (see changeCache.describe).
+func (s *Server) describe(typeURL string, a *anypb.Any) (name, hash string, ok bool) {
+	var c *changeCache
+	switch typeURL {
+	case resourcev3.RouteType:
+		c = s.routes
+	case resourcev3.ScopedRouteType:
+		c = s.scopes
+	case resourcev3.SecretType:
+		c = s.secrets
+	case resourcev3.EndpointType:
+		c = s.endpoints
+	case resourcev3.ClusterType:
+		c = s.clusters
+	case resourcev3.ListenerType:
+		c = s.listeners
+	default:
+		return "", "", false
+	}
+	return c.describe(a)
 }
 
 // Register registers ADS (SotW and delta) and the per-type LDS, RDS, CDS,

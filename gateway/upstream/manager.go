@@ -27,12 +27,15 @@ type Manager struct {
 	mu          sync.RWMutex
 	clusters    map[string]*Cluster
 	assignments map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
+	// byService holds the EDS clusters of each EDS service name.
+	byService map[string]map[string]*Cluster
 }
 
 // NewManager returns an empty Manager reporting into s; clusters' TLS transport sockets may
 // refer to secrets.
 func NewManager(s *stats.Store, secrets StaticSecrets) *Manager {
-	return &Manager{stats: s, secrets: secrets, clusters: map[string]*Cluster{}, assignments: map[string]*endpointv3.ClusterLoadAssignment{}}
+	return &Manager{stats: s, secrets: secrets, clusters: map[string]*Cluster{}, assignments: map[string]*endpointv3.ClusterLoadAssignment{},
+		byService: map[string]map[string]*Cluster{}}
 }
 
 // Get returns the cluster called name, or nil.
@@ -87,55 +90,113 @@ func (m *Manager) Warm() bool {
 // Unchanged clusters keep their connection pools and endpoints.
 func (m *Manager) ApplyClusters(cs map[string]*clusterv3.Cluster) error {
 	m.mu.RLock()
-	old := m.clusters
+	var removed []string
+	for name := range m.clusters {
+		if _, ok := cs[name]; !ok {
+			removed = append(removed, name)
+		}
+	}
 	m.mu.RUnlock()
-	next := make(map[string]*Cluster, len(cs))
+	_, _, err := m.UpdateClusters(cs, removed)
+	return err
+}
+
+// UpdateClusters adds or replaces the clusters in changed and removes those named in
+// removed, at a cost that grows with the change, not with the number of clusters. Every
+// changed cluster is validated first; on any error nothing changes. A cluster equal to the
+// current one keeps its connection pools and endpoints. It returns the EDS service names
+// that the clusters now need and did not, and those no cluster needs any more (their
+// assignments are forgotten).
+func (m *Manager) UpdateClusters(changed map[string]*clusterv3.Cluster, removed []string) (edsAdded, edsRemoved []string, err error) {
+	m.mu.RLock()
 	var built []*Cluster
-	for name, raw := range cs {
+	for name, raw := range changed {
 		// The ADS client hands back an unchanged cluster as the same message.
-		if prev, ok := old[name]; ok && (prev.raw == raw || proto.Equal(prev.raw, raw)) {
-			next[name] = prev
+		if prev, ok := m.clusters[name]; ok && (prev.raw == raw || proto.Equal(prev.raw, raw)) {
 			continue
 		}
 		c, err := m.build(raw)
 		if err != nil {
+			m.mu.RUnlock()
 			for _, b := range built {
 				b.close()
 			}
-			return fmt.Errorf("cluster %q: %w", name, err)
+			return nil, nil, fmt.Errorf("cluster %q: %w", name, err)
 		}
 		built = append(built, c)
-		next[name] = c
 	}
+	m.mu.RUnlock()
 	m.mu.Lock()
+	var closed []*Cluster
+	needs := map[string]int{} // EDS service name → change in the number of clusters using it
+	drop := func(name string) {
+		old, ok := m.clusters[name]
+		if !ok {
+			return
+		}
+		delete(m.clusters, name)
+		closed = append(closed, old)
+		if old.EDS {
+			needs[old.ServiceName]--
+			delete(m.byService[old.ServiceName], name)
+			if len(m.byService[old.ServiceName]) == 0 {
+				delete(m.byService, old.ServiceName)
+			}
+		}
+	}
+	for _, name := range removed {
+		if _, ok := changed[name]; !ok {
+			drop(name)
+		}
+	}
 	for _, c := range built {
+		drop(c.Name)
+		m.clusters[c.Name] = c
+		if c.EDS {
+			needs[c.ServiceName]++
+			if m.byService[c.ServiceName] == nil {
+				m.byService[c.ServiceName] = map[string]*Cluster{}
+			}
+			m.byService[c.ServiceName][c.Name] = c
+		}
 		m.refreshHostsLocked(c)
 	}
-	m.clusters = next
-	// Forget assignments nobody uses any more.
-	used := map[string]bool{}
-	for _, c := range next {
-		used[c.ServiceName] = true
-	}
-	for sn := range m.assignments {
-		if !used[sn] {
+	for sn, d := range needs {
+		n := len(m.byService[sn])
+		switch {
+		case d > 0 && n == d:
+			edsAdded = append(edsAdded, sn)
+		case d < 0 && n == 0:
+			edsRemoved = append(edsRemoved, sn)
 			delete(m.assignments, sn)
 		}
 	}
+	active := len(m.clusters)
 	m.mu.Unlock()
-	for name, c := range old {
-		if next[name] != c {
-			c.close()
-		}
+	for _, c := range closed {
+		c.close()
 	}
-	for name := range old {
-		if _, ok := next[name]; !ok {
+	for _, name := range removed {
+		if _, ok := changed[name]; !ok {
 			m.stats.Gauge("cluster." + name + ".membership_healthy").Set(0)
 			m.stats.Gauge("cluster." + name + ".membership_total").Set(0)
 		}
 	}
-	m.stats.Gauge("cluster_manager.active_clusters").Set(int64(len(next)))
-	return nil
+	m.stats.Gauge("cluster_manager.active_clusters").Set(int64(active))
+	sort.Strings(edsAdded)
+	sort.Strings(edsRemoved)
+	return edsAdded, edsRemoved, nil
+}
+
+// ServiceClusters returns the EDS clusters of an EDS service name.
+func (m *Manager) ServiceClusters(serviceName string) []*Cluster {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]*Cluster, 0, len(m.byService[serviceName]))
+	for _, c := range m.byService[serviceName] {
+		out = append(out, c)
+	}
+	return out
 }
 
 // ValidateAssignment checks a ClusterLoadAssignment.
@@ -150,28 +211,54 @@ func ValidateAssignment(cla *endpointv3.ClusterLoadAssignment) error {
 // ApplyEndpoints replaces the endpoint assignments of EDS clusters (keyed by
 // EDS service name). All assignments are validated first.
 func (m *Manager) ApplyEndpoints(clas map[string]*endpointv3.ClusterLoadAssignment) error {
-	// The ADS client hands back an unchanged assignment as the same message: only the
-	// changed ones are validated and refreshed, so one update costs what it changes.
 	m.mu.RLock()
-	prev := m.assignments
+	var removed []string
+	for name := range m.assignments {
+		if _, ok := clas[name]; !ok {
+			removed = append(removed, name)
+		}
+	}
 	m.mu.RUnlock()
-	for name, cla := range clas {
-		if prev[name] == cla {
+	return m.UpdateEndpoints(clas, removed)
+}
+
+// UpdateEndpoints sets the assignments in changed (keyed by EDS service name) and removes
+// those named in removed, refreshing the hosts of the clusters using them only. The changed
+// assignments are validated first; on any error nothing changes.
+func (m *Manager) UpdateEndpoints(changed map[string]*endpointv3.ClusterLoadAssignment, removed []string) error {
+	// The ADS client hands back an unchanged assignment as the same message: it is not
+	// validated again.
+	m.mu.RLock()
+	for name, cla := range changed {
+		if m.assignments[name] == cla {
 			continue
 		}
 		if err := ValidateAssignment(cla); err != nil {
+			m.mu.RUnlock()
 			return fmt.Errorf("cluster load assignment %q: %w", name, err)
 		}
 	}
+	m.mu.RUnlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	old := m.assignments
-	m.assignments = make(map[string]*endpointv3.ClusterLoadAssignment, len(clas))
-	for name, cla := range clas {
-		m.assignments[name] = cla
+	touched := make([]string, 0, len(changed)+len(removed))
+	for _, name := range removed {
+		if _, ok := changed[name]; !ok {
+			if _, had := m.assignments[name]; had {
+				delete(m.assignments, name)
+				touched = append(touched, name)
+			}
+		}
 	}
-	for _, c := range m.clusters {
-		if c.EDS && (old[c.ServiceName] != m.assignments[c.ServiceName] || old[c.ServiceName] == nil) {
+	for name, cla := range changed {
+		if old, ok := m.assignments[name]; ok && old == cla {
+			continue
+		}
+		m.assignments[name] = cla
+		touched = append(touched, name)
+	}
+	for _, name := range touched {
+		for _, c := range m.byService[name] {
 			m.refreshHostsLocked(c)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +44,11 @@ const (
 	// it (Subscribe with any names), as Envoy does when a listener has scoped_rds.
 	ScopedRouteType = resourcev3.ScopedRouteType
 )
+
+// MaxResponseSize bounds the size of one xDS response the client receives. gRPC-Go's default
+// (4 MiB) is too small for a state-of-the-world CDS response beyond ~15,000 clusters, which
+// the client then cannot receive at all (it reconnects, and fails again, forever).
+const MaxResponseSize = 1 << 30
 
 // resourceWrapperType is the type URL of discovery.v3.Resource, which a
 // state-of-the-world server may use to wrap resources (for TTLs).
@@ -80,14 +84,42 @@ type Resource struct {
 	raw string // the encoded resource
 }
 
-// Handler receives configuration from the client. Apply is given the complete
-// new set of resources of one type (after merging the response into what was
-// accepted before) and must either apply all of it or none of it: a non-nil
-// error rejects the response (the client NACKs it with the error's text and
-// keeps the previous set). Apply is always called from a single goroutine and
-// may call Client.Subscribe.
+// Handler receives configuration from the client. Apply is given one response's change to
+// the accepted resources of one type: the resources added or changed, and the names of those
+// removed (a state-of-the-world response is compared with what was accepted, so an unchanged
+// resource is in neither). It must either apply all of it or none of it: a non-nil error
+// rejects the response (the client NACKs it with the error's text and keeps what was accepted
+// before). Apply is always called from a single goroutine and may call Client.Subscribe and
+// Client.UpdateSubscription.
 type Handler interface {
-	Apply(ctx context.Context, typeURL string, resources map[string]Resource) error
+	Apply(ctx context.Context, typeURL string, u Update) error
+}
+
+// Update is one response's change to the accepted resources of a type.
+type Update struct {
+	// Changed are the resources added or changed, by name.
+	Changed map[string]Resource
+	// Removed are the names of accepted resources that are gone: removed by the server, left
+	// out of a state-of-the-world response of a wildcard type, or no longer subscribed to.
+	Removed []string
+
+	accepted map[string]Resource
+}
+
+// All returns every resource of the type once the update applies. It costs O(resources):
+// for types with few resources (listeners, secrets).
+func (u Update) All() map[string]Resource {
+	out := make(map[string]Resource, len(u.accepted)+len(u.Changed))
+	for name, r := range u.accepted {
+		out[name] = r
+	}
+	for _, name := range u.Removed {
+		delete(out, name)
+	}
+	for name, r := range u.Changed {
+		out[name] = r
+	}
+	return out
 }
 
 // Config configures a Client.
@@ -116,13 +148,76 @@ type Client struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	subs   map[string][]string // requested names of non-wildcard types, sorted
+	subs   map[string]*subscription // requested names of non-wildcard types (and opted-in wildcard ones)
 	notify chan struct{}
 
 	// Owned by the Run goroutine.
 	state    map[string]map[string]Resource
 	byRaw    map[string]map[string]Resource // per type: the accepted resources by their encoding
 	versions map[string]string              // SotW: last accepted version_info per type
+}
+
+// subscription is the names requested for one type, and how they changed since a stream
+// last sent them.
+type subscription struct {
+	names map[string]bool
+	// version counts changes; list caches the names at listVersion.
+	version, listVersion uint64
+	list                 []string
+	// added and removed are the changes not yet sent on a delta stream; dropped the names
+	// removed since an update of the type was last accepted (what it must forget).
+	added, removed, dropped map[string]bool
+}
+
+func newSubscription() *subscription {
+	return &subscription{names: map[string]bool{}, added: map[string]bool{}, removed: map[string]bool{}, dropped: map[string]bool{}}
+}
+
+// change adds and removes names, recording what changed.
+func (s *subscription) change(add, remove []string) bool {
+	changed := false
+	for _, n := range remove {
+		if !s.names[n] {
+			continue
+		}
+		delete(s.names, n)
+		changed = true
+		if s.added[n] {
+			delete(s.added, n)
+		} else {
+			s.removed[n] = true
+		}
+		s.dropped[n] = true
+	}
+	for _, n := range add {
+		if s.names[n] {
+			continue
+		}
+		s.names[n] = true
+		changed = true
+		if s.removed[n] {
+			delete(s.removed, n)
+		} else {
+			s.added[n] = true
+		}
+	}
+	if changed {
+		s.version++
+	}
+	return changed
+}
+
+// sorted returns the names, sorted (cached until they change).
+func (s *subscription) sorted() []string {
+	if s.list == nil || s.listVersion != s.version {
+		s.list = make([]string, 0, len(s.names))
+		for n := range s.names {
+			s.list = append(s.list, n)
+		}
+		sort.Strings(s.list)
+		s.listVersion = s.version
+	}
+	return s.list
 }
 
 // New returns a Client for cfg. It does not connect until Run is called.
@@ -142,7 +237,7 @@ func New(cfg Config) *Client {
 	return &Client{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "xds"),
-		subs:     map[string][]string{},
+		subs:     map[string]*subscription{},
 		notify:   make(chan struct{}, 1),
 		state:    map[string]map[string]Resource{},
 		byRaw:    map[string]map[string]Resource{},
@@ -154,27 +249,118 @@ func New(cfg Config) *Client {
 // (RouteType, EndpointType or SecretType), or turns on the wildcard subscription of
 // ScopedRouteType (names are then ignored). The client sends the new subscription on the
 // stream if it changed. It is safe to call from any goroutine, including from
-// Handler.Apply.
+// Handler.Apply. It costs O(names); UpdateSubscription costs what changes.
 func (c *Client) Subscribe(typeURL string, names []string) {
-	names = slices.Clone(names)
-	sort.Strings(names)
-	names = slices.Compact(names)
 	if optIn(typeURL) {
-		names = []string{}
+		names = nil
 	}
+	want := set(names)
 	c.mu.Lock()
-	c.subs[typeURL] = names
+	_, existed := c.subs[typeURL]
+	s := c.subLocked(typeURL)
+	var remove []string
+	for n := range s.names {
+		if !want[n] {
+			remove = append(remove, n)
+		}
+	}
+	changed := s.change(names, remove) || !existed
 	c.mu.Unlock()
+	if changed {
+		c.kick()
+	}
+}
+
+// UpdateSubscription adds names to and removes names from the subscription of a
+// non-wildcard type, as Subscribe does with the whole list.
+func (c *Client) UpdateSubscription(typeURL string, add, remove []string) {
+	c.mu.Lock()
+	_, existed := c.subs[typeURL]
+	changed := c.subLocked(typeURL).change(add, remove) || !existed
+	c.mu.Unlock()
+	if changed {
+		c.kick()
+	}
+}
+
+// subLocked returns the subscription of typeURL, creating it (Subscribe of an opt-in
+// wildcard type is what creates it); c.mu must be held.
+func (c *Client) subLocked(typeURL string) *subscription {
+	s := c.subs[typeURL]
+	if s == nil {
+		s = newSubscription()
+		s.version = 1 // a new subscription is news to the stream even when empty
+		c.subs[typeURL] = s
+	}
+	return s
+}
+
+func (c *Client) kick() {
 	select {
 	case c.notify <- struct{}{}:
 	default:
 	}
 }
 
-func (c *Client) subscription(typeURL string) []string {
+// subscription returns the requested names of typeURL, sorted, and the subscription's
+// version (0 when never subscribed). The slice must not be modified.
+func (c *Client) subscription(typeURL string) ([]string, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.subs[typeURL]
+	s := c.subs[typeURL]
+	if s == nil {
+		return nil, 0
+	}
+	return s.sorted(), s.version
+}
+
+// subscribed reports whether name is requested for typeURL.
+func (c *Client) subscribed(typeURL, name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.subs[typeURL]
+	return s != nil && s.names[name]
+}
+
+// takeDelta returns and forgets the names added to and removed from typeURL's subscription
+// since it was last called.
+func (c *Client) takeDelta(typeURL string) (added, removed []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.subs[typeURL]
+	if s == nil {
+		return nil, nil
+	}
+	for n := range s.added {
+		added = append(added, n)
+	}
+	for n := range s.removed {
+		removed = append(removed, n)
+	}
+	clear(s.added)
+	clear(s.removed)
+	sort.Strings(added)
+	sort.Strings(removed)
+	return added, removed
+}
+
+// dropped returns the accepted resources of typeURL that are no longer subscribed to.
+func (c *Client) dropped(typeURL string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.subs[typeURL]
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for n := range s.dropped {
+		if _, ok := c.state[typeURL][n]; ok && !s.names[n] {
+			out = append(out, n)
+		} else {
+			delete(s.dropped, n) // resubscribed, or never received
+		}
+	}
+	return out
 }
 
 // wanted reports whether a wildcard type is to be requested.
@@ -192,7 +378,10 @@ func (c *Client) wanted(typeURL string) bool {
 // with jittered exponential backoff, until ctx is done. The last accepted
 // configuration stays in force while disconnected.
 func (c *Client) Run(ctx context.Context) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxResponseSize)),
+	}, c.cfg.DialOptions...)
 	conn, err := grpc.NewClient(c.cfg.Address, opts...)
 	if err != nil {
 		return fmt.Errorf("creating gRPC client for ADS server %s: %w", c.cfg.Address, err)
@@ -238,16 +427,38 @@ func (c *Client) decodeResource(t string, a *anypb.Any, version string) (Resourc
 	return Resource{Name: resourceName(msg), Version: version, Message: msg, raw: string(a.GetValue())}, nil
 }
 
-// accept makes next the accepted resources of type t.
-func (c *Client) accept(t string, next map[string]Resource) {
-	c.state[t] = next
-	byRaw := make(map[string]Resource, len(next))
-	for _, r := range next {
+// accept applies an update the Handler accepted to the accepted resources of type t.
+func (c *Client) accept(t string, u Update) {
+	state, byRaw := c.state[t], c.byRaw[t]
+	if state == nil {
+		state, byRaw = map[string]Resource{}, map[string]Resource{}
+		c.state[t], c.byRaw[t] = state, byRaw
+	}
+	forget := func(name string) {
+		if old, ok := state[name]; ok {
+			if old.raw != "" && byRaw[old.raw].Name == name {
+				delete(byRaw, old.raw)
+			}
+			delete(state, name)
+		}
+	}
+	for _, name := range u.Removed {
+		forget(name)
+	}
+	for name, r := range u.Changed {
+		forget(name)
+		state[name] = r
 		if r.raw != "" {
 			byRaw[r.raw] = r
 		}
 	}
-	c.byRaw[t] = byRaw
+	c.mu.Lock()
+	if s := c.subs[t]; s != nil {
+		for _, name := range u.Removed {
+			delete(s.dropped, name)
+		}
+	}
+	c.mu.Unlock()
 }
 
 // set returns names as a set.

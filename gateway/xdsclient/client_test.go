@@ -112,10 +112,11 @@ type handler struct {
 	calls   int
 }
 
-func (h *handler) Apply(_ context.Context, typeURL string, res map[string]xdsclient.Resource) error {
+func (h *handler) Apply(_ context.Context, typeURL string, u xdsclient.Update) error {
 	if typeURL != xdsclient.ClusterType {
 		return nil
 	}
+	res := u.All()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.calls++

@@ -10,12 +10,11 @@ import (
 // deltaStream is the incremental protocol's state on one stream.
 type deltaStream struct {
 	c       *Client
-	sent    map[string][]string // subscribed names per type
-	started map[string]bool     // types subscribed on this stream
+	started map[string]bool // types subscribed on this stream
 }
 
 func newDeltaStream(c *Client) *deltaStream {
-	return &deltaStream{c: c, sent: map[string][]string{}, started: map[string]bool{}}
+	return &deltaStream{c: c, started: map[string]bool{}}
 }
 
 func (s *deltaStream) kind() string { return "delta " }
@@ -35,15 +34,15 @@ func (s *deltaStream) subscribe(send func(*discoveryv3.DeltaDiscoveryRequest) er
 				continue
 			}
 			if !isWildcard(t) {
-				names = c.subscription(t)
+				names, _ = c.subscription(t)
 				if len(names) == 0 {
 					continue
 				}
 			}
+			c.takeDelta(t) // the initial request carries the whole subscription
 			initial := map[string]string{}
-			wanted := set(names)
 			for name, r := range c.state[t] {
-				if isWildcard(t) || wanted[name] {
+				if isWildcard(t) || c.subscribed(t, name) {
 					initial[name] = r.Version
 				}
 			}
@@ -51,21 +50,19 @@ func (s *deltaStream) subscribe(send func(*discoveryv3.DeltaDiscoveryRequest) er
 			if err := send(req); err != nil {
 				return err
 			}
-			s.started[t], s.sent[t] = true, names
+			s.started[t] = true
 			continue
 		}
 		if isWildcard(t) {
 			continue
 		}
-		names := c.subscription(t)
-		add, remove := diff(s.sent[t], names)
+		add, remove := c.takeDelta(t)
 		if len(add) == 0 && len(remove) == 0 {
 			continue
 		}
 		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: remove}); err != nil {
 			return err
 		}
-		s.sent[t] = names
 	}
 	return nil
 }
@@ -80,16 +77,12 @@ func (s *deltaStream) respond(ctx context.Context, resp *discoveryv3.DeltaDiscov
 	return t, req, err
 }
 
-// applyDelta merges a delta response into the accepted resources of its type
-// and hands the result to the Handler.
+// applyDelta hands the Handler the resources a delta response changes and removes.
 func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscoveryResponse) error {
 	t := resp.GetTypeUrl()
 	c.updateStat(t, "update_attempt")
-	next := make(map[string]Resource, len(c.state[t]))
-	for name, r := range c.state[t] {
-		next[name] = r
-	}
-	seen := map[string]bool{}
+	state := c.state[t]
+	u := Update{Changed: make(map[string]Resource, len(resp.GetResources())), accepted: state}
 	for _, r := range resp.GetResources() {
 		msg, err := decode(t, r.GetResource())
 		if err != nil {
@@ -99,44 +92,35 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 		if name == "" {
 			name = resourceName(msg)
 		}
-		if seen[name] {
+		if _, dup := u.Changed[name]; dup {
 			return c.reject(t, resp.GetSystemVersionInfo(), fmt.Errorf("duplicate %s resource %q in response", shortType(t), name))
 		}
-		seen[name] = true
-		next[name] = Resource{Name: name, Version: r.GetVersion(), Message: msg}
+		if !isWildcard(t) && !c.subscribed(t, name) {
+			continue
+		}
+		u.Changed[name] = Resource{Name: name, Version: r.GetVersion(), Message: msg}
 	}
+	removed := map[string]bool{}
 	for _, name := range resp.GetRemovedResources() {
-		delete(next, name)
+		if _, ok := state[name]; ok {
+			removed[name] = true
+		}
 	}
 	if !isWildcard(t) {
-		subs := set(c.subscription(t))
-		for name := range next {
-			if !subs[name] {
-				delete(next, name)
-			}
+		for _, name := range c.dropped(t) {
+			removed[name] = true
 		}
 	}
-	if err := c.cfg.Handler.Apply(ctx, t, next); err != nil {
+	for name := range removed {
+		if _, ok := u.Changed[name]; !ok {
+			u.Removed = append(u.Removed, name)
+		}
+	}
+	if err := c.cfg.Handler.Apply(ctx, t, u); err != nil {
 		return c.reject(t, resp.GetSystemVersionInfo(), err)
 	}
-	c.state[t] = next
+	c.accept(t, u)
 	c.updateStat(t, "update_success")
-	c.log.Debug("accepted delta xDS update", "type", shortType(t), "nonce", resp.GetNonce(), "resources", len(next))
+	c.log.Debug("accepted delta xDS update", "type", shortType(t), "nonce", resp.GetNonce(), "changed", len(u.Changed), "removed", len(u.Removed))
 	return nil
-}
-
-// diff returns the names in next but not in prev, and those in prev but not in next.
-func diff(prev, next []string) (added, removed []string) {
-	p, n := set(prev), set(next)
-	for _, name := range next {
-		if !p[name] {
-			added = append(added, name)
-		}
-	}
-	for _, name := range prev {
-		if !n[name] {
-			removed = append(removed, name)
-		}
-	}
-	return added, removed
 }

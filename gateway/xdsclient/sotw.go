@@ -3,7 +3,6 @@ package xdsclient
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
@@ -11,13 +10,13 @@ import (
 // sotwStream is the state-of-the-world protocol's state on one stream.
 type sotwStream struct {
 	c       *Client
-	nonces  map[string]string   // last response nonce per type
-	sent    map[string][]string // last requested names per type
-	started map[string]bool     // types requested on this stream
+	nonces  map[string]string // last response nonce per type
+	sent    map[string]uint64 // version of the subscription last requested per type
+	started map[string]bool   // types requested on this stream
 }
 
 func newSotWStream(c *Client) *sotwStream {
-	return &sotwStream{c: c, nonces: map[string]string{}, sent: map[string][]string{}, started: map[string]bool{}}
+	return &sotwStream{c: c, nonces: map[string]string{}, sent: map[string]uint64{}, started: map[string]bool{}}
 }
 
 func (s *sotwStream) kind() string { return "" }
@@ -29,20 +28,20 @@ func (s *sotwStream) typeURL(req *discoveryv3.DiscoveryRequest) string { return 
 func (s *sotwStream) subscribe(send func(*discoveryv3.DiscoveryRequest) error) error {
 	c := s.c
 	for _, t := range subscriptionOrder {
-		names := c.subscription(t)
+		names, version := c.subscription(t)
 		if isWildcard(t) {
 			if s.started[t] || !c.wanted(t) {
 				continue
 			}
 			names = nil
-		} else if (!s.started[t] && len(names) == 0) || (s.started[t] && slices.Equal(names, s.sent[t])) {
+		} else if (!s.started[t] && len(names) == 0) || (s.started[t] && version == s.sent[t]) {
 			continue
 		}
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.versions[t], ResourceNames: names, ResponseNonce: s.nonces[t]}
 		if err := send(req); err != nil {
 			return err
 		}
-		s.started[t], s.sent[t] = true, names
+		s.started[t], s.sent[t] = true, version
 	}
 	return nil
 }
@@ -52,12 +51,12 @@ func (s *sotwStream) respond(ctx context.Context, resp *discoveryv3.DiscoveryRes
 	t := resp.GetTypeUrl()
 	s.nonces[t] = resp.GetNonce()
 	err := c.applySotW(ctx, resp)
-	names := c.subscription(t)
+	names, version := c.subscription(t)
 	if isWildcard(t) {
 		names = nil
 	}
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResourceNames: names, ResponseNonce: resp.GetNonce()}
-	s.started[t], s.sent[t] = true, names
+	s.started[t], s.sent[t] = true, version
 	if err != nil {
 		req.VersionInfo = c.versions[t]
 		req.ErrorDetail = nackDetail(err)
@@ -68,24 +67,15 @@ func (s *sotwStream) respond(ctx context.Context, resp *discoveryv3.DiscoveryRes
 	return t, req, nil
 }
 
-// applySotW decodes a state-of-the-world response, builds the new resource
-// set for its type and hands it to the Handler.
+// applySotW compares a state-of-the-world response with the accepted resources of its
+// type and hands the Handler what changed. Resources with the bytes of an accepted one are
+// not decoded again, and are not changes.
 func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
 	t := resp.GetTypeUrl()
 	c.updateStat(t, "update_attempt")
-	next := map[string]Resource{}
-	var subs map[string]bool
-	if !isWildcard(t) {
-		subs = set(c.subscription(t))
-		// RDS and EDS responses only carry the resources they name;
-		// resources not mentioned stay as they were.
-		for name := range subs {
-			if r, ok := c.state[t][name]; ok {
-				next[name] = r
-			}
-		}
-	}
-	seen := map[string]bool{}
+	state := c.state[t]
+	u := Update{Changed: map[string]Resource{}, accepted: state}
+	seen := make(map[string]bool, len(resp.GetResources()))
 	for _, a := range resp.GetResources() {
 		r, err := c.decodeResource(t, a, resp.GetVersionInfo())
 		if err != nil {
@@ -95,16 +85,35 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 			return c.reject(t, resp.GetVersionInfo(), fmt.Errorf("duplicate %s resource %q in response", shortType(t), r.Name))
 		}
 		seen[r.Name] = true
-		if !isWildcard(t) && !subs[r.Name] {
+		if !isWildcard(t) && !c.subscribed(t, r.Name) {
 			continue
 		}
-		next[r.Name] = r
+		if old, ok := state[r.Name]; ok && old.raw == r.raw {
+			continue
+		}
+		u.Changed[r.Name] = r
 	}
-	if err := c.cfg.Handler.Apply(ctx, t, next); err != nil {
+	if isWildcard(t) {
+		// The response is the whole set: what it lacks is gone.
+		for name := range state {
+			if !seen[name] {
+				u.Removed = append(u.Removed, name)
+			}
+		}
+	} else {
+		// RDS and EDS responses only carry the resources they name; resources not mentioned
+		// stay as they were, unless no longer subscribed to.
+		for _, name := range c.dropped(t) {
+			if _, ok := u.Changed[name]; !ok {
+				u.Removed = append(u.Removed, name)
+			}
+		}
+	}
+	if err := c.cfg.Handler.Apply(ctx, t, u); err != nil {
 		return c.reject(t, resp.GetVersionInfo(), err)
 	}
-	c.accept(t, next)
+	c.accept(t, u)
 	c.updateStat(t, "update_success")
-	c.log.Debug("accepted xDS update", "type", shortType(t), "version", resp.GetVersionInfo(), "resources", len(next))
+	c.log.Debug("accepted xDS update", "type", shortType(t), "version", resp.GetVersionInfo(), "changed", len(u.Changed), "removed", len(u.Removed))
 	return nil
 }
