@@ -246,7 +246,15 @@ Skiff itself, before it starts.`,
 			if cmd.Flags().Changed("request-log") {
 				requestLog, _ = cmd.Flags().GetBool("request-log")
 			}
-			stack, err := up.Start(ctx, up.Config{ControlPlane: cfg, AdminAddress: adminAddr, RequestLog: requestLog})
+			var sotw bool
+			switch mode, _ := cmd.Flags().GetString("gateway-xds"); mode {
+			case "delta":
+			case "sotw":
+				sotw = true
+			default:
+				return fmt.Errorf("--gateway-xds %q: want delta or sotw", mode)
+			}
+			stack, err := up.Start(ctx, up.Config{ControlPlane: cfg, AdminAddress: adminAddr, RequestLog: requestLog, StateOfTheWorld: sotw})
 			if err != nil {
 				return err
 			}
@@ -277,6 +285,7 @@ Skiff itself, before it starts.`,
 	addControlPlaneFlags(cmd)
 	cmd.Flags().String("admin-addr", "127.0.0.1:9901", "address of the gateway's admin endpoint (/stats, /ready)")
 	cmd.Flags().StringArrayP("filename", "f", nil, "manifests to apply once up (repeatable)")
+	cmd.Flags().String("gateway-xds", "delta", "how the gateway asks for its configuration: delta (incremental xDS, a change costs what changed) or sotw (state of the world, as Envoy's ADS default)")
 	addGCFlags(cmd.Flags())
 	cmd.Flags().Bool("request-log", false, "write a line in Envoy's access log format for every request to a revision into its log (.skiff/logs/<namespace>/<revision>.log, after \"[proxy] \"); default: config-observability's logging.enable-request-log")
 	return cmd
