@@ -11,14 +11,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -216,7 +214,7 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 			if profileDir != "" && r == 1 {
 				prof = make(chan error, 1)
 				file := filepath.Join(profileDir, strings.ReplaceAll(p.name, " ", "_")+".cpu")
-				go func() { prof <- fetchProfile(p.admin, dur, file) }()
+				go func() { prof <- skiffup.FetchProfile(p.admin, dur, file) }()
 			}
 			start := time.Now()
 			ok := throughputN(client, "http://"+p.http+p.brokerPath, "broker-ingress.localhost", conc, dur)
@@ -254,9 +252,9 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 	}
 	fmt.Println()
 	fmt.Fprintln(tw, "build\tmedian accepted/s\tratio to the first")
-	first := medianOf(rates[procs[0].name])
+	first := skiffup.Median(rates[procs[0].name])
 	for _, p := range procs {
-		m := medianOf(rates[p.name])
+		m := skiffup.Median(rates[p.name])
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\n", p.name, m, m/first)
 	}
 	return tw.Flush()
@@ -287,34 +285,4 @@ func throughputN(client *http.Client, url, host string, conc int, dur time.Durat
 		fmt.Fprintf(os.Stderr, "%s: %d requests failed\n", url, f)
 	}
 	return ok.Load()
-}
-
-func medianOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// fetchProfile saves the CPU profile of the process serving admin over d into file.
-func fetchProfile(admin string, d time.Duration, file string) error {
-	secs := max(1, int(d.Round(time.Second)/time.Second))
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
-	if err != nil {
-		return fmt.Errorf("fetching a CPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching a CPU profile: %s", resp.Status)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(file, b, 0o644)
 }

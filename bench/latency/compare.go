@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -317,7 +316,7 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 				if profileDir != "" && r == 1 {
 					prof = make(chan error, 1)
 					file := filepath.Join(profileDir, fmt.Sprintf("%s-c%d.cpu", strings.ReplaceAll(t.name, " ", "_"), n))
-					go func() { prof <- fetchProfile(t.up.admin, dur, file) }()
+					go func() { prof <- skiffup.FetchProfile(t.up.admin, dur, file) }()
 				}
 				cpu0 := cpuOf(t.up.proc, t.up.gateway)
 				st := load(t.up.http, "serve.default.localhost", n, dur, loadOpts{})
@@ -348,7 +347,7 @@ func compare(levels string, dur time.Duration, rounds int, bins []string, profil
 	fmt.Println()
 	fmt.Fprintln(tw, "path\tconcurrency\trounds\tmedian req/s vs ReverseProxy\tmedian p99 vs ReverseProxy\tmedian CPU/request vs ReverseProxy")
 	for _, k := range order {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.2f\n", k.path, k.level, len(rpsRatios[k]), median(rpsRatios[k]), median(p99Ratios[k]), median(cpuRatios[k]))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.2f\n", k.path, k.level, len(rpsRatios[k]), skiffup.Median(rpsRatios[k]), skiffup.Median(p99Ratios[k]), skiffup.Median(cpuRatios[k]))
 	}
 	return tw.Flush()
 }
@@ -373,38 +372,4 @@ func perRequest(d time.Duration, n int) float64 {
 		return 0
 	}
 	return float64(d.Microseconds()) / float64(n)
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// fetchProfile saves the CPU profile of the process serving admin over d into file.
-func fetchProfile(admin string, d time.Duration, file string) error {
-	secs := max(1, int(d.Round(time.Second)/time.Second))
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
-	if err != nil {
-		return fmt.Errorf("fetching a CPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching a CPU profile: %s", resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

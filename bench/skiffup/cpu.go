@@ -3,7 +3,10 @@ package skiffup
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,4 +35,36 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	}
 	const ticks = 100 // USER_HZ, 100 on Linux
 	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+// Median is the median of v (0 for none), for the compare benches' ratios over rounds.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// FetchProfile saves the CPU profile of the skiff process whose admin endpoint is admin, taken
+// over d, into file.
+func FetchProfile(admin string, d time.Duration, file string) error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	if err != nil {
+		return fmt.Errorf("fetching a CPU profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching a CPU profile: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fetching a CPU profile: %w", err)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
