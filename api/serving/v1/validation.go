@@ -69,7 +69,7 @@ func (s *Service) Validate(ctx context.Context) *fielderr.Error {
 		errs = errs.Also(s.Spec.Validate(admission.WithinSpec(ctx)).ViaField("spec"))
 	}
 	if old, ok := admission.Baseline(ctx).(*Service); ok && admission.IsInUpdate(ctx) {
-		errs = errs.Also(validateCreatorAndModifier(old.Spec, s.Spec, old.Annotations, s.Annotations).ViaField("metadata.annotations"))
+		errs = errs.Also(ValidateCreatorAndModifier(old.Spec, s.Spec, old.Annotations, s.Annotations).ViaField("metadata.annotations"))
 		errs = errs.Also(s.Spec.Template.VerifyNameChange(ctx, &old.Spec.Template).ViaField("spec.template"))
 	}
 	return errs
@@ -93,7 +93,7 @@ func (c *Configuration) Validate(ctx context.Context) *fielderr.Error {
 	}
 	if old, ok := admission.Baseline(ctx).(*Configuration); ok && admission.IsInUpdate(ctx) {
 		if c.OwnerReferences == nil {
-			errs = errs.Also(validateCreatorAndModifier(old.Spec, c.Spec, old.Annotations, c.Annotations).ViaField("metadata.annotations"))
+			errs = errs.Also(ValidateCreatorAndModifier(old.Spec, c.Spec, old.Annotations, c.Annotations).ViaField("metadata.annotations"))
 		}
 		errs = errs.Also(c.Spec.Template.VerifyNameChange(ctx, &old.Spec.Template).ViaField("spec.template"))
 	}
@@ -163,7 +163,7 @@ func (r *Route) Validate(ctx context.Context) *fielderr.Error {
 	errs = errs.ViaField("metadata")
 	errs = errs.Also(r.Spec.Validate(admission.WithinSpec(ctx)).ViaField("spec"))
 	if old, ok := admission.Baseline(ctx).(*Route); ok && admission.IsInUpdate(ctx) && r.OwnerReferences == nil {
-		errs = errs.Also(validateCreatorAndModifier(old.Spec, r.Spec, old.Annotations, r.Annotations).ViaField("metadata.annotations"))
+		errs = errs.Also(ValidateCreatorAndModifier(old.Spec, r.Spec, old.Annotations, r.Annotations).ViaField("metadata.annotations"))
 	}
 	return errs
 }
@@ -434,7 +434,9 @@ func verifyLabelOwner(labels map[string]string, label, kind string, owners []met
 	return fielderr.Missing(label)
 }
 
-func validateCreatorAndModifier(oldSpec, newSpec any, oldAnns, newAnns map[string]string) *fielderr.Error {
+// ValidateCreatorAndModifier is Knative's apis.ValidateCreatorAndModifier for serving objects
+// on update: the creator annotation never changes, and the last modifier only with the spec.
+func ValidateCreatorAndModifier(oldSpec, newSpec any, oldAnns, newAnns map[string]string) *fielderr.Error {
 	var errs *fielderr.Error
 	if oldAnns[CreatorAnnotation] != newAnns[CreatorAnnotation] {
 		errs = errs.Also(fielderr.Generic("annotation value is immutable", CreatorAnnotation))

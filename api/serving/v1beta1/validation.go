@@ -8,7 +8,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/fielderr"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 )
 
 // clusterDomain is the cluster's DNS suffix; no DomainMapping may be under it.
@@ -27,9 +29,11 @@ func (dm *DomainMapping) SetDefaults(context.Context) {
 
 // Validate checks a DomainMapping as Knative's webhook does (domainmapping_validation.go),
 // with its messages: the name is a fully qualified domain name outside the cluster domain,
-// generateName is not allowed, and the ref names a kind, apiVersion and name in the
-// DomainMapping's namespace.
-func (dm *DomainMapping) Validate(context.Context) *fielderr.Error {
+// generateName is not allowed, the ref names a kind, apiVersion and name in the
+// DomainMapping's namespace (no group: Knative's kreference-group is off), and on update the
+// creator and last-modifier annotations follow Knative's rules. spec.tls.secretName is not
+// checked, as in Knative.
+func (dm *DomainMapping) Validate(ctx context.Context) *fielderr.Error {
 	var errs *fielderr.Error
 	if dm.GenerateName != "" {
 		errs = errs.Also(fielderr.Disallowed("metadata.generateName"))
@@ -48,6 +52,9 @@ func (dm *DomainMapping) Validate(context.Context) *fielderr.Error {
 	if r.APIVersion == "" {
 		ref = ref.Also(fielderr.Missing("apiVersion"))
 	}
+	if r.Group != "" {
+		ref = ref.Also(fielderr.Disallowed("group"))
+	}
 	if r.Kind == "" {
 		ref = ref.Also(fielderr.Missing("kind"))
 	}
@@ -56,10 +63,8 @@ func (dm *DomainMapping) Validate(context.Context) *fielderr.Error {
 			Details: fmt.Sprintf("parent namespace: %q does not match ref: %q", dm.Namespace, r.Namespace)})
 	}
 	errs = errs.Also(ref.ViaField("spec", "ref"))
-	if dm.Spec.TLS != nil {
-		for _, msg := range validation.IsDNS1123Subdomain(dm.Spec.TLS.SecretName) {
-			errs = errs.Also(fielderr.Invalid(dm.Spec.TLS.SecretName, "spec.tls.secretName", msg))
-		}
+	if old, ok := admission.Baseline(ctx).(*DomainMapping); ok && admission.IsInUpdate(ctx) {
+		errs = errs.Also(servingv1.ValidateCreatorAndModifier(old.Spec, dm.Spec, old.Annotations, dm.Annotations).ViaField("metadata.annotations"))
 	}
 	return errs
 }

@@ -45,8 +45,19 @@ func TestDomainMappingValidation(t *testing.T) {
 		dm:   DomainMapping{ObjectMeta: metav1.ObjectMeta{Name: "notallowed.svc.cluster.local", Namespace: "ns"}, Spec: DomainMappingSpec{Ref: ref("some-name", "ns")}},
 		want: []string{"metadata.name", `invalid name "notallowed.svc.cluster.local": must not be a subdomain of cluster local domain "cluster.local"`},
 	}, {
+		// knative.dev/pkg KReference.Validate: group needs the kreference-group feature, off in
+		// Serving.
+		name: "ref with a group",
+		dm: DomainMapping{ObjectMeta: metav1.ObjectMeta{Name: "group.example.com", Namespace: "ns"},
+			Spec: DomainMappingSpec{Ref: KReference{Name: "some-name", Namespace: "ns", APIVersion: "serving.knative.dev/v1", Kind: "Service", Group: "serving.knative.dev"}}},
+		want: []string{"spec.ref.group", "must not set the field(s)"},
+	}, {
 		name: "valid",
 		dm:   DomainMapping{ObjectMeta: metav1.ObjectMeta{Name: "hello.example.com", Namespace: "ns"}, Spec: DomainMappingSpec{Ref: ref("hello", "ns"), TLS: &SecretTLS{SecretName: "hello-tls"}}},
+	}, {
+		// Knative does not check spec.tls.secretName (a DomainMapping waits for its Secret).
+		name: "valid with a secret name that is no object name",
+		dm:   DomainMapping{ObjectMeta: metav1.ObjectMeta{Name: "hello.example.com", Namespace: "ns"}, Spec: DomainMappingSpec{Ref: ref("hello", "ns"), TLS: &SecretTLS{SecretName: "Not_A_Name"}}},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
