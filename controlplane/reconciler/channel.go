@@ -601,7 +601,7 @@ func subscriberDelivery(sub *messagingv1.Subscription, imc *messagingv1.InMemory
 	}
 	var d *eventingv1.DeliverySpec
 	if dls := sub.Status.PhysicalSubscription.DeadLetterSinkURI; dls != "" {
-		d = &eventingv1.DeliverySpec{DeadLetterSink: &eventingv1.Destination{URI: dls}}
+		d = &eventingv1.DeliverySpec{DeadLetterSink: &eventingv1.Destination{URI: eventingv1.URIOf(dls)}}
 	}
 	if src != nil && (src.BackoffDelay != nil || src.Retry != nil || src.BackoffPolicy != nil || src.Timeout != nil || src.RetryAfterMax != nil) {
 		if d == nil {

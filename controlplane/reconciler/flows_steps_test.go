@@ -21,7 +21,7 @@ func describe(s *messagingv1.Subscription) string {
 		case x.Ref != nil:
 			return x.Ref.Kind + "/" + x.Ref.Name
 		}
-		return x.URI
+		return x.URIString()
 	}
 	return s.Name + ": " + s.Spec.Channel.Name + " -> " + d(s.Spec.Subscriber) + " (" + d(s.Spec.Reply) + ")"
 }
@@ -32,11 +32,11 @@ func describe(s *messagingv1.Subscription) string {
 // spec.reply), as parallel/resources/subscription.go NewSubscription does.
 func TestParallelSubscriptions(t *testing.T) {
 	par := &flowsv1.Parallel{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}}
-	par.Spec.Reply = &eventingv1.Destination{URI: "http://reply"}
+	par.Spec.Reply = &eventingv1.Destination{URI: eventingv1.URIOf("http://reply")}
 	par.Spec.Branches = []flowsv1.ParallelBranch{
-		{Subscriber: eventingv1.Destination{URI: "http://sub0"}},
-		{Filter: &eventingv1.Destination{URI: "http://filter1"}, Subscriber: eventingv1.Destination{URI: "http://sub1"},
-			Reply: &eventingv1.Destination{URI: "http://reply1"}},
+		{Subscriber: eventingv1.Destination{URI: eventingv1.URIOf("http://sub0")}},
+		{Filter: &eventingv1.Destination{URI: eventingv1.URIOf("http://filter1")}, Subscriber: eventingv1.Destination{URI: eventingv1.URIOf("http://sub1")},
+			Reply: &eventingv1.Destination{URI: eventingv1.URIOf("http://reply1")}},
 	}
 	owner := controllerRef(flowsv1.GroupVersion, flowsv1.KindParallel, &par.ObjectMeta)
 	for i, want := range [][2]string{
@@ -60,10 +60,10 @@ func TestParallelSubscriptions(t *testing.T) {
 // last step to spec.reply.
 func TestSequenceSubscription(t *testing.T) {
 	seq := &flowsv1.Sequence{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns"}}
-	seq.Spec.Reply = &eventingv1.Destination{URI: "http://reply"}
+	seq.Spec.Reply = &eventingv1.Destination{URI: eventingv1.URIOf("http://reply")}
 	seq.Spec.Steps = []flowsv1.SequenceStep{
-		{Destination: eventingv1.Destination{URI: "http://step0"}},
-		{Destination: eventingv1.Destination{URI: "http://step1"}},
+		{Destination: eventingv1.Destination{URI: eventingv1.URIOf("http://step0")}},
+		{Destination: eventingv1.Destination{URI: eventingv1.URIOf("http://step1")}},
 	}
 	owner := controllerRef(flowsv1.GroupVersion, flowsv1.KindSequence, &seq.ObjectMeta)
 	for i, want := range []string{

@@ -22,10 +22,10 @@ import (
 // or not yet addressable.
 func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventingv1.Destination) (string, error) {
 	if d.Ref == nil {
-		if d.URI == "" {
+		if d.URIString() == "" {
 			return "", errors.New("neither ref nor uri is set")
 		}
-		return d.URI, nil
+		return d.URIString(), nil
 	}
 	ref := *d.Ref
 	if ref.Namespace == "" {
@@ -64,16 +64,16 @@ func (c *Controller) resolveDestination(ctx context.Context, ns string, d eventi
 	if addr == "" {
 		return "", fmt.Errorf("%s %w", ref.String(), errNotAddressable)
 	}
-	if d.URI == "" {
+	if d.URIString() == "" {
 		return addr, nil
 	}
 	base, err := url.Parse(addr)
 	if err != nil {
 		return "", fmt.Errorf("%s: address %q: %w", ref.String(), addr, err)
 	}
-	rel, err := url.Parse(d.URI)
+	rel, err := url.Parse(d.URIString())
 	if err != nil {
-		return "", fmt.Errorf("uri %q: %w", d.URI, err)
+		return "", fmt.Errorf("uri %q: %w", d.URIString(), err)
 	}
 	return base.ResolveReference(rel).String(), nil
 }

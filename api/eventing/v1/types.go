@@ -123,11 +123,24 @@ type TriggerStatus struct {
 
 // Destination is an addressable reference or a URI (or a ref plus a relative URI).
 type Destination struct {
-	Ref      *KReference `json:"ref,omitempty"`
-	URI      string      `json:"uri,omitempty"`
-	CACerts  string      `json:"CACerts,omitempty"`
-	Audience string      `json:"audience,omitempty"`
+	Ref *KReference `json:"ref,omitempty"`
+	// URI is a pointer so that `uri: ""` (set, empty) is told from no uri, as Knative's
+	// *apis.URL is: its validation refuses the first as a relative URI.
+	URI      *string `json:"uri,omitempty"`
+	CACerts  string  `json:"CACerts,omitempty"`
+	Audience string  `json:"audience,omitempty"`
 }
+
+// URIString is the destination's uri, "" when unset.
+func (d *Destination) URIString() string {
+	if d == nil || d.URI == nil {
+		return ""
+	}
+	return *d.URI
+}
+
+// URIOf is a Destination's uri field for u.
+func URIOf(u string) *string { return &u }
 
 // KReference points at an object by kind and name.
 type KReference struct {

@@ -263,19 +263,21 @@ func (f *SubscriptionsAPIFilter) validate(ctx context.Context) *fielderr.Error {
 	return errs
 }
 
-// Validate checks a destination: a ref, or an absolute URI, or a ref with a relative URI.
+// Validate checks a destination as knative.dev/pkg's ValidateDestination does: a ref, or an
+// absolute URI with a host, or a ref with a relative URI (the ref is then not checked, as
+// there); `uri: ""` is a relative URI.
 func (d *Destination) Validate(ctx context.Context) *fielderr.Error {
 	if d == nil {
 		return nil
 	}
-	if d.Ref == nil && d.URI == "" {
+	if d.Ref == nil && d.URI == nil {
 		return fielderr.Generic("expected at least one, got none", "ref", "uri")
 	}
 	var u *url.URL
-	if d.URI != "" {
+	if d.URI != nil {
 		var err error
-		if u, err = url.Parse(d.URI); err != nil {
-			return fielderr.Invalid(d.URI, "uri", err.Error())
+		if u, err = url.Parse(*d.URI); err != nil {
+			return fielderr.Invalid(*d.URI, "uri", err.Error())
 		}
 	}
 	switch {

@@ -40,6 +40,10 @@ spec:
 		{"bad policy", "  delivery:\n    backoffPolicy: random\n", "spec.delivery.backoffPolicy"},
 		{"negative retry", "  delivery:\n    retry: -1\n", "spec.delivery.retry"},
 		{"relative dls", "  delivery:\n    deadLetterSink:\n      uri: /dead\n", "spec.delivery.deadLetterSink.uri"},
+		// knative.dev/pkg destination_test.go / ValidateDestination: an empty uri is set, and
+		// relative; with a ref beside it, the ref is not checked.
+		{"empty dls uri", "  delivery:\n    deadLetterSink:\n      uri: \"\"\n", "Relative URI is not allowed when Ref and [apiVersion, kind, name] is absent: spec.delivery.deadLetterSink.uri"},
+		{"empty dls uri beside a ref", "  delivery:\n    deadLetterSink:\n      uri: \"\"\n      ref: {kind: Service}\n", ""},
 		// trigger_validation_test.go TestTriggerSpecValidation "invalid CESQL": Knative parses it.
 		{"bad cesql", "  filters:\n    - cesql: \"type = \"\n", "invalid value: type = : spec.filters[0].cesql"},
 		// delivery_types_test.go: retryAfterMax needs Knative's delivery-retryafter feature, off by default.
