@@ -91,7 +91,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 // there can be any: the latest created is not ready and two generations or more have passed
 // since the latest ready one.
 func (c *Controller) latestReadyRevision(ctx context.Context, cfg *servingv1.Configuration, latest *servingv1.Revision) (string, error) {
-	if isReady(latest) {
+	if latest.Status.IsReady() {
 		return latest.Name, nil
 	}
 	lower, bounded := int64(1), false
@@ -139,7 +139,7 @@ func (c *Controller) latestReadyRevision(ctx context.Context, cfg *servingv1.Con
 		return cmp.Compare(gb, ga)
 	})
 	for _, r := range candidates {
-		if isReady(r) {
+		if r.Status.IsReady() {
 			return r.Name, nil
 		}
 	}
@@ -151,11 +151,6 @@ func (c *Controller) latestReadyRevision(ctx context.Context, cfg *servingv1.Con
 func configGeneration(rev *servingv1.Revision) (int64, bool) {
 	g, err := strconv.ParseInt(rev.Labels[servingv1.ConfigurationGenerationLabel], 10, 64)
 	return g, err == nil
-}
-
-func isReady(rev *servingv1.Revision) bool {
-	r := rev.Status.GetCondition(duck.ConditionReady)
-	return r != nil && r.Status == duck.True
 }
 
 // revisionConflict is a bring-your-own revision name that another spec already holds.
