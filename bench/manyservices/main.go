@@ -21,7 +21,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -110,7 +109,7 @@ func run(n int, scoped bool, profile string, timeout time.Duration) (result, err
 			return result{}, err
 		}
 	}
-	cpu0 := cpuTime()
+	cpu0 := skiffup.SelfCPU()
 	start := time.Now()
 	services, err := up.Create(context.Background(), b.String())
 	applied := time.Since(start)
@@ -118,7 +117,7 @@ func run(n int, scoped bool, profile string, timeout time.Duration) (result, err
 		err = up.WaitReady(context.Background(), services)
 	}
 	took := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := skiffup.SelfCPU() - cpu0
 	if profile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -138,28 +137,5 @@ func run(n int, scoped bool, profile string, timeout time.Duration) (result, err
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return result{applied: applied, took: took, cpu: cpu, heap: ms.HeapInuse, rss: rss()}, nil
-}
-
-// cpuTime is the CPU time (user and system) the process has used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rss returns the process's resident set size from /proc (0 where there is none).
-func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
-	return pages * uint64(os.Getpagesize())
+	return result{applied: applied, took: took, cpu: cpu, heap: ms.HeapInuse, rss: skiffup.SelfRSS()}, nil
 }

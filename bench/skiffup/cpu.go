@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -67,4 +68,28 @@ func FetchProfile(admin string, d time.Duration, file string) error {
 		return fmt.Errorf("fetching a CPU profile: %w", err)
 	}
 	return os.WriteFile(file, b, 0o644)
+}
+
+// SelfCPU is the CPU time (user and system) this process has used so far, for the benches
+// that run skiff in-process.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// SelfRSS is this process's resident set size from /proc (0 where there is none).
+func SelfRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
 }

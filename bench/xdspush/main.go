@@ -22,12 +22,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/gateway"
 )
@@ -81,29 +81,6 @@ type result struct {
 	// says what a change costs better than the wall time does.
 	cpu       time.Duration
 	heap, rss uint64
-}
-
-// cpuTime returns the CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rss returns the process's resident set size from /proc (0 where there is none).
-func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
-	return pages * uint64(os.Getpagesize())
 }
 
 func service(i int) (xds.Cluster, []xds.Endpoint, xds.Route) {
@@ -178,7 +155,7 @@ func run(n int, delta, scoped bool, changes int) (result, error) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	res.heap, res.rss = ms.HeapInuse, rss()
+	res.heap, res.rss = ms.HeapInuse, skiffup.SelfRSS()
 
 	// One Service at a time changes: a new revision takes its traffic.
 	var took []time.Duration
@@ -193,7 +170,7 @@ func run(n int, delta, scoped bool, changes int) (result, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cpu0 := cpuTime()
+	cpu0 := skiffup.SelfCPU()
 	for i := range max(changes, 1) {
 		start = time.Now()
 		c, eps, r := service((n/2 + i*7919) % n)
@@ -214,7 +191,7 @@ func run(n int, delta, scoped bool, changes int) (result, error) {
 		}
 		took = append(took, time.Since(start))
 	}
-	res.cpu = (cpuTime() - cpu0) / time.Duration(len(took))
+	res.cpu = (skiffup.SelfCPU() - cpu0) / time.Duration(len(took))
 	slices.Sort(took)
 	res.change, res.maxChange = took[len(took)/2], took[len(took)-1]
 	return res, nil
