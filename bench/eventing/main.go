@@ -221,15 +221,9 @@ func runChannels(ctx context.Context, tw *tabwriter.Writer, up *skiffup.Up, clie
 	return nil
 }
 
-// applyChannel creates an InMemoryChannel with count Subscriptions whose subscribers are
-// paths of the sink, and waits until all are Ready.
-func applyChannel(ctx context.Context, c *apiclient.Client, name string, count int, sinkURL string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: messaging.knative.dev/v1\nkind: InMemoryChannel\nmetadata:\n  name: %s\n", name)
-	for i := range count {
-		fmt.Fprintf(&b, "---\napiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata:\n  name: %s-s%d\nspec:\n  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: %s}\n  subscriber:\n    uri: %s/s%d\n", name, i, name, sinkURL, i)
-	}
-	docs, err := apiclient.ReadManifests("-", strings.NewReader(b.String()))
+// applyManifests applies every document of a YAML stream in namespace default.
+func applyManifests(ctx context.Context, c *apiclient.Client, manifests string) error {
+	docs, err := apiclient.ReadManifests("-", strings.NewReader(manifests))
 	if err != nil {
 		return err
 	}
@@ -238,6 +232,20 @@ func applyChannel(ctx context.Context, c *apiclient.Client, name string, count i
 			return err
 		}
 	}
+	return nil
+}
+
+// applyChannel creates an InMemoryChannel with count Subscriptions whose subscribers are
+// paths of the sink, and waits until all are Ready.
+func applyChannel(ctx context.Context, c *apiclient.Client, name string, count int, sinkURL string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: messaging.knative.dev/v1\nkind: InMemoryChannel\nmetadata:\n  name: %s\n", name)
+	for i := range count {
+		fmt.Fprintf(&b, "---\napiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata:\n  name: %s-s%d\nspec:\n  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: %s}\n  subscriber:\n    uri: %s/s%d\n", name, i, name, sinkURL, i)
+	}
+	if err := applyManifests(ctx, c, b.String()); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	for i := range count {
@@ -245,7 +253,7 @@ func applyChannel(ctx context.Context, c *apiclient.Client, name string, count i
 			return err
 		}
 	}
-	_, err = apiclient.WaitReady(ctx, c, api.LookupKind("imc"), "default", name)
+	_, err := apiclient.WaitReady(ctx, c, api.LookupKind("imc"), "default", name)
 	return err
 }
 
@@ -257,14 +265,8 @@ func applyBroker(ctx context.Context, c *apiclient.Client, name string, count in
 	for i := range count {
 		fmt.Fprintf(&b, "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: %s-t%d\nspec:\n  broker: %s\n  filter:\n    attributes:\n      type: bench\n  subscriber:\n    uri: %s/t%d\n", name, i, name, sinkURL, i)
 	}
-	docs, err := apiclient.ReadManifests("-", strings.NewReader(b.String()))
-	if err != nil {
+	if err := applyManifests(ctx, c, b.String()); err != nil {
 		return err
-	}
-	for _, d := range docs {
-		if _, err := c.Apply(ctx, d, "default"); err != nil {
-			return err
-		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
