@@ -200,67 +200,67 @@ func compileExpression(e *Expression, path string) (matcher, *FieldError) {
 			set = append(set, d.name)
 		}
 	}
-	if len(set) > 1 {
+	switch len(set) {
+	case 0:
+		return nil, nil // no dialect: Knative skips it
+	case 1:
+	default:
 		return nil, fieldErr(path, "multiple dialects set (%s): a filter expression has exactly one", strings.Join(set, ", "))
 	}
-	for _, d := range []struct {
-		name string
-		m    map[string]string
-	}{{"exact", e.Exact}, {"prefix", e.Prefix}, {"suffix", e.Suffix}} {
-		for _, name := range slices.Sorted(maps.Keys(d.m)) {
-			if msg := checkFilterAttributeName(name); msg != "" {
-				return nil, fieldErr(path+"."+d.name, "%s", msg)
-			}
-		}
-	}
-	all, err := compileList(e.All, path+".all")
-	if err != nil {
-		return nil, err
-	}
-	anyOf, err := compileList(e.Any, path+".any")
-	if err != nil {
-		return nil, err
-	}
-	var not matcher
-	if e.Not != nil {
-		if not, err = compileExpression(e.Not, path+".not"); err != nil {
+	sub := path + "." + set[0]
+	switch set[0] {
+	case "exact":
+		return compilePairs("exact", e.Exact, sub)
+	case "prefix":
+		return compilePairs("prefix", e.Prefix, sub)
+	case "suffix":
+		return compilePairs("suffix", e.Suffix, sub)
+	case "all":
+		ms, err := compileList(e.All, sub)
+		if err != nil {
 			return nil, err
 		}
-	}
-	var expr Expr
-	if e.CESQL != "" {
-		var perr error
-		if expr, perr = ParseCESQL(e.CESQL); perr != nil {
-			return nil, fieldErr(path+".cesql", "invalid CESQL expression %q: %v", e.CESQL, perr)
-		}
-	}
-	if len(set) == 0 {
-		return nil, nil // no dialect: Knative skips it
-	}
-	switch set[0] {
-	case "exact", "prefix", "suffix":
-		m := map[string]map[string]string{"exact": e.Exact, "prefix": e.Prefix, "suffix": e.Suffix}[set[0]]
-		pm := &pairsMatcher{op: set[0]}
-		for _, name := range slices.Sorted(maps.Keys(m)) {
-			if m[name] == "" {
-				return nil, nil // Knative refuses to build it, and so skips it
-			}
-			pm.names, pm.values = append(pm.names, name), append(pm.values, m[name])
-		}
-		return pm, nil
-	case "all":
-		return allOf(all), nil
+		return allOf(ms), nil
 	case "any":
-		if len(anyOf) == 1 {
-			return anyOf[0], nil
+		ms, err := compileList(e.Any, sub)
+		if err != nil {
+			return nil, err
 		}
-		return anyMatcher(anyOf), nil
+		if len(ms) == 1 {
+			return ms[0], nil
+		}
+		return anyMatcher(ms), nil
 	case "not":
-		return &notMatcher{m: not}, nil
+		m, err := compileExpression(e.Not, sub)
+		if err != nil {
+			return nil, err
+		}
+		return &notMatcher{m: m}, nil
+	}
+	expr, err := ParseCESQL(e.CESQL)
+	if err != nil {
+		return nil, fieldErr(sub, "invalid CESQL expression %q: %v", e.CESQL, err)
 	}
 	// An expression that is not a condition (e.g. "myext") parses, as Knative's sdk-go parser
 	// takes it, and passes no event: its value is not Boolean true.
 	return &cesqlMatcher{expr: expr}, nil
+}
+
+// compilePairs compiles exact, prefix or suffix (op) over the attributes of m, checking their
+// names; nil when a value is empty, which Knative's constructors refuse, so it skips the
+// expression.
+func compilePairs(op string, m map[string]string, path string) (matcher, *FieldError) {
+	pm := &pairsMatcher{op: op}
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if msg := checkFilterAttributeName(name); msg != "" {
+			return nil, fieldErr(path, "%s", msg)
+		}
+		pm.names, pm.values = append(pm.names, name), append(pm.values, m[name])
+	}
+	if slices.Contains(pm.values, "") {
+		return nil, nil
+	}
+	return pm, nil
 }
 
 // checkFilterAttributeName applies Knative's rule for attribute names in
