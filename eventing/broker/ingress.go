@@ -183,8 +183,9 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 			}
 		}
 	} else {
+		fev := ev.ForFilters()
 		for _, t := range b.triggers {
-			if t.filter.Match(ev) {
+			if t.filter.Match(fev) {
 				targets = append(targets, t)
 			}
 		}

@@ -155,6 +155,7 @@ func (t *TriggerConfig) Match(ev Event) bool {
 // AppendMatching appends to dst the names of the triggers whose filter the
 // event passes, in configuration order, and returns the extended slice.
 func (c *BrokerConfig) AppendMatching(dst []string, ev Event) []string {
+	ev = ev.ForFilters()
 	for i := range c.Triggers {
 		if c.Triggers[i].Match(ev) {
 			dst = append(dst, c.Triggers[i].Name)

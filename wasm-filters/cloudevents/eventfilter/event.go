@@ -34,6 +34,8 @@ const (
 type Event struct {
 	Attributes map[string]string
 	Data       []byte
+	// filterView says Attributes are already as Knative's filters read them (ForFilters).
+	filterView bool
 }
 
 // Get returns the value of the named attribute and whether the event has it.

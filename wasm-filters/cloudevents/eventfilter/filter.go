@@ -100,7 +100,17 @@ func (c *Compiled) Match(ev Event) bool {
 	if c == nil || c.m == nil {
 		return true
 	}
-	return c.m.match(knativeTime(ev.Attributes)) != fail
+	return c.m.match(ev.ForFilters().Attributes) != fail
+}
+
+// ForFilters is the event as Knative's filters read it (see knativeTime). Match does this
+// itself; a caller matching one event against many filters does it once first, so that each
+// Match does not again.
+func (e Event) ForFilters() Event {
+	if !e.filterView {
+		e.Attributes, e.filterView = knativeTime(e.Attributes), true
+	}
+	return e
 }
 
 // knativeTime is attrs with time as Knative's filters see it: sdk-go parses it and they read
