@@ -238,7 +238,7 @@ func digitRun(src string, i int) int {
 }
 
 func wordKind(w string) cesqlTokKind {
-	switch upperASCII(w) {
+	switch strings.Map(unicode.ToUpper, w) { // the lexer's upper-cased view of the word
 	case "AND":
 		return tokAnd
 	case "OR":
@@ -259,11 +259,6 @@ func wordKind(w string) cesqlTokKind {
 		return tokFalse
 	}
 	return tokWord
-}
-
-// upperASCII is the lexer's upper-cased view of a word.
-func upperASCII(w string) string {
-	return strings.Map(unicode.ToUpper, w)
 }
 
 // stringLength is the length of the longest string literal at src[start] (a quote), 0 when
