@@ -80,3 +80,41 @@ spec:
 		t.Errorf("defaults: labels %v ref %+v", tr.Labels, tr.Spec.Subscriber.Ref)
 	}
 }
+
+// TestDeliverySpecValidation ports knative/eventing pkg/apis/duck/v1/delivery_types_test.go
+// TestDeliverySpecValidation (delivery-timeout on, as Knative ships it), and adds what its
+// period parser (github.com/rickb777/date/period) makes of other durations.
+func TestDeliverySpecValidation(t *testing.T) {
+	str := func(s string) *string { return &s }
+	i32 := func(v int32) *int32 { return &v }
+	cases := []struct {
+		name string
+		spec DeliverySpec
+		want string // the error, "" for valid
+	}{
+		{"invalid time format", DeliverySpec{BackoffDelay: str("invalid time")}, "invalid value: invalid time: backoffDelay"},
+		{"valid timeout", DeliverySpec{Timeout: str("PT2S")}, ""},
+		{"invalid timeout", DeliverySpec{Timeout: str("1985-04-12T23:20:50.52Z")}, "invalid value: 1985-04-12T23:20:50.52Z: timeout"},
+		{"zero timeout", DeliverySpec{Timeout: str("PT0S")}, "invalid value: PT0S: timeout"},
+		{"valid backoffDelay", DeliverySpec{BackoffDelay: str("PT2S")}, ""},
+		{"invalid backoffDelay", DeliverySpec{BackoffDelay: str("1985-04-12T23:20:50.52Z")}, "invalid value: 1985-04-12T23:20:50.52Z: backoffDelay"},
+		{"negative retry", DeliverySpec{Retry: i32(-1)}, "invalid value: -1: retry"},
+		{"valid retry 0", DeliverySpec{Retry: i32(0)}, ""},
+		{"valid retry 1", DeliverySpec{Retry: i32(1)}, ""},
+		// The period parser keeps tenths of a second, takes months and a sign.
+		{"a timeout below a tenth of a second is zero", DeliverySpec{Timeout: str("PT0.05S")}, "invalid value: PT0.05S: timeout"},
+		{"negative timeout", DeliverySpec{Timeout: str("-PT1S")}, ""},
+		{"months", DeliverySpec{BackoffDelay: str("P1M")}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := c.spec.Validate(admission.WithinCreate(context.Background()))
+			switch {
+			case c.want == "" && got != nil:
+				t.Errorf("Validate() = %v, want valid", got)
+			case c.want != "" && (got == nil || got.Error() != c.want):
+				t.Errorf("Validate() = %v, want %q", got, c.want)
+			}
+		})
+	}
+}
