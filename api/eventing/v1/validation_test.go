@@ -40,7 +40,7 @@ spec:
 		{"bad policy", "  delivery:\n    backoffPolicy: random\n", "spec.delivery.backoffPolicy"},
 		{"negative retry", "  delivery:\n    retry: -1\n", "spec.delivery.retry"},
 		{"relative dls", "  delivery:\n    deadLetterSink:\n      uri: /dead\n", "spec.delivery.deadLetterSink.uri"},
-		// knative.dev/pkg destination_test.go / ValidateDestination: an empty uri is set, and
+		// knative.dev/pkg apis/duck/v1 ValidateDestination (its tests have no empty uri): an empty uri is set, and
 		// relative; with a ref beside it, the ref is not checked.
 		{"empty dls uri", "  delivery:\n    deadLetterSink:\n      uri: \"\"\n", "Relative URI is not allowed when Ref and [apiVersion, kind, name] is absent: spec.delivery.deadLetterSink.uri"},
 		{"empty dls uri beside a ref", "  delivery:\n    deadLetterSink:\n      uri: \"\"\n      ref: {kind: Service}\n", ""},
