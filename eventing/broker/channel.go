@@ -193,18 +193,7 @@ func (s *Server) DeleteChannel(ctx context.Context, namespace, name string) erro
 // a method other than POST, OPTIONS answering the webhook handshake; 413 for a body over
 // MaxEventBytes; 503 when JetStream did not store it), with the same JSON error bodies.
 func (s *Server) ServeChannel(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		w.Header().Set("WebHook-Allowed-Origin", "*")
-		w.Header().Set("WebHook-Allowed-Rate", "*")
-		w.WriteHeader(http.StatusOK)
-		return
-	default:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, &ingressError{status: http.StatusMethodNotAllowed, reason: "method_not_allowed",
-			err: fmt.Errorf("method %s is not allowed: POST the event to the channel's address", r.Method)})
+	if !acceptPost(w, r, "the channel's address") {
 		return
 	}
 	namespace, name, ok := ParseChannelHost(r.Host)

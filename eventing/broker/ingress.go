@@ -45,18 +45,7 @@ func (e *ingressError) Unwrap() error { return e.err }
 // store it. Error bodies are JSON: {"error": message, "reason": reason} plus
 // "attribute" when one attribute is at fault.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		w.Header().Set("WebHook-Allowed-Origin", "*")
-		w.Header().Set("WebHook-Allowed-Rate", "*")
-		w.WriteHeader(http.StatusOK)
-		return
-	default:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeError(w, &ingressError{status: http.StatusMethodNotAllowed, reason: "method_not_allowed",
-			err: fmt.Errorf("method %s is not allowed: POST the event to the broker URL", r.Method)})
+	if !acceptPost(w, r, "the broker URL") {
 		return
 	}
 	namespace, name, ok := splitPath(r.URL.Path)
@@ -329,4 +318,24 @@ func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (eventfilter.
 		return eventfilter.Event{}, false
 	}
 	return ev, true
+}
+
+// acceptPost reports whether r is a POST, as Knative's ingresses take events. OPTIONS gets the
+// CloudEvents webhook handshake; any other method 405 naming where to POST (to, e.g. "the
+// broker URL"). Both are answered here, and acceptPost reports false.
+func acceptPost(w http.ResponseWriter, r *http.Request, to string) bool {
+	switch r.Method {
+	case http.MethodPost:
+		return true
+	case http.MethodOptions:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+		w.Header().Set("WebHook-Allowed-Rate", "*")
+		w.WriteHeader(http.StatusOK)
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, &ingressError{status: http.StatusMethodNotAllowed, reason: "method_not_allowed",
+			err: fmt.Errorf("method %s is not allowed: POST the event to %s", r.Method, to)})
+	}
+	return false
 }
