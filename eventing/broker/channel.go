@@ -89,16 +89,10 @@ func channelStreamName(namespace, name string) string {
 func ChannelStreamName(namespace, name string) string { return channelStreamName(namespace, name) }
 
 func compileChannel(c ChannelConfig) (*brokerState, error) {
+	if err := checkObjectName(c.Namespace, c.Name); err != nil {
+		return nil, err
+	}
 	var errs []error
-	for _, msg := range validation.IsDNS1123Label(c.Namespace) {
-		errs = append(errs, &FieldError{"namespace", fmt.Sprintf("%q: %s", c.Namespace, msg)})
-	}
-	for _, msg := range validation.IsDNS1123Subdomain(c.Name) {
-		errs = append(errs, &FieldError{"name", fmt.Sprintf("%q: %s", c.Name, msg)})
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	if _, err := compilePolicy(c.Delivery, "delivery"); err != nil {
 		errs = append(errs, err)
 	}

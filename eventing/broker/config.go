@@ -291,17 +291,24 @@ type triggerKey struct {
 
 func (k triggerKey) String() string { return k.brokerKey.String() + "/" + k.trigger }
 
-func compileBroker(c BrokerConfig) (*brokerState, error) {
+// checkObjectName checks a broker's or channel's namespace and name, which make its JetStream
+// stream's and its route's names.
+func checkObjectName(namespace, name string) error {
 	var errs []error
-	for _, msg := range validation.IsDNS1123Label(c.Namespace) {
-		errs = append(errs, &FieldError{"namespace", fmt.Sprintf("%q: %s", c.Namespace, msg)})
+	for _, msg := range validation.IsDNS1123Label(namespace) {
+		errs = append(errs, &FieldError{"namespace", fmt.Sprintf("%q: %s", namespace, msg)})
 	}
-	for _, msg := range validation.IsDNS1123Subdomain(c.Name) {
-		errs = append(errs, &FieldError{"name", fmt.Sprintf("%q: %s", c.Name, msg)})
+	for _, msg := range validation.IsDNS1123Subdomain(name) {
+		errs = append(errs, &FieldError{"name", fmt.Sprintf("%q: %s", name, msg)})
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+func compileBroker(c BrokerConfig) (*brokerState, error) {
+	if err := checkObjectName(c.Namespace, c.Name); err != nil {
+		return nil, err
 	}
+	var errs []error
 	if _, err := compilePolicy(c.Delivery, "delivery"); err != nil {
 		errs = append(errs, err)
 	}
