@@ -301,30 +301,8 @@ func (p *Ping) Send(ctx context.Context, target string, ev cloudevents.Event) er
 	if err != nil {
 		return fmt.Errorf("sending to %s: %w", target, err)
 	}
-	delay := 200 * time.Millisecond
-	var last error
-	for attempt := 0; attempt <= p.retries; attempt++ {
-		if attempt > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("sending to %s: %w (last error: %v)", target, ctx.Err(), last)
-			case <-t.C:
-			}
-			delay *= 2
-		}
-		actx, cancel := context.WithTimeout(ctx, p.timeout)
-		res := c.Send(actx, ev)
-		cancel()
-		if cloudevents.IsACK(res) {
-			return nil
-		}
-		last = res
-		var hr *cehttp.Result
-		if errors.As(res, &hr) && !(hr.StatusCode >= 500 || hr.StatusCode == 408 || hr.StatusCode == 429) {
-			break // the sink refused it: trying again would not help
-		}
+	if err := SendWithRetries(ctx, c, ev, p.retries, 200*time.Millisecond, p.timeout); err != nil {
+		return fmt.Errorf("sending to %s: %w", target, err)
 	}
-	return fmt.Errorf("sending to %s: %w", target, last)
+	return nil
 }

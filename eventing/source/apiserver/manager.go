@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-
 	"net/http"
 	"reflect"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiff-dev/skiff/eventing/source"
 )
 
 // Watch is one watch a source runs: the objects of a kind in one namespace (or all),
@@ -265,24 +266,5 @@ func (m *Manager) send(target string, ev cloudevents.Event) error {
 	if err != nil {
 		return err
 	}
-	delay := 50 * time.Millisecond
-	var last error
-	for attempt := 0; attempt <= 5; attempt++ {
-		if attempt > 0 {
-			time.Sleep(delay)
-			delay *= 2
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		res := c.Send(ctx, ev)
-		cancel()
-		if cloudevents.IsACK(res) {
-			return nil
-		}
-		last = res
-		var hr *cehttp.Result
-		if errors.As(res, &hr) && !(hr.StatusCode >= 500 || hr.StatusCode == 408 || hr.StatusCode == 429) {
-			break
-		}
-	}
-	return last
+	return source.SendWithRetries(context.Background(), c, ev, 5, 50*time.Millisecond, 30*time.Second)
 }
