@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/skiff-dev/skiff/bench/skiffup"
 	"github.com/skiff-dev/skiff/controlplane/kube"
 )
 
@@ -78,6 +80,7 @@ func BenchmarkReconcile1000Services(b *testing.B) {
 		b.Cleanup(func() { cancel(); f.Shutdown() })
 
 		writes := &writeCounter{byKind: map[string]int{}}
+		cpu0 := processCPU(c)
 		b.StartTimer()
 		start = time.Now()
 		readyAt.start(start)
@@ -87,6 +90,9 @@ func BenchmarkReconcile1000Services(b *testing.B) {
 			cfg.Rest = rc
 		})
 		runGateway(b, ctrl.XDSAddr().String()) // Ready means a proxy has ACKed the route
+		if file := os.Getenv("SKIFF_BENCH_APISERVER_PROFILE"); file != "" {
+			go profileAPIServer(ctx, b, c, file)
+		}
 		lastLog := time.Now()
 		eventually(b, benchDeadline(), fmt.Sprintf("%d Services Ready", n), func() bool {
 			readyN := readyAt.count()
@@ -97,6 +103,7 @@ func BenchmarkReconcile1000Services(b *testing.B) {
 			return readyN == n
 		})
 		b.StopTimer()
+		cpu := processCPU(c)
 		times := readyAt.sorted()
 		b.ReportMetric(created.Seconds(), "create-s")
 		b.ReportMetric(times[0].Seconds(), "first-ready-s")
@@ -106,7 +113,39 @@ func BenchmarkReconcile1000Services(b *testing.B) {
 		total, table := writes.report()
 		b.ReportMetric(float64(total)/float64(n), "writes/svc")
 		b.Logf("API writes by the controller until all %d Services were Ready (per Service):\n%s", n, table)
+		var sb strings.Builder
+		for _, name := range slices.Sorted(maps.Keys(cpu)) {
+			used := cpu[name] - cpu0[name]
+			fmt.Fprintf(&sb, "  %-40s %6.1f s\n", name, used.Seconds())
+			b.ReportMetric(used.Seconds(), name+"-cpu-s")
+		}
+		b.Logf("CPU used from the controller's start until all were Ready, by process:\n%s", sb.String())
 	}
+}
+
+// profileAPIServer saves a 30-second CPU profile of kube-apiserver into file (its
+// /debug/pprof, on by default), to see what the controller's writes cost it.
+func profileAPIServer(ctx context.Context, b *testing.B, c *cluster, file string) {
+	raw, err := c.kube.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
+		Param("seconds", "30").Timeout(time.Minute).DoRaw(ctx)
+	if err == nil {
+		err = os.WriteFile(file, raw, 0o644)
+	}
+	if err != nil {
+		b.Logf("kube-apiserver profile: %v", err)
+	}
+}
+
+// processCPU is the CPU time each process of the run has used so far: the cluster's, and this
+// test process (the controller, the gateway and the stand-in kubelet) as "test".
+func processCPU(c *cluster) map[string]time.Duration {
+	out := map[string]time.Duration{"test": skiffup.SelfCPU()}
+	for name, pid := range c.pids {
+		if d, err := skiffup.ProcessCPU(pid); err == nil {
+			out[name] = d
+		}
+	}
+	return out
 }
 
 // readyTimes records when each Service was first seen Ready.

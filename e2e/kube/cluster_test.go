@@ -40,6 +40,8 @@ type cluster struct {
 	dyn        dynamic.Interface
 	root       string
 	stopAll    func()
+	// pids are the cluster's processes by binary name, for the bench's CPU accounting.
+	pids map[string]int
 }
 
 func moduleRoot(t testing.TB) string {
@@ -80,6 +82,7 @@ func startCluster(t testing.TB) *cluster {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	var procs []*exec.Cmd
+	pids := map[string]int{}
 	stop := func() {
 		cancel()
 		for i := len(procs) - 1; i >= 0; i-- {
@@ -99,6 +102,7 @@ func startCluster(t testing.TB) *cluster {
 			t.Fatalf("start %s: %v", name, err)
 		}
 		procs = append(procs, cmd)
+		pids[name] = cmd.Process.Pid
 		t.Cleanup(func() {
 			if t.Failed() {
 				b, _ := os.ReadFile(logf.Name())
@@ -172,7 +176,7 @@ current-context: e2e
 	start("kube-controller-manager", "--kubeconfig", kubeconfig, "--controllers", "garbagecollector",
 		"--leader-elect=false", "--secure-port", "0", "--use-service-account-credentials=false")
 
-	c := &cluster{rest: rc, kubeconfig: kubeconfig, kube: kc, dyn: dynamic.NewForConfigOrDie(rc), root: moduleRoot(t), stopAll: stop}
+	c := &cluster{rest: rc, kubeconfig: kubeconfig, kube: kc, dyn: dynamic.NewForConfigOrDie(rc), root: moduleRoot(t), stopAll: stop, pids: pids}
 	c.installCRDs(t)
 	return c
 }
