@@ -299,16 +299,23 @@ func newQueue(l *lanes, metrics workqueue.MetricsProvider) workqueue.TypedRateLi
 }
 
 // onEvent maps a store change to the objects whose reconcile reads it.
+// mirrorDelay is how long a Service waits to mirror a change of its Configuration or
+// Route. Both move several times within a fraction of a second while a revision rolls out
+// (created, revision ready, waiting for the proxies, ready), and each move would otherwise
+// be one more status write on the Service; waiting folds the moves of the moment into one
+// write. The Service's conditions end the same as Knative's, with fewer intermediate ones.
+const mirrorDelay = 100 * time.Millisecond
+
 func (c *Controller) onEvent(e store.Event) {
 	c.queue.Add(e.Key)
 	ns := e.Key.Namespace
 	switch e.Key.Kind {
 	case servingv1.KindConfiguration:
 		// Knative names a Service's Configuration and Route after the Service.
-		c.queue.Add(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name})
+		c.queue.AddAfter(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name}, mirrorDelay)
 		c.enqueueRoutesReferencing(ns, e.Key.Name)
 	case servingv1.KindRoute:
-		c.queue.Add(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name})
+		c.queue.AddAfter(store.Key{Kind: servingv1.KindService, Namespace: ns, Name: e.Key.Name}, mirrorDelay)
 		c.enqueueAll(servingv1beta1.KindDomainMapping, ns)
 	case api.KindSecret:
 		c.enqueueMappingsUsingSecret(ns, e.Key.Name)

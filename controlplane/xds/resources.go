@@ -111,14 +111,27 @@ func (s *Server) setVhostsLocked(key string, vhosts map[string][]*routev3.Virtua
 }
 
 // assembleRoutes reassembles and pushes the RouteConfigurations whenever Routes changed,
-// until ctx ends. Changes made while it works are coalesced into the next round.
+// until ctx ends. Changes made while it works, or within flushInterval of its last round,
+// are coalesced into the next round: each round costs O(virtual hosts) in the single layout,
+// here and in every proxy, so a burst must not cost one round per Route.
 func (s *Server) assembleRoutes(ctx context.Context) {
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 		}
+		if wait := time.Until(last.Add(s.flushInterval)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		if err := s.flushRoutes(); err != nil {
 			s.logger.Error("assemble route configuration", "error", err)
 		}
@@ -147,15 +160,19 @@ func (s *Server) flushRoutes() error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		rc.Name = name
-		if proto.Equal(rc, s.routeConfigs[name]) {
-			continue
-		}
 		b, err := cache.MarshalResource(rc)
 		if err != nil {
 			return fmt.Errorf("marshal route configuration %s: %w", name, err)
 		}
+		// Comparing the deterministic encoding's hash is what the proxy's ACK is matched
+		// on too, and costs far less than proto.Equal over every virtual host.
+		hash := cache.HashResource(b)
+		if s.routeConfigs[name] != nil && s.routeHashes[name] == hash {
+			continue
+		}
+		s.routeHashes[name] = hash
 		// Record the hash before pushing, so the proxy's ACK can be matched.
-		s.routesVersions[name] = s.acks.recordRoutes(name, cache.HashResource(b))
+		s.routesVersions[name] = s.acks.recordRoutes(name, hash)
 		if err := s.routes.updateMarshalled(map[string]marshalled{name: {rc, b}}, nil); err != nil {
 			return fmt.Errorf("update cache: %w", err)
 		}

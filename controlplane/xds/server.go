@@ -95,7 +95,17 @@ type Options struct {
 	// RouteBuckets is the number of RouteConfigurations per listener with ScopedRoutes;
 	// default DefaultRouteBuckets.
 	RouteBuckets int
+	// RouteFlushInterval is the least time between two assemblies of the RouteConfigurations
+	// (default DefaultRouteFlushInterval; negative: none). A change after a quiet spell is
+	// pushed at once; changes arriving faster are pushed together, so a burst of Routes
+	// (a thousand Services reconciled at once) re-sends each RouteConfiguration a few times
+	// a second, not once per Route.
+	RouteFlushInterval time.Duration
 }
+
+// DefaultRouteFlushInterval is Options.RouteFlushInterval's default, Istio's debounce
+// (PILOT_DEBOUNCE_AFTER): a change waits at most this long behind the previous push.
+const DefaultRouteFlushInterval = 100 * time.Millisecond
 
 // DefaultServingNodeClusters are the node clusters of the proxies Skiff
 // ships: the gateway of `skiff up` and `skiff gateway` (--node-cluster
@@ -160,6 +170,11 @@ type Server struct {
 	domains map[string]string   // lower-case domain or vhost name → Route key, for collisions
 	claims  map[string][]string // Route key → the names it holds in domains
 	kick    chan struct{}
+	// flushInterval is Options.RouteFlushInterval with its default.
+	flushInterval time.Duration
+	// routeHashes are the hashes of the RouteConfigurations last pushed, by name, so an
+	// assembly that changed nothing pushes nothing.
+	routeHashes map[string]string
 	done    sync.WaitGroup
 	// extProc reports whether the listener has the ext_proc filter.
 	extProc bool
@@ -229,6 +244,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		scopeHash:     make(map[string]string),
 		vhosts:        make(map[string]map[string][]*routev3.VirtualHost),
 		routeConfigs:  make(map[string]*routev3.RouteConfiguration),
+		routeHashes:   make(map[string]string),
 		clusterRes:    make(map[string]*clusterv3.Cluster),
 		claRes:        make(map[string]*endpointv3.ClusterLoadAssignment),
 		routeVersions: make(map[string]map[string]uint64),
@@ -238,6 +254,7 @@ func NewServer(logger *slog.Logger, opts Options) (*Server, error) {
 		domains:        make(map[string]string),
 		claims:         make(map[string][]string),
 		kick:           make(chan struct{}, 1),
+		flushInterval:  cmp.Or(opts.RouteFlushInterval, DefaultRouteFlushInterval),
 		extProc:        extProc,
 
 		listenerAddress: cmp.Or(opts.ListenerAddress, DefaultListenerAddress),

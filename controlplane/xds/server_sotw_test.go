@@ -6,6 +6,7 @@ import (
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
@@ -154,4 +155,57 @@ func TestSotWNACK(t *testing.T) {
 		t.Fatalf("acked EDS version moved to %q on NACK, want %q", got, before)
 	}
 	h.expectNotAcked(helloV1, v)
+}
+
+// Route changes arriving faster than Options.RouteFlushInterval are pushed together, one
+// interval after the previous push, so a burst of Routes does not cost every proxy one
+// whole RouteConfiguration per Route (the single layout re-sends every virtual host).
+func TestRouteChangesWithinTheFlushIntervalArePushedTogether(t *testing.T) {
+	const interval = 500 * time.Millisecond
+	h := newHarnessWith(t, Options{ListenerAddress: "127.0.0.1", ListenerPort: 18080, RouteFlushInterval: interval})
+	c := h.sotw("gw")
+	c.subscribe(resourcev3.RouteType, RouteConfigName)
+	c.ack(c.recv(resourcev3.RouteType)) // the fixture
+
+	route := func(name string) Route {
+		return Route{Namespace: "default", Name: name, VirtualHosts: []VirtualHost{{
+			Name: "default/" + name, Domains: []string{name + ".default.example.com"},
+			Clusters: []WeightedCluster{{Name: echoV1, Weight: 100}},
+		}}}
+	}
+	hosts := func(resp *discoveryv3.DiscoveryResponse) map[string]bool {
+		var rc routev3.RouteConfiguration
+		if err := resp.GetResources()[0].UnmarshalTo(&rc); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, vh := range rc.GetVirtualHosts() {
+			out[vh.GetName()] = true
+		}
+		return out
+	}
+	setA := time.Now()
+	if err := h.srv.SetRoute(route("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := c.recv(resourcev3.RouteType)
+	if !hosts(first)["default/a"] {
+		t.Fatalf("first push has %v, want default/a", hosts(first))
+	}
+	c.ack(first)
+	// Two more right after it go out together, no sooner than the interval.
+	for _, name := range []string{"b", "c"} {
+		if err := h.srv.SetRoute(route(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := c.recv(resourcev3.RouteType)
+	if got := hosts(next); !got["default/b"] || !got["default/c"] {
+		t.Fatalf("the next push has %v, want default/b and default/c together", got)
+	}
+	// a's round started after setA, and b and c's no sooner than the interval after it: a
+	// lower bound, which a slow machine cannot break.
+	if gap := time.Since(setA); gap < interval {
+		t.Fatalf("b and c arrived %v after a was set, want at least the %v interval", gap, interval)
+	}
 }

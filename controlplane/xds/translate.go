@@ -442,9 +442,13 @@ func TranslateRouteConfiguration(vhosts []*routev3.VirtualHost) (*routev3.RouteC
 			domains[key] = vh.GetName()
 		}
 	}
-	rc := &routev3.RouteConfiguration{Name: RouteConfigName, VirtualHosts: sorted}
+	// Each virtual host was validated when it was translated (translateVirtualHost); the
+	// configuration's own fields are checked here, without walking every host again on
+	// every assembly. RouteConfiguration's rules on virtual_hosts are only its items' own.
+	rc := &routev3.RouteConfiguration{Name: RouteConfigName}
 	if err := rc.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate route configuration: %w", err)
 	}
+	rc.VirtualHosts = sorted
 	return rc, nil
 }

@@ -8,8 +8,10 @@
 package kubestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -93,6 +95,31 @@ type Store struct {
 	mu       sync.Mutex
 	handlers map[int]func(store.Event)
 	nextID   int
+
+	// encoded holds the JSON of each cached object as last encoded, so the reconcilers' many
+	// reads of an object that has not changed decode it from JSON without encoding the
+	// informer's map again (see encodedJSON).
+	encodedMu sync.Mutex
+	encoded   map[string]encodedObject
+	// written holds, per object, the status this store last wrote until the informer
+	// delivers a newer version: a reconcile that read the version the write replaced (the
+	// cache lags behind the write by a moment) and computes the same status again is not
+	// sent to come back as a conflict. Guarded by encodedMu.
+	written map[string]writtenStatus
+}
+
+// writtenStatus is a status write the informer has not delivered yet.
+type writtenStatus struct {
+	// over is the resourceVersion the write replaced; status is the status written, as
+	// statusJSON encodes it, and json the object the API server answered with.
+	over, status string
+	json         []byte
+}
+
+// encodedObject is the JSON of one informer cache entry.
+type encodedObject struct {
+	from *unstructured.Unstructured
+	json []byte
 }
 
 // New returns a Store watching every namespace; call Start before use. Objects read are
@@ -113,6 +140,8 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts
 		log:       logger,
 		handlers:  map[int]func(store.Event){},
 		kinds:     map[string]*api.Kind{},
+		encoded:   map[string]encodedObject{},
+		written:   map[string]writtenStatus{},
 	}
 	for _, k := range api.Kinds() {
 		s.kinds[k.Kind] = k
@@ -182,6 +211,14 @@ func (s *Store) notify(t store.EventType, kind string, obj any) {
 		return
 	}
 	e := store.Event{Type: t, Key: store.Key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()}}
+	s.encodedMu.Lock()
+	if t == store.Deleted {
+		delete(s.encoded, encodedKey(e.Key))
+	}
+	if w, ok := s.written[encodedKey(e.Key)]; ok && (t == store.Deleted || w.over != m.GetResourceVersion()) {
+		delete(s.written, encodedKey(e.Key)) // the cache has caught up with the write
+	}
+	s.encodedMu.Unlock()
 	s.mu.Lock()
 	hs := make([]func(store.Event), 0, len(s.handlers))
 	for _, h := range s.handlers {
@@ -203,9 +240,22 @@ func (s *Store) resource(kind, namespace string) (dynamic.ResourceInterface, err
 
 // Get reads the object at key from the informer cache into into.
 func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
+	u, err := s.cached(key)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	if err := decodeInto(s.encodedJSON(key, u), into); err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	s.prepare(into)
+	return nil
+}
+
+// cached is the informer cache's object at key.
+func (s *Store) cached(key store.Key) (*unstructured.Unstructured, error) {
 	inf, ok := s.informers[key.Kind]
 	if !ok {
-		return fmt.Errorf("get %s: kind not served", key)
+		return nil, errors.New("kind not served")
 	}
 	cacheKey := key.Namespace + "/" + key.Name
 	if key.Namespace == "" {
@@ -213,17 +263,38 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 	}
 	item, exists, err := inf.GetIndexer().GetByKey(cacheKey)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", key, err)
+		return nil, err
 	}
 	if !exists {
-		return fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, store.ErrNotFound
 	}
-	if err := fromUnstructured(item.(*unstructured.Unstructured), into); err != nil {
-		return fmt.Errorf("get %s: %w", key, err)
-	}
-	s.prepare(into)
-	return nil
+	return item.(*unstructured.Unstructured), nil
 }
+
+// encodedJSON is u's JSON, u being the informer cache's object at key, encoded once per
+// cache entry: reconciling one Service reads its objects many times between changes, and
+// encoding the informer's map was most of what a read cost. The informer never mutates an
+// entry (a change stores a new object), so the entry's pointer names one content; holding
+// it keeps the pointer from being reused.
+func (s *Store) encodedJSON(key store.Key, u *unstructured.Unstructured) []byte {
+	k := encodedKey(key)
+	s.encodedMu.Lock()
+	e, ok := s.encoded[k]
+	s.encodedMu.Unlock()
+	if ok && e.from == u {
+		return e.json
+	}
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return nil // decodeInto reports the empty document
+	}
+	s.encodedMu.Lock()
+	s.encoded[k] = encodedObject{from: u, json: b}
+	s.encodedMu.Unlock()
+	return b
+}
+
+func encodedKey(k store.Key) string { return k.Kind + "/" + k.Namespace + "/" + k.Name }
 
 // prepare applies Skiff's defaults to an object read from the API server, as the defaulting
 // webhook did when it was written: objects written while no webhook was installed (or before
@@ -304,53 +375,81 @@ func (s *Store) Update(ctx context.Context, obj store.Object) error {
 }
 
 // UpdateStatus writes obj's status through the status subresource. A status equal to the
-// one the cache holds at obj's resourceVersion is not written (obj gets the cached object),
-// as Knative's generated reconcilers skip an unchanged status: the API server would store
-// nothing and send no event, so the request would only cost a round trip.
+// one the cache holds is not written (obj gets the cached object), as Knative's generated
+// reconcilers skip an unchanged status: the API server would store nothing and send no
+// event, so the request would only cost a round trip. Knative compares with the object as
+// its reconcile read it; this compares with the cache's latest, which may be newer: a
+// status another reconcile of the same object has written meanwhile is then not sent again
+// with a stale resourceVersion only to come back as a conflict. Should the server hold
+// newer still, its event brings the object back to be reconciled.
 func (s *Store) UpdateStatus(ctx context.Context, obj store.Object) error {
+	key := store.KeyOf(obj)
 	if cached := s.sameStatus(obj); cached != nil {
-		if err := fromUnstructured(cached, obj); err != nil {
-			return fmt.Errorf("update status %s: %w", store.KeyOf(obj), err)
+		if err := decodeInto(s.encodedJSON(key, cached), obj); err != nil {
+			return fmt.Errorf("update status %s: %w", key, err)
 		}
 		return nil
 	}
-	return s.update(ctx, obj, true)
+	want, _ := statusJSON(obj)
+	s.encodedMu.Lock()
+	w, ok := s.written[encodedKey(key)]
+	s.encodedMu.Unlock()
+	if ok && w.over == obj.GetResourceVersion() && w.over != "" && w.status == string(want) {
+		if err := decodeInto(w.json, obj); err != nil {
+			return fmt.Errorf("update status %s: %w", key, err)
+		}
+		return nil
+	}
+	over := obj.GetResourceVersion()
+	if err := s.update(ctx, obj, true); err != nil {
+		return err
+	}
+	if b, err := json.Marshal(obj); err == nil && over != "" {
+		s.encodedMu.Lock()
+		s.written[encodedKey(key)] = writtenStatus{over: over, status: string(want), json: b}
+		s.encodedMu.Unlock()
+	}
+	return nil
 }
 
-// sameStatus returns the cached object when it is at obj's resourceVersion with obj's
-// status, and nil otherwise (then the write decides, conflicts included).
+// sameStatus returns the cached object when it has obj's status, and nil otherwise (then
+// the write decides, conflicts included). An object never read (no resourceVersion) is
+// always written.
 func (s *Store) sameStatus(obj store.Object) *unstructured.Unstructured {
 	key := store.KeyOf(obj)
-	inf, ok := s.informers[key.Kind]
-	if !ok || obj.GetResourceVersion() == "" {
+	if obj.GetResourceVersion() == "" {
 		return nil
 	}
-	cacheKey := key.Namespace + "/" + key.Name
-	if key.Namespace == "" {
-		cacheKey = key.Name
-	}
-	item, exists, err := inf.GetIndexer().GetByKey(cacheKey)
-	if err != nil || !exists {
-		return nil
-	}
-	cached := item.(*unstructured.Unstructured)
-	if cached.GetResourceVersion() != obj.GetResourceVersion() {
+	cached, err := s.cached(key)
+	if err != nil {
 		return nil
 	}
 	// Both sides go through obj's type, so fields the type leaves out when empty compare equal.
 	stored := reflect.New(reflect.TypeOf(obj).Elem()).Interface()
-	if fromUnstructured(cached, stored) != nil {
+	if decodeInto(s.encodedJSON(key, cached), stored) != nil {
 		return nil
 	}
-	want, err := toUnstructured(obj)
-	if err != nil {
-		return nil
-	}
-	have, err := toUnstructured(stored)
-	if err != nil || !reflect.DeepEqual(want.Object["status"], have.Object["status"]) {
+	want, ok1 := statusJSON(obj)
+	have, ok2 := statusJSON(stored)
+	if !ok1 || !ok2 || !bytes.Equal(want, have) {
 		return nil
 	}
 	return cached
+}
+
+// statusJSON is the JSON of the Status field of the struct obj points to; false when it
+// has none or it does not encode.
+func statusJSON(obj any) ([]byte, bool) {
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return nil, false
+	}
+	f := v.Elem().FieldByName("Status")
+	if !f.IsValid() {
+		return nil, false
+	}
+	b, err := json.Marshal(f.Interface())
+	return b, err == nil
 }
 
 func (s *Store) update(ctx context.Context, obj store.Object, status bool) error {
@@ -372,6 +471,9 @@ func (s *Store) update(ctx context.Context, obj store.Object, status bool) error
 	if err != nil {
 		return fmt.Errorf("update %s: %w", key, err)
 	}
+	// An update without managedFields keeps the stored ones (the API server's field
+	// manager); sending them back only made the server decode and check them again.
+	unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
 	var res *unstructured.Unstructured
 	if status {
 		res, err = ri.UpdateStatus(ctx, u, metav1.UpdateOptions{})
@@ -429,8 +531,17 @@ func fromUnstructured(u *unstructured.Unstructured, obj any) error {
 	if err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
+	return decodeInto(b, obj)
+}
+
+// decodeInto decodes an object's JSON into a zeroed obj, so no field of the caller's copy
+// survives.
+func decodeInto(b []byte, obj any) error {
 	resetValue(obj)
-	return json.Unmarshal(b, obj)
+	if err := json.Unmarshal(b, obj); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
 }
 
 // resetValue zeroes the struct obj points to.

@@ -16,6 +16,7 @@ import (
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 func startStore(t *testing.T, objs ...runtime.Object) (*Store, *dynamicfake.FakeDynamicClient) {
@@ -91,16 +92,102 @@ func TestUpdateStatusSkipsUnchangedStatus(t *testing.T) {
 		t.Fatalf("stored conditions %v, want Ready=True", conds)
 	}
 
-	// Written from an older read than the cache's (another resourceVersion), the status goes
-	// to the API server even when it equals the cached one: the server decides.
+	// Written from an older read than the cache's (another resourceVersion), a status equal
+	// to the cached one is not sent either: it would only come back as a conflict.
+	testwait.For(t, 5*time.Second, "the cache to hold Ready=True", func() bool {
+		var got servingv1.Revision
+		return s.Get(ctx, key, &got) == nil && got.Status.GetCondition(duck.ConditionReady).Status == "True"
+	})
 	stale := r
 	stale.ResourceVersion = "3"
+	before := statusWrites(client)
+	if err := s.UpdateStatus(ctx, &stale); err != nil {
+		t.Fatal(err)
+	}
+	if n := statusWrites(client) - before; n != 0 {
+		t.Fatalf("%d status writes from a stale read of the cached status, want 0", n)
+	}
+	// A different status from a stale read goes to the API server, which decides.
+	stale.Status.MarkFalse(duck.ConditionReady, "Failed", "", time.Now())
 	client.PrependReactor("update", "revisions", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return false, nil, nil
 	})
-	before := statusWrites(client)
 	_ = s.UpdateStatus(ctx, &stale)
 	if n := statusWrites(client) - before; n != 1 {
-		t.Fatalf("%d status writes from a stale read, want 1", n)
+		t.Fatalf("%d status writes of a changed status from a stale read, want 1", n)
+	}
+}
+
+// A write leaves metadata.managedFields out: the API server keeps the stored entries for an
+// update without them, and decoding them back was part of every write's cost. Reads see each
+// change the informer stores, also when the resourceVersion stays (as in the fake client).
+func TestUpdateSendsNoManagedFieldsAndReadsSeeChanges(t *testing.T) {
+	rev := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindRevision,
+		"metadata": map[string]any{"name": "hello-00001", "namespace": "default", "resourceVersion": "7",
+			"managedFields": []any{map[string]any{"manager": "kubectl", "operation": "Update", "apiVersion": "serving.knative.dev/v1"}}},
+		"spec": map[string]any{"containers": []any{map[string]any{"image": "example.com/hello"}}},
+	}}
+	s, client := startStore(t, rev)
+	key := store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: "hello-00001"}
+	ctx := context.Background()
+	var r servingv1.Revision
+	if err := s.Get(ctx, key, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ManagedFields) != 1 {
+		t.Fatalf("read managedFields %v, want the stored entry", r.ManagedFields)
+	}
+	r.Status.MarkTrue(duck.ConditionReady, time.Now())
+	if err := s.UpdateStatus(ctx, &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range client.Actions() {
+		if u, ok := a.(k8stesting.UpdateAction); ok {
+			if _, found, _ := unstructured.NestedSlice(u.GetObject().(*unstructured.Unstructured).Object, "metadata", "managedFields"); found {
+				t.Fatalf("%s %s sent managedFields", a.GetVerb(), a.GetSubresource())
+			}
+		}
+	}
+	testwait.For(t, 5*time.Second, "the cache to hold Ready=True", func() bool {
+		var got servingv1.Revision
+		return s.Get(ctx, key, &got) == nil && got.Status.GetCondition(duck.ConditionReady) != nil &&
+			got.Status.GetCondition(duck.ConditionReady).Status == "True"
+	})
+}
+
+// Two reconciles that read the same version and compute the same status write it once,
+// whether or not the informer has delivered the first write when the second comes: the
+// second would only come back as a conflict.
+func TestSameStatusFromTheSameReadIsWrittenOnce(t *testing.T) {
+	rev := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindRevision,
+		"metadata": map[string]any{"name": "hello-00001", "namespace": "default", "resourceVersion": "7"},
+		"spec":     map[string]any{"containers": []any{map[string]any{"image": "example.com/hello"}}},
+	}}
+	s, client := startStore(t, rev)
+	key := store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: "hello-00001"}
+	ctx := context.Background()
+	var first, second servingv1.Revision
+	if err := s.Get(ctx, key, &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Get(ctx, key, &second); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	first.Status.MarkTrue(duck.ConditionReady, now)
+	second.Status.MarkTrue(duck.ConditionReady, now)
+	if err := s.UpdateStatus(ctx, &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateStatus(ctx, &second); err != nil {
+		t.Fatal(err)
+	}
+	if n := statusWrites(client); n != 1 {
+		t.Fatalf("%d status writes, want 1", n)
+	}
+	if c := second.Status.GetCondition(duck.ConditionReady); c == nil || c.Status != "True" {
+		t.Fatalf("the second caller's object has %+v, want the written Ready=True", second.Status.Conditions)
 	}
 }
