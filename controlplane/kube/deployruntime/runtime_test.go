@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
@@ -45,7 +46,6 @@ func TestDeploymentProbesWithoutPortGetTheUserPort(t *testing.T) {
 // A Deployment of the revision's name that another object controls is reported, in the
 // runtime's words, and never rewritten or rescaled.
 func TestScaleLeavesAForeignDeployment(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	rev := hpaRevision(nil)
 	yes := true
 	foreign := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
@@ -53,14 +53,7 @@ func TestScaleLeavesAForeignDeployment(t *testing.T) {
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "someone", UID: "other", Controller: &yes}},
 	}, Spec: appsv1.DeploymentSpec{Replicas: int32p(1)}}
 	client := fake.NewClientset(foreign)
-	r := New(Config{Client: client})
-	defer func() {
-		cancel() // the informers stop with ctx; Shutdown waits for them
-		r.Shutdown()
-	}()
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, r := startRuntime(t, client)
 	client.ClearActions()
 	err := r.Scale(ctx, rev, 3)
 	if want := "deployment test-namespace/test-name-deployment exists and is not owned by revision test-name"; err == nil || err.Error() != want {
@@ -71,4 +64,19 @@ func TestScaleLeavesAForeignDeployment(t *testing.T) {
 			t.Errorf("foreign deployment: unexpected %s %s", a.GetVerb(), a.GetSubresource())
 		}
 	}
+}
+
+// startRuntime starts a Runtime over client, its informers synced; it stops when the test ends.
+func startRuntime(t *testing.T, client kubernetes.Interface) (context.Context, *Runtime) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := New(Config{Client: client})
+	t.Cleanup(func() {
+		cancel() // the informers stop with ctx; Shutdown waits for them
+		r.Shutdown()
+	})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, r
 }
