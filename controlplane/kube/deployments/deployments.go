@@ -40,10 +40,11 @@ func TemplateHash(tmpl corev1.PodTemplateSpec) (string, error) {
 
 // Ensure makes the Deployment want exist for the controller named in its owner references.
 // cached is an informer's store of Deployments; one it does not hold is created (one that
-// exists after all, as when the cache is behind, is left for the next reconcile to see). One
-// that another object controls is left alone, and the error wraps ErrNotControlled. When the stored Deployment's
-// TemplateHashAnnotation differs from want's, Ensure updates a copy of it with want's pod
-// template and annotations, and whatever else update (which may be nil) copies from want.
+// exists after all, as when the cache is behind, is left for the next reconcile to see).
+// One that another object controls is left alone, and the error wraps ErrNotControlled.
+// When the stored Deployment's TemplateHashAnnotation differs from want's, Ensure updates a
+// copy of it with want's pod template and annotations, and whatever else update (which may
+// be nil) copies from want.
 //
 // have is the Deployment as cached (nil when there was none); changed says Ensure created or
 // updated it, so have is no longer its state.
