@@ -1,7 +1,6 @@
 package deployruntime
 
 import (
-	"context"
 	"math"
 	"testing"
 	"time"
@@ -99,16 +98,8 @@ func TestHPAFor(t *testing.T) {
 // Deployment (the HPA does), updates the HPA only when its spec changes, and Scale (the class
 // back to KPA) removes it.
 func TestScaleExternally(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	client := fake.NewClientset()
-	r := New(Config{Client: client})
-	defer func() {
-		cancel() // the informers stop with ctx; Shutdown waits for them
-		r.Shutdown()
-	}()
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, r := startRuntime(t, client)
 	rev := hpaRevision(map[string]string{"autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"})
 	hpa := &runtime.HPA{Metric: "cpu", Target: 50, MaxReplicas: 4}
 	waitFor := func(what string, cond func() bool) {

@@ -9,9 +9,7 @@ package deployruntime
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -32,12 +30,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/kube/deployments"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 )
-
-// TemplateHashAnnotation records the hash of the pod template the runtime last wrote, so an
-// unchanged Revision never rewrites its Deployment (restarts do not roll pods).
-const TemplateHashAnnotation = "skiff.dev/template-hash"
 
 // Config wires a Runtime.
 type Config struct {
@@ -153,40 +148,27 @@ func (r *Runtime) ScaleExternally(ctx context.Context, rev *servingv1.Revision, 
 	return r.ensureHPA(ctx, rev, hpa)
 }
 
-// ensureDeployment creates the Deployment with replicas, or brings its pod template up to
-// date; with scale it also sets its replicas through the scale subresource.
+// ensureDeployment creates the Deployment with replicas, or brings its pod template (and
+// selector, and with scale its replicas) up to date; with scale it also sets the replicas of
+// an up-to-date one through the scale subresource.
 func (r *Runtime) ensureDeployment(ctx context.Context, rev *servingv1.Revision, replicas int, scale bool) error {
 	want, err := deploymentFor(rev, int32(replicas))
 	if err != nil {
 		return err
 	}
 	deps := r.cfg.Client.AppsV1().Deployments(rev.Namespace)
-	item, exists, err := r.deps.GetIndexer().GetByKey(rev.Namespace + "/" + want.Name)
-	if err != nil {
-		return fmt.Errorf("read deployment %s: %w", want.Name, err)
-	}
-	if !exists {
-		if _, err := deps.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create deployment %s/%s: %w", rev.Namespace, want.Name, err)
-		}
-		return nil
-	}
-	have := item.(*appsv1.Deployment)
-	if !metav1.IsControlledBy(have, rev) {
-		return fmt.Errorf("deployment %s/%s exists and is not owned by revision %s", rev.Namespace, want.Name, rev.Name)
-	}
-	if have.Annotations[TemplateHashAnnotation] != want.Annotations[TemplateHashAnnotation] {
-		next := have.DeepCopy()
-		next.Spec.Template = want.Spec.Template
+	have, changed, err := deployments.Ensure(ctx, deps, r.deps.GetIndexer(), want, func(next, want *appsv1.Deployment) {
 		next.Spec.Selector = want.Spec.Selector
 		if scale {
 			next.Spec.Replicas = want.Spec.Replicas
 		}
-		next.Annotations = want.Annotations
-		if _, err := deps.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update deployment %s/%s: %w", rev.Namespace, want.Name, err)
-		}
-		return nil
+	})
+	if errors.Is(err, deployments.ErrNotControlled) {
+		return fmt.Errorf("deployment %s/%s exists and is not owned by revision %s", rev.Namespace, want.Name, rev.Name)
+	}
+	if err != nil || changed {
+		// A created or updated Deployment has its replicas already (with scale).
+		return err
 	}
 	if scale && (have.Spec.Replicas == nil || *have.Spec.Replicas != int32(replicas)) {
 		// The scale subresource, as Knative's autoscaler and an HPA scale a Deployment.
@@ -371,15 +353,14 @@ func deploymentFor(rev *servingv1.Revision, replicas int32) (*appsv1.Deployment,
 	}
 	labels := labelsFor(rev)
 	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: rev.Annotations}, Spec: pod}
-	raw, err := json.Marshal(tmpl)
+	hash, err := deployments.TemplateHash(tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s/%s: encode pod template: %w", rev.Namespace, rev.Name, err)
 	}
-	sum := sha256.Sum256(raw)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: DeploymentName(rev.Name), Namespace: rev.Namespace, Labels: labels,
-			Annotations:     map[string]string{TemplateHashAnnotation: hex.EncodeToString(sum[:8])},
+			Annotations:     map[string]string{deployments.TemplateHashAnnotation: hash},
 			OwnerReferences: []metav1.OwnerReference{ownerRef(rev)},
 		},
 		Spec: appsv1.DeploymentSpec{

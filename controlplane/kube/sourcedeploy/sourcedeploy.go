@@ -8,9 +8,7 @@ package sourcedeploy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -25,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
+	"github.com/skiff-dev/skiff/controlplane/kube/deployments"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
 )
 
@@ -33,9 +32,6 @@ const (
 	SourceLabel          = "sources.knative.dev/source"
 	SourceLabelValue     = "container-source-controller"
 	ContainerSourceLabel = "sources.knative.dev/containerSource"
-	// TemplateHashAnnotation records the pod template last written, so an unchanged
-	// source never rewrites its Deployment.
-	TemplateHashAnnotation = "skiff.dev/template-hash"
 )
 
 // Config wires a Deployments.
@@ -98,17 +94,16 @@ func MakeDeployment(src *sourcesv1.ContainerSource, tmpl corev1.PodTemplateSpec)
 		tmpl.Labels = map[string]string{}
 	}
 	maps.Copy(tmpl.Labels, map[string]string{SourceLabel: SourceLabelValue, ContainerSourceLabel: src.Name})
-	raw, err := json.Marshal(tmpl)
+	hash, err := deployments.TemplateHash(tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("containersource %s/%s: encode pod template: %w", src.Namespace, src.Name, err)
 	}
-	sum := sha256.Sum256(raw)
 	yes := true
 	annotations := maps.Clone(tmpl.Annotations)
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	annotations[TemplateHashAnnotation] = hex.EncodeToString(sum[:8])
+	annotations[deployments.TemplateHashAnnotation] = hash
 	return &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -126,30 +121,12 @@ func (d *Deployments) Apply(ctx context.Context, src *sourcesv1.ContainerSource,
 	if err != nil {
 		return err
 	}
-	deps := d.cfg.Client.AppsV1().Deployments(src.Namespace)
-	item, exists, err := d.deps.GetIndexer().GetByKey(src.Namespace + "/" + want.Name)
-	if err != nil {
-		return fmt.Errorf("read deployment %s: %w", want.Name, err)
+	// As Knative's reconcileReceiveAdapter: only the pod template of an owned Deployment is updated.
+	_, _, err = deployments.Ensure(ctx, d.cfg.Client.AppsV1().Deployments(src.Namespace), d.deps.GetIndexer(), want, nil)
+	if errors.Is(err, deployments.ErrNotControlled) {
+		return fmt.Errorf("deployment %q is not owned by ContainerSource %q", want.Name, src.Name)
 	}
-	if !exists {
-		if _, err := deps.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create deployment %s/%s: %w", src.Namespace, want.Name, err)
-		}
-		return nil
-	}
-	have := item.(*appsv1.Deployment)
-	if !metav1.IsControlledBy(have, src) {
-		return fmt.Errorf("deployment %q is not owned by ContainerSource %q", have.Name, src.Name)
-	}
-	if have.Annotations[TemplateHashAnnotation] == want.Annotations[TemplateHashAnnotation] {
-		return nil
-	}
-	next := have.DeepCopy()
-	next.Spec.Template, next.Annotations = want.Spec.Template, want.Annotations
-	if _, err := deps.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update deployment %s/%s: %w", src.Namespace, want.Name, err)
-	}
-	return nil
+	return err
 }
 
 // Remove deletes the source's Deployment (the garbage collector would, once the source

@@ -1,10 +1,13 @@
 package sourcedeploy
 
 import (
+	"context"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 )
@@ -60,5 +63,36 @@ func TestMakeDeployment(t *testing.T) {
 				t.Errorf("the caller's template was changed: %v", tmpl.Labels)
 			}
 		})
+	}
+}
+
+// A Deployment of the source's name that another object controls is reported in Knative's
+// words (containersource.go reconcileReceiveAdapter) and never rewritten.
+func TestApplyLeavesAForeignDeployment(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	src := &sourcesv1.ContainerSource{ObjectMeta: metav1.ObjectMeta{Name: "test-name", Namespace: "test-namespace", UID: "uid"}}
+	yes := true
+	foreign := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+		Name: DeploymentName(src.Name), Namespace: src.Namespace, Labels: map[string]string{SourceLabel: SourceLabelValue},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "someone", UID: "other", Controller: &yes}},
+	}}
+	client := fake.NewClientset(foreign)
+	d := New(Config{Client: client})
+	defer func() {
+		cancel() // the informer stops with ctx; Shutdown waits for it
+		d.Shutdown()
+	}()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	client.ClearActions()
+	err := d.Apply(ctx, src, corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "img"}}}})
+	if want := `deployment "test-name-deployment" is not owned by ContainerSource "test-name"`; err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	for _, a := range client.Actions() {
+		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
+			t.Errorf("foreign deployment: unexpected %s", v)
+		}
 	}
 }
