@@ -3,6 +3,7 @@ package kubestore
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"testing"
 	"time"
 
@@ -35,6 +36,23 @@ func startStore(t *testing.T, objs ...runtime.Object) (*Store, *dynamicfake.Fake
 	return s, client
 }
 
+// startWithRevision starts a Store over a client holding one Revision, default/hello-00001
+// at resourceVersion 7, with meta added to its metadata and status as its status (if any).
+func startWithRevision(t *testing.T, meta, status map[string]any) (*Store, *dynamicfake.FakeDynamicClient, store.Key) {
+	t.Helper()
+	md := map[string]any{"name": "hello-00001", "namespace": "default", "resourceVersion": "7"}
+	maps.Copy(md, meta)
+	rev := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindRevision, "metadata": md,
+		"spec": map[string]any{"containers": []any{map[string]any{"image": "example.com/hello"}}},
+	}}
+	if status != nil {
+		rev.Object["status"] = status
+	}
+	s, client := startStore(t, rev)
+	return s, client, store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: "hello-00001"}
+}
+
 func statusWrites(c *dynamicfake.FakeDynamicClient) int {
 	n := 0
 	for _, a := range c.Actions() {
@@ -48,16 +66,9 @@ func statusWrites(c *dynamicfake.FakeDynamicClient) int {
 // A status equal to the stored one is not written (Knative's generated reconcilers compare
 // before they update status); a changed one is, and the last one written is what is stored.
 func TestUpdateStatusSkipsUnchangedStatus(t *testing.T) {
-	rev := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindRevision,
-		"metadata": map[string]any{"name": "hello-00001", "namespace": "default", "resourceVersion": "7"},
-		"spec":     map[string]any{"containers": []any{map[string]any{"image": "example.com/hello"}}},
-		"status": map[string]any{"observedGeneration": int64(0), "conditions": []any{
-			map[string]any{"type": "Ready", "status": "Unknown", "reason": "Deploying", "lastTransitionTime": "2026-12-07T12:00:00Z"},
-		}},
-	}}
-	s, client := startStore(t, rev)
-	key := store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: "hello-00001"}
+	s, client, key := startWithRevision(t, nil, map[string]any{"observedGeneration": int64(0), "conditions": []any{
+		map[string]any{"type": "Ready", "status": "Unknown", "reason": "Deploying", "lastTransitionTime": "2026-12-07T12:00:00Z"},
+	}})
 	ctx := context.Background()
 
 	var r servingv1.Revision
@@ -122,14 +133,9 @@ func TestUpdateStatusSkipsUnchangedStatus(t *testing.T) {
 // update without them, and decoding them back was part of every write's cost. Reads see each
 // change the informer stores, also when the resourceVersion stays (as in the fake client).
 func TestUpdateSendsNoManagedFieldsAndReadsSeeChanges(t *testing.T) {
-	rev := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindRevision,
-		"metadata": map[string]any{"name": "hello-00001", "namespace": "default", "resourceVersion": "7",
-			"managedFields": []any{map[string]any{"manager": "kubectl", "operation": "Update", "apiVersion": "serving.knative.dev/v1"}}},
-		"spec": map[string]any{"containers": []any{map[string]any{"image": "example.com/hello"}}},
-	}}
-	s, client := startStore(t, rev)
-	key := store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: "hello-00001"}
+	s, client, key := startWithRevision(t, map[string]any{
+		"managedFields": []any{map[string]any{"manager": "kubectl", "operation": "Update", "apiVersion": "serving.knative.dev/v1"}},
+	}, nil)
 	ctx := context.Background()
 	var r servingv1.Revision
 	if err := s.Get(ctx, key, &r); err != nil {
@@ -160,13 +166,7 @@ func TestUpdateSendsNoManagedFieldsAndReadsSeeChanges(t *testing.T) {
 // whether or not the informer has delivered the first write when the second comes: the
 // second would only come back as a conflict.
 func TestSameStatusFromTheSameReadIsWrittenOnce(t *testing.T) {
-	rev := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": servingv1.GroupVersion, "kind": servingv1.KindRevision,
-		"metadata": map[string]any{"name": "hello-00001", "namespace": "default", "resourceVersion": "7"},
-		"spec":     map[string]any{"containers": []any{map[string]any{"image": "example.com/hello"}}},
-	}}
-	s, client := startStore(t, rev)
-	key := store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: "hello-00001"}
+	s, client, key := startWithRevision(t, nil, nil)
 	ctx := context.Background()
 	var first, second servingv1.Revision
 	if err := s.Get(ctx, key, &first); err != nil {
