@@ -396,12 +396,21 @@ spec:
 	}
 	snd := newSender(s.http)
 	types := []string{"com.example.order", "com.example.refund", "com.example.other"}
+	sent := time.Now()
 	for i := range 30 {
 		if code, body, err := snd.send(par.Status.Address.URL, newEvent(fmt.Sprint(i), types[i%3], "/shop", ""), false); err != nil || code != http.StatusAccepted {
 			t.Fatalf("send: %d %s %v", code, body, err)
 		}
 	}
-	eventually(t, 30*time.Second, "20 routed events", func() bool { return len(rec.accepted("/out")) == 20 })
+	logged := false
+	eventually(t, 30*time.Second, "20 routed events", func() bool {
+		n := len(rec.accepted("/out"))
+		if n != 20 && !logged && time.Since(sent) > 25*time.Second {
+			logged = true // which events arrived, should the wait fail
+			t.Logf("%d of 20 routed events after %v: %v", n, time.Since(sent).Round(time.Second), rec.accepted("/out"))
+		}
+		return n == 20
+	})
 	time.Sleep(300 * time.Millisecond) // an event of the other type would arrive meanwhile
 	for _, ev := range rec.events("/out") {
 		want := map[string]string{"com.example.order": "orders", "com.example.refund": "refunds"}[ev.Type()]
