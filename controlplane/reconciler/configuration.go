@@ -183,10 +183,19 @@ func (c *Controller) ensureRevision(ctx context.Context, cfg *servingv1.Configur
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	// Knative's MakeRevision (pkg/reconciler/configuration/resources/revision.go): the
+	// owners' names and UIDs as labels, the creator from the Configuration's last modifier,
+	// and the routing state pending until a Route looks, or active at once when the
+	// Configuration is already routed (its routes annotation, which the Revision inherits).
 	labels[servingv1.ConfigurationLabel] = cfg.Name
 	labels[servingv1.ConfigurationGenerationLabel] = strconv.FormatInt(cfg.Generation, 10)
-	if svc := cfg.Labels[servingv1.ServiceLabel]; svc != "" {
-		labels[servingv1.ServiceLabel] = svc
+	if cfg.UID != "" {
+		labels[servingv1.ConfigurationUIDLabel] = string(cfg.UID)
+	}
+	for _, k := range []string{servingv1.ServiceLabel, servingv1.ServiceUIDLabel} {
+		if v := cfg.Labels[k]; v != "" {
+			labels[k] = v
+		}
 	}
 	rev = &servingv1.Revision{
 		TypeMeta: metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindRevision},
@@ -196,6 +205,15 @@ func (c *Controller) ensureRevision(ctx context.Context, cfg *servingv1.Configur
 			OwnerReferences: []metav1.OwnerReference{ownerRef(&cfg.ObjectMeta, servingv1.KindConfiguration)},
 		},
 		Spec: cfg.Spec.Template.Spec,
+	}
+	now := c.now()
+	setRoutingState(rev, servingv1.RoutingStatePending, now)
+	if v, ok := cfg.Annotations[servingv1.UpdaterAnnotation]; ok {
+		rev.Annotations[servingv1.CreatorAnnotation] = v
+	}
+	if v, ok := cfg.Annotations[servingv1.RoutesAnnotation]; ok {
+		rev.Annotations[servingv1.RoutesAnnotation] = v
+		setRoutingState(rev, servingv1.RoutingStateActive, now)
 	}
 	if err := c.cfg.Store.Create(ctx, rev); err != nil {
 		return nil, false, fmt.Errorf("create revision %s: %w", name, err)

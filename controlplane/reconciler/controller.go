@@ -154,6 +154,8 @@ type Controller struct {
 	resolver *backgroundResolver
 	// applied is what each channel was last applied with (channel.go).
 	applied appliedChannels
+	// routing indexes which objects list each Route in their routes annotation (labeler.go).
+	routing routingIndex
 }
 
 // New returns a Controller; call Run to start it.
@@ -179,6 +181,7 @@ func New(cfg Config) *Controller {
 		now:         time.Now,
 		ackWait:     map[store.Key]string{},
 		routeRefs:   map[store.Key]map[string]bool{},
+		routing:     routingIndex{read: map[string]bool{}, routes: map[store.Key][]string{}},
 		publishing:  map[string]context.CancelFunc{},
 		servedCerts: map[store.Key][]string{},
 		ctx:         context.Background(),
@@ -326,12 +329,24 @@ func (c *Controller) onEvent(e store.Event) {
 	case servingv1.KindRevision:
 		var rev servingv1.Revision
 		if err := c.cfg.Store.Get(context.Background(), e.Key, &rev); err == nil {
+			c.routing.observe(e.Key, rev.Annotations)
 			if cfg := rev.Labels[servingv1.ConfigurationLabel]; cfg != "" {
 				c.queue.Add(store.Key{Kind: servingv1.KindConfiguration, Namespace: ns, Name: cfg})
 				c.enqueueRoutesReferencing(ns, cfg)
 			}
+		} else if errors.Is(err, store.ErrNotFound) {
+			c.routing.observe(e.Key, nil)
 		}
 		c.enqueueRoutesReferencing(ns, e.Key.Name)
+	}
+	if e.Key.Kind == servingv1.KindConfiguration {
+		// The labeler's index follows routes annotations written by others too.
+		var cfg servingv1.Configuration
+		if err := c.cfg.Store.Get(context.Background(), e.Key, &cfg); err == nil {
+			c.routing.observe(e.Key, cfg.Annotations)
+		} else if errors.Is(err, store.ErrNotFound) {
+			c.routing.observe(e.Key, nil)
+		}
 	}
 	c.onEventingEvent(e)
 }

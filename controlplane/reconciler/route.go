@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +35,12 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		c.setRouteRefs(key, nil)
 		c.waitForAck(key, false, "")
 		c.releaseCertificates(ctx, key)
-		return nil
+		// Knative's labeler finalizes a deleted Route so: its targets no longer list it.
+		return c.clearRoutingMeta(ctx, key.Namespace, key.Name, nil, nil)
+	}
+	// The labeler works from the Route as stored, as Knative's runs beside its reconciler.
+	if err := c.syncRoutingMeta(ctx, &route); err != nil {
+		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 	now := c.now()
 	before := routeServedBefore(&route)
@@ -95,9 +99,6 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	// DomainMappings to this route send its traffic themselves (a revision's mode may have
 	// changed without the route's status changing).
 	c.enqueueMappingsTo(route.Namespace, route.Name)
-	if err := c.markRoutingState(ctx, &route, targets); err != nil {
-		return fmt.Errorf("reconcile route %s: %w", key, err)
-	}
 
 	markRouteURLs(st, &route, targets, names, tls, net.cfg.Network.DefaultExternalScheme)
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
@@ -209,49 +210,6 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeout)
 	}
 	return out
-}
-
-// markRoutingState labels the revisions this route sends traffic to "active" and the ones
-// it stopped sending traffic to "reserve", so that unrouted revisions stop running.
-func (c *Controller) markRoutingState(ctx context.Context, route *servingv1.Route, traffic []servingv1.TrafficTarget) error {
-	now := map[string]bool{}
-	for _, t := range traffic {
-		now[t.RevisionName] = true
-	}
-	var names []string
-	for n := range now {
-		names = append(names, n)
-	}
-	for _, t := range route.Status.Traffic {
-		if !now[t.RevisionName] && !slices.Contains(names, t.RevisionName) {
-			names = append(names, t.RevisionName)
-		}
-	}
-	for _, n := range names {
-		state := "reserve"
-		if now[n] {
-			state = "active"
-		}
-		var rev servingv1.Revision
-		err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: n}, &rev)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if rev.Labels[servingv1.RoutingStateLabel] == state {
-			continue
-		}
-		if rev.Labels == nil {
-			rev.Labels = map[string]string{}
-		}
-		rev.Labels[servingv1.RoutingStateLabel] = state
-		if err := c.cfg.Store.Update(ctx, &rev); err != nil {
-			return fmt.Errorf("label revision %s %s: %w", n, state, err)
-		}
-	}
-	return nil
 }
 
 // markProxyAck sets cond from what the serving proxies did with the proxy route (ns, name)

@@ -33,13 +33,32 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 	owner := ownerRef(&svc.ObjectMeta, servingv1.KindService)
 	labels := childLabels(svc.Labels, servingv1.ServiceLabel, svc.Name)
 
+	// Knative's MakeConfigurationFromExisting: the Service's labels and UID, its annotations
+	// but kubectl's last-applied and the rollout duration, and the routes annotation already
+	// naming the Service's Route (with any other Route the labeler listed), so the Revisions
+	// it stamps start out active.
 	cfg := servingv1.Configuration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: servingv1.GroupVersion, Kind: servingv1.KindConfiguration},
-		ObjectMeta: childMeta(&svc.ObjectMeta, svc.Name, labels, owner),
+		ObjectMeta: childMeta(&svc.ObjectMeta, svc.Name, maps.Clone(labels), owner),
 		Spec:       svc.Spec.ConfigurationSpec,
 	}
+	if svc.UID != "" {
+		cfg.Labels[servingv1.ServiceUIDLabel] = string(svc.UID)
+	}
+	cfg.Annotations = maps.Clone(svc.Annotations)
+	for _, k := range []string{lastAppliedConfigAnnotation, servingv1.RolloutDurationKey, servingv1.GroupName + "/rolloutDuration"} {
+		delete(cfg.Annotations, k)
+	}
+	var existing servingv1.Configuration
+	if err := c.cfg.Store.Get(ctx, store.KeyOf(&cfg), &existing); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("reconcile service %s: configuration: %w", key, err)
+	}
+	if v := existing.Annotations[servingv1.RoutesAnnotation]; v != "" {
+		cfg.Annotations[servingv1.RoutesAnnotation] = v
+	}
+	cfg.Annotations, _ = withRoute(cfg.Annotations, svc.Name, false)
 	if err := ensure(ctx, c.cfg.Store, &cfg, func(have *servingv1.Configuration) bool {
-		return reflect.DeepEqual(have.Spec, cfg.Spec) && maps.Equal(have.Labels, cfg.Labels)
+		return reflect.DeepEqual(have.Spec, cfg.Spec) && maps.Equal(have.Labels, cfg.Labels) && maps.Equal(have.Annotations, cfg.Annotations)
 	}); err != nil {
 		return c.notOwned(ctx, &svc, servingv1.ServiceConditionConfigurationsReady, fmt.Errorf("reconcile service %s: configuration: %w", key, err))
 	}

@@ -28,8 +28,28 @@ const (
 	ConfigurationGenerationLabel = "serving.knative.dev/configurationGeneration"
 	RouteLabel                   = "serving.knative.dev/route"
 	RevisionLabel                = "serving.knative.dev/revision"
-	// RoutingStateLabel says whether a Revision is referenced by a Route ("active") or not ("reserve").
+	// ConfigurationUIDLabel and ServiceUIDLabel carry the owners' UIDs on derived objects.
+	ConfigurationUIDLabel = "serving.knative.dev/configurationUID"
+	ServiceUIDLabel       = "serving.knative.dev/serviceUID"
+	// RoutingStateLabel says whether a Revision is referenced by a Route ("active"), not
+	// ("reserve"), or not yet looked at by one ("pending", from its creation).
 	RoutingStateLabel = "serving.knative.dev/routingState"
+)
+
+// Annotations Knative's labeler keeps on the Configurations and Revisions a Route sends
+// traffic to (pkg/reconciler/labeler).
+const (
+	// RoutesAnnotation lists, comma-separated and sorted, the Routes that reference the object.
+	RoutesAnnotation = "serving.knative.dev/routes"
+	// RoutingStateModifiedAnnotation is when a Revision's routing state last changed (RFC 3339, UTC).
+	RoutingStateModifiedAnnotation = "serving.knative.dev/routingStateModified"
+)
+
+// Routing states of a Revision (RoutingStateLabel).
+const (
+	RoutingStatePending = "pending"
+	RoutingStateActive  = "active"
+	RoutingStateReserve = "reserve"
 )
 
 // Condition types of Knative serving resources.

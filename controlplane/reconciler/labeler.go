@@ -1,0 +1,272 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/api/duck"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/store"
+)
+
+// This file is Knative's labeler (pkg/reconciler/labeler, metasync.go and accessors.go):
+// each Route lists itself in the serving.knative.dev/routes annotation of the Revisions and
+// Configurations its traffic names, and a Revision's serving.knative.dev/routingState label
+// follows whether any Route lists it ("active") or none ("reserve"; "pending" from its
+// creation until a Route has looked at it), with the time of the last change in
+// serving.knative.dev/routingStateModified. A Revision in reserve that is not its
+// Configuration's newest runs no instance (isActive).
+
+// routingIndex knows which Revisions and Configurations list each Route in their routes
+// annotation, so clearing a Route's marks does not read every object of the namespace on
+// every reconcile (Knative's labeler lists them from its informer's cache). A namespace is
+// read once, the first time one of its Routes needs it; after that the index follows the
+// controller's own writes and the store's events.
+type routingIndex struct {
+	mu sync.Mutex
+	// read are the namespaces read whole; routes is, by object, the Routes it lists.
+	read   map[string]bool
+	routes map[store.Key][]string
+}
+
+// observe records the Routes obj's annotations list.
+func (x *routingIndex) observe(key store.Key, annotations map[string]string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if r := routesListed(annotations); len(r) > 0 {
+		x.routes[key] = r
+	} else {
+		delete(x.routes, key)
+	}
+}
+
+// listing returns the objects of kind in namespace whose annotation lists route.
+func (x *routingIndex) listing(kind, namespace, route string) []store.Key {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []store.Key
+	for k, rs := range x.routes {
+		if k.Kind == kind && k.Namespace == namespace && slices.Contains(rs, route) {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Key) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// readNamespace fills the index with namespace's Revisions and Configurations, once.
+func (c *Controller) readNamespace(ctx context.Context, namespace string) error {
+	x := &c.routing
+	x.mu.Lock()
+	done := x.read[namespace]
+	x.mu.Unlock()
+	if done {
+		return nil
+	}
+	for _, kind := range []string{servingv1.KindRevision, servingv1.KindConfiguration} {
+		items, err := c.cfg.Store.List(ctx, kind, namespace)
+		if err != nil {
+			return fmt.Errorf("list %s in %s: %w", kind, namespace, err)
+		}
+		for _, b := range items {
+			var m metav1.PartialObjectMetadata
+			if err := json.Unmarshal(b, &m); err != nil {
+				return fmt.Errorf("list %s in %s: %w", kind, namespace, err)
+			}
+			x.observe(store.Key{Kind: kind, Namespace: namespace, Name: m.Name}, m.Annotations)
+		}
+	}
+	x.mu.Lock()
+	x.read[namespace] = true
+	x.mu.Unlock()
+	return nil
+}
+
+// routesListed is the set of Route names in a routes annotation, sorted.
+func routesListed(annotations map[string]string) []string {
+	v := annotations[servingv1.RoutesAnnotation]
+	if v == "" {
+		return nil
+	}
+	out := strings.Split(v, ",")
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// withRoute sets or removes route in the routes annotation, as Knative's
+// updateRouteAnnotation does: a sorted, comma-separated set, the key removed with the last.
+func withRoute(annotations map[string]string, route string, remove bool) (map[string]string, bool) {
+	set := routesListed(annotations)
+	has := slices.Contains(set, route)
+	if has != remove {
+		return annotations, false
+	}
+	if remove {
+		set = slices.DeleteFunc(set, func(r string) bool { return r == route })
+	} else {
+		set = append(set, route)
+		slices.Sort(set)
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	if len(set) == 0 {
+		delete(annotations, servingv1.RoutesAnnotation)
+	} else {
+		annotations[servingv1.RoutesAnnotation] = strings.Join(set, ",")
+	}
+	return annotations, true
+}
+
+// setRoutingState is Knative's Revision.SetRoutingState: the label, and the time it changed
+// (kept when the state is already this one and has a time).
+func setRoutingState(obj metav1.Object, state string, now time.Time) {
+	labels, anns := obj.GetLabels(), obj.GetAnnotations()
+	if labels[servingv1.RoutingStateLabel] == state && anns[servingv1.RoutingStateModifiedAnnotation] != "" {
+		return
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if anns == nil {
+		anns = map[string]string{}
+	}
+	labels[servingv1.RoutingStateLabel] = state
+	anns[servingv1.RoutingStateModifiedAnnotation] = now.UTC().Format(time.RFC3339)
+	obj.SetLabels(labels)
+	obj.SetAnnotations(anns)
+}
+
+// syncRoutingMeta lists the Route on the Revisions and Configurations its status and spec
+// traffic name (a latestRevision target also names its Configuration's latest created
+// Revision, so the next one is active before it takes traffic), and, once the Route is Ready
+// or Failed, takes it off those it no longer names (Knative's syncRoutingMeta).
+func (c *Controller) syncRoutingMeta(ctx context.Context, route *servingv1.Route) error {
+	ns := route.Namespace
+	revisions, configs := map[string]bool{}, map[string]bool{}
+	for _, tt := range append(slices.Clone(route.Status.Traffic), route.Spec.Traffic...) {
+		cfgName := tt.ConfigurationName
+		if tt.RevisionName != "" {
+			var rev servingv1.Revision
+			err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: ns, Name: tt.RevisionName}, &rev)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // its creation brings the Route back
+			}
+			if err != nil {
+				return err
+			}
+			revisions[tt.RevisionName] = true
+			if owner := metav1.GetControllerOf(&rev); owner != nil && owner.Kind == servingv1.KindConfiguration {
+				cfgName = owner.Name
+			}
+		}
+		if cfgName == "" {
+			continue
+		}
+		var cfg servingv1.Configuration
+		err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindConfiguration, Namespace: ns, Name: cfgName}, &cfg)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		configs[cfgName] = true
+		if latest := cfg.Status.LatestCreatedRevisionName; latest != "" && tt.LatestRevision != nil && *tt.LatestRevision {
+			revisions[latest] = true
+		}
+	}
+	if ready := route.Status.GetCondition(duck.ConditionReady); ready != nil && ready.Status != duck.Unknown {
+		if err := c.clearRoutingMeta(ctx, ns, route.Name, revisions, configs); err != nil {
+			return err
+		}
+	}
+	for _, name := range sortedKeys(revisions) {
+		if err := c.markRouting(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: ns, Name: name}, route.Name, false); err != nil {
+			return err
+		}
+	}
+	for _, name := range sortedKeys(configs) {
+		if err := c.markRouting(ctx, store.Key{Kind: servingv1.KindConfiguration, Namespace: ns, Name: name}, route.Name, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearRoutingMeta takes the Route off the Revisions and Configurations that list it but are
+// not in keep (nil: all of them, as when the Route is deleted).
+func (c *Controller) clearRoutingMeta(ctx context.Context, ns, route string, keepRevisions, keepConfigs map[string]bool) error {
+	if err := c.readNamespace(ctx, ns); err != nil {
+		return fmt.Errorf("clear route %s/%s from its targets: %w", ns, route, err)
+	}
+	for _, kind := range []string{servingv1.KindRevision, servingv1.KindConfiguration} {
+		keep := keepRevisions
+		if kind == servingv1.KindConfiguration {
+			keep = keepConfigs
+		}
+		for _, k := range c.routing.listing(kind, ns, route) {
+			if keep[k.Name] {
+				continue
+			}
+			if err := c.markRouting(ctx, k, route, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// markRouting adds the Route to (or removes it from) one object's routes annotation and, on a
+// Revision, sets the routing state that follows; it writes only a change.
+func (c *Controller) markRouting(ctx context.Context, key store.Key, route string, remove bool) error {
+	var obj store.Object = &servingv1.Configuration{}
+	if key.Kind == servingv1.KindRevision {
+		obj = &servingv1.Revision{}
+	}
+	err := c.cfg.Store.Get(ctx, key, obj)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	anns, changed := withRoute(obj.GetAnnotations(), route, remove)
+	obj.SetAnnotations(anns)
+	if key.Kind == servingv1.KindRevision {
+		state := servingv1.RoutingStateReserve
+		if anns[servingv1.RoutesAnnotation] != "" {
+			state = servingv1.RoutingStateActive
+		}
+		if obj.GetLabels()[servingv1.RoutingStateLabel] != state {
+			// Knative stamps the time whenever the label changes (markRoutingState).
+			delete(anns, servingv1.RoutingStateModifiedAnnotation)
+			setRoutingState(obj, state, c.now())
+			changed = true
+		}
+	}
+	if changed {
+		if err := c.cfg.Store.Update(ctx, obj); err != nil {
+			return fmt.Errorf("mark %s routed by %s: %w", key, route, err)
+		}
+	}
+	c.routing.observe(key, obj.GetAnnotations())
+	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
