@@ -175,7 +175,7 @@ type Server struct {
 	// routeHashes are the hashes of the RouteConfigurations last pushed, by name, so an
 	// assembly that changed nothing pushes nothing.
 	routeHashes map[string]string
-	done    sync.WaitGroup
+	done        sync.WaitGroup
 	// extProc reports whether the listener has the ext_proc filter.
 	extProc bool
 	// listenerAddress, listenerPort and wasm are what the listener is
