@@ -56,6 +56,14 @@ func TestServiceLifecycle(t *testing.T) {
 			t.Fatalf("after update: %d %s, want 200 from hello-00002", code, body)
 		}
 	}
+	// Knative's labeler: the Route is listed on the revision it routes to, which is active;
+	// the one it left is in reserve, no longer listing it.
+	eventually(t, 30*time.Second, "hello-00001 in reserve, hello-00002 active", func() bool {
+		old, cur := s.revision("hello-00001"), s.revision("hello-00002")
+		return old.Labels[servingv1.RoutingStateLabel] == servingv1.RoutingStateReserve && old.Annotations[servingv1.RoutesAnnotation] == "" &&
+			cur.Labels[servingv1.RoutingStateLabel] == servingv1.RoutingStateActive && cur.Annotations[servingv1.RoutesAnnotation] == "hello" &&
+			old.Annotations[servingv1.RoutingStateModifiedAnnotation] != ""
+	})
 
 	// 3. A 50/50 split with tags: both revisions answer the main host; each tag only its own.
 	s.apply(serviceYAML("hello", "Skiff v2", `  traffic:

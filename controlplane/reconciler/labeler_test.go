@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -304,4 +305,43 @@ func TestServiceConfigurationMetadata(t *testing.T) {
 			}
 		},
 	}})
+}
+
+// A Service without annotations whose Configuration another Route also lists keeps both
+// Routes in the Configuration's routes annotation, reconcile after reconcile.
+func TestServiceKeepsOtherRoutesOnItsConfiguration(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Create(ctx, tService("hello")); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{Store: st, Runtime: nopRuntime{}, Proxy: &recordingProxy{}, Logger: slog.New(slog.DiscardHandler)})
+	svcKey := store.Key{Kind: servingv1.KindService, Namespace: "default", Name: "hello"}
+	if err := c.reconcile(ctx, svcKey); err != nil {
+		t.Fatal(err)
+	}
+	var cfg servingv1.Configuration
+	cfgKey := store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "hello"}
+	if err := st.Get(ctx, cfgKey, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Annotations[servingv1.RoutesAnnotation] = "another,hello"
+	if err := st.Update(ctx, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := c.reconcile(ctx, svcKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Get(ctx, cfgKey, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Annotations[servingv1.RoutesAnnotation]; got != "another,hello" {
+		t.Errorf("routes annotation %q, want another,hello", got)
+	}
 }

@@ -46,6 +46,9 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		cfg.Labels[servingv1.ServiceUIDLabel] = string(svc.UID)
 	}
 	cfg.Annotations = maps.Clone(svc.Annotations)
+	if cfg.Annotations == nil {
+		cfg.Annotations = map[string]string{}
+	}
 	for _, k := range []string{lastAppliedConfigAnnotation, servingv1.RolloutDurationKey, servingv1.GroupName + "/rolloutDuration"} {
 		delete(cfg.Annotations, k)
 	}
