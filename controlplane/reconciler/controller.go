@@ -181,7 +181,7 @@ func New(cfg Config) *Controller {
 		now:         time.Now,
 		ackWait:     map[store.Key]string{},
 		routeRefs:   map[store.Key]map[string]bool{},
-		routing:     routingIndex{read: map[string]bool{}, routes: map[store.Key][]string{}},
+		routing:     newRoutingIndex(),
 		publishing:  map[string]context.CancelFunc{},
 		servedCerts: map[store.Key][]string{},
 		ctx:         context.Background(),

@@ -32,31 +32,53 @@ import (
 // controller's own writes and the store's events.
 type routingIndex struct {
 	mu sync.Mutex
-	// read are the namespaces read whole; routes is, by object, the Routes it lists.
-	read   map[string]bool
-	routes map[store.Key][]string
+	// read are the namespaces read whole; routes is, by object, the Routes it lists, and
+	// listing the other way round: by kind, namespace and Route, the objects listing it.
+	read    map[string]bool
+	routes  map[store.Key][]string
+	listing map[routeOfKind]map[store.Key]bool
+}
+
+// routeOfKind names the objects of one kind that list one Route.
+type routeOfKind struct{ kind, namespace, route string }
+
+func newRoutingIndex() routingIndex {
+	return routingIndex{read: map[string]bool{}, routes: map[store.Key][]string{}, listing: map[routeOfKind]map[store.Key]bool{}}
 }
 
 // observe records the Routes obj's annotations list.
 func (x *routingIndex) observe(key store.Key, annotations map[string]string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if r := routesListed(annotations); len(r) > 0 {
-		x.routes[key] = r
-	} else {
+	for _, r := range x.routes[key] {
+		k := routeOfKind{key.Kind, key.Namespace, r}
+		delete(x.listing[k], key)
+		if len(x.listing[k]) == 0 {
+			delete(x.listing, k)
+		}
+	}
+	rs := routesListed(annotations)
+	if len(rs) == 0 {
 		delete(x.routes, key)
+		return
+	}
+	x.routes[key] = rs
+	for _, r := range rs {
+		k := routeOfKind{key.Kind, key.Namespace, r}
+		if x.listing[k] == nil {
+			x.listing[k] = map[store.Key]bool{}
+		}
+		x.listing[k][key] = true
 	}
 }
 
-// listing returns the objects of kind in namespace whose annotation lists route.
-func (x *routingIndex) listing(kind, namespace, route string) []store.Key {
+// listed returns the objects of kind in namespace whose annotation lists route.
+func (x *routingIndex) listed(kind, namespace, route string) []store.Key {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var out []store.Key
-	for k, rs := range x.routes {
-		if k.Kind == kind && k.Namespace == namespace && slices.Contains(rs, route) {
-			out = append(out, k)
-		}
+	for k := range x.listing[routeOfKind{kind, namespace, route}] {
+		out = append(out, k)
 	}
 	slices.SortFunc(out, func(a, b store.Key) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -213,7 +235,7 @@ func (c *Controller) clearRoutingMeta(ctx context.Context, ns, route string, kee
 		if kind == servingv1.KindConfiguration {
 			keep = keepConfigs
 		}
-		for _, k := range c.routing.listing(kind, ns, route) {
+		for _, k := range c.routing.listed(kind, ns, route) {
 			if keep[k.Name] {
 				continue
 			}
