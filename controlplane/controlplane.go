@@ -447,7 +447,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
-	apiSrv.CheckConfigMaps(reconciler.NetworkConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain))
+	apiSrv.CheckConfigMaps(reconciler.ConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain))
 	if err := apiSrv.EnsureNamespace(ctx, "default"); err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}

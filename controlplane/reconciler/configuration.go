@@ -3,17 +3,21 @@ package reconciler
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"reflect"
 	"slices"
 	"strconv"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/revisiongc"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
@@ -81,7 +85,58 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 			st.MarkTrue(duck.ConditionReady, now)
 		}
 	}
-	return c.cfg.Store.UpdateStatus(ctx, &cfg)
+	if err := c.cfg.Store.UpdateStatus(ctx, &cfg); err != nil {
+		return err
+	}
+	return c.collectRevisions(ctx, key, &cfg)
+}
+
+// collectRevisions deletes the Configuration's Revisions Knative's garbage collector would
+// (revisiongc, settings from config-gc in the system namespace), and looks again when the
+// next one turns stale. A Configuration cannot have more Revisions than its generation, so
+// one below min-non-active-revisions is not looked at further.
+func (c *Controller) collectRevisions(ctx context.Context, key store.Key, cfg *servingv1.Configuration) error {
+	gc := revisiongc.Default()
+	var cm api.ConfigMap
+	err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: revisiongc.ConfigName}, &cm)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("collect revisions of %s: %w", key, err)
+	default:
+		if gc, err = revisiongc.Parse(cm.Data); err != nil {
+			c.log.Error("config-gc is invalid; no revision is collected", "namespace", c.cfg.SystemNamespace, "err", err)
+			return nil
+		}
+	}
+	if gc.Off() || cfg.Generation <= gc.MinNonActiveRevisions {
+		return nil
+	}
+	items, err := c.cfg.Store.List(ctx, servingv1.KindRevision, cfg.Namespace)
+	if err != nil {
+		return fmt.Errorf("collect revisions of %s: %w", key, err)
+	}
+	var revs []metav1.ObjectMeta
+	for _, b := range items {
+		var m metav1.PartialObjectMetadata
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("collect revisions of %s: %w", key, err)
+		}
+		if m.Labels[servingv1.ConfigurationLabel] == cfg.Name {
+			revs = append(revs, m.ObjectMeta)
+		}
+	}
+	now := c.now()
+	for _, name := range revisiongc.Collect(gc, now, cfg.Status.LatestReadyRevisionName, revs) {
+		c.log.Info("deleting stale revision", "configuration", key.String(), "revision", name)
+		if err := c.cfg.Store.Delete(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: cfg.Namespace, Name: name}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("collect revision %s: %w", name, err)
+		}
+	}
+	if next := revisiongc.NextStale(gc, now, cfg.Status.LatestReadyRevisionName, revs); !next.IsZero() {
+		c.queue.AddAfter(key, next.Sub(now)+time.Second)
+	}
+	return nil
 }
 
 // latestReadyRevision is the newest ready revision of cfg created since its latest ready one,

@@ -107,7 +107,7 @@ type Config struct {
 	ResolvesImages func(rev *servingv1.Revision) bool
 	// DigestResolutionTimeout bounds one resolution; default DefaultDigestResolutionTimeout.
 	DigestResolutionTimeout time.Duration
-	// SystemNamespace holds Knative's config-network, config-domain and config-certmanager
+	// SystemNamespace holds Knative's config-network, config-domain, config-certmanager and config-gc
 	// ConfigMaps; default DefaultSystemNamespace.
 	SystemNamespace string
 	// NetworkDefaults are config-network's defaults where this mode differs from Knative's.

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -344,4 +346,41 @@ func TestServiceKeepsOtherRoutesOnItsConfiguration(t *testing.T) {
 	if got := cfg.Annotations[servingv1.RoutesAnnotation]; got != "another,hello" {
 		t.Errorf("routes annotation %q, want another,hello", got)
 	}
+}
+
+// Knative's revision garbage collector, run on a Configuration's reconcile with config-gc
+// from the system namespace: beyond max-non-active-revisions, the reserve revision that
+// left service longest ago is deleted; the latest ready and active ones stay.
+func TestConfigurationCollectsRevisions(t *testing.T) {
+	gc := &api.ConfigMap{ConfigMap: corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: api.KindConfigMap},
+		ObjectMeta: metav1.ObjectMeta{Name: "config-gc", Namespace: DefaultSystemNamespace},
+		Data: map[string]string{"retain-since-create-time": "disabled", "retain-since-last-active-time": "disabled",
+			"min-non-active-revisions": "0", "max-non-active-revisions": "1"},
+	}}
+	reserveSince := func(r *servingv1.Revision, since string) *servingv1.Revision {
+		r.Labels[servingv1.RoutingStateLabel] = servingv1.RoutingStateReserve
+		r.Annotations = map[string]string{servingv1.RoutingStateModifiedAnnotation: since}
+		return r
+	}
+	runTable(t, []tableCase{{
+		name: "over max-non-active-revisions",
+		objects: []store.Object{
+			gc,
+			tConfiguration("cfg", "cfg-00001"),
+			routed(tRevision("cfg-00001", "cfg", "", duck.True, ""), "cfg", tableNow),
+			reserveSince(tRevision("old-a", "cfg", "", duck.True, ""), "2025-01-01T00:00:00Z"),
+			reserveSince(tRevision("old-b", "cfg", "", duck.True, ""), "2025-06-01T00:00:00Z"),
+		},
+		key: store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "cfg"},
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			for name, want := range map[string]bool{"cfg-00001": true, "old-a": false, "old-b": true} {
+				var r servingv1.Revision
+				err := s.Get(context.Background(), store.Key{Kind: servingv1.KindRevision, Namespace: "default", Name: name}, &r)
+				if got := err == nil; got != want {
+					t.Errorf("revision %s kept = %v, want %v (%v)", name, got, want, err)
+				}
+			}
+		},
+	}})
 }

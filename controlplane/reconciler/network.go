@@ -17,6 +17,7 @@ import (
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
 	"github.com/skiff-dev/skiff/controlplane/certs"
 	"github.com/skiff-dev/skiff/controlplane/domains"
+	"github.com/skiff-dev/skiff/controlplane/revisiongc"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 )
@@ -367,15 +368,18 @@ func (c *Controller) routeTLS(ctx context.Context, route *servingv1.Route, key s
 	return c.provisionCertificates(ctx, owner, reqs, st, RouteConditionCertificateProvisioned, now)
 }
 
-// NetworkConfigMapCheck returns the admission check of the local API for Knative's networking
-// ConfigMaps in ns: one that does not parse is refused with the bad key's field path
-// (data[domain-template]), so the settings in force stay.
-func NetworkConfigMapCheck(ns string, d domains.NetworkDefaults, defaultDomain string) func(cm *api.ConfigMap) *fielderr.Error {
+// ConfigMapCheck returns the admission check of the local API for the Knative ConfigMaps in
+// ns the controller reads (the networking ones and config-gc): one that does not parse is
+// refused with the bad key's field path (data[domain-template]), so the settings in force stay.
+func ConfigMapCheck(ns string, d domains.NetworkDefaults, defaultDomain string) func(cm *api.ConfigMap) *fielderr.Error {
 	return func(cm *api.ConfigMap) *fielderr.Error {
-		if cm.Namespace != ns || !slices.Contains(networkConfigMaps, cm.Name) {
+		if cm.Namespace != ns || !slices.Contains(networkConfigMaps, cm.Name) && cm.Name != revisiongc.ConfigName {
 			return nil
 		}
 		err := ParseNetworkConfigMap(cm.Name, cm.Data, d, defaultDomain)
+		if cm.Name == revisiongc.ConfigName {
+			_, err = revisiongc.Parse(cm.Data)
+		}
 		if err == nil {
 			return nil
 		}
