@@ -191,3 +191,32 @@ func checkBadTraffic(t *testing.T, s *skiff) {
 		t.Error("a Route was written with the Service's invalid traffic")
 	}
 }
+
+// Knative's revision garbage collector, set by config-gc: with at most one revision in
+// reserve kept and no time limits, the third rollout deletes the first revision; the one just
+// left in reserve stays. A config-gc that does not parse is refused, naming the key.
+func TestRevisionGarbageCollection(t *testing.T) {
+	s := startSkiff(t, t.TempDir())
+	err := s.tryApply(configMap("config-gc", map[string]string{"max-non-active-revisions": "many"}))
+	var apiErr *apiclient.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != http.StatusUnprocessableEntity || !strings.Contains(err.Error(), "data[max-non-active-revisions]") {
+		t.Fatalf("config-gc with max-non-active-revisions: many: got %v, want 422 naming data[max-non-active-revisions]", err)
+	}
+	s.apply(configMap("config-gc", map[string]string{
+		"retain-since-create-time": "disabled", "retain-since-last-active-time": "disabled",
+		"min-non-active-revisions": "0", "max-non-active-revisions": "1",
+	}))
+	var svc servingv1.Service
+	for _, msg := range []string{"one", "two", "three"} {
+		s.apply(serviceYAML("hello", msg, ""))
+		s.waitReady("ksvc", "hello", &svc)
+	}
+	if code, r, body := s.get(helloHost, "/"); code != http.StatusOK || r.Revision != "hello-00003" {
+		t.Fatalf("GET: %d %s, want 200 from hello-00003", code, body)
+	}
+	eventually(t, 30*time.Second, "hello-00001 collected, hello-00002 kept in reserve", func() bool {
+		_, err1 := s.api.Get(context.Background(), api.LookupKind("rev"), "default", "hello-00001")
+		r2 := s.revision("hello-00002")
+		return err1 != nil && r2.Labels[servingv1.RoutingStateLabel] == servingv1.RoutingStateReserve
+	})
+}
