@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -211,12 +212,12 @@ func (c *Controller) syncRoutingMeta(ctx context.Context, route *servingv1.Route
 			return err
 		}
 	}
-	for _, name := range sortedKeys(revisions) {
+	for _, name := range slices.Sorted(maps.Keys(revisions)) {
 		if err := c.markRouting(ctx, store.Key{Kind: servingv1.KindRevision, Namespace: ns, Name: name}, route.Name, false); err != nil {
 			return err
 		}
 	}
-	for _, name := range sortedKeys(configs) {
+	for _, name := range slices.Sorted(maps.Keys(configs)) {
 		if err := c.markRouting(ctx, store.Key{Kind: servingv1.KindConfiguration, Namespace: ns, Name: name}, route.Name, false); err != nil {
 			return err
 		}
@@ -282,13 +283,4 @@ func (c *Controller) markRouting(ctx context.Context, key store.Key, route strin
 	}
 	c.routing.observe(key, obj.GetAnnotations())
 	return nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
