@@ -178,14 +178,14 @@ func ParseHTTP(h Header, body []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	if _, ok := attrs.values[attrDataContentEncoding]; ok && version == SpecVersion03 {
+	if _, ok := attrs.get(attrDataContentEncoding); ok && version == SpecVersion03 {
 		return Event{}, eventErr(ReasonInvalidAttribute, attrDataContentEncoding,
 			"binary mode: header \"ce-datacontentencoding\" must not be sent: the body is the data as is (datacontentencoding is for structured mode)")
 	}
 	if err := attrs.validateValues(version); err != nil {
 		return Event{}, err
 	}
-	return Event{Attributes: attrs.values, Data: body}, nil
+	return Event{Attributes: attrs.attributes(), Data: body}, nil
 }
 
 // headerScan collects what ParseHTTP needs from the header fields: the
@@ -208,7 +208,9 @@ func (s *headerScan) add(name, value string) {
 		}
 		return
 	}
-	if len(name) < 3 || !strings.EqualFold(name[:3], "ce-") {
+	// name[:3] is "ce-" in any case (|0x20 lower-cases only the letters C
+	// and E here), without a call per header.
+	if len(name) < 3 || name[0]|0x20 != 'c' || name[1]|0x20 != 'e' || name[2] != '-' {
 		return
 	}
 	s.anyCE = true
@@ -226,7 +228,7 @@ func (s *headerScan) addBinaryAttribute(header, attr, value string) error {
 		return eventErr(ReasonInvalidAttribute, attr,
 			"binary mode: header %q must not be sent: the Content-Type header carries datacontenttype", header)
 	}
-	if _, dup := s.attrs.values[attr]; dup {
+	if _, dup := s.attrs.get(attr); dup {
 		return eventErr(ReasonDuplicateAttribute, attr, "attribute %q appears more than once (header %q)", attr, header)
 	}
 	v, err := decodeHeaderValue(value)
@@ -414,13 +416,13 @@ func parseStructured(body []byte) (Event, error) {
 		return Event{}, err
 	}
 
-	ev := Event{Attributes: attrs.values}
-	if data != nil && isNull(data.raw) && !IsJSONMediaType(attrs.values[attrDataContentType]) {
+	ev := Event{Attributes: attrs.attributes()}
+	if data != nil && isNull(data.raw) && !IsJSONMediaType(ev.Attributes[attrDataContentType]) {
 		data = nil // no payload: null is not a string of some other media type
 	}
 	base64Data := false
 	if version == SpecVersion03 {
-		if _, ok := attrs.values[attrDataContentEncoding]; ok {
+		if _, ok := ev.Attributes[attrDataContentEncoding]; ok {
 			// 0.3's binary data: "data" is a base64 string. The attribute
 			// only says how the data is written in JSON, so it is dropped
 			// with the encoding, as the SDK does.
@@ -449,7 +451,7 @@ func parseStructured(body []byte) (Event, error) {
 		}
 		ev.Data = b
 	case data != nil:
-		ct, hasCT := attrs.values[attrDataContentType]
+		ct, hasCT := ev.Attributes[attrDataContentType]
 		if IsJSONMediaType(ct) {
 			ev.Data = data.raw
 		} else {

@@ -2,7 +2,9 @@ package eventfilter
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"strconv"
 	"testing"
 )
 
@@ -256,5 +258,46 @@ func TestValidAttributeName(t *testing.T) {
 		if got := ValidAttributeName(name); got != want {
 			t.Errorf("ValidAttributeName(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestParseHTTPManyAttributes covers events with more attributes than the
+// parser searches linearly (smallAttrSet): every attribute kept, a duplicate
+// past the first smallAttrSet still refused, in both content modes.
+func TestParseHTTPManyAttributes(t *testing.T) {
+	h := binaryHeaders()
+	want := map[string]string{"specversion": "1.0", "id": "1234-1234-1234", "source": "/mycontext/subcontext", "type": "com.example.someevent"}
+	members := `"specversion":"1.0","id":"1234-1234-1234","source":"/mycontext/subcontext","type":"com.example.someevent"`
+	for i := range 3 * smallAttrSet {
+		name := fmt.Sprintf("ext%d", i)
+		h = append(h, [2]string{"ce-" + name, strconv.Itoa(i)})
+		members += fmt.Sprintf(`,%q:"%d"`, name, i)
+		want[name] = strconv.Itoa(i)
+	}
+	ev, err := ParseHTTP(h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ev.Attributes, want) {
+		t.Errorf("binary: attributes = %v\nwant %v", ev.Attributes, want)
+	}
+	structured := HeaderPairs{{"content-type", "application/cloudevents+json"}}
+	ev, err = ParseHTTP(structured, []byte("{"+members+"}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ev.Attributes, want) {
+		t.Errorf("structured: attributes = %v\nwant %v", ev.Attributes, want)
+	}
+
+	dup := append(h, [2]string{"Ce-Ext40", "again"})
+	_, err = ParseHTTP(dup, nil)
+	var ee *EventError
+	if !errors.As(err, &ee) || ee.Reason != ReasonDuplicateAttribute || ee.Attribute != "ext40" {
+		t.Errorf("binary duplicate ext40: error %v, want %s on ext40", err, ReasonDuplicateAttribute)
+	}
+	_, err = ParseHTTP(structured, []byte("{"+members+`,"ext40":"again"}`))
+	if !errors.As(err, &ee) || ee.Reason != ReasonDuplicateAttribute || ee.Attribute != "ext40" {
+		t.Errorf("structured duplicate ext40: error %v, want %s on ext40", err, ReasonDuplicateAttribute)
 	}
 }
