@@ -173,15 +173,15 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 		switch {
 		case kv[0] == ":method":
 			method = kv[1]
-		case strings.EqualFold(kv[0], TriggersHeader):
+		case headerIs(kv[0], TriggersHeader):
 			clientTags++
-		case strings.EqualFold(kv[0], eventfilter.GenerationHeader):
+		case headerIs(kv[0], eventfilter.GenerationHeader):
 			clientGens++
-		case strings.EqualFold(kv[0], eventfilter.TokenHeader):
+		case headerIs(kv[0], eventfilter.TokenHeader):
 			clientTokens++
 		case kv[0] == ":path":
 			c.broker = c.plugin.cfg.Lookup(kv[1])
-		case contentType == "" && strings.EqualFold(kv[0], "content-type"):
+		case contentType == "" && headerIs(kv[0], "content-type"):
 			contentType = kv[1]
 		}
 	}
@@ -220,6 +220,14 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	// Binary mode (and batched or body-less requests, which ParseHTTP rejects
 	// or reads from the headers alone): the body is not needed.
 	return c.handle(nil)
+}
+
+// headerIs reports whether a header name is want, in any case. Comparing the
+// lengths first spares most names a call to strings.EqualFold, which every
+// header of every request would otherwise make four times (calls are dear in
+// compiled wasm).
+func headerIs(name, want string) bool {
+	return len(name) == len(want) && strings.EqualFold(name, want)
 }
 
 // OnHttpRequestBody implements types.HttpContext.
