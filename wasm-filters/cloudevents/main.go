@@ -268,7 +268,7 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 func (c *httpContext) handle(body []byte) types.Action {
 	c.done = true
 	m := c.counters
-	ev, err := eventfilter.ParseHTTP(c.headers, body)
+	ev, err := eventfilter.ParseHTTP(&c.headers, body) // a pointer: no allocation
 	if err != nil {
 		m.rejected.Increment(1)
 		reason, attr := "invalid_event", ""

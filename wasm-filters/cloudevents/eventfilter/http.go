@@ -21,7 +21,8 @@ type Header interface {
 }
 
 // HeaderPairs adapts header fields as a list of name/value pairs, the shape
-// proxy-wasm hosts return.
+// proxy-wasm hosts return. ParseHTTP reads a *HeaderPairs as well, which a
+// caller can pass without allocating.
 type HeaderPairs [][2]string
 
 // Each implements Header.
@@ -129,7 +130,13 @@ func ContentMode(contentType string) Mode {
 // Batched mode is rejected.
 func ParseHTTP(h Header, body []byte) (Event, error) {
 	var sc headerScan
-	if pairs, ok := h.(HeaderPairs); ok {
+	pairs, ok := h.(HeaderPairs)
+	if p, isPtr := h.(*HeaderPairs); isPtr {
+		// A pointer spares the caller converting a slice to an interface,
+		// which allocates.
+		pairs, ok = *p, true
+	}
+	if ok {
 		// The proxy-wasm path: no closure, so nothing escapes.
 		for _, kv := range pairs {
 			sc.add(kv[0], kv[1])

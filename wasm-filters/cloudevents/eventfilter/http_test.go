@@ -65,6 +65,10 @@ func TestParseHTTPBinary(t *testing.T) {
 	if string(ev.Data) != string(body) {
 		t.Errorf("data = %q", ev.Data)
 	}
+	// A *HeaderPairs (what the proxy-wasm filter passes) reads the same.
+	if ev, err := ParseHTTP(&h, body); err != nil || !maps.Equal(ev.Attributes, want) {
+		t.Errorf("ParseHTTP(*HeaderPairs) = %v, %v\nwant %v", ev.Attributes, err, want)
+	}
 }
 
 func TestParseHTTPBinaryHeaderMap(t *testing.T) {
