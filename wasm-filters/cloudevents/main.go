@@ -82,6 +82,9 @@ type pluginContext struct {
 	counters map[*eventfilter.BrokerConfig]*brokerCounters
 	// unknown counts events for paths naming no configured broker.
 	unknown *brokerCounters
+	// parser reads every event: the VM runs one callback at a time, and
+	// handle keeps nothing of an event once it returns.
+	parser eventfilter.Parser
 }
 
 // brokerCounters are one broker's metrics.
@@ -268,7 +271,7 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 func (c *httpContext) handle(body []byte) types.Action {
 	c.done = true
 	m := c.counters
-	ev, err := eventfilter.ParseHTTP(&c.headers, body) // a pointer: no allocation
+	ev, err := c.plugin.parser.ParseHTTP(&c.headers, body) // a pointer: no allocation
 	if err != nil {
 		m.rejected.Increment(1)
 		reason, attr := "invalid_event", ""

@@ -305,3 +305,42 @@ func TestParseHTTPManyAttributes(t *testing.T) {
 		t.Errorf("structured duplicate ext40: error %v, want %s on ext40", err, ReasonDuplicateAttribute)
 	}
 }
+
+// TestParserMatchesParseHTTP runs a sequence of requests through one Parser
+// and checks each result against ParseHTTP's: nothing of an earlier event
+// (more attributes, a larger map, an error) shows in a later one.
+func TestParserMatchesParseHTTP(t *testing.T) {
+	many := binaryHeaders()
+	for i := range 2 * smallAttrSet {
+		many = append(many, [2]string{fmt.Sprintf("ce-ext%d", i), "v"})
+	}
+	type req struct {
+		h    Header
+		body []byte
+	}
+	pairs := binaryHeaders("ce-region", "eu", "content-type", "text/plain")
+	reqs := []req{
+		{binaryHeaders("ce-region", "eu", "ce-time", "2024-05-01T12:00:00.500Z"), nil},
+		{many, nil},
+		{binaryHeaders(), []byte("data")},
+		{append(binaryHeaders(), [2]string{"ce-id", "dup"}), nil},
+		{HeaderPairs{{"content-type", "application/cloudevents+json"}},
+			[]byte(`{"specversion":"1.0","id":"s","source":"/s","type":"t","data":{"a":1}}`)},
+		{HeaderMap{"Ce-Specversion": {"1.0"}, "Ce-Id": {"m"}, "Ce-Source": {"/m"}, "Ce-Type": {"t"}}, nil},
+		{&pairs, nil},
+		{binaryHeaders(), nil},
+		{without(binaryHeaders(), "ce-source"), nil},
+		{binaryHeaders("ce-other", "x"), nil},
+	}
+	var p Parser
+	for i, r := range reqs {
+		want, wantErr := ParseHTTP(r.h, r.body)
+		got, err := p.ParseHTTP(r.h, r.body)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("request %d: error %v, ParseHTTP's %v", i, err, wantErr)
+		}
+		if !maps.Equal(got.Attributes, want.Attributes) || string(got.Data) != string(want.Data) {
+			t.Errorf("request %d: attributes %v data %q, ParseHTTP's %v %q", i, got.Attributes, got.Data, want.Attributes, want.Data)
+		}
+	}
+}
