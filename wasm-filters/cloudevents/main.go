@@ -82,6 +82,9 @@ type pluginContext struct {
 	counters map[*eventfilter.BrokerConfig]*brokerCounters
 	// unknown counts events for paths naming no configured broker.
 	unknown *brokerCounters
+	// parser reads every event: the VM runs one callback at a time, and
+	// handle keeps nothing of an event once it returns.
+	parser eventfilter.Parser
 }
 
 // brokerCounters are one broker's metrics.
@@ -173,15 +176,15 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 		switch {
 		case kv[0] == ":method":
 			method = kv[1]
-		case strings.EqualFold(kv[0], TriggersHeader):
+		case headerIs(kv[0], TriggersHeader):
 			clientTags++
-		case strings.EqualFold(kv[0], eventfilter.GenerationHeader):
+		case headerIs(kv[0], eventfilter.GenerationHeader):
 			clientGens++
-		case strings.EqualFold(kv[0], eventfilter.TokenHeader):
+		case headerIs(kv[0], eventfilter.TokenHeader):
 			clientTokens++
 		case kv[0] == ":path":
 			c.broker = c.plugin.cfg.Lookup(kv[1])
-		case contentType == "" && strings.EqualFold(kv[0], "content-type"):
+		case contentType == "" && headerIs(kv[0], "content-type"):
 			contentType = kv[1]
 		}
 	}
@@ -222,6 +225,14 @@ func (c *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	return c.handle(nil)
 }
 
+// headerIs reports whether a header name is want, in any case. Comparing the
+// lengths first spares most names a call to strings.EqualFold, which every
+// header of every request would otherwise make four times (calls are dear in
+// compiled wasm).
+func headerIs(name, want string) bool {
+	return len(name) == len(want) && strings.EqualFold(name, want)
+}
+
 // OnHttpRequestBody implements types.HttpContext.
 func (c *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action {
 	if !c.structured || c.done {
@@ -260,7 +271,7 @@ func (c *httpContext) OnHttpRequestTrailers(int) types.Action {
 func (c *httpContext) handle(body []byte) types.Action {
 	c.done = true
 	m := c.counters
-	ev, err := eventfilter.ParseHTTP(c.headers, body)
+	ev, err := c.plugin.parser.ParseHTTP(&c.headers, body) // a pointer: no allocation
 	if err != nil {
 		m.rejected.Increment(1)
 		reason, attr := "invalid_event", ""

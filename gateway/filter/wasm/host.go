@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -355,7 +356,11 @@ func hostGetHeaderMapPairs(inst *instance, s []uint64) uint32 {
 	if st != statusOK {
 		return st
 	}
-	return inst.returnBytes(encodePairs(m.pairs()), s[1], s[2])
+	sc := &inst.pairs
+	m.appendPairs(sc)
+	sc.enc = encodePairs(sc.enc[:0], sc.pairs)
+	sc.reset()
+	return inst.returnBytes(sc.enc, s[1], s[2])
 }
 
 func hostSetHeaderMapPairs(inst *instance, s []uint64) uint32 {
@@ -428,21 +433,28 @@ func hostRemoveHeaderMapValue(inst *instance, s []uint64) uint32 {
 	return statusOK
 }
 
-// encodePairs serialises header pairs in the proxy-wasm map format: the
+// encodePairs appends header pairs to dst in the proxy-wasm map format: the
 // count, each key and value size, then each key and value NUL-terminated.
-func encodePairs(pairs [][2]string) []byte {
+// Keys are lower-cased (ASCII letters; see appendSortedPairs).
+func encodePairs(dst []byte, pairs [][2]string) []byte {
 	size := 4 + 8*len(pairs)
 	for _, p := range pairs {
 		size += len(p[0]) + len(p[1]) + 2
 	}
-	b := make([]byte, 4+8*len(pairs), size)
+	b := slices.Grow(dst[:0], size)[:4+8*len(pairs)]
 	binary.LittleEndian.PutUint32(b, uint32(len(pairs)))
 	for i, p := range pairs {
 		binary.LittleEndian.PutUint32(b[4+8*i:], uint32(len(p[0])))
 		binary.LittleEndian.PutUint32(b[8+8*i:], uint32(len(p[1])))
 	}
 	for _, p := range pairs {
-		b = append(b, p[0]...)
+		for i := 0; i < len(p[0]); i++ {
+			c := p[0][i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+		}
 		b = append(b, 0)
 		b = append(b, p[1]...)
 		b = append(b, 0)

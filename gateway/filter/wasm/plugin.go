@@ -151,7 +151,8 @@ type instance struct {
 	closed    bool
 	nextID    uint32
 	streams   map[uint32]*stream
-	effective *stream // the stream host calls apply to (nil: the root context)
+	effective *stream     // the stream host calls apply to (nil: the root context)
+	pairs     pairScratch // proxy_get_header_map_pairs' buffers
 	stack     [8]uint64
 	allocArgs [1]uint64 // proxy_on_memory_allocate's stack (called within host calls)
 	lastError string    // the plugin's last error/critical log line

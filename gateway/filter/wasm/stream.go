@@ -530,7 +530,10 @@ func (rw *responseWriter) Unwrap() http.ResponseWriter { return rw.ResponseWrite
 
 // headerMap is a header map a plugin reads and changes.
 type headerMap interface {
-	pairs() [][2]string
+	// appendPairs appends the pseudo-headers, then the fields sorted by
+	// name, to sc.pairs, using sc.keys; names may have upper-case ASCII
+	// letters, which encodePairs lower-cases.
+	appendPairs(sc *pairScratch)
 	setPairs([][2]string)
 	get(key []byte) (string, bool)
 	add(key, value string)
@@ -562,29 +565,61 @@ func scheme(r *http.Request) string {
 	return "http"
 }
 
-// sortedPairs returns h's values by lower-case name, sorted by name.
-func sortedPairs(out [][2]string, h http.Header) [][2]string {
-	keys := make([]string, 0, len(h))
+// pairScratch is an instance's buffers for serialising a header map
+// (proxy_get_header_map_pairs), reused from call to call: the pairs, the
+// sorted names and the serialised form.
+type pairScratch struct {
+	pairs [][2]string
+	keys  []string
+	enc   []byte
+}
+
+// reset drops the references the buffers hold to header strings.
+func (sc *pairScratch) reset() {
+	clear(sc.pairs)
+	clear(sc.keys)
+	sc.pairs, sc.keys = sc.pairs[:0], sc.keys[:0]
+}
+
+// appendSortedPairs appends h's values to sc.pairs sorted by name. A name
+// with a non-ASCII byte is lower-cased here (strings.ToLower may change its
+// length); the others are lower-cased by encodePairs as it copies them, so
+// that no name is allocated.
+func appendSortedPairs(sc *pairScratch, h http.Header) {
+	keys := sc.keys[:0]
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		lk := strings.ToLower(k)
+		lk := k
+		if !isASCII(lk) {
+			lk = strings.ToLower(lk)
+		}
 		for _, v := range h[k] {
-			out = append(out, [2]string{lk, v})
+			sc.pairs = append(sc.pairs, [2]string{lk, v})
 		}
 	}
-	return out
+	sc.keys = keys
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // reqHeaders is the request header map, with Envoy's pseudo-headers.
 type reqHeaders struct{ s *stream }
 
-func (m reqHeaders) pairs() [][2]string {
+func (m reqHeaders) appendPairs(sc *pairScratch) {
 	r := m.s.req
-	out := [][2]string{{":authority", r.Host}, {":path", r.URL.RequestURI()}, {":method", r.Method}, {":scheme", scheme(r)}}
-	return sortedPairs(out, r.Header)
+	sc.pairs = append(sc.pairs, [2]string{":authority", r.Host}, [2]string{":path", r.URL.RequestURI()},
+		[2]string{":method", r.Method}, [2]string{":scheme", scheme(r)})
+	appendSortedPairs(sc, r.Header)
 }
 
 func (m reqHeaders) get(key []byte) (string, bool) {
@@ -676,8 +711,9 @@ func (m reqHeaders) setPairs(pairs [][2]string) {
 // respHeaders is the response header map, with :status.
 type respHeaders struct{ s *stream }
 
-func (m respHeaders) pairs() [][2]string {
-	return sortedPairs([][2]string{{":status", strconv.Itoa(m.s.status)}}, m.s.respHdr)
+func (m respHeaders) appendPairs(sc *pairScratch) {
+	sc.pairs = append(sc.pairs, [2]string{":status", strconv.Itoa(m.s.status)})
+	appendSortedPairs(sc, m.s.respHdr)
 }
 
 func (m respHeaders) get(key []byte) (string, bool) {

@@ -2,7 +2,9 @@ package eventfilter
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"strconv"
 	"testing"
 )
 
@@ -62,6 +64,10 @@ func TestParseHTTPBinary(t *testing.T) {
 	}
 	if string(ev.Data) != string(body) {
 		t.Errorf("data = %q", ev.Data)
+	}
+	// A *HeaderPairs (what the proxy-wasm filter passes) reads the same.
+	if ev, err := ParseHTTP(&h, body); err != nil || !maps.Equal(ev.Attributes, want) {
+		t.Errorf("ParseHTTP(*HeaderPairs) = %v, %v\nwant %v", ev.Attributes, err, want)
 	}
 }
 
@@ -255,6 +261,86 @@ func TestValidAttributeName(t *testing.T) {
 	} {
 		if got := ValidAttributeName(name); got != want {
 			t.Errorf("ValidAttributeName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestParseHTTPManyAttributes covers events with more attributes than the
+// parser searches linearly (smallAttrSet): every attribute kept, a duplicate
+// past the first smallAttrSet still refused, in both content modes.
+func TestParseHTTPManyAttributes(t *testing.T) {
+	h := binaryHeaders()
+	want := map[string]string{"specversion": "1.0", "id": "1234-1234-1234", "source": "/mycontext/subcontext", "type": "com.example.someevent"}
+	members := `"specversion":"1.0","id":"1234-1234-1234","source":"/mycontext/subcontext","type":"com.example.someevent"`
+	for i := range 3 * smallAttrSet {
+		name := fmt.Sprintf("ext%d", i)
+		h = append(h, [2]string{"ce-" + name, strconv.Itoa(i)})
+		members += fmt.Sprintf(`,%q:"%d"`, name, i)
+		want[name] = strconv.Itoa(i)
+	}
+	ev, err := ParseHTTP(h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ev.Attributes, want) {
+		t.Errorf("binary: attributes = %v\nwant %v", ev.Attributes, want)
+	}
+	structured := HeaderPairs{{"content-type", "application/cloudevents+json"}}
+	ev, err = ParseHTTP(structured, []byte("{"+members+"}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ev.Attributes, want) {
+		t.Errorf("structured: attributes = %v\nwant %v", ev.Attributes, want)
+	}
+
+	dup := append(h, [2]string{"Ce-Ext40", "again"})
+	_, err = ParseHTTP(dup, nil)
+	var ee *EventError
+	if !errors.As(err, &ee) || ee.Reason != ReasonDuplicateAttribute || ee.Attribute != "ext40" {
+		t.Errorf("binary duplicate ext40: error %v, want %s on ext40", err, ReasonDuplicateAttribute)
+	}
+	_, err = ParseHTTP(structured, []byte("{"+members+`,"ext40":"again"}`))
+	if !errors.As(err, &ee) || ee.Reason != ReasonDuplicateAttribute || ee.Attribute != "ext40" {
+		t.Errorf("structured duplicate ext40: error %v, want %s on ext40", err, ReasonDuplicateAttribute)
+	}
+}
+
+// TestParserMatchesParseHTTP runs a sequence of requests through one Parser
+// and checks each result against ParseHTTP's: nothing of an earlier event
+// (more attributes, a larger map, an error) shows in a later one.
+func TestParserMatchesParseHTTP(t *testing.T) {
+	many := binaryHeaders()
+	for i := range 2 * smallAttrSet {
+		many = append(many, [2]string{fmt.Sprintf("ce-ext%d", i), "v"})
+	}
+	type req struct {
+		h    Header
+		body []byte
+	}
+	pairs := binaryHeaders("ce-region", "eu", "content-type", "text/plain")
+	reqs := []req{
+		{binaryHeaders("ce-region", "eu", "ce-time", "2024-05-01T12:00:00.500Z"), nil},
+		{many, nil},
+		{binaryHeaders(), []byte("data")},
+		{append(binaryHeaders(), [2]string{"ce-id", "dup"}), nil},
+		{HeaderPairs{{"content-type", "application/cloudevents+json"}},
+			[]byte(`{"specversion":"1.0","id":"s","source":"/s","type":"t","data":{"a":1}}`)},
+		{HeaderMap{"Ce-Specversion": {"1.0"}, "Ce-Id": {"m"}, "Ce-Source": {"/m"}, "Ce-Type": {"t"}}, nil},
+		{&pairs, nil},
+		{binaryHeaders(), nil},
+		{without(binaryHeaders(), "ce-source"), nil},
+		{binaryHeaders("ce-other", "x"), nil},
+	}
+	var p Parser
+	for i, r := range reqs {
+		want, wantErr := ParseHTTP(r.h, r.body)
+		got, err := p.ParseHTTP(r.h, r.body)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("request %d: error %v, ParseHTTP's %v", i, err, wantErr)
+		}
+		if !maps.Equal(got.Attributes, want.Attributes) || string(got.Data) != string(want.Data) {
+			t.Errorf("request %d: attributes %v data %q, ParseHTTP's %v %q", i, got.Attributes, got.Data, want.Attributes, want.Data)
 		}
 	}
 }

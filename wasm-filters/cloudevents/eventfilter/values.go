@@ -174,16 +174,33 @@ func validScheme(s string) bool {
 // isURIChar reports whether c may appear literally in a URI: unreserved,
 // sub-delims or gen-delims ('%' is handled apart).
 func isURIChar(c byte) bool {
-	return isUnreserved(c) || isSubDelim(c) || strings.IndexByte(":/?#[]@", c) >= 0
+	if isUnreserved(c) || isSubDelim(c) {
+		return true
+	}
+	switch c {
+	case ':', '/', '?', '#', '[', ']', '@':
+		return true
+	}
+	return false
 }
 
 func isUnreserved(c byte) bool {
 	return isAlpha(c) || isDigit(c) || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-func isSubDelim(c byte) bool { return strings.IndexByte("!$&'()*+,;=", c) >= 0 }
-func isAlpha(c byte) bool    { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
-func isDigit(c byte) bool    { return '0' <= c && c <= '9' }
+// isSubDelim and isURIChar switch rather than search a string: they run once
+// per byte of every URI attribute, and a call per byte is what the proxy-wasm
+// filter (compiled Go under a wasm runtime) spends most on.
+func isSubDelim(c byte) bool {
+	switch c {
+	case '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=':
+		return true
+	}
+	return false
+}
+
+func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // checkTimestamp checks an RFC 3339 date-time (section 5.6):
 // YYYY-MM-DD "T" hh:mm:ss [.fraction] ("Z" / +hh:mm / -hh:mm), where "T" and
@@ -357,7 +374,14 @@ func checkMediaType(v string) string {
 }
 
 func isTokenChar(c byte) bool {
-	return c > ' ' && c < 0x7f && strings.IndexByte(`()<>@,;:\"/[]?=`, c) < 0
+	if c <= ' ' || c >= 0x7f {
+		return false
+	}
+	switch c {
+	case '(', ')', '<', '>', '@', ',', ';', ':', '\\', '"', '/', '[', ']', '?', '=':
+		return false
+	}
+	return true
 }
 
 // mediaType returns the lower-cased "type/subtype" of a Content-Type value,

@@ -146,3 +146,23 @@ func TestIsJSONMediaType(t *testing.T) {
 		}
 	}
 }
+
+// TestByteClasses checks the byte classes written as switches against their
+// grammar's character lists (RFC 3986 section 2.2, RFC 7230 section 3.2.6),
+// for every byte.
+func TestByteClasses(t *testing.T) {
+	const subDelims, genDelims, separators = "!$&'()*+,;=", ":/?#[]@", `()<>@,;:\"/[]?=`
+	for i := range 256 {
+		c := byte(i)
+		unreserved := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0
+		if got, want := isSubDelim(c), strings.IndexByte(subDelims, c) >= 0; got != want {
+			t.Errorf("isSubDelim(%q) = %v, want %v", c, got, want)
+		}
+		if got, want := isURIChar(c), unreserved || strings.IndexByte(subDelims+genDelims, c) >= 0; got != want {
+			t.Errorf("isURIChar(%q) = %v, want %v", c, got, want)
+		}
+		if got, want := isTokenChar(c), c > ' ' && c < 0x7f && strings.IndexByte(separators, c) < 0; got != want {
+			t.Errorf("isTokenChar(%q) = %v, want %v", c, got, want)
+		}
+	}
+}
