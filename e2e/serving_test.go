@@ -192,8 +192,9 @@ func checkBadTraffic(t *testing.T, s *skiff) {
 	}
 }
 
-// Knative's revision garbage collector, set by config-gc: with at most one revision in
-// reserve kept and no time limits, the third rollout deletes the first revision; the one just
+// Knative's revision garbage collector, set by config-gc: under Knative's defaults (keep 20
+// in reserve, 48 hours) three rollouts keep every revision; once config-gc keeps at most one
+// revision in reserve with no time limits, the first revision is deleted and the one just
 // left in reserve stays. A config-gc that does not parse is refused, naming the key.
 func TestRevisionGarbageCollection(t *testing.T) {
 	s := startSkiff(t, t.TempDir())
@@ -202,10 +203,6 @@ func TestRevisionGarbageCollection(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Code != http.StatusUnprocessableEntity || !strings.Contains(err.Error(), "data[max-non-active-revisions]") {
 		t.Fatalf("config-gc with max-non-active-revisions: many: got %v, want 422 naming data[max-non-active-revisions]", err)
 	}
-	s.apply(configMap("config-gc", map[string]string{
-		"retain-since-create-time": "disabled", "retain-since-last-active-time": "disabled",
-		"min-non-active-revisions": "0", "max-non-active-revisions": "1",
-	}))
 	var svc servingv1.Service
 	for _, msg := range []string{"one", "two", "three"} {
 		s.apply(serviceYAML("hello", msg, ""))
@@ -214,6 +211,15 @@ func TestRevisionGarbageCollection(t *testing.T) {
 	if code, r, body := s.get(helloHost, "/"); code != http.StatusOK || r.Revision != "hello-00003" {
 		t.Fatalf("GET: %d %s, want 200 from hello-00003", code, body)
 	}
+	eventually(t, 30*time.Second, "hello-00001 and hello-00002 in reserve", func() bool {
+		return s.revision("hello-00001").Labels[servingv1.RoutingStateLabel] == servingv1.RoutingStateReserve &&
+			s.revision("hello-00002").Labels[servingv1.RoutingStateLabel] == servingv1.RoutingStateReserve
+	})
+	s.revision("hello-00001") // still there under the defaults
+	s.apply(configMap("config-gc", map[string]string{
+		"retain-since-create-time": "disabled", "retain-since-last-active-time": "disabled",
+		"min-non-active-revisions": "0", "max-non-active-revisions": "1",
+	}))
 	eventually(t, 30*time.Second, "hello-00001 collected, hello-00002 kept in reserve", func() bool {
 		_, err1 := s.api.Get(context.Background(), api.LookupKind("rev"), "default", "hello-00001")
 		r2 := s.revision("hello-00002")

@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-dev/skiff/controlplane/certs"
 	"github.com/skiff-dev/skiff/controlplane/domains"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
+	"github.com/skiff-dev/skiff/controlplane/revisiongc"
 	"github.com/skiff-dev/skiff/controlplane/store"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/extproc"
@@ -451,6 +452,12 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 	case api.KindConfigMap:
 		if key.Namespace == c.cfg.SystemNamespace && slices.Contains(networkConfigMaps, key.Name) {
 			return c.loadSettings(ctx)
+		}
+		if key.Namespace == c.cfg.SystemNamespace && key.Name == revisiongc.ConfigName {
+			// New collection settings apply to every Configuration now, as Knative's GC
+			// controller resyncs on a config-gc change.
+			c.enqueueAll(servingv1.KindConfiguration, "")
+			return nil
 		}
 		return nil
 	case api.KindSecret, networkingv1alpha1.KindClusterDomainClaim:
