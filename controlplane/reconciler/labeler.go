@@ -207,7 +207,9 @@ func (c *Controller) syncRoutingMeta(ctx context.Context, route *servingv1.Route
 			revisions[latest] = true
 		}
 	}
-	if ready := route.Status.GetCondition(duck.ConditionReady); ready != nil && ready.Status != duck.Unknown {
+	// Knative's Route IsReady (Ready True at the current generation) or IsFailed (Ready False).
+	ready := route.Status.GetCondition(duck.ConditionReady)
+	if ready != nil && (ready.Status == duck.False || ready.Status == duck.True && route.Status.ObservedGeneration == route.Generation) {
 		if err := c.clearRoutingMeta(ctx, ns, route.Name, revisions, configs); err != nil {
 			return err
 		}

@@ -53,6 +53,7 @@ func readyRoute(name string, rev string, spec ...servingv1.TrafficTarget) *servi
 	r := tRoute(name, spec...)
 	r.Status.Traffic = []servingv1.TrafficTarget{{RevisionName: rev, Percent: ptrInt64(100)}}
 	r.Status.SetCondition(duck.Condition{Type: duck.ConditionReady, Status: duck.True}, time.Time{})
+	r.Status.ObservedGeneration = 1 // the store's generation of a new object: Ready is current
 	return r
 }
 
@@ -176,6 +177,24 @@ func TestLabelerTable(t *testing.T) {
 			wantRouting(t, s, servingv1.KindConfiguration, "old-config", "", "", "")
 			wantRouting(t, s, servingv1.KindRevision, "new-config-00001", "config-change", servingv1.RoutingStateActive, tableNow)
 			wantRouting(t, s, servingv1.KindConfiguration, "new-config", "config-change", "", "")
+		},
+	}, {
+		name: "a Ready status of an older generation clears nothing (Knative's IsReady)",
+		objects: []store.Object{
+			routed(tConfiguration("old-config", "old-config-00001"), "stale-ready", ""),
+			routed(tRevision("old-config-00001", "old-config", "", duck.True, ""), "stale-ready", earlier),
+			tConfiguration("new-config", "new-config-00001"),
+			tRevision("new-config-00001", "new-config", "", duck.True, ""),
+			func() *servingv1.Route {
+				r := readyRoute("stale-ready", "new-config-00001", latestTarget("new-config"))
+				r.Status.ObservedGeneration = 0
+				return r
+			}(),
+		},
+		key: routeKey("stale-ready"),
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			wantRouting(t, s, servingv1.KindRevision, "old-config-00001", "stale-ready", servingv1.RoutingStateActive, earlier)
+			wantRouting(t, s, servingv1.KindRevision, "new-config-00001", "stale-ready", servingv1.RoutingStateActive, tableNow)
 		},
 	}, {
 		name: "update configuration: the latest created revision is marked before it is ready",
