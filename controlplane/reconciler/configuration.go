@@ -88,7 +88,34 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 	if err := c.cfg.Store.UpdateStatus(ctx, &cfg); err != nil {
 		return err
 	}
+	if err := c.forgetDeletedRoutes(ctx, &cfg); err != nil {
+		return fmt.Errorf("reconcile configuration %s: %w", key, err)
+	}
 	return c.collectRevisions(ctx, key, &cfg)
+}
+
+// forgetDeletedRoutes takes Routes that no longer exist off the Configuration and its
+// Revisions. A Route's deletion does so when the controller sees it; Knative guarantees it
+// with a finalizer on the Route, Skiff by this check on every Configuration reconcile, which
+// the controller's start runs for all of them. The Route of the Configuration's own Service
+// is left to the Service, which (re)creates it.
+func (c *Controller) forgetDeletedRoutes(ctx context.Context, cfg *servingv1.Configuration) error {
+	for _, r := range routesListed(cfg.Annotations) {
+		if svc := cfg.Labels[servingv1.ServiceLabel]; svc != "" && svc == r {
+			continue
+		}
+		var route servingv1.Route
+		err := c.cfg.Store.Get(ctx, store.Key{Kind: servingv1.KindRoute, Namespace: cfg.Namespace, Name: r}, &route)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if err := c.clearRoutingMeta(ctx, cfg.Namespace, r, nil, nil); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 // collectRevisions deletes the Configuration's Revisions Knative's garbage collector would

@@ -225,6 +225,28 @@ func TestLabelerTable(t *testing.T) {
 			wantRouting(t, s, servingv1.KindRevision, "the-config-00001", "", servingv1.RoutingStateReserve, tableNow)
 		},
 	}, {
+		name: "a Route deleted while no controller ran is taken off when its Configuration reconciles",
+		objects: []store.Object{
+			routed(tConfiguration("the-config", "the-config-00001"), "gone-route,the-config", ""),
+			routed(tRevision("the-config-00001", "the-config", "", duck.True, ""), "gone-route", earlier),
+		},
+		before: func(t *testing.T, s *store.Store) {
+			// The Configuration's own Service's Route is left to the Service.
+			var c servingv1.Configuration
+			if err := s.Get(context.Background(), store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "the-config"}, &c); err != nil {
+				t.Fatal(err)
+			}
+			c.Labels = map[string]string{servingv1.ServiceLabel: "the-config"}
+			if err := s.Update(context.Background(), &c); err != nil {
+				t.Fatal(err)
+			}
+		},
+		key: store.Key{Kind: servingv1.KindConfiguration, Namespace: "default", Name: "the-config"},
+		check: func(t *testing.T, s *store.Store, _ *recordingProxy) {
+			wantRouting(t, s, servingv1.KindConfiguration, "the-config", "the-config", "", "")
+			wantRouting(t, s, servingv1.KindRevision, "the-config-00001", "", servingv1.RoutingStateReserve, tableNow)
+		},
+	}, {
 		name: "delete route",
 		objects: []store.Object{
 			routed(tConfiguration("the-config", "the-config-00001"), "delete-route", ""),
