@@ -28,6 +28,8 @@ const (
 	ConfigurationGenerationLabel = "serving.knative.dev/configurationGeneration"
 	RouteLabel                   = "serving.knative.dev/route"
 	RevisionLabel                = "serving.knative.dev/revision"
+	// RevisionUIDLabel carries the Revision's UID on its Deployment and pods.
+	RevisionUIDLabel = "serving.knative.dev/revisionUID"
 	// ConfigurationUIDLabel and ServiceUIDLabel carry the owners' UIDs on derived objects.
 	ConfigurationUIDLabel = "serving.knative.dev/configurationUID"
 	ServiceUIDLabel       = "serving.knative.dev/serviceUID"

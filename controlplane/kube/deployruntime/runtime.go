@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,14 +286,67 @@ func (r *Runtime) State(namespace, name string) runtime.State {
 	return st
 }
 
+// labelsFor are the Deployment's and its pods' labels, Knative's makeLabels
+// (pkg/reconciler/revision/resources/meta.go): the Revision's own (so the template's labels
+// reach the pods) but its routing state and route, which change without the pods changing;
+// its name and UID; and app, the Revision's name, unless the template set one.
 func labelsFor(rev *servingv1.Revision) map[string]string {
-	l := map[string]string{servingv1.RevisionLabel: rev.Name, "app": rev.Name}
-	for _, k := range []string{servingv1.ConfigurationLabel, servingv1.ServiceLabel} {
-		if v := rev.Labels[k]; v != "" {
-			l[k] = v
-		}
+	l := maps.Clone(rev.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	delete(l, servingv1.RoutingStateLabel)
+	delete(l, servingv1.RouteLabel)
+	l[servingv1.RevisionLabel] = rev.Name
+	if rev.UID != "" {
+		l[servingv1.RevisionUIDLabel] = string(rev.UID)
+	}
+	if _, ok := l["app"]; !ok {
+		l["app"] = rev.Name
 	}
 	return l
+}
+
+// deploymentAnnotations are the Revision's annotations the Deployment carries, Knative's: not
+// the ones the labeler and the garbage collector keep (they change without the pods
+// changing) nor the autoscaling ones.
+func deploymentAnnotations(rev *servingv1.Revision) map[string]string {
+	out := map[string]string{}
+	for k, v := range rev.Annotations {
+		switch {
+		case k == servingv1.RoutingStateModifiedAnnotation, k == servingv1.RoutesAnnotation,
+			k == servingv1.GroupName+"/lastPinned", k == servingv1.GroupName+"/no-gc",
+			strings.HasPrefix(k, "autoscaling.knative.dev/"):
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// podAnnotations are deploymentAnnotations plus kubectl's default container, the serving one
+// when it is named (Knative's podAnnotations).
+func podAnnotations(rev *servingv1.Revision) map[string]string {
+	out := deploymentAnnotations(rev)
+	if c := userContainer(rev); c != nil && c.Name != "" {
+		out["kubectl.kubernetes.io/default-container"] = c.Name
+	}
+	return out
+}
+
+// userContainer is Knative's RevisionSpec.GetContainer: the only container, or the one with
+// ports.
+func userContainer(rev *servingv1.Revision) *corev1.Container {
+	cs := rev.Spec.Containers
+	if len(cs) == 1 {
+		return &cs[0]
+	}
+	for i := range cs {
+		if len(cs[i].Ports) != 0 {
+			return &cs[i]
+		}
+	}
+	return nil
 }
 
 func ownerRef(rev *servingv1.Revision) metav1.OwnerReference {
@@ -352,15 +406,17 @@ func deploymentFor(rev *servingv1.Revision, replicas int32) (*appsv1.Deployment,
 		)
 	}
 	labels := labelsFor(rev)
-	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: rev.Annotations}, Spec: pod}
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels), Annotations: podAnnotations(rev)}, Spec: pod}
 	hash, err := deployments.TemplateHash(tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s/%s: encode pod template: %w", rev.Namespace, rev.Name, err)
 	}
+	annotations := deploymentAnnotations(rev)
+	annotations[deployments.TemplateHashAnnotation] = hash
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: DeploymentName(rev.Name), Namespace: rev.Namespace, Labels: labels,
-			Annotations:     map[string]string{deployments.TemplateHashAnnotation: hash},
+			Annotations:     annotations,
 			OwnerReferences: []metav1.OwnerReference{ownerRef(rev)},
 		},
 		Spec: appsv1.DeploymentSpec{

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane/kube/deployments"
 )
 
 // Knative accepts probes with no port (the user port); the Deployment's pod spec gets the
@@ -79,4 +80,60 @@ func startRuntime(t *testing.T, client kubernetes.Interface) (context.Context, *
 		t.Fatal(err)
 	}
 	return ctx, r
+}
+
+// Knative's makeLabels, deploymentAnnotations and podAnnotations
+// (pkg/reconciler/revision/resources/meta.go, meta_test.go): the pods carry the Revision's
+// labels but its routing state, its name and UID, app unless set, and its annotations but
+// the labeler's, the garbage collector's and the autoscaling ones; so the labeler moving a
+// Revision between active and reserve does not roll its pods.
+func TestDeploymentMetadataAsKnative(t *testing.T) {
+	rev := &servingv1.Revision{ObjectMeta: metav1.ObjectMeta{
+		Name: "hello-00001", Namespace: "default", UID: "rev-uid",
+		Labels: map[string]string{"team": "a", servingv1.ConfigurationLabel: "hello", servingv1.RoutingStateLabel: "active"},
+		Annotations: map[string]string{"note": "kept", servingv1.RoutesAnnotation: "hello",
+			servingv1.RoutingStateModifiedAnnotation: "2026-01-01T00:00:00Z", "autoscaling.knative.dev/min-scale": "1",
+			servingv1.GroupName + "/no-gc": "true"},
+	}}
+	rev.Spec.Containers = []corev1.Container{{Name: "user-container", Image: "example.com/hello@sha256:abc"}}
+	d, err := deploymentFor(rev, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLabels := map[string]string{"team": "a", servingv1.ConfigurationLabel: "hello", servingv1.RevisionLabel: "hello-00001",
+		servingv1.RevisionUIDLabel: "rev-uid", "app": "hello-00001"}
+	for _, got := range []map[string]string{d.Labels, d.Spec.Template.Labels} {
+		if len(got) != len(wantLabels) {
+			t.Errorf("labels %v, want %v", got, wantLabels)
+		}
+		for k, v := range wantLabels {
+			if got[k] != v {
+				t.Errorf("label %s = %q, want %q", k, got[k], v)
+			}
+		}
+	}
+	pod := d.Spec.Template.Annotations
+	if len(pod) != 2 || pod["note"] != "kept" || pod["kubectl.kubernetes.io/default-container"] != "user-container" {
+		t.Errorf("pod annotations %v, want note and the default container only", pod)
+	}
+	if d.Annotations["note"] != "kept" || d.Annotations[servingv1.RoutesAnnotation] != "" {
+		t.Errorf("deployment annotations %v", d.Annotations)
+	}
+
+	// The labeler moves the Revision to reserve: the pod template is the same.
+	rev.Labels[servingv1.RoutingStateLabel] = "reserve"
+	delete(rev.Annotations, servingv1.RoutesAnnotation)
+	rev.Annotations[servingv1.RoutingStateModifiedAnnotation] = "2026-01-02T00:00:00Z"
+	d2, err := deploymentFor(rev, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2.Annotations[deployments.TemplateHashAnnotation] != d.Annotations[deployments.TemplateHashAnnotation] {
+		t.Errorf("the template hash changed with the routing state: pods would roll")
+	}
+	// A template's own app label is kept.
+	rev.Labels["app"] = "shop"
+	if d3, _ := deploymentFor(rev, 1); d3.Spec.Template.Labels["app"] != "shop" {
+		t.Errorf("app label %q, want the template's shop", d3.Spec.Template.Labels["app"])
+	}
 }
