@@ -3,7 +3,6 @@ package reconciler
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -139,16 +138,12 @@ func (c *Controller) collectRevisions(ctx context.Context, key store.Key, cfg *s
 	if gc.Off() || cfg.Generation <= gc.MinNonActiveRevisions {
 		return nil
 	}
-	items, err := c.cfg.Store.List(ctx, servingv1.KindRevision, cfg.Namespace)
+	objs, err := store.ListAs[metav1.PartialObjectMetadata](ctx, c.cfg.Store, servingv1.KindRevision, cfg.Namespace)
 	if err != nil {
 		return fmt.Errorf("collect revisions of %s: %w", key, err)
 	}
 	var revs []metav1.ObjectMeta
-	for _, b := range items {
-		var m metav1.PartialObjectMetadata
-		if err := json.Unmarshal(b, &m); err != nil {
-			return fmt.Errorf("collect revisions of %s: %w", key, err)
-		}
+	for _, m := range objs {
 		if m.Labels[servingv1.ConfigurationLabel] == cfg.Name {
 			revs = append(revs, m.ObjectMeta)
 		}

@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -95,15 +94,11 @@ func (c *Controller) readNamespace(ctx context.Context, namespace string) error 
 		return nil
 	}
 	for _, kind := range []string{servingv1.KindRevision, servingv1.KindConfiguration} {
-		items, err := c.cfg.Store.List(ctx, kind, namespace)
+		objs, err := store.ListAs[metav1.PartialObjectMetadata](ctx, c.cfg.Store, kind, namespace)
 		if err != nil {
-			return fmt.Errorf("list %s in %s: %w", kind, namespace, err)
+			return fmt.Errorf("read namespace %s: %w", namespace, err)
 		}
-		for _, b := range items {
-			var m metav1.PartialObjectMetadata
-			if err := json.Unmarshal(b, &m); err != nil {
-				return fmt.Errorf("list %s in %s: %w", kind, namespace, err)
-			}
+		for _, m := range objs {
 			x.observe(store.Key{Kind: kind, Namespace: namespace, Name: m.Name}, m.Annotations)
 		}
 	}
