@@ -100,12 +100,12 @@ type Store struct {
 	// reads of an object that has not changed decode it from JSON without encoding the
 	// informer's map again (see encodedJSON).
 	encodedMu sync.Mutex
-	encoded   map[string]encodedObject
+	encoded   map[store.Key]encodedObject
 	// written holds, per object, the status this store last wrote until the informer
 	// delivers a newer version: a reconcile that read the version the write replaced (the
 	// cache lags behind the write by a moment) and computes the same status again is not
 	// sent to come back as a conflict. Guarded by encodedMu.
-	written map[string]writtenStatus
+	written map[store.Key]writtenStatus
 }
 
 // writtenStatus is a status write the informer has not delivered yet.
@@ -140,8 +140,8 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts
 		log:       logger,
 		handlers:  map[int]func(store.Event){},
 		kinds:     map[string]*api.Kind{},
-		encoded:   map[string]encodedObject{},
-		written:   map[string]writtenStatus{},
+		encoded:   map[store.Key]encodedObject{},
+		written:   map[store.Key]writtenStatus{},
 	}
 	for _, k := range api.Kinds() {
 		s.kinds[k.Kind] = k
@@ -213,10 +213,10 @@ func (s *Store) notify(t store.EventType, kind string, obj any) {
 	e := store.Event{Type: t, Key: store.Key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()}}
 	s.encodedMu.Lock()
 	if t == store.Deleted {
-		delete(s.encoded, encodedKey(e.Key))
+		delete(s.encoded, e.Key)
 	}
-	if w, ok := s.written[encodedKey(e.Key)]; ok && (t == store.Deleted || w.over != m.GetResourceVersion()) {
-		delete(s.written, encodedKey(e.Key)) // the cache has caught up with the write
+	if w, ok := s.written[e.Key]; ok && (t == store.Deleted || w.over != m.GetResourceVersion()) {
+		delete(s.written, e.Key) // the cache has caught up with the write
 	}
 	s.encodedMu.Unlock()
 	s.mu.Lock()
@@ -277,7 +277,7 @@ func (s *Store) cached(key store.Key) (*unstructured.Unstructured, error) {
 // entry (a change stores a new object), so the entry's pointer names one content; holding
 // it keeps the pointer from being reused.
 func (s *Store) encodedJSON(key store.Key, u *unstructured.Unstructured) []byte {
-	k := encodedKey(key)
+	k := key
 	s.encodedMu.Lock()
 	e, ok := s.encoded[k]
 	s.encodedMu.Unlock()
@@ -289,12 +289,10 @@ func (s *Store) encodedJSON(key store.Key, u *unstructured.Unstructured) []byte 
 		return nil // decodeInto reports the empty document
 	}
 	s.encodedMu.Lock()
-	s.encoded[k] = encodedObject{from: u, json: b}
+	s.encoded[key] = encodedObject{from: u, json: b}
 	s.encodedMu.Unlock()
 	return b
 }
-
-func encodedKey(k store.Key) string { return k.Kind + "/" + k.Namespace + "/" + k.Name }
 
 // prepare applies Skiff's defaults to an object read from the API server, as the defaulting
 // webhook did when it was written: objects written while no webhook was installed (or before
@@ -384,15 +382,15 @@ func (s *Store) Update(ctx context.Context, obj store.Object) error {
 // newer still, its event brings the object back to be reconciled.
 func (s *Store) UpdateStatus(ctx context.Context, obj store.Object) error {
 	key := store.KeyOf(obj)
-	if cached := s.sameStatus(obj); cached != nil {
+	want, _ := statusJSON(obj)
+	if cached := s.sameStatus(obj, want); cached != nil {
 		if err := decodeInto(s.encodedJSON(key, cached), obj); err != nil {
 			return fmt.Errorf("update status %s: %w", key, err)
 		}
 		return nil
 	}
-	want, _ := statusJSON(obj)
 	s.encodedMu.Lock()
-	w, ok := s.written[encodedKey(key)]
+	w, ok := s.written[key]
 	s.encodedMu.Unlock()
 	if ok && w.over == obj.GetResourceVersion() && w.over != "" && w.status == string(want) {
 		if err := decodeInto(w.json, obj); err != nil {
@@ -406,18 +404,18 @@ func (s *Store) UpdateStatus(ctx context.Context, obj store.Object) error {
 	}
 	if b, err := json.Marshal(obj); err == nil && over != "" {
 		s.encodedMu.Lock()
-		s.written[encodedKey(key)] = writtenStatus{over: over, status: string(want), json: b}
+		s.written[key] = writtenStatus{over: over, status: string(want), json: b}
 		s.encodedMu.Unlock()
 	}
 	return nil
 }
 
-// sameStatus returns the cached object when it has obj's status, and nil otherwise (then
-// the write decides, conflicts included). An object never read (no resourceVersion) is
-// always written.
-func (s *Store) sameStatus(obj store.Object) *unstructured.Unstructured {
+// sameStatus returns the cached object when it has obj's status (want, as statusJSON
+// encodes it; nil when obj has none), and nil otherwise (then the write decides, conflicts
+// included). An object never read (no resourceVersion) is always written.
+func (s *Store) sameStatus(obj store.Object, want []byte) *unstructured.Unstructured {
 	key := store.KeyOf(obj)
-	if obj.GetResourceVersion() == "" {
+	if want == nil || obj.GetResourceVersion() == "" {
 		return nil
 	}
 	cached, err := s.cached(key)
@@ -429,9 +427,8 @@ func (s *Store) sameStatus(obj store.Object) *unstructured.Unstructured {
 	if decodeInto(s.encodedJSON(key, cached), stored) != nil {
 		return nil
 	}
-	want, ok1 := statusJSON(obj)
-	have, ok2 := statusJSON(stored)
-	if !ok1 || !ok2 || !bytes.Equal(want, have) {
+	have, ok := statusJSON(stored)
+	if !ok || !bytes.Equal(want, have) {
 		return nil
 	}
 	return cached
