@@ -167,7 +167,7 @@ func (s *Server) flushRoutes() error {
 		// Comparing the deterministic encoding's hash is what the proxy's ACK is matched
 		// on too, and costs far less than proto.Equal over every virtual host.
 		hash := cache.HashResource(b)
-		if s.routeConfigs[name] != nil && s.routeHashes[name] == hash {
+		if s.routeHashes[name] == hash {
 			continue
 		}
 		s.routeHashes[name] = hash
