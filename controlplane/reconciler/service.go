@@ -52,15 +52,14 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 	for _, k := range []string{lastAppliedConfigAnnotation, servingv1.RolloutDurationKey, servingv1.GroupName + "/rolloutDuration"} {
 		delete(cfg.Annotations, k)
 	}
-	var existing servingv1.Configuration
-	if err := c.cfg.Store.Get(ctx, store.KeyOf(&cfg), &existing); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("reconcile service %s: configuration: %w", key, err)
-	}
-	if v := existing.Annotations[servingv1.RoutesAnnotation]; v != "" {
-		cfg.Annotations[servingv1.RoutesAnnotation] = v
-	}
 	cfg.Annotations, _ = withRoute(cfg.Annotations, svc.Name, false)
 	if err := ensure(ctx, c.cfg.Store, &cfg, func(have *servingv1.Configuration) bool {
+		// ensure's read of the stored Configuration is the one this needs: the Routes the
+		// labeler listed on it stay listed, in what is compared and in what an update writes.
+		if v := have.Annotations[servingv1.RoutesAnnotation]; v != "" {
+			cfg.Annotations[servingv1.RoutesAnnotation] = v
+			cfg.Annotations, _ = withRoute(cfg.Annotations, svc.Name, false)
+		}
 		return reflect.DeepEqual(have.Spec, cfg.Spec) && maps.Equal(have.Labels, cfg.Labels) && maps.Equal(have.Annotations, cfg.Annotations)
 	}); err != nil {
 		return c.notOwned(ctx, &svc, servingv1.ServiceConditionConfigurationsReady, fmt.Errorf("reconcile service %s: configuration: %w", key, err))
