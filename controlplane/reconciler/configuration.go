@@ -117,24 +117,37 @@ func (c *Controller) forgetDeletedRoutes(ctx context.Context, cfg *servingv1.Con
 	return nil
 }
 
-// collectRevisions deletes the Configuration's Revisions Knative's garbage collector would
-// (revisiongc, settings from config-gc in the system namespace), and looks again when the
-// next one turns stale. A Configuration cannot have more Revisions than its generation, so
-// one below min-non-active-revisions is not looked at further.
-func (c *Controller) collectRevisions(ctx context.Context, key store.Key, cfg *servingv1.Configuration) error {
+// loadGC reads config-gc from the system namespace into the settings in force: Knative's
+// defaults without one, and none at all (nothing is collected) while it does not parse.
+func (c *Controller) loadGC(ctx context.Context) error {
 	gc := revisiongc.Default()
 	var cm api.ConfigMap
 	err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: revisiongc.ConfigName}, &cm)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
-		return fmt.Errorf("collect revisions of %s: %w", key, err)
+		return fmt.Errorf("load config-gc: %w", err)
 	default:
 		if gc, err = revisiongc.Parse(cm.Data); err != nil {
 			c.log.Error("config-gc is invalid; no revision is collected", "namespace", c.cfg.SystemNamespace, "err", err)
-			return nil
+			gc = revisiongc.Config{RetainSinceCreateTime: revisiongc.Disabled, RetainSinceLastActiveTime: revisiongc.Disabled, MaxNonActiveRevisions: revisiongc.Disabled}
 		}
 	}
+	c.gc.Store(&gc)
+	return nil
+}
+
+// collectRevisions deletes the Configuration's Revisions Knative's garbage collector would
+// (revisiongc, with the config-gc settings loadGC holds), and looks again when the next one
+// turns stale. A Configuration cannot have more Revisions than its generation, so one below
+// min-non-active-revisions is not looked at further.
+func (c *Controller) collectRevisions(ctx context.Context, key store.Key, cfg *servingv1.Configuration) error {
+	if c.gc.Load() == nil { // not loaded by Run yet
+		if err := c.loadGC(ctx); err != nil {
+			return fmt.Errorf("collect revisions of %s: %w", key, err)
+		}
+	}
+	gc := *c.gc.Load()
 	if gc.Off() || cfg.Generation <= gc.MinNonActiveRevisions {
 		return nil
 	}

@@ -141,6 +141,8 @@ type Controller struct {
 	publishing map[string]context.CancelFunc
 	// servedCerts are the SDS certificates each Route or DomainMapping serves.
 	servedCerts map[store.Key][]string
+	// gc holds config-gc's settings in force (see loadGC); nil until loaded.
+	gc atomic.Pointer[revisiongc.Config]
 	// net holds the networking settings in force (see loadSettings).
 	net atomic.Pointer[netSettings]
 	ctx context.Context // the Run context, for goroutines the controller owns
@@ -236,6 +238,9 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer cancel()
 	defer c.wg.Wait()
 	if err := c.loadSettings(ctx); err != nil {
+		return err
+	}
+	if err := c.loadGC(ctx); err != nil {
 		return err
 	}
 	if err := c.resync(ctx); err != nil {
@@ -456,6 +461,9 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 		if key.Namespace == c.cfg.SystemNamespace && key.Name == revisiongc.ConfigName {
 			// New collection settings apply to every Configuration now, as Knative's GC
 			// controller resyncs on a config-gc change.
+			if err := c.loadGC(ctx); err != nil {
+				return err
+			}
 			c.enqueueAll(servingv1.KindConfiguration, "")
 			return nil
 		}
