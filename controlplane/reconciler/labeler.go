@@ -267,8 +267,7 @@ func (c *Controller) markRouting(ctx context.Context, key store.Key, route strin
 			state = servingv1.RoutingStateActive
 		}
 		if obj.GetLabels()[servingv1.RoutingStateLabel] != state {
-			// Knative stamps the time whenever the label changes (markRoutingState).
-			delete(anns, servingv1.RoutingStateModifiedAnnotation)
+			// A new label always gets a new time (Knative's markRoutingState).
 			setRoutingState(obj, state, c.now())
 			changed = true
 		}
