@@ -328,25 +328,10 @@ func deploymentAnnotations(rev *servingv1.Revision) map[string]string {
 // when it is named (Knative's podAnnotations).
 func podAnnotations(rev *servingv1.Revision) map[string]string {
 	out := deploymentAnnotations(rev)
-	if c := userContainer(rev); c != nil && c.Name != "" {
+	if c := rev.Spec.ServingContainer(); c != nil && c.Name != "" {
 		out["kubectl.kubernetes.io/default-container"] = c.Name
 	}
 	return out
-}
-
-// userContainer is Knative's RevisionSpec.GetContainer: the only container, or the one with
-// ports.
-func userContainer(rev *servingv1.Revision) *corev1.Container {
-	cs := rev.Spec.Containers
-	if len(cs) == 1 {
-		return &cs[0]
-	}
-	for i := range cs {
-		if len(cs[i].Ports) != 0 {
-			return &cs[i]
-		}
-	}
-	return nil
 }
 
 func ownerRef(rev *servingv1.Revision) metav1.OwnerReference {
