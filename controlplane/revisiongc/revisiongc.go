@@ -27,9 +27,6 @@ const ConfigName = "config-gc"
 // Disabled is the value of a setting that is off ("disabled" in the ConfigMap).
 const Disabled = -1
 
-// PreservedAnnotation set to "true" keeps a Revision from being collected.
-const PreservedAnnotation = servingv1.GroupName + "/no-gc"
-
 // Config is config-gc.
 type Config struct {
 	// RetainSinceCreateTime and RetainSinceLastActiveTime keep a Revision created, or last
@@ -194,7 +191,7 @@ func laterOf(a, b time.Time) time.Time {
 // active is Knative's isRevisionActive: the latest ready, a preserved one, and anything the
 // labeler has not put in reserve are not collected.
 func active(r metav1.ObjectMeta, latestReady string) bool {
-	if r.Name == latestReady || strings.EqualFold(r.Annotations[PreservedAnnotation], "true") {
+	if r.Name == latestReady || strings.EqualFold(r.Annotations[servingv1.RevisionPreservedAnnotation], "true") {
 		return true
 	}
 	return r.Labels[servingv1.RoutingStateLabel] != servingv1.RoutingStateReserve

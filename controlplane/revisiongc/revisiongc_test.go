@@ -46,7 +46,7 @@ func TestCollect(t *testing.T) {
 		rev("5557", activeNow, now.Add(-11*time.Minute), time.Time{}),
 	}
 	preserved := rev("5554", reserve, oldest, time.Time{})
-	preserved.Annotations[PreservedAnnotation] = "true"
+	preserved.Annotations[servingv1.RevisionPreservedAnnotation] = "true"
 	disabled := time.Duration(Disabled)
 	for _, tc := range []struct {
 		name        string

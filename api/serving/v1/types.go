@@ -45,6 +45,10 @@ const (
 	RoutesAnnotation = "serving.knative.dev/routes"
 	// RoutingStateModifiedAnnotation is when a Revision's routing state last changed (RFC 3339, UTC).
 	RoutingStateModifiedAnnotation = "serving.knative.dev/routingStateModified"
+	// RevisionPreservedAnnotation set to "true" keeps a Revision from the garbage collector;
+	// RevisionLastPinnedAnnotation is the older collector's. Neither reaches the pods.
+	RevisionPreservedAnnotation  = "serving.knative.dev/no-gc"
+	RevisionLastPinnedAnnotation = "serving.knative.dev/lastPinned"
 )
 
 // Routing states of a Revision (RoutingStateLabel).

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/skiff-dev/skiff/api/autoscaling"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployments"
 	"github.com/skiff-dev/skiff/controlplane/runtime"
@@ -315,8 +316,8 @@ func deploymentAnnotations(rev *servingv1.Revision) map[string]string {
 	for k, v := range rev.Annotations {
 		switch {
 		case k == servingv1.RoutingStateModifiedAnnotation, k == servingv1.RoutesAnnotation,
-			k == servingv1.GroupName+"/lastPinned", k == servingv1.GroupName+"/no-gc",
-			strings.HasPrefix(k, "autoscaling.knative.dev/"):
+			k == servingv1.RevisionLastPinnedAnnotation, k == servingv1.RevisionPreservedAnnotation,
+			strings.HasPrefix(k, autoscaling.GroupName+"/"):
 			continue
 		}
 		out[k] = v
