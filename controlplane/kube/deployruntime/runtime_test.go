@@ -2,6 +2,7 @@ package deployruntime
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -135,5 +136,48 @@ func TestDeploymentMetadataAsKnative(t *testing.T) {
 	rev.Labels["app"] = "shop"
 	if d3, _ := deploymentFor(rev, 1); d3.Spec.Template.Labels["app"] != "shop" {
 		t.Errorf("app label %q, want the template's shop", d3.Spec.Template.Labels["app"])
+	}
+}
+
+// Ported from Knative's pkg/reconciler/revision/resources/meta_test.go: TestMakeLabels (the
+// selector apart: Skiff's stays on the Revision's name), TestMakeAnnotations (the Deployment's
+// and the pods' cases) and TestMakeAnnotationsForPod.
+func TestKnativeMetaCases(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   map[string]string
+	}{
+		{"no user labels", nil, map[string]string{servingv1.RevisionLabel: "bar", servingv1.RevisionUIDLabel: "1234", "app": "bar"}},
+		{"propagate user labels", map[string]string{"ooga": "booga", "unicorn": "rainbows"},
+			map[string]string{servingv1.RevisionLabel: "bar", servingv1.RevisionUIDLabel: "1234", "app": "bar", "ooga": "booga", "unicorn": "rainbows"}},
+		{"override app label key", map[string]string{"app": "my-app-override"},
+			map[string]string{servingv1.RevisionLabel: "bar", servingv1.RevisionUIDLabel: "1234", "app": "my-app-override"}},
+	} {
+		rev := &servingv1.Revision{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: "bar", UID: "1234", Labels: tc.labels}}
+		if got := labelsFor(rev); !maps.Equal(got, tc.want) {
+			t.Errorf("%s: labels %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		ann  map[string]string
+		want map[string]string
+	}{
+		{"no user annotations", map[string]string{}, map[string]string{}},
+		{"excluded annotations", map[string]string{servingv1.RoutingStateModifiedAnnotation: "exclude me", "keep": "keep me"}, map[string]string{"keep": "keep me"}},
+		{"exclude autoscaling annotations", map[string]string{"autoscaling.knative.dev/min-scale": "1", "keep": "keep me"}, map[string]string{"keep": "keep me"}},
+	} {
+		rev := &servingv1.Revision{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: "bar", Annotations: tc.ann}}
+		for fn, got := range map[string]map[string]string{"deploymentAnnotations": deploymentAnnotations(rev), "podAnnotations": podAnnotations(rev)} {
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("%s %s: %v, want %v", tc.name, fn, got, tc.want)
+			}
+		}
+	}
+	rev := &servingv1.Revision{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"asdf": "fdsa"}}}
+	rev.Spec.Containers = []corev1.Container{{Name: "foo"}, {Name: "bar", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}
+	if got, want := podAnnotations(rev), map[string]string{"asdf": "fdsa", "kubectl.kubernetes.io/default-container": "bar"}; !maps.Equal(got, want) {
+		t.Errorf("multiple containers single port with base annotation: %v, want %v", got, want)
 	}
 }
