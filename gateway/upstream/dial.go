@@ -53,8 +53,11 @@ func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
 	return c.h1
 }
 
+func (c *Cluster) dialer() *net.Dialer {
+	return &net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
+}
+
 func (c *Cluster) newTransport(h2 bool) *http.Transport {
-	dialer := &net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
 	var p http.Protocols
 	if h2 {
 		p.SetUnencryptedHTTP2(true)
@@ -62,7 +65,7 @@ func (c *Cluster) newTransport(h2 bool) *http.Transport {
 		p.SetHTTP1(true)
 	}
 	return &http.Transport{
-		DialContext:           c.dial(dialer, h2),
+		DialContext:           c.dial(c.dialer(), h2),
 		Protocols:             &p,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,

@@ -450,7 +450,12 @@ func (m *Manager) build(raw *clusterv3.Cluster) (*Cluster, error) {
 		}
 	}
 	c.st = newClusterStats(m.stats, c.Name)
-	c.h1 = c.newTransport(false)
+	h1 := c.newTransport(false)
+	c.h1 = h1
+	if c.tls == nil {
+		// TLS clusters keep http.Transport alone: the fast path peeks at TCP sockets.
+		c.h1 = newH1Transport(h1, c.dial(c.dialer(), false))
+	}
 	c.h2 = c.newTransport(true)
 	return c, nil
 }

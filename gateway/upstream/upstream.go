@@ -64,7 +64,7 @@ type Cluster struct {
 	activeRequests atomic.Int64
 	activeRetries  atomic.Int64
 
-	h1, h2 *http.Transport
+	h1, h2 roundTripper
 	st     *clusterStats
 	// revision is the Knative Revision named by the cluster's skiff metadata, if any.
 	revision *telemetry.Revision
@@ -76,6 +76,12 @@ type Cluster struct {
 // that open their own connections to the cluster (ext_proc's gRPC). It is shared: clone it
 // before changing it. A cluster update makes a new one.
 func (c *Cluster) TLSConfig() *tls.Config { return c.tls }
+
+// roundTripper is a connection pool to the cluster's hosts.
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
 
 // clusterStats are the cluster.<name>.* stats touched on every request.
 type clusterStats struct {

@@ -1,0 +1,289 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Transport is a cluster's HTTP/1.1 round tripper. Plain requests (no upgrade, no
+// Expect, a body of known small length) are written and their responses read on the
+// calling goroutine over kept-alive connections of its own, as Envoy's codec does on its
+// worker thread. http.Transport hands each request to a write goroutine and each response
+// from a read goroutine: two goroutine wake-ups per request, which at one request in
+// flight were most of what the gateway added over a plain reverse proxy. Everything else
+// (upgrades, streamed bodies of unknown length, TLS clusters) goes to http.Transport.
+type h1Transport struct {
+	fallback    *http.Transport
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu   sync.Mutex
+	idle map[string][]*h1Conn
+}
+
+// h1MaxBody is the largest request body sent on the calling goroutine. The whole body is
+// written before the response is read, so a body larger than what the sockets' buffers
+// hold could block against an upstream that answers before reading it; bigger bodies and
+// bodies of unknown length take http.Transport, which reads and writes concurrently.
+const h1MaxBody = 32 << 10
+
+// h1Max1xx bounds the informational responses read before the final one, as
+// http.Transport does.
+const h1Max1xx = 5
+
+func newH1Transport(fallback *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h1Transport {
+	return &h1Transport{
+		fallback:    fallback,
+		dial:        dial,
+		maxIdle:     fallback.MaxIdleConnsPerHost,
+		idleTimeout: fallback.IdleConnTimeout,
+		idle:        map[string][]*h1Conn{},
+	}
+}
+
+// plain reports whether req can be sent on the calling goroutine.
+func plain(req *http.Request) bool {
+	if req.URL.Scheme != "http" || len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 ||
+		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
+		return false
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		return true
+	}
+	return req.ContentLength > 0 && req.ContentLength <= h1MaxBody
+}
+
+// replayable reports whether req may be sent again after a kept-alive connection turned
+// out closed: http.Transport's rule, an idempotent method and no body.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !plain(req) {
+		return t.fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	for {
+		pc, reused, err := t.get(ctx, req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pc.roundTrip(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		pc.close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		}
+		// A kept-alive connection the host closed while idle: the request never reached
+		// it, or (nothing read back) it may send it again, as http.Transport would.
+		var stale *staleConnError
+		if reused && errors.As(err, &stale) && (!stale.written || replayable(req)) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// CloseIdleConnections closes the kept-alive connections of both transports.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = map[string][]*h1Conn{}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			pc.close()
+		}
+	}
+	t.fallback.CloseIdleConnections()
+}
+
+// get returns a kept-alive connection to addr that is still open, or a new one.
+func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+	for {
+		t.mu.Lock()
+		list := t.idle[addr]
+		if len(list) == 0 {
+			t.mu.Unlock()
+			break
+		}
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		t.idle[addr] = list[:len(list)-1]
+		t.mu.Unlock()
+		if time.Since(pc.idleAt) < t.idleTimeout && pc.open() {
+			return pc, true, nil
+		}
+		pc.close()
+	}
+	conn, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	pc := &h1Conn{t: t, addr: addr, conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn)}
+	if cc, ok := conn.(*countedConn); ok {
+		if sc, ok := cc.Conn.(syscall.Conn); ok {
+			pc.raw, _ = sc.SyscallConn()
+		}
+	}
+	return pc, false, nil
+}
+
+// put keeps pc for the next request to its host.
+func (t *h1Transport) put(pc *h1Conn) {
+	pc.idleAt = time.Now()
+	t.mu.Lock()
+	list := t.idle[pc.addr]
+	if len(list) < t.maxIdle {
+		t.idle[pc.addr] = append(list, pc)
+		pc = nil
+	}
+	t.mu.Unlock()
+	if pc != nil {
+		pc.close()
+	}
+}
+
+// h1Conn is one HTTP/1.1 connection to a host.
+type h1Conn struct {
+	t      *h1Transport
+	addr   string
+	conn   net.Conn
+	raw    syscall.RawConn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+}
+
+// staleConnError is a failure on a connection before any of the response arrived.
+type staleConnError struct {
+	written bool // the request reached the connection
+	err     error
+}
+
+func (e *staleConnError) Error() string { return e.err.Error() }
+func (e *staleConnError) Unwrap() error { return e.err }
+
+// open reports whether the idle connection is still usable: the host has neither closed
+// it nor sent anything unasked. It peeks without blocking, so a closed kept-alive
+// connection (Node's servers close them after 5 s) is seldom picked; the stale-connection
+// retry covers the race that is left.
+func (pc *h1Conn) open() bool {
+	if pc.br.Buffered() > 0 {
+		return false
+	}
+	if pc.raw == nil {
+		return true
+	}
+	alive := false
+	var b [1]byte
+	err := pc.raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
+		return true
+	})
+	return err == nil && alive
+}
+
+func (pc *h1Conn) close() { pc.conn.Close() }
+
+// roundTrip writes req and reads the response's head. The connection is closed when ctx
+// ends before the body has been read, as http.Transport does.
+func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	stop := context.AfterFunc(ctx, func() { pc.conn.Close() })
+	if err := req.Write(pc.bw); err != nil {
+		stop()
+		return nil, &staleConnError{err: fmt.Errorf("write request: %w", err)}
+	}
+	if err := pc.bw.Flush(); err != nil {
+		stop()
+		return nil, &staleConnError{err: fmt.Errorf("write request: %w", err)}
+	}
+	var resp *http.Response
+	for n := 0; ; n++ {
+		var err error
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			stop()
+			if n == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+				return nil, &staleConnError{written: true, err: fmt.Errorf("read response: %w", err)}
+			}
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		code := resp.StatusCode
+		if code < 100 || code >= 200 {
+			break
+		}
+		if code == http.StatusSwitchingProtocols || n == h1Max1xx {
+			stop()
+			return nil, fmt.Errorf("read response: unexpected %d", code)
+		}
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				stop()
+				return nil, err
+			}
+		}
+	}
+	keep := !resp.Close && !req.Close
+	resp.Body = &h1Body{rc: resp.Body, pc: pc, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// h1Body returns its connection to the pool when the body has been read to its end, and
+// closes it when the body is closed before.
+type h1Body struct {
+	rc   io.ReadCloser
+	pc   *h1Conn
+	stop func() bool
+	keep bool
+	once sync.Once
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.release(err == io.EOF)
+	}
+	return n, err
+}
+
+// Close implements io.Closer. It does not drain the body (http's Close would read a
+// streamed body to its end): a body not read to its end costs the connection.
+func (b *h1Body) Close() error {
+	b.release(b.rc == http.NoBody)
+	return nil
+}
+
+func (b *h1Body) release(atEOF bool) {
+	b.once.Do(func() {
+		// stop false: ctx ended and the connection is being closed.
+		if b.stop() && atEOF && b.keep {
+			b.pc.t.put(b.pc)
+			return
+		}
+		b.pc.close()
+	})
+}
