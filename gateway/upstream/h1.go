@@ -28,8 +28,9 @@ type h1Transport struct {
 	maxIdle     int
 	idleTimeout time.Duration
 
-	mu   sync.Mutex
-	idle map[string][]*h1Conn
+	mu    sync.Mutex
+	idle  map[string][]*h1Conn
+	swept time.Time // when put last closed the connections idle past idleTimeout
 }
 
 // h1MaxBody is the largest request body sent on the calling goroutine. The whole body is
@@ -151,19 +152,63 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, erro
 	return pc, false, nil
 }
 
-// put keeps pc for the next request to its host.
+// put keeps pc for the next request to its host. Now and then it also closes the
+// connections idle past the idle timeout, which http.Transport does with a timer each.
 func (t *h1Transport) put(pc *h1Conn) {
-	pc.idleAt = time.Now()
+	now := time.Now()
+	pc.idleAt = now
+	var expired []*h1Conn
 	t.mu.Lock()
 	list := t.idle[pc.addr]
 	if len(list) < t.maxIdle {
 		t.idle[pc.addr] = append(list, pc)
 		pc = nil
 	}
+	if now.Sub(t.swept) > t.idleTimeout/4 {
+		t.swept = now
+		expired = t.removeLocked(func(addr string, c *h1Conn) bool { return now.Sub(c.idleAt) > t.idleTimeout })
+	}
 	t.mu.Unlock()
 	if pc != nil {
 		pc.close()
 	}
+	for _, c := range expired {
+		c.close()
+	}
+}
+
+// keepOnly closes the idle connections to hosts whose address keep refuses: a host gone
+// from the cluster (a pod scaled away) takes its kept-alive connections with it, as
+// Envoy drains the connection pools of removed hosts.
+func (t *h1Transport) keepOnly(keep func(addr string) bool) {
+	t.mu.Lock()
+	gone := t.removeLocked(func(addr string, _ *h1Conn) bool { return !keep(addr) })
+	t.mu.Unlock()
+	for _, c := range gone {
+		c.close()
+	}
+}
+
+// removeLocked takes the idle connections drop selects out of the pool and returns them.
+func (t *h1Transport) removeLocked(drop func(addr string, c *h1Conn) bool) []*h1Conn {
+	var out []*h1Conn
+	for addr, list := range t.idle {
+		kept := list[:0]
+		for _, c := range list {
+			if drop(addr, c) {
+				out = append(out, c)
+			} else {
+				kept = append(kept, c)
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = kept
+		}
+	}
+	return out
 }
 
 // h1Conn is one HTTP/1.1 connection to a host.
@@ -221,15 +266,17 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 		stop()
 		return nil, &staleConnError{err: fmt.Errorf("write request: %w", err)}
 	}
+	// Nothing at all read back (EOF, reset) is the closed kept-alive connection case.
+	if _, err := pc.br.Peek(1); err != nil {
+		stop()
+		return nil, &staleConnError{written: true, err: fmt.Errorf("read response: %w", err)}
+	}
 	var resp *http.Response
 	for n := 0; ; n++ {
 		var err error
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
 			stop()
-			if n == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-				return nil, &staleConnError{written: true, err: fmt.Errorf("read response: %w", err)}
-			}
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		code := resp.StatusCode

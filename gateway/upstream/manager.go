@@ -291,6 +291,13 @@ func (m *Manager) refreshHostsLocked(c *Cluster) {
 		}
 	}
 	c.hosts.Store(hs)
+	if t, ok := c.h1.(*h1Transport); ok {
+		addrs := make(map[string]bool, len(hosts))
+		for _, h := range hosts {
+			addrs[h.Address] = true
+		}
+		t.keepOnly(func(addr string) bool { return addrs[addr] })
+	}
 	healthy := 0
 	for _, h := range hosts {
 		if h.Healthy {
