@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -877,5 +878,43 @@ func TestIngressAnswersAfterTheStoreAcks(t *testing.T) {
 	}
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason":"not_stored"`) {
 		t.Errorf("POST without a stream: %d %s, want 503 not_stored", code, body)
+	}
+}
+
+// A subscriber answering 404 or 409 is not asked again by default; under Knative's retry
+// set (Options.RetryStatuses, `--delivery-retry-statuses knative`) it is, as Knative's
+// dispatcher retries them, and the event is dead-lettered after the retries.
+func TestRetryStatusesKnative(t *testing.T) {
+	for _, tc := range []struct {
+		set          RetryStatuses
+		wantAttempts int
+	}{{"", 1}, {RetryStatusesKnative, 3}} {
+		t.Run(cmp.Or(string(tc.set), "default"), func(t *testing.T) {
+			e := start(t, t.TempDir(), Options{RetryStatuses: tc.set})
+			dls := newSink(t, nil)
+			missing := newSink(t, func(w http.ResponseWriter, _ *event.Event, _ int) { w.WriteHeader(http.StatusNotFound) })
+			conflict := newSink(t, func(w http.ResponseWriter, _ *event.Event, _ int) { w.WriteHeader(http.StatusConflict) })
+			err := e.srv.SetBroker(t.Context(), BrokerConfig{
+				Namespace: "ns", Name: "rs",
+				Delivery: &DeliverySpec{Retry: ptr[int32](2), BackoffPolicy: BackoffLinear, BackoffDelay: "PT0.05S", DeadLetterSink: dls.srv.URL},
+				Triggers: []TriggerConfig{
+					{Name: "missing", Subscriber: missing.srv.URL, Filter: eventfilter.Filter{Attributes: map[string]string{"type": "missing"}}},
+					{Name: "conflict", Subscriber: conflict.srv.URL, Filter: eventfilter.Filter{Attributes: map[string]string{"type": "conflict"}}},
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, typ := range []string{"missing", "conflict"} {
+				mustPost(t, e.url("ns", "rs"), newEvent("id-"+typ, typ, nil), false, nil)
+			}
+			waitFor(t, 10*time.Second, "both events dead-lettered", func() bool { return len(dls.all()) == 2 })
+			if n := missing.ids()["id-missing"]; n != tc.wantAttempts {
+				t.Errorf("404: %d attempts, want %d", n, tc.wantAttempts)
+			}
+			if n := conflict.ids()["id-conflict"]; n != tc.wantAttempts {
+				t.Errorf("409: %d attempts, want %d", n, tc.wantAttempts)
+			}
+		})
 	}
 }

@@ -55,8 +55,9 @@ type TriggerConfig struct {
 // as 502 Bad Gateway). A failed attempt is retried, as Knative's dispatcher
 // does (kncloudevents.SelectiveRetry), when the request failed or the status
 // is 5xx, 408 or 429; any other failure is final at once. (Knative's
-// kncloudevents also retries 404 and 409; Skiff does not, as the issue it
-// implements asks, so a missing path or a conflict dead-letters at once.) The n-th
+// kncloudevents also retries 404 and 409; Skiff does so only under
+// [RetryStatusesKnative], Options.RetryStatuses, so by default a missing path or a
+// conflict dead-letters at once, as the issue it implements asks.) The n-th
 // retry (n = 1, 2, ...) waits BackoffDelay×n under the linear policy and
 // BackoffDelay×2^(n-1) under the exponential one, capped at [MaxBackoff]
 // (Knative computes delay×2^i from a 0-based retry index i, which is the same
@@ -161,14 +162,42 @@ func (p policy) backoff(n int) time.Duration {
 	return time.Duration(d)
 }
 
+// RetryStatuses names the set of failed deliveries that are retried: Skiff's (the
+// default) or Knative's. The difference is named and chosen, not silent: a user
+// migrating from Knative who relies on 404 and 409 being retried sets it to Knative's.
+type RetryStatuses string
+
+const (
+	// RetryStatusesSkiff retries failed requests (0), 5xx, 408 and 429 only: a
+	// subscriber that is not there (404) or refuses the event (409) is not asked again.
+	RetryStatusesSkiff RetryStatuses = "skiff"
+	// RetryStatusesKnative also retries 404 and 409, as Knative's dispatcher does
+	// (pkg/kncloudevents/retries.go, SelectiveRetry: a 404 while a pod becomes ready, a
+	// 409 its e2e tests return).
+	RetryStatusesKnative RetryStatuses = "knative"
+)
+
+// ParseRetryStatuses reads a RetryStatuses setting; "" is the default, Skiff's.
+func ParseRetryStatuses(s string) (RetryStatuses, error) {
+	switch r := RetryStatuses(s); r {
+	case "":
+		return RetryStatusesSkiff, nil
+	case RetryStatusesSkiff, RetryStatusesKnative:
+		return r, nil
+	}
+	return "", fmt.Errorf("%q is not a retry set: want %q or %q", s, RetryStatusesSkiff, RetryStatusesKnative)
+}
+
 // retryable reports whether a failed attempt with this status code (0 for a
 // failed request) may be retried.
-func retryable(code int) bool {
+func (r RetryStatuses) retryable(code int) bool {
 	switch {
 	case code == 0, code >= 500:
 		return true
 	case code == 408, code == 429:
 		return true
+	case code == 404, code == 409:
+		return r == RetryStatusesKnative
 	}
 	return false
 }

@@ -230,7 +230,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		s.ack(msg)
 		return
 	}
-	if retryable(res.code) && attempt <= t.policy.retry {
+	if s.retryStatuses.retryable(res.code) && attempt <= t.policy.retry {
 		s.stats.retries.Add(1)
 		delay := t.policy.backoff(attempt)
 		log.Debug("delivery failed; retrying", "status", res.code, "error", res.err, "in", delay)
@@ -307,7 +307,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		s.stats.deadLettered.Add(1)
 		log.Debug("dead-lettered")
 		s.ack(msg)
-	case retryable(res.code) && attempt <= t.policy.retry:
+	case s.retryStatuses.retryable(res.code) && attempt <= t.policy.retry:
 		s.stats.retries.Add(1)
 		s.nakWithDelay(msg, t.policy.backoff(attempt))
 	default:

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -74,6 +75,10 @@ type Options struct {
 	// event is held, and sent again after a pause, as long as it takes. Nil:
 	// every failure is the subscriber's.
 	ProxyFailed func(req *http.Request, resp *http.Response, err error) bool
+	// RetryStatuses is which failed deliveries are retried (within the delivery spec's
+	// retry count): "" or RetryStatusesSkiff for 5xx, 408, 429 and failed requests,
+	// RetryStatusesKnative for those and 404 and 409, as Knative.
+	RetryStatuses RetryStatuses
 	// MaxAckPending bounds the events in flight per trigger (default 100).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for the outcome of a delivery before
@@ -144,6 +149,7 @@ type Server struct {
 	triggerToken   []byte
 	dispatch       bool
 	proxyFailed    func(*http.Request, *http.Response, error) bool
+	retryStatuses  RetryStatuses
 	maxAckPending  int
 	ackWait        time.Duration
 	replicas       int
@@ -195,6 +201,7 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		publishTimeout: opts.PublishTimeout,
 		loops:          make(map[triggerKey]*loop),
 		metrics:        opts.Metrics,
+		retryStatuses:  cmp.Or(opts.RetryStatuses, RetryStatusesSkiff),
 	}
 	if opts.Tracer != nil {
 		s.tracer = opts.Tracer.Tracer(telemetry.ScopeIngress)

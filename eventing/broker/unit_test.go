@@ -44,9 +44,28 @@ func TestBackoff(t *testing.T) {
 func TestRetryableStatuses(t *testing.T) {
 	for code, want := range map[int]bool{0: true, 500: true, 502: true, 503: true, 504: true, 408: true, 429: true, 404: false, 409: false,
 		400: false, 401: false, 403: false, 410: false, 413: false, 301: false} {
-		if retryable(code) != want {
+		if RetryStatusesSkiff.retryable(code) != want {
 			t.Errorf("retryable(%d) = %v", code, !want)
 		}
+	}
+}
+
+// Knative's set: pkg/kncloudevents/retries_test.go, TestSelectiveRetry (5XX, 404, 408,
+// 409, 429 and failed requests retried, other statuses not), plus 599 and 415.
+func TestRetryableStatusesKnative(t *testing.T) {
+	for code, want := range map[int]bool{0: true, 500: true, 501: true, 502: true, 503: true, 504: true, 599: true, 404: true, 408: true, 409: true, 429: true,
+		100: false, 102: false, 200: false, 201: false, 202: false, 300: false, 301: false, 400: false, 401: false, 403: false, 410: false, 413: false, 415: false} {
+		if RetryStatusesKnative.retryable(code) != want {
+			t.Errorf("knative: retryable(%d) = %v", code, !want)
+		}
+	}
+	for in, want := range map[string]RetryStatuses{"": RetryStatusesSkiff, "skiff": RetryStatusesSkiff, "knative": RetryStatusesKnative} {
+		if got, err := ParseRetryStatuses(in); err != nil || got != want {
+			t.Errorf("ParseRetryStatuses(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseRetryStatuses("Knative"); err == nil || !strings.Contains(err.Error(), `"Knative" is not a retry set`) {
+		t.Errorf("ParseRetryStatuses(Knative) = %v", err)
 	}
 }
 
