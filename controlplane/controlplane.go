@@ -147,8 +147,8 @@ type EventingConfig struct {
 	// AckWait is how long JetStream waits before handing out again an event
 	// whose dispatcher went silent (e.g. was killed); default 30s.
 	AckWait time.Duration
-	// RetryStatuses is which failed deliveries are retried (broker.RetryStatuses).
-	RetryStatuses broker.RetryStatuses
+	// RetryRules is how failed deliveries are retried (broker.RetryRules).
+	RetryRules broker.RetryRules
 }
 
 // ControlPlane is a running control plane; its listeners are bound by New.
@@ -246,7 +246,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		cp.events, err = eventing.New(context.Background(), eventing.Config{
 			Domain: cfg.Domain, NATSURL: ev.NATSURL, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
-			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, RetryStatuses: ev.RetryStatuses, Logger: cfg.Logger,
+			Proxy: cp.xds, CloudEventsFilter: ceFilter, AckWait: ev.AckWait, RetryRules: ev.RetryRules, Logger: cfg.Logger,
 			Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: cfg.Telemetry,
 			// Deliveries start once the proxy serves (Run), never into a proxy still starting.
 			HoldDispatch: true,

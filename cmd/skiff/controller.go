@@ -56,8 +56,8 @@ func controllerEventing(cmd *cobra.Command, log *slog.Logger) (*kube.EventingCon
 	if ev.AckWait, _ = f.GetDuration("broker-ack-wait"); ev.AckWait <= 0 {
 		return nil, fmt.Errorf("--broker-ack-wait %s: must be positive", ev.AckWait)
 	}
-	if ev.RetryStatuses, err = broker.ParseRetryStatuses(get("delivery-retry-statuses")); err != nil {
-		return nil, fmt.Errorf("--delivery-retry-statuses: %w", err)
+	if ev.RetryRules, err = broker.ParseRetryRules(get("delivery-retry-rules")); err != nil {
+		return nil, fmt.Errorf("--delivery-retry-rules: %w", err)
 	}
 	proxy := get("delivery-proxy-addr")
 	if _, _, err := net.SplitHostPort(proxy); err != nil {
@@ -232,7 +232,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("broker-ingress-addr", ":18002", "address of the broker ingress (leader only); Envoy routes http://broker-ingress.{domain}/{namespace}/{broker} to it")
 	f.String("broker-ingress-advertise", "", "ip:port Envoy reaches this replica's broker ingress at (default: $POD_IP from the downward API with --broker-ingress-addr's port)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died (e.g. a lost leader) before handing the event out again")
-	f.String("delivery-retry-statuses", string(broker.RetryStatusesSkiff), "which failed deliveries are retried within a delivery spec's retry count: \"skiff\" (failed requests, 5xx, 408, 429) or \"knative\" (also 404 and 409, as Knative's dispatcher)")
+	f.String("delivery-retry-rules", string(broker.RetryRulesSkiff), "how failed deliveries are retried within a delivery spec's retry count: \"skiff\" (failed requests, 5xx, 408 and 429; the n-th linear retry waits backoffDelay×n) or \"knative\" (Knative's dispatcher: 404 and 409 too; the first linear retry at once, then backoffDelay×(n-1))")
 	f.String("delivery-proxy-addr", "skiff-ingress.skiff-system.svc.cluster.local:80", "the Envoy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated")
 	f.String("delivery-local-proxy-addr", "skiff-ingress-local.skiff-system.svc.cluster.local:80", "the Envoy cluster-local listener deliveries to cluster-local names ({name}.{namespace}.svc.cluster.local) go through; empty sends them to --delivery-proxy-addr")
 	f.Bool("cloudevents-filter", true, "send Envoy the cloudevents wasm filter (from --wasm-dir) in front of the broker ingress: validation and trigger matching in the proxy")

@@ -50,7 +50,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("broker-ingress-addr", eventing.DefaultIngressAddress, "address of the broker ingress; proxies route http://broker-ingress.{domain}/{namespace}/{broker} to it")
 	f.String("broker-ingress-advertise", "", "ip:port proxies are told to reach the broker ingress at (default: --broker-ingress-addr)")
 	f.Duration("broker-ack-wait", broker.DefaultAckWait, "how long JetStream waits for a dispatcher that took an event and died before handing the event out again")
-	f.String("delivery-retry-statuses", string(broker.RetryStatusesSkiff), "which failed deliveries are retried within a delivery spec's retry count: \"skiff\" (failed requests, 5xx, 408, 429) or \"knative\" (also 404 and 409, as Knative's dispatcher)")
+	f.String("delivery-retry-rules", string(broker.RetryRulesSkiff), "how failed deliveries are retried within a delivery spec's retry count: \"skiff\" (failed requests, 5xx, 408 and 429; the n-th linear retry waits backoffDelay×n) or \"knative\" (Knative's dispatcher: 404 and 409 too; the first linear retry at once, then backoffDelay×(n-1))")
 	f.String("delivery-proxy-addr", "", "the proxy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated (default: --http-addr, with 0.0.0.0 read as 127.0.0.1)")
 	f.String("oci-runtime", "runc", "the OCI runtime that runs container images (any image but ko:// and commands); \"none\" runs none. Needs root, runc and overlayfs; without them images are ImageUnsupported, saying why")
 	f.String("image-cache-size", "10Gi", "most unpacked image layers kept under --data-dir/images; least recently used images no revision runs are evicted past it")
@@ -142,13 +142,13 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 		if ackWait <= 0 {
 			return controlplane.Config{}, fmt.Errorf("--broker-ack-wait %s: must be positive", ackWait)
 		}
-		retry, err := broker.ParseRetryStatuses(get("delivery-retry-statuses"))
+		retry, err := broker.ParseRetryRules(get("delivery-retry-rules"))
 		if err != nil {
-			return controlplane.Config{}, fmt.Errorf("--delivery-retry-statuses: %w", err)
+			return controlplane.Config{}, fmt.Errorf("--delivery-retry-rules: %w", err)
 		}
 		ev = &controlplane.EventingConfig{
 			NATSURL: get("nats-url"), IngressAddress: get("broker-ingress-addr"), IngressAdvertise: get("broker-ingress-advertise"),
-			AckWait: ackWait, RetryStatuses: retry,
+			AckWait: ackWait, RetryRules: retry,
 		}
 		if addr := get("delivery-proxy-addr"); addr != "" {
 			if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -103,9 +103,9 @@ type Config struct {
 	// and went silent (e.g. a killed process) before handing it out again;
 	// default broker.DefaultAckWait.
 	AckWait time.Duration
-	// RetryStatuses is which failed deliveries are retried (broker.Options.RetryStatuses):
-	// Skiff's set by default, Knative's (404 and 409 too) when chosen.
-	RetryStatuses broker.RetryStatuses
+	// RetryRules is how failed deliveries are retried (broker.Options.RetryRules):
+	// Skiff's rules by default, Knative's dispatcher's when chosen.
+	RetryRules broker.RetryRules
 	// ProxyFailed tells an attempt that failed in the proxy from the
 	// subscriber's failure (proxyclient.Config.ProxyFailed for Client); such
 	// an attempt is not counted, the event waits (broker.Options.ProxyFailed).
@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*Eventing, error) {
 	}
 	bopts := broker.Options{
 		URL: url, Auth: cfg.NATSAuth, TLS: cfg.NATSTLS, Replicas: cfg.StreamReplicas, Client: cfg.Client, Logger: e.log, AckWait: cfg.AckWait,
-		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch, RetryStatuses: cfg.RetryStatuses,
+		TriggerToken: e.token, ProxyFailed: cfg.ProxyFailed, HoldDispatch: cfg.HoldDispatch, RetryRules: cfg.RetryRules,
 	}
 	if cfg.Telemetry != nil {
 		if cfg.Telemetry.Traces() {

@@ -192,8 +192,8 @@ type EventingConfig struct {
 	// AckWait is how long JetStream waits before handing out again an event whose
 	// dispatcher went silent (e.g. a leader that died); default broker.DefaultAckWait.
 	AckWait time.Duration
-	// RetryStatuses is which failed deliveries are retried (broker.RetryStatuses).
-	RetryStatuses broker.RetryStatuses
+	// RetryRules is how failed deliveries are retried (broker.RetryRules).
+	RetryRules broker.RetryRules
 	// NATSCredentialsSecret ("namespace/name") holds the credentials NATS requires: key
 	// "token", or "user" and "password". Created with a random token when it does not exist
 	// (deploy/'s NATS server reads its token from it). Empty: NATS without credentials.
@@ -614,7 +614,7 @@ func (c *Controller) startEventing(proxy *xds.Server, fail context.CancelCauseFu
 	events, err := eventing.New(ctx, eventing.Config{
 		Domain: c.cfg.Domain, NATSURL: ev.NATSURL, NATSAuth: auth, NATSTLS: natsTLS, StreamReplicas: ev.StreamReplicas,
 		IngressAddress: ev.IngressAddress, IngressAdvertise: ev.IngressAdvertise,
-		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, RetryStatuses: ev.RetryStatuses, Logger: c.cfg.Logger,
+		Proxy: proxy, CloudEventsFilter: c.ceFilter, AckWait: ev.AckWait, RetryRules: ev.RetryRules, Logger: c.cfg.Logger,
 		Client: proxyclient.New(pc), ProxyFailed: pc.ProxyFailed, Telemetry: c.cfg.Telemetry,
 		// lead starts deliveries once Envoy serves this leader's configuration.
 		HoldDispatch: true,

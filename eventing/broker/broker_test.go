@@ -882,15 +882,15 @@ func TestIngressAnswersAfterTheStoreAcks(t *testing.T) {
 }
 
 // A subscriber answering 404 or 409 is not asked again by default; under Knative's retry
-// set (Options.RetryStatuses, `--delivery-retry-statuses knative`) it is, as Knative's
+// set (Options.RetryRules, `--delivery-retry-rules knative`) it is, as Knative's
 // dispatcher retries them, and the event is dead-lettered after the retries.
-func TestRetryStatusesKnative(t *testing.T) {
+func TestRetryRulesKnative(t *testing.T) {
 	for _, tc := range []struct {
-		set          RetryStatuses
+		set          RetryRules
 		wantAttempts int
-	}{{"", 1}, {RetryStatusesKnative, 3}} {
+	}{{"", 1}, {RetryRulesKnative, 3}} {
 		t.Run(cmp.Or(string(tc.set), "default"), func(t *testing.T) {
-			e := start(t, t.TempDir(), Options{RetryStatuses: tc.set})
+			e := start(t, t.TempDir(), Options{RetryRules: tc.set})
 			dls := newSink(t, nil)
 			missing := newSink(t, func(w http.ResponseWriter, _ *event.Event, _ int) { w.WriteHeader(http.StatusNotFound) })
 			conflict := newSink(t, func(w http.ResponseWriter, _ *event.Event, _ int) { w.WriteHeader(http.StatusConflict) })

@@ -56,13 +56,13 @@ type TriggerConfig struct {
 // does (kncloudevents.SelectiveRetry), when the request failed or the status
 // is 5xx, 408 or 429; any other failure is final at once. (Knative's
 // kncloudevents also retries 404 and 409; Skiff does so only under
-// [RetryStatusesKnative], Options.RetryStatuses, so by default a missing path or a
+// [RetryRulesKnative], Options.RetryRules, so by default a missing path or a
 // conflict dead-letters at once, as the issue it implements asks.) The n-th
 // retry (n = 1, 2, ...) waits BackoffDelay×n under the linear policy and
 // BackoffDelay×2^(n-1) under the exponential one, capped at [MaxBackoff]
 // (Knative computes delay×2^i from a 0-based retry index i, which is the same
-// exponential series; its linear series starts at zero, which Skiff does not
-// copy).
+// exponential series; its linear series starts at zero, which Skiff follows only
+// under [RetryRulesKnative]).
 type DeliverySpec struct {
 	// DeadLetterSink is the resolved URL of spec.delivery.deadLetterSink, or
 	// "" for none. When an event's delivery fails for good it is sent there
@@ -146,14 +146,17 @@ type policy struct {
 	deadLetter  string
 }
 
-// backoff returns the wait before the n-th retry (n >= 1).
-func (p policy) backoff(n int) time.Duration {
+// backoff returns the wait before the n-th retry (n >= 1) under rules r.
+func (p policy) backoff(n int, r RetryRules) time.Duration {
 	if p.delay <= 0 || n < 1 {
 		return 0
 	}
 	factor := float64(n)
-	if p.exponential {
+	switch {
+	case p.exponential:
 		factor = math.Exp2(float64(n - 1))
+	case r == RetryRulesKnative:
+		factor = float64(n - 1)
 	}
 	d := float64(p.delay) * factor
 	if d >= float64(MaxBackoff) {
@@ -162,42 +165,44 @@ func (p policy) backoff(n int) time.Duration {
 	return time.Duration(d)
 }
 
-// RetryStatuses names the set of failed deliveries that are retried: Skiff's (the
-// default) or Knative's. The difference is named and chosen, not silent: a user
-// migrating from Knative who relies on 404 and 409 being retried sets it to Knative's.
-type RetryStatuses string
+// RetryRules names the rules a failed delivery is retried by: Skiff's (the default) or
+// Knative's dispatcher's. They differ in two places, named and chosen rather than silent:
+// which statuses are retried, and the linear backoff's first wait.
+type RetryRules string
 
 const (
-	// RetryStatusesSkiff retries failed requests (0), 5xx, 408 and 429 only: a
-	// subscriber that is not there (404) or refuses the event (409) is not asked again.
-	RetryStatusesSkiff RetryStatuses = "skiff"
-	// RetryStatusesKnative also retries 404 and 409, as Knative's dispatcher does
-	// (pkg/kncloudevents/retries.go, SelectiveRetry: a 404 while a pod becomes ready, a
-	// 409 its e2e tests return).
-	RetryStatusesKnative RetryStatuses = "knative"
+	// RetryRulesSkiff retries failed requests (0), 5xx, 408 and 429 only: a subscriber
+	// that is not there (404) or refuses the event (409) is not asked again. The n-th
+	// linear retry waits BackoffDelay×n, the series Knative's documentation gives.
+	RetryRulesSkiff RetryRules = "skiff"
+	// RetryRulesKnative is Knative's dispatcher (pkg/kncloudevents/retries.go): 404 and
+	// 409 are retried too (SelectiveRetry: a 404 while a pod becomes ready, a 409 its e2e
+	// tests return), and the n-th linear retry waits BackoffDelay×(n-1), from the 0-based
+	// attempt number go-retryablehttp hands its Backoff, so the first retry is at once.
+	RetryRulesKnative RetryRules = "knative"
 )
 
-// ParseRetryStatuses reads a RetryStatuses setting; "" is the default, Skiff's.
-func ParseRetryStatuses(s string) (RetryStatuses, error) {
-	switch r := RetryStatuses(s); r {
+// ParseRetryRules reads a RetryRules setting; "" is the default, Skiff's.
+func ParseRetryRules(s string) (RetryRules, error) {
+	switch r := RetryRules(s); r {
 	case "":
-		return RetryStatusesSkiff, nil
-	case RetryStatusesSkiff, RetryStatusesKnative:
+		return RetryRulesSkiff, nil
+	case RetryRulesSkiff, RetryRulesKnative:
 		return r, nil
 	}
-	return "", fmt.Errorf("%q is not a retry set: want %q or %q", s, RetryStatusesSkiff, RetryStatusesKnative)
+	return "", fmt.Errorf("%q is not a set of retry rules: want %q or %q", s, RetryRulesSkiff, RetryRulesKnative)
 }
 
 // retryable reports whether a failed attempt with this status code (0 for a
 // failed request) may be retried.
-func (r RetryStatuses) retryable(code int) bool {
+func (r RetryRules) retryable(code int) bool {
 	switch {
 	case code == 0, code >= 500:
 		return true
 	case code == 408, code == 429:
 		return true
 	case code == 404, code == 409:
-		return r == RetryStatusesKnative
+		return r == RetryRulesKnative
 	}
 	return false
 }

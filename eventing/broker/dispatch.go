@@ -221,7 +221,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 				// The subscriber's reply could not be stored: deliver again
 				// later rather than lose it.
 				log.Warn("reply not stored; delivering again later", "error", err)
-				s.nakWithDelay(msg, max(t.policy.backoff(attempt), time.Second))
+				s.nakWithDelay(msg, max(t.policy.backoff(attempt, s.retryRules), time.Second))
 				return
 			}
 		}
@@ -230,9 +230,9 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		s.ack(msg)
 		return
 	}
-	if s.retryStatuses.retryable(res.code) && attempt <= t.policy.retry {
+	if s.retryRules.retryable(res.code) && attempt <= t.policy.retry {
 		s.stats.retries.Add(1)
-		delay := t.policy.backoff(attempt)
+		delay := t.policy.backoff(attempt, s.retryRules)
 		log.Debug("delivery failed; retrying", "status", res.code, "error", res.err, "in", delay)
 		s.nakWithDelay(msg, delay)
 		return
@@ -274,7 +274,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	// policy, so the original can be settled now.
 	if err := s.publish(ctx, []*nats.Msg{copyMsg}); err != nil {
 		log.Warn("cannot store the event for the dead letter sink; trying again later", "error", err)
-		s.nakWithDelay(msg, max(t.policy.backoff(attempt), time.Second))
+		s.nakWithDelay(msg, max(t.policy.backoff(attempt, s.retryRules), time.Second))
 		return
 	}
 	log.Info("delivery failed; sending to the dead letter sink", "status", res.code, "error", res.err)
@@ -307,9 +307,9 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		s.stats.deadLettered.Add(1)
 		log.Debug("dead-lettered")
 		s.ack(msg)
-	case s.retryStatuses.retryable(res.code) && attempt <= t.policy.retry:
+	case s.retryRules.retryable(res.code) && attempt <= t.policy.retry:
 		s.stats.retries.Add(1)
-		s.nakWithDelay(msg, t.policy.backoff(attempt))
+		s.nakWithDelay(msg, t.policy.backoff(attempt, s.retryRules))
 	default:
 		s.stats.dropped.Add(1)
 		log.Error("the dead letter sink failed too; dropping the event", "status", res.code, "error", res.err)

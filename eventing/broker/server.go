@@ -75,10 +75,11 @@ type Options struct {
 	// event is held, and sent again after a pause, as long as it takes. Nil:
 	// every failure is the subscriber's.
 	ProxyFailed func(req *http.Request, resp *http.Response, err error) bool
-	// RetryStatuses is which failed deliveries are retried (within the delivery spec's
-	// retry count): "" or RetryStatusesSkiff for 5xx, 408, 429 and failed requests,
-	// RetryStatusesKnative for those and 404 and 409, as Knative.
-	RetryStatuses RetryStatuses
+	// RetryRules is how failed deliveries are retried (within the delivery spec's
+	// retry count): "" or RetryRulesSkiff (5xx, 408, 429 and failed requests; linear
+	// backoff from one delay), RetryRulesKnative (404 and 409 too; linear backoff from
+	// zero), as Knative's dispatcher.
+	RetryRules RetryRules
 	// MaxAckPending bounds the events in flight per trigger (default 100).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for the outcome of a delivery before
@@ -149,7 +150,7 @@ type Server struct {
 	triggerToken   []byte
 	dispatch       bool
 	proxyFailed    func(*http.Request, *http.Response, error) bool
-	retryStatuses  RetryStatuses
+	retryRules     RetryRules
 	maxAckPending  int
 	ackWait        time.Duration
 	replicas       int
@@ -201,7 +202,7 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		publishTimeout: opts.PublishTimeout,
 		loops:          make(map[triggerKey]*loop),
 		metrics:        opts.Metrics,
-		retryStatuses:  cmp.Or(opts.RetryStatuses, RetryStatusesSkiff),
+		retryRules:     cmp.Or(opts.RetryRules, RetryRulesSkiff),
 	}
 	if opts.Tracer != nil {
 		s.tracer = opts.Tracer.Tracer(telemetry.ScopeIngress)

@@ -24,27 +24,62 @@ func TestBackoff(t *testing.T) {
 	exp := policy{exponential: true, delay: 200 * time.Millisecond}
 	lin := policy{delay: 200 * time.Millisecond}
 	for n, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond, 3: 800 * time.Millisecond, 10: 102400 * time.Millisecond} {
-		if got := exp.backoff(n); got != want {
+		if got := exp.backoff(n, RetryRulesSkiff); got != want {
 			t.Errorf("exponential retry %d: %v, want %v", n, got, want)
 		}
 	}
 	for n, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond, 3: 600 * time.Millisecond} {
-		if got := lin.backoff(n); got != want {
+		if got := lin.backoff(n, RetryRulesSkiff); got != want {
 			t.Errorf("linear retry %d: %v, want %v", n, got, want)
 		}
 	}
-	if got := exp.backoff(5000); got != MaxBackoff {
+	if got := exp.backoff(5000, RetryRulesSkiff); got != MaxBackoff {
 		t.Errorf("huge exponent: %v, want the cap", got)
 	}
-	if got := (policy{exponential: true}).backoff(3); got != 0 {
+	if got := (policy{exponential: true}).backoff(3, RetryRulesSkiff); got != 0 {
 		t.Errorf("no delay: %v", got)
+	}
+}
+
+// Knative's series: pkg/kncloudevents/retries_test.go, TestRetryConfigFromDeliverySpec, whose
+// Backoff(i) is go-retryablehttp's 0-based attempt number i, Skiff's retry n = i+1; the
+// first retry (i = 0) waits nothing under linear and the delay under exponential.
+func TestBackoffKnativeRules(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy policy
+		want   []time.Duration // Backoff(1) .. Backoff(5)
+	}{
+		{"Successful Linear Backoff 2500ms, 5 retries", policy{delay: 2500 * time.Millisecond},
+			[]time.Duration{2500 * time.Millisecond, 5 * time.Second, 7500 * time.Millisecond, 10 * time.Second, 12500 * time.Millisecond}},
+		{"Successful Exponential Backoff 1500ms, 5 retries", policy{exponential: true, delay: 1500 * time.Millisecond},
+			[]time.Duration{3 * time.Second, 6 * time.Second, 12 * time.Second, 24 * time.Second, 48 * time.Second}},
+		{"Successful Exponential Backoff 500ms, 5 retries", policy{exponential: true, delay: 500 * time.Millisecond},
+			[]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}},
+	} {
+		for i, want := range tc.want {
+			if got := tc.policy.backoff(i+2, RetryRulesKnative); got != want {
+				t.Errorf("%s: Backoff(%d) = %v, want %v", tc.name, i+1, got, want)
+			}
+		}
+	}
+	lin := policy{delay: 200 * time.Millisecond}
+	if got := lin.backoff(1, RetryRulesKnative); got != 0 {
+		t.Errorf("Knative's first linear retry waits %v, want 0", got)
+	}
+	if got := lin.backoff(1, RetryRulesSkiff); got != 200*time.Millisecond {
+		t.Errorf("Skiff's first linear retry waits %v, want the delay", got)
+	}
+	exp := policy{exponential: true, delay: 200 * time.Millisecond}
+	if got := exp.backoff(1, RetryRulesKnative); got != 200*time.Millisecond {
+		t.Errorf("Knative's first exponential retry waits %v, want the delay", got)
 	}
 }
 
 func TestRetryableStatuses(t *testing.T) {
 	for code, want := range map[int]bool{0: true, 500: true, 502: true, 503: true, 504: true, 408: true, 429: true, 404: false, 409: false,
 		400: false, 401: false, 403: false, 410: false, 413: false, 301: false} {
-		if RetryStatusesSkiff.retryable(code) != want {
+		if RetryRulesSkiff.retryable(code) != want {
 			t.Errorf("retryable(%d) = %v", code, !want)
 		}
 	}
@@ -52,20 +87,20 @@ func TestRetryableStatuses(t *testing.T) {
 
 // Knative's set: pkg/kncloudevents/retries_test.go, TestSelectiveRetry (5XX, 404, 408,
 // 409, 429 and failed requests retried, other statuses not), plus 599 and 415.
-func TestRetryableStatusesKnative(t *testing.T) {
+func TestRetryRulesKnativeStatuses(t *testing.T) {
 	for code, want := range map[int]bool{0: true, 500: true, 501: true, 502: true, 503: true, 504: true, 599: true, 404: true, 408: true, 409: true, 429: true,
 		100: false, 102: false, 200: false, 201: false, 202: false, 300: false, 301: false, 400: false, 401: false, 403: false, 410: false, 413: false, 415: false} {
-		if RetryStatusesKnative.retryable(code) != want {
+		if RetryRulesKnative.retryable(code) != want {
 			t.Errorf("knative: retryable(%d) = %v", code, !want)
 		}
 	}
-	for in, want := range map[string]RetryStatuses{"": RetryStatusesSkiff, "skiff": RetryStatusesSkiff, "knative": RetryStatusesKnative} {
-		if got, err := ParseRetryStatuses(in); err != nil || got != want {
-			t.Errorf("ParseRetryStatuses(%q) = %q, %v", in, got, err)
+	for in, want := range map[string]RetryRules{"": RetryRulesSkiff, "skiff": RetryRulesSkiff, "knative": RetryRulesKnative} {
+		if got, err := ParseRetryRules(in); err != nil || got != want {
+			t.Errorf("ParseRetryRules(%q) = %q, %v", in, got, err)
 		}
 	}
-	if _, err := ParseRetryStatuses("Knative"); err == nil || !strings.Contains(err.Error(), `"Knative" is not a retry set`) {
-		t.Errorf("ParseRetryStatuses(Knative) = %v", err)
+	if _, err := ParseRetryRules("Knative"); err == nil || !strings.Contains(err.Error(), `"Knative" is not a set of retry rules`) {
+		t.Errorf("ParseRetryRules(Knative) = %v", err)
 	}
 }
 
