@@ -59,16 +59,18 @@ func plain(req *http.Request) bool {
 		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
 		return false
 	}
-	if req.Body == nil || req.Body == http.NoBody {
+	if bodyless(req) {
 		return true
 	}
 	return req.ContentLength > 0 && req.ContentLength <= h1MaxBody
 }
 
+func bodyless(req *http.Request) bool { return req.Body == nil || req.Body == http.NoBody }
+
 // replayable reports whether req may be sent again after a kept-alive connection turned
 // out closed: http.Transport's rule, an idempotent method and no body.
 func replayable(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody {
+	if !bodyless(req) {
 		return false
 	}
 	switch req.Method {
@@ -97,10 +99,12 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", context.Cause(ctx), err)
 		}
-		// A kept-alive connection the host closed while idle: the request never reached
-		// it, or (nothing read back) it may send it again, as http.Transport would.
+		// A kept-alive connection the host closed while idle: a request without a body
+		// whose write failed never reached it, and an idempotent one without a body may
+		// be sent again even if it did, as http.Transport would. A body already read
+		// from the client cannot be sent again.
 		var stale *staleConnError
-		if reused && errors.As(err, &stale) && (!stale.written || replayable(req)) {
+		if reused && errors.As(err, &stale) && (replayable(req) || !stale.written && bodyless(req)) {
 			continue
 		}
 		return nil, err
