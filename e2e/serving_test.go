@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -225,4 +226,43 @@ func TestRevisionGarbageCollection(t *testing.T) {
 		r2 := s.revision("hello-00002")
 		return err1 != nil && r2.Labels[servingv1.RoutingStateLabel] == servingv1.RoutingStateReserve
 	})
+}
+
+// Knative's three request timeouts of a revision (queue-proxy's timeout handler,
+// pkg/http/handler/timeout.go): responseStartTimeoutSeconds answers 504 when the app has
+// not started its response in time; idleTimeoutSeconds cuts a response the app stopped
+// sending; timeoutSeconds bounds the whole request. Skiff enforces them in the proxy, as
+// the route's timeout and its retry policy's per_try_timeout and per_try_idle_timeout.
+func TestRevisionTimeouts(t *testing.T) {
+	s := startSkiff(t, t.TempDir())
+	s.apply(serviceYAML("slow", "x", "      timeoutSeconds: 4\n      responseStartTimeoutSeconds: 1\n      idleTimeoutSeconds: 2\n"))
+	var svc servingv1.Service
+	s.waitReady("ksvc", "slow", &svc)
+	host := "slow.default.localhost"
+
+	code, _, body := s.get(host, "/?sleep=3000")
+	if code != http.StatusGatewayTimeout {
+		t.Errorf("app answering after 3 s, responseStartTimeoutSeconds 1: %d %q, want 504", code, body)
+	}
+	if code, r, body := s.get(host, "/?sleep=500"); code != http.StatusOK || r.Revision != "slow-00001" {
+		t.Errorf("app answering in 0.5 s: %d %s, want 200", code, body)
+	}
+	// Events every 500 ms for ~2.5 s: started at once and never idle for 2 s, so within
+	// both, though longer than the response-start timeout.
+	code, _, body = s.get(host, "/events?n=6&gap=500")
+	if code != http.StatusOK || strings.Count(body, "data: ") != 6 {
+		t.Errorf("a stream with 0.5 s gaps: %d, %d events, want 200 and all 6", code, strings.Count(body, "data: "))
+	}
+	// A 3 s gap after the first event: cut after 2 s idle, with the first event delivered.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/events?n=2&gap=3000", nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Count(string(b), "data: ") != 1 || err == nil {
+		t.Errorf("a stream idle for 3 s, idleTimeoutSeconds 2: %d %q, %v; want the first event, then the response cut", resp.StatusCode, b, err)
+	}
 }

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -92,5 +93,57 @@ func TestPerTryTimeoutRetry(t *testing.T) {
 	}
 	if got := g.stat(t, "cluster."+helloV1+".upstream_rq_per_try_timeout"); got != 1 {
 		t.Errorf("upstream_rq_per_try_timeout = %d", got)
+	}
+}
+
+// Envoy's per_try_idle_timeout (Knative's idleTimeoutSeconds): an upstream silent for
+// longer than it before answering gets 504 (UT); one that stalls after its response
+// started has the response cut; one that keeps sending, however slowly, finishes.
+func TestPerTryIdleTimeout(t *testing.T) {
+	b := newBackend(t, "v1", false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/silent":
+			<-r.Context().Done()
+		case "/stall":
+			w.Write([]byte("part"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		case "/trickle":
+			for i := 0; i < 6; i++ {
+				w.Write([]byte{'a' + byte(i)})
+				w.(http.Flusher).Flush()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})
+	x := startXDS(t)
+	c := baseConfig(t, b, newBackend(t, "v2", false, nil))
+	rt := routeTo("/", helloV1)
+	rt.GetRoute().RetryPolicy = &routev3.RetryPolicy{NumRetries: wrapperspb.UInt32(0), PerTryIdleTimeout: durationpb.New(300 * time.Millisecond)}
+	c.routes = []types.Resource{routeConfig(listenerName, vhost("h", []string{"*"}, rt))}
+	x.set(t, c)
+	g := startGateway(t, x, false)
+	g.waitReady(t)
+
+	if r := g.do(t, "x", "/silent"); r.status != http.StatusGatewayTimeout || r.body != "upstream request timeout" {
+		t.Errorf("silent upstream: %d %q, want 504 upstream request timeout", r.status, r.body)
+	}
+	if got := g.stat(t, "cluster."+helloV1+".upstream_rq_per_try_idle_timeout"); got != 1 {
+		t.Errorf("upstream_rq_per_try_idle_timeout = %d, want 1", got)
+	}
+	if r := g.do(t, "x", "/trickle"); r.status != 200 || r.body != "abcdef" {
+		t.Errorf("trickling upstream: %d %q, want 200 abcdef", r.status, r.body)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, g.url(t, "/stall"), nil)
+	req.Host = "x"
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body) // returns once the gateway cuts the response
+	if resp.StatusCode != 200 || string(body) != "part" || err == nil {
+		t.Errorf("stalled upstream: %d %q, %v; want 200, \"part\" and then an error", resp.StatusCode, body, err)
 	}
 }

@@ -95,7 +95,7 @@ func (c *Controller) reconcileDomainMapping(ctx context.Context, key store.Key) 
 			fmt.Sprintf("metadata.annotations[%s]: %v (want Enabled or Redirected)", domains.HTTPProtocolAnnotation, err), now)
 		return update()
 	}
-	clusters, timeout, ready, err := c.routeClusters(ctx, route)
+	clusters, timeouts, ready, err := c.routeClusters(ctx, route)
 	if err != nil {
 		return err
 	}
@@ -106,10 +106,11 @@ func (c *Controller) reconcileDomainMapping(ctx context.Context, key store.Key) 
 	}
 	vh := xds.VirtualHost{
 		Name: dm.Namespace + "/" + domainMappingProxyName(dm.Name), Domains: []string{dm.Name},
-		Clusters: clusters, Timeout: timeout, HostRewrite: targetHost,
+		Clusters: clusters, HostRewrite: targetHost,
 		Metadata:   map[string]string{"namespace": dm.Namespace, "route": route.Name, "domainmapping": dm.Name},
 		Visibility: xds.VisibilityExternal, RedirectHTTP: httpOption == domains.HTTPRedirected, Challenges: tls.challenges[dm.Name],
 	}
+	timeouts.Apply(&vh)
 	if err := c.cfg.Proxy.SetRoute(xds.Route{Namespace: dm.Namespace, Name: domainMappingProxyName(dm.Name), VirtualHosts: []xds.VirtualHost{vh}}); err != nil {
 		st.MarkFalse(servingv1beta1.DomainMappingConditionIngressReady, "ProxyRejected", err.Error(), now)
 		return update()
@@ -250,21 +251,21 @@ func (c *Controller) resolveMappingRef(ctx context.Context, dm *servingv1beta1.D
 // routeClusters is the weighted revision clusters of a Route's default target, from its
 // status.traffic, as the Route's own virtual host sends them; ready is false until the Route
 // has traffic assigned.
-func (c *Controller) routeClusters(ctx context.Context, route *servingv1.Route) ([]xds.WeightedCluster, time.Duration, bool, error) {
+func (c *Controller) routeClusters(ctx context.Context, route *servingv1.Route) ([]xds.WeightedCluster, traffic.Timeouts, bool, error) {
 	if a := route.Status.GetCondition(servingv1.RouteConditionAllTrafficAssigned); a == nil || a.Status != duck.True {
-		return nil, 0, false, nil
+		return nil, traffic.Timeouts{}, false, nil
 	}
 	weights := traffic.Split(route.Status.Traffic)
 	revs := map[string]*servingv1.Revision{}
 	for _, w := range weights {
 		rev, err := getOrNil[servingv1.Revision](ctx, c.cfg.Store, store.Key{Kind: servingv1.KindRevision, Namespace: route.Namespace, Name: w.Revision})
 		if err != nil {
-			return nil, 0, false, err
+			return nil, traffic.Timeouts{}, false, err
 		}
 		revs[w.Revision] = rev
 	}
-	clusters, timeout := traffic.Clusters(route.Namespace, weights, func(n string) *servingv1.Revision { return revs[n] })
-	return clusters, timeout, len(clusters) > 0, nil
+	clusters, timeouts := traffic.Clusters(route.Namespace, weights, func(n string) *servingv1.Revision { return revs[n] })
+	return clusters, timeouts, len(clusters) > 0, nil
 }
 
 // domainMappingTLS decides a DomainMapping's certificate: spec.tls's Secret, else one issued

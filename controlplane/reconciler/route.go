@@ -182,8 +182,8 @@ func routeRefs(cfg *traffic.Config) map[string]bool {
 func (c *Controller) translate(route *servingv1.Route, targets []servingv1.TrafficTarget, revs map[string]*servingv1.Revision, names map[string]targetNames, httpOption domains.HTTPProtocol, tls *hostTLS) xds.Route {
 	out := xds.Route{Namespace: route.Namespace, Name: route.Name}
 	rev := func(name string) *servingv1.Revision { return revs[name] }
-	defClusters, defTimeout := traffic.Clusters(route.Namespace, traffic.Split(targets), rev)
-	add := func(tag, vhName string, clusters []xds.WeightedCluster, timeout time.Duration) {
+	defClusters, defTimeouts := traffic.Clusters(route.Namespace, traffic.Split(targets), rev)
+	add := func(tag, vhName string, clusters []xds.WeightedCluster, timeouts traffic.Timeouts) {
 		n := names[tag]
 		md := map[string]string{"namespace": route.Namespace, "route": route.Name}
 		if tag != "" {
@@ -194,20 +194,24 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 			for _, h := range n.external.Expanded {
 				challenges = append(challenges, tls.challenges[h]...)
 			}
-			out.VirtualHosts = append(out.VirtualHosts, xds.VirtualHost{
-				Name: vhName, Domains: n.external.Expanded, Clusters: clusters, Timeout: timeout, Metadata: md,
+			vh := xds.VirtualHost{
+				Name: vhName, Domains: n.external.Expanded, Clusters: clusters, Metadata: md,
 				Visibility: xds.VisibilityExternal, RedirectHTTP: httpOption == domains.HTTPRedirected, Challenges: challenges,
-			})
+			}
+			timeouts.Apply(&vh)
+			out.VirtualHosts = append(out.VirtualHosts, vh)
 		}
-		out.VirtualHosts = append(out.VirtualHosts, xds.VirtualHost{
-			Name: vhName + ":local", Domains: n.local.Expanded, Clusters: clusters, Timeout: timeout, Metadata: md,
+		vh := xds.VirtualHost{
+			Name: vhName + ":local", Domains: n.local.Expanded, Clusters: clusters, Metadata: md,
 			Visibility: xds.VisibilityClusterLocal,
-		})
+		}
+		timeouts.Apply(&vh)
+		out.VirtualHosts = append(out.VirtualHosts, vh)
 	}
-	add("", route.Namespace+"/"+route.Name, defClusters, defTimeout)
+	add("", route.Namespace+"/"+route.Name, defClusters, defTimeouts)
 	for _, t := range traffic.Tags(targets) {
-		clusters, timeout := traffic.Clusters(route.Namespace, []traffic.Weight{{Revision: t.Revision, Percent: 100}}, rev)
-		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeout)
+		clusters, timeouts := traffic.Clusters(route.Namespace, []traffic.Weight{{Revision: t.Revision, Percent: 100}}, rev)
+		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeouts)
 	}
 	return out
 }

@@ -300,18 +300,64 @@ func Tags(traffic []servingv1.TrafficTarget) []Tag {
 	return out
 }
 
+// Timeouts are a route's request timeouts. Knative's queue-proxy enforces each revision's
+// own; the proxy enforces them per route, so a route split over revisions takes the most
+// lenient of each: the longest, and none when any of the revisions has none.
+type Timeouts struct {
+	// Request is spec.timeoutSeconds (Knative's default when unset).
+	Request time.Duration
+	// ResponseStart is spec.responseStartTimeoutSeconds; zero is none.
+	ResponseStart time.Duration
+	// Idle is spec.idleTimeoutSeconds; zero is none.
+	Idle time.Duration
+}
+
+// Apply sets vh's timeouts.
+func (t Timeouts) Apply(vh *xds.VirtualHost) {
+	vh.Timeout, vh.ResponseStartTimeout, vh.IdleTimeout = t.Request, t.ResponseStart, t.Idle
+}
+
 // Clusters turns weights into the proxy's weighted clusters, one per revision of the
 // namespace; rev looks a revision up (nil when unknown: served directly, default timeout).
-// The timeout is the longest of the revisions'.
-func Clusters(namespace string, weights []Weight, rev func(name string) *servingv1.Revision) ([]xds.WeightedCluster, time.Duration) {
+// The timeouts are the revisions' combined (Timeouts).
+func Clusters(namespace string, weights []Weight, rev func(name string) *servingv1.Revision) ([]xds.WeightedCluster, Timeouts) {
 	var out []xds.WeightedCluster
-	var timeout time.Duration
-	for _, w := range weights {
+	var t Timeouts
+	for i, w := range weights {
 		r := rev(w.Revision)
 		out = append(out, xds.WeightedCluster{Name: xds.ClusterName(namespace, w.Revision), Weight: uint32(w.Percent), Activate: ProxyMode(r)})
-		timeout = max(timeout, Timeout(r))
+		t.Request = max(t.Request, Timeout(r))
+		start, idle := optionalTimeouts(r)
+		if i == 0 {
+			t.ResponseStart, t.Idle = start, idle
+			continue
+		}
+		t.ResponseStart = lenient(t.ResponseStart, start)
+		t.Idle = lenient(t.Idle, idle)
 	}
-	return out, timeout
+	return out, t
+}
+
+// optionalTimeouts are a revision's response-start and idle timeouts, zero when unset.
+func optionalTimeouts(rev *servingv1.Revision) (start, idle time.Duration) {
+	if rev == nil {
+		return 0, 0
+	}
+	if s := rev.Spec.ResponseStartTimeoutSeconds; s != nil {
+		start = time.Duration(*s) * time.Second
+	}
+	if s := rev.Spec.IdleTimeoutSeconds; s != nil {
+		idle = time.Duration(*s) * time.Second
+	}
+	return start, idle
+}
+
+// lenient is the more lenient of two optional timeouts, where zero is none.
+func lenient(a, b time.Duration) time.Duration {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return max(a, b)
 }
 
 // ProxyMode reports whether a revision's requests go through the activator (ext_proc), as

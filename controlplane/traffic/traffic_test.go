@@ -342,13 +342,45 @@ func TestSplitAndTags(t *testing.T) {
 	revs["a"].Status.Autoscaling = &servingv1.AutoscalingStatus{Mode: servingv1.ModeProxy}
 	sec := int64(7)
 	revs["c"] = &servingv1.Revision{Spec: servingv1.RevisionSpec{TimeoutSeconds: &sec}}
-	clusters, timeout := Clusters("ns", Split(traffic), func(n string) *servingv1.Revision { return revs[n] })
+	clusters, timeouts := Clusters("ns", Split(traffic), func(n string) *servingv1.Revision { return revs[n] })
 	want := []xds.WeightedCluster{{Name: xds.ClusterName("ns", "a"), Weight: 50, Activate: true}, {Name: xds.ClusterName("ns", "c"), Weight: 50}}
 	if !reflect.DeepEqual(clusters, want) {
 		t.Errorf("Clusters = %+v, want %+v", clusters, want)
 	}
-	if want := time.Duration(servingv1.DefaultTimeoutSeconds) * time.Second; timeout != want {
-		t.Errorf("timeout %v, want the longest, %v", timeout, want)
+	if want := time.Duration(servingv1.DefaultTimeoutSeconds) * time.Second; timeouts.Request != want {
+		t.Errorf("timeout %v, want the longest, %v", timeouts.Request, want)
+	}
+}
+
+// A route split over revisions enforces the most lenient of their timeouts: the longest,
+// and none when one of them has none (zero).
+func TestClustersTimeouts(t *testing.T) {
+	sec := func(n int64) *int64 { return &n }
+	rev := func(timeout, start, idle *int64) *servingv1.Revision {
+		return &servingv1.Revision{Spec: servingv1.RevisionSpec{TimeoutSeconds: timeout, ResponseStartTimeoutSeconds: start, IdleTimeoutSeconds: idle}}
+	}
+	for _, tc := range []struct {
+		name string
+		revs []*servingv1.Revision
+		want Timeouts
+	}{
+		{"one revision, all set", []*servingv1.Revision{rev(sec(60), sec(10), sec(5))}, Timeouts{60 * time.Second, 10 * time.Second, 5 * time.Second}},
+		{"one revision, defaults", []*servingv1.Revision{rev(nil, nil, nil)}, Timeouts{Request: 300 * time.Second}},
+		{"split, the longest", []*servingv1.Revision{rev(sec(60), sec(10), sec(5)), rev(sec(30), sec(20), sec(2))}, Timeouts{60 * time.Second, 20 * time.Second, 5 * time.Second}},
+		{"split, one without", []*servingv1.Revision{rev(sec(60), sec(10), nil), rev(sec(30), nil, sec(2))}, Timeouts{Request: 60 * time.Second}},
+		{"unknown revision", []*servingv1.Revision{nil, rev(sec(30), sec(20), sec(2))}, Timeouts{Request: 300 * time.Second}},
+	} {
+		var weights []Weight
+		byName := map[string]*servingv1.Revision{}
+		for i, r := range tc.revs {
+			name := fmt.Sprintf("r%d", i)
+			weights = append(weights, Weight{name, int64(100 / len(tc.revs))})
+			byName[name] = r
+		}
+		_, got := Clusters("ns", weights, func(n string) *servingv1.Revision { return byName[n] })
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }
 

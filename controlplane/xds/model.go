@@ -148,6 +148,14 @@ type VirtualHost struct {
 	Clusters []WeightedCluster
 	// Timeout is the request timeout; zero means DefaultRouteTimeout.
 	Timeout time.Duration
+	// ResponseStartTimeout bounds the wait for the response to start (Knative's
+	// responseStartTimeoutSeconds), as the retry policy's per_try_timeout, which Envoy
+	// ignores once the response has started; zero means none.
+	ResponseStartTimeout time.Duration
+	// IdleTimeout bounds the time the upstream may send nothing, before the response and
+	// during it (Knative's idleTimeoutSeconds), as the retry policy's
+	// per_try_idle_timeout; zero means none.
+	IdleTimeout time.Duration
 	// Metadata is exposed to filters as route metadata filter_metadata["skiff"]
 	// (namespace and route are filled in from the Route when absent).
 	Metadata map[string]string

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -296,8 +295,13 @@ func TranslateVirtualHosts(r Route, extProc bool) ([]*routev3.VirtualHost, error
 }
 
 func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.VirtualHost, error) {
-	if vh.Timeout < 0 {
+	switch {
+	case vh.Timeout < 0:
 		return nil, fmt.Errorf("timeout %v is negative", vh.Timeout)
+	case vh.ResponseStartTimeout < 0:
+		return nil, fmt.Errorf("responseStartTimeout %v is negative", vh.ResponseStartTimeout)
+	case vh.IdleTimeout < 0:
+		return nil, fmt.Errorf("idleTimeout %v is negative", vh.IdleTimeout)
 	}
 	md := map[string]any{"namespace": r.Namespace, "route": r.Name}
 	for k, v := range vh.Metadata {
@@ -331,7 +335,7 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 		Domains:              slices.Clone(vh.Domains),
 	}
 	for i, rule := range rules {
-		rt, err := translateRule(rule, vh.Timeout, extProc, len(vh.Rules) > 0)
+		rt, err := translateRule(rule, vh, extProc, len(vh.Rules) > 0)
 		if err == nil && vh.HostRewrite != "" && rt.GetRoute() != nil {
 			rt.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: vh.HostRewrite}
 		}
@@ -353,7 +357,7 @@ func translateVirtualHost(r Route, vh VirtualHost, extProc bool) (*routev3.Virtu
 // translateRule is one route: its match, and a route action to its weighted clusters
 // (ext_proc enabled on those in proxy mode) or, when it has none and emptyIs500, a direct
 // 500 answer.
-func translateRule(rule Rule, timeout time.Duration, extProc, emptyIs500 bool) (*routev3.Route, error) {
+func translateRule(rule Rule, vh VirtualHost, extProc, emptyIs500 bool) (*routev3.Route, error) {
 	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	switch p := strings.TrimRight(rule.PathPrefix, "/"); {
 	case rule.PathPrefix != "" && rule.PathExact != "":
@@ -380,11 +384,17 @@ func translateRule(rule Rule, timeout time.Duration, extProc, emptyIs500 bool) (
 		})
 	}
 	action := &routev3.RouteAction{
-		Timeout: durationpb.New(cmp.Or(timeout, DefaultRouteTimeout)),
+		Timeout: durationpb.New(cmp.Or(vh.Timeout, DefaultRouteTimeout)),
 		RetryPolicy: &routev3.RetryPolicy{
 			RetryOn:    RetryOn,
 			NumRetries: wrapperspb.UInt32(NumRetries),
 		},
+	}
+	if vh.ResponseStartTimeout > 0 {
+		action.RetryPolicy.PerTryTimeout = durationpb.New(vh.ResponseStartTimeout)
+	}
+	if vh.IdleTimeout > 0 {
+		action.RetryPolicy.PerTryIdleTimeout = durationpb.New(vh.IdleTimeout)
 	}
 	var weighted []*routev3.WeightedCluster_ClusterWeight
 	for i, c := range rule.Clusters {

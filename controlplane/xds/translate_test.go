@@ -139,8 +139,36 @@ func TestTranslateRouteShapes(t *testing.T) {
 	if md["tag"].GetStringValue() != "prev" || md["namespace"].GetStringValue() != "default" || md["route"].GetStringValue() != "hello" {
 		t.Errorf("prev metadata = %v", md)
 	}
-	if rp := hello.GetRoute().GetRetryPolicy(); rp.GetRetryOn() != RetryOn || rp.GetNumRetries().GetValue() != NumRetries {
+	if rp := hello.GetRoute().GetRetryPolicy(); rp.GetRetryOn() != RetryOn || rp.GetNumRetries().GetValue() != NumRetries ||
+		rp.GetPerTryTimeout() != nil || rp.GetPerTryIdleTimeout() != nil {
 		t.Errorf("retry policy = %v", rp)
+	}
+}
+
+// Knative's responseStartTimeoutSeconds and idleTimeoutSeconds become the retry policy's
+// per_try_timeout (which Envoy ignores once the response has started) and
+// per_try_idle_timeout, on every route of the virtual host.
+func TestTranslateResponseStartAndIdleTimeouts(t *testing.T) {
+	vh := VirtualHost{Name: "a", Domains: []string{"a.example.com"}, Clusters: []WeightedCluster{{Name: "ns/a-1", Weight: 100}},
+		Timeout: time.Minute, ResponseStartTimeout: 10 * time.Second, IdleTimeout: 5 * time.Second}
+	vhs, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := vhs[0].GetRoutes()[0].GetRoute()
+	if err := action.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	rp := action.GetRetryPolicy()
+	if action.GetTimeout().AsDuration() != time.Minute || rp.GetPerTryTimeout().AsDuration() != 10*time.Second || rp.GetPerTryIdleTimeout().AsDuration() != 5*time.Second {
+		t.Errorf("route action = %v", action)
+	}
+	for _, bad := range []VirtualHost{{ResponseStartTimeout: -time.Second}, {IdleTimeout: -time.Second}} {
+		v := vh
+		v.ResponseStartTimeout, v.IdleTimeout = bad.ResponseStartTimeout, bad.IdleTimeout
+		if _, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{v}}, false); err == nil || !strings.Contains(err.Error(), "is negative") {
+			t.Errorf("negative timeout %+v: %v", bad, err)
+		}
 	}
 }
 

@@ -10,7 +10,8 @@
 // cpu=MS keeps a CPU busy for that long first (a CPU-bound request), status=CODE answers with
 // that status, reset=1 resets maxInFlight. GET /healthz answers 200 and is not counted in
 // flight. GET /ws is a WebSocket that echoes every message, prefixed with "$K_REVISION: ";
-// GET /events?n=N streams N server-sent events ("data: $K_REVISION N"), one every 50ms.
+// GET /events?n=N streams N server-sent events ("data: $K_REVISION N"), one every 50ms
+// (gap=MS: every MS milliseconds).
 // SIGTERM or SIGINT shut it down gracefully. With the standard OpenTelemetry environment
 // (OTEL_EXPORTER_OTLP_ENDPOINT, ...) it traces each request.
 package main
@@ -198,6 +199,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 	n = min(max(n, 1), 1000)
+	gap := 50 * time.Millisecond
+	if ms, err := strconv.Atoi(r.URL.Query().Get("gap")); err == nil && ms > 0 {
+		gap = time.Duration(ms) * time.Millisecond
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	rc := http.NewResponseController(w)
@@ -212,7 +217,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-r.Context().Done():
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(gap):
 			}
 		}
 	}

@@ -22,6 +22,10 @@ const retryBufferLimit = 1 << 20
 // the retry policy's per_try_timeout.
 var errPerTryTimeout = errors.New("per try timeout")
 
+// errPerTryIdleTimeout is the cancellation cause of an attempt whose upstream sent nothing
+// for the retry policy's per_try_idle_timeout.
+var errPerTryIdleTimeout = errors.New("per try idle timeout")
+
 // failure classifies an attempt's error the way Envoy's router does.
 type failure struct {
 	retryOn []string // retry_on conditions that cover it
@@ -31,7 +35,7 @@ type failure struct {
 func classify(ctx context.Context, err error) failure {
 	var ce *upstream.ConnectError
 	switch {
-	case errors.Is(context.Cause(ctx), errPerTryTimeout):
+	case errors.Is(context.Cause(ctx), errPerTryTimeout), errors.Is(context.Cause(ctx), errPerTryIdleTimeout):
 		return failure{retryOn: []string{"5xx", "gateway-error", "reset"}, reply: &localReply{http.StatusGatewayTimeout, BodyTimeout, "UT"}}
 	case errors.As(err, &ce):
 		return failure{retryOn: []string{"connect-failure", "reset", "5xx", "gateway-error"}, reply: &localReply{http.StatusServiceUnavailable, BodyConnectFailure, "UF"}}

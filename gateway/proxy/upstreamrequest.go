@@ -64,7 +64,9 @@ func (cm *ConnectionManager) roundTrip(req *http.Request) (*http.Response, error
 			return nil, err
 		default:
 			f := classify(actx, err)
-			if f.reply.flag == "UT" {
+			if errors.Is(context.Cause(actx), errPerTryIdleTimeout) {
+				cl.Counter("upstream_rq_per_try_idle_timeout").Inc()
+			} else if f.reply.flag == "UT" {
 				cl.Counter("upstream_rq_per_try_timeout").Inc()
 			}
 			if !retry.take(retryCovers(retry.policy, f.retryOn)) {
@@ -88,15 +90,25 @@ func (cm *ConnectionManager) roundTrip(req *http.Request) (*http.Response, error
 func (cm *ConnectionManager) attempt(req *http.Request, cl *upstream.Cluster, host *upstream.Host, body *replayBody) (*http.Response, context.Context, error) {
 	ri := infoFrom(req.Context())
 	ctx, cancel := context.WithCancelCause(req.Context())
-	// phase is 0 while waiting for headers, 1 once they arrived, 2 once the
+	// phase is 0 while waiting for headers, 1 once they arrived, 2 once a
 	// per-try timeout fired first.
 	var phase atomic.Int32
-	var perTry *time.Timer
-	if p := ri.route.Retry; p != nil && p.PerTryTimeout > 0 {
+	var perTry, idle *time.Timer
+	p := ri.route.Retry
+	if p != nil && p.PerTryTimeout > 0 {
 		perTry = time.AfterFunc(p.PerTryTimeout, func() {
 			if phase.CompareAndSwap(0, 2) {
 				cancel(errPerTryTimeout)
 			}
+		})
+	}
+	if p != nil && p.PerTryIdleTimeout > 0 {
+		// Envoy's per_try_idle_timeout: before the response starts it ends the attempt as
+		// the per-try timeout does (504, UT); after, it resets the stream, which here is
+		// cancelling the attempt so the body's read fails and the response is cut.
+		idle = time.AfterFunc(p.PerTryIdleTimeout, func() {
+			phase.CompareAndSwap(0, 2) // before the headers: the attempt timed out
+			cancel(errPerTryIdleTimeout)
 		})
 	}
 	// A shallow copy with its own URL: the attempt changes only the URL's host, Host and
@@ -119,6 +131,9 @@ func (cm *ConnectionManager) attempt(req *http.Request, cl *upstream.Cluster, ho
 	if perTry != nil {
 		perTry.Stop()
 	}
+	if idle != nil {
+		idle.Reset(p.PerTryIdleTimeout) // the headers were activity
+	}
 	if !phase.CompareAndSwap(0, 1) && err == nil {
 		// The per-try timeout won the race with the response headers.
 		resp.Body.Close()
@@ -129,6 +144,9 @@ func (cm *ConnectionManager) attempt(req *http.Request, cl *upstream.Cluster, ho
 		cl.CountRequest(host)
 	}
 	if err != nil {
+		if idle != nil {
+			idle.Stop()
+		}
 		done()
 		cl.ReleaseRequest()
 		cancel(err)
@@ -136,27 +154,43 @@ func (cm *ConnectionManager) attempt(req *http.Request, cl *upstream.Cluster, ho
 	}
 	ri.serviceTime = time.Since(start)
 	finish := func() {
+		if idle != nil {
+			idle.Stop()
+		}
 		done()
 		cl.ReleaseRequest()
 		cancel(nil)
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection is no longer a request: the idle timeout stops.
+		if idle != nil {
+			idle.Stop()
+		}
 		resp.Body = &trackedRWBody{ReadWriteCloser: rwc, done: finish}
 	} else {
-		resp.Body = &trackedBody{ReadCloser: resp.Body, done: finish}
+		tb := &trackedBody{ReadCloser: resp.Body, done: finish}
+		if idle != nil {
+			tb.read = func() { idle.Reset(p.PerTryIdleTimeout) }
+		}
+		resp.Body = tb
 	}
 	return resp, ctx, nil
 }
 
-// trackedBody calls done once, when the body is closed or fully read.
+// trackedBody calls done once, when the body is closed or fully read, and read (if set)
+// after every read that returned data.
 type trackedBody struct {
 	io.ReadCloser
 	once sync.Once
 	done func()
+	read func()
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if n > 0 && b.read != nil {
+		b.read()
+	}
 	if err == io.EOF {
 		b.once.Do(b.done)
 	}

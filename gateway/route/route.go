@@ -82,8 +82,12 @@ type RetryPolicy struct {
 	On map[string]bool
 	// NumRetries is the number of retries after the first attempt.
 	NumRetries int
-	// PerTryTimeout bounds each attempt; zero means only the route timeout applies.
+	// PerTryTimeout bounds each attempt until its response starts; zero means only the
+	// route timeout applies.
 	PerTryTimeout time.Duration
+	// PerTryIdleTimeout bounds the time an attempt may go without the upstream sending
+	// anything, before its response starts and after; zero means none.
+	PerTryIdleTimeout time.Duration
 	// RetriableStatusCodes are the codes retried under "retriable-status-codes".
 	RetriableStatusCodes map[int]bool
 	// BaseInterval and MaxInterval shape the backoff between retries.
@@ -421,6 +425,9 @@ func compileRetry(p *routev3.RetryPolicy) (*RetryPolicy, error) {
 	}
 	if p.GetPerTryTimeout() != nil {
 		rp.PerTryTimeout = p.GetPerTryTimeout().AsDuration()
+	}
+	if p.GetPerTryIdleTimeout() != nil {
+		rp.PerTryIdleTimeout = p.GetPerTryIdleTimeout().AsDuration()
 	}
 	for _, c := range p.GetRetriableStatusCodes() {
 		rp.RetriableStatusCodes[int(c)] = true
