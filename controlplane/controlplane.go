@@ -325,6 +325,7 @@ func (cp *ControlPlane) newController(acfg autoscaler.Config, obs *observability
 		Autoscaler: cp.scaler, AutoscalerDefaults: acfg, Activator: cp.hub,
 		DigestResolutionTimeout: cfg.Images.ResolveTimeout, QueueMetrics: obs.queue,
 		SystemNamespace: cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
+		TagHeaderBasedRouting: cfg.Admission != nil && cfg.Admission.Features.TagHeaderBasedRouting == config.Enabled,
 	}
 	if cfg.HTTPSListenPort != 0 {
 		rcfg.Certificates = cp.ca

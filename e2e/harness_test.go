@@ -148,6 +148,8 @@ type echoReply struct {
 	MaxInFlight int `json:"maxInFlight"`
 	// Listen is the address the app listens on.
 	Listen string `json:"listen"`
+	// Headers are the request's headers as the app received them.
+	Headers map[string]string `json:"headers"`
 }
 
 // get sends one request through the gateway with the given Host.

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/client/apiclient"
+	"github.com/skiff-dev/skiff/controlplane"
 	"github.com/skiff-dev/skiff/controlplane/store"
 )
 
@@ -264,5 +266,62 @@ func TestRevisionTimeouts(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || strings.Count(string(b), "data: ") != 1 || err == nil {
 		t.Errorf("a stream idle for 3 s, idleTimeoutSeconds 2: %d %q, %v; want the first event, then the response cut", resp.StatusCode, b, err)
+	}
+}
+
+// Knative's test/e2e/tagheader TestTagHeaderBasedRouting, with config-features'
+// tag-header-based-routing Enabled: a request to the default host naming a tag in
+// Knative-Serving-Tag reaches that tag's revision, one naming no tag of the Route or none
+// at all the default split; the app sees Knative-Serving-Default-Route: true on those, and
+// Knative-Serving-Tag on requests to the tag's own host.
+func TestTagHeaderBasedRouting(t *testing.T) {
+	s := startSkiff(t, t.TempDir(), func(cfg *controlplane.Config) {
+		a := config.Default()
+		a.Features.TagHeaderBasedRouting = config.Enabled
+		cfg.Admission = a
+	})
+	var svc servingv1.Service
+	s.apply(serviceYAML("hello", "one", ""))
+	s.waitReady("ksvc", "hello", &svc)
+	s.apply(serviceYAML("hello", "two", "") + `  traffic:
+    - tag: rev1
+      revisionName: hello-00001
+      percent: 0
+    - latestRevision: true
+      percent: 100
+`)
+	eventually(t, 30*time.Second, "hello-00002 serving the default host", func() bool {
+		_, r, _ := s.get(helloHost, "/")
+		return r.Revision == "hello-00002"
+	})
+	s.waitReady("ksvc", "hello", &svc)
+	for _, tc := range []struct {
+		name, host, tag, wantRevision, wantDefaultRoute, wantTag string
+	}{
+		{"correct header", helloHost, "rev1", "hello-00001", "", "rev1"},
+		{"tag the Route does not have", helloHost, "rev-wrong", "hello-00002", "true", "rev-wrong"},
+		{"no header", helloHost, "", "hello-00002", "true", ""},
+		{"the tag's host", "rev1-hello.default.localhost", "", "hello-00001", "", "rev1"},
+		{"the tag's host, another tag named", "rev1-hello.default.localhost", "other", "hello-00001", "", "rev1"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
+		req.Host = tc.host
+		if tc.tag != "" {
+			req.Header.Set("Knative-Serving-Tag", tc.tag)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r echoReply
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d, %v", tc.name, resp.StatusCode, err)
+		}
+		if r.Revision != tc.wantRevision || r.Headers["Knative-Serving-Default-Route"] != tc.wantDefaultRoute || r.Headers["Knative-Serving-Tag"] != tc.wantTag {
+			t.Errorf("%s: revision %s, Knative-Serving-Default-Route %q, Knative-Serving-Tag %q; want %s, %q, %q", tc.name,
+				r.Revision, r.Headers["Knative-Serving-Default-Route"], r.Headers["Knative-Serving-Tag"], tc.wantRevision, tc.wantDefaultRoute, tc.wantTag)
+		}
 	}
 }

@@ -522,7 +522,8 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 	rcfg := reconciler.Config{
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources, QueueMetrics: obs.queue,
-		SystemNamespace: c.cfg.SystemNamespace,
+		SystemNamespace:       c.cfg.SystemNamespace,
+		TagHeaderBasedRouting: c.cfg.Admission != nil && c.cfg.Admission.Features.TagHeaderBasedRouting == config.Enabled,
 	}
 	cmCtx, stopCM := context.WithCancel(ctx)
 	defer stopCM()

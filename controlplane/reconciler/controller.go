@@ -113,6 +113,10 @@ type Config struct {
 	SystemNamespace string
 	// NetworkDefaults are config-network's defaults where this mode differs from Knative's.
 	NetworkDefaults domains.NetworkDefaults
+	// TagHeaderBasedRouting is config-features' tag-header-based-routing, as read when the
+	// control plane starts: a Route's default host also routes a request carrying
+	// Knative-Serving-Tag: TAG to that tag's target.
+	TagHeaderBasedRouting bool
 	// Certificates issues the certificates of external hosts (external-domain-tls); nil
 	// reports routes that need one CertificateProvisioned=False.
 	Certificates certs.Provider

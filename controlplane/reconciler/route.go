@@ -208,13 +208,43 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 		timeouts.Apply(&vh)
 		out.VirtualHosts = append(out.VirtualHosts, vh)
 	}
+	tags := traffic.Tags(targets)
 	add("", route.Namespace+"/"+route.Name, defClusters, defTimeouts)
-	for _, t := range traffic.Tags(targets) {
+	defaultHosts := len(out.VirtualHosts) // the default target's hosts come first
+	var tagRules []xds.Rule
+	for _, t := range tags {
 		clusters, timeouts := traffic.Clusters(route.Namespace, []traffic.Weight{{Revision: t.Revision, Percent: 100}}, rev)
+		first := len(out.VirtualHosts)
 		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeouts)
+		if c.cfg.TagHeaderBasedRouting {
+			tagRules = append(tagRules, xds.Rule{Headers: []xds.HeaderMatch{{Name: RouteTagHeader, Value: t.Tag}}, Clusters: clusters})
+			defTimeouts = defTimeouts.Lenient(timeouts)
+			for i := range out.VirtualHosts[first:] {
+				out.VirtualHosts[first+i].SetRequestHeaders = []xds.Header{{Name: RouteTagHeader, Value: t.Tag}}
+			}
+		}
+	}
+	if c.cfg.TagHeaderBasedRouting {
+		// Knative's MakeIngressSpec with tag-header-based-routing: on the default host, a
+		// rule per tag (in tag order) for requests naming it in Knative-Serving-Tag, then
+		// the default split, marked Knative-Serving-Default-Route: true so the app can tell
+		// an unknown tag (both headers) from no tag.
+		rules := append(tagRules, xds.Rule{Clusters: defClusters, SetRequestHeaders: []xds.Header{{Name: DefaultRouteHeader, Value: "true"}}})
+		for i := range defaultHosts {
+			out.VirtualHosts[i].Rules = rules
+			defTimeouts.Apply(&out.VirtualHosts[i])
+		}
 	}
 	return out
 }
+
+// Knative's headers for tag-header-based routing (knative.dev/networking/pkg/http/header).
+const (
+	// RouteTagHeader names the tag whose target a request to a Route's default host goes to.
+	RouteTagHeader = "Knative-Serving-Tag"
+	// DefaultRouteHeader marks a request the default target answers.
+	DefaultRouteHeader = "Knative-Serving-Default-Route"
+)
 
 // markProxyAck sets cond from what the serving proxies did with the proxy route (ns, name)
 // that key's reconcile programs: True once every one ACKed it, False (ProxyRejected) while

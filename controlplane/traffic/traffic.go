@@ -312,6 +312,11 @@ type Timeouts struct {
 	Idle time.Duration
 }
 
+// Lenient is the most lenient of t and u, as a route serving both must be.
+func (t Timeouts) Lenient(u Timeouts) Timeouts {
+	return Timeouts{Request: max(t.Request, u.Request), ResponseStart: lenient(t.ResponseStart, u.ResponseStart), Idle: lenient(t.Idle, u.Idle)}
+}
+
 // Apply sets vh's timeouts.
 func (t Timeouts) Apply(vh *xds.VirtualHost) {
 	vh.Timeout, vh.ResponseStartTimeout, vh.IdleTimeout = t.Request, t.ResponseStart, t.Idle

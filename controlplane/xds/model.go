@@ -148,6 +148,9 @@ type VirtualHost struct {
 	Clusters []WeightedCluster
 	// Timeout is the request timeout; zero means DefaultRouteTimeout.
 	Timeout time.Duration
+	// SetRequestHeaders are set on every request of the virtual host, replacing what the
+	// client sent, before the rules' own.
+	SetRequestHeaders []Header
 	// ResponseStartTimeout bounds the wait for the response to start (Knative's
 	// responseStartTimeoutSeconds), as the retry policy's per_try_timeout, which Envoy
 	// ignores once the response has started; zero means none.
@@ -231,6 +234,9 @@ type Rule struct {
 	PathExact string
 	// Headers must all be present with these exact values.
 	Headers []HeaderMatch
+	// SetRequestHeaders are set on the matching requests, replacing what the client sent
+	// (Knative's AppendHeaders, which net-kourier sets with OVERWRITE_IF_EXISTS_OR_ADD).
+	SetRequestHeaders []Header
 	// Clusters are the revision clusters and their weights, as in
 	// VirtualHost.Clusters. None with a positive weight answers every
 	// matching request 500 (Gateway API: a rule whose backends are all invalid).
@@ -239,6 +245,11 @@ type Rule struct {
 
 // HeaderMatch is a request header that must have exactly Value.
 type HeaderMatch struct {
+	Name, Value string
+}
+
+// Header is a request header the proxy sets.
+type Header struct {
 	Name, Value string
 }
 

@@ -415,6 +415,15 @@ func translateRule(rule Rule, vh VirtualHost, extProc, emptyIs500 bool) (*routev
 		weighted = append(weighted, cw)
 	}
 	out := &routev3.Route{Match: match, Action: &routev3.Route_Route{Route: action}}
+	for _, h := range slices.Concat(vh.SetRequestHeaders, rule.SetRequestHeaders) {
+		if h.Name == "" {
+			return nil, errors.New("setRequestHeaders: a header name is required")
+		}
+		out.RequestHeadersToAdd = append(out.RequestHeadersToAdd, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
 	switch len(weighted) {
 	case 0:
 		if !emptyIs500 {
