@@ -93,7 +93,10 @@ func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscale
 	for flag, set := range map[string]func(){
 		"enable-scale-to-zero":       func() { as.EnableScaleToZero = a.EnableScaleToZero },
 		"scale-to-zero-grace-period": func() { as.ScaleToZeroGracePeriod = a.ScaleToZeroGracePeriod },
-		"stable-window":              func() { as.StableWindow = a.StableWindow },
+		"scale-to-zero-pod-retention-period": func() {
+			as.ScaleToZeroPodRetentionPeriod = a.ScaleToZeroPodRetentionPeriod
+		},
+		"stable-window": func() { as.StableWindow = a.StableWindow },
 	} {
 		if f.Changed(flag) {
 			set()
@@ -107,6 +110,7 @@ func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscale
 	for key, apply := range map[string]func(){
 		"enable-scale-to-zero":                    func() { a.EnableScaleToZero = as.EnableScaleToZero },
 		"scale-to-zero-grace-period":              func() { a.ScaleToZeroGracePeriod = as.ScaleToZeroGracePeriod },
+		"scale-to-zero-pod-retention-period":      func() { a.ScaleToZeroPodRetentionPeriod = as.ScaleToZeroPodRetentionPeriod },
 		"stable-window":                           func() { a.StableWindow = as.StableWindow },
 		"max-scale-up-rate":                       func() { a.MaxScaleUpRate = as.MaxScaleUpRate },
 		"max-scale-down-rate":                     func() { a.MaxScaleDownRate = as.MaxScaleDownRate },

@@ -55,7 +55,7 @@ func TestAdmissionSettings(t *testing.T) {
 	cfg, a, err = settingsFor(t, true,
 		[]string{"--config-features", "kubernetes.podspec-nodeselector=enabled", "--config-autoscaler", "max-scale=5", "--stable-window", "30s"},
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-features","namespace":"knative-serving"},"data":{"kubernetes.podspec-affinity":"Enabled"}}`,
-		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-autoscaler"},"data":{"max-scale-limit":"20","max-scale":"10","stable-window":"90s"}}`,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-autoscaler"},"data":{"max-scale-limit":"20","max-scale":"10","stable-window":"90s","scale-to-zero-pod-retention-period":"1m5s","scale-down-delay":"15s"}}`,
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-defaults"},"data":{"revision-timeout-seconds":"100"}}`)
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +64,8 @@ func TestAdmissionSettings(t *testing.T) {
 		cfg.Autoscaler.MaxScaleLimit != 20 || cfg.Autoscaler.MaxScale != 5 || cfg.Defaults.RevisionTimeoutSeconds != 100 {
 		t.Errorf("settings %+v %+v %+v", cfg.Features, cfg.Autoscaler, cfg.Defaults)
 	}
-	if a.MaxScaleLimit != 20 || a.MaxScale != 5 || a.StableWindow.Seconds() != 30 {
-		t.Errorf("autoscaler %+v: want limit 20, max 5 and --stable-window over the ConfigMap", a)
+	if a.MaxScaleLimit != 20 || a.MaxScale != 5 || a.StableWindow.Seconds() != 30 || a.ScaleToZeroPodRetentionPeriod.Seconds() != 65 || a.ScaleDownDelay.Seconds() != 15 {
+		t.Errorf("autoscaler %+v: want limit 20, max 5, --stable-window over the ConfigMap, pod retention 65 s and scale-down delay 15 s", a)
 	}
 
 	for _, tc := range []struct {
