@@ -82,6 +82,40 @@ func (s *Server) consume(ctx context.Context, tk triggerKey, cons jetstream.Cons
 	}
 }
 
+// eventLog logs about one event's handling, with the trigger, the event's id and the
+// attempt. The logger with those attributes is made on first use: most events log
+// nothing (debug is off), and slog.Logger.With copies the handler's state every time.
+// It belongs to the goroutine handling the event.
+type eventLog struct {
+	base    *slog.Logger
+	tk      triggerKey
+	id      string
+	attempt int
+	l       *slog.Logger // made by logger, or given
+}
+
+func (e *eventLog) logger() *slog.Logger {
+	if e.l == nil {
+		e.l = e.base.With("trigger", e.tk.String(), "id", e.id, "attempt", e.attempt)
+	}
+	return e.l
+}
+
+func (e *eventLog) enabled(level slog.Level) bool {
+	return e.base.Enabled(context.Background(), level)
+}
+
+func (e *eventLog) log(level slog.Level, msg string, args ...any) {
+	if e.enabled(level) {
+		e.logger().Log(context.Background(), level, msg, args...)
+	}
+}
+
+func (e *eventLog) Debug(msg string, args ...any) { e.log(slog.LevelDebug, msg, args...) }
+func (e *eventLog) Info(msg string, args ...any)  { e.log(slog.LevelInfo, msg, args...) }
+func (e *eventLog) Warn(msg string, args ...any)  { e.log(slog.LevelWarn, msg, args...) }
+func (e *eventLog) Error(msg string, args ...any) { e.log(slog.LevelError, msg, args...) }
+
 // result is the outcome of one HTTP attempt.
 type result struct {
 	code  int // HTTP status; 0 when the request failed
@@ -122,7 +156,7 @@ const (
 // every send for the destination and the attempt's timeout, which a
 // configuration change may have changed meanwhile; ok false gives up (the
 // trigger is gone), returning a result with proxy set.
-func (s *Server) sendPast(ctx context.Context, log *slog.Logger, target func() (url string, timeout time.Duration, ok bool), ev eventfilter.Event, preferReply bool, header http.Header) result {
+func (s *Server) sendPast(ctx context.Context, log *eventLog, target func() (url string, timeout time.Duration, ok bool), ev eventfilter.Event, preferReply bool, header http.Header) result {
 	pause := proxyRetryMin
 	for {
 		url, timeout, ok := target()
@@ -178,7 +212,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	log := s.log.With("trigger", tk.String(), "id", ev.Attributes["id"], "attempt", attempt)
+	log := &eventLog{base: s.log, tk: tk, id: ev.Attributes["id"], attempt: attempt}
 	if msg.Headers().Get(HeaderPhase) == PhaseDeadLetter {
 		s.deadLetter(ctx, msg, tk, t, ev, attempt)
 		return
@@ -226,7 +260,9 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 			}
 		}
 		s.stats.delivered.Add(1)
-		log.Debug("delivered", "status", res.code)
+		if log.enabled(slog.LevelDebug) {
+			log.Debug("delivered", "status", res.code)
+		}
 		s.ack(msg)
 		return
 	}
@@ -283,7 +319,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 
 // deadLetter sends an event to the trigger's dead letter sink.
 func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKey, t *triggerState, ev eventfilter.Event, attempt int) {
-	log := s.log.With("trigger", t.name, "id", ev.Attributes["id"], "attempt", attempt, "deadLetterSink", t.policy.deadLetter)
+	log := &eventLog{base: s.log, l: s.log.With("trigger", t.name, "id", ev.Attributes["id"], "attempt", attempt, "deadLetterSink", t.policy.deadLetter)}
 	if t.policy.deadLetter == "" {
 		s.stats.dropped.Add(1)
 		log.Warn("dead letter sink removed; dropping the event")
@@ -380,7 +416,7 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 		return result{err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(s.maxEventBytes)+1))
+	body, err := readBody(io.LimitReader(resp.Body, int64(s.maxEventBytes)+1), resp.ContentLength, s.maxEventBytes)
 	if err != nil {
 		return result{err: fmt.Errorf("reading the response (status %d): %w", resp.StatusCode, err)}
 	}
