@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/skiff-dev/skiff/client/h1"
 	"github.com/skiff-dev/skiff/telemetry"
 )
 
@@ -205,7 +206,8 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	if s.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 256 // deliveries to one subscriber run in parallel
-		s.client = &http.Client{Transport: tr}
+		// Plain HTTP deliveries are sent and answered on the dispatching goroutine.
+		s.client = &http.Client{Transport: h1.New(tr, tr.DialContext)}
 	}
 	if s.maxAckPending <= 0 {
 		s.maxAckPending = DefaultMaxAckPending
