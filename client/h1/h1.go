@@ -270,7 +270,11 @@ func (pc *h1Conn) close() { pc.conn.Close() }
 // ends before the body has been read, as http.Transport does.
 func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { pc.conn.Close() })
-	if err := req.Write(pc.bw); err != nil {
+	// Through onePiece, head and body go out in one write (Flush below) when they fit
+	// the buffer: given a *bufio.Writer, Request.Write flushes the head on its own before
+	// a body it does not know to be in memory (a proxied request's), a second system call
+	// per request. The body here is small and of known length (plain).
+	if err := req.Write(onePiece{pc.bw}); err != nil {
 		stop()
 		return nil, &staleConnError{err: fmt.Errorf("write request: %w", err)}
 	}
@@ -308,6 +312,11 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 	resp.Body = &h1Body{rc: resp.Body, pc: pc, stop: stop, keep: keep}
 	return resp, nil
 }
+
+// onePiece is a buffered writer that Request.Write does not recognise as a
+// *bufio.Writer, so it does not flush the request's head before the body. It is an
+// io.ByteWriter, so Request.Write does not add a buffer of its own either.
+type onePiece struct{ *bufio.Writer }
 
 // h1Body returns its connection to the pool when the body has been read to its end, and
 // closes it when the body is closed before.
