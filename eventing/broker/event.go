@@ -281,7 +281,14 @@ func errorData(body []byte) string {
 func passThroughHeaders(h http.Header) http.Header {
 	var out http.Header
 	for name, vs := range h {
-		// Compared without lower-casing a copy of every name: this runs for every event.
+		// Compared without lower-casing a copy of every name: this runs for every event,
+		// most of whose headers (ce-*, content-type) the first letter rules out.
+		if name == "" {
+			continue
+		}
+		if c := name[0] | 0x20; c != 'x' && c != 'r' && c != 'k' {
+			continue
+		}
 		if strings.EqualFold(name, "x-request-id") || strings.EqualFold(name, "retry-after") ||
 			hasPrefixFold(name, "knative-") || hasPrefixFold(name, "x-b3-") {
 			if out == nil {

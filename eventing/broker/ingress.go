@@ -156,7 +156,8 @@ func writeError(w http.ResponseWriter, e *ingressError) {
 // it once per trigger with the headers to forward to its deliveries, returning
 // when JetStream acknowledged every copy. It returns the number of triggers
 // the event was stored for. Errors that are the event's fault are
-// *ingressError.
+// *ingressError. It adds the broker's extensions (TTL, arrival time, tracing)
+// to ev's attribute map: the caller gives it an event of its own.
 func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string, forward http.Header) (int, error) {
 	n := ttl(ev)
 	if n <= 0 {
@@ -185,7 +186,7 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	}
 
 	now := time.Now()
-	stored := cloneEvent(ev)
+	stored := ev // the caller's to give: its attributes are changed here, not copied
 	s.traceEvent(ctx, &stored)
 	stored.Attributes[TTLExtension] = strconv.Itoa(n)
 	stored.Attributes[ArrivalTimeExtension] = now.UTC().Format(time.RFC3339Nano)
@@ -201,7 +202,7 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 		for i, t := range targets {
 			names[i] = t.name
 		}
-		msg := &nats.Msg{Subject: b.fanOut, Data: data, Header: storedHeader(base, forward)}
+		msg := &nats.Msg{Subject: b.fanOut, Data: data, Header: base}
 		msg.Header[HeaderBroker] = []string{brokerName}
 		msg.Header[HeaderTriggers] = []string{strings.Join(names, ",")}
 		msg.Header[HeaderAcceptedAt] = []string{acceptedAt}
@@ -217,7 +218,11 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	}
 	msgs := make([]*nats.Msg, len(targets))
 	for i, t := range targets {
-		msgs[i] = &nats.Msg{Subject: t.subject, Data: data, Header: storedHeader(base, forward)}
+		h := base // the last (with one trigger, the only) message takes the stored form's map
+		if i < len(targets)-1 {
+			h = storedHeader(base, forward)
+		}
+		msgs[i] = &nats.Msg{Subject: t.subject, Data: data, Header: h}
 		msgs[i].Header[HeaderBroker] = []string{brokerName}
 		msgs[i].Header[HeaderTrigger] = []string{t.name}
 		msgs[i].Header[HeaderAcceptedAt] = []string{acceptedAt}
