@@ -469,11 +469,9 @@ func (s *Server) keepAlive(msg jetstream.Msg) (stop func()) {
 	}
 }
 
-func (s *Server) ack(msg jetstream.Msg) {
-	if err := msg.Ack(); err != nil {
-		s.log.Warn("ack failed; the event may be delivered again", "subject", msg.Subject(), "error", err)
-	}
-}
+// ack acknowledges a settled message, through the acker, which sends the
+// acknowledgements of concurrent deliveries together.
+func (s *Server) ack(msg jetstream.Msg) { s.acks.ack(msg) }
 
 func (s *Server) nakWithDelay(msg jetstream.Msg, d time.Duration) {
 	if s.nakDelayed != nil {

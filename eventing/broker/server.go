@@ -165,6 +165,8 @@ type Server struct {
 	waiting map[triggerKey]jetstream.Consumer
 	// proxyWarned is when a proxy failure was last logged as a warning.
 	proxyWarned atomic.Int64
+	// acks sends the dispatcher's acknowledgements; stopped by Close.
+	acks *acker
 	// nakDelayed, when set (by tests, before the first broker), sees every wait
 	// before a redelivery the dispatcher asks JetStream for.
 	nakDelayed func(time.Duration)
@@ -259,6 +261,7 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("checking that JetStream is enabled: %w", err)
 	}
 	s.js = js
+	s.acks = newAcker(s.log)
 	return s, nil
 }
 
@@ -529,6 +532,7 @@ func (s *Server) Close() error {
 		delete(s.loops, tk)
 	}
 	wg.Wait()
+	s.acks.stop()
 	// Acks and naks are buffered writes: push them out before going.
 	err := s.nc.FlushTimeout(time.Second)
 	if s.ownsConn {
