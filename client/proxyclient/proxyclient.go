@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-dev/skiff/client/h1"
 	"github.com/skiff-dev/skiff/extproc"
 )
 
@@ -66,7 +67,9 @@ func New(cfg Config) *http.Client {
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return dialer.DialContext(ctx, network, cfg.dialAddress(addr))
 	}
-	return &http.Client{Transport: tr}
+	// Plain HTTP requests (every delivery of an event, through the proxy or not) are sent
+	// and answered on the caller's goroutine; the rest (https, streamed bodies) through tr.
+	return &http.Client{Transport: h1.New(tr, tr.DialContext)}
 }
 
 // dialAddress is where a connection to addr (host:port) goes: the proxy's local listener

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -257,7 +256,7 @@ func (s *Server) acceptChannel(ctx context.Context, b *brokerState, ev eventfilt
 // send; cur is that configuration as last read. A subscriber removed meanwhile, or whose
 // subscriber URL came or went, ends the attempt with res.proxy set: the event is handed
 // back and delivered again under the new configuration.
-func (s *Server) sendChannel(ctx context.Context, log *slog.Logger, tk triggerKey, t *triggerState, ev eventfilter.Event, header http.Header) (res result, dest string, cur *triggerState) {
+func (s *Server) sendChannel(ctx context.Context, log *eventLog, tk triggerKey, t *triggerState, ev eventfilter.Event, header http.Header) (res result, dest string, cur *triggerState) {
 	cur = t
 	direct := t.subscriber == ""
 	// target returns the URL pick chooses from the subscriber's configuration now.

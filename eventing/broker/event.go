@@ -157,13 +157,16 @@ func storedForm(ev eventfilter.Event) (nats.Header, []byte) {
 	if ev.Attributes["specversion"] == "1.0" && eventfilter.ContentMode(ev.Attributes["datacontenttype"]) == eventfilter.ModeBinary {
 		pairs := eventfilter.BinaryHeaders(ev)
 		h := make(nats.Header, len(pairs)+6)
+		// One backing array for every header's single value, rather than a slice each.
+		values := make([]string, len(pairs))
 		binary := true
-		for _, kv := range pairs {
+		for i, kv := range pairs {
 			if strings.ContainsAny(kv[1], "\r\n") {
 				binary = false
 				break
 			}
-			h[kv[0]] = []string{kv[1]}
+			values[i] = kv[1]
+			h[kv[0]] = values[i : i+1 : i+1]
 		}
 		if binary {
 			h[HeaderStored] = []string{storedBinary}
@@ -213,8 +216,12 @@ func decodeStored(h nats.Header, data []byte) (eventfilter.Event, error) {
 // 3.1.3.2), which the CloudEvents SDK's writer does not do: a value such as
 // "%41" would otherwise reach the subscriber as "%41" and be read as "A".
 func writeBinary(req *http.Request, ev eventfilter.Event, skip ...string) {
-	for _, kv := range eventfilter.BinaryHeaders(ev, skip...) {
-		req.Header[kv[0]] = []string{kv[1]}
+	pairs := eventfilter.BinaryHeaders(ev, skip...)
+	// One backing array for every header's single value, rather than a slice each.
+	values := make([]string, len(pairs))
+	for i, kv := range pairs {
+		values[i] = kv[1]
+		req.Header[kv[0]] = values[i : i+1 : i+1]
 	}
 	req.ContentLength = int64(len(ev.Data))
 	if len(ev.Data) == 0 {
@@ -274,8 +281,16 @@ func errorData(body []byte) string {
 func passThroughHeaders(h http.Header) http.Header {
 	var out http.Header
 	for name, vs := range h {
-		lower := strings.ToLower(name)
-		if lower == "x-request-id" || lower == "retry-after" || strings.HasPrefix(lower, "knative-") || strings.HasPrefix(lower, "x-b3-") {
+		// Compared without lower-casing a copy of every name: this runs for every event,
+		// most of whose headers (ce-*, content-type) the first letter rules out.
+		if name == "" {
+			continue
+		}
+		if c := name[0] | 0x20; c != 'x' && c != 'r' && c != 'k' {
+			continue
+		}
+		if strings.EqualFold(name, "x-request-id") || strings.EqualFold(name, "retry-after") ||
+			hasPrefixFold(name, "knative-") || hasPrefixFold(name, "x-b3-") {
 			if out == nil {
 				out = http.Header{}
 			}
@@ -283,4 +298,9 @@ func passThroughHeaders(h http.Header) http.Header {
 		}
 	}
 	return out
+}
+
+// hasPrefixFold reports whether s begins with prefix, ignoring ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

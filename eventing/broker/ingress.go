@@ -156,7 +156,8 @@ func writeError(w http.ResponseWriter, e *ingressError) {
 // it once per trigger with the headers to forward to its deliveries, returning
 // when JetStream acknowledged every copy. It returns the number of triggers
 // the event was stored for. Errors that are the event's fault are
-// *ingressError.
+// *ingressError. It adds the broker's extensions (TTL, arrival time, tracing)
+// to ev's attribute map: the caller gives it an event of its own.
 func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Event, useNames bool, names []string, forward http.Header) (int, error) {
 	n := ttl(ev)
 	if n <= 0 {
@@ -185,7 +186,7 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	}
 
 	now := time.Now()
-	stored := cloneEvent(ev)
+	stored := ev // the caller's to give: its attributes are changed here, not copied
 	s.traceEvent(ctx, &stored)
 	stored.Attributes[TTLExtension] = strconv.Itoa(n)
 	stored.Attributes[ArrivalTimeExtension] = now.UTC().Format(time.RFC3339Nano)
@@ -201,7 +202,7 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 		for i, t := range targets {
 			names[i] = t.name
 		}
-		msg := &nats.Msg{Subject: b.fanOut, Data: data, Header: storedHeader(base, forward)}
+		msg := &nats.Msg{Subject: b.fanOut, Data: data, Header: base}
 		msg.Header[HeaderBroker] = []string{brokerName}
 		msg.Header[HeaderTriggers] = []string{strings.Join(names, ",")}
 		msg.Header[HeaderAcceptedAt] = []string{acceptedAt}
@@ -217,7 +218,11 @@ func (s *Server) accept(ctx context.Context, b *brokerState, ev eventfilter.Even
 	}
 	msgs := make([]*nats.Msg, len(targets))
 	for i, t := range targets {
-		msgs[i] = &nats.Msg{Subject: t.subject, Data: data, Header: storedHeader(base, forward)}
+		h := base // the last (with one trigger, the only) message takes the stored form's map
+		if i < len(targets)-1 {
+			h = storedHeader(base, forward)
+		}
+		msgs[i] = &nats.Msg{Subject: t.subject, Data: data, Header: h}
 		msgs[i].Header[HeaderBroker] = []string{brokerName}
 		msgs[i].Header[HeaderTrigger] = []string{t.name}
 		msgs[i].Header[HeaderAcceptedAt] = []string{acceptedAt}
@@ -294,7 +299,7 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg) error {
 // readEvent reads the request's event, within the size limit, and answers the request with
 // the error (413, 400 naming the attribute) when there is none to accept.
 func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (eventfilter.Event, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.maxEventBytes)))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, int64(s.maxEventBytes)), r.ContentLength, s.maxEventBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -338,4 +343,29 @@ func acceptPost(w http.ResponseWriter, r *http.Request, to string) bool {
 			err: fmt.Errorf("method %s is not allowed: POST the event to %s", r.Method, to)})
 	}
 	return false
+}
+
+// readBody reads r to its end. With the length known (size, up to limit) it reads into one
+// buffer of that size, where io.ReadAll would grow one from 512 bytes, copying as it goes.
+func readBody(r io.Reader, size int64, limit int) ([]byte, error) {
+	if size < 0 || size > int64(limit) {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so that the read that finds the end needs no growth.
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			// More than announced: the reader (or its limit) decides.
+			rest, err := io.ReadAll(r)
+			return append(buf, rest...), err
+		}
+	}
 }

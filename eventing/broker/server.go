@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/skiff-dev/skiff/client/h1"
 	"github.com/skiff-dev/skiff/telemetry"
 )
 
@@ -171,6 +172,8 @@ type Server struct {
 	waiting map[triggerKey]jetstream.Consumer
 	// proxyWarned is when a proxy failure was last logged as a warning.
 	proxyWarned atomic.Int64
+	// acks sends the dispatcher's acknowledgements; stopped by Close.
+	acks *acker
 	// nakDelayed, when set (by tests, before the first broker), sees every wait
 	// before a redelivery the dispatcher asks JetStream for.
 	nakDelayed func(time.Duration)
@@ -213,7 +216,8 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	if s.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 256 // deliveries to one subscriber run in parallel
-		s.client = &http.Client{Transport: tr}
+		// Plain HTTP deliveries are sent and answered on the dispatching goroutine.
+		s.client = &http.Client{Transport: h1.New(tr, tr.DialContext)}
 	}
 	if s.maxAckPending <= 0 {
 		s.maxAckPending = DefaultMaxAckPending
@@ -265,6 +269,7 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("checking that JetStream is enabled: %w", err)
 	}
 	s.js = js
+	s.acks = newAcker(s.log)
 	return s, nil
 }
 
@@ -535,6 +540,7 @@ func (s *Server) Close() error {
 		delete(s.loops, tk)
 	}
 	wg.Wait()
+	s.acks.stop()
 	// Acks and naks are buffered writes: push them out before going.
 	err := s.nc.FlushTimeout(time.Second)
 	if s.ownsConn {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"maps"
 	"net/http"
@@ -318,5 +319,26 @@ func TestPassThroughHeaders(t *testing.T) {
 	}
 	if passThroughHeaders(http.Header{"X-Other": {"o"}}) != nil {
 		t.Error("nothing to pass, but a header map")
+	}
+}
+
+// TestReadBody: the body is read whole whatever the announced length says, and a limit
+// below the body still ends the read with the limit's error.
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("x", 1000)
+	for _, tc := range []struct {
+		name string
+		size int64
+	}{{"exact", 1000}, {"unknown", -1}, {"announced shorter", 10}, {"announced longer", 5000}, {"zero", 0}} {
+		got, err := readBody(strings.NewReader(body), tc.size, 1<<20)
+		if err != nil || string(got) != body {
+			t.Errorf("%s: got %d bytes, %v; want the 1000 bytes", tc.name, len(got), err)
+		}
+	}
+	rec := httptest.NewRecorder()
+	_, err := readBody(http.MaxBytesReader(rec, io.NopCloser(strings.NewReader(body)), 100), 1000, 1<<20)
+	var tooLarge *http.MaxBytesError
+	if !errors.As(err, &tooLarge) {
+		t.Errorf("over the limit: got %v, want *http.MaxBytesError", err)
 	}
 }

@@ -141,6 +141,9 @@ type countedConn struct {
 	done func()
 }
 
+// NetConn returns the connection counted, whose socket h1.Transport peeks at.
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	c.once.Do(c.done)
 	return c.Conn.Close()

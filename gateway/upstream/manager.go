@@ -16,6 +16,7 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skiff-dev/skiff/client/h1"
 	"github.com/skiff-dev/skiff/gateway/stats"
 )
 
@@ -291,12 +292,12 @@ func (m *Manager) refreshHostsLocked(c *Cluster) {
 		}
 	}
 	c.hosts.Store(hs)
-	if t, ok := c.h1.(*h1Transport); ok {
+	if t, ok := c.h1.(*h1.Transport); ok {
 		addrs := make(map[string]bool, len(hosts))
 		for _, h := range hosts {
 			addrs[h.Address] = true
 		}
-		t.keepOnly(func(addr string) bool { return addrs[addr] })
+		t.KeepOnly(func(addr string) bool { return addrs[addr] })
 	}
 	healthy := 0
 	for _, h := range hosts {
@@ -457,11 +458,11 @@ func (m *Manager) build(raw *clusterv3.Cluster) (*Cluster, error) {
 		}
 	}
 	c.st = newClusterStats(m.stats, c.Name)
-	h1 := c.newTransport(false)
-	c.h1 = h1
+	tr := c.newTransport(false)
+	c.h1 = tr
 	if c.tls == nil {
 		// TLS clusters keep http.Transport alone: the fast path peeks at TCP sockets.
-		c.h1 = newH1Transport(h1, c.dial(c.dialer(), false))
+		c.h1 = h1.New(tr, c.dial(c.dialer(), false))
 	}
 	c.h2 = c.newTransport(true)
 	return c, nil

@@ -1,4 +1,10 @@
-package upstream
+// Package h1 is an HTTP/1.1 round tripper that writes plain requests and reads their
+// responses on the calling goroutine, over kept-alive connections of its own, as Envoy's
+// codec does on its worker thread. http.Transport hands each request to a write goroutine
+// and each response from a read goroutine: two goroutine wake-ups per request. The
+// gateway's upstream clusters and the broker's deliveries use it; what it does not take
+// (upgrades, streamed bodies of unknown length, TLS) goes to an http.Transport.
+package h1
 
 import (
 	"bufio"
@@ -6,23 +12,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// h1Transport is a cluster's HTTP/1.1 round tripper. Plain requests (no upgrade, no
+// Transport is an HTTP/1.1 round tripper. Plain requests (http scheme, no upgrade, no
 // Expect, a body of known small length) are written and their responses read on the
-// calling goroutine over kept-alive connections of its own, as Envoy's codec does on its
-// worker thread. http.Transport hands each request to a write goroutine and each response
-// from a read goroutine: two goroutine wake-ups per request, which at one request in
-// flight were most of what the gateway added over a plain reverse proxy. Everything else
-// (upgrades, streamed bodies of unknown length, TLS clusters) goes to http.Transport.
-type h1Transport struct {
+// calling goroutine over kept-alive connections of its own. http.Transport hands each
+// request to a write goroutine and each response from a read goroutine: two goroutine
+// wake-ups per request, which at one request in flight were most of what the gateway
+// added over a plain reverse proxy. Everything else (upgrades, streamed bodies of unknown
+// length, https) goes to the fallback http.Transport.
+type Transport struct {
 	fallback    *http.Transport
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle     int
@@ -43,19 +51,33 @@ const h1MaxBody = 32 << 10
 // http.Transport does.
 const h1Max1xx = 5
 
-func newH1Transport(fallback *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h1Transport {
-	return &h1Transport{
+// New returns a Transport that dials its connections with dial and sends what it does
+// not take to fallback. It keeps up to fallback.MaxIdleConnsPerHost idle connections per
+// host (http.DefaultMaxIdleConnsPerHost when zero), each for fallback.IdleConnTimeout (no
+// limit when zero). A connection dial returns that is not a syscall.Conn may offer one
+// through a NetConn method (as *tls.Conn does); then an idle connection the host closed is
+// noticed before it is used.
+func New(fallback *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Transport {
+	maxIdle := fallback.MaxIdleConnsPerHost
+	if maxIdle <= 0 {
+		maxIdle = http.DefaultMaxIdleConnsPerHost
+	}
+	idleTimeout := fallback.IdleConnTimeout
+	if idleTimeout <= 0 {
+		idleTimeout = time.Duration(math.MaxInt64)
+	}
+	return &Transport{
 		fallback:    fallback,
 		dial:        dial,
-		maxIdle:     fallback.MaxIdleConnsPerHost,
-		idleTimeout: fallback.IdleConnTimeout,
+		maxIdle:     maxIdle,
+		idleTimeout: idleTimeout,
 		idle:        map[string][]*h1Conn{},
 	}
 }
 
 // plain reports whether req can be sent on the calling goroutine.
 func plain(req *http.Request) bool {
-	if req.URL.Scheme != "http" || len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 ||
+	if req.URL.Scheme != "http" || req.URL.Host == "" || len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 ||
 		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
 		return false
 	}
@@ -81,13 +103,14 @@ func replayable(req *http.Request) bool {
 }
 
 // RoundTrip implements http.RoundTripper.
-func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !plain(req) {
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !plain(req) || t.proxied(req) {
 		return t.fallback.RoundTrip(req)
 	}
 	ctx := req.Context()
+	addr := hostPort(req.URL)
 	for {
-		pc, reused, err := t.get(ctx, req.URL.Host)
+		pc, reused, err := t.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -111,8 +134,27 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// hostPort is the host and port to connect to for u, an http URL: port 80 when it names
+// none, as http.Transport does.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
+
+// proxied reports whether the fallback's Proxy (HTTP_PROXY, say) sends req to a proxy,
+// which only http.Transport speaks to.
+func (t *Transport) proxied(req *http.Request) bool {
+	if t.fallback.Proxy == nil {
+		return false
+	}
+	u, err := t.fallback.Proxy(req)
+	return err != nil || u != nil
+}
+
 // CloseIdleConnections closes the kept-alive connections of both transports.
-func (t *h1Transport) CloseIdleConnections() {
+func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = map[string][]*h1Conn{}
@@ -126,7 +168,7 @@ func (t *h1Transport) CloseIdleConnections() {
 }
 
 // get returns a kept-alive connection to addr that is still open, or a new one.
-func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+func (t *Transport) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
 	for {
 		t.mu.Lock()
 		list := t.idle[addr]
@@ -148,17 +190,32 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, erro
 		return nil, false, err
 	}
 	pc := &h1Conn{t: t, addr: addr, conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn)}
-	if cc, ok := conn.(*countedConn); ok {
-		if sc, ok := cc.Conn.(syscall.Conn); ok {
-			pc.raw, _ = sc.SyscallConn()
-		}
-	}
+	pc.raw = rawConn(conn)
 	return pc, false, nil
+}
+
+// rawConn is conn's socket, for peeking at an idle connection, or nil.
+func rawConn(conn net.Conn) syscall.RawConn {
+	for range 4 {
+		if sc, ok := conn.(syscall.Conn); ok {
+			raw, err := sc.SyscallConn()
+			if err != nil {
+				return nil
+			}
+			return raw
+		}
+		w, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		conn = w.NetConn()
+	}
+	return nil
 }
 
 // put keeps pc for the next request to its host. Now and then it also closes the
 // connections idle past the idle timeout, which http.Transport does with a timer each.
-func (t *h1Transport) put(pc *h1Conn) {
+func (t *Transport) put(pc *h1Conn) {
 	now := time.Now()
 	pc.idleAt = now
 	var expired []*h1Conn
@@ -181,10 +238,10 @@ func (t *h1Transport) put(pc *h1Conn) {
 	}
 }
 
-// keepOnly closes the idle connections to hosts whose address keep refuses: a host gone
+// KeepOnly closes the idle connections to hosts whose address keep refuses: a host gone
 // from the cluster (a pod scaled away) takes its kept-alive connections with it, as
 // Envoy drains the connection pools of removed hosts.
-func (t *h1Transport) keepOnly(keep func(addr string) bool) {
+func (t *Transport) KeepOnly(keep func(addr string) bool) {
 	t.mu.Lock()
 	gone := t.removeLocked(func(addr string, _ *h1Conn) bool { return !keep(addr) })
 	t.mu.Unlock()
@@ -194,7 +251,7 @@ func (t *h1Transport) keepOnly(keep func(addr string) bool) {
 }
 
 // removeLocked takes the idle connections drop selects out of the pool and returns them.
-func (t *h1Transport) removeLocked(drop func(addr string, c *h1Conn) bool) []*h1Conn {
+func (t *Transport) removeLocked(drop func(addr string, c *h1Conn) bool) []*h1Conn {
 	var out []*h1Conn
 	for addr, list := range t.idle {
 		kept := list[:0]
@@ -217,7 +274,7 @@ func (t *h1Transport) removeLocked(drop func(addr string, c *h1Conn) bool) []*h1
 
 // h1Conn is one HTTP/1.1 connection to a host.
 type h1Conn struct {
-	t      *h1Transport
+	t      *Transport
 	addr   string
 	conn   net.Conn
 	raw    syscall.RawConn
@@ -262,7 +319,11 @@ func (pc *h1Conn) close() { pc.conn.Close() }
 // ends before the body has been read, as http.Transport does.
 func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { pc.conn.Close() })
-	if err := req.Write(pc.bw); err != nil {
+	// Through onePiece, head and body go out in one write (Flush below) when they fit
+	// the buffer: given a *bufio.Writer, Request.Write flushes the head on its own before
+	// a body it does not know to be in memory (a proxied request's), a second system call
+	// per request. The body here is small and of known length (plain).
+	if err := req.Write(onePiece{pc.bw}); err != nil {
 		stop()
 		return nil, &staleConnError{err: fmt.Errorf("write request: %w", err)}
 	}
@@ -302,6 +363,11 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 	resp.Body = &h1Body{rc: resp.Body, pc: pc, stop: stop, keep: keep}
 	return resp, nil
 }
+
+// onePiece is a buffered writer that Request.Write does not recognise as a
+// *bufio.Writer, so it does not flush the request's head before the body. It is an
+// io.ByteWriter, so Request.Write does not add a buffer of its own either.
+type onePiece struct{ *bufio.Writer }
 
 // h1Body returns its connection to the pool when the body has been read to its end, and
 // closes it when the body is closed before.
