@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -296,4 +300,128 @@ func TestServiceKeepsRouteRolloutState(t *testing.T) {
 func asJSONString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// seed stores objects with their status.
+func seed(t *testing.T, st *store.Store, objs ...store.Object) {
+	t.Helper()
+	for _, o := range objs {
+		status := statusOf(o)
+		if err := st.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if status != nil {
+			status(o)
+			if err := st.UpdateStatus(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestRouteRolloutKnativeTable ports the rollout cases of Knative's route reconciler table
+// (pkg/reconciler/route/table_test.go TestReconcile), where config-network's rollout-duration
+// is 120s: each is one reconcile of a Route whose previous rollout state is stored (on the
+// Ingress there, on the Route here).
+func TestRouteRolloutKnativeTable(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	state := func(start time.Time, p traffic.RolloutParams, revs ...traffic.RevisionRollout) string {
+		if p.StartTime == 0 && !start.IsZero() {
+			p.StartTime = start.UnixNano()
+		}
+		return (&traffic.Rollout{Configurations: []*traffic.ConfigurationRollout{{ConfigurationName: "config", Percent: 100, Revisions: revs, StepParams: p}}}).String()
+	}
+	rev := func(name string, p int) traffic.RevisionRollout { return traffic.RevisionRollout{RevisionName: name, Percent: p} }
+	latest := func(rev string, p int64) servingv1.TrafficTarget {
+		return servingv1.TrafficTarget{RevisionName: rev, LatestRevision: ptr(true), Percent: ptrInt64(p)}
+	}
+	route := func(ingressReady duck.ConditionStatus, rollout string, status ...servingv1.TrafficTarget) *servingv1.Route {
+		r := tRoute("r", latestTarget("config"))
+		r.Annotations = map[string]string{traffic.RolloutAnnotation: rollout}
+		r.Status.Traffic = status
+		r.Status.SetCondition(duck.Condition{Type: servingv1.RouteConditionIngressReady, Status: ingressReady}, time.Time{})
+		return r
+	}
+	for _, tc := range []struct {
+		name        string
+		latestReady string
+		route       *servingv1.Route
+		wantState   string
+		wantAfter   []time.Duration
+		wantStatus  []servingv1.TrafficTarget
+		wantReady   duck.ConditionStatus
+		wantReason  string
+	}{{
+		name:        "simple route rollout when ingress becomes ready",
+		latestReady: "config-00001",
+		route:       route(duck.Unknown, state(now.Add(-3*time.Second), traffic.RolloutParams{}, rev("config-00000", 99), rev("config-00001", 1))),
+		// 3s for the first 1%: (120-3)/3 = 39 steps of 3s, of round(99/39) = 3%.
+		wantState: state(now.Add(-3*time.Second), traffic.RolloutParams{StepDuration: int64(3 * time.Second), StepSize: 3, NextStepTime: now.Add(3 * time.Second).UnixNano()},
+			rev("config-00000", 99), rev("config-00001", 1)),
+		wantAfter:  []time.Duration{3 * time.Second},
+		wantStatus: []servingv1.TrafficTarget{latest("config-00000", 99), latest("config-00001", 1)},
+		wantReady:  duck.Unknown, wantReason: ReasonRolloutInProgress,
+	}, {
+		name:        "simple route rollout and rollout ends",
+		latestReady: "config-00001",
+		route: route(duck.Unknown, state(time.Time{}, traffic.RolloutParams{
+			NextStepTime: now.Add(-time.Second).UnixNano(), StepSize: 4, StartTime: now.Add(-time.Hour).UnixNano(), StepDuration: int64(time.Second),
+		}, rev("config-00000", 1), rev("config-00001", 99))),
+		wantState:  state(time.Time{}, traffic.RolloutParams{}, rev("config-00001", 100)),
+		wantStatus: []servingv1.TrafficTarget{latest("config-00001", 100)},
+		wantReady:  duck.True,
+	}, {
+		name:        "new latest ready revision; rollout enabled",
+		latestReady: "config-00002",
+		route:       route(duck.True, state(time.Time{}, traffic.RolloutParams{}, rev("config-00001", 100)), latest("config-00001", 100)),
+		wantState:   state(now, traffic.RolloutParams{}, rev("config-00001", 99), rev("config-00002", 1)),
+		wantStatus:  []servingv1.TrafficTarget{latest("config-00001", 99), latest("config-00002", 1)},
+		wantReady:   duck.Unknown, wantReason: ReasonRolloutInProgress,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := store.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			seed(t, st,
+				&api.ConfigMap{ConfigMap: corev1.ConfigMap{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: api.KindConfigMap},
+					ObjectMeta: metav1.ObjectMeta{Name: "config-network", Namespace: DefaultSystemNamespace},
+					Data:       map[string]string{"rollout-duration": "120"},
+				}},
+				tConfiguration("config", tc.latestReady),
+				tRevision("config-00001", "config", "", duck.True, ""),
+				tRevision("config-00002", "config", "", duck.True, ""),
+				tc.route)
+			h := newRolloutHarness(t, st, now)
+			if err := h.c.loadSettings(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_, got, after := h.reconcile()
+			if g := got.Annotations[traffic.RolloutAnnotation]; g != tc.wantState {
+				t.Errorf("rollout state\n got %s\nwant %s", g, tc.wantState)
+			}
+			if !reflect.DeepEqual(after, tc.wantAfter) {
+				t.Errorf("re-enqueued after %v, want %v", after, tc.wantAfter)
+			}
+			if !reflect.DeepEqual(got.Status.Traffic, tc.wantStatus) {
+				t.Errorf("status.traffic %s, want %s", asJSONString(got.Status.Traffic), asJSONString(tc.wantStatus))
+			}
+			wantIngressReady(t, got, tc.wantReady, tc.wantReason)
+			// The proxy's default split is the status's.
+			r, _ := h.proxy.route("default/r")
+			want := map[string]uint32{}
+			for _, tt := range tc.wantStatus {
+				want[xds.ClusterName("default", tt.RevisionName)] = uint32(*tt.Percent)
+			}
+			got2 := map[string]uint32{}
+			for _, c := range r.VirtualHosts[0].Clusters {
+				got2[c.Name] = c.Weight
+			}
+			if !reflect.DeepEqual(got2, want) {
+				t.Errorf("proxy weights %v, want %v", got2, want)
+			}
+		})
+	}
 }
