@@ -331,7 +331,9 @@ func TestRouteRolloutKnativeTable(t *testing.T) {
 		}
 		return (&traffic.Rollout{Configurations: []*traffic.ConfigurationRollout{{ConfigurationName: "config", Percent: 100, Revisions: revs, StepParams: p}}}).String()
 	}
-	rev := func(name string, p int) traffic.RevisionRollout { return traffic.RevisionRollout{RevisionName: name, Percent: p} }
+	rev := func(name string, p int) traffic.RevisionRollout {
+		return traffic.RevisionRollout{RevisionName: name, Percent: p}
+	}
 	latest := func(rev string, p int64) servingv1.TrafficTarget {
 		return servingv1.TrafficTarget{RevisionName: rev, LatestRevision: ptr(true), Percent: ptrInt64(p)}
 	}
