@@ -48,8 +48,10 @@ func rolloutDuration(route *servingv1.Route, defaultSecs int) time.Duration {
 // with a rollout duration, the state stored on the route (traffic.RolloutAnnotation) stepped
 // towards the traffic the route asks for, timed from when the proxies first served the
 // rollout, and the route re-enqueued when the next step is due; without one, the traffic
-// as it is (and no state kept). The state is saved on the route before it returns.
-func (c *Controller) routeRollout(ctx context.Context, route *servingv1.Route, key store.Key, targets []servingv1.TrafficTarget, defaultSecs int, now time.Time) (*traffic.Rollout, error) {
+// as it is (and no state kept). The revisions being rolled away from are added to revs (a
+// revision's mode decides its cluster's, and the route follows their changes), those gone
+// dropped from the rollout. The state is saved on the route before it returns.
+func (c *Controller) routeRollout(ctx context.Context, route *servingv1.Route, key store.Key, targets []servingv1.TrafficTarget, revs map[string]*servingv1.Revision, defaultSecs int, now time.Time) (*traffic.Rollout, error) {
 	goal := traffic.BuildRollout(targets)
 	d := rolloutDuration(route, defaultSecs)
 	if d <= 0 {
@@ -67,10 +69,52 @@ func (c *Controller) routeRollout(ctx context.Context, route *servingv1.Route, k
 		prev.ObserveReady(now, d)
 	}
 	ro, next := goal.Step(prev, now)
-	if !next.IsZero() {
+	if err := c.rolloutRevisions(ctx, key, ro, revs); err != nil {
+		return nil, err
+	}
+	if !next.IsZero() && !ro.Done() {
 		c.enqueueAfter(key, next.Sub(now))
 	}
 	return ro, c.saveRollout(ctx, route, ro.String())
+}
+
+// rolloutRevisions reads the revisions of ro that the traffic does not name into revs, drops
+// from ro those that no longer exist, and makes the route follow the rest's changes.
+func (c *Controller) rolloutRevisions(ctx context.Context, key store.Key, ro *traffic.Rollout, revs map[string]*servingv1.Revision) error {
+	l := storeLister{ctx: ctx, store: c.cfg.Store, namespace: key.Namespace}
+	gone := map[string]bool{}
+	var extra []string
+	for _, cr := range ro.Configurations {
+		for _, r := range cr.Revisions {
+			if revs[r.RevisionName] != nil || gone[r.RevisionName] {
+				continue
+			}
+			rev, err := l.Revision(r.RevisionName)
+			if err != nil {
+				return fmt.Errorf("rollout: %w", err)
+			}
+			if rev == nil {
+				gone[r.RevisionName] = true
+				continue
+			}
+			revs[r.RevisionName] = rev
+			extra = append(extra, r.RevisionName)
+		}
+	}
+	ro.Drop(func(name string) bool { return gone[name] })
+	if len(extra) > 0 || len(gone) > 0 {
+		c.mu.Lock()
+		if refs := c.routeRefs[key]; refs != nil {
+			for _, n := range extra {
+				refs[n] = true
+			}
+			for n := range gone {
+				refs[n] = true // its re-creation is seen too
+			}
+		}
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // saveRollout stores state as the route's traffic.RolloutAnnotation ("" removes it) when it

@@ -393,6 +393,7 @@ func TestRouteRolloutKnativeTable(t *testing.T) {
 					Data:       map[string]string{"rollout-duration": "120"},
 				}},
 				tConfiguration("config", tc.latestReady),
+				tRevision("config-00000", "config", "", duck.True, ""),
 				tRevision("config-00001", "config", "", duck.True, ""),
 				tRevision("config-00002", "config", "", duck.True, ""),
 				tc.route)
@@ -426,4 +427,52 @@ func TestRouteRolloutKnativeTable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRolloutOldRevisions: a revision being rolled away from is routed in its own mode (here
+// proxy: scaled to zero, its requests held by the activator), and one deleted meanwhile
+// leaves the rollout, its share going to the new revision.
+func TestRolloutOldRevisions(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := tRoute("r", latestTarget("config"))
+	r.Annotations = map[string]string{
+		servingv1.RolloutDurationKey: "120s",
+		traffic.RolloutAnnotation: (&traffic.Rollout{Configurations: []*traffic.ConfigurationRollout{{
+			ConfigurationName: "config", Percent: 100,
+			Revisions:  []traffic.RevisionRollout{{RevisionName: "config-00001", Percent: 60}, {RevisionName: "config-00002", Percent: 40}},
+			StepParams: traffic.RolloutParams{StartTime: now.Add(-time.Minute).UnixNano(), NextStepTime: now.Add(time.Second).UnixNano(), StepDuration: int64(3 * time.Second), StepSize: 3},
+		}}}).String(),
+	}
+	r.Status.SetCondition(duck.Condition{Type: servingv1.RouteConditionIngressReady, Status: duck.Unknown, Reason: ReasonRolloutInProgress}, time.Time{})
+	old := tRevision("config-00001", "config", "", duck.True, servingv1.ModeProxy)
+	seed(t, st, tConfiguration("config", "config-00002"), old, tRevision("config-00002", "config", "", duck.True, servingv1.ModeServe), r)
+	h := newRolloutHarness(t, st, now)
+
+	_, _, after := h.reconcile()
+	if !reflect.DeepEqual(after, []time.Duration{time.Second}) {
+		t.Errorf("re-enqueued after %v, want 1s (the next step)", after)
+	}
+	p, _ := h.proxy.route("default/r")
+	want := []xds.WeightedCluster{
+		{Name: xds.ClusterName("default", "config-00001"), Weight: 60, Activate: true},
+		{Name: xds.ClusterName("default", "config-00002"), Weight: 40},
+	}
+	if got := p.VirtualHosts[0].Clusters; !reflect.DeepEqual(got, want) {
+		t.Fatalf("clusters %+v, want %+v", got, want)
+	}
+
+	if err := st.Delete(ctx, store.KeyOf(old)); err != nil {
+		t.Fatal(err)
+	}
+	w, got, after := h.reconcile()
+	if !reflect.DeepEqual(w, split(0, 100)) || len(after) != 0 {
+		t.Fatalf("old revision deleted: weights %v, re-enqueued %v; want all to config-00002, no step", w, after)
+	}
+	wantIngressReady(t, got, duck.True, "")
 }

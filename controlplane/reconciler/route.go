@@ -95,7 +95,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 
 	// The rollout state is stored before the proxy is programmed with it, so that the
 	// proxies never run ahead of what a restarted control plane would read back.
-	ro, err := c.routeRollout(ctx, &route, key, targets, net.cfg.Network.RolloutDurationSecs, now)
+	ro, err := c.routeRollout(ctx, &route, key, targets, revs, net.cfg.Network.RolloutDurationSecs, now)
 	if err != nil {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}

@@ -478,3 +478,29 @@ func (r *Rollout) StatusTargets(traffic []servingv1.TrafficTarget) []servingv1.T
 	}
 	return out
 }
+
+// Drop takes the revisions gone (deleted while being rolled away from) out of the rollout,
+// their share going to the configuration's newest revision, so no host splits to a revision
+// that no longer exists. Knative has no such step: its Ingress would route the share to a
+// Service with no endpoints.
+func (r *Rollout) Drop(gone func(revision string) bool) {
+	for _, c := range r.Configurations {
+		if c.done() {
+			continue
+		}
+		kept := c.Revisions[:0]
+		moved := 0
+		for i, rev := range c.Revisions {
+			if i < len(c.Revisions)-1 && gone(rev.RevisionName) {
+				moved += rev.Percent
+				continue
+			}
+			kept = append(kept, rev)
+		}
+		kept[len(kept)-1].Percent += moved
+		c.Revisions = kept
+		if c.done() {
+			c.StepParams = RolloutParams{}
+		}
+	}
+}

@@ -490,3 +490,21 @@ func TestWeightsFollowRollout(t *testing.T) {
 		t.Errorf("Split(status traffic) = %v, want the default host's weights", got)
 	}
 }
+
+// TestDrop: a revision deleted while being rolled away from leaves the rollout, its share
+// going to the newest revision; one left alone ends the rollout.
+func TestDrop(t *testing.T) {
+	r := ro(
+		cr("a", 100, rr("a-1", 50), rr("a-2", 30), rr("a-3", 20)).with(RolloutParams{StepSize: 10, StepDuration: 5}),
+		cr("b", 100, rr("b-1", 60), rr("b-2", 40)).with(RolloutParams{StepSize: 10, StepDuration: 5}).tagged("t"),
+	)
+	gone := map[string]bool{"a-2": true, "b-1": true, "a-3": true}
+	r.Drop(func(rev string) bool { return gone[rev] })
+	want := ro(
+		cr("a", 100, rr("a-1", 50), rr("a-3", 50)).with(RolloutParams{StepSize: 10, StepDuration: 5}),
+		cr("b", 100, rr("b-2", 100)).tagged("t"),
+	)
+	if g, w := asJSON(t, r), asJSON(t, want); g != w {
+		t.Errorf("Drop:\n got %s\nwant %s", g, w)
+	}
+}
