@@ -325,3 +325,72 @@ func TestTagHeaderBasedRouting(t *testing.T) {
 		}
 	}
 }
+
+// TestGradualRollout: with the Service annotation serving.knative.dev/rollout-duration (which
+// its Route carries, as Knative's MakeRoute copies it) a new revision takes the traffic
+// gradually, as Knative's route reconciler rolls it out: for a while both revisions answer,
+// the old one still after the new one first did, the Route's IngressReady is Unknown with
+// reason RolloutInProgress meanwhile, and once the Service is Ready again only the new
+// revision answers.
+func TestGradualRollout(t *testing.T) {
+	s := startSkiff(t, t.TempDir())
+	const host = "roll.default.localhost"
+	manifest := func(target string) string {
+		return strings.Replace(serviceYAML("roll", target, ""), "  name: roll\n",
+			"  name: roll\n  annotations:\n    serving.knative.dev/rollout-duration: \"4s\"\n", 1)
+	}
+	var svc servingv1.Service
+	s.apply(manifest("one"))
+	s.waitReady("ksvc", "roll", &svc)
+
+	s.apply(manifest("two"))
+	var sawNew, oldAfterNew, inProgress bool
+	counts := map[string]int{}
+	eventually(t, 60*time.Second, "roll-00001 answering after roll-00002 did, during a rollout", func() bool {
+		for range 20 {
+			code, r, body := s.get(host, "/")
+			if code != http.StatusOK {
+				t.Fatalf("GET %s during the rollout: %d %s", host, code, body)
+			}
+			counts[r.Revision]++
+			switch r.Revision {
+			case "roll-00002":
+				sawNew = true
+			case "roll-00001":
+				oldAfterNew = oldAfterNew || sawNew
+			}
+		}
+		if sawNew && !inProgress {
+			inProgress = routeIngressReason(t, s, "roll") == "RolloutInProgress"
+		}
+		return oldAfterNew && inProgress
+	})
+	t.Logf("answers while rolling out: %v", counts)
+
+	s.waitReady("ksvc", "roll", &svc)
+	if len(svc.Status.Traffic) != 1 || svc.Status.Traffic[0].RevisionName != "roll-00002" || *svc.Status.Traffic[0].Percent != 100 {
+		t.Fatalf("status.traffic after the rollout: %+v, want all to roll-00002", svc.Status.Traffic)
+	}
+	for range 50 {
+		if code, r, body := s.get(host, "/"); code != http.StatusOK || r.Revision != "roll-00002" {
+			t.Fatalf("after the rollout: %d %s, want only roll-00002", code, body)
+		}
+	}
+}
+
+// routeIngressReason is the reason of a Route's IngressReady condition.
+func routeIngressReason(t *testing.T, s *skiff, name string) string {
+	t.Helper()
+	raw, err := s.api.Get(context.Background(), api.LookupKind("route"), "default", name)
+	if err != nil {
+		t.Fatalf("get route %s: %v", name, err)
+	}
+	var r servingv1.Route
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Status.GetCondition(servingv1.RouteConditionIngressReady); c != nil {
+		return c.Reason
+	}
+	return ""
+}

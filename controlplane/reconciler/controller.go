@@ -133,6 +133,9 @@ type Controller struct {
 	// lanes orders the queue: resync's keys after everything a change enqueues.
 	lanes *lanes
 	now   func() time.Time
+	// enqueueAfter asks for key to be reconciled after d (a rollout's next step); the
+	// queue's AddAfter, replaced in tests.
+	enqueueAfter func(key store.Key, d time.Duration)
 
 	// ackWait holds the routes and DomainMappings waiting for a proxy ACK so they are
 	// re-checked, not lost, with the proxy's rejection their status last reported ("" for
@@ -194,6 +197,7 @@ func New(cfg Config) *Controller {
 		ctx:         context.Background(),
 		synced:      make(chan struct{}),
 	}
+	c.enqueueAfter = c.queue.AddAfter
 	if cfg.Digests != nil {
 		c.resolver = newBackgroundResolver(cfg.Digests, newDigestQueue(), c.queue.Add)
 	}

@@ -93,20 +93,29 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
 
-	if err := c.cfg.Proxy.SetRoute(c.translate(&route, targets, revs, names, httpOption, tls)); err != nil {
+	// The rollout state is stored before the proxy is programmed with it, so that the
+	// proxies never run ahead of what a restarted control plane would read back.
+	ro, err := c.routeRollout(ctx, &route, key, targets, revs, net.cfg.Network.RolloutDurationSecs, now)
+	if err != nil {
+		return fmt.Errorf("reconcile route %s: %w", key, err)
+	}
+	if err := c.cfg.Proxy.SetRoute(c.translate(&route, targets, ro, revs, names, httpOption, tls)); err != nil {
 		return fmt.Errorf("reconcile route %s: program proxy: %w", key, err)
 	}
 	// DomainMappings to this route send its traffic themselves (a revision's mode may have
 	// changed without the route's status changing).
 	c.enqueueMappingsTo(route.Namespace, route.Name)
 
-	markRouteURLs(st, &route, targets, names, tls, net.cfg.Network.DefaultExternalScheme)
+	markRouteURLs(st, &route, ro.StatusTargets(targets), names, tls, net.cfg.Network.DefaultExternalScheme)
 	st.MarkTrue(servingv1.RouteConditionAllTrafficAssigned, now)
 	c.markProxyAck(key, &st.Status, servingv1.RouteConditionIngressReady, route.Namespace, route.Name, now, func() {
 		if !before.unchanged(&route) {
 			st.MarkUnknown(servingv1.RouteConditionIngressReady, "Uninitialized", "Waiting for the proxy to accept the route.", now)
 		}
 	})
+	if !ro.Done() {
+		markRolloutInProgress(&st.Status, now)
+	}
 	summarize(&st.Status, now, conds...)
 	return c.cfg.Store.UpdateStatus(ctx, &route)
 }
@@ -179,10 +188,11 @@ func routeRefs(cfg *traffic.Config) map[string]bool {
 // the external listeners (none for a cluster-local target; 301 to https with http-protocol
 // Redirected; ACME challenge paths first) and one for its cluster-local names on the local
 // listener.
-func (c *Controller) translate(route *servingv1.Route, targets []servingv1.TrafficTarget, revs map[string]*servingv1.Revision, names map[string]targetNames, httpOption domains.HTTPProtocol, tls *hostTLS) xds.Route {
+func (c *Controller) translate(route *servingv1.Route, targets []servingv1.TrafficTarget, ro *traffic.Rollout, revs map[string]*servingv1.Revision, names map[string]targetNames, httpOption domains.HTTPProtocol, tls *hostTLS) xds.Route {
 	out := xds.Route{Namespace: route.Namespace, Name: route.Name}
 	rev := func(name string) *servingv1.Revision { return revs[name] }
-	defClusters, defTimeouts := traffic.Clusters(route.Namespace, traffic.Split(targets), rev)
+	// Each host's split follows the rollout under way, if any (Knative's makeBaseIngressPath).
+	defClusters, defTimeouts := traffic.Clusters(route.Namespace, ro.Weights(targets, ""), rev)
 	add := func(tag, vhName string, clusters []xds.WeightedCluster, timeouts traffic.Timeouts) {
 		n := names[tag]
 		md := map[string]string{"namespace": route.Namespace, "route": route.Name}
@@ -213,7 +223,7 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 	defaultHosts := len(out.VirtualHosts) // the default target's hosts come first
 	var tagRules []xds.Rule
 	for _, t := range tags {
-		clusters, timeouts := traffic.Clusters(route.Namespace, []traffic.Weight{{Revision: t.Revision, Percent: 100}}, rev)
+		clusters, timeouts := traffic.Clusters(route.Namespace, ro.Weights(targets, t.Tag), rev)
 		first := len(out.VirtualHosts)
 		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeouts)
 		if c.cfg.TagHeaderBasedRouting {

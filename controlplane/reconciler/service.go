@@ -114,6 +114,14 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 			return fmt.Errorf("reconcile service %s: route: %w", key, err)
 		}
 	} else if err := ensure(ctx, c.cfg.Store, &route, func(have *servingv1.Route) bool {
+		// The rollout state is the Route reconciler's (Knative keeps it on the Ingress, which
+		// the Service never writes): it stays, in what is compared and what is written.
+		if v, ok := have.Annotations[traffic.RolloutAnnotation]; ok {
+			if route.Annotations == nil {
+				route.Annotations = map[string]string{}
+			}
+			route.Annotations[traffic.RolloutAnnotation] = v
+		}
 		return reflect.DeepEqual(have.Spec, route.Spec) && maps.Equal(have.Labels, route.Labels) && maps.Equal(have.Annotations, route.Annotations)
 	}); err != nil {
 		return c.notOwned(ctx, &svc, servingv1.ServiceConditionRoutesReady, fmt.Errorf("reconcile service %s: route: %w", key, err))
