@@ -25,6 +25,7 @@ import (
 
 	"github.com/skiff-dev/skiff/gateway/stats"
 	"github.com/skiff-dev/skiff/gateway/upstream"
+	"github.com/skiff-dev/skiff/internal/testwait"
 )
 
 // h1Server is an httptest server that counts the connections it accepted and the
@@ -90,17 +91,6 @@ func echo(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	fmt.Fprintf(w, "%s %s %d %s", r.Method, r.URL.Path, len(b), r.Header.Get("X-Test"))
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestH1KeepsOneConnectionForSequentialRequests(t *testing.T) {
@@ -181,7 +171,7 @@ func TestH1IdleConnectionClosedByHostIsNotUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Config.SetKeepAlivesEnabled(false) // closes the idle connection
-	waitFor(t, "the host to close the idle connection", func() bool { return s.closed.Load() == 1 })
+	testwait.For(t, 5*time.Second, "the host to close the idle connection", func() bool { return s.closed.Load() == 1 })
 	s.Config.SetKeepAlivesEnabled(true)
 	resp, got, err := send(t, cl, "POST", s.URL+"/second", strings.NewReader("not idempotent"))
 	if err != nil || resp.StatusCode != 200 || got != "POST /second 14 " {
@@ -312,7 +302,7 @@ func TestH1BodyClosedEarlyClosesTheConnection(t *testing.T) {
 		t.Fatalf("read %q, %v", buf, err)
 	}
 	resp.Body.Close()
-	waitFor(t, "the upstream connection to close", func() bool { return s.closed.Load() == 1 })
+	testwait.For(t, 5*time.Second, "the upstream connection to close", func() bool { return s.closed.Load() == 1 })
 	if _, got, err := send(t, cl, "GET", s.URL+"/next", nil); err != nil || got != "GET /next 0 " {
 		t.Fatalf("next request: %q, %v", got, err)
 	}
@@ -337,7 +327,7 @@ func TestH1ContextEndsWhileWaiting(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("RoundTrip = %v, want context.Canceled", err)
 	}
-	waitFor(t, "the upstream connection to close", func() bool { return s.closed.Load() == 1 })
+	testwait.For(t, 5*time.Second, "the upstream connection to close", func() bool { return s.closed.Load() == 1 })
 }
 
 // Informational responses reach the caller's Got1xxResponse (ReverseProxy forwards them
@@ -407,7 +397,7 @@ func TestH1RemovedHostLosesItsIdleConnections(t *testing.T) {
 		}
 	}
 	assign(b)
-	waitFor(t, "the removed host's connection to close", func() bool { return a.closed.Load() == 1 })
+	testwait.For(t, 5*time.Second, "the removed host's connection to close", func() bool { return a.closed.Load() == 1 })
 	if _, _, err := send(t, cl, "GET", b.URL+"/again", nil); err != nil {
 		t.Fatal(err)
 	}
