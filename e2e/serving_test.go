@@ -394,3 +394,48 @@ func routeIngressReason(t *testing.T, s *skiff, name string) string {
 	}
 	return ""
 }
+
+// Knative's runtime contract headers (test/conformance/runtime/header_test.go,
+// TestMustHaveHeadersSet and TestShouldHaveHeadersSet): the app sees a Forwarded header in
+// RFC 7239 form, X-Forwarded-For listing the client, X-Forwarded-Proto, and the user's own
+// headers as sent; a Forwarded header the client sent is passed on untouched, as
+// queue-proxy's shim leaves it.
+func TestRuntimeContractHeaders(t *testing.T) {
+	s := startSkiff(t, t.TempDir())
+	var svc servingv1.Service
+	s.apply(serviceYAML("hello", "x", ""))
+	s.waitReady("ksvc", "hello", &svc)
+	get := func(set map[string]string) map[string]string {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
+		req.Host = helloHost
+		for k, v := range set {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r echoReply
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET: %d, %v", resp.StatusCode, err)
+		}
+		return r.Headers
+	}
+	h := get(map[string]string{"This-Was-User-Set": "a value"})
+	if got := h["Forwarded"]; got != "for=127.0.0.1;proto=http" {
+		t.Errorf("Forwarded = %q, want for=127.0.0.1;proto=http", got)
+	}
+	if got := h["X-Forwarded-For"]; got != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q, want the client, 127.0.0.1", got)
+	}
+	if got := h["X-Forwarded-Proto"]; got != "http" {
+		t.Errorf("X-Forwarded-Proto = %q, want http", got)
+	}
+	if got := h["This-Was-User-Set"]; got != "a value" {
+		t.Errorf("a user's header arrived as %q", got)
+	}
+	if got := get(map[string]string{"Forwarded": "for=192.0.2.60;proto=https;by=203.0.113.43"})["Forwarded"]; got != "for=192.0.2.60;proto=https;by=203.0.113.43" {
+		t.Errorf("the client's Forwarded arrived as %q", got)
+	}
+}

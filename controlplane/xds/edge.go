@@ -39,12 +39,13 @@ func edgeCluster(c *clusterv3.Cluster) {
 	c.PerConnectionBufferLimitBytes = wrapperspb.UInt32(EdgeBufferLimitBytes)
 }
 
-// edgeHCM sets the edge options of an HTTP connection manager facing clients: HTTP/2 limits
-// and a headers timeout. Request and stream timeouts stay per route (Knative's
-// timeoutSeconds), so none is set here. use_remote_address (also an edge recommendation) is
-// not set yet: it changes the X-Forwarded-For apps see, which wants its own decision and
-// tests (Knative's net-kourier sets it).
+// edgeHCM sets the edge options of an HTTP connection manager facing clients: HTTP/2 limits,
+// a headers timeout and use_remote_address. Request and stream timeouts stay per route
+// (Knative's timeoutSeconds), so none is set here. use_remote_address, as Knative's
+// net-kourier sets it, appends the client's address to X-Forwarded-For and sets
+// X-Forwarded-Proto: Knative's runtime contract has apps see both.
 func edgeHCM(h *hcmv3.HttpConnectionManager) {
+	h.UseRemoteAddress = wrapperspb.Bool(true)
 	h.RequestHeadersTimeout = durationpb.New(EdgeRequestHeadersTimeout)
 	h.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{
 		MaxConcurrentStreams:        wrapperspb.UInt32(EdgeMaxConcurrentStreams),

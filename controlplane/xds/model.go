@@ -37,6 +37,10 @@ const (
 	// RetryOn is the retry condition set on every route: only failures that
 	// are safe to retry because the request never reached the application.
 	RetryOn = "connect-failure,refused-stream"
+	// ForwardedFormat is the Forwarded request header every route adds when the request has
+	// none, in Envoy's substitution formatters: for= the client's address, proto= the scheme
+	// (as queue-proxy's shim writes it for one hop).
+	ForwardedFormat = "for=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%;proto=%REQ(X-Forwarded-Proto)%"
 	// NumRetries is the retry count set on every route.
 	NumRetries uint32 = 3
 

@@ -415,6 +415,14 @@ func translateRule(rule Rule, vh VirtualHost, extProc, emptyIs500 bool) (*routev
 		weighted = append(weighted, cw)
 	}
 	out := &routev3.Route{Match: match, Action: &routev3.Route_Route{Route: action}}
+	// Knative's runtime contract: apps see a Forwarded header, which queue-proxy builds from
+	// X-Forwarded-For and -Proto when the request has none (pkg/queue/forwarded_shim.go).
+	// Envoy builds it from the peer's address and X-Forwarded-Proto, set by
+	// use_remote_address (edgeHCM); a client's own X-Forwarded-For chain is not repeated.
+	out.RequestHeadersToAdd = append(out.RequestHeadersToAdd, &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: "Forwarded", Value: ForwardedFormat},
+		AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
+	})
 	for _, h := range slices.Concat(vh.SetRequestHeaders, rule.SetRequestHeaders) {
 		if h.Name == "" {
 			return nil, errors.New("setRequestHeaders: a header name is required")

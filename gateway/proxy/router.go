@@ -122,12 +122,12 @@ func (cm *ConnectionManager) rewrite(pr *httputil.ProxyRequest) {
 	// Most specific first, so the route configuration level wins, as in
 	// Envoy with most_specific_header_mutations_wins unset.
 	if ri.wc != nil {
-		ri.wc.Headers.ApplyRequest(out.Header)
+		ri.wc.Headers.ApplyRequest(out.Header, pr.In.RemoteAddr)
 	}
-	rt.Headers.ApplyRequest(out.Header)
-	ri.vh.Headers.ApplyRequest(out.Header)
+	rt.Headers.ApplyRequest(out.Header, pr.In.RemoteAddr)
+	ri.vh.Headers.ApplyRequest(out.Header, pr.In.RemoteAddr)
 	if t := cm.RouteTable(); t != nil {
-		t.Headers.ApplyRequest(out.Header)
+		t.Headers.ApplyRequest(out.Header, pr.In.RemoteAddr)
 	}
 	if rt.Timeout > 0 {
 		out.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(rt.Timeout.Milliseconds(), 10))

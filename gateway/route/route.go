@@ -112,6 +112,10 @@ type Redirect struct {
 type HeaderValue struct {
 	Name, Value string
 	Append      bool
+	// IfAbsent adds the header only when the request has none (ADD_IF_ABSENT).
+	IfAbsent bool
+	// format is Value's substitution formatters, nil for a literal value.
+	format headerFormat
 }
 
 // HeaderOps are header additions and removals at one level of the configuration.
@@ -480,52 +484,72 @@ func compileRedirect(r *routev3.RedirectAction) (*Redirect, error) {
 }
 
 func headerOps(reqAdd []*corev3.HeaderValueOption, reqRemove []string, respAdd []*corev3.HeaderValueOption, respRemove []string) (HeaderOps, error) {
-	conv := func(in []*corev3.HeaderValueOption) ([]HeaderValue, error) {
+	conv := func(in []*corev3.HeaderValueOption, formatters bool) ([]HeaderValue, error) {
 		var out []HeaderValue
 		for _, h := range in {
 			v := h.GetHeader().GetValue()
+			hv := HeaderValue{Name: h.GetHeader().GetKey(), Value: v}
 			if strings.Contains(v, "%") {
-				return nil, fmt.Errorf("header %q: substitution formatters in header values are not supported", h.GetHeader().GetKey())
+				if !formatters {
+					return nil, fmt.Errorf("header %q: substitution formatters in response header values are not supported", hv.Name)
+				}
+				f, err := parseHeaderFormat(v)
+				if err != nil {
+					return nil, fmt.Errorf("header %q: %w", hv.Name, err)
+				}
+				hv.format = f
 			}
-			appendIt := h.GetAppendAction() == corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+			hv.Append = h.GetAppendAction() == corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+			hv.IfAbsent = h.GetAppendAction() == corev3.HeaderValueOption_ADD_IF_ABSENT
 			if h.GetAppend() != nil {
-				appendIt = h.GetAppend().GetValue()
+				hv.Append = h.GetAppend().GetValue()
 			}
-			out = append(out, HeaderValue{Name: h.GetHeader().GetKey(), Value: v, Append: appendIt})
+			out = append(out, hv)
 		}
 		return out, nil
 	}
 	var ops HeaderOps
 	var err error
-	if ops.RequestAdd, err = conv(reqAdd); err != nil {
+	if ops.RequestAdd, err = conv(reqAdd, true); err != nil {
 		return ops, err
 	}
-	if ops.ResponseAdd, err = conv(respAdd); err != nil {
+	if ops.ResponseAdd, err = conv(respAdd, false); err != nil {
 		return ops, err
 	}
 	ops.RequestRemove, ops.ResponseRemove = reqRemove, respRemove
 	return ops, nil
 }
 
-// apply applies additions and removals to h.
-func (o HeaderOps) apply(h http.Header, add []HeaderValue, remove []string) {
+// apply applies additions and removals to h, the headers of a request or response from
+// the downstream peer at remoteAddr.
+func (o HeaderOps) apply(h http.Header, add []HeaderValue, remove []string, remoteAddr string) {
 	for _, n := range remove {
 		h.Del(n)
 	}
 	for _, hv := range add {
+		if hv.IfAbsent && len(h.Values(hv.Name)) > 0 {
+			continue
+		}
+		v := hv.Value
+		if hv.format != nil {
+			v = hv.format.expand(h, remoteAddr)
+		}
 		if hv.Append {
-			h.Add(hv.Name, hv.Value)
+			h.Add(hv.Name, v)
 		} else {
-			h.Set(hv.Name, hv.Value)
+			h.Set(hv.Name, v)
 		}
 	}
 }
 
-// ApplyRequest applies the request header operations to h.
-func (o HeaderOps) ApplyRequest(h http.Header) { o.apply(h, o.RequestAdd, o.RequestRemove) }
+// ApplyRequest applies the request header operations to h, the headers of a request from
+// the downstream peer at remoteAddr (host:port, for the formatters that name it).
+func (o HeaderOps) ApplyRequest(h http.Header, remoteAddr string) {
+	o.apply(h, o.RequestAdd, o.RequestRemove, remoteAddr)
+}
 
 // ApplyResponse applies the response header operations to h.
-func (o HeaderOps) ApplyResponse(h http.Header) { o.apply(h, o.ResponseAdd, o.ResponseRemove) }
+func (o HeaderOps) ApplyResponse(h http.Header) { o.apply(h, o.ResponseAdd, o.ResponseRemove, "") }
 
 func dataSource(ds *corev3.DataSource) (string, error) {
 	switch s := ds.GetSpecifier().(type) {
