@@ -249,7 +249,13 @@ func desired(req certs.Request) *unstructured.Unstructured {
 		"metadata": map[string]any{"name": req.Name, "namespace": req.Namespace},
 		"spec":     spec,
 	}}
-	u.SetLabels(map[string]string{ManagedLabel: "true"})
+	labels := map[string]string{ManagedLabel: "true"}
+	for k, v := range req.Labels {
+		if k != ManagedLabel {
+			labels[k] = v
+		}
+	}
+	u.SetLabels(labels)
 	u.SetAnnotations(map[string]string{OwnerAnnotation: req.Owner})
 	yes := true
 	u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: req.OwnerAPIVersion, Kind: req.OwnerKind, Name: req.OwnerName,
