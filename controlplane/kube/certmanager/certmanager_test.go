@@ -186,3 +186,37 @@ func TestCertificateLifecycle(t *testing.T) {
 		t.Error("Release left the Certificate")
 	}
 }
+
+// A namespace wildcard certificate (Knative's nscert resources.MakeWildcardCertificate, from
+// wildcard_certificate_test.go): named after its DNS name, owned by the Namespace, labelled
+// with its domain, and released with the namespace's other certificates.
+func TestWildcardCertificate(t *testing.T) {
+	p, client, _ := startProvider(t)
+	ctx := context.Background()
+	req := certs.Request{Owner: "Namespace//foo", Namespace: "foo", Name: "foo.example.com", Hosts: []string{"*.foo.example.com"},
+		OwnerUID: "ns-uid", OwnerKind: "Namespace", OwnerAPIVersion: "v1", OwnerName: "foo",
+		Issuer: domains.IssuerRef{Kind: "ClusterIssuer", Name: "dns01"},
+		Labels: map[string]string{"networking.knative.dev/wildcardDomain": "example.com", ManagedLabel: "false"}}
+	if _, err := p.Certificate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := client.Resource(CertificatesGVR).Namespace("foo").Get(ctx, "foo.example.com", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cert.GetLabels(); l["networking.knative.dev/wildcardDomain"] != "example.com" || l[ManagedLabel] != "true" {
+		t.Errorf("labels = %v, want the wildcard domain and Skiff's managed label", l)
+	}
+	spec := cert.Object["spec"].(map[string]any)
+	if names, _ := spec["dnsNames"].([]any); len(names) != 1 || names[0] != "*.foo.example.com" || spec["secretName"] != "foo.example.com" {
+		t.Errorf("spec = %v", spec)
+	}
+	if o := metav1.GetControllerOf(cert); o == nil || o.Kind != "Namespace" || o.APIVersion != "v1" || o.UID != "ns-uid" {
+		t.Errorf("controller = %+v, want the Namespace", o)
+	}
+	waitCached(t, p, "foo", "foo.example.com", func(*unstructured.Unstructured) bool { return true })
+	p.Release(ctx, "Namespace//foo", nil)
+	if _, err := client.Resource(CertificatesGVR).Namespace("foo").Get(ctx, "foo.example.com", metav1.GetOptions{}); err == nil {
+		t.Error("the wildcard Certificate is still there after its namespace released it")
+	}
+}
