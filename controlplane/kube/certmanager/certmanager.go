@@ -275,6 +275,12 @@ func (p *Provider) Certificate(ctx context.Context, req certs.Request) (certs.St
 	case cur == nil:
 		created, err := ri.Create(ctx, want, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
+			// A namespace wildcard is asked for by the Namespace and its Routes at once:
+			// the one created meanwhile by the same owner is the one wanted.
+			if live, gerr := ri.Get(ctx, req.Name, metav1.GetOptions{}); gerr == nil && ownedBy(live, req.OwnerUID) {
+				cur = live
+				break
+			}
 			return certs.Status{State: certs.Failed, Reason: "CertificateNotOwned",
 				Message: fmt.Sprintf("There is an existing certificate %s that we don't own.", req.Name)}, nil
 		}

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skiff-dev/skiff/controlplane/certs"
 	"github.com/skiff-dev/skiff/controlplane/domains"
@@ -218,5 +220,37 @@ func TestWildcardCertificate(t *testing.T) {
 	p.Release(ctx, "Namespace//foo", nil)
 	if _, err := client.Resource(CertificatesGVR).Namespace("foo").Get(ctx, "foo.example.com", metav1.GetOptions{}); err == nil {
 		t.Error("the wildcard Certificate is still there after its namespace released it")
+	}
+}
+
+// The Namespace and its Routes ask for a namespace wildcard at once: one whose Create loses
+// to another's (AlreadyExists before the informer sees the winner) takes the same owner's
+// Certificate instead of reporting it as not owned.
+func TestCertificateCreatedMeanwhileBySameOwner(t *testing.T) {
+	p, client, _ := startProvider(t)
+	ctx := context.Background()
+	req := certs.Request{Owner: "Namespace//foo", Namespace: "foo", Name: "foo.example.com", Hosts: []string{"*.foo.example.com"},
+		OwnerUID: "ns-uid", OwnerKind: "Namespace", OwnerAPIVersion: "v1", OwnerName: "foo"}
+	client.PrependReactor("create", "certificates", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		obj := a.(k8stesting.CreateAction).GetObject()
+		if err := client.Tracker().Create(CertificatesGVR, obj, "foo"); err != nil {
+			t.Error(err)
+		}
+		return true, nil, apierrors.NewAlreadyExists(CertificatesGVR.GroupResource(), req.Name)
+	})
+	st, err := p.Certificate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != certs.Pending {
+		t.Errorf("status %+v, want Pending (the same owner's Certificate, not yet Ready)", st)
+	}
+	other := req
+	other.OwnerUID, other.Owner = "other-uid", "Namespace//bar"
+	client.PrependReactor("create", "certificates", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewAlreadyExists(CertificatesGVR.GroupResource(), req.Name)
+	})
+	if st, err := p.Certificate(ctx, certs.Request{Owner: other.Owner, Namespace: "foo", Name: "foo.example.com", Hosts: other.Hosts, OwnerUID: other.OwnerUID}); err != nil || st.Reason != "CertificateNotOwned" {
+		t.Errorf("another owner: %+v, %v; want CertificateNotOwned", st, err)
 	}
 }
