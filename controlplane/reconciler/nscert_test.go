@@ -375,3 +375,35 @@ func equalServed(a, b map[string][]string) bool {
 	}
 	return true
 }
+
+// A tag's host is covered by the namespace wildcard too: the Route serves the one wildcard
+// for both, and asks for neither route-{uid} nor route-{uid}-{tag hash}.
+func TestRouteTagUsesNamespaceWildcardCert(t *testing.T) {
+	e := newNSCertEnv(t, map[string]string{"external-domain-tls": "Enabled", domains.NamespaceWildcardCertSelectorKey: "{}"})
+	ctx := context.Background()
+	if err := e.st.Create(ctx, tRoute("r",
+		servingv1.TrafficTarget{ConfigurationName: "cfg", LatestRevision: ptr(true), Percent: ptr[int64](100)},
+		servingv1.TrafficTarget{Tag: "candidate", RevisionName: "cfg-00001", Percent: ptr[int64](0)})); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile(routeKey("r"))
+	r := getRoute(t, e.st, "r")
+	if r.Status.URL != "https://r.default.example.com" {
+		t.Errorf("URL %q", r.Status.URL)
+	}
+	tagURL := ""
+	for _, tt := range r.Status.Traffic {
+		if tt.Tag == "candidate" {
+			tagURL = tt.URL
+		}
+	}
+	if tagURL != "https://candidate-r.default.example.com" {
+		t.Errorf("tag URL %q, want https://candidate-r.default.example.com", tagURL)
+	}
+	if got := e.certs.names(); !slices.Equal(got, []string{"default/default.example.com"}) {
+		t.Errorf("certificates %v, want only the namespace wildcard", got)
+	}
+	if got, want := e.proxy.served(), map[string][]string{"default/default.example.com": {"*.default.example.com"}}; !equalServed(got, want) {
+		t.Errorf("served %v, want %v", got, want)
+	}
+}
