@@ -39,6 +39,9 @@ type Request struct {
 	OwnerUID, OwnerKind, OwnerAPIVersion, OwnerName string
 	// Issuer is the issuer a cluster provider asks (config-certmanager's issuerRef).
 	Issuer domains.IssuerRef
+	// Labels go on the objects a cluster provider creates (a namespace wildcard certificate
+	// carries Knative's networking.knative.dev/wildcardDomain).
+	Labels map[string]string
 }
 
 // Challenge is an ACME HTTP01 challenge the proxy must route while a certificate is pending.

@@ -215,6 +215,11 @@ func ParseNetwork(data map[string]string, d NetworkDefaults) (*Network, error) {
 		if err := yaml.Unmarshal([]byte(v), &sel); err != nil {
 			return nil, fmt.Errorf("%s: %w", NamespaceWildcardCertSelectorKey, err)
 		}
+		// Knative's nscert reconciler fails each namespace on a selector that does not
+		// convert; refusing it here names the key instead.
+		if _, err := metav1.LabelSelectorAsSelector(&sel); err != nil {
+			return nil, fmt.Errorf("%s: %w", NamespaceWildcardCertSelectorKey, err)
+		}
 		n.NamespaceWildcardCertSelector = &sel
 	}
 

@@ -462,6 +462,8 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 		return c.reconcileRoute(ctx, key)
 	case servingv1beta1.KindDomainMapping:
 		return c.reconcileDomainMapping(ctx, key)
+	case kindNamespace:
+		return c.reconcileNamespace(ctx, key)
 	case api.KindConfigMap:
 		if key.Namespace == c.cfg.SystemNamespace && slices.Contains(networkConfigMaps, key.Name) {
 			return c.loadSettings(ctx)

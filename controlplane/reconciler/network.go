@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/adler32"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -120,6 +121,7 @@ func (c *Controller) loadSettings(ctx context.Context) error {
 	if prev != nil {
 		c.log.Info("networking settings changed; re-rendering every route")
 	}
+	c.enqueueAll(kindNamespace, "")
 	c.enqueueAll(servingv1.KindRoute, "")
 	c.enqueueAll(servingv1beta1.KindDomainMapping, "")
 	return nil
@@ -129,7 +131,8 @@ func sameSettings(a, b *netSettings) bool {
 	na, nb := *a.cfg.Network, *b.cfg.Network
 	return fmt.Sprintf("%+v", withoutTemplates(na)) == fmt.Sprintf("%+v", withoutTemplates(nb)) &&
 		fmt.Sprintf("%v", a.cfg.Domain.Domains) == fmt.Sprintf("%v", b.cfg.Domain.Domains) &&
-		*a.certManager == *b.certManager
+		*a.certManager == *b.certManager &&
+		reflect.DeepEqual(na.NamespaceWildcardCertSelector, nb.NamespaceWildcardCertSelector)
 }
 
 // withoutTemplates drops what is derived from the templates, for comparing settings.
@@ -220,6 +223,9 @@ func (h *hostTLS) schemeOf(host, def string) string {
 type certRequest struct {
 	name string // Knative's certificate (and Secret) name
 	host string
+	// wildcard, when set, is the namespace wildcard certificate that covers host: the object
+	// serves it instead of asking for its own (Knative's findMatchingWildcardCert).
+	wildcard *certs.Request
 }
 
 // certOwner is the object certificates are asked for.
@@ -247,12 +253,20 @@ func (c *Controller) provisionCertificates(ctx context.Context, owner certOwner,
 	}
 	downgrade := c.settings().cfg.Network.HTTPProtocol == domains.HTTPEnabled
 	for _, r := range reqs {
-		names = append(names, r.name)
-		s, err := c.cfg.Certificates.Certificate(ctx, certs.Request{
+		req := certs.Request{
 			Owner: owner.key.String(), Namespace: owner.key.Namespace, Name: r.name, Hosts: []string{r.host},
 			OwnerUID: owner.uid, OwnerKind: owner.kind, OwnerAPIVersion: owner.apiVersion, OwnerName: owner.name,
 			Issuer: c.settings().certManager.IssuerRef,
-		})
+		}
+		if r.wildcard != nil {
+			// The namespace's certificate, asked for as the namespace would: the same
+			// request from every Route and from the namespace's own reconcile.
+			req = *r.wildcard
+			r.name = req.Name
+		} else {
+			names = append(names, r.name)
+		}
+		s, err := c.cfg.Certificates.Certificate(ctx, req)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", r.name, err)
 		}
@@ -262,7 +276,8 @@ func (c *Controller) provisionCertificates(ctx context.Context, owner certOwner,
 		switch s.State {
 		case certs.Ready:
 			sds := owner.key.Namespace + "/" + r.name
-			if err := c.cfg.Proxy.SetCertificate(xds.TLSCertificate{Name: sds, Hosts: []string{r.host}, CertPEM: s.CertPEM, KeyPEM: s.KeyPEM}); err != nil {
+			c.claimCert(owner.key, sds)
+			if err := c.cfg.Proxy.SetCertificate(xds.TLSCertificate{Name: sds, Hosts: req.Hosts, CertPEM: s.CertPEM, KeyPEM: s.KeyPEM}); err != nil {
 				failed = append(failed, fmt.Sprintf("Certificate %s failed to be provisioned: %v", r.name, err))
 				continue
 			}
@@ -296,22 +311,44 @@ func (c *Controller) provisionCertificates(ctx context.Context, owner certOwner,
 	return out, nil
 }
 
+// claimCert records that the object at key serves the SDS certificate name before it is set
+// on the proxy, so that another object that stops serving a shared one (a namespace wildcard
+// certificate) does not remove it meanwhile.
+func (c *Controller) claimCert(key store.Key, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.servedCerts[key], name) {
+		c.servedCerts[key] = append(c.servedCerts[key], name)
+	}
+}
+
 // setServedCerts records the SDS certificates an object serves and removes from the proxy
-// those it no longer does.
+// those it no longer does and no other object serves either. The removal happens under the
+// lock claimCert takes, so a certificate claimed meanwhile is set again after it.
 func (c *Controller) setServedCerts(key store.Key, served []string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	prev := c.servedCerts[key]
 	if served == nil {
 		delete(c.servedCerts, key)
 	} else {
 		c.servedCerts[key] = served
 	}
-	c.mu.Unlock()
 	for _, name := range prev {
-		if !slices.Contains(served, name) {
+		if !slices.Contains(served, name) && !c.certServedLocked(name) {
 			c.cfg.Proxy.DeleteCertificate(name)
 		}
 	}
+}
+
+// certServedLocked reports whether any object serves the SDS certificate name.
+func (c *Controller) certServedLocked(name string) bool {
+	for _, names := range c.servedCerts {
+		if slices.Contains(names, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // releaseCertificates drops everything a deleted object's certificates held.
@@ -360,6 +397,7 @@ func (c *Controller) routeTLS(ctx context.Context, route *servingv1.Route, key s
 		}
 		reqs = append(reqs, certRequest{name: routeCertName(route, tag), host: n.external.Primary})
 	}
+	c.useNamespaceWildcards(ctx, route.Namespace, c.settings().cfg.Domain.LookupDomainForLabels(route.Labels), reqs)
 	if len(reqs) == 0 {
 		st.SetCondition(duck.Condition{Type: RouteConditionCertificateProvisioned, Status: duck.True, Reason: "TLSNotEnabled", Message: tlsNotEnabledForClusterLocalMessage}, now)
 		c.releaseCertificates(ctx, key)

@@ -249,7 +249,13 @@ func desired(req certs.Request) *unstructured.Unstructured {
 		"metadata": map[string]any{"name": req.Name, "namespace": req.Namespace},
 		"spec":     spec,
 	}}
-	u.SetLabels(map[string]string{ManagedLabel: "true"})
+	labels := map[string]string{ManagedLabel: "true"}
+	for k, v := range req.Labels {
+		if k != ManagedLabel {
+			labels[k] = v
+		}
+	}
+	u.SetLabels(labels)
 	u.SetAnnotations(map[string]string{OwnerAnnotation: req.Owner})
 	yes := true
 	u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: req.OwnerAPIVersion, Kind: req.OwnerKind, Name: req.OwnerName,
@@ -269,6 +275,12 @@ func (p *Provider) Certificate(ctx context.Context, req certs.Request) (certs.St
 	case cur == nil:
 		created, err := ri.Create(ctx, want, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
+			// A namespace wildcard is asked for by the Namespace and its Routes at once:
+			// the one created meanwhile by the same owner is the one wanted.
+			if live, gerr := ri.Get(ctx, req.Name, metav1.GetOptions{}); gerr == nil && ownedBy(live, req.OwnerUID) {
+				cur = live
+				break
+			}
 			return certs.Status{State: certs.Failed, Reason: "CertificateNotOwned",
 				Message: fmt.Sprintf("There is an existing certificate %s that we don't own.", req.Name)}, nil
 		}

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skiff-dev/skiff/controlplane/certs"
 	"github.com/skiff-dev/skiff/controlplane/domains"
@@ -184,5 +186,71 @@ func TestCertificateLifecycle(t *testing.T) {
 	p.Release(ctx, "Route/default/hello", nil)
 	if _, err := client.Resource(CertificatesGVR).Namespace("default").Get(ctx, "route-uid1", metav1.GetOptions{}); err == nil {
 		t.Error("Release left the Certificate")
+	}
+}
+
+// A namespace wildcard certificate (Knative's nscert resources.MakeWildcardCertificate, from
+// wildcard_certificate_test.go): named after its DNS name, owned by the Namespace, labelled
+// with its domain, and released with the namespace's other certificates.
+func TestWildcardCertificate(t *testing.T) {
+	p, client, _ := startProvider(t)
+	ctx := context.Background()
+	req := certs.Request{Owner: "Namespace//foo", Namespace: "foo", Name: "foo.example.com", Hosts: []string{"*.foo.example.com"},
+		OwnerUID: "ns-uid", OwnerKind: "Namespace", OwnerAPIVersion: "v1", OwnerName: "foo",
+		Issuer: domains.IssuerRef{Kind: "ClusterIssuer", Name: "dns01"},
+		Labels: map[string]string{"networking.knative.dev/wildcardDomain": "example.com", ManagedLabel: "false"}}
+	if _, err := p.Certificate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := client.Resource(CertificatesGVR).Namespace("foo").Get(ctx, "foo.example.com", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cert.GetLabels(); l["networking.knative.dev/wildcardDomain"] != "example.com" || l[ManagedLabel] != "true" {
+		t.Errorf("labels = %v, want the wildcard domain and Skiff's managed label", l)
+	}
+	spec := cert.Object["spec"].(map[string]any)
+	if names, _ := spec["dnsNames"].([]any); len(names) != 1 || names[0] != "*.foo.example.com" || spec["secretName"] != "foo.example.com" {
+		t.Errorf("spec = %v", spec)
+	}
+	if o := metav1.GetControllerOf(cert); o == nil || o.Kind != "Namespace" || o.APIVersion != "v1" || o.UID != "ns-uid" {
+		t.Errorf("controller = %+v, want the Namespace", o)
+	}
+	waitCached(t, p, "foo", "foo.example.com", func(*unstructured.Unstructured) bool { return true })
+	p.Release(ctx, "Namespace//foo", nil)
+	if _, err := client.Resource(CertificatesGVR).Namespace("foo").Get(ctx, "foo.example.com", metav1.GetOptions{}); err == nil {
+		t.Error("the wildcard Certificate is still there after its namespace released it")
+	}
+}
+
+// The Namespace and its Routes ask for a namespace wildcard at once: one whose Create loses
+// to another's (AlreadyExists before the informer sees the winner) takes the same owner's
+// Certificate instead of reporting it as not owned.
+func TestCertificateCreatedMeanwhileBySameOwner(t *testing.T) {
+	p, client, _ := startProvider(t)
+	ctx := context.Background()
+	req := certs.Request{Owner: "Namespace//foo", Namespace: "foo", Name: "foo.example.com", Hosts: []string{"*.foo.example.com"},
+		OwnerUID: "ns-uid", OwnerKind: "Namespace", OwnerAPIVersion: "v1", OwnerName: "foo"}
+	client.PrependReactor("create", "certificates", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		obj := a.(k8stesting.CreateAction).GetObject()
+		if err := client.Tracker().Create(CertificatesGVR, obj, "foo"); err != nil {
+			t.Error(err)
+		}
+		return true, nil, apierrors.NewAlreadyExists(CertificatesGVR.GroupResource(), req.Name)
+	})
+	st, err := p.Certificate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != certs.Pending {
+		t.Errorf("status %+v, want Pending (the same owner's Certificate, not yet Ready)", st)
+	}
+	other := req
+	other.OwnerUID, other.Owner = "other-uid", "Namespace//bar"
+	client.PrependReactor("create", "certificates", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewAlreadyExists(CertificatesGVR.GroupResource(), req.Name)
+	})
+	if st, err := p.Certificate(ctx, certs.Request{Owner: other.Owner, Namespace: "foo", Name: "foo.example.com", Hosts: other.Hosts, OwnerUID: other.OwnerUID}); err != nil || st.Reason != "CertificateNotOwned" {
+		t.Errorf("another owner: %+v, %v; want CertificateNotOwned", st, err)
 	}
 }

@@ -62,6 +62,8 @@ var kinds = map[string]schema.GroupVersionResource{
 	networkingv1alpha1.KindClusterDomainClaim: {Group: "networking.internal.knative.dev", Version: "v1alpha1", Resource: "clusterdomainclaims"},
 	api.KindSecret:                            {Version: "v1", Resource: "secrets"},
 	api.KindConfigMap:                         {Version: "v1", Resource: "configmaps"},
+	// Namespaces' labels select which get wildcard certificates (namespace-wildcard-cert-selector).
+	"Namespace": {Version: "v1", Resource: "namespaces"},
 }
 
 // Option tunes a Store.
