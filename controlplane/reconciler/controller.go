@@ -315,7 +315,6 @@ func newQueue(l *lanes, metrics workqueue.MetricsProvider) workqueue.TypedRateLi
 		})
 }
 
-// onEvent maps a store change to the objects whose reconcile reads it.
 // mirrorDelay is how long a Service waits to mirror a change of its Configuration or
 // Route. Both move several times within a fraction of a second while a revision rolls out
 // (created, revision ready, waiting for the proxies, ready), and each move would otherwise
@@ -323,6 +322,7 @@ func newQueue(l *lanes, metrics workqueue.MetricsProvider) workqueue.TypedRateLi
 // write. The Service's conditions end the same as Knative's, with fewer intermediate ones.
 const mirrorDelay = 100 * time.Millisecond
 
+// onEvent maps a store change to the objects whose reconcile reads it.
 func (c *Controller) onEvent(e store.Event) {
 	c.queue.Add(e.Key)
 	ns := e.Key.Namespace
