@@ -93,6 +93,23 @@ spec:
 		t.Errorf("ReferenceExists = %+v, want True with ReferenceNotSet", c)
 	}
 
+	// A kind Skiff does not serve cannot be looked up: Unknown, ReferenceGetFailed.
+	s.apply(`apiVersion: eventing.knative.dev/v1beta3
+kind: EventType
+metadata:
+  name: elsewhere
+spec:
+  reference: {apiVersion: example.com/v1, kind: Thing, name: t}
+  attributes: [{name: type}, {name: source}, {name: specversion}, {name: id}]
+`)
+	eventually(t, 30*time.Second, "EventType on an unserved kind reported Unknown", func() bool {
+		ready = s.condition("eventtype", "elsewhere", duck.ConditionReady)
+		return ready != nil && ready.Status == duck.Unknown && ready.Reason == "ReferenceGetFailed"
+	})
+	if !strings.HasPrefix(ready.Message, "Failed to get reference: ") {
+		t.Errorf("Ready message %q", ready.Message)
+	}
+
 	err := s.tryApply(`apiVersion: eventing.knative.dev/v1beta3
 kind: EventType
 metadata:
