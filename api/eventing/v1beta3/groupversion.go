@@ -1,4 +1,0 @@
-// +kubebuilder:object:generate=false
-// +groupName=eventing.knative.dev
-
-package v1beta3
