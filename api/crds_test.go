@@ -77,6 +77,7 @@ func TestNamesAsKnativeDeclares(t *testing.T) {
 		"Route":         {[]string{"rt"}, []string{"all", "knative", "serving"}},
 		"Broker":        {nil, []string{"all", "knative", "eventing"}},
 		"Trigger":       {nil, []string{"all", "knative", "eventing"}},
+		"EventType":     {nil, []string{"all", "knative", "eventing"}}, // eventtype.yaml
 		"PingSource":    {nil, []string{"all", "knative", "sources"}},
 		"SinkBinding":   {nil, []string{"all", "knative", "sources", "bindings"}},
 		// eventing's config/core/resources/{channel,subscription,sequence,parallel,

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	eventingv1beta3 "github.com/skiff-dev/skiff/api/eventing/v1beta3"
 	"github.com/skiff-dev/skiff/api/fielderr"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
@@ -126,6 +127,14 @@ func Kinds() []*Kind {
 			Aliases:    []string{"trigger"},
 			Categories: []string{"all", "knative", "eventing"}, StatusSubresource: true,
 			New: func() Object { return &eventingv1.Trigger{} },
+		},
+		{
+			// Knative serves EventType as v1beta3, v1beta2 and v1beta1 (converted by its webhook);
+			// Skiff serves one version of each kind, and this is the newest.
+			Group: "eventing.knative.dev", Version: "v1beta3", Kind: eventingv1beta3.KindEventType, Plural: "eventtypes",
+			Aliases:    []string{"eventtype"},
+			Categories: []string{"all", "knative", "eventing"}, StatusSubresource: true,
+			New: func() Object { return &eventingv1beta3.EventType{} },
 		},
 		{
 			Group: "sources.knative.dev", Version: "v1", Kind: sourcesv1.KindPingSource, Plural: "pingsources",

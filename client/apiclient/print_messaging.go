@@ -6,6 +6,7 @@ import (
 
 	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
+	eventingv1beta3 "github.com/skiff-dev/skiff/api/eventing/v1beta3"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
@@ -21,6 +22,29 @@ func printMessaging(row func(...string), k *api.Kind, objs []json.RawMessage) (p
 		return err == nil
 	}
 	switch k.Kind {
+	case eventingv1beta3.KindEventType:
+		// The printer columns of Knative's eventtype.yaml CRD.
+		row("NAMESPACE", "NAME", "TYPE", "SOURCE", "REFERENCE NAME", "REFERENCE KIND", "DESCRIPTION", "READY", "REASON")
+		for _, raw := range objs {
+			var o eventingv1beta3.EventType
+			if !decode(raw, &o) {
+				return true, err
+			}
+			attr := func(name string) string {
+				for _, a := range o.Spec.Attributes {
+					if a.Name == name {
+						return a.Value
+					}
+				}
+				return ""
+			}
+			var refName, refKind string
+			if r := o.Spec.Reference; r != nil {
+				refName, refKind = r.Name, r.Kind
+			}
+			ready, reason := readiness(&o.Status.Status)
+			row(o.Namespace, o.Name, attr("type"), attr("source"), refName, refKind, o.Spec.Description, ready, reason)
+		}
 	case messagingv1.KindChannel:
 		row("NAMESPACE", "NAME", "TYPE", "URL", "READY", "REASON")
 		for _, raw := range objs {

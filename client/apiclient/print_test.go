@@ -22,6 +22,10 @@ func TestPrintMessagingKinds(t *testing.T) {
 		"parallels": {`{"metadata":{"name":"p"},"spec":{"branches":[{}]}}`, "BRANCHES", "1"},
 		"apiserversources": {`{"metadata":{"name":"a"},"spec":{"resources":[{"apiVersion":"v1","kind":"Service"}]},"status":{"sinkUri":"http://s"}}`,
 			"RESOURCES", "Service:v1   http://s"},
+		"eventtypes": {`{"metadata":{"name":"e"},"spec":{"reference":{"kind":"Broker","name":"default"},"description":"orders",
+			"attributes":[{"name":"type","value":"com.example.order"},{"name":"source","value":"/shop"}]},
+			"status":{"conditions":[{"type":"Ready","status":"False","reason":"ResourceDoesNotExist"}]}}`,
+			"REFERENCE KIND", "com.example.order   /shop    default          Broker           orders        False   ResourceDoesNotExist"},
 		"containersources": {`{"metadata":{"name":"c"},"status":{"sinkUri":"http://s"}}`, "SINK", "http://s"},
 	} {
 		var b bytes.Buffer

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiff-dev/skiff/api/duck"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	eventingv1beta3 "github.com/skiff-dev/skiff/api/eventing/v1beta3"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	sourcesv1 "github.com/skiff-dev/skiff/api/sources/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -48,7 +49,8 @@ const (
 )
 
 // eventingKinds are reconciled by reconcileEventing.
-var eventingKinds = append([]string{eventingv1.KindBroker, eventingv1.KindTrigger, sourcesv1.KindPingSource, sourcesv1.KindSinkBinding}, messagingKinds...)
+var eventingKinds = append([]string{eventingv1.KindBroker, eventingv1.KindTrigger, sourcesv1.KindPingSource, sourcesv1.KindSinkBinding,
+	eventingv1beta3.KindEventType}, messagingKinds...)
 
 // reconcileEventing reconciles the eventing kinds; other kinds are ignored.
 func (c *Controller) reconcileEventing(ctx context.Context, key store.Key) error {
@@ -61,6 +63,8 @@ func (c *Controller) reconcileEventing(ctx context.Context, key store.Key) error
 		return c.reconcilePingSource(ctx, key)
 	case sourcesv1.KindSinkBinding:
 		return c.reconcileSinkBinding(ctx, key)
+	case eventingv1beta3.KindEventType:
+		return c.reconcileEventType(ctx, key)
 	}
 	return c.reconcileMessaging(ctx, key)
 }
@@ -72,6 +76,11 @@ func (c *Controller) reconcileEventing(ctx context.Context, key store.Key) error
 // Service, Route or Broker.
 func (c *Controller) onEventingEvent(e store.Event) {
 	c.onMessagingEvent(e)
+	if e.Key.Kind != eventingv1beta3.KindEventType && (e.Type == store.Added || e.Type == store.Deleted) {
+		// An EventType's spec.reference may name any kind in any namespace; only a creation
+		// or deletion changes whether it exists.
+		c.enqueueAll(eventingv1beta3.KindEventType, "")
+	}
 	if c.cfg.Eventing == nil {
 		return
 	}

@@ -1,0 +1,4 @@
+// +kubebuilder:object:generate=false
+// +groupName=eventing.knative.dev
+
+package v1beta3
