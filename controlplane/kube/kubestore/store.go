@@ -31,6 +31,7 @@ import (
 	"github.com/skiff-dev/skiff/api/admission"
 	"github.com/skiff-dev/skiff/api/config"
 	eventingv1 "github.com/skiff-dev/skiff/api/eventing/v1"
+	eventingv1beta3 "github.com/skiff-dev/skiff/api/eventing/v1beta3"
 	flowsv1 "github.com/skiff-dev/skiff/api/flows/v1"
 	messagingv1 "github.com/skiff-dev/skiff/api/messaging/v1"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
@@ -42,14 +43,15 @@ import (
 
 // Kinds maps every kind the reconcilers keep to its API resource.
 var kinds = map[string]schema.GroupVersionResource{
-	servingv1.KindService:       {Group: "serving.knative.dev", Version: "v1", Resource: "services"},
-	servingv1.KindConfiguration: {Group: "serving.knative.dev", Version: "v1", Resource: "configurations"},
-	servingv1.KindRevision:      {Group: "serving.knative.dev", Version: "v1", Resource: "revisions"},
-	servingv1.KindRoute:         {Group: "serving.knative.dev", Version: "v1", Resource: "routes"},
-	eventingv1.KindBroker:       {Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"},
-	eventingv1.KindTrigger:      {Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"},
-	sourcesv1.KindPingSource:    {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
-	sourcesv1.KindSinkBinding:   {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
+	servingv1.KindService:         {Group: "serving.knative.dev", Version: "v1", Resource: "services"},
+	servingv1.KindConfiguration:   {Group: "serving.knative.dev", Version: "v1", Resource: "configurations"},
+	servingv1.KindRevision:        {Group: "serving.knative.dev", Version: "v1", Resource: "revisions"},
+	servingv1.KindRoute:           {Group: "serving.knative.dev", Version: "v1", Resource: "routes"},
+	eventingv1.KindBroker:         {Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"},
+	eventingv1.KindTrigger:        {Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"},
+	sourcesv1.KindPingSource:      {Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
+	sourcesv1.KindSinkBinding:     {Group: "sources.knative.dev", Version: "v1", Resource: "sinkbindings"},
+	eventingv1beta3.KindEventType: {Group: "eventing.knative.dev", Version: "v1beta3", Resource: "eventtypes"},
 
 	messagingv1.KindChannel:                   {Group: "messaging.knative.dev", Version: "v1", Resource: "channels"},
 	messagingv1.KindInMemoryChannel:           {Group: "messaging.knative.dev", Version: "v1", Resource: "inmemorychannels"},
