@@ -331,30 +331,29 @@ func Clusters(namespace string, weights []Weight, rev func(name string) *serving
 	for i, w := range weights {
 		r := rev(w.Revision)
 		out = append(out, xds.WeightedCluster{Name: xds.ClusterName(namespace, w.Revision), Weight: uint32(w.Percent), Activate: ProxyMode(r)})
-		t.Request = max(t.Request, Timeout(r))
-		start, idle := optionalTimeouts(r)
 		if i == 0 {
-			t.ResponseStart, t.Idle = start, idle
-			continue
+			t = revisionTimeouts(r)
+		} else {
+			t = t.Lenient(revisionTimeouts(r))
 		}
-		t.ResponseStart = lenient(t.ResponseStart, start)
-		t.Idle = lenient(t.Idle, idle)
 	}
 	return out, t
 }
 
-// optionalTimeouts are a revision's response-start and idle timeouts, zero when unset.
-func optionalTimeouts(rev *servingv1.Revision) (start, idle time.Duration) {
+// revisionTimeouts are a revision's timeouts: spec.timeoutSeconds (Knative's default when
+// unset or unknown), and the response-start and idle timeouts, zero when unset.
+func revisionTimeouts(rev *servingv1.Revision) Timeouts {
+	t := Timeouts{Request: Timeout(rev)}
 	if rev == nil {
-		return 0, 0
+		return t
 	}
 	if s := rev.Spec.ResponseStartTimeoutSeconds; s != nil {
-		start = time.Duration(*s) * time.Second
+		t.ResponseStart = time.Duration(*s) * time.Second
 	}
 	if s := rev.Spec.IdleTimeoutSeconds; s != nil {
-		idle = time.Duration(*s) * time.Second
+		t.Idle = time.Duration(*s) * time.Second
 	}
-	return start, idle
+	return t
 }
 
 // lenient is the more lenient of two optional timeouts, where zero is none.
