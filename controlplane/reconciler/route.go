@@ -193,57 +193,58 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 	rev := func(name string) *servingv1.Revision { return revs[name] }
 	// Each host's split follows the rollout under way, if any (Knative's makeBaseIngressPath).
 	defClusters, defTimeouts := traffic.Clusters(route.Namespace, ro.Weights(targets, ""), rev)
-	add := func(tag, vhName string, clusters []xds.WeightedCluster, timeouts traffic.Timeouts) {
+	// add appends the external (unless cluster-local) and the local virtual host of one
+	// target, from base's routing (clusters, rules, headers set).
+	add := func(tag, vhName string, base xds.VirtualHost, timeouts traffic.Timeouts) {
 		n := names[tag]
-		md := map[string]string{"namespace": route.Namespace, "route": route.Name}
+		base.Metadata = map[string]string{"namespace": route.Namespace, "route": route.Name}
 		if tag != "" {
-			md["tag"] = tag
+			base.Metadata["tag"] = tag
 		}
+		timeouts.Apply(&base)
 		if n.visibility == domains.ExternalIP {
-			var challenges []xds.Challenge
+			vh := base
+			vh.Name, vh.Domains, vh.Visibility = vhName, n.external.Expanded, xds.VisibilityExternal
+			vh.RedirectHTTP = httpOption == domains.HTTPRedirected
 			for _, h := range n.external.Expanded {
-				challenges = append(challenges, tls.challenges[h]...)
+				vh.Challenges = append(vh.Challenges, tls.challenges[h]...)
 			}
-			vh := xds.VirtualHost{
-				Name: vhName, Domains: n.external.Expanded, Clusters: clusters, Metadata: md,
-				Visibility: xds.VisibilityExternal, RedirectHTTP: httpOption == domains.HTTPRedirected, Challenges: challenges,
-			}
-			timeouts.Apply(&vh)
 			out.VirtualHosts = append(out.VirtualHosts, vh)
 		}
-		vh := xds.VirtualHost{
-			Name: vhName + ":local", Domains: n.local.Expanded, Clusters: clusters, Metadata: md,
-			Visibility: xds.VisibilityClusterLocal,
-		}
-		timeouts.Apply(&vh)
+		vh := base
+		vh.Name, vh.Domains, vh.Visibility = vhName+":local", n.local.Expanded, xds.VisibilityClusterLocal
 		out.VirtualHosts = append(out.VirtualHosts, vh)
 	}
-	tags := traffic.Tags(targets)
-	add("", route.Namespace+"/"+route.Name, defClusters, defTimeouts)
-	defaultHosts := len(out.VirtualHosts) // the default target's hosts come first
-	var tagRules []xds.Rule
-	for _, t := range tags {
-		clusters, timeouts := traffic.Clusters(route.Namespace, ro.Weights(targets, t.Tag), rev)
-		first := len(out.VirtualHosts)
-		add(t.Tag, route.Namespace+"/"+route.Name+"/"+t.Tag, clusters, timeouts)
-		if c.cfg.TagHeaderBasedRouting {
-			tagRules = append(tagRules, xds.Rule{Headers: []xds.HeaderMatch{{Name: RouteTagHeader, Value: t.Tag}}, Clusters: clusters})
-			defTimeouts = defTimeouts.Lenient(timeouts)
-			for i := range out.VirtualHosts[first:] {
-				out.VirtualHosts[first+i].SetRequestHeaders = []xds.Header{{Name: RouteTagHeader, Value: t.Tag}}
-			}
-		}
+	type tagged struct {
+		tag      string
+		clusters []xds.WeightedCluster
+		timeouts traffic.Timeouts
 	}
+	var tags []tagged
+	for _, t := range traffic.Tags(targets) {
+		clusters, timeouts := traffic.Clusters(route.Namespace, ro.Weights(targets, t.Tag), rev)
+		tags = append(tags, tagged{t.Tag, clusters, timeouts})
+	}
+	def := xds.VirtualHost{Clusters: defClusters}
 	if c.cfg.TagHeaderBasedRouting {
 		// Knative's MakeIngressSpec with tag-header-based-routing: on the default host, a
 		// rule per tag (in tag order) for requests naming it in Knative-Serving-Tag, then
 		// the default split, marked Knative-Serving-Default-Route: true so the app can tell
 		// an unknown tag (both headers) from no tag.
-		rules := append(tagRules, xds.Rule{Clusters: defClusters, SetRequestHeaders: []xds.Header{{Name: DefaultRouteHeader, Value: "true"}}})
-		for i := range defaultHosts {
-			out.VirtualHosts[i].Rules = rules
-			defTimeouts.Apply(&out.VirtualHosts[i])
+		for _, t := range tags {
+			def.Rules = append(def.Rules, xds.Rule{Headers: []xds.HeaderMatch{{Name: RouteTagHeader, Value: t.tag}}, Clusters: t.clusters})
+			defTimeouts = defTimeouts.Lenient(t.timeouts)
 		}
+		def.Rules = append(def.Rules, xds.Rule{Clusters: defClusters, SetRequestHeaders: []xds.Header{{Name: DefaultRouteHeader, Value: "true"}}})
+	}
+	add("", route.Namespace+"/"+route.Name, def, defTimeouts)
+	for _, t := range tags {
+		vh := xds.VirtualHost{Clusters: t.clusters}
+		if c.cfg.TagHeaderBasedRouting {
+			// A request by the tag's own host names its tag too (Knative appends it).
+			vh.SetRequestHeaders = []xds.Header{{Name: RouteTagHeader, Value: t.tag}}
+		}
+		add(t.tag, route.Namespace+"/"+route.Name+"/"+t.tag, vh, t.timeouts)
 	}
 	return out
 }
