@@ -4,7 +4,7 @@ BIN     := bin/skiff
 DATA    ?= .skiff
 PKGS    := ./...
 
-.PHONY: all build run test test-short lint vet fmt bench clean wasm kube-bins crds test-k8s python-frameworks runc prometheus
+.PHONY: all build run test crds-check test-short lint vet fmt bench clean wasm kube-bins crds test-k8s python-frameworks runc prometheus
 
 all: build
 
@@ -24,7 +24,7 @@ wasm: ## build every proxy-wasm filter under wasm-filters/ to bin/wasm/<name>.wa
 # the Kubernetes integration tests (e2e/kube) if the build succeeded. A failed build does not fail
 # `make test`: it says so, points at its log, and the e2e/kube tests are skipped (they skip on
 # their own without binaries too); a failing test fails it.
-test: python-frameworks runc prometheus ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
+test: python-frameworks runc prometheus crds-check ## go vet, then every test with the race detector (e2e/kube too when the kube binaries build)
 	@bash e2e/kube/tools/test-all.sh "$(GO)" "$(KUBE_BIN)"
 
 # The Python Flask and FastAPI templates run with the distribution's frameworks (PyPI is out of
@@ -96,3 +96,15 @@ crds: ## regenerate deploy/crds from api/ with controller-gen (go.mod and go.sum
 
 test-k8s: kube-bins ## integration tests against a real kube-apiserver + etcd on loopback
 	SKIFF_KUBE_BIN=$(CURDIR)/$(KUBE_BIN) $(GO) test -race -count=1 -timeout 10m ./e2e/kube/...
+
+# The CRDs under deploy/crds are generated from api/; this regenerates them into a scratch
+# directory and fails when the checked-in ones differ (run `make crds` to update them). When
+# controller-gen cannot be fetched it says so and passes: the drift check needs the module proxy.
+crds-check: ## fail when deploy/crds is not what `make crds` generates from api/
+	@tmp=$$(mktemp -d); cp go.mod $$tmp/go.mod.keep && cp go.sum $$tmp/go.sum.keep; \
+	if GOFLAGS=-mod=mod $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 crd:allowDangerousTypes=true,maxDescLen=0 paths=./api/... output:crd:dir=$$tmp/crds >$$tmp/log 2>&1 \
+		&& $(GO) run ./deploy/crds/fixup $$tmp/crds >>$$tmp/log 2>&1; then gen=ok; else gen=failed; fi; \
+	cp $$tmp/go.mod.keep go.mod; cp $$tmp/go.sum.keep go.sum; \
+	if [ $$gen = failed ]; then echo "crds-check: could not run controller-gen, drift not checked:"; tail -3 $$tmp/log; rm -rf $$tmp; exit 0; fi; \
+	if diff -r -u -x '*.go' -x fixup deploy/crds $$tmp/crds >$$tmp/diff; then echo "crds-check: deploy/crds is current"; rm -rf $$tmp; \
+	else head -40 $$tmp/diff; echo "crds-check: deploy/crds differs from api/; run make crds"; rm -rf $$tmp; exit 1; fi
