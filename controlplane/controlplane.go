@@ -21,7 +21,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/config"
+	"github.com/skiff-dev/skiff/api/fielderr"
 	"github.com/skiff-dev/skiff/client/proxyclient"
 	"github.com/skiff-dev/skiff/controlplane/activation"
 	"github.com/skiff-dev/skiff/controlplane/apiserver"
@@ -91,6 +93,11 @@ type Config struct {
 	// Admission holds the settings every write to the API is defaulted and validated with
 	// (config-features, config-defaults, config-autoscaler); nil means Knative's defaults.
 	Admission *config.Config
+	// LoadSettings, when set, makes the settings in force again from config-features,
+	// config-defaults, config-autoscaler and config-br-defaults written to SystemNamespace
+	// while running (replacing Admission and Autoscaler's settings, as Knative follows edits
+	// of its ConfigMaps); nil keeps those of the start.
+	LoadSettings reconciler.SettingsLoader
 	// StatSource is which proxy stats the autoscaler reads a revision's demand from:
 	// autoscaler.ClusterStats (default: Envoy's upstream cluster stats plus the requests the
 	// activator holds) or autoscaler.RevisionMetrics (the revision-metrics wasm filter, which
@@ -178,6 +185,11 @@ type ControlPlane struct {
 
 	extMu   sync.Mutex
 	extGRPC *grpc.Server // serving ext_proc; nil once stopped
+
+	// settingsMu orders settings put in force (applySettings) with the API's creation.
+	settingsMu sync.Mutex
+	admission  *config.Config    // the settings in force, once LoadSettings made them
+	apiSrv     *apiserver.Server // nil until serving
 }
 
 // New opens the store and binds the API and xDS listeners.
@@ -316,6 +328,18 @@ func (cp *ControlPlane) newAutoscaler(obs *observability) (autoscaler.Config, er
 	return acfg, nil
 }
 
+// applySettings puts settings LoadSettings made in force in the API's admission and the
+// autoscaler (the reconcilers read their own copy).
+func (cp *ControlPlane) applySettings(s reconciler.Settings) {
+	cp.scaler.SetConfig(s.Autoscaler)
+	cp.settingsMu.Lock()
+	defer cp.settingsMu.Unlock()
+	cp.admission = s.Admission
+	if cp.apiSrv != nil {
+		cp.apiSrv.SetSettings(s.Admission)
+	}
+}
+
 // newController creates the reconcilers over what New has built; pc is how Skiff's own
 // senders reach the proxy.
 func (cp *ControlPlane) newController(acfg autoscaler.Config, obs *observability, pc proxyclient.Config) *reconciler.Controller {
@@ -326,6 +350,7 @@ func (cp *ControlPlane) newController(acfg autoscaler.Config, obs *observability
 		DigestResolutionTimeout: cfg.Images.ResolveTimeout, QueueMetrics: obs.queue,
 		SystemNamespace: cfg.SystemNamespace, NetworkDefaults: LocalNetworkDefaults(),
 		TagHeaderBasedRouting: cfg.Admission != nil && cfg.Admission.Features.TagHeaderBasedRouting == config.Enabled,
+		LoadSettings:          cfg.LoadSettings, OnSettings: []func(reconciler.Settings){cp.applySettings},
 	}
 	if cfg.HTTPSListenPort != 0 {
 		rcfg.Certificates = cp.ca
@@ -446,11 +471,17 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if cp.oci != nil {
 		mux.Handle("/v2/", registryHandler(cp.cfg.DataDir, cp.log))
 	}
-	apiSrv, err := apiserver.New(cp.store, cp.log, cp.cfg.Admission, apiserver.Options{})
+	cp.settingsMu.Lock()
+	apiSrv, err := apiserver.New(cp.store, cp.log, cmp.Or(cp.admission, cp.cfg.Admission), apiserver.Options{})
+	cp.apiSrv = apiSrv
+	cp.settingsMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
-	apiSrv.CheckConfigMaps(reconciler.ConfigMapCheck(cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace), LocalNetworkDefaults(), cp.cfg.Domain))
+	systemNS := cmp.Or(cp.cfg.SystemNamespace, reconciler.DefaultSystemNamespace)
+	network := reconciler.ConfigMapCheck(systemNS, LocalNetworkDefaults(), cp.cfg.Domain)
+	settings := reconciler.SettingsConfigMapCheck(systemNS, cp.cfg.LoadSettings)
+	apiSrv.CheckConfigMaps(func(cm *api.ConfigMap) *fielderr.Error { return network(cm).Also(settings(cm)) })
 	if err := apiSrv.EnsureNamespace(ctx, "default"); err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}

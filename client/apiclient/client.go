@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/api"
-	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 )
 
@@ -167,10 +166,6 @@ func (c *Client) Apply(ctx context.Context, doc Document, ns string) (ApplyResul
 	}
 	if err := json.Unmarshal(doc.Data, &head); err != nil {
 		return ApplyResult{}, fmt.Errorf("%s: %w", doc.Source, err)
-	}
-	if _, ok, _ := config.ParseConfigMap(doc.Data); ok {
-		return ApplyResult{}, fmt.Errorf("%s: ConfigMap %s configures Skiff when it starts: give it to `skiff up -f` (or use the --%s flags)",
-			doc.Source, head.Metadata.Name, head.Metadata.Name)
 	}
 	k := api.LookupGVK(head.APIVersion, head.Kind)
 	if k == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/reconciler"
 )
 
 // localMaxScalePerCPU is how many instances of one revision `skiff up` lets a revision ask
@@ -131,6 +133,38 @@ func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscale
 	}
 	a.MaxScale, a.MaxScaleLimit = int(as.MaxScale), int(as.MaxScaleLimit)
 	return cfg, nil
+}
+
+// settingsLoader makes the settings again from the ConfigMaps of config.Names found while
+// running: each replaces the document of the same name given at start (start), and the
+// flags still win. base is the autoscaler's configuration from its flags alone.
+func settingsLoader(f *pflag.FlagSet, start []apiclient.Document, base autoscaler.Config, local bool) reconciler.SettingsLoader {
+	return func(data map[string]map[string]string) (reconciler.Settings, error) {
+		var docs []apiclient.Document
+		for _, d := range start {
+			if cm, ok, err := config.ParseConfigMap(d.Data); err == nil && ok && data[cm.Metadata.Name] != nil {
+				continue
+			}
+			docs = append(docs, d)
+		}
+		for _, name := range config.Names {
+			cmData, ok := data[name]
+			if !ok {
+				continue
+			}
+			doc, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]string{"name": name}, "data": cmData})
+			if err != nil {
+				return reconciler.Settings{}, err
+			}
+			docs = append(docs, apiclient.Document{Source: "ConfigMap " + name, Data: doc})
+		}
+		engine := base
+		adm, err := admissionSettings(f, docs, &engine, local)
+		if err != nil {
+			return reconciler.Settings{}, err
+		}
+		return reconciler.Settings{Admission: adm, Autoscaler: engine}, nil
+	}
 }
 
 // settingsDocs splits manifests into the ConfigMaps Skiff reads at start and the rest.

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -85,5 +86,59 @@ func TestAdmissionSettings(t *testing.T) {
 		if _, _, err := settingsFor(t, true, tc.args, docs...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %s: %v, want an error saying %q", tc.args, tc.doc, err, tc.want)
 		}
+	}
+}
+
+// TestSettingsLoader: a ConfigMap written while running replaces the one of the same name
+// given at start (skiff up -f), the others given at start stay, and the flags still win.
+func TestSettingsLoader(t *testing.T) {
+	f := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	addAutoscalerFlags(f)
+	addAdmissionFlags(f, true)
+	if err := f.Parse([]string{"--stable-window", "30s", "--config-features", "kubernetes.podspec-nodeselector=enabled"}); err != nil {
+		t.Fatal(err)
+	}
+	base, _, err := autoscalerFlags(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := []apiclient.Document{
+		{Source: "a", Data: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-features"},"data":{"kubernetes.podspec-affinity":"Enabled"}}`)},
+		{Source: "b", Data: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-defaults"},"data":{"revision-timeout-seconds":"100"}}`)},
+	}
+	load := settingsLoader(f, start, base, true)
+
+	s, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Admission.Features.PodSpecAffinity != config.Enabled || s.Admission.Defaults.RevisionTimeoutSeconds != 100 || s.Autoscaler.StableWindow != 30*time.Second {
+		t.Errorf("nothing written yet: affinity %s, timeout %d, stable window %v; want the start's Enabled, 100 and the flag's 30s",
+			s.Admission.Features.PodSpecAffinity, s.Admission.Defaults.RevisionTimeoutSeconds, s.Autoscaler.StableWindow)
+	}
+
+	s, err = load(map[string]map[string]string{
+		config.FeaturesConfigName: {"tag-header-based-routing": "Enabled"},
+		"config-autoscaler":       {"stable-window": "90s", "enable-scale-to-zero": "false"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Admission.Features.PodSpecAffinity != config.Disabled || s.Admission.Features.TagHeaderBasedRouting != config.Enabled {
+		t.Errorf("config-features written: affinity %s, tag-header-based-routing %s; want Disabled (the start's ConfigMap replaced) and Enabled",
+			s.Admission.Features.PodSpecAffinity, s.Admission.Features.TagHeaderBasedRouting)
+	}
+	if s.Admission.Features.PodSpecNodeSelector != config.Enabled {
+		t.Errorf("--config-features kubernetes.podspec-nodeselector=enabled lost: %s", s.Admission.Features.PodSpecNodeSelector)
+	}
+	if s.Admission.Defaults.RevisionTimeoutSeconds != 100 {
+		t.Errorf("config-defaults given at start and not written since: timeout %d, want 100", s.Admission.Defaults.RevisionTimeoutSeconds)
+	}
+	if s.Autoscaler.StableWindow != 30*time.Second || s.Autoscaler.EnableScaleToZero {
+		t.Errorf("config-autoscaler written: stable window %v (want the flag's 30s), scale to zero %v (want false)", s.Autoscaler.StableWindow, s.Autoscaler.EnableScaleToZero)
+	}
+
+	if _, err := load(map[string]map[string]string{"config-autoscaler": {"stable-window": "forever"}}); err == nil || !strings.Contains(err.Error(), "stable-window") {
+		t.Errorf("stable-window: forever: %v, want an error naming the key", err)
 	}
 }

@@ -141,10 +141,13 @@ func newControllerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			base := a
 			if cfg.Admission, err = admissionSettings(f, settings, &a, false); err != nil {
 				return err
 			}
-			// The webhooks follow edits of the ConfigMaps; the autoscaler keeps what it started with.
+			cfg.LoadSettings = settingsLoader(f, nil, base, false)
+			// The webhooks follow edits of the ConfigMaps (every minute); the leader's autoscaler
+			// and reconcilers as they happen (LoadSettings).
 			cfg.ReloadAdmission = func(ctx context.Context) (*config.Config, error) {
 				docs, err := clusterSettings(ctx, rc, systemNS)
 				if err != nil {

@@ -123,6 +123,7 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 	if err != nil {
 		return controlplane.Config{}, err
 	}
+	base := a
 	adm, err := admissionSettings(f, settings, &a, true)
 	if err != nil {
 		return controlplane.Config{}, err
@@ -172,7 +173,7 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 		ProxyListenAddress: host, ProxyListenPort: port, ProxyStatsURLs: stats,
 		HTTPSListenAddress: httpsHost, HTTPSListenPort: httpsPort, LocalListenAddress: localHost, LocalListenPort: localPort,
 		SystemNamespace: get("system-namespace"),
-		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, LoadSettings: settingsLoader(f, settings, base, true), StatSource: source, WasmFilters: filters, Logger: log,
 		ServingNodes: serving, XDSAckTimeout: ackTimeout, ScopedRoutes: scoped,
 	}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -66,9 +67,10 @@ type Options struct {
 
 // Server serves the resource API.
 type Server struct {
-	store   Storage
-	log     *slog.Logger
-	cfg     *config.Config
+	store Storage
+	log   *slog.Logger
+	// cfg holds the settings in force (SetSettings replaces them).
+	cfg     atomic.Pointer[config.Config]
 	opts    Options
 	kinds   []*api.Kind
 	crds    map[schema.GroupVersionKind]*crds.Version
@@ -116,8 +118,9 @@ func New(s Storage, logger *slog.Logger, cfg *config.Config, opts Options) (*Ser
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
-	srv := &Server{store: s, log: logger.With("component", "apiserver"), cfg: cfg, opts: opts,
+	srv := &Server{store: s, log: logger.With("component", "apiserver"), opts: opts,
 		kinds: api.ServedKinds(), crds: defs, protobuf: protobufDecoder(), watches: make(chan struct{}, opts.MaxWatches)}
+	srv.cfg.Store(cfg)
 	srv.closed, srv.close = context.WithCancel(context.Background())
 	schemas := map[schema.GroupVersionKind]json.RawMessage{}
 	for gvk, v := range defs {
@@ -130,6 +133,15 @@ func New(s Storage, logger *slog.Logger, cfg *config.Config, opts Options) (*Ser
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	return srv, nil
+}
+
+// SetSettings puts cfg in force for the writes that follow, as Knative's webhook follows
+// edits of its ConfigMaps; nil means Knative's defaults.
+func (s *Server) SetSettings(cfg *config.Config) {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	s.cfg.Store(cfg)
 }
 
 // CheckConfigMaps makes writes of ConfigMaps pass check first; it returns s.

@@ -203,7 +203,7 @@ func addWarnings(w http.ResponseWriter, warnings []string) {
 
 // admissionContext carries the settings admission reads.
 func (s *Server) admissionContext(ctx context.Context) context.Context {
-	return admission.WithCESQLCheck(config.ToContext(ctx, s.cfg), eventfilter.CheckCESQL)
+	return admission.WithCESQLCheck(config.ToContext(ctx, s.cfg.Load()), eventfilter.CheckCESQL)
 }
 
 // admit runs the API server's metadata checks and Knative's defaulting and validation on
@@ -393,7 +393,7 @@ func (s *Server) doUpdate(w http.ResponseWriter, r *http.Request, t *target) err
 // subresource). It returns admission's warnings.
 func (s *Server) store1(ctx context.Context, t *target, live, obj api.Object, fields *fielderr.Error, opts writeOptions) ([]string, error) {
 	if t.subresource == "" {
-		keepDefaults(config.ToContext(ctx, s.cfg), t.kind, obj, live)
+		keepDefaults(config.ToContext(ctx, s.cfg.Load()), t.kind, obj, live)
 		keepSubscribers(obj, live)
 		serverDefaults(ctx, t.kind, obj)
 	}

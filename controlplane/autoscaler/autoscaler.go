@@ -87,9 +87,9 @@ func New(cfg Config, m Metrics, logger *slog.Logger) *Autoscaler {
 // Upsert starts deciding for the revision key ("namespace/revision") with spec, or applies a
 // changed spec to it, keeping its history. A new revision starts at its initial scale.
 func (a *Autoscaler) Upsert(key string, spec Spec) {
-	spec = spec.withDefaults(&a.cfg)
 	now := a.now()
 	a.mu.Lock()
+	spec = spec.withDefaults(&a.cfg)
 	r, ok := a.revs[key]
 	changed := true
 	if !ok {
@@ -113,6 +113,23 @@ func (a *Autoscaler) Upsert(key string, spec Spec) {
 	if changed {
 		a.changed(key, dec)
 	}
+}
+
+// SetConfig puts cluster-wide settings in force from the next decision on (a config-autoscaler
+// edit, which Knative's autoscaler also follows): scale to zero, its grace and retention
+// periods, the progress deadline and the scale rates. The engine's own fields (TickInterval,
+// ScrapeTimeout and the hooks) keep what New was given. A revision's spec, which the other
+// fields shape, changes with its next Upsert.
+func (a *Autoscaler) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg.EnableScaleToZero = cfg.EnableScaleToZero
+	a.cfg.ScaleToZeroGracePeriod = cfg.ScaleToZeroGracePeriod
+	a.cfg.ScaleToZeroPodRetentionPeriod = cfg.ScaleToZeroPodRetentionPeriod
+	a.cfg.ProgressDeadline = cfg.ProgressDeadline
+	a.cfg.MaxScaleUpRate = cfg.MaxScaleUpRate
+	a.cfg.MaxScaleDownRate = cfg.MaxScaleDownRate
 }
 
 // Delete forgets the revision key.

@@ -522,3 +522,42 @@ func TestRun(t *testing.T) {
 		t.Fatalf("OnChange called %d times, want >= 2", calls.Load())
 	}
 }
+
+// TestSetConfigScaleToZero: an edit of config-autoscaler reaches revisions already decided
+// for, as Knative's autoscaler reads its config on every decision: with
+// enable-scale-to-zero turned off, an idle revision at zero comes back to one instance; on
+// again, it returns to zero after the grace period.
+func TestSetConfigScaleToZero(t *testing.T) {
+	cfg := DefaultConfig()
+	h := newHarness(t, cfg)
+	h.upsert(key, map[string]string{TargetBurstCapacityAnnotationKey: "0"}, 0)
+	h.converge(key)
+	h.metrics.setInFlight(key, 0)
+	h.runFor(key, 5*time.Minute, true, nil)
+	if d := h.decision(key); d.DesiredScale != 0 {
+		t.Fatalf("idle 5 minutes with scale to zero on: desired %d, want 0", d.DesiredScale)
+	}
+
+	off := cfg
+	off.EnableScaleToZero = false
+	h.as.SetConfig(off)
+	h.runFor(key, 10*time.Second, true, nil)
+	if d := h.decision(key); d.DesiredScale != 1 {
+		t.Fatalf("enable-scale-to-zero turned off: desired %d, want 1", d.DesiredScale)
+	}
+
+	h.as.SetConfig(cfg)
+	var zeroAt time.Time
+	start := h.clock.Now()
+	h.runFor(key, 5*time.Minute, true, func(d Decision) {
+		if d.DesiredScale == 0 && zeroAt.IsZero() {
+			zeroAt = h.clock.Now()
+		}
+	})
+	if zeroAt.IsZero() {
+		t.Fatal("enable-scale-to-zero back on: never scaled to zero again")
+	}
+	if got := zeroAt.Sub(start); got < cfg.ScaleToZeroGracePeriod {
+		t.Errorf("back to zero %v after scale to zero was enabled again, want at least the grace period %v", got, cfg.ScaleToZeroGracePeriod)
+	}
+}

@@ -103,6 +103,11 @@ type Config struct {
 	// ReloadAdmission, when set, gives the webhooks the settings to use from then on; they
 	// call it every minute (ConfigMaps edited in the cluster take effect within a minute).
 	ReloadAdmission func(context.Context) (*config.Config, error)
+	// LoadSettings, when set, makes the leader's settings (the autoscaler's, and
+	// tag-header-based-routing) again from config-features, config-defaults,
+	// config-autoscaler and config-br-defaults in SystemNamespace as they change, as
+	// Knative's controllers watch their ConfigMaps; nil keeps those of the start.
+	LoadSettings reconciler.SettingsLoader
 	// WebhookAddress serves the defaulting and validation webhooks over TLS on every replica,
 	// leading or not; default ":8443"; "-" disables them.
 	WebhookAddress string
@@ -524,6 +529,16 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources, QueueMetrics: obs.queue,
 		SystemNamespace:       c.cfg.SystemNamespace,
 		TagHeaderBasedRouting: c.cfg.Admission != nil && c.cfg.Admission.Features.TagHeaderBasedRouting == config.Enabled,
+	}
+	if load := c.cfg.LoadSettings; load != nil {
+		scaleToZero := acfg.EnableScaleToZero
+		rcfg.LoadSettings = func(data map[string]map[string]string) (reconciler.Settings, error) {
+			s, err := load(data)
+			// Without activators nothing could hold a request to a revision at zero.
+			s.Autoscaler.EnableScaleToZero = s.Autoscaler.EnableScaleToZero && scaleToZero
+			return s, err
+		}
+		rcfg.OnSettings = []func(reconciler.Settings){func(s reconciler.Settings) { scaler.SetConfig(s.Autoscaler) }}
 	}
 	cmCtx, stopCM := context.WithCancel(ctx)
 	defer stopCM()

@@ -115,8 +115,15 @@ type Config struct {
 	NetworkDefaults domains.NetworkDefaults
 	// TagHeaderBasedRouting is config-features' tag-header-based-routing, as read when the
 	// control plane starts: a Route's default host also routes a request carrying
-	// Knative-Serving-Tag: TAG to that tag's target.
+	// Knative-Serving-Tag: TAG to that tag's target. LoadSettings replaces it.
 	TagHeaderBasedRouting bool
+	// LoadSettings, when set, makes the settings in force from config-features,
+	// config-defaults, config-autoscaler and config-br-defaults in SystemNamespace, read at
+	// Run and again on each change of them (replacing TagHeaderBasedRouting and
+	// AutoscalerDefaults), as Knative's controllers watch their ConfigMaps.
+	LoadSettings SettingsLoader
+	// OnSettings hear of the settings LoadSettings put in force.
+	OnSettings []func(Settings)
 	// Certificates issues the certificates of external hosts (external-domain-tls); nil
 	// reports routes that need one CertificateProvisioned=False.
 	Certificates certs.Provider
@@ -152,8 +159,11 @@ type Controller struct {
 	gc atomic.Pointer[revisiongc.Config]
 	// net holds the networking settings in force (see loadSettings).
 	net atomic.Pointer[netSettings]
-	ctx context.Context // the Run context, for goroutines the controller owns
-	wg  sync.WaitGroup
+	// knative holds the settings LoadSettings made (see loadKnativeSettings); nil until
+	// then, when Config's start values are in force.
+	knative atomic.Pointer[Settings]
+	ctx     context.Context // the Run context, for goroutines the controller owns
+	wg      sync.WaitGroup
 	// initial holds the objects of Run's first resync not reconciled yet; synced is closed
 	// once it is empty and the work queue is idle. busy counts reconciles under way.
 	initial  map[store.Key]bool
@@ -249,6 +259,9 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		return err
 	}
 	if err := c.loadGC(ctx); err != nil {
+		return err
+	}
+	if err := c.loadKnativeSettings(ctx); err != nil {
 		return err
 	}
 	if err := c.resync(ctx); err != nil {
@@ -467,6 +480,9 @@ func (c *Controller) reconcile(ctx context.Context, key store.Key) error {
 	case api.KindConfigMap:
 		if key.Namespace == c.cfg.SystemNamespace && slices.Contains(networkConfigMaps, key.Name) {
 			return c.loadSettings(ctx)
+		}
+		if c.isKnativeSettings(key) {
+			return c.loadKnativeSettings(ctx)
 		}
 		if key.Namespace == c.cfg.SystemNamespace && key.Name == revisiongc.ConfigName {
 			// New collection settings apply to every Configuration now, as Knative's GC

@@ -418,15 +418,22 @@ func ConfigMapCheck(ns string, d domains.NetworkDefaults, defaultDomain string) 
 		if cm.Name == revisiongc.ConfigName {
 			_, err = revisiongc.Parse(cm.Data)
 		}
-		if err == nil {
-			return nil
-		}
-		// The parsers' errors start with the key they are about.
-		for k := range cm.Data {
-			if strings.HasPrefix(err.Error(), k+":") || strings.HasPrefix(err.Error(), k+" ") {
-				return fielderr.Invalid(cm.Data[k], "data["+k+"]", err.Error())
-			}
-		}
-		return fielderr.Invalid(cm.Name, "data", err.Error())
+		return configMapError(cm, err)
 	}
+}
+
+// configMapError is err, which a ConfigMap's parser returned, at the path of the key it is
+// about (data[domain-template]); nil when err is.
+func configMapError(cm *api.ConfigMap, err error) *fielderr.Error {
+	if err == nil {
+		return nil
+	}
+	// The parsers' errors start with the key they are about, or name it quoted.
+	msg := err.Error()
+	for k := range cm.Data {
+		if strings.HasPrefix(msg, k+":") || strings.HasPrefix(msg, k+" ") || strings.Contains(msg, ": "+k+":") || strings.Contains(msg, `"`+k+`"`) {
+			return fielderr.Invalid(cm.Data[k], "data["+k+"]", msg)
+		}
+	}
+	return fielderr.Invalid(cm.Name, "data", msg)
 }

@@ -190,7 +190,7 @@ func (c *Controller) zeroInitialScale(rev *servingv1.Revision, cc int64) bool {
 	if c.cfg.Autoscaler == nil {
 		return false
 	}
-	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
+	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.autoscalerDefaults())
 	return len(errs) == 0 && spec.InitialScale == 0 && spec.MinScale == 0
 }
 
@@ -255,7 +255,7 @@ func (c *Controller) decide(ctx context.Context, rev *servingv1.Revision, cluste
 		c.cfg.Autoscaler.Delete(cluster)
 		return 0, autoscaler.Decision{ProxyMode: true}, nil, nil
 	}
-	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.cfg.AutoscalerDefaults)
+	spec, errs := autoscaler.SpecFor(rev.Annotations, cc, c.autoscalerDefaults())
 	if len(errs) > 0 {
 		return 0, autoscaler.Decision{}, nil, errs.ToAggregate()
 	}

@@ -226,7 +226,8 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 		tags = append(tags, tagged{t.Tag, clusters, timeouts})
 	}
 	def := xds.VirtualHost{Clusters: defClusters}
-	if c.cfg.TagHeaderBasedRouting {
+	tagHeader := c.tagHeaderRouting()
+	if tagHeader {
 		// Knative's MakeIngressSpec with tag-header-based-routing: on the default host, a
 		// rule per tag (in tag order) for requests naming it in Knative-Serving-Tag, then
 		// the default split, marked Knative-Serving-Default-Route: true so the app can tell
@@ -240,7 +241,7 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 	add("", route.Namespace+"/"+route.Name, def, defTimeouts)
 	for _, t := range tags {
 		vh := xds.VirtualHost{Clusters: t.clusters}
-		if c.cfg.TagHeaderBasedRouting {
+		if tagHeader {
 			// A request by the tag's own host names its tag too (Knative appends it).
 			vh.SetRequestHeaders = []xds.Header{{Name: RouteTagHeader, Value: t.tag}}
 		}

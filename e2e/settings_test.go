@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/api/config"
+	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
+	"github.com/skiff-dev/skiff/controlplane"
+	"github.com/skiff-dev/skiff/controlplane/autoscaler"
+	"github.com/skiff-dev/skiff/controlplane/reconciler"
+)
+
+// knativeSettings makes settings from the ConfigMaps alone, over Knative's defaults (what
+// `skiff up` does with no flags; cmd/skiff's loader adds the flags and -f documents).
+func knativeSettings(data map[string]map[string]string) (reconciler.Settings, error) {
+	adm := config.Default()
+	for _, name := range config.Names {
+		if d, ok := data[name]; ok {
+			if err := adm.Apply(name, d); err != nil {
+				return reconciler.Settings{}, err
+			}
+		}
+	}
+	as := autoscaler.DefaultConfig()
+	as.EnableScaleToZero = adm.Autoscaler.EnableScaleToZero
+	return reconciler.Settings{Admission: adm, Autoscaler: as}, nil
+}
+
+// TestSettingsFollowConfigMaps: as Knative's webhook and controllers follow edits of their
+// ConfigMaps (kubectl edit cm config-features -n knative-serving), so does `skiff up`: a
+// config-features or config-defaults written to knative-serving while it runs is in force
+// for the writes and routes that follow, and one that does not parse is refused naming the
+// key, the settings in force staying.
+func TestSettingsFollowConfigMaps(t *testing.T) {
+	s := startSkiff(t, t.TempDir(), func(cfg *controlplane.Config) { cfg.LoadSettings = knativeSettings })
+
+	err := s.tryApply(configMap("config-features", map[string]string{"tag-header-based-routing": "sometimes"}))
+	if err == nil || !strings.Contains(err.Error(), "data[tag-header-based-routing]") {
+		t.Fatalf("config-features with tag-header-based-routing: sometimes: %v; want it refused naming data[tag-header-based-routing]", err)
+	}
+
+	var svc servingv1.Service
+	s.apply(serviceYAML("hello", "one", ""))
+	s.waitReady("ksvc", "hello", &svc)
+	s.apply(serviceYAML("hello", "two", "") + `  traffic:
+    - tag: rev1
+      revisionName: hello-00001
+      percent: 0
+    - latestRevision: true
+      percent: 100
+`)
+	s.waitReady("ksvc", "hello", &svc)
+	tagged := func() echoReply {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
+		req.Host = helloHost
+		req.Header.Set("Knative-Serving-Tag", "rev1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r echoReply
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s with Knative-Serving-Tag: rev1: %d, %v", helloHost, resp.StatusCode, err)
+		}
+		return r
+	}
+	if r := tagged(); r.Revision != "hello-00002" {
+		t.Fatalf("tag-header-based-routing off (Knative's default): Knative-Serving-Tag: rev1 answered by %s, want the default split's hello-00002", r.Revision)
+	}
+
+	// Settings follow their ConfigMaps asynchronously, as Knative's informers do: the route
+	// switching shows config-features was read, and config-defaults, written before it, with it.
+	s.apply(configMap("config-defaults", map[string]string{"revision-timeout-seconds": "120"}))
+	s.apply(configMap("config-features", map[string]string{"tag-header-based-routing": "Enabled"}))
+	eventually(t, 30*time.Second, "Knative-Serving-Tag: rev1 routed to hello-00001 once config-features enables tag-header-based-routing", func() bool {
+		return tagged().Revision == "hello-00001"
+	})
+
+	s.apply(serviceYAML("later", "three", ""))
+	var later servingv1.Service
+	s.getObj("ksvc", "default", "later", &later)
+	if got := later.Spec.Template.Spec.TimeoutSeconds; got == nil || *got != 120 {
+		t.Errorf("a Service created after config-defaults revision-timeout-seconds: 120 has timeoutSeconds %v, want 120", got)
+	}
+	// The refused edit changed nothing: the feature stays on.
+	if r := tagged(); r.Revision != "hello-00001" {
+		t.Errorf("after the refused edit, Knative-Serving-Tag: rev1 answered by %s, want hello-00001", r.Revision)
+	}
+}
