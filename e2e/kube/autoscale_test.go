@@ -5,17 +5,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/skiff-dev/skiff/api/config"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/e2e/traffic"
 	"github.com/skiff-dev/skiff/extproc"
 )
@@ -105,6 +110,19 @@ func TestAutoscalerScalesDeployment(t *testing.T) {
 		cfg.Autoscaler = fastAutoscaler()
 		cfg.ExtProcAddress = extAddr
 		cfg.ProxyStatsURLs = []string{"http://" + admin}
+		// config-autoscaler's enable-scale-to-zero over fastAutoscaler (skiff controller's
+		// loader does the same over its flags for every key).
+		cfg.LoadSettings = func(data map[string]map[string]string) (reconciler.Settings, error) {
+			a := *fastAutoscaler()
+			if v, ok := data["config-autoscaler"]["enable-scale-to-zero"]; ok {
+				on, err := strconv.ParseBool(v)
+				if err != nil {
+					return reconciler.Settings{}, fmt.Errorf("enable-scale-to-zero: %w", err)
+				}
+				a.EnableScaleToZero = on
+			}
+			return reconciler.Settings{Admission: config.Default(), Autoscaler: a}, nil
+		}
 	})
 	follow("http://" + ctrl.HTTPAddr().String())
 	gw := runGatewayAdmin(t, ctrl.XDSAddr().String(), admin)
@@ -168,4 +186,21 @@ func TestAutoscalerScalesDeployment(t *testing.T) {
 	if n := c.deploymentReplicas(t, "scaler-00001"); n < 1 {
 		t.Errorf("replicas after the cold start = %d, want at least 1", n)
 	}
+
+	// kubectl edit cm config-autoscaler: as Knative's autoscaler follows it, the leader's does
+	// too. Idle at zero again, the revision comes back to one pod with no request once scale
+	// to zero is turned off.
+	eventually(t, 60*time.Second, "the Deployment back to zero after the cold start's request", func() bool {
+		return c.deploymentReplicas(t, "scaler-00001") == 0
+	})
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "skiff-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "config-autoscaler", Namespace: "skiff-system"}, Data: map[string]string{"enable-scale-to-zero": "false"}}
+	if _, err := c.kube.CoreV1().ConfigMaps("skiff-system").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the Deployment scaled back to 1 once config-autoscaler turned scale to zero off", func() bool {
+		return c.deploymentReplicas(t, "scaler-00001") == 1
+	})
 }
