@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"github.com/skiff-dev/skiff/api/autoscaling"
 )
@@ -20,14 +21,18 @@ type Config struct {
 	Defaults   *Defaults
 	Autoscaler *autoscaling.Config
 	Brokers    *Brokers
+	// EventingFeatures is Knative Eventing's config-features (in knative-eventing).
+	EventingFeatures *EventingFeatures
 }
 
 // Default is every setting at Knative's default.
 func Default() *Config {
-	return &Config{Features: DefaultFeatures(), Defaults: DefaultDefaults(), Autoscaler: autoscaling.DefaultConfig(), Brokers: DefaultBrokers()}
+	return &Config{Features: DefaultFeatures(), Defaults: DefaultDefaults(), Autoscaler: autoscaling.DefaultConfig(),
+		Brokers: DefaultBrokers(), EventingFeatures: DefaultEventingFeatures()}
 }
 
-// Names are the ConfigMaps Skiff reads, in the order they are applied.
+// Names are the ConfigMaps Skiff reads from its system namespace, in the order they are
+// applied; Eventing's config-features (EventingFeaturesKey) is read from EventingNamespace.
 var Names = []string{FeaturesConfigName, DefaultsConfigName, autoscaling.ConfigName, BrokersConfigName}
 
 // IsConfigMap reports whether name is one of the ConfigMaps Skiff reads.
@@ -40,9 +45,16 @@ func IsConfigMap(name string) bool {
 	return false
 }
 
-// Apply reads the data of the ConfigMap called name over c's settings.
+// Apply reads the data of the ConfigMap called name over c's settings (EventingFeaturesKey
+// for Eventing's config-features, which is never refused).
 func (c *Config) Apply(name string, data map[string]string) error {
 	switch name {
+	case EventingFeaturesKey:
+		if c.EventingFeatures == nil {
+			c.EventingFeatures = DefaultEventingFeatures()
+		}
+		c.EventingFeatures.Apply(data)
+		return nil
 	case FeaturesConfigName:
 		return c.Features.Apply(data)
 	case DefaultsConfigName:
@@ -58,7 +70,11 @@ func (c *Config) Apply(name string, data map[string]string) error {
 // Clone returns a copy of c that can be changed without changing c.
 func (c *Config) Clone() *Config {
 	f, d, a, b := *c.Features, *c.Defaults, *c.Autoscaler, *c.Brokers
-	return &Config{Features: &f, Defaults: &d, Autoscaler: &a, Brokers: &b}
+	ef := DefaultEventingFeatures()
+	if c.EventingFeatures != nil {
+		ef = &EventingFeatures{Flags: maps.Clone(c.EventingFeatures.Flags)}
+	}
+	return &Config{Features: &f, Defaults: &d, Autoscaler: &a, Brokers: &b, EventingFeatures: ef}
 }
 
 type cfgKey struct{}
@@ -81,10 +97,26 @@ type ConfigMap struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Metadata   struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
 	} `json:"metadata"`
 	Data map[string]string `json:"data"`
+}
+
+// Key is how Config.Apply knows the ConfigMap: its name, but EventingFeaturesKey for a
+// config-features in EventingNamespace or labelled knative.dev/config-category: eventing
+// (Knative Eventing's own, which Knative's release YAML puts in knative-eventing).
+func (cm ConfigMap) Key() string {
+	return SettingsKey(cm.Metadata.Namespace, cm.Metadata.Name, cm.Metadata.Labels)
+}
+
+// SettingsKey is ConfigMap.Key for a ConfigMap's namespace, name and labels.
+func SettingsKey(namespace, name string, labels map[string]string) string {
+	if name == FeaturesConfigName && (namespace == EventingNamespace || labels["knative.dev/config-category"] == "eventing") {
+		return EventingFeaturesKey
+	}
+	return name
 }
 
 // ParseConfigMap reads a JSON document as one of the ConfigMaps Skiff reads; ok is false for
@@ -93,5 +125,5 @@ func ParseConfigMap(doc []byte) (cm ConfigMap, ok bool, err error) {
 	if err := json.Unmarshal(doc, &cm); err != nil {
 		return cm, false, err
 	}
-	return cm, cm.APIVersion == "v1" && cm.Kind == "ConfigMap" && IsConfigMap(cm.Metadata.Name), nil
+	return cm, cm.APIVersion == "v1" && cm.Kind == "ConfigMap" && IsConfigMap(cm.Metadata.Name), nil // Key tells Eventing's config-features apart
 }

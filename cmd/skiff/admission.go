@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -48,7 +49,7 @@ func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscale
 		if err != nil || !ok {
 			continue
 		}
-		if err := cfg.Apply(cm.Metadata.Name, cm.Data); err != nil {
+		if err := cfg.Apply(cm.Key(), cm.Data); err != nil {
 			return nil, fmt.Errorf("%s: %w", d.Source, err)
 		}
 		if cm.Metadata.Name == autoscaling.ConfigName {
@@ -142,21 +143,25 @@ func settingsLoader(f *pflag.FlagSet, start []apiclient.Document, base autoscale
 	return func(data map[string]map[string]string) (reconciler.Settings, error) {
 		var docs []apiclient.Document
 		for _, d := range start {
-			if cm, ok, err := config.ParseConfigMap(d.Data); err == nil && ok && data[cm.Metadata.Name] != nil {
+			if cm, ok, err := config.ParseConfigMap(d.Data); err == nil && ok && data[cm.Key()] != nil {
 				continue
 			}
 			docs = append(docs, d)
 		}
-		for _, name := range config.Names {
-			cmData, ok := data[name]
+		for _, key := range append(slices.Clone(config.Names), config.EventingFeaturesKey) {
+			cmData, ok := data[key]
 			if !ok {
 				continue
 			}
-			doc, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]string{"name": name}, "data": cmData})
+			meta := map[string]string{"name": key}
+			if key == config.EventingFeaturesKey {
+				meta = map[string]string{"name": config.FeaturesConfigName, "namespace": config.EventingNamespace}
+			}
+			doc, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": cmData})
 			if err != nil {
 				return reconciler.Settings{}, err
 			}
-			docs = append(docs, apiclient.Document{Source: "ConfigMap " + name, Data: doc})
+			docs = append(docs, apiclient.Document{Source: "ConfigMap " + key, Data: doc})
 		}
 		engine := base
 		adm, err := admissionSettings(f, docs, &engine, local)

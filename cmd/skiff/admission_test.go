@@ -142,3 +142,19 @@ func TestSettingsLoader(t *testing.T) {
 		t.Errorf("stable-window: forever: %v, want an error naming the key", err)
 	}
 }
+
+// TestEventingConfigFeatures: Knative Eventing's config-features (eventing-core.yaml puts it
+// in knative-eventing, with keys Serving's does not have) given to `skiff up -f` is read as
+// Eventing's, not refused as a misspelt Serving config-features.
+func TestEventingConfigFeatures(t *testing.T) {
+	cfg, _, err := settingsFor(t, true, nil,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-features","namespace":"knative-eventing"},"data":{"kreference-group":"disabled","delivery-retryafter":"enabled","delivery-timeout":"enabled","transport-encryption":"disabled","default-authorization-mode":"allow-same-namespace"}}`,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-features","namespace":"knative-serving"},"data":{"tag-header-based-routing":"enabled"}}`)
+	if err != nil {
+		t.Fatalf("Knative Eventing's config-features: %v", err)
+	}
+	if !cfg.EventingFeatures.IsEnabled(config.EventingDeliveryRetryAfter) || cfg.Features.TagHeaderBasedRouting != config.Enabled {
+		t.Errorf("delivery-retryafter %q, tag-header-based-routing %q; want both Enabled",
+			cfg.EventingFeatures.Flags[config.EventingDeliveryRetryAfter], cfg.Features.TagHeaderBasedRouting)
+	}
+}

@@ -310,6 +310,12 @@ func (c *Controller) resolveDelivery(ctx context.Context, ns string, d *eventing
 	if d.Timeout != nil {
 		out.Timeout = *d.Timeout
 	}
+	if d.RetryAfterMax != nil {
+		out.RetryAfterMax = *d.RetryAfterMax
+	}
+	if d.Format != nil {
+		out.Format = *d.Format
+	}
 	if d.DeadLetterSink != nil {
 		u, err := c.resolveDestination(ctx, ns, *d.DeadLetterSink)
 		if err != nil {

@@ -26,7 +26,8 @@ type Settings struct {
 }
 
 // SettingsLoader makes the settings in force from the config.Names ConfigMaps found in the
-// system namespace (their data by name; a missing one is absent from the map), layered as
+// system namespace and Eventing's config-features (their data by config.SettingsKey: the
+// name, or config.EventingFeaturesKey; a missing one is absent from the map), layered as
 // the process was started (its flags win). An error names the bad key; the settings in force
 // then stay.
 type SettingsLoader func(data map[string]map[string]string) (Settings, error)
@@ -57,15 +58,15 @@ func (c *Controller) loadKnativeSettings(ctx context.Context) error {
 		return nil
 	}
 	data := map[string]map[string]string{}
-	for _, name := range config.Names {
+	for _, k := range c.settingsKeys() {
 		var cm api.ConfigMap
-		err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: name}, &cm)
+		err := c.cfg.Store.Get(ctx, k, &cm)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return err
 		default:
-			data[name] = cm.Data
+			data[config.SettingsKey(k.Namespace, k.Name, cm.Labels)] = cm.Data
 		}
 	}
 	next, err := c.cfg.LoadSettings(data)
@@ -96,9 +97,22 @@ func sameKnativeSettings(a, b Settings) bool {
 	return reflect.DeepEqual(a, b)
 }
 
+// settingsKeys are the ConfigMaps loadKnativeSettings reads: config.Names in the system
+// namespace, and Eventing's config-features in config.EventingNamespace.
+func (c *Controller) settingsKeys() []store.Key {
+	keys := make([]store.Key, 0, len(config.Names)+1)
+	for _, name := range config.Names {
+		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: name})
+	}
+	if c.cfg.SystemNamespace != config.EventingNamespace {
+		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: config.EventingNamespace, Name: config.FeaturesConfigName})
+	}
+	return keys
+}
+
 // isKnativeSettings reports whether key is one of the ConfigMaps loadKnativeSettings reads.
 func (c *Controller) isKnativeSettings(key store.Key) bool {
-	return key.Kind == api.KindConfigMap && key.Namespace == c.cfg.SystemNamespace && slices.Contains(config.Names, key.Name)
+	return slices.Contains(c.settingsKeys(), key)
 }
 
 // SettingsConfigMapCheck returns the admission check of the local API for config.Names'
@@ -107,6 +121,14 @@ func (c *Controller) isKnativeSettings(key store.Key) bool {
 // warning that nothing reads it there.
 func SettingsConfigMapCheck(ns string, load SettingsLoader) func(cm *api.ConfigMap) *fielderr.Error {
 	return func(cm *api.ConfigMap) *fielderr.Error {
+		if config.SettingsKey(cm.Namespace, cm.Name, cm.Labels) == config.EventingFeaturesKey {
+			// Knative never refuses Eventing's flags; what it would only log is a warning.
+			var errs *fielderr.Error
+			for _, w := range config.DefaultEventingFeatures().Apply(cm.Data) {
+				errs = errs.Also(fielderr.Generic(w, "data").At(fielderr.WarningLevel))
+			}
+			return errs
+		}
 		if !slices.Contains(config.Names, cm.Name) {
 			return nil
 		}

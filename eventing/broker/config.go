@@ -79,6 +79,13 @@ type DeliverySpec struct {
 	// Timeout is the ISO-8601 duration of one attempt, e.g. PT10S ("" means
 	// no timeout of Skiff's own).
 	Timeout string
+	// RetryAfterMax, when set (Knative's delivery-retryafter feature), makes a
+	// retry after a 429 or 503 wait at least the response's Retry-After, capped
+	// at this ISO-8601 duration ("PT0S" or "": Retry-After is not honoured).
+	RetryAfterMax string
+	// Format is the content mode of deliveries: "json" (structured) or
+	// "binary"; "" means binary, as Knative's dispatcher sends by default.
+	Format string
 }
 
 // FilterConfig returns the broker's entry in the proxy's cloudevents filter
@@ -144,6 +151,10 @@ type policy struct {
 	delay       time.Duration
 	timeout     time.Duration
 	deadLetter  string
+	// retryAfterMax caps the Retry-After a 429 or 503 asks for; 0 ignores it.
+	retryAfterMax time.Duration
+	// structured sends deliveries in structured content mode (Format "json").
+	structured bool
 }
 
 // backoff returns the wait before the n-th retry (n >= 1) under rules r.
@@ -243,6 +254,18 @@ func compilePolicy(d *DeliverySpec, path string) (policy, error) {
 		if zero {
 			return p, &FieldError{path + ".timeout", "must not be zero"}
 		}
+	}
+	if d.RetryAfterMax != "" {
+		if p.retryAfterMax, _, err = duck.ParseISO8601Duration(d.RetryAfterMax); err != nil || p.retryAfterMax < 0 {
+			return p, &FieldError{path + ".retryAfterMax", fmt.Sprintf("must be a duration of zero or more, not %q", d.RetryAfterMax)}
+		}
+	}
+	switch d.Format {
+	case "", "binary":
+	case "json":
+		p.structured = true
+	default:
+		return p, &FieldError{path + ".format", fmt.Sprintf("must be %q or %q, not %q", "json", "binary", d.Format)}
 	}
 	if d.DeadLetterSink != "" {
 		if err := checkURL(d.DeadLetterSink); err != nil {

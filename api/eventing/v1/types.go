@@ -151,6 +151,12 @@ type KReference struct {
 	Group      string `json:"group,omitempty"`
 }
 
+// The content modes of DeliverySpec.Format, as Knative names them.
+const (
+	DeliveryFormatJSON   = "json"
+	DeliveryFormatBinary = "binary"
+)
+
 // DeliverySpec is how hard to try delivering and where failures go.
 type DeliverySpec struct {
 	DeadLetterSink *Destination `json:"deadLetterSink,omitempty"`
@@ -163,6 +169,10 @@ type DeliverySpec struct {
 	BackoffPolicy *string `json:"backoffPolicy,omitempty"`
 	// BackoffDelay is the ISO-8601 base delay, e.g. PT0.2S.
 	BackoffDelay *string `json:"backoffDelay,omitempty"`
-	// RetryAfterMax caps a Retry-After the subscriber asks for.
+	// RetryAfterMax caps a Retry-After the subscriber asks for (Knative's
+	// delivery-retryafter feature: refused unless Eventing's config-features enables it).
 	RetryAfterMax *string `json:"retryAfterMax,omitempty"`
+	// Format is the content mode deliveries use: "json" (structured) or "binary";
+	// unset, binary.
+	Format *string `json:"format,omitempty"`
 }

@@ -346,9 +346,16 @@ func (d *DeliverySpec) Validate(ctx context.Context) *fielderr.Error {
 	if d.Retry != nil && *d.Retry < 0 {
 		errs = errs.Also(fielderr.Invalid(*d.Retry, "retry"))
 	}
+	features := config.FromContextOrDefaults(ctx).EventingFeatures
+	if features == nil {
+		features = config.DefaultEventingFeatures()
+	}
 	if d.Timeout != nil {
-		// As Knative: a period that does not parse or is zero; a negative one is taken.
-		if _, zero, err := duck.ParseISO8601Duration(*d.Timeout); err != nil || zero {
+		// As Knative: a period that does not parse or is zero; a negative one is taken. The
+		// field itself needs Eventing's delivery-timeout (on by default).
+		if !features.IsEnabled(config.EventingDeliveryTimeout) {
+			errs = errs.Also(fielderr.Disallowed("timeout"))
+		} else if _, zero, err := duck.ParseISO8601Duration(*d.Timeout); err != nil || zero {
 			errs = errs.Also(fielderr.Invalid(*d.Timeout, "timeout"))
 		}
 	}
@@ -360,9 +367,17 @@ func (d *DeliverySpec) Validate(ctx context.Context) *fielderr.Error {
 			errs = errs.Also(fielderr.Invalid(*d.BackoffDelay, "backoffDelay"))
 		}
 	}
+	if d.Format != nil && *d.Format != DeliveryFormatJSON && *d.Format != DeliveryFormatBinary {
+		errs = errs.Also(fielderr.Invalid(*d.Format, "format"))
+	}
 	if d.RetryAfterMax != nil {
-		// Knative's delivery-retryafter feature, off by default; Skiff does not implement it.
-		errs = errs.Also(fielderr.Disallowed("retryAfterMax"))
+		// Knative's delivery-retryafter feature, off by default: with it, a period that does
+		// not parse or is negative is refused.
+		if !features.IsEnabled(config.EventingDeliveryRetryAfter) {
+			errs = errs.Also(fielderr.Disallowed("retryAfterMax"))
+		} else if p, _, err := duck.ParseISO8601Duration(*d.RetryAfterMax); err != nil || p < 0 {
+			errs = errs.Also(fielderr.Invalid(*d.RetryAfterMax, "retryAfterMax"))
+		}
 	}
 	return errs
 }

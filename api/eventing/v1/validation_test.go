@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-dev/skiff/api/admission"
+	"github.com/skiff-dev/skiff/api/config"
 )
 
 func TestTriggerValidation(t *testing.T) {
@@ -82,7 +83,8 @@ spec:
 }
 
 // TestDeliverySpecValidation ports knative/eventing pkg/apis/duck/v1/delivery_types_test.go
-// TestDeliverySpecValidation (delivery-timeout on, as Knative ships it), and adds what its
+// TestDeliverySpecValidation (delivery-timeout on, as Knative ships it, unless a case sets
+// Eventing's config-features otherwise, as Knative's context does), and adds what its
 // period parser (github.com/rickb777/date/period) makes of other durations.
 func TestDeliverySpecValidation(t *testing.T) {
 	str := func(s string) *string { return &s }
@@ -105,10 +107,31 @@ func TestDeliverySpecValidation(t *testing.T) {
 		{"a timeout below a tenth of a second is zero", DeliverySpec{Timeout: str("PT0.05S")}, "invalid value: PT0.05S: timeout"},
 		{"negative timeout", DeliverySpec{Timeout: str("-PT1S")}, ""},
 		{"months", DeliverySpec{BackoffDelay: str("P1M")}, ""},
+		// The rest of Knative's cases, with Eventing's config-features as each names it.
+		{"disabled timeout", DeliverySpec{Timeout: str("PT2S")}, "must not set the field(s): timeout"},
+		{"valid retryAfterMax", DeliverySpec{RetryAfterMax: str("PT2S")}, ""},
+		{"zero retryAfterMax", DeliverySpec{RetryAfterMax: str("PT0S")}, ""},
+		{"empty retryAfterMax", DeliverySpec{RetryAfterMax: str("")}, "invalid value: : retryAfterMax"},
+		{"invalid retryAfterMax", DeliverySpec{RetryAfterMax: str("1985-04-12T23:20:50.52Z")}, "invalid value: 1985-04-12T23:20:50.52Z: retryAfterMax"},
+		{"disabled feature with retryAfterMax", DeliverySpec{RetryAfterMax: str("PT2S")}, "must not set the field(s): retryAfterMax"},
+		{"valid format JSON", DeliverySpec{Format: str("json")}, ""},
+		{"valid format binary", DeliverySpec{Format: str("binary")}, ""},
+		{"invalid format", DeliverySpec{Format: str("invalid")}, "invalid value: invalid: format"},
+	}
+	features := map[string]map[string]string{
+		"disabled timeout":      {"delivery-timeout": "disabled"},
+		"valid retryAfterMax":   {"delivery-retryafter": "enabled"},
+		"zero retryAfterMax":    {"delivery-retryafter": "enabled"},
+		"empty retryAfterMax":   {"delivery-retryafter": "enabled"},
+		"invalid retryAfterMax": {"delivery-retryafter": "enabled"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := c.spec.Validate(admission.WithinCreate(context.Background()))
+			cfg := config.Default()
+			if err := cfg.Apply(config.EventingFeaturesKey, features[c.name]); err != nil {
+				t.Fatal(err)
+			}
+			got := c.spec.Validate(config.ToContext(admission.WithinCreate(context.Background()), cfg))
 			switch {
 			case c.want == "" && got != nil:
 				t.Errorf("Validate() = %v, want valid", got)
