@@ -123,7 +123,9 @@ func TestMatcherSubset(t *testing.T) {
 	}
 	prefix := sm(func(s *xdsmatcherv3.StringMatcher) { s.MatchPattern = &xdsmatcherv3.StringMatcher_Prefix{Prefix: "ab"} }, true)
 	suffix := sm(func(s *xdsmatcherv3.StringMatcher) { s.MatchPattern = &xdsmatcherv3.StringMatcher_Suffix{Suffix: "yz"} }, false)
-	contains := sm(func(s *xdsmatcherv3.StringMatcher) { s.MatchPattern = &xdsmatcherv3.StringMatcher_Contains{Contains: ","} }, false)
+	contains := sm(func(s *xdsmatcherv3.StringMatcher) {
+		s.MatchPattern = &xdsmatcherv3.StringMatcher_Contains{Contains: ","}
+	}, false)
 	regex := sm(func(s *xdsmatcherv3.StringMatcher) {
 		s.MatchPattern = &xdsmatcherv3.StringMatcher_SafeRegex{SafeRegex: &xdsmatcherv3.RegexMatcher{
 			EngineType: &xdsmatcherv3.RegexMatcher_GoogleRe2{GoogleRe2: &xdsmatcherv3.RegexMatcher_GoogleRE2{}}, Regex: "[0-9]+",
@@ -143,9 +145,9 @@ func TestMatcherSubset(t *testing.T) {
 		headers []string
 		want    string
 	}{
-		{[]string{"X-A", "ABc"}, "first"},           // prefix, ignore_case
-		{[]string{"X-B", "xyz"}, "first"},           // suffix
-		{[]string{"X-B", "xYZ"}, "none"},            // suffix is case sensitive
+		{[]string{"X-A", "ABc"}, "first"},            // prefix, ignore_case
+		{[]string{"X-B", "xyz"}, "first"},            // suffix
+		{[]string{"X-B", "xYZ"}, "none"},             // suffix is case sensitive
 		{[]string{"X-C", "a", "X-C", "b"}, "second"}, // values joined with ","
 		{[]string{"X-C", "a,b", "X-D", "no"}, "none"},
 		{[]string{"X-C", "a,b", "X-D", "yes"}, "second"},
