@@ -22,7 +22,7 @@ import (
 // the gateway knows the control plane only over xDS): an ExtensionWithMatcher
 // around a Composite, running the filter when X-Forwarded-For contains ',' or ':'
 // or X-Forwarded-Host is not empty.
-func forwardedComposite(t *testing.T) *hcmv3.HttpFilter {
+func forwardedComposite(t testing.TB) *hcmv3.HttpFilter {
 	pred := func(name string, sm *xdsmatcherv3.StringMatcher) *xdsmatcherv3.Matcher_MatcherList_Predicate {
 		return &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
 			SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
