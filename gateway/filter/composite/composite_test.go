@@ -40,7 +40,7 @@ func (s stampFilter) Wrap(next http.Handler) http.Handler {
 	})
 }
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
@@ -49,7 +49,7 @@ func mustAny(t *testing.T, m proto.Message) *anypb.Any {
 	return a
 }
 
-func header(t *testing.T, name string, sm *xdsmatcherv3.StringMatcher) *xdsmatcherv3.Matcher_MatcherList_Predicate {
+func header(t testing.TB, name string, sm *xdsmatcherv3.StringMatcher) *xdsmatcherv3.Matcher_MatcherList_Predicate {
 	return &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
 		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
 			Input:   &xdscorev3.TypedExtensionConfig{Name: "request-headers", TypedConfig: mustAny(t, &matcherv3.HttpRequestHeaderMatchInput{HeaderName: name})},
@@ -70,7 +70,7 @@ func not(p *xdsmatcherv3.Matcher_MatcherList_Predicate) *xdsmatcherv3.Matcher_Ma
 	return &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: p}}
 }
 
-func execute(t *testing.T, filterName string) *xdsmatcherv3.Matcher_OnMatch {
+func execute(t testing.TB, filterName string) *xdsmatcherv3.Matcher_OnMatch {
 	efa := &compositev3.ExecuteFilterAction{TypedConfig: &corev3.TypedExtensionConfig{Name: filterName, TypedConfig: mustAny(t, &structpb.Struct{})}}
 	return &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{Name: "composite-action", TypedConfig: mustAny(t, efa)}}}
 }
@@ -80,7 +80,7 @@ func exact(v string) *xdsmatcherv3.StringMatcher {
 }
 
 // config is an ExtensionWithMatcher around a Composite with m.
-func config(t *testing.T, m *xdsmatcherv3.Matcher) *anypb.Any {
+func config(t testing.TB, m *xdsmatcherv3.Matcher) *anypb.Any {
 	return mustAny(t, &matchingv3.ExtensionWithMatcher{
 		ExtensionConfig: &corev3.TypedExtensionConfig{Name: "composite", TypedConfig: mustAny(t, &compositev3.Composite{})},
 		XdsMatcher:      m,
@@ -95,7 +95,7 @@ func field(p *xdsmatcherv3.Matcher_MatcherList_Predicate, on *xdsmatcherv3.Match
 	return &xdsmatcherv3.Matcher_MatcherList_FieldMatcher{Predicate: p, OnMatch: on}
 }
 
-func build(t *testing.T, cfg *anypb.Any, st *stats.Store) (filter.Filter, error) {
+func build(t testing.TB, cfg *anypb.Any, st *stats.Store) (filter.Filter, error) {
 	bc := filter.BuildContext{StatPrefix: "l", Stats: st, Registry: filter.NewRegistry(stamp{}, composite.NewFactory())}
 	return composite.NewFactory().New(bc, "c", cfg)
 }
@@ -244,5 +244,32 @@ func TestUnsupportedRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// BenchmarkUnmatched is what a request the matcher does not select pays: the
+// forwarded filter's four header conditions, then the next handler.
+func BenchmarkUnmatched(b *testing.B) {
+	t := b
+	contains := func(v string) *xdsmatcherv3.StringMatcher {
+		return &xdsmatcherv3.StringMatcher{MatchPattern: &xdsmatcherv3.StringMatcher_Contains{Contains: v}}
+	}
+	nonEmpty := &xdsmatcherv3.StringMatcher{MatchPattern: &xdsmatcherv3.StringMatcher_SafeRegex{SafeRegex: &xdsmatcherv3.RegexMatcher{
+		EngineType: &xdsmatcherv3.RegexMatcher_GoogleRe2{GoogleRe2: &xdsmatcherv3.RegexMatcher_GoogleRE2{}}, Regex: ".+",
+	}}}
+	m := list(nil, field(or(header(t, "x-forwarded-for", contains(",")), header(t, "x-forwarded-for", contains(":")),
+		header(t, "x-forwarded-host", nonEmpty), header(t, "forwarded", exact(""))), execute(t, "f")))
+	f, err := build(t, config(t, m), stats.NewStore())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := f.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-Forwarded-For", "127.0.0.1")
+	r.Header.Set("X-Forwarded-Proto", "http")
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
 	}
 }
