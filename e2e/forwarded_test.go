@@ -24,7 +24,7 @@ func withForwardedFilter(t *testing.T) func(*controlplane.Config) {
 	m := mods["forwarded"]
 	return func(cfg *controlplane.Config) {
 		cfg.WasmFilters = append(cfg.WasmFilters, xds.WasmFilter{
-			Name: xds.ForwardedFilterName, Path: m.Path, SHA256: m.SHA256, RunWhen: xds.ForwardedConditions(),
+			Name: xds.ForwardedFilterName, Path: m.Path, SHA256: m.SHA256, RunWhen: xds.ForwardedConditions(), FailOpen: true,
 		})
 	}
 }

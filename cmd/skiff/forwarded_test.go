@@ -43,8 +43,8 @@ func TestForwardedFilterFlag(t *testing.T) {
 		}
 		if tc.want {
 			w := cfg.WasmFilters[i]
-			if w.SHA256 == "" || !slices.Equal(w.RunWhen, xds.ForwardedConditions()) {
-				t.Errorf("forwarded filter = %+v, want the built module run on ForwardedConditions", w)
+			if w.SHA256 == "" || !w.FailOpen || !slices.Equal(w.RunWhen, xds.ForwardedConditions()) {
+				t.Errorf("forwarded filter = %+v, want the built module run on ForwardedConditions, failing open", w)
 			}
 		}
 	}
