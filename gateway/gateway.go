@@ -21,6 +21,7 @@ import (
 
 	"github.com/skiff-dev/skiff/gateway/admin"
 	"github.com/skiff-dev/skiff/gateway/filter"
+	"github.com/skiff-dev/skiff/gateway/filter/composite"
 	"github.com/skiff-dev/skiff/gateway/filter/extprocfilter"
 	"github.com/skiff-dev/skiff/gateway/filter/wasm"
 	"github.com/skiff-dev/skiff/gateway/route"
@@ -177,7 +178,7 @@ func New(cfg Config) (*Gateway, error) {
 		log:        cfg.Logger.With("component", "gateway"),
 		stats:      st,
 		clusters:   clusters,
-		filters:    filter.NewRegistry(append([]filter.Factory{ep, wf}, cfg.HTTPFilters...)...),
+		filters:    filter.NewRegistry(append([]filter.Factory{ep, wf, composite.NewFactory()}, cfg.HTTPFilters...)...),
 		extProc:    ep,
 		wasm:       wf,
 		wasmCache:  wopts.CompilationCache,

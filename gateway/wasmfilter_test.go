@@ -56,7 +56,7 @@ func wasmModule(t testing.TB, name string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		wasmModules, wasmErr = wasmbuild.Build(ctx, wasmbuild.Options{
-			Root: "..", OutDir: wasmDir, Filters: []string{"revision-metrics", "abitest", "cloudevents"},
+			Root: "..", OutDir: wasmDir, Filters: []string{"revision-metrics", "abitest", "cloudevents", "forwarded"},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
 	})

@@ -63,3 +63,19 @@ func wasmFilter(ctx context.Context, root, dir, module, name, flag string, log *
 	m := mods[module]
 	return xds.WasmFilter{Name: name, Path: m.Path, SHA256: m.SHA256}, nil
 }
+
+// forwardedFilterUsage is the help of --forwarded-filter (skiff up, controlplane, controller).
+const forwardedFilterUsage = "run the forwarded wasm filter in the proxy, on the requests whose Forwarded header the route's formatter cannot write as Knative's queue-proxy does (a client's X-Forwarded-For chain, IPv6, X-Forwarded-Host); without it apps get Forwarded: for=CLIENT;proto=SCHEME from the formatter alone"
+
+// forwardedFilter locates the forwarded filter's module and returns it as the proxy
+// filter xds.ForwardedFilterName, run only on xds.ForwardedConditions, failing open: a
+// failed VM leaves the request the route formatter's Forwarded rather than failing it.
+func forwardedFilter(ctx context.Context, root, dir string, log *slog.Logger) (xds.WasmFilter, error) {
+	w, err := wasmFilter(ctx, root, dir, "forwarded", xds.ForwardedFilterName, "--forwarded-filter", log)
+	if err != nil {
+		return w, err
+	}
+	w.RunWhen = xds.ForwardedConditions()
+	w.FailOpen = true
+	return w, nil
+}

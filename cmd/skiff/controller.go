@@ -176,6 +176,17 @@ func newControllerCommand() *cobra.Command {
 				}
 				cfg.WasmFilters = append(cfg.WasmFilters, w)
 			}
+			if on, _ := f.GetBool("forwarded-filter"); on && cfg.WasmCodeAdvertise == "" {
+				// Envoy fetches modules from --wasm-advertise; without it there is no way to send one.
+				log.Warn("not sending the forwarded wasm filter: Envoy fetches modules from --wasm-advertise, which is not set; Forwarded is the client's address and scheme only (--forwarded-filter=false silences this)")
+			} else if on {
+				dir, _ := f.GetString("wasm-dir")
+				w, err := forwardedFilter(cmd.Context(), ".", dir, log)
+				if err != nil {
+					return fmt.Errorf("%w (--forwarded-filter=false leaves Forwarded to the routes' formatter: for=CLIENT;proto=SCHEME)", err)
+				}
+				cfg.WasmFilters = append(cfg.WasmFilters, w)
+			}
 			if cfg.Eventing, err = controllerEventing(cmd, log); err != nil {
 				return err
 			}
@@ -238,6 +249,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("delivery-retry-rules", string(broker.RetryRulesSkiff), "how failed deliveries are retried within a delivery spec's retry count: \"skiff\" (failed requests, 5xx, 408 and 429; the n-th linear retry waits backoffDelay×n) or \"knative\" (Knative's dispatcher: 404 and 409 too; the first linear retry at once, then backoffDelay×(n-1))")
 	f.String("delivery-proxy-addr", "skiff-ingress.skiff-system.svc.cluster.local:80", "the Envoy listener deliveries and PingSource events to Knative hosts go through, so scaled-to-zero subscribers are activated")
 	f.String("delivery-local-proxy-addr", "skiff-ingress-local.skiff-system.svc.cluster.local:80", "the Envoy cluster-local listener deliveries to cluster-local names ({name}.{namespace}.svc.cluster.local) go through; empty sends them to --delivery-proxy-addr")
+	f.Bool("forwarded-filter", true, forwardedFilterUsage)
 	f.Bool("cloudevents-filter", true, "send Envoy the cloudevents wasm filter (from --wasm-dir) in front of the broker ingress: validation and trigger matching in the proxy")
 	f.String("leader-elect-namespace", "skiff-system", "namespace of the leader election Lease")
 	f.String("leader-elect-lease", "skiff-controller", "name of the leader election Lease")

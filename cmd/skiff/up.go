@@ -56,6 +56,7 @@ func addControlPlaneFlags(cmd *cobra.Command) {
 	f.String("image-cache-size", "10Gi", "most unpacked image layers kept under --data-dir/images; least recently used images no revision runs are evicted past it")
 	f.StringSlice("registries-skipping-tag-resolving", image.DefaultSkipRegistries, "registries whose image tags are not resolved to digests at revision creation (Knative's config-deployment setting)")
 	f.Duration("digest-resolution-timeout", image.DefaultResolveTimeout, "how long resolving one image tag to a digest may take (Knative's config-deployment setting)")
+	f.Bool("forwarded-filter", true, forwardedFilterUsage)
 	f.Bool("cloudevents-filter", true, "run the cloudevents wasm filter in the proxy in front of the broker ingress (validation and trigger matching in the proxy); without it the ingress does both")
 	addAdmissionFlags(f, true)
 	addObservabilityFlags(f, DefaultMetricsAddr)
@@ -136,6 +137,15 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 			return controlplane.Config{}, err
 		}
 		filters = append(filters, w)
+	}
+	if on, _ := f.GetBool("forwarded-filter"); on {
+		w, err := forwardedFilter(cmd.Context(), workDir, get("wasm-dir"), log)
+		if err != nil {
+			// Requests still get Forwarded, from the route's formatter (for=CLIENT;proto=SCHEME).
+			log.Warn("running without the forwarded wasm filter: Forwarded is the client's address and scheme only (--forwarded-filter=false silences this)", "err", err)
+		} else {
+			filters = append(filters, w)
+		}
 	}
 	var ev *controlplane.EventingConfig
 	if on, _ := f.GetBool("eventing"); on {

@@ -129,6 +129,12 @@ type WasmFilter struct {
 	// ext_proc. The cloudevents filter runs this way, on the broker ingress
 	// virtual host only.
 	Disabled bool
+	// RunWhen, when set, runs the filter only on requests meeting at least one of
+	// these conditions, through Envoy's composite filter (an ExtensionWithMatcher
+	// whose xds_matcher selects an ExecuteFilterAction carrying the Wasm filter):
+	// the other requests never reach the Wasm VM. The forwarded filter runs this
+	// way (ForwardedConditions).
+	RunWhen []HeaderCondition
 }
 
 // Route is one Knative Route's traffic: the virtual hosts it owns.

@@ -260,7 +260,11 @@ func TranslateWasmFilter(w WasmFilter) (*hcmv3.HttpFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wasm filter %q: %w", w.Name, err)
 	}
-	return &hcmv3.HttpFilter{Name: w.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}, Disabled: w.Disabled}, nil
+	f := &hcmv3.HttpFilter{Name: w.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}, Disabled: w.Disabled}
+	if len(w.RunWhen) > 0 {
+		return compositeFilter(w, f)
+	}
+	return f, nil
 }
 
 // extProcEnabled returns the typed_per_filter_config that turns the (by default

@@ -65,6 +65,9 @@ type BuildContext struct {
 	Clusters *upstream.Manager
 	// Logger receives the filter's logs.
 	Logger *slog.Logger
+	// Registry builds filters a filter delegates to (the composite filter's
+	// ExecuteFilterAction); BuildWith sets it to its own registry when nil.
+	Registry *Registry
 }
 
 // PerRouteValidator is implemented by factories whose filters accept a
@@ -313,6 +316,9 @@ func Build(reg *Registry, filters []*hcmv3.HttpFilter) ([]Configured, error) {
 
 // BuildWith is Build for filters running in bc, which every factory is given.
 func BuildWith(reg *Registry, bc BuildContext, filters []*hcmv3.HttpFilter) ([]Configured, error) {
+	if bc.Registry == nil {
+		bc.Registry = reg
+	}
 	var out []Configured
 	routerSeen := false
 	for i, hf := range filters {
