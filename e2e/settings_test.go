@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // `skiff up` does with no flags; cmd/skiff's loader adds the flags and -f documents).
 func knativeSettings(data map[string]map[string]string) (reconciler.Settings, error) {
 	adm := config.Default()
-	for _, name := range config.Names {
+	for _, name := range append(slices.Clone(config.Names), config.EventingFeaturesKey) {
 		if d, ok := data[name]; ok {
 			if err := adm.Apply(name, d); err != nil {
 				return reconciler.Settings{}, err
@@ -87,6 +88,28 @@ func TestSettingsFollowConfigMaps(t *testing.T) {
 	if got := later.Spec.Template.Spec.TimeoutSeconds; got == nil || *got != 120 {
 		t.Errorf("a Service created after config-defaults revision-timeout-seconds: 120 has timeoutSeconds %v, want 120", got)
 	}
+	// Knative Eventing's config-features, in knative-eventing: delivery-retryafter lets a
+	// Trigger's delivery.retryAfterMax through, once read.
+	trigger := `apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: patient
+spec:
+  broker: default
+  subscriber:
+    uri: http://example.com/
+  delivery:
+    retry: 3
+    retryAfterMax: PT30S
+`
+	if err := s.tryApply(trigger); err == nil || !strings.Contains(err.Error(), "retryAfterMax") {
+		t.Fatalf("a Trigger with retryAfterMax while delivery-retryafter is off: %v; want it refused naming retryAfterMax", err)
+	}
+	s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-features\n  namespace: knative-eventing\ndata:\n  delivery-retryafter: enabled\n  kreference-group: disabled\n")
+	eventually(t, 30*time.Second, "the Trigger with retryAfterMax accepted once Eventing's config-features enables delivery-retryafter", func() bool {
+		return s.tryApply(trigger) == nil
+	})
+
 	// The refused edit changed nothing: the feature stays on.
 	if r := tagged(); r.Revision != "hello-00001" {
 		t.Errorf("after the refused edit, Knative-Serving-Tag: rev1 answered by %s, want hello-00001", r.Revision)

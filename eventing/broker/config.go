@@ -157,6 +157,18 @@ type policy struct {
 	structured bool
 }
 
+// retryWait is the wait before the n-th retry after a response that asked for
+// retryAfter (Retry-After of a 429 or 503; 0 for none): the backoff, or
+// retryAfter capped at retryAfterMax when that is longer, as kncloudevents'
+// backoff function does with RetryAfterMaxDuration set (0 never honours it).
+func (p policy) retryWait(n int, r RetryRules, retryAfter time.Duration) time.Duration {
+	wait := p.backoff(n, r)
+	if honoured := min(retryAfter, p.retryAfterMax); honoured > wait {
+		return honoured
+	}
+	return wait
+}
+
 // backoff returns the wait before the n-th retry (n >= 1) under rules r.
 func (p policy) backoff(n int, r RetryRules) time.Duration {
 	if p.delay <= 0 || n < 1 {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -196,6 +197,42 @@ type result struct {
 	// proxy is set when the attempt failed in Skiff's own proxy
 	// (Options.ProxyFailed): not a delivery attempt.
 	proxy bool
+	// retryAfter is what a 429 or 503 response's Retry-After asked for (0: nothing).
+	retryAfter time.Duration
+}
+
+// structuredKey marks a context whose deliveries go in structured content mode
+// (DeliverySpec.Format "json"), as Knative's dispatcher marks its context with
+// binding.WithForceStructured.
+type structuredKey struct{}
+
+// withFormat returns ctx marked for structured deliveries when p asks for them.
+func withFormat(ctx context.Context, p policy) context.Context {
+	if !p.structured {
+		return ctx
+	}
+	return context.WithValue(ctx, structuredKey{}, true)
+}
+
+// retryAfterOf is the wait a response with status code and header h asks for,
+// as kncloudevents reads it (parseRetryAfterDuration): only a 429 or 503 asks,
+// with a Retry-After of delay-seconds or an HTTP date; 0 when absent or
+// unreadable.
+func retryAfterOf(code int, h http.Header, now time.Time) time.Duration {
+	if code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
+		return 0
+	}
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // deliveryHeaders returns the HTTP headers a delivery of a stored message
@@ -282,6 +319,9 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 		return
 	}
 	log := &eventLog{base: s.log, tk: tk, id: ev.Attributes["id"], attempt: attempt}
+	// delivery.format goes for the subscriber and the dead letter sink alike, as
+	// Knative's dispatcher sends both with the same context.
+	ctx = withFormat(ctx, t.policy)
 	if msg.Headers().Get(HeaderPhase) == PhaseDeadLetter {
 		s.deadLetter(ctx, msg, tk, t, ev, attempt)
 		return
@@ -337,7 +377,7 @@ func (s *Server) handle(ctx context.Context, tk triggerKey, msg jetstream.Msg) {
 	}
 	if s.retryRules.retryable(res.code) && attempt <= t.policy.retry {
 		s.stats.retries.Add(1)
-		delay := t.policy.backoff(attempt, s.retryRules)
+		delay := t.policy.retryWait(attempt, s.retryRules, res.retryAfter)
 		log.Debug("delivery failed; retrying", "status", res.code, "error", res.err, "in", delay)
 		s.nakWithDelay(msg, delay)
 		return
@@ -414,7 +454,7 @@ func (s *Server) deadLetter(ctx context.Context, msg jetstream.Msg, tk triggerKe
 		s.ack(msg)
 	case s.retryRules.retryable(res.code) && attempt <= t.policy.retry:
 		s.stats.retries.Add(1)
-		s.nakWithDelay(msg, t.policy.backoff(attempt, s.retryRules))
+		s.nakWithDelay(msg, t.policy.retryWait(attempt, s.retryRules, res.retryAfter))
 	default:
 		s.stats.dropped.Add(1)
 		log.Error("the dead letter sink failed too; dropping the event", "status", res.code, "error", res.err)
@@ -466,8 +506,19 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 		req.Header[name] = vs
 	}
 	s.injectTrace(ctx, req.Header)
-	// Binary content mode, as Knative delivers, without the broker's TTL.
-	writeBinary(req, ev, TTLExtension)
+	if structured, _ := ctx.Value(structuredKey{}).(bool); structured {
+		// delivery.format json: one application/cloudevents+json body.
+		out := cloneEvent(ev)
+		delete(out.Attributes, TTLExtension)
+		body := encodeStructured(out)
+		req.Header.Set("Content-Type", structuredContentType)
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	} else {
+		// Binary content mode, as Knative delivers by default, without the broker's TTL.
+		writeBinary(req, ev, TTLExtension)
+	}
 	if preferReply {
 		req.Header.Set("Prefer", "reply")
 	}
@@ -490,6 +541,7 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 		return result{err: fmt.Errorf("reading the response (status %d): %w", resp.StatusCode, err)}
 	}
 	res := result{code: resp.StatusCode, body: body}
+	res.retryAfter = retryAfterOf(res.code, resp.Header, time.Now())
 	if !res.ok() || !preferReply {
 		return res
 	}
