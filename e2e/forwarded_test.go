@@ -72,6 +72,10 @@ func TestForwardedAsQueueProxy(t *testing.T) {
 		if got := h["Forwarded"]; got != tc.want {
 			t.Errorf("%s: Forwarded = %q, want %q", tc.name, got, tc.want)
 		}
+		// Envoy appends the peer after a bare comma (Utility::appendXff).
+		if xff, ok := tc.set["X-Forwarded-For"]; ok && h["X-Forwarded-For"] != xff+",127.0.0.1" {
+			t.Errorf("%s: X-Forwarded-For = %q, want %q", tc.name, h["X-Forwarded-For"], xff+",127.0.0.1")
+		}
 		if got := proxyStat(t, s.adminURL, success); got != tc.matched {
 			t.Errorf("%s: %s = %d, want %d", tc.name, success, got, tc.matched)
 		}

@@ -280,8 +280,10 @@ func (cm *ConnectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cm.opts.UseRemoteAddress {
 		if !cm.opts.SkipXFFAppend {
 			if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+				// As Envoy's Utility::appendXff: the peer joins the list after a bare
+				// comma, and headers sent more than once are one comma-joined value.
 				if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-					r.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
+					r.Header.Set("X-Forwarded-For", strings.Join(prior, ",")+","+ip)
 				} else {
 					r.Header.Set("X-Forwarded-For", ip)
 				}
