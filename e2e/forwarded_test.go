@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"testing"
 
 	"github.com/skiff-dev/skiff/controlplane"
@@ -37,24 +35,7 @@ func TestForwardedAsQueueProxy(t *testing.T) {
 	s := startSkiff(t, t.TempDir(), withForwardedFilter(t))
 	s.apply(serviceYAML("hello", "x", ""))
 	s.waitReady("ksvc", "hello", nil)
-	get := func(set map[string]string) map[string]string {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
-		req.Host = helloHost
-		for k, v := range set {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r echoReply
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET: %d, %v", resp.StatusCode, err)
-		}
-		return r.Headers
-	}
+	get := func(set map[string]string) map[string]string { return s.echo(helloHost, set).Headers }
 	const success = "http." + xds.ListenerName + ".composite.delegation_success"
 	for _, tc := range []struct {
 		name    string

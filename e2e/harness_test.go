@@ -171,6 +171,30 @@ func (s *skiff) get(host, path string) (int, echoReply, string) {
 	return resp.StatusCode, r, string(body)
 }
 
+// echo sends GET / to host through the gateway with the given request headers and returns
+// what the echo app reports; anything but a 200 with its JSON fails the test.
+func (s *skiff) echo(host string, header map[string]string) echoReply {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("GET %s with %v: %v", host, header, err)
+	}
+	defer resp.Body.Close()
+	var r echoReply
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("GET %s with %v: %d, %v", host, header, resp.StatusCode, err)
+	}
+	return r
+}
+
 // eventually is testwait.For, under the name this package's tests call.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -304,21 +304,11 @@ func TestTagHeaderBasedRouting(t *testing.T) {
 		{"the tag's host", "rev1-hello.default.localhost", "", "hello-00001", "", "rev1"},
 		{"the tag's host, another tag named", "rev1-hello.default.localhost", "other", "hello-00001", "", "rev1"},
 	} {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
-		req.Host = tc.host
+		header := map[string]string{}
 		if tc.tag != "" {
-			req.Header.Set("Knative-Serving-Tag", tc.tag)
+			header["Knative-Serving-Tag"] = tc.tag
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r echoReply
-		err = json.NewDecoder(resp.Body).Decode(&r)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d, %v", tc.name, resp.StatusCode, err)
-		}
+		r := s.echo(tc.host, header)
 		if r.Revision != tc.wantRevision || r.Headers["Knative-Serving-Default-Route"] != tc.wantDefaultRoute || r.Headers["Knative-Serving-Tag"] != tc.wantTag {
 			t.Errorf("%s: revision %s, Knative-Serving-Default-Route %q, Knative-Serving-Tag %q; want %s, %q, %q", tc.name,
 				r.Revision, r.Headers["Knative-Serving-Default-Route"], r.Headers["Knative-Serving-Tag"], tc.wantRevision, tc.wantDefaultRoute, tc.wantTag)
@@ -405,23 +395,7 @@ func TestRuntimeContractHeaders(t *testing.T) {
 	var svc servingv1.Service
 	s.apply(serviceYAML("hello", "x", ""))
 	s.waitReady("ksvc", "hello", &svc)
-	get := func(set map[string]string) map[string]string {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
-		req.Host = helloHost
-		for k, v := range set {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r echoReply
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET: %d, %v", resp.StatusCode, err)
-		}
-		return r.Headers
-	}
+	get := func(set map[string]string) map[string]string { return s.echo(helloHost, set).Headers }
 	h := get(map[string]string{"This-Was-User-Set": "a value"})
 	if got := h["Forwarded"]; got != "for=127.0.0.1;proto=http" {
 		t.Errorf("Forwarded = %q, want for=127.0.0.1;proto=http", got)

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -55,21 +53,7 @@ func TestSettingsFollowConfigMaps(t *testing.T) {
       percent: 100
 `)
 	s.waitReady("ksvc", "hello", &svc)
-	tagged := func() echoReply {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+s.http+"/", nil)
-		req.Host = helloHost
-		req.Header.Set("Knative-Serving-Tag", "rev1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r echoReply
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s with Knative-Serving-Tag: rev1: %d, %v", helloHost, resp.StatusCode, err)
-		}
-		return r
-	}
+	tagged := func() echoReply { return s.echo(helloHost, map[string]string{"Knative-Serving-Tag": "rev1"}) }
 	if r := tagged(); r.Revision != "hello-00002" {
 		t.Fatalf("tag-header-based-routing off (Knative's default): Knative-Serving-Tag: rev1 answered by %s, want the default split's hello-00002", r.Revision)
 	}
