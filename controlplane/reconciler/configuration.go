@@ -41,6 +41,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 	}
 	now := c.now()
 	st := &cfg.Status
+	was := storedStatus(&st.Status)
 	name := RevisionName(&cfg)
 	rev, created, err := c.ensureRevision(ctx, &cfg, name)
 	if err != nil {
@@ -50,7 +51,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 		}
 		st.ObservedGeneration = cfg.Generation
 		st.MarkFalse(duck.ConditionReady, "RevisionFailed", fmt.Sprintf("Revision creation failed with message: %s.", conflict.Error()), now)
-		return c.cfg.Store.UpdateStatus(ctx, &cfg)
+		return c.updateStatus(ctx, &cfg, was, &cfg.Status.Status)
 	}
 	if st.LatestCreatedRevisionName != name && !created {
 		// An existing revision (a name brought back) is now the newest: re-check it. One
@@ -84,7 +85,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 			st.MarkTrue(duck.ConditionReady, now)
 		}
 	}
-	if err := c.cfg.Store.UpdateStatus(ctx, &cfg); err != nil {
+	if err := c.updateStatus(ctx, &cfg, was, &cfg.Status.Status); err != nil {
 		return err
 	}
 	if err := c.forgetDeletedRoutes(ctx, &cfg); err != nil {
