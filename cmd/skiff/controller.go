@@ -119,6 +119,9 @@ func newControllerCommand() *cobra.Command {
 			cfg.Workers, _ = f.GetInt("workers")
 			cfg.QPS, _ = f.GetFloat32("kube-api-qps")
 			cfg.Burst, _ = f.GetInt("kube-api-burst")
+			if cfg.StatusCoalesce, _ = f.GetDuration("status-coalesce"); cfg.StatusCoalesce == 0 {
+				cfg.StatusCoalesce = -1 // every intermediate status written
+			}
 			cfg.PodName, _ = f.GetString("pod-name")
 			cfg.PodNamespace, _ = f.GetString("pod-namespace")
 			port, _ := f.GetUint32("proxy-port")
@@ -261,6 +264,7 @@ func newControllerCommand() *cobra.Command {
 	f.Int("workers", kube.DefaultWorkers, "how many reconciles run at once")
 	f.Float32("kube-api-qps", kube.DefaultQPS, "queries per second the controller's API client may make (client-go's rate limiter)")
 	f.Int("kube-api-burst", kube.DefaultBurst, "burst of the controller's API client above --kube-api-qps")
+	f.Duration("status-coalesce", kube.DefaultStatusCoalesce, "how long a Service, Configuration, Route or Revision still in progress (Ready Unknown) may go without writing the intermediate statuses it passes through; statuses reaching Ready True or False are written at once; 0 writes every one, as Knative does")
 	f.String("pod-name", os.Getenv("POD_NAME"), "this replica's Pod, which the leader labels "+kube.LeaderLabel+"=true for the skiff-controlplane Service to select (default $POD_NAME); empty: no label")
 	f.String("pod-namespace", os.Getenv("POD_NAMESPACE"), "the namespace of --pod-name (default $POD_NAMESPACE)")
 	return cmd

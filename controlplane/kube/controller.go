@@ -158,6 +158,11 @@ type Config struct {
 	// DefaultQPS and DefaultBurst.
 	QPS   float32
 	Burst int
+	// StatusCoalesce is how long a Service, Configuration, Route or Revision still in
+	// progress may go without writing the intermediate statuses it passes through
+	// (reconciler.Config.StatusCoalesce); default DefaultStatusCoalesce, negative writes
+	// every one, as Knative does.
+	StatusCoalesce time.Duration
 	// Eventing runs Brokers, Triggers and PingSources on the leader; nil leaves them not
 	// Ready (reason EventingDisabled).
 	Eventing *EventingConfig
@@ -238,6 +243,7 @@ func New(cfg Config) (*Controller, error) {
 	cfg.RenewDeadline = cmp.Or(cfg.RenewDeadline, 10*time.Second)
 	cfg.RetryPeriod = cmp.Or(cfg.RetryPeriod, 2*time.Second)
 	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
+	cfg.StatusCoalesce = cmp.Or(cfg.StatusCoalesce, DefaultStatusCoalesce)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -528,6 +534,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources, QueueMetrics: obs.queue,
 		SystemNamespace:       c.cfg.SystemNamespace,
+		StatusCoalesce:        max(c.cfg.StatusCoalesce, 0),
 		TagHeaderBasedRouting: c.cfg.Admission != nil && c.cfg.Admission.Features.TagHeaderBasedRouting == config.Enabled,
 	}
 	if load := c.cfg.LoadSettings; load != nil {

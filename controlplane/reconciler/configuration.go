@@ -41,6 +41,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 	}
 	now := c.now()
 	st := &cfg.Status
+	was := storedStatus(&st.Status)
 	name := RevisionName(&cfg)
 	rev, created, err := c.ensureRevision(ctx, &cfg, name)
 	if err != nil {
@@ -50,12 +51,13 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 		}
 		st.ObservedGeneration = cfg.Generation
 		st.MarkFalse(duck.ConditionReady, "RevisionFailed", fmt.Sprintf("Revision creation failed with message: %s.", conflict.Error()), now)
-		return c.cfg.Store.UpdateStatus(ctx, &cfg)
+		return c.updateStatus(ctx, &cfg, was, &cfg.Status.Status)
 	}
-	if st.LatestCreatedRevisionName != name && !created {
+	if st.LatestCreatedRevisionName != name && !created && rev.Labels[servingv1.ConfigurationGenerationLabel] != strconv.FormatInt(cfg.Generation, 10) {
 		// An existing revision (a name brought back) is now the newest: re-check it. One
-		// just created comes back through the store's event, once a cache has it (reconciled
-		// before, a Kubernetes informer's cache would not find it yet).
+		// created for this generation comes back through the store's events, once a cache
+		// has it (reconciled before, a Kubernetes informer's cache would not find it yet),
+		// also while the status naming it is put off (updateStatus).
 		c.queue.Add(store.KeyOf(rev))
 	}
 	// Knative's ReconcileKind: the latest created revision; Ready Unknown unless it is also
@@ -84,7 +86,7 @@ func (c *Controller) reconcileConfiguration(ctx context.Context, key store.Key) 
 			st.MarkTrue(duck.ConditionReady, now)
 		}
 	}
-	if err := c.cfg.Store.UpdateStatus(ctx, &cfg); err != nil {
+	if err := c.updateStatus(ctx, &cfg, was, &cfg.Status.Status); err != nil {
 		return err
 	}
 	if err := c.forgetDeletedRoutes(ctx, &cfg); err != nil {

@@ -130,6 +130,12 @@ type Config struct {
 	// QueueMetrics, when set, reports the work queue's depth and latencies (Knative's
 	// kn.workqueue.* metrics, queue name "serving").
 	QueueMetrics workqueue.MetricsProvider
+	// StatusCoalesce, when positive, lets a Service, Configuration, Route or Revision that
+	// is still in progress (Ready Unknown, as stored and as computed) go up to this long
+	// without writing the intermediate statuses it passes through (see updateStatus): a
+	// status reaching Ready True or False, or a new generation's, is written at once. Zero
+	// writes every move, as Knative's reconcilers do.
+	StatusCoalesce time.Duration
 }
 
 // Controller runs the serving reconcilers off one rate-limited work queue.
@@ -155,6 +161,8 @@ type Controller struct {
 	publishing map[string]context.CancelFunc
 	// servedCerts are the SDS certificates each Route or DomainMapping serves.
 	servedCerts map[store.Key][]string
+	// putOffSince is when each object's in-progress status was first put off (updateStatus).
+	putOffSince map[store.Key]time.Time
 	// gc holds config-gc's settings in force (see loadGC); nil until loaded.
 	gc atomic.Pointer[revisiongc.Config]
 	// net holds the networking settings in force (see loadSettings).
@@ -204,6 +212,7 @@ func New(cfg Config) *Controller {
 		routing:     newRoutingIndex(),
 		publishing:  map[string]context.CancelFunc{},
 		servedCerts: map[store.Key][]string{},
+		putOffSince: map[store.Key]time.Time{},
 		ctx:         context.Background(),
 		synced:      make(chan struct{}),
 	}
@@ -338,6 +347,9 @@ const mirrorDelay = 100 * time.Millisecond
 // onEvent maps a store change to the objects whose reconcile reads it.
 func (c *Controller) onEvent(e store.Event) {
 	c.queue.Add(e.Key)
+	if e.Type == store.Deleted {
+		c.forgetPutOff(e.Key)
+	}
 	ns := e.Key.Namespace
 	switch e.Key.Kind {
 	case servingv1.KindConfiguration:

@@ -52,6 +52,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	}
 	now := c.now()
 	st := &rev.Status
+	was := storedStatus(&st.Status)
 	st.ObservedGeneration = rev.Generation
 	if resolved, err := c.reconcileDigest(&rev); err != nil {
 		// As Knative: ContainerHealthy=False, and the revision is retried with backoff.
@@ -60,7 +61,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		}
 		st.MarkFalse(servingv1.RevisionConditionContainerHealthy, ReasonContainerMissing, err.Error(), now)
 		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
-		if uerr := c.cfg.Store.UpdateStatus(ctx, &rev); uerr != nil {
+		if uerr := c.updateStatus(ctx, &rev, was, &rev.Status.Status); uerr != nil {
 			return uerr
 		}
 		return fmt.Errorf("revision %s: %w", key, err)
@@ -71,7 +72,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 			st.MarkUnknown(servingv1.RevisionConditionContainerHealthy, ReasonResolvingDigests, "", now)
 		}
 		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
-		return c.cfg.Store.UpdateStatus(ctx, &rev)
+		return c.updateStatus(ctx, &rev, was, &rev.Status.Status)
 	}
 	state := c.cfg.Runtime.State(rev.Namespace, rev.Name)
 
@@ -79,7 +80,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 	if err != nil {
 		st.MarkFalse(servingv1.RevisionConditionResourcesAvailable, "InvalidAutoscalingAnnotation", err.Error(), now)
 		summarize(&st.Status, now, servingv1.RevisionConditionResourcesAvailable, servingv1.RevisionConditionContainerHealthy)
-		return c.cfg.Store.UpdateStatus(ctx, &rev)
+		return c.updateStatus(ctx, &rev, was, &rev.Status.Status)
 	}
 	mode := traffic.Mode(c.cfg.Activator != nil, int64(cc), decision.ProxyMode, state.Ready)
 	if desired == 0 && state.Ready > 0 && c.cfg.Activator != nil && !c.readyForZero(&rev) {
@@ -103,7 +104,7 @@ func (c *Controller) reconcileRevision(ctx context.Context, key store.Key) error
 		return fmt.Errorf("revision %s: %w", key, err)
 	}
 	markRevisionScaled(st, state, desired, c.zeroInitialScale(&rev, cc), mode, decision, now)
-	return c.cfg.Store.UpdateStatus(ctx, &rev)
+	return c.updateStatus(ctx, &rev, was, &rev.Status.Status)
 }
 
 // programProxy gives the proxy the revision's cluster and its ready endpoints, and

@@ -44,6 +44,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 	}
 	now := c.now()
 	before := routeServedBefore(&route)
+	was := storedStatus(&route.Status.Status)
 	st := &route.Status
 	st.ObservedGeneration = route.Generation
 	conds := []duck.ConditionType{servingv1.RouteConditionAllTrafficAssigned, servingv1.RouteConditionIngressReady, RouteConditionCertificateProvisioned}
@@ -64,7 +65,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		}
 		// The proxy keeps the last traffic it was given until the new targets are ready.
 		summarize(&st.Status, now, conds...)
-		return c.cfg.Store.UpdateStatus(ctx, &route)
+		return c.updateStatus(ctx, &route, was, &route.Status.Status)
 	case err != nil:
 		return fmt.Errorf("reconcile route %s: %w", key, err)
 	}
@@ -78,7 +79,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		// Knative reports a host the templates cannot make on AllTrafficAssigned.
 		st.MarkFalse(servingv1.RouteConditionAllTrafficAssigned, "ErrorConfig", err.Error(), now)
 		summarize(&st.Status, now, conds...)
-		return c.cfg.Store.UpdateStatus(ctx, &route)
+		return c.updateStatus(ctx, &route, was, &route.Status.Status)
 	}
 	httpOption, err := net.cfg.HTTPOption(route.Annotations)
 	if err != nil {
@@ -86,7 +87,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		st.MarkFalse(servingv1.RouteConditionIngressReady, "InvalidHTTPProtocol",
 			fmt.Sprintf("metadata.annotations[%s]: %v (want Enabled or Redirected)", domains.HTTPProtocolAnnotation, err), now)
 		summarize(&st.Status, now, conds...)
-		return c.cfg.Store.UpdateStatus(ctx, &route)
+		return c.updateStatus(ctx, &route, was, &route.Status.Status)
 	}
 	tls, err := c.routeTLS(ctx, &route, key, names, now)
 	if err != nil {
@@ -117,7 +118,7 @@ func (c *Controller) reconcileRoute(ctx context.Context, key store.Key) error {
 		markRolloutInProgress(&st.Status, now)
 	}
 	summarize(&st.Status, now, conds...)
-	return c.cfg.Store.UpdateStatus(ctx, &route)
+	return c.updateStatus(ctx, &route, was, &route.Status.Status)
 }
 
 // markRouteURLs reports a route's URL, cluster-local address and the URL of each traffic

@@ -31,6 +31,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		return err
 	}
 	owner := ownerRef(&svc.ObjectMeta, servingv1.KindService)
+	was := storedStatus(&svc.Status.Status)
 	labels := childLabels(svc.Labels, servingv1.ServiceLabel, svc.Name)
 
 	// Knative's MakeConfigurationFromExisting: the Service's labels and UID, its annotations
@@ -84,7 +85,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 					fmt.Sprintf("The revision name %q is taken by a conflicting Revision, so traffic will not be migrated", name), now)
 			}
 			summarize(&st.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
-			return c.cfg.Store.UpdateStatus(ctx, &svc)
+			return c.updateStatus(ctx, &svc, was, &svc.Status.Status)
 		}
 	}
 
@@ -149,7 +150,7 @@ func (c *Controller) reconcileService(ctx context.Context, key store.Key) error 
 		st.MarkUnknown(servingv1.ServiceConditionRoutesReady, "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision.", now)
 	}
 	summarize(&st.Status, now, servingv1.ServiceConditionConfigurationsReady, servingv1.ServiceConditionRoutesReady)
-	return c.cfg.Store.UpdateStatus(ctx, &svc)
+	return c.updateStatus(ctx, &svc, was, &svc.Status.Status)
 }
 
 // configurationStatus is the Configuration's part of a Service's status: its fields and its

@@ -114,15 +114,23 @@ func (s *Server) setVhostsLocked(key string, vhosts map[string][]*routev3.Virtua
 // until ctx ends. Changes made while it works, or within flushInterval of its last round,
 // are coalesced into the next round: each round costs O(virtual hosts) in the single layout,
 // here and in every proxy, so a burst must not cost one round per Route.
+//
+// The interval grows with what the last round cost, so that assembling takes at most
+// 1/routeFlushDuty of the time while a burst lasts (the proxies' applying each round grows
+// with it too): in the single layout one round over a thousand Routes takes ~10 ms, and ten
+// of them a second were a fifth of a core here and as much in each proxy. It stays within
+// routeFlushMaxFactor intervals, which bounds what it adds to a Route's time to Ready (the
+// cost is wall time, which a busy machine stretches).
 func (s *Server) assembleRoutes(ctx context.Context) {
 	var last time.Time
+	var cost time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 		}
-		if wait := time.Until(last.Add(s.flushInterval)); wait > 0 {
+		if wait := time.Until(last.Add(min(max(s.flushInterval, cost*routeFlushDuty), routeFlushMaxFactor*s.flushInterval))); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -135,8 +143,16 @@ func (s *Server) assembleRoutes(ctx context.Context) {
 		if err := s.flushRoutes(); err != nil {
 			s.logger.Error("assemble route configuration", "error", err)
 		}
+		cost = time.Since(last)
 	}
 }
+
+// routeFlushDuty is how many times its own cost a round of route assembly waits behind the
+// previous one at least (see assembleRoutes).
+const routeFlushDuty = 20
+
+// routeFlushMaxFactor bounds the interval assembleRoutes stretches to, in flush intervals.
+const routeFlushMaxFactor = 3
 
 // flushRoutes assembles each RouteConfiguration from every Route's virtual hosts and
 // pushes those that changed; the Routes changed since the last push then wait for the

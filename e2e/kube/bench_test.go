@@ -124,6 +124,7 @@ func BenchmarkReconcile1000Services(b *testing.B) {
 		})
 		b.StopTimer()
 		cpu := processCPU(c)
+		b.Logf("Watches open on kube-apiserver at the end, by resource (every process's):\n%s", openWatches(ctx, c))
 		times := readyAt.sorted()
 		b.ReportMetric(created.Seconds(), "create-s")
 		b.ReportMetric(times[0].Seconds(), "first-ready-s")
@@ -156,6 +157,26 @@ func profileAPIServer(ctx context.Context, b *testing.B, c *cluster, file string
 	if err != nil {
 		b.Logf("kube-apiserver profile: %v", err)
 	}
+}
+
+// openWatches lists the watches kube-apiserver is serving, by resource, from its
+// apiserver_longrunning_requests metric: every write is sent to each watch of its resource.
+func openWatches(ctx context.Context, c *cluster) string {
+	raw, err := c.kube.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return fmt.Sprintf("  (metrics: %v)", err)
+	}
+	var sb strings.Builder
+	for line := range strings.Lines(string(raw)) {
+		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `verb="WATCH"`) {
+			continue
+		}
+		labels, value, _ := strings.Cut(strings.TrimPrefix(line, "apiserver_longrunning_requests"), " ")
+		if v := strings.TrimSpace(value); v != "0" {
+			fmt.Fprintf(&sb, "  %-6s %s\n", v, labels)
+		}
+	}
+	return sb.String()
 }
 
 // parallel runs do(i) for i in [0, n) from 16 goroutines, failing b on the first error.

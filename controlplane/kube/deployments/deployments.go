@@ -46,8 +46,9 @@ func TemplateHash(tmpl corev1.PodTemplateSpec) (string, error) {
 // copy of it with want's pod template and annotations, and whatever else update (which may
 // be nil) copies from want.
 //
-// have is the Deployment as cached (nil when there was none); changed says Ensure created or
-// updated it, so have is no longer its state.
+// have is the Deployment as cached, or as created when Ensure created it (nil when the create
+// found one already there); changed says Ensure created or updated it, so a cached have is no
+// longer its state.
 func Ensure(ctx context.Context, api appsclient.DeploymentInterface, cached cache.KeyGetter, want *appsv1.Deployment,
 	update func(next, want *appsv1.Deployment)) (have *appsv1.Deployment, changed bool, err error) {
 	owner := metav1.GetControllerOfNoCopy(want)
@@ -59,10 +60,14 @@ func Ensure(ctx context.Context, api appsclient.DeploymentInterface, cached cach
 		return nil, false, fmt.Errorf("read deployment %s: %w", want.Name, err)
 	}
 	if !exists {
-		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		created, err := api.Create(ctx, want, metav1.CreateOptions{})
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			return nil, true, nil
+		case err != nil:
 			return nil, false, fmt.Errorf("create deployment %s/%s: %w", want.Namespace, want.Name, err)
 		}
-		return nil, true, nil
+		return created, true, nil
 	}
 	have, ok := item.(*appsv1.Deployment)
 	if !ok {

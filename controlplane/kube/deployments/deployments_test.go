@@ -66,8 +66,8 @@ func TestEnsure(t *testing.T) {
 		wantImage    string
 		wantReplicas int32
 	}{{
-		name: "missing: created", want: deployment(t, "uid", "v1", 2),
-		wantChanged: true, wantVerbs: []string{"create"}, wantImage: "v1", wantReplicas: 2,
+		name: "missing: created, and returned as created", want: deployment(t, "uid", "v1", 2),
+		wantChanged: true, wantHave: true, wantVerbs: []string{"create"}, wantImage: "v1", wantReplicas: 2,
 	}, {
 		name: "created since the cache was read: left for the next reconcile", stored: deployment(t, "uid", "v1", 1), cacheBehind: true,
 		want:        deployment(t, "uid", "v2", 2),

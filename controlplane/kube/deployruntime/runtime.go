@@ -56,6 +56,63 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	desired map[string]int // ns/name → last Scale
+
+	// unseenDeps and unseenSvcs hold the Deployments and Services this runtime created that
+	// its informers have not delivered yet, by ns/name: a revision reconciled again within
+	// that moment (its headless Service's event comes first, say) finds them here instead
+	// of creating them again, as Kubernetes controllers' expectations do.
+	unseenDeps, unseenSvcs *unseen
+}
+
+// unseen is a set of objects created but not yet in an informer's cache.
+type unseen struct {
+	mu   sync.Mutex
+	objs map[string]any
+}
+
+func newUnseen() *unseen { return &unseen{objs: map[string]any{}} }
+
+func (u *unseen) put(key string, obj any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.objs[key] = obj
+}
+
+// seen drops obj's key: the informer delivered it (or its deletion).
+func (u *unseen) seen(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.objs, m.GetNamespace()+"/"+m.GetName())
+}
+
+func (u *unseen) handler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{AddFunc: u.seen, UpdateFunc: func(_, o any) { u.seen(o) }, DeleteFunc: u.seen}
+}
+
+// getter reads cached, then the objects created but not yet there.
+func (u *unseen) getter(cached cache.KeyGetter) cache.KeyGetter { return unseenGetter{cached, u} }
+
+type unseenGetter struct {
+	cached cache.KeyGetter
+	u      *unseen
+}
+
+func (g unseenGetter) GetByKey(key string) (any, bool, error) {
+	obj, exists, err := g.cached.GetByKey(key)
+	if exists || err != nil {
+		return obj, exists, err
+	}
+	g.u.mu.Lock()
+	defer g.u.mu.Unlock()
+	obj, exists = g.u.objs[key]
+	return obj, exists, nil
 }
 
 // New returns a Runtime; call Start before use.
@@ -65,7 +122,8 @@ func New(cfg Config) *Runtime {
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Hour,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = servingv1.RevisionLabel }))
-	r := &Runtime{cfg: cfg, log: cfg.Logger.With("component", "deployruntime"), factory: f, desired: map[string]int{}}
+	r := &Runtime{cfg: cfg, log: cfg.Logger.With("component", "deployruntime"), factory: f, desired: map[string]int{},
+		unseenDeps: newUnseen(), unseenSvcs: newUnseen()}
 	r.deps = f.Apps().V1().Deployments().Informer()
 	r.slices = f.Discovery().V1().EndpointSlices().Informer()
 	r.svcs = f.Core().V1().Services().Informer()
@@ -77,6 +135,8 @@ func New(cfg Config) *Runtime {
 	}
 	_, _ = r.deps.AddEventHandler(h)
 	_, _ = r.slices.AddEventHandler(h)
+	_, _ = r.deps.AddEventHandler(r.unseenDeps.handler())
+	_, _ = r.svcs.AddEventHandler(r.unseenSvcs.handler())
 	// State reads one revision's slices; scanning the namespace's would cost every
 	// reconcile as much as there are revisions.
 	_ = r.slices.AddIndexers(cache.Indexers{sliceServiceIndex: func(o any) ([]string, error) {
@@ -159,12 +219,18 @@ func (r *Runtime) ensureDeployment(ctx context.Context, rev *servingv1.Revision,
 		return err
 	}
 	deps := r.cfg.Client.AppsV1().Deployments(rev.Namespace)
-	have, changed, err := deployments.Ensure(ctx, deps, r.deps.GetIndexer(), want, func(next, want *appsv1.Deployment) {
+	cached := r.unseenDeps.getter(r.deps.GetIndexer())
+	key := rev.Namespace + "/" + want.Name
+	_, existed, _ := cached.GetByKey(key)
+	have, changed, err := deployments.Ensure(ctx, deps, cached, want, func(next, want *appsv1.Deployment) {
 		next.Spec.Selector = want.Spec.Selector
 		if scale {
 			next.Spec.Replicas = want.Spec.Replicas
 		}
 	})
+	if err == nil && !existed && have != nil {
+		r.unseenDeps.put(key, have)
+	}
 	if errors.Is(err, deployments.ErrNotControlled) {
 		return fmt.Errorf("deployment %s/%s exists and is not owned by revision %s", rev.Namespace, want.Name, rev.Name)
 	}
@@ -187,7 +253,8 @@ func (r *Runtime) ensureDeployment(ctx context.Context, rev *servingv1.Revision,
 
 // ensureService makes the headless Service whose EndpointSlices list the revision's pods.
 func (r *Runtime) ensureService(ctx context.Context, rev *servingv1.Revision) error {
-	if _, exists, _ := r.svcs.GetIndexer().GetByKey(rev.Namespace + "/" + rev.Name); exists {
+	key := rev.Namespace + "/" + rev.Name
+	if _, exists, _ := r.unseenSvcs.getter(r.svcs.GetIndexer()).GetByKey(key); exists {
 		return nil
 	}
 	port := containerPort(rev)
@@ -202,8 +269,13 @@ func (r *Runtime) ensureService(ctx context.Context, rev *servingv1.Revision) er
 			Ports:     []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(port)}},
 		},
 	}
-	if _, err := r.cfg.Client.CoreV1().Services(rev.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	created, err := r.cfg.Client.CoreV1().Services(rev.Namespace).Create(ctx, svc, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsAlreadyExists(err):
+	case err != nil:
 		return fmt.Errorf("create service %s/%s: %w", rev.Namespace, rev.Name, err)
+	default:
+		r.unseenSvcs.put(key, created)
 	}
 	return nil
 }
@@ -214,6 +286,8 @@ func (r *Runtime) Remove(ctx context.Context, namespace, name string) error {
 	r.mu.Lock()
 	delete(r.desired, namespace+"/"+name)
 	r.mu.Unlock()
+	r.unseenDeps.seen(&metav1.ObjectMeta{Namespace: namespace, Name: DeploymentName(name)})
+	r.unseenSvcs.seen(&metav1.ObjectMeta{Namespace: namespace, Name: name})
 	if err := r.cfg.Client.AppsV1().Deployments(namespace).Delete(ctx, DeploymentName(name), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete deployment %s/%s: %w", namespace, DeploymentName(name), err)
 	}

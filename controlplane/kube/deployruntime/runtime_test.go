@@ -3,14 +3,18 @@ package deployruntime
 import (
 	"context"
 	"maps"
+	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/kube/deployments"
@@ -179,5 +183,50 @@ func TestKnativeMetaCases(t *testing.T) {
 	rev.Spec.Containers = []corev1.Container{{Name: "foo"}, {Name: "bar", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}
 	if got, want := podAnnotations(rev), map[string]string{"asdf": "fdsa", "kubectl.kubernetes.io/default-container": "bar"}; !maps.Equal(got, want) {
 		t.Errorf("multiple containers single port with base annotation: %v, want %v", got, want)
+	}
+}
+
+// A revision reconciled again before the informers deliver what its first reconcile created
+// (its headless Service's event comes before its Deployment's) creates nothing twice: each
+// create the API server refuses as AlreadyExists costs it as much as a write.
+func TestScaleBeforeTheCacheCatchesUpCreatesOnce(t *testing.T) {
+	rev := hpaRevision(nil)
+	client := fake.NewClientset()
+	r := New(Config{Client: client}) // informers not started: the caches never catch up
+	ctx := context.Background()
+	for range 3 {
+		if err := r.Scale(ctx, rev, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	creates := map[string]int{}
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "create" {
+			creates[a.GetResource().Resource]++
+		}
+	}
+	if want := map[string]int{"deployments": 1, "services": 1}; !maps.Equal(creates, want) {
+		t.Errorf("creates = %v, want %v", creates, want)
+	}
+	// Scaled again before the cache has it: through the scale subresource, once (which the
+	// fake clientset does not serve).
+	client.PrependReactor("update", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return a.GetSubresource() == "scale", &autoscalingv1.Scale{}, nil
+	})
+	client.ClearActions()
+	if err := r.Scale(ctx, rev, 2); err != nil {
+		t.Fatal(err)
+	}
+	var verbs []string
+	for _, a := range client.Actions() {
+		verbs = append(verbs, a.GetVerb()+" "+a.GetResource().Resource+"/"+a.GetSubresource())
+	}
+	if want := []string{"update deployments/scale"}; !slices.Equal(verbs, want) {
+		t.Errorf("writes = %v, want %v", verbs, want)
+	}
+	// Once the informer delivers it, the cache answers.
+	r.unseenDeps.seen(&metav1.ObjectMeta{Namespace: rev.Namespace, Name: DeploymentName(rev.Name)})
+	if len(r.unseenDeps.objs) != 0 {
+		t.Errorf("unseen deployments after the informer delivered: %v", r.unseenDeps.objs)
 	}
 }
