@@ -216,7 +216,7 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 	for _, p := range procs {
 		targets = append(targets, target{p, p.name, p.http, "broker-ingress.localhost", p.name})
 		if direct {
-			targets = append(targets, target{p, p.name + " (ingress direct)", p.ingress, "", ""})
+			targets = append(targets, target{p, p.name + " (ingress direct)", p.ingress, "", p.name + "-direct"})
 		}
 	}
 	for r := 1; r <= rounds; r++ {
