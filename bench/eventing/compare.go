@@ -36,6 +36,7 @@ type skiffProc struct {
 	dir        string
 	http, api  string
 	admin      string
+	ingress    string // the broker ingress's own address (-direct)
 	delivered  atomic.Int64
 	sink       *httptest.Server
 	logFile    string
@@ -116,7 +117,7 @@ func startSkiffProc(ctx context.Context, name, bin string, triggers int, env []s
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	p.http, p.api, p.admin = addrs["http-addr"], addrs["api-addr"], addrs["admin-addr"]
+	p.http, p.api, p.admin, p.ingress = addrs["http-addr"], addrs["api-addr"], addrs["admin-addr"], addrs["broker-ingress-addr"]
 	p.sink = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		p.delivered.Add(1)
 		w.WriteHeader(http.StatusNoContent)
@@ -166,8 +167,11 @@ func selfCPU() time.Duration {
 
 // compare runs the -compare rows: rounds rounds, in each every binary in turn.
 // With profileDir set, the first round saves each skiff up's CPU profile over its load there
-// (NAME.cpu, from the admin endpoint's /debug/pprof/profile).
-func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, gogc int, profileDir string) error {
+// (NAME.cpu, from the admin endpoint's /debug/pprof/profile). With direct, each binary also
+// gets rows of events posted straight to its broker ingress, without the gateway and its
+// cloudevents filter (the ingress evaluates the Triggers itself): what the gateway's hop
+// costs is the difference.
+func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, gogc int, profileDir string, direct bool) error {
 	ctx := context.Background()
 	type run struct {
 		name, path string
@@ -202,8 +206,22 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 	rates := map[string][]float64{}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "build\ttriggers\tsenders\tround\taccepted/s\tskiff CPU/event\tbench CPU/event (senders, sink)\tdrained in")
+	type target struct {
+		p           *skiffProc
+		name        string
+		addr, host  string
+		profileName string
+	}
+	var targets []target
+	for _, p := range procs {
+		targets = append(targets, target{p, p.name, p.http, "broker-ingress.localhost", p.name})
+		if direct {
+			targets = append(targets, target{p, p.name + " (ingress direct)", p.ingress, "", p.name + "-direct"})
+		}
+	}
 	for r := 1; r <= rounds; r++ {
-		for _, p := range procs {
+		for _, t := range targets {
+			p := t.p
 			before := p.delivered.Load()
 			cpu0, err := skiffup.ProcessCPU(p.cmd.Process.Pid)
 			if err != nil {
@@ -211,13 +229,13 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 			}
 			self0 := selfCPU()
 			var prof chan error
-			if profileDir != "" && r == 1 {
+			if profileDir != "" && r == 1 && t.profileName != "" {
 				prof = make(chan error, 1)
-				file := filepath.Join(profileDir, strings.ReplaceAll(p.name, " ", "_")+".cpu")
+				file := filepath.Join(profileDir, strings.ReplaceAll(t.profileName, " ", "_")+".cpu")
 				go func() { prof <- skiffup.FetchProfile(p.admin, dur, file) }()
 			}
 			start := time.Now()
-			ok := throughputN(client, "http://"+p.http+p.brokerPath, "broker-ingress.localhost", conc, dur)
+			ok := throughputN(client, "http://"+t.addr+p.brokerPath, t.host, conc, dur)
 			sent := time.Since(start)
 			if prof != nil {
 				if err := <-prof; err != nil {
@@ -239,23 +257,23 @@ func compare(bins []string, triggers, conc int, dur time.Duration, rounds int, g
 			}
 			self := selfCPU() - self0
 			rate := float64(ok) / sent.Seconds()
-			rates[p.name] = append(rates[p.name], rate)
+			rates[t.name] = append(rates[t.name], rate)
 			perEvent := func(d time.Duration) string {
 				if ok == 0 {
 					return "-"
 				}
 				return fmt.Sprintf("%.0fµs", float64(d.Microseconds())/float64(ok))
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\n", p.name, triggers, conc, r, rate, perEvent(cpu1-cpu0), perEvent(self), drained.Round(10*time.Millisecond))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\n", t.name, triggers, conc, r, rate, perEvent(cpu1-cpu0), perEvent(self), drained.Round(10*time.Millisecond))
 		}
 		tw.Flush()
 	}
 	fmt.Println()
 	fmt.Fprintln(tw, "build\tmedian accepted/s\tratio to the first")
-	first := skiffup.Median(rates[procs[0].name])
-	for _, p := range procs {
-		m := skiffup.Median(rates[p.name])
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\n", p.name, m, m/first)
+	first := skiffup.Median(rates[targets[0].name])
+	for _, t := range targets {
+		m := skiffup.Median(rates[t.name])
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\n", t.name, m, m/first)
 	}
 	return tw.Flush()
 }

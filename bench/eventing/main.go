@@ -74,6 +74,7 @@ func main() {
 	var bins multiFlag
 	flag.Var(&bins, "skiff", "with -compare: a skiff binary as NAME=PATH (repeatable; its --work-dir is the source tree it is in; default: bin/skiff)")
 	rounds := flag.Int("rounds", 3, "with -compare: rounds, every binary measured in each")
+	direct := flag.Bool("direct", false, "with -compare: also post straight to each binary's broker ingress (no gateway, no cloudevents filter)")
 	gogc := flag.Int("gogc", 0, "with -compare: also measure the last -skiff binary with this GOGC in its environment")
 	flag.Parse()
 	if *cmp {
@@ -85,7 +86,7 @@ func main() {
 		if len(bins) == 0 {
 			bins = multiFlag{"bin/skiff"}
 		}
-		if err := compare(bins, count, *conc, *dur, *rounds, *gogc, *profile); err != nil {
+		if err := compare(bins, count, *conc, *dur, *rounds, *gogc, *profile, *direct); err != nil {
 			fmt.Fprintln(os.Stderr, "eventing:", err)
 			os.Exit(1)
 		}

@@ -3,7 +3,9 @@
 // codec does on its worker thread. http.Transport hands each request to a write goroutine
 // and each response from a read goroutine: two goroutine wake-ups per request. The
 // gateway's upstream clusters and the broker's deliveries use it; what it does not take
-// (upgrades, streamed bodies of unknown length, TLS) goes to an http.Transport.
+// (upgrades, streamed bodies of unknown length, TLS) goes to an http.Transport. It writes
+// the requests it takes itself, the same bytes as Request.Write without its costs per
+// request (write.go).
 package h1
 
 import (
@@ -281,6 +283,11 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// peekFn is pc.peek, bound once: a closure made per open() escaped to the heap, an
+	// allocation per request.
+	peekFn func(fd uintptr) bool
+	alive  bool // what peek found
+	peekB  [1]byte
 }
 
 // staleConnError is a failure on a connection before any of the response arrived.
@@ -303,14 +310,20 @@ func (pc *h1Conn) open() bool {
 	if pc.raw == nil {
 		return true
 	}
-	alive := false
-	var b [1]byte
-	err := pc.raw.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
-		return true
-	})
-	return err == nil && alive
+	pc.alive = false
+	if pc.peekFn == nil {
+		pc.peekFn = pc.peek
+	}
+	err := pc.raw.Read(pc.peekFn)
+	return err == nil && pc.alive
+}
+
+// peek looks at the socket without blocking (a syscall.RawConn.Read callback): an idle
+// connection is alive when nothing can be read yet.
+func (pc *h1Conn) peek(fd uintptr) bool {
+	_, _, err := syscall.Recvfrom(int(fd), pc.peekB[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	pc.alive = errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
+	return true
 }
 
 func (pc *h1Conn) close() { pc.conn.Close() }
@@ -319,11 +332,9 @@ func (pc *h1Conn) close() { pc.conn.Close() }
 // ends before the body has been read, as http.Transport does.
 func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { pc.conn.Close() })
-	// Through onePiece, head and body go out in one write (Flush below) when they fit
-	// the buffer: given a *bufio.Writer, Request.Write flushes the head on its own before
-	// a body it does not know to be in memory (a proxied request's), a second system call
-	// per request. The body here is small and of known length (plain).
-	if err := req.Write(onePiece{pc.bw}); err != nil {
+	// Head and body go out in one write (Flush below) when they fit the buffer: the body
+	// here is small and of known length (plain).
+	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
 		return nil, &staleConnError{err: fmt.Errorf("write request: %w", err)}
 	}
@@ -365,7 +376,9 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 }
 
 // onePiece is a buffered writer that Request.Write does not recognise as a
-// *bufio.Writer, so it does not flush the request's head before the body. It is an
+// *bufio.Writer, so it does not flush the request's head before the body: given a
+// *bufio.Writer, Request.Write flushes the head on its own before a body it does not know
+// to be in memory (a proxied request's), a second system call per request. It is an
 // io.ByteWriter, so Request.Write does not add a buffer of its own either.
 type onePiece struct{ *bufio.Writer }
 

@@ -502,6 +502,9 @@ func (s *Server) send(ctx context.Context, target string, ev eventfilter.Event, 
 	if err != nil {
 		return result{err: fmt.Errorf("building request to %s: %w", target, err)}
 	}
+	// Sized for every header the delivery carries (the event's attributes, the forwarded
+	// ones, Prefer, trace context): the empty map NewRequest makes grew twice on the way.
+	req.Header = make(http.Header, len(header)+len(ev.Attributes)+4)
 	for name, vs := range header {
 		req.Header[name] = vs
 	}

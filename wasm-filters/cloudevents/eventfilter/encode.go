@@ -46,11 +46,30 @@ func mustPercentEncode(c byte) bool {
 // first letter upper-cased, the canonical form net/http and the CloudEvents
 // SDK write (names are case-insensitive on the wire).
 func HeaderName(attr string) string {
-	if attr == attrDataContentType {
+	// The attributes of the spec's core set are written for every event: without
+	// building their names (two allocations each).
+	switch attr {
+	case attrDataContentType:
 		return "Content-Type"
-	}
-	if attr == "" {
+	case "":
 		return "Ce-"
+	case attrSpecVersion:
+		return "Ce-Specversion"
+	case attrID:
+		return "Ce-Id"
+	case attrSource:
+		return "Ce-Source"
+	case attrType:
+		return "Ce-Type"
+	case attrSubject:
+		return "Ce-Subject"
+	case attrTime:
+		return "Ce-Time"
+	case attrDataSchema:
+		return "Ce-Dataschema"
+	}
+	if c := attr[0]; 'a' <= c && c <= 'z' {
+		return "Ce-" + string(c-'a'+'A') + attr[1:] // one allocation
 	}
 	return "Ce-" + strings.ToUpper(attr[:1]) + attr[1:]
 }

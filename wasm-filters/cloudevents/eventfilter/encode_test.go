@@ -437,3 +437,24 @@ func TestBinaryHeaders(t *testing.T) {
 		t.Error("not UTF-8")
 	}
 }
+
+// TestHeaderName: the names spelled out for the core attributes are the ones the rule
+// gives ("Ce-" and the name with its first letter upper-cased; Content-Type for
+// datacontenttype).
+func TestHeaderName(t *testing.T) {
+	rule := func(attr string) string {
+		if attr == "datacontenttype" {
+			return "Content-Type"
+		}
+		if attr == "" {
+			return "Ce-"
+		}
+		return "Ce-" + strings.ToUpper(attr[:1]) + attr[1:]
+	}
+	for _, attr := range []string{"", "specversion", "id", "source", "type", "subject", "time",
+		"dataschema", "datacontenttype", "sentat", "traceparent", "a", "z9", "9lives", "Xy", "éa"} {
+		if got, want := HeaderName(attr), rule(attr); got != want {
+			t.Errorf("HeaderName(%q) = %q, want %q", attr, got, want)
+		}
+	}
+}
