@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -140,7 +139,13 @@ func newControllerCommand() *cobra.Command {
 			cfg.WebhookAddress, _ = f.GetString("webhook-addr")
 			cfg.WebhookService, _ = f.GetString("webhook-service")
 			cfg.WebhookHosts, _ = f.GetStringArray("webhook-host")
-			settings, err := clusterSettings(cmd.Context(), rc, systemNS)
+			cfg.EventingNamespace, _ = f.GetString("eventing-system-namespace")
+			kc, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("read settings: %w", err)
+			}
+			reader := &kube.SettingsReader{Client: kc, SystemNamespace: systemNS, EventingNamespace: cfg.EventingNamespace, Logger: log}
+			settings, err := clusterSettings(cmd.Context(), reader)
 			if err != nil {
 				return err
 			}
@@ -152,7 +157,7 @@ func newControllerCommand() *cobra.Command {
 			// The webhooks follow edits of the ConfigMaps (every minute); the leader's autoscaler
 			// and reconcilers as they happen (LoadSettings).
 			cfg.ReloadAdmission = func(ctx context.Context) (*config.Config, error) {
-				docs, err := clusterSettings(ctx, rc, systemNS)
+				docs, err := clusterSettings(ctx, reader)
 				if err != nil {
 					return nil, err
 				}
@@ -238,6 +243,7 @@ func newControllerCommand() *cobra.Command {
 	f.String("webhook-service", "skiff-webhook", "the Service the API server calls the webhooks through: their certificate is for {service}.{system-namespace}.svc")
 	f.StringArray("webhook-host", nil, "another name or IP address for the webhooks' certificate, for an API server that calls them by URL (repeatable)")
 	f.String("system-namespace", envOr("POD_NAMESPACE", "skiff-system"), "namespace of Skiff's own objects (the controller's own, as Knative reads knative-serving's): the config-features, config-defaults, config-autoscaler and config-br-defaults ConfigMaps read at start, the config-network, config-domain and config-certmanager ConfigMaps followed while running, and the webhook's certificate Secret")
+	f.String("eventing-system-namespace", config.EventingNamespace, "namespace of Knative Eventing's config-features (delivery-timeout, delivery-retryafter), read at start, by the webhooks every minute, and followed by the leader; it may not exist (Knative's defaults then)")
 	f.StringArray("proxy-stats", nil, "admin URL of a proxy whose /stats the autoscaler scrapes, for proxies that do not push to the metrics_service stat sink (repeatable)")
 	f.String("nats-url", "", "NATS cluster with JetStream keeping broker events, e.g. nats://nats.skiff-system.svc.cluster.local:4222; empty: no eventing (Brokers, Triggers and PingSources are not Ready)")
 	f.String("nats-credentials-secret", "skiff-system/skiff-nats", "namespace/name of the Secret with the credentials NATS requires (key token, or user and password); created with a random token if absent; empty: none")
@@ -287,28 +293,42 @@ func controllerTLS(f *pflag.FlagSet) (*kube.TLSConfig, error) {
 }
 
 // clusterSettings reads the ConfigMaps of config.Names (config-features, config-defaults,
-// config-autoscaler, config-br-defaults)
-// from ns, as Knative reads its own from knative-serving; missing ones are Knative's defaults.
-func clusterSettings(ctx context.Context, rc *rest.Config, ns string) ([]apiclient.Document, error) {
-	kc, err := kubernetes.NewForConfig(rc)
+// config-autoscaler, config-br-defaults) from the system namespace, as Knative reads its own
+// from knative-serving, and Eventing's config-features from Eventing's namespace, as
+// documents admissionSettings reads; missing ones are Knative's defaults.
+func clusterSettings(ctx context.Context, r *kube.SettingsReader) ([]apiclient.Document, error) {
+	data, err := r.Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read settings: %w", err)
 	}
 	var docs []apiclient.Document
 	for _, name := range config.Names {
-		cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("read ConfigMap %s/%s: %w", ns, name, err)
+		if d, ok := data[name]; ok {
+			doc, err := configMapDocument(r.SystemNamespace, name, nil, d)
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, doc)
 		}
-		data, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-			"metadata": map[string]string{"name": name, "namespace": ns}, "data": cm.Data})
+	}
+	if d, ok := data[config.EventingFeaturesKey]; ok {
+		// The label keys it as Eventing's (ConfigMap.Key) whatever --eventing-system-namespace is.
+		ns := cmp.Or(r.EventingNamespace, config.EventingNamespace)
+		doc, err := configMapDocument(ns, config.FeaturesConfigName, map[string]string{"knative.dev/config-category": "eventing"}, d)
 		if err != nil {
 			return nil, err
 		}
-		docs = append(docs, apiclient.Document{Source: "ConfigMap " + ns + "/" + name, Data: data})
+		docs = append(docs, doc)
 	}
 	return docs, nil
+}
+
+// configMapDocument is a ConfigMap as a JSON document.
+func configMapDocument(ns, name string, labels, data map[string]string) (apiclient.Document, error) {
+	b, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name, "namespace": ns, "labels": labels}, "data": data})
+	if err != nil {
+		return apiclient.Document{}, fmt.Errorf("read settings: %w", err)
+	}
+	return apiclient.Document{Source: "ConfigMap " + ns + "/" + name, Data: b}, nil
 }

@@ -101,13 +101,21 @@ type Config struct {
 	// config-defaults, config-autoscaler); nil means Knative's defaults.
 	Admission *config.Config
 	// ReloadAdmission, when set, gives the webhooks the settings to use from then on; they
-	// call it every minute (ConfigMaps edited in the cluster take effect within a minute).
+	// call it every ReloadAdmissionInterval (ConfigMaps edited in the cluster take effect
+	// within it).
 	ReloadAdmission func(context.Context) (*config.Config, error)
+	// ReloadAdmissionInterval is how often the webhooks call ReloadAdmission; default 1m.
+	ReloadAdmissionInterval time.Duration
 	// LoadSettings, when set, makes the leader's settings (the autoscaler's, and
 	// tag-header-based-routing) again from config-features, config-defaults,
-	// config-autoscaler and config-br-defaults in SystemNamespace as they change, as
-	// Knative's controllers watch their ConfigMaps; nil keeps those of the start.
+	// config-autoscaler and config-br-defaults in SystemNamespace, and Eventing's
+	// config-features in EventingNamespace, as they change, as Knative's controllers watch
+	// their ConfigMaps; nil keeps those of the start.
 	LoadSettings reconciler.SettingsLoader
+	// EventingNamespace is Knative Eventing's system namespace, whose config-features (the
+	// Eventing features: delivery-timeout, delivery-retryafter) the leader watches; default
+	// knative-eventing. It may not exist: then Knative's defaults are in force.
+	EventingNamespace string
 	// WebhookAddress serves the defaulting and validation webhooks over TLS on every replica,
 	// leading or not; default ":8443"; "-" disables them.
 	WebhookAddress string
@@ -237,6 +245,7 @@ func New(cfg Config) (*Controller, error) {
 	cfg.Domain = cmp.Or(cfg.Domain, "example.com")
 	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, "skiff-system")
 	cfg.SystemNamespace = cmp.Or(cfg.SystemNamespace, "skiff-system")
+	cfg.EventingNamespace = cmp.Or(cfg.EventingNamespace, config.EventingNamespace)
 	cfg.HTTPSRedirectPort = cmp.Or(cfg.HTTPSRedirectPort, 443)
 	cfg.LeaseName = cmp.Or(cfg.LeaseName, "skiff-controller")
 	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, 15*time.Second)
@@ -371,7 +380,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.hookLis != nil {
 		// Every replica serves the webhooks, so writes never wait for an election.
 		hook := webhook.New(webhook.Config{Client: kc, Namespace: c.cfg.SystemNamespace, ServiceName: c.cfg.WebhookService,
-			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, Logger: c.cfg.Logger})
+			Hosts: c.cfg.WebhookHosts, Settings: c.cfg.Admission, Reload: c.cfg.ReloadAdmission, ReloadInterval: c.cfg.ReloadAdmissionInterval, Logger: c.cfg.Logger})
 		c.hook.Store(hook)
 		hctx, stopHook := context.WithCancel(ctx)
 		defer stopHook()
@@ -425,7 +434,8 @@ func (c *Controller) Run(ctx context.Context) error {
 // (the leadership) ends.
 func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) error {
 	log := c.cfg.Logger
-	st := kubestore.New(dc, log, c.cfg.Admission, kubestore.ConfigMapsIn(c.cfg.SystemNamespace))
+	st := kubestore.New(dc, log, c.cfg.Admission, kubestore.ConfigMapsIn(c.cfg.SystemNamespace),
+		kubestore.ConfigMapNamed(c.cfg.EventingNamespace, config.FeaturesConfigName))
 	// The runtime's informers call back before the reconcilers exist; the reconcilers'
 	// first resync covers what they report meanwhile.
 	var reconcilers atomic.Pointer[reconciler.Controller]
@@ -534,6 +544,7 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 		Store: st, Runtime: rt, Proxy: proxy, Domain: c.cfg.Domain, Logger: log,
 		Autoscaler: scaler, AutoscalerDefaults: acfg, Activator: activator, SourceWorkloads: sources, QueueMetrics: obs.queue,
 		SystemNamespace:       c.cfg.SystemNamespace,
+		EventingNamespace:     c.cfg.EventingNamespace,
 		StatusCoalesce:        max(c.cfg.StatusCoalesce, 0),
 		TagHeaderBasedRouting: c.cfg.Admission != nil && c.cfg.Admission.Features.TagHeaderBasedRouting == config.Enabled,
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	networkingv1alpha1 "github.com/skiff-dev/skiff/api/networking/v1alpha1"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	servingv1beta1 "github.com/skiff-dev/skiff/api/serving/v1beta1"
@@ -111,6 +112,9 @@ type Config struct {
 	// SystemNamespace holds Knative's config-network, config-domain, config-certmanager and config-gc
 	// ConfigMaps; default DefaultSystemNamespace.
 	SystemNamespace string
+	// EventingNamespace holds Knative Eventing's config-features, which LoadSettings gets as
+	// config.EventingFeaturesKey; default config.EventingNamespace (knative-eventing).
+	EventingNamespace string
 	// NetworkDefaults are config-network's defaults where this mode differs from Knative's.
 	NetworkDefaults domains.NetworkDefaults
 	// TagHeaderBasedRouting is config-features' tag-header-based-routing, as read when the
@@ -199,6 +203,9 @@ func New(cfg Config) *Controller {
 	}
 	if cfg.SystemNamespace == "" {
 		cfg.SystemNamespace = DefaultSystemNamespace
+	}
+	if cfg.EventingNamespace == "" {
+		cfg.EventingNamespace = config.EventingNamespace
 	}
 	lanes := newLanes()
 	c := &Controller{

@@ -66,7 +66,7 @@ func (c *Controller) loadKnativeSettings(ctx context.Context) error {
 		case err != nil:
 			return err
 		default:
-			data[config.SettingsKey(k.Namespace, k.Name, cm.Labels)] = cm.Data
+			data[c.settingsKey(k, cm.Labels)] = cm.Data
 		}
 	}
 	next, err := c.cfg.LoadSettings(data)
@@ -98,16 +98,25 @@ func sameKnativeSettings(a, b Settings) bool {
 }
 
 // settingsKeys are the ConfigMaps loadKnativeSettings reads: config.Names in the system
-// namespace, and Eventing's config-features in config.EventingNamespace.
+// namespace, and Eventing's config-features in the Eventing namespace.
 func (c *Controller) settingsKeys() []store.Key {
 	keys := make([]store.Key, 0, len(config.Names)+1)
 	for _, name := range config.Names {
 		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: name})
 	}
-	if c.cfg.SystemNamespace != config.EventingNamespace {
-		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: config.EventingNamespace, Name: config.FeaturesConfigName})
+	if c.cfg.SystemNamespace != c.cfg.EventingNamespace {
+		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.EventingNamespace, Name: config.FeaturesConfigName})
 	}
 	return keys
+}
+
+// settingsKey is how LoadSettings gets the data of the ConfigMap at k: config.SettingsKey's,
+// and config.EventingFeaturesKey for config-features in EventingNamespace, whatever its name.
+func (c *Controller) settingsKey(k store.Key, labels map[string]string) string {
+	if k.Namespace == c.cfg.EventingNamespace && k.Name == config.FeaturesConfigName {
+		return config.EventingFeaturesKey
+	}
+	return config.SettingsKey(k.Namespace, k.Name, labels)
 }
 
 // isKnativeSettings reports whether key is one of the ConfigMaps loadKnativeSettings reads.

@@ -71,12 +71,27 @@ var kinds = map[string]schema.GroupVersionResource{
 // Option tunes a Store.
 type Option func(*options)
 
-type options struct{ configMapNamespace string }
+type options struct {
+	configMapNamespace string
+	// named are single ConfigMaps of other namespaces the Store watches too.
+	named []store.Key
+}
 
 // ConfigMapsIn makes the Store watch the ConfigMaps of one namespace only (the controller's
 // settings); without it, ConfigMaps are not served.
 func ConfigMapsIn(namespace string) Option {
 	return func(o *options) { o.configMapNamespace = namespace }
+}
+
+// ConfigMapNamed makes the Store also watch one ConfigMap of another namespace (Eventing's
+// config-features in knative-eventing), through an informer of its own that lists and watches
+// that name only (a metadata.name field selector, which RBAC's resourceNames can allow). The
+// namespace may not exist. If listing it is forbidden, Start logs that once and the
+// ConfigMap reads as absent: the controller runs with what it may read.
+func ConfigMapNamed(namespace, name string) Option {
+	return func(o *options) {
+		o.named = append(o.named, store.Key{Kind: api.KindConfigMap, Namespace: namespace, Name: name})
+	}
 }
 
 // GVR returns the API resource of kind, for callers that talk to the API server directly.
@@ -95,6 +110,9 @@ type Store struct {
 	log       *slog.Logger
 	// extra are the namespace-filtered factories (ConfigMaps).
 	extra []dynamicinformer.DynamicSharedInformerFactory
+	// named are the informers of single ConfigMaps (ConfigMapNamed), by namespace; Start
+	// drops one it may not list.
+	named map[string]namedInformer
 
 	mu       sync.Mutex
 	handlers map[int]func(store.Event)
@@ -118,6 +136,13 @@ type writtenStatus struct {
 	// statusJSON encodes it, and json the object the API server answered with.
 	over, status string
 	json         []byte
+}
+
+// namedInformer watches one ConfigMap (ConfigMapNamed).
+type namedInformer struct {
+	key      store.Key
+	factory  dynamicinformer.DynamicSharedInformerFactory
+	informer cache.SharedIndexInformer
 }
 
 // encodedObject is the JSON of one informer cache entry.
@@ -146,6 +171,7 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts
 		kinds:     map[string]*api.Kind{},
 		encoded:   map[store.Key]encodedObject{},
 		written:   map[store.Key]writtenStatus{},
+		named:     map[string]namedInformer{},
 	}
 	for _, k := range api.Kinds() {
 		s.kinds[k.Kind] = k
@@ -167,7 +193,33 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts
 		})
 		s.informers[kind] = inf
 	}
+	for _, key := range o.named {
+		if key.Namespace == o.configMapNamespace {
+			continue // the namespace's informer has it
+		}
+		selector := "metadata.name=" + key.Name
+		factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 10*time.Hour, key.Namespace,
+			func(lo *metav1.ListOptions) { lo.FieldSelector = selector })
+		inf := factory.ForResource(kinds[api.KindConfigMap]).Informer()
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { s.notify(store.Added, api.KindConfigMap, obj) },
+			UpdateFunc: func(_, obj any) { s.notify(store.Modified, api.KindConfigMap, obj) },
+			DeleteFunc: func(obj any) { s.notify(store.Deleted, api.KindConfigMap, obj) },
+		})
+		s.named[key.Namespace] = namedInformer{key: key, factory: factory, informer: inf}
+	}
 	return s
+}
+
+// informer is the informer holding kind's objects in namespace.
+func (s *Store) informer(kind, namespace string) (cache.SharedIndexInformer, bool) {
+	if kind == api.KindConfigMap {
+		if n, ok := s.named[namespace]; ok {
+			return n.informer, true
+		}
+	}
+	inf, ok := s.informers[kind]
+	return inf, ok
 }
 
 // Start starts the informers and waits until their caches have synced; they stop with ctx.
@@ -181,6 +233,24 @@ func (s *Store) Start(ctx context.Context) error {
 			return fmt.Errorf("kubestore: wait for %s informer to sync: %w", kind, ctx.Err())
 		}
 	}
+	for ns, n := range s.named {
+		// An informer that may not list retries forever and never syncs: ask once first.
+		_, err := s.client.Resource(kinds[api.KindConfigMap]).Namespace(ns).List(ctx,
+			metav1.ListOptions{FieldSelector: "metadata.name=" + n.key.Name, Limit: 1})
+		if apierrors.IsForbidden(err) {
+			s.log.Warn("not allowed to read a ConfigMap; running with Knative's defaults for it (deploy/skiff.yaml's RBAC allows it)",
+				"namespace", ns, "name", n.key.Name, "err", err)
+			delete(s.named, ns)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("kubestore: list ConfigMap %s/%s: %w", ns, n.key.Name, err)
+		}
+		n.factory.Start(ctx.Done())
+		if !cache.WaitForCacheSync(ctx.Done(), n.informer.HasSynced) {
+			return fmt.Errorf("kubestore: wait for ConfigMap %s/%s informer to sync: %w", ns, n.key.Name, ctx.Err())
+		}
+	}
 	return nil
 }
 
@@ -189,6 +259,9 @@ func (s *Store) Shutdown() {
 	s.factory.Shutdown()
 	for _, f := range s.extra {
 		f.Shutdown()
+	}
+	for _, n := range s.named {
+		n.factory.Shutdown()
 	}
 }
 
@@ -257,7 +330,10 @@ func (s *Store) Get(_ context.Context, key store.Key, into store.Object) error {
 
 // cached is the informer cache's object at key.
 func (s *Store) cached(key store.Key) (*unstructured.Unstructured, error) {
-	inf, ok := s.informers[key.Kind]
+	if n, ok := s.named[key.Namespace]; ok && key.Kind == api.KindConfigMap && key.Name != n.key.Name {
+		return nil, store.ErrNotFound // the one ConfigMap of that namespace served
+	}
+	inf, ok := s.informer(key.Kind, key.Namespace)
 	if !ok {
 		return nil, errors.New("kind not served")
 	}
@@ -311,13 +387,18 @@ func (s *Store) prepare(obj store.Object) {
 
 // List returns the JSON of every cached object of kind in namespace ("" = all), sorted by key.
 func (s *Store) List(_ context.Context, kind, namespace string) ([][]byte, error) {
-	inf, ok := s.informers[kind]
+	inf, ok := s.informer(kind, namespace)
 	if !ok {
 		return nil, fmt.Errorf("list %s: kind not served", kind)
 	}
 	var items []any
 	if namespace == "" {
 		items = inf.GetIndexer().List()
+		if kind == api.KindConfigMap {
+			for _, n := range s.named {
+				items = append(items, n.informer.GetIndexer().List()...)
+			}
+		}
 	} else {
 		var err error
 		if items, err = inf.GetIndexer().ByIndex(cache.NamespaceIndex, namespace); err != nil {

@@ -69,9 +69,11 @@ type Config struct {
 	MutatingName, ValidatingName string
 	// Settings are what objects are defaulted and validated with; nil: Knative's defaults.
 	Settings *config.Config
-	// Reload, when set, is called every Resync for the settings to use from then on (e.g.
-	// config-features edited in the cluster); an error keeps the current ones.
+	// Reload, when set, is called every ReloadInterval for the settings to use from then on
+	// (e.g. config-features edited in the cluster); an error keeps the current ones.
 	Reload func(context.Context) (*config.Config, error)
+	// ReloadInterval is how often Reload is called; default Resync.
+	ReloadInterval time.Duration
 	// Resync is how often the Secret and the caBundles are checked again; default 1m.
 	Resync time.Duration
 	Logger *slog.Logger
@@ -98,6 +100,7 @@ func New(cfg Config) *Server {
 	cfg.MutatingName = cmp.Or(cfg.MutatingName, DefaultMutatingName)
 	cfg.ValidatingName = cmp.Or(cfg.ValidatingName, DefaultValidatingName)
 	cfg.Resync = cmp.Or(cfg.Resync, time.Minute)
+	cfg.ReloadInterval = cmp.Or(cfg.ReloadInterval, cfg.Resync)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -153,6 +156,8 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 	go func() { errc <- srv.ServeTLS(lis, "", "") }()
 	t := time.NewTicker(s.cfg.Resync)
 	defer t.Stop()
+	reload := time.NewTicker(s.cfg.ReloadInterval)
+	defer reload.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -167,6 +172,7 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 			if err := s.sync(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("keeping the webhook certificate", "err", err)
 			}
+		case <-reload.C:
 			s.reload(ctx)
 		}
 	}
