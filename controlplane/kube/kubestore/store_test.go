@@ -2,11 +2,13 @@ package kubestore
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,6 +16,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/skiff-dev/skiff/api"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -189,5 +192,59 @@ func TestSameStatusFromTheSameReadIsWrittenOnce(t *testing.T) {
 	}
 	if c := second.Status.GetCondition(duck.ConditionReady); c == nil || c.Status != "True" {
 		t.Fatalf("the second caller's object has %+v, want the written Ready=True", second.Status.Conditions)
+	}
+}
+
+func configMapObject(ns, name, value string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name, "namespace": ns}, "data": map[string]any{"delivery-retryafter": value}}}
+}
+
+// ConfigMapNamed serves that one ConfigMap of another namespace besides ConfigMapsIn's; a
+// Forbidden list of it (RBAC without knative-eventing) does not keep Start from returning,
+// and the ConfigMap then reads as absent.
+func TestConfigMapNamed(t *testing.T) {
+	listKinds := map[schema.GroupVersionResource]string{}
+	for kind, gvr := range kinds {
+		listKinds[gvr] = kind + "List"
+	}
+	for _, forbidden := range []bool{false, true} {
+		client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds,
+			configMapObject("skiff-system", "config-features", "serving"),
+			configMapObject("knative-eventing", "config-features", "enabled"),
+			configMapObject("knative-eventing", "config-other", "enabled"))
+		if forbidden {
+			client.PrependReactor("list", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				if a.GetNamespace() != "knative-eventing" {
+					return false, nil, nil
+				}
+				return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "", nil)
+			})
+		}
+		s := New(client, slog.New(slog.DiscardHandler), nil, ConfigMapsIn("skiff-system"), ConfigMapNamed("knative-eventing", "config-features"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.Start(ctx); err != nil {
+			t.Fatalf("forbidden=%v: %v", forbidden, err)
+		}
+		read := func(ns, name string) (string, error) {
+			var cm api.ConfigMap
+			err := s.Get(ctx, store.Key{Kind: api.KindConfigMap, Namespace: ns, Name: name}, &cm)
+			return cm.Data["delivery-retryafter"], err
+		}
+		if v, err := read("skiff-system", "config-features"); err != nil || v != "serving" {
+			t.Errorf("forbidden=%v: skiff-system/config-features = %q, %v", forbidden, v, err)
+		}
+		v, err := read("knative-eventing", "config-features")
+		switch {
+		case forbidden && !errors.Is(err, store.ErrNotFound):
+			t.Errorf("forbidden: knative-eventing/config-features = %q, %v; want not found", v, err)
+		case !forbidden && (err != nil || v != "enabled"):
+			t.Errorf("knative-eventing/config-features = %q, %v; want enabled", v, err)
+		}
+		if _, err := read("knative-eventing", "config-other"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("forbidden=%v: knative-eventing/config-other read (%v); only config-features is served there", forbidden, err)
+		}
+		cancel()
+		s.Shutdown()
 	}
 }
