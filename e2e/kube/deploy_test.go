@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/controlplane/kube"
 	"github.com/skiff-dev/skiff/telemetry"
 )
@@ -213,6 +214,18 @@ func TestDeployManifests(t *testing.T) {
 	// NotFound, which is Knative's defaults, never Forbidden, which stops it).
 	if _, err := saKube.CoreV1().ConfigMaps("skiff-system").Get(ctx, telemetry.ConfigName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the controller's ServiceAccount reading ConfigMap skiff-system/%s: %v, want NotFound", telemetry.ConfigName, err)
+	}
+	// Eventing's config-features in knative-eventing (the Namespace and Role of deploy/): the
+	// webhooks get it, the leader lists and watches it by name; nothing else there.
+	evCMs := saKube.CoreV1().ConfigMaps(config.EventingNamespace)
+	if _, err := evCMs.Get(ctx, config.FeaturesConfigName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the controller's ServiceAccount reading ConfigMap knative-eventing/config-features: %v, want NotFound", err)
+	}
+	if _, err := evCMs.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + config.FeaturesConfigName}); err != nil {
+		t.Errorf("the controller's ServiceAccount listing knative-eventing/config-features by name: %v", err)
+	}
+	if _, err := evCMs.List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the controller's ServiceAccount listing every ConfigMap of knative-eventing: %v, want Forbidden", err)
 	}
 	// Eventing needs no more than the Knative rules: a Broker and a Trigger become Ready.
 	c.createObjects(t, fmt.Sprintf(brokerObjects, "http://127.0.0.1:1/unused"))
