@@ -418,16 +418,38 @@ func TestRouteHostsWithActualRollout(t *testing.T) {
 		cfg, _, _ := strings.Cut(name, "-")
 		objects = append(objects, ingressRevision(ns, name, cfg))
 	}
-	got, r, ok := programRoute(t, ingressCase{objects: objects, route: ingressRouteKey(ns, "test-route")})
-	if !ok {
-		t.Fatal("route not programmed")
+	def := []xds.WeightedCluster{wc(ns, "rune-01911", 1), wc(ns, "valhalla-01981", 41), wc(ns, "valhalla-01982", 58)}
+	hammer := []xds.WeightedCluster{wc(ns, "thor-02018", 60), wc(ns, "thor-02019", 25), wc(ns, "thor-02020", 15)}
+	for _, tc := range []struct {
+		name      string
+		tagHeader bool
+		want      [][]host
+	}{{
+		name: "by host",
+		want: [][]host{targetHosts(ns, "test-route", "", def...), targetHosts(ns, "test-route", "hammer", hammer...)},
+	}, {
+		// makeTagBasedRoutingIngressPaths: the default host's rule for the tag's header
+		// follows the tag's rollout too.
+		name:      "tag-header-based-routing",
+		tagHeader: true,
+		want: [][]host{
+			withRules(targetHosts(ns, "test-route", ""),
+				xds.Rule{Headers: []xds.HeaderMatch{{Name: "Knative-Serving-Tag", Value: "hammer"}}, Clusters: hammer},
+				xds.Rule{SetRequestHeaders: []xds.Header{{Name: "Knative-Serving-Default-Route", Value: "true"}}, Clusters: def}),
+			withSet(targetHosts(ns, "test-route", "hammer", hammer...), xds.Header{Name: "Knative-Serving-Tag", Value: "hammer"}),
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, r, ok := programRoute(t, ingressCase{objects: objects, route: ingressRouteKey(ns, "test-route"), tagHeader: tc.tagHeader})
+			if !ok {
+				t.Fatal("route not programmed")
+			}
+			if s := got.Annotations[traffic.RolloutAnnotation]; s != ro.String() {
+				t.Fatalf("rollout state moved between steps:\n got %s\nwant %s", s, ro.String())
+			}
+			wantHosts(t, r, tc.want...)
+		})
 	}
-	if s := got.Annotations[traffic.RolloutAnnotation]; s != ro.String() {
-		t.Fatalf("rollout state moved between steps:\n got %s\nwant %s", s, ro.String())
-	}
-	wantHosts(t, r,
-		targetHosts(ns, "test-route", "", wc(ns, "rune-01911", 1), wc(ns, "valhalla-01981", 41), wc(ns, "valhalla-01982", 58)),
-		targetHosts(ns, "test-route", "hammer", wc(ns, "thor-02018", 60), wc(ns, "thor-02019", 25), wc(ns, "thor-02020", 15)))
 }
 
 // TestRouteHostsTimeouts: Knative's KIngress carries no timeouts (queue-proxy enforces each
