@@ -80,7 +80,7 @@ type ingressCase struct {
 
 // programRoute reconciles the case's route with config-domain's default example.com (as
 // Knative's testConfig) and returns the route as stored and what the proxy was given (ok
-// false when nothing was).
+// false when nothing was), after checking that it translates to a valid RouteConfiguration.
 func programRoute(t *testing.T, tc ingressCase) (*servingv1.Route, xds.Route, bool) {
 	t.Helper()
 	ctx := context.Background()
@@ -111,6 +111,20 @@ func programRoute(t *testing.T, tc ingressCase) (*servingv1.Route, xds.Route, bo
 		t.Fatal(err)
 	}
 	r, ok := p.route(tc.route.Namespace + "/" + tc.route.Name)
+	if ok {
+		// What the proxy is given must be right for a real Envoy.
+		vhs, err := xds.TranslateVirtualHosts(r, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := xds.TranslateRouteConfiguration(vhs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.ValidateAll(); err != nil {
+			t.Fatalf("route configuration: %v", err)
+		}
+	}
 	return &route, r, ok
 }
 
