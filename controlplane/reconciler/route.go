@@ -233,9 +233,10 @@ func (c *Controller) translate(route *servingv1.Route, targets []servingv1.Traff
 		// rule per tag (in tag order) for requests naming it in Knative-Serving-Tag, then
 		// the default split, marked Knative-Serving-Default-Route: true so the app can tell
 		// an unknown tag (both headers) from no tag.
+		// Each tag's rule keeps its revisions' timeouts, as each revision's queue-proxy
+		// enforces its own in Knative.
 		for _, t := range tags {
-			def.Rules = append(def.Rules, xds.Rule{Headers: []xds.HeaderMatch{{Name: RouteTagHeader, Value: t.tag}}, Clusters: t.clusters})
-			defTimeouts = defTimeouts.Lenient(t.timeouts)
+			def.Rules = append(def.Rules, xds.Rule{Headers: []xds.HeaderMatch{{Name: RouteTagHeader, Value: t.tag}}, Clusters: t.clusters, Timeouts: t.timeouts.Route()})
 		}
 		def.Rules = append(def.Rules, xds.Rule{Clusters: defClusters, SetRequestHeaders: []xds.Header{{Name: DefaultRouteHeader, Value: "true"}}})
 	}

@@ -144,7 +144,13 @@ type host struct {
 func hostsOf(r xds.Route) []host {
 	var out []host
 	for _, vh := range r.VirtualHosts {
-		h := host{Name: vh.Name, Visibility: vh.Visibility, Domains: slices.Sorted(slices.Values(vh.Domains)), Rules: vh.Rules, SetHeaders: vh.SetRequestHeaders}
+		// Timeouts are TestRouteHostsTimeouts' subject; the other cases compare routing.
+		var rules []xds.Rule
+		for _, r := range vh.Rules {
+			r.Timeouts = nil
+			rules = append(rules, r)
+		}
+		h := host{Name: vh.Name, Visibility: vh.Visibility, Domains: slices.Sorted(slices.Values(vh.Domains)), Rules: rules, SetHeaders: vh.SetRequestHeaders}
 		if len(vh.Rules) == 0 {
 			h.Clusters = vh.Clusters
 		}
@@ -467,24 +473,28 @@ func TestRouteHostsWithActualRollout(t *testing.T) {
 }
 
 // TestRouteHostsTimeouts: Knative's KIngress carries no timeouts (queue-proxy enforces each
-// revision's); Skiff's proxy enforces them per virtual host, so a host that can send a
-// request to several revisions takes their most lenient timeouts (README, "A route is one
-// set of timeouts"): with tag-header-based-routing, the default host's tag rules count.
+// revision's); Skiff's proxy enforces them per route, so each host takes its revision's
+// timeouts, and with tag-header-based-routing the default host's rule for a tag takes that
+// tag's revision's (a route split over revisions takes their most lenient: README, "A
+// route is one set of timeouts").
 func TestRouteHostsTimeouts(t *testing.T) {
 	const ns = ingressNS
 	for _, tc := range []struct {
 		name                    string
 		tagHeader               bool
 		wantDefault, wantTagged xds.VirtualHost
+		// wantTagRule is the default host's Knative-Serving-Tag: v1 rule's own timeouts.
+		wantTagRule *xds.RouteTimeouts
 	}{{
 		name:        "each host its revision's timeouts",
 		wantDefault: xds.VirtualHost{Timeout: 30 * time.Second, ResponseStartTimeout: 10 * time.Second, IdleTimeout: 5 * time.Second},
 		wantTagged:  xds.VirtualHost{Timeout: 60 * time.Second},
 	}, {
-		name:        "tag-header-based-routing: the default host the most lenient of both",
+		name:        "tag-header-based-routing: the tag's rule on the default host its revision's",
 		tagHeader:   true,
-		wantDefault: xds.VirtualHost{Timeout: 60 * time.Second},
+		wantDefault: xds.VirtualHost{Timeout: 30 * time.Second, ResponseStartTimeout: 10 * time.Second, IdleTimeout: 5 * time.Second},
 		wantTagged:  xds.VirtualHost{Timeout: 60 * time.Second},
+		wantTagRule: &xds.RouteTimeouts{Timeout: 60 * time.Second},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			objects := v1v2()
@@ -510,6 +520,15 @@ func TestRouteHostsTimeouts(t *testing.T) {
 				if vh.Timeout != want.Timeout || vh.ResponseStartTimeout != want.ResponseStartTimeout || vh.IdleTimeout != want.IdleTimeout {
 					t.Errorf("%s: timeouts %v/%v/%v, want %v/%v/%v", vh.Name, vh.Timeout, vh.ResponseStartTimeout, vh.IdleTimeout,
 						want.Timeout, want.ResponseStartTimeout, want.IdleTimeout)
+				}
+				for _, rule := range vh.Rules {
+					var want *xds.RouteTimeouts // the default split's rule inherits the host's
+					if len(rule.Headers) > 0 {
+						want = tc.wantTagRule
+					}
+					if !reflect.DeepEqual(rule.Timeouts, want) {
+						t.Errorf("%s: rule %v: timeouts %+v, want %+v", vh.Name, rule.Headers, rule.Timeouts, want)
+					}
 				}
 			}
 		})

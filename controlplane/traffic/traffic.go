@@ -322,6 +322,11 @@ func (t Timeouts) Apply(vh *xds.VirtualHost) {
 	vh.Timeout, vh.ResponseStartTimeout, vh.IdleTimeout = t.Request, t.ResponseStart, t.Idle
 }
 
+// Route is t as one rule's own timeouts (xds.Rule.Timeouts).
+func (t Timeouts) Route() *xds.RouteTimeouts {
+	return &xds.RouteTimeouts{Timeout: t.Request, ResponseStartTimeout: t.ResponseStart, IdleTimeout: t.Idle}
+}
+
 // Clusters turns weights into the proxy's weighted clusters, one per revision of the
 // namespace; rev looks a revision up (nil when unknown: served directly, default timeout).
 // The timeouts are the revisions' combined (Timeouts).

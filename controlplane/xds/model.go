@@ -251,6 +251,15 @@ type Rule struct {
 	// VirtualHost.Clusters. None with a positive weight answers every
 	// matching request 500 (Gateway API: a rule whose backends are all invalid).
 	Clusters []WeightedCluster
+	// Timeouts, when set, replace the virtual host's Timeout, ResponseStartTimeout and
+	// IdleTimeout for this rule (a tag's rule on a Route's default host serves that
+	// tag's revisions, with their timeouts).
+	Timeouts *RouteTimeouts
+}
+
+// RouteTimeouts are one route's request timeouts, as VirtualHost's fields of the same names.
+type RouteTimeouts struct {
+	Timeout, ResponseStartTimeout, IdleTimeout time.Duration
 }
 
 // HeaderMatch is a request header that must have exactly Value.

@@ -387,18 +387,25 @@ func translateRule(rule Rule, vh VirtualHost, extProc, emptyIs500 bool) (*routev
 			}},
 		})
 	}
+	to := RouteTimeouts{Timeout: vh.Timeout, ResponseStartTimeout: vh.ResponseStartTimeout, IdleTimeout: vh.IdleTimeout}
+	if rule.Timeouts != nil {
+		to = *rule.Timeouts
+		if to.Timeout < 0 || to.ResponseStartTimeout < 0 || to.IdleTimeout < 0 {
+			return nil, fmt.Errorf("timeouts %+v: none may be negative", to)
+		}
+	}
 	action := &routev3.RouteAction{
-		Timeout: durationpb.New(cmp.Or(vh.Timeout, DefaultRouteTimeout)),
+		Timeout: durationpb.New(cmp.Or(to.Timeout, DefaultRouteTimeout)),
 		RetryPolicy: &routev3.RetryPolicy{
 			RetryOn:    RetryOn,
 			NumRetries: wrapperspb.UInt32(NumRetries),
 		},
 	}
-	if vh.ResponseStartTimeout > 0 {
-		action.RetryPolicy.PerTryTimeout = durationpb.New(vh.ResponseStartTimeout)
+	if to.ResponseStartTimeout > 0 {
+		action.RetryPolicy.PerTryTimeout = durationpb.New(to.ResponseStartTimeout)
 	}
-	if vh.IdleTimeout > 0 {
-		action.RetryPolicy.PerTryIdleTimeout = durationpb.New(vh.IdleTimeout)
+	if to.IdleTimeout > 0 {
+		action.RetryPolicy.PerTryIdleTimeout = durationpb.New(to.IdleTimeout)
 	}
 	var weighted []*routev3.WeightedCluster_ClusterWeight
 	for i, c := range rule.Clusters {

@@ -172,6 +172,37 @@ func TestTranslateResponseStartAndIdleTimeouts(t *testing.T) {
 	}
 }
 
+// A rule with timeouts of its own (a tag's rule on a Route's default host) gets them on its
+// Envoy route; the rule without keeps the virtual host's.
+func TestTranslateRuleTimeouts(t *testing.T) {
+	vh := VirtualHost{Name: "a", Domains: []string{"a.example.com"},
+		Timeout: time.Minute, ResponseStartTimeout: 10 * time.Second, IdleTimeout: 5 * time.Second,
+		Rules: []Rule{
+			{Headers: []HeaderMatch{{Name: "Knative-Serving-Tag", Value: "v1"}}, Clusters: []WeightedCluster{{Name: "ns/a-1", Weight: 100}},
+				Timeouts: &RouteTimeouts{Timeout: 2 * time.Minute}},
+			{Clusters: []WeightedCluster{{Name: "ns/a-2", Weight: 100}}},
+		}}
+	vhs, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := vhs[0].GetRoutes()
+	if err := vhs[0].ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	tagged, rest := routes[0].GetRoute(), routes[1].GetRoute()
+	if tagged.GetTimeout().AsDuration() != 2*time.Minute || tagged.GetRetryPolicy().GetPerTryTimeout() != nil || tagged.GetRetryPolicy().GetPerTryIdleTimeout() != nil {
+		t.Errorf("the tag's rule: %v; want timeout 2m and no per-try timeouts", tagged)
+	}
+	if rest.GetTimeout().AsDuration() != time.Minute || rest.GetRetryPolicy().GetPerTryTimeout().AsDuration() != 10*time.Second {
+		t.Errorf("the default rule: %v; want the virtual host's timeouts", rest)
+	}
+	vh.Rules[0].Timeouts = &RouteTimeouts{IdleTimeout: -time.Second}
+	if _, err := TranslateVirtualHosts(Route{Namespace: "ns", Name: "a", VirtualHosts: []VirtualHost{vh}}, false); err == nil || !strings.Contains(err.Error(), "negative") {
+		t.Errorf("a negative rule timeout: %v, want refused", err)
+	}
+}
+
 func TestTranslateErrors(t *testing.T) {
 	okVH := VirtualHost{Name: "a", Domains: []string{"a.example.com"}, Clusters: []WeightedCluster{{Name: "ns/a-1", Weight: 100}}}
 	tests := []struct {
