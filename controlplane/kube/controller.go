@@ -556,7 +556,10 @@ func (c *Controller) lead(ctx context.Context, kc kubernetes.Interface, dc dynam
 			s.Autoscaler.EnableScaleToZero = s.Autoscaler.EnableScaleToZero && scaleToZero
 			return s, err
 		}
-		rcfg.OnSettings = []func(reconciler.Settings){func(s reconciler.Settings) { scaler.SetConfig(s.Autoscaler) }}
+		rcfg.OnSettings = []func(reconciler.Settings){func(s reconciler.Settings) {
+			scaler.SetConfig(s.Autoscaler)
+			st.SetSettings(s.Admission)
+		}}
 	}
 	cmCtx, stopCM := context.WithCancel(ctx)
 	defer stopCM()

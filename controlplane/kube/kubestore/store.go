@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -106,7 +107,8 @@ type Store struct {
 	factory   dynamicinformer.DynamicSharedInformerFactory
 	informers map[string]cache.SharedIndexInformer
 	kinds     map[string]*api.Kind
-	admission *config.Config
+	// admission holds the settings objects read are defaulted with (SetSettings replaces them).
+	admission atomic.Pointer[config.Config]
 	log       *slog.Logger
 	// extra are the namespace-filtered factories (ConfigMaps).
 	extra []dynamicinformer.DynamicSharedInformerFactory
@@ -162,7 +164,6 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts
 		opt(&o)
 	}
 	s := &Store{
-		admission: cfg,
 		client:    client,
 		factory:   dynamicinformer.NewDynamicSharedInformerFactory(client, 10*time.Hour),
 		informers: map[string]cache.SharedIndexInformer{},
@@ -173,6 +174,7 @@ func New(client dynamic.Interface, logger *slog.Logger, cfg *config.Config, opts
 		written:   map[store.Key]writtenStatus{},
 		named:     map[string]namedInformer{},
 	}
+	s.admission.Store(cfg)
 	for _, k := range api.Kinds() {
 		s.kinds[k.Kind] = k
 	}
@@ -374,6 +376,15 @@ func (s *Store) encodedJSON(key store.Key, u *unstructured.Unstructured) []byte 
 	return b
 }
 
+// SetSettings defaults the objects read from then on with cfg, as the webhooks do once they
+// reload a config-defaults edit; nil means Knative's defaults.
+func (s *Store) SetSettings(cfg *config.Config) {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	s.admission.Store(cfg)
+}
+
 // prepare applies Skiff's defaults to an object read from the API server, as the defaulting
 // webhook did when it was written: objects written while no webhook was installed (or before
 // a config-defaults change) arrive as written, and the reconcilers expect them defaulted as
@@ -381,7 +392,7 @@ func (s *Store) encodedJSON(key store.Key, u *unstructured.Unstructured) []byte 
 // what they cannot honour in status.
 func (s *Store) prepare(obj store.Object) {
 	if o, ok := obj.(api.Object); ok {
-		o.SetDefaults(config.ToContext(admission.WithinCreate(context.Background()), s.admission))
+		o.SetDefaults(config.ToContext(admission.WithinCreate(context.Background()), s.admission.Load()))
 	}
 }
 

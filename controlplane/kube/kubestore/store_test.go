@@ -17,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skiff-dev/skiff/api"
+	"github.com/skiff-dev/skiff/api/config"
 	"github.com/skiff-dev/skiff/api/duck"
 	servingv1 "github.com/skiff-dev/skiff/api/serving/v1"
 	"github.com/skiff-dev/skiff/controlplane/store"
@@ -246,5 +247,33 @@ func TestConfigMapNamed(t *testing.T) {
 		}
 		cancel()
 		s.Shutdown()
+	}
+}
+
+// TestSetSettingsDefaultsLaterReads: objects read are defaulted with the settings in force,
+// so a config-defaults edit the leader followed (revision-timeout-seconds) reaches the
+// Revisions the reconcilers read next, as it reaches the webhooks' writes.
+func TestSetSettingsDefaultsLaterReads(t *testing.T) {
+	s, _, key := startWithRevision(t, nil, nil)
+	timeout := func() int64 {
+		var rev servingv1.Revision
+		if err := s.Get(context.Background(), key, &rev); err != nil {
+			t.Fatal(err)
+		}
+		if rev.Spec.TimeoutSeconds == nil {
+			return 0
+		}
+		return *rev.Spec.TimeoutSeconds
+	}
+	if got := timeout(); got != 300 {
+		t.Fatalf("timeoutSeconds read with Knative's defaults = %d, want 300", got)
+	}
+	cfg := config.Default()
+	if err := cfg.Apply(config.DefaultsConfigName, map[string]string{"revision-timeout-seconds": "120"}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetSettings(cfg)
+	if got := timeout(); got != 120 {
+		t.Errorf("timeoutSeconds read after revision-timeout-seconds: 120 = %d, want 120", got)
 	}
 }
