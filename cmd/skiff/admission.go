@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -36,24 +35,51 @@ func addAdmissionFlags(f *pflag.FlagSet, local bool) {
 	}
 }
 
+// settingsConfigMap is one of the ConfigMaps the settings are made from: its data, keyed as
+// config.Config.Apply keys it (config.SettingsKey), and where it came from, for errors.
+type settingsConfigMap struct {
+	key, source string
+	data        map[string]string
+}
+
+// settingsConfigMaps are the ConfigMaps among manifests that configure Skiff (skiff up -f).
+func settingsConfigMaps(docs []apiclient.Document) []settingsConfigMap {
+	var out []settingsConfigMap
+	for _, d := range docs {
+		if cm, ok, err := config.ParseConfigMap(d.Data); err == nil && ok {
+			out = append(out, settingsConfigMap{key: cm.Key(), source: d.Source, data: cm.Data})
+		}
+	}
+	return out
+}
+
+// foundConfigMaps are the ConfigMaps found in the store or the cluster (data by
+// config.SettingsKey), in the order they are applied.
+func foundConfigMaps(data map[string]map[string]string) []settingsConfigMap {
+	var out []settingsConfigMap
+	for _, key := range append(slices.Clone(config.Names), config.EventingFeaturesKey) {
+		if d, ok := data[key]; ok {
+			out = append(out, settingsConfigMap{key: key, source: "ConfigMap " + key, data: d})
+		}
+	}
+	return out
+}
+
 // admissionSettings builds the settings writes are defaulted and validated with: Knative's
-// defaults, then the ConfigMaps among docs (config-features, config-defaults,
-// config-autoscaler), then the --config-* flags, then --max-scale-limit and the autoscaler
-// flags given on the command line. It also carries config-autoscaler into a, the autoscaler's
-// own settings. local (skiff up, controlplane) gives max-scale-limit its per-CPU default.
-func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscaler.Config, local bool) (*config.Config, error) {
+// defaults, then cms (config-features, config-defaults, config-autoscaler,
+// config-br-defaults, Eventing's config-features), then the --config-* flags, then
+// --max-scale-limit and the autoscaler flags given on the command line. It also carries
+// config-autoscaler into a, the autoscaler's own settings. local (skiff up, controlplane)
+// gives max-scale-limit its per-CPU default.
+func admissionSettings(f *pflag.FlagSet, cms []settingsConfigMap, a *autoscaler.Config, local bool) (*config.Config, error) {
 	cfg := config.Default()
 	given := map[string]bool{} // config-autoscaler keys set by a ConfigMap or flag
-	for _, d := range docs {
-		cm, ok, err := config.ParseConfigMap(d.Data)
-		if err != nil || !ok {
-			continue
+	for _, cm := range cms {
+		if err := cfg.Apply(cm.key, cm.data); err != nil {
+			return nil, fmt.Errorf("%s: %w", cm.source, err)
 		}
-		if err := cfg.Apply(cm.Key(), cm.Data); err != nil {
-			return nil, fmt.Errorf("%s: %w", d.Source, err)
-		}
-		if cm.Metadata.Name == autoscaling.ConfigName {
-			for k := range cm.Data {
+		if cm.key == autoscaling.ConfigName {
+			for k := range cm.data {
 				given[k] = true
 			}
 		}
@@ -136,35 +162,19 @@ func admissionSettings(f *pflag.FlagSet, docs []apiclient.Document, a *autoscale
 	return cfg, nil
 }
 
-// settingsLoader makes the settings again from the ConfigMaps of config.Names found while
-// running: each replaces the document of the same name given at start (start), and the
-// flags still win. base is the autoscaler's configuration from its flags alone.
-func settingsLoader(f *pflag.FlagSet, start []apiclient.Document, base autoscaler.Config, local bool) reconciler.SettingsLoader {
+// settingsLoader makes the settings from the ConfigMaps of config.Names (and Eventing's
+// config-features) found while running: each replaces the one of the same key given at start
+// (start, from skiff up -f), and the flags still win. base is the autoscaler's configuration
+// from its flags alone. Called with no data, it makes the settings of the start.
+func settingsLoader(f *pflag.FlagSet, start []settingsConfigMap, base autoscaler.Config, local bool) reconciler.SettingsLoader {
 	return func(data map[string]map[string]string) (reconciler.Settings, error) {
-		var docs []apiclient.Document
-		for _, d := range start {
-			if cm, ok, err := config.ParseConfigMap(d.Data); err == nil && ok && data[cm.Key()] != nil {
-				continue
-			}
-			docs = append(docs, d)
-		}
-		for _, key := range append(slices.Clone(config.Names), config.EventingFeaturesKey) {
-			cmData, ok := data[key]
-			if !ok {
-				continue
-			}
-			meta := map[string]string{"name": key}
-			if key == config.EventingFeaturesKey {
-				meta = map[string]string{"name": config.FeaturesConfigName, "namespace": config.EventingNamespace}
-			}
-			doc, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": cmData})
-			if err != nil {
-				return reconciler.Settings{}, err
-			}
-			docs = append(docs, apiclient.Document{Source: "ConfigMap " + key, Data: doc})
-		}
+		cms := slices.DeleteFunc(slices.Clone(start), func(cm settingsConfigMap) bool {
+			_, found := data[cm.key]
+			return found
+		})
+		cms = append(cms, foundConfigMaps(data)...)
 		engine := base
-		adm, err := admissionSettings(f, docs, &engine, local)
+		adm, err := admissionSettings(f, cms, &engine, local)
 		if err != nil {
 			return reconciler.Settings{}, err
 		}

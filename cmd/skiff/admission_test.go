@@ -29,7 +29,7 @@ func settingsFor(t *testing.T, local bool, args []string, docs ...string) (*conf
 	for i, d := range docs {
 		ds = append(ds, apiclient.Document{Source: "doc" + string(rune('0'+i)), Data: []byte(d)})
 	}
-	cfg, err := admissionSettings(f, ds, &a, local)
+	cfg, err := admissionSettings(f, settingsConfigMaps(ds), &a, local)
 	return cfg, a, err
 }
 
@@ -106,7 +106,7 @@ func TestSettingsLoader(t *testing.T) {
 		{Source: "a", Data: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-features"},"data":{"kubernetes.podspec-affinity":"Enabled"}}`)},
 		{Source: "b", Data: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config-defaults"},"data":{"revision-timeout-seconds":"100"}}`)},
 	}
-	load := settingsLoader(f, start, base, true)
+	load := settingsLoader(f, settingsConfigMaps(start), base, true)
 
 	s, err := load(nil)
 	if err != nil {

@@ -24,15 +24,15 @@ import (
 // clusterAdmission is what skiff controller's webhooks validate with, read from the cluster.
 func clusterAdmission(t *testing.T, r *kube.SettingsReader) (*config.Config, error) {
 	t.Helper()
-	docs, err := clusterSettings(context.Background(), r)
+	data, err := r.Read(context.Background())
 	if err != nil {
 		return nil, err
 	}
 	f := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	addAutoscalerFlags(f)
 	addAdmissionFlags(f, false)
-	a := autoscaler.Config{}
-	return admissionSettings(f, docs, &a, false)
+	s, err := settingsLoader(f, nil, autoscaler.Config{}, false)(data)
+	return s.Admission, err
 }
 
 func configMap(ns, name string, data map[string]string) *corev1.ConfigMap {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,10 +18,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skiff-dev/skiff/api/config"
-	"github.com/skiff-dev/skiff/client/apiclient"
 	"github.com/skiff-dev/skiff/controlplane/autoscaler"
 	"github.com/skiff-dev/skiff/controlplane/eventing"
 	"github.com/skiff-dev/skiff/controlplane/kube"
+	"github.com/skiff-dev/skiff/controlplane/reconciler"
 	"github.com/skiff-dev/skiff/controlplane/xds"
 	"github.com/skiff-dev/skiff/eventing/broker"
 )
@@ -145,24 +143,25 @@ func newControllerCommand() *cobra.Command {
 				return fmt.Errorf("read settings: %w", err)
 			}
 			reader := &kube.SettingsReader{Client: kc, SystemNamespace: systemNS, EventingNamespace: cfg.EventingNamespace, Logger: log}
-			settings, err := clusterSettings(cmd.Context(), reader)
+			// The webhooks follow edits of the ConfigMaps (every minute); the leader's autoscaler
+			// and reconcilers as they happen (LoadSettings). All three make them with load.
+			load := settingsLoader(f, nil, a, false)
+			settings := func(ctx context.Context) (reconciler.Settings, error) {
+				data, err := reader.Read(ctx)
+				if err != nil {
+					return reconciler.Settings{}, fmt.Errorf("read settings: %w", err)
+				}
+				return load(data)
+			}
+			start, err := settings(cmd.Context())
 			if err != nil {
 				return err
 			}
-			base := a
-			if cfg.Admission, err = admissionSettings(f, settings, &a, false); err != nil {
-				return err
-			}
-			cfg.LoadSettings = settingsLoader(f, nil, base, false)
-			// The webhooks follow edits of the ConfigMaps (every minute); the leader's autoscaler
-			// and reconcilers as they happen (LoadSettings).
+			cfg.Admission, a = start.Admission, start.Autoscaler
+			cfg.LoadSettings = load
 			cfg.ReloadAdmission = func(ctx context.Context) (*config.Config, error) {
-				docs, err := clusterSettings(ctx, reader)
-				if err != nil {
-					return nil, err
-				}
-				engine := a
-				return admissionSettings(f, docs, &engine, false)
+				s, err := settings(ctx)
+				return s.Admission, err
 			}
 			cfg.ProxyStatsURLs, _ = f.GetStringArray("proxy-stats")
 			cfg.Autoscaler, cfg.StatSource = &a, source
@@ -290,45 +289,4 @@ func controllerTLS(f *pflag.FlagSet) (*kube.TLSConfig, error) {
 	t.ControllerNames, _ = f.GetStringSlice("tls-controller-names")
 	t.ExtProcNames, _ = f.GetStringSlice("tls-extproc-names")
 	return t, nil
-}
-
-// clusterSettings reads the ConfigMaps of config.Names (config-features, config-defaults,
-// config-autoscaler, config-br-defaults) from the system namespace, as Knative reads its own
-// from knative-serving, and Eventing's config-features from Eventing's namespace, as
-// documents admissionSettings reads; missing ones are Knative's defaults.
-func clusterSettings(ctx context.Context, r *kube.SettingsReader) ([]apiclient.Document, error) {
-	data, err := r.Read(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read settings: %w", err)
-	}
-	var docs []apiclient.Document
-	for _, name := range config.Names {
-		if d, ok := data[name]; ok {
-			doc, err := configMapDocument(r.SystemNamespace, name, nil, d)
-			if err != nil {
-				return nil, err
-			}
-			docs = append(docs, doc)
-		}
-	}
-	if d, ok := data[config.EventingFeaturesKey]; ok {
-		// The label keys it as Eventing's (ConfigMap.Key) whatever --eventing-system-namespace is.
-		ns := cmp.Or(r.EventingNamespace, config.EventingNamespace)
-		doc, err := configMapDocument(ns, config.FeaturesConfigName, map[string]string{"knative.dev/config-category": "eventing"}, d)
-		if err != nil {
-			return nil, err
-		}
-		docs = append(docs, doc)
-	}
-	return docs, nil
-}
-
-// configMapDocument is a ConfigMap as a JSON document.
-func configMapDocument(ns, name string, labels, data map[string]string) (apiclient.Document, error) {
-	b, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-		"metadata": map[string]any{"name": name, "namespace": ns, "labels": labels}, "data": data})
-	if err != nil {
-		return apiclient.Document{}, fmt.Errorf("read settings: %w", err)
-	}
-	return apiclient.Document{Source: "ConfigMap " + ns + "/" + name, Data: b}, nil
 }

@@ -124,11 +124,13 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 	if err != nil {
 		return controlplane.Config{}, err
 	}
-	base := a
-	adm, err := admissionSettings(f, settings, &a, true)
+	load := settingsLoader(f, settingsConfigMaps(settings), a, true)
+	start, err := load(nil)
 	if err != nil {
 		return controlplane.Config{}, err
 	}
+	adm := start.Admission
+	a = start.Autoscaler
 	stats, _ := f.GetStringArray("proxy-stats") // `skiff controlplane` only
 	var filters []xds.WasmFilter
 	if source == autoscaler.RevisionMetrics {
@@ -183,7 +185,7 @@ func controlPlaneConfig(cmd *cobra.Command, settings []apiclient.Document) (cont
 		ProxyListenAddress: host, ProxyListenPort: port, ProxyStatsURLs: stats,
 		HTTPSListenAddress: httpsHost, HTTPSListenPort: httpsPort, LocalListenAddress: localHost, LocalListenPort: localPort,
 		SystemNamespace: get("system-namespace"),
-		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, LoadSettings: settingsLoader(f, settings, base, true), StatSource: source, WasmFilters: filters, Logger: log,
+		DrainTimeout:    drain, MaxInstances: maxInstances, Images: images, Autoscaler: &a, Admission: adm, LoadSettings: load, StatSource: source, WasmFilters: filters, Logger: log,
 		ServingNodes: serving, XDSAckTimeout: ackTimeout, ScopedRoutes: scoped,
 	}, nil
 }

@@ -58,7 +58,7 @@ func TestEventingConfigFeaturesInCluster(t *testing.T) {
 		cfg.WebhookAddress = fmt.Sprintf("127.0.0.1:%d", hookPort)
 		cfg.WebhookHosts = []string{"127.0.0.1"}
 		cfg.SystemNamespace = "skiff-system"
-		// skiff controller's reload (cmd/skiff clusterSettings) over the same reader,
+		// skiff controller's reload (cmd/skiff settingsLoader over SettingsReader.Read), over the same reader,
 		// every 200ms instead of every minute.
 		reader := &kube.SettingsReader{Client: kc, SystemNamespace: "skiff-system", Logger: cfg.Logger}
 		cfg.ReloadAdmissionInterval = 200 * time.Millisecond
