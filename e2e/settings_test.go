@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +15,9 @@ import (
 // knativeSettings makes settings from the ConfigMaps alone, over Knative's defaults (what
 // `skiff up` does with no flags; cmd/skiff's loader adds the flags and -f documents).
 func knativeSettings(data map[string]map[string]string) (reconciler.Settings, error) {
-	adm := config.Default()
-	for _, name := range append(slices.Clone(config.Names), config.EventingFeaturesKey) {
-		if d, ok := data[name]; ok {
-			if err := adm.Apply(name, d); err != nil {
-				return reconciler.Settings{}, err
-			}
-		}
+	adm, err := config.FromConfigMaps(data)
+	if err != nil {
+		return reconciler.Settings{}, err
 	}
 	as := autoscaler.DefaultConfig()
 	as.EnableScaleToZero = adm.Autoscaler.EnableScaleToZero

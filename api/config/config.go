@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/skiff-dev/skiff/api/autoscaling"
 )
@@ -34,6 +35,24 @@ func Default() *Config {
 // Names are the ConfigMaps Skiff reads from its system namespace, in the order they are
 // applied; Eventing's config-features (EventingFeaturesKey) is read from EventingNamespace.
 var Names = []string{FeaturesConfigName, DefaultsConfigName, autoscaling.ConfigName, BrokersConfigName}
+
+// Keys are how Skiff keys the ConfigMaps it reads (SettingsKey: config.Names, then Eventing's
+// config-features), in the order they are applied.
+func Keys() []string { return append(slices.Clone(Names), EventingFeaturesKey) }
+
+// FromConfigMaps is Knative's defaults with each ConfigMap's data (by SettingsKey) applied
+// over them, in Keys' order; the error names the ConfigMap and its bad key.
+func FromConfigMaps(data map[string]map[string]string) (*Config, error) {
+	c := Default()
+	for _, key := range Keys() {
+		if d, ok := data[key]; ok {
+			if err := c.Apply(key, d); err != nil {
+				return nil, fmt.Errorf("ConfigMap %s: %w", key, err)
+			}
+		}
+	}
+	return c, nil
+}
 
 // IsConfigMap reports whether name is one of the ConfigMaps Skiff reads.
 func IsConfigMap(name string) bool {

@@ -83,3 +83,22 @@ func TestEventingFeaturesKey(t *testing.T) {
 		}
 	}
 }
+
+// TestFromConfigMaps: every ConfigMap Skiff reads, by its key, over Knative's defaults; a bad
+// value names the ConfigMap and the key.
+func TestFromConfigMaps(t *testing.T) {
+	c, err := FromConfigMaps(map[string]map[string]string{
+		FeaturesConfigName:  {"tag-header-based-routing": "Enabled"},
+		EventingFeaturesKey: {"delivery-retryafter": "enabled"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Features.TagHeaderBasedRouting != Enabled || !c.EventingFeatures.IsEnabled(EventingDeliveryRetryAfter) || c.Defaults.RevisionTimeoutSeconds != 300 {
+		t.Errorf("settings %+v %+v %+v", c.Features, c.EventingFeatures, c.Defaults)
+	}
+	if _, err := FromConfigMaps(map[string]map[string]string{DefaultsConfigName: {"revision-timeout-seconds": "soon"}}); err == nil ||
+		!strings.Contains(err.Error(), "config-defaults") || !strings.Contains(err.Error(), "revision-timeout-seconds") {
+		t.Errorf("a bad revision-timeout-seconds: %v, want an error naming config-defaults and the key", err)
+	}
+}

@@ -57,7 +57,7 @@ func settingsConfigMaps(docs []apiclient.Document) []settingsConfigMap {
 // config.SettingsKey), in the order they are applied.
 func foundConfigMaps(data map[string]map[string]string) []settingsConfigMap {
 	var out []settingsConfigMap
-	for _, key := range append(slices.Clone(config.Names), config.EventingFeaturesKey) {
+	for _, key := range config.Keys() {
 		if d, ok := data[key]; ok {
 			out = append(out, settingsConfigMap{key: key, source: "ConfigMap " + key, data: d})
 		}

@@ -67,20 +67,12 @@ func TestEventingConfigFeaturesInCluster(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			adm := config.Default()
-			for key, d := range data {
-				if err := adm.Apply(key, d); err != nil {
-					return nil, err
-				}
-			}
-			return adm, nil
+			return config.FromConfigMaps(data)
 		}
 		cfg.LoadSettings = func(data map[string]map[string]string) (reconciler.Settings, error) {
-			adm := config.Default()
-			for key, d := range data {
-				if err := adm.Apply(key, d); err != nil {
-					return reconciler.Settings{}, err
-				}
+			adm, err := config.FromConfigMaps(data)
+			if err != nil {
+				return reconciler.Settings{}, err
 			}
 			leaderRetryAfter.Store(adm.EventingFeatures.IsEnabled(config.EventingDeliveryRetryAfter))
 			leaderLoads.Add(1)
