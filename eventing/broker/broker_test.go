@@ -41,6 +41,23 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // start runs a broker environment on dir; it is stopped at the end of the
 // test unless stopped before.
+// recordNakDelays records each redelivery delay the dispatcher asks JetStream for; the
+// returned function lists them so far.
+func (e *testEnv) recordNakDelays() func() []time.Duration {
+	var mu sync.Mutex
+	var delays []time.Duration
+	e.srv.nakDelayed = func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		delays = append(delays, d)
+	}
+	return func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(delays)
+	}
+}
+
 func start(t testing.TB, dir string, opts Options) *testEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -314,13 +331,7 @@ func TestFanOutByFilter(t *testing.T) {
 // asked. No upper bound on the wall clock: a loaded machine may be late.
 func TestRetryWithExponentialBackoff(t *testing.T) {
 	e := start(t, t.TempDir(), Options{})
-	var delaysMu sync.Mutex
-	var delays []time.Duration
-	e.srv.nakDelayed = func(d time.Duration) {
-		delaysMu.Lock()
-		defer delaysMu.Unlock()
-		delays = append(delays, d)
-	}
+	nakDelays := e.recordNakDelays()
 	sub := newSink(t, func(w http.ResponseWriter, ev *event.Event, n int) {
 		if n <= 2 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -346,9 +357,7 @@ func TestRetryWithExponentialBackoff(t *testing.T) {
 	if len(at) != 3 {
 		t.Fatalf("%d attempts, want 3", len(at))
 	}
-	delaysMu.Lock()
-	asked := slices.Clone(delays)
-	delaysMu.Unlock()
+	asked := nakDelays()
 	if want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond}; !slices.Equal(asked, want) {
 		t.Errorf("waits asked of JetStream %v, want %v", asked, want)
 	}

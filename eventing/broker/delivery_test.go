@@ -80,13 +80,7 @@ func TestRetryWaitWithRetryAfter(t *testing.T) {
 // a 429 wait what Retry-After asked, capped at retryAfterMax.
 func TestDeliveryFormatAndRetryAfter(t *testing.T) {
 	e := start(t, t.TempDir(), Options{})
-	var delaysMu sync.Mutex
-	var delays []time.Duration
-	e.srv.nakDelayed = func(d time.Duration) {
-		delaysMu.Lock()
-		defer delaysMu.Unlock()
-		delays = append(delays, d)
-	}
+	nakDelays := e.recordNakDelays()
 	type request struct {
 		contentType, ceID string
 		body              []byte
@@ -149,9 +143,7 @@ func TestDeliveryFormatAndRetryAfter(t *testing.T) {
 		}
 	}
 
-	delaysMu.Lock()
-	asked := slices.Clone(delays)
-	delaysMu.Unlock()
+	asked := nakDelays()
 	slices.Sort(asked)
 	// ignored: the backoff (100ms); honoured: Retry-After's 1s; capped: retryAfterMax's 2s.
 	if want := []time.Duration{100 * time.Millisecond, time.Second, 2 * time.Second}; !slices.Equal(asked, want) {
