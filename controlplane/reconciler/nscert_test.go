@@ -110,7 +110,6 @@ type nsCertEnv struct {
 // serving objects of one ready Route per name in routes (namespace "default").
 func newNSCertEnv(t *testing.T, netData map[string]string, routes ...string) *nsCertEnv {
 	t.Helper()
-	ctx := context.Background()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -124,18 +123,7 @@ func newNSCertEnv(t *testing.T, netData map[string]string, routes ...string) *ns
 	for _, r := range routes {
 		objs = append(objs, tRoute(r, servingv1.TrafficTarget{ConfigurationName: "cfg", LatestRevision: ptr(true), Percent: ptr[int64](100)}))
 	}
-	for _, o := range objs {
-		status := statusOf(o)
-		if err := st.Create(ctx, o); err != nil {
-			t.Fatalf("seed %s: %v", store.KeyOf(o), err)
-		}
-		if status != nil {
-			status(o)
-			if err := st.UpdateStatus(ctx, o); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	seed(t, st, objs...)
 	e := &nsCertEnv{t: t, st: st, certs: &fakeCerts{}, proxy: &certProxy{}}
 	e.c = New(Config{Store: st, Runtime: nopRuntime{}, Proxy: e.proxy, Certificates: e.certs, Domain: "example.com",
 		SystemNamespace: DefaultSystemNamespace, Logger: slog.New(slog.DiscardHandler)})

@@ -308,12 +308,12 @@ func seed(t *testing.T, st *store.Store, objs ...store.Object) {
 	for _, o := range objs {
 		status := statusOf(o)
 		if err := st.Create(context.Background(), o); err != nil {
-			t.Fatal(err)
+			t.Fatalf("seed %s: %v", store.KeyOf(o), err)
 		}
 		if status != nil {
 			status(o)
 			if err := st.UpdateStatus(context.Background(), o); err != nil {
-				t.Fatal(err)
+				t.Fatalf("seed status %s: %v", store.KeyOf(o), err)
 			}
 		}
 	}

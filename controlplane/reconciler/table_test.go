@@ -46,18 +46,7 @@ func runTable(t *testing.T, cases []tableCase) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			for _, o := range tc.objects {
-				status := statusOf(o)
-				if err := st.Create(ctx, o); err != nil {
-					t.Fatalf("seed %s: %v", store.KeyOf(o), err)
-				}
-				if status != nil {
-					status(o)
-					if err := st.UpdateStatus(ctx, o); err != nil {
-						t.Fatalf("seed status %s: %v", store.KeyOf(o), err)
-					}
-				}
-			}
+			seed(t, st, tc.objects...)
 			if tc.before != nil {
 				tc.before(t, st)
 			}
