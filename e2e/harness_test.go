@@ -241,6 +241,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// taggedHelloYAML is Service hello at its second revision, all traffic on it, its first
+// revision kept as tag rev1 at 0%.
+func taggedHelloYAML() string {
+	return serviceYAML("hello", "two", "") + `  traffic:
+    - tag: rev1
+      revisionName: hello-00001
+      percent: 0
+    - latestRevision: true
+      percent: 100
+`
+}
+
 func serviceYAML(name, target string, extra string) string {
 	return fmt.Sprintf(`apiVersion: serving.knative.dev/v1
 kind: Service

@@ -283,13 +283,7 @@ func TestTagHeaderBasedRouting(t *testing.T) {
 	var svc servingv1.Service
 	s.apply(serviceYAML("hello", "one", ""))
 	s.waitReady("ksvc", "hello", &svc)
-	s.apply(serviceYAML("hello", "two", "") + `  traffic:
-    - tag: rev1
-      revisionName: hello-00001
-      percent: 0
-    - latestRevision: true
-      percent: 100
-`)
+	s.apply(taggedHelloYAML())
 	eventually(t, 30*time.Second, "hello-00002 serving the default host", func() bool {
 		_, r, _ := s.get(helloHost, "/")
 		return r.Revision == "hello-00002"

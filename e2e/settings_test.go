@@ -40,13 +40,7 @@ func TestSettingsFollowConfigMaps(t *testing.T) {
 	var svc servingv1.Service
 	s.apply(serviceYAML("hello", "one", ""))
 	s.waitReady("ksvc", "hello", &svc)
-	s.apply(serviceYAML("hello", "two", "") + `  traffic:
-    - tag: rev1
-      revisionName: hello-00001
-      percent: 0
-    - latestRevision: true
-      percent: 100
-`)
+	s.apply(taggedHelloYAML())
 	s.waitReady("ksvc", "hello", &svc)
 	tagged := func() echoReply { return s.echo(helloHost, map[string]string{"Knative-Serving-Tag": "rev1"}) }
 	if r := tagged(); r.Revision != "hello-00002" {
