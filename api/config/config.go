@@ -138,6 +138,41 @@ func SettingsKey(namespace, name string, labels map[string]string) string {
 	return name
 }
 
+// SettingsConfigMap is one ConfigMap a running Skiff reads its settings from, and the key
+// its data goes by (SettingsKey).
+type SettingsConfigMap struct {
+	Namespace, Name string
+	// Eventing marks Eventing's config-features, keyed EventingFeaturesKey whatever its
+	// namespace.
+	Eventing bool
+}
+
+// Key is the key of the ConfigMap's data, which has labels.
+func (s SettingsConfigMap) Key(labels map[string]string) string {
+	if s.Eventing {
+		return EventingFeaturesKey
+	}
+	return SettingsKey(s.Namespace, s.Name, labels)
+}
+
+// SettingsConfigMaps are the ConfigMaps a running Skiff reads its settings from: Names in
+// systemNS, as Knative reads its own from knative-serving, and Eventing's config-features
+// in eventingNS (default EventingNamespace) when that is another namespace (in systemNS, its
+// label tells it apart).
+func SettingsConfigMaps(systemNS, eventingNS string) []SettingsConfigMap {
+	out := make([]SettingsConfigMap, 0, len(Names)+1)
+	for _, name := range Names {
+		out = append(out, SettingsConfigMap{Namespace: systemNS, Name: name})
+	}
+	if eventingNS == "" {
+		eventingNS = EventingNamespace
+	}
+	if eventingNS != systemNS {
+		out = append(out, SettingsConfigMap{Namespace: eventingNS, Name: FeaturesConfigName, Eventing: true})
+	}
+	return out
+}
+
 // ParseConfigMap reads a JSON document as one of the ConfigMaps Skiff reads; ok is false for
 // any other document (a ConfigMap by another name included).
 func ParseConfigMap(doc []byte) (cm ConfigMap, ok bool, err error) {

@@ -37,32 +37,17 @@ type SettingsReader struct {
 // Knative's defaults.
 func (r *SettingsReader) Read(ctx context.Context) (map[string]map[string]string, error) {
 	data := map[string]map[string]string{}
-	for _, name := range config.Names {
-		cm, err := r.Client.CoreV1().ConfigMaps(r.SystemNamespace).Get(ctx, name, metav1.GetOptions{})
+	for _, src := range config.SettingsConfigMaps(r.SystemNamespace, r.EventingNamespace) {
+		cm, err := r.Client.CoreV1().ConfigMaps(src.Namespace).Get(ctx, src.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			continue
+		case src.Eventing && apierrors.IsForbidden(err):
+			r.warnOnce(src.Namespace, err)
 		case err != nil:
-			return nil, fmt.Errorf("read ConfigMap %s/%s: %w", r.SystemNamespace, name, err)
+			return nil, fmt.Errorf("read ConfigMap %s/%s: %w", src.Namespace, src.Name, err)
+		default:
+			data[src.Key(cm.Labels)] = cm.Data
 		}
-		data[config.SettingsKey(r.SystemNamespace, name, cm.Labels)] = cm.Data
-	}
-	ns := r.EventingNamespace
-	if ns == "" {
-		ns = config.EventingNamespace
-	}
-	if ns == r.SystemNamespace {
-		return data, nil // read above, keyed by its label
-	}
-	cm, err := r.Client.CoreV1().ConfigMaps(ns).Get(ctx, config.FeaturesConfigName, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case apierrors.IsForbidden(err):
-		r.warnOnce(ns, err)
-	case err != nil:
-		return nil, fmt.Errorf("read ConfigMap %s/%s: %w", ns, config.FeaturesConfigName, err)
-	default:
-		data[config.EventingFeaturesKey] = cm.Data
 	}
 	return data, nil
 }

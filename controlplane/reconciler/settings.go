@@ -58,15 +58,15 @@ func (c *Controller) loadKnativeSettings(ctx context.Context) error {
 		return nil
 	}
 	data := map[string]map[string]string{}
-	for _, k := range c.settingsKeys() {
+	for _, src := range config.SettingsConfigMaps(c.cfg.SystemNamespace, c.cfg.EventingNamespace) {
 		var cm api.ConfigMap
-		err := c.cfg.Store.Get(ctx, k, &cm)
+		err := c.cfg.Store.Get(ctx, store.Key{Kind: api.KindConfigMap, Namespace: src.Namespace, Name: src.Name}, &cm)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return err
 		default:
-			data[c.settingsKey(k, cm.Labels)] = cm.Data
+			data[src.Key(cm.Labels)] = cm.Data
 		}
 	}
 	next, err := c.cfg.LoadSettings(data)
@@ -97,31 +97,10 @@ func sameKnativeSettings(a, b Settings) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// settingsKeys are the ConfigMaps loadKnativeSettings reads: config.Names in the system
-// namespace, and Eventing's config-features in the Eventing namespace.
-func (c *Controller) settingsKeys() []store.Key {
-	keys := make([]store.Key, 0, len(config.Names)+1)
-	for _, name := range config.Names {
-		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.SystemNamespace, Name: name})
-	}
-	if c.cfg.SystemNamespace != c.cfg.EventingNamespace {
-		keys = append(keys, store.Key{Kind: api.KindConfigMap, Namespace: c.cfg.EventingNamespace, Name: config.FeaturesConfigName})
-	}
-	return keys
-}
-
-// settingsKey is how LoadSettings gets the data of the ConfigMap at k: config.SettingsKey's,
-// and config.EventingFeaturesKey for config-features in EventingNamespace, whatever its name.
-func (c *Controller) settingsKey(k store.Key, labels map[string]string) string {
-	if k.Namespace == c.cfg.EventingNamespace && k.Name == config.FeaturesConfigName {
-		return config.EventingFeaturesKey
-	}
-	return config.SettingsKey(k.Namespace, k.Name, labels)
-}
-
 // isKnativeSettings reports whether key is one of the ConfigMaps loadKnativeSettings reads.
 func (c *Controller) isKnativeSettings(key store.Key) bool {
-	return slices.Contains(c.settingsKeys(), key)
+	return key.Kind == api.KindConfigMap && slices.ContainsFunc(config.SettingsConfigMaps(c.cfg.SystemNamespace, c.cfg.EventingNamespace),
+		func(src config.SettingsConfigMap) bool { return src.Namespace == key.Namespace && src.Name == key.Name })
 }
 
 // SettingsConfigMapCheck returns the admission check of the local API for config.Names'
