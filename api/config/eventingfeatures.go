@@ -89,13 +89,16 @@ func (e *EventingFeatures) Apply(data map[string]string) (warnings []string) {
 			continue
 		}
 		key := strings.TrimSpace(k)
-		switch {
-		case matchFold(v, Enabled, Disabled, Allowed):
-			e.Flags[key] = matchFlag(v, Enabled, Disabled, Allowed)
-		case key == EventingTransportEncryption && matchFold(v, "Permissive", "Strict"):
-			e.Flags[key] = matchFlag(v, "Permissive", "Strict")
-		case key == EventingAuthorizationMode && matchFold(v, "Allow-All", "Deny-All", "Allow-Same-Namespace"):
-			e.Flags[key] = matchFlag(v, "Allow-All", "Deny-All", "Allow-Same-Namespace")
+		choices := []Flag{Enabled, Disabled, Allowed}
+		switch key {
+		case EventingTransportEncryption:
+			choices = append(choices, "Permissive", "Strict")
+		case EventingAuthorizationMode:
+			choices = append(choices, "Allow-All", "Deny-All", "Allow-Same-Namespace")
+		}
+		switch f := matchFlag(v, choices...); {
+		case f != "":
+			e.Flags[key] = f
 		case strings.Contains(k, EventingNodeSelectorPrefix) || key == EventingOIDCDiscoveryURL:
 			e.Flags[key] = Flag(v)
 		default:
@@ -103,24 +106,27 @@ func (e *EventingFeatures) Apply(data map[string]string) (warnings []string) {
 			warnings = append(warnings, fmt.Sprintf("%s: unknown feature flag value %q", k, v))
 			continue
 		}
-		if e.Flags[key] != Disabled && !slices.Contains(EventingImplemented, key) && isKnownEventingFlag(key) {
-			if key == EventingAuthorizationMode || e.Flags[key] == Enabled || e.Flags[key] == "Permissive" || e.Flags[key] == "Strict" {
-				if key != EventingAuthorizationMode || e.Flags[key] != "Allow-Same-Namespace" {
-					warnings = append(warnings, fmt.Sprintf("%s: %s is not implemented by Skiff, which behaves as if it were at Knative's default", key, e.Flags[key]))
-				}
-			}
+		if turnsOnUnimplemented(key, e.Flags[key]) {
+			warnings = append(warnings, fmt.Sprintf("%s: %s is not implemented by Skiff, which behaves as if it were at Knative's default", key, e.Flags[key]))
 		}
 	}
 	return warnings
 }
 
-func isKnownEventingFlag(key string) bool {
-	_, ok := DefaultEventingFeatures().Flags[key]
-	return ok && key != EventingOIDCDiscoveryURL && key != EventingRequestReplyTimeout
-}
-
-func matchFold(v string, flags ...Flag) bool {
-	return matchFlag(v, flags...) != ""
+// turnsOnUnimplemented reports whether v, read for key, turns on one of Knative's Eventing
+// features that Skiff does not act on.
+func turnsOnUnimplemented(key string, v Flag) bool {
+	switch key {
+	case EventingOIDCDiscoveryURL, EventingRequestReplyTimeout:
+		return false // values, not features
+	}
+	def, known := DefaultEventingFeatures().Flags[key]
+	if !known || slices.Contains(EventingImplemented, key) {
+		return false
+	}
+	// Allowed lets fields through without turning a feature on; for the authorization mode
+	// it is no mode at all.
+	return v != Disabled && v != def && (v != Allowed || key == EventingAuthorizationMode)
 }
 
 func matchFlag(v string, flags ...Flag) Flag {

@@ -102,3 +102,31 @@ func TestFromConfigMaps(t *testing.T) {
 		t.Errorf("a bad revision-timeout-seconds: %v, want an error naming config-defaults and the key", err)
 	}
 }
+
+// TestEventingFeaturesWarnings pins which values warn that Skiff does not act on a feature:
+// those that turn it on, for each kind of flag.
+func TestEventingFeaturesWarnings(t *testing.T) {
+	for _, c := range []struct {
+		key, value string
+		warn       bool
+	}{
+		{"eventtype-auto-create", "enabled", true},
+		{"eventtype-auto-create", "allowed", false},
+		{"eventtype-auto-create", "disabled", false},
+		{"transport-encryption", "permissive", true},
+		{"transport-encryption", "allowed", false},
+		{"default-authorization-mode", "allow-all", true},
+		{"default-authorization-mode", "deny-all", true},
+		{"default-authorization-mode", "allow-same-namespace", false},
+		{"default-authorization-mode", "disabled", false},
+		{"default-authorization-mode", "allowed", true},
+		{"delivery-retryafter", "enabled", false}, // implemented
+		{"oidc-discovery-base-url", "https://example.com", false},
+		{"my-own-flag", "enabled", false}, // not Knative's
+	} {
+		got := DefaultEventingFeatures().Apply(map[string]string{c.key: c.value})
+		if warned := len(got) == 1 && strings.Contains(got[0], "not implemented"); warned != c.warn || (!c.warn && len(got) != 0) {
+			t.Errorf("%s: %s warned %q, want a not-implemented warning: %v", c.key, c.value, got, c.warn)
+		}
+	}
+}
