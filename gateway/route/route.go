@@ -684,7 +684,7 @@ func compileHeaderMatcher(h *routev3.HeaderMatcher) (headerMatcher, error) {
 		}
 		hm.str = re.MatchString
 	case *routev3.HeaderMatcher_StringMatch:
-		f, err := stringMatcher(s.StringMatch)
+		f, err := StringMatcher(s.StringMatch)
 		if err != nil {
 			return hm, err
 		}
@@ -695,7 +695,9 @@ func compileHeaderMatcher(h *routev3.HeaderMatcher) (headerMatcher, error) {
 	return hm, nil
 }
 
-func stringMatcher(sm *matcherv3.StringMatcher) (func(string) bool, error) {
+// StringMatcher compiles Envoy's StringMatcher: exact, prefix, suffix or contains, each with
+// ignore_case, or safe_regex, which must match the whole value (and ignores ignore_case).
+func StringMatcher(sm *matcherv3.StringMatcher) (func(string) bool, error) {
 	fold := sm.GetIgnoreCase()
 	norm := func(s string) string {
 		if fold {
@@ -719,7 +721,7 @@ func stringMatcher(sm *matcherv3.StringMatcher) (func(string) bool, error) {
 	case *matcherv3.StringMatcher_SafeRegex:
 		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("safe_regex %q: %w", p.SafeRegex.GetRegex(), err)
 		}
 		return re.MatchString, nil
 	default:

@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 
 	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
@@ -36,6 +35,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skiff-dev/skiff/gateway/filter"
+	"github.com/skiff-dev/skiff/gateway/route"
 	"github.com/skiff-dev/skiff/gateway/stats"
 )
 
@@ -311,41 +311,23 @@ func (c *compiler) single(sp *xdsmatcherv3.Matcher_MatcherList_Predicate_SingleP
 	}, nil
 }
 
-// stringMatcher compiles an xds StringMatcher: safe_regex must match the whole value.
+// stringMatcher compiles an xds StringMatcher with the gateway's compiler of Envoy's, of
+// which it is a copy (the same fields and meanings).
 func stringMatcher(sm *xdsmatcherv3.StringMatcher) (func(string) bool, error) {
-	fold := sm.GetIgnoreCase()
+	out := &matcherv3.StringMatcher{IgnoreCase: sm.GetIgnoreCase()}
 	switch p := sm.GetMatchPattern().(type) {
 	case *xdsmatcherv3.StringMatcher_Exact:
-		if fold {
-			return func(x string) bool { return strings.EqualFold(x, p.Exact) }, nil
-		}
-		return func(x string) bool { return x == p.Exact }, nil
+		out.MatchPattern = &matcherv3.StringMatcher_Exact{Exact: p.Exact}
 	case *xdsmatcherv3.StringMatcher_Prefix:
-		if fold {
-			v := strings.ToLower(p.Prefix)
-			return func(x string) bool { return strings.HasPrefix(strings.ToLower(x), v) }, nil
-		}
-		return func(x string) bool { return strings.HasPrefix(x, p.Prefix) }, nil
+		out.MatchPattern = &matcherv3.StringMatcher_Prefix{Prefix: p.Prefix}
 	case *xdsmatcherv3.StringMatcher_Suffix:
-		if fold {
-			v := strings.ToLower(p.Suffix)
-			return func(x string) bool { return strings.HasSuffix(strings.ToLower(x), v) }, nil
-		}
-		return func(x string) bool { return strings.HasSuffix(x, p.Suffix) }, nil
+		out.MatchPattern = &matcherv3.StringMatcher_Suffix{Suffix: p.Suffix}
 	case *xdsmatcherv3.StringMatcher_Contains:
-		if fold {
-			v := strings.ToLower(p.Contains)
-			return func(x string) bool { return strings.Contains(strings.ToLower(x), v) }, nil
-		}
-		return func(x string) bool { return strings.Contains(x, p.Contains) }, nil
+		out.MatchPattern = &matcherv3.StringMatcher_Contains{Contains: p.Contains}
 	case *xdsmatcherv3.StringMatcher_SafeRegex:
-		// Envoy ignores ignore_case for safe_regex.
-		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
-		if err != nil {
-			return nil, fmt.Errorf("safe_regex %q: %w", p.SafeRegex.GetRegex(), err)
-		}
-		return re.MatchString, nil
+		out.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: p.SafeRegex.GetRegex()}}
 	default:
 		return nil, fmt.Errorf("string match %T is not supported", p)
 	}
+	return route.StringMatcher(out)
 }
