@@ -76,8 +76,9 @@ func TestRetryWaitWithRetryAfter(t *testing.T) {
 
 // TestDeliveryFormatAndRetryAfter: through the broker, a Trigger with delivery.format json
 // gets the event in structured content mode (and one with binary, or none, in binary mode,
-// as Knative's dispatcher sends them), and a Trigger with retryAfterMax has its retry after
-// a 429 wait what Retry-After asked, capped at retryAfterMax.
+// as Knative's dispatcher sends them: kncloudevents event_dispatcher_test.go
+// TestEventFormats, BinaryFormat and JsonFormat), and a Trigger with retryAfterMax has its
+// retry after a 429 wait what Retry-After asked, capped at retryAfterMax.
 func TestDeliveryFormatAndRetryAfter(t *testing.T) {
 	e := start(t, t.TempDir(), Options{})
 	nakDelays := e.recordNakDelays()
